@@ -1,0 +1,33 @@
+"""Flags every numbered script shares, so they behave alike."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from common.paths import REPO_ROOT, PipelinePaths
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def add_common_args(parser: argparse.ArgumentParser, batch_size: int | None = None) -> None:
+    """--root --device --seed --limit --overwrite -v/-q (and --batch-size when given)."""
+    parser.add_argument("--root", type=Path, default=REPO_ROOT,
+                        help="root that all default input/output paths are relative to (the demo uses its own)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    if batch_size is not None:
+        parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="process at most N items (smoke runs)")
+    parser.add_argument("--overwrite", action="store_true", help="ignore finished work and redo it")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-q", "--quiet", action="store_true")
+
+
+def paths_from_args(args: argparse.Namespace) -> PipelinePaths:
+    return PipelinePaths(Path(args.root).resolve())
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    return -1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0)

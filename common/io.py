@@ -1,0 +1,134 @@
+"""Atomic writes and checked reads: a file that exists is always complete.
+
+Every output of the pipeline is written to a temporary file in the same folder, flushed,
+fsynced and then renamed over the target (``os.replace`` is atomic on POSIX), so a kill at any
+moment leaves either the old file or the new one, never a half-written one. Resume logic can
+therefore trust that an existing output is finished.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+TMP_PREFIX = ".tmp-"
+
+
+class CsvSchemaError(ValueError):
+    """A CSV lacks required columns or holds invalid rows; the message names them."""
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path | str, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def encode_image(image_u8: np.ndarray | Image.Image, suffix: str, jpeg_quality: int = 95) -> bytes:
+    """Encode an HxWx3 (or HxW) uint8 array or PIL image as PNG or JPEG bytes."""
+    image = image_u8 if isinstance(image_u8, Image.Image) else Image.fromarray(np.asarray(image_u8))
+    buffer = io.BytesIO()
+    suffix = suffix.lower().lstrip(".")
+    if suffix in ("jpg", "jpeg"):
+        image.save(buffer, format="JPEG", quality=jpeg_quality)
+    elif suffix == "png":
+        image.save(buffer, format="PNG")
+    else:
+        raise ValueError(f"unsupported image format {suffix!r}; expected jpg or png")
+    return buffer.getvalue()
+
+
+def atomic_save_image(path: Path | str, image_u8: np.ndarray | Image.Image, jpeg_quality: int = 95) -> Path:
+    """Save an image atomically; the format follows the file suffix (.jpg/.jpeg/.png)."""
+    path = Path(path)
+    return atomic_write_bytes(path, encode_image(image_u8, path.suffix, jpeg_quality))
+
+
+def atomic_save_npy(path: Path | str, array: np.ndarray) -> Path:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_torch_save(path: Path | str, obj: Any) -> Path:
+    """``torch.save`` through a temp file; the object must be plain (weights_only-loadable)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_write_csv(path: Path | str, frame: Any, columns: Sequence[str] | None = None) -> Path:
+    """Write a pandas DataFrame as CSV atomically; ``columns`` fixes the leading column order."""
+    if columns is not None:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise CsvSchemaError(f"cannot write {path}: missing columns {missing}")
+        extra = [c for c in frame.columns if c not in columns]
+        frame = frame[list(columns) + extra]
+    return atomic_write_text(path, frame.to_csv(index=False))
+
+
+def read_csv_checked(path: Path | str, required: Iterable[str], **kwargs: Any):
+    """Read a CSV with pandas and fail with a plain message if required columns are missing."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV not found: {path}")
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CsvSchemaError(f"{path} is not a readable CSV: {exc}") from exc
+    required = list(required)
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise CsvSchemaError(
+            f"{path} lacks columns {missing}; expected at least {required}, found {list(frame.columns)}"
+        )
+    return frame
+
+
+def clean_stale_temp_files(folder: Path | str) -> int:
+    """Remove temp files a killed run left behind; returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for tmp in folder.glob(TMP_PREFIX + "*"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

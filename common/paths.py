@@ -1,0 +1,86 @@
+"""Every contract path of the pipeline (``shared/docs/pipeline.md``), resolved from a root.
+
+The root is the repository root by default, never the current working directory. The demo
+passes its own root so that it never touches real outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+PROPERTY_NAMES: tuple[str, ...] = ("eyes", "hair_color", "hair_length", "mouth", "face_pose")
+"""The five core properties, in the spec's order (the order of the condition vector)."""
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class PipelinePaths:
+    """All step inputs and outputs below one root (the repository, or a demo folder)."""
+
+    root: Path = REPO_ROOT
+
+    # step 1
+    @property
+    def stylegan_checkpoint(self) -> Path:
+        return self.root / "stylegan" / "stylegan_model.pth"
+
+    @property
+    def generated_dir(self) -> Path:
+        return self.root / "stylegan" / "synthesize_results"
+
+    # steps 2-4
+    @property
+    def hand_labels_csv(self) -> Path:
+        return self.root / "gender_cnn" / "hand_labels.csv"
+
+    @property
+    def cnn_models_dir(self) -> Path:
+        return self.root / "gender_cnn" / "models"
+
+    @property
+    def cnn_logs_dir(self) -> Path:
+        return self.root / "gender_cnn" / "logs"
+
+    @property
+    def quality_gender_csv(self) -> Path:
+        return self.root / "gender_cnn" / "all_image_quality_and_gender.csv"
+
+    @property
+    def filtered_dir(self) -> Path:
+        return self.root / "stylegan" / "synthesize_results_filtered"
+
+    # steps 5-6
+    @property
+    def segmentation_checkpoint(self) -> Path:
+        return self.root / "segmentation" / "models" / "segmentation_model.pt"
+
+    @property
+    def segmentation_dir(self) -> Path:
+        return self.root / "segmentation" / "segmentation_results"
+
+    @property
+    def property_scores_dir(self) -> Path:
+        return self.root / "segmentation" / "property_score_results"
+
+    @property
+    def all_scores_csv(self) -> Path:
+        return self.property_scores_dir / "all_scores.csv"
+
+    @property
+    def normalization_json(self) -> Path:
+        return self.property_scores_dir / "normalization.json"
+
+    # steps 7-9
+    @property
+    def finetuned_dir(self) -> Path:
+        return self.root / "stylegan" / "finetuned"
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.finetuned_dir / "evaluation"
+
+
+DEFAULT_PATHS = PipelinePaths()
