@@ -45,6 +45,11 @@ class PipelinePaths:
         return self.root / "gender_cnn" / "logs"
 
     @property
+    def oof_predictions_csv(self) -> Path:
+        """Out-of-fold CNN predictions for the hand-labelled images (labeller's mistake review)."""
+        return self.cnn_logs_dir / "oof_predictions.csv"
+
+    @property
     def quality_gender_csv(self) -> Path:
         return self.root / "gender_cnn" / "all_image_quality_and_gender.csv"
 
