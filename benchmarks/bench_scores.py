@@ -1,0 +1,102 @@
+"""Property-scoring throughput (step 6) on one CPU core: images/s of raw_scores().
+
+The maps are realistic synthetic faces (skin ellipse, hair above and down the sides, brows,
+eyes, a tilted nose, lips and an open or closed mouth) with random geometry, plus random RGB
+crops. Only scoring is timed (no PNG decoding). Writes JSON under benchmarks/results/.
+
+    python benchmarks/bench_scores.py [--images 500] [--repeats 5]
+"""
+from __future__ import annotations
+
+import sys, pathlib  # noqa: E401
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from segmentation.labels import FaceLabel  # noqa: E402
+from segmentation.property_scores import background_scores, raw_scores  # noqa: E402
+
+SIZE = 224
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _ellipse(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float,
+             angle: float = 0.0) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    dy, dx = yy - cy, xx - cx
+    u, v = dx * c + dy * s, -dx * s + dy * c
+    return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
+
+
+def synthetic_face(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One realistic (parsing uint8 [224,224], face uint8 [224,224,3]) pair."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
+    p = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    cx = 112 + rng.normal(0, 4)
+    # hair: a big ellipse behind the head, sometimes reaching the bottom row
+    p[_ellipse(yy, xx, 100 + rng.normal(0, 5), cx, rng.uniform(90, 140), rng.uniform(85, 105))] = FaceLabel.HAIR
+    p[_ellipse(yy, xx, 125, cx, 82, 62)] = FaceLabel.SKIN
+    for side, brow, eye in ((-1, FaceLabel.LEFT_BROW, FaceLabel.LEFT_EYE), (1, FaceLabel.RIGHT_BROW, FaceLabel.RIGHT_EYE)):
+        ex = cx + side * 28
+        p[_ellipse(yy, xx, 92, ex, 4, 15)] = brow
+        p[_ellipse(yy, xx, 106 + rng.normal(0, 2), ex, rng.uniform(2, 8), 12)] = eye
+    p[_ellipse(yy, xx, 132, cx, 20, 9, angle=rng.normal(0, 0.2))] = FaceLabel.NOSE
+    opening = rng.uniform(0, 8)
+    p[_ellipse(yy, xx, 160, cx, 5, 22)] = FaceLabel.UPPER_LIP
+    p[_ellipse(yy, xx, 166 + opening, cx, 5, 22)] = FaceLabel.LOWER_LIP
+    if opening > 2:
+        p[_ellipse(yy, xx, 163 + opening / 2, cx, opening / 2, 16)] = FaceLabel.INNER_MOUTH
+    face = rng.integers(0, 256, size=(SIZE, SIZE, 3), dtype=np.uint8)
+    return p, face
+
+
+def _rate(fn, pairs: list[tuple[np.ndarray, np.ndarray]], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for parsing, face in pairs:
+            fn(parsing, face)
+        best = min(best, time.perf_counter() - start)
+    return len(pairs) / best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes; the best one is reported")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "bench_scores.json")
+    args = parser.parse_args(argv)
+
+    rng = np.random.default_rng(args.seed)
+    pairs = [synthetic_face(rng) for _ in range(args.images)]
+    hair_fraction = float(np.mean([(p == FaceLabel.HAIR).mean() for p, _ in pairs]))
+    _rate(raw_scores, pairs[:20], 1)  # warm-up
+    result = {
+        "benchmark": "property scoring (raw_scores), numpy, one process",
+        "images": args.images,
+        "repeats": args.repeats,
+        "mean_hair_fraction": round(hair_fraction, 3),
+        "raw_scores_images_per_s": round(_rate(raw_scores, pairs, args.repeats), 1),
+        "background_scores_images_per_s": round(_rate(background_scores, pairs, args.repeats), 1),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
