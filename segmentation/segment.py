@@ -1,0 +1,295 @@
+"""Step 5: face crop + FaceXFormer parsing for a folder of images, batched, resumable, overlapped.
+
+The original reloaded the model for every image (~5 s/image). Here the model is loaded once,
+crops are made on a background thread one batch ahead of the model, PNG encoding runs on a
+small writer pool, and ``crops.csv`` only lists an image once its PNGs are complete, so a
+killed run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.images import ImageReadError, list_images, load_rgb
+from common.io import atomic_save_image, atomic_write_csv, atomic_write_json, read_csv_checked
+from segmentation.crop import FaceCrop, detect_and_crop, full_image_crop, normalize_crops
+from segmentation.labels import overlay
+
+log = logging.getLogger(__name__)
+
+CROPS_CSV = "crops.csv"
+CROPS_COLUMNS: tuple[str, ...] = ("img_name", "face_found", "x0", "y0", "x1", "y1", "prob", "crop")
+CROPS_EXTRA_COLUMNS: tuple[str, ...] = ("error",)
+CROP_MODES: tuple[str, ...] = ("mtcnn", "full")
+RUN_JSON = "segmentation_run.json"
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Step-5 settings (defaults = the CLI defaults)."""
+
+    crop: str = "mtcnn"            # mtcnn: official face crop; full: whole image resized to 224
+    batch_size: int = 8            # images per FaceXFormer forward
+    limit: int | None = None       # only the first N images of the folder (smoke runs)
+    overwrite: bool = False        # redo images that are already done
+    retry_unreadable: bool = False  # try again images whose row says they could not be read
+    trust_checkpoint: bool = False  # explicit opt-in for a checkpoint weights_only=True rejects
+    mtcnn_device: str = "cpu"      # the official demo ran MTCNN on the CPU
+    writer_threads: int = 2        # PNG encoders
+    csv_flush_seconds: float = 10.0  # rewrite crops.csv at most this often while running
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class SegmentSummary:
+    total: int = 0
+    parsed: int = 0
+    no_face: int = 0
+    unreadable: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    out_dir: Path | None = None
+    crop: str = "mtcnn"
+    device: str = "cpu"
+    checkpoint: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        done = self.parsed + self.no_face + self.unreadable
+        rate = f", {done / self.seconds:.2f} img/s" if done and self.seconds > 0 else ""
+        found = "parsed" if self.crop == "full" else "face found"
+        return (f"segmentation: {self.total} images -> {self.out_dir}: {found} {self.parsed}, "
+                f"no face {self.no_face}, unreadable {self.unreadable}, skipped (already done) {self.skipped}; "
+                f"crop={self.crop}, device={self.device}, checkpoint={self.checkpoint}; "
+                f"{self.seconds:.1f}s{rate}")
+
+
+def output_paths(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
+    """(parsing_{stem}.png, face_{stem}.png, parsing_visualization_{stem}.png)."""
+    return (out_dir / f"parsing_{stem}.png", out_dir / f"face_{stem}.png",
+            out_dir / f"parsing_visualization_{stem}.png")
+
+
+def read_crops_csv(path: Path) -> dict[str, dict[str, str]]:
+    """Existing crops.csv rows by img_name, as strings (so a rewrite keeps them byte-identical)."""
+    if not path.is_file():
+        return {}
+    frame = read_csv_checked(path, CROPS_COLUMNS, dtype=str, keep_default_na=False)
+    columns = list(CROPS_COLUMNS) + list(CROPS_EXTRA_COLUMNS)
+    return {row["img_name"]: {c: row.get(c, "") for c in columns} for row in frame.to_dict("records")}
+
+
+def write_crops_csv(path: Path, rows: dict[str, dict[str, str]]) -> None:
+    import pandas as pd
+
+    columns = list(CROPS_COLUMNS) + list(CROPS_EXTRA_COLUMNS)
+    frame = pd.DataFrame([rows[name] for name in sorted(rows)], columns=columns, dtype=str)
+    atomic_write_csv(path, frame, columns=CROPS_COLUMNS)
+
+
+def _is_done(path: Path, row: dict[str, str] | None, crop: str, out_dir: Path, retry_unreadable: bool) -> bool:
+    """Finished earlier with the same crop mode: a row, and all three PNGs if the image was parsed.
+
+    Unreadable images are done too (their row says why) unless ``retry_unreadable``: retrying them
+    on every resume would reload the 1.1 GB model for nothing.
+    """
+    if row is None or row.get("crop") != crop:
+        return False
+    if row.get("error"):
+        return not retry_unreadable
+    if row.get("face_found") != "1":
+        return True  # no face: listed, nothing to write
+    return all(p.is_file() for p in output_paths(out_dir, path.stem))
+
+
+def _row(path: Path, crop_mode: str, crop: FaceCrop | None, error: str = "") -> dict[str, str]:
+    found = crop is not None and crop.found
+    box = crop.box if found and crop.box is not None else ("", "", "", "")
+    prob = "" if not found or crop.prob is None else repr(float(crop.prob))
+    return {"img_name": path.name, "face_found": "1" if found else "0",
+            "x0": str(box[0]), "y0": str(box[1]), "x1": str(box[2]), "y1": str(box[3]),
+            "prob": prob, "crop": crop_mode, "error": error}
+
+
+@dataclass
+class _Batch:
+    paths: list[Path]
+    rows: list[dict[str, str]]
+    faces: list[np.ndarray | None]  # 224x224x3 uint8 crop per item, None if nothing to parse
+
+
+def _prepare_batch(paths: Sequence[Path], config: SegmentConfig) -> _Batch:
+    """Read and crop one batch; unreadable files become flagged rows, never an exception."""
+    images: list[np.ndarray | None] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            images.append(load_rgb(path))
+            errors.append("")
+        except ImageReadError as exc:
+            log.warning("%s", exc)
+            images.append(None)
+            errors.append(f"unreadable: {exc}".replace("\n", " "))
+    readable = [i for i, image in enumerate(images) if image is not None]
+    crops: dict[int, FaceCrop] = {}
+    if config.crop == "full":
+        crops = {i: full_image_crop(images[i]) for i in readable}
+    elif readable:
+        found = detect_and_crop([images[i] for i in readable], device=config.mtcnn_device)
+        crops = dict(zip(readable, found))
+    rows, faces = [], []
+    for i, path in enumerate(paths):
+        crop = crops.get(i)
+        rows.append(_row(path, config.crop, crop, errors[i]))
+        faces.append(crop.image if crop is not None and crop.found else None)
+    return _Batch(list(paths), rows, faces)
+
+
+def _prefetch(batches: Sequence[Sequence[Path]], config: SegmentConfig, depth: int = 2) -> Iterator[_Batch]:
+    """Yield prepared batches while the next ones are read and cropped on a background thread."""
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for paths in batches:
+                if stop.is_set():
+                    return
+                out.put(_prepare_batch(paths, config))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            out.put(exc)
+            return
+        out.put(None)
+
+    thread = threading.Thread(target=work, name="segmentation-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def _write_outputs(out_dir: Path, stem: str, face: np.ndarray, parsing: np.ndarray) -> None:
+    parsing_path, face_path, vis_path = output_paths(out_dir, stem)
+    # the map last: its presence (with the CSV row) marks the image as done
+    atomic_save_image(face_path, face)
+    atomic_save_image(vis_path, overlay(face, parsing))
+    atomic_save_image(parsing_path, parsing)
+
+
+def run_segmentation(
+    input_dir: Path,
+    checkpoint: Path,
+    out_dir: Path,
+    config: SegmentConfig = SegmentConfig(),
+    device: str | torch.device = "cpu",
+    model_loader: Callable[[], torch.nn.Module] | None = None,
+) -> SegmentSummary:
+    """Parse every image of ``input_dir`` into ``out_dir`` (see pipeline.md, step 5).
+
+    The model is loaded only if something is left to do (``model_loader`` overrides how; by
+    default :func:`segmentation.facexformer.load_facexformer` on ``checkpoint``).
+    """
+    from segmentation.facexformer import load_facexformer
+
+    start = time.perf_counter()
+    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    device = torch.device(device)
+    paths = list_images(input_dir)
+    if config.limit is not None:
+        paths = paths[: config.limit]
+    summary = SegmentSummary(total=len(paths), out_dir=out_dir, crop=config.crop, device=str(device),
+                             checkpoint=str(checkpoint))
+    csv_path = out_dir / CROPS_CSV
+    rows = {} if config.overwrite else read_crops_csv(csv_path)
+    todo = [p for p in paths if config.overwrite or not _is_done(p, rows.get(p.name), config.crop, out_dir,
+                                                                     config.retry_unreadable)]
+    summary.skipped = len(paths) - len(todo)
+    if not todo:
+        summary.seconds = time.perf_counter() - start
+        return summary
+
+    model = model_loader() if model_loader is not None else load_facexformer(
+        checkpoint, device=device, trusted=config.trust_checkpoint)
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    batches = [todo[i: i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
+    pending: list[tuple[list[dict[str, str]], list[Future]]] = []
+    last_flush = time.perf_counter()
+
+    def commit(wait_all: bool) -> None:
+        """Move rows whose PNGs are written into ``rows`` (the CSV never lists a half-written image)."""
+        while pending and (wait_all or all(f.done() for f in pending[0][1] if f is not None)):
+            batch_rows, futures = pending.pop(0)
+            for future, row in zip(futures, batch_rows):
+                if future is not None:
+                    future.result()  # a failed write raises here (disk full...): not a per-image issue
+            for row in batch_rows:
+                rows[row["img_name"]] = row
+
+    bar = tqdm(total=len(paths), initial=summary.skipped, unit="img", desc="segmentation", dynamic_ncols=True)
+    try:
+        with ThreadPoolExecutor(max_workers=config.writer_threads, thread_name_prefix="png-writer") as pool:
+            for batch in _prefetch(batches, config):
+                parse_idx = [i for i, face in enumerate(batch.faces) if face is not None]
+                futures: list[Future | None] = [None] * len(batch.paths)
+                if parse_idx:
+                    x = normalize_crops([batch.faces[i] for i in parse_idx]).to(device)
+                    maps = model.segment(x).cpu().numpy()
+                    for j, i in enumerate(parse_idx):
+                        futures[i] = pool.submit(_write_outputs, out_dir, batch.paths[i].stem, batch.faces[i], maps[j])
+                for row in batch.rows:
+                    if row["error"]:
+                        summary.unreadable += 1
+                        summary.errors.append(f"{row['img_name']}: {row['error']}")
+                    elif row["face_found"] == "1":
+                        summary.parsed += 1
+                    else:
+                        summary.no_face += 1
+                        log.info("no face found in %s", row["img_name"])
+                pending.append((batch.rows, futures))
+                commit(wait_all=False)
+                if time.perf_counter() - last_flush > config.csv_flush_seconds:
+                    write_crops_csv(csv_path, rows)
+                    last_flush = time.perf_counter()
+                bar.update(len(batch.paths))
+            commit(wait_all=True)
+    finally:
+        bar.close()
+        try:
+            commit(wait_all=False)  # on an interruption, keep what is complete
+        except Exception as exc:  # noqa: BLE001 - do not mask the error that stopped the run
+            log.error("some outputs could not be written: %s", exc)
+        write_crops_csv(csv_path, rows)
+    summary.seconds = time.perf_counter() - start
+    record = {"config": asdict(config), "input_dir": str(input_dir), "checkpoint": str(checkpoint),
+              "device": str(device), "summary": {k: v for k, v in asdict(summary).items() if k != "errors"}}
+    record["summary"]["out_dir"] = str(out_dir)
+    atomic_write_json(out_dir / RUN_JSON, record)
+    return summary
