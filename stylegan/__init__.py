@@ -1,0 +1,8 @@
+"""genforce-compatible StyleGAN (v1): networks, checkpoint loading, step-1 generation."""
+from stylegan.checkpoint import load_discriminator, load_generator, write_random_checkpoint
+from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator, postprocess_uint8
+
+__all__ = [
+    "StyleGANGenerator", "StyleGANDiscriminator", "postprocess_uint8",
+    "load_generator", "load_discriminator", "write_random_checkpoint",
+]
