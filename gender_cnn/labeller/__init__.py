@@ -1,0 +1,19 @@
+"""Step 2: the local web labeller for gender and image quality (see server.py and store.py)."""
+from __future__ import annotations
+
+from gender_cnn.labeller.server import LabellerApp, LabellerConfig, LabellerServer, create_app, make_server
+from gender_cnn.labeller.store import (
+    Label,
+    LabelStore,
+    StoreLockedError,
+    build_review_list,
+    build_sequence,
+    journal_path_for,
+    read_label_state,
+)
+
+__all__ = [
+    "Label", "LabelStore", "LabellerApp", "LabellerConfig", "LabellerServer", "StoreLockedError",
+    "build_review_list", "build_sequence", "create_app", "journal_path_for", "make_server",
+    "read_label_state",
+]
