@@ -326,6 +326,7 @@ class FaceXFormer(nn.Module):
         return token_out, image_out, hw
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
         param = self.linear_fuse.weight
         return x.to(device=param.device, dtype=param.dtype)
 
