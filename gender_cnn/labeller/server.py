@@ -228,6 +228,15 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "labeller/1"
     timeout = 60  # seconds a connection may sit idle or half-sent
+    default_request_version = "HTTP/1.0"  # error replies to garbage always carry a status line
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's parser answers a few malformed requests with 5xx; they are client errors."""
+        if code == HTTPStatus.HTTP_VERSION_NOT_SUPPORTED:
+            code, message = HTTPStatus.BAD_REQUEST, "unsupported HTTP version"
+        elif code == HTTPStatus.NOT_IMPLEMENTED:
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed"
+        super().send_error(code, message, explain)
 
     # ---- plumbing ----------------------------------------------------------------------------
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature

@@ -1,0 +1,242 @@
+"""Labeller HTTP server on 127.0.0.1 (in a thread): API, path traversal, malformed requests."""
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import json
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from gender_cnn.labeller import LabellerConfig, create_app, make_server, read_label_state
+from gender_cnn.labeller.store import Label
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NAMES = [f"{i:06d}.jpg" for i in range(5)]
+
+
+def _make_images(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(NAMES):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(folder / name)
+    return folder
+
+
+@pytest.fixture()
+def server(tmp_path):
+    images = _make_images(tmp_path / "images")
+    (tmp_path / "secret.txt").write_text("do not serve")
+    app, _ = create_app(images, tmp_path / "labels" / "hand_labels.csv", LabellerConfig(num=4, compact_interval_s=0.2))
+    srv = make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    app.close()
+    thread.join(timeout=5)
+
+
+def _request(srv, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=10)
+    try:
+        headers = dict(headers or {})
+        conn.putrequest(method, path, skip_host="Host" in headers, skip_accept_encoding=True)
+        if body is not None and "Content-Length" not in headers:
+            headers["Content-Length"] = str(len(body))
+        for key, value in headers.items():
+            conn.putheader(key, value)
+        conn.endheaders()
+        if body is not None:
+            conn.send(body)
+        response = conn.getresponse()
+        return response.status, response.read(), response
+    finally:
+        conn.close()
+
+
+def _post(srv, path: str, obj) -> tuple[int, dict]:
+    status, data, _ = _request(srv, "POST", path, json.dumps(obj).encode(), {"Content-Type": "application/json"})
+    return status, json.loads(data)
+
+
+def test_page_state_and_images(server):
+    status, data, response = _request(server, "GET", "/")
+    assert status == 200 and b"app.js" in data
+    assert "default-src 'self'" in response.getheader("Content-Security-Policy")
+    assert _request(server, "GET", "/static/app.js")[0] == 200
+    assert _request(server, "GET", "/static/style.css")[0] == 200
+    status, data, _ = _request(server, "GET", "/api/state")
+    state = json.loads(data)
+    assert state["sequence"] == NAMES[:4] and state["resume"] == 0 and state["decided"] == 0
+    status, data, response = _request(server, "GET", "/images/" + NAMES[4])  # outside --num but in the folder
+    assert status == 200 and response.getheader("Content-Type") == "image/jpeg" and data[:2] == b"\xff\xd8"
+
+
+def test_label_undo_and_persistence(server):
+    status, body = _post(server, "/api/label", {"img": NAMES[0], "gender": 1, "quality": 1})
+    assert status == 200 and body["decided"] == 1
+    # answered only after the journal append: the on-disk state already has it
+    assert read_label_state(server.app.store.csv_path) == {NAMES[0]: Label(1, 1)}
+    status, body = _post(server, "/api/label", {"items": [{"img": NAMES[1], "gender": 0, "quality": None},
+                                                          {"img": NAMES[2], "gender": None, "quality": None}]})
+    assert status == 200 and body["decided"] == 3
+    status, body = _post(server, "/api/undo", {})
+    assert status == 200 and sorted(body["images"]) == NAMES[1:3]
+    status, body = _post(server, "/api/label", {"img": NAMES[0], "clear": True})
+    assert status == 200 and body["labels"] == {NAMES[0]: None}
+    _post(server, "/api/undo", {})
+    state = json.loads(_request(server, "GET", "/api/state")[1])
+    assert state["labels"][NAMES[0]] == {"gender": 1, "quality": 1} and state["resume"] == 1
+
+
+@pytest.mark.parametrize("path", [
+    "/images/../../etc/passwd",
+    "/images/..%2f..%2f..%2fetc%2fpasswd",
+    "/images/%2e%2e/%2e%2e/secret.txt",
+    "/images/%2e%2e%2fsecret.txt",
+    "/images/%2Fetc%2Fpasswd",
+    "/images//etc/passwd",
+    "/images/..\\secret.txt",
+    "/images/000000.jpg%00.txt",
+    "/images/%ff%fe",
+    "/images/",
+    "/static/../server.py",
+    "/static/store.py",
+    "/../../../etc/passwd",
+    "/etc/passwd",
+    "/secret.txt",
+    "/images/nothere.jpg",
+    "http://127.0.0.1/images/../secret.txt",
+])
+def test_path_traversal_refused(server, path):
+    status, data, _ = _request(server, "GET", path)
+    assert status in (400, 404)
+    assert b"do not serve" not in data and b"root:" not in data
+    assert _request(server, "GET", "/api/state")[0] == 200  # still alive
+
+
+@pytest.mark.parametrize("body,headers,expected", [
+    (b"{bad json", {"Content-Type": "application/json"}, 400),
+    (b"\xff\xfe", {"Content-Type": "application/json"}, 400),
+    (b"[1, 2]", {"Content-Type": "application/json"}, 400),
+    (b'{"img": "000000.jpg", "gender": 1, "quality": 1}', {"Content-Type": "text/plain"}, 415),
+    (b'{"img": "000000.jpg", "gender": 1, "quality": 1}', {"Content-Type": "application/json",
+                                                          "Content-Length": "abc"}, 400),
+    (b'{"img": "000000.jpg", "gender": 1, "quality": 1}', {"Content-Type": "application/json",
+                                                          "Content-Length": "-5"}, 400),
+    (b'{"img": "nope.jpg", "gender": 1, "quality": 1}', {"Content-Type": "application/json"}, 404),
+    (b'{"img": "../secret.txt", "gender": 1, "quality": 1}', {"Content-Type": "application/json"}, 404),
+    (b'{"img": ["x"], "gender": 1, "quality": 1}', {"Content-Type": "application/json"}, 404),
+    (b'{"img": "000000.jpg", "gender": 2, "quality": 1}', {"Content-Type": "application/json"}, 400),
+    (b'{"img": "000000.jpg", "gender": "1", "quality": 1}', {"Content-Type": "application/json"}, 400),
+    (b'{"img": "000000.jpg", "gender": true, "quality": 1}', {"Content-Type": "application/json"}, 400),
+    (b'{"img": "000000.jpg", "gender": 1}', {"Content-Type": "application/json"}, 400),
+    (b'{"items": []}', {"Content-Type": "application/json"}, 400),
+    (b'{"items": "000000.jpg"}', {"Content-Type": "application/json"}, 400),
+    (b'{"items": [1]}', {"Content-Type": "application/json"}, 400),
+])
+def test_malformed_label_requests_get_4xx(server, body, headers, expected):
+    status, data, _ = _request(server, "POST", "/api/label", body, headers)
+    assert status == expected, data
+    assert "error" in json.loads(data)
+    assert read_label_state(server.app.store.csv_path) == {}  # nothing was recorded
+    assert _post(server, "/api/label", {"img": NAMES[3], "gender": 0, "quality": 1})[0] == 200  # alive
+
+
+def test_huge_missing_and_chunked_bodies(server):
+    huge = b"{" + b" " * (2 << 20) + b"}"
+    status, _, _ = _request(server, "POST", "/api/label", huge[:10],
+                            {"Content-Type": "application/json", "Content-Length": str(len(huge))})
+    assert status == 413
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    conn.putrequest("POST", "/api/label")
+    conn.putheader("Content-Type", "application/json")
+    conn.endheaders()
+    assert conn.getresponse().status == 411
+    conn.close()
+    status, _, _ = _request(server, "POST", "/api/label", b"0\r\n\r\n",
+                            {"Content-Type": "application/json", "Transfer-Encoding": "chunked",
+                             "Content-Length": "5"})
+    assert status == 411
+    assert _request(server, "GET", "/api/state")[0] == 200
+
+
+def test_other_methods_routes_and_hosts(server):
+    assert _request(server, "PUT", "/api/label", b"{}", {"Content-Type": "application/json"})[0] == 405
+    assert _request(server, "DELETE", "/api/state")[0] == 405
+    assert _request(server, "POST", "/api/nothing", b"{}", {"Content-Type": "application/json"})[0] == 404
+    assert _request(server, "GET", "/api/state", headers={"Host": "evil.example:80"})[0] == 403
+    assert _request(server, "GET", "/api/state", headers={"Host": "localhost:1234"})[0] == 200
+
+
+def test_garbage_request_lines(server):
+    for raw in (b"GARBAGE\r\n\r\n", b"GET /x HTTP/9.9\r\n\r\n", b"FROB / HTTP/1.1\r\n\r\n", b"POST /api/label\r\n\r\n",
+                b"GET " + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+                b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 40):
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_WR)  # EOF: the server must answer what it got
+            reply = sock.recv(200)
+        assert reply == b"" or reply.startswith((b"HTTP/1.0 4", b"HTTP/1.1 4")), reply
+    assert _request(server, "GET", "/api/state")[0] == 200
+
+
+def test_uncertainty_order_and_review_list(tmp_path):
+    images = _make_images(tmp_path / "images")
+    csv = tmp_path / "hand_labels.csv"
+    csv.write_text("img_name,gender,quality,labeller\n000000.jpg,1,1,hand\n000001.jpg,0,1,hand\n")
+    scores = tmp_path / "all.csv"
+    pd.DataFrame({"img_name": NAMES, "gender_score": [1, 0, 0.9, 0.45, 0.1],
+                  "quality_score": [1, 1, 0.95, 0.9, 0.6],
+                  "source": ["hand", "hand", "cnn", "cnn", "cnn"]}).to_csv(scores, index=False)
+    oof = tmp_path / "oof.csv"
+    pd.DataFrame({"img_name": [NAMES[0], NAMES[1]], "task": ["gender", "gender"], "label": [1, 0],
+                  "oof_score": [0.1, 0.2], "fold": [0, 1]}).to_csv(oof, index=False)
+    app, _ = create_app(images, csv, LabellerConfig(num=2, order="uncertainty"), scores_csv=scores, oof_csv=oof,
+                        lock=False)
+    try:
+        state = app.state()
+        # uncertainties: 000002 -> 0.4, 000003 -> 0.05, 000004 -> 0.1 (the less certain task counts)
+        assert state["sequence"] == [NAMES[0], NAMES[1], NAMES[3], NAMES[4]]
+        assert state["resume"] == 2
+        assert [item["img"] for item in state["review"]] == [NAMES[0]]
+    finally:
+        app.close()
+    # absent model files: name order, empty review list, no error
+    app, _ = create_app(images, csv, LabellerConfig(num=3, order="uncertainty"),
+                        scores_csv=tmp_path / "none.csv", oof_csv=tmp_path / "none2.csv", lock=False)
+    try:
+        assert app.state()["sequence"] == NAMES[:2] + [NAMES[2], NAMES[3], NAMES[4]][:3]
+        assert app.state()["review"] == []
+    finally:
+        app.close()
+
+
+def _load_script():
+    path = REPO_ROOT / "stylegan_and_segmentation" / "02_label_images.py"
+    spec = importlib.util.spec_from_file_location("label_images_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_help_and_bad_input(tmp_path, capsys):
+    script = _load_script()
+    with pytest.raises(SystemExit) as exc:
+        script.main(["--help"])
+    assert exc.value.code == 0
+    assert "--order" in capsys.readouterr().out
+    assert script.main(["--images", str(tmp_path / "missing"), "--labels", str(tmp_path / "l.csv")]) == 2
+    images = _make_images(tmp_path / "images")
+    bad = tmp_path / "orig.csv"
+    bad.write_text("img_name,quality,gender\n000000.jpg,1,5\nghost.jpg,1,1\n")
+    assert script.main(["--images", str(images), "--labels", str(tmp_path / "l.csv"), "--import", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "ghost.jpg" in err and "row 1" in err
+    assert not (tmp_path / "l.csv").exists()  # nothing written on a bad import
