@@ -1,0 +1,296 @@
+"""Step 6 as a whole: score every label map of step 5, normalise, write the CSV, JSON and pictures.
+
+Reads ``parsing_{stem}.png`` + ``face_{stem}.png`` pairs (and ``crops.csv`` for file names) from
+step 5's folder and writes ``all_scores.csv``, ``normalization.json``, one contact sheet per
+property (``contact_{property}.png``: lowest, middle and highest scored faces beside their parsing
+overlays) and ``histograms.png`` (raw and normalised values of each property).
+
+Normalisation is fitted over all images, so every run recomputes the whole table (scoring is far
+cheaper than reading the PNGs); all files are written atomically and a re-run with unchanged
+inputs writes byte-identical files. A pair that cannot be read becomes a row of NaN with a flag
+(``unreadable``, ``missing_map`` or ``missing_face``), never a crash.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from common.contact_sheet import make_contact_sheet
+from common.images import ImageReadError, list_images, load_rgb
+from common.io import atomic_save_image, atomic_write_bytes, atomic_write_csv, read_csv_checked
+from common.paths import PROPERTY_NAMES
+from segmentation.labels import overlay
+from segmentation.normalize import PropertyNormalizer
+from segmentation.property_scores import background_scores, raw_scores_with_flags
+
+log = logging.getLogger(__name__)
+
+RAW_COLUMNS: tuple[str, ...] = tuple(f"raw_{name}" for name in PROPERTY_NAMES)
+SCORES_COLUMNS: tuple[str, ...] = ("img_name", *PROPERTY_NAMES, *RAW_COLUMNS, "flags")
+"""all_scores.csv columns, in the spec's order (normalised first)."""
+BACKGROUND_COLUMNS: tuple[str, ...] = ("background_mean", "background_std")
+"""Optional extra raw columns after ``flags`` (--background-scores)."""
+
+FLAG_UNREADABLE = "unreadable"
+FLAG_MISSING_MAP = "missing_map"
+FLAG_MISSING_FACE = "missing_face"
+
+PARSING_PREFIX = "parsing_"
+FACE_PREFIX = "face_"
+VISUALIZATION_PREFIX = "parsing_visualization_"
+FALLBACK_SUFFIX = ".jpg"
+"""img_name suffix when neither crops.csv nor the image folder names the file (step 1's default)."""
+
+HISTOGRAMS_NAME = "histograms.png"
+SHEET_GROUPS: tuple[str, ...] = ("lowest", "middle", "highest")
+
+ProgressFn = Callable[[Iterable[Any], int], Iterable[Any]]
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One image of step 5: its stem, CSV name and the two files it is scored from."""
+
+    stem: str
+    img_name: str
+    parsing_path: Path
+    face_path: Path
+
+
+@dataclass(frozen=True)
+class ScoreStepConfig:
+    """Settings of step 6 (paths come from common.paths via the script)."""
+
+    input_dir: Path
+    out_dir: Path
+    images_dir: Path | None = None
+    method: str = "minmax"
+    pose_scaling: str = "minmax"
+    limit: int | None = None
+    background: bool = False
+    per_group: int = 6
+    pictures: bool = True
+
+
+@dataclass
+class ScoreStepResult:
+    table: Any  # pandas DataFrame with SCORES_COLUMNS (+ background columns)
+    normalizer: PropertyNormalizer
+    flag_counts: Counter = field(default_factory=Counter)
+    no_face: int = 0
+    written: list[Path] = field(default_factory=list)
+
+
+# --- finding the inputs ------------------------------------------------------------------------
+
+def _stems_with_prefix(folder: Path, prefix: str) -> set[str]:
+    stems = set()
+    for path in folder.glob(f"{prefix}*.png"):
+        if path.name.startswith(VISUALIZATION_PREFIX) or path.name.startswith("."):
+            continue
+        stems.add(path.name[len(prefix):-len(".png")])
+    return stems
+
+
+def _names_from_crops(input_dir: Path) -> tuple[dict[str, str], set[str], int]:
+    """stem -> img_name of crops.csv, stems it says have a face, and how many have none."""
+    path = input_dir / "crops.csv"
+    if not path.is_file():
+        return {}, set(), 0
+    frame = read_csv_checked(path, ["img_name", "face_found"], dtype={"img_name": str})
+    names = {Path(name).stem: name for name in frame["img_name"]}
+    found = frame["face_found"].fillna(0).astype(int) == 1
+    with_face = {Path(name).stem for name in frame.loc[found, "img_name"]}
+    return names, with_face, int((~found).sum())
+
+
+def find_score_inputs(input_dir: Path, images_dir: Path | None = None) -> tuple[list[ScoreItem], int]:
+    """Every stem with a map, a crop or a crops.csv face, sorted; and the count of no-face images.
+
+    img_name comes from crops.csv, else from a file of that stem in ``images_dir`` (the filtered
+    folder), else stem + ``.jpg`` (step 1's default format) with a warning.
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise FileNotFoundError(f"segmentation folder not found: {input_dir} (run step 5 first)")
+    names, with_face, no_face = _names_from_crops(input_dir)
+    stems = _stems_with_prefix(input_dir, PARSING_PREFIX) | _stems_with_prefix(input_dir, FACE_PREFIX) | with_face
+    unnamed = [s for s in stems if s not in names]
+    if unnamed and images_dir is not None and Path(images_dir).is_dir():
+        for path in list_images(images_dir):
+            names.setdefault(path.stem, path.name)
+    guessed = [s for s in stems if s not in names]
+    if guessed:
+        log.warning("%d maps have no crops.csv row or source image; naming them {stem}%s",
+                    len(guessed), FALLBACK_SUFFIX)
+    items = [
+        ScoreItem(stem, names.get(stem, stem + FALLBACK_SUFFIX),
+                  input_dir / f"{PARSING_PREFIX}{stem}.png", input_dir / f"{FACE_PREFIX}{stem}.png")
+        for stem in stems
+    ]
+    items.sort(key=lambda item: (item.img_name, item.stem))
+    return items, no_face
+
+
+# --- scoring one item ---------------------------------------------------------------------------
+
+def load_pair(item: ScoreItem) -> tuple[np.ndarray, np.ndarray]:
+    """(label map uint8 [224,224], crop uint8 [224,224,3]); ImageReadError for unreadable files."""
+    try:
+        with Image.open(item.parsing_path) as image:
+            image.load()
+            mode = image.mode
+            parsing = np.asarray(image)
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"label map not found: {item.parsing_path}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"cannot read label map {item.parsing_path}: {exc}") from exc
+    if mode not in ("L", "P", "I", "I;16"):
+        raise ImageReadError(f"{item.parsing_path}: a label map must be single-channel, got mode {mode}")
+    return parsing, load_rgb(item.face_path)
+
+
+def score_item(item: ScoreItem, background: bool = False) -> tuple[dict[str, float], list[str]]:
+    """Raw scores (plus background ones if asked) and flags; NaN + a flag when files are bad."""
+    keys = list(PROPERTY_NAMES) + (list(BACKGROUND_COLUMNS) if background else [])
+    missing = [flag for flag, path in ((FLAG_MISSING_MAP, item.parsing_path), (FLAG_MISSING_FACE, item.face_path))
+               if not path.is_file()]
+    if missing:
+        log.warning("%s: %s", item.img_name, ", ".join(missing))
+        return {k: math.nan for k in keys}, missing
+    try:
+        parsing, face = load_pair(item)
+        scores, flags = raw_scores_with_flags(parsing, face)
+        if background:
+            scores.update(background_scores(parsing, face))
+    except (ImageReadError, ValueError) as exc:
+        log.warning("%s: unreadable pair, scored NaN: %s", item.img_name, exc)
+        return {k: math.nan for k in keys}, [FLAG_UNREADABLE]
+    return scores, flags
+
+
+# --- pictures -----------------------------------------------------------------------------------
+
+def select_extremes(values: Sequence[float], per_group: int) -> dict[str, list[int]]:
+    """Indices of the lowest, middle and highest non-NaN values, each group ordered by value.
+
+    With too few values for three distinct groups, one group ``all`` holds every index in order.
+    Ties keep the input order (stable sort), so the sheets are reproducible.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    valid = np.flatnonzero(~np.isnan(values))
+    order = valid[np.argsort(values[valid], kind="stable")].tolist()
+    n = len(order)
+    if n <= 3 * per_group:
+        return {"all": order} if order else {}
+    start = (n - per_group) // 2
+    return {"lowest": order[:per_group], "middle": order[start:start + per_group],
+            "highest": order[-per_group:]}
+
+
+def property_sheet(name: str, groups: dict[str, list[int]], items: Sequence[ScoreItem], normalized: np.ndarray,
+                   raw: np.ndarray, per_group: int, thumb: int = 112) -> Image.Image:
+    """Contact sheet for one property: for each chosen image its crop, then its parsing overlay."""
+    tiles, captions = [], []
+    for group, indices in groups.items():
+        for rank, i in enumerate(indices):
+            parsing, face = load_pair(items[i])
+            tiles += [face, overlay(face, parsing)]
+            label = group if rank == 0 else ""
+            captions += [f"{label} {items[i].stem}".strip(), f"{normalized[i]:.3f} raw {raw[i]:.4g}"]
+    title = f"{name}: " + " / ".join(groups) + " (rows; crop then overlay, caption = score)"
+    ncols = 2 * (per_group if "all" not in groups else min(per_group, max(1, len(tiles) // 2)))
+    return make_contact_sheet(tiles, captions, ncols=ncols, thumb=thumb, title=title)
+
+
+def histogram_png(raw: Any, normalized: Any) -> bytes:
+    """PNG bytes of a (properties x 2) grid of histograms: raw left, normalised right.
+
+    Uses matplotlib's object API on the Agg canvas (no pyplot global state, no display needed);
+    metadata without the version stamp keeps the bytes reproducible.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 2.2 * len(PROPERTY_NAMES)), dpi=80)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(PROPERTY_NAMES), 2, squeeze=False)
+    for row, name in enumerate(PROPERTY_NAMES):
+        for col, (label, values) in enumerate((("raw", raw[name]), ("normalised", normalized[name]))):
+            data = np.asarray(values, dtype=np.float64)
+            finite = data[~np.isnan(data)]
+            ax = axes[row][col]
+            if finite.size:
+                ax.hist(finite, bins=30, color="#4477aa")
+            ax.set_title(f"{name} ({label}), n={finite.size}, NaN={data.size - finite.size}", fontsize=9)
+            ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+# --- the step -----------------------------------------------------------------------------------
+
+def run_property_scores(config: ScoreStepConfig, progress: ProgressFn | None = None) -> ScoreStepResult:
+    """Score, normalise and write everything step 6 promises; returns the table and counts."""
+    import pandas as pd
+
+    items, no_face = find_score_inputs(config.input_dir, config.images_dir)
+    if config.limit is not None:
+        items = items[: max(0, config.limit)]
+    iterator: Iterable[ScoreItem] = progress(items, len(items)) if progress else items
+    rows, flag_lists = [], []
+    for item in iterator:
+        scores, flags = score_item(item, background=config.background)
+        rows.append(scores)
+        flag_lists.append(flags)
+
+    raw = pd.DataFrame(rows, columns=list(PROPERTY_NAMES) + (list(BACKGROUND_COLUMNS) if config.background else []),
+                       dtype=np.float64)
+    normalizer = PropertyNormalizer.fit(raw, method=config.method, pose_scaling=config.pose_scaling)
+    normalized = normalizer.apply(raw)
+    table = pd.DataFrame({"img_name": [item.img_name for item in items]})
+    for name in PROPERTY_NAMES:
+        table[name] = normalized[name].to_numpy()
+    for name in PROPERTY_NAMES:
+        table[f"raw_{name}"] = raw[name].to_numpy()
+    table["flags"] = [";".join(flags) for flags in flag_lists]
+    if config.background:
+        for name in BACKGROUND_COLUMNS:
+            table[name] = raw[name].to_numpy()
+
+    out = Path(config.out_dir)
+    result = ScoreStepResult(table=table, normalizer=normalizer, no_face=no_face,
+                             flag_counts=Counter(f for flags in flag_lists for f in flags))
+    result.written.append(atomic_write_csv(out / "all_scores.csv", table, columns=SCORES_COLUMNS))
+    result.written.append(normalizer.save(out / "normalization.json"))
+    if config.pictures and items:
+        for name in PROPERTY_NAMES:
+            groups = select_extremes(table[f"raw_{name}"].to_numpy(), config.per_group)
+            if not groups:
+                log.warning("no %s scores to show: every value is NaN", name)
+                continue
+            sheet = property_sheet(name, groups, items, table[name].to_numpy(), table[f"raw_{name}"].to_numpy(),
+                                   config.per_group)
+            result.written.append(atomic_save_image(out / f"contact_{name}.png", sheet))
+        png = histogram_png(raw, normalized)
+        result.written.append(atomic_write_bytes(out / HISTOGRAMS_NAME, png))
+    return result
+
+
+__all__ = [
+    "SCORES_COLUMNS", "RAW_COLUMNS", "BACKGROUND_COLUMNS", "FLAG_UNREADABLE", "FLAG_MISSING_MAP",
+    "FLAG_MISSING_FACE", "ScoreItem", "ScoreStepConfig", "ScoreStepResult",
+    "find_score_inputs", "load_pair", "score_item", "select_extremes", "property_sheet", "histogram_png",
+    "run_property_scores",
+]

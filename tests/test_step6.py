@@ -1,0 +1,176 @@
+"""Step 6 end to end on a tmp folder of synthetic maps and crops written as PNGs."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from segmentation.labels import FaceLabel as L
+from segmentation.normalize import PropertyNormalizer
+from segmentation.property_scores import raw_scores
+from segmentation.score_report import SCORES_COLUMNS, find_score_inputs, select_extremes
+
+SCRIPT = REPO_ROOT / "stylegan_and_segmentation" / "06_compute_property_scores.py"
+EXPECTED_COLUMNS = ["img_name", "eyes", "hair_color", "hair_length", "mouth", "face_pose", "raw_eyes",
+                    "raw_hair_color", "raw_hair_length", "raw_mouth", "raw_face_pose", "flags"]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("step6", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def draw(i: int) -> tuple[np.ndarray, np.ndarray]:
+    """A face whose every score depends on i (eye height, hair length/colour, mouth, nose tilt)."""
+    p = np.full((224, 224), L.SKIN, dtype=np.uint8)
+    p[0:30 + 40 * i, 20:200] = L.HAIR
+    p[100:103 + 2 * i, 60:80] = L.LEFT_EYE
+    p[100:105, 140:160] = L.RIGHT_EYE
+    for k in range(20):
+        shift = (k * (i - 2)) // 6
+        p[120 + k, 108 + shift:113 + shift] = L.NOSE
+    p[170:172, 90:130] = L.UPPER_LIP
+    if i:
+        p[172:172 + i, 95:125] = L.INNER_MOUTH
+    p[172 + i:175 + i, 90:130] = L.LOWER_LIP
+    face = np.full((224, 224, 3), 60 + 30 * i, dtype=np.uint8)
+    face[::7, ::5] = (250, 10, 10)
+    return p, face
+
+
+@pytest.fixture()
+def seg_dir(tmp_path):
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    rows = []
+    for i in range(5):
+        stem = f"{i:06d}"
+        p, face = draw(i)
+        Image.fromarray(p).save(seg / f"parsing_{stem}.png")
+        Image.fromarray(face).save(seg / f"face_{stem}.png")
+        Image.fromarray(face).save(seg / f"parsing_visualization_{stem}.png")
+        rows.append({"img_name": f"{stem}.png", "face_found": 1, "x0": 0, "y0": 0, "x1": 256, "y1": 256,
+                     "prob": 0.99, "crop": "mtcnn"})
+    (seg / "parsing_000005.png").write_bytes(b"not a png at all")  # corrupt map
+    Image.fromarray(draw(1)[1]).save(seg / "face_000005.png")
+    rows.append({"img_name": "000005.png", "face_found": 1, "x0": 0, "y0": 0, "x1": 256, "y1": 256,
+                 "prob": 0.99, "crop": "mtcnn"})
+    rows.append({"img_name": "000006.png", "face_found": 0, "x0": "", "y0": "", "x1": "", "y1": "",
+                 "prob": "", "crop": "mtcnn"})
+    pd.DataFrame(rows).to_csv(seg / "crops.csv", index=False)
+    return seg
+
+
+def run(seg, out, *extra):
+    return load_script().main(["--input", str(seg), "--out", str(out), "-q", *extra])
+
+
+def test_scores_csv_json_pictures(seg_dir, tmp_path, capsys):
+    out = tmp_path / "scores"
+    assert run(seg_dir, out) == 0
+    line = capsys.readouterr().out
+    assert "scored 6 images" in line and "unreadable 1" in line and "1 without a face" in line
+
+    table = pd.read_csv(out / "all_scores.csv")
+    table["flags"] = table["flags"].fillna("")
+    assert list(table.columns) == EXPECTED_COLUMNS == list(SCORES_COLUMNS)
+    assert table["img_name"].tolist() == [f"{i:06d}.png" for i in range(6)]
+
+    raws = [raw_scores(*draw(i)) for i in range(5)]
+    for name in PROPERTY_NAMES:
+        assert table[f"raw_{name}"].tolist()[:5] == [r[name] for r in raws], name
+    expected = PropertyNormalizer.fit({n: [r[n] for r in raws] for n in PROPERTY_NAMES}).apply(
+        {n: [r[n] for r in raws] for n in PROPERTY_NAMES})
+    for name in PROPERTY_NAMES:
+        assert table[name].tolist()[:5] == expected[name].tolist(), name
+    assert table["eyes"].tolist()[:5] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert table["face_pose"].min() == -1.0 and table["face_pose"].max() == 1.0
+
+    corrupt = table.iloc[5]
+    assert corrupt["flags"] == "unreadable"
+    assert all(math.isnan(corrupt[c]) for c in EXPECTED_COLUMNS[1:-1])
+    assert table["flags"].iloc[0] == "no_inner_mouth"  # i = 0 draws a closed mouth
+    assert (table["flags"].iloc[1:5] == "").all()
+
+    norm = json.loads((out / "normalization.json").read_text())
+    assert norm["method"] == "minmax" and norm["pose_scaling"] == "minmax"
+    assert norm["scales"]["eyes"]["min"] == 3.0 and norm["scales"]["eyes"]["max"] == 7.0  # (2 + 2i + 4) / 2
+    assert PropertyNormalizer.load(out / "normalization.json").apply(raws[2]) == {
+        n: expected[n][2] for n in PROPERTY_NAMES}
+
+    for name in PROPERTY_NAMES:
+        sheet = Image.open(out / f"contact_{name}.png")
+        assert sheet.width > 224 and sheet.height > 100
+    assert Image.open(out / "histograms.png").size[0] > 300
+
+
+def test_rerun_is_idempotent_and_options(seg_dir, tmp_path):
+    out = tmp_path / "scores"
+    assert run(seg_dir, out) == 0
+    first = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert run(seg_dir, out) == 0
+    second = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert first == second
+    assert not [n for n in second if n.startswith(".tmp")]
+
+    assert run(seg_dir, out, "--method", "zscore", "--pose-scaling", "symmetric", "--no-pictures",
+               "--background-scores", "--limit", "3") == 0
+    table = pd.read_csv(out / "all_scores.csv")
+    assert list(table.columns) == EXPECTED_COLUMNS + ["background_mean", "background_std"]
+    assert len(table) == 3
+    assert table["eyes"].tolist() == [-1.0, 0.0, 1.0]  # raw 3, 4, 5: z-scores with ddof=1
+    pose = table["raw_face_pose"].to_numpy()
+    assert np.allclose(table["face_pose"], np.round(pose / np.abs(pose).max(), 4))
+    assert json.loads((out / "normalization.json").read_text())["method"] == "zscore"
+
+
+def test_img_name_fallbacks(tmp_path):
+    seg = tmp_path / "seg"
+    images = tmp_path / "filtered"
+    seg.mkdir()
+    images.mkdir()
+    for stem in ("a", "b"):
+        p, face = draw(1)
+        Image.fromarray(p).save(seg / f"parsing_{stem}.png")
+        Image.fromarray(face).save(seg / f"face_{stem}.png")
+    Image.fromarray(draw(1)[1]).save(seg / "face_c.png")  # crop without a map
+    Image.fromarray(draw(1)[1]).save(images / "a.jpeg")
+    items, no_face = find_score_inputs(seg, images)
+    assert [(it.stem, it.img_name) for it in items] == [("a", "a.jpeg"), ("b", "b.jpg"), ("c", "c.jpg")]
+    assert no_face == 0
+    out = tmp_path / "out"
+    assert load_script().main(["--input", str(seg), "--out", str(out), "--images", str(images), "-q"]) == 0
+    table = pd.read_csv(out / "all_scores.csv", keep_default_na=False)
+    assert table["flags"].tolist()[2] == "missing_map"
+
+
+def test_default_paths_follow_root(tmp_path, seg_dir):
+    paths = PipelinePaths(tmp_path / "root")
+    paths.segmentation_dir.parent.mkdir(parents=True)
+    seg_dir.rename(paths.segmentation_dir)
+    assert load_script().main(["--root", str(paths.root), "-q", "--no-pictures"]) == 0
+    assert paths.all_scores_csv.is_file() and paths.normalization_json.is_file()
+
+
+def test_missing_input_and_help(tmp_path, capsys):
+    assert load_script().main(["--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "run step 5 first" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        load_script().main(["--help"])
+    assert exc.value.code == 0
+
+
+def test_select_extremes():
+    values = [5.0, math.nan, 1.0, 3.0, 2.0, 4.0, 0.0, 6.0, 7.0]
+    groups = select_extremes(values, 2)
+    assert groups == {"lowest": [6, 2], "middle": [3, 5], "highest": [7, 8]}
+    assert select_extremes([2.0, math.nan, 1.0], 2) == {"all": [2, 0]}
+    assert select_extremes([math.nan], 2) == {}
