@@ -1,0 +1,249 @@
+"""Step 4: score every image (hand label first, CNN ensemble otherwise) and keep good-quality women.
+
+Precedence, per task: a decided hand label (1/0) becomes the score 1.0/0.0; an unsure or missing
+hand label is replaced by the calibrated ensemble mean. ``source`` is ``hand`` only when both
+scores come from hand labels, else ``cnn`` (the row then mixes a hand value with a CNN value when
+one task was labelled and the other left unsure). An image is kept when gender_score >= the gender
+threshold and quality_score >= the quality threshold (0.7 / 0.9 as the original). The kept folder
+is made to hold exactly the kept images (hard links where possible, else atomic copies); images
+kept by an earlier run but not now are removed, so re-running with other thresholds is exact.
+An unreadable image that needs the CNN is logged, counted and left out of the CSV and the folder.
+"""
+from __future__ import annotations
+
+import filecmp
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from common.contact_sheet import make_contact_sheet
+from common.images import ImageReadError, list_images, load_rgb
+from common.io import (
+    TMP_PREFIX,
+    atomic_save_image,
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    clean_stale_temp_files,
+)
+from gender_cnn.hand_labels import read_hand_labels
+
+logger = logging.getLogger(__name__)
+
+QUALITY_GENDER_COLUMNS: tuple[str, ...] = ("img_name", "gender_score", "quality_score", "source")
+SCORE_DECIMALS = 6
+"""Scores are rounded before thresholding, so the CSV alone reproduces every keep decision."""
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    gender_threshold: float = 0.7
+    quality_threshold: float = 0.9
+    batch_size: int = 64
+    link: bool = True  # hard-link kept images (no extra disk); False: copy them
+    sheets: bool = True
+    sheet_images: int = 48
+    workers: int = 2
+
+
+def combine_scores(names: Sequence[str], hand: pd.DataFrame | None,
+                   cnn: dict[str, dict[str, float]] | None) -> pd.DataFrame:
+    """One row per image of ``names`` with QUALITY_GENDER_COLUMNS; hand labels win per task.
+
+    ``hand``: read_hand_labels() frame (gender/quality 0/1/NaN); ``cnn``: task -> {img_name: prob}.
+    An image whose needed CNN score is missing (unreadable image, no model) gets no row.
+    """
+    cnn = cnn or {}
+    hand_by_name = {} if hand is None else hand.set_index("img_name")[["gender", "quality"]].to_dict("index")
+    rows = []
+    for name in names:
+        labels = hand_by_name.get(name, {})
+        scores, from_hand = {}, True
+        for task in ("gender", "quality"):
+            value = labels.get(task, float("nan"))
+            if value == value:  # not NaN: a decided hand label
+                scores[task] = float(value)
+            else:
+                from_hand = False
+                score = cnn.get(task, {}).get(name)
+                if score is None:
+                    break
+                scores[task] = round(float(score), SCORE_DECIMALS)
+        else:
+            rows.append({"img_name": name, "gender_score": scores["gender"],
+                         "quality_score": scores["quality"], "source": "hand" if from_hand else "cnn"})
+    return pd.DataFrame(rows, columns=list(QUALITY_GENDER_COLUMNS))
+
+
+def keep_mask(frame: pd.DataFrame, gender_threshold: float, quality_threshold: float) -> np.ndarray:
+    """gender_score >= gender_threshold and quality_score >= quality_threshold (inclusive, as specified)."""
+    return ((frame["gender_score"].to_numpy() >= gender_threshold)
+            & (frame["quality_score"].to_numpy() >= quality_threshold))
+
+
+@dataclass
+class SyncResult:
+    added: int
+    unchanged: int
+    removed: int
+
+
+def _place(src: Path, dst: Path, link: bool) -> None:
+    """Put ``src`` at ``dst`` atomically: a hard link renamed into place, else an atomic copy."""
+    if link:
+        tmp = dst.with_name(f"{TMP_PREFIX}{dst.name}.{os.getpid()}")
+        try:
+            if tmp.exists():
+                tmp.unlink()
+            os.link(src, tmp)
+            os.replace(tmp, dst)
+            return
+        except OSError as exc:  # other file system, or links unsupported
+            logger.debug("hard link %s -> %s failed (%s); copying", src, dst, exc)
+            if tmp.exists():
+                tmp.unlink()
+    atomic_write_bytes(dst, src.read_bytes())
+
+
+def sync_kept_images(src_dir: Path, dst_dir: Path, kept_names: Sequence[str], link: bool = True) -> SyncResult:
+    """Make ``dst_dir`` hold exactly the kept images (same names); other image files there are removed."""
+    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_temp_files(dst_dir)
+    kept = set(kept_names)
+    added = unchanged = removed = 0
+    for name in sorted(kept):
+        src, dst = src_dir / name, dst_dir / name
+        if dst.exists() and (os.path.samefile(src, dst) or filecmp.cmp(src, dst, shallow=False)):
+            unchanged += 1
+            continue
+        _place(src, dst, link)
+        added += 1
+    for path in list_images(dst_dir):
+        if path.name not in kept:
+            path.unlink()
+            removed += 1
+    return SyncResult(added, unchanged, removed)
+
+
+def _sheet(paths: Sequence[Path], captions: Sequence[str], title: str, out: Path) -> None:
+    images, caps = [], []
+    for path, caption in zip(paths, captions):
+        try:
+            images.append(load_rgb(path))
+            caps.append(caption)
+        except ImageReadError as exc:
+            logger.warning("contact sheet: %s", exc)
+    if images:
+        atomic_save_image(out, make_contact_sheet(images, caps, ncols=8, thumb=128, title=title), jpeg_quality=90)
+
+
+def write_contact_sheets(frame: pd.DataFrame, kept: np.ndarray, images_dir: Path, logs_dir: Path,
+                         config: FilterConfig) -> list[Path]:
+    """kept_sheet.jpg (an even sample of kept images) and near_threshold_rejected.jpg (the rejected
+    images that came closest to passing) in ``logs_dir``: the two pictures to check the thresholds."""
+    written = []
+
+    def caption(row) -> str:
+        return f"{Path(row.img_name).stem} g{row.gender_score:.2f} q{row.quality_score:.2f} {row.source[0]}"
+
+    kept_rows = frame[kept]
+    if len(kept_rows):
+        pick = np.unique(np.linspace(0, len(kept_rows) - 1, min(config.sheet_images, len(kept_rows))).astype(int))
+        sample = kept_rows.iloc[pick]
+        out = Path(logs_dir) / "kept_sheet.jpg"
+        _sheet([images_dir / n for n in sample["img_name"]], [caption(r) for r in sample.itertuples()],
+               f"kept: {len(kept_rows)} of {len(frame)} (sample; g=gender q=quality, h=hand c=cnn)", out)
+        written.append(out)
+    rejected = frame[~kept].copy()
+    if len(rejected):
+        rejected["shortfall"] = (np.maximum(0.0, config.gender_threshold - rejected["gender_score"])
+                                 + np.maximum(0.0, config.quality_threshold - rejected["quality_score"]))
+        near = rejected.sort_values(["shortfall", "img_name"], kind="mergesort").head(config.sheet_images)
+        out = Path(logs_dir) / "near_threshold_rejected.jpg"
+        _sheet([images_dir / n for n in near["img_name"]], [caption(r) for r in near.itertuples()],
+               f"rejected nearest the thresholds (gender >= {config.gender_threshold}, "
+               f"quality >= {config.quality_threshold})", out)
+        written.append(out)
+    return written
+
+
+@dataclass
+class FilterSummary:
+    total: int
+    counts: dict[str, tuple[int, int]]  # source -> (kept, total)
+    failed: dict[str, str]
+    sync: SyncResult
+    csv_path: Path
+    filtered_dir: Path
+
+    @property
+    def kept(self) -> int:
+        return sum(k for k, _ in self.counts.values())
+
+    def line(self) -> str:
+        by_source = ", ".join(f"{src} {k}/{n}" for src, (k, n) in self.counts.items())
+        return (f"kept {self.kept}/{self.total} images ({by_source} kept/total by source); "
+                f"{len(self.failed)} unreadable skipped; folder: {self.sync.added} added, "
+                f"{self.sync.unchanged} unchanged, {self.sync.removed} stale removed")
+
+
+def run_filter(images_dir: Path, labels_csv: Path | None, models_dir: Path, out_csv: Path, filtered_dir: Path,
+               logs_dir: Path, config: FilterConfig, device="cpu", limit: int | None = None,
+               show_progress: bool = True) -> FilterSummary:
+    """Step 4. Raises CheckpointError ("run step 3 first") when a needed model is missing, and
+    CsvSchemaError for a labels CSV naming unknown images or holding invalid values."""
+    from gender_cnn.predict import load_ensemble, predict_images
+
+    images_dir = Path(images_dir)
+    paths = list_images(images_dir)
+    all_names = [p.name for p in paths]
+    if limit is not None:
+        paths = paths[:limit]
+    names = [p.name for p in paths]
+    if labels_csv is not None and Path(labels_csv).is_file():
+        hand = read_hand_labels(labels_csv, known_images=all_names)
+    else:
+        logger.info("no hand labels at %s: every image is scored by the CNNs", labels_csv)
+        hand = None
+    hand_idx = (hand.set_index("img_name")[["gender", "quality"]] if hand is not None
+                else pd.DataFrame(columns=["gender", "quality"], dtype=float))
+    hand_aligned = hand_idx.reindex(names)
+    needs = {t: hand_aligned[t].isna().to_numpy() for t in ("gender", "quality")}
+    need_any = needs["gender"] | needs["quality"]
+    tasks_needed = [t for t in ("gender", "quality") if needs[t].any()]
+    ensembles = {t: load_ensemble(models_dir, t, device) for t in tasks_needed}
+    to_predict = [p for p, need in zip(paths, need_any) if need]
+    cnn: dict[str, dict[str, float]] = {t: {} for t in tasks_needed}
+    failed: dict[str, str] = {}
+    if to_predict:
+        with tqdm(total=len(to_predict), desc="CNN scoring", unit="img", disable=not show_progress) as bar:
+            result = predict_images(to_predict, ensembles, device, batch_size=config.batch_size,
+                                    workers=config.workers, on_items=bar.update)
+        for task in tasks_needed:
+            cnn[task] = dict(zip(result.names, result.scores[task].tolist()))
+        failed = result.failed
+    frame = combine_scores(names, hand, cnn)
+    frame = frame.sort_values("img_name", kind="mergesort").reset_index(drop=True)
+    atomic_write_csv(out_csv, frame, QUALITY_GENDER_COLUMNS)
+    kept = keep_mask(frame, config.gender_threshold, config.quality_threshold)
+    sync = sync_kept_images(images_dir, filtered_dir, frame["img_name"][kept].tolist(), link=config.link)
+    counts = {}
+    for source in ("hand", "cnn"):
+        sel = (frame["source"] == source).to_numpy()
+        counts[source] = (int((kept & sel).sum()), int(sel.sum()))
+    logs_dir = Path(logs_dir)
+    if config.sheets:
+        write_contact_sheets(frame, kept, images_dir, logs_dir, config)
+    atomic_write_json(logs_dir / "filter_config.json",
+                      {**asdict(config), "images": str(images_dir), "labels": str(labels_csv),
+                       "models": str(models_dir), "device": str(device), "limit": limit,
+                       "unreadable_images": failed})
+    return FilterSummary(total=len(frame), counts=counts, failed=failed, sync=sync, csv_path=Path(out_csv),
+                         filtered_dir=Path(filtered_dir))

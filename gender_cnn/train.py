@@ -1,0 +1,470 @@
+"""k-fold training of the gender and quality CNNs, out-of-fold predictions, calibration and logs.
+
+Per task: the hand-labelled images (unsure rows left out) are split into k stratified folds. Each
+fold model trains on k-1 folds, with early stopping on a stratified inner validation split of its
+training folds, so the held-out fold stays untouched and its out-of-fold (OOF) predictions are an
+honest estimate. A temperature fitted on the pooled OOF logits calibrates the probabilities (the
+filter's 0.7 / 0.9 thresholds are then real probabilities), and the threshold that maximises OOF
+accuracy is reported. Each fold is saved as soon as it is trained, so a killed run resumes at the
+next fold.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from common.images import list_images
+from common.io import atomic_torch_save, atomic_write_csv, atomic_write_json
+from gender_cnn.classifier import DEFAULT_CHANNELS, FORMAT_VERSION, SmallCNN
+from gender_cnn.data import (
+    QUALITY_REGION,
+    AugmentConfig,
+    ImageCache,
+    InputSpec,
+    augment_batch,
+    build_image_cache,
+    channel_stats,
+    default_input_spec,
+    standardize,
+    stratified_folds,
+    stratified_holdout,
+)
+from gender_cnn.hand_labels import read_hand_labels
+from gender_cnn.predict import TASKS, fold_files, load_model_file, model_logits, model_path
+
+logger = logging.getLogger(__name__)
+
+OOF_COLUMNS: tuple[str, ...] = ("img_name", "task", "label", "oof_score", "fold")
+EPOCH_COLUMNS: tuple[str, ...] = ("fold", "epoch", "train_loss", "val_loss", "val_acc", "lr", "seconds")
+FOLD_COLUMNS: tuple[str, ...] = ("fold", "accuracy", "f1", "auroc", "threshold", "n_train", "n_val",
+                                 "best_epoch", "accuracy_at_0.5", "nll", "temperature")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Numeric defaults of step 3 (the script exposes them as flags)."""
+
+    tasks: tuple[str, ...] = TASKS
+    folds: int = 5
+    epochs: int = 40
+    patience: int = 6
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    input_size: int = 128
+    quality_region: tuple[int, int, int, int] = QUALITY_REGION
+    quality_size: tuple[int, int] | None = None  # None: the region's own size (64x128)
+    channels: tuple[int, ...] = DEFAULT_CHANNELS
+    dropout: float = 0.3
+    inner_val_fraction: float = 0.15
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 0
+    workers: int = 2
+
+    def spec(self, task: str) -> InputSpec:
+        return default_input_spec(task, self.input_size, self.quality_region, self.quality_size)
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics and calibration (numpy, float64)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def binary_nll(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean binary cross-entropy of logits, computed stably (softplus form)."""
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    return float(np.mean(np.logaddexp(0.0, z) - y * z)) if len(z) else float("nan")
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """Temperature T minimising the NLL of sigmoid(logit / T) (golden-section search on log T)."""
+    z = np.asarray(logits, dtype=np.float64)
+    if len(z) == 0 or len(np.unique(labels)) < 2:
+        return 1.0
+    lo, hi = math.log(bounds[0]), math.log(bounds[1])
+    ratio = (math.sqrt(5) - 1) / 2
+
+    def loss(log_t: float) -> float:
+        return binary_nll(z / math.exp(log_t), labels)
+
+    a, b = lo, hi
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = loss(c), loss(d)
+    for _ in range(80):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = loss(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = loss(d)
+    return float(math.exp((a + b) / 2))
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with tie-averaged ranks); NaN with one class."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    start = 0
+    while start < len(scores):
+        end = start
+        while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
+            end += 1
+        ranks[order[start:end + 1]] = (start + end) / 2.0 + 1.0
+        start = end + 1
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def accuracy_f1(probs: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[float, float]:
+    """Accuracy and F1 of the positive class (woman / good) for ``probs >= threshold``."""
+    pred = np.asarray(probs) >= threshold
+    truth = np.asarray(labels).astype(bool)
+    if len(truth) == 0:
+        return float("nan"), float("nan")
+    tp = int((pred & truth).sum())
+    fp = int((pred & ~truth).sum())
+    fn = int((~pred & truth).sum())
+    acc = float((pred == truth).mean())
+    f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
+    return acc, float(f1)
+
+
+def best_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Threshold maximising accuracy (ties: the one nearest 0.5); candidates lie between scores."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if len(probs) == 0:
+        return 0.5
+    values = np.unique(probs)
+    candidates = np.concatenate([[0.5], values, [values[-1] + 1e-9]])
+    accs = np.array([accuracy_f1(probs, labels, t)[0] for t in candidates])
+    best = np.flatnonzero(accs >= accs.max() - 1e-12)
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
+
+
+# ----------------------------------------------------------------------------------------------
+# one fold
+
+
+def _fold_seed(seed: int, task: str, fold: int) -> int:
+    return int(np.random.default_rng([seed, TASKS.index(task) if task in TASKS else 9, fold]).integers(2**31))
+
+
+def train_fold(images_u8: torch.Tensor, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
+               config: TrainConfig, seed: int, device: torch.device, fold: int = 0,
+               show_progress: bool = False) -> dict:
+    """Train one model on ``train_idx``, early-stopping on ``val_idx``; returns its best state.
+
+    ``images_u8`` [N, 3, h, w] uint8 (on CPU or on ``device``), ``labels`` [N] of 0/1.
+    Returns a dict with ``state_dict`` (CPU), ``mean``/``std`` (from the training rows),
+    ``history`` (one dict per epoch) and ``best_epoch``.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    mean, std = channel_stats(images_u8[torch.as_tensor(train_idx)])
+    model = SmallCNN(config.channels, config.dropout).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.epochs))
+    y_all = torch.as_tensor(labels, dtype=torch.float32)
+    val_x = images_u8[torch.as_tensor(val_idx)]
+    val_y = y_all[torch.as_tensor(val_idx)]
+    history: list[dict] = []
+    best_loss, best_epoch, best_state, bad_epochs = math.inf, 0, None, 0
+    epochs = tqdm(range(1, config.epochs + 1), desc=f"fold {fold} epochs", leave=False, disable=not show_progress)
+    for epoch in epochs:
+        started = time.perf_counter()
+        model.train()
+        order = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=generator)]
+        total, count = 0.0, 0
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            if len(idx) < 2:  # BatchNorm needs two samples in train mode
+                continue
+            x = images_u8[idx].to(device).float().div_(255.0)
+            x = augment_batch(x, config.augment, generator)
+            x = standardize(x, mean, std)
+            y = y_all[idx].to(device)
+            loss = F.binary_cross_entropy_with_logits(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        val_logits = model_logits(model, val_x, mean, std, device).numpy()
+        val_loss = binary_nll(val_logits, val_y.numpy())
+        val_acc = accuracy_f1(_sigmoid(val_logits), val_y.numpy(), 0.5)[0]
+        history.append({"fold": fold, "epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss,
+                        "val_acc": val_acc, "lr": lr, "seconds": time.perf_counter() - started})
+        epochs.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+        if val_loss < best_loss - 1e-4:
+            best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        else:
+            bad_epochs += 1
+            if bad_epochs >= config.patience:
+                logger.debug("fold %d: early stop at epoch %d (best %d)", fold, epoch, best_epoch)
+                break
+    epochs.close()
+    assert best_state is not None
+    return {"state_dict": best_state, "mean": mean, "std": std, "history": history, "best_epoch": best_epoch}
+
+
+# ----------------------------------------------------------------------------------------------
+# one task, k folds
+
+
+def _fingerprint(task: str, names: Sequence[str], labels: np.ndarray, config: TrainConfig, n_folds: int) -> str:
+    """Hash of what decides a fold's model: labelled set, labels and settings (not the device)."""
+    payload = {
+        "task": task, "n_folds": n_folds,
+        "labels": [[n, int(v)] for n, v in zip(names, labels)],
+        "config": {k: v for k, v in asdict(config).items() if k not in ("tasks", "workers")},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TaskResult:
+    task: str
+    n_labelled: int
+    n_unsure: int
+    n_folds: int
+    trained: int
+    skipped: int
+    temperature: float
+    threshold: float
+    accuracy: float
+    f1: float
+    auroc: float
+    oof: pd.DataFrame  # OOF_COLUMNS
+    fold_metrics: pd.DataFrame  # FOLD_COLUMNS
+    epochs: pd.DataFrame  # EPOCH_COLUMNS
+
+
+def train_task(task: str, images_u8: torch.Tensor, names: Sequence[str], labels: np.ndarray,
+               config: TrainConfig, models_dir: Path, device: torch.device, overwrite: bool = False,
+               n_unsure: int = 0, progress: tqdm | None = None, show_progress: bool = False) -> TaskResult:
+    """Train (or resume) the k fold models of one task and calibrate them on the pooled OOF logits."""
+    labels = np.asarray(labels).astype(np.int64)
+    counts = {c: int((labels == c).sum()) for c in (0, 1)}
+    if min(counts.values()) < 2:
+        raise ValueError(f"task {task}: need at least 2 hand labels of each class to train, have "
+                         f"{counts[1]} positive and {counts[0]} negative (label more images in step 2)")
+    n_folds = min(config.folds, min(counts.values()))
+    if n_folds < config.folds:
+        logger.warning("task %s: only %d examples of the rarer class, using %d folds instead of %d",
+                       task, min(counts.values()), n_folds, config.folds)
+    folds = stratified_folds(labels, n_folds, config.seed)
+    fingerprint = _fingerprint(task, names, labels, config, n_folds)
+    spec = config.spec(task)
+    models_dir = Path(models_dir)
+    for fold, path in fold_files(models_dir, task).items():
+        if fold >= n_folds:  # a former run with more folds: would pollute the ensemble
+            logger.info("removing stale model %s (now %d folds)", path, n_folds)
+            path.unlink()
+    blobs: dict[int, dict] = {}
+    trained = skipped = 0
+    for fold in range(n_folds):
+        path = model_path(models_dir, task, fold)
+        if path.exists() and not overwrite:
+            blob = load_model_file(path)
+            if blob["config"].get("fingerprint") == fingerprint:
+                blobs[fold] = blob
+                skipped += 1
+                logger.info("%s fold %d: model exists, skipped (--overwrite retrains)", task, fold)
+                if progress is not None:
+                    progress.update(1)
+                continue
+            logger.info("%s fold %d: labels or settings changed since it was trained; retraining", task, fold)
+        held_out = folds == fold
+        train_rows = np.flatnonzero(~held_out)
+        inner_val = stratified_holdout(labels[train_rows], config.inner_val_fraction,
+                                       _fold_seed(config.seed, task, fold))
+        fit = train_fold(images_u8, labels, train_rows[~inner_val], train_rows[inner_val], config,
+                         _fold_seed(config.seed, task, fold), device, fold=fold, show_progress=show_progress)
+        model = SmallCNN(config.channels, config.dropout).to(device)
+        model.load_state_dict(fit["state_dict"])
+        oof_rows = np.flatnonzero(held_out)
+        oof_logits = model_logits(model, images_u8[torch.as_tensor(oof_rows)], fit["mean"], fit["std"], device)
+        blob = {
+            "format_version": FORMAT_VERSION,
+            "state_dict": fit["state_dict"],
+            "config": {
+                "task": task, "fold": fold, "n_folds": n_folds, "input": spec.to_dict(),
+                "channels": list(config.channels), "dropout": config.dropout,
+                "mean": fit["mean"], "std": fit["std"], "temperature": None, "threshold": None,
+                "fingerprint": fingerprint, "seed": config.seed, "best_epoch": fit["best_epoch"],
+                "n_train": int(len(train_rows)), "n_val": int(len(oof_rows)),
+                "n_inner_val": int(inner_val.sum()),
+            },
+            "oof": {"names": [names[i] for i in oof_rows], "labels": torch.as_tensor(labels[oof_rows]),
+                    "logits": oof_logits},
+            "history": fit["history"],
+        }
+        atomic_torch_save(path, blob)
+        blobs[fold] = blob
+        trained += 1
+        if progress is not None:
+            progress.update(1)
+    return _calibrate_and_report(task, blobs, models_dir, n_unsure, trained, skipped, n_folds)
+
+
+def _calibrate_and_report(task: str, blobs: dict[int, dict], models_dir: Path, n_unsure: int,
+                          trained: int, skipped: int, n_folds: int) -> TaskResult:
+    oof_names, oof_labels, oof_logits, oof_fold = [], [], [], []
+    for fold, blob in blobs.items():
+        oof_names += list(blob["oof"]["names"])
+        oof_labels.append(blob["oof"]["labels"].numpy())
+        oof_logits.append(blob["oof"]["logits"].numpy())
+        oof_fold += [fold] * len(blob["oof"]["names"])
+    labels = np.concatenate(oof_labels)
+    logits = np.concatenate(oof_logits).astype(np.float64)
+    fold_arr = np.asarray(oof_fold)
+    temperature = fit_temperature(logits, labels)
+    probs = _sigmoid(logits / temperature)
+    threshold = best_threshold(probs, labels)
+    for fold, blob in blobs.items():
+        cfg = blob["config"]
+        if cfg.get("temperature") != temperature or cfg.get("threshold") != threshold:
+            cfg["temperature"], cfg["threshold"] = temperature, threshold
+            atomic_torch_save(model_path(models_dir, task, fold), blob)
+    rows = []
+    for fold, blob in blobs.items():
+        sel = fold_arr == fold
+        acc, f1 = accuracy_f1(probs[sel], labels[sel], threshold)
+        cfg = blob["config"]
+        rows.append({"fold": fold, "accuracy": acc, "f1": f1, "auroc": auroc(probs[sel], labels[sel]),
+                     "threshold": threshold, "n_train": cfg["n_train"], "n_val": cfg["n_val"],
+                     "best_epoch": cfg["best_epoch"], "accuracy_at_0.5": accuracy_f1(probs[sel], labels[sel], 0.5)[0],
+                     "nll": binary_nll(logits[sel] / temperature, labels[sel]), "temperature": temperature})
+    acc, f1 = accuracy_f1(probs, labels, threshold)
+    pooled_auc = auroc(probs, labels)
+    rows.append({"fold": "all", "accuracy": acc, "f1": f1, "auroc": pooled_auc, "threshold": threshold,
+                 "n_train": "", "n_val": len(labels), "best_epoch": "",
+                 "accuracy_at_0.5": accuracy_f1(probs, labels, 0.5)[0],
+                 "nll": binary_nll(logits / temperature, labels), "temperature": temperature})
+    oof = pd.DataFrame({"img_name": oof_names, "task": task, "label": labels.astype(int),
+                        "oof_score": np.round(probs, 6), "fold": fold_arr})
+    oof = oof.sort_values("img_name", kind="mergesort").reset_index(drop=True)
+    epochs = pd.DataFrame([h for blob in blobs.values() for h in blob["history"]], columns=list(EPOCH_COLUMNS))
+    logger.info("%s: OOF accuracy %.3f (threshold %.3f), F1 %.3f, AUROC %.3f, temperature %.2f",
+                task, acc, threshold, f1, pooled_auc, temperature)
+    return TaskResult(task=task, n_labelled=len(labels), n_unsure=n_unsure, n_folds=n_folds, trained=trained,
+                      skipped=skipped, temperature=temperature, threshold=threshold, accuracy=acc, f1=f1,
+                      auroc=pooled_auc, oof=oof, fold_metrics=pd.DataFrame(rows, columns=list(FOLD_COLUMNS)),
+                      epochs=epochs)
+
+
+# ----------------------------------------------------------------------------------------------
+# the whole step
+
+
+@dataclass
+class TrainSummary:
+    results: dict[str, TaskResult]
+    n_images: int
+    failed: dict[str, str]  # unreadable images: img_name -> reason
+
+    def line(self) -> str:
+        parts = []
+        for task, r in self.results.items():
+            parts.append(f"{task}: {r.n_labelled} labelled ({r.n_unsure} unsure left out), {r.n_folds} folds "
+                         f"({r.trained} trained, {r.skipped} resumed), OOF acc {r.accuracy:.3f} "
+                         f"F1 {r.f1:.3f} AUROC {r.auroc:.3f}")
+        return "; ".join(parts) + f"; {len(self.failed)} unreadable images skipped"
+
+
+def _merge_oof(path: Path, new: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Replace the rows of the tasks trained now, keep the other task's rows from an earlier run."""
+    frames = list(new.values())
+    if path.is_file():
+        try:
+            old = pd.read_csv(path, dtype={"img_name": str, "task": str})
+            if list(old.columns[:len(OOF_COLUMNS)]) == list(OOF_COLUMNS):
+                frames.insert(0, old[~old["task"].isin(list(new))][list(OOF_COLUMNS)])
+        except (pd.errors.ParserError, pd.errors.EmptyDataError):
+            logger.warning("ignoring unreadable %s", path)
+    merged = pd.concat(frames, ignore_index=True)
+    return merged.sort_values(["task", "img_name"], kind="mergesort").reset_index(drop=True)
+
+
+def run_training(images_dir: Path, labels_csv: Path, models_dir: Path, logs_dir: Path, oof_csv: Path,
+                 config: TrainConfig, device: torch.device, overwrite: bool = False, limit: int | None = None,
+                 show_progress: bool = True) -> TrainSummary:
+    """Step 3: read labels (validated against the image folder), cache images, train every task.
+
+    Raises ``CsvSchemaError`` for a labels CSV naming unknown images or holding invalid values.
+    """
+    for task in config.tasks:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected some of {TASKS}")
+    paths = list_images(images_dir)
+    by_name = {p.name: p for p in paths}
+    labels = read_hand_labels(labels_csv, known_images=by_name)
+    labels = labels.sort_values("img_name", kind="mergesort").reset_index(drop=True)
+    wanted = labels[labels[list(config.tasks)].notna().any(axis=1)]
+    if limit is not None:
+        wanted = wanted.iloc[:limit]
+    if wanted.empty:
+        raise ValueError(f"{labels_csv} has no decided {'/'.join(config.tasks)} labels: label images in step 2")
+    specs = [config.spec(t) for t in config.tasks]
+    with tqdm(total=len(wanted), desc="loading images", unit="img", leave=False,
+              disable=not show_progress) as bar:
+        cache: ImageCache = build_image_cache([by_name[n] for n in wanted["img_name"]], specs,
+                                              workers=config.workers, on_item=lambda: bar.update(1))
+    row_of = {n: i for i, n in enumerate(cache.names)}
+    logs_dir = Path(logs_dir)
+    results: dict[str, TaskResult] = {}
+    per_task = {}
+    for task in config.tasks:
+        decided = wanted[wanted[task].notna() & wanted["img_name"].isin(row_of)]
+        n_unsure = int(wanted[task].isna().sum())
+        per_task[task] = decided
+        logger.info("%s: %d labelled images, %d unsure left out", task, len(decided), n_unsure)
+    total_folds = len(config.tasks) * config.folds
+    with tqdm(total=total_folds, desc="training folds", unit="fold", disable=not show_progress) as bar:
+        for task, spec_tensor in zip(config.tasks, cache.tensors):
+            decided = per_task[task]
+            rows = torch.as_tensor([row_of[n] for n in decided["img_name"]], dtype=torch.long)
+            images = spec_tensor[rows]
+            if device.type == "cuda":
+                images = images.to(device)  # the whole cache fits easily; no per-batch copies
+            result = train_task(task, images, list(decided["img_name"]), decided[task].to_numpy(),
+                                config, models_dir, device, overwrite=overwrite,
+                                n_unsure=int(wanted[task].isna().sum()), progress=bar,
+                                show_progress=show_progress)
+            bar.total = bar.total - (config.folds - result.n_folds)
+            results[task] = result
+            atomic_write_csv(logs_dir / f"{task}_epochs.csv", result.epochs, EPOCH_COLUMNS)
+            atomic_write_csv(logs_dir / f"{task}_folds.csv", result.fold_metrics, FOLD_COLUMNS)
+    atomic_write_csv(oof_csv, _merge_oof(Path(oof_csv), {t: r.oof for t, r in results.items()}), OOF_COLUMNS)
+    config_dict = asdict(config)
+    config_dict.update({"device": str(device), "images": str(images_dir), "labels": str(labels_csv),
+                        "limit": limit, "unreadable_images": cache.failed})
+    atomic_write_json(logs_dir / "train_config.json", config_dict)
+    return TrainSummary(results=results, n_images=len(cache.names), failed=cache.failed)
