@@ -1,0 +1,106 @@
+"""Step-1 throughput and peak memory: full 256 architecture (recipe weights), batch 1/8/32, with and without writing.
+
+Each configuration runs in its own subprocess so its peak RSS is its own. Writes JSON to
+benchmarks/results/ and prints a table. Asserts nothing; not collected by pytest.
+
+    python benchmarks/bench_generate.py --device cpu --num 32
+    python benchmarks/bench_generate.py --device cuda --num 512
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _single(args) -> dict:
+    import torch
+
+    from common.runtime import resolve_device
+    from stylegan import write_random_checkpoint
+    from stylegan.generate import GenerateConfig, latents_for, run_generate, synthesize_uint8
+    from stylegan.checkpoint import load_generator
+
+    device = resolve_device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(args.checkpoint) if args.checkpoint else write_random_checkpoint(Path(tmp) / "g.pth", resolution=256)
+        if args.write:
+            run_generate(ckpt, Path(tmp) / "warm", GenerateConfig(num=args.batch_size, batch_size=args.batch_size),
+                         device=device, progress=False)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            run_generate(ckpt, Path(tmp) / "out", GenerateConfig(num=args.num, batch_size=args.batch_size,
+                                                                 image_format=args.format),
+                         device=device, progress=False)
+        else:
+            G = load_generator(ckpt, device=device)
+            synthesize_uint8(G, latents_for(0, range(args.batch_size), 512))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for first in range(0, args.num, args.batch_size):
+                synthesize_uint8(G, latents_for(0, range(first, min(first + args.batch_size, args.num)), 512))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return {
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
+        platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size, "num": args.num, "write": args.write, "format": args.format,
+        "seconds": round(seconds, 3), "images_per_s": round(args.num / seconds, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_cuda_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--num", type=int, default=32, help="images per configuration")
+    parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--format", default="jpg")
+    parser.add_argument("--checkpoint", default=None, help="a real checkpoint instead of recipe weights")
+    parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
+    parser.add_argument("--write", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.single:
+        print(json.dumps(_single(args)))
+        return 0
+    rows = []
+    for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
+        for write in (False, True):
+            cmd = [sys.executable, __file__, "--single", "--device", args.device, "--num", str(max(args.num, batch_size)),
+                   "--batch-size", str(batch_size), "--format", args.format]
+            cmd += ["--write"] if write else []
+            cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            rows.append(json.loads(out))
+            r = rows[-1]
+            print(f"{r['device']:>6} batch {r['batch_size']:>3} write={str(r['write']):5} "
+                  f"{r['images_per_s']:8.2f} img/s  peak RSS {r['peak_rss_mb']:8.1f} MB"
+                  + (f"  peak CUDA {r['peak_cuda_mb']} MB" if r["peak_cuda_mb"] else ""), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    out_path = RESULTS / f"bench_generate_{rows[0]['device'].split(':')[0]}.json"
+    out_path.write_text(json.dumps(rows, indent=2))
+    print(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
