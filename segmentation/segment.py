@@ -227,7 +227,7 @@ def run_segmentation(
     summary = SegmentSummary(total=len(paths), out_dir=out_dir, crop=config.crop, device=str(device),
                              checkpoint=str(checkpoint))
     csv_path = out_dir / CROPS_CSV
-    rows = {} if config.overwrite else read_crops_csv(csv_path)
+    rows = read_crops_csv(csv_path)  # kept and merged, also with overwrite (other images' rows stay valid)
     todo = [p for p in paths if config.overwrite or not _is_done(p, rows.get(p.name), config.crop, out_dir,
                                                                      config.retry_unreadable)]
     summary.skipped = len(paths) - len(todo)
