@@ -1,0 +1,117 @@
+"""Fetch the checkpoints the pipeline needs (run once, on a machine with internet).
+
+* FaceXFormer (step 5): downloaded from the Hugging Face repo kartiknarayan/facexformer
+  (ckpts/model.pt, about 1.1 GB) with huggingface_hub, which resumes an interrupted download;
+  saved as segmentation/models/segmentation_model.pt; its size and sha256 are printed.
+* genforce StyleGAN celeba-partial-256x256 (steps 1, 7): genforce's official links are dead, so
+  it cannot be downloaded by this script; it explains where the file must go.
+
+Without internet it fails within seconds with a clear message (it never hangs): it honours
+HF_HUB_OFFLINE=1 and checks that the endpoint (HF_ENDPOINT, default https://huggingface.co)
+answers before starting.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common.checkpoints import FACEXFORMER, STYLEGAN_CELEBA_PARTIAL_256  # noqa: E402
+from common.paths import PipelinePaths  # noqa: E402
+
+HF_REPO = "kartiknarayan/facexformer"
+HF_FILE = "ckpts/model.pt"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+class OfflineError(RuntimeError):
+    pass
+
+
+def sha256_of(path: Path, chunk: int = 1 << 24) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_online(endpoint: str, timeout: float = 5.0) -> None:
+    """Fail fast (seconds) when offline, instead of letting the download hang on retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise OfflineError("HF_HUB_OFFLINE is set, so nothing can be downloaded")
+    url = urlparse(endpoint)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise OfflineError(f"cannot reach {endpoint} ({exc})") from exc
+
+
+def describe_file(path: Path, expected_sha: str | None, expected_size: int | None) -> str:
+    size = path.stat().st_size
+    digest = sha256_of(path)
+    notes = []
+    if expected_size and size != expected_size:
+        notes.append(f"size differs from the official {expected_size:,} bytes (an older upload?)")
+    if expected_sha and digest != expected_sha:
+        notes.append("sha256 differs from the current official file")
+    return f"{path}: {size:,} bytes, sha256 {digest}" + (f"  [warning: {'; '.join(notes)}]" if notes else "  [matches]")
+
+
+def download_facexformer(target: Path, endpoint: str) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    check_online(endpoint)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cached = Path(hf_hub_download(repo_id=HF_REPO, filename=HF_FILE, endpoint=endpoint))
+    tmp = target.with_name(".tmp-" + target.name)
+    shutil.copyfile(cached, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=PipelinePaths().root, help="repository root")
+    parser.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT))
+    parser.add_argument("--force", action="store_true", help="download again even if the file exists")
+    args = parser.parse_args(argv)
+    paths = PipelinePaths(args.root.resolve())
+
+    status = 0
+    target = paths.segmentation_checkpoint
+    if target.is_file() and not args.force:
+        print(f"FaceXFormer already present: {describe_file(target, FACEXFORMER.sha256, FACEXFORMER.size_bytes)}")
+    else:
+        print(f"downloading FaceXFormer {HF_REPO}/{HF_FILE} (about {FACEXFORMER.approx_size}) -> {target}")
+        try:
+            download_facexformer(target, args.endpoint)
+            print(f"FaceXFormer saved: {describe_file(target, FACEXFORMER.sha256, FACEXFORMER.size_bytes)}")
+        except OfflineError as exc:
+            print(f"error: no internet: {exc}.\n  Download https://huggingface.co/{HF_REPO}/blob/main/{HF_FILE} on "
+                  f"another machine and copy it to {target}.", file=sys.stderr)
+            status = 1
+        except Exception as exc:  # network/HTTP errors from huggingface_hub: say what happened, no traceback
+            print(f"error: FaceXFormer download failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            status = 1
+
+    stylegan = paths.stylegan_checkpoint
+    if stylegan.is_file():
+        print(f"StyleGAN present: {stylegan} ({stylegan.stat().st_size:,} bytes)")
+    else:
+        print(f"StyleGAN missing (cannot be downloaded automatically):\n{STYLEGAN_CELEBA_PARTIAL_256.describe()}\n"
+              f"  copy it to: {stylegan}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
