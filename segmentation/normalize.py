@@ -222,7 +222,8 @@ class PropertyNormalizer:
     def from_dict(cls, data: Mapping[str, Any]) -> PropertyNormalizer:
         version = data.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(f"normalization format_version {version!r} is not supported; expected {FORMAT_VERSION}")
+            raise ValueError(
+                f"normalization format_version {version!r} is not supported; expected {FORMAT_VERSION}")
         properties = tuple(data["properties"])
         scales = data.get("scales", {})
         missing = [p for p in properties if p not in scales]

@@ -9,7 +9,7 @@ Speed: the maps are tiny, so the cost is in how the masks are reduced. Each part
 comparison followed by a row-wise ``any`` (a few microseconds each); hair pixels are gathered
 with one ``flatnonzero``/``take`` and their median comes from a 766-bin histogram of R+G+B
 instead of a sort; the nose correlation works on the nose's bounding rows only. A map scores in
-about 0.1-0.2 ms on one core (``benchmarks/bench_scores.py``).
+about 0.2-0.3 ms on one core (``benchmarks/bench_scores.py``).
 """
 from __future__ import annotations
 
@@ -51,6 +51,11 @@ _Y0, _Y1 = EYE_ROWS
 _LX0, _LX1 = LEFT_EYE_COLS
 _RX0, _RX1 = RIGHT_EYE_COLS
 _RGB_SUM_BINS = 3 * 255 + 1
+# Plain ints: comparing an array with an IntEnum member is ~3x slower than with an int.
+_LEFT_EYE, _RIGHT_EYE = int(FaceLabel.LEFT_EYE), int(FaceLabel.RIGHT_EYE)
+_NOSE, _HAIR = int(FaceLabel.NOSE), int(FaceLabel.HAIR)
+_UPPER_LIP, _LOWER_LIP = int(FaceLabel.UPPER_LIP), int(FaceLabel.LOWER_LIP)
+_INNER_MOUTH, _BACKGROUND = int(FaceLabel.INNER_MOUTH), int(FaceLabel.BACKGROUND)
 
 
 def _check_inputs(parsing: np.ndarray, face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +99,7 @@ def _hair_color(face: np.ndarray, hair_flat: np.ndarray) -> float:
     """
     idx = np.flatnonzero(hair_flat)
     pixels = face.reshape(-1, 3).take(idx, axis=0)
-    sums = pixels[:, 0].astype(np.intp) + pixels[:, 1] + pixels[:, 2]
+    sums = pixels[:, 0].astype(np.uint16) + pixels[:, 1] + pixels[:, 2]  # <= 765: no overflow
     cumulative = np.cumsum(np.bincount(sums, minlength=_RGB_SUM_BINS))
     n = idx.size
     # value of the k-th smallest (0-based) = first bin whose cumulative count exceeds k
@@ -115,13 +120,17 @@ def _nose_pose(nose_rows: np.ndarray, parsing: np.ndarray) -> float:
     if rows.size < 2:  # no nose, or all of it in one row
         return math.nan
     r0, r1 = int(rows[0]), int(rows[-1])
-    ys, xs = np.nonzero(parsing[r0:r1 + 1] == FaceLabel.NOSE)
-    if xs.min() == xs.max():  # one column
+    block = parsing[r0:r1 + 1] == _NOSE
+    cols = np.flatnonzero(block.any(axis=0))
+    c0, c1 = int(cols[0]), int(cols[-1])
+    if c0 == c1:  # one column
         return math.nan
+    ys, xs = np.nonzero(block[:, c0:c1 + 1])
     # Same operations as numpy.cov/corrcoef (mean-centre, X @ X^T, * 1/(n-1), divide by the
     # standard deviations one after the other, clip), so the value is identical, not just close.
     coords = np.empty((2, xs.size), dtype=np.float64)
     coords[0] = xs
+    coords[0] += c0
     coords[1] = ys
     coords[1] += r0
     coords -= coords.mean(axis=1)[:, None]
@@ -144,15 +153,15 @@ def raw_scores_with_flags(parsing: np.ndarray, face: np.ndarray) -> tuple[dict[s
     parsing, face = _check_inputs(parsing, face)
     flags: list[str] = []
 
-    left_rows = (parsing[_Y0:_Y1 + 1, _LX0:_LX1 + 1] == FaceLabel.LEFT_EYE).any(axis=1)
-    right_rows = (parsing[_Y0:_Y1 + 1, _RX0:_RX1 + 1] == FaceLabel.RIGHT_EYE).any(axis=1)
+    left_rows = (parsing[_Y0:_Y1 + 1, _LX0:_LX1 + 1] == _LEFT_EYE).any(axis=1)
+    right_rows = (parsing[_Y0:_Y1 + 1, _RX0:_RX1 + 1] == _RIGHT_EYE).any(axis=1)
     eyes = (_extent(left_rows) + _extent(right_rows)) / 2.0
 
-    lips_rows = ((parsing == FaceLabel.UPPER_LIP) | (parsing == FaceLabel.LOWER_LIP)).any(axis=1)
-    inner_rows = (parsing == FaceLabel.INNER_MOUTH).any(axis=1)
+    lips_rows = (parsing == _UPPER_LIP).any(axis=1) | (parsing == _LOWER_LIP).any(axis=1)
+    inner_rows = (parsing == _INNER_MOUTH).any(axis=1)
     mouth = _extent(lips_rows) + _extent(inner_rows)
 
-    hair = parsing == FaceLabel.HAIR
+    hair = parsing == _HAIR
     hair_rows = hair.any(axis=1)
     if hair_rows.any():
         hair_color = _hair_color(face, hair.reshape(-1))
@@ -165,7 +174,7 @@ def raw_scores_with_flags(parsing: np.ndarray, face: np.ndarray) -> tuple[dict[s
         hair_color = hair_length = math.nan
         flags.append(FLAG_NO_HAIR)
 
-    face_pose = _nose_pose((parsing == FaceLabel.NOSE).any(axis=1), parsing)
+    face_pose = _nose_pose((parsing == _NOSE).any(axis=1), parsing)
     if math.isnan(face_pose):
         flags.append(FLAG_POSE_UNDEFINED)
     if not left_rows.any():
@@ -197,7 +206,7 @@ def background_scores(parsing: np.ndarray, face: np.ndarray) -> dict[str, float]
     """Optional extra scores from the original: mean and std (ddof=0) of the crop's intensity over
     background (id 0) pixels, intensity = (R+G+B)/3 per pixel. NaN when there is no background."""
     parsing, face = _check_inputs(parsing, face)
-    idx = np.flatnonzero(parsing.reshape(-1) == FaceLabel.BACKGROUND)
+    idx = np.flatnonzero(parsing.reshape(-1) == _BACKGROUND)
     if idx.size == 0:
         return {"background_mean": math.nan, "background_std": math.nan}
     pixels = face.reshape(-1, 3).take(idx, axis=0)

@@ -123,7 +123,8 @@ def find_score_inputs(input_dir: Path, images_dir: Path | None = None) -> tuple[
     if not input_dir.is_dir():
         raise FileNotFoundError(f"segmentation folder not found: {input_dir} (run step 5 first)")
     names, with_face, no_face = _names_from_crops(input_dir)
-    stems = _stems_with_prefix(input_dir, PARSING_PREFIX) | _stems_with_prefix(input_dir, FACE_PREFIX) | with_face
+    stems = (_stems_with_prefix(input_dir, PARSING_PREFIX) | _stems_with_prefix(input_dir, FACE_PREFIX)
+             | with_face)
     unnamed = [s for s in stems if s not in names]
     if unnamed and images_dir is not None and Path(images_dir).is_dir():
         for path in list_images(images_dir):
@@ -162,8 +163,8 @@ def load_pair(item: ScoreItem) -> tuple[np.ndarray, np.ndarray]:
 def score_item(item: ScoreItem, background: bool = False) -> tuple[dict[str, float], list[str]]:
     """Raw scores (plus background ones if asked) and flags; NaN + a flag when files are bad."""
     keys = list(PROPERTY_NAMES) + (list(BACKGROUND_COLUMNS) if background else [])
-    missing = [flag for flag, path in ((FLAG_MISSING_MAP, item.parsing_path), (FLAG_MISSING_FACE, item.face_path))
-               if not path.is_file()]
+    expected = ((FLAG_MISSING_MAP, item.parsing_path), (FLAG_MISSING_FACE, item.face_path))
+    missing = [flag for flag, path in expected if not path.is_file()]
     if missing:
         log.warning("%s: %s", item.img_name, ", ".join(missing))
         return {k: math.nan for k in keys}, missing
@@ -197,8 +198,8 @@ def select_extremes(values: Sequence[float], per_group: int) -> dict[str, list[i
             "highest": order[-per_group:]}
 
 
-def property_sheet(name: str, groups: dict[str, list[int]], items: Sequence[ScoreItem], normalized: np.ndarray,
-                   raw: np.ndarray, per_group: int, thumb: int = 112) -> Image.Image:
+def property_sheet(name: str, groups: dict[str, list[int]], items: Sequence[ScoreItem],
+                   normalized: np.ndarray, raw: np.ndarray, per_group: int, thumb: int = 112) -> Image.Image:
     """Contact sheet for one property: for each chosen image its crop, then its parsing overlay."""
     tiles, captions = [], []
     for group, indices in groups.items():
@@ -255,8 +256,8 @@ def run_property_scores(config: ScoreStepConfig, progress: ProgressFn | None = N
         rows.append(scores)
         flag_lists.append(flags)
 
-    raw = pd.DataFrame(rows, columns=list(PROPERTY_NAMES) + (list(BACKGROUND_COLUMNS) if config.background else []),
-                       dtype=np.float64)
+    raw_columns = list(PROPERTY_NAMES) + (list(BACKGROUND_COLUMNS) if config.background else [])
+    raw = pd.DataFrame(rows, columns=raw_columns, dtype=np.float64)
     normalizer = PropertyNormalizer.fit(raw, method=config.method, pose_scaling=config.pose_scaling)
     normalized = normalizer.apply(raw)
     table = pd.DataFrame({"img_name": [item.img_name for item in items]})
@@ -280,8 +281,8 @@ def run_property_scores(config: ScoreStepConfig, progress: ProgressFn | None = N
             if not groups:
                 log.warning("no %s scores to show: every value is NaN", name)
                 continue
-            sheet = property_sheet(name, groups, items, table[name].to_numpy(), table[f"raw_{name}"].to_numpy(),
-                                   config.per_group)
+            sheet = property_sheet(name, groups, items, table[name].to_numpy(),
+                                   table[f"raw_{name}"].to_numpy(), config.per_group)
             result.written.append(atomic_save_image(out / f"contact_{name}.png", sheet))
         png = histogram_png(raw, normalized)
         result.written.append(atomic_write_bytes(out / HISTOGRAMS_NAME, png))

@@ -43,7 +43,8 @@ def build_parser():
                         help="faces per row (lowest / middle / highest) in each contact sheet")
     parser.add_argument("--no-pictures", action="store_true", help="skip contact sheets and histograms")
     parser.add_argument("--background-scores", action="store_true",
-                        help="add background_mean, background_std (raw) columns after flags, as the original had")
+                        help="add background_mean, background_std (raw) columns after flags, "
+                             "as the original had")
     return parser
 
 
