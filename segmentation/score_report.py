@@ -280,6 +280,7 @@ def run_property_scores(config: ScoreStepConfig, progress: ProgressFn | None = N
             groups = select_extremes(table[f"raw_{name}"].to_numpy(), config.per_group)
             if not groups:
                 log.warning("no %s scores to show: every value is NaN", name)
+                (out / f"contact_{name}.png").unlink(missing_ok=True)  # no stale sheet from an older run
                 continue
             sheet = property_sheet(name, groups, items, table[name].to_numpy(),
                                    table[f"raw_{name}"].to_numpy(), config.per_group)
