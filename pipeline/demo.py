@@ -1,0 +1,64 @@
+"""The no-download demo profile: tiny random-weight models in the real checkpoint formats.
+
+Everything goes under its own root (``demo_run/`` by default) so real outputs are never touched.
+The StyleGAN is a tiny 256x256 genforce-format checkpoint (so the real loader, the real 256 image
+size and the quality CNN's 256-pixel region all apply); FaceXFormer has one size, so the demo
+saves the full model with random weights in the official format. Random generators make no faces:
+the demo labels by rule (``labeller = demo``) and segments with ``--crop full``.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from common.images import list_images
+from common.io import atomic_write_csv
+from common.paths import PipelinePaths
+
+DEMO_NUM_IMAGES = 48
+DEMO_NUM_LABELLED = 32
+DEMO_STYLEGAN = dict(resolution=256, z_space_dim=64, w_space_dim=64, mapping_fmaps=64, fmaps_base=1024, fmaps_max=32)
+
+# Extra arguments per step; --root, --device cpu and -q come from the runner.
+DEMO_STEP_ARGS: dict[int, list[str]] = {
+    1: ["--num", str(DEMO_NUM_IMAGES), "--batch-size", "16"],
+    3: ["--folds", "2", "--epochs", "3", "--patience", "2", "--input-size", "64", "--quality-size", "32,64",
+        "--batch-size", "16"],
+    4: ["--gender-threshold", "0.5", "--quality-threshold", "0.5"],
+    5: ["--crop", "full", "--batch-size", "8"],
+    6: [],
+    7: [],
+    8: [],
+    9: [],
+}
+
+
+def prepare_demo(paths: PipelinePaths) -> str:
+    """Write the demo's random-weight checkpoints (once) in the real formats; returns a summary line."""
+    from segmentation import save_random_facexformer_checkpoint
+    from stylegan import write_random_checkpoint
+
+    made = []
+    if not paths.stylegan_checkpoint.is_file():
+        write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **DEMO_STYLEGAN)
+        made.append(f"tiny StyleGAN -> {paths.stylegan_checkpoint}")
+    if not paths.segmentation_checkpoint.is_file():
+        save_random_facexformer_checkpoint(paths.segmentation_checkpoint, seed=0)
+        made.append(f"random-weight FaceXFormer -> {paths.segmentation_checkpoint}")
+    what = "; ".join(made) if made else "demo checkpoints already there"
+    return (f"demo: {what}. These are random-weight models saved in the real checkpoint formats: "
+            "the demo's images are NOT faces, and its numbers say nothing about real quality.")
+
+
+def write_demo_labels(paths: PipelinePaths, num_labelled: int = DEMO_NUM_LABELLED) -> str:
+    """Step 2 of the demo: label the first images by a deterministic rule (``labeller = demo``)."""
+    from gender_cnn.demo_labels import rule_labels
+    from gender_cnn.hand_labels import HAND_LABEL_COLUMNS
+
+    images = list_images(paths.generated_dir)[:num_labelled]
+    labels = rule_labels(images)
+    text = labels.to_csv(index=False)
+    if not (paths.hand_labels_csv.is_file() and paths.hand_labels_csv.read_text() == text):
+        atomic_write_csv(paths.hand_labels_csv, labels, HAND_LABEL_COLUMNS)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return (f"step 2 (demo): {len(labels)} images labelled by rule (labeller=demo, {int(labels.gender.sum())} "
+            f"'woman', {int(labels.quality.sum())} 'good') into {paths.hand_labels_csv} [{digest}]")

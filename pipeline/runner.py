@@ -1,0 +1,205 @@
+"""Run the numbered step scripts in order (the integration layer: the only package that imports all others).
+
+Each step is called in-process through its script's ``main(argv)``, so the runner does exactly
+what a person typing the commands would do. A finished step leaves a marker
+``{root}/.pipeline/step{N}.json`` holding its arguments; a later run skips a step whose marker
+matches, until an earlier step actually ran again (then every later step runs too: each is
+resumable, so only new work is done).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.io import atomic_write_csv, atomic_write_json
+from common.paths import REPO_ROOT, PipelinePaths
+
+logger = logging.getLogger(__name__)
+
+SCRIPTS_DIR = REPO_ROOT / "stylegan_and_segmentation"
+DEMO_ROOT = REPO_ROOT / "demo_run"
+MARKER_DIR = ".pipeline"
+
+STEP_SCRIPTS: dict[int, tuple[str, str]] = {
+    1: ("01_generate_images.py", "generate images"),
+    2: ("02_label_images.py", "hand labels"),
+    3: ("03_train_gender_cnn.py", "train gender/quality CNNs"),
+    4: ("04_filter_images.py", "filter good-quality women"),
+    5: ("05_run_segmentation.py", "segment faces"),
+    6: ("06_compute_property_scores.py", "property scores"),
+    7: ("07_finetune_stylegan.py", "fine-tune conditional StyleGAN"),
+    8: ("08_generate_with_properties.py", "generate from properties"),
+    9: ("09_evaluate_control.py", "evaluate control"),
+}
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    root: Path = REPO_ROOT
+    demo: bool = False
+    first: int = 1
+    last: int = 9
+    device: str = "auto"
+    labels: Path | None = None
+    redo: bool = False
+    quiet: bool = False
+
+
+@dataclass
+class StepResult:
+    number: int
+    status: str  # ran | skipped | paused
+    seconds: float = 0.0
+    summary: str = ""
+
+
+@dataclass
+class PipelineReport:
+    results: list[StepResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def table(self) -> str:
+        total = max(self.seconds, 1e-9)
+        lines = [f"{'step':>4}  {'status':8} {'seconds':>8} {'share':>6}  what"]
+        for r in self.results:
+            lines.append(f"{r.number:>4}  {r.status:8} {r.seconds:8.1f} {100 * r.seconds / total:5.1f}%  "
+                         f"{STEP_SCRIPTS[r.number][1]}")
+        lines.append(f"total {self.seconds:.1f}s")
+        return "\n".join(lines)
+
+
+def load_script(number: int):
+    name = STEP_SCRIPTS[number][0]
+    spec = importlib.util.spec_from_file_location(f"step{number:02d}", SCRIPTS_DIR / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _marker(root: Path, number: int) -> Path:
+    return root / MARKER_DIR / f"step{number}.json"
+
+
+def _call_step(number: int, argv: list[str]) -> str:
+    """Run one script's main(argv); its stdout is echoed and its last line returned as the summary."""
+    module = load_script(number)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        try:
+            code = module.main(argv)
+        except SystemExit as exc:  # argparse errors
+            code = exc.code
+    output = buffer.getvalue()
+    sys.stdout.write(output)
+    if code not in (0, None):
+        raise StepFailed(f"step {number} ({STEP_SCRIPTS[number][0]}) failed with exit code {code}; "
+                         f"run it alone to see why: python stylegan_and_segmentation/{STEP_SCRIPTS[number][0]} "
+                         + " ".join(argv))
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _labels_step(options: PipelineOptions, paths: PipelinePaths) -> str | None:
+    """Step 2 in a pipeline run: use --labels, the demo rule, or existing labels; else pause with instructions."""
+    from gender_cnn.hand_labels import HAND_LABEL_COLUMNS, read_hand_labels
+
+    if options.labels is not None:
+        labels = read_hand_labels(options.labels)
+        atomic_write_csv(paths.hand_labels_csv, labels, HAND_LABEL_COLUMNS)
+        return f"step 2: {len(labels)} labels imported from {options.labels} into {paths.hand_labels_csv}"
+    if options.demo:
+        from pipeline.demo import write_demo_labels
+
+        return write_demo_labels(paths)
+    if paths.hand_labels_csv.is_file():
+        labels = read_hand_labels(paths.hand_labels_csv)
+        done = int(labels[["gender", "quality"]].notna().any(axis=1).sum())
+        return f"step 2: using {done} hand labels in {paths.hand_labels_csv}"
+    return None
+
+
+def step_argv(number: int, options: PipelineOptions) -> list[str]:
+    argv = ["--root", str(options.root)]
+    if number != 2:
+        argv += ["--device", options.device]
+    if options.quiet:
+        argv.append("-q")
+    if options.demo:
+        from pipeline.demo import DEMO_STEP_ARGS
+
+        argv += DEMO_STEP_ARGS.get(number, [])
+    return argv
+
+
+def run_pipeline(options: PipelineOptions) -> int:
+    """Run steps first..last; returns the process exit code (0 also when paused for labelling)."""
+    start = time.perf_counter()
+    paths = PipelinePaths(options.root)
+    report = PipelineReport()
+    if options.demo:
+        from pipeline.demo import prepare_demo
+
+        print(prepare_demo(paths))
+    upstream_ran = False
+    try:
+        for number in range(options.first, options.last + 1):
+            step_start = time.perf_counter()
+            argv = step_argv(number, options)
+            marker = _marker(options.root, number)
+            record = {"argv": argv, "labels": str(options.labels) if options.labels else None}
+            if (not options.redo and not upstream_ran and marker.is_file()
+                    and json.loads(marker.read_text()).get("record") == record):
+                previous = json.loads(marker.read_text())
+                print(f"step {number}: finished earlier, skipped ({previous.get('summary', '')})")
+                report.results.append(StepResult(number, "skipped"))
+                continue
+            print(f"== step {number}: {STEP_SCRIPTS[number][1]}", flush=True)
+            if number == 2:
+                summary = _labels_step(options, paths)
+                if summary is None:
+                    report.results.append(StepResult(number, "paused"))
+                    print(
+                        f"\nPaused at step 2: no hand labels yet ({paths.hand_labels_csv}).\n"
+                        "  Label the images in your browser:\n"
+                        "    python stylegan_and_segmentation/02_label_images.py\n"
+                        "  (on a remote GPU box: ssh -L 8765:127.0.0.1:8765 host, then open http://127.0.0.1:8765)\n"
+                        "  then continue with:\n"
+                        "    python stylegan_and_segmentation/run_pipeline.py --from 3\n"
+                        "  or pass existing labels: run_pipeline.py --from 2 --labels FILE")
+                    break
+                print(summary)
+            else:
+                summary = _call_step(number, argv)
+            seconds = time.perf_counter() - step_start
+            report.results.append(StepResult(number, "ran", seconds, summary))
+            atomic_write_json(marker, {"record": record, "summary": summary, "seconds": round(seconds, 2)})
+            upstream_ran = True
+    except StepFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        report.seconds = time.perf_counter() - start
+        print(report.table())
+        return 1
+    report.seconds = time.perf_counter() - start
+    print(report.table())
+    if options.demo:
+        print(f"demo outputs are under {options.root} (random-weight models: the images are not faces).")
+    return 0
+
+
+def clean_demo(root: Path = DEMO_ROOT) -> None:
+    """Remove a demo output root (never the repository itself)."""
+    if root.resolve() == REPO_ROOT.resolve():
+        raise ValueError("refusing to delete the repository root")
+    shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,53 @@
+"""Run the pipeline's steps 1-9 in order, or the no-download demo of all of them.
+
+Each step is its own script (run it alone to inspect or tune it); this runner calls them in
+order with consistent paths, prints each step's summary line and the total time, and skips
+steps finished earlier with the same arguments. It stops cleanly at the hand-labelling step
+(step 2) until labels exist, or takes them from --labels FILE.
+
+examples:
+  python stylegan_and_segmentation/run_pipeline.py --demo            # everything on CPU, no downloads
+  python stylegan_and_segmentation/run_pipeline.py --to 1            # generate the 10,000 images
+  python stylegan_and_segmentation/run_pipeline.py --from 3          # after labelling: steps 3-9
+  python stylegan_and_segmentation/run_pipeline.py --labels my_labels.csv
+"""
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from common.cli import make_parser, verbosity  # noqa: E402
+from common.paths import REPO_ROOT  # noqa: E402
+from pipeline.runner import DEMO_ROOT, PipelineOptions, run_pipeline  # noqa: E402
+from common.runtime import setup_logging  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = make_parser(__doc__.split("\n\n")[0])
+    parser.epilog = __doc__[__doc__.index("examples:"):]
+    parser.add_argument("--demo", action="store_true",
+                        help=f"run every step on tiny random-weight models on CPU, under {DEMO_ROOT} (no downloads)")
+    parser.add_argument("--from", dest="first", type=int, default=1, help="first step to run (1-9)")
+    parser.add_argument("--to", dest="last", type=int, default=9, help="last step to run (1-9)")
+    parser.add_argument("--root", type=pathlib.Path, default=None,
+                        help=f"output root (default: the repository, {REPO_ROOT}; with --demo: {DEMO_ROOT})")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (the demo always uses cpu)")
+    parser.add_argument("--labels", type=pathlib.Path, default=None,
+                        help="hand labels CSV (ours or the original's format) to use instead of labelling by hand")
+    parser.add_argument("--redo", action="store_true", help="run the selected steps even if they finished before")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-q", "--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if not 1 <= args.first <= args.last <= 9:
+        parser.error(f"need 1 <= --from <= --to <= 9, got --from {args.first} --to {args.last}")
+    setup_logging(verbosity(args))
+    options = PipelineOptions(
+        root=(args.root or (DEMO_ROOT if args.demo else REPO_ROOT)).resolve(), demo=args.demo,
+        first=args.first, last=args.last, device="cpu" if args.demo else args.device, labels=args.labels,
+        redo=args.redo, quiet=args.quiet,
+    )
+    return run_pipeline(options)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
