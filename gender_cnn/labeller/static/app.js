@@ -78,6 +78,7 @@ function renderSingle() {
     ? "model: " + info.tasks.map((t) => `${t.task} ${t.score.toFixed(2)} (label was ${t.label})`).join(", ")
     : "";
   if (name) {
+    if ($("status").textContent.startsWith("cannot display")) status("");
     $("face").src = imageUrl(name);
     for (let k = 1; k <= 3; k++) if (list[idx + k]) new Image().src = imageUrl(list[idx + k]);
   }
@@ -279,5 +280,8 @@ async function load() {
   document.body.dataset.ready = "1";
 }
 
+$("face").addEventListener("error", () => {
+  if ($("face").getAttribute("src")) status("cannot display this image (corrupt file?): press s to mark it unsure");
+});
 setInterval(renderHeader, 5000);
 load().catch((err) => status("cannot load state: " + err.message));
