@@ -240,3 +240,18 @@ def test_script_help_and_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "ghost.jpg" in err and "row 1" in err
     assert not (tmp_path / "l.csv").exists()  # nothing written on a bad import
+
+
+def test_import_original_format_on_start(tmp_path):
+    images = _make_images(tmp_path / "images")
+    original = tmp_path / "synthesize_results_quality_and_gender.csv"
+    original.write_text("img_name,quality,gender\n000000.jpg,1,0\n000002.jpg,0,1\n")
+    csv = tmp_path / "hand_labels.csv"
+    app, imported = create_app(images, csv, LabellerConfig(num=5), import_csv=original, lock=False)
+    try:
+        assert imported == 2
+        assert app.state()["resume"] == 1  # first image without a decision
+    finally:
+        app.close()
+    assert csv.read_text().splitlines() == ["img_name,gender,quality,labeller", "000000.jpg,0,1,hand",
+                                            "000002.jpg,1,0,hand"]
