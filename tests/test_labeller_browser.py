@@ -81,6 +81,22 @@ class _Server:
 
 
 @pytest.fixture()
+def start_server():
+    """Starts labeller subprocesses; any still running when the test ends (a failure) is killed."""
+    started: list[_Server] = []
+
+    def start(*args, **kwargs) -> _Server:
+        started.append(_Server(*args, **kwargs))
+        return started[-1]
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(timeout=10)
+
+
+@pytest.fixture()
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
     with sync_api.sync_playwright() as p:
@@ -134,7 +150,7 @@ def _save_screenshot(page, path: Path) -> Path:
     return path
 
 
-def test_label_undo_kill_resume_in_real_browser(browser, real_faces, tmp_path):
+def test_label_undo_kill_resume_in_real_browser(browser, start_server, real_faces, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     faces = [face.name for face in real_faces[:6]]
@@ -146,7 +162,7 @@ def test_label_undo_kill_resume_in_real_browser(browser, real_faces, tmp_path):
     pd.DataFrame({"img_name": [faces[0], faces[1]], "task": ["gender", "gender"], "label": [1, 0],
                   "oof_score": [0.08, 0.1], "fold": [0, 1]}).to_csv(oof, index=False)
 
-    server = _Server(images, csv, ["--oof", str(oof)], log)
+    server = start_server(images, csv, ["--oof", str(oof)], log)
     page = _open(browser, server.url)
     _wait_shown(page, faces[0])
     assert "0 / 6 labelled" in page.inner_text("#progress")
@@ -172,7 +188,7 @@ def test_label_undo_kill_resume_in_real_browser(browser, real_faces, tmp_path):
     page.close()
     expected[faces[4]] = (1, 1)
 
-    server = _Server(images, csv, ["--oof", str(oof)], log)
+    server = start_server(images, csv, ["--oof", str(oof)], log)
     _wait_csv(csv, expected, timeout=2)  # start-up compaction already folded the journal in
     page = _open(browser, server.url)
     _wait_shown(page, faces[5])          # resumes at the first unlabelled image
