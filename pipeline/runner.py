@@ -9,6 +9,7 @@ resumable, so only new work is done).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
 import json
@@ -55,6 +56,7 @@ class PipelineOptions:
     labels: Path | None = None
     redo: bool = False
     quiet: bool = False
+    step_args: dict[int, list[str]] = field(default_factory=dict)  # extra flags per step (tests, power users)
 
 
 @dataclass
@@ -90,6 +92,13 @@ def load_script(number: int):
 
 def _marker(root: Path, number: int) -> Path:
     return root / MARKER_DIR / f"step{number}.json"
+
+
+def _input_fingerprint(number: int, paths: PipelinePaths) -> str | None:
+    """A digest of the hand labels for step 3: new labels make steps 3-9 run again."""
+    if number == 3 and paths.hand_labels_csv.is_file():
+        return hashlib.sha256(paths.hand_labels_csv.read_bytes()).hexdigest()
+    return None
 
 
 def _call_step(number: int, argv: list[str]) -> str:
@@ -140,7 +149,7 @@ def step_argv(number: int, options: PipelineOptions) -> list[str]:
         from pipeline.demo import DEMO_STEP_ARGS
 
         argv += DEMO_STEP_ARGS.get(number, [])
-    return argv
+    return argv + list(options.step_args.get(number, []))
 
 
 def run_pipeline(options: PipelineOptions) -> int:
@@ -158,7 +167,8 @@ def run_pipeline(options: PipelineOptions) -> int:
             step_start = time.perf_counter()
             argv = step_argv(number, options)
             marker = _marker(options.root, number)
-            record = {"argv": argv, "labels": str(options.labels) if options.labels else None}
+            record = {"argv": argv, "labels": str(options.labels) if options.labels else None,
+                      "inputs": _input_fingerprint(number, paths)}
             if (not options.redo and not upstream_ran and marker.is_file()
                     and json.loads(marker.read_text()).get("record") == record):
                 previous = json.loads(marker.read_text())
