@@ -6,3 +6,10 @@ __all__ = [
     "StyleGANGenerator", "StyleGANDiscriminator", "postprocess_uint8",
     "load_generator", "load_discriminator", "write_random_checkpoint",
 ]
+
+# step 7-9 (conditional fine-tuning and control evaluation)
+from stylegan.conditional import (  # noqa: E402
+    ConditionalDiscriminator, ConditionalGenerator, load_conditional_generator, property_ranges,
+)
+
+__all__ += ["ConditionalGenerator", "ConditionalDiscriminator", "load_conditional_generator", "property_ranges"]
