@@ -20,7 +20,8 @@ _EXPORTS: dict[str, str] = {
     "recipe_state_dict": "reference_weights", "save_random_facexformer_checkpoint": "reference_weights",
     # segmentation.segment (step 5)
     "SegmentConfig": "segment", "SegmentSummary": "segment", "run_segmentation": "segment",
-    "output_paths": "segment", "read_crops_csv": "segment", "CROPS_COLUMNS": "segment", "CROP_MODES": "segment",
+    "output_paths": "segment", "read_crops_csv": "segment", "CROPS_COLUMNS": "segment",
+    "CROP_MODES": "segment",
     # segmentation.labels
     "FaceLabel": "labels", "NUM_CLASSES": "labels", "CLASS_NAMES": "labels", "PALETTE": "labels",
     "colorize": "labels", "overlay": "labels",

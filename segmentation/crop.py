@@ -60,7 +60,8 @@ def to_pil_rgb(image: ImageLike) -> Image.Image:
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
     array = np.asarray(image)
-    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+    channels_ok = array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))
+    if array.dtype != np.uint8 or not channels_ok:
         raise ValueError(f"expected an HxWx3 uint8 RGB array, got shape {array.shape} dtype {array.dtype}")
     return Image.fromarray(array).convert("RGB")
 
@@ -116,7 +117,8 @@ pixel, so that image is detected again on its own, as the original does."""
 def _near_integer(boxes, width: int, height: int) -> bool:
     if boxes is None or len(boxes) == 0:
         return False
-    adjusted = widen_box([float(v) for v in np.asarray(boxes[0], dtype=object).reshape(-1)[:4]], width, height)
+    first = [float(v) for v in np.asarray(boxes[0], dtype=object).reshape(-1)[:4]]
+    adjusted = widen_box(first, width, height)
     return any(abs(v - round(v)) < _INT_GUARD_PX and v not in (0, width, height) for v in adjusted)
 
 

@@ -155,7 +155,8 @@ class _TwoWayBlock(nn.Module):
 class _TwoWayTransformer(nn.Module):
     def __init__(self, depth: int = 2, dim: int = _DIM, num_heads: int = 8, mlp_dim: int = 2048) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(_TwoWayBlock(dim, num_heads, mlp_dim, first=(i == 0)) for i in range(depth))
+        self.layers = nn.ModuleList(
+            _TwoWayBlock(dim, num_heads, mlp_dim, first=(i == 0)) for i in range(depth))
         self.final_attn_token_to_image = _Attention(dim, num_heads, downsample_rate=2)
         self.norm_final_attn = nn.LayerNorm(dim)
 
@@ -219,7 +220,8 @@ class _FaceDecoder(nn.Module):
         tokens = self.tokens().unsqueeze(0).expand(b, -1, -1)
         return self.transformer(image, image_pe.expand(b, -1, -1, -1), tokens)
 
-    def seg_logits(self, token_out: torch.Tensor, image_out: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def seg_logits(self, token_out: torch.Tensor, image_out: torch.Tensor,
+                   hw: tuple[int, int]) -> torch.Tensor:
         """[B, 11, 4H, 4W]: shared hypernetwork(mask tokens) . upscaled image features."""
         b, _, c = image_out.shape
         upscaled = self.output_upscaling(image_out.transpose(1, 2).reshape(b, c, *hw))
@@ -290,7 +292,8 @@ class FaceXFormer(nn.Module):
     # -- building blocks --------------------------------------------------------------------
     @staticmethod
     def _check_input(x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != (3, INPUT_SIZE, INPUT_SIZE):
+        expected = (3, INPUT_SIZE, INPUT_SIZE)
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != expected:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"FaceXFormer expects a normalised float tensor [N, 3, 224, 224], got {got}")
         if not x.is_floating_point():
@@ -398,6 +401,11 @@ def facexformer_key_shapes() -> dict[str, tuple[int, ...]]:
     return dict(_key_shapes())
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _short_list(items: list[str], limit: int = 8) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
@@ -458,7 +466,7 @@ def _read_checkpoint(path: Path, trusted: bool) -> tuple[Any, Path]:
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" not in str(exc):
             raise CheckpointError(f"{path} is not a PyTorch checkpoint ({exc.__class__.__name__}: "
-                                  f"{str(exc).splitlines()[0]})\n{FACEXFORMER.describe()}") from None
+                                  f"{_first_line(exc)})\n{FACEXFORMER.describe()}") from None
         if not trusted:
             raise CheckpointError(
                 f"{path} holds objects other than tensors (probably optimizer/scheduler state), so the safe "
@@ -466,12 +474,12 @@ def _read_checkpoint(path: Path, trusted: bool) -> tuple[Any, Path]:
                 f"  If you trust this file (e.g. you downloaded it from the official Hugging Face repo), "
                 f"rerun with --trust-checkpoint (or load_facexformer(..., trusted=True)): it is unpickled "
                 f"once and only its weights are re-saved to {clean_checkpoint_path(path)}, which later runs "
-                f"can use with the safe loader.\n  Loader message: {str(exc).splitlines()[0]}"
+                f"can use with the safe loader.\n  Loader message: {_first_line(exc)}"
             ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
             f"cannot read {path} as a PyTorch checkpoint (truncated or interrupted download? "
-            f"size {path.stat().st_size:,} bytes): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            f"size {path.stat().st_size:,} bytes): {_first_line(exc)}"
             f"\n{FACEXFORMER.describe()}"
         ) from None
     # explicit opt-in for a trusted file: unpickle once, keep only the weights
@@ -504,7 +512,8 @@ def _extract_state_dict(obj: Any, path: Path) -> Mapping[str, Any]:
     )
 
 
-def load_facexformer(path: Path | str, device: str | torch.device = "cpu", trusted: bool = False) -> FaceXFormer:
+def load_facexformer(path: Path | str, device: str | torch.device = "cpu",
+                     trusted: bool = False) -> FaceXFormer:
     """Load the official checkpoint (dict with ``state_dict_backbone``) or a bare state_dict, strictly.
 
     Safe by default (``weights_only=True``). ``trusted=True`` is the explicit opt-in for an

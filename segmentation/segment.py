@@ -74,7 +74,8 @@ class SegmentSummary:
         rate = f", {done / self.seconds:.2f} img/s" if done and self.seconds > 0 else ""
         found = "parsed" if self.crop == "full" else "face found"
         return (f"segmentation: {self.total} images -> {self.out_dir}: {found} {self.parsed}, "
-                f"no face {self.no_face}, unreadable {self.unreadable}, skipped (already done) {self.skipped}; "
+                f"no face {self.no_face}, unreadable {self.unreadable}, "
+                f"skipped (already done) {self.skipped}; "
                 f"crop={self.crop}, device={self.device}, checkpoint={self.checkpoint}; "
                 f"{self.seconds:.1f}s{rate}")
 
@@ -102,7 +103,8 @@ def write_crops_csv(path: Path, rows: dict[str, dict[str, str]]) -> None:
     atomic_write_csv(path, frame, columns=CROPS_COLUMNS)
 
 
-def _is_done(path: Path, row: dict[str, str] | None, crop: str, out_dir: Path, retry_unreadable: bool) -> bool:
+def _is_done(path: Path, row: dict[str, str] | None, crop: str, out_dir: Path,
+             retry_unreadable: bool) -> bool:
     """Finished earlier with the same crop mode: a row, and all three PNGs if the image was parsed.
 
     Unreadable images are done too (their row says why) unless ``retry_unreadable``: retrying them
@@ -263,7 +265,8 @@ def run_segmentation(
                     x = normalize_crops([batch.faces[i] for i in parse_idx]).to(device)
                     maps = model.segment(x).cpu().numpy()
                     for j, i in enumerate(parse_idx):
-                        futures[i] = pool.submit(_write_outputs, out_dir, batch.paths[i].stem, batch.faces[i], maps[j])
+                        futures[i] = pool.submit(_write_outputs, out_dir, batch.paths[i].stem,
+                                                 batch.faces[i], maps[j])
                 for row in batch.rows:
                     if row["error"]:
                         summary.unreadable += 1

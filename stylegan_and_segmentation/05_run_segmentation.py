@@ -25,7 +25,8 @@ def build_parser():
     parser.add_argument("--input", type=Path, default=None,
                         help="folder of images (default: <root>/stylegan/synthesize_results_filtered)")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="FaceXFormer checkpoint (default: <root>/segmentation/models/segmentation_model.pt)")
+                        help="FaceXFormer checkpoint "
+                             "(default: <root>/segmentation/models/segmentation_model.pt)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: <root>/segmentation/segmentation_results)")
     parser.add_argument("--crop", choices=CROP_MODES, default="mtcnn",
@@ -35,7 +36,8 @@ def build_parser():
                         help="device for face detection (the official demo used the CPU; cuda is faster "
                              "but boxes may move by float rounding)")
     parser.add_argument("--retry-unreadable", action="store_true",
-                        help="try again the images crops.csv lists as unreadable (skipped on resume otherwise)")
+                        help="try again the images crops.csv lists as unreadable "
+                             "(skipped on resume otherwise)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="explicit opt-in for a checkpoint the safe loader rejects (extra optimizer "
                              "objects): unpickle it once and save its weights next to it")
@@ -55,7 +57,8 @@ def main(argv=None) -> int:
     checkpoint = args.checkpoint or paths.segmentation_checkpoint
     out_dir = args.out or paths.segmentation_dir
     if not Path(input_dir).is_dir():
-        print(f"error: input folder not found: {input_dir} (run step 4 first, or pass --input)", file=sys.stderr)
+        print(f"error: input folder not found: {input_dir} (run step 4 first, or pass --input)",
+              file=sys.stderr)
         return 2
     try:
         device = resolve_device(args.device)
@@ -63,7 +66,8 @@ def main(argv=None) -> int:
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    config = SegmentConfig(crop=args.crop, batch_size=args.batch_size, limit=args.limit, overwrite=args.overwrite,
+    config = SegmentConfig(crop=args.crop, batch_size=args.batch_size, limit=args.limit,
+                           overwrite=args.overwrite,
                            trust_checkpoint=args.trust_checkpoint,
                            retry_unreadable=args.retry_unreadable, mtcnn_device=mtcnn_device)
     try:

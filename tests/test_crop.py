@@ -34,13 +34,15 @@ def test_astronaut_matches_official_preprocessing(astronaut, golden_pre):
     assert crop.prob == pytest.approx(golden_pre["mtcnn_probs"][0].item(), abs=1e-6)
     assert crop.image.dtype == np.uint8 and crop.image.shape == (224, 224, 3)
     np.testing.assert_array_equal(crop.image, golden_pre["resized_uint8_hwc"].numpy())
-    torch.testing.assert_close(normalize_crops([crop.image])[0], golden_pre["input_tensor"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(normalize_crops([crop.image])[0], golden_pre["input_tensor"],
+                               atol=1e-6, rtol=0)
 
 
 def test_raw_mtcnn_boxes_close_to_golden(astronaut, golden_pre):
     boxes, probs = get_mtcnn().detect(astronaut)
-    np.testing.assert_allclose(np.asarray(boxes, dtype=np.float64), golden_pre["mtcnn_boxes"].double().numpy(),
-                               atol=1e-3)
+    np.testing.assert_allclose(np.asarray(boxes, dtype=np.float64),
+                               golden_pre["mtcnn_boxes"].double().numpy(), atol=1e-3)
+    assert float(probs[0]) == pytest.approx(golden_pre["mtcnn_probs"][0].item(), abs=1e-6)
 
 
 def test_widen_box_by_hand():

@@ -12,7 +12,11 @@ import torch
 
 from common.checkpoints import CheckpointError
 from segmentation import FaceXFormer, load_facexformer
-from segmentation.facexformer import clean_checkpoint_path, facexformer_key_shapes, swin_relative_position_index
+from segmentation.facexformer import (
+    clean_checkpoint_path,
+    facexformer_key_shapes,
+    swin_relative_position_index,
+)
 from segmentation.reference_weights import recipe_state_dict
 
 ATOL = RTOL = 1e-4
@@ -219,7 +223,8 @@ def test_unexpected_and_wrong_shape_keys_are_named(tmp_path):
     with pytest.raises(CheckpointError) as info:
         load_facexformer(path)
     message = str(info.value)
-    assert "1 keys with the wrong shape: linear_fuse.weight (file [256, 512, 1, 1], model [256, 1024, 1, 1])" in message
+    assert ("1 keys with the wrong shape: linear_fuse.weight "
+            "(file [256, 512, 1, 1], model [256, 1024, 1, 1])") in message
     assert "1 unexpected keys: extra.weight" in message
 
 

@@ -188,7 +188,8 @@ def test_default_paths_follow_root(tmp_path, real_faces, checkpoint, capsys):
     assert (out / "parsing_000000.png").is_file() and (out / "crops.csv").is_file()
 
 
-def test_overwrite_redoes_the_selected_images_and_keeps_other_rows(folder, checkpoint, first_run, tmp_path, capsys):
+def test_overwrite_redoes_the_selected_images_and_keeps_other_rows(folder, checkpoint, first_run, tmp_path,
+                                                                   capsys):
     out = _copy_run(first_run, tmp_path)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     assert _run(folder, checkpoint, out, "--limit", "3", "--overwrite") == 0  # blank, corrupt, face_000
