@@ -109,7 +109,7 @@ def train_property_regressor(images_u8: np.ndarray, targets: np.ndarray, epochs:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         losses.append(total / max(len(perm), 1))
     model.eval().requires_grad_(False)
     metrics: dict[str, Any] = {"train_mse_per_epoch": losses, "num_train": int(len(train_idx)), "num_val": int(n_val)}
