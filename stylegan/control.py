@@ -1,0 +1,337 @@
+"""Step 9: how well the fine-tuned generator controls each property, measured independently.
+
+For K latents, each property is swept over a grid from its minimum to its maximum while the
+others are held (at the training median by default); every image is scored by a *scorer passed
+in as an object* (a callable ``images_u8 [N, H, W, 3] -> [N, 5]`` normalised scores, NaN where it
+fails). The real scorer is segmentation + step-6 scores + normalization.json (built in script 09,
+since this package never imports segmentation); it must not be the regressor used in training,
+or the generator could be judged by the model it learned to fool.
+
+Metrics on arrays (no files, no models): per property Pearson r, Spearman rho, MAE between
+requested and measured values, the share of monotonic sweeps, and the leakage matrix
+``L[p, q]`` = mean over sweeps of p of |least-squares slope of measured q against requested p|
+(the diagonal is the control slope itself, ideally 1; off-diagonal cells should be 0).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from common.paths import PROPERTY_NAMES
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ControlConfig", "ControlResult", "sweep_design", "evaluate_control", "control_metrics", "leakage_matrix",
+    "BrightnessScorer", "write_control_outputs", "SAMPLES_CSV", "METRICS_CSV", "LEAKAGE_CSV", "REPORT_MD",
+    "SCATTER_PNG", "LEAKAGE_PNG",
+]
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+GenerateFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+SAMPLES_CSV = "control_samples.csv"
+METRICS_CSV = "control_metrics.csv"
+LEAKAGE_CSV = "leakage_matrix.csv"
+SCATTER_PNG = "requested_vs_measured.png"
+LEAKAGE_PNG = "leakage_heatmap.png"
+REPORT_MD = "report.md"
+METRIC_COLUMNS = ("property", "pearson_r", "spearman_rho", "mae", "monotonic_share", "control_slope",
+                  "num_images", "num_valid", "num_sweeps", "num_complete_sweeps")
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    num_z: int = 20            # K random latents
+    num_values: int = 9        # grid points per sweep
+    seed: int = 0
+    batch_size: int = 16
+    sheet_z: int = 3           # latents shown in each sweep contact sheet
+
+    def __post_init__(self) -> None:
+        if self.num_z < 1 or self.num_values < 2 or self.batch_size < 1:
+            raise ValueError(f"need num_z >= 1, num_values >= 2, batch_size >= 1; got {self}")
+
+
+@dataclass
+class ControlResult:
+    samples: pd.DataFrame                       # one row per generated image
+    sheets: dict[str, list[np.ndarray]] = field(default_factory=dict)  # property -> images (sheet_z x num_values)
+    properties: tuple[str, ...] = PROPERTY_NAMES
+
+
+def sweep_design(ranges: dict[str, tuple[float, float]], base_conditions: np.ndarray, num_values: int,
+                 properties: Sequence[str] = PROPERTY_NAMES) -> pd.DataFrame:
+    """Rows (property, z_index, value_index, requested_*) for every sweep; base_conditions [K, P] hold the others."""
+    rows = []
+    for prop in properties:
+        j = properties.index(prop)
+        values = np.linspace(ranges[prop][0], ranges[prop][1], num_values)
+        for k, base in enumerate(np.asarray(base_conditions, dtype=np.float64)):
+            for s, value in enumerate(values):
+                cond = base.copy()
+                cond[j] = value
+                rows.append({"property": prop, "z_index": k, "value_index": s,
+                             **{f"requested_{p}": float(cond[i]) for i, p in enumerate(properties)}})
+    return pd.DataFrame(rows)
+
+
+def evaluate_control(generate: GenerateFn, scorer: Scorer, z: np.ndarray, base_conditions: np.ndarray,
+                     ranges: dict[str, tuple[float, float]], config: ControlConfig = ControlConfig(),
+                     gender: Scorer | None = None, properties: Sequence[str] = PROPERTY_NAMES,
+                     progress: Callable[[int], None] | None = None) -> ControlResult:
+    """Generate every sweep image, score it, and return the table (requested_*, measured_*, female_prob).
+
+    generate: (z [N, z_dim], conditions [N, P]) -> uint8 [N, H, W, 3]; scorer: images -> [N, P]
+    normalised (NaN = failure); gender: images -> [N] probability of "woman" (optional).
+    progress: called with the number of images just finished (a tqdm bar's update).
+    """
+    properties = tuple(properties)
+    design = sweep_design(ranges, base_conditions, config.num_values, properties)
+    requested = design[[f"requested_{p}" for p in properties]].to_numpy(np.float32)
+    z_rows = np.asarray(z, dtype=np.float32)[design["z_index"].to_numpy()]
+    measured = np.full((len(design), len(properties)), np.nan)
+    female = np.full(len(design), np.nan)
+    sheets: dict[str, list[np.ndarray]] = {p: [] for p in properties}
+    keep = (design["z_index"] < config.sheet_z).to_numpy()
+    for first in range(0, len(design), config.batch_size):
+        sl = slice(first, first + config.batch_size)
+        images = generate(z_rows[sl], requested[sl])
+        scores = np.asarray(scorer(images), dtype=np.float64)
+        if scores.shape != (len(images), len(properties)):
+            raise ValueError(f"scorer returned shape {scores.shape}, expected ({len(images)}, {len(properties)})")
+        measured[sl] = scores
+        if gender is not None:
+            female[sl] = np.asarray(gender(images), dtype=np.float64).reshape(-1)
+        for offset, image in enumerate(images):
+            row = first + offset
+            if keep[row]:
+                sheets[design.at[row, "property"]].append(image)
+        if progress is not None:
+            progress(len(images))
+    samples = design.copy()
+    for i, p in enumerate(properties):
+        samples[f"measured_{p}"] = measured[:, i]
+    samples["female_prob"] = female
+    samples["valid"] = np.isfinite(measured).all(axis=1)
+    return ControlResult(samples, sheets, properties)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson of average ranks (ties share their mean rank), as scipy.stats.spearmanr."""
+    return _pearson(pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy())
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < 2 or np.ptp(x) == 0:
+        return float("nan")
+    xc = x - x.mean()
+    return float((xc * (y - y.mean())).sum() / (xc * xc).sum())
+
+
+def control_metrics(samples: pd.DataFrame, properties: Sequence[str] = PROPERTY_NAMES) -> pd.DataFrame:
+    """Per property: Pearson r, Spearman rho, MAE, monotonic share, mean control slope, counts.
+
+    Only the sweeps of that property count, and only images the scorer measured (finite value
+    of that property). A sweep is monotonic when every step is >= 0 and the end is above the
+    start (a flat sweep is not control); sweeps with a failed image are left out of that share.
+    """
+    rows = []
+    for prop in properties:
+        part = samples[samples["property"] == prop]
+        req, meas = part[f"requested_{prop}"].to_numpy(float), part[f"measured_{prop}"].to_numpy(float)
+        ok = np.isfinite(meas)
+        sweeps = [g.sort_values("value_index")[f"measured_{prop}"].to_numpy(float) for _, g in part.groupby("z_index")]
+        complete = [m for m in sweeps if np.isfinite(m).all()]
+        monotonic = [bool(np.all(np.diff(m) >= 0) and m[-1] > m[0]) for m in complete]
+        slopes = [_slope(g[f"requested_{prop}"].to_numpy(float)[np.isfinite(v)], v[np.isfinite(v)])
+                  for _, g in part.groupby("z_index") for v in [g[f"measured_{prop}"].to_numpy(float)]]
+        slopes = [s for s in slopes if np.isfinite(s)]
+        rows.append({
+            "property": prop, "pearson_r": _pearson(req[ok], meas[ok]), "spearman_rho": _spearman(req[ok], meas[ok]),
+            "mae": float(np.abs(meas[ok] - req[ok]).mean()) if ok.any() else float("nan"),
+            "monotonic_share": float(np.mean(monotonic)) if monotonic else float("nan"),
+            "control_slope": float(np.mean(slopes)) if slopes else float("nan"),
+            "num_images": int(len(part)), "num_valid": int(ok.sum()), "num_sweeps": len(sweeps),
+            "num_complete_sweeps": len(complete),
+        })
+    return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+
+
+def leakage_matrix(samples: pd.DataFrame, properties: Sequence[str] = PROPERTY_NAMES) -> pd.DataFrame:
+    """L[p, q]: mean over sweeps of p of |slope of measured q against requested p| (rows: swept p)."""
+    matrix = np.full((len(properties), len(properties)), np.nan)
+    for i, prop in enumerate(properties):
+        part = samples[samples["property"] == prop]
+        for j, other in enumerate(properties):
+            slopes = []
+            for _, g in part.groupby("z_index"):
+                x, y = g[f"requested_{prop}"].to_numpy(float), g[f"measured_{other}"].to_numpy(float)
+                ok = np.isfinite(y)
+                s = _slope(x[ok], y[ok])
+                if np.isfinite(s):
+                    slopes.append(abs(s))
+            if slopes:
+                matrix[i, j] = float(np.mean(slopes))
+    return pd.DataFrame(matrix, index=list(properties), columns=list(properties))
+
+
+class BrightnessScorer:
+    """STAND-IN scorer for demos and tests only: it measures brightness, not faces.
+
+    Property j = mean brightness of horizontal band j of 5 (0..1), face_pose mapped to [-1, 1].
+    It lets steps 8-9 run end to end on random-weight generators, whose images hold no face.
+    """
+
+    name = "brightness (stand-in, not a face measurement)"
+
+    def __call__(self, images_u8: np.ndarray) -> np.ndarray:
+        images = np.asarray(images_u8, dtype=np.float64)
+        bands = np.array_split(np.arange(images.shape[1]), len(PROPERTY_NAMES))
+        out = np.stack([images[:, rows].mean(axis=(1, 2, 3)) / 255.0 for rows in bands], axis=1)
+        out[:, PROPERTY_NAMES.index("face_pose")] = out[:, PROPERTY_NAMES.index("face_pose")] * 2 - 1
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# outputs
+
+
+def _plot_scatter(samples: pd.DataFrame, properties: Sequence[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(properties), figsize=(3.2 * len(properties), 3.4), squeeze=False)
+    for ax, prop in zip(axes[0], properties):
+        part = samples[samples["property"] == prop]
+        x, y = part[f"requested_{prop}"].to_numpy(float), part[f"measured_{prop}"].to_numpy(float)
+        ax.scatter(x, y, s=8, alpha=0.5)
+        lo = np.nanmin(np.concatenate([x, y])) if np.isfinite(y).any() else x.min()
+        hi = np.nanmax(np.concatenate([x, y])) if np.isfinite(y).any() else x.max()
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_title(prop)
+        ax.set_xlabel("requested")
+        ax.set_ylabel("measured")
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def _plot_leakage(leak: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    values = leak.to_numpy(float)
+    image = ax.imshow(np.nan_to_num(values, nan=0.0), cmap="viridis")
+    ax.set_xticks(range(len(leak.columns)), leak.columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(leak.index)), leak.index)
+    ax.set_xlabel("measured property")
+    ax.set_ylabel("swept property")
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            ax.text(j, i, "nan" if not np.isfinite(values[i, j]) else f"{values[i, j]:.2f}", ha="center",
+                    va="center", color="w", fontsize=8)
+    fig.colorbar(image, ax=ax, label="|slope| measured / requested")
+    ax.set_title("leakage (diagonal = control)")
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def _save_figure(fig, path: Path) -> None:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from common.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _markdown_table(frame: pd.DataFrame, index: bool = False, digits: int = 3) -> str:
+    frame = frame.reset_index() if index else frame
+    cols = [str(c) for c in frame.columns]
+
+    def fmt(v: Any) -> str:
+        return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def write_control_outputs(result: ControlResult, out_dir: Path | str, meta: dict[str, Any],
+                          num_values: int) -> dict[str, Path]:
+    """CSV (samples, metrics, leakage), plots, sweep contact sheets and report.md; returns the paths."""
+    from common.contact_sheet import make_contact_sheet
+    from common.io import atomic_save_image, atomic_write_csv, atomic_write_text
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    props = result.properties
+    metrics = control_metrics(result.samples, props)
+    leak = leakage_matrix(result.samples, props)
+    paths = {
+        "samples": atomic_write_csv(out_dir / SAMPLES_CSV, result.samples),
+        "metrics": atomic_write_csv(out_dir / METRICS_CSV, metrics, METRIC_COLUMNS),
+        "leakage": atomic_write_csv(out_dir / LEAKAGE_CSV, leak.reset_index(names="swept")),
+    }
+    _plot_scatter(result.samples, props, out_dir / SCATTER_PNG)
+    _plot_leakage(leak, out_dir / LEAKAGE_PNG)
+    paths.update(scatter=out_dir / SCATTER_PNG, leakage_plot=out_dir / LEAKAGE_PNG)
+    for prop, images in result.sheets.items():
+        if images:
+            part = result.samples[(result.samples["property"] == prop) & (result.samples["z_index"] < meta.get("sheet_z", 3))]
+            captions = [f"{v:.2f}" + ("" if ok else " x") for v, ok in zip(part[f"requested_{prop}"], part["valid"])]
+            sheet = make_contact_sheet(images, captions, ncols=num_values, thumb=112, title=f"sweep of {prop} (rows: z)")
+            paths[f"sheet_{prop}"] = atomic_save_image(out_dir / f"sweep_{prop}.png", sheet)
+    female = result.samples["female_prob"].to_numpy(float)
+    female_line = (f"{np.mean(female[np.isfinite(female)] >= 0.5):.3f} of {int(np.isfinite(female).sum())} images "
+                   f"(gender CNN probability >= 0.5)" if np.isfinite(female).any() else "not measured (no gender model)")
+    stand_in = "stand-in" in str(meta.get("scorer", ""))
+    warning = ("\n> **WARNING: the scorer is a stand-in (image brightness), not the face segmentation. These numbers "
+               "say nothing about face properties; they only show that the pipeline runs.**\n" if stand_in else "")
+    valid = result.samples["valid"].to_numpy(bool)
+    text = f"""# Control evaluation (step 9)
+{warning}
+- checkpoint: `{meta.get('checkpoint')}` (step {meta.get('step')}, weights: {meta.get('weights', 'ema')})
+- scorer: {meta.get('scorer')}
+- design: {meta.get('num_z')} random z x {num_values} values per sweep x {len(props)} properties = {len(valid)} images; others held at {meta.get('held', 'the training median')}
+- images the scorer could not measure (no face, NaN score): {int((~valid).sum())} of {len(valid)}
+- female share: {female_line}
+
+## Per property (requested vs measured, sweeps of that property only)
+{_markdown_table(metrics)}
+
+`monotonic_share`: share of complete sweeps whose measured value never decreases and ends above its start.
+`control_slope`: mean least-squares slope of measured on requested (1 = exact control).
+
+## Leakage matrix (rows: swept property; columns: measured property; |slope|)
+{_markdown_table(leak, index=True)}
+
+Diagonal = control strength; off-diagonal = how much another property moves when one is swept (ideal 0).
+
+## Files
+`{SAMPLES_CSV}` (every image: requested_*, measured_*, female_prob), `{METRICS_CSV}`, `{LEAKAGE_CSV}`,
+`{SCATTER_PNG}`, `{LEAKAGE_PNG}`, `sweep_<property>.png` (rows: z, columns: requested value; "x" = not measured).
+"""
+    paths["report"] = atomic_write_text(out_dir / REPORT_MD, text)
+    return paths
