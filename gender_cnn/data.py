@@ -286,3 +286,24 @@ def synthetic_image(rng: np.random.Generator, positive: bool, good_quality: bool
         draw.rectangle(box, fill=colour)
     arr = np.asarray(image).astype(np.float64) + rng.normal(0, 6, (size, size, 3))
     return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def write_synthetic_set(images_dir: Path | str, n: int, seed: int = 0, start: int = 0, size: int = 256):
+    """Write ``n`` synthetic_image() JPEGs named {i:06d}.jpg (i from ``start``); returns their labels.
+
+    The returned frame has the hand-label columns (img_name, gender, quality, labeller='demo'), so
+    tests, the benchmark and the demo can train and filter without a GAN.
+    """
+    import pandas as pd
+
+    from common.io import atomic_save_image
+
+    images_dir = Path(images_dir)
+    rows = []
+    for i in range(start, start + n):
+        rng = np.random.default_rng([seed, i])
+        gender, quality = int(rng.integers(2)), int(rng.integers(2))
+        name = f"{i:06d}.jpg"
+        atomic_save_image(images_dir / name, synthetic_image(rng, bool(gender), bool(quality), size=size))
+        rows.append({"img_name": name, "gender": gender, "quality": quality, "labeller": "demo"})
+    return pd.DataFrame(rows, columns=["img_name", "gender", "quality", "labeller"])

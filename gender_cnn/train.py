@@ -61,6 +61,7 @@ class TrainConfig:
     folds: int = 5
     epochs: int = 40
     patience: int = 6
+    min_epochs: int = 5  # no early stop before this: BatchNorm running stats lag in the first epochs
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-2
@@ -226,7 +227,7 @@ def train_fold(images_u8: torch.Tensor, labels: np.ndarray, train_idx: np.ndarra
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
             bad_epochs += 1
-            if bad_epochs >= config.patience:
+            if bad_epochs >= config.patience and epoch >= config.min_epochs:
                 logger.debug("fold %d: early stop at epoch %d (best %d)", fold, epoch, best_epoch)
                 break
     epochs.close()

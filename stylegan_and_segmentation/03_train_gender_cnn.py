@@ -36,6 +36,8 @@ def build_parser():
     parser.add_argument("--folds", type=int, default=d.folds)
     parser.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs per fold")
     parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
+    parser.add_argument("--min-epochs", type=int, default=d.min_epochs,
+                        help="never stop early before this epoch (BatchNorm statistics settle first)")
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
     parser.add_argument("--input-size", type=int, default=d.input_size, help="gender model input (square)")
@@ -75,6 +77,7 @@ def main(argv=None) -> int:
     augment = AugmentConfig(hflip=False, max_shift_frac=0.0, brightness=0.0, contrast=0.0) \
         if args.no_augment else AugmentConfig()
     config = TrainConfig(tasks=tasks, folds=args.folds, epochs=args.epochs, patience=args.patience,
+                         min_epochs=args.min_epochs,
                          batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          input_size=args.input_size, quality_region=region, quality_size=quality_size,
                          channels=channels, dropout=args.dropout, augment=augment, seed=args.seed)

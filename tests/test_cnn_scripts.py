@@ -1,0 +1,148 @@
+"""Scripts 03 and 04 through main([...]) on synthetic two-class images written by the test.
+
+The images (gender_cnn.data.synthetic_image) hold a bright disc ("woman") or a dark square ("man")
+and a sharp ("good") or blurred ("bad") checkerboard in the quality model's top-centre region.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from common.paths import PipelinePaths
+from gender_cnn.data import write_synthetic_set
+from gender_cnn.predict import load_ensemble, predict_images
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "stylegan_and_segmentation"
+FAST = ["--folds", "2", "--epochs", "1", "--patience", "1", "--input-size", "16", "--quality-size", "16x32",
+        "--channels", "4,8", "--batch-size", "8", "--device", "cpu", "-q"]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name.replace(".py", ""), SCRIPTS / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_script = _load("03_train_gender_cnn.py")
+filter_script = _load("04_filter_images.py")
+
+
+def _make_root(root: Path, n: int, seed: int = 0, size: int = 64) -> pd.DataFrame:
+    paths = PipelinePaths(root)
+    labels = write_synthetic_set(paths.generated_dir, n, seed=seed, size=size)
+    paths.hand_labels_csv.parent.mkdir(parents=True, exist_ok=True)
+    labels.to_csv(paths.hand_labels_csv, index=False)
+    return labels
+
+
+@pytest.mark.parametrize("script", [train_script, filter_script])
+def test_help(script, capsys):
+    with pytest.raises(SystemExit) as exc:
+        script.main(["--help"])
+    assert exc.value.code == 0
+    assert "--root" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_training_reaches_095_on_held_out_images_and_filter_runs(tmp_path, capsys):
+    """Train both tasks on 160 labelled images, then score 80 images no fold has seen."""
+    paths = PipelinePaths(tmp_path)
+    _make_root(tmp_path, 160, seed=1, size=128)
+    held_out = write_synthetic_set(paths.generated_dir, 80, seed=1, start=1000, size=128)  # unlabelled
+    rc = train_script.main(["--root", str(tmp_path), "--folds", "3", "--epochs", "12", "--patience", "3",
+                            "--input-size", "32", "--quality-size", "32x64", "--channels", "8,16,32",
+                            "--batch-size", "8", "--device", "cpu", "-q"])
+    assert rc == 0
+    assert "gender: 160 labelled" in capsys.readouterr().out
+    for task in ("gender", "quality"):
+        ensemble = load_ensemble(paths.cnn_models_dir, task)
+        result = predict_images([paths.generated_dir / n for n in held_out["img_name"]], {task: ensemble},
+                                batch_size=32)
+        assert result.names == held_out["img_name"].tolist() and not result.failed
+        accuracy = float(((result.scores[task] >= 0.5) == held_out[task].to_numpy().astype(bool)).mean())
+        assert accuracy >= 0.95, f"{task} held-out accuracy {accuracy:.3f}"
+    oof = pd.read_csv(paths.oof_predictions_csv)
+    assert list(oof.columns) == ["img_name", "task", "label", "oof_score", "fold"]
+    assert len(oof) == 320 and set(oof["task"]) == {"gender", "quality"}
+
+    rc = filter_script.main(["--root", str(tmp_path), "--device", "cpu", "-q"])
+    assert rc == 0
+    assert "hand 0/0" not in capsys.readouterr().out
+    scores = pd.read_csv(paths.quality_gender_csv).set_index("img_name")
+    assert len(scores) == 240
+    assert (scores.loc[held_out["img_name"], "source"] == "cnn").all()
+    assert (scores.drop(held_out["img_name"])["source"] == "hand").all()
+    kept = scores[(scores["gender_score"] >= 0.7) & (scores["quality_score"] >= 0.9)].index
+    assert sorted(os.listdir(paths.filtered_dir)) == sorted(kept)
+    truth = held_out.set_index("img_name")
+    kept_cnn = [n for n in kept if n in truth.index]
+    assert kept_cnn and (truth.loc[kept_cnn, ["gender", "quality"]] == 1).all().all()
+
+
+def test_folds_resume_and_overwrite(tmp_path, capsys):
+    _make_root(tmp_path, 16)
+    models = PipelinePaths(tmp_path).cnn_models_dir
+    assert train_script.main(["--root", str(tmp_path), "--tasks", "gender", *FAST]) == 0
+    assert "2 trained, 0 resumed" in capsys.readouterr().out
+    stamps = {p.name: p.stat().st_mtime_ns for p in models.iterdir()}
+    assert sorted(stamps) == ["gender_fold0.pt", "gender_fold1.pt"]
+    assert train_script.main(["--root", str(tmp_path), "--tasks", "gender", *FAST]) == 0
+    assert "0 trained, 2 resumed" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in models.iterdir()} == stamps
+    assert train_script.main(["--root", str(tmp_path), "--tasks", "gender", "--overwrite", *FAST]) == 0
+    assert "2 trained, 0 resumed" in capsys.readouterr().out
+
+
+def test_invalid_labels_fail_with_rows_named_and_exit_2(tmp_path, capsys):
+    _make_root(tmp_path, 6)
+    csv = PipelinePaths(tmp_path).hand_labels_csv
+    lines = csv.read_text().splitlines()
+    lines[4] = "000003.jpg,woman,1,hand"  # data row 4: invalid value
+    lines.append("missing_image.jpg,1,1,hand")  # data row 7: unknown image
+    csv.write_text("\n".join(lines) + "\n")
+    rc = train_script.main(["--root", str(tmp_path), *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "row 4 (000003.jpg)" in err and "'woman'" in err and "row 7 (missing_image.jpg)" in err
+
+
+def test_corrupt_image_is_skipped_and_reported(tmp_path, capsys):
+    _make_root(tmp_path, 16)
+    paths = PipelinePaths(tmp_path)
+    (paths.generated_dir / "000005.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    assert train_script.main(["--root", str(tmp_path), "--tasks", "gender", *FAST]) == 0
+    assert "1 unreadable images skipped" in capsys.readouterr().out
+    info = json.loads((paths.cnn_logs_dir / "train_config.json").read_text())
+    assert list(info["unreadable_images"]) == ["000005.jpg"]
+    oof = pd.read_csv(paths.oof_predictions_csv, dtype={"img_name": str})
+    assert "000005.jpg" not in set(oof["img_name"]) and len(oof) == 15
+
+
+def test_filter_without_models_exits_2_with_run_step_3_first(tmp_path, capsys):
+    _make_root(tmp_path, 3)
+    PipelinePaths(tmp_path).hand_labels_csv.unlink()
+    rc = filter_script.main(["--root", str(tmp_path), "--device", "cpu", "-q"])
+    assert rc == 2 and "run step 3 first" in capsys.readouterr().err
+
+
+def test_training_is_deterministic_on_cpu(tmp_path):
+    _make_root(tmp_path / "a", 12)
+    _make_root(tmp_path / "b", 12)
+    for name in ("a", "b"):
+        assert train_script.main(["--root", str(tmp_path / name), "--tasks", "quality", "--seed", "3", *FAST]) == 0
+    for fold in (0, 1):
+        blobs = [torch.load(tmp_path / n / "gender_cnn" / "models" / f"quality_fold{fold}.pt", weights_only=True)
+                 for n in ("a", "b")]
+        for key, value in blobs[0]["state_dict"].items():
+            assert torch.equal(value, blobs[1]["state_dict"][key]), key
+    np.testing.assert_array_equal(pd.read_csv(tmp_path / "a/gender_cnn/logs/oof_predictions.csv")["oof_score"],
+                                  pd.read_csv(tmp_path / "b/gender_cnn/logs/oof_predictions.csv")["oof_score"])

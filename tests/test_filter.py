@@ -1,0 +1,150 @@
+"""gender_cnn.filter: hand-label precedence, inclusive thresholds, the kept folder and re-runs.
+
+The CNN is replaced by a stand-in that returns fixed scores per image name, so the tests check
+the filter's own decisions (the CNN itself is tested in test_cnn_train / test_cnn_scripts).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import gender_cnn.predict as predict_module
+from common.checkpoints import CheckpointError
+from gender_cnn.filter import (
+    QUALITY_GENDER_COLUMNS,
+    FilterConfig,
+    combine_scores,
+    keep_mask,
+    run_filter,
+    sync_kept_images,
+)
+from gender_cnn.predict import PredictionResult
+
+# name -> (gender, quality) as the stand-in CNN scores them
+CNN_SCORES = {
+    "a.png": (0.05, 0.05),  # hand-labelled woman/good: kept although the CNN disagrees
+    "b.png": (0.99, 0.99),  # hand-labelled man: dropped although the CNN says woman
+    "c.png": (0.7, 0.9),  # exactly at both thresholds: kept (>=)
+    "d.png": (0.699999, 0.95),  # just below the gender threshold: dropped
+    "e.png": (0.95, 0.899999),  # just below the quality threshold: dropped
+    "f.png": (0.2, 0.95),  # hand gender woman, quality unsure -> CNN quality 0.95: kept, source cnn
+    "g.png": (0.8, 0.95),
+}
+HAND = "img_name,gender,quality,labeller\na.png,1,1,hand\nb.png,0,1,hand\nf.png,1,,hand\n"
+
+
+def _fake_predict(calls):
+    def predict_images(paths, ensembles, device="cpu", batch_size=64, workers=2, on_items=None):
+        names = [Path(p).name for p in paths]
+        calls.append(names)
+        ok = [n for n in names if n in CNN_SCORES]
+        failed = {n: "cannot read image" for n in names if n not in CNN_SCORES}
+        scores = {t: np.array([CNN_SCORES[n][("gender", "quality").index(t)] for n in ok]) for t in ensembles}
+        if on_items:
+            on_items(len(names))
+        return PredictionResult(names=ok, scores=scores, failed=failed)
+
+    return predict_images
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    for name in CNN_SCORES:
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(images / name)
+    (images / "corrupt.png").write_bytes(b"not an image")
+    (tmp_path / "labels.csv").write_text(HAND)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(predict_module, "load_ensemble", lambda d, t, device="cpu": f"ensemble-{t}")
+    monkeypatch.setattr(predict_module, "predict_images", _fake_predict(calls))
+    return tmp_path, calls
+
+
+def _run(tmp_path, **kwargs):
+    config = FilterConfig(**{"sheet_images": 8, **kwargs})
+    return run_filter(tmp_path / "images", tmp_path / "labels.csv", tmp_path / "models", tmp_path / "scores.csv",
+                      tmp_path / "kept", tmp_path / "logs", config, show_progress=False)
+
+
+def test_hand_labels_win_and_thresholds_are_inclusive(setup):
+    tmp_path, calls = setup
+    summary = _run(tmp_path)
+    frame = pd.read_csv(tmp_path / "scores.csv")
+    assert list(frame.columns) == list(QUALITY_GENDER_COLUMNS)
+    rows = frame.set_index("img_name")
+    assert rows.loc["a.png"].tolist() == [1.0, 1.0, "hand"]
+    assert rows.loc["b.png"].tolist() == [0.0, 1.0, "hand"]
+    assert rows.loc["f.png"].tolist() == [1.0, 0.95, "cnn"]
+    assert rows.loc["c.png"].tolist() == [0.7, 0.9, "cnn"]
+    assert "corrupt.png" not in rows.index  # unreadable: reported, no row
+    assert summary.failed == {"corrupt.png": "cannot read image"}
+    # images with both hand labels are never sent to the CNN
+    assert calls == [["c.png", "corrupt.png", "d.png", "e.png", "f.png", "g.png"]]
+    assert sorted(os.listdir(tmp_path / "kept")) == ["a.png", "c.png", "f.png", "g.png"]
+    assert summary.counts == {"hand": (1, 2), "cnn": (3, 5)}
+    assert "hand 1/2" in summary.line() and "cnn 3/5" in summary.line()
+    assert (tmp_path / "logs" / "kept_sheet.jpg").is_file()
+    assert (tmp_path / "logs" / "near_threshold_rejected.jpg").is_file()
+    # kept files are the same bytes as the sources
+    assert (tmp_path / "kept" / "c.png").read_bytes() == (tmp_path / "images" / "c.png").read_bytes()
+
+
+def test_rerun_is_idempotent_and_new_thresholds_remove_stale_files(setup):
+    tmp_path, _ = setup
+    _run(tmp_path)
+    first_csv = (tmp_path / "scores.csv").read_bytes()
+    again = _run(tmp_path)
+    assert (tmp_path / "scores.csv").read_bytes() == first_csv
+    assert again.sync.added == 0 and again.sync.removed == 0 and again.sync.unchanged == 4
+    stricter = _run(tmp_path, gender_threshold=0.75, quality_threshold=0.9)
+    assert sorted(os.listdir(tmp_path / "kept")) == ["a.png", "f.png", "g.png"]
+    assert stricter.sync.removed == 1
+    looser = _run(tmp_path, gender_threshold=0.0, quality_threshold=0.0, link=False)
+    assert sorted(os.listdir(tmp_path / "kept")) == sorted(n for n in CNN_SCORES)
+    assert looser.sync.added == 4  # the four newly kept; b.png (hand man) passes a 0.0 threshold too
+
+
+def test_no_models_says_run_step_3_first(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (16, 16)).save(images / "x.png")
+    with pytest.raises(CheckpointError, match="run step 3 first"):
+        run_filter(images, tmp_path / "none.csv", tmp_path / "models", tmp_path / "s.csv", tmp_path / "kept",
+                   tmp_path / "logs", FilterConfig(), show_progress=False)
+
+
+def test_combine_scores_without_hand_labels_and_missing_cnn_scores():
+    cnn = {"gender": {"x": 0.3, "y": 0.8}, "quality": {"x": 0.91, "y": 0.123456789}}
+    frame = combine_scores(["x", "y", "z"], None, cnn)
+    assert frame["img_name"].tolist() == ["x", "y"]  # z has no CNN score: no row
+    assert frame["quality_score"].tolist() == [0.91, 0.123457]
+    assert set(frame["source"]) == {"cnn"}
+    assert keep_mask(frame, 0.3, 0.9).tolist() == [True, False]
+
+
+def test_sync_kept_images_links_and_replaces_changed_files(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for name in ("1.jpg", "2.jpg"):
+        (src / name).write_bytes(name.encode())
+    dst.mkdir()
+    (dst / "2.jpg").write_bytes(b"old version")
+    (dst / "9.jpg").write_bytes(b"stale")
+    (dst / "notes.txt").write_text("not an image: left alone")
+    result = sync_kept_images(src, dst, ["1.jpg", "2.jpg"], link=True)
+    assert (result.added, result.unchanged, result.removed) == (2, 0, 1)
+    assert sorted(os.listdir(dst)) == ["1.jpg", "2.jpg", "notes.txt"]
+    assert (dst / "2.jpg").read_bytes() == b"2.jpg"
+    assert os.path.samefile(src / "1.jpg", dst / "1.jpg")
+    assert sync_kept_images(src, dst, ["1.jpg", "2.jpg"]).unchanged == 2
+
