@@ -593,8 +593,8 @@ def make_generate_fn(generator: ConditionalGenerator, batch_size: int = 16) -> C
     def generate(z: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         out = []
         for i in range(0, len(z), batch_size):
-            zb = torch.as_tensor(z[i:i + batch_size], dtype=torch.float32, device=device)
-            cb = torch.as_tensor(conditions[i:i + batch_size], dtype=torch.float32, device=device)
+            zb = torch.as_tensor(np.array(z[i:i + batch_size], dtype=np.float32), device=device)
+            cb = torch.as_tensor(np.array(conditions[i:i + batch_size], dtype=np.float32), device=device)
             out.append(postprocess_uint8(generator(zb, cb)["image"].float()))
         return np.concatenate(out) if out else np.zeros((0, generator.resolution, generator.resolution, 3), np.uint8)
 

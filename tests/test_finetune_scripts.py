@@ -1,0 +1,179 @@
+"""Scripts 07, 08 and 09 on a tiny random generator: every output file, exact resume, clear errors."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from common.io import atomic_save_image
+from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from stylegan.checkpoint import load_generator, write_random_checkpoint
+from stylegan.conditional import load_conditional_generator
+from stylegan.networks import postprocess_uint8
+
+SCRIPTS = REPO_ROOT / "stylegan_and_segmentation"
+TINY = dict(fmaps_base=128, fmaps_max=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16)
+FAST = ["--device", "cpu", "--batch-size", "4", "--regressor-epochs", "1", "-q"]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name.replace(".py", ""), SCRIPTS / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def make_root(root: Path, num: int = 12, nan_rows: tuple[int, ...] = (3,)) -> PipelinePaths:
+    """A tiny pipeline root: random 16x16 checkpoint, filtered images, all_scores.csv, normalization.json."""
+    paths = PipelinePaths(root)
+    write_random_checkpoint(paths.stylegan_checkpoint, resolution=16, seed=0, **TINY)
+    generator = load_generator(paths.stylegan_checkpoint)
+    with torch.no_grad():
+        images = postprocess_uint8(generator(torch.randn(num, 16, generator=torch.Generator().manual_seed(1)))["image"])
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, image in enumerate(images):
+        atomic_save_image(paths.filtered_dir / f"{i:06d}.png", image)
+        raw = rng.uniform(0, 100, size=5)
+        if i in nan_rows:
+            raw[1] = raw[2] = np.nan
+        norm = raw / 100.0
+        norm[4] = norm[4] * 2 - 1
+        rows.append([f"{i:06d}.png", *np.round(norm, 4), *raw, "no_hair" if i in nan_rows else ""])
+    columns = ["img_name", *PROPERTY_NAMES, *(f"raw_{p}" for p in PROPERTY_NAMES), "flags"]
+    paths.property_scores_dir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=columns).to_csv(paths.all_scores_csv, index=False)
+    scales = {p: {"kind": "minmax", "count": num, "min": 0.0, "max": 100.0,
+                  "target": [-1.0, 1.0] if p == "face_pose" else [0.0, 1.0]} for p in PROPERTY_NAMES}
+    paths.normalization_json.write_text(json.dumps({
+        "format_version": 1, "method": "minmax", "pose_scaling": "minmax", "decimals": 4,
+        "properties": list(PROPERTY_NAMES), "scales": scales}))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One 4-step run, checkpoints at 2 and 4, shared by the 08/09 tests."""
+    paths = make_root(tmp_path_factory.mktemp("root"))
+    rc = _script("07_finetune_stylegan.py").main(["--root", str(paths.root), "--steps", "4", "--checkpoint-every", "2",
+                                                  "--sample-every", "2", *FAST])
+    assert rc == 0
+    return paths
+
+
+def test_07_writes_every_output_and_a_loadable_checkpoint(trained, capsys):
+    out = trained.finetuned_dir
+    for name in ("train_log.csv", "finetune_config.json", "property_regressor_metrics.json",
+                 "checkpoints/checkpoint_000002.pt", "checkpoints/checkpoint_000004.pt",
+                 "samples/step_000000.png", "samples/step_000002.png", "samples/step_000004.png"):
+        assert (out / name).is_file(), name
+    log = pd.read_csv(out / "train_log.csv")
+    assert log["step"].tolist() == [1, 2, 3, 4]
+    assert np.isfinite(log[["loss_d", "loss_g", "loss_prop", "r1"]].to_numpy()).all()
+    ckpt = torch.load(out / "checkpoints/checkpoint_000004.pt", weights_only=True)
+    assert ckpt["step"] == 4
+    for key in ("generator", "generator_ema", "discriminator", "optimizer_g", "optimizer_d", "rng", "regressor"):
+        assert key in ckpt, key
+    config = ckpt["config"]
+    assert config["property_names"] == list(PROPERTY_NAMES) and config["embed_dim"] == 16
+    assert config["normalization"]["scales"]["face_pose"]["target"] == [-1.0, 1.0]
+    assert config["generator"]["base_config"]["resolution"] == 16
+    assert config["num_train_images"] == 11  # one NaN row left out
+    # the contract loader: EMA by default, (z, condition) -> image; synthesis equals the pretrained one
+    generator = load_conditional_generator(out / "checkpoints/checkpoint_000004.pt")
+    assert not generator.training
+    image = generator(torch.randn(2, 16), torch.rand(2, 5))["image"]
+    assert image.shape == (2, 3, 16, 16)
+    base = load_generator(trained.stylegan_checkpoint)
+    for key, value in base.synthesis.state_dict().items():
+        assert torch.equal(generator.synthesis.state_dict()[key], value), key
+    raw = load_conditional_generator(out / "checkpoints/checkpoint_000004.pt", which="raw")
+    assert not torch.equal(raw.condition.columns.weight, generator.condition.columns.weight)
+
+
+def test_07_resume_repeats_the_uninterrupted_losses(tmp_path):
+    paths = make_root(tmp_path / "root")
+    script = _script("07_finetune_stylegan.py")
+    common = ["--root", str(paths.root), "--checkpoint-every", "3", "--sample-every", "100", *FAST]
+    assert script.main([*common, "--steps", "6", "--out", str(tmp_path / "straight")]) == 0
+    assert script.main([*common, "--steps", "3", "--out", str(tmp_path / "resumed")]) == 0
+    assert script.main([*common, "--steps", "6", "--out", str(tmp_path / "resumed")]) == 0
+    straight = pd.read_csv(tmp_path / "straight" / "train_log.csv").drop(columns="seconds")
+    resumed = pd.read_csv(tmp_path / "resumed" / "train_log.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(straight, resumed, check_exact=True)
+    a = torch.load(tmp_path / "straight/checkpoints/checkpoint_000006.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/checkpoints/checkpoint_000006.pt", weights_only=True)
+    for key in ("generator", "generator_ema", "discriminator"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+
+
+def test_07_changed_settings_refuse_to_resume(tmp_path, capsys):
+    paths = make_root(tmp_path / "root")
+    script = _script("07_finetune_stylegan.py")
+    assert script.main(["--root", str(paths.root), "--steps", "1", *FAST]) == 0
+    assert script.main(["--root", str(paths.root), "--steps", "2", "--r1-gamma", "1", *FAST]) == 2
+    assert "settings differ" in capsys.readouterr().err
+
+
+def test_07_all_nan_scores_is_a_clear_error(tmp_path, capsys):
+    paths = make_root(tmp_path / "root", num=4, nan_rows=(0, 1, 2, 3))
+    rc = _script("07_finetune_stylegan.py").main(["--root", str(paths.root), "--steps", "1", *FAST])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "no training image left" in err and "4 with a NaN score" in err
+
+
+def test_08_writes_images_csv_and_sweeps(trained, tmp_path):
+    out = tmp_path / "gen"
+    rc = _script("08_generate_with_properties.py").main(
+        ["--root", str(trained.root), "--device", "cpu", "--num", "3", "--eyes", "0.9", "--face-pose", "-0.5",
+         "--sweep", "mouth", "--sweep", "face_pose", "--sweep-z", "2", "--out", str(out), "-q"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "000002.png", "properties.csv",
+                                                     "sweep_face_pose.png", "sweep_mouth.png"]
+    frame = pd.read_csv(out / "properties.csv")
+    assert (frame["eyes"] == 0.9).all() and (frame["face_pose"] == -0.5).all()
+    config = json.loads((trained.finetuned_dir / "finetune_config.json").read_text())
+    assert frame["mouth"].iloc[0] == pytest.approx(config["condition_stats"]["mouth"]["median"])
+
+
+def test_09_writes_every_output_with_the_stand_in(trained):
+    rc = _script("09_evaluate_control.py").main(
+        ["--root", str(trained.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
+         "brightness", "-q"])
+    assert rc == 0
+    out = trained.evaluation_dir
+    expected = {"control_samples.csv", "control_metrics.csv", "leakage_matrix.csv", "requested_vs_measured.png",
+                "leakage_heatmap.png", "report.md", *(f"sweep_{p}.png" for p in PROPERTY_NAMES)}
+    assert expected <= {p.name for p in out.iterdir()}
+    assert len(pd.read_csv(out / "control_samples.csv")) == 2 * 3 * 5
+    assert "WARNING: the scorer is a stand-in" in (out / "report.md").read_text()
+
+
+def test_09_without_checkpoint_or_segmentation_model_is_a_clear_error(tmp_path, trained, capsys):
+    assert _script("09_evaluate_control.py").main(["--root", str(tmp_path), "--device", "cpu", "-q"]) == 2
+    assert "no fine-tuned checkpoint" in capsys.readouterr().err
+    assert _script("09_evaluate_control.py").main(["--root", str(trained.root), "--device", "cpu", "-q"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err  # no FaceXFormer weights in this root
+
+
+@pytest.mark.parametrize("name", ["07_finetune_stylegan.py", "08_generate_with_properties.py",
+                                  "09_evaluate_control.py"])
+def test_help(name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _script(name).main(["--help"])
+    assert exc.value.code == 0
+    assert "--device" in capsys.readouterr().out
