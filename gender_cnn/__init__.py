@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "crop_for_model": "gender_cnn.data",
     "stratified_folds": "gender_cnn.data",
     "synthetic_image": "gender_cnn.data",
+    "write_synthetic_set": "gender_cnn.data",
     # model
     "SmallCNN": "gender_cnn.classifier",
     "build_classifier": "gender_cnn.classifier",
@@ -28,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "gender_cnn.train",
     "TrainSummary": "gender_cnn.train",
     "run_training": "gender_cnn.train",
+    "train_fold": "gender_cnn.train",
     "OOF_COLUMNS": "gender_cnn.train",
     # prediction
     "Ensemble": "gender_cnn.predict",
