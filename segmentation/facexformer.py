@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.checkpoints import FACEXFORMER, CheckpointError, require_file
+from common.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -519,7 +520,8 @@ def load_facexformer(path: Path | str, device: str | torch.device = "cpu",
     Safe by default (``weights_only=True``). ``trusted=True`` is the explicit opt-in for an
     official file whose extra (optimizer) entries the safe loader rejects: it is unpickled once
     and its weights are re-saved next to it (:func:`clean_checkpoint_path`). Returns the model
-    in eval mode on ``device``. Wrong files raise :class:`CheckpointError` with a plain message.
+    in eval mode on ``device`` ("auto" allowed). Wrong files raise :class:`CheckpointError` with a
+    plain message.
     """
     path = require_file(path, FACEXFORMER)
     clean = clean_checkpoint_path(path)
@@ -554,7 +556,7 @@ def load_facexformer(path: Path | str, device: str | torch.device = "cpu",
     leftover = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if leftover:  # pragma: no cover - would mean a non-persistent tensor was added to the model
         raise RuntimeError(f"tensors not initialised by the checkpoint: {leftover}")
-    model = model.to(device)
+    model = model.to(resolve_device(device) if isinstance(device, str) else device)
     model.eval()
     log.info("loaded FaceXFormer from %s (%d tensors)", loaded_from, len(tensors))
     return model

@@ -164,6 +164,10 @@ def _prepare_batch(paths: Sequence[Path], config: SegmentConfig) -> _Batch:
 
 def _prefetch(batches: Sequence[Sequence[Path]], config: SegmentConfig, depth: int = 2) -> Iterator[_Batch]:
     """Yield prepared batches while the next ones are read and cropped on a background thread."""
+    if depth <= 0:
+        for paths in batches:
+            yield _prepare_batch(paths, config)
+        return
     out: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 

@@ -23,12 +23,12 @@ def build_parser():
     parser = make_parser(__doc__.splitlines()[0])
     add_common_args(parser, batch_size=8)
     parser.add_argument("--input", type=Path, default=None,
-                        help="folder of images (default: <root>/stylegan/synthesize_results_filtered)")
+                        help="folder of images; None = <root>/stylegan/synthesize_results_filtered")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="FaceXFormer checkpoint "
-                             "(default: <root>/segmentation/models/segmentation_model.pt)")
+                        help="FaceXFormer checkpoint; "
+                             "None = <root>/segmentation/models/segmentation_model.pt")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: <root>/segmentation/segmentation_results)")
+                        help="output folder; None = <root>/segmentation/segmentation_results")
     parser.add_argument("--crop", choices=CROP_MODES, default="mtcnn",
                         help="mtcnn: official face crop (largest face, +50%% box, 224 bicubic); "
                              "full: the whole image resized to 224 (random-weight demos, or a fallback)")

@@ -169,6 +169,13 @@ def test_missing_checkpoint_is_a_clear_error(folder, tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_help_exits_cleanly(capsys):
+    with pytest.raises(SystemExit) as info:
+        script.main(["--help"])
+    assert info.value.code == 0
+    assert "--trust-checkpoint" in capsys.readouterr().out
+
+
 def test_missing_input_folder(tmp_path, checkpoint, capsys):
     assert _run(tmp_path / "nowhere", checkpoint, tmp_path / "seg") != 0
     assert "input folder not found" in capsys.readouterr().err
