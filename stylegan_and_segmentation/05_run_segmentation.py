@@ -15,6 +15,7 @@ from pathlib import Path  # noqa: E402
 
 from common.checkpoints import CheckpointError  # noqa: E402
 from common.cli import add_common_args, make_parser, paths_from_args, verbosity  # noqa: E402
+from common.io import CsvSchemaError  # noqa: E402
 from common.runtime import resolve_device, setup_logging  # noqa: E402
 from segmentation import CROP_MODES, SegmentConfig, run_segmentation  # noqa: E402
 
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
                            retry_unreadable=args.retry_unreadable, mtcnn_device=mtcnn_device)
     try:
         summary = run_segmentation(input_dir, checkpoint, out_dir, config, device=device)
-    except CheckpointError as exc:
+    except (CheckpointError, CsvSchemaError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary.line())

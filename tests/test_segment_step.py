@@ -169,6 +169,15 @@ def test_missing_checkpoint_is_a_clear_error(folder, tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_broken_crops_csv_is_a_clear_error(folder, checkpoint, tmp_path, capsys):
+    out = tmp_path / "seg"
+    out.mkdir()
+    (out / "crops.csv").write_text("name,something\nx,1\n")
+    assert _run(folder, checkpoint, out) != 0
+    err = capsys.readouterr().err
+    assert "lacks columns" in err and "Traceback" not in err
+
+
 def test_help_exits_cleanly(capsys):
     with pytest.raises(SystemExit) as info:
         script.main(["--help"])
