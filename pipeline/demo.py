@@ -26,9 +26,10 @@ DEMO_STEP_ARGS: dict[int, list[str]] = {
     4: ["--gender-threshold", "0.5", "--quality-threshold", "0.5"],
     5: ["--crop", "full", "--batch-size", "8"],
     6: [],
-    7: [],
-    8: [],
-    9: [],
+    7: ["--steps", "16", "--batch-size", "4", "--regressor-epochs", "3", "--checkpoint-every", "8",
+        "--sample-every", "8"],
+    8: ["--num", "4", "--sweep", "all", "--sweep-z", "2", "--sweep-values", "5"],
+    9: ["--num-z", "2", "--num-values", "3", "--crop", "full", "--batch-size", "8"],
 }
 
 
