@@ -48,6 +48,8 @@ def build_parser():
     parser.add_argument("--channels", default=",".join(map(str, d.channels)), help="CNN stage widths")
     parser.add_argument("--dropout", type=float, default=d.dropout)
     parser.add_argument("--no-augment", action="store_true", help="no flip/shift/colour jitter")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy box")
     add_common_args(parser, batch_size=d.batch_size)
     return parser
 
@@ -57,6 +59,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logging(verbosity(args))
     timer = Timer()
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     from gender_cnn.data import AugmentConfig, default_input_spec
     from gender_cnn.train import TrainConfig, run_training

@@ -35,6 +35,16 @@ train_script = _load("03_train_gender_cnn.py")
 filter_script = _load("04_filter_images.py")
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The test models are tiny: per-op overhead dominates and, on a shared 2-core box, two OpenMP
+    threads made the end-to-end test ~7x slower (91 s vs 13 s) than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _make_root(root: Path, n: int, seed: int = 0, size: int = 64) -> pd.DataFrame:
     paths = PipelinePaths(root)
     labels = write_synthetic_set(paths.generated_dir, n, seed=seed, size=size)
