@@ -1,0 +1,94 @@
+"""Seconds per fine-tuning step (D update + G update, as step 7 runs them) at 256x256, and peak memory.
+
+Random genforce-architecture weights (the 256 config of celeba-partial-256), the real Finetuner
+with R1 and the property regressor on; a few warm-up steps, then the mean of ``--steps`` timed
+steps. Writes JSON to benchmarks/results/bench_finetune.json. Asserts nothing.
+
+    python benchmarks/bench_finetune.py --device cpu --batch-sizes 4 8 --steps 2
+    python benchmarks/bench_finetune.py --device cuda --steps 20
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import resource
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from common.runtime import resolve_device  # noqa: E402
+from stylegan import load_discriminator, load_generator, write_random_checkpoint  # noqa: E402
+from stylegan.conditional import build_conditional_discriminator, build_conditional_generator  # noqa: E402
+from stylegan.finetune import FinetuneConfig, Finetuner  # noqa: E402
+from stylegan.property_regressor import PropertyRegressor  # noqa: E402
+
+
+def bench(device: torch.device, batch: int, steps: int, warmup: int, resolution: int, amp: bool) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_random_checkpoint(pathlib.Path(tmp) / "g.pth", resolution=resolution)
+        base_g, base_d = load_generator(path), load_discriminator(path)
+    images = np.random.default_rng(0).integers(0, 256, size=(32, resolution, resolution, 3), dtype=np.uint8)
+    conditions = np.random.default_rng(1).uniform(0, 1, size=(32, 5)).astype(np.float32)
+    config = FinetuneConfig(batch_size=batch, mixed_precision=amp)
+    trainer = Finetuner(build_conditional_generator(base_g), build_conditional_discriminator(base_d), images,
+                        conditions, config, PropertyRegressor(), device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(warmup):
+        trainer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = (time.perf_counter() - start) / steps
+    result = {"device": str(device), "batch_size": batch, "resolution": resolution, "mixed_precision": trainer.amp,
+              "timed_steps": steps, "warmup_steps": warmup, "seconds_per_step": round(seconds, 4),
+              "images_per_second": round(batch / seconds, 2)}
+    if device.type == "cuda":
+        result["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        result["gpu"] = torch.cuda.get_device_name(device)
+    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--no-amp", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", type=pathlib.Path,
+                        default=pathlib.Path(__file__).resolve().parent / "results" / "bench_finetune.json")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    runs = []
+    for batch in args.batch_sizes:
+        run = bench(device, batch, args.steps, args.warmup, args.resolution, not args.no_amp)
+        print(json.dumps(run))
+        runs.append(run)
+    report = {"benchmark": "finetune step (D + G update, R1, property loss)", "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(), "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    previous[str(device.type)] = report
+    args.out.write_text(json.dumps(previous, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
