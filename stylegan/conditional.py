@@ -86,7 +86,8 @@ class ConditionalGenerator(StyleGANGenerator):
                  embed_dim: int | None = None, embed_hidden: int = 64, cond_lr_mul: float = 1.0):
         base_config = dict(base_config)
         if base_config.get("label_size", 0):
-            raise ValueError(f"the base generator must be unconditional (label_size 0), got {base_config['label_size']}")
+            raise ValueError("the base generator must be unconditional (label_size 0), "
+                             f"got {base_config['label_size']}")
         super().__init__(**base_config)
         self.base_config = base_config
         self.num_properties = num_properties
@@ -170,7 +171,8 @@ class ConditionalDiscriminator(StyleGANDiscriminator):
                  embed_hidden: int = 64):
         base_config = dict(base_config)
         if base_config.get("label_size", 0):
-            raise ValueError(f"the base discriminator must be unconditional, got label_size {base_config['label_size']}")
+            raise ValueError("the base discriminator must be unconditional, "
+                             f"got label_size {base_config['label_size']}")
         super().__init__(**base_config)
         self.base_config = base_config
         self.num_properties = num_properties
@@ -213,7 +215,8 @@ class ConditionalDiscriminator(StyleGANDiscriminator):
 
 
 def build_conditional_discriminator(base: StyleGANDiscriminator, embed_hidden: int = 64,
-                                    num_properties: int = len(PROPERTY_NAMES), seed: int = 0) -> ConditionalDiscriminator:
+                                    num_properties: int = len(PROPERTY_NAMES),
+                                    seed: int = 0) -> ConditionalDiscriminator:
     """Conditional D carrying ``base``'s weights exactly (projection zero at init)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)

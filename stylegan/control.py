@@ -299,7 +299,8 @@ def write_control_outputs(result: ControlResult, out_dir: Path | str, meta: dict
     paths.update(scatter=out_dir / SCATTER_PNG, leakage_plot=out_dir / LEAKAGE_PNG)
     for prop, images in result.sheets.items():
         if images:
-            part = result.samples[(result.samples["property"] == prop) & (result.samples["z_index"] < meta.get("sheet_z", 3))]
+            rows = (result.samples["property"] == prop) & (result.samples["z_index"] < meta.get("sheet_z", 3))
+            part = result.samples[rows]
             captions = [f"{v:.2f}" + ("" if ok else " x") for v, ok in zip(part[f"requested_{prop}"], part["valid"])]
             sheet = make_contact_sheet(images, captions, ncols=num_values, thumb=112, title=f"sweep of {prop} (rows: z)")
             paths[f"sheet_{prop}"] = atomic_save_image(out_dir / f"sweep_{prop}.png", sheet)
@@ -314,7 +315,8 @@ def write_control_outputs(result: ControlResult, out_dir: Path | str, meta: dict
 {warning}
 - checkpoint: `{meta.get('checkpoint')}` (step {meta.get('step')}, weights: {meta.get('weights', 'ema')})
 - scorer: {meta.get('scorer')}
-- design: {meta.get('num_z')} random z x {num_values} values per sweep x {len(props)} properties = {len(valid)} images; others held at {meta.get('held', 'the training median')}
+- design: {meta.get('num_z')} random z x {num_values} values per sweep x {len(props)} properties = {len(valid)} images
+- others held at {meta.get('held', 'the training median')}
 - images the scorer could not measure (no face, NaN score): {int((~valid).sum())} of {len(valid)}
 - female share: {female_line}
 

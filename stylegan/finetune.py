@@ -99,7 +99,8 @@ class FinetuneConfig:
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if self.batch_size < 1 or (self.batch_size > 4 and self.batch_size % 4):
-            raise ValueError(f"batch_size must be 1..4 or a multiple of 4 (D's minibatch-std group), got {self.batch_size}")
+            raise ValueError("batch_size must be 1..4 or a multiple of 4 (D's minibatch-std group), "
+                             f"got {self.batch_size}")
         for name in ("lr_g", "lr_d", "checkpoint_every", "sample_every", "ema_half_life_kimg"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -156,7 +157,8 @@ class Finetuner:
         self.d_trained = set_trainable_d_layers(self.D, config.train_d_layers)
         self.images_u8 = torch.from_numpy(np.ascontiguousarray(images_u8))  # CPU; batches move to device
         self.conditions = torch.as_tensor(np.asarray(conditions, dtype=np.float32))
-        var = self.conditions.var(dim=0, unbiased=False) if len(self.conditions) > 1 else torch.ones(conditions.shape[1])
+        var = (self.conditions.var(dim=0, unbiased=False) if len(self.conditions) > 1
+               else torch.ones(conditions.shape[1]))
         self.prop_weights = (1.0 / var.clamp_min(1e-4)).to(self.device)
         self.property_model = property_model.to(self.device).eval() if property_model is not None else None
         if self.property_model is not None:
@@ -233,7 +235,8 @@ class Finetuner:
         with self._autocast():
             images = self.G(z, c_fake)["image"]
             loss_adv = F.softplus(-self.D(images, c_fake).float()).mean()
-        loss_prop = self.property_loss(images, c_fake) if self.property_model is not None else torch.zeros((), device=self.device)
+        loss_prop = (self.property_loss(images, c_fake) if self.property_model is not None
+                     else torch.zeros((), device=self.device))
         loss_g = loss_adv + cfg.lambda_prop * loss_prop
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss_g).backward()
@@ -583,7 +586,8 @@ def _log_frame(rows: list[dict[str, float]]):
     return pd.DataFrame(rows, columns=list(TRAIN_LOG_COLUMNS))
 
 
-def make_generate_fn(generator: ConditionalGenerator, batch_size: int = 16) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def make_generate_fn(generator: ConditionalGenerator,
+                     batch_size: int = 16) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """(z [N, z_dim], conditions [N, P]) -> uint8 NHWC images, batched, no grad (steps 8-9)."""
     from stylegan.networks import postprocess_uint8
 
