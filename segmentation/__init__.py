@@ -1,4 +1,4 @@
-"""Steps 5-6 package: FaceXFormer face parsing, the official MTCNN face crop, label ids.
+"""Steps 5-6 package: FaceXFormer face parsing, the official MTCNN face crop, property scores, label ids.
 
 Public names (scripts import only these) are listed in ``__all__``. They are imported lazily
 (PEP 562), so ``import segmentation.labels`` or the numpy-only scoring modules do not pay for
@@ -22,6 +22,11 @@ _EXPORTS: dict[str, str] = {
     "SegmentConfig": "segment", "SegmentSummary": "segment", "run_segmentation": "segment",
     "output_paths": "segment", "read_crops_csv": "segment", "CROPS_COLUMNS": "segment",
     "CROP_MODES": "segment",
+    # segmentation.property_scores, normalize, score_report (step 6)
+    "raw_scores": "property_scores", "raw_scores_with_flags": "property_scores", "score_flags": "property_scores",
+    "background_scores": "property_scores", "SCORE_FLAGS": "property_scores",
+    "PropertyNormalizer": "normalize",
+    "ScoreStepConfig": "score_report", "run_property_scores": "score_report", "SCORES_COLUMNS": "score_report",
     # segmentation.labels
     "FaceLabel": "labels", "NUM_CLASSES": "labels", "CLASS_NAMES": "labels", "PALETTE": "labels",
     "colorize": "labels", "overlay": "labels",
