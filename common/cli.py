@@ -12,7 +12,7 @@ def make_parser(description: str) -> argparse.ArgumentParser:
 
 
 def add_common_args(parser: argparse.ArgumentParser, batch_size: int | None = None) -> None:
-    """--root --device --seed --limit --overwrite -v/-q (and --batch-size when given)."""
+    """--root --device --seed --limit --overwrite --threads -v/-q (and --batch-size when given)."""
     parser.add_argument("--root", type=Path, default=REPO_ROOT,
                         help="root that all default input/output paths are relative to (the demo uses its own)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -21,6 +21,8 @@ def add_common_args(parser: argparse.ArgumentParser, batch_size: int | None = No
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="process at most N items (smoke runs)")
     parser.add_argument("--overwrite", action="store_true", help="ignore finished work and redo it")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy small CPU")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("-q", "--quiet", action="store_true")
 
@@ -31,3 +33,17 @@ def paths_from_args(args: argparse.Namespace) -> PipelinePaths:
 
 def verbosity(args: argparse.Namespace) -> int:
     return -1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0)
+
+
+def apply_common_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Once per script, after parsing: logging level and torch's CPU thread count."""
+    from common.runtime import setup_logging
+
+    setup_logging(verbosity(args))
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads < 1:
+            parser.error(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)

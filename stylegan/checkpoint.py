@@ -115,7 +115,7 @@ def infer_generator_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
         config = dict(
             resolution=resolution, z_space_dim=int(z_dim), w_space_dim=int(w_dim), label_size=int(label_size),
             mapping_layers=mapping_layers, mapping_fmaps=int(dense0.shape[0]) if mapping_layers > 1 else 512,
-            repeat_w=last.shape[0] == w_dim, image_channels=int(sd[f"synthesis.output0.weight"].shape[0]),
+            repeat_w=last.shape[0] == w_dim, image_channels=int(sd["synthesis.output0.weight"].shape[0]),
             fmaps_base=fmaps_base, fmaps_max=fmaps_max,
         )
         if not config["repeat_w"] and last.shape[0] != w_dim * num_layers:

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.paths import PROPERTY_NAMES
-from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator
+from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator, _pixel_norm
 
 __all__ = [
     "ConditionalGenerator", "ConditionalDiscriminator", "build_conditional_generator",
@@ -35,12 +35,6 @@ __all__ = [
 ]
 
 _LRELU_SLOPE = 0.2
-_EPS = 1e-8
-
-
-def _pixel_norm(x: torch.Tensor) -> torch.Tensor:
-    """The mapping's pixel norm (same arithmetic as networks.py, so step 0 is bit-exact)."""
-    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + _EPS)
 
 
 class _ConditionEmbedding(nn.Module):
@@ -130,15 +124,7 @@ class ConditionalGenerator(StyleGANGenerator):
         condition = condition if condition is not None else label
         results = self.map(z, condition)
         wp = self.truncation(results["w"])
-        wp = self.truncation(wp, trunc_psi, trunc_layers)
-        synthesis = self.synthesis(wp, lod, randomize_noise)
-        image = synthesis.pop("image")
-        if self.final_tanh:
-            image = torch.tanh(image)
-        results["wp"] = wp
-        results.update(synthesis)
-        results["image"] = image
-        return results
+        return self._truncate_and_synthesize(results, wp, trunc_psi, trunc_layers, lod, randomize_noise)
 
 
 def build_conditional_generator(base: StyleGANGenerator, embed_dim: int | None = None, embed_hidden: int = 64,

@@ -388,6 +388,12 @@ class StyleGANGenerator(nn.Module):
             other_wp = self.truncation(other)
             cut = int(torch.randint(1, self.num_layers, ()).item())
             wp = torch.cat([wp[:, :cut], other_wp[:, cut:]], dim=1)
+        return self._truncate_and_synthesize(results, wp, trunc_psi, trunc_layers, lod, randomize_noise, features)
+
+    def _truncate_and_synthesize(self, results: dict[str, torch.Tensor], wp: torch.Tensor, trunc_psi: float | None,
+                                 trunc_layers: int | None, lod: float | None, randomize_noise: bool,
+                                 features: dict | None = None) -> dict[str, torch.Tensor]:
+        """Shared tail of every generator forward: truncation -> synthesis -> results dict (wp, styleNN, image)."""
         wp = self.truncation(wp, trunc_psi, trunc_layers)
         synthesis = self.synthesis(wp, lod, randomize_noise, features)
         image = synthesis.pop("image")

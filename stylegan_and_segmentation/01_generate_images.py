@@ -5,8 +5,8 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, make_parser, paths_from_args, verbosity  # noqa: E402
-from common.runtime import resolve_device, setup_logging  # noqa: E402
+from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
+from common.runtime import resolve_device  # noqa: E402
 from stylegan.generate import FORMATS_ALLOWED, GenerateConfig, GenerationConflictError, run_generate  # noqa: E402
 
 EXAMPLES = """examples:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="output folder (default: stylegan/synthesize_results under --root)")
     args = parser.parse_args(argv)
-    setup_logging(verbosity(args))
+    apply_common_args(args, parser)
     paths = paths_from_args(args)
     num = args.num if args.limit is None else min(args.num, args.limit)
     try:

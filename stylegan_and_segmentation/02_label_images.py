@@ -28,9 +28,9 @@ import time  # noqa: E402
 import webbrowser  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from common.cli import add_common_args, make_parser, paths_from_args, verbosity  # noqa: E402
+from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
 from common.io import CsvSchemaError  # noqa: E402
-from common.runtime import Timer, setup_logging  # noqa: E402
+from common.runtime import Timer  # noqa: E402
 from gender_cnn.labeller import (  # noqa: E402
     LabellerConfig,
     StoreLockedError,
@@ -93,7 +93,7 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(verbosity(args))
+    apply_common_args(args, parser)
     if args.num < 0:
         parser.error(f"--num must be >= 0, got {args.num}")
     if not 0 <= args.port <= 65535:

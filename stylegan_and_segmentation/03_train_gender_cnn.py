@@ -11,9 +11,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from common.cli import add_common_args, make_parser, paths_from_args, verbosity  # noqa: E402
+from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
 from common.io import CsvSchemaError  # noqa: E402
-from common.runtime import Timer, resolve_device, setup_logging  # noqa: E402
+from common.runtime import Timer, resolve_device  # noqa: E402
 
 logger = logging.getLogger("03_train_gender_cnn")
 
@@ -48,8 +48,6 @@ def build_parser():
     parser.add_argument("--channels", default=",".join(map(str, d.channels)), help="CNN stage widths")
     parser.add_argument("--dropout", type=float, default=d.dropout)
     parser.add_argument("--no-augment", action="store_true", help="no flip/shift/colour jitter")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy box")
     add_common_args(parser, batch_size=d.batch_size)
     return parser
 
@@ -57,14 +55,8 @@ def build_parser():
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(verbosity(args))
+    apply_common_args(args, parser)
     timer = Timer()
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be >= 1")
-        import torch
-
-        torch.set_num_threads(args.threads)
 
     from gender_cnn.data import AugmentConfig, default_input_spec
     from gender_cnn.train import TrainConfig, run_training

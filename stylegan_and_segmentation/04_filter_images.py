@@ -11,9 +11,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from pathlib import Path  # noqa: E402
 
 from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, make_parser, paths_from_args, verbosity  # noqa: E402
+from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
 from common.io import CsvSchemaError  # noqa: E402
-from common.runtime import Timer, resolve_device, setup_logging  # noqa: E402
+from common.runtime import Timer, resolve_device  # noqa: E402
 from gender_cnn.filter import FilterConfig, run_filter  # noqa: E402
 
 
@@ -31,8 +31,6 @@ def build_parser():
                         help="keep if quality_score >= this (1 = good)")
     parser.add_argument("--copy", action="store_true", help="copy kept images instead of hard-linking them")
     parser.add_argument("--no-sheets", action="store_true", help="skip the contact sheets")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy box")
     add_common_args(parser, batch_size=d.batch_size)
     return parser
 
@@ -40,14 +38,8 @@ def build_parser():
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(verbosity(args))
+    apply_common_args(args, parser)
     timer = Timer()
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be >= 1")
-        import torch
-
-        torch.set_num_threads(args.threads)
     for flag in ("gender_threshold", "quality_threshold"):
         if not 0.0 <= getattr(args, flag) <= 1.0:
             parser.error(f"--{flag.replace('_', '-')} must lie in [0, 1]")

@@ -14,9 +14,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from pathlib import Path  # noqa: E402
 
 from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, make_parser, paths_from_args, verbosity  # noqa: E402
+from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
 from common.io import CsvSchemaError  # noqa: E402
-from common.runtime import resolve_device, setup_logging  # noqa: E402
+from common.runtime import resolve_device  # noqa: E402
 from segmentation import CROP_MODES, SegmentConfig, run_segmentation  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def build_parser():
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(verbosity(args))
+    apply_common_args(args, parser)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.limit is not None and args.limit < 0:

@@ -17,9 +17,9 @@ from pathlib import Path  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
-from common.cli import add_common_args, make_parser, paths_from_args, verbosity  # noqa: E402
+from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
 from common.io import CsvSchemaError, clean_stale_temp_files  # noqa: E402
-from common.runtime import Timer, setup_logging  # noqa: E402
+from common.runtime import Timer  # noqa: E402
 from segmentation.normalize import METHODS, POSE_SCALINGS  # noqa: E402
 from segmentation.score_report import ScoreStepConfig, run_property_scores  # noqa: E402
 
@@ -51,7 +51,7 @@ def build_parser():
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(verbosity(args))
+    apply_common_args(args, parser)
     if args.limit is not None and args.limit < 0:
         parser.error(f"--limit must be >= 0, got {args.limit}")
     if args.per_group < 1:

@@ -12,9 +12,9 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, make_parser, paths_from_args, verbosity  # noqa: E402
+from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
 from common.io import CsvSchemaError  # noqa: E402
-from common.runtime import resolve_device, setup_logging  # noqa: E402
+from common.runtime import resolve_device  # noqa: E402
 from stylegan.finetune import FinetuneConfig, FinetuneDataError, run_finetune  # noqa: E402
 
 EXAMPLES = """examples:
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                         help="normalization.json (default: step 6's)")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="run folder (default: stylegan/finetuned)")
     args = parser.parse_args(argv)
-    setup_logging(verbosity(args))
+    apply_common_args(args, parser)
     paths = paths_from_args(args)
     try:
         config = FinetuneConfig(

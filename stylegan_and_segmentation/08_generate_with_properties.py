@@ -11,10 +11,10 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, make_parser, paths_from_args, verbosity  # noqa: E402
+from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
 from common.io import CsvSchemaError  # noqa: E402
 from common.paths import PROPERTY_NAMES  # noqa: E402
-from common.runtime import resolve_device, setup_logging  # noqa: E402
+from common.runtime import resolve_device  # noqa: E402
 from stylegan.finetune import FinetuneDataError, find_latest_checkpoint, run_generate_with_properties  # noqa: E402
 
 EXAMPLES = """examples:
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="output folder (default: stylegan/finetuned/generated)")
     args = parser.parse_args(argv)
-    setup_logging(verbosity(args))
+    apply_common_args(args, parser)
     paths = paths_from_args(args)
     if args.num < 0 or args.sweep_z < 1 or args.sweep_values < 2:
         parser.error("need --num >= 0, --sweep-z >= 1 and --sweep-values >= 2")

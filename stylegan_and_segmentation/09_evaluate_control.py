@@ -14,9 +14,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, make_parser, paths_from_args, verbosity  # noqa: E402
+from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
 from common.paths import PROPERTY_NAMES  # noqa: E402
-from common.runtime import Timer, resolve_device, setup_logging  # noqa: E402
+from common.runtime import Timer, resolve_device  # noqa: E402
 from stylegan.conditional import load_conditional_generator  # noqa: E402
 from stylegan.control import BrightnessScorer, ControlConfig, evaluate_control, write_control_outputs  # noqa: E402
 from stylegan.finetune import find_latest_checkpoint, make_generate_fn  # noqa: E402
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
                         help="gender CNN folder for the female share (default: gender_cnn/models; skipped if absent)")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="default: stylegan/finetuned/evaluation")
     args = parser.parse_args(argv)
-    setup_logging(verbosity(args))
+    apply_common_args(args, parser)
     paths = paths_from_args(args)
     timer = Timer()
     try:
