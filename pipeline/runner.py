@@ -82,12 +82,17 @@ class PipelineReport:
         return "\n".join(lines)
 
 
-def load_script(number: int):
-    name = STEP_SCRIPTS[number][0]
-    spec = importlib.util.spec_from_file_location(f"step{number:02d}", SCRIPTS_DIR / name)
+def load_script_file(name: str):
+    """Import a script of stylegan_and_segmentation/ by file name (its digits rule out ``import``)."""
+    spec = importlib.util.spec_from_file_location(Path(name).stem, SCRIPTS_DIR / name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_script(number: int):
+    """The step script of step ``number`` (1-9) as a module; call its ``main(argv)``."""
+    return load_script_file(STEP_SCRIPTS[number][0])
 
 
 def _marker(root: Path, number: int) -> Path:

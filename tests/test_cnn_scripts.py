@@ -5,7 +5,6 @@ and a sharp ("good") or blurred ("bad") checkerboard in the quality model's top-
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from common.paths import PipelinePaths
 from gender_cnn.data import write_synthetic_set
 from gender_cnn.predict import load_ensemble, predict_images
+from pipeline.runner import load_script_file
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "stylegan_and_segmentation"
 FAST = ["--folds", "2", "--epochs", "1", "--patience", "1", "--input-size", "16", "--quality-size", "16x32",
@@ -25,10 +25,7 @@ FAST = ["--folds", "2", "--epochs", "1", "--patience", "1", "--input-size", "16"
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name.replace(".py", ""), SCRIPTS / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script_file(name)
 
 
 train_script = _load("03_train_gender_cnn.py")

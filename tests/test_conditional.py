@@ -14,13 +14,7 @@ from stylegan.conditional import (
 TINY = dict(fmaps_base=256, fmaps_max=16, z_space_dim=16, w_space_dim=24, mapping_fmaps=20)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: thread start-up costs more than the maths on a shared 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

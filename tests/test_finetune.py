@@ -17,12 +17,7 @@ TINY = dict(fmaps_base=128, fmaps_max=16, z_space_dim=16, w_space_dim=16, mappin
 CONSTANT = torch.tensor([0.5, 0.5, 0.5, 0.0])  # the toy's four other properties never vary
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Scripts 07, 08 and 09 on a tiny random generator: every output file, exact resume, clear errors."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
 from stylegan.checkpoint import load_generator, write_random_checkpoint
 from stylegan.conditional import load_conditional_generator
 from stylegan.networks import postprocess_uint8
+from pipeline.runner import load_script_file
 
 SCRIPTS = REPO_ROOT / "stylegan_and_segmentation"
 TINY = dict(fmaps_base=128, fmaps_max=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16)
@@ -22,18 +22,10 @@ FAST = ["--device", "cpu", "--batch-size", "4", "--regressor-epochs", "1", "-q"]
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name.replace(".py", ""), SCRIPTS / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script_file(name)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_root(root: Path, num: int = 12, nan_rows: tuple[int, ...] = (3,)) -> PipelinePaths:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import filecmp
-import importlib.util
 import os
 import signal
 import subprocess
@@ -18,16 +17,14 @@ from PIL import Image
 import stylegan.generate as generate_module
 from stylegan import write_random_checkpoint
 from stylegan.generate import GENERATED_CSV_COLUMNS, GenerateConfig, GenerationConflictError, run_generate, z_for
+from pipeline.runner import load_script_file
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(resolution=32, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=256, fmaps_max=16)
 
 
 def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name.replace(".py", ""), REPO / "stylegan_and_segmentation" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script_file(name)
 
 
 @pytest.fixture(scope="module")

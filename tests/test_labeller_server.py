@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import socket
 import threading
@@ -15,6 +14,7 @@ from PIL import Image
 
 from gender_cnn.labeller import LabellerConfig, create_app, make_server, read_label_state
 from gender_cnn.labeller.store import Label
+from pipeline.runner import load_script_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NAMES = [f"{i:06d}.jpg" for i in range(5)]
@@ -219,11 +219,7 @@ def test_uncertainty_order_and_review_list(tmp_path):
 
 
 def _load_script():
-    path = REPO_ROOT / "stylegan_and_segmentation" / "02_label_images.py"
-    spec = importlib.util.spec_from_file_location("label_images_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script_file("02_label_images.py")
 
 
 def test_script_help_and_bad_input(tmp_path, capsys):

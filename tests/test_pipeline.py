@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from common.paths import PipelinePaths
-from pipeline.runner import PipelineOptions, load_script, run_pipeline
+from pipeline.runner import PipelineOptions, load_script, load_script_file, run_pipeline
 from stylegan import write_random_checkpoint
 
 TINY = dict(resolution=32, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=256, fmaps_max=16)
@@ -71,14 +71,7 @@ def test_cli_rejects_bad_step_range():
 
 
 def load_script_runner():
-    import importlib.util
-
-    from pipeline.runner import SCRIPTS_DIR
-
-    spec = importlib.util.spec_from_file_location("run_pipeline", SCRIPTS_DIR / "run_pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script_file("run_pipeline.py")
 
 
 def test_every_step_script_has_help():

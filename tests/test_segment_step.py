@@ -1,7 +1,6 @@
 """Step 5 end to end: 05_run_segmentation.py on faces, a blank image and a corrupt file."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pipeline.runner import load_script_file
 from segmentation import (
     CROPS_COLUMNS,
     detect_and_crop,
@@ -23,11 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "run_segmentation_05", REPO / "stylegan_and_segmentation" / "05_run_segmentation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script_file("05_run_segmentation.py")
 
 
 script = _load_script()

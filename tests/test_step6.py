@@ -1,7 +1,6 @@
 """Step 6 end to end on a tmp folder of synthetic maps and crops written as PNGs."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
@@ -15,6 +14,7 @@ from segmentation.labels import FaceLabel as L
 from segmentation.normalize import PropertyNormalizer
 from segmentation.property_scores import raw_scores
 from segmentation.score_report import SCORES_COLUMNS, find_score_inputs, select_extremes
+from pipeline.runner import load_script_file
 
 SCRIPT = REPO_ROOT / "stylegan_and_segmentation" / "06_compute_property_scores.py"
 EXPECTED_COLUMNS = ["img_name", "eyes", "hair_color", "hair_length", "mouth", "face_pose", "raw_eyes",
@@ -22,10 +22,7 @@ EXPECTED_COLUMNS = ["img_name", "eyes", "hair_color", "hair_length", "mouth", "f
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("step6", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script_file("06_compute_property_scores.py")
 
 
 def draw(i: int) -> tuple[np.ndarray, np.ndarray]:
