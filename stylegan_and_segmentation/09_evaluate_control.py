@@ -17,6 +17,7 @@ from common.checkpoints import CheckpointError  # noqa: E402
 from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
 from common.paths import PROPERTY_NAMES  # noqa: E402
 from common.runtime import Timer, resolve_device  # noqa: E402
+from pipeline.scorers import SegmentationScorer, gender_callable  # noqa: E402
 from stylegan.conditional import load_conditional_generator  # noqa: E402
 from stylegan.control import BrightnessScorer, ControlConfig, evaluate_control, write_control_outputs  # noqa: E402
 from stylegan.finetune import find_latest_checkpoint, make_generate_fn  # noqa: E402
@@ -27,69 +28,6 @@ EXAMPLES = """examples:
   python stylegan_and_segmentation/09_evaluate_control.py --num-z 40 --num-values 11 --crop full
   python stylegan_and_segmentation/09_evaluate_control.py --scorer brightness --device cpu   # demo stand-in only
 """
-
-
-class SegmentationScorer:
-    """images_u8 -> [N, 5] normalised scores: crop -> FaceXFormer -> step-6 raw scores -> normalization.json.
-
-    Where packages meet (the style guide's seam): stylegan.control only sees this callable.
-    No face (MTCNN) or a NaN raw score gives NaN in that row, never an exception.
-    """
-
-    def __init__(self, segmentation_checkpoint: pathlib.Path, normalization_json: pathlib.Path, crop: str,
-                 device, trusted: bool = False):
-        import segmentation
-        from segmentation.normalize import PropertyNormalizer
-
-        self.model = segmentation.load_facexformer(segmentation_checkpoint, device=device, trusted=trusted)
-        self.normalizer = PropertyNormalizer.load(normalization_json)
-        self.crop = crop
-        self.device = device
-        self.name = f"FaceXFormer segmentation + step-6 scores ({crop} crop), normalised with {normalization_json}"
-
-    def __call__(self, images_u8: np.ndarray) -> np.ndarray:
-        import torch
-
-        import segmentation
-        from segmentation.property_scores import raw_scores
-
-        if self.crop == "mtcnn":
-            crops = segmentation.detect_and_crop(list(images_u8), device=self.device)
-        else:
-            crops = [segmentation.full_image_crop(image) for image in images_u8]
-        out = np.full((len(images_u8), len(PROPERTY_NAMES)), np.nan)
-        found = [i for i, c in enumerate(crops) if c.found]
-        if not found:
-            return out
-        faces = np.stack([crops[i].image for i in found])
-        with torch.inference_mode():
-            parsing = self.model.segment(segmentation.normalize_crops(faces).to(self.device)).cpu().numpy()
-        raw = {name: np.full(len(found), np.nan) for name in PROPERTY_NAMES}
-        for row, (face, label_map) in enumerate(zip(faces, parsing)):
-            for name, value in raw_scores(label_map, face).items():
-                raw[name][row] = value
-        normalised = self.normalizer.apply(raw)
-        for j, name in enumerate(PROPERTY_NAMES):
-            out[found, j] = normalised[name]
-        return out
-
-
-def gender_callable(models_dir: pathlib.Path, device):
-    """images_u8 -> P(woman) from the step-3 ensemble, or None when no gender model exists."""
-    import torch
-
-    import gender_cnn
-
-    try:
-        ensemble = gender_cnn.load_ensemble(models_dir, "gender", device=device)
-    except CheckpointError:
-        return None
-
-    def female_prob(images_u8: np.ndarray) -> np.ndarray:
-        batch = np.stack([gender_cnn.crop_for_model(image, ensemble.spec) for image in images_u8])
-        return ensemble.predict_proba(torch.from_numpy(batch), device=device)
-
-    return female_prob
 
 
 def main(argv=None) -> int:
