@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
-REAL_FACES = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "real_faces"
+REAL_FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_faces"
 
 
 def _peak_rss_mb() -> float:

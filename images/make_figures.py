@@ -1,6 +1,6 @@
 """Draw the README's figures: the pipeline diagram and real generated faces with step 5's crop boxes.
 
-    python images/make_figures.py            # needs ../shared/testdata (or $TESTDATA_DIR) for the faces
+    python images/make_figures.py            # faces from tests/data/real_faces (or $TESTDATA_DIR)
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def real_faces_with_crops(path: Path, testdata: Path, count: int = 8) -> None:
 
 def main() -> int:
     pipeline_diagram(HERE / "pipeline.png")
-    testdata = Path(os.environ.get("TESTDATA_DIR", HERE.parents[1] / "shared" / "testdata"))
+    testdata = Path(os.environ.get("TESTDATA_DIR", HERE.parent / "tests" / "data"))
     if (testdata / "real_faces").is_dir():
         real_faces_with_crops(HERE / "real_faces_crops.jpg", testdata)
     else:

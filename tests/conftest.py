@@ -1,7 +1,6 @@
 """Shared fixtures: where the golden files and real test faces are, and test markers."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -9,37 +8,35 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _shared_dir(env_var: str, name: str) -> Path:
-    if os.environ.get(env_var):
-        return Path(os.environ[env_var])
-    return REPO_ROOT.parent / "shared" / name
+DATA_DIR = REPO_ROOT / "tests" / "data"
+"""Golden outputs of the official code and real generated faces, committed with the code (see its README)."""
 
 
-def _require_dir(env_var: str, name: str) -> Path:
-    path = _shared_dir(env_var, name)
-    if not path.is_dir():
-        pytest.skip(f"shared {name} data absent ({path}); set ${env_var} to run this test")
+def _require(path: Path, what: str) -> Path:
+    """A missing test file is a failure, never a skip: a skip would hide a file that was never committed."""
+    if not path.exists():
+        pytest.fail(f"{what} missing: {path} (copy it from ../shared/ as tests/data/README.md says)", pytrace=False)
     return path
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """``../shared/reference`` or ``$REFERENCE_DIR`` (golden files); skips where absent."""
-    return _require_dir("REFERENCE_DIR", "reference")
+    """``tests/data/reference``: golden files made by the official code from deterministic random weights."""
+    return _require(DATA_DIR / "reference", "golden reference folder")
 
 
 @pytest.fixture(scope="session")
 def testdata_dir() -> Path:
-    """``../shared/testdata`` or ``$TESTDATA_DIR``; skips where absent."""
-    return _require_dir("TESTDATA_DIR", "testdata")
+    """``tests/data``: holds ``real_faces/``."""
+    return _require(DATA_DIR / "real_faces", "real test faces folder").parent
 
 
 @pytest.fixture(scope="session")
 def real_faces(testdata_dir: Path) -> list[Path]:
     """The 40 real images made by the pre-trained StyleGAN."""
     faces = sorted((testdata_dir / "real_faces").glob("*.jpg"))
-    if not faces:
-        pytest.skip(f"no real faces in {testdata_dir / 'real_faces'}")
+    if len(faces) != 40:
+        pytest.fail(f"expected 40 real faces in {testdata_dir / 'real_faces'}, found {len(faces)}", pytrace=False)
     return faces
 
 

@@ -1,4 +1,4 @@
-"""Golden equivalence with genforce's own outputs (shared/reference), weights rebuilt from the recipe."""
+"""Golden equivalence with genforce's own outputs (tests/data/reference, copied from shared/reference), weights rebuilt from the recipe."""
 from __future__ import annotations
 
 import json
