@@ -41,6 +41,7 @@ from gender_cnn.labeller.store import (
     LabelStore,
     ReviewItem,
     build_review_list,
+    StoreLock,
     build_sequence,
     read_import_file,
     read_model_scores,
@@ -178,11 +179,12 @@ class LabellerApp:
 
 def create_app(images_dir: Path, csv_path: Path, config: LabellerConfig = LabellerConfig(),
                scores_csv: Path | None = None, oof_csv: Path | None = None,
-               import_csv: Path | None = None, lock: bool = True) -> tuple[LabellerApp, int]:
+               import_csv: Path | None = None, lock: bool | StoreLock = True) -> tuple[LabellerApp, int]:
     """Open the store, import if asked, and build the session; returns (app, images imported).
 
-    Raises ``FileNotFoundError``/``CsvSchemaError``/``StoreLockedError``/``ValueError`` with
-    plain messages for bad input (the script turns them into one-line errors).
+    ``lock``: True takes the store's lock, or pass a ``StoreLock`` already held. Raises
+    ``FileNotFoundError``/``CsvSchemaError``/``StoreLockedError``/``ValueError`` with plain
+    messages for bad input (the script turns them into one-line errors).
     """
     if config.order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {config.order!r}")
@@ -195,11 +197,11 @@ def create_app(images_dir: Path, csv_path: Path, config: LabellerConfig = Labell
     store = LabelStore(csv_path, undo_depth=config.undo_depth, lock=lock)
     try:
         imported = 0
-        if import_labels is not None:
-            imported = store.import_labels(import_labels)
-            store.compact()
-            logger.info("imported %d labels from %s (%d already decided here were kept)",
-                        imported, import_csv, len(import_labels) - imported)
+        if import_labels is not None:  # the one import path (backup, journal folded in, then import)
+            imported, backup = store.apply_import(import_labels)
+            logger.info("imported %d labels from %s (%d already decided here were kept%s)", imported,
+                        import_csv, len(import_labels) - imported,
+                        f"; previous labels backed up to {backup}" if backup else "")
         unknown = sorted(set(store.labels()) - set(all_images))
         if unknown:
             logger.warning("%d labelled images are not in %s (kept in the CSV): %s",
