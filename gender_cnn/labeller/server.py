@@ -99,9 +99,18 @@ class LabellerApp:
     def start_compactor(self) -> None:
         """Rewrite the CSV from the journal every few seconds while labels change."""
         def loop() -> None:
+            failing = False
             while not self._stop.wait(self.config.compact_interval_s):
                 try:
                     self.store.compact()
+                    if failing:
+                        logger.info("CSV compaction works again")
+                    failing = False
+                except OSError as exc:  # e.g. disk full: say it once, keep labelling (the journal has it all)
+                    if not failing:
+                        logger.warning("cannot rewrite %s (%s); the journal keeps every decision, retrying",
+                                       self.store.csv_path, exc.strerror or exc)
+                    failing = True
                 except Exception:  # noqa: BLE001 - keep labelling; the journal still has it all
                     logger.exception("periodic CSV compaction failed (the journal keeps the labels)")
 
