@@ -35,10 +35,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.checkpoints import CheckpointError, check_finite_tensors
 from common.io import atomic_save_image, atomic_torch_save, atomic_write_csv, atomic_write_json
 from common.paths import PROPERTY_NAMES
 from stylegan.conditional import (
-    FINETUNE_FORMAT_VERSION, ConditionalDiscriminator, ConditionalGenerator, build_conditional_discriminator,
+    FINETUNE_FIX, FINETUNE_FORMAT_VERSION, read_finetune_checkpoint, ConditionalDiscriminator, ConditionalGenerator, build_conditional_discriminator,
     build_conditional_generator, clone_frozen, freeze_synthesis, property_ranges, set_trainable_d_layers,
 )
 
@@ -500,7 +501,14 @@ def run_finetune(base_checkpoint: Path | str, images_dir: Path | str, scores_csv
     latest = None if overwrite else find_latest_checkpoint(ckpt_dir)
     state = None
     if latest is not None:
-        state = torch.load(latest, map_location="cpu", weights_only=True)
+        state = read_finetune_checkpoint(latest)
+        if not isinstance(state["config"].get("finetune"), dict):
+            raise CheckpointError(f"{latest}: config['finetune'] (the run's settings) is missing; cannot resume; "
+                                  f"fix: {FINETUNE_FIX}")
+        check_finite_tensors({k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, latest, FINETUNE_FIX)
+        for entry in ("generator", "generator_ema", "discriminator"):
+            if isinstance(state.get(entry), dict):
+                check_finite_tensors(state[entry], latest, FINETUNE_FIX, entry)
         _check_resume_config(state["config"]["finetune"], config, latest)
     elif overwrite and ckpt_dir.is_dir():
         for old in ckpt_dir.glob("checkpoint_*.pt"):
@@ -526,7 +534,11 @@ def run_finetune(base_checkpoint: Path | str, images_dir: Path | str, scores_csv
     trainer = Finetuner(generator, discriminator, data.images_u8, data.conditions, config, property_model, device)
     log_rows: list[dict[str, float]] = []
     if state is not None:
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{latest}: cannot resume from this checkpoint ({first}); fix: {FINETUNE_FIX}") from exc
         log_rows = _read_log(out_dir / TRAIN_LOG, trainer.step_count)
         logger.info("resumed from %s at step %d", latest, trainer.step_count)
     start_step = trainer.step_count
