@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from common.contact_sheet import make_contact_sheet
-from common.images import ImageReadError, list_images, load_rgb
+from common.images import ImageReadError, list_images, load_rgb, open_image
 from common.io import atomic_save_image, atomic_write_bytes, atomic_write_csv, read_csv_checked
 from common.paths import PROPERTY_NAMES
 from segmentation.labels import overlay
@@ -146,15 +146,10 @@ def find_score_inputs(input_dir: Path, images_dir: Path | None = None) -> tuple[
 
 def load_pair(item: ScoreItem) -> tuple[np.ndarray, np.ndarray]:
     """(label map uint8 [224,224], crop uint8 [224,224,3]); ImageReadError for unreadable files."""
-    try:
-        with Image.open(item.parsing_path) as image:
-            image.load()
-            mode = image.mode
-            parsing = np.asarray(image)
-    except FileNotFoundError as exc:
-        raise ImageReadError(f"label map not found: {item.parsing_path}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"cannot read label map {item.parsing_path}: {exc}") from exc
+    with open_image(item.parsing_path) as image:  # the pixel limit and plain errors of every step
+        image.load()
+        mode = image.mode
+        parsing = np.asarray(image)
     if mode not in ("L", "P", "I", "I;16"):
         raise ImageReadError(f"{item.parsing_path}: a label map must be single-channel, got mode {mode}")
     return parsing, load_rgb(item.face_path)

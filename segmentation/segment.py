@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.folders import refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import atomic_save_image, atomic_write_csv, atomic_write_json, read_csv_checked
 from segmentation.crop import FaceCrop, detect_and_crop, full_image_crop, normalize_crops
@@ -226,6 +227,7 @@ def run_segmentation(
 
     start = time.perf_counter()
     input_dir, out_dir = Path(input_dir), Path(out_dir)
+    refuse_overlap({"--out": out_dir}, {"--input": input_dir, "--checkpoint": checkpoint})
     device = torch.device(device)
     paths = list_images(input_dir)
     if config.limit is not None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bad_inputs import BAD_CHECKPOINT_KINDS, write_bad_checkpoint
 from common.checkpoints import CheckpointError, sniff_non_checkpoint
 from pipeline.runner import load_script_file
 from segmentation.facexformer import load_facexformer
@@ -23,38 +24,8 @@ TINY = dict(resolution=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fma
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-# kind -> (what the message must say it looks like)
-BAD_KINDS = {
-    "random": "random bytes",
-    "lfs": "Git LFS pointer",
-    "html": "HTML page",
-    "truncated_zip": "truncated or corrupt zip",
-    "text": "plain text",
-}
-
-
-def write_bad_file(kind: str, path: Path) -> Path:
-    """A file of ``kind`` that a user might have at a checkpoint path by mistake."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "random":
-        path.write_bytes(b"\x13" + np.random.default_rng(0).bytes(4999))
-    elif kind == "lfs":
-        path.write_text("version https://git-lfs.github.com/spec/v1\n"
-                        "oid sha256:" + "ab" * 32 + "\nsize 302438400\n")
-    elif kind == "html":
-        path.write_text("<!DOCTYPE html>\n<html><head><title>Google Drive - Virus scan warning</title></head>"
-                        "<body>Download anyway</body></html>\n")
-    elif kind == "truncated_zip":
-        full = path.with_suffix(".full")
-        torch.save({"generator": {"w": torch.zeros(1000)}}, full)
-        data = full.read_bytes()
-        full.unlink()
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "text":
-        path.write_text("embedding weights, see the README\n")  # torch.load: KeyError: 101 before the fix
-    else:  # pragma: no cover
-        raise ValueError(kind)
-    return path
+BAD_KINDS = BAD_CHECKPOINT_KINDS
+write_bad_file = write_bad_checkpoint
 
 
 def assert_one_line_error(err: str, path: Path, *needles: str) -> None:
