@@ -23,6 +23,7 @@ from tqdm import tqdm
 from common.folders import refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import atomic_save_image, atomic_write_csv, atomic_write_json, read_csv_checked
+from segmentation.crops_table import check_crops_frame
 from segmentation.crop import FaceCrop, detect_and_crop, full_image_crop, normalize_crops
 from segmentation.labels import overlay
 
@@ -92,6 +93,7 @@ def read_crops_csv(path: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
     frame = read_csv_checked(path, CROPS_COLUMNS, dtype=str, keep_default_na=False)
+    check_crops_frame(frame, path)
     columns = list(CROPS_COLUMNS) + list(CROPS_EXTRA_COLUMNS)
     return {row["img_name"]: {c: row.get(c, "") for c in columns} for row in frame.to_dict("records")}
 

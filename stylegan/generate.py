@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import re
 from collections import deque
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from common.fingerprint import file_fingerprint
 from common.folders import refuse_overlap
+from common.records import RecordError, read_json_record
 from common.io import atomic_save_image, atomic_save_npy, atomic_write_csv, atomic_write_json, clean_stale_temp_files
 from stylegan.checkpoint import load_generator
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
@@ -137,19 +137,12 @@ def _manifest(config: GenerateConfig, generator: StyleGANGenerator, checkpoint: 
 
 def read_manifest(path: Path) -> dict:
     """A folder's generation.json, or a one-line GenerationConflictError saying what is wrong and the fix."""
-    fix = ("fix: restore it, use another --out, or --overwrite to regenerate every image "
+    fix = ("restore it, use another --out, or --overwrite to regenerate every image "
            "(the manifest is step 1's record of how the folder's images were made)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GenerationConflictError(f"{path} is not valid JSON ({exc}); {fix}") from exc
-    if not isinstance(data, dict):
-        raise GenerationConflictError(f"{path} holds a JSON {type(data).__name__}, not an object; {fix}")
-    version = data.get("format_version", 0)  # 0: written before format_version existed
-    if version not in (0, MANIFEST_FORMAT_VERSION):
-        raise GenerationConflictError(f"{path} has format_version {version!r}, which this code does not know "
-                                      f"(it writes {MANIFEST_FORMAT_VERSION}); {fix}")
-    return data
+    try:  # 0 / absent: written before format_version existed
+        return read_json_record(path, fix, format_versions=(None, 0, MANIFEST_FORMAT_VERSION))
+    except RecordError as exc:
+        raise GenerationConflictError(str(exc)) from exc
 
 
 def _check_manifest(out_dir: Path, manifest: dict, overwrite: bool) -> None:
