@@ -82,15 +82,15 @@ def sniff_non_checkpoint(path: Path | str) -> str | None:
     path = Path(path)
     with open(path, "rb") as handle:
         head = handle.read(4096)
+    if head.startswith(_ZIP_MAGIC):
+        return None if zipfile.is_zipfile(path) else "a truncated or corrupt zip (an interrupted download or copy)"
+    if head[:1] and head[0] == _PICKLE_PROTOCOL_BYTE:
+        return None
     if head.startswith(b"version https://git-lfs"):
         return "a Git LFS pointer (the real file was never fetched: run `git lfs pull` or download it)"
     lowered = head.lstrip().lower()
     if lowered.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")) or b"<html" in lowered[:512]:
         return "an HTML page (the download link answered with a web page, not the file)"
-    if head.startswith(_ZIP_MAGIC):
-        return None if zipfile.is_zipfile(path) else "a truncated or corrupt zip (an interrupted download or copy)"
-    if head[:1] and head[0] == _PICKLE_PROTOCOL_BYTE:
-        return None
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:

@@ -39,8 +39,9 @@ from common.folders import refuse_overlap
 from common.io import atomic_save_image, atomic_torch_save, atomic_write_csv, atomic_write_json
 from common.paths import PROPERTY_NAMES
 from stylegan.conditional import (
-    FINETUNE_FIX, FINETUNE_FORMAT_VERSION, read_finetune_checkpoint, ConditionalDiscriminator, ConditionalGenerator, build_conditional_discriminator,
-    build_conditional_generator, clone_frozen, freeze_synthesis, property_ranges, set_trainable_d_layers,
+    FINETUNE_FIX, FINETUNE_FORMAT_VERSION, ConditionalDiscriminator, ConditionalGenerator,
+    build_conditional_discriminator, build_conditional_generator, clone_frozen, freeze_synthesis, property_ranges,
+    read_finetune_checkpoint, set_trainable_d_layers,
 )
 
 logger = logging.getLogger(__name__)
