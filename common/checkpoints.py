@@ -62,3 +62,59 @@ def require_file(path: Path | str, info: CheckpointInfo) -> Path:
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint is empty (0 bytes): {path}\n{info.describe()}")
     return path
+
+
+# --- "is this file a checkpoint at all?" --------------------------------------------------------
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL_BYTE = 0x80  # torch's legacy (non-zip) format starts with a pickle
+
+
+def sniff_non_checkpoint(path: Path | str) -> str | None:
+    """What a file looks like when it is clearly not a PyTorch checkpoint, else None.
+
+    Reads the first 4 KB (and, for a zip, its central directory). Checked before ``torch.load``
+    because torch's own errors for these files (``KeyError: 101``, "weights only load failed")
+    blame the wrong thing, and would send a user to an unsafe ``--trust-checkpoint``.
+    """
+    import zipfile
+
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith(_ZIP_MAGIC):
+        return None if zipfile.is_zipfile(path) else "a truncated or corrupt zip (an interrupted download or copy)"
+    if head[:1] and head[0] == _PICKLE_PROTOCOL_BYTE:
+        return None
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer (the real file was never fetched: run `git lfs pull` or download it)"
+    lowered = head.lstrip().lower()
+    if lowered.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")) or b"<html" in lowered[:512]:
+        return "an HTML page (the download link answered with a web page, not the file)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+        return "plain text"
+    return "random bytes (neither a zip nor a pickle)"
+
+
+def not_a_checkpoint_error(path: Path | str, looks_like: str, fix: str) -> CheckpointError:
+    """The one-line error for a file that is not a checkpoint: file, what it looks like, the fix."""
+    size = Path(path).stat().st_size
+    return CheckpointError(f"{path} ({size:,} bytes) is not a PyTorch checkpoint: it looks like {looks_like}; "
+                           f"fix: {fix}")
+
+
+def check_finite_tensors(tensors: dict, path: Path | str, fix: str, entry: str = "") -> None:
+    """Refuse NaN/inf weights at load time, before any output is written (one line, names the file)."""
+    import torch
+
+    bad = [k for k, v in tensors.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        where = f" [{entry}]" if entry else ""
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(f"{path}{where} holds NaN or infinite weights in {len(bad)} tensors ({shown}): "
+                              f"the file is corrupt or came from a diverged run; fix: {fix}")

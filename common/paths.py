@@ -31,6 +31,20 @@ class PipelinePaths:
     def generated_dir(self) -> Path:
         return self.root / "stylegan" / "synthesize_results"
 
+    @property
+    def latents_npy(self) -> Path:
+        """float32 [N, z_dim], row i = z of image i."""
+        return self.generated_dir / "latents.npy"
+
+    @property
+    def w_npy(self) -> Path:
+        """float32 [N, w_dim], row i = G.mapping(z_i)["w"] (untruncated): the latent-direction input."""
+        return self.generated_dir / "w.npy"
+
+    @property
+    def generated_csv(self) -> Path:
+        return self.generated_dir / "generated.csv"
+
     # steps 2-4
     @property
     def hand_labels_csv(self) -> Path:

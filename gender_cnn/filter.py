@@ -7,7 +7,7 @@ one task was labelled and the other left unsure). An image is kept when gender_s
 threshold and quality_score >= the quality threshold (0.7 / 0.9 as the original). The kept folder
 is made to hold exactly the kept images (hard links where possible, else atomic copies); images
 kept by an earlier run but not now are removed, so re-running with other thresholds is exact.
-An unreadable image that needs the CNN is logged, counted and left out of the CSV and the folder.
+An unreadable image (hand-labelled or not) is logged, counted and left out of the CSV and the folder.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from common.contact_sheet import make_contact_sheet
+from common.folders import refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import (
     TMP_PREFIX,
@@ -194,6 +195,18 @@ class FilterSummary:
                 f"{self.sync.unchanged} unchanged, {self.sync.removed} stale removed")
 
 
+def unreadable_images(paths: Sequence[Path], show_progress: bool = False) -> dict[str, str]:
+    """name -> reason for each image that cannot be decoded (hand-labelled images skip the CNN, so
+    nothing else would notice; a kept image must be one that later steps can read)."""
+    failed = {}
+    for path in tqdm(paths, desc="checking hand-labelled images", unit="img", disable=not show_progress or not paths):
+        try:
+            load_rgb(path)
+        except ImageReadError as exc:
+            failed[path.name] = str(exc)
+    return failed
+
+
 def run_filter(images_dir: Path, labels_csv: Path | None, models_dir: Path, out_csv: Path, filtered_dir: Path,
                logs_dir: Path, config: FilterConfig, device="cpu", limit: int | None = None,
                show_progress: bool = True) -> FilterSummary:
@@ -202,6 +215,8 @@ def run_filter(images_dir: Path, labels_csv: Path | None, models_dir: Path, out_
     from gender_cnn.predict import load_ensemble, predict_images
 
     images_dir = Path(images_dir)
+    refuse_overlap({"--filtered-dir": filtered_dir, "logs folder": logs_dir},
+                   {"--images": images_dir, "--labels": labels_csv, "--models": models_dir}, {"--out": out_csv})
     paths = list_images(images_dir)
     all_names = [p.name for p in paths]
     if limit is not None:
@@ -229,7 +244,12 @@ def run_filter(images_dir: Path, labels_csv: Path | None, models_dir: Path, out_
         for task in tasks_needed:
             cnn[task] = dict(zip(result.names, result.scores[task].tolist()))
         failed = result.failed
-    frame = combine_scores(names, hand, cnn)
+    hand_only = [p for p, need in zip(paths, need_any) if not need]
+    failed.update(unreadable_images(hand_only, show_progress))
+    if failed:
+        logger.warning("%d unreadable images left out (not scored, not kept): %s", len(failed),
+                       ", ".join(sorted(failed)[:5]) + (" ..." if len(failed) > 5 else ""))
+    frame = combine_scores([n for n in names if n not in failed], hand, cnn)
     frame = frame.sort_values("img_name", kind="mergesort").reset_index(drop=True)
     atomic_write_csv(out_csv, frame, QUALITY_GENDER_COLUMNS)
     kept = keep_mask(frame, config.gender_threshold, config.quality_threshold)

@@ -2,14 +2,14 @@
 
 Each step is called in-process through its script's ``main(argv)``, so the runner does exactly
 what a person typing the commands would do. A finished step leaves a marker
-``{root}/.pipeline/step{N}.json`` holding its arguments; a later run skips a step whose marker
-matches, until an earlier step actually ran again (then every later step runs too: each is
-resumable, so only new work is done).
+``{root}/.pipeline/step{N}.json`` holding its arguments and the fingerprints (size + sha256) of the
+files it read; a later run skips a step only when its marker matches AND its outputs exist, until
+an earlier step actually ran again (then every later step runs too: each is resumable, so only new
+work is done). A swapped checkpoint at the same path, or deleted outputs, make the step run again.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import io
 import json
@@ -20,8 +20,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.io import atomic_write_json
+from common.fingerprint import file_fingerprint
+from common.io import atomic_write_csv, atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
+from gender_cnn.label_state import hand_labels_digest
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +107,76 @@ def _marker(root: Path, number: int) -> Path:
     return root / MARKER_DIR / f"step{number}.json"
 
 
-def _input_fingerprint(number: int, paths: PipelinePaths) -> str | None:
-    """A digest of the hand labels for step 3: new labels make steps 3-9 run again."""
-    if number == 3 and paths.hand_labels_csv.is_file():
-        return hashlib.sha256(paths.hand_labels_csv.read_bytes()).hexdigest()
-    return None
+def _latest_finetuned(paths: PipelinePaths) -> list[Path]:
+    checkpoints = sorted((paths.finetuned_dir / "checkpoints").glob("checkpoint_*.pt"))
+    return checkpoints[-1:]
+
+
+def step_inputs(number: int, paths: PipelinePaths) -> list[Path]:
+    """The files step ``number`` reads whose identity decides a re-run (checkpoints, CSVs, records).
+
+    Image folders are not hashed (10,000 files): a step that re-ran upstream makes every later
+    step run again anyway. Paths are the defaults under the root; a ``--checkpoint`` given in
+    ``step_args`` is the caller's to track.
+    """
+    table: dict[int, list[Path]] = {
+        1: [paths.stylegan_checkpoint],
+        2: [],
+        3: [],
+        4: [paths.generated_csv, *sorted(paths.cnn_models_dir.glob("*.pt"))],
+        5: [paths.segmentation_checkpoint],
+        6: [paths.segmentation_dir / "crops.csv"],
+        7: [paths.stylegan_checkpoint, paths.all_scores_csv, paths.normalization_json],
+        8: _latest_finetuned(paths),
+        9: [*_latest_finetuned(paths), paths.segmentation_checkpoint, paths.normalization_json],
+    }
+    return table[number]
+
+
+READS_HAND_LABELS = (3, 4)
+
+
+def step_outputs(number: int, paths: PipelinePaths) -> list[tuple[Path, str]]:
+    """(folder, glob) pairs that must each match a file for a finished step to count as done."""
+    table: dict[int, list[tuple[Path, str]]] = {
+        1: [(paths.generated_dir, name) for name in ("generated.csv", "latents.npy", "w.npy", "generation.json")],
+        2: [(paths.hand_labels_csv.parent, paths.hand_labels_csv.name)],
+        3: [(paths.cnn_models_dir, "*_fold*.pt"), (paths.cnn_logs_dir, "train_config.json")],
+        4: [(paths.quality_gender_csv.parent, paths.quality_gender_csv.name), (paths.filtered_dir, "*")],
+        5: [(paths.segmentation_dir, "crops.csv")],
+        6: [(paths.property_scores_dir, "all_scores.csv"), (paths.property_scores_dir, "normalization.json")],
+        7: [(paths.finetuned_dir / "checkpoints", "checkpoint_*.pt")],
+        8: [(paths.finetuned_dir / "generated", "*.png")],
+        9: [(paths.evaluation_dir, "*.csv")],
+    }
+    return table[number]
+
+
+def missing_outputs(number: int, paths: PipelinePaths) -> list[str]:
+    """The outputs of a step that are not there (``folder/glob``); empty when the step's work exists."""
+    return [str(folder / pattern) for folder, pattern in step_outputs(number, paths)
+            if not (folder.is_dir() and any(p.is_file() for p in folder.glob(pattern)))]
+
+
+def input_fingerprints(number: int, paths: PipelinePaths) -> dict[str, str | None]:
+    """root-relative path -> ``file_fingerprint`` (size:sha256) of each input, None when absent."""
+    out: dict[str, str | None] = {}
+    for path in step_inputs(number, paths):
+        key = str(path.relative_to(paths.root)) if path.is_relative_to(paths.root) else str(path)
+        out[key] = file_fingerprint(path) if path.is_file() else None
+    if number in READS_HAND_LABELS:
+        # the labels as read (CSV + journal replay): a compaction that keeps the labels changes nothing
+        out["hand_labels"] = hand_labels_digest(paths.hand_labels_csv)
+    return out
+
+
+def _marker_record(marker: Path) -> dict | None:
+    """A marker's record, or None when it is unreadable (then the step simply runs again)."""
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _call_step(number: int, argv: list[str]) -> str:
@@ -201,13 +268,16 @@ def run_pipeline(options: PipelineOptions) -> int:
             argv = step_argv(number, options)
             marker = _marker(options.root, number)
             record = {"argv": argv, "labels": str(options.labels) if options.labels else None,
-                      "inputs": _input_fingerprint(number, paths)}
-            if (not options.redo and not upstream_ran and marker.is_file()
-                    and json.loads(marker.read_text()).get("record") == record):
-                previous = json.loads(marker.read_text())
-                print(f"step {number}: finished earlier, skipped ({previous.get('summary', '')})")
-                report.results.append(StepResult(number, "skipped"))
-                continue
+                      "inputs": input_fingerprints(number, paths)}
+            previous = _marker_record(marker) if marker.is_file() else None
+            if not options.redo and not upstream_ran and previous and previous.get("record") == record:
+                missing = missing_outputs(number, paths)
+                if not missing:  # skipped only when the marker matches AND the outputs are there
+                    print(f"step {number}: finished earlier, skipped ({previous.get('summary', '')})")
+                    report.results.append(StepResult(number, "skipped"))
+                    continue
+                print(f"step {number}: finished earlier, but outputs are missing ({', '.join(missing)}): "
+                      "running it again")
             print(f"== step {number}: {STEP_SCRIPTS[number][1]}", flush=True)
             if number == 2:
                 summary = _labels_step(options, paths)

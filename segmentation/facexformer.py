@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.checkpoints import FACEXFORMER, CheckpointError, require_file
+from common.checkpoints import (
+    FACEXFORMER,
+    CheckpointError,
+    check_finite_tensors,
+    not_a_checkpoint_error,
+    require_file,
+    sniff_non_checkpoint,
+)
 from common.runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -477,11 +484,11 @@ def _read_checkpoint(path: Path, trusted: bool) -> tuple[Any, Path]:
                 f"once and only its weights are re-saved to {clean_checkpoint_path(path)}, which later runs "
                 f"can use with the safe loader.\n  Loader message: {_first_line(exc)}"
             ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError) as exc:
         raise CheckpointError(
             f"cannot read {path} as a PyTorch checkpoint (truncated or interrupted download? "
-            f"size {path.stat().st_size:,} bytes): {_first_line(exc)}"
-            f"\n{FACEXFORMER.describe()}"
+            f"size {path.stat().st_size:,} bytes): {_first_line(exc)}; fix: {FACEXFORMER.how_to_get}"
         ) from None
     # explicit opt-in for a trusted file: unpickle once, keep only the weights
     log.warning("loading %s with weights_only=False because trusted=True was given", path)
@@ -524,6 +531,9 @@ def load_facexformer(path: Path | str, device: str | torch.device = "cpu",
     plain message.
     """
     path = require_file(path, FACEXFORMER)
+    looks_like = sniff_non_checkpoint(path)
+    if looks_like:  # before torch.load: its message would suggest --trust-checkpoint for a non-checkpoint
+        raise not_a_checkpoint_error(path, looks_like, FACEXFORMER.how_to_get)
     clean = clean_checkpoint_path(path)
     if trusted and clean.is_file() and clean.stat().st_mtime >= path.stat().st_mtime:
         log.info("using the weights-only copy %s made earlier from %s", clean, path)
@@ -550,6 +560,7 @@ def load_facexformer(path: Path | str, device: str | torch.device = "cpu",
             if value.dtype != torch.float32:
                 log.info("%s is %s; converting to float32", key, value.dtype)
             tensors[key] = value.to(torch.float32)
+    check_finite_tensors(tensors, loaded_from, FACEXFORMER.how_to_get)
     with torch.device("meta"):
         model = FaceXFormer()
     model.load_state_dict(tensors, strict=True, assign=True)

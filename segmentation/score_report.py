@@ -22,12 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from common.contact_sheet import make_contact_sheet
-from common.images import ImageReadError, list_images, load_rgb
-from common.io import atomic_save_image, atomic_write_bytes, atomic_write_csv, read_csv_checked
+from common.folders import refuse_overlap
+from common.images import ImageReadError, list_images, load_rgb, open_image
+from common.io import (
+    atomic_save_image,
+    atomic_write_bytes,
+    atomic_write_csv,
+    clean_stale_temp_files,
+    read_csv_checked,
+)
 from common.paths import PROPERTY_NAMES
+from segmentation.crops_table import check_crops_frame
 from segmentation.labels import overlay
 from segmentation.normalize import PropertyNormalizer
 from segmentation.property_scores import background_scores, raw_scores_with_flags
@@ -54,6 +62,10 @@ HISTOGRAMS_NAME = "histograms.png"
 SHEET_GROUPS: tuple[str, ...] = ("lowest", "middle", "highest")
 
 ProgressFn = Callable[[Iterable[Any], int], Iterable[Any]]
+
+
+class ScoreInputError(ValueError):
+    """Step 6 has nothing it can normalise (no face at all); nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -106,9 +118,10 @@ def _names_from_crops(input_dir: Path) -> tuple[dict[str, str], set[str], int]:
     path = input_dir / "crops.csv"
     if not path.is_file():
         return {}, set(), 0
-    frame = read_csv_checked(path, ["img_name", "face_found"], dtype={"img_name": str})
+    frame = read_csv_checked(path, ["img_name", "face_found"], dtype=str, keep_default_na=False)
+    check_crops_frame(frame, path)
     names = {Path(name).stem: name for name in frame["img_name"]}
-    found = frame["face_found"].fillna(0).astype(int) == 1
+    found = frame["face_found"].str.strip() == "1"
     with_face = {Path(name).stem for name in frame.loc[found, "img_name"]}
     return names, with_face, int((~found).sum())
 
@@ -146,15 +159,10 @@ def find_score_inputs(input_dir: Path, images_dir: Path | None = None) -> tuple[
 
 def load_pair(item: ScoreItem) -> tuple[np.ndarray, np.ndarray]:
     """(label map uint8 [224,224], crop uint8 [224,224,3]); ImageReadError for unreadable files."""
-    try:
-        with Image.open(item.parsing_path) as image:
-            image.load()
-            mode = image.mode
-            parsing = np.asarray(image)
-    except FileNotFoundError as exc:
-        raise ImageReadError(f"label map not found: {item.parsing_path}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"cannot read label map {item.parsing_path}: {exc}") from exc
+    with open_image(item.parsing_path) as image:  # the pixel limit and plain errors of every step
+        image.load()
+        mode = image.mode
+        parsing = np.asarray(image)
     if mode not in ("L", "P", "I", "I;16"):
         raise ImageReadError(f"{item.parsing_path}: a label map must be single-channel, got mode {mode}")
     return parsing, load_rgb(item.face_path)
@@ -246,6 +254,7 @@ def run_property_scores(config: ScoreStepConfig, progress: ProgressFn | None = N
     """Score, normalise and write everything step 6 promises; returns the table and counts."""
     import pandas as pd
 
+    refuse_overlap({"--out": config.out_dir}, {"--input": config.input_dir, "--images": config.images_dir})
     items, no_face = find_score_inputs(config.input_dir, config.images_dir)
     if config.limit is not None:
         items = items[: max(0, config.limit)]
@@ -258,6 +267,14 @@ def run_property_scores(config: ScoreStepConfig, progress: ProgressFn | None = N
 
     raw_columns = list(PROPERTY_NAMES) + (list(BACKGROUND_COLUMNS) if config.background else [])
     raw = pd.DataFrame(rows, columns=raw_columns, dtype=np.float64)
+    if not raw[list(PROPERTY_NAMES)].notna().to_numpy().any():
+        flags = Counter(f for flags in flag_lists for f in flags)
+        raise ScoreInputError(
+            f"no face to score in {config.input_dir}: {len(items)} label maps ({dict(flags) or 'none'} flagged), "
+            f"{no_face} images without a face in crops.csv, and not one property score; an all-NaN "
+            "normalization.json would be useless, so nothing was written; fix: check step 5's output "
+            "(crops.csv, parsing_visualization_*.png), e.g. re-run step 5 with --crop full if faces are not detected")
+    clean_stale_temp_files(config.out_dir)
     normalizer = PropertyNormalizer.fit(raw, method=config.method, pose_scaling=config.pose_scaling)
     normalized = normalizer.apply(raw)
     table = pd.DataFrame({"img_name": [item.img_name for item in items]})
@@ -291,7 +308,7 @@ def run_property_scores(config: ScoreStepConfig, progress: ProgressFn | None = N
 
 
 __all__ = [
-    "SCORES_COLUMNS", "RAW_COLUMNS", "BACKGROUND_COLUMNS", "FLAG_UNREADABLE", "FLAG_MISSING_MAP",
+    "ScoreInputError", "SCORES_COLUMNS", "RAW_COLUMNS", "BACKGROUND_COLUMNS", "FLAG_UNREADABLE", "FLAG_MISSING_MAP",
     "FLAG_MISSING_FACE", "ScoreItem", "ScoreStepConfig", "ScoreStepResult",
     "find_score_inputs", "load_pair", "score_item", "select_extremes", "property_sheet", "histogram_png",
     "run_property_scores",

@@ -20,8 +20,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.folders import refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import atomic_save_image, atomic_write_csv, atomic_write_json, read_csv_checked
+from segmentation.crops_table import check_crops_frame
 from segmentation.crop import FaceCrop, detect_and_crop, full_image_crop, normalize_crops
 from segmentation.labels import overlay
 
@@ -91,6 +93,7 @@ def read_crops_csv(path: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
     frame = read_csv_checked(path, CROPS_COLUMNS, dtype=str, keep_default_na=False)
+    check_crops_frame(frame, path)
     columns = list(CROPS_COLUMNS) + list(CROPS_EXTRA_COLUMNS)
     return {row["img_name"]: {c: row.get(c, "") for c in columns} for row in frame.to_dict("records")}
 
@@ -226,6 +229,7 @@ def run_segmentation(
 
     start = time.perf_counter()
     input_dir, out_dir = Path(input_dir), Path(out_dir)
+    refuse_overlap({"--out": out_dir}, {"--input": input_dir, "--checkpoint": checkpoint})
     device = torch.device(device)
     paths = list_images(input_dir)
     if config.limit is not None:

@@ -17,7 +17,14 @@ from typing import Any
 
 import torch
 
-from common.checkpoints import STYLEGAN_CELEBA_PARTIAL_256, CheckpointError, require_file
+from common.checkpoints import (
+    STYLEGAN_CELEBA_PARTIAL_256,
+    CheckpointError,
+    check_finite_tensors,
+    not_a_checkpoint_error,
+    require_file,
+    sniff_non_checkpoint,
+)
 from common.io import atomic_torch_save
 from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator
 
@@ -30,6 +37,9 @@ _GENFORCE_DEFAULT_FMAPS_BASE = 16 << 10
 def read_checkpoint(path: Path | str) -> Any:
     """``torch.load(..., weights_only=True)`` with plain-word errors for missing, truncated or unsafe files."""
     path = require_file(path, STYLEGAN_CELEBA_PARTIAL_256)
+    looks_like = sniff_non_checkpoint(path)
+    if looks_like:
+        raise not_a_checkpoint_error(path, looks_like, STYLEGAN_CELEBA_PARTIAL_256.how_to_get)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -38,11 +48,13 @@ def read_checkpoint(path: Path | str) -> Any:
             f"with weights_only=True ({str(exc).splitlines()[0]}). Re-save just the state_dicts from a trusted "
             "Python session: torch.save({'generator': G.state_dict(), ...}, path)."
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError,
+            TypeError, AttributeError) as exc:
         size = path.stat().st_size
         raise CheckpointError(
             f"{path} ({size:,} bytes) is not a readable PyTorch checkpoint (truncated or corrupt download?): "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}\n{STYLEGAN_CELEBA_PARTIAL_256.describe()}"
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+            f"fix: {STYLEGAN_CELEBA_PARTIAL_256.how_to_get}"
         ) from exc
 
 
@@ -123,6 +135,9 @@ def infer_generator_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
         return config
     except KeyError as exc:
         raise CheckpointError(f"not a genforce StyleGAN generator state_dict: key {exc} is missing") from exc
+    except (IndexError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"not a genforce StyleGAN generator state_dict: a tensor has the wrong number of "
+                              f"dimensions ({exc})") from exc
 
 
 def infer_discriminator_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -144,6 +159,9 @@ def infer_discriminator_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
         )
     except KeyError as exc:
         raise CheckpointError(f"not a genforce StyleGAN discriminator state_dict: key {exc} is missing") from exc
+    except (IndexError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"not a genforce StyleGAN discriminator state_dict: a tensor has the wrong number of "
+                              f"dimensions ({exc})") from exc
 
 
 def _merge_overrides(inferred: dict[str, Any], overrides: dict[str, Any], path: Path | str) -> dict[str, Any]:
@@ -170,10 +188,20 @@ def describe_mismatch(model: torch.nn.Module, state_dict: dict[str, torch.Tensor
 
 
 def load_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: Path | str, entry: str) -> None:
+    """Strict load after two checks in plain words: keys/shapes fit, and every weight is finite."""
     problems = describe_mismatch(model, state_dict)
     if problems:
         raise CheckpointError(f"{path} [{entry}] does not fit the model it describes:\n  {problems}")
+    check_finite_tensors(state_dict, path, STYLEGAN_CELEBA_PARTIAL_256.how_to_get, entry)
     model.load_state_dict(state_dict, strict=True)
+
+
+def _config_or_error(infer, sd: dict[str, torch.Tensor], path: Path | str, entry: str) -> dict[str, Any]:
+    """``infer(sd)`` with the file and entry named in any error (the inferers do not know the path)."""
+    try:
+        return infer(sd)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path} [{entry}]: {exc}; fix: {STYLEGAN_CELEBA_PARTIAL_256.how_to_get}") from exc
 
 
 def load_generator(path: Path | str, which: str = "auto", device: str | torch.device = "cpu",
@@ -187,7 +215,7 @@ def load_generator(path: Path | str, which: str = "auto", device: str | torch.de
         raise ValueError(f"invalid which={which!r}; allowed: {WHICH_ALLOWED}")
     ckpt = read_checkpoint(path)
     key, sd = select_entry(ckpt, which, path)
-    config = _merge_overrides(infer_generator_config(sd), overrides, path)
+    config = _merge_overrides(_config_or_error(infer_generator_config, sd, path, key), overrides, path)
     generator = StyleGANGenerator(**config)
     load_strict(generator, sd, path, key)
     generator.checkpoint_key = key
@@ -200,7 +228,7 @@ def load_discriminator(path: Path | str, device: str | torch.device = "cpu", **o
     """Load a genforce discriminator (the ``discriminator`` entry) in eval mode."""
     ckpt = read_checkpoint(path)
     key, sd = select_entry(ckpt, "discriminator", path)
-    config = _merge_overrides(infer_discriminator_config(sd), overrides, path)
+    config = _merge_overrides(_config_or_error(infer_discriminator_config, sd, path, key), overrides, path)
     discriminator = StyleGANDiscriminator(**config)
     load_strict(discriminator, sd, path, key)
     discriminator.checkpoint_key = key

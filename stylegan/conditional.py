@@ -272,23 +272,38 @@ def property_ranges(config: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return ranges
 
 
+FINETUNE_FIX = ("pass another --checkpoint (an older checkpoint_NNNNNN.pt of the same run), or move this one "
+                "away and re-run step 7, which resumes from the newest readable checkpoint")
+
+
 def read_finetune_checkpoint(path) -> dict[str, Any]:
-    """torch.load(weights_only=True) of a step-7 checkpoint, with a plain error for other files."""
+    """torch.load(weights_only=True) of a step-7 checkpoint; any other file is a one-line CheckpointError."""
     from pathlib import Path
 
-    from common.checkpoints import CheckpointError
+    from common.checkpoints import CheckpointError, not_a_checkpoint_error, sniff_non_checkpoint
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"fine-tuned checkpoint not found: {path} (run step 7 first)")
+    looks_like = sniff_non_checkpoint(path)
+    if looks_like:
+        raise not_a_checkpoint_error(path, looks_like, FINETUNE_FIX)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same plain message
-        raise CheckpointError(f"{path} is not a readable fine-tuned checkpoint: {exc}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format_version") != FINETUNE_FORMAT_VERSION or "config" not in ckpt:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable fine-tuned checkpoint ({first}); fix: {FINETUNE_FIX}") from exc
+    if (not isinstance(ckpt, dict) or ckpt.get("format_version") != FINETUNE_FORMAT_VERSION
+            or not isinstance(ckpt.get("config"), dict)):
         raise CheckpointError(f"{path} is not a step-7 checkpoint (format_version {FINETUNE_FORMAT_VERSION}, "
-                              "keys generator, generator_ema, config ...)")
+                              f"keys generator, generator_ema, config ...); fix: {FINETUNE_FIX}")
     return ckpt
+
+
+def _checkpoint_problem(path, what: str):
+    from common.checkpoints import CheckpointError
+
+    return CheckpointError(f"{path}: {what}; the file is not a valid step-7 checkpoint; fix: {FINETUNE_FIX}")
 
 
 def load_conditional_generator(path, device: str | torch.device = "cpu", which: str = "ema") -> ConditionalGenerator:
@@ -300,10 +315,26 @@ def load_conditional_generator(path, device: str | torch.device = "cpu", which: 
     """
     if which not in _ENTRY_ALLOWED:
         raise ValueError(f"invalid which={which!r}; allowed: {_ENTRY_ALLOWED}")
+    from common.checkpoints import check_finite_tensors
+
     ckpt = read_finetune_checkpoint(path)
     config = ckpt["config"]
-    generator = ConditionalGenerator(**config["generator"])
-    generator.load_state_dict(ckpt["generator_ema" if which == "ema" else "generator"], strict=True)
+    entry = "generator_ema" if which == "ema" else "generator"
+    if not isinstance(config.get("generator"), dict):
+        raise _checkpoint_problem(path, "config['generator'] (the generator's settings) is missing or not a dict")
+    try:
+        generator = ConditionalGenerator(**config["generator"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        raise _checkpoint_problem(path, f"config['generator'] does not describe a generator ({exc})") from exc
+    state = ckpt.get(entry)
+    if not isinstance(state, dict):
+        raise _checkpoint_problem(path, f"entry {entry!r} is missing or not a state_dict")
+    check_finite_tensors(state, path, FINETUNE_FIX, entry)
+    try:
+        generator.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise _checkpoint_problem(path, f"entry {entry!r} does not fit its config "
+                                        f"({str(exc).strip().splitlines()[0]})") from exc
     generator.finetune_config = config
     generator.step = int(ckpt.get("step", 0))
     generator.requires_grad_(False)

@@ -19,7 +19,6 @@ Recipe, and why each part is there (pipeline.md step 7, and what went wrong in t
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -35,14 +34,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.checkpoints import CheckpointError, check_finite_tensors
+from common.folders import refuse_overlap
 from common.io import atomic_save_image, atomic_torch_save, atomic_write_csv, atomic_write_json
 from common.paths import PROPERTY_NAMES
 from stylegan.conditional import (
-    FINETUNE_FORMAT_VERSION, ConditionalDiscriminator, ConditionalGenerator, build_conditional_discriminator,
-    build_conditional_generator, clone_frozen, freeze_synthesis, property_ranges, set_trainable_d_layers,
+    FINETUNE_FIX, FINETUNE_FORMAT_VERSION, ConditionalDiscriminator, ConditionalGenerator,
+    build_conditional_discriminator, build_conditional_generator, clone_frozen, freeze_synthesis, property_ranges,
+    read_finetune_checkpoint, set_trainable_d_layers,
 )
 
 logger = logging.getLogger(__name__)
+
+NORMALIZATION_FORMAT_VERSION = 1
+"""The normalization.json format step 6 writes (segmentation.normalize.FORMAT_VERSION; packages stay apart)."""
 
 __all__ = [
     "FinetuneConfig", "Finetuner", "FinetuneSummary", "FinetuneDataError", "run_finetune", "load_training_data",
@@ -329,6 +334,57 @@ class TrainingData:
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+_NAN_TEXT = ("", "nan", "null")
+_SCORES_FIX = "fix: correct that row, or re-run step 6, which writes all_scores.csv"
+
+
+def checked_scores(frame, path: Path, images_dir: Path) -> np.ndarray:
+    """float64 [rows, P] of all_scores.csv read as text; a one-line FinetuneDataError for a header-only
+    file, an img_name that is not a plain file name of the image folder, or a non-numeric score."""
+    import pandas as pd
+
+    if frame.empty:
+        raise FinetuneDataError(f"{path} holds no rows (only a header); {_SCORES_FIX}")
+    for position, name in enumerate(frame["img_name"]):
+        plain = Path(name)
+        if not name.strip() or plain.is_absolute() or len(plain.parts) != 1 or name in (".", ".."):
+            raise FinetuneDataError(
+                f"{path} line {position + 2}: img_name {name!r} is not a plain file name in {images_dir} "
+                f"(absolute paths, folders and '..' are refused: training reads only that folder); {_SCORES_FIX}")
+    values = np.empty((len(frame), len(PROPERTY_NAMES)), dtype=np.float64)
+    for column, prop in enumerate(PROPERTY_NAMES):
+        text = frame[prop].astype(str).str.strip()
+        numbers = pd.to_numeric(text.where(~text.str.lower().isin(_NAN_TEXT)), errors="coerce")
+        bad = numbers.isna() & ~text.str.lower().isin(_NAN_TEXT) | np.isinf(numbers.to_numpy(dtype=np.float64))
+        if bad.any():
+            position = int(np.flatnonzero(bad.to_numpy())[0])
+            raise FinetuneDataError(
+                f"{path} line {position + 2} ({frame['img_name'].iloc[position]}): {prop} must be a finite number "
+                f"or empty, got {text.iloc[position]!r}; {_SCORES_FIX}")
+        values[:, column] = numbers.to_numpy(dtype=np.float64)
+    return values
+
+
+def read_normalization(path: Path) -> dict[str, Any]:
+    """normalization.json of step 6 as a dict, checked enough to train on (one-line FinetuneDataError)."""
+    from common.records import RecordError, read_json_record
+
+    fix = "re-run step 6, which writes normalization.json"
+    try:
+        data = read_json_record(path, fix, required=("properties", "scales", "method"),
+                                format_versions=(NORMALIZATION_FORMAT_VERSION,))
+        if list(data["properties"]) != list(PROPERTY_NAMES):
+            raise RecordError(f"{path}: properties {data['properties']!r} are not {list(PROPERTY_NAMES)}; fix: {fix}")
+        scales = data["scales"]
+        missing = [p for p in PROPERTY_NAMES if not isinstance(scales, dict) or not isinstance(scales.get(p), dict)
+                   or "kind" not in scales[p]]
+        if missing:
+            raise RecordError(f"{path}: no fitted scale for {missing}; fix: {fix}")
+    except (RecordError, TypeError) as exc:
+        raise FinetuneDataError(str(exc)) from exc
+    return data
+
+
 def load_training_data(images_dir: Path, scores_csv: Path, resolution: int, limit: int | None = None) -> TrainingData:
     """Filtered images joined with all_scores.csv; NaN rows and rows without an image left out and counted."""
     from PIL import Image
@@ -341,8 +397,8 @@ def load_training_data(images_dir: Path, scores_csv: Path, resolution: int, limi
         raise FinetuneDataError(f"image folder not found: {images_dir} (run steps 1-4 first)")
     if not scores_csv.is_file():
         raise FinetuneDataError(f"scores not found: {scores_csv} (run steps 5-6 first)")
-    frame = read_csv_checked(scores_csv, ["img_name", *PROPERTY_NAMES])
-    values = frame[list(PROPERTY_NAMES)].apply(lambda col: np.asarray(col, dtype=np.float64)).to_numpy()
+    frame = read_csv_checked(scores_csv, ["img_name", *PROPERTY_NAMES], dtype=str, keep_default_na=False)
+    values = checked_scores(frame, scores_csv, images_dir)
     nan_rows = np.isnan(values).any(axis=1)
     names, images, conds, missing = [], [], [], 0
     for name, row, bad in zip(frame["img_name"].astype(str), values, nan_rows):
@@ -476,7 +532,9 @@ def run_finetune(base_checkpoint: Path | str, images_dir: Path | str, scores_csv
     normalization_json = Path(normalization_json)
     if not normalization_json.is_file():
         raise FinetuneDataError(f"normalization not found: {normalization_json} (run step 6 first)")
-    normalization = json.loads(normalization_json.read_text(encoding="utf-8"))
+    refuse_overlap({"--out": out_dir}, {"--images": images_dir, "--scores": scores_csv,
+                                        "--normalization": normalization_json, "--checkpoint": base_checkpoint})
+    normalization = read_normalization(normalization_json)
     base_g = load_generator(base_checkpoint, which=config.which)
     base_d = load_discriminator(base_checkpoint)
     data = load_training_data(Path(images_dir), Path(scores_csv), base_g.resolution, limit)
@@ -500,7 +558,14 @@ def run_finetune(base_checkpoint: Path | str, images_dir: Path | str, scores_csv
     latest = None if overwrite else find_latest_checkpoint(ckpt_dir)
     state = None
     if latest is not None:
-        state = torch.load(latest, map_location="cpu", weights_only=True)
+        state = read_finetune_checkpoint(latest)
+        if not isinstance(state["config"].get("finetune"), dict):
+            raise CheckpointError(f"{latest}: config['finetune'] (the run's settings) is missing; cannot resume; "
+                                  f"fix: {FINETUNE_FIX}")
+        check_finite_tensors({k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, latest, FINETUNE_FIX)
+        for entry in ("generator", "generator_ema", "discriminator"):
+            if isinstance(state.get(entry), dict):
+                check_finite_tensors(state[entry], latest, FINETUNE_FIX, entry)
         _check_resume_config(state["config"]["finetune"], config, latest)
     elif overwrite and ckpt_dir.is_dir():
         for old in ckpt_dir.glob("checkpoint_*.pt"):
@@ -526,7 +591,11 @@ def run_finetune(base_checkpoint: Path | str, images_dir: Path | str, scores_csv
     trainer = Finetuner(generator, discriminator, data.images_u8, data.conditions, config, property_model, device)
     log_rows: list[dict[str, float]] = []
     if state is not None:
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{latest}: cannot resume from this checkpoint ({first}); fix: {FINETUNE_FIX}") from exc
         log_rows = _read_log(out_dir / TRAIN_LOG, trainer.step_count)
         logger.info("resumed from %s at step %d", latest, trainer.step_count)
     start_step = trainer.step_count
@@ -656,6 +725,7 @@ def run_generate_with_properties(checkpoint: Path | str, out_dir: Path | str, re
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
+    refuse_overlap({"--out": out_dir}, {"--checkpoint": checkpoint})
     generator = load_conditional_generator(checkpoint, device=device, which=weights)
     config = generator.finetune_config
     cond = resolve_condition(config, requested)

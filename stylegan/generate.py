@@ -10,7 +10,9 @@
 """
 from __future__ import annotations
 
+import errno
 import logging
+import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +23,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from common.fingerprint import file_fingerprint
+from common.folders import refuse_overlap
+from common.records import RecordError, read_json_record
 from common.io import atomic_save_image, atomic_save_npy, atomic_write_csv, atomic_write_json, clean_stale_temp_files
 from stylegan.checkpoint import load_generator
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
@@ -34,10 +39,19 @@ FORMATS_ALLOWED = ("jpg", "png")
 MANIFEST_NAME = "generation.json"
 LATENTS_NAME = "latents.npy"
 CSV_NAME = "generated.csv"
+W_NAME = "w.npy"
+MANIFEST_FORMAT_VERSION = 1
+MANIFEST_INFO_KEYS = ("checkpoint_path",)
+"""Recorded for people, not compared: the fingerprint is the checkpoint's identity, not its path."""
+_IMAGE_NAME_RE = re.compile(r"(\d{6})\.(?:jpg|png)")
 
 
 class GenerationConflictError(RuntimeError):
     """The output folder holds images made with other settings; mixing them would be silent garbage."""
+
+
+class GenerationWriteError(RuntimeError):
+    """An output could not be written (disk full, permissions); finished images stay valid."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +86,14 @@ class GenerateSummary:
     skipped: int
     checkpoint_key: str
     seconds: float
+    kept_beyond: int = 0  # images of an earlier run with the same settings past --num, kept and listed
 
     def line(self) -> str:
         rate = self.written / self.seconds if self.seconds > 0 and self.written else 0.0
-        return (f"step 1: {self.num} images in {self.out_dir} ({self.written} generated, {self.skipped} already there) "
-                f"from generator entry '{self.checkpoint_key}' in {self.seconds:.1f}s ({rate:.1f} img/s)")
+        beyond = (f"; {self.kept_beyond} more from an earlier run with the same settings kept and listed"
+                  if self.kept_beyond else "")
+        return (f"step 1: {self.num} images in {self.out_dir} ({self.written} generated, {self.skipped} already there"
+                f"{beyond}) from generator entry '{self.checkpoint_key}' in {self.seconds:.1f}s ({rate:.1f} img/s)")
 
 
 def image_name(index: int, image_format: str) -> str:
@@ -107,46 +124,116 @@ def synthesize_uint8(generator: StyleGANGenerator, z: np.ndarray | torch.Tensor,
     return postprocess_uint8(out["image"])
 
 
-def _manifest(config: GenerateConfig, generator: StyleGANGenerator) -> dict:
+def _manifest(config: GenerateConfig, generator: StyleGANGenerator, checkpoint: Path) -> dict:
     return {
+        "format_version": MANIFEST_FORMAT_VERSION,
         "seed": config.seed, "trunc_psi": config.trunc_psi, "trunc_layers": config.trunc_layers,
         "image_format": config.image_format, "jpeg_quality": config.jpeg_quality,
-        "checkpoint_key": generator.checkpoint_key, "resolution": generator.resolution,
-        "z_space_dim": generator.z_space_dim,
+        "checkpoint_key": generator.checkpoint_key, "checkpoint_fingerprint": file_fingerprint(checkpoint),
+        "resolution": generator.resolution, "z_space_dim": generator.z_space_dim,
+        "checkpoint_path": str(checkpoint),
     }
+
+
+def read_manifest(path: Path) -> dict:
+    """A folder's generation.json, or a one-line GenerationConflictError saying what is wrong and the fix."""
+    fix = ("restore it, use another --out, or --overwrite to regenerate every image "
+           "(the manifest is step 1's record of how the folder's images were made)")
+    try:  # 0 / absent: written before format_version existed
+        return read_json_record(path, fix, format_versions=(None, 0, MANIFEST_FORMAT_VERSION))
+    except RecordError as exc:
+        raise GenerationConflictError(str(exc)) from exc
 
 
 def _check_manifest(out_dir: Path, manifest: dict, overwrite: bool) -> None:
     path = out_dir / MANIFEST_NAME
-    if not path.exists() or overwrite:
+    if overwrite:
         return
-    import json
-
-    previous = json.loads(path.read_text())
-    differing = {k: (previous.get(k), v) for k, v in manifest.items() if previous.get(k) != v}
+    if not path.exists():
+        foreign = _existing_images(out_dir)
+        if foreign:
+            raise GenerationConflictError(
+                f"{out_dir} holds {len(foreign)} images named like step 1's ({min(foreign.values())} ...) but no "
+                f"{MANIFEST_NAME}, so nothing says how they were made; fix: use another --out, or --overwrite "
+                "to replace them")
+        return
+    previous = read_manifest(path)
+    differing = {k: (previous.get(k), v) for k, v in manifest.items()
+                 if k not in MANIFEST_INFO_KEYS and previous.get(k) != v}
+    differing.pop("format_version", None)
     if differing:
         details = ", ".join(f"{k}: folder has {a!r}, now {b!r}" for k, (a, b) in differing.items())
+        hint = ""
+        if "checkpoint_fingerprint" in differing and previous.get("checkpoint_fingerprint") is None:
+            hint = (" (the folder's manifest predates checkpoint fingerprints: if you are sure its images come from "
+                    "this checkpoint, add its checkpoint_fingerprint to the manifest by hand)")
         raise GenerationConflictError(
-            f"{out_dir} already holds images generated with other settings ({details}). "
+            f"{out_dir} already holds images generated with other settings ({details}){hint}. "
             "Use another --out, or --overwrite to regenerate every image.")
+
+
+def _existing_images(out_dir: Path) -> dict[int, str]:
+    """index -> file name of every image in ``out_dir`` named like step 1's outputs (any format)."""
+    if not out_dir.is_dir():
+        return {}
+    found: dict[int, str] = {}
+    for path in out_dir.iterdir():
+        match = _IMAGE_NAME_RE.fullmatch(path.name)
+        if match and path.is_file():
+            found.setdefault(int(match.group(1)), path.name)
+    return found
+
+
+def _write(path: Path, write, *args) -> Path:
+    """Run an atomic write; an OSError becomes one line naming the file (disk full: free space, re-run)."""
+    try:
+        return write(path, *args)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise GenerationWriteError(f"disk full writing {path}; free space and re-run "
+                                       "(finished images are kept)") from exc
+        raise GenerationWriteError(f"cannot write {path}: {exc.strerror or exc}; fix the folder (permissions, "
+                                   "space) and re-run (finished images are kept)") from exc
+
+
+@torch.inference_mode()
+def mapped_w(generator: StyleGANGenerator, z: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """float32 [N, w_dim]: row i = ``G.mapping(z_i)["w"]``, untruncated (the latent-direction input)."""
+    device = next(generator.parameters()).device
+    rows = [generator.mapping(torch.from_numpy(z[i:i + batch_size]).to(device))["w"].float().cpu().numpy()
+            for i in range(0, len(z), batch_size)]
+    return np.concatenate(rows) if rows else np.zeros((0, generator.w_space_dim), np.float32)
 
 
 def run_generate(checkpoint: Path | str, out_dir: Path | str, config: GenerateConfig = GenerateConfig(),
                  device: str | torch.device = "cpu", overwrite: bool = False, progress: bool = True,
                  writer_threads: int = 4) -> GenerateSummary:
-    """Generate ``config.num`` images into ``out_dir`` (resumable), plus latents.npy and generated.csv."""
+    """Generate ``config.num`` images into ``out_dir`` (resumable), plus latents.npy, w.npy and generated.csv.
+
+    The metadata describe every step-1 image in the folder: images of an earlier run with the same
+    settings beyond ``config.num`` are kept and listed (rows up to the largest index); with
+    ``overwrite`` they are removed, so the folder holds exactly what the settings make.
+    """
     import time
 
     start = time.perf_counter()
-    out_dir = Path(out_dir)
-    generator = load_generator(checkpoint, which=config.which, device=device)
-    manifest = _manifest(config, generator)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir, checkpoint = Path(out_dir), Path(checkpoint)
+    refuse_overlap({"--out": out_dir}, {"--checkpoint": checkpoint})
+    generator = load_generator(checkpoint, which=config.which, device=device)  # validated before any write
+    manifest = _manifest(config, generator, checkpoint)
     _check_manifest(out_dir, manifest, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_temp_files(out_dir)
-    atomic_write_json(out_dir / MANIFEST_NAME, manifest)
+    _write(out_dir / MANIFEST_NAME, atomic_write_json, manifest)
 
     names = [image_name(i, config.image_format) for i in range(config.num)]
+    existing = _existing_images(out_dir)
+    if overwrite:
+        for index, name in existing.items():
+            if index >= config.num or name != names[index]:
+                (out_dir / name).unlink(missing_ok=True)
+        existing = {}
+    extra = sorted(i for i in existing if i >= config.num)
     todo = [i for i in range(config.num) if overwrite or not (out_dir / names[i]).exists()]
     skipped = config.num - len(todo)
     bar = tqdm(total=config.num, initial=skipped, unit="img", desc="generate", disable=not progress)
@@ -158,7 +245,8 @@ def run_generate(checkpoint: Path | str, out_dir: Path | str, config: GenerateCo
             images = synthesize_uint8(generator, latents_for(config.seed, batch, generator.z_space_dim),
                                       config.trunc_psi, config.trunc_layers)
             for index, image in zip(batch, images):
-                pending.append(pool.submit(atomic_save_image, out_dir / names[index], image, config.jpeg_quality))
+                pending.append(pool.submit(_write, out_dir / names[index], atomic_save_image, image,
+                                           config.jpeg_quality))
             while len(pending) > max_pending:  # bounded memory: never more than ~2 batches in flight
                 pending.popleft().result()
                 bar.update(1)
@@ -167,13 +255,16 @@ def run_generate(checkpoint: Path | str, out_dir: Path | str, config: GenerateCo
             bar.update(1)
     bar.close()
 
-    atomic_save_npy(out_dir / LATENTS_NAME, latents_for(config.seed, range(config.num), generator.z_space_dim))
+    described = list(range(config.num)) + extra
+    rows = (max(described) + 1) if described else 0
+    z = latents_for(config.seed, range(rows), generator.z_space_dim)
+    _write(out_dir / LATENTS_NAME, atomic_save_npy, z)
+    _write(out_dir / W_NAME, atomic_save_npy, mapped_w(generator, z))
     frame = pd.DataFrame({
-        "img_name": names, "index": range(config.num), "seed": config.seed,
+        "img_name": names + [existing[i] for i in extra], "index": described, "seed": config.seed,
         "truncation_psi": config.trunc_psi, "truncation_layers": config.trunc_layers,
         "checkpoint_key": generator.checkpoint_key,
     })
-    atomic_write_csv(out_dir / CSV_NAME, frame, GENERATED_CSV_COLUMNS)
+    _write(out_dir / CSV_NAME, atomic_write_csv, frame, GENERATED_CSV_COLUMNS)
     return GenerateSummary(out_dir, config.num, len(todo), skipped, generator.checkpoint_key,
-                           time.perf_counter() - start)
-
+                           time.perf_counter() - start, kept_beyond=len(extra))

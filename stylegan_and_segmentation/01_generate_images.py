@@ -1,4 +1,8 @@
-"""Step 1: generate images with the pre-trained genforce StyleGAN (eval mode, reproducible, resumable)."""
+"""Step 1: generate images with the pre-trained genforce StyleGAN (eval mode, reproducible, resumable).
+
+Writes {i:06d}.jpg (or .png), latents.npy (z), w.npy (mapping(z), untruncated), generated.csv and
+generation.json (settings + the checkpoint's size:sha256; a re-run with other settings is refused).
+"""
 import pathlib
 import sys
 
@@ -6,6 +10,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.checkpoints import CheckpointError  # noqa: E402
 from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
+from common.folders import FolderOverlapError  # noqa: E402
 from common.runtime import resolve_device  # noqa: E402
 from stylegan.generate import FORMATS_ALLOWED, GenerateConfig, GenerationConflictError, run_generate  # noqa: E402
 
@@ -42,7 +47,7 @@ def main(argv=None) -> int:
         summary = run_generate(args.checkpoint or paths.stylegan_checkpoint, args.out or paths.generated_dir,
                                config, device=resolve_device(args.device), overwrite=args.overwrite,
                                progress=not args.quiet)
-    except (CheckpointError, GenerationConflictError, RuntimeError) as exc:
+    except (CheckpointError, GenerationConflictError, FolderOverlapError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary.line())

@@ -15,6 +15,7 @@ from pathlib import Path  # noqa: E402
 
 from common.checkpoints import CheckpointError  # noqa: E402
 from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
+from common.folders import FolderOverlapError  # noqa: E402
 from common.io import CsvSchemaError  # noqa: E402
 from common.runtime import resolve_device  # noqa: E402
 from segmentation import CROP_MODES, SegmentConfig, run_segmentation  # noqa: E402
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
                            retry_unreadable=args.retry_unreadable, mtcnn_device=mtcnn_device)
     try:
         summary = run_segmentation(input_dir, checkpoint, out_dir, config, device=device)
-    except (CheckpointError, CsvSchemaError) as exc:
+    except (CheckpointError, CsvSchemaError, FolderOverlapError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary.line())

@@ -18,10 +18,11 @@ from pathlib import Path  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
-from common.io import CsvSchemaError, clean_stale_temp_files  # noqa: E402
+from common.folders import FolderOverlapError  # noqa: E402
+from common.io import CsvSchemaError  # noqa: E402
 from common.runtime import Timer  # noqa: E402
 from segmentation.normalize import METHODS, POSE_SCALINGS  # noqa: E402
-from segmentation.score_report import ScoreStepConfig, run_property_scores  # noqa: E402
+from segmentation.score_report import ScoreInputError, ScoreStepConfig, run_property_scores  # noqa: E402
 
 
 def build_parser():
@@ -66,11 +67,10 @@ def main(argv=None) -> int:
     )
     # --overwrite is accepted for uniformity: the table is always recomputed (normalisation is global).
     timer = Timer()
-    clean_stale_temp_files(config.out_dir)
     progress = functools.partial(_bar, disable=args.quiet)
     try:
         result = run_property_scores(config, progress=progress)
-    except (FileNotFoundError, CsvSchemaError) as exc:
+    except (FileNotFoundError, CsvSchemaError, ScoreInputError, FolderOverlapError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     flags = ", ".join(f"{name} {count}" for name, count in sorted(result.flag_counts.items())) or "none"

@@ -13,6 +13,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.checkpoints import CheckpointError  # noqa: E402
 from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
+from common.folders import FolderOverlapError  # noqa: E402
 from common.io import CsvSchemaError  # noqa: E402
 from common.runtime import resolve_device  # noqa: E402
 from stylegan.finetune import FinetuneConfig, FinetuneDataError, run_finetune  # noqa: E402
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
             args.out or paths.finetuned_dir, config, device=resolve_device(args.device), overwrite=args.overwrite,
             progress=not args.quiet, limit=args.limit)
     except (CheckpointError, FinetuneDataError, CsvSchemaError, FileNotFoundError, FloatingPointError,
-            RuntimeError) as exc:
+            FolderOverlapError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary.line())

@@ -12,6 +12,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.checkpoints import CheckpointError  # noqa: E402
 from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
+from common.folders import FolderOverlapError  # noqa: E402
 from common.io import CsvSchemaError  # noqa: E402
 from common.paths import PROPERTY_NAMES  # noqa: E402
 from common.runtime import resolve_device  # noqa: E402
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
             sweeps=sweeps, sweep_z=args.sweep_z, sweep_values=args.sweep_values, weights=args.weights,
             batch_size=args.batch_size, device=resolve_device(args.device), overwrite=args.overwrite,
             progress=not args.quiet)
-    except (CheckpointError, FinetuneDataError, CsvSchemaError, RuntimeError) as exc:
+    except (CheckpointError, FinetuneDataError, CsvSchemaError, FolderOverlapError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary.line())

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 
 from common.checkpoints import CheckpointError  # noqa: E402
 from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
+from common.folders import refuse_overlap  # noqa: E402
 from common.paths import PROPERTY_NAMES  # noqa: E402
 from common.runtime import Timer, resolve_device  # noqa: E402
 from pipeline.scorers import SegmentationScorer, gender_callable  # noqa: E402
@@ -68,6 +69,9 @@ def main(argv=None) -> int:
               "--checkpoint", file=sys.stderr)
         return 2
     try:
+        refuse_overlap({"--out": args.out or paths.evaluation_dir},
+                       {"--checkpoint": checkpoint, "--normalization": args.normalization or paths.normalization_json,
+                        "--segmentation-checkpoint": args.segmentation_checkpoint or paths.segmentation_checkpoint})
         generator = load_conditional_generator(checkpoint, device=device, which=args.weights)
         if args.scorer == "segmentation":
             scorer = SegmentationScorer(args.segmentation_checkpoint or paths.segmentation_checkpoint,

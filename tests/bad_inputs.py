@@ -1,0 +1,59 @@
+"""Bad input files for the reliability tests (issue 9): made on the fly, small, deterministic."""
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# kind -> what the "not a checkpoint" message must say the file looks like
+BAD_CHECKPOINT_KINDS = {
+    "random": "random bytes",
+    "lfs": "Git LFS pointer",
+    "html": "HTML page",
+    "truncated_zip": "truncated or corrupt zip",
+    "text": "plain text",
+}
+
+
+def write_bad_checkpoint(kind: str, path: Path) -> Path:
+    """A file of ``kind`` that a user might have at a checkpoint path by mistake."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "random":
+        path.write_bytes(b"\x13" + np.random.default_rng(0).bytes(4999))
+    elif kind == "lfs":
+        path.write_text("version https://git-lfs.github.com/spec/v1\n"
+                        "oid sha256:" + "ab" * 32 + "\nsize 302438400\n")
+    elif kind == "html":
+        path.write_text("<!DOCTYPE html>\n<html><head><title>Google Drive - Virus scan warning</title></head>"
+                        "<body>Download anyway</body></html>\n")
+    elif kind == "truncated_zip":
+        full = path.with_suffix(".full")
+        torch.save({"generator": {"w": torch.zeros(1000)}}, full)
+        data = full.read_bytes()
+        full.unlink()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "text":
+        path.write_text("embedding weights, see the README\n")  # torch.load: KeyError: 101 before the fix
+    else:  # pragma: no cover
+        raise ValueError(kind)
+    return path
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def write_png_bomb(path: Path, side: int = 15000) -> Path:
+    """A valid greyscale PNG of side x side black pixels (15000: 225 Mpx in ~220 KB), streamed: little memory."""
+    compressor = zlib.compressobj(9)
+    block = b"\x00" * ((side + 1) * 500)  # 500 rows of (filter byte + pixels)
+    parts = [compressor.compress(block[: (side + 1) * min(500, side - first)]) for first in range(0, side, 500)]
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", b"".join(parts))
+                     + _chunk(b"IEND", b""))
+    return path

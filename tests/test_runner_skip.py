@@ -1,0 +1,93 @@
+"""run_pipeline's skip rule (issue 9): a step is skipped only when its marker matches AND its
+outputs exist, and the marker records the fingerprints of the files the step read, so a swapped
+checkpoint at the same path runs the step again."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from common.paths import PipelinePaths
+from pipeline.runner import PipelineOptions, missing_outputs, run_pipeline, step_inputs
+from stylegan import write_random_checkpoint
+from test_step6 import draw
+
+TINY = dict(resolution=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=128, fmaps_max=16)
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _options(root: Path, first: int, last: int) -> PipelineOptions:
+    return PipelineOptions(root=root, device="cpu", quiet=True, first=first, last=last,
+                           step_args={1: ["--num", "3", "--format", "png"]})
+
+
+def test_deleted_outputs_run_the_step_again(tmp_path, capsys):
+    paths = PipelinePaths(tmp_path)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY)
+    assert run_pipeline(_options(tmp_path, 1, 1)) == 0
+    assert run_pipeline(_options(tmp_path, 1, 1)) == 0
+    assert "step 1: finished earlier, skipped" in capsys.readouterr().out
+    (paths.generated_dir / "w.npy").unlink()
+    assert run_pipeline(_options(tmp_path, 1, 1)) == 0
+    out = capsys.readouterr().out
+    assert "outputs are missing" in out and "w.npy): running it again" in out
+    assert "finished earlier, skipped" not in out
+    assert (paths.generated_dir / "w.npy").is_file()
+
+
+def test_swapped_checkpoint_at_the_same_path_is_not_skipped(tmp_path, capsys):
+    paths = PipelinePaths(tmp_path)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY)
+    assert run_pipeline(_options(tmp_path, 1, 1)) == 0
+    capsys.readouterr()
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=1, **TINY)  # same path, other generator
+    assert run_pipeline(_options(tmp_path, 1, 1)) == 1  # step 1 runs, and refuses to mix two generators
+    captured = capsys.readouterr()
+    assert "finished earlier, skipped" not in captured.out and "checkpoint_fingerprint" in captured.err
+
+
+def _segmentation_folder(paths: PipelinePaths) -> None:
+    seg = paths.segmentation_dir
+    seg.mkdir(parents=True)
+    rows = []
+    for i in range(3):
+        parsing, face = draw(i)
+        Image.fromarray(parsing).save(seg / f"parsing_{i:06d}.png")
+        Image.fromarray(face).save(seg / f"face_{i:06d}.png")
+        rows.append({"img_name": f"{i:06d}.png", "face_found": 1, "x0": 0, "y0": 0, "x1": 9, "y1": 9,
+                     "prob": 0.9, "crop": "full"})
+    pd.DataFrame(rows).to_csv(seg / "crops.csv", index=False)
+
+
+def test_step6_is_not_skipped_after_its_outputs_were_deleted(tmp_path, capsys):
+    paths = PipelinePaths(tmp_path)
+    _segmentation_folder(paths)
+    options = PipelineOptions(root=tmp_path, device="cpu", quiet=True, first=6, last=6,
+                              step_args={6: ["--no-pictures"]})
+    assert run_pipeline(options) == 0
+    assert run_pipeline(options) == 0
+    assert "step 6: finished earlier, skipped" in capsys.readouterr().out
+    for name in ("all_scores.csv", "normalization.json"):
+        (paths.property_scores_dir / name).unlink()
+    assert missing_outputs(6, paths)
+    assert run_pipeline(options) == 0
+    assert "finished earlier, skipped" not in capsys.readouterr().out
+    assert (paths.property_scores_dir / "normalization.json").is_file()
+    # a changed input (crops.csv) runs it again too
+    crops = paths.segmentation_dir / "crops.csv"
+    crops.write_text(crops.read_text().replace("0.9,full", "0.8,full"))
+    assert run_pipeline(options) == 0
+    assert "finished earlier, skipped" not in capsys.readouterr().out
+
+
+def test_every_step_names_inputs_and_outputs(tmp_path):
+    paths = PipelinePaths(tmp_path)
+    for number in range(1, 10):
+        assert isinstance(step_inputs(number, paths), list)
+        assert missing_outputs(number, paths)  # nothing exists in an empty root
+    assert paths.stylegan_checkpoint in step_inputs(1, paths)
+    assert paths.segmentation_checkpoint in step_inputs(5, paths)

@@ -1,0 +1,173 @@
+"""Corrupt step-5/6 records read by steps 5, 6 and 7 (issue 9): crops.csv, all_scores.csv,
+normalization.json, no faces at all, and outputs overlapping inputs in steps 6-9.
+
+Every case: exit code 2 and ONE line naming the file (and line or key) and the fix; nothing written.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from common.io import CsvSchemaError
+from pipeline.runner import load_script_file
+from segmentation.segment import SegmentConfig, run_segmentation
+from test_finetune_scripts import FAST, make_root
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+CROPS_HEADER = "img_name,face_found,x0,y0,x1,y1,prob,crop,error\n"
+
+
+def _seg_dir(tmp_path: Path, rows: str) -> Path:
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    (seg / "crops.csv").write_text(CROPS_HEADER + rows)
+    return seg
+
+
+def _step6(seg: Path, out: Path, *extra: str) -> int:
+    return load_script_file("06_compute_property_scores.py").main(
+        ["--input", str(seg), "--out", str(out), "--images", str(seg.parent / "none"), "-q", *extra])
+
+
+def test_step6_face_found_abc_names_the_line(tmp_path, capsys):
+    seg = _seg_dir(tmp_path, "000000.png,1,0,0,9,9,0.9,full,\n000001.png,abc,,,,,,full,\n")
+    assert _step6(seg, tmp_path / "scores") == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "crops.csv line 3 (000001.png)" in line and "'abc'" in line and "fix:" in line
+    assert not (tmp_path / "scores").exists()
+
+
+def test_step5_resume_with_face_found_abc_is_an_error_not_no_face(tmp_path):
+    seg = _seg_dir(tmp_path, "000000.png,abc,,,,,,full,\n")
+    images = tmp_path / "images"
+    images.mkdir()
+    with pytest.raises(CsvSchemaError, match="face_found must be 0 or 1"):
+        run_segmentation(images, tmp_path / "x.pt", seg, SegmentConfig(crop="full"), model_loader=lambda: None)
+
+
+def test_step6_without_any_face_refuses_and_writes_nothing(tmp_path, capsys):
+    seg = _seg_dir(tmp_path, "000000.png,0,,,,,,mtcnn,\n000001.png,0,,,,,,mtcnn,\n")
+    out = tmp_path / "scores"
+    assert _step6(seg, out) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "no face to score" in line and "2 images without a face" in line and "fix:" in line
+    assert not (out / "normalization.json").exists() and not (out / "all_scores.csv").exists()
+
+
+def test_step6_out_equal_to_input_is_refused(tmp_path, capsys):
+    seg = _seg_dir(tmp_path, "000000.png,0,,,,,,mtcnn,\n")
+    assert _step6(seg, seg) == 2
+    assert "--out" in _one_line(capsys.readouterr().err)
+
+
+# --- step 7: all_scores.csv and normalization.json --------------------------------------------------
+
+@pytest.fixture
+def root(tmp_path):
+    return make_root(tmp_path / "root", num=6, nan_rows=())
+
+
+def _step7(paths, *extra: str) -> int:
+    return load_script_file("07_finetune_stylegan.py").main(["--root", str(paths.root), "--steps", "2", *FAST,
+                                                             *extra])
+
+
+def _edit_scores(paths, line: int, column: str, value: str) -> None:
+    frame = pd.read_csv(paths.all_scores_csv, dtype=str, keep_default_na=False)
+    frame.loc[line - 2, column] = value
+    frame.to_csv(paths.all_scores_csv, index=False)
+
+
+@pytest.mark.parametrize("column,value,needle", [
+    ("mouth", "abc", "line 4 (000002.png): mouth must be a finite number or empty, got 'abc'"),
+    ("eyes", "inf", "eyes must be a finite number"),
+    ("img_name", "/etc/passwd", "img_name '/etc/passwd' is not a plain file name"),
+    ("img_name", "../outside.png", "img_name '../outside.png' is not a plain file name"),
+    ("img_name", "sub/000002.png", "is not a plain file name"),
+])
+def test_step7_bad_all_scores_rows(root, capsys, column, value, needle):
+    _edit_scores(root, 4, column, value)
+    assert _step7(root) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert str(root.all_scores_csv) in line and needle in line and "fix:" in line
+    assert not (root.finetuned_dir / "checkpoints").exists()
+
+
+def test_step7_never_trains_on_a_file_outside_the_image_folder(root, capsys):
+    outside = root.root / "outside.png"
+    (root.filtered_dir / "000002.png").rename(outside)  # a real, readable image one level up
+    _edit_scores(root, 4, "img_name", "../outside.png")
+    assert _step7(root) == 2
+    assert "not a plain file name" in _one_line(capsys.readouterr().err)
+
+
+def test_step7_header_only_scores(root, capsys):
+    header = root.all_scores_csv.read_text().splitlines()[0]
+    root.all_scores_csv.write_text(header + "\n")
+    assert _step7(root) == 2
+    assert "holds no rows (only a header)" in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda text: text[: len(text) // 2], "not valid JSON"),
+    (lambda text: "", "not valid JSON"),
+    (lambda text: "[]", "not an object"),
+    (lambda text: json.dumps({**json.loads(text), "format_version": 7}), "format_version 7"),
+    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "scales"}), "lacks the keys"),
+    (lambda text: json.dumps({**json.loads(text), "scales": {"eyes": {"kind": "minmax"}}}), "no fitted scale"),
+])
+def test_step7_corrupt_normalization(root, capsys, edit, needle):
+    root.normalization_json.write_text(edit(root.normalization_json.read_text()))
+    assert _step7(root) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert str(root.normalization_json) in line and needle in line and "fix: re-run step 6" in line
+
+
+def test_step7_accepts_null_for_nan_in_normalization(root):
+    data = json.loads(root.normalization_json.read_text())
+    data["scales"]["eyes"] = {"kind": "minmax", "count": 0, "min": None, "max": None, "target": [0.0, 1.0]}
+    root.normalization_json.write_text(json.dumps(data))
+    assert _step7(root, "--lambda-prop", "0") == 0
+
+
+def test_step7_out_inside_the_image_folder_is_refused(root, capsys):
+    assert _step7(root, "--out", str(root.filtered_dir / "run")) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "--out" in line and "--images" in line
+
+
+
+def test_step8_out_holding_the_checkpoint_is_refused(tmp_path, capsys):
+    from test_bad_checkpoints import _finetune_ckpt, write_random_checkpoint
+
+    base = write_random_checkpoint(tmp_path / "base.pth", seed=0, resolution=16, z_space_dim=16, w_space_dim=16,
+                                   mapping_fmaps=16, fmaps_base=128, fmaps_max=16)
+    (tmp_path / "run").mkdir()
+    ckpt = _finetune_ckpt(base, tmp_path / "run" / "checkpoint_000002.pt")
+    rc = load_script_file("08_generate_with_properties.py").main(
+        ["--checkpoint", str(ckpt), "--out", str(tmp_path / "run"), "--num", "1", "--device", "cpu", "-q"])
+    assert rc == 2
+    assert "--checkpoint" in _one_line(capsys.readouterr().err)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint_000002.pt"]
+
+
+def test_step9_out_holding_the_checkpoint_is_refused(tmp_path, capsys):
+    ckpt = tmp_path / "run" / "checkpoint_000002.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"not even read: the overlap is refused first")
+    rc = load_script_file("09_evaluate_control.py").main(
+        ["--checkpoint", str(ckpt), "--out", str(tmp_path), "--device", "cpu", "-q"])
+    assert rc == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "--out" in line and "--checkpoint" in line
