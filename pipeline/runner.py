@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.fingerprint import file_fingerprint
-from common.io import atomic_write_csv, atomic_write_json
+from common.io import atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
 from gender_cnn.label_state import hand_labels_digest
 
