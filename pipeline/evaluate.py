@@ -24,7 +24,7 @@ from stylegan.comparison import COMPARISON_COLUMNS, COMPARISON_CSV, COMPARISON_P
     comparison_table, verdicts
 from stylegan.control import EVAL_LATENT_STREAM, REPORT_MD, BrightnessScorer, ControlConfig, ControlResult, \
     evaluate_control, evaluation_latents, write_control_outputs
-from stylegan.control_methods import BASELINE, DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
 
 SCORERS = ("segmentation", "brightness")
 CONTROLS = ("all", DIRECTIONS, FINETUNED)
