@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LatentDirections", "fit_directions", "load_directions", "DirectionsMismatchError", "METHODS_ALLOWED",
     "METRICS_ALLOWED", "LAYER_RANGES", "layer_mask", "mix_layers", "render_edit", "select_by_control",
-    "SelectionResult", "default_svm_count", "make_renderer", "available_layer_ranges",
+    "SelectionResult", "default_svm_count", "make_renderer", "available_layer_ranges", "combine_directions",
 ]
 
 METHODS_ALLOWED: tuple[str, ...] = ("auto", "ridge", "svm")
@@ -663,12 +663,15 @@ def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: 
         pick = leak.fillna(np.inf).idxmin()
         table.loc[pick, "chosen"] = True
         picks[prop] = (best_method, table.loc[pick, "layers"])
-    return SelectionResult(_combine(candidates, picks), table[[*SELECTION_COLUMNS, *(
+    return SelectionResult(combine_directions(candidates, picks), table[[*SELECTION_COLUMNS, *(
         ["female_share"] if "female_share" in table else [])]])
 
 
-def _combine(candidates: dict[str, LatentDirections], picks: dict[str, tuple[str, str]]) -> LatentDirections:
-    """One LatentDirections taking each property's row from the candidate picked for it."""
+def combine_directions(candidates: dict[str, LatentDirections], picks: dict[str, tuple[str, str]]) -> LatentDirections:
+    """One LatentDirections taking each property's row from the candidate picked for it.
+
+    picks: property -> (candidate name, layer range).
+    """
     first = next(iter(candidates.values()))
     rows = [candidates[picks[p][0]] for p in first.property_names]
     j = range(len(rows))
