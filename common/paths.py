@@ -102,14 +102,6 @@ class PipelinePaths:
         return self.finetuned_dir / "evaluation"
 
     @property
-    def directions_dir(self) -> Path:
-        return self.root / "stylegan" / "directions"
-
-    @property
-    def directions_pt(self) -> Path:
-        return self.directions_dir / "directions.pt"
-
-    @property
     def comparison_csv(self) -> Path:
         """Step 9's one-measure comparison of every control method (contract columns)."""
         return self.evaluation_dir / "comparison.csv"
