@@ -94,12 +94,26 @@ class PipelinePaths:
 
     # steps 7-9
     @property
+    def directions_dir(self) -> Path:
+        """Step 7's second route: latent directions (07_fit_latent_directions.py)."""
+        return self.root / "stylegan" / "directions"
+
+    @property
+    def directions_pt(self) -> Path:
+        return self.directions_dir / "directions.pt"
+
+    @property
     def finetuned_dir(self) -> Path:
         return self.root / "stylegan" / "finetuned"
 
     @property
     def evaluation_dir(self) -> Path:
         return self.finetuned_dir / "evaluation"
+
+    @property
+    def comparison_csv(self) -> Path:
+        """Step 9's one-measure comparison of every control method (contract columns)."""
+        return self.evaluation_dir / "comparison.csv"
 
 
 DEFAULT_PATHS = PipelinePaths()
