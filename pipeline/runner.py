@@ -163,7 +163,7 @@ def step_inputs(number: str, paths: PipelinePaths) -> list[Path]:
         "9": [*_latest_finetuned(paths), paths.directions_pt, paths.segmentation_checkpoint,
               paths.normalization_json],
     }
-    return table[number]
+    return table[step_id(number)]
 
 
 READS_HAND_LABELS = ("3", "4")
@@ -180,10 +180,10 @@ def step_outputs(number: str, paths: PipelinePaths) -> list[tuple[Path, str]]:
         "6": [(paths.property_scores_dir, "all_scores.csv"), (paths.property_scores_dir, "normalization.json")],
         "7a": [(paths.directions_pt.parent, paths.directions_pt.name)],
         "7b": [(paths.finetuned_dir / "checkpoints", "checkpoint_*.pt")],
-        "8": [(paths.finetuned_dir / "generated", "*.png")],
+        "8": [(paths.root / "stylegan", "*/generated/*.png")],  # finetuned/ or directions/, whichever ran
         "9": [(paths.evaluation_dir, "*.csv")],
     }
-    return table[number]
+    return table[step_id(number)]
 
 
 def missing_outputs(number: str, paths: PipelinePaths) -> list[str]:
@@ -195,6 +195,7 @@ def missing_outputs(number: str, paths: PipelinePaths) -> list[str]:
 def input_fingerprints(number: str, paths: PipelinePaths) -> dict[str, str | None]:
     """root-relative path -> ``file_fingerprint`` (size:sha256) of each input, None when absent."""
     out: dict[str, str | None] = {}
+    number = step_id(number)
     for path in step_inputs(number, paths):
         key = str(path.relative_to(paths.root)) if path.is_relative_to(paths.root) else str(path)
         out[key] = file_fingerprint(path) if path.is_file() else None
