@@ -572,9 +572,14 @@ def run_finetune(base_checkpoint: Path | str, images_dir: Path | str, scores_csv
     regressor_state, regressor_metrics, regressor_cfg = None, None, None
     if property_model is None and config.lambda_prop > 0:
         if state is not None and state.get("regressor") is not None:
-            regressor_cfg = RegressorConfig(**state["config"]["regressor"])
-            property_model = PropertyRegressor(regressor_cfg)
-            property_model.load_state_dict(state["regressor"])
+            try:
+                regressor_cfg = RegressorConfig(**state["config"]["regressor"])
+                property_model = PropertyRegressor(regressor_cfg)
+                property_model.load_state_dict(state["regressor"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise CheckpointError(f"{latest}: its property regressor cannot be restored ({first}); "
+                                      f"fix: {FINETUNE_FIX}") from exc
             regressor_metrics = state.get("regressor_metrics")
         else:
             regressor_cfg = RegressorConfig()
