@@ -35,7 +35,7 @@ from common.io import atomic_save_image, atomic_write_csv, atomic_write_json, at
 from common.paths import IMAGE_SUFFIXES, PROPERTY_NAMES
 from stylegan.checkpoint import load_generator
 from stylegan.directions import (
-    LAYER_RANGES, METHODS_ALLOWED, METRICS_ALLOWED, LatentDirections, available_layer_ranges, combine_directions,
+    DEFAULT_CAP, DEFAULT_HOLD, DEFAULT_METRIC, LAYER_RANGES, METHODS_ALLOWED, METRICS_ALLOWED, LatentDirections, available_layer_ranges, combine_directions,
     fit_directions, load_directions, make_renderer, select_by_control,
 )
 
@@ -74,9 +74,9 @@ class FitDirectionsConfig:
     method: str = "auto"           # auto | ridge | svm (auto: per property, see select)
     select: str = "auto"           # auto: by control when a scorer is given, else held-out r
     layer_ranges: tuple[str, ...] = ("all",)   # ranges tried by control selection
-    hold: bool = False
-    metric: str = "euclidean"
-    cap: float | None = 3.0
+    hold: bool = DEFAULT_HOLD
+    metric: str = DEFAULT_METRIC
+    cap: float | None = DEFAULT_CAP
     svm_count: int | None = None
     num_heldout: int = 16          # scored latents kept out of fitting for the control choice and the sheets
     num_values: int = 5            # targets per sweep (control choice and sheets)

@@ -7,6 +7,7 @@ sweep sheet per property. Ridge vs InterFaceGAN's SVM is chosen per property by 
 achieve on held-out latents, judged by the segmentation scorer (step 9's), when its model is
 there; otherwise by held-out prediction r. Steps 8 and 9 use it with --control directions.
 """
+import argparse
 import pathlib
 import sys
 
@@ -23,7 +24,7 @@ from stylegan.directions_step import (  # noqa: E402
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/07_fit_latent_directions.py                  # after steps 1-6
-  python stylegan_and_segmentation/07_fit_latent_directions.py --method svm --hold   # InterFaceGAN direction, held edits
+  python stylegan_and_segmentation/07_fit_latent_directions.py --method svm --no-hold   # InterFaceGAN: SVM direction, free edits
   python stylegan_and_segmentation/07_fit_latent_directions.py --layer-ranges all,coarse,middle,fine
   python stylegan_and_segmentation/07_fit_latent_directions.py --select heldout-r    # no segmentation model needed
 """
@@ -46,8 +47,9 @@ def main(argv=None) -> int:
                              "(needs the segmentation model); heldout-r = prediction r; auto = control when possible")
     parser.add_argument("--layer-ranges", default=",".join(d.layer_ranges),
                         help=f"synthesis layer ranges tried by --select control, comma-separated from {LAYER_RANGES}")
-    parser.add_argument("--hold", action="store_true", default=d.hold,
-                        help="edits hold unrequested properties at their current values (joint solve) by default")
+    parser.add_argument("--hold", action=argparse.BooleanOptionalAction, default=d.hold,
+                        help="edits hold unrequested properties at their current values (joint solve); "
+                             "--no-hold leaves them free (InterFaceGAN's single-direction move)")
     parser.add_argument("--metric", choices=METRICS_ALLOWED, default=d.metric,
                         help="edits move the least in this metric (whitened = w's covariance)")
     parser.add_argument("--cap", type=_cap, default=d.cap,
