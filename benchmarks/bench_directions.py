@@ -142,7 +142,8 @@ def run_seed(seed: int, dim: int, n: int, noise: float) -> dict:
         "ridge": fit_directions(w, scores, seed, method="ridge"),
         "auto": fit_directions(w, scores, seed),
     }
-    out = {"cosine_same_rows": same_rows, "cosine_svm_2pct_vs_interfacegan": np.sum(models["svm_2pct"].directions * igan, axis=1).tolist(),
+    out = {"cosine_same_rows": same_rows,
+           "cosine_svm_2pct_vs_interfacegan": np.sum(models["svm_2pct"].directions * igan, axis=1).tolist(),
            "cosine_svm_vs_interfacegan": np.sum(models["svm"].directions * igan, axis=1).tolist(),
            "cosine_truth": {name: np.sum(m.directions * world.beta / np.linalg.norm(world.beta, axis=1,
                                                                                      keepdims=True), 1).tolist()

@@ -49,7 +49,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LatentDirections", "fit_directions", "load_directions", "DirectionsMismatchError", "METHODS_ALLOWED",
     "METRICS_ALLOWED", "LAYER_RANGES", "layer_mask", "mix_layers", "render_edit", "select_by_control",
-    "SelectionResult", "default_svm_count", "DEFAULT_HOLD", "DEFAULT_METRIC", "DEFAULT_CAP", "make_renderer", "available_layer_ranges", "combine_directions",
+    "SelectionResult", "default_svm_count", "DEFAULT_HOLD", "DEFAULT_METRIC", "DEFAULT_CAP", "make_renderer",
+    "available_layer_ranges", "combine_directions",
 ]
 
 METHODS_ALLOWED: tuple[str, ...] = ("auto", "ridge", "svm")
@@ -107,7 +108,9 @@ def _svm_direction(w: np.ndarray, s: np.ndarray, count: int | None, c: float) ->
 def _ridge_direction(w: np.ndarray, s: np.ndarray) -> np.ndarray:
     from sklearn.linear_model import RidgeCV
 
-    return RidgeCV(alphas=_RIDGE_ALPHAS).fit(w, s).coef_.reshape(-1).astype(np.float64)
+    # leave-one-out error through one SVD of w (more samples than dimensions) or of the Gram matrix
+    mode = "svd" if len(w) > w.shape[1] else "eigen"
+    return RidgeCV(alphas=_RIDGE_ALPHAS, gcv_mode=mode).fit(w, s).coef_.reshape(-1).astype(np.float64)
 
 
 def _calibrate(w: np.ndarray, s: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, float, float, float, float]:
@@ -165,7 +168,8 @@ def _check_inputs(latents: Any, scores: Any, property_names: Sequence[str]) -> t
 
 def fit_directions(latents: Any, scores: Any, seed: int = 0, *, method: str | Sequence[str] = "auto",
                    property_names: Sequence[str] = PROPERTY_NAMES, hold: bool = DEFAULT_HOLD,
-                   metric: str = DEFAULT_METRIC, cap: float | None = DEFAULT_CAP, svm_count: int | None = None, svm_c: float = 1.0,
+                   metric: str = DEFAULT_METRIC, cap: float | None = DEFAULT_CAP, svm_count: int | None = None,
+                   svm_c: float = 1.0,
                    heldout_share: float = 0.2, min_samples: int = 10, generator_fingerprint: str | None = None,
                    normalization: dict | None = None) -> "LatentDirections":
     """Fit one calibrated direction per property from w codes [N, w_dim] and step-6 scores [N, P].
@@ -271,6 +275,10 @@ class LatentDirections:
     normalization: dict | None = None
     layers: tuple[str, ...] | None = None
     info: dict = field(default_factory=dict)
+    guard_names: tuple[str, ...] = ()
+    guard_coefficients: np.ndarray | None = None       # [G, D]: guard value = intercept + coefficients @ w
+    guard_intercepts: np.ndarray | None = None         # [G]
+    guard_sigma_coefficients: np.ndarray | None = None  # [D, G]: w's covariance times each guard's coefficients
 
     def __post_init__(self) -> None:
         self.directions = np.asarray(self.directions, dtype=np.float64)
@@ -285,6 +293,13 @@ class LatentDirections:
         self.methods = tuple(self.methods)
         if len(self.property_names) != p or len(self.methods) != p:
             raise ValueError(f"{p} directions need {p} property names and methods")
+        g = len(self.guard_names)
+        self.guard_names = tuple(self.guard_names)
+        self.guard_coefficients = np.zeros((0, d)) if g == 0 else np.asarray(self.guard_coefficients,
+                                                                              np.float64).reshape(g, d)
+        self.guard_intercepts = np.zeros(0) if g == 0 else np.asarray(self.guard_intercepts, np.float64).reshape(g)
+        self.guard_sigma_coefficients = (np.zeros((d, 0)) if g == 0 else
+                                         np.asarray(self.guard_sigma_coefficients, np.float64).reshape(d, g))
         if self.layers is None:
             self.layers = ("all",) * p
         self.layers = tuple(self.layers)
@@ -331,15 +346,43 @@ class LatentDirections:
         w = self._as_w(latents)
         return self.intercepts[None, :] + w @ self.coefficients.T
 
+    def predict_guards(self, latents: Any) -> np.ndarray:
+        """The guarded quantities [N, G] (e.g. step 4's gender_score) as their linear models predict them."""
+        w = self._as_w(latents)
+        return self.guard_intercepts[None, :] + w @ self.guard_coefficients.T
+
+    def with_guards(self, **models: "LatentDirections") -> "LatentDirections":
+        """A copy whose edits also hold these quantities (name=one-property directions fitted on the same w).
+
+        A guard is never requested; it is held at its current value by every edit (``guard=False``
+        turns that off per call). Used to keep step 4's gender_score while properties change.
+        """
+        names, coefs, intercepts, sigmas = list(self.guard_names), [*self.guard_coefficients], \
+            [*self.guard_intercepts], [*self.guard_sigma_coefficients.T]
+        for name, model in models.items():
+            if model.w_dim != self.w_dim or len(model.property_names) != 1 or not model.fitted[0]:
+                raise ValueError(f"guard {name!r} must be a fitted one-property model on {self.w_dim}-d w")
+            if name in names or name in self.property_names:
+                raise ValueError(f"guard {name!r} is already a property or guard")
+            names.append(name)
+            coefs.append(model.coefficients[0])
+            intercepts.append(model.intercepts[0])
+            sigmas.append(model.sigma_directions[:, 0] * model.slopes[0])
+        d = self.w_dim
+        return replace(self, guard_names=tuple(names), guard_coefficients=np.array(coefs).reshape(-1, d),
+                       guard_intercepts=np.array(intercepts),
+                       guard_sigma_coefficients=np.array(sigmas).reshape(-1, d).T)
+
     # --- editing ------------------------------------------------------------------------------
     def edit(self, latents: Any, targets: Any, return_report: bool = False, *, hold: bool | None = None,
-             metric: str | None = None, cap: float | None | str = "default"):
+             metric: str | None = None, cap: float | None | str = "default", guard: bool = True):
         """Edited w codes (float32 [N, D]) whose calibrated values equal ``targets`` [N, P] (NaN = no request).
 
         ``hold`` / ``metric`` / ``cap`` override the defaults stored at fit time (``cap=None`` turns
         the cap off). A requested value outside the cap's bounds is moved to the bound and
         reported: with ``return_report=True`` the result is ``(latents, reached)``, ``reached``
         bool [N, P], False where a request was not met (unrequested properties count as reached).
+        Guards (:meth:`with_guards`) are held unless ``guard=False``.
         """
         hold = self.hold if hold is None else hold
         metric = self.metric if metric is None else metric
@@ -360,7 +403,7 @@ class LatentDirections:
             held = ~requested & fitted
             mask = mask | held
             values = np.where(held, start, values)
-        edited = self._solve(w, mask, values, metric)
+        edited = self._solve(w, mask, values, metric, guard)
         if cap is not None and not hold:
             # pin free properties that the edit pushed past their bound (beyond where they started)
             for _ in range(len(self.property_names)):
@@ -371,7 +414,7 @@ class LatentDirections:
                     break
                 values = np.where(out, np.clip(now, low_b, high_b), values)
                 mask = mask | out
-                edited = self._solve(w, mask, values, metric)
+                edited = self._solve(w, mask, values, metric, guard)
         result = edited.astype(np.float32)
         if not return_report:
             return result
@@ -380,12 +423,22 @@ class LatentDirections:
         reached = ~requested | (fitted & (np.abs(np.nan_to_num(final - t, nan=np.inf)) <= _REACH_TOL * scale))
         return result, reached
 
-    def _solve(self, w: np.ndarray, mask: np.ndarray, values: np.ndarray, metric: str) -> np.ndarray:
-        """Smallest change of w (in ``metric``) that sets the masked properties to ``values``."""
+    def _solve(self, w: np.ndarray, mask: np.ndarray, values: np.ndarray, metric: str,
+               guard: bool = True) -> np.ndarray:
+        """Smallest change of w (in ``metric``) that sets the masked properties to ``values`` (guards held)."""
         coef = self.coefficients
         metric_coef = (self.sigma_directions * self.slopes[None, :] if metric == "whitened" else coef.T)  # [D, P]
-        out = w.copy()
         current = self.predict(w)
+        if guard and self.guard_names:
+            g = len(self.guard_names)
+            coef = np.vstack([coef, self.guard_coefficients])
+            metric_coef = np.hstack([metric_coef, self.guard_sigma_coefficients if metric == "whitened"
+                                     else self.guard_coefficients.T])
+            guarded = self.predict_guards(w)
+            current = np.hstack([current, guarded])
+            values = np.hstack([values, guarded])
+            mask = np.hstack([mask, np.broadcast_to(mask.any(axis=1, keepdims=True), (len(w), g))])
+        out = w.copy()
         patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
         for k, pattern in enumerate(patterns):
             cols = np.flatnonzero(pattern)
@@ -411,7 +464,10 @@ class LatentDirections:
             "w_mean": torch.from_numpy(self.w_mean.copy()),
             "hold": bool(self.hold), "metric": self.metric, "cap": None if self.cap is None else float(self.cap),
             "generator_fingerprint": self.generator_fingerprint, "normalization": self.normalization,
-            "info": self.info,
+            "info": self.info, "guard_names": list(self.guard_names),
+            "guard_coefficients": torch.from_numpy(self.guard_coefficients.copy()),
+            "guard_intercepts": torch.from_numpy(self.guard_intercepts.copy()),
+            "guard_sigma_coefficients": torch.from_numpy(self.guard_sigma_coefficients.copy()),
         }
 
     def save(self, path: Path | str) -> Path:
@@ -463,7 +519,8 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
             f"{path} was fitted for generator {data['generator_fingerprint']}, not this one{where} "
             f"({generator_fingerprint}); {fix}")
     if w_dim is not None and int(data["w_dim"]) != int(w_dim):
-        raise DirectionsMismatchError(f"{path} holds {data['w_dim']}-d directions, the generator's w has {w_dim}; {fix}")
+        raise DirectionsMismatchError(f"{path} holds {data['w_dim']}-d directions, the generator's w has "
+                                      f"{w_dim}; {fix}")
     if property_names is not None and list(data["property_names"]) != list(property_names):
         raise DirectionsMismatchError(f"{path} has properties {data['property_names']}, expected "
                                       f"{list(property_names)}; {fix}")
@@ -476,7 +533,9 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
         sigma_directions=data["sigma_directions"].numpy(), property_names=tuple(data["property_names"]),
         w_mean=data["w_mean"].numpy(), hold=bool(data["hold"]), metric=data["metric"], cap=data["cap"],
         generator_fingerprint=data["generator_fingerprint"], normalization=data["normalization"],
-        layers=tuple(data["layers"]), info=data["info"])
+        layers=tuple(data["layers"]), info=data["info"], guard_names=tuple(data["guard_names"]),
+        guard_coefficients=data["guard_coefficients"].numpy(), guard_intercepts=data["guard_intercepts"].numpy(),
+        guard_sigma_coefficients=data["guard_sigma_coefficients"].numpy())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -609,7 +668,8 @@ def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: 
     edited with each candidate's own edit settings, rendered by ``render(w, w_edited, layers)``
     and measured by ``scorer`` (images -> [N, P] on step 6's scale, NaN = failed). The best
     Pearson r wins; among its layer ranges within ``r_tolerance`` of that r, the lowest leakage
-    (mean |slope| of the other properties) per unit of control slope wins. ``gender`` (images -> P(woman)) adds female_share.
+    (mean |slope| of the other properties) per unit of control slope wins. ``gender``
+    (images -> P(woman)) adds female_share.
     """
     import pandas as pd
 
@@ -693,4 +753,6 @@ def combine_directions(candidates: dict[str, LatentDirections], picks: dict[str,
         sigma_directions=np.stack([r.sigma_directions[:, i] for i, r in zip(j, rows)], axis=1),
         property_names=first.property_names, w_mean=first.w_mean, hold=first.hold, metric=first.metric,
         cap=first.cap, generator_fingerprint=first.generator_fingerprint, normalization=first.normalization,
-        layers=tuple(picks[p][1] for p in first.property_names), info=info)
+        layers=tuple(picks[p][1] for p in first.property_names), info=info, guard_names=first.guard_names,
+        guard_coefficients=first.guard_coefficients, guard_intercepts=first.guard_intercepts,
+        guard_sigma_coefficients=first.guard_sigma_coefficients)

@@ -264,3 +264,23 @@ def test_select_by_control_prefers_the_direction_that_controls(world):
     eyes = table[(table["property"] == "eyes") & (table["method"] == "good")].set_index("layers")
     assert eyes.loc["coarse", "leakage_mean"] < eyes.loc["all", "leakage_mean"]
     assert eyes.loc["all", "pearson_r"] > 0.99
+
+
+@pytest.mark.parametrize("hold", [False, True])
+def test_guards_are_held_by_every_edit(world, tmp_path, hold):
+    """A guard (step 4's gender_score) entangled with eyes stays put while eyes changes."""
+    w, scores, beta = world
+    gender_score = (w @ (0.8 * beta[0] + 0.2 * beta[2]))[:, None] * 0.2 + 0.6       # leans on eyes
+    gender = fit_directions(w, gender_score, method="ridge", property_names=("gender_score",), cap=None)
+    model = fit_directions(w, scores, method="ridge").with_guards(gender_score=gender)
+    lo, hi = model.bounds()
+    t = np.full((30, P), np.nan)
+    t[:, 0] = hi[0] - 0.1 * (hi[0] - lo[0])
+    edited, reached = model.edit(w[:30], t, return_report=True, hold=hold)
+    assert reached.all() and np.abs(model.predict(edited)[:, 0] - t[:, 0]).max() <= 1e-3
+    np.testing.assert_allclose(model.predict_guards(edited), model.predict_guards(w[:30]), atol=1e-3)
+    unguarded = model.edit(w[:30], t, hold=hold, guard=False)
+    assert np.abs(model.predict_guards(unguarded) - model.predict_guards(w[:30])).max() > 0.02
+    loaded = load_directions(model.save(tmp_path / "d.pt"))
+    assert loaded.guard_names == ("gender_score",)
+    np.testing.assert_array_equal(loaded.edit(w[:30], t, hold=hold), edited)

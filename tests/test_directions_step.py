@@ -115,6 +115,13 @@ def test_step_fits_on_kept_images_and_writes_its_report(world, single_thread):
     angles = pd.read_csv(out / "direction_angles.csv").set_index("property")
     assert np.allclose(np.diag(angles.to_numpy()), 0, atol=1e-3)
     assert directions.info["female_share"]["unedited"] > 0.5
+    # edits hold step 4's gender_score (the guard), which the planted world ties to w[:, 0]
+    assert directions.guard_names == ("gender_score",)
+    targets = np.full((len(w), len(PROPERTY_NAMES)), np.nan)
+    targets[:, 0] = directions.bounds()[1][0]
+    edited = directions.edit(w, targets)
+    np.testing.assert_allclose(directions.predict_guards(edited), directions.predict_guards(w), atol=1e-3)
+    assert "edited_without_gender_guard" in directions.info["female_share"]
     assert "step 7 (directions)" in summary.line() and not summary.skipped
 
 
