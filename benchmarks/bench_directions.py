@@ -16,7 +16,7 @@ Three measurements (JSON under benchmarks/results/, a table on stdout):
 This world is linear-ish in w by construction; whether holding or a whitened metric helps on a
 real generator is measured by benchmarks/control_lab.py, where the judge looks at images.
 
-    python benchmarks/bench_directions.py [--seeds 5] [--skip-timing]
+    python benchmarks/bench_directions.py [--seeds 5] [--skip-timing | --timing-only]
 """
 from __future__ import annotations
 
@@ -167,9 +167,10 @@ def timing(seed: int = 0) -> dict:
         w = world.sample(n, rng)
         s = world.truth(w) + 0.05 * rng.standard_normal((n, P))
         for method in ("ridge", "svm", "auto"):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             fit_directions(w, s, seed, method=method)
             out[f"{method} N={n}"] = time.perf_counter() - start
+            out[f"{method} N={n} cpu"] = time.process_time() - cpu   # one thread: robust to a busy machine
     return out
 
 
@@ -180,7 +181,15 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--timing-only", action="store_true")
     args = parser.parse_args()
+    if args.timing_only:
+        seconds = timing()
+        print("fit seconds (w_dim 512, 5 properties): " + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
+        RESULTS_DIR.mkdir(exist_ok=True)
+        (RESULTS_DIR / "bench_directions_timing.json").write_text(json.dumps(
+            {"machine": f"{platform.machine()} {os.cpu_count()} cores", "fit_seconds": seconds}, indent=2))
+        return 0
     runs = [run_seed(seed, args.dim, args.samples, args.noise) for seed in range(args.seeds)]
     keys = list(runs[0]["control"])
     print(f"world: w_dim {args.dim}, {args.samples} samples, score noise sd {args.noise}, {args.seeds} seeds; "

@@ -373,6 +373,17 @@ class LatentDirections:
                        guard_intercepts=np.array(intercepts),
                        guard_sigma_coefficients=np.array(sigmas).reshape(-1, d).T)
 
+    def layer_mask_for(self, requested: Any, num_layers: int) -> np.ndarray:
+        """bool [num_layers]: the union of the layer ranges of the requested properties (bool [P] or targets)."""
+        requested = np.asarray(requested)
+        if requested.dtype != bool:
+            requested = np.isfinite(requested.astype(np.float64))
+        requested = requested.reshape(-1, len(self.property_names)).any(axis=0)
+        mask = np.zeros(num_layers, dtype=bool)
+        for j in np.flatnonzero(requested):
+            mask |= layer_mask(num_layers, self.layers[j])
+        return mask if requested.any() else np.ones(num_layers, dtype=bool)
+
     # --- editing ------------------------------------------------------------------------------
     def edit(self, latents: Any, targets: Any, return_report: bool = False, *, hold: bool | None = None,
              metric: str | None = None, cap: float | None | str = "default", guard: bool = True):
@@ -586,13 +597,17 @@ def mix_layers(w_original: Any, w_edited: Any, mask: Any) -> np.ndarray:
 
 
 @torch.inference_mode()
-def render_edit(generator: torch.nn.Module, w_original: Any, w_edited: Any, layers: str = "all",
+def render_edit(generator: torch.nn.Module, w_original: Any, w_edited: Any, layers: str | np.ndarray = "all",
                 batch_size: int = 16) -> np.ndarray:
-    """uint8 [N, H, W, 3] images of the edited w applied to one layer range (stored noise, no truncation)."""
+    """uint8 [N, H, W, 3] images of the edited w applied to a layer range (a name, or a bool mask [L] such as
+    :meth:`LatentDirections.layer_mask_for` gives); stored noise, no truncation."""
     from stylegan.networks import postprocess_uint8
 
     device = next(generator.parameters()).device
-    wp = mix_layers(w_original, w_edited, layer_mask(generator.num_layers, layers))
+    mask = layer_mask(generator.num_layers, layers) if isinstance(layers, str) else np.asarray(layers, bool)
+    if mask.shape != (generator.num_layers,):
+        raise ValueError(f"layer mask must have {generator.num_layers} entries, got {list(mask.shape)}")
+    wp = mix_layers(w_original, w_edited, mask)
     images = []
     for first in range(0, len(wp), batch_size):
         out = generator.synthesis(torch.from_numpy(wp[first:first + batch_size]).to(device),

@@ -284,3 +284,15 @@ def test_guards_are_held_by_every_edit(world, tmp_path, hold):
     loaded = load_directions(model.save(tmp_path / "d.pt"))
     assert loaded.guard_names == ("gender_score",)
     np.testing.assert_array_equal(loaded.edit(w[:30], t, hold=hold), edited)
+
+
+def test_layer_mask_for_a_request_is_the_union_of_the_requested_ranges(world):
+    w, scores, _ = world
+    model = fit_directions(w, scores, method="ridge").with_options(
+        layers=("coarse", "middle", "all", "coarse", "all"))
+    t = np.full((2, P), np.nan)
+    t[0, 0] = 0.5
+    assert model.layer_mask_for(t, 8).tolist() == [True] * 4 + [False] * 4
+    t[1, 1] = 0.5
+    assert model.layer_mask_for(t, 8).all()
+    assert model.layer_mask_for(np.array([False, False, False, True, False]), 14).sum() == 4
