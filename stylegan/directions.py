@@ -230,7 +230,9 @@ def fit_directions(latents: Any, scores: Any, seed: int = 0, *, method: str | Se
         directions[j], intercepts[j], slopes[j], proj_mean[j], proj_std[j] = n, a, b, pm, ps
         chosen.append(pick)
     cov = _shrunk_covariance(w)
-    info = {"num_samples": counts, "heldout_r": heldout, "seed": int(seed), "heldout_share": float(heldout_share),
+    score_range = [[float(np.nanmin(s[:, j])), float(np.nanmax(s[:, j]))] if np.isfinite(s[:, j]).any()
+                   else [float("nan"), float("nan")] for j in range(p_count)]
+    info = {"num_samples": counts, "heldout_r": heldout, "score_range": score_range, "seed": int(seed), "heldout_share": float(heldout_share),
             "svm_count": svm_count, "svm_c": float(svm_c), "requested_method": list(methods)}
     return LatentDirections(directions, slopes, intercepts, tuple(chosen), proj_mean, proj_std, cov @ directions.T,
                             property_names, w.mean(axis=0), hold=hold, metric=metric, cap=cap,
@@ -334,6 +336,17 @@ class LatentDirections:
             return np.full_like(centre, -np.inf), np.full_like(centre, np.inf)
         half = cap * self.slopes * self.proj_std
         return centre - half, centre + half
+
+    def sweep_range(self, cap: float | None | str = "default") -> tuple[np.ndarray, np.ndarray]:
+        """The values worth requesting per property: the cap's bounds within the fitted scores' min..max.
+
+        Beyond the scores seen in fitting an edit extrapolates; the sheets, the control choice and
+        the female share sweep this range.
+        """
+        lo, hi = self.bounds(cap)
+        seen = np.asarray(self.info.get("score_range", [[-np.inf, np.inf]] * len(lo)), dtype=np.float64)
+        seen = np.where(np.isfinite(seen), seen, [-np.inf, np.inf])
+        return np.maximum(lo, seen[:, 0]), np.minimum(hi, seen[:, 1])
 
     def _as_w(self, latents: Any) -> np.ndarray:
         w = np.asarray(latents, dtype=np.float64)
@@ -679,7 +692,8 @@ def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: 
 
     candidates: name -> directions fitted on the same samples (e.g. ``ridge`` and ``svm``).
     heldout_latents: w codes [K, D] the candidates were *not* fitted on. Each property is swept
-    over ``num_values`` targets spanning the candidates' common range (mean +- ``sweep_cap`` sd),
+    over ``num_values`` targets spanning the candidates' common range (mean +- ``sweep_cap`` sd, within
+    the fitted scores' range),
     edited with each candidate's own edit settings, rendered by ``render(w, w_edited, layers)``
     and measured by ``scorer`` (images -> [N, P] on step 6's scale, NaN = failed). The best
     Pearson r wins; among its layer ranges within ``r_tolerance`` of that r, the lowest leakage
@@ -699,7 +713,7 @@ def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: 
     w = first._as_w(heldout_latents)
     k = len(w)
     rows = []
-    bounds = [c.bounds(sweep_cap) for c in candidates.values()]
+    bounds = [c.sweep_range(sweep_cap) for c in candidates.values()]
     lo = np.max([b[0] for b in bounds], axis=0)
     hi = np.min([b[1] for b in bounds], axis=0)
     for j, prop in enumerate(props):

@@ -370,7 +370,7 @@ def _female_shares(directions: LatentDirections, gender: LatentDirections | None
     if gender is None:
         return None
     out: dict[str, float] = {"unedited": float(np.mean(gender.predict(w)[:, 0] >= 0.5))}
-    lo, hi = directions.bounds()
+    lo, hi = directions.sweep_range()
     edited_all = []
     for j, prop in enumerate(directions.property_names):
         if not directions.fitted[j]:
@@ -431,7 +431,7 @@ def _write_sheets(directions: LatentDirections, generator, w: np.ndarray, out_di
     from common.contact_sheet import make_contact_sheet
     from stylegan.directions import render_edit
 
-    lo, hi = directions.bounds()
+    lo, hi = directions.sweep_range()
     names = []
     for j, prop in enumerate(directions.property_names):
         if not directions.fitted[j]:

@@ -296,3 +296,15 @@ def test_layer_mask_for_a_request_is_the_union_of_the_requested_ranges(world):
     t[1, 1] = 0.5
     assert model.layer_mask_for(t, 8).all()
     assert model.layer_mask_for(np.array([False, False, False, True, False]), 14).sum() == 4
+
+
+def test_sweep_range_stays_within_the_cap_and_the_scores_seen(world):
+    w, scores, _ = world
+    model = fit_directions(w, scores, method="ridge", cap=10.0)     # a wide cap: the scores' range binds
+    lo, hi = model.sweep_range()
+    np.testing.assert_allclose(lo, scores.min(axis=0))
+    np.testing.assert_allclose(hi, scores.max(axis=0))
+    narrow_lo, narrow_hi = model.sweep_range(cap=1.0)              # a narrow cap binds
+    b_lo, b_hi = model.bounds(cap=1.0)
+    np.testing.assert_allclose(narrow_lo, b_lo)
+    np.testing.assert_allclose(narrow_hi, b_hi)
