@@ -403,8 +403,10 @@ class LatentDirections:
         """Edited w codes (float32 [N, D]) whose calibrated values equal ``targets`` [N, P] (NaN = no request).
 
         ``hold`` / ``metric`` / ``cap`` override the defaults stored at fit time (``cap=None`` turns
-        the cap off). A requested value outside the cap's bounds is moved to the bound and
-        reported: with ``return_report=True`` the result is ``(latents, reached)``, ``reached``
+        the cap off). A requested value outside the cap's bounds is moved to the bound, and a
+        change longer than ``2 * cap`` standard deviations of w along its own direction (whitened:
+        Mahalanobis length) is shortened to that (a full sweep across the bounds fits; a joint
+        solve between nearly parallel directions does not); both are reported: with ``return_report=True`` the result is ``(latents, reached)``, ``reached``
         bool [N, P], False where a request was not met (unrequested properties count as reached).
         Guards (:meth:`with_guards`) are held unless ``guard=False``.
         """
@@ -427,7 +429,7 @@ class LatentDirections:
             held = ~requested & fitted
             mask = mask | held
             values = np.where(held, start, values)
-        edited = self._solve(w, mask, values, metric, guard)
+        edited, step = self._solve(w, mask, values, metric, guard)
         if cap is not None and not hold:
             # pin free properties that the edit pushed past their bound (beyond where they started)
             for _ in range(len(self.property_names)):
@@ -438,7 +440,14 @@ class LatentDirections:
                     break
                 values = np.where(out, np.clip(now, low_b, high_b), values)
                 mask = mask | out
-                edited = self._solve(w, mask, values, metric, guard)
+                edited, step = self._solve(w, mask, values, metric, guard)
+        if cap is not None:
+            # a joint solve between nearly parallel directions can ask for a huge move: shorten it
+            # (held properties and guards keep their values, the requests fall short and are reported)
+            too_far = step > 2.0 * cap
+            if too_far.any():
+                shrink = (2.0 * cap / step[too_far])[:, None]
+                edited[too_far] = w[too_far] + (edited[too_far] - w[too_far]) * shrink
         result = edited.astype(np.float32)
         if not return_report:
             return result
@@ -448,21 +457,23 @@ class LatentDirections:
         return result, reached
 
     def _solve(self, w: np.ndarray, mask: np.ndarray, values: np.ndarray, metric: str,
-               guard: bool = True) -> np.ndarray:
-        """Smallest change of w (in ``metric``) that sets the masked properties to ``values`` (guards held)."""
+               guard: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Smallest change of w (in ``metric``) that sets the masked properties to ``values`` (guards held),
+        and the size of each change in standard deviations of w (see :meth:`edit`)."""
         coef = self.coefficients
-        metric_coef = (self.sigma_directions * self.slopes[None, :] if metric == "whitened" else coef.T)  # [D, P]
+        sigma_coef = self.sigma_directions * self.slopes[None, :]                  # [D, P]: S C'
         current = self.predict(w)
         if guard and self.guard_names:
             g = len(self.guard_names)
             coef = np.vstack([coef, self.guard_coefficients])
-            metric_coef = np.hstack([metric_coef, self.guard_sigma_coefficients if metric == "whitened"
-                                     else self.guard_coefficients.T])
+            sigma_coef = np.hstack([sigma_coef, self.guard_sigma_coefficients])
             guarded = self.predict_guards(w)
             current = np.hstack([current, guarded])
             values = np.hstack([values, guarded])
             mask = np.hstack([mask, np.broadcast_to(mask.any(axis=1, keepdims=True), (len(w), g))])
+        metric_coef = sigma_coef if metric == "whitened" else coef.T
         out = w.copy()
+        step = np.zeros(len(w))
         patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
         for k, pattern in enumerate(patterns):
             cols = np.flatnonzero(pattern)
@@ -472,8 +483,17 @@ class LatentDirections:
             delta = values[np.ix_(rows, cols)] - current[np.ix_(rows, cols)]  # [n, S]
             gram = coef[cols] @ metric_coef[:, cols]                            # [S, S]
             y = np.linalg.lstsq(gram, delta.T, rcond=None)[0]                   # [S, n]
-            out[rows] += (metric_coef[:, cols] @ y).T
-        return out
+            change = (metric_coef[:, cols] @ y).T                               # [n, D]
+            out[rows] += change
+            # size of the change in w's own spread: dw' S dw (euclidean, dw = C'y) and dw' S^-1 dw
+            # (whitened, dw = S C'y) are both y' (C S C') y, known without S itself
+            quad = np.einsum("sn,st,tn->n", y, coef[cols] @ sigma_coef[:, cols], y).clip(min=0.0)
+            if metric == "whitened":
+                step[rows] = np.sqrt(quad)
+            else:   # length over w's standard deviation along the change's own direction
+                length2 = np.einsum("nd,nd->n", change, change)
+                step[rows] = np.divide(length2, np.sqrt(quad), out=np.zeros_like(quad), where=quad > 0)
+        return out, step
 
     # --- persistence --------------------------------------------------------------------------
     def to_dict(self) -> dict:
