@@ -161,6 +161,8 @@ def run_seed(seed: int, dim: int, n: int, noise: float) -> dict:
 
 def timing(seed: int = 0) -> dict:
     out = {}
+    warm = World(16, seed).sample(64, np.random.default_rng(seed))   # imports and first calls out of the timing
+    fit_directions(warm, np.random.default_rng(seed).random((64, P)), seed)
     for n in (2000, 10000):
         world = World(512, seed)
         rng = np.random.default_rng(seed)

@@ -661,6 +661,34 @@ def make_renderer(generator: torch.nn.Module, batch_size: int = 16) -> "RenderFn
     return render
 
 
+def make_generate_fn(generator: torch.nn.Module, directions: LatentDirections,
+                     batch_size: int = 16) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``(z [N, z_dim], targets [N, P]) -> uint8 images``: step 9's generate callable for the directions route.
+
+    z -> w through the mapping (untruncated), w edited to the targets (NaN = no request) with the
+    file's edit settings, rendered on the union of the requested properties' layer ranges.
+    """
+    if directions.w_dim != generator.w_space_dim:
+        raise ValueError(f"directions are {directions.w_dim}-d, the generator's w is {generator.w_space_dim}-d")
+
+    @torch.inference_mode()
+    def generate(z: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        device = next(generator.parameters()).device
+        z_t = torch.as_tensor(np.asarray(z, dtype=np.float32)).to(device)
+        w = generator.mapping(z_t)["w"].float().cpu().numpy()
+        targets = np.asarray(targets, dtype=np.float64)
+        edited = directions.edit(w, targets)
+        images = np.zeros((len(w), generator.resolution, generator.resolution, 3), dtype=np.uint8)
+        patterns, inverse = np.unique(np.isfinite(targets), axis=0, return_inverse=True)
+        for k, pattern in enumerate(patterns):
+            rows = np.flatnonzero(inverse.reshape(-1) == k)
+            mask = directions.layer_mask_for(pattern, generator.num_layers)
+            images[rows] = render_edit(generator, w[rows], edited[rows], mask, batch_size)
+        return images
+
+    return generate
+
+
 # ----------------------------------------------------------------------------------------------
 # choosing by the control edits achieve
 

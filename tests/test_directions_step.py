@@ -168,3 +168,22 @@ def test_script_reports_missing_inputs_in_one_line(world, tmp_path, capsys):
     code = script.main(["--root", str(bare), "--device", "cpu", "-q", "--select", "heldout-r", "--all-scored",
                         "--num-values", "2"])
     assert code == 0 and "step 7 (directions)" in capsys.readouterr().out
+
+
+def test_generate_fn_for_step_9_edits_and_renders(world, single_thread):
+    from stylegan.directions import fit_directions, make_generate_fn, render_edit
+    from stylegan.generate import synthesize_uint8
+
+    paths, w, scores, _ = world
+    generator = load_generator(paths.stylegan_checkpoint)
+    ok = np.isfinite(scores).all(axis=1)
+    directions = fit_directions(w[ok], scores[ok], method="ridge")
+    generate = make_generate_fn(generator, directions, batch_size=4)
+    z = np.load(paths.generated_dir / "latents.npy")[:3]
+    none = np.full((3, len(PROPERTY_NAMES)), np.nan)
+    np.testing.assert_array_equal(generate(z, none), synthesize_uint8(generator, z))   # no request: step 1's image
+    targets = none.copy()
+    targets[:, 1] = directions.sweep_range()[1][1]
+    expected = render_edit(generator, w[:3], directions.edit(w[:3], targets))
+    np.testing.assert_array_equal(generate(z, targets), expected)
+    assert not np.array_equal(expected, synthesize_uint8(generator, z))
