@@ -408,8 +408,9 @@ class LatentDirections:
         the cap off). A requested value outside the cap's bounds is moved to the bound, and a
         change longer than ``2 * cap`` standard deviations of w along its own direction (whitened:
         Mahalanobis length) is shortened to that (a full sweep across the bounds fits; a joint
-        solve between nearly parallel directions does not); both are reported: with ``return_report=True`` the result is ``(latents, reached)``, ``reached``
-        bool [N, P], False where a request was not met (unrequested properties count as reached).
+        solve between nearly parallel directions does not); both are reported: with
+        ``return_report=True`` the result is ``(latents, reached)``, ``reached`` bool [N, P], False
+        where a request was not met (unrequested properties count as reached).
         Guards (:meth:`with_guards`) are held unless ``guard=False``.
         """
         hold = self.hold if hold is None else hold
