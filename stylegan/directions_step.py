@@ -79,7 +79,7 @@ class FitDirectionsConfig:
     cap: float | None = DEFAULT_CAP
     svm_count: int | None = None
     gender_guard: bool = True      # edits hold step 4's gender_score (a ridge direction) when its table is there
-    num_heldout: int = 16          # scored latents kept out of fitting for the control choice and the sheets
+    num_heldout: int = 16          # scored latents the control choice's candidates are not fitted on; sheet rows
     num_values: int = 5            # targets per sweep (control choice and sheets)
     sheet_rows: int = 4
     batch_size: int = 16
@@ -277,7 +277,8 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], No
     fit_options = dict(hold=config.hold, metric=config.metric, cap=config.cap, svm_count=config.svm_count,
                        generator_fingerprint=fingerprint, normalization=normalization)
 
-    # held-out latents (scored, kept, never fitted on) for the control choice and the sheets
+    # held-out latents (scored, kept): the control choice's candidates are fitted without them (the
+    # final directions then use every row); the sheets and the female share show them
     rng = np.random.default_rng(config.seed)
     num_heldout = min(config.num_heldout, max(2, len(w) // 5))
     heldout = np.sort(rng.permutation(len(w))[:num_heldout])
