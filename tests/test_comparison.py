@@ -81,8 +81,9 @@ def test_baseline_shows_no_control_where_perfect_control_shows_full_control(gene
     table = comparison_table({"baseline": _run(BaselineMethod(generator)), "perfect": _run(BandMethod("perfect"))})
     base = table[table["method"] == "baseline"].set_index("property")
     perfect = table[table["method"] == "perfect"].set_index("property")
-    assert np.allclose(base["pearson_r"], 0.0, atol=1e-9) and np.allclose(base["control_slope"], 0.0)
-    assert np.allclose(base["leakage_mean"], 0.0) and (base["monotonic_share"] == 0.0).all()
+    # (0 up to a uint8 step where batch composition changes a pixel's rounding on some CPUs)
+    assert (base["pearson_r"].abs() < 0.05).all() and (base["control_slope"].abs() < 1e-3).all()
+    assert (base["leakage_mean"] < 1e-3).all() and (base["monotonic_share"] == 0.0).all()
     assert (base["mae"] > 0.1).all()  # it misses the requested values
     # the same measure, on a method that does control: r ~ 1, slope ~ 1, no leakage (8-bit rounding aside)
     assert (perfect["pearson_r"] > 0.999).all() and np.allclose(perfect["control_slope"], 1.0, atol=0.01)
