@@ -30,8 +30,9 @@ _EXPORTS: dict[str, str] = {
     "judge_agreement": "agreement", "pearson_r": "agreement",
     # judges.image_quality
     "INCEPTION": "image_quality", "TinyFeatureExtractor": "image_quality", "QualityResult": "image_quality",
-    "image_quality": "image_quality", "load_inception_extractor": "image_quality",
-    "equal_count_subsample": "image_quality",
+    "measure_image_quality": "image_quality", "load_inception_extractor": "image_quality",
+    "equal_count_subsample": "image_quality", "extract_features": "image_quality",
+    "distances_from_features": "image_quality", "INCEPTION_URL": "image_quality",
 }
 
 __all__ = sorted(_EXPORTS)

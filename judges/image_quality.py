@@ -10,6 +10,7 @@ download), or :class:`TinyFeatureExtractor` for tests and the demo.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,9 @@ def distances_from_features(reference: torch.Tensor, samples: torch.Tensor, kid_
     dim = reference.shape[1]
     subset_size = min(kid_subset_size, max(2, count // 2))  # a subset of all images would give std 0
     fid = FrechetInceptionDistance(feature=_Precomputed(dim))
-    kid = KernelInceptionDistance(feature=_Precomputed(dim), subsets=kid_subsets, subset_size=subset_size)
+    with warnings.catch_warnings():  # "KID keeps all features in memory": yes, [N, D] floats, by design
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=_Precomputed(dim), subsets=kid_subsets, subset_size=subset_size)
     for metric in (fid, kid):
         metric.update(reference, real=True)
         metric.update(samples, real=False)
@@ -155,7 +158,7 @@ def distances_from_features(reference: torch.Tensor, samples: torch.Tensor, kid_
                          kid_subsets=kid_subsets, kid_subset_size=subset_size)
 
 
-def image_quality(reference_u8: np.ndarray, samples_u8: np.ndarray, extractor: nn.Module,
+def measure_image_quality(reference_u8: np.ndarray, samples_u8: np.ndarray, extractor: nn.Module,
                   device: str | torch.device = "cpu", kid_subsets: int = 100, kid_subset_size: int = 1000,
                   seed: int = 0, batch_size: int = 32) -> QualityResult:
     """FID/KID of ``samples_u8`` against ``reference_u8`` ([N, H, W, 3] uint8 each), at equal counts."""
