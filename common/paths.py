@@ -87,5 +87,21 @@ class PipelinePaths:
     def evaluation_dir(self) -> Path:
         return self.finetuned_dir / "evaluation"
 
+    # independent judges (step 9)
+    @property
+    def inception_weights(self) -> Path:
+        """The FID Inception-v3 file (``download_models.py``); FID/KID are skipped, and say so, without it."""
+        return self.root / "judges" / "models" / "weights-inception-2015-12-05-6726825d.pth"
+
+    @property
+    def landmark_scores_csv(self) -> Path:
+        """The dlib judge's raw and normalised measures of the filtered set (optional extra)."""
+        return self.property_scores_dir / "landmark_scores.csv"
+
+    @property
+    def landmark_normalization_json(self) -> Path:
+        """Step 6's normaliser fitted on the landmark measures of the filtered set."""
+        return self.property_scores_dir / "landmark_normalization.json"
+
 
 DEFAULT_PATHS = PipelinePaths()

@@ -30,7 +30,7 @@ INCEPTION_SHA256_PREFIX = "6726825d"
 
 INCEPTION = CheckpointInfo(
     name="Inception-v3 for FID/KID (torch-fidelity's port of the TensorFlow FID network)",
-    contract_path=f"judges/models/{INCEPTION_FILE}",
+    contract_path=f"judges/models/{INCEPTION_FILE}",  # PipelinePaths.inception_weights
     what="the state_dict torch-fidelity and torchmetrics use for FID/KID (2015-12-05 TF graph, 2048-d pool3)",
     how_to_get=f"python download_models.py (fetches {INCEPTION_URL}), or download it by hand to this path",
     approx_size="92 MB",
