@@ -122,5 +122,15 @@ class PipelinePaths:
         """Step 6's normaliser fitted on the landmark measures of the filtered set."""
         return self.property_scores_dir / "landmark_normalization.json"
 
+    @property
+    def heads_normalization_json(self) -> Path:
+        """Step 6's normaliser fitted on FaceXFormer's head-pose yaw (step 5's heads_{stem}.json)."""
+        return self.property_scores_dir / "facexformer_heads_normalization.json"
+
+    @property
+    def judge_agreement_csv(self) -> Path:
+        """Pearson r between the judges on the filtered set (the same images, every judge)."""
+        return self.property_scores_dir / "judge_agreement.csv"
+
 
 DEFAULT_PATHS = PipelinePaths()
