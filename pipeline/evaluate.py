@@ -245,6 +245,9 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
                    for m, r in results.items()}
     table = drop_unmeasured(comparison_table(all_samples, with_ci=True))
     identity = identity_table({m: r.samples for m, r in results.items()}, records, methods[0].name)
+    if panel.landmark_judge is not None and not (identity["pairs"] > 0).any():
+        panel.missing["identity"] = "MTCNN found no face in the unedited or the edited images"
+        identity = identity.iloc[0:0]
     quality = quality_table(config, methods, records, ranges, device, panel.missing)
     agreement = agreement_table(all_samples)
     table = _with_extra_columns(table, identity, quality)
