@@ -3,6 +3,10 @@
 * FaceXFormer (step 5): downloaded from the Hugging Face repo kartiknarayan/facexformer
   (ckpts/model.pt, about 1.1 GB) with huggingface_hub, which resumes an interrupted download;
   saved as segmentation/models/segmentation_model.pt; its size and sha256 are printed.
+* the FID Inception-v3 (step 9's image-quality figures): torch-fidelity's weights file, from its
+  GitHub release (``FID_INCEPTION_URL`` overrides the address), saved as
+  judges/models/weights-inception-2015-12-05-6726825d.pth; its size and sha256 are printed, and a
+  file whose sha256 does not start with the 8 digits in its name is refused.
 * genforce StyleGAN celeba-partial-256x256 (steps 1, 7): genforce's official links are dead, so
   it cannot be downloaded by this script; it explains where the file must go.
 
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common.checkpoints import FACEXFORMER, STYLEGAN_CELEBA_PARTIAL_256  # noqa: E402
 from common.paths import PipelinePaths  # noqa: E402
+from judges.image_quality import INCEPTION, INCEPTION_SHA256_PREFIX, INCEPTION_URL  # noqa: E402
 
 HF_REPO = "kartiknarayan/facexformer"
 HF_FILE = "ckpts/model.pt"
@@ -43,9 +48,9 @@ def sha256_of(path: Path, chunk: int = 1 << 24) -> str:
     return digest.hexdigest()
 
 
-def check_online(endpoint: str, timeout: float = 5.0) -> None:
+def check_online(endpoint: str, timeout: float = 5.0, hugging_face: bool = True) -> None:
     """Fail fast (seconds) when offline, instead of letting the download hang on retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if hugging_face and os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         raise OfflineError("HF_HUB_OFFLINE is set, so nothing can be downloaded")
     url = urlparse(endpoint)
     host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
@@ -79,11 +84,57 @@ def download_facexformer(target: Path, endpoint: str) -> Path:
     return target
 
 
+def download_url(url: str, target: Path, timeout: float = 30.0) -> Path:
+    """Stream ``url`` to a temp file next to ``target``, then rename: a kill leaves no partial target."""
+    import urllib.request
+
+    parsed = urlparse(url)
+    check_online(f"{parsed.scheme}://{parsed.netloc}", hugging_face=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(".tmp-" + target.name)
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as handle:
+        shutil.copyfileobj(response, handle, 1 << 20)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return tmp
+
+
+def fetch_inception(target: Path, url: str, force: bool) -> int:
+    """Download (or report) the FID Inception file; refuse one whose sha256 does not match its name."""
+    if target.is_file() and not force:
+        digest = sha256_of(target)
+        ok = digest.startswith(INCEPTION_SHA256_PREFIX)
+        print(f"FID Inception already present: {target}: {target.stat().st_size:,} bytes, sha256 {digest}"
+              + ("  [matches]" if ok else f"  [warning: sha256 does not start with {INCEPTION_SHA256_PREFIX}]"))
+        return 0 if ok else 1
+    print(f"downloading the FID Inception weights {url} (about {INCEPTION.approx_size}) -> {target}")
+    try:
+        tmp = download_url(url, target)
+    except OfflineError as exc:
+        print(f"error: no internet: {exc}.\n  Download {url} on another machine and copy it to {target}.",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:  # urllib/HTTP errors: say what happened, no traceback
+        print(f"error: FID Inception download failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    digest, size = sha256_of(tmp), tmp.stat().st_size
+    if not digest.startswith(INCEPTION_SHA256_PREFIX):
+        tmp.unlink()
+        print(f"error: the file from {url} ({size:,} bytes, sha256 {digest}) is not the FID Inception file: its "
+              f"sha256 should start with {INCEPTION_SHA256_PREFIX}; nothing was saved", file=sys.stderr)
+        return 1
+    os.replace(tmp, target)
+    print(f"FID Inception saved: {target}: {size:,} bytes, sha256 {digest}  [matches]")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=PipelinePaths().root, help="repository root")
     parser.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT))
     parser.add_argument("--force", action="store_true", help="download again even if the file exists")
+    parser.add_argument("--inception-url", default=os.environ.get("FID_INCEPTION_URL", INCEPTION_URL),
+                        help="where the FID Inception weights come from (env FID_INCEPTION_URL)")
     args = parser.parse_args(argv)
     paths = PipelinePaths(args.root.resolve())
 
@@ -103,6 +154,8 @@ def main(argv=None) -> int:
         except Exception as exc:  # network/HTTP errors from huggingface_hub: say what happened, no traceback
             print(f"error: FaceXFormer download failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = 1
+
+    status = max(status, fetch_inception(paths.inception_weights, args.inception_url, args.force))
 
     stylegan = paths.stylegan_checkpoint
     if stylegan.is_file():

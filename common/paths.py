@@ -115,5 +115,31 @@ class PipelinePaths:
         """Step 9's one-measure comparison of every control method (contract columns)."""
         return self.evaluation_dir / "comparison.csv"
 
+    # independent judges (step 9)
+    @property
+    def inception_weights(self) -> Path:
+        """The FID Inception-v3 file (``download_models.py``); FID/KID are skipped, and say so, without it."""
+        return self.root / "judges" / "models" / "weights-inception-2015-12-05-6726825d.pth"
+
+    @property
+    def landmark_scores_csv(self) -> Path:
+        """The dlib judge's raw and normalised measures of the filtered set (optional extra)."""
+        return self.property_scores_dir / "landmark_scores.csv"
+
+    @property
+    def landmark_normalization_json(self) -> Path:
+        """Step 6's normaliser fitted on the landmark measures of the filtered set."""
+        return self.property_scores_dir / "landmark_normalization.json"
+
+    @property
+    def heads_normalization_json(self) -> Path:
+        """Step 6's normaliser fitted on FaceXFormer's head-pose yaw (step 5's heads_{stem}.json)."""
+        return self.property_scores_dir / "facexformer_heads_normalization.json"
+
+    @property
+    def judge_agreement_csv(self) -> Path:
+        """Pearson r between the judges on the filtered set (the same images, every judge)."""
+        return self.property_scores_dir / "judge_agreement.csv"
+
 
 DEFAULT_PATHS = PipelinePaths()

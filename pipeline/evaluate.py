@@ -27,6 +27,15 @@ from stylegan.control import EVAL_LATENT_STREAM, REPORT_MD, BrightnessScorer, Co
 from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
 
 SCORERS = ("segmentation", "brightness")
+JUDGE_MODES = ("auto", "main")
+QUALITY_MODES = ("inception", "tiny", "off")
+QUALITY_CSV = "quality.csv"
+AGREEMENT_CSV = "judge_agreement.csv"
+IDENTITY_CSV = "identity.csv"
+EXTRA_COLUMNS = ("identity_distance", "identity_changed_share", "fid", "kid_mean", "kid_std")
+"""Appended to comparison.csv after the contract columns: quality next to control (per method; identity per
+method and swept property; FID/KID of the sweep extremes, or of the filtered split for the baseline)."""
+_QUALITY_STREAM = 9_000_010  # random requests for the quality samples: a stream of their own
 CONTROLS = ("all", DIRECTIONS, FINETUNED)
 CROPS = ("mtcnn", "full")
 Progress = Callable[[int, int], None]
@@ -60,12 +69,19 @@ class EvaluateControlConfig:
     gender_models: Path | None = None
     out: Path | None = None
     random_weight_models: bool = False   # the demo's models: the report says so in its first line
+    judges: str = "auto"                 # auto: also every installed independent judge; main: only the main one
+    quality: str = "inception"           # FID/KID feature extractor: inception (file on disk) | tiny (stand-in) | off
+    quality_num: int = 200               # images per FID/KID set (every set cut to the same count)
+    inception: Path | None = None        # FID Inception file (default: judges/models/, see download_models.py)
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("control", self.control, CONTROLS), ("scorer", self.scorer, SCORERS),
-                                     ("crop", self.crop, CROPS), ("weights", self.weights, ("ema", "raw"))):
+                                     ("crop", self.crop, CROPS), ("weights", self.weights, ("ema", "raw")),
+                                     ("judges", self.judges, JUDGE_MODES), ("quality", self.quality, QUALITY_MODES)):
             if value not in allowed:
                 raise ValueError(f"invalid {name}={value!r}; allowed: {allowed}")
+        if self.quality_num < 4:
+            raise ValueError(f"quality_num must be >= 4, got {self.quality_num}")
         self.design  # validates the sweep settings
 
     @property
@@ -93,16 +109,21 @@ class EvaluateControlSummary:
     stand_in: bool
     table: pd.DataFrame = field(repr=False)
     verdicts: tuple[str, ...] = ()
+    judges: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
 
     def r(self, method: str, prop: str) -> float:
-        row = self.table[(self.table["method"] == method) & (self.table["property"] == prop)]
+        row = self.table[(self.table["method"] == method) & (self.table["property"] == prop)
+                         & (self.table["judge"] == self.judge)]
         return float(row["pearson_r"].iloc[0])
 
     def line(self) -> str:
         rs = "; ".join(f"{p} " + "/".join(f"{self.r(m, p):.2f}" for m in self.methods) for p in PROPERTY_NAMES)
         label = " [STAND-IN scorer]" if self.stand_in else ""
+        others = f"; other judges: {', '.join(self.judges)}" if self.judges else ""
+        missing = f"; missing: {'; '.join(self.missing)}" if self.missing else ""
         return (f"step 9: {'/'.join(self.methods)} compared on {self.images} images ({self.valid} measured by "
-                f"{self.judge}){label}; r {rs}; comparison in {self.out_dir / COMPARISON_CSV} "
+                f"{self.judge}){label}; r {rs}{others}{missing}; comparison in {self.out_dir / COMPARISON_CSV} "
                 f"({self.seconds:.1f}s)")
 
 
@@ -202,7 +223,12 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     base = np.full((design.num_z, len(PROPERTY_NAMES)), np.nan, dtype=np.float32)  # only the swept one is requested
     per_method = design.num_z * design.num_values * len(PROPERTY_NAMES)
     total, done = per_method * len(methods), 0
+    from pipeline.judging import JudgePanel
+
+    panel = JudgePanel(config.paths, device, enabled=config.judges == "auto", keep_extremes=config.quality != "off")
+    extreme = _extreme_rows(ranges, base, design)
     results: dict[str, ControlResult] = {}
+    records = {}
     for method in methods:
         def tick(n: int) -> None:
             nonlocal done
@@ -210,8 +236,9 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
             if progress is not None:
                 progress(done, total)
 
+        judged, records[method.name] = panel.wrap(scorer, extreme)
         results[method.name] = evaluate_control(lambda zb, tb, m=method: m.render(zb, tb, return_report=True),
-                                                scorer, z, base, ranges, design, gender=gender, progress=tick)
+                                                judged, z, base, ranges, design, gender=gender, progress=tick)
     out_dir = config.out_dir
     stand_in = config.scorer != "segmentation"
     meta = {"scorer": getattr(scorer, "name", type(scorer).__name__), "num_z": design.num_z,
@@ -220,19 +247,159 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     for method in methods:
         write_control_outputs(results[method.name], out_dir / method.name,
                               {**meta, "checkpoint": method.description}, design.num_values)
-    table = comparison_table({m: r.samples for m, r in results.items()}, with_ci=True)
+    from pipeline.judging import agreement_table, drop_unmeasured, identity_table, judge_samples
+
+    all_samples = {m: pd.concat([r.samples, *judge_samples(r.samples, records[m])], ignore_index=True)
+                   for m, r in results.items()}
+    table = drop_unmeasured(comparison_table(all_samples, with_ci=True))
+    identity = identity_table({m: r.samples for m, r in results.items()}, records, methods[0].name)
+    if panel.landmark_judge is not None and not (identity["pairs"] > 0).any():
+        panel.missing["identity"] = "MTCNN found no face in the unedited or the edited images"
+        identity = identity.iloc[0:0]
+    quality = quality_table(config, methods, records, ranges, device, panel.missing)
+    agreement = agreement_table(all_samples)
+    table = _with_extra_columns(table, identity, quality)
     from common.io import atomic_save_image, atomic_write_csv, atomic_write_text
 
-    atomic_write_csv(out_dir / COMPARISON_CSV, table[list(COMPARISON_COLUMNS)], COMPARISON_COLUMNS)
+    atomic_write_csv(out_dir / COMPARISON_CSV, table[list(COMPARISON_COLUMNS) + list(EXTRA_COLUMNS)],
+                     COMPARISON_COLUMNS)
+    atomic_write_csv(out_dir / IDENTITY_CSV, identity)
+    atomic_write_csv(out_dir / QUALITY_CSV, quality)
+    atomic_write_csv(out_dir / AGREEMENT_CSV, agreement)
     requested = {p: list(np.linspace(ranges[p][0], ranges[p][1], design.num_values)) for p in PROPERTY_NAMES}
     sheet = comparison_sheet({m: r.sheets for m, r in results.items()}, requested, z_rows=1)
     atomic_save_image(out_dir / COMPARISON_PNG, sheet)
     lines = verdicts(table)
     judge = str(table["judge"].iloc[0]) if len(table) else scorer.__class__.__name__
-    atomic_write_text(out_dir / REPORT_MD, _report(config, methods, table, lines, meta["scorer"], ranges, stand_in))
+    other_judges = tuple(j for j in table["judge"].drop_duplicates() if j != judge)
+    missing = tuple(f"{what}: {why}" for what, why in panel.missing.items())
+    atomic_write_text(out_dir / REPORT_MD, _report(config, methods, table, lines, meta["scorer"], ranges, stand_in)
+                      + _judges_report(identity, quality, agreement, other_judges, missing))
     valid = sum(int(r.samples["valid"].sum()) for r in results.values())
     return EvaluateControlSummary(out_dir, tuple(m.name for m in methods), judge, total, valid,
-                                  time.perf_counter() - start, stand_in, table, tuple(lines))
+                                  time.perf_counter() - start, stand_in, table, tuple(lines), other_judges, missing)
+
+
+def _extreme_rows(ranges, base: np.ndarray, design: ControlConfig) -> np.ndarray:
+    """True for design rows at either end of a sweep (the strongest edits), in evaluate_control's order."""
+    from stylegan.control import sweep_design
+
+    rows = sweep_design(ranges, base, design.num_values)
+    return rows["value_index"].isin([0, design.num_values - 1]).to_numpy()
+
+
+def _quality_extractor(config: EvaluateControlConfig, device, missing: dict[str, str]):
+    """(feature extractor, its name) or (None, "") with the reason in ``missing``."""
+    from common.checkpoints import CheckpointError
+    from judges import TinyFeatureExtractor, load_inception_extractor
+
+    if config.quality == "off":
+        missing["FID/KID"] = "turned off (--quality off)"
+        return None, ""
+    if config.quality == "tiny":
+        return TinyFeatureExtractor(), "tiny stand-in features (not Inception: not comparable with published FID)"
+    path = config.inception or config.paths.inception_weights
+    try:
+        return load_inception_extractor(path, device), "Inception-v3 (torch-fidelity weights, pool3 2048-d)"
+    except CheckpointError as exc:
+        missing["FID/KID"] = f"{str(exc).splitlines()[0]}; run python download_models.py"
+        return None, ""
+
+
+def quality_table(config: EvaluateControlConfig, methods: list[ControlMethod], records, ranges, device,
+                  missing: dict[str, str]) -> pd.DataFrame:
+    """FID/KID against step 4's filtered set, every set cut to one count: the base generator's filtered
+    samples (the other half of the filtered set), each method's sweep extremes, and each method over random
+    requests of every property."""
+    from judges import distances_from_features, equal_count_subsample, extract_features
+    from pipeline.judging import load_reference_images
+
+    columns = ["method", "samples", "count", "fid", "kid_mean", "kid_std", "features"]
+    extractor, name = _quality_extractor(config, device, missing)
+    if extractor is None:
+        return pd.DataFrame(columns=columns)
+    folder = config.paths.filtered_dir
+    reference = load_reference_images(folder, 2 * config.quality_num, config.seed) if folder.is_dir() else []
+    if len(reference) < 4:
+        missing["FID/KID"] = f"fewer than 4 filtered images in {folder} (step 4) to compare against"
+        return pd.DataFrame(columns=columns)
+    order = np.random.default_rng([_QUALITY_STREAM, config.seed]).permutation(len(reference))
+    half = len(reference) // 2
+    sets: list[tuple[str, str, np.ndarray]] = [(methods[0].name, "filtered split (base generator, step-4 filter)",
+                                                reference[order[half:]])]
+    reference = reference[order[:half]]
+    lo = np.array([ranges[p][0] for p in PROPERTY_NAMES])
+    hi = np.array([ranges[p][1] for p in PROPERTY_NAMES])
+    z_all = evaluation_latents(config.seed, config.num_z + config.quality_num, methods[0].z_dim)[config.num_z:]
+    targets = np.random.default_rng([_QUALITY_STREAM, config.seed, 1]).uniform(
+        lo, hi, size=(config.quality_num, len(PROPERTY_NAMES))).astype(np.float32)
+    for method in methods[1:]:
+        if records[method.name].extremes:
+            sets.append((method.name, "sweep extremes", np.stack(records[method.name].extremes)))
+        sets.append((method.name, "random requests", np.asarray(method.render(z_all, targets))))
+    count = min([len(reference)] + [len(images) for _, _, images in sets])
+    rows = []
+    for method, kind, images in sets:
+        ref, gen = equal_count_subsample(reference, images, config.seed)
+        ref, gen = ref[:count], gen[:count]
+        result = distances_from_features(extract_features(ref, extractor, device, config.batch_size),
+                                         extract_features(gen, extractor, device, config.batch_size),
+                                         seed=config.seed)
+        rows.append({"method": method, "samples": kind, "count": result.count, "fid": result.fid,
+                     "kid_mean": result.kid_mean, "kid_std": result.kid_std, "features": name})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _with_extra_columns(table: pd.DataFrame, identity: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
+    """Identity (per method and swept property) and FID/KID (the edits' extremes; the baseline's filtered
+    split) next to every judge's control figures."""
+    out = table.copy()
+    ident = identity.set_index(["method", "property"]) if len(identity) else None
+    out["identity_distance"] = [ident.at[(m, p), "identity_distance"] if ident is not None and (m, p) in ident.index
+                                else np.nan for m, p in zip(out["method"], out["property"])]
+    out["identity_changed_share"] = [ident.at[(m, p), "identity_changed_share"]
+                                     if ident is not None and (m, p) in ident.index else np.nan
+                                     for m, p in zip(out["method"], out["property"])]
+    main = quality[quality["samples"] != "random requests"].drop_duplicates("method").set_index("method") \
+        if len(quality) else None
+    for column in ("fid", "kid_mean", "kid_std"):
+        out[column] = [main.at[m, column] if main is not None and m in main.index else np.nan for m in out["method"]]
+    return out
+
+
+def _judges_report(identity: pd.DataFrame, quality: pd.DataFrame, agreement: pd.DataFrame,
+                   other_judges: tuple[str, ...], missing: tuple[str, ...]) -> str:
+    from stylegan.control import _markdown_table
+
+    missing_text = "\n".join(f"- {line}" for line in missing) or "- nothing: every judge and figure is present"
+    judges_text = ", ".join(other_judges) or "none"
+    sections = [f"""
+## Other judges, identity and image quality
+Independent judges besides the main one: {judges_text}. `landmarks` (dlib's 68 points in MTCNN's box; a
+model family other than FaceXFormer's) measures eyes, mouth and pose; hair has no landmark measure.
+`facexformer_heads` is FaceXFormer's own head-pose head (pose only; the same network as the main judge, so
+not independent of it). Their rows are in comparison.csv with their name in `judge`.
+
+Missing figures:
+{missing_text}
+"""]
+    if len(agreement):
+        sections.append("### Judge agreement on the same generated images (Pearson r; judge_agreement.csv)\n"
+                        "High r: the judges see the same change, so a control figure is not one model's blind "
+                        "spot. Low r where one judge reports control: trust it less.\n\n"
+                        + _markdown_table(agreement) + "\n")
+    if len(identity):
+        sections.append("### Identity (identity.csv)\nDistance between dlib face embeddings of each sweep image "
+                        "and the unedited (baseline) image of the same latent; above 0.6 dlib calls it another "
+                        "person. A method that changes the person to change a property shows up here.\n\n"
+                        + _markdown_table(identity) + "\n")
+    if len(quality):
+        sections.append("### Image quality against step 4's filtered set (quality.csv)\nFID and KID (x1, mean "
+                        "+- std over subsets) at one sample count for every set: lower is closer to the "
+                        "filtered real set. The filtered split is the floor (the base generator itself); a "
+                        "method that controls well by wrecking the faces has a much larger FID/KID.\n\n"
+                        + _markdown_table(quality) + "\n")
+    return "\n".join(sections)
 
 
 def _report(config: EvaluateControlConfig, methods: list[ControlMethod], table: pd.DataFrame, lines: list[str],

@@ -32,6 +32,7 @@ class SegmentationScorer:
         self.crop = crop
         self.device = device
         self.name = f"FaceXFormer segmentation + step-6 scores ({crop} crop), normalised with {normalization_json}"
+        self.last_yaw = np.zeros(0)  # FaceXFormer's head-pose yaw (degrees) of the last call: a third pose opinion
 
     def __call__(self, images_u8: np.ndarray) -> np.ndarray:
         import torch
@@ -44,12 +45,15 @@ class SegmentationScorer:
         else:
             crops = [segmentation.full_image_crop(image) for image in images_u8]
         out = np.full((len(images_u8), len(PROPERTY_NAMES)), np.nan)
+        self.last_yaw = np.full(len(images_u8), np.nan)
         found = [i for i, c in enumerate(crops) if c.found]
         if not found:
             return out
         faces = np.stack([crops[i].image for i in found])
-        with torch.inference_mode():
-            parsing = self.model.segment(segmentation.normalize_crops(faces).to(self.device)).cpu().numpy()
+        with torch.inference_mode():  # parsing and the pose heads from one backbone pass
+            maps, heads = self.model.parse_with_heads(segmentation.normalize_crops(faces).to(self.device))
+        parsing = maps.cpu().numpy()
+        self.last_yaw[found] = heads["headpose"][:, 1].cpu().numpy()
         raw = {name: np.full(len(found), np.nan) for name in PROPERTY_NAMES}
         for row, (face, label_map) in enumerate(zip(faces, parsing)):
             for name, value in raw_scores(label_map, face).items():

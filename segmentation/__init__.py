@@ -21,7 +21,7 @@ _EXPORTS: dict[str, str] = {
     # segmentation.segment (step 5)
     "SegmentConfig": "segment", "SegmentSummary": "segment", "run_segmentation": "segment",
     "output_paths": "segment", "read_crops_csv": "segment", "CROPS_COLUMNS": "segment",
-    "CROP_MODES": "segment",
+    "CROP_MODES": "segment", "heads_path": "segment", "read_heads": "segment",
     # segmentation.property_scores, normalize, score_report (step 6)
     "raw_scores": "property_scores", "raw_scores_with_flags": "property_scores", "score_flags": "property_scores",
     "background_scores": "property_scores", "SCORE_FLAGS": "property_scores",

@@ -373,6 +373,23 @@ class FaceXFormer(nn.Module):
             token_out, _, _ = self._decode(self._prepare(x))
             return self.face_decoder.head_outputs(token_out)
 
+    def parse_with_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Label maps (exactly :meth:`segment`) and the pose heads from **one** backbone pass.
+
+        Returns ``(maps [N, 224, 224] uint8, {"landmarks": [N, 68, 2] float32 crop pixels (x, y),
+        "headpose": [N, 3] float32 degrees (pitch, yaw, roll)})``: the official inference's
+        conversions (``denorm_points`` without align_corners; radians to degrees).
+        """
+        with torch.inference_mode():
+            token_out, image_out, hw = self._decode(self._prepare(x))
+            logits = self.face_decoder.seg_logits(token_out, image_out, hw).float()
+            maps = logits.softmax(dim=1).argmax(dim=1).to(torch.uint8)
+            heads = self.face_decoder.head_outputs(token_out)
+            points = heads["landmark"].float().reshape(-1, 68, 2)
+            landmarks = ((points + 1.0) * INPUT_SIZE - 1.0) / 2.0
+            headpose = torch.rad2deg(heads["headpose"].float())
+        return maps, {"landmarks": landmarks, "headpose": headpose}
+
     def forward(self, x: torch.Tensor, labels: Any = None,
                 tasks: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Official call: returns ``(landmark, headpose, attribute, visibility, age, gender, race, seg)``,

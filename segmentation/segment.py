@@ -88,6 +88,18 @@ def output_paths(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
             out_dir / f"parsing_visualization_{stem}.png")
 
 
+def heads_path(out_dir: Path, stem: str) -> Path:
+    """``heads_{stem}.json``: FaceXFormer's landmarks (68 points, crop pixels) and head pose (degrees)."""
+    return out_dir / f"heads_{stem}.json"
+
+
+def read_heads(path: Path) -> dict:
+    """One ``heads_{stem}.json``: {"pitch", "yaw", "roll": degrees, "landmarks": [[x, y] * 68]}."""
+    import json
+
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def read_crops_csv(path: Path) -> dict[str, dict[str, str]]:
     """Existing crops.csv rows by img_name, as strings (so a rewrite keeps them byte-identical)."""
     if not path.is_file():
@@ -119,7 +131,7 @@ def _is_done(path: Path, row: dict[str, str] | None, crop: str, out_dir: Path,
         return not retry_unreadable
     if row.get("face_found") != "1":
         return True  # no face: listed, nothing to write
-    return all(p.is_file() for p in output_paths(out_dir, path.stem))
+    return all(p.is_file() for p in (*output_paths(out_dir, path.stem), heads_path(out_dir, path.stem)))
 
 
 def _row(path: Path, crop_mode: str, crop: FaceCrop | None, error: str = "") -> dict[str, str]:
@@ -204,9 +216,14 @@ def _prefetch(batches: Sequence[Sequence[Path]], config: SegmentConfig, depth: i
                 thread.join(timeout=0.05)
 
 
-def _write_outputs(out_dir: Path, stem: str, face: np.ndarray, parsing: np.ndarray) -> None:
+def _write_outputs(out_dir: Path, stem: str, face: np.ndarray, parsing: np.ndarray,
+                   landmarks: np.ndarray, headpose: np.ndarray) -> None:
     parsing_path, face_path, vis_path = output_paths(out_dir, stem)
     # the map last: its presence (with the CSV row) marks the image as done
+    pitch, yaw, roll = (round(float(v), 4) for v in headpose)
+    atomic_write_json(heads_path(out_dir, stem), {
+        "pitch": pitch, "yaw": yaw, "roll": roll,
+        "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in landmarks]})
     atomic_save_image(face_path, face)
     atomic_save_image(vis_path, overlay(face, parsing))
     atomic_save_image(parsing_path, parsing)
@@ -271,10 +288,12 @@ def run_segmentation(
                 futures: list[Future | None] = [None] * len(batch.paths)
                 if parse_idx:
                     x = normalize_crops([batch.faces[i] for i in parse_idx]).to(device)
-                    maps = model.segment(x).cpu().numpy()
+                    maps, heads = model.parse_with_heads(x)  # parsing + pose heads: one backbone pass
+                    maps = maps.cpu().numpy()
+                    landmarks, headpose = heads["landmarks"].cpu().numpy(), heads["headpose"].cpu().numpy()
                     for j, i in enumerate(parse_idx):
                         futures[i] = pool.submit(_write_outputs, out_dir, batch.paths[i].stem,
-                                                 batch.faces[i], maps[j])
+                                                 batch.faces[i], maps[j], landmarks[j], headpose[j])
                 for row in batch.rows:
                     if row["error"]:
                         summary.unreadable += 1

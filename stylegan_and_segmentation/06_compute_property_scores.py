@@ -43,6 +43,10 @@ def build_parser():
     parser.add_argument("--per-group", type=int, default=6,
                         help="faces per row (lowest / middle / highest) in each contact sheet")
     parser.add_argument("--no-pictures", action="store_true", help="skip contact sheets and histograms")
+    parser.add_argument("--landmark-judge", choices=("auto", "off"), default="auto",
+                        help="auto: also measure the filtered images with the optional dlib landmark judge "
+                             "(requirements-judges.txt) and write landmark_scores.csv + judge_agreement.csv; "
+                             "without it, a note says so")
     parser.add_argument("--background-scores", action="store_true",
                         help="add background_mean, background_std (raw) columns after flags, "
                              "as the original had")
@@ -78,6 +82,37 @@ def main(argv=None) -> int:
     print(f"step 6: scored {len(result.table)} images ({args.method}, pose {args.pose_scaling}); "
           f"flags: {flags}; {result.no_face} without a face in crops.csv; "
           f"wrote all_scores.csv, normalization.json and {pictures} pictures to {config.out_dir} in {timer}")
+    if args.landmark_judge == "auto":
+        return _landmark_judge(args, paths, config)
+    return 0
+
+
+def _landmark_judge(args, paths, config) -> int:
+    """The second, independent judge on the same images (optional extra: a note, never an error, without it)."""
+    from judges import JudgeUnavailable, dlib_status
+    from pipeline.landmark_scores import LandmarkScoresConfig, run_landmark_scores
+
+    available, reason = dlib_status()
+    if not available:
+        print(f"note: landmark judge not installed ({reason}); step 9 will name its figures as missing")
+        return 0
+    if config.images_dir is None or not Path(config.images_dir).is_dir():
+        print(f"note: landmark judge skipped: no image folder {config.images_dir} (it measures the filtered images)")
+        return 0
+    judge_config = LandmarkScoresConfig(root=paths.root, images=config.images_dir,
+                                        segmentation_dir=config.input_dir, out=config.out_dir, limit=args.limit)
+    with tqdm(total=0, unit="img", desc="landmark judge", file=sys.stderr, disable=args.quiet) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            summary = run_landmark_scores(judge_config, progress=progress)
+        except (FileNotFoundError, CsvSchemaError, JudgeUnavailable) as exc:
+            print(f"error: landmark judge: {exc}", file=sys.stderr)
+            return 2
+    print(summary.line())
     return 0
 
 

@@ -16,7 +16,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from common.checkpoints import CheckpointError  # noqa: E402
 from common.cli import add_common_args, apply_common_args, make_parser  # noqa: E402
 from pipeline.evaluate import (  # noqa: E402
-    CONTROLS, CROPS, SCORERS, ControlEvaluationError, EvaluateControlConfig, run_evaluate_control,
+    CONTROLS, CROPS, JUDGE_MODES, QUALITY_MODES, SCORERS, ControlEvaluationError, EvaluateControlConfig,
+    run_evaluate_control,
 )
 
 EXAMPLES = """examples:
@@ -56,6 +57,16 @@ def main(argv=None) -> int:
                         help="gender CNN folder for the female share (default: gender_cnn/models; skipped if absent)")
     parser.add_argument("--random-weight-models", action="store_true",
                         help="say in the report that the models have random weights (the demo sets it)")
+    parser.add_argument("--judges", choices=JUDGE_MODES, default=d.judges,
+                        help="auto: also the independent judges that are installed (dlib landmarks and identity, "
+                             "FaceXFormer's pose head); main: only the main judge")
+    parser.add_argument("--quality", choices=QUALITY_MODES, default=d.quality,
+                        help="FID/KID features: inception (the file download_models.py fetches), tiny (a stand-in "
+                             "for demos/tests, not comparable with published FID) or off")
+    parser.add_argument("--quality-num", type=int, default=d.quality_num,
+                        help="images per FID/KID set (every set is cut to the same count)")
+    parser.add_argument("--inception", type=pathlib.Path, default=None,
+                        help="FID Inception weights (default: judges/models/weights-inception-2015-12-05-6726825d.pth)")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="default: stylegan/finetuned/evaluation")
     args = parser.parse_args(argv)
     apply_common_args(args, parser)
@@ -67,7 +78,8 @@ def main(argv=None) -> int:
             checkpoint=args.checkpoint, directions=args.directions, stylegan_checkpoint=args.stylegan_checkpoint,
             segmentation_checkpoint=args.segmentation_checkpoint, trusted_checkpoint=args.trusted_checkpoint,
             normalization=args.normalization, gender_models=args.gender_models, out=args.out,
-            random_weight_models=args.random_weight_models)
+            random_weight_models=args.random_weight_models, judges=args.judges, quality=args.quality,
+            quality_num=args.quality_num, inception=args.inception)
     except ValueError as exc:
         parser.error(str(exc))
     from tqdm import tqdm

@@ -57,7 +57,9 @@ def test_demo_runs_every_step_and_touches_no_real_output(tmp_path):
     for folder in (paths.directions_dir / "generated", paths.finetuned_dir / "generated"):
         assert len(pd.read_csv(folder / "properties.csv")) == 4 and (folder / "sweep_eyes.png").is_file()
     comparison = pd.read_csv(paths.comparison_csv)
-    assert list(comparison.columns) == list(COMPARISON_COLUMNS)
+    assert list(comparison.columns[:len(COMPARISON_COLUMNS)]) == list(COMPARISON_COLUMNS)
+    quality = pd.read_csv(paths.evaluation_dir / "quality.csv")  # FID/KID with the tiny stand-in extractor
+    assert set(quality["features"].str.startswith("tiny stand-in")) == {True} and quality["fid"].notna().all()
     assert comparison["method"].drop_duplicates().tolist() == ["baseline", "directions", "finetuned"]
     assert len(comparison) == 3 * 5 and set(comparison["judge"]) == {"segmentation"}
     report = (paths.evaluation_dir / "report.md").read_text()

@@ -17,7 +17,8 @@ def _closed_port() -> int:
 
 
 def _run(tmp_path, env_extra):
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"), **env_extra}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"),
+           "FID_INCEPTION_URL": f"http://127.0.0.1:{_closed_port()}/weights.pth", **env_extra}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, str(REPO / "download_models.py"), "--root", str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=60)
@@ -45,5 +46,39 @@ def test_existing_file_is_reported_not_downloaded(tmp_path):
     target.parent.mkdir(parents=True)
     target.write_bytes(b"x" * 10)
     proc, _ = _run(tmp_path, {"HF_HUB_OFFLINE": "1"})
-    assert proc.returncode == 0
     assert "already present" in proc.stdout and "10 bytes" in proc.stdout and "warning" in proc.stdout
+    # the other file is still fetched (here: its address is closed)
+    assert "cannot reach" in proc.stderr and "weights-inception-2015-12-05-6726825d.pth" in proc.stderr
+
+
+def _serve_once(body: bytes):
+    """A one-file HTTP server on 127.0.0.1 (a thread; stops with the test)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_inception_with_the_wrong_sha256_is_refused_and_not_saved(tmp_path):
+    server = _serve_once(b"not the inception weights")
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/weights-inception-2015-12-05-6726825d.pth"
+        proc, _ = _run(tmp_path, {"HF_HUB_OFFLINE": "1", "FID_INCEPTION_URL": url})
+    finally:
+        server.shutdown()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "25 bytes, sha256" in proc.stderr and "should start with 6726825d" in proc.stderr
+    folder = tmp_path / "judges" / "models"
+    assert not list(folder.glob("*")) if folder.exists() else True  # neither the file nor a temp file

@@ -251,3 +251,13 @@ def test_unsafe_file_needs_explicit_trust_then_is_cleaned(tmp_path):
     sd = torch.load(clean, weights_only=True)  # the clean copy loads with the safe loader
     assert list(sd) == list(facexformer_key_shapes())
     assert torch.equal(load_facexformer(clean).linear_fuse.weight, torch.zeros(256, 1024, 1, 1))
+
+
+def test_parse_with_heads_is_one_pass_of_segment_and_heads(model, golden):
+    """Step 5 saves parsing, landmarks and head pose from one backbone pass: equal to the separate calls."""
+    maps, heads = model.parse_with_heads(golden["input"])
+    assert torch.equal(maps, model.segment(golden["input"]))
+    expected = golden["heads_all_items"]
+    points = ((expected["landmark"].reshape(2, 68, 2) + 1) * 224 - 1) / 2
+    torch.testing.assert_close(heads["landmarks"], points, atol=ATOL * 224, rtol=RTOL)
+    torch.testing.assert_close(heads["headpose"], torch.rad2deg(expected["headpose"]), atol=ATOL * 60, rtol=RTOL)

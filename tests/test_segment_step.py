@@ -114,6 +114,30 @@ def test_mixed_folder_flags_rows_and_writes_maps(folder, model, first_run):
         np.testing.assert_array_equal(vis, overlay(expected.image, expected_map))
     for name in ("blank", "corrupt"):
         assert not list(out.glob(f"*_{name}.png"))
+        assert not (out / f"heads_{name}.json").exists()
+
+
+def test_pose_heads_saved_from_the_same_pass(folder, model, first_run):
+    """heads_{stem}.json holds FaceXFormer's 68 landmarks (crop pixels) and head pose, as parse_with_heads gives."""
+    from segmentation import read_heads
+
+    out, _ = first_run
+    names = ["face_000", "face_001"]
+    crops = detect_and_crop([np.asarray(Image.open(folder / f"{n}.jpg").convert("RGB")) for n in names])
+    _, heads = model.parse_with_heads(normalize_crops([c.image for c in crops]))
+    for j, name in enumerate(names):
+        saved = read_heads(out / f"heads_{name}.json")
+        np.testing.assert_allclose(saved["landmarks"], heads["landmarks"][j].numpy(), atol=1e-3)
+        np.testing.assert_allclose([saved["pitch"], saved["yaw"], saved["roll"]], heads["headpose"][j].numpy(),
+                                   atol=1e-4)
+
+
+def test_a_run_without_heads_files_is_redone(folder, checkpoint, first_run, tmp_path, capsys):
+    out = _copy_run(first_run, tmp_path)
+    (out / "heads_face_000.json").unlink()  # an output folder from before the heads were saved
+    assert _run(folder, checkpoint, out) == 0
+    assert "face found 1, no face 0, unreadable 0, skipped (already done) 3" in capsys.readouterr().out
+    assert (out / "heads_face_000.json").is_file()
 
 
 def test_rerun_redoes_nothing_and_resumes_a_missing_map(folder, checkpoint, first_run, tmp_path, capsys):

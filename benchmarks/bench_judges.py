@@ -1,0 +1,99 @@
+"""The independent judges on the 40 real test faces: their agreement (Pearson r) and their cost per face.
+
+Agreement: yaw from dlib landmarks (solvePnP against a generic face), from the same landmarks' left-right
+symmetry, and from MTCNN's five points; left vs right eye openness. Cost on one CPU thread: MTCNN
+(box + five points), dlib's 68 points, dlib's face embedding, FID features of the tiny stand-in.
+With the FaceXFormer checkpoint present (--segmentation-checkpoint), the segmentation judge's eyes, mouth
+and face_pose and FaceXFormer's pose head join the agreement table. Writes JSON under benchmarks/results/.
+
+    python benchmarks/bench_judges.py [--segmentation-checkpoint segmentation/models/segmentation_model.pt]
+"""
+from __future__ import annotations
+
+import sys, pathlib  # noqa: E401
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from common.images import list_images, load_rgb  # noqa: E402
+from judges import (  # noqa: E402
+    LandmarkJudge, TinyFeatureExtractor, detect_face_boxes, extract_features, judge_agreement, measure_landmarks,
+    yaw_five_points,
+)
+
+FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_faces"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _segmentation_frames(faces, names, checkpoint: Path) -> dict[str, pd.DataFrame]:
+    """The main judge (parsing + step-6 raw scores) and FaceXFormer's pose head, when the weights exist."""
+    import segmentation
+    from segmentation.property_scores import raw_scores
+
+    model = segmentation.load_facexformer(checkpoint, device="cpu", trusted=True)
+    crops = segmentation.detect_and_crop(faces)
+    rows, yaw = [], []
+    for crop in crops:
+        maps, heads = model.parse_with_heads(segmentation.normalize_crops(crop.image[None]))
+        rows.append(raw_scores(maps[0].numpy(), crop.image))
+        yaw.append(float(heads["headpose"][0, 1]))
+    frame = pd.DataFrame(rows, index=names)[["eyes", "mouth", "face_pose"]]
+    return {"segmentation": frame, "facexformer_heads": pd.DataFrame({"face_pose": yaw}, index=names)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--segmentation-checkpoint", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    files = list_images(FACES)
+    faces = [load_rgb(p) for p in files]
+    names = [p.stem for p in files]
+    timings = {}
+    start = time.perf_counter()
+    boxes = detect_face_boxes(faces)
+    timings["mtcnn_ms_per_face"] = 1000 * (time.perf_counter() - start) / len(faces)
+    judge = LandmarkJudge()
+    start = time.perf_counter()
+    points = [judge.landmarks(f, b.box) for f, b in zip(faces, boxes)]
+    timings["dlib_landmarks_ms_per_face"] = 1000 * (time.perf_counter() - start) / len(faces)
+    start = time.perf_counter()
+    for f, b in zip(faces, boxes):
+        judge.descriptor(f, b.box)
+    timings["dlib_embedding_ms_per_face"] = 1000 * (time.perf_counter() - start) / len(faces)
+    start = time.perf_counter()
+    extract_features(np.stack(faces), TinyFeatureExtractor())
+    timings["tiny_features_ms_per_face"] = 1000 * (time.perf_counter() - start) / len(faces)
+
+    measures = pd.DataFrame([measure_landmarks(p, f.shape[:2]) for p, f in zip(points, faces)], index=names)
+    frames = {
+        "landmarks": measures[["eyes", "mouth", "face_pose"]],
+        "landmark_symmetry": pd.DataFrame({"face_pose": measures["yaw_symmetry"]}, index=names),
+        "mtcnn_points": pd.DataFrame({"face_pose": [yaw_five_points(b.points[:2], b.points[2], b.points[3:])
+                                                    for b in boxes]}, index=names),
+    }
+    if args.segmentation_checkpoint is not None:
+        frames.update(_segmentation_frames(faces, names, args.segmentation_checkpoint))
+    agreement = judge_agreement(frames, ["eyes", "mouth", "face_pose"])
+    eyes_lr = float(np.corrcoef(measures["eye_left"], measures["eye_right"])[0, 1])
+    print(agreement.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"left vs right eye openness (dlib): r = {eyes_lr:.2f}")
+    print("ms per face (1 thread): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = {"machine": f"{platform.machine()} {os.cpu_count()} cores", "faces": len(faces),
+           "agreement": agreement.to_dict("records"), "eye_left_right_r": eyes_lr, "timings": timings}
+    (RESULTS_DIR / "judges.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
