@@ -65,7 +65,7 @@ class StudioApp:
     """
 
     def __init__(self, models: StudioModels, scorer_factory: Callable[[], Scorer] | None = None,
-                 scorer_name: str = "", defaults: ViewParams | None = None) -> None:
+                 scorer_name: str = "", seed: int = 0) -> None:
         self.models = models
         self.gate = NewestWinsGate()
         self.scorer_factory = scorer_factory
@@ -74,7 +74,7 @@ class StudioApp:
         self._scorer_lock = threading.Lock()
         available = models.available
         method = "both" if len(available) == 2 else (available[0] if available else "directions")
-        self.defaults = defaults or ViewParams(method=method)
+        self.defaults = ViewParams(method=method, seed=seed)
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _params(self, query: Mapping[str, Sequence[str]], extra_keys: Sequence[str] = ()) -> ViewParams:

@@ -91,3 +91,28 @@ def check_models(recipe: dict[str, Any], identity: dict[str, dict[str, str]], so
 def recipe_params(recipe: dict[str, Any]) -> tuple[ViewParams, str]:
     params = ViewParams.from_json(recipe["params"])
     return params, recipe["face"]
+
+
+def regenerate(path: Path | str, models: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(regenerated face, the PNG's pixels, recipe): the face rendered again from the PNG's recipe.
+
+    Refuses (:class:`RecipeError`) when ``models`` are not the files the recipe names.
+    """
+    from pipeline.studio.render import render_face
+
+    recipe = read_recipe(path)
+    check_models(recipe, models.identity, source=str(path))
+    params, face = recipe_params(recipe)
+    if recipe.get("device") != models.device.type:
+        raise RecipeError(f"{path} was rendered on {recipe.get('device')}; this studio runs on {models.device.type} "
+                          "(pass --device to match: pixels are exact only on the same device type)")
+    with Image.open(path) as image:
+        saved = np.asarray(image.convert("RGB"))
+    return render_face(models, params, face), saved, recipe
+
+
+def recipe_files(path: Path | str) -> dict[str, Path]:
+    """role -> recorded model path, for the roles whose recorded file still exists."""
+    recipe = read_recipe(path)
+    return {role: Path(entry["path"]) for role, entry in recipe.get("models", {}).items()
+            if Path(entry.get("path", "")).is_file()}

@@ -18,6 +18,7 @@ let lastObjectUrl = null;
 // What the browser test and the benchmark read: nothing here changes behaviour.
 const stats = window.studioStats = { inFlight: 0, maxInFlight: 0, sent: [], painted: [], paintMs: [],
                                      serverMs: [], dropped: 0, errors: 0 };
+window.studioIdle = () => !inFlight && wanted === null;
 
 function setStatus(text) { $("status").textContent = text; }
 
@@ -155,6 +156,7 @@ async function pump() {
       stats.paintMs.push(paintMs);
       stats.serverMs.push(serverMs);
       setStatus("");
+      document.body.dataset.ready = "1";
       $("timing").textContent = `render ${serverMs.toFixed(0)} ms on the server; input to paint ` +
                                 `${paintMs.toFixed(0)} ms`;
     }
