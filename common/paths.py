@@ -31,6 +31,11 @@ class PipelinePaths:
     def generated_dir(self) -> Path:
         return self.root / "stylegan" / "synthesize_results"
 
+    @property
+    def w_npy(self) -> Path:
+        """Step 1's w codes (``G.mapping(z)["w"]``, untruncated) beside latents.npy, when written."""
+        return self.generated_dir / "w.npy"
+
     # steps 2-4
     @property
     def hand_labels_csv(self) -> Path:
@@ -80,12 +85,26 @@ class PipelinePaths:
 
     # steps 7-9
     @property
+    def directions_dir(self) -> Path:
+        """Step 7's second route: latent directions (07_fit_latent_directions.py)."""
+        return self.root / "stylegan" / "directions"
+
+    @property
+    def directions_pt(self) -> Path:
+        return self.directions_dir / "directions.pt"
+
+    @property
     def finetuned_dir(self) -> Path:
         return self.root / "stylegan" / "finetuned"
 
     @property
     def evaluation_dir(self) -> Path:
         return self.finetuned_dir / "evaluation"
+
+    @property
+    def comparison_csv(self) -> Path:
+        """Step 9's one-measure comparison of every control method (contract columns)."""
+        return self.evaluation_dir / "comparison.csv"
 
 
 DEFAULT_PATHS = PipelinePaths()

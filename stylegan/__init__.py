@@ -13,3 +13,10 @@ from stylegan.conditional import (  # noqa: E402
 )
 
 __all__ += ["ConditionalGenerator", "ConditionalDiscriminator", "load_conditional_generator", "property_ranges"]
+
+# step 7, second route: latent directions (no training)
+from stylegan.directions import (  # noqa: E402
+    DirectionsMismatchError, LatentDirections, fit_directions, load_directions, select_by_control,
+)
+
+__all__ += ["LatentDirections", "fit_directions", "load_directions", "DirectionsMismatchError", "select_by_control"]

@@ -1,0 +1,690 @@
+"""Latent directions in w space: training-free control of the five properties (step 7's second route).
+
+Each property p gets a unit direction ``n_p`` in w space and a one-dimensional calibration
+``value = a_p + b_p * (w . n_p)`` fitted by least squares on every scored sample, so a requested
+*value* (on step 6's scale) becomes a distance to move: a direction alone does not say how far to go.
+
+Two ways to find ``n_p``, both fitted with scikit-learn in float64:
+
+* ``ridge``: ridge regression of the score on w over all scored samples (``RidgeCV`` picks the
+  penalty by leave-one-out error);
+* ``svm``: InterFaceGAN's recipe (genforce/interfacegan ``train_boundary``): a linear SVM
+  (``SVC(kernel="linear")``) separating the highest-scored from the lowest-scored samples; the
+  boundary's unit normal is the direction. Unlike InterFaceGAN we use every chosen extreme for
+  fitting (it holds 30% out only to log an accuracy) and we calibrate the step.
+
+``edit`` moves w by the smallest change (Euclidean, or in w's own covariance metric when
+``metric="whitened"``) whose calibrated predictions equal the requested values. Unrequested
+properties are either left free (``hold=False``) or held at their current values (``hold=True``:
+a joint solve, the many-property form of InterFaceGAN's conditional manipulation, which projects
+out at most two other boundaries). The cap keeps w inside its distribution: no calibrated
+prediction may leave the fitted samples' mean +- ``cap`` standard deviations (InterFaceGAN edits
+within +-3 boundary distances); a request beyond it is clipped to the bound and reported as not
+reached, and a free property pushed past its bound is pinned there.
+
+Layer ranges (coarse / middle / fine synthesis layers) are applied when rendering
+(:func:`mix_layers`, :func:`render_edit`): ``edit`` always returns plain w codes.
+
+:func:`select_by_control` chooses per property between methods (and layer ranges) by the control
+that edits achieve on held-out latents, given a render callable and a scorer callable, so this
+module imports nothing of the segmentation package.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.fingerprint import file_fingerprint
+from common.io import atomic_torch_save
+from common.paths import PROPERTY_NAMES
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LatentDirections", "fit_directions", "load_directions", "DirectionsMismatchError", "METHODS_ALLOWED",
+    "METRICS_ALLOWED", "LAYER_RANGES", "layer_mask", "mix_layers", "render_edit", "select_by_control",
+    "SelectionResult", "default_svm_count", "make_renderer", "available_layer_ranges", "combine_directions",
+]
+
+METHODS_ALLOWED: tuple[str, ...] = ("auto", "ridge", "svm")
+"""``auto`` picks, per property, the method whose calibrated model predicts held-out samples best."""
+METRICS_ALLOWED: tuple[str, ...] = ("euclidean", "whitened")
+LAYER_RANGES: tuple[str, ...] = ("all", "coarse", "middle", "fine")
+FORMAT = "latent_directions"
+FORMAT_VERSION = 1
+_RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
+_REACH_TOL = 1e-6
+
+
+class DirectionsMismatchError(ValueError):
+    """A saved directions file does not belong to this generator / w size / property list."""
+
+
+# ----------------------------------------------------------------------------------------------
+# fitting
+
+
+def default_svm_count(num_samples: int) -> int:
+    """Samples taken from each end for the SVM: InterFaceGAN's 2%, but at least min(N // 4, 500).
+
+    InterFaceGAN had 500K samples (2% = 10K per side); a run with a few thousand scored images
+    would get a few dozen, too few for a 512-d boundary, so small sets use up to a quarter per side.
+    """
+    return int(max(int(0.02 * num_samples), min(num_samples // 4, 500), 1))
+
+
+def _svm_direction(w: np.ndarray, s: np.ndarray, count: int | None, c: float) -> np.ndarray:
+    """Unit normal of a linear SVM separating the ``count`` highest from the ``count`` lowest scores."""
+    from sklearn.svm import SVC
+
+    k = min(count or default_svm_count(len(s)), len(s) // 2)
+    order = np.argsort(s, kind="stable")
+    low, high = order[:k], order[-k:]
+    if not s[high].min() > s[low].max():
+        # ties across the split: keep only strictly separated scores
+        cut_lo, cut_hi = s[low].max(), s[high].min()
+        low, high = low[s[low] < cut_hi], high[s[high] > cut_lo]
+    if len(low) == 0 or len(high) == 0:
+        raise ValueError("scores have no spread at the extremes")
+    x = np.concatenate([w[high], w[low]])
+    y = np.concatenate([np.ones(len(high), dtype=np.int64), np.zeros(len(low), dtype=np.int64)])
+    coef = SVC(kernel="linear", C=c).fit(x, y).coef_.reshape(-1).astype(np.float64)
+    return coef
+
+
+def _ridge_direction(w: np.ndarray, s: np.ndarray) -> np.ndarray:
+    from sklearn.linear_model import RidgeCV
+
+    return RidgeCV(alphas=_RIDGE_ALPHAS).fit(w, s).coef_.reshape(-1).astype(np.float64)
+
+
+def _calibrate(w: np.ndarray, s: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, float, float, float, float]:
+    """Unit direction oriented so the slope is positive, and value = a + b * (w . n) by least squares."""
+    norm = float(np.linalg.norm(direction))
+    if not np.isfinite(norm) or norm == 0:
+        raise ValueError("the fitted direction is zero")
+    n = direction / norm
+    proj = w @ n
+    var = float(proj.var())
+    if var == 0:
+        raise ValueError("the samples do not vary along the fitted direction")
+    b = float(((proj - proj.mean()) * (s - s.mean())).mean() / var)
+    if b < 0:
+        n, proj, b = -n, -proj, -b
+    a = float(s.mean() - b * proj.mean())
+    return n, a, b, float(proj.mean()), float(proj.std())
+
+
+def _fit_one(w: np.ndarray, s: np.ndarray, method: str, svm_count: int | None, svm_c: float) -> np.ndarray:
+    return _ridge_direction(w, s) if method == "ridge" else _svm_direction(w, s, svm_count, svm_c)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _heldout_r(w: np.ndarray, s: np.ndarray, method: str, test: np.ndarray, svm_count: int | None,
+               svm_c: float) -> float:
+    train = np.ones(len(s), dtype=bool)
+    train[test] = False
+    try:
+        n, a, b, _, _ = _calibrate(w[train], s[train], _fit_one(w[train], s[train], method, svm_count, svm_c))
+    except ValueError:
+        return float("nan")
+    return _pearson(a + b * (w[test] @ n), s[test])
+
+
+def _check_inputs(latents: Any, scores: Any, property_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    w = np.asarray(latents, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    if w.ndim != 2:
+        raise ValueError(f"latents must be w codes of shape [N, w_dim], got {list(w.shape)}")
+    if s.ndim != 2 or s.shape != (len(w), len(property_names)):
+        raise ValueError(f"scores must have shape [{len(w)}, {len(property_names)}] "
+                         f"({', '.join(property_names)}), got {list(s.shape)}")
+    if not np.isfinite(w).all():
+        raise ValueError("latents contain NaN or inf")
+    if np.isinf(s).any():
+        raise ValueError("scores contain inf (use NaN for a missing score)")
+    return w, s
+
+
+def fit_directions(latents: Any, scores: Any, seed: int = 0, *, method: str | Sequence[str] = "auto",
+                   property_names: Sequence[str] = PROPERTY_NAMES, hold: bool = False, metric: str = "euclidean",
+                   cap: float | None = 3.0, svm_count: int | None = None, svm_c: float = 1.0,
+                   heldout_share: float = 0.2, min_samples: int = 10, generator_fingerprint: str | None = None,
+                   normalization: dict | None = None) -> "LatentDirections":
+    """Fit one calibrated direction per property from w codes [N, w_dim] and step-6 scores [N, P].
+
+    A NaN score leaves that row out for that property only. ``method``: ``auto`` | ``ridge`` |
+    ``svm`` or one per property; ``auto`` picks per property the method with the higher held-out
+    Pearson r (a ``heldout_share`` of that property's rows, drawn with ``seed``), so the default
+    depends on these arguments alone. Every property's held-out r is recorded either way. The
+    final directions are refitted on all rows. A property with fewer than ``min_samples`` scores
+    or no spread gets no direction (predict gives NaN; edits for it are reported as not reached).
+    ``hold``, ``metric`` and ``cap`` are the default edit settings (see :meth:`LatentDirections.edit`).
+    ``generator_fingerprint`` (``common.fingerprint.file_fingerprint`` of the checkpoint) and
+    ``normalization`` (step 6's normalization.json) are recorded for :func:`load_directions`.
+    """
+    property_names = tuple(property_names)
+    w, s = _check_inputs(latents, scores, property_names)
+    methods = (method,) * len(property_names) if isinstance(method, str) else tuple(method)
+    if len(methods) != len(property_names):
+        raise ValueError(f"method needs one entry per property ({len(property_names)}), got {len(methods)}")
+    for m in methods:
+        if m not in METHODS_ALLOWED:
+            raise ValueError(f"method must be one of {METHODS_ALLOWED}, got {m!r}")
+    if not 0.0 < heldout_share < 1.0:
+        raise ValueError(f"heldout_share must be in (0, 1), got {heldout_share}")
+    rng = np.random.default_rng(seed)
+    d, p_count = w.shape[1], len(property_names)
+    directions = np.zeros((p_count, d))
+    intercepts = np.full(p_count, np.nan)
+    slopes = np.zeros(p_count)
+    proj_mean, proj_std = np.zeros(p_count), np.zeros(p_count)
+    chosen: list[str] = []
+    heldout: dict[str, dict[str, float]] = {}
+    counts: list[int] = []
+    for j, name in enumerate(property_names):
+        ok = np.isfinite(s[:, j])
+        wj, sj = w[ok], s[ok, j]
+        counts.append(int(ok.sum()))
+        heldout[name] = {}
+        if ok.sum() < max(min_samples, 4) or np.ptp(sj) == 0:
+            logger.warning("%s: %d scored samples%s; no direction fitted", name, ok.sum(),
+                           " with no spread" if ok.sum() else "")
+            chosen.append("none")
+            continue
+        test = rng.permutation(len(sj))[:max(2, int(round(heldout_share * len(sj))))]
+        candidates = ("ridge", "svm") if methods[j] == "auto" else (methods[j],)
+        for m in candidates:
+            heldout[name][m] = _heldout_r(wj, sj, m, test, svm_count, svm_c)
+        pick = candidates[0]
+        if methods[j] == "auto":
+            r_ridge, r_svm = heldout[name]["ridge"], heldout[name]["svm"]
+            pick = "svm" if np.isnan(r_ridge) or (np.isfinite(r_svm) and r_svm >= r_ridge) else "ridge"
+        try:
+            n, a, b, pm, ps = _calibrate(wj, sj, _fit_one(wj, sj, pick, svm_count, svm_c))
+        except ValueError as exc:
+            logger.warning("%s: %s; no direction fitted", name, exc)
+            chosen.append("none")
+            continue
+        directions[j], intercepts[j], slopes[j], proj_mean[j], proj_std[j] = n, a, b, pm, ps
+        chosen.append(pick)
+    cov = _shrunk_covariance(w)
+    info = {"num_samples": counts, "heldout_r": heldout, "seed": int(seed), "heldout_share": float(heldout_share),
+            "svm_count": svm_count, "svm_c": float(svm_c), "requested_method": list(methods)}
+    return LatentDirections(directions, slopes, intercepts, tuple(chosen), proj_mean, proj_std, cov @ directions.T,
+                            property_names, w.mean(axis=0), hold=hold, metric=metric, cap=cap,
+                            generator_fingerprint=generator_fingerprint, normalization=normalization, info=info)
+
+
+def _shrunk_covariance(w: np.ndarray) -> np.ndarray:
+    """w's covariance with Ledoit-Wolf shrinkage (well-conditioned even with fewer samples than dimensions)."""
+    from sklearn.covariance import LedoitWolf
+
+    if len(w) < 2:
+        return np.eye(w.shape[1])
+    return LedoitWolf().fit(w).covariance_
+
+
+# ----------------------------------------------------------------------------------------------
+# the fitted model
+
+
+@dataclass
+class LatentDirections:
+    """Per property: unit direction [P, D], calibration value = intercept + slope * (w . direction).
+
+    ``sigma_directions`` [D, P] is w's (shrunk) covariance times each direction, all the whitened
+    metric needs. ``proj_mean`` / ``proj_std`` describe the fitted samples along each direction
+    (the cap). A property with method ``none`` has no direction.
+    """
+
+    directions: np.ndarray
+    slopes: np.ndarray
+    intercepts: np.ndarray
+    methods: tuple[str, ...]
+    proj_mean: np.ndarray
+    proj_std: np.ndarray
+    sigma_directions: np.ndarray
+    property_names: tuple[str, ...]
+    w_mean: np.ndarray
+    hold: bool = False
+    metric: str = "euclidean"
+    cap: float | None = 3.0
+    generator_fingerprint: str | None = None
+    normalization: dict | None = None
+    layers: tuple[str, ...] | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.directions = np.asarray(self.directions, dtype=np.float64)
+        p, d = self.directions.shape
+        self.slopes = np.asarray(self.slopes, dtype=np.float64).reshape(p)
+        self.intercepts = np.asarray(self.intercepts, dtype=np.float64).reshape(p)
+        self.proj_mean = np.asarray(self.proj_mean, dtype=np.float64).reshape(p)
+        self.proj_std = np.asarray(self.proj_std, dtype=np.float64).reshape(p)
+        self.sigma_directions = np.asarray(self.sigma_directions, dtype=np.float64).reshape(d, p)
+        self.w_mean = np.asarray(self.w_mean, dtype=np.float64).reshape(d)
+        self.property_names = tuple(self.property_names)
+        self.methods = tuple(self.methods)
+        if len(self.property_names) != p or len(self.methods) != p:
+            raise ValueError(f"{p} directions need {p} property names and methods")
+        if self.layers is None:
+            self.layers = ("all",) * p
+        self.layers = tuple(self.layers)
+        _check_edit_options(self.hold, self.metric, self.cap)
+        for name in self.layers:
+            if name not in LAYER_RANGES:
+                raise ValueError(f"layer range must be one of {LAYER_RANGES}, got {name!r}")
+
+    # --- basic quantities ---------------------------------------------------------------------
+    @property
+    def w_dim(self) -> int:
+        return int(self.directions.shape[1])
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """bool [P]: which properties have a direction."""
+        return np.array([m != "none" for m in self.methods])
+
+    @property
+    def coefficients(self) -> np.ndarray:
+        """[P, D]: value = intercept + coefficients @ w."""
+        return self.slopes[:, None] * self.directions
+
+    def bounds(self, cap: float | None | str = "default") -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest value the cap allows per property (mean +- cap sd of the fitted predictions).
+
+        ``cap="default"`` uses the stored cap; ``None`` means no cap (infinite bounds).
+        """
+        cap = self.cap if isinstance(cap, str) and cap == "default" else cap
+        centre = self.intercepts + self.slopes * self.proj_mean
+        if cap is None:
+            return np.full_like(centre, -np.inf), np.full_like(centre, np.inf)
+        half = cap * self.slopes * self.proj_std
+        return centre - half, centre + half
+
+    def _as_w(self, latents: Any) -> np.ndarray:
+        w = np.asarray(latents, dtype=np.float64)
+        if w.ndim != 2 or w.shape[1] != self.w_dim:
+            raise ValueError(f"latents must be w codes of shape [N, {self.w_dim}], got {list(w.shape)}")
+        return w
+
+    def predict(self, latents: Any) -> np.ndarray:
+        """The calibrated property values [N, P] (step 6's scale; NaN for a property without direction)."""
+        w = self._as_w(latents)
+        return self.intercepts[None, :] + w @ self.coefficients.T
+
+    # --- editing ------------------------------------------------------------------------------
+    def edit(self, latents: Any, targets: Any, return_report: bool = False, *, hold: bool | None = None,
+             metric: str | None = None, cap: float | None | str = "default"):
+        """Edited w codes (float32 [N, D]) whose calibrated values equal ``targets`` [N, P] (NaN = no request).
+
+        ``hold`` / ``metric`` / ``cap`` override the defaults stored at fit time (``cap=None`` turns
+        the cap off). A requested value outside the cap's bounds is moved to the bound and
+        reported: with ``return_report=True`` the result is ``(latents, reached)``, ``reached``
+        bool [N, P], False where a request was not met (unrequested properties count as reached).
+        """
+        hold = self.hold if hold is None else hold
+        metric = self.metric if metric is None else metric
+        cap = self.cap if isinstance(cap, str) and cap == "default" else cap
+        _check_edit_options(hold, metric, cap)
+        w = self._as_w(latents)
+        t = np.asarray(targets, dtype=np.float64)
+        if t.shape != (len(w), len(self.property_names)):
+            raise ValueError(f"targets must have shape [{len(w)}, {len(self.property_names)}] "
+                             f"({', '.join(self.property_names)}), got {list(t.shape)}")
+        lo, hi = self.bounds(cap)
+        fitted = self.fitted[None, :]
+        requested = np.isfinite(t)
+        start = self.predict(w)
+        mask = requested & fitted
+        values = np.where(mask, np.clip(t, lo, hi), np.nan)
+        if hold:
+            held = ~requested & fitted
+            mask = mask | held
+            values = np.where(held, start, values)
+        edited = self._solve(w, mask, values, metric)
+        if cap is not None and not hold:
+            # pin free properties that the edit pushed past their bound (beyond where they started)
+            for _ in range(len(self.property_names)):
+                now = self.predict(edited)
+                low_b, high_b = np.minimum(lo, start), np.maximum(hi, start)
+                out = ~mask & fitted & ((now < low_b - 1e-9) | (now > high_b + 1e-9))
+                if not out.any():
+                    break
+                values = np.where(out, np.clip(now, low_b, high_b), values)
+                mask = mask | out
+                edited = self._solve(w, mask, values, metric)
+        result = edited.astype(np.float32)
+        if not return_report:
+            return result
+        final = self.predict(edited)
+        scale = np.maximum(1.0, np.abs(t))
+        reached = ~requested | (fitted & (np.abs(np.nan_to_num(final - t, nan=np.inf)) <= _REACH_TOL * scale))
+        return result, reached
+
+    def _solve(self, w: np.ndarray, mask: np.ndarray, values: np.ndarray, metric: str) -> np.ndarray:
+        """Smallest change of w (in ``metric``) that sets the masked properties to ``values``."""
+        coef = self.coefficients
+        metric_coef = (self.sigma_directions * self.slopes[None, :] if metric == "whitened" else coef.T)  # [D, P]
+        out = w.copy()
+        current = self.predict(w)
+        patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+        for k, pattern in enumerate(patterns):
+            cols = np.flatnonzero(pattern)
+            if len(cols) == 0:
+                continue
+            rows = np.flatnonzero(inverse.reshape(-1) == k)
+            delta = values[np.ix_(rows, cols)] - current[np.ix_(rows, cols)]  # [n, S]
+            gram = coef[cols] @ metric_coef[:, cols]                            # [S, S]
+            y = np.linalg.lstsq(gram, delta.T, rcond=None)[0]                   # [S, n]
+            out[rows] += (metric_coef[:, cols] @ y).T
+        return out
+
+    # --- persistence --------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A plain dict of tensors and builtins (loadable with ``torch.load(weights_only=True)``)."""
+        return {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "property_names": list(self.property_names), "w_dim": self.w_dim, "methods": list(self.methods),
+            "layers": list(self.layers), "directions": torch.from_numpy(self.directions.copy()),
+            "slopes": torch.from_numpy(self.slopes.copy()), "intercepts": torch.from_numpy(self.intercepts.copy()),
+            "proj_mean": torch.from_numpy(self.proj_mean.copy()), "proj_std": torch.from_numpy(self.proj_std.copy()),
+            "sigma_directions": torch.from_numpy(self.sigma_directions.copy()),
+            "w_mean": torch.from_numpy(self.w_mean.copy()),
+            "hold": bool(self.hold), "metric": self.metric, "cap": None if self.cap is None else float(self.cap),
+            "generator_fingerprint": self.generator_fingerprint, "normalization": self.normalization,
+            "info": self.info,
+        }
+
+    def save(self, path: Path | str) -> Path:
+        """Write the directions atomically (a small plain-dict torch file)."""
+        return atomic_torch_save(path, self.to_dict())
+
+    def with_options(self, **changes: Any) -> "LatentDirections":
+        """A copy with other default edit options (``hold``, ``metric``, ``cap``) or ``layers``."""
+        return replace(self, **changes)
+
+
+def _check_edit_options(hold: bool, metric: str, cap: float | None) -> None:
+    if not isinstance(hold, (bool, np.bool_)):
+        raise ValueError(f"hold must be True or False, got {hold!r}")
+    if metric not in METRICS_ALLOWED:
+        raise ValueError(f"metric must be one of {METRICS_ALLOWED}, got {metric!r}")
+    if cap is not None and not (np.isfinite(cap) and cap > 0):
+        raise ValueError(f"cap must be a positive number of standard deviations or None, got {cap!r}")
+
+
+def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
+                    generator_fingerprint: str | None = None, w_dim: int | None = None,
+                    property_names: Sequence[str] | None = PROPERTY_NAMES,
+                    normalization: dict | None = None) -> LatentDirections:
+    """Load a directions file and refuse it when it does not match what the caller will use it with.
+
+    checkpoint / generator_fingerprint: the generator the edits go to (the file records the
+    fingerprint it was fitted for); w_dim; property_names (default the pipeline's five);
+    normalization: step 6's current normalization.json content. Each given one must match.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"directions file not found: {path} (run 07_fit_latent_directions.py)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise DirectionsMismatchError(f"{path} is not a readable directions file: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise DirectionsMismatchError(f"{path} is not a latent-directions file (no format '{FORMAT}')")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise DirectionsMismatchError(f"{path} has format version {data.get('format_version')}, "
+                                      f"this code reads {FORMAT_VERSION}; refit with 07_fit_latent_directions.py")
+    fix = "refit with 07_fit_latent_directions.py for this generator and these scores"
+    if checkpoint is not None:
+        generator_fingerprint = file_fingerprint(checkpoint)
+    if generator_fingerprint is not None and data["generator_fingerprint"] != generator_fingerprint:
+        where = f" ({checkpoint})" if checkpoint is not None else ""
+        raise DirectionsMismatchError(
+            f"{path} was fitted for generator {data['generator_fingerprint']}, not this one{where} "
+            f"({generator_fingerprint}); {fix}")
+    if w_dim is not None and int(data["w_dim"]) != int(w_dim):
+        raise DirectionsMismatchError(f"{path} holds {data['w_dim']}-d directions, the generator's w has {w_dim}; {fix}")
+    if property_names is not None and list(data["property_names"]) != list(property_names):
+        raise DirectionsMismatchError(f"{path} has properties {data['property_names']}, expected "
+                                      f"{list(property_names)}; {fix}")
+    if normalization is not None and data["normalization"] != normalization:
+        raise DirectionsMismatchError(f"{path} was fitted on another normalisation than the current "
+                                      f"normalization.json; {fix}")
+    return LatentDirections(
+        directions=data["directions"].numpy(), slopes=data["slopes"].numpy(), intercepts=data["intercepts"].numpy(),
+        methods=tuple(data["methods"]), proj_mean=data["proj_mean"].numpy(), proj_std=data["proj_std"].numpy(),
+        sigma_directions=data["sigma_directions"].numpy(), property_names=tuple(data["property_names"]),
+        w_mean=data["w_mean"].numpy(), hold=bool(data["hold"]), metric=data["metric"], cap=data["cap"],
+        generator_fingerprint=data["generator_fingerprint"], normalization=data["normalization"],
+        layers=tuple(data["layers"]), info=data["info"])
+
+
+# ----------------------------------------------------------------------------------------------
+# layer ranges and rendering
+
+_LAYER_RES = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}
+
+
+def layer_mask(num_layers: int, name: str) -> np.ndarray:
+    """bool [num_layers]: the synthesis layers of a range (StyleGAN's coarse 4-8 px, middle 16-32, fine 64+).
+
+    Layer i of a StyleGAN v1 synthesis network works at 4 * 2 ** (i // 2) pixels. A range with no
+    layer in this generator (fine layers of a 32 px model) is an error, not an empty edit.
+    """
+    if name not in LAYER_RANGES:
+        raise ValueError(f"layer range must be one of {LAYER_RANGES}, got {name!r}")
+    res = 4 * 2 ** (np.arange(num_layers) // 2)
+    if name == "all":
+        return np.ones(num_layers, dtype=bool)
+    low, high = _LAYER_RES[name]
+    mask = (res >= low) & (res <= high)
+    if not mask.any():
+        raise ValueError(f"a generator with {num_layers} synthesis layers (up to {res.max()} px) has no "
+                         f"{name} layers; use one of {[n for n in LAYER_RANGES if n != name]}")
+    return mask
+
+
+def available_layer_ranges(num_layers: int) -> tuple[str, ...]:
+    """The layer ranges this generator has."""
+    out = []
+    for name in LAYER_RANGES:
+        try:
+            layer_mask(num_layers, name)
+        except ValueError:
+            continue
+        out.append(name)
+    return tuple(out)
+
+
+def mix_layers(w_original: Any, w_edited: Any, mask: Any) -> np.ndarray:
+    """wp float32 [N, L, D]: the edited w on the masked layers, the original w elsewhere."""
+    orig = np.asarray(w_original, dtype=np.float32)
+    edit = np.asarray(w_edited, dtype=np.float32)
+    mask = np.asarray(mask, dtype=bool)
+    if orig.shape != edit.shape or orig.ndim != 2:
+        raise ValueError(f"original and edited w must both be [N, D], got {list(orig.shape)} and {list(edit.shape)}")
+    return np.where(mask[None, :, None], edit[:, None, :], orig[:, None, :])
+
+
+@torch.inference_mode()
+def render_edit(generator: torch.nn.Module, w_original: Any, w_edited: Any, layers: str = "all",
+                batch_size: int = 16) -> np.ndarray:
+    """uint8 [N, H, W, 3] images of the edited w applied to one layer range (stored noise, no truncation)."""
+    from stylegan.networks import postprocess_uint8
+
+    device = next(generator.parameters()).device
+    wp = mix_layers(w_original, w_edited, layer_mask(generator.num_layers, layers))
+    images = []
+    for first in range(0, len(wp), batch_size):
+        out = generator.synthesis(torch.from_numpy(wp[first:first + batch_size]).to(device),
+                                  randomize_noise=False)["image"]
+        if getattr(generator, "final_tanh", False):
+            out = torch.tanh(out)
+        images.append(postprocess_uint8(out))
+    if not images:
+        return np.zeros((0, generator.resolution, generator.resolution, 3), dtype=np.uint8)
+    return np.concatenate(images)
+
+
+def make_renderer(generator: torch.nn.Module, batch_size: int = 16) -> "RenderFn":
+    """The render callable :func:`select_by_control` takes, for one of our generators."""
+    def render(w_original: np.ndarray, w_edited: np.ndarray, layers: str = "all") -> np.ndarray:
+        return render_edit(generator, w_original, w_edited, layers, batch_size)
+
+    return render
+
+
+# ----------------------------------------------------------------------------------------------
+# choosing by the control edits achieve
+
+RenderFn = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
+Scorer = Callable[[np.ndarray], np.ndarray]
+SELECTION_COLUMNS = ("property", "method", "layers", "pearson_r", "control_slope", "leakage_mean",
+                     "failed_share", "chosen")
+
+
+@dataclass
+class SelectionResult:
+    directions: LatentDirections   # per property the chosen candidate's direction and layer range
+    table: Any                     # pandas DataFrame, SELECTION_COLUMNS (+ female_share when measured)
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    ok = np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 2 or np.ptp(x) == 0:
+        return float("nan")
+    xc = x - x.mean()
+    return float((xc * (y - y.mean())).sum() / (xc * xc).sum())
+
+
+def _sweep_metrics(requested: np.ndarray, measured: np.ndarray, sweep_id: np.ndarray, j: int) -> dict[str, float]:
+    """Pearson r and mean slope of property j, mean |slope| of the others, share of failed scores."""
+    ok = np.isfinite(measured[:, j])
+    slopes = {q: [] for q in range(measured.shape[1])}
+    for k in np.unique(sweep_id):
+        rows = sweep_id == k
+        for q in range(measured.shape[1]):
+            s = _slope(requested[rows], measured[rows, q])
+            if np.isfinite(s):
+                slopes[q].append(s)
+    others = [abs(s) for q, values in slopes.items() if q != j for s in values]
+    return {
+        "pearson_r": _pearson(requested[ok], measured[ok, j]),
+        "control_slope": float(np.mean(slopes[j])) if slopes[j] else float("nan"),
+        "leakage_mean": float(np.mean(others)) if others else float("nan"),
+        "failed_share": float(1.0 - ok.mean()) if len(ok) else float("nan"),
+    }
+
+
+def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: Any, render: RenderFn,
+                      scorer: Scorer, *, num_values: int = 5, layer_ranges: Sequence[str] = ("all",),
+                      sweep_cap: float = 2.0, r_tolerance: float = 0.02, gender: Scorer | None = None,
+                      progress: Callable[[int], None] | None = None) -> SelectionResult:
+    """Per property, the candidate (and layer range) whose edits control the rendered images best.
+
+    candidates: name -> directions fitted on the same samples (e.g. ``ridge`` and ``svm``).
+    heldout_latents: w codes [K, D] the candidates were *not* fitted on. Each property is swept
+    over ``num_values`` targets spanning the candidates' common range (mean +- ``sweep_cap`` sd),
+    edited with each candidate's own edit settings, rendered by ``render(w, w_edited, layers)``
+    and measured by ``scorer`` (images -> [N, P] on step 6's scale, NaN = failed). The best
+    Pearson r wins; among its layer ranges within ``r_tolerance`` of that r, the lowest leakage
+    (mean |slope| of the other properties) per unit of control slope wins. ``gender`` (images -> P(woman)) adds female_share.
+    """
+    import pandas as pd
+
+    if not candidates:
+        raise ValueError("select_by_control needs at least one candidate")
+    names = list(candidates)
+    first = candidates[names[0]]
+    props = first.property_names
+    for name, cand in candidates.items():
+        if cand.property_names != props or cand.w_dim != first.w_dim:
+            raise ValueError(f"candidate {name!r} has other properties or w size than {names[0]!r}")
+    w = first._as_w(heldout_latents)
+    k = len(w)
+    rows = []
+    bounds = [c.bounds(sweep_cap) for c in candidates.values()]
+    lo = np.max([b[0] for b in bounds], axis=0)
+    hi = np.min([b[1] for b in bounds], axis=0)
+    for j, prop in enumerate(props):
+        grid = np.linspace(lo[j], hi[j], num_values) if np.isfinite(lo[j]) and hi[j] > lo[j] else None
+        for name, cand in candidates.items():
+            if grid is None or not cand.fitted[j]:
+                rows.append({"property": prop, "method": name, "layers": "all", "pearson_r": float("nan"),
+                             "control_slope": float("nan"), "leakage_mean": float("nan"),
+                             "failed_share": float("nan")})
+                continue
+            base = np.repeat(w, num_values, axis=0)
+            targets = np.full((len(base), len(props)), np.nan)
+            targets[:, j] = np.tile(grid, k)
+            edited = cand.edit(base, targets)
+            sweep_id = np.repeat(np.arange(k), num_values)
+            for layers in layer_ranges:
+                images = render(base.astype(np.float32), edited, layers)
+                measured = np.asarray(scorer(images), dtype=np.float64)
+                if measured.shape != (len(base), len(props)):
+                    raise ValueError(f"scorer returned shape {measured.shape}, expected ({len(base)}, {len(props)})")
+                row = {"property": prop, "method": name, "layers": layers,
+                       **_sweep_metrics(targets[:, j], measured, sweep_id, j)}
+                if gender is not None:
+                    row["female_share"] = float(np.mean(np.asarray(gender(images)).reshape(-1) >= 0.5))
+                rows.append(row)
+                if progress is not None:
+                    progress(len(images))
+    table = pd.DataFrame(rows)
+    table["chosen"] = False
+    picks: dict[str, tuple[str, str]] = {}
+    for prop, part in table.groupby("property", sort=False):
+        scored = part[np.isfinite(part["pearson_r"])]
+        if scored.empty:
+            picks[prop] = (names[0], "all")
+            table.loc[part.index[0], "chosen"] = True
+            continue
+        best_method = scored.loc[scored["pearson_r"].idxmax(), "method"]
+        same = scored[scored["method"] == best_method]
+        close = same[same["pearson_r"] >= same["pearson_r"].max() - r_tolerance]
+        # leakage per unit of achieved control: a range that moves nothing leaks nothing, too
+        leak = (close["leakage_mean"] / close["control_slope"].abs()).replace([np.inf, -np.inf], np.nan)
+        pick = leak.fillna(np.inf).idxmin()
+        table.loc[pick, "chosen"] = True
+        picks[prop] = (best_method, table.loc[pick, "layers"])
+    return SelectionResult(combine_directions(candidates, picks), table[[*SELECTION_COLUMNS, *(
+        ["female_share"] if "female_share" in table else [])]])
+
+
+def combine_directions(candidates: dict[str, LatentDirections], picks: dict[str, tuple[str, str]]) -> LatentDirections:
+    """One LatentDirections taking each property's row from the candidate picked for it.
+
+    picks: property -> (candidate name, layer range).
+    """
+    first = next(iter(candidates.values()))
+    rows = [candidates[picks[p][0]] for p in first.property_names]
+    j = range(len(rows))
+    info = dict(first.info)
+    info["selected_from"] = {p: {"candidate": picks[p][0], "layers": picks[p][1]} for p in first.property_names}
+    return LatentDirections(
+        directions=np.stack([r.directions[i] for i, r in zip(j, rows)]),
+        slopes=np.array([r.slopes[i] for i, r in zip(j, rows)]),
+        intercepts=np.array([r.intercepts[i] for i, r in zip(j, rows)]),
+        methods=tuple(r.methods[i] for i, r in zip(j, rows)),
+        proj_mean=np.array([r.proj_mean[i] for i, r in zip(j, rows)]),
+        proj_std=np.array([r.proj_std[i] for i, r in zip(j, rows)]),
+        sigma_directions=np.stack([r.sigma_directions[:, i] for i, r in zip(j, rows)], axis=1),
+        property_names=first.property_names, w_mean=first.w_mean, hold=first.hold, metric=first.metric,
+        cap=first.cap, generator_fingerprint=first.generator_fingerprint, normalization=first.normalization,
+        layers=tuple(picks[p][1] for p in first.property_names), info=info)

@@ -1,0 +1,477 @@
+"""Step 7, second route: fit latent directions from step 1's w codes and step 6's scores (no training).
+
+Reads ``generated.csv`` + ``latents.npy`` (or ``w.npy``) from step 1 and ``all_scores.csv`` +
+``normalization.json`` from step 6, matches scores to latents by ``img_name``, and writes
+``directions.pt`` (:mod:`stylegan.directions`), a report (markdown + CSVs) and one sweep sheet
+per property into the directions folder.
+
+Faces on request must stay women: by default only latents whose image step 4 kept (present in
+the filtered folder) are fitted on, and when step 4's ``gender_score`` table is there a gender
+direction is fitted on every generated latent, so the report can say which share of edited
+latents the gender model still calls a woman.
+
+When a scorer is passed in (the script builds step 9's segmentation scorer), the choice between
+ridge and SVM is made per property by the control that edits achieve on held-out latents
+(:func:`stylegan.directions.select_by_control`); otherwise by held-out prediction r.
+The step is idempotent: a finished ``directions.pt`` whose recorded inputs and settings match
+is kept (``overwrite`` refits).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.fingerprint import file_fingerprint
+from common.io import atomic_save_image, atomic_write_csv, atomic_write_json, atomic_write_text, read_csv_checked
+from common.paths import IMAGE_SUFFIXES, PROPERTY_NAMES
+from stylegan.checkpoint import load_generator
+from stylegan.directions import (
+    LAYER_RANGES, METHODS_ALLOWED, METRICS_ALLOWED, LatentDirections, available_layer_ranges, combine_directions,
+    fit_directions, load_directions, make_renderer, select_by_control,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FitDirectionsConfig", "FitDirectionsSummary", "FitDirectionsInputError", "run_fit_directions",
+           "load_w_codes", "REPORT_MD", "REPORT_CSV", "ANGLES_CSV", "SELECTION_CSV"]
+
+REPORT_MD = "report.md"
+REPORT_CSV = "directions_report.csv"
+ANGLES_CSV = "direction_angles.csv"
+SELECTION_CSV = "selection.csv"
+SUMMARY_JSON = "summary.json"
+REPORT_COLUMNS = ("property", "method", "layers", "num_samples", "heldout_r", "heldout_r_ridge", "heldout_r_svm",
+                  "slope", "bound_low", "bound_high", "female_share")
+SELECT_ALLOWED = ("auto", "control", "heldout-r")
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+class FitDirectionsInputError(RuntimeError):
+    """An input of the step is missing or inconsistent; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class FitDirectionsConfig:
+    """Settings of the directions step; paths come from ``common.paths.PipelinePaths`` via the script."""
+
+    checkpoint: Path
+    generated_dir: Path            # step 1: generated.csv, latents.npy, optionally w.npy
+    scores_csv: Path               # step 6: all_scores.csv
+    normalization_json: Path       # step 6: normalization.json
+    out_dir: Path                  # stylegan/directions
+    filtered_dir: Path | None = None       # step 4's kept images; None = fit on every scored image
+    quality_gender_csv: Path | None = None  # step 4's gender_score table (gender direction, female share)
+    which: str = "auto"
+    method: str = "auto"           # auto | ridge | svm (auto: per property, see select)
+    select: str = "auto"           # auto: by control when a scorer is given, else held-out r
+    layer_ranges: tuple[str, ...] = ("all",)   # ranges tried by control selection
+    hold: bool = False
+    metric: str = "euclidean"
+    cap: float | None = 3.0
+    svm_count: int | None = None
+    num_heldout: int = 16          # scored latents kept out of fitting for the control choice and the sheets
+    num_values: int = 5            # targets per sweep (control choice and sheets)
+    sheet_rows: int = 4
+    batch_size: int = 16
+    seed: int = 0
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS_ALLOWED:
+            raise ValueError(f"method must be one of {METHODS_ALLOWED}, got {self.method!r}")
+        if self.select not in SELECT_ALLOWED:
+            raise ValueError(f"select must be one of {SELECT_ALLOWED}, got {self.select!r}")
+        if self.metric not in METRICS_ALLOWED:
+            raise ValueError(f"metric must be one of {METRICS_ALLOWED}, got {self.metric!r}")
+        for name in self.layer_ranges:
+            if name not in LAYER_RANGES:
+                raise ValueError(f"layer range must be one of {LAYER_RANGES}, got {name!r}")
+        if self.cap is not None and not self.cap > 0:
+            raise ValueError(f"cap must be > 0 (standard deviations) or None, got {self.cap}")
+        if self.num_heldout < 2 or self.num_values < 2 or self.batch_size < 1 or self.sheet_rows < 1:
+            raise ValueError("need num_heldout >= 2, num_values >= 2, batch_size >= 1, sheet_rows >= 1")
+
+    def fingerprint_settings(self) -> dict:
+        """The settings that change the result (not where files live, not batch size)."""
+        out = asdict(self)
+        for key in ("checkpoint", "generated_dir", "scores_csv", "normalization_json", "out_dir", "filtered_dir",
+                    "quality_gender_csv", "batch_size", "sheet_rows"):
+            out.pop(key)
+        out["layer_ranges"] = list(self.layer_ranges)
+        return out
+
+
+@dataclass(frozen=True)
+class FitDirectionsSummary:
+    out_dir: Path
+    num_samples: dict[str, int]
+    methods: dict[str, str]
+    heldout_r: dict[str, float]
+    female_share: float | None
+    selected_by: str
+    seconds: float
+    skipped: bool = False
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"step 7 (directions): {self.out_dir / 'directions.pt'} is up to date (inputs unchanged); kept it"
+        parts = ", ".join(f"{p} {self.methods[p]} r={self.heldout_r[p]:.2f} (n={self.num_samples[p]})"
+                          for p in self.methods)
+        female = "" if self.female_share is None else f"; predicted female share after edits {self.female_share:.0%}"
+        return (f"step 7 (directions): {parts}; chosen by {self.selected_by}{female}; "
+                f"wrote {self.out_dir} in {self.seconds:.1f}s")
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs
+
+
+def _require(path: Path | None, what: str, fix: str) -> Path:
+    if path is None or not Path(path).is_file():
+        raise FitDirectionsInputError(f"{what} not found: {path}; {fix}")
+    return Path(path)
+
+
+@torch.inference_mode()
+def load_w_codes(generator: torch.nn.Module, generated_dir: Path, indices: np.ndarray, trunc_psi: float,
+                 trunc_layers: int, batch_size: int = 1024) -> np.ndarray:
+    """w codes float32 [len(indices), w_dim] of step 1's images: w.npy when present, else mapped from latents.npy.
+
+    When step 1 truncated every layer the image's w is ``w_avg + psi (w - w_avg)``, and that is
+    what is returned; a truncation of only some layers has no single w per image and is refused.
+    """
+    w_path, z_path = generated_dir / "w.npy", generated_dir / "latents.npy"
+    if w_path.is_file():
+        w_all = np.load(w_path, mmap_mode="r", allow_pickle=False)
+        if w_all.ndim != 2 or w_all.shape[1] != generator.w_space_dim or len(w_all) <= indices.max(initial=-1):
+            raise FitDirectionsInputError(f"{w_path} has shape {list(w_all.shape)}; expected [N >= "
+                                          f"{indices.max(initial=-1) + 1}, {generator.w_space_dim}]; rerun step 1")
+        w = np.asarray(w_all[indices], dtype=np.float32)
+    else:
+        z_all = np.load(_require(z_path, "step 1's latents.npy", "run step 1"), mmap_mode="r", allow_pickle=False)
+        if z_all.ndim != 2 or z_all.shape[1] != generator.z_space_dim or len(z_all) <= indices.max(initial=-1):
+            raise FitDirectionsInputError(f"{z_path} has shape {list(z_all.shape)}; expected [N >= "
+                                          f"{indices.max(initial=-1) + 1}, {generator.z_space_dim}] for this "
+                                          "generator; rerun step 1 with it")
+        device = next(generator.parameters()).device
+        parts = []
+        for first in range(0, len(indices), batch_size):
+            z = torch.from_numpy(np.asarray(z_all[indices[first:first + batch_size]], dtype=np.float32)).to(device)
+            parts.append(generator.mapping(z)["w"].float().cpu().numpy())
+        w = np.concatenate(parts) if parts else np.zeros((0, generator.w_space_dim), np.float32)
+    if trunc_psi < 1.0 and trunc_layers > 0:
+        if trunc_layers < generator.num_layers:
+            raise FitDirectionsInputError(
+                f"step 1 truncated only the first {trunc_layers} of {generator.num_layers} layers (psi {trunc_psi}), "
+                "so an image has no single w; regenerate with --trunc-layers 0 or all layers")
+        w_avg = generator.truncation.w_avg.cpu().numpy()
+        w = (w_avg + trunc_psi * (w - w_avg)).astype(np.float32)
+    return w
+
+
+def _kept_names(filtered_dir: Path) -> set[str]:
+    if not filtered_dir.is_dir():
+        raise FitDirectionsInputError(f"step 4's filtered folder not found: {filtered_dir}; run step 4, or fit on "
+                                      "every scored image with --all-scored (faces on request may then be men)")
+    return {p.name for p in filtered_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _matched_rows(config: FitDirectionsConfig) -> tuple[Any, dict[str, Any]]:
+    """all_scores.csv rows joined to generated.csv's index (and gender_score), kept images only."""
+    import pandas as pd
+
+    generated_csv = _require(config.generated_dir / "generated.csv", "step 1's generated.csv", "run step 1")
+    scores_csv = _require(config.scores_csv, "step 6's all_scores.csv", "run steps 5 and 6")
+    try:
+        generated = read_csv_checked(generated_csv, ["img_name", "index", "truncation_psi", "truncation_layers"],
+                                     dtype={"img_name": str})
+        scores = read_csv_checked(scores_csv, ["img_name", *PROPERTY_NAMES], dtype={"img_name": str})
+    except ValueError as exc:
+        raise FitDirectionsInputError(str(exc)) from exc
+    if scores["img_name"].duplicated().any():
+        dup = scores.loc[scores["img_name"].duplicated(), "img_name"].iloc[0]
+        raise FitDirectionsInputError(f"{scores_csv}: img_name {dup!r} appears twice; rerun step 6")
+    merged = scores.merge(generated[["img_name", "index"]], on="img_name", how="left")
+    unmatched = int(merged["index"].isna().sum())
+    if unmatched == len(merged):
+        raise FitDirectionsInputError(f"no img_name of {scores_csv} is in {generated_csv}: the scores belong to other "
+                                      "images; rerun steps 5 and 6 on step 1's images")
+    merged = merged[merged["index"].notna()].copy()
+    merged["index"] = merged["index"].astype(np.int64)
+    counts = {"scored": len(scores), "unmatched": unmatched}
+    if config.filtered_dir is not None:
+        kept = _kept_names(config.filtered_dir)
+        before = len(merged)
+        merged = merged[merged["img_name"].isin(kept)]
+        counts["not_kept"] = before - len(merged)
+        if merged.empty:
+            raise FitDirectionsInputError(f"none of the scored images is in step 4's kept folder {config.filtered_dir}")
+    merged = merged.sort_values("index", kind="stable").reset_index(drop=True)
+    if config.limit is not None:
+        merged = merged.iloc[: max(0, config.limit)]
+    psi = generated["truncation_psi"].astype(float).unique()
+    layers = generated["truncation_layers"].astype(int).unique()
+    if len(psi) != 1 or len(layers) != 1:
+        raise FitDirectionsInputError(f"{generated_csv} mixes truncation settings; regenerate step 1 in one run")
+    counts["trunc_psi"], counts["trunc_layers"] = float(psi[0]), int(layers[0])
+    counts["generated"] = generated
+    return merged, counts
+
+
+def _input_record(config: FitDirectionsConfig) -> dict:
+    files = {"checkpoint": config.checkpoint, "generated_csv": config.generated_dir / "generated.csv",
+             "scores_csv": config.scores_csv, "normalization_json": config.normalization_json}
+    for name in ("w.npy", "latents.npy"):
+        if (config.generated_dir / name).is_file():
+            files[name] = config.generated_dir / name
+    if config.quality_gender_csv is not None and Path(config.quality_gender_csv).is_file():
+        files["quality_gender_csv"] = config.quality_gender_csv
+    record = {k: file_fingerprint(v) for k, v in files.items()}
+    if config.filtered_dir is not None and Path(config.filtered_dir).is_dir():
+        names = "\n".join(sorted(_kept_names(Path(config.filtered_dir))))
+        record["kept_images_sha256"] = hashlib.sha256(names.encode()).hexdigest()
+    record["settings"] = json.loads(json.dumps(config.fingerprint_settings()))
+    return record
+
+
+# ----------------------------------------------------------------------------------------------
+# the step
+
+
+def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], None] | None = None, *,
+                       scorer: Scorer | None = None, gender: Scorer | None = None,
+                       device: str | torch.device = "cpu", overwrite: bool = False) -> FitDirectionsSummary:
+    """Fit, choose, report. ``scorer`` (images -> [N, 5] step-6 scores) enables the choice by control;
+    ``gender`` (images -> P(woman)) adds the measured female share of the edited images; ``progress``
+    is called with the number of images rendered (a tqdm bar's update)."""
+    start = time.perf_counter()
+    out_dir = Path(config.out_dir)
+    _require(config.checkpoint, "StyleGAN checkpoint", "run download_models.py (or the demo)")
+    normalization_json = _require(config.normalization_json, "step 6's normalization.json", "run step 6")
+    record = _input_record(config)
+    target = out_dir / "directions.pt"
+    if target.is_file() and not overwrite:
+        try:
+            previous = load_directions(target)
+            if previous.info.get("inputs") == record:
+                return _summary_of(previous, out_dir, time.perf_counter() - start, skipped=True)
+        except (ValueError, KeyError):
+            pass
+    rows, counts = _matched_rows(config)
+    generator = load_generator(config.checkpoint, which=config.which, device=device)
+    w = load_w_codes(generator, config.generated_dir, rows["index"].to_numpy(), counts["trunc_psi"],
+                     counts["trunc_layers"])
+    scores = rows[list(PROPERTY_NAMES)].to_numpy(np.float64)
+    normalization = json.loads(normalization_json.read_text())
+    fingerprint = file_fingerprint(config.checkpoint)
+    fit_options = dict(hold=config.hold, metric=config.metric, cap=config.cap, svm_count=config.svm_count,
+                       generator_fingerprint=fingerprint, normalization=normalization)
+
+    # held-out latents (scored, kept, never fitted on) for the control choice and the sheets
+    rng = np.random.default_rng(config.seed)
+    num_heldout = min(config.num_heldout, max(2, len(w) // 5))
+    heldout = np.sort(rng.permutation(len(w))[:num_heldout])
+    fit_rows = np.setdiff1d(np.arange(len(w)), heldout)
+    use_control = scorer is not None and config.select in ("auto", "control") and config.method == "auto"
+    if config.select == "control" and scorer is None:
+        raise FitDirectionsInputError("--select control needs a scorer (the segmentation model of step 5)")
+    selection = None
+    if use_control:
+        candidates = {m: fit_directions(w[fit_rows], scores[fit_rows], config.seed, method=m, **fit_options)
+                      for m in ("ridge", "svm")}
+        ranges = tuple(r for r in config.layer_ranges if r in available_layer_ranges(generator.num_layers))
+        selection = select_by_control(candidates, w[heldout], make_renderer(generator, config.batch_size), scorer,
+                                      num_values=config.num_values, layer_ranges=ranges or ("all",), gender=gender,
+                                      progress=progress)
+        picks = {p: (v["candidate"], v["layers"]) for p, v in selection.directions.info["selected_from"].items()}
+        finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options) for m in ("ridge", "svm")}
+        directions = combine_directions(finals, picks)
+        # held-out r of each candidate on all rows (the record fit_directions keeps)
+        directions.info["heldout_r"] = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan"))
+                                            for m in finals} for p in PROPERTY_NAMES}
+        selected_by = "control on held-out latents"
+    else:
+        directions = fit_directions(w, scores, config.seed, method=config.method, **fit_options)
+        selected_by = ("held-out prediction r" if config.method == "auto" else f"request ({config.method})")
+    directions.info.update({
+        "inputs": record, "selected_by": selected_by, "generator_entry": generator.checkpoint_key,
+        "counts": {k: v for k, v in counts.items() if k != "generated"},
+        "heldout_indices": rows["index"].to_numpy()[heldout].tolist(),
+    })
+
+    gender_model = _gender_direction(config, generator, counts)
+    female = _female_shares(directions, gender_model, w[heldout], config.num_values)
+    directions.info["female_share"] = female
+    seconds_fit = time.perf_counter() - start
+    directions.info["seconds_fit"] = seconds_fit
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sheets = _write_sheets(directions, generator, w[heldout[: config.sheet_rows]], out_dir, config)
+    report = _report_table(directions, female)
+    atomic_write_csv(out_dir / REPORT_CSV, report, REPORT_COLUMNS)
+    angles = _angle_table(directions)
+    atomic_write_csv(out_dir / ANGLES_CSV, angles)
+    if selection is not None:
+        atomic_write_csv(out_dir / SELECTION_CSV, selection.table)
+    seconds = time.perf_counter() - start
+    atomic_write_text(out_dir / REPORT_MD, _markdown(directions, report, angles, selection, counts, sheets,
+                                                    config, seconds, generator))
+    atomic_write_json(out_dir / SUMMARY_JSON, {"seconds": seconds, "num_samples": len(w), "selected_by": selected_by,
+                                               "methods": dict(zip(PROPERTY_NAMES, directions.methods))})
+    directions.save(target)   # last: its presence means the step finished
+    return _summary_of(directions, out_dir, seconds)
+
+
+def _summary_of(directions: LatentDirections, out_dir: Path, seconds: float, skipped: bool = False):
+    props = directions.property_names
+    heldout = {p: _chosen_r(directions, j) for j, p in enumerate(props)}
+    shares = directions.info.get("female_share") or {}
+    overall = shares.get("edited")
+    return FitDirectionsSummary(out_dir, dict(zip(props, directions.info.get("num_samples", [0] * len(props)))),
+                                dict(zip(props, directions.methods)), heldout, overall,
+                                directions.info.get("selected_by", "?"), seconds, skipped)
+
+
+def _chosen_r(directions: LatentDirections, j: int) -> float:
+    record = directions.info.get("heldout_r", {}).get(directions.property_names[j], {})
+    return float(record.get(directions.methods[j], float("nan")))
+
+
+def _gender_direction(config: FitDirectionsConfig, generator, counts: dict) -> LatentDirections | None:
+    """A ridge direction for step 4's gender_score over every generated latent that has one (or None)."""
+    if config.quality_gender_csv is None or not Path(config.quality_gender_csv).is_file():
+        return None
+    table = read_csv_checked(config.quality_gender_csv, ["img_name", "gender_score"], dtype={"img_name": str})
+    merged = table.merge(counts["generated"][["img_name", "index"]], on="img_name")
+    merged = merged[np.isfinite(merged["gender_score"].astype(float))]
+    if len(merged) < 10 or merged["gender_score"].nunique() < 2:
+        return None
+    w = load_w_codes(generator, config.generated_dir, merged["index"].to_numpy(np.int64), counts["trunc_psi"],
+                     counts["trunc_layers"])
+    score = merged["gender_score"].to_numpy(np.float64)[:, None]
+    return fit_directions(w, score, config.seed, method="ridge", property_names=("gender_score",), cap=None)
+
+
+def _female_shares(directions: LatentDirections, gender: LatentDirections | None, w: np.ndarray,
+                   num_values: int) -> dict | None:
+    """Share of held-out latents whose predicted gender_score is >= 0.5, before and after sweeping each property."""
+    if gender is None:
+        return None
+    out: dict[str, float] = {"unedited": float(np.mean(gender.predict(w)[:, 0] >= 0.5))}
+    lo, hi = directions.bounds()
+    edited_all = []
+    for j, prop in enumerate(directions.property_names):
+        if not directions.fitted[j]:
+            continue
+        grid = np.linspace(lo[j], hi[j], num_values)
+        base = np.repeat(w, num_values, axis=0)
+        targets = np.full((len(base), len(directions.property_names)), np.nan)
+        targets[:, j] = np.tile(grid, len(w))
+        pred = gender.predict(directions.edit(base, targets))[:, 0]
+        out[prop] = float(np.mean(pred >= 0.5))
+        edited_all.append(pred)
+    if edited_all:
+        out["edited"] = float(np.mean(np.concatenate(edited_all) >= 0.5))
+    return out
+
+
+def _report_table(directions: LatentDirections, female: dict | None):
+    import pandas as pd
+
+    lo, hi = directions.bounds()
+    rows = []
+    for j, prop in enumerate(directions.property_names):
+        record = directions.info.get("heldout_r", {}).get(prop, {})
+        rows.append({
+            "property": prop, "method": directions.methods[j], "layers": directions.layers[j],
+            "num_samples": directions.info.get("num_samples", [None] * len(directions.methods))[j],
+            "heldout_r": _chosen_r(directions, j), "heldout_r_ridge": record.get("ridge", float("nan")),
+            "heldout_r_svm": record.get("svm", float("nan")), "slope": directions.slopes[j],
+            "bound_low": lo[j], "bound_high": hi[j],
+            "female_share": (female or {}).get(prop, float("nan")),
+        })
+    return pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
+
+
+def _angle_table(directions: LatentDirections):
+    """Angle in degrees between each pair of fitted directions (90 = independent)."""
+    import pandas as pd
+
+    n = directions.directions
+    cos = np.clip(n @ n.T, -1.0, 1.0)
+    angles = np.degrees(np.arccos(cos))
+    fitted = directions.fitted
+    angles[~fitted, :] = np.nan
+    angles[:, ~fitted] = np.nan
+    frame = pd.DataFrame(angles, columns=list(directions.property_names))
+    frame.insert(0, "property", list(directions.property_names))
+    return frame
+
+
+def _write_sheets(directions: LatentDirections, generator, w: np.ndarray, out_dir: Path,
+                  config: FitDirectionsConfig) -> list[str]:
+    """One sweep sheet per property: rows = held-out latents, columns = requested values across the cap."""
+    from common.contact_sheet import make_contact_sheet
+    from stylegan.directions import render_edit
+
+    lo, hi = directions.bounds()
+    names = []
+    for j, prop in enumerate(directions.property_names):
+        if not directions.fitted[j]:
+            continue
+        grid = np.linspace(lo[j], hi[j], config.num_values)
+        base = np.repeat(w, config.num_values, axis=0)
+        targets = np.full((len(base), len(directions.property_names)), np.nan)
+        targets[:, j] = np.tile(grid, len(w))
+        edited, reached = directions.edit(base, targets, return_report=True)
+        images = render_edit(generator, base, edited, directions.layers[j], config.batch_size)
+        captions = [f"{t:.2f}" + ("" if ok else " (cap)") for t, ok in zip(targets[:, j], reached[:, j])]
+        sheet = make_contact_sheet(list(images), captions, ncols=config.num_values, thumb=128,
+                                   title=f"{prop}: {directions.methods[j]} direction, {directions.layers[j]} layers")
+        name = f"sweep_{prop}.png"
+        atomic_save_image(out_dir / name, np.asarray(sheet))
+        names.append(name)
+    return names
+
+
+def _markdown(directions: LatentDirections, report, angles, selection, counts: dict, sheets: list[str],
+              config: FitDirectionsConfig, seconds: float, generator) -> str:
+    def table(frame) -> str:
+        cols = list(frame.columns)
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for row in frame.itertuples(index=False):
+            lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |")
+        return "\n".join(lines)
+
+    female = directions.info.get("female_share")
+    parts = [
+        "# Latent directions (step 7, second route)", "",
+        f"Generator: `{config.checkpoint}` [{generator.checkpoint_key}], w_dim {directions.w_dim}, "
+        f"{generator.resolution} px. Samples: {counts['scored']} scored images, {counts['unmatched']} not in "
+        f"generated.csv, {counts.get('not_kept', 0)} not kept by step 4 (left out); "
+        f"{int(np.max(directions.info['num_samples']))} fitted. Chosen by {directions.info['selected_by']}. "
+        f"Edit defaults: hold={directions.hold}, metric={directions.metric}, cap={directions.cap} sd. "
+        f"Time: {seconds:.1f}s.", "",
+        "## Per property", "",
+        "held-out r: Pearson r between the calibrated prediction and the score on held-out samples "
+        "(prediction, not control: step 9 measures control).", "",
+        table(report), "",
+        "## Angle between directions (degrees; 90 = independent)", "", table(angles), "",
+    ]
+    if selection is not None:
+        parts += ["## Choice by control on held-out latents", "", table(selection.table), ""]
+    if female is not None:
+        parts += ["## Female share (gender direction fitted on step 4's gender_score)", "",
+                  "Share of held-out kept latents the gender direction predicts as women (score >= 0.5), "
+                  "unedited and over each property's sweep:", "",
+                  ", ".join(f"{k} {v:.0%}" for k, v in female.items()), ""]
+    parts += ["## Sweeps", ""] + [f"![{s}]({s})" for s in sheets] + [""]
+    return "\n".join(parts)

@@ -1,0 +1,266 @@
+"""stylegan.directions on synthetic linear worlds, where the right answer is known exactly."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from common.fingerprint import file_fingerprint
+from common.paths import PROPERTY_NAMES
+from stylegan.directions import (
+    DirectionsMismatchError, LatentDirections, fit_directions, layer_mask, load_directions, mix_layers,
+    select_by_control,
+)
+
+D = 24
+P = len(PROPERTY_NAMES)
+
+
+def linear_world(n: int = 600, seed: int = 0, noise: float = 0.05, isotropic: bool = False):
+    """Correlated w codes, five properties that are fixed linear functions of w plus a little noise."""
+    rng = np.random.default_rng(seed)
+    mix = np.eye(D) if isotropic else np.eye(D) + 0.3 * rng.standard_normal((D, D))
+    w = rng.standard_normal((n, D)) @ mix.T + 0.5
+    beta = rng.standard_normal((P, D)) / np.sqrt(D)
+    scores = w @ beta.T * 0.2 + 0.5 + noise * rng.standard_normal((n, P))
+    return w.astype(np.float32), scores, beta
+
+
+@pytest.fixture(scope="module")
+def world():
+    return linear_world()
+
+
+@pytest.fixture(scope="module", params=["ridge", "svm"])
+def fitted(request, world):
+    w, scores, _ = world
+    return fit_directions(w, scores, seed=0, method=request.param)
+
+
+def reachable_targets(model: LatentDirections, n: int, seed: int, share: float = 0.6) -> np.ndarray:
+    """Values well inside the cap's bounds, some NaN (no request)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = model.bounds()
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    t = mid + half * rng.uniform(-share, share, (n, P))
+    t[rng.random((n, P)) < 0.3] = np.nan
+    return t
+
+
+@pytest.mark.parametrize("hold", [False, True])
+@pytest.mark.parametrize("metric", ["euclidean", "whitened"])
+def test_reachable_targets_are_hit(fitted, world, hold, metric):
+    w = world[0][:50]
+    t = reachable_targets(fitted, len(w), seed=1)
+    edited, reached = fitted.edit(w, t, return_report=True, hold=hold, metric=metric)
+    assert edited.dtype == np.float32 and edited.shape == w.shape
+    got = fitted.predict(edited)
+    ask = np.isfinite(t)
+    assert np.abs(got[ask] - t[ask]).max() <= 1e-3
+    assert reached.all()
+
+
+def test_hold_keeps_unrequested_properties(fitted, world):
+    w = world[0][:50]
+    t = np.full((len(w), P), np.nan)
+    t[:, 1] = fitted.bounds()[1][1] - 0.1 * (fitted.bounds()[1][1] - fitted.bounds()[0][1])
+    before = fitted.predict(w)
+    held = fitted.predict(fitted.edit(w, t, hold=True))
+    assert np.abs(held[:, 1] - t[:, 1]).max() <= 1e-3
+    others = [j for j in range(P) if j != 1]
+    assert np.abs(held[:, others] - before[:, others]).max() <= 1e-3
+    # left free, the correlated directions move the others: holding is an actual constraint
+    free = fitted.predict(fitted.edit(w, t, hold=False))
+    assert np.abs(free[:, others] - before[:, others]).max() > 1e-2
+
+
+@pytest.mark.parametrize("hold", [False, True])
+def test_cap_is_respected_and_unreachable_targets_are_reported(fitted, world, hold):
+    w = world[0][:40]
+    lo, hi = fitted.bounds()
+    t = np.full((len(w), P), np.nan)
+    t[:20, 0] = hi[0] + 5 * (hi[0] - lo[0])      # far above the cap
+    t[20:, 0] = (lo[0] + hi[0]) / 2               # reachable
+    t[:, 3] = lo[3] - 1.0                         # below the cap for everyone
+    edited, reached = fitted.edit(w, t, return_report=True, hold=hold)
+    got = fitted.predict(edited)
+    assert not reached[:20, 0].any() and reached[20:, 0].all()
+    assert not reached[:, 3].any()
+    assert reached[:, [1, 2, 4]].all()           # nothing was requested there
+    np.testing.assert_allclose(got[:20, 0], hi[0], atol=1e-4)  # moved as far as allowed, not further
+    np.testing.assert_allclose(got[:, 3], lo[3], atol=1e-4)
+    start = fitted.predict(w)
+    assert (got <= np.maximum(hi, start) + 1e-4).all() and (got >= np.minimum(lo, start) - 1e-4).all()
+    # without a cap the same request is met
+    uncapped, reached_all = fitted.edit(w, t, return_report=True, hold=hold, cap=None)
+    assert reached_all.all()
+    assert np.abs(fitted.predict(uncapped)[:20, 0] - t[:20, 0]).max() <= 1e-3
+
+
+def test_nan_rows_are_left_out_per_property(world):
+    w, scores, _ = world
+    holed = scores.copy()
+    missing = np.zeros(len(w), dtype=bool)
+    missing[::3] = True
+    holed[missing, 2] = np.nan
+    holed[missing[::-1], 4] = np.nan
+    model = fit_directions(w, holed, method="ridge")
+    assert model.info["num_samples"] == [600, 600, int((~missing).sum()), 600, int((~missing).sum())]
+    only = fit_directions(w[~missing], scores[~missing], method="ridge")
+    np.testing.assert_allclose(model.directions[2], only.directions[2], atol=1e-9)
+    np.testing.assert_allclose(model.slopes[2], only.slopes[2], rtol=1e-9)
+    full = fit_directions(w, scores, method="ridge")
+    np.testing.assert_allclose(model.directions[[0, 1, 3]], full.directions[[0, 1, 3]], atol=1e-12)
+
+
+def test_property_without_scores_gets_no_direction_and_is_reported(world):
+    w, scores, _ = world
+    scores = scores.copy()
+    scores[:, 4] = np.nan
+    model = fit_directions(w, scores, method="ridge")
+    assert model.methods[4] == "none" and list(model.fitted) == [True] * 4 + [False]
+    assert np.isnan(model.predict(w[:3])[:, 4]).all()
+    t = np.full((3, P), np.nan)
+    t[:, 0], t[:, 4] = model.predict(w[3:6])[:, 0], 0.5
+    edited, reached = model.edit(w[:3], t, return_report=True)
+    assert reached[:, 0].all() and not reached[:, 4].any()
+    assert np.abs(model.predict(edited)[:, 0] - t[:, 0]).max() <= 1e-3
+
+
+def test_float32_in_and_out(fitted, world):
+    w = world[0][:5]
+    assert w.dtype == np.float32
+    pred = fitted.predict(w)
+    assert pred.shape == (5, P) and np.isfinite(pred).all()
+    out = fitted.edit(w, np.full((5, P), np.nan))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, w)          # no request: no change
+
+
+def test_svm_on_extremes_recovers_a_planted_direction():
+    w, scores, beta = linear_world(n=2000, seed=3, noise=0.02, isotropic=True)
+    model = fit_directions(w, scores, method="svm")
+    truth = beta / np.linalg.norm(beta, axis=1, keepdims=True)
+    cosine = np.sum(model.directions * truth, axis=1)
+    assert cosine.min() > 0.95, cosine
+    # the calibration recovers the planted slope along the direction (scores = 0.2 * beta . w + ...)
+    np.testing.assert_allclose(model.slopes, 0.2 * np.linalg.norm(beta, axis=1), rtol=0.05)
+
+
+def test_auto_picks_per_property_and_records_heldout_r(world):
+    w, scores, _ = world
+    model = fit_directions(w, scores)
+    assert set(model.methods) <= {"ridge", "svm"}
+    for name in PROPERTY_NAMES:
+        r = model.info["heldout_r"][name]
+        assert set(r) == {"ridge", "svm"} and min(r.values()) > 0.9
+
+
+def test_bad_shapes_give_clear_errors(world):
+    w, scores, _ = world
+    with pytest.raises(ValueError, match=r"scores must have shape \[600, 5\]"):
+        fit_directions(w, scores[:, :3])
+    with pytest.raises(ValueError, match="w codes"):
+        fit_directions(w[:, :, None], scores)
+    with pytest.raises(ValueError, match="method must be one of"):
+        fit_directions(w, scores, method="lasso")
+    model = fit_directions(w, scores, method="ridge")
+    with pytest.raises(ValueError, match=r"targets must have shape \[2, 5\]"):
+        model.edit(w[:2], np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"latents must be w codes of shape \[N, 24\]"):
+        model.predict(np.zeros((2, 25)))
+
+
+# ----------------------------------------------------------------------------------------------
+# save / load
+
+
+def test_save_load_round_trip_and_refusals(tmp_path, world):
+    w, scores, _ = world
+    gen_a, gen_b = tmp_path / "a.pth", tmp_path / "b.pth"
+    gen_a.write_bytes(b"generator a")
+    gen_b.write_bytes(b"generator b")
+    norm = {"method": "minmax", "params": {"eyes": [0.0, 1.0]}}
+    model = fit_directions(w, scores, generator_fingerprint=file_fingerprint(gen_a), normalization=norm,
+                           hold=True, cap=2.5)
+    path = model.save(tmp_path / "directions" / "directions.pt")
+    assert path.stat().st_size < 100_000
+    torch.load(path, weights_only=True)   # plain data only
+
+    loaded = load_directions(path, checkpoint=gen_a, w_dim=D, normalization=norm)
+    np.testing.assert_allclose(loaded.predict(w[:7]), model.predict(w[:7]), atol=1e-12)
+    assert loaded.hold and loaded.cap == 2.5 and loaded.methods == model.methods
+    t = reachable_targets(model, 7, seed=2)
+    np.testing.assert_array_equal(loaded.edit(w[:7], t), model.edit(w[:7], t))
+
+    with pytest.raises(DirectionsMismatchError, match="fitted for generator .* not this one"):
+        load_directions(path, checkpoint=gen_b)
+    with pytest.raises(DirectionsMismatchError, match="24-d directions, the generator's w has 512"):
+        load_directions(path, w_dim=512)
+    with pytest.raises(DirectionsMismatchError, match="has properties"):
+        load_directions(path, property_names=("eyes", "mouth"))
+    with pytest.raises(DirectionsMismatchError, match="another normalisation"):
+        load_directions(path, normalization={"method": "zscore"})
+    with pytest.raises(FileNotFoundError, match="07_fit_latent_directions"):
+        load_directions(tmp_path / "absent.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(DirectionsMismatchError, match="not a readable directions file"):
+        load_directions(tmp_path / "junk.pt")
+
+
+# ----------------------------------------------------------------------------------------------
+# layer ranges and choosing by control
+
+
+def test_layer_masks_follow_resolution():
+    # a 32 px StyleGAN v1 has 8 layers: 4, 4, 8, 8 (coarse), 16, 16, 32, 32 (middle), no fine layers
+    assert layer_mask(8, "coarse").tolist() == [True] * 4 + [False] * 4
+    assert layer_mask(8, "middle").tolist() == [False] * 4 + [True] * 4
+    assert layer_mask(14, "fine").tolist() == [False] * 8 + [True] * 6      # 256 px
+    assert layer_mask(14, "all").all()
+    with pytest.raises(ValueError, match="no fine layers"):
+        layer_mask(8, "fine")
+    orig, edit = np.zeros((2, 3)), np.ones((2, 3))
+    wp = mix_layers(orig, edit, layer_mask(8, "coarse"))
+    assert wp.shape == (2, 8, 3) and wp.dtype == np.float32
+    assert (wp[:, :4] == 1).all() and (wp[:, 4:] == 0).all()
+
+
+def _layer_world(seed: int = 0):
+    """Eight layers; eyes is read from the coarse layers only, mouth from the middle ones only.
+
+    Their directions overlap in w, so an edit of eyes on all layers leaks into mouth, while the
+    same edit on the coarse layers does not.
+    """
+    rng = np.random.default_rng(seed)
+    beta = rng.standard_normal((P, D)) / np.sqrt(D)
+    beta[3] = 0.7 * beta[0] + 0.3 * beta[3]             # mouth entangled with eyes
+    reads = [slice(0, 4), slice(0, 8), slice(0, 8), slice(4, 8), slice(0, 8)]
+
+    def render(w_original, w_edited, layers="all"):
+        return mix_layers(w_original, w_edited, layer_mask(8, layers))    # stand-in "image": wp itself
+
+    def scorer(wp):
+        return np.stack([wp[:, reads[j]].mean(axis=1) @ beta[j] for j in range(P)], axis=1)
+
+    w = rng.standard_normal((800, D)).astype(np.float32)
+    return w, scorer(render(w, w)), render, scorer
+
+
+def test_select_by_control_prefers_the_direction_that_controls(world):
+    w, scores, render, scorer = _layer_world()
+    good = fit_directions(w[:600], scores[:600], method="ridge")
+    shuffled = scores[:600].copy()
+    shuffled[:, 1] = np.random.default_rng(1).permutation(shuffled[:, 1])  # hair_color learnt from noise
+    bad = fit_directions(w[:600], shuffled, method="ridge")
+    result = select_by_control({"bad": bad, "good": good}, w[600:620], render, scorer,
+                               layer_ranges=("all", "coarse", "middle"))
+    table = result.table
+    chosen = table[table["chosen"]].set_index("property")
+    assert chosen.loc["hair_color", "method"] == "good"
+    np.testing.assert_allclose(result.directions.directions[1], good.directions[1])
+    assert chosen.loc["eyes", "layers"] == "coarse" and chosen.loc["mouth", "layers"] == "middle"
+    assert result.directions.layers[0] == "coarse"
+    eyes = table[(table["property"] == "eyes") & (table["method"] == "good")].set_index("layers")
+    assert eyes.loc["coarse", "leakage_mean"] < eyes.loc["all", "leakage_mean"]
+    assert eyes.loc["all", "pearson_r"] > 0.99
