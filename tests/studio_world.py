@@ -1,6 +1,6 @@
 """A tiny studio world for tests: a pipeline root with a 32-px random generator, a fine-tuned
-checkpoint in step 7's format whose condition visibly changes the image, and a linear stand-in
-for latent directions (edit moves w along fixed unit vectors by the requested amount).
+checkpoint in step 7's format whose condition visibly changes the image, and latent directions
+fitted (``stylegan.directions.fit_directions``) on synthetic scores that are linear in w.
 
 Not a test module (no ``test_`` prefix); imported by the studio's unit and browser tests.
 """
@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.fingerprint import file_fingerprint
 from common.io import atomic_torch_save
 from common.paths import PROPERTY_NAMES, PipelinePaths
 from stylegan import write_random_checkpoint
 from stylegan.checkpoint import load_generator
 from stylegan.conditional import build_conditional_generator, property_ranges
+from stylegan.directions import fit_directions
 
 TINY = dict(fmaps_base=256, fmaps_max=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16)
 MEDIANS = {"eyes": 0.4, "hair_color": 0.5, "hair_length": 0.6, "mouth": 0.3, "face_pose": 0.0}
@@ -45,22 +47,18 @@ def make_world(root: Path, resolution: int = 32) -> PipelinePaths:
     state = {k: v.clone() for k, v in generator.state_dict().items()}
     atomic_torch_save(paths.finetuned_dir / "checkpoints" / "checkpoint_000004.pt",
                       {"format_version": 1, "config": config, "generator": state, "generator_ema": state, "step": 4})
+
+    # latent directions fitted on synthetic scores that are linear in w (plus noise), in range
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        w = base.mapping(torch.from_numpy(rng.standard_normal((300, base.z_space_dim)).astype(np.float32)))["w"]
+    w = w.numpy().astype(np.float64)
+    raw = (w - w.mean(0)) @ rng.standard_normal((w.shape[1], len(PROPERTY_NAMES)))
+    raw += 0.05 * raw.std(0) * rng.standard_normal(raw.shape)
+    low = np.array([-1.0 if p == "face_pose" else 0.0 for p in PROPERTY_NAMES])
+    scores = low + (1.0 - low) * (raw - raw.min(0)) / np.ptp(raw, axis=0)
+    directions = fit_directions(w.astype(np.float32), scores.astype(np.float32), seed=0, method="ridge",
+                                generator_fingerprint=file_fingerprint(paths.stylegan_checkpoint),
+                                normalization=normalization)
+    directions.save(paths.directions_pt)
     return paths
-
-
-class LinearDirections:
-    """Stand-in for ``stylegan.directions.LatentDirections``: value_p = 0.5 + w . n_p (n_p orthonormal)."""
-
-    def __init__(self, w_dim: int, seed: int = 0) -> None:
-        q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((w_dim, len(PROPERTY_NAMES))))
-        self.directions = q.T  # [P, D], orthonormal rows
-        self.layers = ("all",) * len(PROPERTY_NAMES)
-
-    def predict(self, w: np.ndarray) -> np.ndarray:
-        return 0.5 + np.asarray(w, np.float64) @ self.directions.T
-
-    def edit(self, w: np.ndarray, targets: np.ndarray, return_report: bool = False):
-        w = np.asarray(w, np.float64)
-        delta = np.nan_to_num(np.asarray(targets, np.float64) - self.predict(w))
-        out = (w + delta @ self.directions).astype(np.float32)
-        return (out, np.ones(targets.shape, bool)) if return_report else out

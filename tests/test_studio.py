@@ -17,7 +17,7 @@ from pipeline.studio.gate import NewestWinsGate, Superseded
 from pipeline.studio.params import ParamError, ViewParams, parse_query
 from pipeline.studio.pngmeta import RecipeError, check_models, read_recipe, recipe_params
 from pipeline.studio.render import load_studio_models, render_face, render_faces, render_view
-from studio_world import LinearDirections, make_world
+from studio_world import make_world
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +27,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture()
 def models(world, single_thread):
-    models = load_studio_models(world)
-    models.directions = LinearDirections(models.generator.w_space_dim)
-    models.identity["directions"] = {"path": "stand-in", "fingerprint": "linear:0"}
-    return models
+    return load_studio_models(world)
 
 
 def q(text: str) -> dict[str, list[str]]:
@@ -95,20 +92,21 @@ def test_fixed_z_while_sliders_move_and_the_edit_changes_the_face(models):
     assert not np.array_equal(va.sheet_u8[:, :size], other.sheet_u8[:, :size])
 
 
-def test_directions_edit_hits_the_requested_value_in_w(models):
-    """The directions face is rendered from exactly the w that edit() returns (a linear stand-in here)."""
-    targets = np.array([[0.2, np.nan, 0.8, np.nan, -0.4]], np.float32)
+def test_directions_face_is_rendered_from_the_edited_w(models):
+    """The studio's directions face is the synthesis of exactly the w that edit() returns, which hits the values."""
+    targets = np.array([[0.4, np.nan, 0.6, np.nan, -0.1]], np.float32)
     z = models.z([5])
     import torch
 
     with torch.inference_mode():
         w = models.generator.mapping(torch.from_numpy(z))["w"].numpy()
-    w_edit = models.directions.edit(w, targets)
+    w_edit, reached = models.directions.edit(w.astype(np.float64), targets, return_report=True)
+    assert reached.all()
     predicted = models.directions.predict(w_edit)
-    assert np.allclose(predicted[0, [0, 2, 4]], [0.2, 0.8, -0.4], atol=1e-5)
-    image = render_faces(models, "directions", z, targets)[0]
+    assert np.allclose(predicted[0, [0, 2, 4]], [0.4, 0.6, -0.1], atol=1e-3)
+    image = render_faces(models, "directions", z, targets, layers="all")[0]
     with torch.inference_mode():
-        wp = models.generator.truncation(torch.from_numpy(w_edit))
+        wp = models.generator.truncation(torch.from_numpy(np.asarray(w_edit, np.float32)))
         raw = models.generator.synthesis(wp, None, False)["image"]
     from stylegan.networks import postprocess_uint8
 
@@ -210,6 +208,7 @@ def test_saved_png_regenerates_exactly_and_refuses_other_models(models, tmp_path
     ("/api/render", "psi=2", 400, "psi must be in"),
     ("/api/render", "eyes=1.5", 400, "outside its trained range"),
     ("/api/render", "bogus=1", 400, "unknown query key"),
+    ("/api/render", "method=directions&layers=fine", 400, "use one of ('auto', 'all', 'coarse', 'middle')"),
     ("/api/save", "face=nose", 400, "face must be one of"),
     ("/api/save", "method=directions&face=finetuned", 400, "not shown in a 'directions' view"),
     ("/api/measure", "", 409, "no scorer"),
@@ -247,3 +246,15 @@ def test_measure_runs_the_scorer_on_base_and_edited_faces(models):
     assert [r["face"] for r in body["rows"]] == ["base", "directions", "finetuned"]
     assert body["requested"][0] == 0.7 and body["requested"][1] is None
     assert body["rows"][1]["measured"][4] == 1.0 and not any(math.isnan(v) for v in body["rows"][0]["measured"])
+
+
+def test_auto_layers_follow_the_requested_properties_ranges():
+    from pipeline.studio.render import edit_layer_masks
+
+    per_property = ("coarse", "all", "middle", "coarse", "coarse")
+    targets = np.array([[0.5, np.nan, np.nan, np.nan, np.nan],    # eyes only: coarse layers (4-8 px)
+                        [0.5, np.nan, 0.5, np.nan, np.nan],       # eyes + hair length: coarse + middle
+                        [np.nan] * 5])                            # nothing requested: everywhere
+    masks = edit_layer_masks(8, "auto", per_property, targets)
+    assert masks.tolist() == [[True] * 4 + [False] * 4, [True] * 8, [True] * 8]
+    assert edit_layer_masks(8, "middle", per_property, targets[:1]).tolist() == [[False] * 4 + [True] * 4]

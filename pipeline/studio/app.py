@@ -30,9 +30,9 @@ import numpy as np
 from common.io import encode_image
 from common.paths import PROPERTY_NAMES
 from pipeline.studio.gate import NewestWinsGate, Superseded
-from pipeline.studio.params import LAYER_CHOICES, MAX_STRIP, METHODS, ParamError, ViewParams, parse_query
+from pipeline.studio.params import MAX_STRIP, METHODS, ParamError, ViewParams, parse_query
 from pipeline.studio.pngmeta import FACES, encode_png, make_recipe
-from pipeline.studio.render import StudioModels, render_face, render_faces, render_view
+from pipeline.studio.render import StudioModels, layer_choices, render_face, render_faces, render_view
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,10 @@ class StudioApp:
     def _params(self, query: Mapping[str, Sequence[str]], extra_keys: Sequence[str] = ()) -> ViewParams:
         params = parse_query(query, extra_keys, self.defaults)
         params.check_against(self.models.ranges, self.models.num_layers, self.models.available)
+        choices = layer_choices(self.models.num_layers)
+        if params.layers not in choices:
+            raise ParamError(f"layers={params.layers} does not exist in a {self.models.resolution} px generator; "
+                             f"use one of {choices}")
         return params
 
     def info(self) -> dict[str, Any]:
@@ -88,7 +92,7 @@ class StudioApp:
             "properties": list(PROPERTY_NAMES),
             "ranges": {k: list(v) for k, v in m.ranges.items()},
             "medians": [float(x) for x in m.medians],
-            "methods": list(METHODS), "available": list(m.available), "layer_choices": list(LAYER_CHOICES),
+            "methods": list(METHODS), "available": list(m.available), "layer_choices": list(layer_choices(m.num_layers)),
             "num_layers": m.num_layers, "resolution": m.resolution, "max_strip": MAX_STRIP,
             "defaults": self.defaults.to_json(), "demo": m.demo, "notes": list(m.notes),
             "models": m.identity, "device": str(m.device), "dtype": "float32",

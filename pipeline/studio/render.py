@@ -29,6 +29,7 @@ from pipeline.demo import DEMO_STYLEGAN
 from pipeline.studio.params import ViewParams
 from stylegan.checkpoint import load_generator
 from stylegan.conditional import ConditionalGenerator, load_conditional_generator, property_ranges
+from stylegan.directions import available_layer_ranges, layer_mask, load_directions
 from stylegan.finetune import find_latest_checkpoint
 from stylegan.generate import latents_for
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
@@ -39,7 +40,6 @@ STEP1_SEED = 0
 """Studio seed s is image s of a default step-1 run: z = z_for(STEP1_SEED, s)."""
 DEFAULT_RANGES: dict[str, tuple[float, float]] = {p: ((-1.0, 1.0) if p == "face_pose" else (0.0, 1.0))
                                                   for p in PROPERTY_NAMES}
-_LAYER_THIRDS = {"coarse": 0, "middle": 1, "fine": 2}
 
 
 @dataclass
@@ -119,23 +119,16 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
     if models.finetuned is None and normalization_ranges:
         models.ranges = normalization_ranges
 
-    directions_file = directions_file or _default_directions_file(paths)
+    directions_file = directions_file or paths.directions_pt
     if directions_file is None or not Path(directions_file).is_file():
         models.notes.append("no latent directions (run 07_fit_latent_directions.py)")
     else:
-        from stylegan.directions import load_directions  # optional route: only when its file exists
-
         models.directions = load_directions(directions_file, checkpoint=paths.stylegan_checkpoint,
                                             w_dim=generator.w_space_dim)
         models.identity["directions"] = _identity(Path(directions_file))
     if models.demo:
         models.notes.insert(0, "demo models: random weights, the images are not faces and the measures mean nothing")
     return models
-
-
-def _default_directions_file(paths: PipelinePaths) -> Path | None:
-    candidate = getattr(paths, "directions_pt", None)
-    return Path(candidate) if candidate is not None else paths.root / "stylegan" / "directions" / "directions.pt"
 
 
 def _ranges_from_normalization(path: Path) -> dict[str, tuple[float, float]] | None:
@@ -152,23 +145,27 @@ def _ranges_from_normalization(path: Path) -> dict[str, tuple[float, float]] | N
 # rendering
 
 
-def _layer_mask(num_layers: int, layers: str, per_property: tuple[str, ...] | None,
-                targets: np.ndarray) -> torch.Tensor:
-    """bool [L]: synthesis layers that see the edited w. ``auto`` = the union of the ranges step 7
-    chose for the requested properties (all layers when it chose none)."""
-    names = [layers]
-    if layers == "auto":
-        requested = ~np.isnan(targets).all(axis=0)
-        names = [r for r, asked in zip(per_property or (), requested) if asked] or ["all"]
-    mask = torch.zeros(num_layers, dtype=torch.bool)
-    for name in names:
-        if name == "all":
-            mask[:] = True
-        else:
-            third = _LAYER_THIRDS[name]
-            bounds = [round(num_layers * k / 3) for k in range(4)]
-            mask[bounds[third]:bounds[third + 1]] = True
-    return mask
+def edit_layer_masks(num_layers: int, layers: str, per_property: tuple[str, ...] | None,
+                     targets: np.ndarray) -> np.ndarray:
+    """bool [N, L]: per row, the synthesis layers that get the edited w (the others keep the original).
+
+    ``auto`` = the union of the ranges step 7 chose for the properties requested in that row
+    (``LatentDirections.layers``), as step 9's ``DirectionsMethod`` does; a row that requests
+    nothing gets the edited w everywhere (it equals the original for a free edit).
+    """
+    requested = ~np.isnan(np.asarray(targets))
+    if layers != "auto":
+        return np.repeat(layer_mask(num_layers, layers)[None], len(requested), axis=0)
+    names = per_property or ("all",) * requested.shape[1]
+    masks = np.stack([layer_mask(num_layers, name) for name in names])            # [P, L]
+    rows = (requested[:, :, None] & masks[None]).any(axis=1)                         # [N, L]
+    rows[~requested.any(axis=1)] = True
+    return rows
+
+
+def layer_choices(num_layers: int) -> tuple[str, ...]:
+    """The ``layers`` values a view may use with this generator (a 32 px model has no fine layers)."""
+    return ("auto",) + available_layer_ranges(num_layers)
 
 
 @torch.inference_mode()
@@ -197,10 +194,8 @@ def render_faces(models: StudioModels, method: str, z: np.ndarray, targets: np.n
         w = generator.mapping(zt)["w"]
         w_edit = models.directions.edit(w.double().cpu().numpy(), targets)
         w_edit = torch.as_tensor(np.asarray(w_edit, dtype=np.float32), device=device)
-        wp = generator.truncation(w)
-        wp_edit = generator.truncation(w_edit)
-        mask = _layer_mask(generator.num_layers, layers, getattr(models.directions, "layers", None), targets)
-        wp = torch.where(mask.to(device)[None, :, None], wp_edit, wp)
+        masks = edit_layer_masks(generator.num_layers, layers, getattr(models.directions, "layers", None), targets)
+        wp = torch.where(torch.from_numpy(masks).to(device)[:, :, None], w_edit[:, None, :], w[:, None, :])
         image = generator.synthesis(generator.truncation(wp, psi, trunc_layers), None, False)["image"]
         out = {"image": torch.tanh(image) if generator.final_tanh else image}
     else:

@@ -262,6 +262,12 @@ async function start() {
     return;
   }
   $("trunc_layers").max = String(info.num_layers);
+  for (const choice of info.layer_choices) {
+    const option = document.createElement("option");
+    option.value = choice;
+    option.textContent = choice === "auto" ? "step 7's choice" : `${choice} layers`;
+    $("layers").appendChild(option);
+  }
   $("models").textContent = `${info.available.join(" + ") || "no control method"} on ${info.device}, ` +
                             `${info.resolution} px`;
   if (info.demo || info.notes.length) {
