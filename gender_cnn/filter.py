@@ -32,7 +32,7 @@ from common.io import (
     atomic_write_json,
     clean_stale_temp_files,
 )
-from gender_cnn.hand_labels import read_hand_labels
+from gender_cnn.label_state import load_hand_labels
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def combine_scores(names: Sequence[str], hand: pd.DataFrame | None,
                    cnn: dict[str, dict[str, float]] | None) -> pd.DataFrame:
     """One row per image of ``names`` with QUALITY_GENDER_COLUMNS; hand labels win per task.
 
-    ``hand``: read_hand_labels() frame (gender/quality 0/1/NaN); ``cnn``: task -> {img_name: prob}.
+    ``hand``: load_hand_labels() frame (gender/quality 0/1/NaN); ``cnn``: task -> {img_name: prob}.
     An image whose needed CNN score is missing (unreadable image, no model) gets no row.
     """
     cnn = cnn or {}
@@ -208,7 +208,7 @@ def run_filter(images_dir: Path, labels_csv: Path | None, models_dir: Path, out_
         paths = paths[:limit]
     names = [p.name for p in paths]
     if labels_csv is not None and Path(labels_csv).is_file():
-        hand = read_hand_labels(labels_csv, known_images=all_names)
+        hand = load_hand_labels(labels_csv, known_images=all_names)  # CSV + journal replay
     else:
         logger.info("no hand labels at %s: every image is scored by the CNNs", labels_csv)
         hand = None

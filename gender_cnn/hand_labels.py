@@ -70,5 +70,6 @@ def read_hand_labels(path: Path | str, known_images: Iterable[str] | None = None
             more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
             problems.append(f"unknown images (not in the image folder): {shown}{more}")
     if problems:
-        raise CsvSchemaError(f"{path}: invalid hand labels:\n  " + "\n  ".join(problems))
+        raise CsvSchemaError(f"{path}: invalid hand labels: " + "; ".join(problems)
+                             + " (fix or remove these rows and retry)")
     return out[list(HAND_LABEL_COLUMNS)]

@@ -42,7 +42,7 @@ from gender_cnn.data import (
     stratified_folds,
     stratified_holdout,
 )
-from gender_cnn.hand_labels import read_hand_labels
+from gender_cnn.label_state import load_hand_labels
 from gender_cnn.predict import TASKS, fold_files, load_model_file, model_logits, model_path
 
 logger = logging.getLogger(__name__)
@@ -426,7 +426,7 @@ def run_training(images_dir: Path, labels_csv: Path, models_dir: Path, logs_dir:
             raise ValueError(f"unknown task {task!r}; expected some of {TASKS}")
     paths = list_images(images_dir)
     by_name = {p.name: p for p in paths}
-    labels = read_hand_labels(labels_csv, known_images=by_name)
+    labels = load_hand_labels(labels_csv, known_images=by_name)  # CSV + journal replay
     labels = labels.sort_values("img_name", kind="mergesort").reset_index(drop=True)
     wanted = labels[labels[list(config.tasks)].notna().any(axis=1)]
     if limit is not None:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.io import atomic_write_csv, atomic_write_json
+from common.io import atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,13 @@ STEP_SCRIPTS: dict[int, tuple[str, str]] = {
 
 
 class StepFailed(RuntimeError):
-    pass
+    exit_code = 1
+
+
+class BadInput(StepFailed):
+    """Input the user can fix (e.g. a bad ``--labels`` file): a one-line error, exit code 2."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -125,20 +131,42 @@ def _call_step(number: int, argv: list[str]) -> str:
     return lines[-1] if lines else ""
 
 
+def _import_labels_file(source: Path, paths: PipelinePaths) -> str:
+    """``--labels FILE`` through the labeller's import path: validated against the image folder,
+    the old labels (CSV + journal) backed up, the journal folded in first, then replaced."""
+    from common.images import list_images
+    from common.io import CsvSchemaError
+    from gender_cnn.labeller.store import LabelStore, StoreLockedError, read_import_file
+
+    try:
+        names = [p.name for p in list_images(paths.generated_dir)]
+        labels = read_import_file(source, known_images=names)  # validate before touching anything
+        with LabelStore(paths.hand_labels_csv, lock=True) as store:
+            changed, backup = store.apply_import(labels, replace=True)
+    except (FileNotFoundError, NotADirectoryError, CsvSchemaError, StoreLockedError, OSError) as exc:
+        raise BadInput(f"--labels {source}: {exc}") from None
+    kept = f"; previous labels backed up to {backup}" if backup else ""
+    return (f"step 2: {len(labels)} labels imported from {source} into {paths.hand_labels_csv} "
+            f"({changed} changed{kept})")
+
+
 def _labels_step(options: PipelineOptions, paths: PipelinePaths) -> str | None:
     """Step 2 in a pipeline run: use --labels, the demo rule, or existing labels; else pause with instructions."""
-    from gender_cnn.hand_labels import HAND_LABEL_COLUMNS, read_hand_labels
+    from gender_cnn.label_state import journal_path_for, load_hand_labels
 
     if options.labels is not None:
-        labels = read_hand_labels(options.labels)
-        atomic_write_csv(paths.hand_labels_csv, labels, HAND_LABEL_COLUMNS)
-        return f"step 2: {len(labels)} labels imported from {options.labels} into {paths.hand_labels_csv}"
+        return _import_labels_file(options.labels, paths)
     if options.demo:
         from pipeline.demo import write_demo_labels
 
         return write_demo_labels(paths)
-    if paths.hand_labels_csv.is_file():
-        labels = read_hand_labels(paths.hand_labels_csv)
+    if paths.hand_labels_csv.is_file() or journal_path_for(paths.hand_labels_csv).is_file():
+        from common.io import CsvSchemaError
+
+        try:
+            labels = load_hand_labels(paths.hand_labels_csv)  # CSV + journal replay, as step 3 reads them
+        except (CsvSchemaError, OSError) as exc:
+            raise BadInput(f"hand labels: {exc}") from None
         done = int(labels[["gender", "quality"]].notna().any(axis=1).sum())
         return f"step 2: using {done} hand labels in {paths.hand_labels_csv}"
     return None
@@ -205,7 +233,7 @@ def run_pipeline(options: PipelineOptions) -> int:
         print(f"error: {exc}", file=sys.stderr)
         report.seconds = time.perf_counter() - start
         print(report.table())
-        return 1
+        return exc.exit_code
     report.seconds = time.perf_counter() - start
     print(report.table())
     if options.demo:

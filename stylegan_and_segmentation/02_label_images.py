@@ -33,6 +33,7 @@ from common.io import CsvSchemaError  # noqa: E402
 from common.runtime import Timer  # noqa: E402
 from gender_cnn.labeller import (  # noqa: E402
     LabellerConfig,
+    StoreLock,
     StoreLockedError,
     create_app,
     journal_path_for,
@@ -79,9 +80,14 @@ def build_parser():
 
 
 def _backup(path: Path, stamp: str) -> Path | None:
+    """Move ``path`` aside to ``<name>.bak-<stamp>`` (never over an existing backup)."""
     if not path.exists():
         return None
     target = path.with_name(f"{path.name}.bak-{stamp}")
+    counter = 1
+    while target.exists():
+        counter += 1
+        target = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
     path.rename(target)
     return target
 
@@ -108,21 +114,27 @@ def main(argv=None) -> int:
                             compact_interval_s=args.compact_interval)
     timer = Timer()
 
-    if args.overwrite:  # never delete hours of work: move the old files aside
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for old in (csv_path, journal_path_for(csv_path)):
-            moved = _backup(old, stamp)
-            if moved:
-                logger.warning("--overwrite: moved %s to %s", old, moved)
-
     try:
+        # The lock comes first: files another labeller holds are never touched (not even moved).
+        lock = StoreLock(csv_path)
+    except (StoreLockedError, OSError) as exc:
+        logger.error("%s", exc)
+        return 2
+    try:
+        if args.overwrite:  # never delete hours of work: move the old files aside
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for old in (csv_path, journal_path_for(csv_path)):
+                moved = _backup(old, stamp)
+                if moved:
+                    logger.warning("--overwrite: moved %s to %s", old, moved)
         app, imported = create_app(
             images_dir, csv_path, config,
             scores_csv=args.scores or paths.quality_gender_csv,
             oof_csv=args.oof or paths.oof_predictions_csv,
-            import_csv=args.import_csv,
+            import_csv=args.import_csv, lock=lock,
         )
-    except (FileNotFoundError, NotADirectoryError, CsvSchemaError, StoreLockedError, ValueError) as exc:
+    except (FileNotFoundError, NotADirectoryError, CsvSchemaError, StoreLockedError, ValueError, OSError) as exc:
+        lock.release()
         logger.error("%s", exc)
         return 2
     decided_before = app.decided()
@@ -153,7 +165,12 @@ def main(argv=None) -> int:
         logger.info("stopping")
     finally:
         server.server_close()
-        app.close()  # compacts the CSV and trims the journal
+        try:
+            app.close()  # compacts the CSV and trims the journal
+        except OSError as exc:
+            logger.error("could not compact %s at shutdown (%s); every decision is still in %s and "
+                         "is read from there", csv_path, exc.strerror or exc, journal_path_for(csv_path))
+            return 1
 
     labels = app.store.labels()
     in_session = [labels[n] for n in app.sequence if n in labels]

@@ -251,3 +251,125 @@ def test_import_original_format_on_start(tmp_path):
         app.close()
     assert csv.read_text().splitlines() == ["img_name,gender,quality,labeller", "000000.jpg,0,1,hand",
                                             "000002.jpg,1,0,hand"]
+
+
+# ---- issue 9: symlinks, deep JSON, disk full, a burst of clients -----------------------------------
+
+def test_symlink_out_of_the_image_folder_is_not_served(tmp_path):
+    images = _make_images(tmp_path / "images")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0 do not serve")
+    (images / "zz_link.jpg").symlink_to(secret)
+    (images / "zz_inside.jpg").symlink_to(images / NAMES[1])  # a link that stays inside is fine
+    app, _ = create_app(images, tmp_path / "hand_labels.csv", LabellerConfig(num=10))
+    srv = make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        status, data, _ = _request(srv, "GET", "/images/zz_link.jpg")
+        assert status == 404 and b"root:" not in data
+        status, data, _ = _request(srv, "GET", "/images/zz_inside.jpg")
+        assert status == 200 and data == (images / NAMES[1]).read_bytes()
+        (images / NAMES[2]).unlink()
+        (images / NAMES[2]).symlink_to(secret)  # swapped for a link after start-up
+        status, data, _ = _request(srv, "GET", "/images/" + NAMES[2])
+        assert status == 404 and b"root:" not in data
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        app.close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("body", [b"[" * 200_000 + b"]" * 200_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000])
+def test_deeply_nested_json_is_a_400(server, body):
+    status, data, _ = _request(server, "POST", "/api/label", body, {"Content-Type": "application/json"})
+    assert status == 400 and "JSON" in json.loads(data)["error"]
+    assert _request(server, "GET", "/api/state")[0] == 200
+
+
+class _FullDisk:
+    def __init__(self, real):
+        self.real = real
+
+    def write(self, data):
+        import errno
+        import os
+
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fileno(self):
+        return self.real.fileno()
+
+    def truncate(self, size):
+        return self.real.truncate(size)
+
+    def close(self):
+        self.real.close()
+
+
+def test_disk_full_is_a_5xx_that_names_it_and_nothing_is_recorded(server):
+    store = server.app.store
+    real = store._journal
+    store._journal = _FullDisk(real)
+    try:
+        status, data = _post(server, "/api/label", {"img": NAMES[0], "gender": 1, "quality": 1})
+    finally:
+        store._journal = real
+    assert status == 507 and "disk full" in data["error"]
+    assert store.get(NAMES[0]) is None and read_label_state(store.csv_path) == {}
+    assert _post(server, "/api/label", {"img": NAMES[1], "gender": 0, "quality": 1})[0] == 200
+    assert read_label_state(store.csv_path) == {NAMES[1]: Label(0, 1)}
+
+
+BURST = 200
+
+
+def test_burst_of_200_concurrent_posts_all_answered_and_journaled(tmp_path):
+    """200 clients post at once (loopback; each thread does one request and stops)."""
+    import time
+
+    images = tmp_path / "images"
+    images.mkdir()
+    names = [f"{i:06d}.png" for i in range(BURST)]
+    pixel = np.zeros((2, 2, 3), np.uint8)
+    for name in names:
+        Image.fromarray(pixel).save(images / name)
+    app, _ = create_app(images, tmp_path / "hand_labels.csv", LabellerConfig(num=BURST))
+    srv = make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    port = srv.server_address[1]
+    start = threading.Barrier(BURST)
+    answers: dict[str, int] = {}
+
+    def client(name: str) -> None:
+        body = json.dumps({"img": name, "gender": 1, "quality": 0}).encode()
+        start.wait(timeout=30)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+                sock.sendall(b"POST /api/label HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                             b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            answers[name] = int(reply.split(b" ", 2)[1])
+        except OSError:
+            answers[name] = -1
+
+    began = time.perf_counter()
+    clients = [threading.Thread(target=client, args=(n,), daemon=True) for n in names]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(timeout=30)
+    elapsed = time.perf_counter() - began
+    try:
+        assert sorted(answers.values()).count(200) == BURST, sorted(answers.values())[:10]
+        assert elapsed < 20, elapsed
+        assert read_label_state(app.store.csv_path) == {n: Label(1, 0) for n in names}
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        app.close()
+        thread.join(timeout=5)

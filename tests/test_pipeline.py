@@ -83,3 +83,69 @@ def test_every_step_script_has_help():
         with pytest.raises(SystemExit) as info:
             module.main(["--help"])
         assert info.value.code == 0
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", "not a readable CSV"),
+    ("img_name,quality,gender\n", "holds no labels"),
+    ("img_name,quality,gender\n000000.png,7,1\n", "row 1"),
+    ("img_name,quality,gender\n000000.png,1,1\nghost.png,0,1\n", "row 2 (ghost.png)"),
+    ("name;quality\nx;1\n", "lacks columns"),
+])
+def test_bad_labels_file_is_one_line_exit_2_and_changes_nothing(root, tmp_path_factory, capsys, text, expected):
+    run_pipeline(_options(root, first=1, last=1))
+    csv = PipelinePaths(root).hand_labels_csv
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    csv.write_text("img_name,gender,quality,labeller\n000001.png,0,0,hand\n")
+    before = sorted(p.name for p in csv.parent.iterdir())
+    capsys.readouterr()
+    bad = _write(tmp_path_factory.mktemp("bad") / "labels.csv", text)
+    assert run_pipeline(_options(root, first=2, last=2, labels=bad)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert expected in err and str(bad) in err
+    assert sorted(p.name for p in csv.parent.iterdir()) == before
+    assert csv.read_text() == "img_name,gender,quality,labeller\n000001.png,0,0,hand\n"
+
+
+def test_labels_import_folds_the_journal_first_and_backs_up(root, tmp_path_factory, capsys):
+    """An old labelling session killed inside the compaction interval, then run_pipeline --labels."""
+    import gc
+
+    from gender_cnn.labeller.store import Label, LabelStore, read_label_state
+
+    run_pipeline(_options(root, first=1, last=1))
+    csv = PipelinePaths(root).hand_labels_csv
+    store = LabelStore(csv)
+    store.set_label("000000.png", 0, 0)
+    store.compact()
+    store.set_label("000002.png", 1, 1)  # acknowledged, only in the journal
+    del store
+    gc.collect()
+    new = _write(tmp_path_factory.mktemp("new") / "labels.csv", "img_name,quality,gender\n000000.png,1,1\n")
+    assert run_pipeline(_options(root, first=2, last=2, labels=new)) == 0
+    assert "backed up to" in capsys.readouterr().out
+    # the import is the whole truth now: no old journal line re-applies at the next labeller start
+    assert read_label_state(csv) == {"000000.png": Label(1, 1)}
+    reopened = LabelStore(csv, lock=True)
+    assert reopened.labels() == {"000000.png": Label(1, 1)}
+    reopened.close()
+    backups = sorted(csv.parent.glob("hand_labels.csv.bak-*"))
+    assert len(backups) == 1
+    assert read_label_state(backups[0], journal_path=csv.parent / "none") == {
+        "000000.png": Label(0, 0), "000002.png": Label(1, 1)}
+
+
+def test_labels_import_refused_while_a_labeller_runs(root, tmp_path_factory, capsys):
+    from gender_cnn.labeller.store import LabelStore
+
+    run_pipeline(_options(root, first=1, last=1))
+    new = _write(tmp_path_factory.mktemp("new") / "labels.csv", "img_name,quality,gender\n000000.png,1,1\n")
+    with LabelStore(PipelinePaths(root).hand_labels_csv, lock=True):
+        assert run_pipeline(_options(root, first=2, last=2, labels=new)) == 2
+    assert "another labeller" in capsys.readouterr().err

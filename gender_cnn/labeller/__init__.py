@@ -5,6 +5,8 @@ from gender_cnn.labeller.server import LabellerApp, LabellerConfig, LabellerServ
 from gender_cnn.labeller.store import (
     Label,
     LabelStore,
+    JournalWriteError,
+    StoreLock,
     StoreLockedError,
     build_review_list,
     build_sequence,
@@ -13,7 +15,8 @@ from gender_cnn.labeller.store import (
 )
 
 __all__ = [
-    "Label", "LabelStore", "LabellerApp", "LabellerConfig", "LabellerServer", "StoreLockedError",
+    "JournalWriteError", "Label", "LabelStore", "LabellerApp", "LabellerConfig", "LabellerServer", "StoreLock",
+    "StoreLockedError",
     "build_review_list", "build_sequence", "create_app", "journal_path_for", "make_server",
     "read_label_state",
 ]

@@ -1,45 +1,41 @@
 """The labeller's local HTTP server: a few static files, the images, and a small JSON API.
 
-Standard library only (``http.server.ThreadingHTTPServer``): the API is four routes, the server
-runs on a GPU box that may have nothing but the venv, and no framework means nothing to install
-or keep updated. It binds 127.0.0.1 by default and is reached through SSH port-forwarding.
+The server mechanics (loopback bind, Host-header check, strict CSP, body limits, 4xx for
+malformed input, listen backlog and bounded worker threads, serving only regular files inside a
+folder) are ``common.localserver``'s; this module only adds the routes. It binds 127.0.0.1 by
+default and is reached through SSH port-forwarding.
 
 Routes::
 
     GET  /                  the page (static/index.html); /static/app.js, /static/style.css
-    GET  /images/<name>     an image of the labelled folder (only names listed at start-up)
+    GET  /images/<name>     an image of the labelled folder: listed at start-up AND a regular file
+                            whose resolved path is inside the folder (a symlink out is refused)
     GET  /api/state         sequence, labels, resume index, review list, counts
     POST /api/label         {"img", "gender", "quality"} or {"items": [...]}; one undo step
     POST /api/undo          revert the newest step
 
-Safety: images and static files are served from a whitelist built at start-up (so ``..``,
-absolute or percent-encoded paths can never reach the file system), POSTs need a JSON body of
-bounded size with ``Content-Type: application/json`` (a cross-site form cannot send that without
-a CORS preflight, which this server never grants), and when bound to loopback the ``Host`` header
-must name loopback (blocks DNS rebinding). Every malformed request gets a 4xx; an unexpected error
-gets a JSON 500 and the server keeps running.
+A decision that could not be written durably (disk full) is answered 507 with the reason, and
+the page shows it; nothing is acknowledged before its journal line is fsynced.
 """
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
-import mimetypes
-import socket
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from common.images import list_images
+from common.localserver import LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from gender_cnn.labeller.store import (
     ORDERS,
+    JournalWriteError,
     Label,
     LabelStore,
     ReviewItem,
+    StoreLock,
     build_review_list,
     build_sequence,
     read_import_file,
@@ -56,9 +52,6 @@ _STATIC_FILES = {
     "/static/app.js": "app.js",
     "/static/style.css": "style.css",
 }
-_CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                  ".css": "text/css; charset=utf-8"}
-_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 @dataclass(frozen=True)
@@ -72,15 +65,11 @@ class LabellerConfig:
     max_body_bytes: int = 1 << 20   # larger POST bodies get 413
     max_items: int = 10_000         # most images one bulk POST may change
     undo_depth: int = 500           # undo steps kept across restarts
+    max_threads: int = 32           # concurrent requests; more wait in the listen backlog
+    backlog: int = 1024             # listen backlog (a burst of requests is queued, not refused)
 
-
-class RequestError(Exception):
-    """A client error that becomes a 4xx JSON answer."""
-
-    def __init__(self, status: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+    def limits(self) -> ServerLimits:
+        return ServerLimits(max_body_bytes=self.max_body_bytes, max_threads=self.max_threads, backlog=self.backlog)
 
 
 def _label_json(label: Label | None) -> dict | None:
@@ -91,9 +80,11 @@ class LabellerApp:
     """Everything the HTTP handler needs: the store, the image whitelist, order and review list."""
 
     def __init__(self, store: LabelStore, images: dict[str, Path], sequence: list[str],
-                 review: list[ReviewItem], config: LabellerConfig) -> None:
+                 review: list[ReviewItem], config: LabellerConfig, images_dir: Path | None = None) -> None:
         self.store = store
         self.images = images
+        self.images_dir = Path(images_dir) if images_dir is not None else (
+            next(iter(images.values())).parent if images else Path("."))
         self.sequence = sequence
         self.review = review
         self.config = config
@@ -166,23 +157,33 @@ class LabellerApp:
         if len(raw_items) > self.config.max_items:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"at most {self.config.max_items} items per request")
         changes = dict(self._parse_item(item) for item in raw_items)
-        self.store.set_labels(changes)
+        self._write(self.store.set_labels, changes)
         return {"ok": True, "labels": {n: _label_json(self.store.get(n)) for n in changes},
                 "decided": self.decided(), "undo_available": self.store.undo_available}
 
+    @staticmethod
+    def _write(action, *args):
+        """Run a store change; a write that did not reach the disk is a 507 the page shows."""
+        try:
+            return action(*args)
+        except JournalWriteError as exc:
+            logger.error("%s", exc)
+            raise RequestError(HTTPStatus.INSUFFICIENT_STORAGE, str(exc)) from None
+
     def undo(self) -> dict[str, Any]:
-        touched = self.store.undo()
+        touched = self._write(self.store.undo)
         return {"ok": True, "images": touched, "labels": {n: _label_json(self.store.get(n)) for n in touched},
                 "decided": self.decided(), "undo_available": self.store.undo_available}
 
 
 def create_app(images_dir: Path, csv_path: Path, config: LabellerConfig = LabellerConfig(),
                scores_csv: Path | None = None, oof_csv: Path | None = None,
-               import_csv: Path | None = None, lock: bool = True) -> tuple[LabellerApp, int]:
+               import_csv: Path | None = None, lock: bool | StoreLock = True) -> tuple[LabellerApp, int]:
     """Open the store, import if asked, and build the session; returns (app, images imported).
 
-    Raises ``FileNotFoundError``/``CsvSchemaError``/``StoreLockedError``/``ValueError`` with
-    plain messages for bad input (the script turns them into one-line errors).
+    ``lock``: True takes the store's lock, or pass a ``StoreLock`` already held. Raises
+    ``FileNotFoundError``/``CsvSchemaError``/``StoreLockedError``/``ValueError`` with plain
+    messages for bad input (the script turns them into one-line errors).
     """
     if config.order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {config.order!r}")
@@ -195,11 +196,11 @@ def create_app(images_dir: Path, csv_path: Path, config: LabellerConfig = Labell
     store = LabelStore(csv_path, undo_depth=config.undo_depth, lock=lock)
     try:
         imported = 0
-        if import_labels is not None:
-            imported = store.import_labels(import_labels)
-            store.compact()
-            logger.info("imported %d labels from %s (%d already decided here were kept)",
-                        imported, import_csv, len(import_labels) - imported)
+        if import_labels is not None:  # the one import path (backup, journal folded in, then import)
+            imported, backup = store.apply_import(import_labels)
+            logger.info("imported %d labels from %s (%d already decided here were kept%s)", imported,
+                        import_csv, len(import_labels) - imported,
+                        f"; previous labels backed up to {backup}" if backup else "")
         unknown = sorted(set(store.labels()) - set(all_images))
         if unknown:
             logger.warning("%d labelled images are not in %s (kept in the CSV): %s",
@@ -218,198 +219,50 @@ def create_app(images_dir: Path, csv_path: Path, config: LabellerConfig = Labell
     except BaseException:
         store.close()
         raise
-    return LabellerApp(store, all_images, sequence, review, config), imported
+    return LabellerApp(store, all_images, sequence, review, config, images_dir=Path(images_dir)), imported
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """One request; all state lives in ``self.server.app``."""
+class _Handler(LocalRequestHandler):
+    """The labeller's routes; all state lives in ``self.server.context`` (the ``LabellerApp``)."""
 
     server: LabellerServer
-    protocol_version = "HTTP/1.1"
     server_version = "labeller/1"
-    timeout = 60  # seconds a connection may sit idle or half-sent
-    default_request_version = "HTTP/1.0"  # error replies to garbage always carry a status line
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The stdlib's parser answers a few malformed requests with 5xx; they are client errors."""
-        if code == HTTPStatus.HTTP_VERSION_NOT_SUPPORTED:
-            code, message = HTTPStatus.BAD_REQUEST, "unsupported HTTP version"
-        elif code == HTTPStatus.NOT_IMPLEMENTED:
-            code, message = HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed"
-        super().send_error(code, message, explain)
-
-    # ---- plumbing ----------------------------------------------------------------------------
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        logger.debug("%s %s", self.address_string(), format % args)
-
-    def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _send_json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj).encode("utf-8"), "application/json",
-                   {"Cache-Control": "no-store"})
-
-    def _error(self, status: HTTPStatus, message: str) -> None:
-        self._send_json(status, {"error": message})
-
-    def _host_allowed(self) -> bool:
-        if not self.server.loopback_only:
-            return True
-        host = self.headers.get("Host", "")
-        if host.startswith("["):
-            name = host[1:].split("]", 1)[0]
-        else:
-            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        return name.lower() in _LOOPBACK_NAMES
-
-    def _dispatch(self, method: str) -> None:
-        try:
-            if not self._host_allowed():
-                raise RequestError(HTTPStatus.FORBIDDEN, "Host header must name localhost (DNS rebinding guard)")
-            path = urlsplit(self.path).path
-            if method in ("GET", "HEAD"):
-                self._get(path)
-            else:
-                self._post(path)
-        except RequestError as exc:
-            self._error(exc.status, exc.message)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        except Exception:  # noqa: BLE001 - a bug must not stop the labelling session
-            logger.exception("internal error on %s %s", method, self.path[:200])
-            self.close_connection = True
-            try:
-                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the server log)")
-            except OSError:
-                pass
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._dispatch("HEAD")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch("POST")
-
-    def _method_not_allowed(self) -> None:
-        self.close_connection = True
-        self._send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "method not allowed"})
-
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed  # noqa: N815
-
-    # ---- routes ------------------------------------------------------------------------------
-    def _get(self, path: str) -> None:
-        app = self.server.app
+    def get(self, path: str) -> None:
+        app: LabellerApp = self.server.context
         if path in _STATIC_FILES:
-            file = STATIC_DIR / _STATIC_FILES[path]
-            self._send(HTTPStatus.OK, file.read_bytes(), _CONTENT_TYPES[file.suffix], {
-                "Cache-Control": "no-cache",
-                "Content-Security-Policy": "default-src 'self'; img-src 'self'; object-src 'none'; "
-                                           "base-uri 'none'; frame-ancestors 'none'",
-            })
+            self.send_static(STATIC_DIR / _STATIC_FILES[path])
         elif path.startswith("/images/"):
-            # Whitelist lookup: the decoded name must be exactly one of the listed files, so
-            # '..', '/', '%2e%2e' or absolute paths never reach the file system.
-            name = unquote(path[len("/images/"):], errors="replace")
-            file = app.images.get(name)
-            if file is None or "/" in name or "\\" in name:
+            # Listed at start-up (whitelist) AND a regular file inside the folder right now.
+            name = path[len("/images/"):]
+            if unquote(name, errors="replace") not in app.images:
                 raise RequestError(HTTPStatus.NOT_FOUND, "no such image")
-            try:
-                data = file.read_bytes()
-            except OSError as exc:
-                raise RequestError(HTTPStatus.NOT_FOUND, f"image unreadable: {exc.strerror}") from exc
-            ctype = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-            self._send(HTTPStatus.OK, data, ctype, {"Cache-Control": "private, max-age=3600"})
+            self.send_file_in(app.images_dir, name)
         elif path == "/api/state":
-            self._send_json(HTTPStatus.OK, app.state())
+            self.send_json(HTTPStatus.OK, app.state())
         elif path == "/favicon.ico":
-            self._send(HTTPStatus.NO_CONTENT, b"", "text/plain")
+            self.send_bytes(HTTPStatus.NO_CONTENT, b"", "text/plain")
         else:
             raise RequestError(HTTPStatus.NOT_FOUND, "not found")
 
-    def _read_json(self) -> Any:
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not accepted; send Content-Length")
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
-            self.close_connection = True
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
-        try:
-            length = int(length_text)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self.close_connection = True
-            raise RequestError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
-        if length > self.server.app.config.max_body_bytes:
-            self.close_connection = True  # do not read it
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body too large")
-        body = self.rfile.read(length)
-        if len(body) < length:
-            self.close_connection = True
-            raise RequestError(HTTPStatus.BAD_REQUEST, "body shorter than Content-Length")
-        ctype = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if ctype != "application/json":
-            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
-        try:
-            return json.loads(body.decode("utf-8") if body else "{}")
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
-
-    def _post(self, path: str) -> None:
-        app = self.server.app
+    def post(self, path: str) -> None:
+        app: LabellerApp = self.server.context
         if path not in ("/api/label", "/api/undo"):
             self.close_connection = True
             raise RequestError(HTTPStatus.NOT_FOUND, "not found")
-        payload = self._read_json()
+        payload = self.read_json()
         if path == "/api/label":
-            self._send_json(HTTPStatus.OK, app.label(payload))
+            self.send_json(HTTPStatus.OK, app.label(payload))
         else:
-            self._send_json(HTTPStatus.OK, app.undo())
+            self.send_json(HTTPStatus.OK, app.undo())
 
 
-class LabellerServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that carries the app; handler threads never block shutdown."""
-
-    daemon_threads = True
-    allow_reuse_address = True
+class LabellerServer(LocalServer):
+    """The shared local server carrying the labeller app (also as ``.app``)."""
 
     def __init__(self, address: tuple[str, int], app: LabellerApp) -> None:
         self.app = app
-        self.loopback_only = _is_loopback(address[0])
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        if ":" in shown:
-            shown = f"[{shown}]"
-        return f"http://{shown}:{port}/"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        super().__init__(address, _Handler, context=app, limits=app.config.limits())
 
 
 def make_server(app: LabellerApp, host: str = "127.0.0.1", port: int = 8765) -> LabellerServer:

@@ -1,34 +1,27 @@
-"""Label state of the hand labeller: journal, compaction, undo, resume and image ordering.
+"""Label state of the hand labeller: journal, compaction, undo, resume, import and image ordering.
 
 Why a journal: a person labels for one to two hours, so no decision may ever be lost. Each
 decision is appended to a JSON-lines journal next to the CSV and fsynced *before* the server
-answers, so the page only moves on once the decision is on disk. The CSV
+answers, so the page only moves on once the decision is on disk. A write that fails or comes up
+short (disk full) is rolled back and reported, never acknowledged. The CSV
 (``img_name,gender,quality,labeller``, pipeline.md) is rewritten atomically from the in-memory
-state (periodically, at start-up and at shutdown). The state on disk is always
-"CSV + journal replay": every journal operation stores absolute values, so replaying it over any
-CSV snapshot written during the session gives the same result, and a ``kill -9`` at any moment
-loses nothing that was acknowledged.
+state (periodically, at start-up and at shutdown). The state on disk is always "CSV + journal
+replay" (``gender_cnn.label_state``, which every reader of hand labels uses), so a ``kill -9`` at
+any moment loses nothing that was acknowledged.
 
-Journal lines (one JSON object each)::
-
-    {"op": "set",    "seq": 7, "t": 1700000000.0, "items": [{"img": "000001.jpg", "new": {...}|null, "prev": {...}|null}]}
-    {"op": "undo",   "seq": 8, "t": ..., "undoes": 7, "items": [{"img": "000001.jpg", "new": {...}|null}]}
-    {"op": "import", "seq": 9, "t": ..., "items": [{"img": ..., "new": {...}}]}
-
-``new``/``prev`` are ``{"gender": 0|1|null, "quality": 0|1|null, "labeller": "hand"}`` or ``null``
-(no decision). A ``set`` is one undo step (one key press, or one bulk change in the grid); an
-``undo`` pops the newest ``set``. The undo stack is therefore rebuilt by replay and survives a
-restart. At start-up and shutdown the journal is trimmed to the newest ``undo_depth`` undoable
-steps: replaying them over the compacted CSV still gives the current state, because the current
-value of an image always equals the ``new`` of the topmost stack entry touching it.
+A ``set`` is one undo step (one key press, or one bulk change in the grid); an ``undo`` pops the
+newest ``set``. The undo stack is therefore rebuilt by replay and survives a restart. At start-up
+and shutdown the journal is trimmed to the newest ``undo_depth`` undoable steps: replaying them
+over the compacted CSV still gives the current state, because the current value of an image
+always equals the ``new`` of the topmost stack entry touching it.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,7 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.io import CsvSchemaError, atomic_write_text, read_csv_checked
-from gender_cnn.hand_labels import HAND_LABEL_COLUMNS, LABEL_TASKS, read_hand_labels
+from gender_cnn.hand_labels import LABEL_TASKS, read_hand_labels
+from gender_cnn.label_state import (
+    Label,
+    format_labels_csv,
+    journal_path_for,
+    label_from_floats,
+    parse_journal,
+    read_csv_state,
+    read_label_state,
+    replay,
+)
 
 try:  # POSIX only; the lock is a convenience, not needed for correctness
     import fcntl
@@ -45,8 +48,6 @@ except ImportError:  # pragma: no cover - Windows
 
 logger = logging.getLogger(__name__)
 
-JOURNAL_SUFFIX = ".journal.jsonl"
-_LABELLER_RE = re.compile(r"[A-Za-z0-9 _.@-]{1,64}")
 DEFAULT_UNDO_DEPTH = 500
 
 
@@ -54,144 +55,51 @@ class StoreLockedError(RuntimeError):
     """Another labeller process already works on this labels file."""
 
 
-@dataclass(frozen=True)
-class Label:
-    """One decision: gender 1 woman / 0 man, quality 1 good / 0 bad, None = unsure."""
-
-    gender: int | None
-    quality: int | None
-    labeller: str = "hand"
-
-    def __post_init__(self) -> None:
-        for task in LABEL_TASKS:
-            value = getattr(self, task)
-            if value is not None and (isinstance(value, bool) or value not in (0, 1)):
-                raise ValueError(f"{task} must be 0, 1 or None, got {value!r}")
-            if value is not None:
-                object.__setattr__(self, task, int(value))
-        if not isinstance(self.labeller, str) or not _LABELLER_RE.fullmatch(self.labeller):
-            raise ValueError(f"labeller must match {_LABELLER_RE.pattern}, got {self.labeller!r}")
-
-    @property
-    def unsure(self) -> bool:
-        return self.gender is None and self.quality is None
-
-    def to_json(self) -> dict:
-        return {"gender": self.gender, "quality": self.quality, "labeller": self.labeller}
-
-    @classmethod
-    def from_json(cls, obj: Mapping | None) -> Label | None:
-        if obj is None:
-            return None
-        return cls(obj.get("gender"), obj.get("quality"), obj.get("labeller") or "hand")
+class JournalWriteError(OSError):
+    """A decision could not be written durably (disk full, I/O error); it was not recorded."""
 
 
-def journal_path_for(csv_path: Path | str) -> Path:
-    """``gender_cnn/hand_labels.csv`` -> ``gender_cnn/hand_labels.journal.jsonl`` (git-ignored)."""
-    csv_path = Path(csv_path)
-    return csv_path.with_name(csv_path.stem + JOURNAL_SUFFIX)
+class StoreLock:
+    """An exclusive ``flock`` on ``<journal>.lock``: one writer per labels file.
 
-
-def _label_from_floats(gender: float, quality: float, labeller: str) -> Label:
-    def conv(x: float) -> int | None:
-        return None if x is None or (isinstance(x, float) and math.isnan(x)) else int(x)
-
-    if not isinstance(labeller, str) or not _LABELLER_RE.fullmatch(labeller):
-        labeller = re.sub(r"[^A-Za-z0-9 _.@-]", "_", str(labeller or "hand"))[:64] or "hand"
-    return Label(conv(gender), conv(quality), labeller)
-
-
-def _read_csv_state(csv_path: Path) -> dict[str, Label]:
-    if not csv_path.is_file():
-        return {}
-    frame = read_hand_labels(csv_path)
-    return {
-        row.img_name: _label_from_floats(row.gender, row.quality, row.labeller)
-        for row in frame.itertuples(index=False)
-    }
-
-
-def _parse_journal(journal_path: Path) -> list[dict]:
-    """Journal operations in order; a torn last line (kill during a write) is dropped.
-
-    A torn line can only be the last one, and its request was never answered, so dropping it
-    loses no acknowledged decision. A damaged line elsewhere is skipped with a warning.
+    Taken *before* anything touches the CSV or journal (``--overwrite`` backups included), and
+    released by the kernel when the process dies, so ``kill -9`` never leaves it stale.
     """
-    if not journal_path.is_file():
-        return []
-    ops: list[dict] = []
-    lines = journal_path.read_bytes().split(b"\n")
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            op = json.loads(raw)
-            if not isinstance(op, dict) or op.get("op") not in ("set", "undo", "import"):
-                raise ValueError("not a journal operation")
-            for item in op.get("items", []):
-                Label.from_json(item.get("new"))
-                Label.from_json(item.get("prev"))
-                if not isinstance(item.get("img"), str):
-                    raise ValueError("item without img")
-        except (ValueError, TypeError, AttributeError) as exc:
-            where = "last line (torn write)" if number >= len(lines) - 1 else f"line {number}"
-            logger.warning("journal %s: skipping %s: %s", journal_path, where, exc)
-            continue
-        ops.append(op)
-    return ops
+
+    def __init__(self, csv_path: Path | str, journal_path: Path | str | None = None) -> None:
+        self.csv_path = Path(csv_path)
+        journal = Path(journal_path) if journal_path is not None else journal_path_for(self.csv_path)
+        self.path = journal.with_name(journal.name + ".lock")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a+b")  # noqa: SIM115 - held for the lock's lifetime
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                self._handle.close()
+                raise StoreLockedError(
+                    f"another labeller is already writing {self.csv_path} (lock {self.path}); stop it first"
+                ) from exc
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> StoreLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
-def _replay(state: dict[str, Label], ops: Iterable[dict], stack: list[dict]) -> int:
-    """Apply journal operations to ``state`` and ``stack`` in place; returns the highest seq."""
-    top_seq = 0
-    for op in ops:
-        top_seq = max(top_seq, int(op.get("seq", 0)))
-        for item in op.get("items", []):
-            new = Label.from_json(item.get("new"))
-            if new is None:
-                state.pop(item["img"], None)
-            else:
-                state[item["img"]] = new
-        if op["op"] == "set":
-            stack.append(op)
-        elif op["op"] == "undo":
-            target = op.get("undoes")
-            if stack and stack[-1].get("seq") == target:
-                stack.pop()
-            else:
-                logger.warning("journal: undo of step %s does not match the undo stack; repaired", target)
-                stack[:] = [s for s in stack if s.get("seq") != target]
-        elif op["op"] == "import":
-            stack.clear()  # an import is a barrier: older steps are no longer undoable
-    return top_seq
-
-
-def read_label_state(csv_path: Path | str, journal_path: Path | str | None = None) -> dict[str, Label]:
-    """The labels as a running or killed labeller left them: CSV plus journal replay.
-
-    Read-only; use it to inspect labels while the labeller runs (tests do this).
-    """
-    csv_path = Path(csv_path)
-    journal_path = Path(journal_path) if journal_path is not None else journal_path_for(csv_path)
-    state = _read_csv_state(csv_path)
-    _replay(state, _parse_journal(journal_path), [])
-    return state
-
-
-def format_labels_csv(state: Mapping[str, Label]) -> str:
-    """CSV text with the spec's columns, rows sorted by name, integers, empty cell = unsure."""
-    def cell(value: int | None) -> str:
-        return "" if value is None else str(int(value))
-
-    lines = [",".join(HAND_LABEL_COLUMNS)]
-    for name in sorted(state):
-        label = state[name]
-        if "," in name or '"' in name:
-            quoted = '"' + name.replace('"', '""') + '"'
-        else:
-            quoted = name
-        lines.append(f"{quoted},{cell(label.gender)},{cell(label.quality)},{label.labeller}")
-    return "\n".join(lines) + "\n"
+def _unique_backup_path(path: Path, stamp: str) -> Path:
+    target = path.with_name(f"{path.name}.bak-{stamp}")
+    counter = 1
+    while target.exists():
+        counter += 1
+        target = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
+    return target
 
 
 class LabelStore:
@@ -201,42 +109,43 @@ class LabelStore:
         csv_path: the labels CSV (``PipelinePaths.hand_labels_csv``).
         journal_path: defaults to ``<csv stem>.journal.jsonl`` next to the CSV.
         undo_depth: how many undo steps the trimmed journal keeps across restarts.
-        lock: take an exclusive ``flock`` on the journal, so that two labellers cannot write the
-            same file (the lock dies with the process, so ``kill -9`` never leaves it stale).
+        lock: ``True`` takes an exclusive ``StoreLock``, or pass one already taken (the
+            ``--overwrite`` path locks before it moves old files aside); ``False`` for read-mostly tests.
     """
 
     def __init__(self, csv_path: Path | str, journal_path: Path | str | None = None,
-                 undo_depth: int = DEFAULT_UNDO_DEPTH, lock: bool = False) -> None:
+                 undo_depth: int = DEFAULT_UNDO_DEPTH, lock: bool | StoreLock = False) -> None:
         self.csv_path = Path(csv_path)
         self.journal_path = Path(journal_path) if journal_path is not None else journal_path_for(self.csv_path)
         self.undo_depth = int(undo_depth)
         self._lock = threading.RLock()
-        self._state: dict[str, Label] = _read_csv_state(self.csv_path)
-        self._stack: list[dict] = []
         self._journal = None
+        self._journal_end = 0        # size of the journal up to its last complete line
+        self._needs_newline = False  # a failed write could not be rolled back: start a fresh line
         self._closed = False
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_handle = self._take_lock() if lock else None
-        ops = _parse_journal(self.journal_path)
-        self._seq = _replay(self._state, ops, self._stack)
-        if ops:
-            logger.info("replayed %d journal operations from %s", len(ops), self.journal_path)
-        self._dirty = False
-        self._checkpoint()
+        if isinstance(lock, StoreLock):
+            self._store_lock: StoreLock | None = lock
+        else:
+            self._store_lock = StoreLock(self.csv_path, self.journal_path) if lock else None
+        try:
+            self._state: dict[str, Label] = read_csv_state(self.csv_path)
+            self._stack: list[dict] = []
+            ops = parse_journal(self.journal_path)
+            self._seq = replay(self._state, ops, self._stack)
+            if ops:
+                logger.info("replayed %d journal operations from %s", len(ops), self.journal_path)
+            self._dirty = False
+            self._checkpoint()  # folds the journal into the CSV and rewrites it without torn lines
+        except BaseException:
+            self._release_lock()
+            raise
 
     # ---- persistence -------------------------------------------------------------------------
-    def _take_lock(self):
-        lock_path = self.journal_path.with_name(self.journal_path.name + ".lock")
-        handle = open(lock_path, "a+b")  # noqa: SIM115 - held for the store's lifetime
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                handle.close()
-                raise StoreLockedError(
-                    f"another labeller is already writing {self.csv_path} (lock {lock_path})"
-                ) from exc
-        return handle
+    def _release_lock(self) -> None:
+        if self._store_lock is not None:
+            self._store_lock.release()
+            self._store_lock = None
 
     def _checkpoint(self) -> None:
         """Compact the CSV, then trim the journal to the undoable steps (crash-safe order)."""
@@ -244,12 +153,15 @@ class LabelStore:
         atomic_write_text(self.csv_path, format_labels_csv(self._state))
         self._stack = self._stack[-self.undo_depth:] if self.undo_depth > 0 else []
         atomic_write_text(self.journal_path, "".join(json.dumps(op) + "\n" for op in self._stack))
+        self._dirty = False
         self._open_journal()
 
     def _open_journal(self) -> None:
         # Append-only journal with an fsync per line: the one place outside common.io that
         # writes, because an atomic rewrite per key press would not be cheap enough.
         self._journal = open(self.journal_path, "ab", buffering=0)  # noqa: SIM115
+        self._journal_end = os.fstat(self._journal.fileno()).st_size
+        self._needs_newline = False
         try:
             dir_fd = os.open(self.journal_path.parent, os.O_RDONLY)
             try:
@@ -265,10 +177,44 @@ class LabelStore:
             self._journal = None
 
     def _append(self, op: dict) -> None:
+        """Write one whole line and fsync it, or roll back and raise ``JournalWriteError``.
+
+        ``write`` may write fewer bytes than asked (a full disk does that before it fails), so
+        the loop checks every count; a failure truncates the journal back to its last complete
+        line so the torn bytes can never glue onto (and swallow) the next decision.
+        """
         if self._closed or self._journal is None:
             raise RuntimeError("label store is closed")
-        self._journal.write((json.dumps(op) + "\n").encode("utf-8"))
-        os.fsync(self._journal.fileno())
+        data = (json.dumps(op) + "\n").encode("utf-8")
+        if self._needs_newline:
+            data = b"\n" + data
+        journal = self._journal
+        start = self._journal_end
+        try:
+            view = memoryview(data)
+            written = 0
+            while written < len(data):
+                count = journal.write(view[written:])
+                if not count:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += count
+            os.fsync(journal.fileno())
+        except OSError as exc:
+            self._roll_back(start)
+            reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else (
+                exc.strerror or str(exc))
+            raise JournalWriteError(exc.errno or errno.EIO,
+                                    f"{reason}: decision NOT saved to {self.journal_path}") from exc
+        self._journal_end = start + len(data)
+        self._needs_newline = False
+
+    def _roll_back(self, size: int) -> None:
+        try:
+            self._journal.truncate(size)
+            os.fsync(self._journal.fileno())
+        except OSError:
+            self._needs_newline = True  # the torn bytes stay; the next line starts on its own
+            logger.exception("could not roll back a failed journal write in %s", self.journal_path)
 
     def compact(self) -> bool:
         """Rewrite the CSV from the state if anything changed; returns whether it wrote."""
@@ -280,16 +226,16 @@ class LabelStore:
             return True
 
     def close(self) -> None:
-        """Compact the CSV and trim the journal (clean shutdown)."""
+        """Compact the CSV and trim the journal (clean shutdown); the lock is released even on error."""
         with self._lock:
             if self._closed:
                 return
-            self._checkpoint()
-            self._close_journal()
-            self._closed = True
-            if self._lock_handle is not None:
-                self._lock_handle.close()
-                self._lock_handle = None
+            try:
+                self._checkpoint()
+            finally:
+                self._close_journal()
+                self._closed = True
+                self._release_lock()
 
     def __enter__(self) -> LabelStore:
         return self
@@ -327,10 +273,17 @@ class LabelStore:
             return len(self._stack)
 
     # ---- changes -------------------------------------------------------------------------------
+    def _record(self, op: dict) -> None:
+        """Journal first (raises if not durable), then apply: state never runs ahead of the disk."""
+        self._append(op)
+        replay(self._state, [op], self._stack)
+        self._dirty = True
+
     def set_labels(self, changes: Mapping[str, Label | None]) -> int:
         """Record one undo step (one key press or one bulk change); returns its seq.
 
-        ``None`` removes the decision. Returns only after the step is fsynced to the journal.
+        ``None`` removes the decision. Returns only after the step is fsynced to the journal;
+        raises ``JournalWriteError`` (nothing recorded) when it could not be.
         """
         if not changes:
             raise ValueError("no labels to set")
@@ -340,11 +293,9 @@ class LabelStore:
                  "prev": None if self._state.get(name) is None else self._state[name].to_json()}
                 for name, new in changes.items()
             ]
+            op = {"op": "set", "seq": self._seq + 1, "t": round(time.time(), 3), "items": items}
+            self._record(op)
             self._seq += 1
-            op = {"op": "set", "seq": self._seq, "t": round(time.time(), 3), "items": items}
-            self._append(op)
-            _replay(self._state, [op], self._stack)
-            self._dirty = True
             return self._seq
 
     def set_label(self, img_name: str, gender: int | None, quality: int | None, labeller: str = "hand") -> int:
@@ -356,45 +307,73 @@ class LabelStore:
             if not self._stack:
                 return []
             target = self._stack[-1]
-            self._seq += 1
             items = [{"img": item["img"], "new": item.get("prev")} for item in target["items"]]
-            op = {"op": "undo", "seq": self._seq, "t": round(time.time(), 3), "undoes": target["seq"],
+            op = {"op": "undo", "seq": self._seq + 1, "t": round(time.time(), 3), "undoes": target["seq"],
                   "items": items}
-            self._append(op)
-            _replay(self._state, [op], self._stack)
-            self._dirty = True
+            self._record(op)
+            self._seq += 1
             return [item["img"] for item in items]
 
-    def import_labels(self, labels: Mapping[str, Label], overwrite: bool = False) -> int:
+    def import_labels(self, labels: Mapping[str, Label], overwrite: bool = False, replace: bool = False) -> int:
         """Take labels from another file; by default only for images without a decision.
 
-        Not undoable (it clears the undo stack). Returns how many images changed.
+        ``overwrite``: imported labels win over existing ones. ``replace``: afterwards the labels
+        are exactly ``labels`` (decisions for other images are removed). Not undoable (it clears
+        the undo stack). Returns how many images changed.
         """
         with self._lock:
             items = [
                 {"img": name, "new": label.to_json()}
                 for name, label in sorted(labels.items())
-                if overwrite or name not in self._state
+                if (overwrite or replace or name not in self._state) and self._state.get(name) != label
             ]
+            if replace:
+                items += [{"img": name, "new": None} for name in sorted(set(self._state) - set(labels))]
             if not items:
                 return 0
+            op = {"op": "import", "seq": self._seq + 1, "t": round(time.time(), 3), "items": items}
+            self._record(op)
             self._seq += 1
-            op = {"op": "import", "seq": self._seq, "t": round(time.time(), 3), "items": items}
-            self._append(op)
-            _replay(self._state, [op], self._stack)
-            self._dirty = True
             return len(items)
+
+    def backup_csv(self) -> Path | None:
+        """Write the current labels to ``<csv>.bak-<time>`` (never overwriting one); None if empty."""
+        with self._lock:
+            if not self._state:
+                return None
+            target = _unique_backup_path(self.csv_path, time.strftime("%Y%m%d-%H%M%S"))
+            atomic_write_text(target, format_labels_csv(self._state))
+            return target
+
+    def apply_import(self, labels: Mapping[str, Label], replace: bool = False) -> tuple[int, Path | None]:
+        """Import labels read by ``read_import_file``: THE import path, shared by the labeller's
+        ``--import`` and ``run_pipeline --labels`` (validate first, then open the store, then this).
+
+        Backs up the current labels (the journal was folded in when the store opened), imports,
+        then folds the import into the CSV and trims the journal, so no older journal line can
+        ever re-apply over the imported labels. ``replace=False`` fills only images without a
+        decision; ``replace=True`` makes the labels exactly ``labels``. Returns (images changed,
+        backup path or None).
+        """
+        with self._lock:
+            backup = self.backup_csv()
+            changed = self.import_labels(labels, replace=replace)
+            self._checkpoint()
+        return changed, backup
 
 
 def read_import_file(path: Path | str, known_images: Iterable[str] | None = None,
                      labeller: str = "hand") -> dict[str, Label]:
-    """Read ours or the original project's CSV (``img_name,quality,gender``) for ``--import``.
+    """Read ours or the original project's CSV (``img_name,quality,gender``) for an import.
 
     Validation (invalid values, duplicates, unknown images) is ``read_hand_labels``'s; rows whose
-    gender and quality are both empty are kept as "unsure" decisions.
+    gender and quality are both empty are kept as "unsure" decisions. A file without any row is
+    refused (``CsvSchemaError``): importing it would only ever remove labels.
     """
     frame = read_hand_labels(path, known_images=known_images, default_labeller=labeller)
-    return {row.img_name: _label_from_floats(row.gender, row.quality, row.labeller)
+    if frame.empty:
+        raise CsvSchemaError(f"{path}: holds no labels (only a header); expected rows of img_name,gender,quality")
+    return {row.img_name: label_from_floats(row.gender, row.quality, row.labeller)
             for row in frame.itertuples(index=False)}
 
 
@@ -513,8 +492,8 @@ def build_review_list(oof: Mapping[str, Mapping[str, float]], labels: Mapping[st
 
 
 __all__ = [
-    "CsvSchemaError", "DEFAULT_UNDO_DEPTH", "Label", "LabelStore", "ORDERS", "ReviewItem",
-    "StoreLockedError", "build_review_list", "build_sequence", "format_labels_csv",
+    "CsvSchemaError", "DEFAULT_UNDO_DEPTH", "JournalWriteError", "Label", "LabelStore", "ORDERS", "ReviewItem",
+    "StoreLock", "StoreLockedError", "build_review_list", "build_sequence", "format_labels_csv",
     "journal_path_for", "read_import_file", "read_label_state", "read_model_scores",
     "read_oof_scores", "uncertainty",
 ]
