@@ -258,3 +258,61 @@ def test_auto_layers_follow_the_requested_properties_ranges():
     masks = edit_layer_masks(8, "auto", per_property, targets)
     assert masks.tolist() == [[True] * 4 + [False] * 4, [True] * 8, [True] * 8]
     assert edit_layer_masks(8, "middle", per_property, targets[:1]).tolist() == [[False] * 4 + [True] * 4]
+
+
+# ---- the script --------------------------------------------------------------------------------
+
+def test_script_help_and_one_line_errors(tmp_path, capsys):
+    from pipeline.runner import load_script_file
+
+    script = load_script_file("studio.py")
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--help"])
+    assert exit_info.value.code == 0 and "--host" in capsys.readouterr().out
+    assert script.main(["--root", str(tmp_path), "--port", "0"]) == 2       # no generator under this root
+    assert "stylegan_model.pth" in capsys.readouterr().err
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (4, 4)).save(plain)
+    assert script.main(["--root", str(tmp_path), "--regenerate", str(plain)]) == 2
+    assert "no 'studio' text chunk" in capsys.readouterr().err
+
+
+def test_regenerate_refuses_a_swapped_generator(world, tmp_path, single_thread, capsys):
+    """Same path, other weights: the recipe's fingerprint no longer matches, so no silent other face."""
+    import shutil
+
+    from pipeline.runner import load_script_file
+    from stylegan import write_random_checkpoint
+
+    root = tmp_path / "root"
+    shutil.copytree(world.root, root)
+    models = load_studio_models(type(world)(root))
+    response = StudioApp(models).get("/api/save", q("method=finetuned&seed=1&face=base"))
+    saved = tmp_path / "base.png"
+    saved.write_bytes(response.body)
+    script = load_script_file("studio.py")
+    out = tmp_path / "again.png"
+    assert script.main(["--root", str(root), "--regenerate", str(saved), "--out", str(out)]) == 0
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(saved).convert("RGB")))
+    assert script.main(["--root", str(root), "--regenerate", str(saved), "--out", str(saved), "--overwrite"]) == 2
+    from studio_world import TINY
+
+    write_random_checkpoint(type(world)(root).stylegan_checkpoint, resolution=32, seed=2, **TINY)
+    assert script.main(["--root", str(root), "--regenerate", str(saved)]) == 2
+    assert "was made with stylegan file" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_cuda_render_matches_cpu_and_regenerates_exactly(world, tmp_path):
+    cuda = load_studio_models(world, device="cuda")
+    cpu = load_studio_models(world, device="cpu")
+    params = ViewParams(method="both", seed=6, values=(0.7, None, 0.3, None, 0.2), strip=3)
+    a, b = render_view(cuda, params).sheet_u8.astype(int), render_view(cpu, params).sheet_u8.astype(int)
+    assert np.abs(a - b).mean() < 1.0
+    response = StudioApp(cuda).get("/api/save", q(params.to_query() + "&face=directions"))
+    path = tmp_path / "cuda.png"
+    path.write_bytes(response.body)
+    from pipeline.studio.pngmeta import regenerate
+
+    again, saved, recipe = regenerate(path, cuda)
+    assert recipe["device"] == "cuda" and np.array_equal(again, saved)

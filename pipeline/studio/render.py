@@ -29,7 +29,7 @@ from pipeline.demo import DEMO_STYLEGAN
 from pipeline.studio.params import ViewParams
 from stylegan.checkpoint import load_generator
 from stylegan.conditional import ConditionalGenerator, load_conditional_generator, property_ranges
-from stylegan.directions import available_layer_ranges, layer_mask, load_directions
+from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
 from stylegan.finetune import find_latest_checkpoint
 from stylegan.generate import latents_for
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
@@ -119,13 +119,19 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
     if models.finetuned is None and normalization_ranges:
         models.ranges = normalization_ranges
 
-    directions_file = directions_file or paths.directions_pt
-    if directions_file is None or not Path(directions_file).is_file():
+    explicit = directions_file is not None
+    directions_file = Path(directions_file or paths.directions_pt)
+    if not directions_file.is_file() and not explicit:
         models.notes.append("no latent directions (run 07_fit_latent_directions.py)")
     else:
-        models.directions = load_directions(directions_file, checkpoint=paths.stylegan_checkpoint,
-                                            w_dim=generator.w_space_dim)
-        models.identity["directions"] = _identity(Path(directions_file))
+        try:
+            models.directions = load_directions(directions_file, checkpoint=paths.stylegan_checkpoint,
+                                                w_dim=generator.w_space_dim)
+            models.identity["directions"] = _identity(directions_file)
+        except DirectionsMismatchError as exc:
+            if explicit:
+                raise
+            models.notes.append(f"latent directions not loaded: {exc}")
     if models.demo:
         models.notes.insert(0, "demo models: random weights, the images are not faces and the measures mean nothing")
     return models

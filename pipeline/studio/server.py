@@ -115,8 +115,12 @@ class StudioSummary:
 
 def tunnel_hint(server: LocalServer) -> str:
     """The ssh -L line a laptop user needs to reach a studio on a remote box."""
+    import getpass
+    import socket
+
     port = server.server_address[1]
-    return f"ssh -N -L {port}:127.0.0.1:{port} you@this-box   # on your laptop, then open http://localhost:{port}/"
+    return (f"ssh -N -L {port}:127.0.0.1:{port} {getpass.getuser()}@{socket.gethostname()}"
+            f"   # on your laptop, then open http://localhost:{port}/")
 
 
 def build_app(config: StudioConfig) -> StudioApp:
