@@ -45,8 +45,8 @@ def build_world(root: Path, device) -> Path:
     write_random_checkpoint(paths.stylegan_checkpoint, resolution=256, seed=0)
     base = load_generator(paths.stylegan_checkpoint)
     generator = build_conditional_generator(base, seed=0)
-    stats = {p: {"median": 0.0 if p == "face_pose" else 0.5, "min": -1.0 if p == "face_pose" else 0.0, "max": 1.0}
-             for p in PROPERTY_NAMES}
+    low = {p: -1.0 if p == "face_pose" else 0.0 for p in PROPERTY_NAMES}
+    stats = {p: {"median": (low[p] + 1.0) / 2, "min": low[p], "max": 1.0} for p in PROPERTY_NAMES}
     config = {"format_version": FINETUNE_FORMAT_VERSION, "property_names": list(PROPERTY_NAMES),
               "generator": generator.cond_config, "normalization": None, "condition_stats": stats}
     config["property_ranges"] = {k: list(v) for k, v in property_ranges(config).items()}
@@ -56,7 +56,8 @@ def build_world(root: Path, device) -> Path:
                        "generator_ema": state, "step": 1})
     rng = np.random.default_rng(0)
     with torch.no_grad():
-        w = base.mapping(torch.from_numpy(rng.standard_normal((600, base.z_space_dim)).astype(np.float32)))["w"]
+        z = rng.standard_normal((600, base.z_space_dim)).astype(np.float32)
+        w = base.mapping(torch.from_numpy(z))["w"]
     scores = rng.uniform(0, 1, (600, len(PROPERTY_NAMES)))
     scores[:, -1] = scores[:, -1] * 2 - 1
     directions = fit_directions(w.numpy(), scores.astype(np.float32), method="ridge",
@@ -66,8 +67,8 @@ def build_world(root: Path, device) -> Path:
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(float(np.percentile(values, 50)), 1), "p95_ms": round(float(np.percentile(values, 95)), 1),
-            "n": len(values)}
+    return {"p50_ms": round(float(np.percentile(values, 50)), 1),
+            "p95_ms": round(float(np.percentile(values, 95)), 1), "n": len(values)}
 
 
 def _get(url: str) -> bytes:
@@ -118,7 +119,8 @@ def browser_latency(base_url: str, repeats: int) -> dict | None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
@@ -147,18 +149,20 @@ def main(argv=None) -> int:
         finally:
             server.shutdown()
             server.server_close()
-    report = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-              else platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-              "torch_threads": torch.get_num_threads(), "load_avg": os.getloadavg(), "torch": torch.__version__,
-              "resolution": 256, "note": "one face = base + edited (2 images); strip of 8 = 16 images, one batch per "
-              "column", "results": results}
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else platform.processor() or platform.machine())
+    report = {"device": str(device), "device_name": name, "cpu_count": os.cpu_count(),
+              "torch_threads": torch.get_num_threads(), "load_avg": os.getloadavg(),
+              "torch": torch.__version__, "resolution": 256, "results": results,
+              "note": "one face = base + edited (2 images); strip of 8 = 16 images, one batch per column"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"studio latency on {report['device']} ({report['device_name']}, {report['torch_threads']} threads, "
-          f"load {report['load_avg'][0]:.1f}):")
+    print(f"studio latency on {report['device']} ({report['device_name']}, "
+          f"{report['torch_threads']} threads, load {report['load_avg'][0]:.1f}):")
     for name, value in results.items():
-        print(f"  {name:34s} " + ("n/a (no Chromium)" if value is None else
-                                  f"p50 {value['p50_ms']:8.1f} ms   p95 {value['p95_ms']:8.1f} ms   (n={value['n']})"))
+        shown = "n/a (no Chromium)" if value is None else (
+            f"p50 {value['p50_ms']:8.1f} ms   p95 {value['p95_ms']:8.1f} ms   (n={value['n']})")
+        print(f"  {name:34s} {shown}")
     return 0
 
 

@@ -46,16 +46,19 @@ def build_parser():
     parser.add_argument("--crop", choices=CROPS, default=DEFAULTS.crop,
                         help="Measure's face crop: auto = full image for the demo's models, MTCNN otherwise")
     parser.add_argument("--scorer", choices=SCORERS, default=DEFAULTS.scorer,
-                        help="Measure's judge: segmentation (the real one) or brightness (a labelled stand-in)")
+                        help="Measure's judge: segmentation (the real one) or brightness (a labelled "
+                             "stand-in)")
     parser.add_argument("--no-measure", dest="measure", action="store_false", default=DEFAULTS.measure,
                         help="do not offer Measure (never loads FaceXFormer)")
-    parser.add_argument("--open-browser", dest="open_browser", action="store_true", default=DEFAULTS.open_browser,
+    parser.add_argument("--open-browser", dest="open_browser", action="store_true",
+                        default=DEFAULTS.open_browser,
                         help="open the page in a local browser")
     parser.add_argument("--no-browser", dest="open_browser", action="store_false",
                         help="do not open a browser (the default)")
     parser.add_argument("--regenerate", type=Path, default=None, metavar="FACE.png",
                         help="render a saved face again from its embedded recipe, compare, and exit")
-    parser.add_argument("--out", type=Path, default=None, help="with --regenerate: write the regenerated PNG here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="with --regenerate: write the regenerated PNG here")
     return parser
 
 
@@ -74,7 +77,8 @@ def _regenerate(args, paths) -> int:
         return 2
     files = recipe_files(args.regenerate)
     models = load_studio_models(paths, resolve_device(args.device),
-                                args.checkpoint or files.get("finetuned"), args.directions or files.get("directions"),
+                                args.checkpoint or files.get("finetuned"),
+                                args.directions or files.get("directions"),
                                 args.weights)
     image, saved, recipe = regenerate(args.regenerate, models)
     if args.out is not None:

@@ -46,12 +46,14 @@ def make_world(root: Path, resolution: int = 32) -> PipelinePaths:
     config["property_ranges"] = {k: list(v) for k, v in property_ranges(config).items()}
     state = {k: v.clone() for k, v in generator.state_dict().items()}
     atomic_torch_save(paths.finetuned_dir / "checkpoints" / "checkpoint_000004.pt",
-                      {"format_version": 1, "config": config, "generator": state, "generator_ema": state, "step": 4})
+                      {"format_version": 1, "config": config, "generator": state, "generator_ema": state,
+                       "step": 4})
 
     # latent directions fitted on synthetic scores that are linear in w (plus noise), in range
     rng = np.random.default_rng(0)
     with torch.no_grad():
-        w = base.mapping(torch.from_numpy(rng.standard_normal((300, base.z_space_dim)).astype(np.float32)))["w"]
+        z = rng.standard_normal((300, base.z_space_dim)).astype(np.float32)
+        w = base.mapping(torch.from_numpy(z))["w"]
     w = w.numpy().astype(np.float64)
     raw = (w - w.mean(0)) @ rng.standard_normal((w.shape[1], len(PROPERTY_NAMES)))
     raw += 0.05 * raw.std(0) * rng.standard_normal(raw.shape)

@@ -1,4 +1,4 @@
-"""The studio's backend without sockets: view parameters, rendering, the newest-wins gate, PNG recipes, routes."""
+"""The studio's backend without sockets: view parameters, rendering, the newest-wins gate, recipes, routes."""
 from __future__ import annotations
 
 import json
@@ -93,7 +93,7 @@ def test_fixed_z_while_sliders_move_and_the_edit_changes_the_face(models):
 
 
 def test_directions_face_is_rendered_from_the_edited_w(models):
-    """The studio's directions face is the synthesis of exactly the w that edit() returns, which hits the values."""
+    """The directions face is the synthesis of exactly the w that edit() returns, which hits the values."""
     targets = np.array([[0.4, np.nan, 0.6, np.nan, -0.1]], np.float32)
     z = models.z([5])
     import torch
@@ -245,7 +245,8 @@ def test_measure_runs_the_scorer_on_base_and_edited_faces(models):
     assert calls == [(3, models.resolution, models.resolution, 3)]
     assert [r["face"] for r in body["rows"]] == ["base", "directions", "finetuned"]
     assert body["requested"][0] == 0.7 and body["requested"][1] is None
-    assert body["rows"][1]["measured"][4] == 1.0 and not any(math.isnan(v) for v in body["rows"][0]["measured"])
+    assert body["rows"][1]["measured"][4] == 1.0
+    assert not any(math.isnan(v) for v in body["rows"][0]["measured"])
 
 
 def test_auto_layers_follow_the_requested_properties_ranges():
@@ -294,7 +295,8 @@ def test_regenerate_refuses_a_swapped_generator(world, tmp_path, single_thread, 
     out = tmp_path / "again.png"
     assert script.main(["--root", str(root), "--regenerate", str(saved), "--out", str(out)]) == 0
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(saved).convert("RGB")))
-    assert script.main(["--root", str(root), "--regenerate", str(saved), "--out", str(saved), "--overwrite"]) == 2
+    into_input = ["--root", str(root), "--regenerate", str(saved), "--out", str(saved), "--overwrite"]
+    assert script.main(into_input) == 2                                     # never overwrites its input
     from studio_world import TINY
 
     write_random_checkpoint(type(world)(root).stylegan_checkpoint, resolution=32, seed=2, **TINY)

@@ -39,7 +39,7 @@ MAX_SHOT_BYTES = 300_000
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not installed at {CHROMIUM} (CI installs it)"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not at {CHROMIUM} (CI installs it)"),
 ]
 
 
@@ -57,7 +57,8 @@ def studio(tmp_path):
     log = tmp_path / "studio.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, str(SCRIPT), "--root", str(paths.root), "--port", str(port),
-                                 "--device", "cpu", "--threads", "1", "--scorer", "brightness", "--seed", "3"],
+                                 "--device", "cpu", "--threads", "1", "--scorer", "brightness",
+                                 "--seed", "3"],
                                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
@@ -126,7 +127,8 @@ def test_sliders_methods_fast_drag_save_and_regenerate_in_real_browser(browser, 
     stats = _settle(page)
     assert _query(stats["query"]).method == "both" and _query(stats["query"]).seed == 3
     assert "random weights" not in page.inner_text("#demo")  # not the demo: no demo banner text
-    assert page.locator("#captions span").all_inner_texts() == ["base (unedited)", "latent directions", "fine-tuned"]
+    captions = page.locator("#captions span").all_inner_texts()
+    assert captions == ["base (unedited)", "latent directions", "fine-tuned"]
 
     # every slider: a drag requests that property, and the last view painted is the one in the URL
     painted = len(stats["painted"])
@@ -194,7 +196,8 @@ def test_sliders_methods_fast_drag_save_and_regenerate_in_real_browser(browser, 
     recipe = read_recipe(saved)
     assert recipe["face"] == "directions" and recipe["params"]["values"]["eyes"] == final.values[0]
     assert set(recipe["models"]) == {"stylegan", "directions"}
-    run = subprocess.run([sys.executable, str(SCRIPT), "--root", str(paths.root), "--device", "cpu", "--threads", "1",
+    run = subprocess.run([sys.executable, str(SCRIPT), "--root", str(paths.root), "--device", "cpu",
+                          "--threads", "1",
                           "--regenerate", str(saved), "--out", str(tmp_path / "again.png")],
                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -206,7 +209,8 @@ def test_sliders_methods_fast_drag_save_and_regenerate_in_real_browser(browser, 
         from PIL import Image
 
         with Image.open(shot) as image:
-            image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(shot, optimize=True)
+            small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+            small.save(shot, optimize=True)
     assert shot.stat().st_size < MAX_SHOT_BYTES
     page.close()
 

@@ -1,4 +1,4 @@
-"""The studio over real sockets: 4xx for every malformed request, the shared server's guards, newest-wins over HTTP."""
+"""The studio over sockets: 4xx for malformed requests, the shared server's guards, newest-wins over HTTP."""
 from __future__ import annotations
 
 import http.client

@@ -82,7 +82,8 @@ class StudioApp:
         params.check_against(self.models.ranges, self.models.num_layers, self.models.available)
         choices = layer_choices(self.models.num_layers)
         if params.layers not in choices:
-            raise ParamError(f"layers={params.layers} does not exist in a {self.models.resolution} px generator; "
+            raise ParamError(f"layers={params.layers} does not exist in a {self.models.resolution} px "
+                             "generator; "
                              f"use one of {choices}")
         return params
 
@@ -92,7 +93,8 @@ class StudioApp:
             "properties": list(PROPERTY_NAMES),
             "ranges": {k: list(v) for k, v in m.ranges.items()},
             "medians": [float(x) for x in m.medians],
-            "methods": list(METHODS), "available": list(m.available), "layer_choices": list(layer_choices(m.num_layers)),
+            "methods": list(METHODS), "available": list(m.available),
+            "layer_choices": list(layer_choices(m.num_layers)),
             "num_layers": m.num_layers, "resolution": m.resolution, "max_strip": MAX_STRIP,
             "defaults": self.defaults.to_json(), "demo": m.demo, "notes": list(m.notes),
             "models": m.identity, "device": str(m.device), "dtype": "float32",
@@ -162,22 +164,24 @@ class StudioApp:
         params = self._params(query)
         if self.scorer_factory is None:
             return Response.error(HTTPStatus.CONFLICT, "no scorer: this studio was started without one "
-                                  "(needs segmentation/models/segmentation_model.pt and step 6's normalization.json)")
+                                  "(needs segmentation/models/segmentation_model.pt and step 6's "
+                                  "normalization.json)")
         start = time.perf_counter()
         faces = ("base",) + params.methods
 
         def job() -> np.ndarray:
             z = self.models.z([params.seed])
             targets = np.asarray([params.targets], np.float32)
-            images = np.concatenate([render_faces(self.models, face, z, targets, params.psi, params.trunc_layers,
-                                                  params.layers) for face in faces])
+            images = np.concatenate([render_faces(self.models, face, z, targets, params.psi,
+                                                  params.trunc_layers, params.layers) for face in faces])
             scorer = self.scorer()
             return np.asarray(scorer(images), dtype=np.float64)
 
         measured = self.gate.run(job, droppable=False)
         requested = [None if math.isnan(t) else t for t in params.targets]
-        rows = [{"face": face, "measured": [None if not math.isfinite(v) else round(float(v), 4) for v in row]}
+        rows = [{"face": face, "measured": [round(float(v), 4) if math.isfinite(v) else None for v in row]}
                 for face, row in zip(faces, measured)]
         return Response.json({"properties": list(PROPERTY_NAMES), "requested": requested, "rows": rows,
-                              "scorer": self.scorer_name, "demo": self.models.demo, "query": params.to_query(),
+                              "scorer": self.scorer_name, "demo": self.models.demo,
+                              "query": params.to_query(),
                               "seconds": round(time.perf_counter() - start, 3)})

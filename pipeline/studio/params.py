@@ -19,7 +19,7 @@ METHODS: tuple[str, ...] = ("directions", "finetuned", "both")
 """``both`` renders the two methods side by side for the same latent."""
 SINGLE_METHODS: tuple[str, ...] = ("directions", "finetuned")
 LAYER_CHOICES: tuple[str, ...] = ("auto", "all", "coarse", "middle", "fine")
-"""Synthesis layers an edit of w reaches (latent directions only); ``auto`` = the per-property choice of step 7."""
+"""Synthesis layers an edit of w reaches (directions only); ``auto`` = step 7's per-property choice."""
 MAX_SEED = 2**31 - 1
 MAX_STRIP = 16
 _RANGE_TOLERANCE = 1e-6
@@ -123,7 +123,8 @@ class ViewParams:
         try:
             return cls(method=str(data["method"]), seed=int(data["seed"]),
                        values=tuple(None if values[n] is None else float(values[n]) for n in PROPERTY_NAMES),
-                       psi=float(data["psi"]), trunc_layers=int(data["trunc_layers"]), layers=str(data["layers"]),
+                       psi=float(data["psi"]), trunc_layers=int(data["trunc_layers"]),
+                       layers=str(data["layers"]),
                        strip=int(data.get("strip", 1)))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ParamError):
@@ -153,7 +154,8 @@ def parse_query(query: Mapping[str, Sequence[str]], extra_keys: Sequence[str] = 
     """
     unknown = sorted(set(query) - set(QUERY_KEYS) - set(extra_keys))
     if unknown:
-        raise ParamError(f"unknown query key {unknown[0][:40]!r}; allowed: {', '.join(QUERY_KEYS + tuple(extra_keys))}")
+        allowed = ", ".join(QUERY_KEYS + tuple(extra_keys))
+        raise ParamError(f"unknown query key {unknown[0][:40]!r}; allowed: {allowed}")
     fields: dict[str, Any] = {}
     for key, texts in query.items():
         if key in extra_keys:

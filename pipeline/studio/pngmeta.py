@@ -23,14 +23,16 @@ CHUNK_KEY = "studio"
 FORMAT = "studio-face"
 FORMAT_VERSION = 1
 FACES: tuple[str, ...] = ("base", "directions", "finetuned")
-_ROLES_BY_FACE = {"base": ("stylegan",), "directions": ("stylegan", "directions"), "finetuned": ("finetuned",)}
+_ROLES_BY_FACE = {"base": ("stylegan",), "directions": ("stylegan", "directions"),
+                  "finetuned": ("finetuned",)}
 
 
 class RecipeError(ValueError):
     """A PNG without a readable studio recipe, or one made with other model files."""
 
 
-def make_recipe(params: ViewParams, face: str, identity: dict[str, dict[str, str]], device: torch.device) -> dict:
+def make_recipe(params: ViewParams, face: str, identity: dict[str, dict[str, str]],
+                device: torch.device) -> dict:
     """The JSON stored in the PNG: only the model files this face depends on."""
     if face not in FACES:
         raise ParamError(f"face must be one of {FACES}, got {face!r}")
@@ -70,7 +72,8 @@ def read_recipe(path: Path | str) -> dict[str, Any]:
     if not isinstance(recipe, dict) or recipe.get("format") != FORMAT:
         raise RecipeError(f"{path}: the '{CHUNK_KEY}' chunk is not a studio recipe")
     if recipe.get("format_version") != FORMAT_VERSION:
-        raise RecipeError(f"{path}: recipe version {recipe.get('format_version')}, this code reads {FORMAT_VERSION}")
+        raise RecipeError(f"{path}: recipe version {recipe.get('format_version')}, "
+                          f"this code reads {FORMAT_VERSION}")
     if recipe.get("face") not in FACES:
         raise RecipeError(f"{path}: unknown face {recipe.get('face')!r}")
     return recipe
@@ -81,10 +84,11 @@ def check_models(recipe: dict[str, Any], identity: dict[str, dict[str, str]], so
     for role, saved in recipe.get("models", {}).items():
         have = identity.get(role)
         if have is None:
-            raise RecipeError(f"{source} needs the {role} model {saved.get('path')} ({saved.get('fingerprint')}), "
-                              "which this studio has not loaded")
+            raise RecipeError(f"{source} needs the {role} model {saved.get('path')} "
+                              f"({saved.get('fingerprint')}), which this studio has not loaded")
         if have.get("fingerprint") != saved.get("fingerprint"):
-            raise RecipeError(f"{source} was made with {role} file {saved.get('path')} ({saved.get('fingerprint')}); "
+            raise RecipeError(f"{source} was made with {role} file {saved.get('path')} "
+                              f"({saved.get('fingerprint')}); "
                               f"this studio has {have.get('path')} ({have.get('fingerprint')})")
 
 
@@ -104,7 +108,8 @@ def regenerate(path: Path | str, models: Any) -> tuple[np.ndarray, np.ndarray, d
     check_models(recipe, models.identity, source=str(path))
     params, face = recipe_params(recipe)
     if recipe.get("device") != models.device.type:
-        raise RecipeError(f"{path} was rendered on {recipe.get('device')}; this studio runs on {models.device.type} "
+        raise RecipeError(f"{path} was rendered on {recipe.get('device')}; "
+                          f"this studio runs on {models.device.type} "
                           "(pass --device to match: pixels are exact only on the same device type)")
     with Image.open(path) as image:
         saved = np.asarray(image.convert("RGB"))

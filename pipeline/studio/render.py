@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +111,8 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
         finetuned = load_conditional_generator(checkpoint, device=device, which=weights)
         models.finetuned = finetuned
         models.identity["finetuned"] = _identity(Path(checkpoint), weights=weights, step=str(finetuned.step))
-        models.ranges = {k: (float(v[0]), float(v[1])) for k, v in property_ranges(finetuned.finetune_config).items()}
+        ranges = property_ranges(finetuned.finetune_config)
+        models.ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
         stats = finetuned.finetune_config.get("condition_stats") or {}
         models.medians = np.array([stats.get(p, {}).get("median", float(models.medians[j]))
                                    for j, p in enumerate(PROPERTY_NAMES)], dtype=np.float32)
@@ -133,7 +133,8 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
                 raise
             models.notes.append(f"latent directions not loaded: {exc}")
     if models.demo:
-        models.notes.insert(0, "demo models: random weights, the images are not faces and the measures mean nothing")
+        models.notes.insert(0, "demo models: random weights, the images are not faces and the measures "
+                               "mean nothing")
     return models
 
 
@@ -144,7 +145,8 @@ def _ranges_from_normalization(path: Path) -> dict[str, tuple[float, float]] | N
         normalization = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return {k: (float(v[0]), float(v[1])) for k, v in property_ranges({"normalization": normalization}).items()}
+    ranges = property_ranges({"normalization": normalization})
+    return {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,15 +194,16 @@ def render_faces(models: StudioModels, method: str, z: np.ndarray, targets: np.n
         if models.finetuned is None:
             raise ValueError("no fine-tuned generator loaded")
         cond = np.where(np.isnan(targets), models.medians[None], targets).astype(np.float32)
-        out = models.finetuned(zt, torch.as_tensor(cond, device=device), trunc_psi=psi, trunc_layers=trunc_layers,
-                               randomize_noise=False)
+        out = models.finetuned(zt, torch.as_tensor(cond, device=device), trunc_psi=psi,
+                               trunc_layers=trunc_layers, randomize_noise=False)
     elif method == "directions":
         if models.directions is None:
             raise ValueError("no latent directions loaded")
         w = generator.mapping(zt)["w"]
         w_edit = models.directions.edit(w.double().cpu().numpy(), targets)
         w_edit = torch.as_tensor(np.asarray(w_edit, dtype=np.float32), device=device)
-        masks = edit_layer_masks(generator.num_layers, layers, getattr(models.directions, "layers", None), targets)
+        per_property = getattr(models.directions, "layers", None)
+        masks = edit_layer_masks(generator.num_layers, layers, per_property, targets)
         wp = torch.where(torch.from_numpy(masks).to(device)[:, :, None], w_edit[:, None, :], w[:, None, :])
         image = generator.synthesis(generator.truncation(wp, psi, trunc_layers), None, False)["image"]
         out = {"image": torch.tanh(image) if generator.final_tanh else image}
@@ -244,7 +247,3 @@ def render_face(models: StudioModels, params: ViewParams, face: str) -> np.ndarr
     targets = np.asarray([params.targets], np.float32)
     return render_faces(models, face, z, targets, params.psi, params.trunc_layers, params.layers)[0]
 
-
-def requested_matrix(params: ViewParams, rows: int) -> np.ndarray:
-    """[rows, P] of the requested values (NaN = none), for measure tables."""
-    return np.repeat(np.asarray([[math.nan if v is None else v for v in params.values]], np.float64), rows, axis=0)

@@ -45,7 +45,8 @@ class _StudioHandler(LocalRequestHandler):
             file = STATIC_DIR / _STATIC_FILES[path]
             ctype = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                      ".css": "text/css; charset=utf-8"}[file.suffix]
-            self.send_bytes(HTTPStatus.OK, file.read_bytes(), ctype, {"Cache-Control": "no-cache"}, csp=STUDIO_CSP)
+            self.send_bytes(HTTPStatus.OK, file.read_bytes(), ctype, {"Cache-Control": "no-cache"},
+                            csp=STUDIO_CSP)
             return
         if path == "/favicon.ico":
             self.send_bytes(HTTPStatus.NO_CONTENT, b"", "text/plain")
@@ -53,7 +54,8 @@ class _StudioHandler(LocalRequestHandler):
         if not path.startswith("/api/"):
             raise RequestError(HTTPStatus.NOT_FOUND, "not found")
         try:
-            query = parse_qs(urlsplit(self.path).query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+            query = parse_qs(urlsplit(self.path).query, keep_blank_values=True,
+                             max_num_fields=MAX_QUERY_FIELDS)
         except ValueError as exc:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"bad query string: {exc}") from None
         app: StudioApp = self.server.context
@@ -130,7 +132,8 @@ def build_app(config: StudioConfig) -> StudioApp:
 
     paths = PipelinePaths(Path(config.root).resolve())
     device = resolve_device(config.device)
-    models = load_studio_models(paths, device, config.finetuned_checkpoint, config.directions_file, config.weights)
+    models = load_studio_models(paths, device, config.finetuned_checkpoint, config.directions_file,
+                                config.weights)
     factory, name = None, ""
     if config.measure and config.scorer == "brightness":
         from stylegan.control import BrightnessScorer
@@ -141,7 +144,8 @@ def build_app(config: StudioConfig) -> StudioApp:
         factory = _scorer_factory(paths, crop, device)
         name = f"FaceXFormer segmentation + step-6 scores ({crop} crop)"
     elif config.measure:
-        models.notes.append("Measure needs segmentation/models/segmentation_model.pt and step 6's normalization.json")
+        models.notes.append("Measure needs segmentation/models/segmentation_model.pt and step 6's "
+                            "normalization.json")
     return StudioApp(models, factory, name, seed=config.seed)
 
 
