@@ -90,7 +90,7 @@ def browser():
 
 def _open(browser, url: str):
     # bypass_csp: Playwright evaluates its wait predicates as strings, which the page's CSP forbids
-    page = browser.new_page(viewport={"width": 1150, "height": 760}, bypass_csp=True, accept_downloads=True)
+    page = browser.new_page(viewport={"width": 1150, "height": 940}, bypass_csp=True, accept_downloads=True)
     page.set_default_timeout(30_000)
     page.goto(url)
     page.wait_for_function("document.body.dataset.ready === '1'")
@@ -174,6 +174,18 @@ def test_sliders_methods_fast_drag_save_and_regenerate_in_real_browser(browser, 
     assert server["max_running"] == 1
     final = _query(stats["query"])
     assert abs(final.values[0] - 1.0) < 0.02 and final.values[4] < -0.7
+
+    # with a strip, a held slider previews one face per column; the release paints the exact full strip
+    page.fill("#strip", "3")
+    page.dispatch_event("#strip", "change")
+    _settle(page)
+    sent_before = len(page.evaluate("window.studioStats.sent"))
+    _drag(page, "#slider-mouth", 0.9, 0.3, steps=25)
+    stats = _settle(page)
+    during = [_query(q) for q in stats["sent"][sent_before:]]
+    assert any(v.strip == 1 for v in during[:-1]) and during[-1].strip == 3
+    assert stats["painted"][-1] == stats["query"] and _query(stats["query"]).strip == 3
+    assert page.locator("#sheet").evaluate("img => img.naturalHeight") == 3 * 32
 
     # the URL alone reproduces the view in a fresh page
     other = _open(browser, url + "?" + stats["query"])

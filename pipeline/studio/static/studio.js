@@ -14,6 +14,8 @@ let state = null;         // the current view, as shown in the controls and the 
 let wanted = null;        // {query, t0}: the newest view not yet sent
 let inFlight = false;
 let lastObjectUrl = null;
+let lastPainted = null;   // query of the image on screen
+let dragging = false;     // a range input is held: preview one face, the full strip on release
 
 // What the browser test and the benchmark read: nothing here changes behaviour.
 const stats = window.studioStats = { inFlight: 0, maxInFlight: 0, sent: [], painted: [], paintMs: [],
@@ -71,6 +73,10 @@ function buildSliders() {
       state.values[name] = parseFloat(range.value);
       changed(ev);
     });
+    range.addEventListener("change", (ev) => {  // released: the exact full view (after strip previews)
+      dragging = false;
+      changed(ev);
+    });
     check.addEventListener("change", (ev) => {
       state.values[name] = check.checked ? parseFloat(range.value) : null;
       changed(ev);
@@ -120,11 +126,15 @@ function changed(ev) {
   showState();
   const query = queryOf(state);
   history.replaceState(null, "", `?${query}`);
-  want(query, ev && ev.timeStamp ? ev.timeStamp : performance.now());
+  // While a slider is held, a strip previews its first face only (one image per column, fast);
+  // the release sends the full view, so the final image is exact.
+  const preview = dragging && state.strip > 1 ? queryOf(Object.assign({}, state, { strip: 1 })) : query;
+  want(preview, ev && ev.timeStamp ? ev.timeStamp : performance.now());
 }
 
 // ---- rendering: one request in flight, newest wins ------------------------------------------
 function want(query, t0) {
+  if (!inFlight && query === lastPainted) { wanted = null; return; }  // already on screen
   wanted = { query, t0 };
   if (!inFlight) pump();
 }
@@ -153,6 +163,7 @@ async function pump() {
       await paint(blob, layout);
       const paintMs = performance.now() - job.t0;
       stats.painted.push(job.query);
+      lastPainted = job.query;
       stats.paintMs.push(paintMs);
       stats.serverMs.push(serverMs);
       setStatus("");
@@ -227,6 +238,8 @@ async function measure() {
 
 // ---- start ----------------------------------------------------------------------------------
 function wire() {
+  document.addEventListener("pointerdown", (ev) => { dragging = ev.target.type === "range"; });
+  document.addEventListener("pointerup", () => { dragging = false; });
   for (const radio of document.querySelectorAll("input[name=method]")) {
     radio.addEventListener("change", (ev) => { state.method = radio.value; changed(ev); });
   }
