@@ -13,6 +13,8 @@ _EXPORTS: dict[str, str] = {
     "read_hand_labels": "gender_cnn.hand_labels",
     "HAND_LABEL_COLUMNS": "gender_cnn.hand_labels",
     "LABEL_TASKS": "gender_cnn.hand_labels",
+    "load_hand_labels": "gender_cnn.label_state",  # what every reader uses: CSV + journal replay
+    "hand_labels_digest": "gender_cnn.label_state",
     # data
     "InputSpec": "gender_cnn.data",
     "AugmentConfig": "gender_cnn.data",

@@ -3,6 +3,10 @@
 Columns: ``img_name,gender,quality,labeller`` (pipeline.md). gender 1 woman / 0 man, quality 1
 good / 0 bad, an empty cell = unsure (kept out of training). The original project's file
 (``img_name,quality,gender``, integers) is accepted: columns are read by name.
+
+This validates one CSV file. To read *the* hand labels (the CSV plus the labeller's journal,
+which may hold acknowledged decisions the CSV does not have yet) use
+``gender_cnn.label_state.load_hand_labels``.
 """
 from __future__ import annotations
 

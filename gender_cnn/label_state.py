@@ -19,6 +19,7 @@ session gives the same result.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -88,11 +89,12 @@ def label_from_floats(gender: float, quality: float, labeller: str) -> Label:
     return Label(conv(gender), conv(quality), labeller)
 
 
-def read_csv_state(csv_path: Path) -> dict[str, Label]:
-    """The labels CSV alone (``{}`` when absent); invalid rows raise ``CsvSchemaError``."""
+def read_csv_state(csv_path: Path, known_images: Iterable[str] | None = None) -> dict[str, Label]:
+    """The labels CSV alone (``{}`` when absent); invalid rows (and, given ``known_images``,
+    rows naming other images) raise one ``CsvSchemaError`` naming them all."""
     if not csv_path.is_file():
         return {}
-    frame = read_hand_labels(csv_path)
+    frame = read_hand_labels(csv_path, known_images=known_images)
     return {
         row.img_name: label_from_floats(row.gender, row.quality, row.labeller)
         for row in frame.itertuples(index=False)
@@ -196,15 +198,16 @@ def load_hand_labels(csv_path: Path | str, known_images: Iterable[str] | None = 
     journal = journal_path_for(csv_path)
     if not csv_path.is_file() and not journal.is_file():
         raise FileNotFoundError(f"hand labels not found: {csv_path} (label images in step 2)")
-    state = read_label_state(csv_path, journal)
-    if known_images is not None:
-        known = set(known_images)
+    known = set(known_images) if known_images is not None else None
+    state = read_csv_state(csv_path, known)  # CSV problems are named by row
+    replay(state, parse_journal(journal), [])
+    if known is not None:
         unknown = sorted(name for name in state if name not in known)
-        if unknown:
+        if unknown:  # only the journal can have added these
             shown = ", ".join(repr(n) for n in unknown[:10])
             more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-            raise CsvSchemaError(f"{csv_path}: labels for images that are not in the image folder: {shown}{more} "
-                                 "(use the matching --images folder, or remove those rows)")
+            raise CsvSchemaError(f"{journal}: labels for images that are not in the image folder: {shown}{more} "
+                                 "(use the --images folder the labeller used)")
     names = sorted(state)
 
     def column(task: str) -> list[float]:
@@ -217,6 +220,19 @@ def load_hand_labels(csv_path: Path | str, known_images: Iterable[str] | None = 
         "quality": pd.Series(column("quality"), dtype="float64"),
         "labeller": pd.Series([state[n].labeller for n in names], dtype=object),
     })[list(HAND_LABEL_COLUMNS)]
+
+
+def hand_labels_digest(csv_path: Path | str) -> str | None:
+    """sha256 of the hand labels as read (CSV + journal replay), None when there are none.
+
+    For "have the labels changed since step 3 ran?": a decision that sits only in the journal
+    changes it, a compaction (same labels, new CSV bytes) does not.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file() and not journal_path_for(csv_path).is_file():
+        return None
+    text = format_labels_csv(read_label_state(csv_path))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def format_labels_csv(state: Mapping[str, Label]) -> str:
@@ -237,6 +253,7 @@ def format_labels_csv(state: Mapping[str, Label]) -> str:
 
 
 __all__ = [
-    "JOURNAL_SUFFIX", "LABELLER_RE", "Label", "format_labels_csv", "journal_path_for", "label_from_floats",
+    "JOURNAL_SUFFIX", "LABELLER_RE", "Label", "format_labels_csv", "hand_labels_digest", "journal_path_for",
+    "label_from_floats",
     "load_hand_labels", "parse_journal", "read_csv_state", "read_label_state", "replay",
 ]

@@ -49,7 +49,7 @@ def _free_port() -> int:
 class _Server:
     """The labeller script as a subprocess; started and killed like a user would."""
 
-    def __init__(self, images: Path, csv: Path, extra: list[str], log: Path) -> None:
+    def __init__(self, images: Path, csv: Path, extra: list[str], log: Path, preexec_fn=None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = log
@@ -57,7 +57,7 @@ class _Server:
             self.proc = subprocess.Popen(
                 [sys.executable, str(SCRIPT), "--images", str(images), "--labels", str(csv),
                  "--port", str(self.port), "--no-browser", "--compact-interval", "0.3", *extra],
-                stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+                stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, preexec_fn=preexec_fn)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -236,3 +236,78 @@ def test_label_undo_kill_resume_in_real_browser(browser, start_server, real_face
     if os.environ.get("UPDATE_README_IMAGES"):
         README_SHOT.parent.mkdir(exist_ok=True)
         shutil.copy(shot, README_SHOT)
+
+
+def _small_images(folder: Path, count: int) -> list[str]:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"{i:06d}.png" for i in range(count)]
+    for i, name in enumerate(names):
+        Image.fromarray(np.full((32, 32, 3), (40 * i) % 255, np.uint8)).save(folder / name)
+    return names
+
+
+def _file_size_limit(limit: int):
+    """A real 'disk full' for the server process: writes past ``limit`` bytes fail (EFBIG)."""
+    def apply() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return apply
+
+
+def _status(page) -> str:
+    return page.inner_text("#status")
+
+
+def test_page_says_disk_full_and_server_down(browser, start_server, tmp_path):
+    """Issue 9/10: a decision the disk refused shows NOT SAVED + the reason; a dead server is named."""
+    names = _small_images(tmp_path / "images", 40)
+    csv = tmp_path / "gender_cnn" / "hand_labels.csv"
+    server = start_server(tmp_path / "images", csv, [], tmp_path / "server.log",
+                          preexec_fn=_file_size_limit(4000))
+    page = _open(browser, server.url)
+    _wait_shown(page, names[0])
+    shown = 0
+    for _ in range(39):                  # every journal line is ~130 bytes: the limit bites within 39
+        page.keyboard.press("1")
+        page.wait_for_function("document.body.dataset.pending === '0'")
+        if page.locator("#status.error").count():
+            break
+        shown += 1
+        _wait_shown(page, names[shown])
+    text = _status(page)
+    assert "NOT SAVED" in text and "disk full" in text, text
+    assert page.inner_text("#name") == names[shown]     # the page did not move on
+    assert set(read_label_state(csv)) == set(names[:shown])  # acknowledged == on disk
+    server.kill9()
+    page.keyboard.press("2")
+    page.wait_for_function("document.body.dataset.pending === '0'")
+    assert "server is not answering" in _status(page)
+    page.close()
+
+
+def test_review_on_demand_words_and_untinted_grid(browser, start_server, tmp_path):
+    names = _small_images(tmp_path / "images", 4)
+    csv = tmp_path / "gender_cnn" / "hand_labels.csv"
+    oof = tmp_path / "oof_predictions.csv"   # absent at start-up
+    server = start_server(tmp_path / "images", csv, ["--oof", str(oof)], tmp_path / "server.log")
+    page = _open(browser, server.url)
+    _press(page, "3", names[1])          # woman, bad
+    page.keyboard.press("r")
+    page.wait_for_function("document.getElementById('status').textContent.includes('no review list yet')")
+    pd.DataFrame({"img_name": [names[0]], "task": ["quality"], "label": [0], "oof_score": [0.95],
+                  "fold": [0]}).to_csv(oof, index=False)  # step 3 finished meanwhile
+    page.keyboard.press("r")
+    _wait_shown(page, names[0])
+    assert "label was bad" in page.inner_text("#model")
+    page.keyboard.press("r")
+    page.keyboard.press("g")
+    page.wait_for_selector("#grid .cell.undecided")
+    opacity = page.eval_on_selector("#grid .cell.undecided img", "img => getComputedStyle(img).opacity")
+    assert opacity == "1"                # unlabelled images keep their colours
+    page.close()
+    assert server.stop() == 0

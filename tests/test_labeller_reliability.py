@@ -167,6 +167,23 @@ def test_load_hand_labels_includes_journal_only_decisions(tmp_path):
         load_hand_labels(tmp_path / "none.csv")
 
 
+def test_hand_labels_digest_sees_journal_decisions_not_compactions(tmp_path):
+    from gender_cnn.label_state import hand_labels_digest
+
+    csv = tmp_path / "hand_labels.csv"
+    assert hand_labels_digest(csv) is None
+    store = LabelStore(csv)
+    store.set_label(NAMES[0], 1, 1)
+    store.compact()
+    first = hand_labels_digest(csv)
+    store.set_label(NAMES[1], 0, 1)   # journal only
+    second = hand_labels_digest(csv)
+    assert second != first
+    store.compact()                   # same labels, new CSV bytes
+    assert hand_labels_digest(csv) == second
+    store.close()
+
+
 def _images(folder: Path, names) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):

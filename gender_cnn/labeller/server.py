@@ -11,6 +11,7 @@ Routes::
     GET  /images/<name>     an image of the labelled folder: listed at start-up AND a regular file
                             whose resolved path is inside the folder (a symlink out is refused)
     GET  /api/state         sequence, labels, resume index, review list, counts
+    GET  /api/review        the review list rebuilt now from the newest out-of-fold file (key r)
     POST /api/label         {"img", "gender", "quality"} or {"items": [...]}; one undo step
     POST /api/undo          revert the newest step
 
@@ -28,6 +29,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from common.images import list_images
+from common.io import CsvSchemaError
 from common.localserver import LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from gender_cnn.labeller.store import (
     ORDERS,
@@ -80,8 +82,10 @@ class LabellerApp:
     """Everything the HTTP handler needs: the store, the image whitelist, order and review list."""
 
     def __init__(self, store: LabelStore, images: dict[str, Path], sequence: list[str],
-                 review: list[ReviewItem], config: LabellerConfig, images_dir: Path | None = None) -> None:
+                 review: list[ReviewItem], config: LabellerConfig, images_dir: Path | None = None,
+                 oof_csv: Path | None = None) -> None:
         self.store = store
+        self.oof_csv = Path(oof_csv) if oof_csv is not None else None
         self.images = images
         self.images_dir = Path(images_dir) if images_dir is not None else (
             next(iter(images.values())).parent if images else Path("."))
@@ -95,9 +99,18 @@ class LabellerApp:
     def start_compactor(self) -> None:
         """Rewrite the CSV from the journal every few seconds while labels change."""
         def loop() -> None:
+            failing = False
             while not self._stop.wait(self.config.compact_interval_s):
                 try:
                     self.store.compact()
+                    if failing:
+                        logger.info("CSV compaction works again")
+                    failing = False
+                except OSError as exc:  # e.g. disk full: say it once, keep labelling (the journal has it all)
+                    if not failing:
+                        logger.warning("cannot rewrite %s (%s); the journal keeps every decision, retrying",
+                                       self.store.csv_path, exc.strerror or exc)
+                    failing = True
                 except Exception:  # noqa: BLE001 - keep labelling; the journal still has it all
                     logger.exception("periodic CSV compaction failed (the journal keeps the labels)")
 
@@ -129,6 +142,24 @@ class LabellerApp:
             "undo_available": self.store.undo_available,
             "csv": str(self.store.csv_path),
         }
+
+    def build_review(self) -> list[ReviewItem]:
+        """Likely mistakes among the current labels, from the out-of-fold file as it is now."""
+        if self.oof_csv is None or not self.oof_csv.is_file():
+            return []
+        review = build_review_list(read_oof_scores(self.oof_csv), self.store.labels())
+        return [item for item in review if item.img_name in self.images]
+
+    def review_now(self) -> dict[str, Any]:
+        """Rebuild the review list on demand: step 3 may have written its file after start-up."""
+        try:
+            self.review = self.build_review()
+        except CsvSchemaError as exc:
+            raise RequestError(HTTPStatus.CONFLICT, f"cannot read the out-of-fold file: {exc}") from None
+        return {"review": [item.to_json() for item in self.review],
+                "labels": {item.img_name: _label_json(self.store.get(item.img_name)) for item in self.review},
+                "oof": str(self.oof_csv) if self.oof_csv is not None else None,
+                "oof_exists": bool(self.oof_csv is not None and self.oof_csv.is_file())}
 
     def _parse_item(self, item: Any) -> tuple[str, Label | None]:
         if not isinstance(item, dict):
@@ -210,16 +241,14 @@ def create_app(images_dir: Path, csv_path: Path, config: LabellerConfig = Labell
             logger.warning("--order uncertainty: no model scores in %s; falling back to name order "
                            "for the unlabelled images", scores_csv)
         sequence = build_sequence(list(all_images), store.labels(), config.num, config.order, scores)
-        review: list[ReviewItem] = []
-        if oof_csv is not None:
-            review = build_review_list(read_oof_scores(oof_csv), store.labels())
-            review = [item for item in review if item.img_name in all_images]
-            if review:
-                logger.info("review list: %d hand labels disagree with the out-of-fold predictions", len(review))
+        app = LabellerApp(store, all_images, sequence, [], config, images_dir=Path(images_dir), oof_csv=oof_csv)
+        app.review = app.build_review()
+        if app.review:
+            logger.info("review list: %d hand labels disagree with the out-of-fold predictions", len(app.review))
     except BaseException:
         store.close()
         raise
-    return LabellerApp(store, all_images, sequence, review, config, images_dir=Path(images_dir)), imported
+    return app, imported
 
 
 class _Handler(LocalRequestHandler):
@@ -240,6 +269,8 @@ class _Handler(LocalRequestHandler):
             self.send_file_in(app.images_dir, name)
         elif path == "/api/state":
             self.send_json(HTTPStatus.OK, app.state())
+        elif path == "/api/review":
+            self.send_json(HTTPStatus.OK, app.review_now())
         elif path == "/favicon.ico":
             self.send_bytes(HTTPStatus.NO_CONTENT, b"", "text/plain")
         else:

@@ -23,13 +23,25 @@ async function api(path, body) {
   const init = body === undefined ? {} : {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   };
-  const response = await fetch(path, init);
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) { // the browser's "Failed to fetch": no answer at all
+    throw new Error("the labeller server is not answering (stopped, or the SSH tunnel closed?): "
+      + "start 02_label_images.py again, then reload this page");
+  }
   const data = await response.json().catch(() => ({ error: response.statusText }));
   if (!response.ok) throw new Error(data.error || String(response.status));
   return data;
 }
 
-function status(text) { $("status").textContent = text || ""; }
+function status(text, isError) {
+  $("status").textContent = text || "";
+  $("status").classList.toggle("error", Boolean(isError));
+}
+
+const VALUE_WORDS = { gender: { 1: "woman", 0: "man" }, quality: { 1: "good", 0: "bad" } };
+function valueWord(task, value) { return (VALUE_WORDS[task] || {})[value] ?? String(value); }
 
 function labelText(label) {
   if (!label) return "";
@@ -75,7 +87,7 @@ function renderSingle() {
   setBadge($("current"), name ? S.labels[name] : null);
   const info = name && S.reviewInfo[name];
   $("model").textContent = info
-    ? "model: " + info.tasks.map((t) => `${t.task} ${t.score.toFixed(2)} (label was ${t.label})`).join(", ")
+    ? "model: " + info.tasks.map((t) => `${t.task} ${t.score.toFixed(2)} (label was ${valueWord(t.task, t.label)})`).join(", ")
     : "";
   if (name) {
     if ($("status").textContent.startsWith("cannot display")) status("");
@@ -223,10 +235,25 @@ function nextUndecided() {
   status("every image of this list has a decision");
 }
 
-function toggleReview() {
-  if (S.list === "main" && !S.review.length) {
-    status("no review list: it needs out-of-fold predictions (gender_cnn/logs/oof_predictions.csv)");
-    return;
+function setReview(items) {
+  S.review = items.map((item) => item.img);
+  S.reviewInfo = Object.fromEntries(items.map((item) => [item.img, item]));
+}
+
+async function toggleReview() {
+  if (S.list === "main") {
+    // Built now, so a file step 3 wrote after the labeller started is used.
+    const result = await api("/api/review");
+    setReview(result.review);
+    Object.assign(S.labels, result.labels || {});
+    S.idx.review = 0;
+    if (S.gridList === "review") S.cells = null;
+    if (!S.review.length) {
+      status(result.oof_exists
+        ? "nothing to review: every hand label agrees with the out-of-fold predictions"
+        : `no review list yet: it needs step 3's out-of-fold predictions (${result.oof || "oof_predictions.csv"})`);
+      return;
+    }
   }
   S.list = S.list === "main" ? "review" : "main";
   S.sel.clear();
@@ -261,7 +288,7 @@ document.addEventListener("keydown", (ev) => {
   ev.preventDefault();
   // Keys are queued, so a fast typist never skips or double-labels an image.
   queue = queue.then(() => handleKey(ev.key, ev.shiftKey)).catch((err) => {
-    status("NOT SAVED: " + err.message);
+    status("NOT SAVED: " + err.message, true);
   }).then(() => { document.body.dataset.pending = "0"; });
   document.body.dataset.pending = "1";
 });
@@ -269,8 +296,7 @@ document.addEventListener("keydown", (ev) => {
 async function load() {
   const state = await api("/api/state");
   S.main = state.sequence;
-  S.review = state.review.map((item) => item.img);
-  S.reviewInfo = Object.fromEntries(state.review.map((item) => [item.img, item]));
+  setReview(state.review);
   S.labels = state.labels;
   S.total = state.total;
   S.decided = state.decided;
@@ -284,4 +310,4 @@ $("face").addEventListener("error", () => {
   if ($("face").getAttribute("src")) status("cannot display this image (corrupt file?): press s to mark it unsure");
 });
 setInterval(renderHeader, 5000);
-load().catch((err) => status("cannot load state: " + err.message));
+load().catch((err) => status("cannot load state: " + err.message, true));

@@ -1,0 +1,111 @@
+"""Labeller latency under a burst: N clients POST one decision each at the same moment.
+
+Runs the real labeller server (``create_app`` + ``make_server``) on 127.0.0.1 in this process,
+with tiny images in a temp folder; each client opens its own connection, posts one label and
+stops (bounded: N requests per round). Every answer is fsynced to the journal before it is sent,
+so this measures the journal's fsync queue as much as HTTP. Prints p50/p95/max latency and how
+many were answered; writes JSON under benchmarks/results/.
+
+    python benchmarks/bench_labeller.py [--clients 200] [--rounds 5]
+"""
+from __future__ import annotations
+
+import sys, pathlib  # noqa: E401
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from common.io import atomic_write_json  # noqa: E402
+from gender_cnn.labeller import LabellerConfig, create_app, make_server, read_label_state  # noqa: E402
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _post(port: int, name: str, gender: int, barrier: threading.Barrier, timeout: float) -> tuple[int, float]:
+    body = json.dumps({"img": name, "gender": gender, "quality": 1}).encode()
+    request = (b"POST /api/label HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    barrier.wait(timeout=60)
+    start = time.perf_counter()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(request)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        return int(reply.split(b" ", 2)[1]), time.perf_counter() - start
+    except (OSError, IndexError, ValueError):
+        return -1, time.perf_counter() - start
+
+
+def run(clients: int, rounds: int, timeout: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        images = Path(tmp) / "images"
+        images.mkdir()
+        names = [f"{i:06d}.png" for i in range(clients)]
+        for name in names:
+            Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(images / name)
+        app, _ = create_app(images, Path(tmp) / "hand_labels.csv", LabellerConfig(num=clients))
+        server = make_server(app, "127.0.0.1", 0)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        latencies: list[float] = []
+        answered = journaled = 0
+        try:
+            for r in range(rounds):
+                barrier = threading.Barrier(clients)
+                results: list[tuple[int, float]] = [(-1, 0.0)] * clients
+
+                def client(i: int) -> None:
+                    results[i] = _post(server.server_address[1], names[i], r % 2, barrier, timeout)
+
+                threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                answered += sum(1 for status, _ in results if status == 200)
+                latencies += [seconds for status, seconds in results if status == 200]
+                state = read_label_state(app.store.csv_path)
+                journaled += sum(1 for n in names if n in state and state[n].gender == r % 2)
+        finally:
+            server.shutdown()
+            server.server_close()
+            app.close()
+    ms = np.array(latencies) * 1000
+    return {"clients": clients, "rounds": rounds, "answered": answered, "journaled": journaled,
+            "p50_ms": round(float(np.percentile(ms, 50)), 1) if ms.size else None,
+            "p95_ms": round(float(np.percentile(ms, 95)), 1) if ms.size else None,
+            "max_ms": round(float(ms.max()), 1) if ms.size else None,
+            "machine": f"{platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
+            "python": platform.python_version()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds a client waits for its answer")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "labeller.json")
+    args = parser.parse_args()
+    result = run(args.clients, args.rounds, args.timeout)
+    print(f"{result['answered']}/{args.clients * args.rounds} answered, {result['journaled']} journaled; "
+          f"latency p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, max {result['max_ms']} ms "
+          f"({result['machine']})")
+    atomic_write_json(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
