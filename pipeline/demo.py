@@ -18,18 +18,21 @@ DEMO_NUM_IMAGES = 48
 DEMO_NUM_LABELLED = 32
 DEMO_STYLEGAN = dict(resolution=256, z_space_dim=64, w_space_dim=64, mapping_fmaps=64, fmaps_base=1024, fmaps_max=32)
 
-# Extra arguments per step; --root, --device cpu and -q come from the runner.
-DEMO_STEP_ARGS: dict[int, list[str]] = {
-    1: ["--num", str(DEMO_NUM_IMAGES), "--batch-size", "16"],
-    3: ["--folds", "2", "--epochs", "3", "--patience", "2", "--input-size", "64", "--quality-size", "32,64",
-        "--batch-size", "16"],
-    4: ["--gender-threshold", "0.5", "--quality-threshold", "0.5"],
-    5: ["--crop", "full", "--batch-size", "8"],
-    6: [],
-    7: ["--steps", "16", "--batch-size", "4", "--regressor-epochs", "3", "--checkpoint-every", "8",
-        "--sample-every", "8"],
-    8: ["--num", "4", "--sweep", "all", "--sweep-z", "2", "--sweep-values", "5"],
-    9: ["--num-z", "2", "--num-values", "3", "--crop", "full", "--batch-size", "8"],
+# Extra arguments per step id; --root, --device cpu and -q come from the runner. Steps 8 and 9 run
+# both step-7 routes (7a directions, 7b fine-tune); step 9 labels its report as random-weight models.
+DEMO_STEP_ARGS: dict[str, list[str]] = {
+    "1": ["--num", str(DEMO_NUM_IMAGES), "--batch-size", "16"],
+    "3": ["--folds", "2", "--epochs", "3", "--patience", "2", "--input-size", "64", "--quality-size", "32,64",
+          "--batch-size", "16"],
+    "4": ["--gender-threshold", "0.5", "--quality-threshold", "0.5"],
+    "5": ["--crop", "full", "--batch-size", "8"],
+    "6": [],
+    "7a": ["--select", "heldout-r", "--batch-size", "8", "--num-heldout", "4", "--num-values", "3"],
+    "7b": ["--steps", "16", "--batch-size", "4", "--regressor-epochs", "3", "--checkpoint-every", "8",
+           "--sample-every", "8"],
+    "8": ["--control", "all", "--num", "4", "--sweep", "all", "--sweep-z", "2", "--sweep-values", "5"],
+    "9": ["--control", "all", "--num-z", "2", "--num-values", "3", "--crop", "full", "--batch-size", "8",
+          "--random-weight-models"],
 }
 
 

@@ -1,8 +1,10 @@
 """Run the numbered step scripts in order (the integration layer: the only package that imports all others).
 
 Each step is called in-process through its script's ``main(argv)``, so the runner does exactly
-what a person typing the commands would do. A finished step leaves a marker
-``{root}/.pipeline/step{N}.json`` holding its arguments; a later run skips a step whose marker
+what a person typing the commands would do. Steps are named "1" .. "9"; step 7 has two routes that
+both lead to steps 8 and 9 and both run: "7a" (latent directions, no training; first) and "7b" (the
+fine-tune). ``--from 7`` starts at 7a, ``--to 7`` ends after 7b. A finished step leaves a marker
+``{root}/.pipeline/step{ID}.json`` holding its arguments; a later run skips a step whose marker
 matches, until an earlier step actually ran again (then every later step runs too: each is
 resumable, so only new work is done).
 """
@@ -29,17 +31,45 @@ SCRIPTS_DIR = REPO_ROOT / "stylegan_and_segmentation"
 DEMO_ROOT = REPO_ROOT / "demo_run"
 MARKER_DIR = ".pipeline"
 
-STEP_SCRIPTS: dict[int, tuple[str, str]] = {
-    1: ("01_generate_images.py", "generate images"),
-    2: ("02_label_images.py", "hand labels"),
-    3: ("03_train_gender_cnn.py", "train gender/quality CNNs"),
-    4: ("04_filter_images.py", "filter good-quality women"),
-    5: ("05_run_segmentation.py", "segment faces"),
-    6: ("06_compute_property_scores.py", "property scores"),
-    7: ("07_finetune_stylegan.py", "fine-tune conditional StyleGAN"),
-    8: ("08_generate_with_properties.py", "generate from properties"),
-    9: ("09_evaluate_control.py", "evaluate control"),
+STEP_SCRIPTS: dict[str, tuple[str, str]] = {
+    "1": ("01_generate_images.py", "generate images"),
+    "2": ("02_label_images.py", "hand labels"),
+    "3": ("03_train_gender_cnn.py", "train gender/quality CNNs"),
+    "4": ("04_filter_images.py", "filter good-quality women"),
+    "5": ("05_run_segmentation.py", "segment faces"),
+    "6": ("06_compute_property_scores.py", "property scores"),
+    "7a": ("07_fit_latent_directions.py", "fit latent directions (no training)"),
+    "7b": ("07_finetune_stylegan.py", "fine-tune conditional StyleGAN"),
+    "8": ("08_generate_with_properties.py", "generate from properties"),
+    "9": ("09_evaluate_control.py", "compare control methods"),
 }
+STEP_ORDER: tuple[str, ...] = tuple(STEP_SCRIPTS)
+STEP_GROUPS: dict[str, tuple[str, ...]] = {"7": ("7a", "7b")}
+"""A bare number that names several steps: ``--from 7`` starts at the first, ``--to 7`` ends at the last."""
+
+
+def step_id(step: int | str, end: str = "first") -> str:
+    """Normalise a step given as 7, "7", "7a" ...; a group ("7") resolves to its first or last member."""
+    text = str(step).strip().lower()
+    if text in STEP_GROUPS:
+        members = STEP_GROUPS[text]
+        return members[0] if end == "first" else members[-1]
+    if text not in STEP_SCRIPTS:
+        raise ValueError(f"unknown step {step!r}; steps are {', '.join(STEP_ORDER)} (7 = 7a and 7b)")
+    return text
+
+
+def steps_between(first: int | str, last: int | str) -> list[str]:
+    """The step ids from ``first`` to ``last`` inclusive, in pipeline order (empty if last comes first)."""
+    a, b = STEP_ORDER.index(step_id(first, "first")), STEP_ORDER.index(step_id(last, "last"))
+    return list(STEP_ORDER[a:b + 1])
+
+
+def lookup_step(table: dict, step: str, default=None):
+    """A per-step table entry keyed by id ("7a", "8") or, for plain numbers, by int (8) as older callers do."""
+    if step in table:
+        return table[step]
+    return table.get(int(step), default) if step.isdigit() else default
 
 
 class StepFailed(RuntimeError):
@@ -56,18 +86,18 @@ class BadInput(StepFailed):
 class PipelineOptions:
     root: Path = REPO_ROOT
     demo: bool = False
-    first: int = 1
-    last: int = 9
+    first: int | str = 1             # a step id ("7a") or number (7 = from 7a)
+    last: int | str = 9              # (7 = up to 7b)
     device: str = "auto"
     labels: Path | None = None
     redo: bool = False
     quiet: bool = False
-    step_args: dict[int, list[str]] = field(default_factory=dict)  # extra flags per step (tests, power users)
+    step_args: dict[int | str, list[str]] = field(default_factory=dict)  # extra flags per step id (tests, power users)
 
 
 @dataclass
 class StepResult:
-    number: int
+    number: str  # the step id: "1" .. "6", "7a", "7b", "8", "9"
     status: str  # ran | skipped | paused
     seconds: float = 0.0
     summary: str = ""
@@ -96,23 +126,23 @@ def load_script_file(name: str):
     return module
 
 
-def load_script(number: int):
-    """The step script of step ``number`` (1-9) as a module; call its ``main(argv)``."""
-    return load_script_file(STEP_SCRIPTS[number][0])
+def load_script(number: int | str):
+    """The step script of a step id ("1" .. "9", "7a", "7b"; 7 = the fine-tune, 7b) as a module."""
+    return load_script_file(STEP_SCRIPTS[step_id(number, "last")][0])
 
 
-def _marker(root: Path, number: int) -> Path:
+def _marker(root: Path, number: str) -> Path:
     return root / MARKER_DIR / f"step{number}.json"
 
 
-def _input_fingerprint(number: int, paths: PipelinePaths) -> str | None:
+def _input_fingerprint(number: str, paths: PipelinePaths) -> str | None:
     """A digest of the hand labels for step 3: new labels make steps 3-9 run again."""
-    if number == 3 and paths.hand_labels_csv.is_file():
+    if number == "3" and paths.hand_labels_csv.is_file():
         return hashlib.sha256(paths.hand_labels_csv.read_bytes()).hexdigest()
     return None
 
 
-def _call_step(number: int, argv: list[str]) -> str:
+def _call_step(number: str, argv: list[str]) -> str:
     """Run one script's main(argv); its stdout is echoed and its last line returned as the summary."""
     module = load_script(number)
     buffer = io.StringIO()
@@ -172,17 +202,17 @@ def _labels_step(options: PipelineOptions, paths: PipelinePaths) -> str | None:
     return None
 
 
-def step_argv(number: int, options: PipelineOptions) -> list[str]:
+def step_argv(number: str, options: PipelineOptions) -> list[str]:
     argv = ["--root", str(options.root)]
-    if number != 2:
+    if number != "2":
         argv += ["--device", options.device]
     if options.quiet:
         argv.append("-q")
     if options.demo:
         from pipeline.demo import DEMO_STEP_ARGS
 
-        argv += DEMO_STEP_ARGS.get(number, [])
-    return argv + list(options.step_args.get(number, []))
+        argv += lookup_step(DEMO_STEP_ARGS, number, [])
+    return argv + list(lookup_step(options.step_args, number, []))
 
 
 def run_pipeline(options: PipelineOptions) -> int:
@@ -196,7 +226,7 @@ def run_pipeline(options: PipelineOptions) -> int:
         print(prepare_demo(paths))
     upstream_ran = False
     try:
-        for number in range(options.first, options.last + 1):
+        for number in steps_between(options.first, options.last):
             step_start = time.perf_counter()
             argv = step_argv(number, options)
             marker = _marker(options.root, number)
@@ -209,7 +239,7 @@ def run_pipeline(options: PipelineOptions) -> int:
                 report.results.append(StepResult(number, "skipped"))
                 continue
             print(f"== step {number}: {STEP_SCRIPTS[number][1]}", flush=True)
-            if number == 2:
+            if number == "2":
                 summary = _labels_step(options, paths)
                 if summary is None:
                     report.results.append(StepResult(number, "paused"))

@@ -5,7 +5,8 @@ face_pose in [-1, 1]). ``control`` picks the method: ``finetuned`` (step 7's con
 generator; properties left out are held at its training median) or ``directions`` (latent
 directions on the step-1 generator; properties left out follow the edit's own rule, held or free).
 ``auto`` uses the one that exists; with both, the one step 9's comparison.csv ranks higher with the
-real judge (mean Pearson r over the properties), else the fine-tune.
+real judge (mean Pearson r over the properties), else the fine-tune. ``all`` runs every method that
+exists, each into its own folder (the demo uses it).
 Image i uses z from (seed, i) as step 1 does, so the same seed gives the same people with either method.
 """
 from __future__ import annotations
@@ -21,10 +22,10 @@ import numpy as np
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
 from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
 
-__all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "PropertyGenerationError",
+__all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGeneration", "PropertyGenerationError",
            "run_generate_with_properties", "choose_control", "CONTROL_OPTIONS", "PROPERTIES_CSV"]
 
-CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED)
+CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED, "all")
 PROPERTIES_CSV = "properties.csv"
 SWEEP_Z_OFFSET = 10_000  # sweep rows use z from (seed, 10000 + k): other people than the images
 Progress = Callable[[int, int], None]
@@ -39,7 +40,7 @@ class GeneratePropertiesConfig:
     """Step 8's settings; every path None = the pipeline's default under ``root``."""
 
     root: Path = REPO_ROOT
-    control: str = "auto"                                   # auto | directions | finetuned
+    control: str = "auto"                                   # auto | directions | finetuned | all
     requested: tuple[float | None, ...] = (None,) * len(PROPERTY_NAMES)  # PROPERTY_NAMES order; None = not set
     num: int = 8                                            # images with these values
     seed: int = 0
@@ -67,6 +68,9 @@ class GeneratePropertiesConfig:
             raise ValueError(f"unknown sweep properties {unknown}; allowed: {PROPERTY_NAMES}")
         if self.weights not in ("ema", "raw"):
             raise ValueError(f"invalid weights={self.weights!r}; allowed: ('ema', 'raw')")
+        if self.control == "all" and self.out is not None:
+            raise ValueError("control='all' writes each method into its own folder; drop out (--out) or pick one "
+                             "method")
 
     @property
     def paths(self) -> PipelinePaths:
@@ -78,7 +82,9 @@ class GeneratePropertiesConfig:
 
 
 @dataclass(frozen=True)
-class PropertyGenerationSummary:
+class MethodGeneration:
+    """What one method wrote."""
+
     out_dir: Path
     control: str
     written: int
@@ -86,14 +92,22 @@ class PropertyGenerationSummary:
     unreached: int
     sweeps: tuple[str, ...]
     source: str
+
+    def text(self) -> str:
+        sweeps = f", sweep grids for {', '.join(self.sweeps)}" if self.sweeps else ""
+        unreached = (f" ({self.unreached} could not reach every requested value within the edit's cap; see "
+                     "properties.csv)" if self.unreached else "")
+        return (f"{self.control}: {self.written} images written ({self.skipped} already there){unreached}{sweeps} "
+                f"in {self.out_dir} from {self.source}")
+
+
+@dataclass(frozen=True)
+class PropertyGenerationSummary:
+    runs: tuple[MethodGeneration, ...]
     seconds: float
 
     def line(self) -> str:
-        sweeps = f", sweep grids for {', '.join(self.sweeps)}" if self.sweeps else ""
-        unreached = (f"; {self.unreached} images could not reach every requested value within the edit's cap "
-                     f"(see properties.csv)" if self.unreached else "")
-        return (f"step 8: {self.written} images written ({self.skipped} already there){sweeps} in {self.out_dir} "
-                f"with {self.control} ({self.source}){unreached} in {self.seconds:.1f}s")
+        return f"step 8: {'; '.join(run.text() for run in self.runs)} in {self.seconds:.1f}s"
 
 
 def choose_control(paths: PipelinePaths, finetuned: Path | None, directions: Path | None,
@@ -121,29 +135,38 @@ def choose_control(paths: PipelinePaths, finetuned: Path | None, directions: Pat
     return FINETUNED
 
 
-def _load_method(config: GeneratePropertiesConfig, device) -> tuple[ControlMethod, str, Path]:
-    """The chosen method, a description of its source, and its default output folder."""
+def _load_methods(config: GeneratePropertiesConfig, device) -> list[tuple[ControlMethod, str, Path]]:
+    """The chosen method(s), each with a description of its source and its default output folder."""
     from stylegan.control_methods import load_directions_method, load_finetuned_method
     from stylegan.finetune import find_latest_checkpoint
 
     paths = config.paths
     finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
     directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
-    control = config.control
-    if control == "auto":
-        control = choose_control(paths, finetuned, directions)
-    if control == FINETUNED:
-        if finetuned is None:
-            raise PropertyGenerationError(f"no fine-tuned checkpoint in {paths.finetuned_dir / 'checkpoints'}; run "
-                                          "07_finetune_stylegan.py or pass --checkpoint")
-        method = load_finetuned_method(finetuned, device, config.batch_size, config.weights)
-        return method, f"{finetuned}, {config.weights} weights", paths.finetuned_dir / "generated"
-    if directions is None:
-        raise PropertyGenerationError(f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py or "
-                                      "pass --directions")
-    base = config.stylegan_checkpoint or paths.stylegan_checkpoint
-    method = load_directions_method(base, directions, device, config.batch_size)
-    return method, f"{directions} on {base}", paths.directions_dir / "generated"
+    if config.control == "all":
+        controls = [c for c, found in ((DIRECTIONS, directions), (FINETUNED, finetuned)) if found is not None]
+        if not controls:
+            choose_control(paths, None, None)  # raises the "no control method" error
+    elif config.control == "auto":
+        controls = [choose_control(paths, finetuned, directions)]
+    else:
+        controls = [config.control]
+    out = []
+    for control in controls:
+        if control == FINETUNED:
+            if finetuned is None:
+                raise PropertyGenerationError(f"no fine-tuned checkpoint in {paths.finetuned_dir / 'checkpoints'}; "
+                                              "run 07_finetune_stylegan.py or pass --checkpoint")
+            method = load_finetuned_method(finetuned, device, config.batch_size, config.weights)
+            out.append((method, f"{finetuned}, {config.weights} weights", paths.finetuned_dir / "generated"))
+            continue
+        if directions is None:
+            raise PropertyGenerationError(f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py "
+                                          "or pass --directions")
+        base = config.stylegan_checkpoint or paths.stylegan_checkpoint
+        method = load_directions_method(base, directions, device, config.batch_size)
+        out.append((method, f"{directions} on {base}", paths.directions_dir / "generated"))
+    return out
 
 
 def _same(a: float, b: float) -> bool:
@@ -169,24 +192,41 @@ def _check_existing(csv_path: Path, out_dir: Path, names: list[str], frame, cont
 
 def run_generate_with_properties(config: GeneratePropertiesConfig,
                                  progress: Progress | None = None) -> PropertyGenerationSummary:
-    """Write ``num`` images for one property vector and a sweep grid per requested property.
+    """Write ``num`` images for one property vector and a sweep grid per requested property, per method.
 
     Resumable: images that exist are skipped, provided properties.csv says they were made with the
-    same values, seed and method (otherwise an error, or overwrite). progress(done, total) per batch.
+    same values, seed and method (otherwise an error, or overwrite). Every model is loaded (and
+    checked) before anything is written. progress(done, total) after every batch.
     """
-    import pandas as pd
-
-    from common.io import atomic_save_image, atomic_write_csv
     from common.runtime import resolve_device
-    from stylegan.generate import latents_for
 
     start = time.perf_counter()
     try:
         device = resolve_device(config.device)
     except RuntimeError as exc:
         raise PropertyGenerationError(str(exc)) from exc
-    method, source, default_out = _load_method(config, device)
-    out_dir = Path(config.out) if config.out is not None else default_out
+    methods = _load_methods(config, device)
+    per_method = config.num + len(config.sweeps) * config.sweep_z * config.sweep_values
+    total, done = per_method * len(methods), 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    runs = tuple(_generate(config, method, source, Path(config.out) if config.out is not None else default_out, tick)
+                 for method, source, default_out in methods)
+    return PropertyGenerationSummary(runs, time.perf_counter() - start)
+
+
+def _generate(config: GeneratePropertiesConfig, method: ControlMethod, source: str, out_dir: Path,
+              tick: Callable[[int], None]) -> MethodGeneration:
+    import pandas as pd
+
+    from common.io import atomic_save_image, atomic_write_csv
+    from stylegan.generate import latents_for
+
     targets = config.targets()
     if method.name == FINETUNED:  # what the conditional generator is actually given
         targets = np.where(np.isnan(targets), method.median.astype(np.float64), targets)
@@ -202,8 +242,7 @@ def run_generate_with_properties(config: GeneratePropertiesConfig,
             known = old["reached"].reindex(names)
             reached_all = np.where(known.isna(), True, known.astype(str) == "True").astype(bool)
     todo = [i for i in range(config.num) if config.overwrite or not (out_dir / names[i]).exists()]
-    total = len(todo) + len(config.sweeps) * config.sweep_z * config.sweep_values
-    done = 0
+    tick(config.num - len(todo))
     for first in range(0, len(todo), config.batch_size):
         batch = todo[first:first + config.batch_size]
         z = latents_for(config.seed, batch, method.z_dim)
@@ -211,22 +250,16 @@ def run_generate_with_properties(config: GeneratePropertiesConfig,
         for i, image, ok in zip(batch, images, reached):
             atomic_save_image(out_dir / names[i], image)
             reached_all[i] = bool(ok.all())
-        done += len(batch)
-        if progress is not None:
-            progress(done, total)
+        tick(len(batch))
     out_dir.mkdir(parents=True, exist_ok=True)
     frame["reached"] = reached_all
     atomic_write_csv(csv_path, frame)
     ranges = _ranges(config, method)
     for prop in config.sweeps:
-        sheet = _sweep_sheet(method, config, targets, ranges, prop)
-        atomic_save_image(out_dir / f"sweep_{prop}.png", sheet)
-        done += config.sweep_z * config.sweep_values
-        if progress is not None:
-            progress(done, total)
-    return PropertyGenerationSummary(out_dir, method.name, len(todo), config.num - len(todo),
-                                     int((~reached_all).sum()), tuple(config.sweeps), source,
-                                     time.perf_counter() - start)
+        atomic_save_image(out_dir / f"sweep_{prop}.png", _sweep_sheet(method, config, targets, ranges, prop))
+        tick(config.sweep_z * config.sweep_values)
+    return MethodGeneration(out_dir, method.name, len(todo), config.num - len(todo), int((~reached_all).sum()),
+                            tuple(config.sweeps), source)
 
 
 def _ranges(config: GeneratePropertiesConfig, method: ControlMethod) -> dict[str, tuple[float, float]]:

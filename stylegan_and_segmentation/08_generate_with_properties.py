@@ -5,7 +5,7 @@ face_pose in [-1, 1] with min-max normalisation). ``--control finetuned``: prope
 are held at the training median; ``--control directions``: they follow the edit's own rule
 (held at the face's current value or left free, an option of the directions file). ``auto``
 (default) uses the method that exists; with both, the one step 9's comparison.csv ranks higher
-with the real judge, else the fine-tune. ``--sweep PROPERTY`` also writes a grid: that property
+with the real judge, else the fine-tune; ``all`` runs both, each into its own folder. ``--sweep PROPERTY`` also writes a grid: that property
 from its minimum to its maximum, the others fixed, one row per z.
 """
 import pathlib
@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     parser.epilog = EXAMPLES
     add_common_args(parser, batch_size=d.batch_size)
     parser.add_argument("--control", choices=CONTROL_OPTIONS, default=d.control,
-                        help="directions | finetuned | auto (the one that exists; with both, step 9's better one)")
+                        help="auto = the one that exists (with both: step 9's better one, else finetuned); "
+                             "all = every one, each into its own folder")
     for name in PROPERTY_NAMES:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
                             help=f"normalised {name} (default: not requested; see --control)")

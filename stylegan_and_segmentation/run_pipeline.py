@@ -1,5 +1,9 @@
 """Run the pipeline's steps 1-9 in order, or the no-download demo of all of them.
 
+Step 7 has two routes, and both run: 7a fits latent directions (no training), 7b fine-tunes the
+generator; steps 8 and 9 use both (9 compares them). Steps are 1-6, 7a, 7b, 8, 9; a bare 7 means
+both (--from 7 starts at 7a, --to 7 stops after 7b).
+
 Each step is its own script (run it alone to inspect or tune it); this runner calls them in
 order with consistent paths, prints each step's summary line and the total time, and skips
 steps finished earlier with the same arguments. It stops cleanly at the hand-labelling step
@@ -9,6 +13,7 @@ examples:
   python stylegan_and_segmentation/run_pipeline.py --demo            # everything on CPU, no downloads
   python stylegan_and_segmentation/run_pipeline.py --to 1            # generate the 10,000 images
   python stylegan_and_segmentation/run_pipeline.py --from 3          # after labelling: steps 3-9
+  python stylegan_and_segmentation/run_pipeline.py --from 7b --to 7b  # only the fine-tune
   python stylegan_and_segmentation/run_pipeline.py --labels my_labels.csv
 """
 import pathlib
@@ -18,7 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.cli import make_parser, verbosity  # noqa: E402
 from common.paths import REPO_ROOT  # noqa: E402
-from pipeline.runner import DEMO_ROOT, PipelineOptions, run_pipeline  # noqa: E402
+from pipeline.runner import DEMO_ROOT, STEP_ORDER, PipelineOptions, run_pipeline, steps_between, step_id  # noqa: E402
 from common.runtime import setup_logging  # noqa: E402
 
 
@@ -27,8 +32,9 @@ def main(argv=None) -> int:
     parser.epilog = __doc__[__doc__.index("examples:"):]
     parser.add_argument("--demo", action="store_true",
                         help=f"run every step on tiny random-weight models on CPU, under {DEMO_ROOT} (no downloads)")
-    parser.add_argument("--from", dest="first", type=int, default=1, help="first step to run (1-9)")
-    parser.add_argument("--to", dest="last", type=int, default=9, help="last step to run (1-9)")
+    steps = ", ".join(STEP_ORDER)
+    parser.add_argument("--from", dest="first", default="1", help=f"first step to run ({steps}; 7 = from 7a)")
+    parser.add_argument("--to", dest="last", default="9", help=f"last step to run ({steps}; 7 = up to 7b)")
     parser.add_argument("--root", type=pathlib.Path, default=None,
                         help=f"output root (default: the repository, {REPO_ROOT}; with --demo: {DEMO_ROOT})")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (the demo always uses cpu)")
@@ -38,12 +44,16 @@ def main(argv=None) -> int:
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
-    if not 1 <= args.first <= args.last <= 9:
-        parser.error(f"need 1 <= --from <= --to <= 9, got --from {args.first} --to {args.last}")
+    try:
+        first, last = step_id(args.first, "first"), step_id(args.last, "last")
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not steps_between(first, last):
+        parser.error(f"--from must not come after --to ({steps}), got --from {args.first} --to {args.last}")
     setup_logging(verbosity(args))
     options = PipelineOptions(
         root=(args.root or (DEMO_ROOT if args.demo else REPO_ROOT)).resolve(), demo=args.demo,
-        first=args.first, last=args.last, device="cpu" if args.demo else args.device, labels=args.labels,
+        first=first, last=last, device="cpu" if args.demo else args.device, labels=args.labels,
         redo=args.redo, quiet=args.quiet,
     )
     return run_pipeline(options)

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from common.paths import DEFAULT_PATHS, PipelinePaths
+from pipeline.runner import STEP_ORDER
+from stylegan.comparison import COMPARISON_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -16,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _real_output_state() -> dict[str, bool]:
     p = DEFAULT_PATHS
     folders = [p.generated_dir, p.filtered_dir, p.segmentation_dir, p.property_scores_dir, p.finetuned_dir,
-               p.cnn_models_dir]
+               p.cnn_models_dir, p.directions_dir]
     return {str(f): f.exists() for f in folders} | {str(p.hand_labels_csv): p.hand_labels_csv.exists()}
 
 
@@ -29,7 +31,7 @@ def test_demo_runs_every_step_and_touches_no_real_output(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "NOT faces" in out
-    for number in range(1, 10):
+    for number in STEP_ORDER:
         assert f"\n{number:>4}  ran" in out, f"step {number} did not run:\n{out[-2000:]}"
     assert "total" in out
 
@@ -50,11 +52,21 @@ def test_demo_runs_every_step_and_touches_no_real_output(tmp_path):
     assert paths.normalization_json.is_file()
     assert list((paths.finetuned_dir / "checkpoints").glob("checkpoint_*.pt"))
     assert (paths.finetuned_dir / "train_log.csv").is_file()
-    assert (paths.evaluation_dir / "report.md").is_file()
-    assert (paths.evaluation_dir / "control_metrics.csv").is_file()
+    # both step-7 routes, step 8 with both, and step 9's comparison of both against the unedited generator
+    assert paths.directions_pt.is_file()
+    for folder in (paths.directions_dir / "generated", paths.finetuned_dir / "generated"):
+        assert len(pd.read_csv(folder / "properties.csv")) == 4 and (folder / "sweep_eyes.png").is_file()
+    comparison = pd.read_csv(paths.comparison_csv)
+    assert list(comparison.columns) == list(COMPARISON_COLUMNS)
+    assert comparison["method"].drop_duplicates().tolist() == ["baseline", "directions", "finetuned"]
+    assert len(comparison) == 3 * 5 and set(comparison["judge"]) == {"segmentation"}
+    report = (paths.evaluation_dir / "report.md").read_text()
+    assert "random-weight models" in report and "Which method controls which property better" in report
+    for method in ("baseline", "directions", "finetuned"):
+        assert (paths.evaluation_dir / method / "control_metrics.csv").is_file()
 
     # a second run skips every finished step
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0
-    assert again.stdout.count("finished earlier, skipped") == 9
+    assert again.stdout.count("finished earlier, skipped") == len(STEP_ORDER)
     assert _real_output_state() == before

@@ -177,3 +177,96 @@ def test_help(name, capsys):
         _script(name).main(["--help"])
     assert exc.value.code == 0
     assert "--device" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def both_routes(trained, tmp_path_factory):
+    """The trained root plus a directions file fitted for its base generator (synthetic linear scores)."""
+    import shutil
+
+    from common.fingerprint import file_fingerprint
+    from stylegan.directions import fit_directions
+
+    paths = PipelinePaths(tmp_path_factory.mktemp("both") / "root")
+    shutil.copytree(trained.root, paths.root)
+    generator = load_generator(paths.stylegan_checkpoint)
+    with torch.no_grad():
+        w = generator.mapping(torch.randn(64, 16, generator=torch.Generator().manual_seed(3)))["w"].numpy()
+    rng = np.random.default_rng(0)
+    scores = 0.5 + 0.1 * (w @ rng.standard_normal((16, 5))) / np.sqrt(16) / w.std()
+    directions = fit_directions(w, scores, method="ridge", generator_fingerprint=file_fingerprint(
+        paths.stylegan_checkpoint), normalization=json.loads(paths.normalization_json.read_text()))
+    directions.save(paths.directions_pt)
+    return paths
+
+
+def test_08_with_directions_and_with_both_routes(both_routes):
+    paths = both_routes
+    rc = _script("08_generate_with_properties.py").main(
+        ["--root", str(paths.root), "--device", "cpu", "--control", "directions", "--num", "2", "--eyes", "0.6",
+         "--sweep", "eyes", "--sweep-z", "2", "--sweep-values", "3", "-q"])
+    assert rc == 0
+    out = paths.directions_dir / "generated"
+    assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "properties.csv", "sweep_eyes.png"]
+    frame = pd.read_csv(out / "properties.csv")
+    assert set(frame["control"]) == {"directions"} and (frame["eyes"] == 0.6).all()
+    assert frame["mouth"].isna().all()  # not requested: the directions' own rule, not a median
+    # the same z with either route: image i of directions and of the fine-tune start from z(seed, i)
+    rc = _script("08_generate_with_properties.py").main(
+        ["--root", str(paths.root), "--device", "cpu", "--control", "all", "--num", "2", "--eyes", "0.6", "-q"])
+    assert rc == 0
+    assert set(pd.read_csv(paths.finetuned_dir / "generated" / "properties.csv")["control"]) == {"finetuned"}
+    # re-running directions into the fine-tune's folder is refused, not mixed
+    rc = _script("08_generate_with_properties.py").main(
+        ["--root", str(paths.root), "--device", "cpu", "--control", "directions", "--num", "2", "--eyes", "0.6",
+         "--out", str(paths.finetuned_dir / "generated"), "-q"])
+    assert rc == 2
+
+
+def test_08_auto_picks_what_exists_then_step_9s_better_route(both_routes, trained, tmp_path):
+    from stylegan.property_generation import choose_control
+
+    ckpt, directions = trained.finetuned_dir / "x.pt", both_routes.directions_pt
+    assert choose_control(trained, ckpt, None) == "finetuned"
+    assert choose_control(trained, None, directions) == "directions"
+    assert choose_control(trained, ckpt, directions, tmp_path / "absent.csv") == "finetuned"
+    table = pd.DataFrame({"method": ["directions", "finetuned", "directions", "finetuned"],
+                          "judge": ["segmentation"] * 2 + ["brightness-stand-in"] * 2,
+                          "pearson_r": [0.8, 0.3, 0.0, 0.9]})
+    table.to_csv(tmp_path / "comparison.csv", index=False)
+    assert choose_control(trained, ckpt, directions, tmp_path / "comparison.csv") == "directions"
+    table.loc[0, "judge"] = "brightness-stand-in"  # a stand-in judge never decides
+    table.to_csv(tmp_path / "comparison.csv", index=False)
+    assert choose_control(trained, ckpt, directions, tmp_path / "comparison.csv") == "finetuned"
+
+
+def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):
+    paths = both_routes
+    rc = _script("09_evaluate_control.py").main(
+        ["--root", str(paths.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
+         "brightness", "--random-weight-models", "-q"])
+    assert rc == 0
+    comparison = pd.read_csv(paths.comparison_csv)
+    assert comparison["method"].drop_duplicates().tolist() == ["baseline", "directions", "finetuned"]
+    assert len(comparison) == 3 * 5
+    baseline = comparison[comparison["method"] == "baseline"]
+    assert np.allclose(baseline["control_slope"], 0.0) and np.allclose(baseline["leakage_mean"], 0.0)
+    report = (paths.evaluation_dir / "report.md").read_text()
+    assert report.splitlines()[1].startswith("> **These models are the demo's random-weight models")
+    assert "default_rng([9000009, 0, k])" in report
+    assert "baseline/directions/finetuned compared" in capsys.readouterr().out
+    # one route only, and a missing route is a one-line error
+    rc = _script("09_evaluate_control.py").main(
+        ["--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer",
+         "brightness", "--control", "directions", "--out", str(paths.root / "eval_dir"), "-q"])
+    assert rc == 0
+    assert set(pd.read_csv(paths.root / "eval_dir" / "comparison.csv")["method"]) == {"baseline", "directions"}
+
+
+def test_09_missing_route_is_a_clear_error(trained, capsys):
+    rc = _script("09_evaluate_control.py").main(
+        ["--root", str(trained.root), "--device", "cpu", "--scorer", "brightness", "--control", "directions", "-q"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no directions file") and "07_fit_latent_directions.py" in err
+    assert len(err.strip().splitlines()) == 1

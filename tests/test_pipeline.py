@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from common.paths import PipelinePaths
-from pipeline.runner import PipelineOptions, load_script, load_script_file, run_pipeline
+from pipeline.runner import STEP_ORDER, PipelineOptions, load_script, load_script_file, run_pipeline, step_id, \
+    steps_between
 from stylegan import write_random_checkpoint
 
 TINY = dict(resolution=32, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=256, fmaps_max=16)
@@ -74,8 +75,22 @@ def load_script_runner():
     return load_script_file("run_pipeline.py")
 
 
+def test_step_ids_and_ranges():
+    """Step 7 has two routes, both run, directions (7a) first; a bare 7 means both."""
+    assert STEP_ORDER == ("1", "2", "3", "4", "5", "6", "7a", "7b", "8", "9")
+    assert steps_between(7, 7) == ["7a", "7b"] and steps_between("7b", 9) == ["7b", "8", "9"]
+    assert steps_between(6, "7a") == ["6", "7a"] and steps_between(9, 1) == []
+    with pytest.raises(ValueError, match="unknown step"):
+        step_id("7c")
+    module = load_script_runner()
+    with pytest.raises(SystemExit):
+        module.main(["--from", "7c"])
+    with pytest.raises(SystemExit):
+        module.main(["--from", "8", "--to", "7b"])
+
+
 def test_every_step_script_has_help():
-    for number in range(1, 10):
+    for number in STEP_ORDER:
         try:
             module = load_script(number)
         except FileNotFoundError:
