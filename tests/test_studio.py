@@ -249,16 +249,16 @@ def test_measure_runs_the_scorer_on_base_and_edited_faces(models):
     assert not any(math.isnan(v) for v in body["rows"][0]["measured"])
 
 
-def test_auto_layers_follow_the_requested_properties_ranges():
-    from pipeline.studio.render import edit_layer_masks
+def test_auto_layers_follow_the_requested_properties_ranges(models):
+    from pipeline.studio.render import edit_layer_mask
 
-    per_property = ("coarse", "all", "middle", "coarse", "coarse")
-    targets = np.array([[0.5, np.nan, np.nan, np.nan, np.nan],    # eyes only: coarse layers (4-8 px)
-                        [0.5, np.nan, 0.5, np.nan, np.nan],       # eyes + hair length: coarse + middle
-                        [np.nan] * 5])                            # nothing requested: everywhere
-    masks = edit_layer_masks(8, "auto", per_property, targets)
-    assert masks.tolist() == [[True] * 4 + [False] * 4, [True] * 8, [True] * 8]
-    assert edit_layer_masks(8, "middle", per_property, targets[:1]).tolist() == [[False] * 4 + [True] * 4]
+    directions = models.directions.with_options(layers=("coarse", "all", "middle", "coarse", "coarse"))
+    eyes = np.array([[0.5, np.nan, np.nan, np.nan, np.nan]])        # eyes only: coarse layers (4-8 px)
+    eyes_hair = np.array([[0.5, np.nan, 0.5, np.nan, np.nan]])       # + hair length: coarse + middle
+    assert edit_layer_mask(directions, 8, "auto", eyes).tolist() == [True] * 4 + [False] * 4
+    assert edit_layer_mask(directions, 8, "auto", eyes_hair).tolist() == [True] * 8
+    assert edit_layer_mask(directions, 8, "auto", np.full((1, 5), np.nan)).tolist() == [True] * 8
+    assert edit_layer_mask(directions, 8, "middle", eyes).tolist() == [False] * 4 + [True] * 4
 
 
 # ---- the script --------------------------------------------------------------------------------

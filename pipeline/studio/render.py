@@ -153,22 +153,16 @@ def _ranges_from_normalization(path: Path) -> dict[str, tuple[float, float]] | N
 # rendering
 
 
-def edit_layer_masks(num_layers: int, layers: str, per_property: tuple[str, ...] | None,
-                     targets: np.ndarray) -> np.ndarray:
-    """bool [N, L]: per row, the synthesis layers that get the edited w (the others keep the original).
+def edit_layer_mask(directions: Any, num_layers: int, layers: str, targets: np.ndarray) -> np.ndarray:
+    """bool [L]: the synthesis layers that get the edited w (the others keep the original w).
 
-    ``auto`` = the union of the ranges step 7 chose for the properties requested in that row
-    (``LatentDirections.layers``), as step 9's ``DirectionsMethod`` does; a row that requests
-    nothing gets the edited w everywhere (it equals the original for a free edit).
+    ``auto`` = the union of the ranges step 7 chose for the requested properties
+    (``LatentDirections.layer_mask_for``; every layer when nothing is requested). A view's rows
+    share their targets, so one mask serves the batch.
     """
-    requested = ~np.isnan(np.asarray(targets))
-    if layers != "auto":
-        return np.repeat(layer_mask(num_layers, layers)[None], len(requested), axis=0)
-    names = per_property or ("all",) * requested.shape[1]
-    masks = np.stack([layer_mask(num_layers, name) for name in names])            # [P, L]
-    rows = (requested[:, :, None] & masks[None]).any(axis=1)                         # [N, L]
-    rows[~requested.any(axis=1)] = True
-    return rows
+    if layers == "auto":
+        return directions.layer_mask_for(np.asarray(targets), num_layers)
+    return layer_mask(num_layers, layers)
 
 
 def layer_choices(num_layers: int) -> tuple[str, ...]:
@@ -202,9 +196,8 @@ def render_faces(models: StudioModels, method: str, z: np.ndarray, targets: np.n
         w = generator.mapping(zt)["w"]
         w_edit = models.directions.edit(w.double().cpu().numpy(), targets)
         w_edit = torch.as_tensor(np.asarray(w_edit, dtype=np.float32), device=device)
-        per_property = getattr(models.directions, "layers", None)
-        masks = edit_layer_masks(generator.num_layers, layers, per_property, targets)
-        wp = torch.where(torch.from_numpy(masks).to(device)[:, :, None], w_edit[:, None, :], w[:, None, :])
+        mask = torch.from_numpy(edit_layer_mask(models.directions, generator.num_layers, layers, targets))
+        wp = torch.where(mask.to(device)[None, :, None], w_edit[:, None, :], w[:, None, :])
         image = generator.synthesis(generator.truncation(wp, psi, trunc_layers), None, False)["image"]
         out = {"image": torch.tanh(image) if generator.final_tanh else image}
     else:
