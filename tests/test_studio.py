@@ -318,3 +318,18 @@ def test_cuda_render_matches_cpu_and_regenerates_exactly(world, tmp_path):
 
     again, saved, recipe = regenerate(path, cuda)
     assert recipe["device"] == "cuda" and np.array_equal(again, saved)
+
+
+def test_demo_generator_is_recognised_and_a_root_without_methods_is_a_clear_error(tmp_path):
+    from common.paths import PipelinePaths
+    from pipeline.demo import DEMO_STYLEGAN
+    from pipeline.studio.server import StudioConfig, build_app
+    from stylegan import write_random_checkpoint
+
+    paths = PipelinePaths(tmp_path)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **DEMO_STYLEGAN)
+    models = load_studio_models(paths)
+    assert models.demo and models.notes[0].startswith("demo models: random weights")
+    assert models.available == ()
+    with pytest.raises(FileNotFoundError, match="no control method .*07_fit_latent_directions.py"):
+        build_app(StudioConfig(root=tmp_path, device="cpu"))

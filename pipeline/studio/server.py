@@ -134,6 +134,8 @@ def build_app(config: StudioConfig) -> StudioApp:
     device = resolve_device(config.device)
     models = load_studio_models(paths, device, config.finetuned_checkpoint, config.directions_file,
                                 config.weights)
+    if not models.available:
+        raise FileNotFoundError(f"no control method under {paths.root}: " + "; ".join(models.notes))
     factory, name = None, ""
     if config.measure and config.scorer == "brightness":
         from stylegan.control import BrightnessScorer
