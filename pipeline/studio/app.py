@@ -1,0 +1,187 @@
+"""The studio's routes as plain functions of (path, query) -> :class:`Response`; no HTTP here.
+
+The HTTP mechanics (loopback bind, Host check, CSP, size limits, 4xx on malformed input,
+bounded threads, static files) come from the shared local-server module; this class only says
+what each route answers, so it is tested without sockets.
+
+Routes (all GET; the view routes take the :class:`ViewParams` query)::
+
+    /api/info      models loaded, slider ranges, defaults, demo flag, notes
+    /api/render    the view as one PNG sheet (rows: seeds; columns: base, method(s));
+                   409 when a newer view request superseded it while it waited
+    /api/save      one face (``face=base|directions|finetuned``) as a PNG with its recipe chunk
+    /api/measure   the independent scorers on the seed's faces: measured next to requested
+    /api/stats     the render gate's counters (renders run, dropped, most ever running at once)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import numpy as np
+
+from common.io import encode_image
+from common.paths import PROPERTY_NAMES
+from pipeline.studio.gate import NewestWinsGate, Superseded
+from pipeline.studio.params import MAX_STRIP, METHODS, ParamError, ViewParams, parse_query
+from pipeline.studio.pngmeta import FACES, encode_png, make_recipe
+from pipeline.studio.render import StudioModels, layer_choices, render_face, render_faces, render_view
+
+logger = logging.getLogger(__name__)
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+"""images_u8 [N, H, W, 3] -> normalised scores [N, P] (NaN where a face or a score is missing)."""
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, obj: Any, status: int = HTTPStatus.OK) -> Response:
+        return cls(status, json.dumps(obj, allow_nan=False).encode("utf-8"), "application/json",
+                   {"Cache-Control": "no-store"})
+
+    @classmethod
+    def error(cls, status: int, message: str) -> Response:
+        return cls.json({"error": message}, status)
+
+
+class StudioApp:
+    """Routes of one studio session over loaded :class:`StudioModels`.
+
+    scorer_factory: builds the independent scorer on the first Measure (loading FaceXFormer takes
+    seconds and a GB of memory, so a session that never measures never pays); None = no scorer.
+    """
+
+    def __init__(self, models: StudioModels, scorer_factory: Callable[[], Scorer] | None = None,
+                 scorer_name: str = "", seed: int = 0) -> None:
+        self.models = models
+        self.gate = NewestWinsGate()
+        self.scorer_factory = scorer_factory
+        self.scorer_name = scorer_name
+        self._scorer: Scorer | None = None
+        self._scorer_lock = threading.Lock()
+        available = models.available
+        method = "both" if len(available) == 2 else (available[0] if available else "directions")
+        self.defaults = ViewParams(method=method, seed=seed)
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def _params(self, query: Mapping[str, Sequence[str]], extra_keys: Sequence[str] = ()) -> ViewParams:
+        params = parse_query(query, extra_keys, self.defaults)
+        params.check_against(self.models.ranges, self.models.num_layers, self.models.available)
+        choices = layer_choices(self.models.num_layers)
+        if params.layers not in choices:
+            raise ParamError(f"layers={params.layers} does not exist in a {self.models.resolution} px "
+                             "generator; "
+                             f"use one of {choices}")
+        return params
+
+    def info(self) -> dict[str, Any]:
+        m = self.models
+        return {
+            "properties": list(PROPERTY_NAMES),
+            "ranges": {k: list(v) for k, v in m.ranges.items()},
+            "medians": [float(x) for x in m.medians],
+            "methods": list(METHODS), "available": list(m.available),
+            "layer_choices": list(layer_choices(m.num_layers)),
+            "num_layers": m.num_layers, "resolution": m.resolution, "max_strip": MAX_STRIP,
+            "defaults": self.defaults.to_json(), "demo": m.demo, "notes": list(m.notes),
+            "models": m.identity, "device": str(m.device), "dtype": "float32",
+            "scorer": self.scorer_name if self.scorer_factory is not None else None,
+        }
+
+    # ---- routes ----------------------------------------------------------------------------------
+    def get(self, path: str, query: Mapping[str, Sequence[str]]) -> Response:
+        """Answer one API GET; a bad query is a 400 naming the key, an unknown path a 404."""
+        try:
+            if path == "/api/info":
+                return Response.json(self.info())
+            if path == "/api/stats":
+                return Response.json(self.gate.stats())
+            if path == "/api/render":
+                return self.render(query)
+            if path == "/api/save":
+                return self.save(query)
+            if path == "/api/measure":
+                return self.measure(query)
+        except ParamError as exc:
+            return Response.error(HTTPStatus.BAD_REQUEST, str(exc))
+        return Response.error(HTTPStatus.NOT_FOUND, "not found")
+
+    def render(self, query: Mapping[str, Sequence[str]]) -> Response:
+        params = self._params(query)
+        received = time.perf_counter()
+        try:
+            view = self.gate.run(lambda: render_view(self.models, params), droppable=True)
+        except Superseded:
+            return Response.error(HTTPStatus.CONFLICT, "superseded by a newer view request")
+        encode_start = time.perf_counter()
+        body = encode_image(view.sheet_u8, "png")
+        done = time.perf_counter()
+        return Response(HTTPStatus.OK, body, "image/png", {
+            "Cache-Control": "no-store",
+            "X-Studio-Query": params.to_query(),
+            "X-Studio-Layout": json.dumps(view.layout()),
+            "X-Studio-Render-Ms": f"{view.render_seconds * 1000:.1f}",
+            "X-Studio-Encode-Ms": f"{(done - encode_start) * 1000:.1f}",
+            "X-Studio-Server-Ms": f"{(done - received) * 1000:.1f}",
+        })
+
+    def save(self, query: Mapping[str, Sequence[str]]) -> Response:
+        face_values = query.get("face", [])
+        params = self._params(query, extra_keys=("face",))
+        if len(face_values) > 1:
+            raise ParamError("face given more than once")
+        face = face_values[0] if face_values else params.methods[0]
+        if face not in FACES:
+            raise ParamError(f"face must be one of {FACES}, got {face[:40]!r}")
+        if face != "base" and face not in params.methods:
+            raise ParamError(f"face {face!r} is not shown in a {params.method!r} view")
+        image = self.gate.run(lambda: render_face(self.models, params, face), droppable=False)
+        recipe = make_recipe(params, face, self.models.identity, self.models.device)
+        name = f"studio_{face}_seed{params.seed}.png"
+        return Response(HTTPStatus.OK, encode_png(image, recipe), "image/png", {
+            "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="{name}"'})
+
+    def scorer(self) -> Scorer | None:
+        with self._scorer_lock:
+            if self._scorer is None and self.scorer_factory is not None:
+                self._scorer = self.scorer_factory()
+            return self._scorer
+
+    def measure(self, query: Mapping[str, Sequence[str]]) -> Response:
+        params = self._params(query)
+        if self.scorer_factory is None:
+            return Response.error(HTTPStatus.CONFLICT, "no scorer: this studio was started without one "
+                                  "(needs segmentation/models/segmentation_model.pt and step 6's "
+                                  "normalization.json)")
+        start = time.perf_counter()
+        faces = ("base",) + params.methods
+
+        def job() -> np.ndarray:
+            z = self.models.z([params.seed])
+            targets = np.asarray([params.targets], np.float32)
+            images = np.concatenate([render_faces(self.models, face, z, targets, params.psi,
+                                                  params.trunc_layers, params.layers) for face in faces])
+            scorer = self.scorer()
+            return np.asarray(scorer(images), dtype=np.float64)
+
+        measured = self.gate.run(job, droppable=False)
+        requested = [None if math.isnan(t) else t for t in params.targets]
+        rows = [{"face": face, "measured": [round(float(v), 4) if math.isfinite(v) else None for v in row]}
+                for face, row in zip(faces, measured)]
+        return Response.json({"properties": list(PROPERTY_NAMES), "requested": requested, "rows": rows,
+                              "scorer": self.scorer_name, "demo": self.models.demo,
+                              "query": params.to_query(),
+                              "seconds": round(time.perf_counter() - start, 3)})

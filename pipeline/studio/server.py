@@ -1,0 +1,190 @@
+"""The studio's HTTP side: the shared local-server mechanics (``common.localserver``) + the studio's routes.
+
+Everything that makes a local page safe (loopback bind by default, Host-header check, strict CSP,
+size limits, 4xx on malformed requests, bounded worker threads) comes from ``common.localserver``,
+shared with the labeller. This module maps URLs to :class:`~pipeline.studio.app.StudioApp` and
+to the page's three static files, and runs a session (:func:`run_studio`).
+
+The page's CSP is the shared one plus ``blob:`` images: the page fetches each render (to read
+its timing headers and to keep one request in flight) and shows it through an object URL that
+only its own script can create.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from common.localserver import PAGE_CSP, LocalRequestHandler, LocalServer, RequestError, ServerLimits
+from common.paths import PipelinePaths
+from pipeline.studio.app import StudioApp
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/static/studio.js": "studio.js",
+                 "/static/studio.css": "studio.css"}
+STUDIO_CSP = PAGE_CSP.replace("img-src 'self'", "img-src 'self' blob:")
+MAX_QUERY_FIELDS = 32
+CROPS: tuple[str, ...] = ("auto", "mtcnn", "full")
+SCORERS: tuple[str, ...] = ("segmentation", "brightness")
+
+
+class _StudioHandler(LocalRequestHandler):
+    """GET only: the page, its files, and the studio's JSON/PNG API."""
+
+    server_version = "studio/1"
+
+    def get(self, path: str) -> None:
+        if path in _STATIC_FILES:
+            file = STATIC_DIR / _STATIC_FILES[path]
+            ctype = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                     ".css": "text/css; charset=utf-8"}[file.suffix]
+            self.send_bytes(HTTPStatus.OK, file.read_bytes(), ctype, {"Cache-Control": "no-cache"},
+                            csp=STUDIO_CSP)
+            return
+        if path == "/favicon.ico":
+            self.send_bytes(HTTPStatus.NO_CONTENT, b"", "text/plain")
+            return
+        if not path.startswith("/api/"):
+            raise RequestError(HTTPStatus.NOT_FOUND, "not found")
+        try:
+            query = parse_qs(urlsplit(self.path).query, keep_blank_values=True,
+                             max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError as exc:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"bad query string: {exc}") from None
+        app: StudioApp = self.server.context
+        response = app.get(path, query)
+        self.send_bytes(response.status, response.body, response.content_type, response.headers)
+
+    def post(self, path: str) -> None:
+        self.close_connection = True
+        raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "the studio takes GET requests only")
+
+
+def make_server(app: StudioApp, host: str = "127.0.0.1", port: int = 8770,
+                limits: ServerLimits = ServerLimits()) -> LocalServer:
+    """Bind (port 0 picks a free one); the caller runs ``serve_forever``."""
+    return LocalServer((host, port), _StudioHandler, context=app, limits=limits)
+
+
+# ----------------------------------------------------------------------------------------------
+# a session: config -> models -> server -> summary
+
+
+@dataclass(frozen=True)
+class StudioConfig:
+    """One studio session (paths come from ``PipelinePaths``; None = the contract path / newest)."""
+
+    root: Path = PipelinePaths().root
+    host: str = "127.0.0.1"
+    port: int = 8770
+    device: str = "auto"
+    finetuned_checkpoint: Path | None = None
+    directions_file: Path | None = None
+    weights: str = "ema"                 # fine-tune: EMA or raw generator weights
+    crop: str = "auto"                   # Measure: auto = full image for the demo's models, else MTCNN
+    measure: bool = True                 # offer Measure when the segmentation model exists
+    scorer: str = "segmentation"         # brightness = step 9's labelled stand-in (tests, no FaceXFormer)
+    seed: int = 0                        # the face a fresh page opens on
+    open_browser: bool = False
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
+        if self.scorer not in SCORERS:
+            raise ValueError(f"scorer must be one of {SCORERS}, got {self.scorer!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+
+
+@dataclass(frozen=True)
+class StudioSummary:
+    url: str
+    renders: int
+    dropped: int
+    seconds: float
+
+    def line(self) -> str:
+        return (f"studio: served {self.url} for {self.seconds:.0f}s; {self.renders} renders, "
+                f"{self.dropped} superseded view requests dropped")
+
+
+def tunnel_hint(server: LocalServer) -> str:
+    """The ssh -L line a laptop user needs to reach a studio on a remote box."""
+    import getpass
+    import socket
+
+    port = server.server_address[1]
+    return (f"ssh -N -L {port}:127.0.0.1:{port} {getpass.getuser()}@{socket.gethostname()}"
+            f"   # on your laptop, then open http://localhost:{port}/")
+
+
+def build_app(config: StudioConfig) -> StudioApp:
+    """Load the models of ``config.root`` and the (lazy) scorer; errors are plain-message exceptions."""
+    from common.runtime import resolve_device
+    from pipeline.studio.render import load_studio_models
+
+    paths = PipelinePaths(Path(config.root).resolve())
+    device = resolve_device(config.device)
+    models = load_studio_models(paths, device, config.finetuned_checkpoint, config.directions_file,
+                                config.weights)
+    if not models.available:
+        raise FileNotFoundError(f"no control method under {paths.root}: " + "; ".join(models.notes))
+    factory, name = None, ""
+    if config.measure and config.scorer == "brightness":
+        from stylegan.control import BrightnessScorer
+
+        factory, name = BrightnessScorer, "STAND-IN brightness scorer (not a property judge)"
+    elif config.measure and paths.segmentation_checkpoint.is_file() and paths.normalization_json.is_file():
+        crop = ("full" if models.demo else "mtcnn") if config.crop == "auto" else config.crop
+        factory = _scorer_factory(paths, crop, device)
+        name = f"FaceXFormer segmentation + step-6 scores ({crop} crop)"
+    elif config.measure:
+        models.notes.append("Measure needs segmentation/models/segmentation_model.pt and step 6's "
+                            "normalization.json")
+    return StudioApp(models, factory, name, seed=config.seed)
+
+
+def _scorer_factory(paths: PipelinePaths, crop: str, device) -> Callable:
+    def build():
+        from pipeline.scorers import SegmentationScorer
+
+        return SegmentationScorer(paths.segmentation_checkpoint, paths.normalization_json, crop, device)
+    return build
+
+
+def run_studio(config: StudioConfig, progress: Callable[[str], None] | None = None,
+               stop: threading.Event | None = None) -> StudioSummary:
+    """Serve the studio until Ctrl-C (or ``stop`` is set); ``progress`` gets the URL and tunnel lines."""
+    app = build_app(config)
+    server = make_server(app, config.host, config.port)
+    start = time.perf_counter()
+    say = progress or logger.info
+    say(f"studio at {server.url}  ({', '.join(app.models.available) or 'no control method'}; "
+        f"{app.models.device}; Ctrl-C stops)")
+    say(f"from a laptop: {tunnel_hint(server)}")
+    for note in app.models.notes:
+        say(f"note: {note}")
+    if config.open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
+    stop = stop or threading.Event()
+    try:
+        while thread.is_alive() and not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
+    stats = app.gate.stats()
+    return StudioSummary(server.url, stats["ran"], stats["dropped"], time.perf_counter() - start)

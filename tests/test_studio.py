@@ -1,0 +1,335 @@
+"""The studio's backend without sockets: view parameters, rendering, the newest-wins gate, recipes, routes."""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from urllib.parse import parse_qs
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common.paths import PROPERTY_NAMES
+from pipeline.studio.app import StudioApp
+from pipeline.studio.gate import NewestWinsGate, Superseded
+from pipeline.studio.params import ParamError, ViewParams, parse_query
+from pipeline.studio.pngmeta import RecipeError, check_models, read_recipe, recipe_params
+from pipeline.studio.render import load_studio_models, render_face, render_faces, render_view
+from studio_world import make_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("studio"))
+
+
+@pytest.fixture()
+def models(world, single_thread):
+    return load_studio_models(world)
+
+
+def q(text: str) -> dict[str, list[str]]:
+    return parse_qs(text, keep_blank_values=True)
+
+
+# ---- parameters --------------------------------------------------------------------------------
+
+def test_query_round_trips_exactly_including_awkward_floats():
+    params = ViewParams(method="both", seed=12345, values=(0.1 + 0.2, None, 1 / 3, 0.0, -0.7), psi=0.7,
+                        trunc_layers=4, layers="coarse", strip=5)
+    assert parse_query(q(params.to_query())) == params
+    assert ViewParams.from_json(json.loads(json.dumps(params.to_json()))) == params
+
+
+@pytest.mark.parametrize("query, needle", [
+    ("seed=abc", "seed must be an integer"),
+    ("seed=-1", "seed must be in"),
+    ("psi=nan", "psi must be finite"),
+    ("psi=1.5", "psi must be in [0, 1]"),
+    ("eyes=inf", "eyes must be finite"),
+    ("eyes=x", "eyes must be a number or empty"),
+    ("method=magic", "method must be one of"),
+    ("layers=top", "layers must be one of"),
+    ("strip=0", "strip must be in 1..16"),
+    ("strip=99", "strip must be in 1..16"),
+    ("seed=1&seed=2", "given 2 times"),
+    ("colour=3", "unknown query key 'colour'"),
+    ("seed=" + "9" * 40, "too long"),
+])
+def test_bad_query_values_are_param_errors_naming_the_key(query, needle):
+    with pytest.raises(ParamError, match=None) as info:
+        parse_query(q(query))
+    assert needle in str(info.value)
+
+
+def test_values_outside_the_trained_range_and_unloaded_methods_are_refused(models):
+    ranges, layers = models.ranges, models.num_layers
+    ViewParams(values=(1.0, 0.0, 0.5, None, -1.0)).check_against(ranges, layers, ("directions",))
+    with pytest.raises(ParamError, match=r"face_pose=-1.5 is outside its trained range \[-1, 1\]"):
+        ViewParams(values=(None, None, None, None, -1.5)).check_against(ranges, layers, ("directions",))
+    with pytest.raises(ParamError, match="not loaded"):
+        ViewParams(method="both").check_against(ranges, layers, ("finetuned",))
+    with pytest.raises(ParamError, match="trunc_layers must be in 0..8"):
+        ViewParams(trunc_layers=9).check_against(ranges, layers, ("directions",))
+
+
+# ---- rendering ---------------------------------------------------------------------------------
+
+def test_fixed_z_while_sliders_move_and_the_edit_changes_the_face(models):
+    """Same seed, other values: the base face is identical, the edited face differs; seeds differ."""
+    a = ViewParams(method="both", seed=3, values=(0.1, None, None, None, None))
+    b = ViewParams(method="both", seed=3, values=(0.9, None, None, None, None))
+    va, vb = render_view(models, a), render_view(models, b)
+    size = models.resolution
+    assert va.columns == ("base", "directions", "finetuned")
+    assert np.array_equal(va.sheet_u8[:, :size], vb.sheet_u8[:, :size])          # base: same face
+    for col in (1, 2):
+        tile = slice(col * size, (col + 1) * size)
+        assert np.abs(va.sheet_u8[:, tile].astype(int) - vb.sheet_u8[:, tile]).mean() > 1.0
+    other = render_view(models, ViewParams(method="both", seed=4, values=a.values))
+    assert not np.array_equal(va.sheet_u8[:, :size], other.sheet_u8[:, :size])
+
+
+def test_directions_face_is_rendered_from_the_edited_w(models):
+    """The directions face is the synthesis of exactly the w that edit() returns, which hits the values."""
+    targets = np.array([[0.4, np.nan, 0.6, np.nan, -0.1]], np.float32)
+    z = models.z([5])
+    import torch
+
+    with torch.inference_mode():
+        w = models.generator.mapping(torch.from_numpy(z))["w"].numpy()
+    w_edit, reached = models.directions.edit(w.astype(np.float64), targets, return_report=True)
+    assert reached.all()
+    predicted = models.directions.predict(w_edit)
+    assert np.allclose(predicted[0, [0, 2, 4]], [0.4, 0.6, -0.1], atol=1e-3)
+    image = render_faces(models, "directions", z, targets, layers="all")[0]
+    with torch.inference_mode():
+        wp = models.generator.truncation(torch.from_numpy(np.asarray(w_edit, np.float32)))
+        raw = models.generator.synthesis(wp, None, False)["image"]
+    from stylegan.networks import postprocess_uint8
+
+    assert np.array_equal(image, postprocess_uint8(raw)[0])
+
+
+def test_strip_is_one_batch_and_its_first_face_is_the_single_face(models):
+    params = ViewParams(method="finetuned", seed=7, values=(0.9, 0.1, None, 0.5, 0.3), strip=4)
+    view = render_view(models, params)
+    size = models.resolution
+    assert view.sheet_u8.shape == (4 * size, 2 * size, 3) and view.seeds == (7, 8, 9, 10)
+    single = render_face(models, params, "finetuned")
+    # batch of 4 vs batch of 1: the same face up to float rounding in batched kernels
+    assert np.abs(view.sheet_u8[:size, size:].astype(int) - single).max() <= 2
+
+
+def test_truncation_pulls_every_method_towards_the_average(models):
+    params = ViewParams(method="both", seed=2, values=(0.9, None, None, None, None))
+    full = render_view(models, params).sheet_u8.astype(int)
+    mean_face = render_view(models, ViewParams(method="both", seed=2, values=params.values, psi=0.0,
+                                               trunc_layers=models.num_layers)).sheet_u8.astype(int)
+    other_seed = render_view(models, ViewParams(method="both", seed=9, values=params.values, psi=0.0,
+                                                trunc_layers=models.num_layers)).sheet_u8.astype(int)
+    size = models.resolution
+    assert np.abs(full - mean_face).mean() > 1.0
+    # psi 0 on every layer: the base face no longer depends on the seed
+    assert np.array_equal(mean_face[:, :size], other_seed[:, :size])
+
+
+# ---- the newest-wins gate ------------------------------------------------------------------------
+
+def test_gate_runs_one_job_at_a_time_and_drops_waiting_views_for_newer_ones():
+    gate = NewestWinsGate()
+    release = threading.Event()
+    outcomes: dict[str, str] = {}
+    running = []
+
+    def job(name):
+        def run():
+            running.append(name)
+            if name == "first":
+                release.wait(5)
+            return name
+        return run
+
+    def call(name, droppable=True):
+        try:
+            outcomes[name] = gate.run(job(name), droppable)
+        except Superseded:
+            outcomes[name] = "dropped"
+
+    threads = [threading.Thread(target=call, args=("first",))]
+    threads[0].start()
+    while not running:
+        time.sleep(0.005)
+    for name in ("v1", "v2", "v3"):
+        t = threading.Thread(target=call, args=(name,))
+        t.start()
+        threads.append(t)
+        time.sleep(0.05)
+    save = threading.Thread(target=call, args=("save", False))
+    save.start()
+    threads.append(save)
+    time.sleep(0.05)
+    assert outcomes == {"v1": "dropped", "v2": "dropped"}   # dropped at once, while "first" still runs
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert outcomes["first"] == "first" and outcomes["v3"] == "v3" and outcomes["save"] == "save"
+    assert gate.stats()["max_running"] == 1 and gate.dropped == 2 and gate.ran == 3
+
+
+# ---- PNG recipes and the routes ----------------------------------------------------------------------
+
+def test_saved_png_regenerates_exactly_and_refuses_other_models(models, tmp_path):
+    app = StudioApp(models)
+    params = ViewParams(method="both", seed=11, values=(0.8, None, 0.2, None, 0.5), psi=0.8, trunc_layers=3)
+    for face in ("base", "directions", "finetuned"):
+        response = app.get("/api/save", q(params.to_query() + f"&face={face}"))
+        assert response.status == 200 and face in response.headers["Content-Disposition"]
+        path = tmp_path / f"{face}.png"
+        path.write_bytes(response.body)
+        recipe = read_recipe(path)
+        assert recipe["face"] == face and recipe["device"] == "cpu" and recipe["dtype"] == "float32"
+        check_models(recipe, models.identity)
+        again, which = recipe_params(recipe)
+        assert again.seed == 11 and again.values == params.values and which == face
+        assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), render_face(models, again, which))
+    other = dict(models.identity, finetuned={"path": "x", "fingerprint": "1:abc"})
+    with pytest.raises(RecipeError, match="was made with finetuned file"):
+        check_models(read_recipe(tmp_path / "finetuned.png"), other)
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (4, 4)).save(plain)
+    with pytest.raises(RecipeError, match="no 'studio' text chunk"):
+        read_recipe(plain)
+
+
+@pytest.mark.parametrize("path, query, status, needle", [
+    ("/api/render", "psi=2", 400, "psi must be in"),
+    ("/api/render", "eyes=1.5", 400, "outside its trained range"),
+    ("/api/render", "bogus=1", 400, "unknown query key"),
+    ("/api/render", "method=directions&layers=fine", 400, "use one of ('auto', 'all', 'coarse', 'middle')"),
+    ("/api/save", "face=nose", 400, "face must be one of"),
+    ("/api/save", "method=directions&face=finetuned", 400, "not shown in a 'directions' view"),
+    ("/api/measure", "", 409, "no scorer"),
+    ("/api/nothing", "", 404, "not found"),
+])
+def test_routes_answer_4xx_with_a_message(models, path, query, status, needle):
+    response = StudioApp(models).get(path, q(query))
+    assert response.status == status and needle in json.loads(response.body)["error"]
+
+
+def test_render_route_returns_the_sheet_with_layout_and_timings(models):
+    app = StudioApp(models)
+    response = app.get("/api/render", q("method=both&seed=1&eyes=0.3&strip=2"))
+    assert response.status == 200 and response.content_type == "image/png"
+    layout = json.loads(response.headers["X-Studio-Layout"])
+    assert layout == {"columns": ["base", "directions", "finetuned"], "seeds": [1, 2]}
+    assert float(response.headers["X-Studio-Render-Ms"]) > 0
+    image = Image.open(__import__("io").BytesIO(response.body))
+    assert image.size == (3 * models.resolution, 2 * models.resolution)
+    info = app.info()
+    assert info["available"] == ["directions", "finetuned"] and info["demo"] is False
+    assert info["ranges"]["face_pose"] == [-1.0, 1.0]
+
+
+def test_measure_runs_the_scorer_on_base_and_edited_faces(models):
+    calls = []
+
+    def scorer(images):
+        calls.append(images.shape)
+        return np.tile(np.linspace(0, 1, len(PROPERTY_NAMES)), (len(images), 1))
+
+    app = StudioApp(models, scorer_factory=lambda: scorer, scorer_name="stand-in")
+    body = json.loads(app.get("/api/measure", q("method=both&seed=2&eyes=0.7")).body)
+    assert calls == [(3, models.resolution, models.resolution, 3)]
+    assert [r["face"] for r in body["rows"]] == ["base", "directions", "finetuned"]
+    assert body["requested"][0] == 0.7 and body["requested"][1] is None
+    assert body["rows"][1]["measured"][4] == 1.0
+    assert not any(math.isnan(v) for v in body["rows"][0]["measured"])
+
+
+def test_auto_layers_follow_the_requested_properties_ranges(models):
+    from pipeline.studio.render import edit_layer_mask
+
+    directions = models.directions.with_options(layers=("coarse", "all", "middle", "coarse", "coarse"))
+    eyes = np.array([[0.5, np.nan, np.nan, np.nan, np.nan]])        # eyes only: coarse layers (4-8 px)
+    eyes_hair = np.array([[0.5, np.nan, 0.5, np.nan, np.nan]])       # + hair length: coarse + middle
+    assert edit_layer_mask(directions, 8, "auto", eyes).tolist() == [True] * 4 + [False] * 4
+    assert edit_layer_mask(directions, 8, "auto", eyes_hair).tolist() == [True] * 8
+    assert edit_layer_mask(directions, 8, "auto", np.full((1, 5), np.nan)).tolist() == [True] * 8
+    assert edit_layer_mask(directions, 8, "middle", eyes).tolist() == [False] * 4 + [True] * 4
+
+
+# ---- the script --------------------------------------------------------------------------------
+
+def test_script_help_and_one_line_errors(tmp_path, capsys):
+    from pipeline.runner import load_script_file
+
+    script = load_script_file("studio.py")
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--help"])
+    assert exit_info.value.code == 0 and "--host" in capsys.readouterr().out
+    assert script.main(["--root", str(tmp_path), "--port", "0"]) == 2       # no generator under this root
+    assert "stylegan_model.pth" in capsys.readouterr().err
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (4, 4)).save(plain)
+    assert script.main(["--root", str(tmp_path), "--regenerate", str(plain)]) == 2
+    assert "no 'studio' text chunk" in capsys.readouterr().err
+
+
+def test_regenerate_refuses_a_swapped_generator(world, tmp_path, single_thread, capsys):
+    """Same path, other weights: the recipe's fingerprint no longer matches, so no silent other face."""
+    import shutil
+
+    from pipeline.runner import load_script_file
+    from stylegan import write_random_checkpoint
+
+    root = tmp_path / "root"
+    shutil.copytree(world.root, root)
+    models = load_studio_models(type(world)(root))
+    response = StudioApp(models).get("/api/save", q("method=finetuned&seed=1&face=base"))
+    saved = tmp_path / "base.png"
+    saved.write_bytes(response.body)
+    script = load_script_file("studio.py")
+    out = tmp_path / "again.png"
+    assert script.main(["--root", str(root), "--regenerate", str(saved), "--out", str(out)]) == 0
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(saved).convert("RGB")))
+    into_input = ["--root", str(root), "--regenerate", str(saved), "--out", str(saved), "--overwrite"]
+    assert script.main(into_input) == 2                                     # never overwrites its input
+    from studio_world import TINY
+
+    write_random_checkpoint(type(world)(root).stylegan_checkpoint, resolution=32, seed=2, **TINY)
+    assert script.main(["--root", str(root), "--regenerate", str(saved)]) == 2
+    assert "was made with stylegan file" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_cuda_render_matches_cpu_and_regenerates_exactly(world, tmp_path):
+    cuda = load_studio_models(world, device="cuda")
+    cpu = load_studio_models(world, device="cpu")
+    params = ViewParams(method="both", seed=6, values=(0.7, None, 0.3, None, 0.2), strip=3)
+    a, b = render_view(cuda, params).sheet_u8.astype(int), render_view(cpu, params).sheet_u8.astype(int)
+    assert np.abs(a - b).mean() < 1.0
+    response = StudioApp(cuda).get("/api/save", q(params.to_query() + "&face=directions"))
+    path = tmp_path / "cuda.png"
+    path.write_bytes(response.body)
+    from pipeline.studio.pngmeta import regenerate
+
+    again, saved, recipe = regenerate(path, cuda)
+    assert recipe["device"] == "cuda" and np.array_equal(again, saved)
+
+
+def test_demo_generator_is_recognised_and_a_root_without_methods_is_a_clear_error(tmp_path):
+    from common.paths import PipelinePaths
+    from pipeline.demo import DEMO_STYLEGAN
+    from pipeline.studio.server import StudioConfig, build_app
+    from stylegan import write_random_checkpoint
+
+    paths = PipelinePaths(tmp_path)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **DEMO_STYLEGAN)
+    models = load_studio_models(paths)
+    assert models.demo and models.notes[0].startswith("demo models: random weights")
+    assert models.available == ()
+    with pytest.raises(FileNotFoundError, match="no control method .*07_fit_latent_directions.py"):
+        build_app(StudioConfig(root=tmp_path, device="cpu"))
