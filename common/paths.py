@@ -101,5 +101,10 @@ class PipelinePaths:
     def evaluation_dir(self) -> Path:
         return self.finetuned_dir / "evaluation"
 
+    @property
+    def comparison_csv(self) -> Path:
+        """Step 9's one-measure comparison of every control method (contract columns)."""
+        return self.evaluation_dir / "comparison.csv"
+
 
 DEFAULT_PATHS = PipelinePaths()

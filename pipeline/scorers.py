@@ -20,6 +20,8 @@ class SegmentationScorer:
     No face (MTCNN) or a NaN raw score gives NaN in that row, never an exception.
     """
 
+    judge = "segmentation"
+
     def __init__(self, segmentation_checkpoint: Path, normalization_json: Path, crop: str,
                  device, trusted: bool = False):
         import segmentation

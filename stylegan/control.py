@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from common.paths import PROPERTY_NAMES
 
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ControlConfig", "ControlResult", "sweep_design", "evaluate_control", "control_metrics", "leakage_matrix",
     "BrightnessScorer", "write_control_outputs", "SAMPLES_CSV", "METRICS_CSV", "LEAKAGE_CSV", "REPORT_MD",
-    "SCATTER_PNG", "LEAKAGE_PNG",
+    "SCATTER_PNG", "LEAKAGE_PNG", "judge_name", "evaluation_latents", "EVAL_LATENT_STREAM",
 ]
 
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -42,8 +43,25 @@ LEAKAGE_CSV = "leakage_matrix.csv"
 SCATTER_PNG = "requested_vs_measured.png"
 LEAKAGE_PNG = "leakage_heatmap.png"
 REPORT_MD = "report.md"
-METRIC_COLUMNS = ("property", "pearson_r", "spearman_rho", "mae", "monotonic_share", "control_slope",
+METRIC_COLUMNS = ("property", "pearson_r", "pearson_r_low", "pearson_r_high", "spearman_rho", "mae",
+                  "monotonic_share", "control_slope", "control_slope_low", "control_slope_high",
                   "num_images", "num_valid", "num_sweeps", "num_complete_sweeps")
+"""Per-method metrics (control_metrics.csv); *_low/*_high: 95% intervals (Fisher z for r, Student t for the
+mean slope over sweeps), since 20 sweeps is a small sample."""
+
+
+EVAL_LATENT_STREAM = 9_000_009
+"""First word of the seed of step 9's latents: ``default_rng([EVAL_LATENT_STREAM, seed, k])`` never equals
+step 1's ``default_rng([seed, index])`` (numpy pads seeds with zeros, so a distinct non-zero first word is
+needed), so directions are never judged on the latents they were fitted on."""
+
+
+def evaluation_latents(seed: int, num: int, z_dim: int) -> np.ndarray:
+    """float32 [num, z_dim]: step 9's latents, drawn independently of step 1's (see EVAL_LATENT_STREAM)."""
+    out = np.empty((num, z_dim), dtype=np.float32)
+    for k in range(num):
+        out[k] = np.random.default_rng([EVAL_LATENT_STREAM, seed, k]).standard_normal(z_dim, dtype=np.float32)
+    return out
 
 
 @dataclass(frozen=True)
@@ -82,27 +100,40 @@ def sweep_design(ranges: dict[str, tuple[float, float]], base_conditions: np.nda
     return pd.DataFrame(rows)
 
 
+def judge_name(scorer: Scorer) -> str:
+    """The comparison's ``judge`` column: the scorer's short ``judge`` attribute, else its class name."""
+    return str(getattr(scorer, "judge", None) or type(scorer).__name__)
+
+
 def evaluate_control(generate: GenerateFn, scorer: Scorer, z: np.ndarray, base_conditions: np.ndarray,
                      ranges: dict[str, tuple[float, float]], config: ControlConfig = ControlConfig(),
                      gender: Scorer | None = None, properties: Sequence[str] = PROPERTY_NAMES,
                      progress: Callable[[int], None] | None = None) -> ControlResult:
     """Generate every sweep image, score it, and return the table (requested_*, measured_*, female_prob).
 
-    generate: (z [N, z_dim], conditions [N, P]) -> uint8 [N, H, W, 3]; scorer: images -> [N, P]
-    normalised (NaN = failure); gender: images -> [N] probability of "woman" (optional).
-    progress: called with the number of images just finished (a tqdm bar's update).
+    generate: (z [N, z_dim], conditions [N, P]) -> uint8 [N, H, W, 3], or ``(images, reached [N, P])``
+    (a ``ControlMethod.render`` with ``return_report=True``); base_conditions NaN = not requested.
+    scorer: images -> [N, P] normalised (NaN = failure); gender: images -> [N] probability of "woman"
+    (optional). progress: called with the number of images just finished (a tqdm bar's update).
+    The samples get ``judge`` (the scorer's name) and ``reached`` (the method reports the swept
+    property's target as reached; always True for a plain generate function).
     """
     properties = tuple(properties)
     design = sweep_design(ranges, base_conditions, config.num_values, properties)
     requested = design[[f"requested_{p}" for p in properties]].to_numpy(np.float32)
     z_rows = np.asarray(z, dtype=np.float32)[design["z_index"].to_numpy()]
+    swept = design["property"].map({p: j for j, p in enumerate(properties)}).to_numpy()
     measured = np.full((len(design), len(properties)), np.nan)
     female = np.full(len(design), np.nan)
+    reached = np.ones(len(design), dtype=bool)
     sheets: dict[str, list[np.ndarray]] = {p: [] for p in properties}
     keep = (design["z_index"] < config.sheet_z).to_numpy()
     for first in range(0, len(design), config.batch_size):
         sl = slice(first, first + config.batch_size)
         images = generate(z_rows[sl], requested[sl])
+        if isinstance(images, tuple):
+            images, report = images
+            reached[sl] = np.asarray(report, dtype=bool)[np.arange(len(images)), swept[sl]]
         scores = np.asarray(scorer(images), dtype=np.float64)
         if scores.shape != (len(images), len(properties)):
             raise ValueError(f"scorer returned shape {scores.shape}, expected ({len(images)}, {len(properties)})")
@@ -116,54 +147,90 @@ def evaluate_control(generate: GenerateFn, scorer: Scorer, z: np.ndarray, base_c
         if progress is not None:
             progress(len(images))
     samples = design.copy()
+    samples.insert(0, "judge", judge_name(scorer))
     for i, p in enumerate(properties):
         samples[f"measured_{p}"] = measured[:, i]
     samples["female_prob"] = female
     samples["valid"] = np.isfinite(measured).all(axis=1)
+    samples["reached"] = reached
     return ControlResult(samples, sheets, properties)
 
 
+def _finite_pair(a: np.ndarray, b: np.ndarray) -> bool:
+    return len(a) >= 2 and np.ptp(a) > 0 and np.ptp(b) > 0
+
+
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
+    return float(stats.pearsonr(a, b).statistic) if _finite_pair(a, b) else float("nan")
+
+
+def _pearson_ci(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Fisher-z confidence interval of Pearson's r (scipy); NaN where r is undefined or n <= 3."""
+    if not _finite_pair(a, b) or len(a) <= 3:
+        return float("nan"), float("nan")
+    ci = stats.pearsonr(a, b).confidence_interval(level)
+    return float(ci.low), float(ci.high)
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson of average ranks (ties share their mean rank), as scipy.stats.spearmanr."""
-    return _pearson(pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy())
+    return float(stats.spearmanr(a, b).statistic) if _finite_pair(a, b) else float("nan")
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of y on x (scipy.stats.linregress); NaN when x does not vary."""
     if len(x) < 2 or np.ptp(x) == 0:
         return float("nan")
-    xc = x - x.mean()
-    return float((xc * (y - y.mean())).sum() / (xc * xc).sum())
+    if np.ptp(y) == 0:
+        return 0.0
+    return float(stats.linregress(x, y).slope)
+
+
+def _mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of a mean over few sweeps (20 by default); NaN for fewer than 2 values."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    if np.ptp(values) == 0:
+        return float(values[0]), float(values[0])
+    low, high = stats.t.interval(level, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    return float(low), float(high)
+
+
+def _single_judge(samples: pd.DataFrame) -> None:
+    if "judge" in samples and samples["judge"].nunique() > 1:
+        raise ValueError(f"samples hold several judges ({sorted(samples['judge'].unique())}); select one first")
 
 
 def control_metrics(samples: pd.DataFrame, properties: Sequence[str] = PROPERTY_NAMES) -> pd.DataFrame:
-    """Per property: Pearson r, Spearman rho, MAE, monotonic share, mean control slope, counts.
+    """Per property: Pearson r (95% CI), Spearman rho, MAE, monotonic share, mean control slope (95% CI), counts.
 
     Only the sweeps of that property count, and only images the scorer measured (finite value
     of that property). A sweep is monotonic when every step is >= 0 and the end is above the
     start (a flat sweep is not control); sweeps with a failed image are left out of that share.
+    ``samples`` must hold one judge (see ``comparison_table`` for several).
     """
+    _single_judge(samples)
     rows = []
     for prop in properties:
         part = samples[samples["property"] == prop]
         req, meas = part[f"requested_{prop}"].to_numpy(float), part[f"measured_{prop}"].to_numpy(float)
         ok = np.isfinite(meas)
-        sweeps = [g.sort_values("value_index")[f"measured_{prop}"].to_numpy(float) for _, g in part.groupby("z_index")]
-        complete = [m for m in sweeps if np.isfinite(m).all()]
+        sweeps = [g.sort_values("value_index") for _, g in part.groupby("z_index")]
+        measured = [g[f"measured_{prop}"].to_numpy(float) for g in sweeps]
+        complete = [m for m in measured if np.isfinite(m).all()]
         monotonic = [bool(np.all(np.diff(m) >= 0) and m[-1] > m[0]) for m in complete]
-        slopes = [_slope(g[f"requested_{prop}"].to_numpy(float)[np.isfinite(v)], v[np.isfinite(v)])
-                  for _, g in part.groupby("z_index") for v in [g[f"measured_{prop}"].to_numpy(float)]]
-        slopes = [s for s in slopes if np.isfinite(s)]
+        slopes = [_slope(g[f"requested_{prop}"].to_numpy(float)[np.isfinite(m)], m[np.isfinite(m)])
+                  for g, m in zip(sweeps, measured)]
+        slopes = [v for v in slopes if np.isfinite(v)]
+        r_low, r_high = _pearson_ci(req[ok], meas[ok])
+        s_low, s_high = _mean_ci(slopes)
         rows.append({
-            "property": prop, "pearson_r": _pearson(req[ok], meas[ok]), "spearman_rho": _spearman(req[ok], meas[ok]),
+            "property": prop, "pearson_r": _pearson(req[ok], meas[ok]), "pearson_r_low": r_low,
+            "pearson_r_high": r_high, "spearman_rho": _spearman(req[ok], meas[ok]),
             "mae": float(np.abs(meas[ok] - req[ok]).mean()) if ok.any() else float("nan"),
             "monotonic_share": float(np.mean(monotonic)) if monotonic else float("nan"),
             "control_slope": float(np.mean(slopes)) if slopes else float("nan"),
+            "control_slope_low": s_low, "control_slope_high": s_high,
             "num_images": int(len(part)), "num_valid": int(ok.sum()), "num_sweeps": len(sweeps),
             "num_complete_sweeps": len(complete),
         })
@@ -172,6 +239,7 @@ def control_metrics(samples: pd.DataFrame, properties: Sequence[str] = PROPERTY_
 
 def leakage_matrix(samples: pd.DataFrame, properties: Sequence[str] = PROPERTY_NAMES) -> pd.DataFrame:
     """L[p, q]: mean over sweeps of p of |slope of measured q against requested p| (rows: swept p)."""
+    _single_judge(samples)
     matrix = np.full((len(properties), len(properties)), np.nan)
     for i, prop in enumerate(properties):
         part = samples[samples["property"] == prop]
@@ -196,6 +264,7 @@ class BrightnessScorer:
     """
 
     name = "brightness (stand-in, not a face measurement)"
+    judge = "brightness-stand-in"
 
     def __call__(self, images_u8: np.ndarray) -> np.ndarray:
         images = np.asarray(images_u8, dtype=np.float64)

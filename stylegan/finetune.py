@@ -27,7 +27,6 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -47,7 +46,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "FinetuneConfig", "Finetuner", "FinetuneSummary", "FinetuneDataError", "run_finetune", "load_training_data",
     "find_latest_checkpoint", "sweep_grid_image", "TRAIN_LOG_COLUMNS", "ema_beta_for", "make_generate_fn",
-    "run_generate_with_properties", "resolve_condition", "PropertyGenerationSummary",
 ]
 
 TRAIN_LOG_COLUMNS: tuple[str, ...] = (
@@ -603,93 +601,3 @@ def make_generate_fn(generator: ConditionalGenerator,
         return np.concatenate(out) if out else np.zeros((0, generator.resolution, generator.resolution, 3), np.uint8)
 
     return generate
-
-
-# ----------------------------------------------------------------------------------------------
-# step 8: images for requested property values
-
-
-@dataclass(frozen=True)
-class PropertyGenerationSummary:
-    out_dir: Path
-    written: int
-    skipped: int
-    sweeps: list[str]
-    checkpoint: Path
-    step: int
-    seconds: float
-
-    def line(self) -> str:
-        sweeps = f", sweep grids for {', '.join(self.sweeps)}" if self.sweeps else ""
-        return (f"step 8: {self.written} images written ({self.skipped} already there){sweeps} in {self.out_dir} "
-                f"from {self.checkpoint} (step {self.step}) in {self.seconds:.1f}s")
-
-
-def resolve_condition(config: dict[str, Any], requested: dict[str, float | None]) -> dict[str, float]:
-    """Requested values, with unspecified properties at the training median (from the checkpoint config)."""
-    stats = config.get("condition_stats") or {}
-    out = {}
-    for name in PROPERTY_NAMES:
-        value = requested.get(name)
-        if value is None:
-            value = stats.get(name, {}).get("median", 0.0 if name == "face_pose" else 0.5)
-        out[name] = float(value)
-    return out
-
-
-def run_generate_with_properties(checkpoint: Path | str, out_dir: Path | str, requested: dict[str, float | None],
-                                 num: int = 8, seed: int = 0, sweeps: Sequence[str] = (), sweep_z: int = 4,
-                                 sweep_values: int = 7, weights: str = "ema", batch_size: int = 16,
-                                 device: str | torch.device = "cpu", overwrite: bool = False,
-                                 progress: bool = True) -> PropertyGenerationSummary:
-    """Write ``num`` images for one property vector (image i: z from (seed, i)) and a sweep grid per property.
-
-    Resumable: images that exist are skipped, provided properties.csv says they were made with the
-    same values (otherwise an error, or --overwrite).
-    """
-    import pandas as pd
-    from tqdm import tqdm
-
-    from common.io import read_csv_checked
-    from stylegan.conditional import load_conditional_generator
-    from stylegan.generate import latents_for
-
-    start = time.perf_counter()
-    out_dir = Path(out_dir)
-    generator = load_conditional_generator(checkpoint, device=device, which=weights)
-    config = generator.finetune_config
-    cond = resolve_condition(config, requested)
-    names = [f"{i:06d}.png" for i in range(num)]
-    frame = pd.DataFrame({"img_name": names, "index": range(num), "seed": seed,
-                          **{p: cond[p] for p in PROPERTY_NAMES}, "checkpoint": str(checkpoint), "weights": weights})
-    csv_path = out_dir / "properties.csv"
-    if csv_path.is_file() and not overwrite:
-        old = read_csv_checked(csv_path, ["img_name", "seed", *PROPERTY_NAMES]).set_index("img_name")
-        for name in names:
-            if name in old.index and (out_dir / name).exists():
-                row = old.loc[name]
-                if int(row["seed"]) != seed or any(abs(float(row[p]) - cond[p]) > 1e-9 for p in PROPERTY_NAMES):
-                    raise FinetuneDataError(f"{out_dir} holds {name} made with other values/seed; use another --out "
-                                            "or --overwrite")
-    todo = [i for i in range(num) if overwrite or not (out_dir / names[i]).exists()]
-    generate = make_generate_fn(generator, batch_size)
-    bar = tqdm(total=num, initial=num - len(todo), unit="img", desc="generate", disable=not progress)
-    cond_row = np.array([[cond[p] for p in PROPERTY_NAMES]], dtype=np.float32)
-    for first in range(0, len(todo), batch_size):
-        batch = todo[first:first + batch_size]
-        images = generate(latents_for(seed, batch, generator.z_space_dim), np.repeat(cond_row, len(batch), axis=0))
-        for i, image in zip(batch, images):
-            atomic_save_image(out_dir / names[i], image)
-        bar.update(len(batch))
-    bar.close()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_csv(csv_path, frame)
-    ranges = {k: tuple(v) for k, v in config["property_ranges"].items()}
-    z = torch.from_numpy(latents_for(seed, range(10_000, 10_000 + sweep_z), generator.z_space_dim))
-    for prop in sweeps:
-        sheet = sweep_grid_image(generator, z, ranges, cond, sweep_values, properties=(prop,),
-                                 title=f"{prop} from {ranges[prop][0]:g} to {ranges[prop][1]:g}; rows: z; "
-                                       f"others fixed")
-        atomic_save_image(out_dir / f"sweep_{prop}.png", sheet)
-    return PropertyGenerationSummary(out_dir, len(todo), num - len(todo), list(sweeps), Path(checkpoint),
-                                     generator.step, time.perf_counter() - start)

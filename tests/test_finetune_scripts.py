@@ -15,6 +15,7 @@ from stylegan.checkpoint import load_generator, write_random_checkpoint
 from stylegan.conditional import load_conditional_generator
 from stylegan.networks import postprocess_uint8
 from pipeline.runner import load_script_file
+from stylegan.comparison import COMPARISON_COLUMNS
 
 SCRIPTS = REPO_ROOT / "stylegan_and_segmentation"
 TINY = dict(fmaps_base=128, fmaps_max=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16)
@@ -148,11 +149,18 @@ def test_09_writes_every_output_with_the_stand_in(trained):
          "brightness", "-q"])
     assert rc == 0
     out = trained.evaluation_dir
+    assert {"comparison.csv", "comparison_sweeps.png", "report.md"} <= {p.name for p in out.iterdir()}
     expected = {"control_samples.csv", "control_metrics.csv", "leakage_matrix.csv", "requested_vs_measured.png",
                 "leakage_heatmap.png", "report.md", *(f"sweep_{p}.png" for p in PROPERTY_NAMES)}
-    assert expected <= {p.name for p in out.iterdir()}
-    assert len(pd.read_csv(out / "control_samples.csv")) == 2 * 3 * 5
+    for method in ("baseline", "finetuned"):  # no directions file in this root: only the fine-tune is compared
+        assert expected <= {p.name for p in (out / method).iterdir()}
+        assert len(pd.read_csv(out / method / "control_samples.csv")) == 2 * 3 * 5
+    comparison = pd.read_csv(trained.comparison_csv)
+    assert list(comparison.columns) == list(COMPARISON_COLUMNS)
+    assert sorted(set(comparison["method"])) == ["baseline", "finetuned"]
+    assert set(comparison["judge"]) == {"brightness-stand-in"} and len(comparison) == 2 * 5
     assert "WARNING: the scorer is a stand-in" in (out / "report.md").read_text()
+    assert "WARNING: the scorer is a stand-in" in (out / "finetuned" / "report.md").read_text()
 
 
 def test_09_without_checkpoint_or_segmentation_model_is_a_clear_error(tmp_path, trained, capsys):

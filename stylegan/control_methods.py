@@ -1,0 +1,244 @@
+"""Ways to get faces with requested properties, behind one interface (steps 8 and 9).
+
+A *control method* turns latents ``z [N, z_dim]`` and requested property values ``targets [N, P]``
+(step 6's normalised scale, NaN = no request) into uint8 images. Three exist:
+
+- ``BaselineMethod``: the unedited base generator. It ignores the targets, so step 9 can show
+  what "no control" measures (r ~ 0) with the same design and the same judge.
+- ``FinetunedMethod``: the latent-conditioned fine-tune of step 7 (``07_finetune_stylegan.py``).
+  It needs a full condition vector: properties not requested are held at its training median.
+- ``DirectionsMethod``: latent directions (``07_fit_latent_directions.py``): z -> mapping -> w ->
+  ``directions.edit`` -> synthesis, optionally on a range of synthesis layers only. Properties not
+  requested are left to the edit's own rule (held or free, its option).
+
+All three start from the same z, so step 9's comparison sheet shows the same person per row.
+This module never imports segmentation: scoring is the caller's business.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from common.paths import PROPERTY_NAMES
+from stylegan.networks import StyleGANGenerator, postprocess_uint8
+
+__all__ = [
+    "ControlMethod", "BaselineMethod", "FinetunedMethod", "DirectionsMethod", "CONTROL_CHOICES", "METHOD_NAMES",
+    "fill_unrequested", "render_batched", "load_baseline_method", "load_finetuned_method", "load_directions_method",
+]
+
+BASELINE, FINETUNED, DIRECTIONS = "baseline", "finetuned", "directions"
+METHOD_NAMES: tuple[str, ...] = (BASELINE, DIRECTIONS, FINETUNED)
+CONTROL_CHOICES: tuple[str, ...] = (DIRECTIONS, FINETUNED)
+"""What ``--control`` accepts in step 8 (step 9 also takes ``all``)."""
+
+Ranges = dict[str, tuple[float, float]]
+
+
+@runtime_checkable
+class ControlMethod(Protocol):
+    """z [N, z_dim] + targets [N, P] (NaN = no request) -> uint8 NHWC images (and a reached report)."""
+
+    name: str             # "baseline" | "finetuned" | "directions" (the comparison's method column)
+    description: str      # one line for reports: which file, which settings
+    z_dim: int
+    ranges: Ranges | None  # the property ranges this method was built for, when it knows them
+
+    def render(self, z: np.ndarray, targets: np.ndarray,
+               return_report: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Images; with return_report also ``reached`` bool [N, P] (True where nothing was requested)."""
+        ...
+
+
+def _check_inputs(z: np.ndarray, targets: np.ndarray, z_dim: int,
+                  num_properties: int = len(PROPERTY_NAMES)) -> tuple[np.ndarray, np.ndarray]:
+    z = np.asarray(z, dtype=np.float32)
+    targets = np.asarray(targets, dtype=np.float32)
+    if z.ndim != 2 or z.shape[1] != z_dim:
+        raise ValueError(f"z must have shape [batch, {z_dim}], got {list(z.shape)}")
+    if targets.shape != (len(z), num_properties):
+        raise ValueError(f"targets must have shape [{len(z)}, {num_properties}], got {list(targets.shape)}")
+    return z, targets
+
+
+def render_batched(fn: Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, np.ndarray]], z: np.ndarray,
+                   targets: np.ndarray, batch_size: int, device: torch.device, resolution: int,
+                   return_report: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Run ``fn(z_batch, targets_batch) -> (raw images, reached)`` over batches; uint8 NHWC out."""
+    images, reached = [], []
+    with torch.inference_mode():
+        for i in range(0, len(z), batch_size):
+            zb = torch.from_numpy(np.ascontiguousarray(z[i:i + batch_size])).to(device)
+            raw, ok = fn(zb, targets[i:i + batch_size])
+            images.append(postprocess_uint8(raw.float()))
+            reached.append(np.asarray(ok, dtype=bool))
+    out = np.concatenate(images) if images else np.zeros((0, resolution, resolution, 3), np.uint8)
+    if not return_report:
+        return out
+    return out, (np.concatenate(reached) if reached else np.zeros(targets.shape, bool))
+
+
+def fill_unrequested(targets: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """NaN entries of targets [N, P] replaced by ``fill`` [P] (the fine-tune's training medians)."""
+    targets = np.asarray(targets, dtype=np.float32)
+    return np.where(np.isnan(targets), np.asarray(fill, dtype=np.float32)[None], targets).astype(np.float32)
+
+
+class BaselineMethod:
+    """The unedited base generator, ``G(z)`` with stored noise: ignores every request (the control floor)."""
+
+    name = BASELINE
+
+    def __init__(self, generator: StyleGANGenerator, batch_size: int = 16, description: str | None = None):
+        self.generator = generator
+        self.batch_size = batch_size
+        self.z_dim = generator.z_space_dim
+        self.ranges: Ranges | None = None
+        path = getattr(generator, "checkpoint_path", "the base generator")
+        self.description = description or f"unedited base generator {path} (ignores the requested values)"
+
+    def render(self, z, targets, return_report=False):
+        z, targets = _check_inputs(z, targets, self.z_dim)
+        device = next(self.generator.parameters()).device
+
+        def one(zb: torch.Tensor, tb: np.ndarray):
+            return self.generator(zb, randomize_noise=False)["image"], np.isnan(tb)  # nothing requested is reached
+
+        return render_batched(one, z, targets, self.batch_size, device, self.generator.resolution, return_report)
+
+
+class FinetunedMethod:
+    """The step-7 conditional generator; unrequested properties at its training median."""
+
+    name = FINETUNED
+
+    def __init__(self, generator, batch_size: int = 16, description: str | None = None):
+        from stylegan.conditional import property_ranges
+
+        config = generator.finetune_config
+        stats = config.get("condition_stats") or {}
+        self.generator = generator
+        self.batch_size = batch_size
+        self.z_dim = generator.z_space_dim
+        self.ranges: Ranges | None = property_ranges(config)
+        self.median = np.array([stats.get(p, {}).get("median", 0.0 if p == "face_pose" else 0.5)
+                                for p in PROPERTY_NAMES], dtype=np.float32)
+        self.description = description or (f"fine-tuned generator {getattr(generator, 'checkpoint_path', '')} "
+                                           f"(step {getattr(generator, 'step', '?')}; unrequested properties at "
+                                           "the training median)")
+
+    def render(self, z, targets, return_report=False):
+        z, targets = _check_inputs(z, targets, self.z_dim)
+        device = next(self.generator.parameters()).device
+        low = np.array([self.ranges[p][0] for p in PROPERTY_NAMES], dtype=np.float32)
+        high = np.array([self.ranges[p][1] for p in PROPERTY_NAMES], dtype=np.float32)
+
+        def one(zb: torch.Tensor, tb: np.ndarray):
+            # the conditional G has no notion of "unreachable": a request inside the trained range counts as reached
+            reached = np.isnan(tb) | ((tb >= low - 1e-6) & (tb <= high + 1e-6))
+            cond = torch.from_numpy(fill_unrequested(tb, self.median)).to(device)
+            return self.generator(zb, cond)["image"], reached
+
+        return render_batched(one, z, targets, self.batch_size, device, self.generator.resolution, return_report)
+
+
+def _synthesize(generator: StyleGANGenerator, wp: torch.Tensor) -> torch.Tensor:
+    """Raw image from wp [N, L, D] (stored noise, no truncation), as ``G(z)`` would make it."""
+    image = generator.synthesis(wp, None, False)["image"]
+    return torch.tanh(image) if generator.final_tanh else image
+
+
+class DirectionsMethod:
+    """Latent directions: z -> mapping -> w -> ``directions.edit`` -> synthesis.
+
+    ``directions`` is a fitted ``stylegan.directions.LatentDirections`` (anything with
+    ``edit(w, targets, return_report=True) -> (w_edit, reached)`` and optionally ``layers``, one
+    layer range per property). The edited w goes to the union of the layer ranges of the
+    properties requested in that row (all layers when a range is "all" or nothing is requested);
+    the other layers keep the original w.
+    """
+
+    name = DIRECTIONS
+
+    def __init__(self, generator: StyleGANGenerator, directions: Any, batch_size: int = 16,
+                 ranges: Ranges | None = None, description: str | None = None):
+        self.generator = generator
+        self.directions = directions
+        self.batch_size = batch_size
+        self.z_dim = generator.z_space_dim
+        self.ranges = ranges
+        self.description = description or "latent directions (edit of w)"
+        self._masks = self._layer_masks(generator.num_layers, getattr(directions, "layers", None))
+
+    @staticmethod
+    def _layer_masks(num_layers: int, layers) -> np.ndarray:
+        """bool [P, L]: the synthesis layers each property's edit is applied to."""
+        if not layers or all(name == "all" for name in layers):
+            return np.ones((len(PROPERTY_NAMES), num_layers), dtype=bool)
+        from stylegan.directions import layer_mask
+
+        return np.stack([layer_mask(num_layers, name) for name in layers])
+
+    def render(self, z, targets, return_report=False):
+        z, targets = _check_inputs(z, targets, self.z_dim)
+        device = self.generator.truncation.w_avg.device
+        def one(zb: torch.Tensor, tb: np.ndarray):
+            w = self.generator.mapping(zb)["w"]
+            w_edit, reached = self.directions.edit(w.float().cpu().numpy(), tb, return_report=True)
+            w_edit = torch.from_numpy(np.asarray(w_edit, dtype=np.float32)).to(device)
+            requested = ~np.isnan(tb)
+            masks = (requested[:, :, None] & self._masks[None]).any(axis=1)  # [N, L]
+            masks[~requested.any(axis=1)] = True                           # nothing requested: w_edit everywhere
+            mask = torch.from_numpy(masks).to(device)[:, :, None]
+            wp = torch.where(mask, w_edit[:, None, :], w[:, None, :])  # [N, L, D]
+            return _synthesize(self.generator, wp), reached
+
+        return render_batched(one, z, targets, self.batch_size, device, self.generator.resolution, return_report)
+
+
+# ----------------------------------------------------------------------------------------------
+# loading (the scripts' side: file paths -> methods)
+
+
+def load_baseline_method(stylegan_checkpoint: Path | str, device: str | torch.device = "cpu",
+                         batch_size: int = 16, which: str = "auto") -> BaselineMethod:
+    """The step-1 generator (same entry rule as step 1: generator_smooth when present)."""
+    from stylegan.checkpoint import load_generator
+
+    return BaselineMethod(load_generator(stylegan_checkpoint, which=which, device=device), batch_size)
+
+
+def load_finetuned_method(checkpoint: Path | str, device: str | torch.device = "cpu", batch_size: int = 16,
+                          weights: str = "ema") -> FinetunedMethod:
+    """A step-7 fine-tuned checkpoint (EMA weights by default)."""
+    from stylegan.conditional import load_conditional_generator
+
+    generator = load_conditional_generator(checkpoint, device=device, which=weights)
+    generator.checkpoint_path = str(checkpoint)
+    return FinetunedMethod(generator, batch_size,
+                           description=f"fine-tuned generator {checkpoint} (step {generator.step}, {weights} weights; "
+                                       "unrequested properties at the training median)")
+
+
+def load_directions_method(stylegan_checkpoint: Path | str, directions_path: Path | str,
+                           device: str | torch.device = "cpu", batch_size: int = 16,
+                           which: str = "auto") -> DirectionsMethod:
+    """The step-1 generator plus a directions file fitted for it (refused if fitted for another one)."""
+    from stylegan.checkpoint import load_generator
+    from stylegan.conditional import property_ranges
+    from stylegan.directions import load_directions
+
+    generator = load_generator(stylegan_checkpoint, which=which, device=device)
+    directions = load_directions(directions_path, checkpoint=stylegan_checkpoint, w_dim=generator.w_space_dim)
+    normalization = getattr(directions, "normalization", None)
+    ranges = property_ranges({"normalization": normalization}) if normalization else None
+    options = f"hold={getattr(directions, 'hold', '?')}, metric={getattr(directions, 'metric', '?')}, " \
+              f"cap={getattr(directions, 'cap', '?')}"
+    methods = ", ".join(f"{p} {m}" for p, m in zip(PROPERTY_NAMES, getattr(directions, "methods", ())))
+    return DirectionsMethod(generator, directions, batch_size, ranges,
+                            description=f"latent directions {directions_path} on {stylegan_checkpoint} "
+                                        f"({methods}; {options})")

@@ -1,0 +1,282 @@
+"""Step 8: faces with requested property values, from either control method, plus sweep grids.
+
+Values are on step 6's normalised scale (eyes, hair_color, hair_length, mouth in [0, 1],
+face_pose in [-1, 1]). ``control`` picks the method: ``finetuned`` (step 7's conditional
+generator; properties left out are held at its training median) or ``directions`` (latent
+directions on the step-1 generator; properties left out follow the edit's own rule, held or free).
+``auto`` uses the one that exists; with both, the one step 9's comparison.csv ranks higher with the
+real judge (mean Pearson r over the properties), else the fine-tune.
+Image i uses z from (seed, i) as step 1 does, so the same seed gives the same people with either method.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+
+__all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "PropertyGenerationError",
+           "run_generate_with_properties", "choose_control", "CONTROL_OPTIONS", "PROPERTIES_CSV"]
+
+CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED)
+PROPERTIES_CSV = "properties.csv"
+SWEEP_Z_OFFSET = 10_000  # sweep rows use z from (seed, 10000 + k): other people than the images
+Progress = Callable[[int, int], None]
+
+
+class PropertyGenerationError(RuntimeError):
+    """A missing input or a conflicting output folder (the script prints one line and exits 2)."""
+
+
+@dataclass(frozen=True)
+class GeneratePropertiesConfig:
+    """Step 8's settings; every path None = the pipeline's default under ``root``."""
+
+    root: Path = REPO_ROOT
+    control: str = "auto"                                   # auto | directions | finetuned
+    requested: tuple[float | None, ...] = (None,) * len(PROPERTY_NAMES)  # PROPERTY_NAMES order; None = not set
+    num: int = 8                                            # images with these values
+    seed: int = 0
+    sweeps: tuple[str, ...] = ()                            # properties to write a sweep grid for
+    sweep_z: int = 4                                        # rows (latents) per sweep grid
+    sweep_values: int = 7                                   # columns (values) per sweep grid
+    weights: str = "ema"                                    # fine-tune: ema | raw
+    batch_size: int = 16
+    device: str = "auto"
+    checkpoint: Path | None = None                          # fine-tuned checkpoint (default: the newest)
+    directions: Path | None = None                          # directions file (default: stylegan/directions/)
+    stylegan_checkpoint: Path | None = None                 # base generator of the directions
+    out: Path | None = None                                 # default: <method's folder>/generated
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.control not in CONTROL_OPTIONS:
+            raise ValueError(f"invalid control={self.control!r}; allowed: {CONTROL_OPTIONS}")
+        if len(self.requested) != len(PROPERTY_NAMES):
+            raise ValueError(f"requested needs {len(PROPERTY_NAMES)} values ({PROPERTY_NAMES}), got {self.requested}")
+        if self.num < 0 or self.sweep_z < 1 or self.sweep_values < 2 or self.batch_size < 1:
+            raise ValueError("need num >= 0, sweep_z >= 1, sweep_values >= 2 and batch_size >= 1")
+        unknown = [s for s in self.sweeps if s not in PROPERTY_NAMES]
+        if unknown:
+            raise ValueError(f"unknown sweep properties {unknown}; allowed: {PROPERTY_NAMES}")
+        if self.weights not in ("ema", "raw"):
+            raise ValueError(f"invalid weights={self.weights!r}; allowed: ('ema', 'raw')")
+
+    @property
+    def paths(self) -> PipelinePaths:
+        return PipelinePaths(Path(self.root).resolve())
+
+    def targets(self) -> np.ndarray:
+        """float64 [P]: the requested values as typed, NaN where not set."""
+        return np.array([np.nan if v is None else v for v in self.requested], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class PropertyGenerationSummary:
+    out_dir: Path
+    control: str
+    written: int
+    skipped: int
+    unreached: int
+    sweeps: tuple[str, ...]
+    source: str
+    seconds: float
+
+    def line(self) -> str:
+        sweeps = f", sweep grids for {', '.join(self.sweeps)}" if self.sweeps else ""
+        unreached = (f"; {self.unreached} images could not reach every requested value within the edit's cap "
+                     f"(see properties.csv)" if self.unreached else "")
+        return (f"step 8: {self.written} images written ({self.skipped} already there){sweeps} in {self.out_dir} "
+                f"with {self.control} ({self.source}){unreached} in {self.seconds:.1f}s")
+
+
+def choose_control(paths: PipelinePaths, finetuned: Path | None, directions: Path | None,
+                   comparison_csv: Path | None = None) -> str:
+    """``auto``: the method that exists; with both, step 9's better one (real judge), else the fine-tune."""
+    if finetuned is None and directions is None:
+        raise PropertyGenerationError(
+            f"no control method: no fine-tuned checkpoint in {paths.finetuned_dir / 'checkpoints'} and no "
+            f"directions file {paths.directions_pt}; run step 7 (07_fit_latent_directions.py or "
+            "07_finetune_stylegan.py) or pass --checkpoint / --directions")
+    if finetuned is None or directions is None:
+        return FINETUNED if finetuned is not None else DIRECTIONS
+    csv = comparison_csv or paths.comparison_csv
+    if csv.is_file():
+        import pandas as pd
+
+        try:
+            table = pd.read_csv(csv)
+            real = table[table["judge"] == "segmentation"]
+            means = real.groupby("method")["pearson_r"].mean()
+            if DIRECTIONS in means and FINETUNED in means and np.isfinite(means).all():
+                return DIRECTIONS if means[DIRECTIONS] > means[FINETUNED] else FINETUNED
+        except (ValueError, KeyError, pd.errors.ParserError):
+            pass  # an unreadable comparison is no reason to fail: fall back to the fine-tune
+    return FINETUNED
+
+
+def _load_method(config: GeneratePropertiesConfig, device) -> tuple[ControlMethod, str, Path]:
+    """The chosen method, a description of its source, and its default output folder."""
+    from stylegan.control_methods import load_directions_method, load_finetuned_method
+    from stylegan.finetune import find_latest_checkpoint
+
+    paths = config.paths
+    finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
+    directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
+    control = config.control
+    if control == "auto":
+        control = choose_control(paths, finetuned, directions)
+    if control == FINETUNED:
+        if finetuned is None:
+            raise PropertyGenerationError(f"no fine-tuned checkpoint in {paths.finetuned_dir / 'checkpoints'}; run "
+                                          "07_finetune_stylegan.py or pass --checkpoint")
+        method = load_finetuned_method(finetuned, device, config.batch_size, config.weights)
+        return method, f"{finetuned}, {config.weights} weights", paths.finetuned_dir / "generated"
+    if directions is None:
+        raise PropertyGenerationError(f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py or "
+                                      "pass --directions")
+    base = config.stylegan_checkpoint or paths.stylegan_checkpoint
+    method = load_directions_method(base, directions, device, config.batch_size)
+    return method, f"{directions} on {base}", paths.directions_dir / "generated"
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9
+
+
+def _check_existing(csv_path: Path, out_dir: Path, names: list[str], frame, control: str, seed: int):
+    """Refuse a folder holding images made with other values, seed or method (resume needs the same ones)."""
+    from common.io import read_csv_checked
+
+    old = read_csv_checked(csv_path, ["img_name", "seed", *PROPERTY_NAMES]).set_index("img_name")
+    new = frame.set_index("img_name")
+    for name in names:
+        if name in old.index and (out_dir / name).exists():
+            row = old.loc[name]
+            same_method = str(row.get("control", FINETUNED)) == control
+            same_values = all(_same(float(row[p]), float(new.at[name, p])) for p in PROPERTY_NAMES)
+            if int(row["seed"]) != seed or not same_values or not same_method:
+                raise PropertyGenerationError(f"{out_dir} holds {name} made with other values, seed or method; use "
+                                              "another --out or --overwrite")
+    return old
+
+
+def run_generate_with_properties(config: GeneratePropertiesConfig,
+                                 progress: Progress | None = None) -> PropertyGenerationSummary:
+    """Write ``num`` images for one property vector and a sweep grid per requested property.
+
+    Resumable: images that exist are skipped, provided properties.csv says they were made with the
+    same values, seed and method (otherwise an error, or overwrite). progress(done, total) per batch.
+    """
+    import pandas as pd
+
+    from common.io import atomic_save_image, atomic_write_csv
+    from common.runtime import resolve_device
+    from stylegan.generate import latents_for
+
+    start = time.perf_counter()
+    try:
+        device = resolve_device(config.device)
+    except RuntimeError as exc:
+        raise PropertyGenerationError(str(exc)) from exc
+    method, source, default_out = _load_method(config, device)
+    out_dir = Path(config.out) if config.out is not None else default_out
+    targets = config.targets()
+    if method.name == FINETUNED:  # what the conditional generator is actually given
+        targets = np.where(np.isnan(targets), method.median.astype(np.float64), targets)
+    names = [f"{i:06d}.png" for i in range(config.num)]
+    frame = pd.DataFrame({"img_name": names, "index": range(config.num), "seed": config.seed,
+                          **{p: float(targets[j]) for j, p in enumerate(PROPERTY_NAMES)},
+                          "control": method.name, "source": source})
+    csv_path = out_dir / PROPERTIES_CSV
+    reached_all = np.ones(config.num, dtype=bool)
+    if csv_path.is_file() and not config.overwrite:
+        old = _check_existing(csv_path, out_dir, names, frame, method.name, config.seed)
+        if "reached" in old:  # images kept from an earlier run keep their report
+            known = old["reached"].reindex(names)
+            reached_all = np.where(known.isna(), True, known.astype(str) == "True").astype(bool)
+    todo = [i for i in range(config.num) if config.overwrite or not (out_dir / names[i]).exists()]
+    total = len(todo) + len(config.sweeps) * config.sweep_z * config.sweep_values
+    done = 0
+    for first in range(0, len(todo), config.batch_size):
+        batch = todo[first:first + config.batch_size]
+        z = latents_for(config.seed, batch, method.z_dim)
+        images, reached = method.render(z, np.repeat(targets[None], len(batch), axis=0), return_report=True)
+        for i, image, ok in zip(batch, images, reached):
+            atomic_save_image(out_dir / names[i], image)
+            reached_all[i] = bool(ok.all())
+        done += len(batch)
+        if progress is not None:
+            progress(done, total)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame["reached"] = reached_all
+    atomic_write_csv(csv_path, frame)
+    ranges = _ranges(config, method)
+    for prop in config.sweeps:
+        sheet = _sweep_sheet(method, config, targets, ranges, prop)
+        atomic_save_image(out_dir / f"sweep_{prop}.png", sheet)
+        done += config.sweep_z * config.sweep_values
+        if progress is not None:
+            progress(done, total)
+    return PropertyGenerationSummary(out_dir, method.name, len(todo), config.num - len(todo),
+                                     int((~reached_all).sum()), tuple(config.sweeps), source,
+                                     time.perf_counter() - start)
+
+
+def _ranges(config: GeneratePropertiesConfig, method: ControlMethod) -> dict[str, tuple[float, float]]:
+    """The method's own ranges, else step 6's normalisation, else the scale's nominal range."""
+    import json
+
+    from stylegan.conditional import property_ranges
+
+    if method.ranges:
+        return dict(method.ranges)
+    norm = config.paths.normalization_json
+    if norm.is_file():
+        try:
+            return property_ranges({"normalization": json.loads(norm.read_text())})
+        except (ValueError, AttributeError):
+            pass
+    return property_ranges({})
+
+
+def _sweep_sheet(method: ControlMethod, config: GeneratePropertiesConfig, centre: np.ndarray,
+                 ranges: dict[str, tuple[float, float]], prop: str):
+    """Rows: latents (seed, 10000 + k); columns: ``prop`` from its min to its max, the rest as requested."""
+    from common.contact_sheet import make_contact_sheet
+    from stylegan.generate import latents_for
+
+    j = PROPERTY_NAMES.index(prop)
+    values = np.linspace(ranges[prop][0], ranges[prop][1], config.sweep_values, dtype=np.float32)
+    z = latents_for(config.seed, range(SWEEP_Z_OFFSET, SWEEP_Z_OFFSET + config.sweep_z), method.z_dim)
+    z_rows = np.repeat(z, config.sweep_values, axis=0)
+    targets = np.repeat(centre[None], len(z_rows), axis=0)
+    targets[:, j] = np.tile(values, config.sweep_z)
+    images, reached = [], []
+    for first in range(0, len(z_rows), config.batch_size):
+        sl = slice(first, first + config.batch_size)
+        batch, ok = method.render(z_rows[sl], targets[sl], return_report=True)
+        images += list(batch)
+        reached += list(ok[:, j])
+    captions = [f"{prop[:6]}={v:.2f}" + ("" if ok else " x") for v, ok in zip(targets[:, j], reached)]
+    title = (f"{method.name}: {prop} from {ranges[prop][0]:g} to {ranges[prop][1]:g}; rows: z; others fixed"
+             + ("; x = not reached" if not all(reached) else ""))
+    return make_contact_sheet(images, captions, ncols=config.sweep_values, thumb=96, title=title)
+
+
+def requested_from(values: dict[str, float | None]) -> tuple[float | None, ...]:
+    """{property: value or None} -> the config's ``requested`` tuple (PROPERTY_NAMES order)."""
+    return tuple(values.get(p) for p in PROPERTY_NAMES)
+
+
+def sweep_list(chosen: Sequence[str]) -> tuple[str, ...]:
+    """--sweep values (repeatable, 'all' = every property) -> unique properties in PROPERTY_NAMES order."""
+    if "all" in chosen:
+        return PROPERTY_NAMES
+    return tuple(p for p in PROPERTY_NAMES if p in chosen)
