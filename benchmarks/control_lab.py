@@ -1,0 +1,156 @@
+"""The control lab: latent directions and the fine-tune, side by side, in a world whose truth is known.
+
+See ``pipeline/control_lab.py`` for the world (a frozen random genforce generator, five exact image
+properties, step 6's normaliser) and how each route is fed and judged (step 9's ``evaluate_control``
+on its own latents). This script prints, and writes to ``benchmarks/results/control_lab.json``:
+
+1. the world: base-set entanglement (pairs with |r| >= 0.3) and each property's spread;
+2. directions: per variant (ridge / svm x hold / free x euclidean / whitened) r, rho, MAE, mean and
+   largest off-diagonal leakage per property, and the fitting seconds;
+3. held-out r against the number of scored samples the directions were fitted on;
+4. the fine-tune with the learned regressor: r after each step count, then the full table;
+5. the targets: per property, does some method reach r >= 0.9 with every leakage <= 0.2, and does the
+   fine-tune reach r >= 0.9 wherever the base-set std is not zero.
+
+    python benchmarks/control_lab.py                       # the full lab (tens of minutes on 2 loaded cores)
+    python benchmarks/control_lab.py --steps 300 600 --samples 250 500 1000 2000
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from common.paths import PROPERTY_NAMES  # noqa: E402
+from pipeline.control_lab import (LabConfig, base_correlations, baseline_arm, build_world,  # noqa: E402
+                                  directions_arm, finetune_arm, fit_lab_directions)
+
+R_TARGET, LEAK_TARGET = 0.9, 0.2
+
+
+def _table(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.set_index("property")[["pearson_r", "spearman_rho", "mae", "leakage_mean", "leakage_max"]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = LabConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolution", type=int, default=defaults.resolution)
+    parser.add_argument("--num-samples", type=int, default=defaults.num_samples)
+    parser.add_argument("--steps", type=int, nargs="+", default=list(defaults.finetune_steps))
+    parser.add_argument("--samples", type=int, nargs="+", default=[250, 500, 1000, 2000],
+                        help="sample counts for held-out r against samples (at most --num-samples)")
+    parser.add_argument("--world-seed", type=int, default=defaults.world_seed)
+    parser.add_argument("--train-seed", type=int, default=defaults.train_seed)
+    parser.add_argument("--skip", choices=["variants", "samples", "finetune"], nargs="*", default=[])
+    parser.add_argument("--small-seeds", type=int, nargs="+", default=None,
+                        help="instead: run the CI's small lab (pipeline.control_lab.small_lab) for these seeds, "
+                             "one after the other, and print its quantities (to measure the test's margins)")
+    parser.add_argument("--out", type=pathlib.Path,
+                        default=pathlib.Path(__file__).resolve().parent / "results" / "control_lab.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.small_seeds is not None:
+        return _small(args.small_seeds)
+    config = LabConfig(resolution=args.resolution, num_samples=args.num_samples, finetune_steps=tuple(args.steps),
+                       world_seed=args.world_seed, train_seed=args.train_seed)
+    report: dict = {"machine": f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
+                               f"torch {torch.__version__}, ATen {torch.backends.cpu.get_cpu_capability()}",
+                    "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(config).items()}}
+    start = time.perf_counter()
+    world = build_world(config)
+    corr = base_correlations(world)
+    pairs = [(a, b, round(float(corr.at[a, b]), 3)) for i, a in enumerate(PROPERTY_NAMES)
+             for b in PROPERTY_NAMES[i + 1:] if abs(corr.at[a, b]) >= 0.3]
+    print(f"world: {config.resolution} px, {config.num_samples} samples, built in {world.seconds:.1f}s; "
+          f"entangled pairs (|r| >= 0.3): {pairs}")
+    print("base-set std:", {p: round(v["std"], 3) for p, v in world.stats.items()})
+    report["world"] = {"entangled_pairs": pairs, "std": {p: v["std"] for p, v in world.stats.items()},
+                       "correlations": corr.round(4).to_dict()}
+    tables: dict[str, pd.DataFrame] = {"baseline": baseline_arm(world)}
+
+    fitted = {}
+    for method in ("ridge", "svm"):
+        fitted[method] = fit_lab_directions(world, method=method)
+    report["directions_fit_seconds"] = {m: round(s, 2) for m, (_, s) in fitted.items()}
+    variants = [(m, h, g) for m in ("ridge", "svm") for h in (True, False) for g in ("euclidean", "whitened")]
+    if "variants" in args.skip:
+        variants = [("ridge", config.hold, config.metric)]
+    for method, hold, metric in variants:
+        name = f"directions {method} {'hold' if hold else 'free'} {metric}"
+        tables[name] = directions_arm(world, fitted[method][0].with_options(hold=hold, metric=metric))
+        print(f"\n{name} (fit {fitted[method][1]:.1f}s on {config.num_samples} samples)")
+        print(_table(tables[name]).round(3).to_string())
+
+    if "samples" not in args.skip:
+        curve = {}
+        for n in [n for n in args.samples if n <= config.num_samples]:
+            model, seconds = fit_lab_directions(world, num_samples=n, method="ridge", metric="whitened", hold=False)
+            rows = directions_arm(world, model).set_index("property")
+            curve[n] = {"seconds": round(seconds, 2), **{p: round(float(rows.at[p, "pearson_r"]), 3)
+                                                         for p in PROPERTY_NAMES}}
+            print(f"directions fitted on {n} samples ({seconds:.1f}s): held-out r {curve[n]}")
+        report["directions_r_vs_samples"] = curve
+
+    if "finetune" not in args.skip:
+        by_steps, info = finetune_arm(world, progress=print)
+        report["finetune"] = {"info": info, "r_by_steps": {
+            s: {p: round(float(v), 3) for p, v in rows.set_index("property")["pearson_r"].items()}
+            for s, rows in by_steps.items()}}
+        last = max(by_steps)
+        tables[f"finetuned {last} steps"] = by_steps[last]
+        print(f"\nfine-tune, learned regressor (held-out r {info['regressor_r']}), {last} steps "
+              f"({info['train_seconds']:.0f}s training)")
+        print(_table(by_steps[last]).round(3).to_string())
+
+    print("\ntargets: r >= 0.9 with every off-diagonal leakage <= 0.2")
+    verdict = {}
+    for p in PROPERTY_NAMES:
+        ok = [name for name, rows in tables.items() if name != "baseline"
+              and rows.set_index("property").at[p, "pearson_r"] >= R_TARGET
+              and rows.set_index("property").at[p, "leakage_max"] <= LEAK_TARGET]
+        verdict[p] = ok
+        print(f"  {p:12s} {'met by ' + ', '.join(ok) if ok else 'NOT met'}")
+    report["targets"] = verdict
+    report["tables"] = {name: rows.round(4).to_dict(orient="records") for name, rows in tables.items()}
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=float))
+    print(f"\nwrote {args.out} ({report['seconds']:.0f}s)")
+    return 0
+
+
+def _small(seeds: list[int]) -> int:
+    from pipeline.control_lab import small_lab
+
+    isa = torch.backends.cpu.get_cpu_capability()
+    table: dict[str, list[float]] = {}
+    for seed in seeds:
+        start = time.perf_counter()
+        result = small_lab(seed)
+        flat = {f"{m}:{k}": round(v, 4) for m, values in result.items() for k, v in values.items()}
+        for k, v in flat.items():
+            table.setdefault(k, []).append(v)
+        print(json.dumps({"aten": isa, "seed": seed, "seconds": round(time.perf_counter() - start, 1), **flat}),
+              flush=True)
+    for k, values in table.items():
+        if "baseline" not in k:
+            print(f"{isa:8s} {k:32s} min {min(values):+.3f} max {max(values):+.3f} (n={len(values)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,312 @@
+"""A control lab with ground truth: both step-7 routes measured in a world whose properties are known exactly.
+
+On real faces nobody knows the true eye openness of a generated image; the judge (segmentation +
+step 6) has its own errors. Here the world is built so that the truth is a fixed function of the
+image that nothing trains on:
+
+* a frozen generator in genforce's format (the project's own classes, random initialisation,
+  32 px by default): the "pretrained" model;
+* five properties (:func:`lab_raw_properties`): brightness of bands and borders, a colour
+  balance and a left/right asymmetry of the image, normalised by step 6's ``PropertyNormalizer``
+  fitted on the base samples (min-max; face_pose to [-1, 1]). A random generator entangles them
+  (global brightness moves several at once), as real faces entangle their properties;
+* both routes fed exactly as in a real run: the directions (``stylegan.directions.fit_directions``)
+  fitted on the base samples' w codes and scores; the fine-tune (``stylegan.finetune.Finetuner``)
+  trained on the same images and scores with the *learned* property regressor
+  (``stylegan.property_regressor``) as its auxiliary loss, never with the judge;
+* both judged on latents from step 9's own stream (``stylegan.control.evaluation_latents``, never
+  the fitted ones) through step 9's ``evaluate_control`` and ``comparison_table``, with the exact
+  properties as the scorer, and through the same ``ControlMethod`` classes steps 8 and 9 use.
+
+What a 32-64 px world can show: how control grows with fine-tune steps and samples, what the edit
+options (method, hold, metric) do to r and leakage, whether the learned-regressor loss suffices.
+What it cannot: the step counts, lambda or sample sizes of a 256 px face run (other networks,
+other properties, a judge with its own noise). The README says what a real run should use.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from common.paths import PROPERTY_NAMES
+from segmentation.normalize import PropertyNormalizer
+from stylegan.checkpoint import load_discriminator, load_generator, write_random_checkpoint
+from stylegan.comparison import comparison_table
+from stylegan.conditional import (build_conditional_discriminator, build_conditional_generator, clone_frozen,
+                                  property_ranges)
+from stylegan.control import ControlConfig, ControlResult, evaluate_control, evaluation_latents
+from stylegan.control_methods import BaselineMethod, DirectionsMethod, FinetunedMethod
+from stylegan.directions import LatentDirections, fit_directions
+from stylegan.finetune import FinetuneConfig, Finetuner
+from stylegan.networks import postprocess_uint8
+from stylegan.property_regressor import RegressorConfig, train_property_regressor
+
+__all__ = [
+    "LabConfig", "LabWorld", "LabJudge", "lab_raw_properties", "build_world", "evaluate_method",
+    "fit_lab_directions", "directions_arm", "baseline_arm", "finetune_arm", "base_correlations", "comparison_rows",
+    "summarise",
+]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """The world and both routes' settings. Defaults: the benchmark's full lab (minutes on 2 cores)."""
+
+    resolution: int = 32
+    world_seed: int = 0
+    width: int = 32                      # fmaps_max of the random generator (and z/w dims)
+    num_samples: int = 2000              # scored base samples (step 1 + step 6 of a real run)
+    # directions
+    directions_method: str = "auto"      # auto | ridge | svm (one for all properties)
+    hold: bool = True
+    metric: str = "euclidean"
+    cap: float | None = 3.0
+    # fine-tune
+    finetune_steps: tuple[int, ...] = (300, 600, 1200)  # evaluated after each
+    batch_size: int = 8
+    lr_g: float = 0.01
+    lr_d: float = 0.001
+    lambda_prop: float = 3.0
+    ema_beta: float = 0.95
+    regressor_epochs: int = 20
+    regressor_width: int = 16
+    train_seed: int = 0
+    # judging (step 9's design)
+    eval_num_z: int = 20
+    eval_num_values: int = 9
+    eval_seed: int = 0
+    batch: int = 64
+
+    def __post_init__(self) -> None:
+        if self.resolution not in (16, 32, 64):
+            raise ValueError(f"the lab's worlds are 16, 32 or 64 px, got {self.resolution}")
+        if self.num_samples < 50:
+            raise ValueError(f"num_samples must be >= 50, got {self.num_samples}")
+        if list(self.finetune_steps) != sorted(set(self.finetune_steps)):
+            raise ValueError(f"finetune_steps must be increasing, got {self.finetune_steps}")
+
+
+def lab_raw_properties(images_u8: np.ndarray) -> dict[str, np.ndarray]:
+    """The world's truth: five fixed functions of a uint8 NHWC image (any size), float64 each.
+
+    eyes: brightness of a band at 25-45% of the height; hair_color: brightness of the top 20%;
+    hair_length: brightness of the outer 15% columns below the top quarter; mouth: red minus
+    blue in the lower-middle block; face_pose: right-half minus left-half brightness.
+    """
+    x = np.asarray(images_u8, dtype=np.float64) / 255.0
+    n, h, w, _ = x.shape
+    lum = x.mean(axis=3)
+
+    def rows(a: float, b: float) -> slice:
+        return slice(int(round(a * h)), max(int(round(b * h)), int(round(a * h)) + 1))
+
+    def cols(a: float, b: float) -> slice:
+        return slice(int(round(a * w)), max(int(round(b * w)), int(round(a * w)) + 1))
+
+    edge = max(1, int(round(0.15 * w)))
+    sides = np.concatenate([lum[:, rows(0.25, 1.0), :edge], lum[:, rows(0.25, 1.0), w - edge:]], axis=2)
+    mouth = x[:, rows(0.62, 0.85), cols(0.3, 0.7)]
+    return {
+        "eyes": lum[:, rows(0.25, 0.45), cols(0.15, 0.85)].mean(axis=(1, 2)),
+        "hair_color": lum[:, rows(0.0, 0.2)].mean(axis=(1, 2)),
+        "hair_length": sides.mean(axis=(1, 2)),
+        "mouth": (mouth[..., 0] - mouth[..., 2]).mean(axis=(1, 2)),
+        "face_pose": lum[:, :, w // 2:].mean(axis=(1, 2)) - lum[:, :, : w // 2].mean(axis=(1, 2)),
+    }
+
+
+class LabJudge:
+    """images_u8 -> [N, 5] exact properties on step 6's normalised scale (the lab's scorer)."""
+
+    name = "lab truth (exact image properties, step-6 normaliser)"
+
+    def __init__(self, normalizer: PropertyNormalizer):
+        self.normalizer = normalizer
+
+    def __call__(self, images_u8: np.ndarray) -> np.ndarray:
+        normalised = self.normalizer.apply(lab_raw_properties(images_u8))
+        return np.stack([np.asarray(normalised[p], dtype=np.float64) for p in PROPERTY_NAMES], axis=1)
+
+
+@dataclass
+class LabWorld:
+    config: LabConfig
+    generator: Any                 # StyleGANGenerator (frozen, eval)
+    discriminator: Any
+    z: np.ndarray                  # [N, z_dim] base latents (step 1)
+    w: np.ndarray                  # [N, w_dim] their w codes
+    images_u8: np.ndarray          # [N, R, R, 3]
+    scores: np.ndarray             # [N, 5] normalised truth of the base samples (step 6)
+    normalizer: PropertyNormalizer
+    judge: LabJudge
+    ranges: dict[str, tuple[float, float]]
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def build_world(config: LabConfig = LabConfig()) -> LabWorld:
+    """The frozen random generator, its base samples (z, w, images) and their normalised true scores."""
+    start = time.perf_counter()
+    dims = dict(fmaps_base=config.width * config.resolution * 2, fmaps_max=config.width,
+                z_space_dim=config.width, w_space_dim=config.width, mapping_fmaps=config.width)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_random_checkpoint(Path(tmp) / "g.pth", resolution=config.resolution, seed=config.world_seed,
+                                       **dims)
+        generator, discriminator = load_generator(path), load_discriminator(path)
+    generator.requires_grad_(False)
+    rng = np.random.default_rng([config.world_seed, 1])
+    z = rng.standard_normal((config.num_samples, generator.z_space_dim)).astype(np.float32)
+    ws, images = [], []
+    with torch.no_grad():
+        for i in range(0, len(z), config.batch):
+            out = generator(torch.from_numpy(z[i:i + config.batch]))
+            ws.append(out["w"].numpy())
+            images.append(postprocess_uint8(out["image"]))
+    w, images_u8 = np.concatenate(ws), np.concatenate(images)
+    raw = lab_raw_properties(images_u8)
+    normalizer = PropertyNormalizer.fit(raw)
+    judge = LabJudge(normalizer)
+    scores = judge(images_u8).astype(np.float32)
+    stats = {p: {"min": float(scores[:, j].min()), "max": float(scores[:, j].max()),
+                 "median": float(np.median(scores[:, j])), "mean": float(scores[:, j].mean()),
+                 "std": float(scores[:, j].std())} for j, p in enumerate(PROPERTY_NAMES)}
+    ranges = property_ranges({"normalization": normalizer.to_dict(), "property_names": list(PROPERTY_NAMES)})
+    return LabWorld(config, generator, discriminator, z, w, images_u8, scores, normalizer, judge, ranges, stats,
+                    time.perf_counter() - start)
+
+
+def base_correlations(world: LabWorld) -> pd.DataFrame:
+    """Pearson r between the properties over the base samples (the entanglement to overcome)."""
+    return pd.DataFrame(np.corrcoef(world.scores.T.astype(np.float64)), index=list(PROPERTY_NAMES),
+                        columns=list(PROPERTY_NAMES))
+
+
+def evaluate_method(world: LabWorld, method: Any) -> ControlResult:
+    """Step 9's sweep of one ``ControlMethod`` on step 9's latents, judged by the exact properties."""
+    cfg = world.config
+    design = ControlConfig(num_z=cfg.eval_num_z, num_values=cfg.eval_num_values, seed=cfg.eval_seed,
+                           batch_size=cfg.batch, sheet_z=1)
+    z = evaluation_latents(cfg.eval_seed, cfg.eval_num_z, world.generator.z_space_dim)
+    base = np.full((cfg.eval_num_z, len(PROPERTY_NAMES)), np.nan, dtype=np.float32)  # as step 9: only the swept one
+    return evaluate_control(lambda zb, tb: method.render(zb, tb, return_report=True), world.judge, z, base,
+                            world.ranges, design)
+
+
+def fit_lab_directions(world: LabWorld, num_samples: int | None = None, **options: Any) -> tuple[LatentDirections, float]:
+    """fit_directions on the first ``num_samples`` base samples (w codes + true scores); returns (model, seconds)."""
+    cfg = world.config
+    n = num_samples or len(world.w)
+    kwargs = dict(method=cfg.directions_method, hold=cfg.hold, metric=cfg.metric, cap=cfg.cap,
+                  normalization=world.normalizer.to_dict())
+    kwargs.update(options)
+    start = time.perf_counter()
+    model = fit_directions(world.w[:n], world.scores[:n], seed=cfg.train_seed, **kwargs)
+    return model, time.perf_counter() - start
+
+
+def comparison_rows(method_name: str, result: ControlResult) -> pd.DataFrame:
+    """Step 9's comparison.csv rows for one method, plus ``leakage_max``: the largest off-diagonal |slope|
+    of each swept property (the lab's target is "every leakage <= 0.2", not only the mean)."""
+    from stylegan.control import leakage_matrix
+
+    rows = comparison_table({method_name: result.samples})
+    leak = leakage_matrix(result.samples).to_numpy(float).copy()
+    np.fill_diagonal(leak, np.nan)
+    rows["leakage_max"] = np.nanmax(leak, axis=1)
+    return rows
+
+
+def directions_arm(world: LabWorld, directions: LatentDirections) -> pd.DataFrame:
+    """comparison.csv rows (one per property, with leakage_max) of the directions method."""
+    method = DirectionsMethod(world.generator, directions, world.config.batch, world.ranges)
+    return comparison_rows("directions", evaluate_method(world, method))
+
+
+def baseline_arm(world: LabWorld) -> pd.DataFrame:
+    return comparison_rows("baseline", evaluate_method(world, BaselineMethod(world.generator, world.config.batch)))
+
+
+def finetune_arm(world: LabWorld, progress: Progress | None = None,
+                 on_step: Callable[[int], None] | None = None) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
+    """Train the regressor on the base samples, fine-tune with it, judge G_ema after each listed step count.
+
+    Returns ({steps: comparison rows}, info with the regressor's held-out r and seconds).
+    """
+    cfg = world.config
+    start = time.perf_counter()
+    regressor, metrics = train_property_regressor(
+        world.images_u8, world.scores, epochs=cfg.regressor_epochs, batch_size=32, seed=cfg.train_seed,
+        config=RegressorConfig(input_size=cfg.resolution, width=cfg.regressor_width))
+    regressor_seconds = time.perf_counter() - start
+    config = FinetuneConfig(steps=max(cfg.finetune_steps), batch_size=cfg.batch_size, lr_g=cfg.lr_g, lr_d=cfg.lr_d,
+                            lambda_prop=cfg.lambda_prop, ema_beta=cfg.ema_beta, seed=cfg.train_seed)
+    trainer = Finetuner(build_conditional_generator(world.generator, seed=cfg.train_seed),
+                        build_conditional_discriminator(world.discriminator, seed=cfg.train_seed),
+                        world.images_u8, world.scores, config, regressor)
+    run_config = {"normalization": world.normalizer.to_dict(), "condition_stats": world.stats,
+                  "property_names": list(PROPERTY_NAMES)}
+    out: dict[int, pd.DataFrame] = {}
+    train_seconds = 0.0
+    for steps in cfg.finetune_steps:
+        t0 = time.perf_counter()
+        while trainer.step_count < steps:
+            row = trainer.step()
+            if not np.isfinite(row["loss_g"]) or not np.isfinite(row["loss_d"]):
+                raise FloatingPointError(f"control lab: non-finite loss at step {trainer.step_count}: {row}")
+            if on_step is not None:
+                on_step(1)
+        train_seconds += time.perf_counter() - t0
+        g_ema = clone_frozen(trainer.G_ema)
+        g_ema.finetune_config = run_config
+        method = FinetunedMethod(g_ema, cfg.batch, description=f"lab fine-tune, {steps} steps")
+        out[steps] = comparison_rows("finetuned", evaluate_method(world, method))
+        if progress is not None:
+            r = out[steps].set_index("property")["pearson_r"]
+            progress(f"fine-tune {steps} steps: " + " ".join(f"{p} {r[p]:.3f}" for p in PROPERTY_NAMES))
+    info = {"regressor_seconds": regressor_seconds, "train_seconds": train_seconds,
+            "regressor_r": {p: metrics.get(f"r_{p}") for p in PROPERTY_NAMES}}
+    return out, info
+
+
+def summarise(rows: pd.DataFrame, columns: Sequence[str] = ("pearson_r", "spearman_rho", "mae", "leakage_mean", "leakage_max")
+              ) -> pd.DataFrame:
+    return rows.set_index("property")[list(columns)]
+
+
+SMALL_LAB = LabConfig(width=16, num_samples=400, finetune_steps=(300,), eval_num_z=6, eval_num_values=5,
+                      regressor_epochs=6, directions_method="svm")
+"""The lab that runs in CI (tests/test_control_lab.py): a narrower generator, fewer samples, a short fine-tune,
+a smaller sweep; InterFaceGAN's SVM directions (the full lab's best control, see the README)."""
+
+
+def small_lab(seed: int = 0, config: LabConfig = SMALL_LAB) -> dict[str, dict[str, float]]:
+    """Per method ('directions', 'finetuned', 'baseline') and property: pearson_r and leakage_max;
+    'world': the number of property pairs with |r| >= 0.3 in the base set and each property's std.
+
+    ``seed`` is the training seed (fine-tune and regressor draws, directions' held-out split); the
+    world is the same for every seed, as a test's is.
+    """
+    from dataclasses import replace
+
+    config = replace(config, train_seed=seed)
+    world = build_world(config)
+    directions, _ = fit_lab_directions(world)
+    tables = {"directions": directions_arm(world, directions), "baseline": baseline_arm(world)}
+    by_steps, _ = finetune_arm(world)
+    tables["finetuned"] = by_steps[max(by_steps)]
+    out = {name: {f"{p}_{k}": float(rows.set_index("property").at[p, k]) for p in PROPERTY_NAMES
+                  for k in ("pearson_r", "leakage_max")} for name, rows in tables.items()}
+    corr = base_correlations(world).to_numpy()
+    out["world"] = {"entangled_pairs": float((np.abs(corr[np.triu_indices(len(corr), 1)]) >= 0.3).sum()),
+                    **{f"{p}_std": world.stats[p]["std"] for p in PROPERTY_NAMES}}
+    return out
