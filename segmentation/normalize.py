@@ -248,6 +248,8 @@ class PropertyNormalizer:
             return cls.from_dict(data)
         except KeyError as exc:
             raise ValueError(f"normalization JSON lacks the key {exc}") from exc
+        except TypeError as exc:  # e.g. "count": null or "properties": 3 in a hand-edited file
+            raise ValueError(f"normalization JSON holds a value of the wrong type ({exc})") from exc
 
     def save(self, path: Path | str) -> Path:
         """Write normalization.json atomically."""

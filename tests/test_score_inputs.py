@@ -171,3 +171,19 @@ def test_step9_out_holding_the_checkpoint_is_refused(tmp_path, capsys):
     assert rc == 2
     line = _one_line(capsys.readouterr().err)
     assert "--out" in line and "--checkpoint" in line
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("", "not valid JSON"), ("[]", "must hold an object"), ('{"format_version": 3}', "format_version 3"),
+    ('{"format_version": 1}', "lacks the key"),
+    ('{"format_version": 1, "method": "minmax", "pose_scaling": "minmax", "properties": ["eyes"], '
+     '"scales": {"eyes": {"kind": "minmax", "count": null}}}', "wrong type"),
+])
+def test_normalizer_load_of_a_corrupt_file_is_a_value_error_naming_it(tmp_path, text, needle):
+    from segmentation.normalize import PropertyNormalizer
+
+    path = tmp_path / "normalization.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=needle) as info:
+        PropertyNormalizer.load(path)
+    assert str(path) in str(info.value)
