@@ -27,14 +27,12 @@ from common.paths import PROPERTY_NAMES
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
 __all__ = [
-    "ControlMethod", "BaselineMethod", "FinetunedMethod", "DirectionsMethod", "CONTROL_CHOICES", "METHOD_NAMES",
+    "ControlMethod", "BaselineMethod", "FinetunedMethod", "DirectionsMethod", "BASELINE", "DIRECTIONS", "FINETUNED",
     "fill_unrequested", "render_batched", "load_baseline_method", "load_finetuned_method", "load_directions_method",
 ]
 
 BASELINE, FINETUNED, DIRECTIONS = "baseline", "finetuned", "directions"
-METHOD_NAMES: tuple[str, ...] = (BASELINE, DIRECTIONS, FINETUNED)
-CONTROL_CHOICES: tuple[str, ...] = (DIRECTIONS, FINETUNED)
-"""What ``--control`` accepts in step 8 (step 9 also takes ``all``)."""
+"""The methods' names: the ``method`` column of comparison.csv and the values of ``--control``."""
 
 Ranges = dict[str, tuple[float, float]]
 
