@@ -224,6 +224,8 @@ def _matched_rows(config: FitDirectionsConfig) -> tuple[Any, dict[str, Any]]:
     if len(psi) != 1 or len(layers) != 1:
         raise FitDirectionsInputError(f"{generated_csv} mixes truncation settings; regenerate step 1 in one run")
     counts["trunc_psi"], counts["trunc_layers"] = float(psi[0]), int(layers[0])
+    keys = generated["checkpoint_key"].dropna().astype(str).unique() if "checkpoint_key" in generated else []
+    counts["checkpoint_key"] = str(keys[0]) if len(keys) == 1 else None
     counts["generated"] = generated
     return merged, counts
 
@@ -269,6 +271,10 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], No
             pass
     rows, counts = _matched_rows(config)
     generator = load_generator(config.checkpoint, which=config.which, device=device)
+    if counts["checkpoint_key"] not in (None, generator.checkpoint_key):
+        raise FitDirectionsInputError(
+            f"step 1 made its images with the '{counts['checkpoint_key']}' entry of the checkpoint, this run loads "
+            f"'{generator.checkpoint_key}': pass --which {counts['checkpoint_key']}")
     w = load_w_codes(generator, config.generated_dir, rows["index"].to_numpy(), counts["trunc_psi"],
                      counts["trunc_layers"])
     scores = rows[list(PROPERTY_NAMES)].to_numpy(np.float64)
