@@ -19,8 +19,10 @@ properties are either left free (``hold=False``) or held at their current values
 a joint solve, the many-property form of InterFaceGAN's conditional manipulation, which projects
 out at most two other boundaries). The cap keeps w inside its distribution: no calibrated
 prediction may leave the fitted samples' mean +- ``cap`` standard deviations (InterFaceGAN edits
-within +-3 boundary distances); a request beyond it is clipped to the bound and reported as not
-reached, and a free property pushed past its bound is pinned there.
+within +-3 boundary distances), and no move may be longer than ``2 * cap`` standard deviations of
+w along its own direction; a request beyond either is met as far as allowed and reported as not
+reached, and a free property pushed past its bound is pinned there. Guards (step 4's
+gender_score) are extra linear quantities every edit holds (:meth:`LatentDirections.with_guards`).
 
 Layer ranges (coarse / middle / fine synthesis layers) are applied when rendering
 (:func:`mix_layers`, :func:`render_edit`): ``edit`` always returns plain w codes.
@@ -49,7 +51,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LatentDirections", "fit_directions", "load_directions", "DirectionsMismatchError", "METHODS_ALLOWED",
     "METRICS_ALLOWED", "LAYER_RANGES", "layer_mask", "mix_layers", "render_edit", "select_by_control",
-    "SelectionResult", "default_svm_count", "make_renderer", "available_layer_ranges", "combine_directions",
+    "SelectionResult", "default_svm_count", "DEFAULT_HOLD", "DEFAULT_METRIC", "DEFAULT_CAP", "make_renderer",
+    "available_layer_ranges", "combine_directions",
 ]
 
 METHODS_ALLOWED: tuple[str, ...] = ("auto", "ridge", "svm")
@@ -58,6 +61,12 @@ METRICS_ALLOWED: tuple[str, ...] = ("euclidean", "whitened")
 LAYER_RANGES: tuple[str, ...] = ("all", "coarse", "middle", "fine")
 FORMAT = "latent_directions"
 FORMAT_VERSION = 1
+DEFAULT_HOLD = True
+"""Edits hold unrequested properties by default: in benchmarks/bench_directions.py's ground-truth world
+holding cut the mean leakage from 0.21 to 0.01 at the same r (ridge, 5 seeds). benchmarks/control_lab.py measures
+it on a generator; change it here (or per call / per file with ``hold=``) if the lab says otherwise."""
+DEFAULT_METRIC = "euclidean"
+DEFAULT_CAP = 3.0
 _RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
 _REACH_TOL = 1e-6
 
@@ -101,7 +110,9 @@ def _svm_direction(w: np.ndarray, s: np.ndarray, count: int | None, c: float) ->
 def _ridge_direction(w: np.ndarray, s: np.ndarray) -> np.ndarray:
     from sklearn.linear_model import RidgeCV
 
-    return RidgeCV(alphas=_RIDGE_ALPHAS).fit(w, s).coef_.reshape(-1).astype(np.float64)
+    # leave-one-out error through one SVD of w (more samples than dimensions) or of the Gram matrix
+    mode = "svd" if len(w) > w.shape[1] else "eigen"
+    return RidgeCV(alphas=_RIDGE_ALPHAS, gcv_mode=mode).fit(w, s).coef_.reshape(-1).astype(np.float64)
 
 
 def _calibrate(w: np.ndarray, s: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, float, float, float, float]:
@@ -158,10 +169,10 @@ def _check_inputs(latents: Any, scores: Any, property_names: Sequence[str]) -> t
 
 
 def fit_directions(latents: Any, scores: Any, seed: int = 0, *, method: str | Sequence[str] = "auto",
-                   property_names: Sequence[str] = PROPERTY_NAMES, hold: bool = False, metric: str = "euclidean",
-                   cap: float | None = 3.0, svm_count: int | None = None, svm_c: float = 1.0,
-                   heldout_share: float = 0.2, min_samples: int = 10, generator_fingerprint: str | None = None,
-                   normalization: dict | None = None) -> "LatentDirections":
+                   property_names: Sequence[str] = PROPERTY_NAMES, hold: bool = DEFAULT_HOLD,
+                   metric: str = DEFAULT_METRIC, cap: float | None = DEFAULT_CAP, svm_count: int | None = None,
+                   svm_c: float = 1.0, heldout_share: float = 0.2, min_samples: int = 10,
+                   generator_fingerprint: str | None = None, normalization: dict | None = None) -> "LatentDirections":
     """Fit one calibrated direction per property from w codes [N, w_dim] and step-6 scores [N, P].
 
     A NaN score leaves that row out for that property only. ``method``: ``auto`` | ``ridge`` |
@@ -220,8 +231,11 @@ def fit_directions(latents: Any, scores: Any, seed: int = 0, *, method: str | Se
         directions[j], intercepts[j], slopes[j], proj_mean[j], proj_std[j] = n, a, b, pm, ps
         chosen.append(pick)
     cov = _shrunk_covariance(w)
-    info = {"num_samples": counts, "heldout_r": heldout, "seed": int(seed), "heldout_share": float(heldout_share),
-            "svm_count": svm_count, "svm_c": float(svm_c), "requested_method": list(methods)}
+    score_range = [[float(np.nanmin(s[:, j])), float(np.nanmax(s[:, j]))] if np.isfinite(s[:, j]).any()
+                   else [float("nan"), float("nan")] for j in range(p_count)]
+    info = {"num_samples": counts, "heldout_r": heldout, "score_range": score_range, "seed": int(seed),
+            "heldout_share": float(heldout_share), "svm_count": svm_count, "svm_c": float(svm_c),
+            "requested_method": list(methods)}
     return LatentDirections(directions, slopes, intercepts, tuple(chosen), proj_mean, proj_std, cov @ directions.T,
                             property_names, w.mean(axis=0), hold=hold, metric=metric, cap=cap,
                             generator_fingerprint=generator_fingerprint, normalization=normalization, info=info)
@@ -258,13 +272,17 @@ class LatentDirections:
     sigma_directions: np.ndarray
     property_names: tuple[str, ...]
     w_mean: np.ndarray
-    hold: bool = False
-    metric: str = "euclidean"
-    cap: float | None = 3.0
+    hold: bool = DEFAULT_HOLD
+    metric: str = DEFAULT_METRIC
+    cap: float | None = DEFAULT_CAP
     generator_fingerprint: str | None = None
     normalization: dict | None = None
     layers: tuple[str, ...] | None = None
     info: dict = field(default_factory=dict)
+    guard_names: tuple[str, ...] = ()
+    guard_coefficients: np.ndarray | None = None       # [G, D]: guard value = intercept + coefficients @ w
+    guard_intercepts: np.ndarray | None = None         # [G]
+    guard_sigma_coefficients: np.ndarray | None = None  # [D, G]: w's covariance times each guard's coefficients
 
     def __post_init__(self) -> None:
         self.directions = np.asarray(self.directions, dtype=np.float64)
@@ -279,6 +297,13 @@ class LatentDirections:
         self.methods = tuple(self.methods)
         if len(self.property_names) != p or len(self.methods) != p:
             raise ValueError(f"{p} directions need {p} property names and methods")
+        g = len(self.guard_names)
+        self.guard_names = tuple(self.guard_names)
+        self.guard_coefficients = np.zeros((0, d)) if g == 0 else np.asarray(self.guard_coefficients,
+                                                                              np.float64).reshape(g, d)
+        self.guard_intercepts = np.zeros(0) if g == 0 else np.asarray(self.guard_intercepts, np.float64).reshape(g)
+        self.guard_sigma_coefficients = (np.zeros((d, 0)) if g == 0 else
+                                         np.asarray(self.guard_sigma_coefficients, np.float64).reshape(d, g))
         if self.layers is None:
             self.layers = ("all",) * p
         self.layers = tuple(self.layers)
@@ -314,6 +339,17 @@ class LatentDirections:
         half = cap * self.slopes * self.proj_std
         return centre - half, centre + half
 
+    def sweep_range(self, cap: float | None | str = "default") -> tuple[np.ndarray, np.ndarray]:
+        """The values worth requesting per property: the cap's bounds within the fitted scores' min..max.
+
+        Beyond the scores seen in fitting an edit extrapolates; the sheets, the control choice and
+        the female share sweep this range.
+        """
+        lo, hi = self.bounds(cap)
+        seen = np.asarray(self.info.get("score_range", [[-np.inf, np.inf]] * len(lo)), dtype=np.float64)
+        seen = np.where(np.isfinite(seen), seen, [-np.inf, np.inf])
+        return np.maximum(lo, seen[:, 0]), np.minimum(hi, seen[:, 1])
+
     def _as_w(self, latents: Any) -> np.ndarray:
         w = np.asarray(latents, dtype=np.float64)
         if w.ndim != 2 or w.shape[1] != self.w_dim:
@@ -325,15 +361,57 @@ class LatentDirections:
         w = self._as_w(latents)
         return self.intercepts[None, :] + w @ self.coefficients.T
 
+    def predict_guards(self, latents: Any) -> np.ndarray:
+        """The guarded quantities [N, G] (e.g. step 4's gender_score) as their linear models predict them."""
+        w = self._as_w(latents)
+        return self.guard_intercepts[None, :] + w @ self.guard_coefficients.T
+
+    def with_guards(self, **models: "LatentDirections") -> "LatentDirections":
+        """A copy whose edits also hold these quantities (name=one-property directions fitted on the same w).
+
+        A guard is never requested; it is held at its current value by every edit (``guard=False``
+        turns that off per call). Used to keep step 4's gender_score while properties change.
+        """
+        names, coefs, intercepts, sigmas = list(self.guard_names), [*self.guard_coefficients], \
+            [*self.guard_intercepts], [*self.guard_sigma_coefficients.T]
+        for name, model in models.items():
+            if model.w_dim != self.w_dim or len(model.property_names) != 1 or not model.fitted[0]:
+                raise ValueError(f"guard {name!r} must be a fitted one-property model on {self.w_dim}-d w")
+            if name in names or name in self.property_names:
+                raise ValueError(f"guard {name!r} is already a property or guard")
+            names.append(name)
+            coefs.append(model.coefficients[0])
+            intercepts.append(model.intercepts[0])
+            sigmas.append(model.sigma_directions[:, 0] * model.slopes[0])
+        d = self.w_dim
+        return replace(self, guard_names=tuple(names), guard_coefficients=np.array(coefs).reshape(-1, d),
+                       guard_intercepts=np.array(intercepts),
+                       guard_sigma_coefficients=np.array(sigmas).reshape(-1, d).T)
+
+    def layer_mask_for(self, requested: Any, num_layers: int) -> np.ndarray:
+        """bool [num_layers]: the union of the layer ranges of the requested properties (bool [P] or targets)."""
+        requested = np.asarray(requested)
+        if requested.dtype != bool:
+            requested = np.isfinite(requested.astype(np.float64))
+        requested = requested.reshape(-1, len(self.property_names)).any(axis=0)
+        mask = np.zeros(num_layers, dtype=bool)
+        for j in np.flatnonzero(requested):
+            mask |= layer_mask(num_layers, self.layers[j])
+        return mask if requested.any() else np.ones(num_layers, dtype=bool)
+
     # --- editing ------------------------------------------------------------------------------
     def edit(self, latents: Any, targets: Any, return_report: bool = False, *, hold: bool | None = None,
-             metric: str | None = None, cap: float | None | str = "default"):
+             metric: str | None = None, cap: float | None | str = "default", guard: bool = True):
         """Edited w codes (float32 [N, D]) whose calibrated values equal ``targets`` [N, P] (NaN = no request).
 
         ``hold`` / ``metric`` / ``cap`` override the defaults stored at fit time (``cap=None`` turns
-        the cap off). A requested value outside the cap's bounds is moved to the bound and
-        reported: with ``return_report=True`` the result is ``(latents, reached)``, ``reached``
-        bool [N, P], False where a request was not met (unrequested properties count as reached).
+        the cap off). A requested value outside the cap's bounds is moved to the bound, and a
+        change longer than ``2 * cap`` standard deviations of w along its own direction (whitened:
+        Mahalanobis length) is shortened to that (a full sweep across the bounds fits; a joint
+        solve between nearly parallel directions does not); both are reported: with
+        ``return_report=True`` the result is ``(latents, reached)``, ``reached`` bool [N, P], False
+        where a request was not met (unrequested properties count as reached).
+        Guards (:meth:`with_guards`) are held unless ``guard=False``.
         """
         hold = self.hold if hold is None else hold
         metric = self.metric if metric is None else metric
@@ -354,7 +432,7 @@ class LatentDirections:
             held = ~requested & fitted
             mask = mask | held
             values = np.where(held, start, values)
-        edited = self._solve(w, mask, values, metric)
+        edited, step = self._solve(w, mask, values, metric, guard)
         if cap is not None and not hold:
             # pin free properties that the edit pushed past their bound (beyond where they started)
             for _ in range(len(self.property_names)):
@@ -365,7 +443,14 @@ class LatentDirections:
                     break
                 values = np.where(out, np.clip(now, low_b, high_b), values)
                 mask = mask | out
-                edited = self._solve(w, mask, values, metric)
+                edited, step = self._solve(w, mask, values, metric, guard)
+        if cap is not None:
+            # a joint solve between nearly parallel directions can ask for a huge move: shorten it
+            # (held properties and guards keep their values, the requests fall short and are reported)
+            too_far = step > 2.0 * cap
+            if too_far.any():
+                shrink = (2.0 * cap / step[too_far])[:, None]
+                edited[too_far] = w[too_far] + (edited[too_far] - w[too_far]) * shrink
         result = edited.astype(np.float32)
         if not return_report:
             return result
@@ -374,12 +459,24 @@ class LatentDirections:
         reached = ~requested | (fitted & (np.abs(np.nan_to_num(final - t, nan=np.inf)) <= _REACH_TOL * scale))
         return result, reached
 
-    def _solve(self, w: np.ndarray, mask: np.ndarray, values: np.ndarray, metric: str) -> np.ndarray:
-        """Smallest change of w (in ``metric``) that sets the masked properties to ``values``."""
+    def _solve(self, w: np.ndarray, mask: np.ndarray, values: np.ndarray, metric: str,
+               guard: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Smallest change of w (in ``metric``) that sets the masked properties to ``values`` (guards held),
+        and the size of each change in standard deviations of w (see :meth:`edit`)."""
         coef = self.coefficients
-        metric_coef = (self.sigma_directions * self.slopes[None, :] if metric == "whitened" else coef.T)  # [D, P]
-        out = w.copy()
+        sigma_coef = self.sigma_directions * self.slopes[None, :]                  # [D, P]: S C'
         current = self.predict(w)
+        if guard and self.guard_names:
+            g = len(self.guard_names)
+            coef = np.vstack([coef, self.guard_coefficients])
+            sigma_coef = np.hstack([sigma_coef, self.guard_sigma_coefficients])
+            guarded = self.predict_guards(w)
+            current = np.hstack([current, guarded])
+            values = np.hstack([values, guarded])
+            mask = np.hstack([mask, np.broadcast_to(mask.any(axis=1, keepdims=True), (len(w), g))])
+        metric_coef = sigma_coef if metric == "whitened" else coef.T
+        out = w.copy()
+        step = np.zeros(len(w))
         patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
         for k, pattern in enumerate(patterns):
             cols = np.flatnonzero(pattern)
@@ -389,8 +486,17 @@ class LatentDirections:
             delta = values[np.ix_(rows, cols)] - current[np.ix_(rows, cols)]  # [n, S]
             gram = coef[cols] @ metric_coef[:, cols]                            # [S, S]
             y = np.linalg.lstsq(gram, delta.T, rcond=None)[0]                   # [S, n]
-            out[rows] += (metric_coef[:, cols] @ y).T
-        return out
+            change = (metric_coef[:, cols] @ y).T                               # [n, D]
+            out[rows] += change
+            # size of the change in w's own spread: dw' S dw (euclidean, dw = C'y) and dw' S^-1 dw
+            # (whitened, dw = S C'y) are both y' (C S C') y, known without S itself
+            quad = np.einsum("sn,st,tn->n", y, coef[cols] @ sigma_coef[:, cols], y).clip(min=0.0)
+            if metric == "whitened":
+                step[rows] = np.sqrt(quad)
+            else:   # length over w's standard deviation along the change's own direction
+                length2 = np.einsum("nd,nd->n", change, change)
+                step[rows] = np.divide(length2, np.sqrt(quad), out=np.zeros_like(quad), where=quad > 0)
+        return out, step
 
     # --- persistence --------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -405,7 +511,10 @@ class LatentDirections:
             "w_mean": torch.from_numpy(self.w_mean.copy()),
             "hold": bool(self.hold), "metric": self.metric, "cap": None if self.cap is None else float(self.cap),
             "generator_fingerprint": self.generator_fingerprint, "normalization": self.normalization,
-            "info": self.info,
+            "info": self.info, "guard_names": list(self.guard_names),
+            "guard_coefficients": torch.from_numpy(self.guard_coefficients.copy()),
+            "guard_intercepts": torch.from_numpy(self.guard_intercepts.copy()),
+            "guard_sigma_coefficients": torch.from_numpy(self.guard_sigma_coefficients.copy()),
         }
 
     def save(self, path: Path | str) -> Path:
@@ -457,7 +566,8 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
             f"{path} was fitted for generator {data['generator_fingerprint']}, not this one{where} "
             f"({generator_fingerprint}); {fix}")
     if w_dim is not None and int(data["w_dim"]) != int(w_dim):
-        raise DirectionsMismatchError(f"{path} holds {data['w_dim']}-d directions, the generator's w has {w_dim}; {fix}")
+        raise DirectionsMismatchError(f"{path} holds {data['w_dim']}-d directions, the generator's w has "
+                                      f"{w_dim}; {fix}")
     if property_names is not None and list(data["property_names"]) != list(property_names):
         raise DirectionsMismatchError(f"{path} has properties {data['property_names']}, expected "
                                       f"{list(property_names)}; {fix}")
@@ -470,7 +580,9 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
         sigma_directions=data["sigma_directions"].numpy(), property_names=tuple(data["property_names"]),
         w_mean=data["w_mean"].numpy(), hold=bool(data["hold"]), metric=data["metric"], cap=data["cap"],
         generator_fingerprint=data["generator_fingerprint"], normalization=data["normalization"],
-        layers=tuple(data["layers"]), info=data["info"])
+        layers=tuple(data["layers"]), info=data["info"], guard_names=tuple(data["guard_names"]),
+        guard_coefficients=data["guard_coefficients"].numpy(), guard_intercepts=data["guard_intercepts"].numpy(),
+        guard_sigma_coefficients=data["guard_sigma_coefficients"].numpy())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -521,13 +633,17 @@ def mix_layers(w_original: Any, w_edited: Any, mask: Any) -> np.ndarray:
 
 
 @torch.inference_mode()
-def render_edit(generator: torch.nn.Module, w_original: Any, w_edited: Any, layers: str = "all",
+def render_edit(generator: torch.nn.Module, w_original: Any, w_edited: Any, layers: str | np.ndarray = "all",
                 batch_size: int = 16) -> np.ndarray:
-    """uint8 [N, H, W, 3] images of the edited w applied to one layer range (stored noise, no truncation)."""
+    """uint8 [N, H, W, 3] images of the edited w applied to a layer range (a name, or a bool mask [L] such as
+    :meth:`LatentDirections.layer_mask_for` gives); stored noise, no truncation."""
     from stylegan.networks import postprocess_uint8
 
     device = next(generator.parameters()).device
-    wp = mix_layers(w_original, w_edited, layer_mask(generator.num_layers, layers))
+    mask = layer_mask(generator.num_layers, layers) if isinstance(layers, str) else np.asarray(layers, bool)
+    if mask.shape != (generator.num_layers,):
+        raise ValueError(f"layer mask must have {generator.num_layers} entries, got {list(mask.shape)}")
+    wp = mix_layers(w_original, w_edited, mask)
     images = []
     for first in range(0, len(wp), batch_size):
         out = generator.synthesis(torch.from_numpy(wp[first:first + batch_size]).to(device),
@@ -546,6 +662,34 @@ def make_renderer(generator: torch.nn.Module, batch_size: int = 16) -> "RenderFn
         return render_edit(generator, w_original, w_edited, layers, batch_size)
 
     return render
+
+
+def make_generate_fn(generator: torch.nn.Module, directions: LatentDirections,
+                     batch_size: int = 16) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``(z [N, z_dim], targets [N, P]) -> uint8 images``: step 9's generate callable for the directions route.
+
+    z -> w through the mapping (untruncated), w edited to the targets (NaN = no request) with the
+    file's edit settings, rendered on the union of the requested properties' layer ranges.
+    """
+    if directions.w_dim != generator.w_space_dim:
+        raise ValueError(f"directions are {directions.w_dim}-d, the generator's w is {generator.w_space_dim}-d")
+
+    @torch.inference_mode()
+    def generate(z: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        device = next(generator.parameters()).device
+        z_t = torch.as_tensor(np.asarray(z, dtype=np.float32)).to(device)
+        w = generator.mapping(z_t)["w"].float().cpu().numpy()
+        targets = np.asarray(targets, dtype=np.float64)
+        edited = directions.edit(w, targets)
+        images = np.zeros((len(w), generator.resolution, generator.resolution, 3), dtype=np.uint8)
+        patterns, inverse = np.unique(np.isfinite(targets), axis=0, return_inverse=True)
+        for k, pattern in enumerate(patterns):
+            rows = np.flatnonzero(inverse.reshape(-1) == k)
+            mask = directions.layer_mask_for(pattern, generator.num_layers)
+            images[rows] = render_edit(generator, w[rows], edited[rows], mask, batch_size)
+        return images
+
+    return generate
 
 
 # ----------------------------------------------------------------------------------------------
@@ -599,11 +743,13 @@ def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: 
 
     candidates: name -> directions fitted on the same samples (e.g. ``ridge`` and ``svm``).
     heldout_latents: w codes [K, D] the candidates were *not* fitted on. Each property is swept
-    over ``num_values`` targets spanning the candidates' common range (mean +- ``sweep_cap`` sd),
+    over ``num_values`` targets spanning the candidates' common range (mean +- ``sweep_cap`` sd, within
+    the fitted scores' range),
     edited with each candidate's own edit settings, rendered by ``render(w, w_edited, layers)``
     and measured by ``scorer`` (images -> [N, P] on step 6's scale, NaN = failed). The best
     Pearson r wins; among its layer ranges within ``r_tolerance`` of that r, the lowest leakage
-    (mean |slope| of the other properties) per unit of control slope wins. ``gender`` (images -> P(woman)) adds female_share.
+    (mean |slope| of the other properties) per unit of control slope wins. ``gender``
+    (images -> P(woman)) adds female_share.
     """
     import pandas as pd
 
@@ -618,7 +764,7 @@ def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: 
     w = first._as_w(heldout_latents)
     k = len(w)
     rows = []
-    bounds = [c.bounds(sweep_cap) for c in candidates.values()]
+    bounds = [c.sweep_range(sweep_cap) for c in candidates.values()]
     lo = np.max([b[0] for b in bounds], axis=0)
     hi = np.min([b[1] for b in bounds], axis=0)
     for j, prop in enumerate(props):
@@ -687,4 +833,6 @@ def combine_directions(candidates: dict[str, LatentDirections], picks: dict[str,
         sigma_directions=np.stack([r.sigma_directions[:, i] for i, r in zip(j, rows)], axis=1),
         property_names=first.property_names, w_mean=first.w_mean, hold=first.hold, metric=first.metric,
         cap=first.cap, generator_fingerprint=first.generator_fingerprint, normalization=first.normalization,
-        layers=tuple(picks[p][1] for p in first.property_names), info=info)
+        layers=tuple(picks[p][1] for p in first.property_names), info=info, guard_names=first.guard_names,
+        guard_coefficients=first.guard_coefficients, guard_intercepts=first.guard_intercepts,
+        guard_sigma_coefficients=first.guard_sigma_coefficients)

@@ -35,8 +35,8 @@ from common.io import atomic_save_image, atomic_write_csv, atomic_write_json, at
 from common.paths import IMAGE_SUFFIXES, PROPERTY_NAMES
 from stylegan.checkpoint import load_generator
 from stylegan.directions import (
-    LAYER_RANGES, METHODS_ALLOWED, METRICS_ALLOWED, LatentDirections, available_layer_ranges, combine_directions,
-    fit_directions, load_directions, make_renderer, select_by_control,
+    DEFAULT_CAP, DEFAULT_HOLD, DEFAULT_METRIC, LAYER_RANGES, METHODS_ALLOWED, METRICS_ALLOWED, LatentDirections,
+    available_layer_ranges, combine_directions, fit_directions, load_directions, make_renderer, select_by_control,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,11 +74,12 @@ class FitDirectionsConfig:
     method: str = "auto"           # auto | ridge | svm (auto: per property, see select)
     select: str = "auto"           # auto: by control when a scorer is given, else held-out r
     layer_ranges: tuple[str, ...] = ("all",)   # ranges tried by control selection
-    hold: bool = False
-    metric: str = "euclidean"
-    cap: float | None = 3.0
+    hold: bool = DEFAULT_HOLD
+    metric: str = DEFAULT_METRIC
+    cap: float | None = DEFAULT_CAP
     svm_count: int | None = None
-    num_heldout: int = 16          # scored latents kept out of fitting for the control choice and the sheets
+    gender_guard: bool = True      # edits hold step 4's gender_score (a ridge direction) when its table is there
+    num_heldout: int = 16          # scored latents the control choice's candidates are not fitted on; sheet rows
     num_values: int = 5            # targets per sweep (control choice and sheets)
     sheet_rows: int = 4
     batch_size: int = 16
@@ -276,31 +277,35 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], No
     fit_options = dict(hold=config.hold, metric=config.metric, cap=config.cap, svm_count=config.svm_count,
                        generator_fingerprint=fingerprint, normalization=normalization)
 
-    # held-out latents (scored, kept, never fitted on) for the control choice and the sheets
+    # held-out latents (scored, kept): the control choice's candidates are fitted without them (the
+    # final directions then use every row); the sheets and the female share show them
     rng = np.random.default_rng(config.seed)
     num_heldout = min(config.num_heldout, max(2, len(w) // 5))
     heldout = np.sort(rng.permutation(len(w))[:num_heldout])
     fit_rows = np.setdiff1d(np.arange(len(w)), heldout)
+    gender_model = _gender_direction(config, generator, counts)
+    guards = {"gender_score": gender_model} if gender_model is not None and config.gender_guard else {}
     use_control = scorer is not None and config.select in ("auto", "control") and config.method == "auto"
     if config.select == "control" and scorer is None:
         raise FitDirectionsInputError("--select control needs a scorer (the segmentation model of step 5)")
     selection = None
     if use_control:
-        candidates = {m: fit_directions(w[fit_rows], scores[fit_rows], config.seed, method=m, **fit_options)
-                      for m in ("ridge", "svm")}
+        candidates = {m: fit_directions(w[fit_rows], scores[fit_rows], config.seed, method=m,
+                                        **fit_options).with_guards(**guards) for m in ("ridge", "svm")}
         ranges = tuple(r for r in config.layer_ranges if r in available_layer_ranges(generator.num_layers))
         selection = select_by_control(candidates, w[heldout], make_renderer(generator, config.batch_size), scorer,
                                       num_values=config.num_values, layer_ranges=ranges or ("all",), gender=gender,
                                       progress=progress)
         picks = {p: (v["candidate"], v["layers"]) for p, v in selection.directions.info["selected_from"].items()}
-        finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options) for m in ("ridge", "svm")}
+        finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options).with_guards(**guards)
+                  for m in ("ridge", "svm")}
         directions = combine_directions(finals, picks)
         # held-out r of each candidate on all rows (the record fit_directions keeps)
         directions.info["heldout_r"] = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan"))
                                             for m in finals} for p in PROPERTY_NAMES}
         selected_by = "control on held-out latents"
     else:
-        directions = fit_directions(w, scores, config.seed, method=config.method, **fit_options)
+        directions = fit_directions(w, scores, config.seed, method=config.method, **fit_options).with_guards(**guards)
         selected_by = ("held-out prediction r" if config.method == "auto" else f"request ({config.method})")
     directions.info.update({
         "inputs": record, "selected_by": selected_by, "generator_entry": generator.checkpoint_key,
@@ -308,7 +313,6 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], No
         "heldout_indices": rows["index"].to_numpy()[heldout].tolist(),
     })
 
-    gender_model = _gender_direction(config, generator, counts)
     female = _female_shares(directions, gender_model, w[heldout], config.num_values)
     directions.info["female_share"] = female
     seconds_fit = time.perf_counter() - start
@@ -362,11 +366,12 @@ def _gender_direction(config: FitDirectionsConfig, generator, counts: dict) -> L
 
 def _female_shares(directions: LatentDirections, gender: LatentDirections | None, w: np.ndarray,
                    num_values: int) -> dict | None:
-    """Share of held-out latents whose predicted gender_score is >= 0.5, before and after sweeping each property."""
+    """Share of held-out latents whose predicted gender_score is >= 0.5, before and after sweeping each property
+    (and, when edits hold gender, what the share would be without that guard)."""
     if gender is None:
         return None
     out: dict[str, float] = {"unedited": float(np.mean(gender.predict(w)[:, 0] >= 0.5))}
-    lo, hi = directions.bounds()
+    lo, hi = directions.sweep_range()
     edited_all = []
     for j, prop in enumerate(directions.property_names):
         if not directions.fitted[j]:
@@ -378,8 +383,13 @@ def _female_shares(directions: LatentDirections, gender: LatentDirections | None
         pred = gender.predict(directions.edit(base, targets))[:, 0]
         out[prop] = float(np.mean(pred >= 0.5))
         edited_all.append(pred)
+        if directions.guard_names:
+            free = gender.predict(directions.edit(base, targets, guard=False))[:, 0]
+            out.setdefault("unguarded", []).append(free)
     if edited_all:
         out["edited"] = float(np.mean(np.concatenate(edited_all) >= 0.5))
+    if "unguarded" in out:
+        out["edited_without_gender_guard"] = float(np.mean(np.concatenate(out.pop("unguarded")) >= 0.5))
     return out
 
 
@@ -422,7 +432,7 @@ def _write_sheets(directions: LatentDirections, generator, w: np.ndarray, out_di
     from common.contact_sheet import make_contact_sheet
     from stylegan.directions import render_edit
 
-    lo, hi = directions.bounds()
+    lo, hi = directions.sweep_range()
     names = []
     for j, prop in enumerate(directions.property_names):
         if not directions.fitted[j]:
@@ -469,9 +479,11 @@ def _markdown(directions: LatentDirections, report, angles, selection, counts: d
     if selection is not None:
         parts += ["## Choice by control on held-out latents", "", table(selection.table), ""]
     if female is not None:
+        guard = ("Edits hold the gender direction's prediction (gender guard on)." if directions.guard_names
+                 else "Edits do not hold gender (gender guard off).")
         parts += ["## Female share (gender direction fitted on step 4's gender_score)", "",
                   "Share of held-out kept latents the gender direction predicts as women (score >= 0.5), "
-                  "unedited and over each property's sweep:", "",
+                  f"unedited and over each property's sweep. {guard}", "",
                   ", ".join(f"{k} {v:.0%}" for k, v in female.items()), ""]
     parts += ["## Sweeps", ""] + [f"![{s}]({s})" for s in sheets] + [""]
     return "\n".join(parts)

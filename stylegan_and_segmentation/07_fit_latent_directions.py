@@ -7,6 +7,7 @@ sweep sheet per property. Ridge vs InterFaceGAN's SVM is chosen per property by 
 achieve on held-out latents, judged by the segmentation scorer (step 9's), when its model is
 there; otherwise by held-out prediction r. Steps 8 and 9 use it with --control directions.
 """
+import argparse
 import pathlib
 import sys
 
@@ -23,7 +24,7 @@ from stylegan.directions_step import (  # noqa: E402
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/07_fit_latent_directions.py                  # after steps 1-6
-  python stylegan_and_segmentation/07_fit_latent_directions.py --method svm --hold   # InterFaceGAN direction, held edits
+  python stylegan_and_segmentation/07_fit_latent_directions.py --method svm --no-hold  # InterFaceGAN-like edits
   python stylegan_and_segmentation/07_fit_latent_directions.py --layer-ranges all,coarse,middle,fine
   python stylegan_and_segmentation/07_fit_latent_directions.py --select heldout-r    # no segmentation model needed
 """
@@ -46,16 +47,20 @@ def main(argv=None) -> int:
                              "(needs the segmentation model); heldout-r = prediction r; auto = control when possible")
     parser.add_argument("--layer-ranges", default=",".join(d.layer_ranges),
                         help=f"synthesis layer ranges tried by --select control, comma-separated from {LAYER_RANGES}")
-    parser.add_argument("--hold", action="store_true", default=d.hold,
-                        help="edits hold unrequested properties at their current values (joint solve) by default")
+    parser.add_argument("--hold", action=argparse.BooleanOptionalAction, default=d.hold,
+                        help="edits hold unrequested properties at their current values (joint solve); "
+                             "--no-hold leaves them free (InterFaceGAN's single-direction move)")
     parser.add_argument("--metric", choices=METRICS_ALLOWED, default=d.metric,
                         help="edits move the least in this metric (whitened = w's covariance)")
     parser.add_argument("--cap", type=_cap, default=d.cap,
                         help="edits keep every prediction within mean +- CAP sd of the fitted samples ('none' = off)")
     parser.add_argument("--svm-count", type=int, default=d.svm_count,
                         help="samples per end for the SVM (default: 2%% of N, at least min(N/4, 500))")
+    parser.add_argument("--gender-guard", action=argparse.BooleanOptionalAction, default=d.gender_guard,
+                        help="edits hold step 4's gender_score (a ridge direction fitted on every generated latent)")
     parser.add_argument("--num-heldout", type=int, default=d.num_heldout,
-                        help="scored latents held out of fitting for the control choice and the sheets")
+                        help="scored latents the control choice judges on (its candidates are fitted without "
+                             "them) and the sheets show")
     parser.add_argument("--num-values", type=int, default=d.num_values, help="targets per sweep")
     parser.add_argument("--all-scored", action="store_true",
                         help="fit on every scored image, not only those step 4 kept (faces may then be men)")
@@ -77,8 +82,9 @@ def main(argv=None) -> int:
             out_dir=args.out or paths.directions_dir, filtered_dir=None if args.all_scored else paths.filtered_dir,
             quality_gender_csv=paths.quality_gender_csv, which=args.which, method=args.method, select=args.select,
             layer_ranges=tuple(r.strip() for r in args.layer_ranges.split(",") if r.strip()), hold=args.hold,
-            metric=args.metric, cap=args.cap, svm_count=args.svm_count, num_heldout=args.num_heldout,
-            num_values=args.num_values, batch_size=args.batch_size, seed=args.seed, limit=args.limit)
+            metric=args.metric, cap=args.cap, svm_count=args.svm_count, gender_guard=args.gender_guard,
+            num_heldout=args.num_heldout, num_values=args.num_values, batch_size=args.batch_size, seed=args.seed,
+            limit=args.limit)
     except ValueError as exc:
         parser.error(str(exc))
     device = resolve_device(args.device)

@@ -249,10 +249,11 @@ def _layer_world(seed: int = 0):
 
 def test_select_by_control_prefers_the_direction_that_controls(world):
     w, scores, render, scorer = _layer_world()
-    good = fit_directions(w[:600], scores[:600], method="ridge")
+    # free edits: the layer range is what keeps eyes from moving mouth here
+    good = fit_directions(w[:600], scores[:600], method="ridge", hold=False)
     shuffled = scores[:600].copy()
     shuffled[:, 1] = np.random.default_rng(1).permutation(shuffled[:, 1])  # hair_color learnt from noise
-    bad = fit_directions(w[:600], shuffled, method="ridge")
+    bad = fit_directions(w[:600], shuffled, method="ridge", hold=False)
     result = select_by_control({"bad": bad, "good": good}, w[600:620], render, scorer,
                                layer_ranges=("all", "coarse", "middle"))
     table = result.table
@@ -264,3 +265,76 @@ def test_select_by_control_prefers_the_direction_that_controls(world):
     eyes = table[(table["property"] == "eyes") & (table["method"] == "good")].set_index("layers")
     assert eyes.loc["coarse", "leakage_mean"] < eyes.loc["all", "leakage_mean"]
     assert eyes.loc["all", "pearson_r"] > 0.99
+
+
+@pytest.mark.parametrize("hold", [False, True])
+def test_guards_are_held_by_every_edit(world, tmp_path, hold):
+    """A guard (step 4's gender_score) entangled with eyes stays put while eyes changes."""
+    w, scores, beta = world
+    other = np.random.default_rng(7).standard_normal(D) / np.sqrt(D)
+    gender_score = (w @ (0.6 * beta[0] + 0.6 * other))[:, None] * 0.2 + 0.6       # leans on eyes
+    gender = fit_directions(w, gender_score, method="ridge", property_names=("gender_score",), cap=None)
+    model = fit_directions(w, scores, method="ridge").with_guards(gender_score=gender)
+    lo, hi = model.bounds()
+    t = np.full((30, P), np.nan)
+    start, sd = model.predict(w[:30])[:, 0], model.slopes[0] * model.proj_std[0]
+    t[:, 0] = np.where(start + sd <= hi[0], start + sd, start - sd)                 # one sd, inside the cap
+    edited, reached = model.edit(w[:30], t, return_report=True, hold=hold)
+    assert reached.all() and np.abs(model.predict(edited)[:, 0] - t[:, 0]).max() <= 1e-3
+    np.testing.assert_allclose(model.predict_guards(edited), model.predict_guards(w[:30]), atol=1e-3)
+    unguarded = model.edit(w[:30], t, hold=hold, guard=False)
+    assert np.abs(model.predict_guards(unguarded) - model.predict_guards(w[:30])).max() > 0.02
+    loaded = load_directions(model.save(tmp_path / "d.pt"))
+    assert loaded.guard_names == ("gender_score",)
+    np.testing.assert_array_equal(loaded.edit(w[:30], t, hold=hold), edited)
+
+
+def test_layer_mask_for_a_request_is_the_union_of_the_requested_ranges(world):
+    w, scores, _ = world
+    model = fit_directions(w, scores, method="ridge").with_options(
+        layers=("coarse", "middle", "all", "coarse", "all"))
+    t = np.full((2, P), np.nan)
+    t[0, 0] = 0.5
+    assert model.layer_mask_for(t, 8).tolist() == [True] * 4 + [False] * 4
+    t[1, 1] = 0.5
+    assert model.layer_mask_for(t, 8).all()
+    assert model.layer_mask_for(np.array([False, False, False, True, False]), 14).sum() == 4
+
+
+def test_sweep_range_stays_within_the_cap_and_the_scores_seen(world):
+    w, scores, _ = world
+    model = fit_directions(w, scores, method="ridge", cap=10.0)     # a wide cap: the scores' range binds
+    lo, hi = model.sweep_range()
+    np.testing.assert_allclose(lo, scores.min(axis=0))
+    np.testing.assert_allclose(hi, scores.max(axis=0))
+    narrow_lo, narrow_hi = model.sweep_range(cap=1.0)              # a narrow cap binds
+    b_lo, b_hi = model.bounds(cap=1.0)
+    np.testing.assert_allclose(narrow_lo, b_lo)
+    np.testing.assert_allclose(narrow_hi, b_hi)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "whitened"])
+def test_cap_shortens_a_huge_joint_move_between_nearly_parallel_directions(metric):
+    w, scores, beta = linear_world(n=800, seed=5, noise=0.002)
+    rng = np.random.default_rng(5)
+    w64 = w.astype(np.float64)
+    scores[:, 3] = (w64 @ (beta[0] + 0.03 * rng.standard_normal(D))) * 0.2 + 0.5   # mouth ~ eyes
+    model = fit_directions(w, scores, method="ridge", hold=True, metric=metric)
+    assert np.degrees(np.arccos(model.directions[0] @ model.directions[3])) < 15
+    lo, hi = model.bounds()
+    t = np.full((20, P), np.nan)
+    start, sd = model.predict(w[:20])[:, 0], model.slopes[0] * model.proj_std[0]
+    t[:, 0] = np.where(start + 2 * sd <= hi[0], start + 2 * sd, start - 2 * sd)   # eyes 2 sd, mouth held:
+    # roughly 2 / sin(15 degrees) = 7.7 sd of w along the move, beyond 2 * cap = 6
+    capped, reached = model.edit(w[:20], t, return_report=True)
+    free, reached_free = model.edit(w[:20], t, return_report=True, cap=None)
+    assert reached_free.all() and not reached[:, 0].any()
+    assert (np.linalg.norm(capped - w[:20], axis=1) < 0.9 * np.linalg.norm(free - w[:20], axis=1)).all()
+    before = model.predict(w[:20])
+    np.testing.assert_allclose(model.predict(capped)[:, 1:], before[:, 1:], atol=1e-3)   # still held
+    # a plain single-property sweep across the bounds is never shortened
+    one = fit_directions(w, linear_world(n=800, seed=5, noise=0.002)[1], method="ridge", hold=False)
+    lo1, hi1 = one.bounds()
+    t1 = np.full((20, P), np.nan)
+    t1[:10, 2], t1[10:, 2] = lo1[2] + 1e-6, hi1[2] - 1e-6
+    assert one.edit(w[:20], t1, return_report=True)[1].all()
