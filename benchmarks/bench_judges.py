@@ -8,6 +8,7 @@ and face_pose and FaceXFormer's pose head join the agreement table. Writes JSON 
 
     python benchmarks/bench_judges.py [--segmentation-checkpoint segmentation/models/segmentation_model.pt]
 """
+
 from __future__ import annotations
 
 import sys, pathlib  # noqa: E401
@@ -27,7 +28,14 @@ import torch  # noqa: E402
 
 from common.images import list_images, load_rgb  # noqa: E402
 from judges import (  # noqa: E402
-    LandmarkJudge, TinyFeatureExtractor, detect_face_boxes, extract_features, judge_agreement, measure_landmarks,
+    SAME_PERSON_THRESHOLD,
+    LandmarkJudge,
+    TinyFeatureExtractor,
+    detect_face_boxes,
+    extract_features,
+    identity_distances,
+    judge_agreement,
+    measure_landmarks,
     yaw_five_points,
 )
 
@@ -52,7 +60,9 @@ def _segmentation_frames(faces, names, checkpoint: Path) -> dict[str, pd.DataFra
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--segmentation-checkpoint", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -68,8 +78,7 @@ def main() -> None:
     points = [judge.landmarks(f, b.box) for f, b in zip(faces, boxes)]
     timings["dlib_landmarks_ms_per_face"] = 1000 * (time.perf_counter() - start) / len(faces)
     start = time.perf_counter()
-    for f, b in zip(faces, boxes):
-        judge.descriptor(f, b.box)
+    embeddings = np.stack([judge.descriptor(f, b.box) for f, b in zip(faces, boxes)])
     timings["dlib_embedding_ms_per_face"] = 1000 * (time.perf_counter() - start) / len(faces)
     start = time.perf_counter()
     extract_features(np.stack(faces), TinyFeatureExtractor())
@@ -79,19 +88,44 @@ def main() -> None:
     frames = {
         "landmarks": measures[["eyes", "mouth", "face_pose"]],
         "landmark_symmetry": pd.DataFrame({"face_pose": measures["yaw_symmetry"]}, index=names),
-        "mtcnn_points": pd.DataFrame({"face_pose": [yaw_five_points(b.points[:2], b.points[2], b.points[3:])
-                                                    for b in boxes]}, index=names),
+        "mtcnn_points": pd.DataFrame(
+            {"face_pose": [yaw_five_points(b.points[:2], b.points[2], b.points[3:]) for b in boxes]},
+            index=names,
+        ),
     }
     if args.segmentation_checkpoint is not None:
         frames.update(_segmentation_frames(faces, names, args.segmentation_checkpoint))
     agreement = judge_agreement(frames, ["eyes", "mouth", "face_pose"])
     eyes_lr = float(np.corrcoef(measures["eye_left"], measures["eye_right"])[0, 1])
+    mirrored = np.stack(
+        [
+            judge.descriptor(
+                np.ascontiguousarray(f[:, ::-1]), (256 - b.box[2], b.box[1], 256 - b.box[0], b.box[3])
+            )
+            for f, b in zip(faces, boxes)
+        ]
+    )
+    same = identity_distances(embeddings, mirrored)
+    pairs = [(i, j) for i in range(len(faces)) for j in range(i + 1, len(faces))]
+    other = identity_distances(embeddings[[i for i, _ in pairs]], embeddings[[j for _, j in pairs]])
+    identity = {
+        "mirror_median": float(np.median(same)),
+        "mirror_max": float(same.max()),
+        "other_pairs_median": float(np.median(other)),
+        "other_pairs_share_above_0.6": float((other > SAME_PERSON_THRESHOLD).mean()),
+    }
     print(agreement.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"left vs right eye openness (dlib): r = {eyes_lr:.2f}")
+    print("identity distance: " + ", ".join(f"{k} {v:.2f}" for k, v in identity.items()))
     print("ms per face (1 thread): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     RESULTS_DIR.mkdir(exist_ok=True)
-    out = {"machine": f"{platform.machine()} {os.cpu_count()} cores", "faces": len(faces),
-           "agreement": agreement.to_dict("records"), "eye_left_right_r": eyes_lr, "timings": timings}
+    out = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "faces": len(faces),
+        "agreement": agreement.to_dict("records"),
+        "eye_left_right_r": eyes_lr,
+        "timings": timings,
+    }
     (RESULTS_DIR / "judges.json").write_text(json.dumps(out, indent=2))
 
 

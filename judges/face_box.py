@@ -4,6 +4,7 @@ dlib's own HOG detector misses turned heads, so the landmark judge is fed MTCNN'
 detector box, not step 5's widened crop). MTCNN's five points (eyes, nose, mouth corners) also
 give a third, detector-based yaw (:func:`judges.landmark_measures.yaw_five_points`).
 """
+
 from __future__ import annotations
 
 import threading
@@ -40,8 +41,9 @@ def _mtcnn(device: str):
 def _one(boxes, probs, points) -> FaceBox:
     if boxes is None or len(boxes) == 0:
         return FaceBox(False)
-    return FaceBox(True, tuple(float(v) for v in boxes[0][:4]), float(probs[0]),
-                   np.asarray(points[0], dtype=np.float64))
+    return FaceBox(
+        True, tuple(float(v) for v in boxes[0][:4]), float(probs[0]), np.asarray(points[0], dtype=np.float64)
+    )
 
 
 def detect_face_boxes(images_u8: Sequence[np.ndarray], device: str = "cpu") -> list[FaceBox]:
@@ -57,7 +59,9 @@ def detect_face_boxes(images_u8: Sequence[np.ndarray], device: str = "cpu") -> l
     for i, image in enumerate(images_u8):
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
+            raise ValueError(
+                f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}"
+            )
         if min(image.shape[:2]) >= mtcnn.min_face_size:
             groups.setdefault(image.shape[:2], []).append(i)
     for indices in groups.values():

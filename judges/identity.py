@@ -4,6 +4,7 @@ The original project's first fine-tune failed partly because changing a property
 person. dlib's embedding puts two photos of one person below 0.6 apart (its documented rule, 99.38%
 on LFW), so the share of pairs above 0.6 is the share of edits that made "someone else".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,10 @@ class IdentitySummary:
     threshold: float = SAME_PERSON_THRESHOLD
 
     def line(self) -> str:
-        return (f"identity distance mean {self.mean:.3f}, median {self.median:.3f}, "
-                f"{100 * self.share_changed:.0f}% above {self.threshold} over {self.count} pairs")
+        return (
+            f"identity distance mean {self.mean:.3f}, median {self.median:.3f}, "
+            f"{100 * self.share_changed:.0f}% above {self.threshold} over {self.count} pairs"
+        )
 
 
 def summarize_identity(distances: np.ndarray, threshold: float = SAME_PERSON_THRESHOLD) -> IdentitySummary:
@@ -41,5 +44,10 @@ def summarize_identity(distances: np.ndarray, threshold: float = SAME_PERSON_THR
     values = values[np.isfinite(values)]
     if values.size == 0:
         return IdentitySummary(0, float("nan"), float("nan"), float("nan"), threshold)
-    return IdentitySummary(int(values.size), float(values.mean()), float(np.median(values)),
-                           float((values > threshold).mean()), threshold)
+    return IdentitySummary(
+        int(values.size),
+        float(values.mean()),
+        float(np.median(values)),
+        float((values > threshold).mean()),
+        threshold,
+    )

@@ -7,6 +7,7 @@ figures compare only at equal counts). The feature extractor is passed in: the I
 FID is defined with, loaded from a file on disk (:func:`load_inception_extractor`, never a
 download), or :class:`TinyFeatureExtractor` for tests and the demo.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ from common.checkpoints import CheckpointError, CheckpointInfo, require_file
 from common.fingerprint import sha256_of_file
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE)
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
 INCEPTION_SHA256_PREFIX = "6726825d"
 """torch.hub names a file after the first 8 hex digits of its sha256; the full digest is printed by
 ``download_models.py`` when the file is fetched."""
@@ -46,10 +47,11 @@ class TinyFeatureExtractor(nn.Module):
 
     def forward(self, images_u8: torch.Tensor) -> torch.Tensor:
         x = images_u8.to(torch.float64) / 255.0
-        grid = nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)            # 48
-        spread = x.flatten(2).std(dim=2)                                      # 3
-        edges = (x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(2, 3)) \
-            + (x[..., :, 1:] - x[..., :, :-1]).abs().mean(dim=(2, 3))         # 3
+        grid = nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)  # 48
+        spread = x.flatten(2).std(dim=2)  # 3
+        edges = (x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(2, 3)) + (
+            x[..., :, 1:] - x[..., :, :-1]
+        ).abs().mean(dim=(2, 3))  # 3
         return torch.cat([grid, spread, edges], dim=1)
 
 
@@ -61,8 +63,10 @@ def load_inception_extractor(path: Path | str, device: str | torch.device = "cpu
     path = require_file(path, INCEPTION)
     digest = sha256_of_file(path)
     if not digest.startswith(INCEPTION_SHA256_PREFIX):
-        raise CheckpointError(f"{path} is not the FID Inception file: sha256 {digest} does not start with "
-                              f"{INCEPTION_SHA256_PREFIX}\n{INCEPTION.describe()}")
+        raise CheckpointError(
+            f"{path} is not the FID Inception file: sha256 {digest} does not start with "
+            f"{INCEPTION_SHA256_PREFIX}\n{INCEPTION.describe()}"
+        )
     try:  # proves the file holds plain tensors only, so the library's own load below runs no code
         torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a plain state_dict"
@@ -71,8 +75,9 @@ def load_inception_extractor(path: Path | str, device: str | torch.device = "cpu
         from torchmetrics.image.fid import NoTrainInceptionV3
     except ImportError as exc:
         raise CheckpointError(f"FID needs torchmetrics and torch-fidelity (requirements.txt): {exc}") from exc
-    model = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                               feature_extractor_weights_path=str(path))
+    model = NoTrainInceptionV3(
+        name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path)
+    )
     model.num_features = 2048
     return model.to(device).eval()
 
@@ -90,7 +95,7 @@ class _Precomputed(nn.Module):
 
 @dataclass(frozen=True)
 class QualityResult:
-    """FID and KID (mean and std over ``kid_subsets`` subsets of ``kid_subset_size``) at ``count`` images a side."""
+    """FID, KID (mean, std over ``kid_subsets`` subsets of ``kid_subset_size``), ``count`` images a side."""
 
     fid: float
     kid_mean: float
@@ -100,37 +105,61 @@ class QualityResult:
     kid_subset_size: int
 
     def line(self) -> str:
-        return (f"FID {self.fid:.2f}, KID {1000 * self.kid_mean:.2f} +- {1000 * self.kid_std:.2f} (x1e-3) "
-                f"at {self.count} images a side")
+        return (
+            f"FID {self.fid:.2f}, KID {1000 * self.kid_mean:.2f} +- {1000 * self.kid_std:.2f} (x1e-3) "
+            f"at {self.count} images a side"
+        )
 
 
-def equal_count_subsample(first: np.ndarray, second: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def equal_count_subsample(
+    first: np.ndarray, second: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Both arrays cut to the smaller length by a seeded random choice without replacement."""
     n = min(len(first), len(second))
     rng = np.random.default_rng(seed)
-    pick = [np.sort(rng.choice(len(a), size=n, replace=False)) if len(a) > n else np.arange(n)
-            for a in (first, second)]
+    pick = [
+        np.sort(rng.choice(len(a), size=n, replace=False)) if len(a) > n else np.arange(n)
+        for a in (first, second)
+    ]
     return first[pick[0]], second[pick[1]]
 
 
-def extract_features(images_u8: np.ndarray, extractor: nn.Module, device: str | torch.device = "cpu",
-                     batch_size: int = 32, progress: Callable[[int], None] | None = None) -> torch.Tensor:
+def extract_features(
+    images_u8: np.ndarray,
+    extractor: nn.Module,
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
     """[N, H, W, 3] uint8 -> [N, D] float64 features, batched on ``device``."""
     images_u8 = np.asarray(images_u8)
     if images_u8.ndim != 4 or images_u8.shape[-1] != 3 or images_u8.dtype != np.uint8:
-        raise ValueError(f"expected [N, H, W, 3] uint8 images, got shape {images_u8.shape} dtype {images_u8.dtype}")
+        raise ValueError(
+            f"expected [N, H, W, 3] uint8 images, got shape {images_u8.shape} dtype {images_u8.dtype}"
+        )
     parts = []
     with torch.inference_mode():
         for start in range(0, len(images_u8), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images_u8[start:start + batch_size])).permute(0, 3, 1, 2)
+            batch = torch.from_numpy(np.ascontiguousarray(images_u8[start : start + batch_size])).permute(
+                0, 3, 1, 2
+            )
             parts.append(extractor(batch.to(device)).to("cpu", torch.float64).reshape(len(batch), -1))
             if progress is not None:
                 progress(len(batch))
-    return torch.cat(parts) if parts else torch.zeros(0, getattr(extractor, "num_features", 0), dtype=torch.float64)
+    return (
+        torch.cat(parts)
+        if parts
+        else torch.zeros(0, getattr(extractor, "num_features", 0), dtype=torch.float64)
+    )
 
 
-def distances_from_features(reference: torch.Tensor, samples: torch.Tensor, kid_subsets: int = 100,
-                            kid_subset_size: int = 1000, seed: int = 0) -> QualityResult:
+def distances_from_features(
+    reference: torch.Tensor,
+    samples: torch.Tensor,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+) -> QualityResult:
     """FID and KID of two equal-size feature sets, with torchmetrics' implementations."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
@@ -153,14 +182,26 @@ def distances_from_features(reference: torch.Tensor, samples: torch.Tensor, kid_
         torch.manual_seed(seed)  # KID's random subsets
         kid_mean, kid_std = kid.compute()
     fid_value = float(fid.compute())
-    return QualityResult(fid=max(fid_value, 0.0) if math.isfinite(fid_value) else fid_value,
-                         kid_mean=float(kid_mean), kid_std=float(kid_std), count=count,
-                         kid_subsets=kid_subsets, kid_subset_size=subset_size)
+    return QualityResult(
+        fid=max(fid_value, 0.0) if math.isfinite(fid_value) else fid_value,
+        kid_mean=float(kid_mean),
+        kid_std=float(kid_std),
+        count=count,
+        kid_subsets=kid_subsets,
+        kid_subset_size=subset_size,
+    )
 
 
-def measure_image_quality(reference_u8: np.ndarray, samples_u8: np.ndarray, extractor: nn.Module,
-                  device: str | torch.device = "cpu", kid_subsets: int = 100, kid_subset_size: int = 1000,
-                  seed: int = 0, batch_size: int = 32) -> QualityResult:
+def measure_image_quality(
+    reference_u8: np.ndarray,
+    samples_u8: np.ndarray,
+    extractor: nn.Module,
+    device: str | torch.device = "cpu",
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> QualityResult:
     """FID/KID of ``samples_u8`` against ``reference_u8`` ([N, H, W, 3] uint8 each), at equal counts."""
     reference_u8, samples_u8 = equal_count_subsample(np.asarray(reference_u8), np.asarray(samples_u8), seed)
     ref = extract_features(reference_u8, extractor, device, batch_size)

@@ -8,6 +8,7 @@ segmentation alone.
 Sign of yaw, for every judge here: positive when the nose tip lies towards the image's *left*
 (the same sign as step 6's face_pose, whose nose line then runs down and to the left).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,25 +20,27 @@ LANDMARK_PROPERTIES: tuple[str, ...] = ("eyes", "mouth", "face_pose")
 
 # 0-based indices in the 68-point scheme
 _JAW = slice(0, 17)
-_EYE_A = (36, 37, 38, 39, 40, 41)   # the eye on the image's left (the subject's right)
+_EYE_A = (36, 37, 38, 39, 40, 41)  # the eye on the image's left (the subject's right)
 _EYE_B = (42, 43, 44, 45, 46, 47)
 _MOUTH_CORNERS_OUTER = (48, 54)
 _INNER_UPPER = (61, 62, 63)
-_INNER_LOWER = (67, 66, 65)          # paired with _INNER_UPPER column by column
+_INNER_LOWER = (67, 66, 65)  # paired with _INNER_UPPER column by column
 _NOSE_TIP = 30
 _CHIN = 8
 
 # A generic 3-D face (millimetres, camera axes: x right, y down, z away from the camera; nose tip at
 # the origin), anthropometric averages rounded: eyes' outer corners 45 mm either side and 34 mm above,
 # mouth corners 30 mm either side, chin 66 mm below. Only the shape matters, not the scale.
-_MODEL_POINTS = np.array([
-    (0.0, 0.0, 0.0),          # 30 nose tip
-    (0.0, 66.0, 13.0),        # 8 chin
-    (-45.0, -34.0, 27.0),     # 36 outer corner of the image-left eye
-    (45.0, -34.0, 27.0),      # 45 outer corner of the image-right eye
-    (-30.0, 30.0, 25.0),      # 48 mouth corner, image left
-    (30.0, 30.0, 25.0),       # 54 mouth corner, image right
-])
+_MODEL_POINTS = np.array(
+    [
+        (0.0, 0.0, 0.0),  # 30 nose tip
+        (0.0, 66.0, 13.0),  # 8 chin
+        (-45.0, -34.0, 27.0),  # 36 outer corner of the image-left eye
+        (45.0, -34.0, 27.0),  # 45 outer corner of the image-right eye
+        (-30.0, 30.0, 25.0),  # 48 mouth corner, image left
+        (30.0, 30.0, 25.0),  # 54 mouth corner, image right
+    ]
+)
 _PNP_INDICES = (30, 8, 36, 45, 48, 54)
 # Six points, not more: adding the inner eye corners lowered the agreement with the model-free yaw on
 # the 40 real test faces (r 0.77 -> 0.55), and a focal length of 2x or 4x the width changed little.
@@ -134,12 +137,14 @@ def measure_landmarks(points: np.ndarray, image_size: tuple[int, int]) -> dict[s
 
 
 _MIRROR_ORDER = np.array(
-    list(range(16, -1, -1))                    # jaw
-    + list(range(26, 16, -1))                  # brows swap
-    + [27, 28, 29, 30] + [35, 34, 33, 32, 31]  # nose
-    + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]  # eyes swap
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]      # outer lips
-    + [64, 63, 62, 61, 60, 67, 66, 65]                      # inner lips
+    list(range(16, -1, -1))  # jaw
+    + list(range(26, 16, -1))  # brows swap
+    + [27, 28, 29, 30]
+    + [35, 34, 33, 32, 31]  # nose
+    + [45, 44, 43, 42, 47, 46]
+    + [39, 38, 37, 36, 41, 40]  # eyes swap
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips
+    + [64, 63, 62, 61, 60, 67, 66, 65]  # inner lips
 )
 
 

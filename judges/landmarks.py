@@ -5,6 +5,7 @@ fine-tune; dlib's shape predictor is a regression-tree ensemble trained on iBUG 
 closed eye FaceXFormer misreads is unlikely to be misread the same way. About 25 ms per 256 px face
 on one CPU core. The face box comes from MTCNN (:mod:`judges.face_box`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,7 +33,9 @@ class LandmarkJudge:
     def _shape(self, image_u8: np.ndarray, box: Sequence[float]):
         image = np.ascontiguousarray(image_u8)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
+            raise ValueError(
+                f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}"
+            )
         x0, y0, x1, y1 = (int(round(float(v))) for v in box)
         if x1 <= x0 or y1 <= y0:
             raise ValueError(f"empty face box {tuple(box)}")

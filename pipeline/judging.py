@@ -13,6 +13,7 @@ cannot see its own blind spots. :class:`JudgePanel` wraps it: for each batch it 
 
 Figures that cannot be computed are named in ``missing`` with the reason; nothing here fails the step.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,7 +27,10 @@ from common.paths import PROPERTY_NAMES, PipelinePaths
 
 LANDMARKS = "landmarks"
 HEADS = "facexformer_heads"
-JUDGE_PROPERTIES: dict[str, tuple[str, ...]] = {LANDMARKS: ("eyes", "mouth", "face_pose"), HEADS: ("face_pose",)}
+JUDGE_PROPERTIES: dict[str, tuple[str, ...]] = {
+    LANDMARKS: ("eyes", "mouth", "face_pose"),
+    HEADS: ("face_pose",),
+}
 
 
 @dataclass
@@ -34,8 +38,8 @@ class MethodRecord:
     """What the panel saw of one method's sweep images, row by row (the design's order)."""
 
     measured: dict[str, list[np.ndarray]] = field(default_factory=dict)  # judge -> [batch, P] arrays
-    descriptors: list[np.ndarray] = field(default_factory=list)           # [batch, 128] (NaN: no face)
-    extremes: list[np.ndarray] = field(default_factory=list)              # images at the sweep ends
+    descriptors: list[np.ndarray] = field(default_factory=list)  # [batch, 128] (NaN: no face)
+    extremes: list[np.ndarray] = field(default_factory=list)  # images at the sweep ends
     rows: int = 0
 
     def judge_values(self, judge: str) -> np.ndarray:
@@ -48,7 +52,9 @@ class MethodRecord:
 class JudgePanel:
     """Builds the optional judges once; :meth:`wrap` gives a scorer that records them for one method."""
 
-    def __init__(self, paths: PipelinePaths, device, enabled: bool = True, keep_extremes: bool = True) -> None:
+    def __init__(
+        self, paths: PipelinePaths, device, enabled: bool = True, keep_extremes: bool = True
+    ) -> None:
         self.missing: dict[str, str] = {}
         self.device = str(device)
         self.keep_extremes = keep_extremes
@@ -64,10 +70,14 @@ class JudgePanel:
             self.landmark_judge = LandmarkJudge()
         except JudgeUnavailable as exc:
             self.missing["landmarks, identity"] = str(exc)
-        for judge, path, why in ((LANDMARKS, paths.landmark_normalization_json,
-                                  "run step 6 with the landmark judge installed"),
-                                 (HEADS, paths.heads_normalization_json,
-                                  "run steps 5-6 again (step 5 saves the heads, step 6 fits them)")):
+        for judge, path, why in (
+            (LANDMARKS, paths.landmark_normalization_json, "run step 6 with the landmark judge installed"),
+            (
+                HEADS,
+                paths.heads_normalization_json,
+                "run steps 5-6 again (step 5 saves the heads, step 6 fits them)",
+            ),
+        ):
             if judge == LANDMARKS and self.landmark_judge is None:
                 continue
             try:
@@ -75,7 +85,9 @@ class JudgePanel:
             except (FileNotFoundError, ValueError) as exc:
                 self.missing[judge] = f"{exc}; {why}"
 
-    def wrap(self, scorer, design_extreme: np.ndarray) -> tuple[Callable[[np.ndarray], np.ndarray], MethodRecord]:
+    def wrap(
+        self, scorer, design_extreme: np.ndarray
+    ) -> tuple[Callable[[np.ndarray], np.ndarray], MethodRecord]:
         """A scorer that returns ``scorer(images)`` and records the other judges on the same images.
 
         design_extreme: bool per design row, True where the image is at a sweep's end (kept for FID).
@@ -89,7 +101,9 @@ class JudgePanel:
             out = scorer(images)
             n = len(images)
             if heads:
-                yaw = self.normalizers[HEADS].apply({"face_pose": np.asarray(scorer.last_yaw, float)})["face_pose"]
+                yaw = self.normalizers[HEADS].apply({"face_pose": np.asarray(scorer.last_yaw, float)})[
+                    "face_pose"
+                ]
                 record.measured.setdefault(HEADS, []).append(_columns({"face_pose": yaw}, n))
             if self.landmark_judge is not None:
                 values, embeddings = self._landmarks(images)
@@ -98,7 +112,7 @@ class JudgePanel:
                     record.measured.setdefault(LANDMARKS, []).append(_columns(normalised, n))
                 record.descriptors.append(embeddings)
             if self.keep_extremes:
-                keep = design_extreme[record.rows:record.rows + n]
+                keep = design_extreme[record.rows : record.rows + n]
                 record.extremes.extend(np.asarray(images)[keep])
             record.rows += n
             return out
@@ -156,13 +170,21 @@ def drop_unmeasured(table: pd.DataFrame) -> pd.DataFrame:
     return table[keep].reset_index(drop=True)
 
 
-def identity_table(samples_by_method: dict[str, pd.DataFrame], records: dict[str, MethodRecord],
-                   baseline: str) -> pd.DataFrame:
+def identity_table(
+    samples_by_method: dict[str, pd.DataFrame], records: dict[str, MethodRecord], baseline: str
+) -> pd.DataFrame:
     """Per method and swept property: dlib embedding distance between each sweep image and the unedited
     (baseline) image of the same latent; mean, median and share above 0.6 (dlib's same-person rule)."""
     from judges import SAME_PERSON_THRESHOLD, identity_distances, summarize_identity
 
-    columns = ["method", "property", "identity_distance", "identity_median", "identity_changed_share", "pairs"]
+    columns = [
+        "method",
+        "property",
+        "identity_distance",
+        "identity_median",
+        "identity_changed_share",
+        "pairs",
+    ]
     base = records.get(baseline)
     if base is None or len(base.embedding()) != len(samples_by_method.get(baseline, [])):
         return pd.DataFrame(columns=columns)
@@ -179,10 +201,19 @@ def identity_table(samples_by_method: dict[str, pd.DataFrame], records: dict[str
         before = np.stack([reference.get(int(z), np.full(128, np.nan)) for z in samples["z_index"]])
         distance = identity_distances(before, emb)
         for prop in PROPERTY_NAMES:
-            summary = summarize_identity(distance[(samples["property"] == prop).to_numpy()], SAME_PERSON_THRESHOLD)
-            rows.append({"method": method, "property": prop, "identity_distance": summary.mean,
-                         "identity_median": summary.median, "identity_changed_share": summary.share_changed,
-                         "pairs": summary.count})
+            summary = summarize_identity(
+                distance[(samples["property"] == prop).to_numpy()], SAME_PERSON_THRESHOLD
+            )
+            rows.append(
+                {
+                    "method": method,
+                    "property": prop,
+                    "identity_distance": summary.mean,
+                    "identity_median": summary.median,
+                    "identity_changed_share": summary.share_changed,
+                    "pairs": summary.count,
+                }
+            )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -192,9 +223,12 @@ def agreement_table(samples_by_method: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     parts = []
     for method, samples in samples_by_method.items():
-        frames = {judge: part.reset_index(drop=True)[[f"measured_{p}" for p in PROPERTY_NAMES]]
-                  .set_axis(list(PROPERTY_NAMES), axis=1)[list(JUDGE_PROPERTIES.get(judge, PROPERTY_NAMES))]
-                  for judge, part in samples.groupby("judge", sort=False)}
+        frames = {
+            judge: part.reset_index(drop=True)[[f"measured_{p}" for p in PROPERTY_NAMES]].set_axis(
+                list(PROPERTY_NAMES), axis=1
+            )[list(JUDGE_PROPERTIES.get(judge, PROPERTY_NAMES))]
+            for judge, part in samples.groupby("judge", sort=False)
+        }
         table = judge_agreement(frames, PROPERTY_NAMES)
         table.insert(0, "method", method)
         parts.append(table)
@@ -218,5 +252,7 @@ def load_reference_images(folder: Path, limit: int, seed: int = 0) -> np.ndarray
             continue
     shapes = {image.shape for image in images}
     if len(shapes) > 1:
-        raise ValueError(f"the filtered images in {folder} have several sizes {sorted(shapes)}; FID needs one")
+        raise ValueError(
+            f"the filtered images in {folder} have several sizes {sorted(shapes)}; FID needs one"
+        )
     return np.stack(images) if images else np.zeros((0, 1, 1, 3), dtype=np.uint8)

@@ -10,6 +10,7 @@ these images, saved in a file of its own, so step 9 can put generated images on 
 Resumable: raw measures are cached in ``landmark_raw.csv`` (rewritten atomically every chunk);
 the normalised table is rebuilt from all rows each run (normalisation is global, as in step 6).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,18 @@ from common.io import atomic_write_csv, read_csv_checked
 from common.paths import REPO_ROOT, PipelinePaths
 
 RAW_CACHE = "landmark_raw.csv"
-RAW_COLUMNS = ("img_name", "raw_eyes", "raw_mouth", "raw_face_pose", "eye_left", "eye_right", "yaw_symmetry",
-               "mtcnn_yaw", "facexformer_yaw", "flags")
+RAW_COLUMNS = (
+    "img_name",
+    "raw_eyes",
+    "raw_mouth",
+    "raw_face_pose",
+    "eye_left",
+    "eye_right",
+    "yaw_symmetry",
+    "mtcnn_yaw",
+    "facexformer_yaw",
+    "flags",
+)
 LANDMARK_COLUMNS = ("img_name", "eyes", "mouth", "face_pose") + RAW_COLUMNS[1:]
 JUDGE_PROPERTIES = ("eyes", "mouth", "face_pose")
 AGREEMENT_COLUMNS = ("property", "judge_a", "judge_b", "pearson_r", "n")
@@ -40,12 +51,12 @@ class LandmarkScoresConfig:
     """Settings; every path None = the pipeline's default under ``root``."""
 
     root: Path = REPO_ROOT
-    images: Path | None = None          # default: step 4's filtered images
+    images: Path | None = None  # default: step 4's filtered images
     segmentation_dir: Path | None = None  # default: step 5's folder (heads_{stem}.json)
-    out: Path | None = None             # default: segmentation/property_score_results
+    out: Path | None = None  # default: segmentation/property_score_results
     limit: int | None = None
-    chunk: int = 32                     # images per MTCNN call and per cache write
-    device: str = "cpu"                 # MTCNN's device
+    chunk: int = 32  # images per MTCNN call and per cache write
+    device: str = "cpu"  # MTCNN's device
 
     def __post_init__(self) -> None:
         if self.chunk < 1:
@@ -67,12 +78,15 @@ class LandmarkScoresSummary:
     seconds: float
 
     def line(self) -> str:
-        pose = self.agreement[(self.agreement["property"] == "face_pose")
-                              & (self.agreement["judge_a"] == "segmentation")]
+        pose = self.agreement[
+            (self.agreement["property"] == "face_pose") & (self.agreement["judge_a"] == "segmentation")
+        ]
         r_text = ", ".join(f"{row.judge_b} r={row.pearson_r:.2f}" for row in pose.itertuples()) or "none"
-        return (f"landmark judge: {self.measured} faces measured ({self.reused} from the cache), no face "
-                f"{self.no_face}, unreadable {self.unreadable}; pose agreement with segmentation: {r_text}; "
-                f"wrote landmark_scores.csv, judge_agreement.csv to {self.out_dir} ({self.seconds:.1f}s)")
+        return (
+            f"landmark judge: {self.measured} faces measured ({self.reused} from the cache), no face "
+            f"{self.no_face}, unreadable {self.unreadable}; pose agreement with segmentation: {r_text}; "
+            f"wrote landmark_scores.csv, judge_agreement.csv to {self.out_dir} ({self.seconds:.1f}s)"
+        )
 
 
 def _heads_yaw(segmentation_dir: Path, stem: str) -> float:
@@ -95,10 +109,19 @@ def measure_images(images: list[np.ndarray], judge, device: str = "cpu") -> list
             rows.append({c: math.nan for c in RAW_COLUMNS[1:-1]} | {"flags": "no_face"})
             continue
         m = measure_landmarks(judge.landmarks(image, box.box), image.shape[:2])
-        rows.append({"raw_eyes": m["eyes"], "raw_mouth": m["mouth"], "raw_face_pose": m["face_pose"],
-                     "eye_left": m["eye_left"], "eye_right": m["eye_right"], "yaw_symmetry": m["yaw_symmetry"],
-                     "mtcnn_yaw": yaw_five_points(box.points[:2], box.points[2], box.points[3:]),
-                     "facexformer_yaw": math.nan, "flags": ""})
+        rows.append(
+            {
+                "raw_eyes": m["eyes"],
+                "raw_mouth": m["mouth"],
+                "raw_face_pose": m["face_pose"],
+                "eye_left": m["eye_left"],
+                "eye_right": m["eye_right"],
+                "yaw_symmetry": m["yaw_symmetry"],
+                "mtcnn_yaw": yaw_five_points(box.points[:2], box.points[2], box.points[3:]),
+                "facexformer_yaw": math.nan,
+                "flags": "",
+            }
+        )
     return rows
 
 
@@ -113,7 +136,9 @@ def _normalizer_settings(paths: PipelinePaths) -> tuple[str, str]:
         return "minmax", "minmax"
 
 
-def run_landmark_scores(config: LandmarkScoresConfig, progress: Progress | None = None) -> LandmarkScoresSummary:
+def run_landmark_scores(
+    config: LandmarkScoresConfig, progress: Progress | None = None
+) -> LandmarkScoresSummary:
     """Measure every filtered image with the landmark judge; write the normalised table and the agreement.
 
     Raises judges.JudgeUnavailable when the optional extra is missing, FileNotFoundError for no images.
@@ -136,27 +161,39 @@ def run_landmark_scores(config: LandmarkScoresConfig, progress: Progress | None 
     todo = [f for f in files if f.name not in cache]
     for first in range(0, len(todo), config.chunk):
         chunk, images = [], []
-        for path in todo[first:first + config.chunk]:
+        for path in todo[first : first + config.chunk]:
             try:
                 images.append(load_rgb(path))
                 chunk.append(path)
             except ImageReadError:
-                cache[path.name] = {c: math.nan for c in RAW_COLUMNS[1:-1]} | {"img_name": path.name,
-                                                                               "flags": "unreadable"}
+                cache[path.name] = {c: math.nan for c in RAW_COLUMNS[1:-1]} | {
+                    "img_name": path.name,
+                    "flags": "unreadable",
+                }
         for path, row in zip(chunk, measure_images(images, judge, config.device)):
             cache[path.name] = {"img_name": path.name, **row}
-        atomic_write_csv(cache_path, pd.DataFrame([cache[k] for k in sorted(cache)], columns=list(RAW_COLUMNS)),
-                         RAW_COLUMNS)
+        atomic_write_csv(
+            cache_path,
+            pd.DataFrame([cache[k] for k in sorted(cache)], columns=list(RAW_COLUMNS)),
+            RAW_COLUMNS,
+        )
         if progress is not None:
             progress(min(first + config.chunk, len(todo)), len(todo))
     table = pd.DataFrame([cache[f.name] for f in files], columns=list(RAW_COLUMNS))
     table["facexformer_yaw"] = [_heads_yaw(seg_dir, Path(name).stem) for name in table["img_name"]]
     method, pose_scaling = _normalizer_settings(paths)
-    raw = {"eyes": table["raw_eyes"].to_numpy(float), "mouth": table["raw_mouth"].to_numpy(float),
-           "face_pose": table["raw_face_pose"].to_numpy(float)}
+    raw = {
+        "eyes": table["raw_eyes"].to_numpy(float),
+        "mouth": table["raw_mouth"].to_numpy(float),
+        "face_pose": table["raw_face_pose"].to_numpy(float),
+    }
     landmark_norm = PropertyNormalizer.fit(raw, method, pose_scaling, properties=JUDGE_PROPERTIES)
-    heads_norm = PropertyNormalizer.fit({"face_pose": table["facexformer_yaw"].to_numpy(float)}, method,
-                                        pose_scaling, properties=("face_pose",))
+    heads_norm = PropertyNormalizer.fit(
+        {"face_pose": table["facexformer_yaw"].to_numpy(float)},
+        method,
+        pose_scaling,
+        properties=("face_pose",),
+    )
     normalised = landmark_norm.apply(raw)
     out = table.copy()
     for k, name in enumerate(JUDGE_PROPERTIES):
@@ -167,9 +204,15 @@ def run_landmark_scores(config: LandmarkScoresConfig, progress: Progress | None 
     agreement = filtered_set_agreement(out, heads_norm, paths)
     atomic_write_csv(out_dir / paths.judge_agreement_csv.name, agreement, AGREEMENT_COLUMNS)
     measured = int((table["flags"].fillna("") == "").sum())
-    return LandmarkScoresSummary(measured, int((table["flags"] == "no_face").sum()),
-                                 int((table["flags"] == "unreadable").sum()), reused, out_dir,
-                                 agreement, time.perf_counter() - start)
+    return LandmarkScoresSummary(
+        measured,
+        int((table["flags"] == "no_face").sum()),
+        int((table["flags"] == "unreadable").sum()),
+        reused,
+        out_dir,
+        agreement,
+        time.perf_counter() - start,
+    )
 
 
 def filtered_set_agreement(landmarks: pd.DataFrame, heads_norm, paths: PipelinePaths) -> pd.DataFrame:
@@ -185,6 +228,11 @@ def filtered_set_agreement(landmarks: pd.DataFrame, heads_norm, paths: PipelineP
     frames["landmarks"] = landmarks.set_index("img_name")[list(JUDGE_PROPERTIES)]
     frames["mtcnn_points"] = pd.DataFrame({"face_pose": landmarks["mtcnn_yaw"].to_numpy()}, index=index)
     frames["facexformer_heads"] = pd.DataFrame(
-        {"face_pose": heads_norm.apply({"face_pose": landmarks["facexformer_yaw"].to_numpy(float)})["face_pose"]},
-        index=index)
+        {
+            "face_pose": heads_norm.apply({"face_pose": landmarks["facexformer_yaw"].to_numpy(float)})[
+                "face_pose"
+            ]
+        },
+        index=index,
+    )
     return judge_agreement(frames, JUDGE_PROPERTIES)

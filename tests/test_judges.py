@@ -1,4 +1,5 @@
 """The independent judges: dlib landmark measures on the real faces, identity, agreement, FID/KID."""
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,7 @@ from judges import (
 
 
 def _require_dlib() -> None:
-    """The dlib judge is an optional extra: CI installs it (so there a missing one fails); elsewhere it skips."""
+    """The dlib judge is an optional extra: CI installs it (there a missing one fails); elsewhere it skips."""
     available, reason = dlib_status()
     if not available:
         if os.environ.get("CI"):
@@ -98,7 +99,9 @@ def test_mirrored_face_flips_the_yaw_sign(faces, boxes, landmarks, judge):
         assert np.sign(mirrored_yaw) == -np.sign(yaw), (yaw, mirrored_yaw)
         assert abs(mirrored_yaw + yaw) < 0.5 * abs(yaw) + 3
         flipped += 1
-    assert flipped >= 8  # 12 of the 40 measured: enough turned faces among the 40 for the test to mean something
+    assert (
+        flipped >= 8
+    )  # 12 of the 40 measured: enough turned faces among the 40 for the test to mean something
 
 
 def test_mirroring_the_points_flips_yaw_and_swaps_eyes(landmarks, faces):
@@ -150,11 +153,18 @@ def test_judges_agree_on_pose_of_the_real_faces(faces, boxes, landmarks):
     0.64 (symmetry) on the 40 faces; 0.25 leaves room for CPU differences in MTCNN's boxes."""
     names = [f"face_{i:03d}" for i in range(len(faces))]
     dlib = pd.DataFrame([measure_landmarks(p, f.shape[:2]) for p, f in zip(landmarks, faces)], index=names)
-    mtcnn = pd.DataFrame({"face_pose": [yaw_five_points(b.points[:2], b.points[2], b.points[3:]) for b in boxes]},
-                         index=names)
+    mtcnn = pd.DataFrame(
+        {"face_pose": [yaw_five_points(b.points[:2], b.points[2], b.points[3:]) for b in boxes]}, index=names
+    )
     symmetry = pd.DataFrame({"face_pose": dlib["yaw_symmetry"]}, index=names)
-    table = judge_agreement({"landmarks": dlib[["eyes", "mouth", "face_pose"]], "mtcnn_points": mtcnn,
-                             "landmark_symmetry": symmetry}, ["eyes", "mouth", "face_pose"])
+    table = judge_agreement(
+        {
+            "landmarks": dlib[["eyes", "mouth", "face_pose"]],
+            "mtcnn_points": mtcnn,
+            "landmark_symmetry": symmetry,
+        },
+        ["eyes", "mouth", "face_pose"],
+    )
     assert len(table) == 3 and set(table["property"]) == {"face_pose"}
     assert (table["n"] == 40).all()
     assert (table["pearson_r"] > 0.25).all(), table
@@ -168,15 +178,20 @@ def test_pearson_r_handles_nan_and_degenerate_input():
     a = pd.DataFrame({"eyes": [0.1, 0.2, 0.3, 0.4]}, index=list("abcd"))
     b = pd.DataFrame({"eyes": [0.4, 0.3, 0.2, 0.1, 9.0]}, index=list("abcde"))  # e is not in a: ignored
     table = judge_agreement({"a": a, "b": b}, ["eyes", "mouth"])
-    assert table.to_dict("records") == [{"property": "eyes", "judge_a": "a", "judge_b": "b",
-                                         "pearson_r": pytest.approx(-1.0), "n": 4}]
+    assert table.to_dict("records") == [
+        {"property": "eyes", "judge_a": "a", "judge_b": "b", "pearson_r": pytest.approx(-1.0), "n": 4}
+    ]
 
 
 # -- identity ----------------------------------------------------------------------------------------
 def test_identity_distance_same_face_small_other_faces_large(faces, boxes, judge):
     descriptors = np.stack([judge.descriptor(f, b.box) for f, b in zip(faces[:12], boxes[:12])])
-    mirrored = np.stack([judge.descriptor(np.ascontiguousarray(f[:, ::-1]), _mirror_box(b.box, f.shape[1]))
-                         for f, b in zip(faces[:12], boxes[:12])])
+    mirrored = np.stack(
+        [
+            judge.descriptor(np.ascontiguousarray(f[:, ::-1]), _mirror_box(b.box, f.shape[1]))
+            for f, b in zip(faces[:12], boxes[:12])
+        ]
+    )
     same = identity_distances(descriptors, mirrored)
     assert same.max() < 0.6  # a mirrored photo is the same person by dlib's rule
     others = identity_distances(descriptors, np.roll(descriptors, 1, axis=0))
@@ -191,7 +206,9 @@ def test_dlib_missing_is_a_clear_reason(monkeypatch):
     import judges.dlib_models as dm
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(dm.importlib.util, "find_spec", lambda name, *a: None if name == "dlib" else real(name, *a))
+    monkeypatch.setattr(
+        dm.importlib.util, "find_spec", lambda name, *a: None if name == "dlib" else real(name, *a)
+    )
     available, reason = dlib_status()
     assert not available and "requirements-judges.txt" in reason
     with pytest.raises(JudgeUnavailable, match="dlib is not installed"):

@@ -1,4 +1,5 @@
 """The landmark judge on a filtered folder: normalised like step 6, resumable, with judge agreement."""
+
 from __future__ import annotations
 
 import json
@@ -30,12 +31,18 @@ def root(tmp_path, real_faces):
     (paths.filtered_dir / "broken.jpg").write_bytes(b"not a jpeg")
     paths.segmentation_dir.mkdir(parents=True)
     for i, face in enumerate(real_faces[:8]):
-        (paths.segmentation_dir / f"heads_{face.stem}.json").write_text(json.dumps({"yaw": float(i), "pitch": 0,
-                                                                                     "roll": 0}))
+        (paths.segmentation_dir / f"heads_{face.stem}.json").write_text(
+            json.dumps({"yaw": float(i), "pitch": 0, "roll": 0})
+        )
     paths.property_scores_dir.mkdir(parents=True)
-    pd.DataFrame({"img_name": [f.name for f in real_faces[:8]], "eyes": np.linspace(0, 1, 8),
-                  "mouth": np.linspace(1, 0, 8), "face_pose": np.linspace(-1, 1, 8)}).to_csv(
-        paths.all_scores_csv, index=False)
+    pd.DataFrame(
+        {
+            "img_name": [f.name for f in real_faces[:8]],
+            "eyes": np.linspace(0, 1, 8),
+            "mouth": np.linspace(1, 0, 8),
+            "face_pose": np.linspace(-1, 1, 8),
+        }
+    ).to_csv(paths.all_scores_csv, index=False)
     return paths
 
 
@@ -58,12 +65,20 @@ def test_measures_normalises_and_resumes(root, single_thread):
 
     agreement = pd.read_csv(root.judge_agreement_csv)
     pairs = set(zip(agreement["property"], agreement["judge_a"], agreement["judge_b"]))
-    assert ("eyes", "segmentation", "landmarks") in pairs and ("face_pose", "landmarks", "mtcnn_points") in pairs
+    assert ("eyes", "segmentation", "landmarks") in pairs and (
+        "face_pose",
+        "landmarks",
+        "mtcnn_points",
+    ) in pairs
     assert ("face_pose", "segmentation", "facexformer_heads") in pairs
     assert (agreement["n"] == 8).all() and agreement["pearson_r"].between(-1, 1).all()
     assert "pose agreement with segmentation" in summary.line()
 
     before = root.landmark_scores_csv.read_bytes()
     second = run_landmark_scores(config)
-    assert (second.reused, second.measured, second.unreadable) == (9, 8, 1)  # nothing measured again; the table is identical
+    assert (second.reused, second.measured, second.unreadable) == (
+        9,
+        8,
+        1,
+    )  # nothing measured again; the table is identical
     assert root.landmark_scores_csv.read_bytes() == before
