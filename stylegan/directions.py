@@ -19,8 +19,10 @@ properties are either left free (``hold=False``) or held at their current values
 a joint solve, the many-property form of InterFaceGAN's conditional manipulation, which projects
 out at most two other boundaries). The cap keeps w inside its distribution: no calibrated
 prediction may leave the fitted samples' mean +- ``cap`` standard deviations (InterFaceGAN edits
-within +-3 boundary distances); a request beyond it is clipped to the bound and reported as not
-reached, and a free property pushed past its bound is pinned there.
+within +-3 boundary distances), and no move may be longer than ``2 * cap`` standard deviations of
+w along its own direction; a request beyond either is met as far as allowed and reported as not
+reached, and a free property pushed past its bound is pinned there. Guards (step 4's
+gender_score) are extra linear quantities every edit holds (:meth:`LatentDirections.with_guards`).
 
 Layer ranges (coarse / middle / fine synthesis layers) are applied when rendering
 (:func:`mix_layers`, :func:`render_edit`): ``edit`` always returns plain w codes.
@@ -169,9 +171,8 @@ def _check_inputs(latents: Any, scores: Any, property_names: Sequence[str]) -> t
 def fit_directions(latents: Any, scores: Any, seed: int = 0, *, method: str | Sequence[str] = "auto",
                    property_names: Sequence[str] = PROPERTY_NAMES, hold: bool = DEFAULT_HOLD,
                    metric: str = DEFAULT_METRIC, cap: float | None = DEFAULT_CAP, svm_count: int | None = None,
-                   svm_c: float = 1.0,
-                   heldout_share: float = 0.2, min_samples: int = 10, generator_fingerprint: str | None = None,
-                   normalization: dict | None = None) -> "LatentDirections":
+                   svm_c: float = 1.0, heldout_share: float = 0.2, min_samples: int = 10,
+                   generator_fingerprint: str | None = None, normalization: dict | None = None) -> "LatentDirections":
     """Fit one calibrated direction per property from w codes [N, w_dim] and step-6 scores [N, P].
 
     A NaN score leaves that row out for that property only. ``method``: ``auto`` | ``ridge`` |
@@ -232,8 +233,9 @@ def fit_directions(latents: Any, scores: Any, seed: int = 0, *, method: str | Se
     cov = _shrunk_covariance(w)
     score_range = [[float(np.nanmin(s[:, j])), float(np.nanmax(s[:, j]))] if np.isfinite(s[:, j]).any()
                    else [float("nan"), float("nan")] for j in range(p_count)]
-    info = {"num_samples": counts, "heldout_r": heldout, "score_range": score_range, "seed": int(seed), "heldout_share": float(heldout_share),
-            "svm_count": svm_count, "svm_c": float(svm_c), "requested_method": list(methods)}
+    info = {"num_samples": counts, "heldout_r": heldout, "score_range": score_range, "seed": int(seed),
+            "heldout_share": float(heldout_share), "svm_count": svm_count, "svm_c": float(svm_c),
+            "requested_method": list(methods)}
     return LatentDirections(directions, slopes, intercepts, tuple(chosen), proj_mean, proj_std, cov @ directions.T,
                             property_names, w.mean(axis=0), hold=hold, metric=metric, cap=cap,
                             generator_fingerprint=generator_fingerprint, normalization=normalization, info=info)
@@ -406,8 +408,9 @@ class LatentDirections:
         the cap off). A requested value outside the cap's bounds is moved to the bound, and a
         change longer than ``2 * cap`` standard deviations of w along its own direction (whitened:
         Mahalanobis length) is shortened to that (a full sweep across the bounds fits; a joint
-        solve between nearly parallel directions does not); both are reported: with ``return_report=True`` the result is ``(latents, reached)``, ``reached``
-        bool [N, P], False where a request was not met (unrequested properties count as reached).
+        solve between nearly parallel directions does not); both are reported: with
+        ``return_report=True`` the result is ``(latents, reached)``, ``reached`` bool [N, P], False
+        where a request was not met (unrequested properties count as reached).
         Guards (:meth:`with_guards`) are held unless ``guard=False``.
         """
         hold = self.hold if hold is None else hold

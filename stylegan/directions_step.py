@@ -79,7 +79,7 @@ class FitDirectionsConfig:
     cap: float | None = DEFAULT_CAP
     svm_count: int | None = None
     gender_guard: bool = True      # edits hold step 4's gender_score (a ridge direction) when its table is there
-    num_heldout: int = 16          # scored latents kept out of fitting for the control choice and the sheets
+    num_heldout: int = 16          # scored latents the control choice's candidates are not fitted on; sheet rows
     num_values: int = 5            # targets per sweep (control choice and sheets)
     sheet_rows: int = 4
     batch_size: int = 16
@@ -224,6 +224,8 @@ def _matched_rows(config: FitDirectionsConfig) -> tuple[Any, dict[str, Any]]:
     if len(psi) != 1 or len(layers) != 1:
         raise FitDirectionsInputError(f"{generated_csv} mixes truncation settings; regenerate step 1 in one run")
     counts["trunc_psi"], counts["trunc_layers"] = float(psi[0]), int(layers[0])
+    keys = generated["checkpoint_key"].dropna().astype(str).unique() if "checkpoint_key" in generated else []
+    counts["checkpoint_key"] = str(keys[0]) if len(keys) == 1 else None
     counts["generated"] = generated
     return merged, counts
 
@@ -269,6 +271,10 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], No
             pass
     rows, counts = _matched_rows(config)
     generator = load_generator(config.checkpoint, which=config.which, device=device)
+    if counts["checkpoint_key"] not in (None, generator.checkpoint_key):
+        raise FitDirectionsInputError(
+            f"step 1 made its images with the '{counts['checkpoint_key']}' entry of the checkpoint, this run loads "
+            f"'{generator.checkpoint_key}': pass --which {counts['checkpoint_key']}")
     w = load_w_codes(generator, config.generated_dir, rows["index"].to_numpy(), counts["trunc_psi"],
                      counts["trunc_layers"])
     scores = rows[list(PROPERTY_NAMES)].to_numpy(np.float64)
@@ -277,7 +283,8 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], No
     fit_options = dict(hold=config.hold, metric=config.metric, cap=config.cap, svm_count=config.svm_count,
                        generator_fingerprint=fingerprint, normalization=normalization)
 
-    # held-out latents (scored, kept, never fitted on) for the control choice and the sheets
+    # held-out latents (scored, kept): the control choice's candidates are fitted without them (the
+    # final directions then use every row); the sheets and the female share show them
     rng = np.random.default_rng(config.seed)
     num_heldout = min(config.num_heldout, max(2, len(w) // 5))
     heldout = np.sort(rng.permutation(len(w))[:num_heldout])

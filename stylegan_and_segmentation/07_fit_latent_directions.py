@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     parser.add_argument("--gender-guard", action=argparse.BooleanOptionalAction, default=d.gender_guard,
                         help="edits hold step 4's gender_score (a ridge direction fitted on every generated latent)")
     parser.add_argument("--num-heldout", type=int, default=d.num_heldout,
-                        help="scored latents held out of fitting for the control choice and the sheets")
+                        help="scored latents the control choice judges on (its candidates are fitted without "
+                             "them) and the sheets show")
     parser.add_argument("--num-values", type=int, default=d.num_values, help="targets per sweep")
     parser.add_argument("--all-scored", action="store_true",
                         help="fit on every scored image, not only those step 4 kept (faces may then be men)")

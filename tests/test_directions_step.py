@@ -187,3 +187,11 @@ def test_generate_fn_for_step_9_edits_and_renders(world, single_thread):
     expected = render_edit(generator, w[:3], directions.edit(w[:3], targets))
     np.testing.assert_array_equal(generate(z, targets), expected)
     assert not np.array_equal(expected, synthesize_uint8(generator, z))
+
+
+def test_another_generator_entry_than_step_1_used_is_refused(world, tmp_path):
+    from stylegan.directions_step import FitDirectionsInputError
+
+    paths, _, _, _ = world
+    with pytest.raises(FitDirectionsInputError, match="'generator_smooth' entry .* pass --which generator_smooth"):
+        run_fit_directions(_config(paths, select="heldout-r", out_dir=tmp_path / "d", which="generator"))
