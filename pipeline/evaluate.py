@@ -217,8 +217,7 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
 
     atomic_write_csv(out_dir / COMPARISON_CSV, table[list(COMPARISON_COLUMNS)], COMPARISON_COLUMNS)
     requested = {p: list(np.linspace(ranges[p][0], ranges[p][1], design.num_values)) for p in PROPERTY_NAMES}
-    sheet = comparison_sheet({m: r.sheets for m, r in results.items()}, requested, z_rows=1,
-                             num_values=design.num_values)
+    sheet = comparison_sheet({m: r.sheets for m, r in results.items()}, requested, z_rows=1)
     atomic_save_image(out_dir / COMPARISON_PNG, sheet)
     lines = verdicts(table)
     judge = str(table["judge"].iloc[0]) if len(table) else scorer.__class__.__name__

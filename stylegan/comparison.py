@@ -107,30 +107,31 @@ def verdicts(table: pd.DataFrame, baseline: str = "baseline") -> list[str]:
     return lines
 
 
-def comparison_sheet(sheets_by_method: Mapping[str, Mapping[str, list[np.ndarray]]], requested: Sequence[float],
-                     properties: Sequence[str] = PROPERTY_NAMES, z_rows: int = 1, num_values: int | None = None,
-                     thumb: int = 96):
-    """One sweep row per method for the same latent(s): blocks per property, rows method (x latent).
+_SHORT = {"eyes": "eyes", "hair_color": "hcol", "hair_length": "hlen", "mouth": "mouth", "face_pose": "pose"}
 
-    sheets_by_method[method][property]: the images of that method's sweep sheet (row-major, latent
-    by latent, ``num_values`` per row). requested[k]: caption values per column, per property.
+
+def comparison_sheet(sheets_by_method: Mapping[str, Mapping[str, list[np.ndarray]]],
+                     requested: Mapping[str, Sequence[float]], properties: Sequence[str] = PROPERTY_NAMES,
+                     z_rows: int = 1, thumb: int = 128):
+    """One sweep row per method for the same latent(s): a block per property, rows method (x latent).
+
+    sheets_by_method[method][property]: that method's sweep images (latent by latent, one row of
+    ``len(requested[property])`` values each). Captions: method, property (short), requested value.
     """
     from common.contact_sheet import make_contact_sheet
 
     images, captions = [], []
+    ncols = max(len(v) for v in requested.values())
     for prop in properties:
+        n = len(requested[prop])
         for k in range(z_rows):
             for method, sheets in sheets_by_method.items():
-                cells = list(sheets.get(prop, []))
-                n = num_values or len(requested[prop])
-                row = cells[k * n:(k + 1) * n]
+                row = list(sheets.get(prop, []))[k * n:(k + 1) * n]
                 if len(row) < n:
                     continue
                 images += row
-                captions += [f"{method[:10]} {prop[:5]} {v:.2f}" for v in requested[prop]]
-    methods = ", ".join(sheets_by_method)
-    return make_contact_sheet(images, captions, ncols=num_values or len(next(iter(requested.values()))),
-                              thumb=thumb, title=f"same latent per block; rows: {methods}; columns: requested value")
+                captions += [f"{method[:10]} {_SHORT.get(prop, prop[:5])}={v:.2f}" for v in requested[prop]]
+    return make_contact_sheet(images, captions, ncols=ncols, thumb=thumb, title="rows: method, same latent")
 
 
 def write_csv(table: pd.DataFrame, out_dir: Path | str) -> Path:

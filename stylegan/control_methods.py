@@ -155,46 +155,38 @@ def _synthesize(generator: StyleGANGenerator, wp: torch.Tensor) -> torch.Tensor:
 class DirectionsMethod:
     """Latent directions: z -> mapping -> w -> ``directions.edit`` -> synthesis.
 
-    ``directions`` is a fitted ``stylegan.directions.LatentDirections`` (anything with
-    ``edit(w, targets, return_report=True) -> (w_edit, reached)`` and optionally ``layers``, one
-    layer range per property). The edited w goes to the union of the layer ranges of the
-    properties requested in that row (all layers when a range is "all" or nothing is requested);
-    the other layers keep the original w.
+    ``directions`` is a fitted ``stylegan.directions.LatentDirections``: its ``edit(w, targets,
+    return_report=True)`` gives the edited w and what was reached, its ``layer_mask_for(requested,
+    num_layers)`` the synthesis layers that see the edited w (the union of the requested properties'
+    layer ranges; all layers when nothing is requested); the other layers keep the original w.
+    (``stylegan.directions.make_generate_fn`` renders the same images without the reached report.)
     """
 
     name = DIRECTIONS
 
     def __init__(self, generator: StyleGANGenerator, directions: Any, batch_size: int = 16,
                  ranges: Ranges | None = None, description: str | None = None):
+        if directions.w_dim != generator.w_space_dim:
+            raise ValueError(f"directions are {directions.w_dim}-d, the generator's w is {generator.w_space_dim}-d")
         self.generator = generator
         self.directions = directions
         self.batch_size = batch_size
         self.z_dim = generator.z_space_dim
         self.ranges = ranges
         self.description = description or "latent directions (edit of w)"
-        self._masks = self._layer_masks(generator.num_layers, getattr(directions, "layers", None))
-
-    @staticmethod
-    def _layer_masks(num_layers: int, layers) -> np.ndarray:
-        """bool [P, L]: the synthesis layers each property's edit is applied to."""
-        if not layers or all(name == "all" for name in layers):
-            return np.ones((len(PROPERTY_NAMES), num_layers), dtype=bool)
-        from stylegan.directions import layer_mask
-
-        return np.stack([layer_mask(num_layers, name) for name in layers])
 
     def render(self, z, targets, return_report=False):
         z, targets = _check_inputs(z, targets, self.z_dim)
         device = self.generator.truncation.w_avg.device
+        num_layers = self.generator.num_layers
+
         def one(zb: torch.Tensor, tb: np.ndarray):
-            w = self.generator.mapping(zb)["w"]
-            w_edit, reached = self.directions.edit(w.float().cpu().numpy(), tb, return_report=True)
+            w = self.generator.mapping(zb)["w"].float()
+            w_edit, reached = self.directions.edit(w.cpu().numpy(), tb, return_report=True)
             w_edit = torch.from_numpy(np.asarray(w_edit, dtype=np.float32)).to(device)
-            requested = ~np.isnan(tb)
-            masks = (requested[:, :, None] & self._masks[None]).any(axis=1)  # [N, L]
-            masks[~requested.any(axis=1)] = True                           # nothing requested: w_edit everywhere
-            mask = torch.from_numpy(masks).to(device)[:, :, None]
-            wp = torch.where(mask, w_edit[:, None, :], w[:, None, :])  # [N, L, D]
+            masks = np.stack([self.directions.layer_mask_for(np.isfinite(row), num_layers) for row in tb])
+            mask = torch.from_numpy(masks).to(device)[:, :, None]          # [N, L, 1]
+            wp = torch.where(mask, w_edit[:, None, :], w[:, None, :])      # [N, L, D]
             return _synthesize(self.generator, wp), reached
 
         return render_batched(one, z, targets, self.batch_size, device, self.generator.resolution, return_report)

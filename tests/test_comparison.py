@@ -81,8 +81,9 @@ def test_baseline_shows_no_control_where_perfect_control_shows_full_control(gene
     table = comparison_table({"baseline": _run(BaselineMethod(generator)), "perfect": _run(BandMethod("perfect"))})
     base = table[table["method"] == "baseline"].set_index("property")
     perfect = table[table["method"] == "perfect"].set_index("property")
-    assert np.allclose(base["pearson_r"], 0.0, atol=1e-9) and np.allclose(base["control_slope"], 0.0)
-    assert np.allclose(base["leakage_mean"], 0.0) and (base["monotonic_share"] == 0.0).all()
+    # (0 up to a uint8 step where batch composition changes a pixel's rounding on some CPUs)
+    assert (base["pearson_r"].abs() < 0.05).all() and (base["control_slope"].abs() < 1e-3).all()
+    assert (base["leakage_mean"] < 1e-3).all() and (base["monotonic_share"] == 0.0).all()
     assert (base["mae"] > 0.1).all()  # it misses the requested values
     # the same measure, on a method that does control: r ~ 1, slope ~ 1, no leakage (8-bit rounding aside)
     assert (perfect["pearson_r"] > 0.999).all() and np.allclose(perfect["control_slope"], 1.0, atol=0.01)
@@ -151,36 +152,38 @@ def test_methods_share_latents_and_fill_unrequested_values(generator):
     assert not baseline.render(z, requested, return_report=True)[1][:, 0].any()  # the floor reaches nothing
 
 
-class _IdentityDirections:
-    """Edits nothing (w unchanged) and reports every request reached: rendering must equal the baseline."""
+def _directions(generator, layers=("all",) * 5, seed=0):
+    """Ridge directions on the tiny generator's w, scores a planted linear function of w."""
+    from stylegan.directions import fit_directions
 
-    layers = ("all",) * 5
-
-    def edit(self, w, targets, return_report=False):
-        return (np.asarray(w, np.float32), np.ones(targets.shape, bool)) if return_report else w
-
-
-class _ShiftDirections(_IdentityDirections):
-    layers = ("coarse", "all", "all", "all", "all")
-
-    def edit(self, w, targets, return_report=False):
-        w = np.asarray(w, np.float32) + np.nan_to_num(targets[:, :1], nan=0.0).astype(np.float32) * 5.0
-        return w, np.ones(targets.shape, bool)
+    with torch.no_grad():
+        w = generator.mapping(torch.from_numpy(latents_for(seed, range(200), 16)))["w"].numpy()
+    planted = np.random.default_rng(seed).standard_normal((16, 5))
+    scores = 0.5 + 0.1 * (w - w.mean(0)) @ planted / np.abs((w - w.mean(0)) @ planted).max(0)
+    return fit_directions(w, scores, method="ridge").with_options(layers=tuple(layers))
 
 
 def test_directions_method_renders_through_the_mapping_and_its_layer_ranges(generator):
+    from stylegan.directions import make_generate_fn
+
     z = evaluation_latents(1, 2, 16)
     nothing = np.full((2, 5), np.nan, np.float32)
-    same = DirectionsMethod(generator, _IdentityDirections(), batch_size=1)
-    assert np.array_equal(same.render(z, nothing), BaselineMethod(generator).render(z, nothing))
-    # an eyes edit restricted to the coarse layers differs from the same edit on every layer
+    directions = _directions(generator)
+    method = DirectionsMethod(generator, directions, batch_size=1)
+    assert isinstance(method, ControlMethod)
+    # no request: the unedited image, the baseline's (up to a uint8 step from the float64 solve)
+    unedited = method.render(z, nothing).astype(int) - BaselineMethod(generator).render(z, nothing)
+    assert np.abs(unedited).max() <= 1
     targets = nothing.copy()
-    targets[:, 0] = 1.0
-    coarse = DirectionsMethod(generator, _ShiftDirections()).render(z, targets)
-    everywhere = DirectionsMethod(generator, type("All", (_ShiftDirections,), {"layers": ("all",) * 5})()).render(
-        z, targets)
-    unedited = same.render(z, nothing)
-    assert not np.array_equal(coarse, unedited) and not np.array_equal(coarse, everywhere)
+    targets[:, 0] = 0.55
+    images, reached = method.render(z, targets, return_report=True)
+    assert reached.all()
+    # the same images as the directions module's own renderer (one rule for layer ranges)
+    assert np.array_equal(images, make_generate_fn(generator, directions)(z, targets))
+    # an eyes edit on the coarse layers only differs from the same edit on every layer
+    coarse = DirectionsMethod(generator, directions.with_options(layers=("coarse",) + ("all",) * 4))
+    assert not np.array_equal(coarse.render(z, targets), images)
+    assert not np.array_equal(images, method.render(z, nothing))
 
 
 def test_finetuned_method_holds_unrequested_values_at_the_training_median(generator):
