@@ -4,7 +4,12 @@ The maps are realistic synthetic faces (skin ellipse, hair above and down the si
 eyes, a tilted nose, lips and an open or closed mouth) with random geometry, plus random RGB
 crops. Only scoring is timed (no PNG decoding). Writes JSON under benchmarks/results/.
 
-    python benchmarks/bench_scores.py [--images 500] [--repeats 5]
+    python benchmarks/bench_scores.py [--images 500] [--repeats 5] [--original PATH]
+
+``--original PATH``: the original Oh-LoRA scoring code (``compute_property_scores.py`` of
+https://github.com/WannaBeSuperteur/AI_Projects, folder ``2025_04_08_OhLoRA/stylegan_and_segmentation``;
+PATH is that file or a folder holding it). Its five score functions run on the same maps and crops
+as ``raw_scores``, in alternated pairs (``_paired.py``); without it the ratio is "not measured".
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _paired import NOT_MEASURED, paired_ratio  # noqa: E402
 from segmentation.labels import FaceLabel  # noqa: E402
 from segmentation.property_scores import background_scores, raw_scores  # noqa: E402
 
@@ -73,12 +80,59 @@ def _rate(fn, pairs: list[tuple[np.ndarray, np.ndarray]], repeats: int) -> float
     return len(pairs) / best
 
 
+def original_scorer(path: str):
+    """The original five score functions as one callable (parsing, face) -> tuple, from the user's copy."""
+    import importlib.util
+
+    file = Path(path).expanduser()
+    if file.is_dir():
+        candidates = [file / "compute_property_scores.py",
+                      file / "2025_04_08_OhLoRA" / "stylegan_and_segmentation" / "compute_property_scores.py"]
+        file = next((c for c in candidates if c.is_file()), candidates[0])
+    if not file.is_file():
+        raise SystemExit(f"error: {file} not found: pass the original compute_property_scores.py or its folder")
+    spec = importlib.util.spec_from_file_location("original_property_scores", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def score(parsing: np.ndarray, face: np.ndarray) -> tuple:
+        return (module.compute_eyes_score(parsing), module.compute_hair_color_score(parsing, face),
+                module.compute_hair_length_score(parsing), module.compute_mouth_score(parsing),
+                module.compute_pose_score(parsing))
+
+    return score
+
+
+def compare_with_original(path: str | None, pairs: list, rounds: int, original_images: int) -> dict:
+    if not path:
+        return {"speedup_median": NOT_MEASURED}
+    original = original_scorer(path)
+    subset = pairs[:original_images]
+    for parsing, face in subset[:3]:  # same definitions: the faces are synthetic, so every part exists
+        mine = raw_scores(parsing, face)
+        theirs = original(parsing, face)
+        assert abs(mine["eyes"] - theirs[0]) < 1e-9 and abs(mine["face_pose"] - theirs[4]) < 1e-9, (mine, theirs)
+
+    def run_ours():
+        for parsing, face in pairs:
+            raw_scores(parsing, face)
+
+    def run_original():
+        for parsing, face in subset:
+            original(parsing, face)
+
+    return paired_ratio(run_ours, run_original, pairs=rounds, ours_items=len(pairs), reference_items=len(subset))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5, help="timed passes; the best one is reported")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--original", default=None, help="the original compute_property_scores.py (or its folder)")
+    parser.add_argument("--pairs", type=int, default=9, help="alternated pairs against the original")
+    parser.add_argument("--original-images", type=int, default=40, help="maps per original call (it is slow)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "bench_scores.json")
     args = parser.parse_args(argv)
 
@@ -93,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "mean_hair_fraction": round(hair_fraction, 3),
         "raw_scores_images_per_s": round(_rate(raw_scores, pairs, args.repeats), 1),
         "background_scores_images_per_s": round(_rate(background_scores, pairs, args.repeats), 1),
+        "vs_original": compare_with_original(args.original, pairs, args.pairs, args.original_images),
         "numpy": np.__version__,
         "python": platform.python_version(),
         "machine": platform.processor() or platform.machine(),

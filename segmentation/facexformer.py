@@ -225,7 +225,12 @@ class _FaceDecoder(nn.Module):
                    hw: tuple[int, int]) -> torch.Tensor:
         """[B, 11, 4H, 4W]: shared hypernetwork(mask tokens) . upscaled image features."""
         b, _, c = image_out.shape
-        upscaled = self.output_upscaling(image_out.transpose(1, 2).reshape(b, c, *hw))
+        # Contiguous NCHW, whatever the batch size: the official ``transpose(1, 2).view(...)`` is a
+        # channels_last view, which oneDNN keeps for batches > 1 but not for one image, so the
+        # channel LayerNorm after the first transposed conv reduced in another order for batches
+        # than for single images: logits moved by ~1e-6 and near-tied pixels flipped class with
+        # --batch-size. One layout = the official batch-1 numerics for every batch size.
+        upscaled = self.output_upscaling(image_out.transpose(1, 2).reshape(b, c, *hw).contiguous())
         hyper = self.output_hypernetwork_mlps(token_out[:, len(_TOKEN_NAMES):, :])  # [B, 11, 32]
         bu, cu, hu, wu = upscaled.shape
         return (hyper @ upscaled.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
