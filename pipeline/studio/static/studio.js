@@ -169,7 +169,8 @@ async function pump() {
       lastPainted = job.query;
       stats.paintMs.push(paintMs);
       stats.serverMs.push(serverMs);
-      setStatus("");
+      setStatus(layout.unreached.length ? `latent directions stop short of ${layout.unreached.join(", ")} ` +
+                `(beyond the edit's cap, which keeps w inside its distribution)` : "");
       document.body.dataset.ready = "1";
       $("timing").textContent = `render ${serverMs.toFixed(0)} ms on the server; input to paint ` +
                                 `${paintMs.toFixed(0)} ms`;
