@@ -7,6 +7,7 @@ then cancels most of the noise that a best-of-N or a mean of separate runs would
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,7 @@ def reference_checkout(path: str | None, marker: str) -> Path | None:
         return None
     root = Path(path).expanduser().resolve()
     if not (root / marker).is_file():
-        raise SystemExit(f"error: {root} is not the expected checkout: {marker} is missing there "
-                         f"(pass the folder that holds {marker})")
+        print(f"error: {root} is not the expected checkout: {marker} is missing there "
+              f"(pass the folder that holds {marker})", file=sys.stderr)
+        raise SystemExit(2)
     return root

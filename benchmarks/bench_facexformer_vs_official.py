@@ -70,7 +70,9 @@ def official_inference(model: torch.nn.Module, image: torch.Tensor) -> np.ndarra
 def _faces(count: int) -> list[Path]:
     faces = sorted(REAL_FACES.glob("*.jpg"))
     if len(faces) < count:
-        raise SystemExit(f"error: need {count} test faces in {REAL_FACES}, found {len(faces)}")
+        print(f"error: need {count} test faces in {REAL_FACES}, found {len(faces)} (set TESTDATA_DIR)",
+              file=sys.stderr)
+        raise SystemExit(2)
     return faces[:count]
 
 

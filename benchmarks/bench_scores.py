@@ -90,7 +90,9 @@ def original_scorer(path: str):
                       file / "2025_04_08_OhLoRA" / "stylegan_and_segmentation" / "compute_property_scores.py"]
         file = next((c for c in candidates if c.is_file()), candidates[0])
     if not file.is_file():
-        raise SystemExit(f"error: {file} not found: pass the original compute_property_scores.py or its folder")
+        print(f"error: {file} not found: pass the original compute_property_scores.py or its folder",
+              file=sys.stderr)
+        raise SystemExit(2)
     spec = importlib.util.spec_from_file_location("original_property_scores", file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

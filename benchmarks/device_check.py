@@ -1,7 +1,8 @@
 """One command for every device figure of the speed issue: generation, FaceXFormer, fine-tuning.
 
 Full-size random-weight models (recipe weights; nothing is downloaded), one table printed, the
-same rows written as JSON. Meant for a GPU (about 3-4 minutes on one modern card):
+same rows written as JSON. Meant for a GPU and sized to finish in under five minutes on one card
+(not yet run on a GPU: none was available when it was written):
 
     python benchmarks/device_check.py --device cuda
 

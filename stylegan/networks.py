@@ -145,13 +145,16 @@ class _SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor | None, w: torch.Tensor, randomize_noise: bool,
                 features: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if torch.is_grad_enabled():
-            return self._forward_autograd(x, w, randomize_noise, features)
-        return self._forward_inference(x, w, randomize_noise, features)
+        # The fast path only under inference_mode, which every generation script uses. Training,
+        # including its no_grad fakes (under AMP too), keeps genforce's op order, so a run's
+        # trajectory does not depend on this optimisation.
+        if torch.is_inference_mode_enabled():
+            return self._forward_inference(x, w, randomize_noise, features)
+        return self._forward_autograd(x, w, randomize_noise, features)
 
     def _forward_autograd(self, x: torch.Tensor | None, w: torch.Tensor, randomize_noise: bool,
                           features: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """genforce's op sequence, out of place (training and anything that needs gradients)."""
+        """genforce's op sequence, out of place (training, no_grad, anything that needs gradients)."""
         if self.kind == "const":
             x = self.const.repeat(w.shape[0], 1, 1, 1)
         elif self.kind == "conv":
@@ -188,8 +191,12 @@ class _SynthesisLayer(nn.Module):
 
         A source counts as changed when it is another object, another storage (``.to()``,
         ``.half()``) or was written in place (optimiser steps and ``load_state_dict`` bump
-        ``_version``), so a cached kernel can never outlive the weights it was made from.
+        ``_version``), so a cached kernel can never outlive the weights it was made from. Weights
+        that are themselves inference tensors (moved with ``.to()`` inside inference_mode) have no
+        version counter: nothing is cached for them.
         """
+        if any(t.is_inference() for t in sources):  # made under inference_mode: no version counter to watch
+            return build()
         key = tuple((t, t._version, t.data_ptr()) for t in sources)
         cache = self.__dict__.setdefault("_inference_cache", {})
         hit = cache.get(name)
@@ -202,7 +209,7 @@ class _SynthesisLayer(nn.Module):
 
     def _forward_inference(self, x: torch.Tensor | None, w: torch.Tensor, randomize_noise: bool,
                            features: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same function with fewer passes over memory (no autograd, so ops may run in place).
+        """The same function with fewer passes over memory (inference mode: ops may run in place).
 
         At 256 px the layer is memory-bound: genforce's chain (noise, bias, lrelu, centre, scale,
         style) allocates and streams a full-size tensor eight times. Here: one add of the

@@ -47,10 +47,19 @@ def golden256(reference_dir):
     G.load_state_dict(g_sd, strict=True)
     D.load_state_dict(d_sd, strict=True)
     G.eval(), D.eval()
-    with torch.no_grad():
+    with torch.inference_mode():  # the fast path every generation script uses
         out = G(golden["z"])
         out_trunc = G(golden["z"], trunc_psi=0.7, trunc_layers=8)
     return golden, G, D, g_sd, d_sd, out, out_trunc
+
+
+def test_256_generator_outputs_no_grad_path(golden256):
+    """genforce's op order (training, no_grad) gives the golden images too."""
+    golden, G, _, _, _, _, _ = golden256
+    with torch.no_grad():
+        out = G(golden["z"])
+    torch.testing.assert_close(out["image"], golden["image"], atol=1e-3, rtol=1e-4)
+    _assert_uint8_close(postprocess_uint8(out["image"]), golden["image_uint8_nhwc"])
 
 
 def test_256_keys_and_shapes_match_genforce(reference_dir):
@@ -85,10 +94,11 @@ def test_256_generator_outputs(golden256):
     _assert_uint8_close(postprocess_uint8(out_trunc["image"]), golden["image_trunc_uint8_nhwc"])
 
 
-def test_256_intermediate_features(golden256):
+@pytest.mark.parametrize("mode", [torch.inference_mode, torch.no_grad])
+def test_256_intermediate_features(golden256, mode):
     golden, G, _, _, _, _, _ = golden256
     features: dict = {}
-    with torch.no_grad():
+    with mode():
         G(golden["z"], features=features)
     for layer, stages in golden["features"].items():
         for stage, slices in stages.items():

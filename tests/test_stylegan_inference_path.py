@@ -1,4 +1,4 @@
-"""The generator's no-grad fast path computes what the autograd path (genforce's op order) computes."""
+"""The generator's inference-mode fast path computes what genforce's op order (no_grad, autograd) computes."""
 from __future__ import annotations
 
 import copy
@@ -12,10 +12,10 @@ from stylegan.reference_weights import apply_recipe
 
 def _pair(G, z, **kwargs):
     torch.manual_seed(1)
-    with torch.no_grad():
+    with torch.inference_mode():
         fast = G(z, **kwargs)
     torch.manual_seed(1)
-    with torch.enable_grad():
+    with torch.no_grad():
         reference = G(z, **kwargs)
     return fast, reference
 
@@ -27,33 +27,52 @@ def test_inference_path_equals_autograd_path(fused_scale, single_thread):
     for kwargs in ({}, {"randomize_noise": True}, {"trunc_psi": 0.7, "trunc_layers": 4}, {"lod": 0.4}):
         fast, reference = _pair(G, z, **kwargs)
         assert fast["image"].is_contiguous()
-        torch.testing.assert_close(fast["image"], reference["image"].detach(), atol=1e-4, rtol=1e-4,
+        torch.testing.assert_close(fast["image"], reference["image"], atol=1e-4, rtol=1e-4,
                                    msg=lambda m: f"{kwargs}: {m}")
         for key in ("w", "wp", "style05"):
-            torch.testing.assert_close(fast[key], reference[key].detach(), atol=1e-5, rtol=0)
+            torch.testing.assert_close(fast[key], reference[key], atol=1e-5, rtol=0)
 
 
 def test_cached_kernels_follow_weight_changes(single_thread):
     """Optimiser steps, load_state_dict and .to() all change what the fast path computes."""
     G = apply_recipe(StyleGANGenerator(16)).eval()
     z = torch.randn(2, 512, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
+    with torch.inference_mode():
         G(z)  # fill the caches
         before = G(z)["image"]
+    with torch.no_grad():
         for p in G.synthesis.parameters():
             p.add_(torch.randn_like(p) * 0.3)  # in place, as an optimiser step
         G.synthesis.layer2.apply_noise.noise.mul_(-1.0)
+    with torch.inference_mode():
         after = G(z)["image"]
     _, reference = _pair(G, z)
     assert not torch.allclose(before, after)
-    torch.testing.assert_close(after, reference["image"].detach(), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(after, reference["image"], atol=1e-4, rtol=1e-4)
 
     other = apply_recipe(StyleGANGenerator(16), seed_offset=7).state_dict()
     G.load_state_dict(other)
-    with torch.no_grad():
+    with torch.inference_mode():
         loaded = G(z)["image"]
     fresh = apply_recipe(StyleGANGenerator(16), seed_offset=7).eval()
-    with torch.no_grad():
+    with torch.inference_mode():
         torch.testing.assert_close(loaded, fresh(z)["image"], atol=0, rtol=0)
         doubled = copy.deepcopy(G).to(torch.float64)
         torch.testing.assert_close(doubled(z.double())["image"].float(), loaded, atol=1e-4, rtol=1e-4)
+
+
+def test_training_and_no_grad_keep_genforces_op_order(single_thread):
+    """Only inference_mode takes the fast path: fine-tuning (and its no_grad fakes) is unchanged."""
+    G = apply_recipe(StyleGANGenerator(16)).eval()
+    z = torch.randn(2, 512, generator=torch.Generator().manual_seed(0))
+    calls = []
+    layer = G.synthesis.layer3
+    original = layer._forward_inference
+    layer._forward_inference = lambda *a: calls.append(1) or original(*a)
+    with torch.no_grad():
+        G(z)
+    G(z)
+    assert calls == []
+    with torch.inference_mode():
+        G(z)
+    assert calls == [1]
