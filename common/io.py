@@ -54,7 +54,10 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())
+        except OSError:  # a filesystem without modes (some network/FUSE mounts): keep mkstemp's
+            pass
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -290,3 +290,22 @@ def test_overwrite_takes_the_lock_before_moving_files(tmp_path):
         with pytest.raises(StoreLockedError):
             LabelStore(csv, lock=True)
     LabelStore(csv, lock=True).close()
+
+
+def test_labeller_start_on_a_full_disk_is_one_line_naming_the_file(tmp_path):
+    images = _images(tmp_path / "images", NAMES[:2])
+    csv = tmp_path / "labels" / "hand_labels.csv"
+    code = ("import resource, runpy, signal, sys\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+            "sys.argv = sys.argv[1:]\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    out = subprocess.run([sys.executable, "-c", code, str(REPO / "stylegan_and_segmentation" / "02_label_images.py"),
+                          "--images", str(images), "--labels", str(csv), "--port", "0"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "disk full" in lines[0] and str(csv) in lines[0]
+    assert not csv.exists()

@@ -58,6 +58,9 @@ class StoreLockedError(RuntimeError):
 class JournalWriteError(OSError):
     """A decision could not be written durably (disk full, I/O error); it was not recorded."""
 
+    def __str__(self) -> str:  # the message alone, without "[Errno N]"
+        return self.strerror or super().__str__()
+
 
 class StoreLock:
     """An exclusive ``flock`` on ``<journal>.lock``: one writer per labels file.
@@ -91,6 +94,13 @@ class StoreLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _reason(exc: OSError) -> str:
+    """'disk full' for the errors a full disk or quota gives, else the OS's words."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "disk full"
+    return exc.strerror or str(exc)
 
 
 def _unique_backup_path(path: Path, stamp: str) -> Path:
@@ -136,7 +146,11 @@ class LabelStore:
             if ops:
                 logger.info("replayed %d journal operations from %s", len(ops), self.journal_path)
             self._dirty = False
-            self._checkpoint()  # folds the journal into the CSV and rewrites it without torn lines
+            try:
+                self._checkpoint()  # folds the journal into the CSV and rewrites it without torn lines
+            except OSError as exc:
+                raise JournalWriteError(exc.errno or errno.EIO, f"{_reason(exc)}: cannot write {self.csv_path} at "
+                                        "start-up (nothing was changed; free some space and start again)") from exc
         except BaseException:
             self._release_lock()
             raise
@@ -201,10 +215,8 @@ class LabelStore:
             os.fsync(journal.fileno())
         except OSError as exc:
             self._roll_back(start)
-            reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else (
-                exc.strerror or str(exc))
             raise JournalWriteError(exc.errno or errno.EIO,
-                                    f"{reason}: decision NOT saved to {self.journal_path}") from exc
+                                    f"{_reason(exc)}: decision NOT saved to {self.journal_path}") from exc
         self._journal_end = start + len(data)
         self._needs_newline = False
 
