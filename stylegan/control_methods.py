@@ -27,14 +27,12 @@ from common.paths import PROPERTY_NAMES
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
 __all__ = [
-    "ControlMethod", "BaselineMethod", "FinetunedMethod", "DirectionsMethod", "CONTROL_CHOICES", "METHOD_NAMES",
+    "ControlMethod", "BaselineMethod", "FinetunedMethod", "DirectionsMethod", "BASELINE", "DIRECTIONS", "FINETUNED",
     "fill_unrequested", "render_batched", "load_baseline_method", "load_finetuned_method", "load_directions_method",
 ]
 
 BASELINE, FINETUNED, DIRECTIONS = "baseline", "finetuned", "directions"
-METHOD_NAMES: tuple[str, ...] = (BASELINE, DIRECTIONS, FINETUNED)
-CONTROL_CHOICES: tuple[str, ...] = (DIRECTIONS, FINETUNED)
-"""What ``--control`` accepts in step 8 (step 9 also takes ``all``)."""
+"""The methods' names: the ``method`` column of comparison.csv and the values of ``--control``."""
 
 Ranges = dict[str, tuple[float, float]]
 
@@ -225,7 +223,11 @@ def load_directions_method(stylegan_checkpoint: Path | str, directions_path: Pat
     from stylegan.directions import load_directions
 
     generator = load_generator(stylegan_checkpoint, which=which, device=device)
-    directions = load_directions(directions_path, checkpoint=stylegan_checkpoint, w_dim=generator.w_space_dim)
+    try:
+        directions = load_directions(directions_path, checkpoint=stylegan_checkpoint, w_dim=generator.w_space_dim)
+    except (KeyError, TypeError) as exc:  # a file from another version of the format: refit, never a traceback
+        raise ValueError(f"{directions_path} is not a complete directions file (missing or odd entry {exc}); refit "
+                         "with 07_fit_latent_directions.py") from exc
     normalization = getattr(directions, "normalization", None)
     ranges = property_ranges({"normalization": normalization}) if normalization else None
     options = f"hold={getattr(directions, 'hold', '?')}, metric={getattr(directions, 'metric', '?')}, " \

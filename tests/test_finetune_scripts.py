@@ -270,3 +270,19 @@ def test_09_missing_route_is_a_clear_error(trained, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: no directions file") and "07_fit_latent_directions.py" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_08_and_09_refuse_an_incomplete_directions_file_in_one_line(both_routes, tmp_path, capsys):
+    """A directions file missing an entry (an older format) is a one-line error, never a KeyError traceback."""
+    data = torch.load(both_routes.directions_pt, weights_only=True)
+    del data["guard_names"]
+    broken = tmp_path / "old_directions.pt"
+    torch.save(data, broken)
+    for script, extra in (("08_generate_with_properties.py", ["--control", "directions", "--num", "1"]),
+                          ("09_evaluate_control.py", ["--control", "directions", "--scorer", "brightness"])):
+        rc = _script(script).main(["--root", str(both_routes.root), "--device", "cpu", "--directions", str(broken),
+                                   "--out", str(tmp_path / script), *extra, "-q"])
+        assert rc == 2
+        err = capsys.readouterr().err
+        assert "not a complete directions file" in err and "07_fit_latent_directions.py" in err
+        assert len(err.strip().splitlines()) == 1
