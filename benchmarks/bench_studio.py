@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--parts", default="http,browser", help="http (server latency), browser (Chromium)")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_studio.json")
     args = parser.parse_args(argv)
     import torch
@@ -140,12 +141,13 @@ def main(argv=None) -> int:
         server = make_server(app, "127.0.0.1", 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            results = {
-                "one_face_directions": http_latency(server.url, args.repeats, 1, "directions"),
-                "one_face_finetuned": http_latency(server.url, args.repeats, 1, "finetuned"),
-                "strip_of_8_directions": http_latency(server.url, args.repeats, 8, "directions"),
-                "browser_input_to_paint_one_face": browser_latency(server.url, args.repeats),
-            }
+            results = {}
+            if "http" in args.parts:
+                results["one_face_directions"] = http_latency(server.url, args.repeats, 1, "directions")
+                results["one_face_finetuned"] = http_latency(server.url, args.repeats, 1, "finetuned")
+                results["strip_of_8_directions"] = http_latency(server.url, args.repeats, 8, "directions")
+            if "browser" in args.parts:
+                results["browser_input_to_paint_one_face"] = browser_latency(server.url, args.repeats)
         finally:
             server.shutdown()
             server.server_close()

@@ -224,7 +224,7 @@ def test_render_route_returns_the_sheet_with_layout_and_timings(models):
     response = app.get("/api/render", q("method=both&seed=1&eyes=0.3&strip=2"))
     assert response.status == 200 and response.content_type == "image/png"
     layout = json.loads(response.headers["X-Studio-Layout"])
-    assert layout == {"columns": ["base", "directions", "finetuned"], "seeds": [1, 2]}
+    assert layout["columns"] == ["base", "directions", "finetuned"] and layout["seeds"] == [1, 2]
     assert float(response.headers["X-Studio-Render-Ms"]) > 0
     image = Image.open(__import__("io").BytesIO(response.body))
     assert image.size == (3 * models.resolution, 2 * models.resolution)
@@ -333,3 +333,18 @@ def test_demo_generator_is_recognised_and_a_root_without_methods_is_a_clear_erro
     assert models.available == ()
     with pytest.raises(FileNotFoundError, match="no control method .*07_fit_latent_directions.py"):
         build_app(StudioConfig(root=tmp_path, device="cpu"))
+
+
+def test_a_request_beyond_the_directions_cap_is_reported_not_hidden(models):
+    """The page names properties the latent-directions edit could not reach; reachable ones are not named."""
+    capped = models.directions.with_options(cap=0.05)    # tiny cap: any real move is out of reach
+    params = ViewParams(method="directions", seed=2, values=(1.0, None, None, None, None))
+    original = models.directions
+    try:
+        models.directions = capped
+        assert render_view(models, params).unreached == ("eyes",)
+    finally:
+        models.directions = original
+    assert render_view(models, params.with_method("finetuned")).unreached == ()
+    response = StudioApp(models).get("/api/render", q("method=directions&seed=2&eyes=0.5"))
+    assert json.loads(response.headers["X-Studio-Layout"])["unreached"] == []

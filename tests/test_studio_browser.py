@@ -140,6 +140,12 @@ def test_sliders_methods_fast_drag_save_and_regenerate_in_real_browser(browser, 
         assert stats["painted"][-1] == stats["query"] and len(stats["painted"]) > painted
         painted = len(stats["painted"])
     assert all(v is not None for v in _query(stats["query"]).values)
+    # one click = "input" then "change" for the same value: one request, not two
+    sent = len(stats["sent"])
+    box = page.locator("#slider-mouth").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] / 2)
+    stats = _settle(page)
+    assert len(stats["sent"]) == sent + 1 and stats["painted"][-1] == stats["query"]
     first_src = page.get_attribute("#sheet", "src")
 
     # method switch: the columns follow; the layers control exists only for latent directions

@@ -172,11 +172,12 @@ def layer_choices(num_layers: int) -> tuple[str, ...]:
 
 @torch.inference_mode()
 def render_faces(models: StudioModels, method: str, z: np.ndarray, targets: np.ndarray, psi: float = 1.0,
-                 trunc_layers: int = 0, layers: str = "auto") -> np.ndarray:
+                 trunc_layers: int = 0, layers: str = "auto", reached: list | None = None) -> np.ndarray:
     """uint8 NHWC faces: z [N, z_dim], targets [N, P] (NaN = no request); method base|directions|finetuned.
 
     One batch on the device. Truncation ``w_avg + psi (wp - w_avg)`` on the first ``trunc_layers``
-    layers comes after the edit for every method.
+    layers comes after the edit for every method. ``reached``: when given, the directions' report
+    (bool [N, P], False = the cap stopped the edit short of the request) is appended to it.
     """
     device = models.device
     zt = torch.as_tensor(np.asarray(z, dtype=np.float32), device=device)
@@ -194,7 +195,9 @@ def render_faces(models: StudioModels, method: str, z: np.ndarray, targets: np.n
         if models.directions is None:
             raise ValueError("no latent directions loaded")
         w = generator.mapping(zt)["w"]
-        w_edit = models.directions.edit(w.double().cpu().numpy(), targets)
+        w_edit, ok = models.directions.edit(w.double().cpu().numpy(), targets, return_report=True)
+        if reached is not None:
+            reached.append(np.asarray(ok, dtype=bool))
         w_edit = torch.as_tensor(np.asarray(w_edit, dtype=np.float32), device=device)
         mask = torch.from_numpy(edit_layer_mask(models.directions, generator.num_layers, layers, targets))
         wp = torch.where(mask.to(device)[None, :, None], w_edit[:, None, :], w[:, None, :])
@@ -213,9 +216,10 @@ class ViewRender:
     columns: tuple[str, ...]      # "base", then the methods
     seeds: tuple[int, ...]
     render_seconds: float
+    unreached: tuple[str, ...] = ()  # properties latent directions could not reach within the cap (any row)
 
     def layout(self) -> dict[str, Any]:
-        return {"columns": list(self.columns), "seeds": list(self.seeds)}
+        return {"columns": list(self.columns), "seeds": list(self.seeds), "unreached": list(self.unreached)}
 
 
 def render_view(models: StudioModels, params: ViewParams) -> ViewRender:
@@ -225,10 +229,13 @@ def render_view(models: StudioModels, params: ViewParams) -> ViewRender:
     z = models.z(seeds)
     targets = np.repeat(np.asarray([params.targets], np.float32), len(seeds), axis=0)
     columns = ("base",) + params.methods
-    tiles = [render_faces(models, column, z, targets, params.psi, params.trunc_layers, params.layers)
+    reached: list[np.ndarray] = []
+    tiles = [render_faces(models, column, z, targets, params.psi, params.trunc_layers, params.layers, reached)
              for column in columns]
     sheet = np.concatenate([np.concatenate(list(column), axis=0) for column in tiles], axis=1)
-    return ViewRender(sheet, columns, tuple(seeds), time.perf_counter() - start)
+    short = (~np.concatenate(reached)).any(axis=0) if reached else np.zeros(len(PROPERTY_NAMES), bool)
+    unreached = tuple(name for name, miss in zip(PROPERTY_NAMES, short) if miss)
+    return ViewRender(sheet, columns, tuple(seeds), time.perf_counter() - start, unreached)
 
 
 def render_face(models: StudioModels, params: ViewParams, face: str) -> np.ndarray:

@@ -15,6 +15,7 @@ let wanted = null;        // {query, t0}: the newest view not yet sent
 let inFlight = false;
 let lastObjectUrl = null;
 let lastPainted = null;   // query of the image on screen
+let sending = null;       // query of the render in flight
 let dragging = false;     // a range input is held: preview one face, the full strip on release
 
 // What the browser test and the benchmark read: nothing here changes behaviour.
@@ -134,7 +135,8 @@ function changed(ev) {
 
 // ---- rendering: one request in flight, newest wins ------------------------------------------
 function want(query, t0) {
-  if (!inFlight && query === lastPainted) { wanted = null; return; }  // already on screen
+  // Already on screen, or on its way (a slider's "change" after its last "input"): nothing to send.
+  if ((!inFlight && query === lastPainted) || (inFlight && query === sending)) { wanted = null; return; }
   wanted = { query, t0 };
   if (!inFlight) pump();
 }
@@ -144,6 +146,7 @@ async function pump() {
   const job = wanted;
   wanted = null;
   inFlight = true;
+  sending = job.query;
   stats.inFlight += 1;
   stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
   stats.sent.push(job.query);
@@ -166,7 +169,8 @@ async function pump() {
       lastPainted = job.query;
       stats.paintMs.push(paintMs);
       stats.serverMs.push(serverMs);
-      setStatus("");
+      setStatus(layout.unreached.length ? `latent directions stop short of ${layout.unreached.join(", ")} ` +
+                `(beyond the edit's cap, which keeps w inside its distribution)` : "");
       document.body.dataset.ready = "1";
       $("timing").textContent = `render ${serverMs.toFixed(0)} ms on the server; input to paint ` +
                                 `${paintMs.toFixed(0)} ms`;
