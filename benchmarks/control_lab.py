@@ -12,7 +12,7 @@ on its own latents). This script prints, and writes to ``benchmarks/results/cont
 5. the targets: per property, does some method reach r >= 0.9 with every leakage <= 0.2, and does the
    fine-tune reach r >= 0.9 wherever the base-set std is not zero.
 
-    python benchmarks/control_lab.py                       # the full lab (tens of minutes on 2 loaded cores)
+    python benchmarks/control_lab.py                       # the full lab (about an hour on 2 heavily loaded cores)
     python benchmarks/control_lab.py --steps 300 600 --samples 250 500 1000 2000
 """
 from __future__ import annotations
@@ -30,7 +30,6 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 

@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200, help="fine-tune steps of the toys")
     parser.add_argument("--only", choices=["control", "two", "regressor"], nargs="+",
                         default=["control", "two", "regressor"])
+    parser.add_argument("--with-plain", action="store_true",
+                        help="also run lambda = 0 (the plain GAN recipe) in the two-property toy (not asserted)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     setting = {"aten": torch.backends.cpu.get_cpu_capability(),
@@ -49,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         if "control" in args.only:
             row["toy_r_lambda3"] = toy_control_r(seed, 3.0, args.steps, toy)
         if "two" in args.only:
-            two = two_property_results(seed, args.steps, lams=(3.0,))
+            two = two_property_results(seed, args.steps, lams=(3.0, 0.0) if args.with_plain else (3.0,))
             row.update({"two_r_eyes_lambda3": two[(3.0, 0)]["r"], "two_r_hair_lambda3": two[(3.0, 3)]["r"]})
+            if args.with_plain:
+                row.update({"two_r_eyes_lambda0": two[(0.0, 0)]["r"], "two_r_hair_lambda0": two[(0.0, 3)]["r"]})
         if "regressor" in args.only:
             row["regressor_r_eyes"] = regressor_r_eyes(seed)[0]
         for k, v in row.items():
