@@ -535,6 +535,12 @@ def _check_edit_options(hold: bool, metric: str, cap: float | None) -> None:
         raise ValueError(f"cap must be a positive number of standard deviations or None, got {cap!r}")
 
 
+_SAVED_KEYS = ("generator_fingerprint", "w_dim", "property_names", "normalization", "directions", "slopes",
+               "intercepts", "methods", "proj_mean", "proj_std", "sigma_directions", "w_mean", "hold", "metric", "cap",
+               "layers", "info", "guard_names", "guard_coefficients", "guard_intercepts", "guard_sigma_coefficients")
+"""Every entry :meth:`LatentDirections.save` writes; a file lacking one is refused in one line."""
+
+
 def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
                     generator_fingerprint: str | None = None, w_dim: int | None = None,
                     property_names: Sequence[str] | None = PROPERTY_NAMES,
@@ -558,6 +564,10 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
         raise DirectionsMismatchError(f"{path} has format version {data.get('format_version')}, "
                                       f"this code reads {FORMAT_VERSION}; refit with 07_fit_latent_directions.py")
     fix = "refit with 07_fit_latent_directions.py for this generator and these scores"
+    missing = [key for key in _SAVED_KEYS if key not in data]
+    if missing:
+        raise DirectionsMismatchError(f"{path} is not a complete directions file (missing {', '.join(missing)}); "
+                                      "refit with 07_fit_latent_directions.py")
     if checkpoint is not None:
         generator_fingerprint = file_fingerprint(checkpoint)
     if generator_fingerprint is not None and data["generator_fingerprint"] != generator_fingerprint:

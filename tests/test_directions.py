@@ -338,3 +338,16 @@ def test_cap_shortens_a_huge_joint_move_between_nearly_parallel_directions(metri
     t1 = np.full((20, P), np.nan)
     t1[:10, 2], t1[10:, 2] = lo1[2] + 1e-6, hi1[2] - 1e-6
     assert one.edit(w[:20], t1, return_report=True)[1].all()
+
+
+def test_a_file_missing_an_entry_is_refused_in_one_line(tmp_path):
+    """An older or hand-edited file lacking an entry is a clear DirectionsMismatchError, never a KeyError."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(200, 8)).astype(np.float32)
+    scores = np.stack([w[:, i] * 0.1 + 0.5 for i in range(len(PROPERTY_NAMES))], axis=1)
+    path = fit_directions(w, scores).save(tmp_path / "d.pt")
+    data = torch.load(path, weights_only=True)
+    del data["guard_names"]
+    torch.save(data, path)
+    with pytest.raises(DirectionsMismatchError, match="missing guard_names"):
+        load_directions(path)
