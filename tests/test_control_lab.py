@@ -1,8 +1,8 @@
-"""The control lab's truth (pipeline/control_lab.py): the five properties read what they say, on step 6's scale.
+"""The control lab (pipeline/control_lab.py): its truth functions, and a small lab run in CI (slow, ~1.5 min).
 
-The small lab for CI (``pipeline.control_lab.small_lab``) is not asserted here yet: its thresholds need margins
-measured over five seeds under three instruction sets (``python benchmarks/control_lab.py --small-seeds 0 1 2 3 4``
-per ATEN_CPU_CAPABILITY), which did not fit in the session that wrote it (see the README's control-lab section).
+The small lab fits SVM latent directions and runs a 300-step fine-tune with the *learned* property regressor in a
+32 px world whose five properties are exact functions of the image, and judges both (and the unedited generator)
+with step 9's ``evaluate_control`` on step 9's own latents.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from common.paths import PROPERTY_NAMES
-from pipeline.control_lab import LabJudge, lab_raw_properties
+from pipeline.control_lab import LabJudge, lab_raw_properties, small_lab
 from segmentation.normalize import PropertyNormalizer
 
 
@@ -43,3 +43,31 @@ def test_lab_judge_uses_step6_scale():
     for j, p in enumerate(PROPERTY_NAMES):
         low, high = (-1.0, 1.0) if p == "face_pose" else (0.0, 1.0)
         assert scores[:, j].min() == pytest.approx(low) and scores[:, j].max() == pytest.approx(high)
+
+
+# The small lab's thresholds: below the minimum over training seeds 0-4 under ATEN_CPU_CAPABILITY=default, avx2 and
+# avx512 (native; 2-core Intel Xeon), measured with `python benchmarks/control_lab.py --small-seeds 0 1 2 3 4`.
+# The SVM directions gave the same r for every seed and instruction set (their fit is float64 and deterministic);
+# face_pose is not asserted for them: in this narrow world the held edit moves pose the wrong way (r -0.17), which
+# the README reports. The 300-step fine-tune varies widely by seed and instruction set (one property swung from
+# r -0.64 to 0.57 for the same seed), so only its mean r over the five properties is asserted.
+# Directions, r (every seed and ISA): eyes 0.739, hair_color 0.710, hair_length 0.887, mouth 0.782, face_pose -0.169.
+# Fine-tune, mean r over the five properties: min 0.21, median 0.49, max 0.83 (15 runs); the unedited generator: 0.
+# (The fine-tune margin, 0.21, is smaller than its spread, 0.62: the assertion only says that control emerges.)
+DIRECTIONS_R_MIN = {"eyes": 0.6, "hair_color": 0.55, "hair_length": 0.75, "mouth": 0.6}
+FINETUNE_MEAN_R_MIN = 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("single_thread")
+def test_small_control_lab(record_property):
+    """Both routes give control well above the unedited generator's r = 0, judged by the exact properties."""
+    result = small_lab(seed=0)
+    record_property("small_control_lab", result)
+    print("small control lab:", result)
+    assert result["world"]["entangled_pairs"] >= 2
+    assert all(result["baseline"][f"{p}_pearson_r"] == pytest.approx(0.0, abs=1e-9) for p in PROPERTY_NAMES)
+    for p, low in DIRECTIONS_R_MIN.items():
+        assert result["directions"][f"{p}_pearson_r"] > low, p
+    mean_r = np.mean([result["finetuned"][f"{p}_pearson_r"] for p in PROPERTY_NAMES])
+    assert mean_r > FINETUNE_MEAN_R_MIN
