@@ -72,7 +72,7 @@ class FitDirectionsConfig:
     quality_gender_csv: Path | None = None  # step 4's gender_score table (gender direction, female share)
     which: str = "auto"
     method: str = "auto"           # auto | ridge | svm (auto: per property, see select)
-    select: str = "auto"           # auto: by control when a scorer is given, else held-out r
+    select: str = "auto"           # auto: by control when a scorer is given, else svm (see run_fit_directions)
     layer_ranges: tuple[str, ...] = ("all",)   # ranges tried by control selection
     hold: bool = DEFAULT_HOLD
     metric: str = DEFAULT_METRIC
@@ -311,8 +311,14 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], No
                                             for m in finals} for p in PROPERTY_NAMES}
         selected_by = "control on held-out latents"
     else:
-        directions = fit_directions(w, scores, config.seed, method=config.method, **fit_options).with_guards(**guards)
-        selected_by = ("held-out prediction r" if config.method == "auto" else f"request ({config.method})")
+        method, selected_by = config.method, f"request ({config.method})"
+        if config.method == "auto" and config.select == "auto":
+            # no scorer to choose by control: InterFaceGAN's SVM, which controlled better than ridge on every
+            # property in the control lab although ridge predicted the scores better (README, control lab)
+            method, selected_by = "svm", "default svm (no scorer to choose by control)"
+        elif config.method == "auto":
+            selected_by = "held-out prediction r"
+        directions = fit_directions(w, scores, config.seed, method=method, **fit_options).with_guards(**guards)
     directions.info.update({
         "inputs": record, "selected_by": selected_by, "generator_entry": generator.checkpoint_key,
         "counts": {k: v for k, v in counts.items() if k != "generated"},

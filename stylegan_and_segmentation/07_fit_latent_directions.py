@@ -44,7 +44,8 @@ def main(argv=None) -> int:
                              "extremes, or auto (chosen per property, see --select)")
     parser.add_argument("--select", choices=SELECT_ALLOWED, default=d.select,
                         help="how auto chooses: control = edits rendered and scored on held-out latents "
-                             "(needs the segmentation model); heldout-r = prediction r; auto = control when possible")
+                             "(needs the segmentation model); heldout-r = prediction r; auto = control when possible, "
+                             "else svm (the control lab: prediction r is a poor guide to control)")
     parser.add_argument("--layer-ranges", default=",".join(d.layer_ranges),
                         help=f"synthesis layer ranges tried by --select control, comma-separated from {LAYER_RANGES}")
     parser.add_argument("--hold", action=argparse.BooleanOptionalAction, default=d.hold,
