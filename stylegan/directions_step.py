@@ -188,7 +188,6 @@ def _kept_names(filtered_dir: Path) -> set[str]:
 
 def _matched_rows(config: FitDirectionsConfig) -> tuple[Any, dict[str, Any]]:
     """all_scores.csv rows joined to generated.csv's index (and gender_score), kept images only."""
-    import pandas as pd
 
     generated_csv = _require(config.generated_dir / "generated.csv", "step 1's generated.csv", "run step 1")
     scores_csv = _require(config.scores_csv, "step 6's all_scores.csv", "run steps 5 and 6")

@@ -19,7 +19,7 @@ from common.fingerprint import file_fingerprint
 from pipeline.runner import load_script_file
 from stylegan import write_random_checkpoint
 from stylegan.checkpoint import load_generator
-from stylegan.generate import GenerateConfig, GenerationConflictError, run_generate, z_for
+from stylegan.generate import GenerateConfig, run_generate, z_for
 
 TINY = dict(resolution=16, z_space_dim=16, w_space_dim=12, mapping_fmaps=16, fmaps_base=128, fmaps_max=16)
 pytestmark = pytest.mark.usefixtures("single_thread")

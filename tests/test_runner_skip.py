@@ -3,10 +3,8 @@ outputs exist, and the marker records the fingerprints of the files the step rea
 checkpoint at the same path runs the step again."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
