@@ -348,3 +348,108 @@ def test_a_request_beyond_the_directions_cap_is_reported_not_hidden(models):
     assert render_view(models, params.with_method("finetuned")).unreached == ()
     response = StudioApp(models).get("/api/render", q("method=directions&seed=2&eyes=0.5"))
     assert json.loads(response.headers["X-Studio-Layout"])["unreached"] == []
+
+
+# ---- Measure's landmark judge ------------------------------------------------------------------
+
+
+def _stand_in(images):
+    return np.full((len(images), len(PROPERTY_NAMES)), 0.5)
+
+
+def _need_dlib():
+    from judges import dlib_status
+
+    available, reason = dlib_status()
+    if not available:
+        pytest.skip(f"optional landmark judge: {reason}")
+
+
+def test_measure_adds_the_landmark_judge_on_a_real_face(models, real_faces, monkeypatch, tmp_path):
+    _need_dlib()
+    from common.images import load_rgb
+    from judges import LandmarkJudge
+    from pipeline.landmark_scores import measure_images
+    from pipeline.studio import app as app_module
+    from pipeline.studio.landmarks import StudioLandmarkJudge
+    from segmentation.normalize import PropertyNormalizer
+
+    face = load_rgb(real_faces[0])
+    monkeypatch.setattr(app_module, "render_faces", lambda *a, **k: face[None].copy())
+    expected = measure_images([load_rgb(p) for p in real_faces[:8]], LandmarkJudge())
+    raw = {p: np.array([row[f"raw_{p}"] for row in expected]) for p in ("eyes", "mouth", "face_pose")}
+    eyes, mouth, pose = (PROPERTY_NAMES.index(p) for p in ("eyes", "mouth", "face_pose"))
+    hair = [PROPERTY_NAMES.index(p) for p in ("hair_color", "hair_length")]
+
+    # no landmark_normalization.json: raw measures, and a note that says so
+    missing = tmp_path / "landmark_normalization.json"
+    app = StudioApp(models, scorer_factory=lambda: _stand_in, scorer_name="stand-in",
+                    landmark_factory=lambda: StudioLandmarkJudge(missing))
+    response = app.get("/api/measure", q("method=both&seed=2&eyes=0.7"))
+    assert response.status == 200
+    marks = json.loads(response.body)["landmarks"]
+    assert marks["scale"] == "raw" and len(marks["notes"]) == 1 and "raw" in marks["notes"][0]
+    assert [r["face"] for r in marks["rows"]] == ["base", "directions", "finetuned"]
+    for row in marks["rows"]:
+        assert row["measured"][eyes] == pytest.approx(raw["eyes"][0], abs=1e-4)
+        assert row["measured"][mouth] == pytest.approx(raw["mouth"][0], abs=1e-4)
+        assert row["measured"][pose] == pytest.approx(raw["face_pose"][0], abs=1e-4)
+        assert all(row["measured"][j] is None for j in hair)
+    assert 0.2 < raw["eyes"][0] < 0.6  # an open eye's aspect ratio (0.37 here), not garbage
+
+    # with step 6's landmark normaliser: the same measures on its scale, no note
+    normalizer = PropertyNormalizer.fit(raw, properties=("eyes", "mouth", "face_pose"))
+    normalizer.save(missing)
+    app = StudioApp(models, scorer_factory=lambda: _stand_in, scorer_name="stand-in",
+                    landmark_factory=lambda: StudioLandmarkJudge(missing))
+    marks = json.loads(app.get("/api/measure", q("method=directions&seed=2")).body)["landmarks"]
+    scaled = normalizer.apply({p: v[:1] for p, v in raw.items()})
+    assert marks["scale"].startswith("step 6") and marks["notes"] == []
+    row = marks["rows"][1]["measured"]
+    assert row[eyes] == pytest.approx(scaled["eyes"][0], abs=1e-4)
+    assert row[pose] == pytest.approx(scaled["face_pose"][0], abs=1e-4)
+    assert 0.0 <= row[eyes] <= 1.0 and row[eyes] != pytest.approx(raw["eyes"][0], abs=1e-3)
+
+
+def test_measure_says_in_one_line_when_the_landmark_judge_finds_no_face(models, monkeypatch, tmp_path):
+    _need_dlib()
+    from pipeline.studio import app as app_module
+    from pipeline.studio.landmarks import StudioLandmarkJudge
+
+    flat = np.full((2, 128, 128, 3), 128, np.uint8)  # as the demo's random models: nothing face-like
+    monkeypatch.setattr(app_module, "render_faces", lambda *a, **k: flat[:1].copy())
+    models.demo = True
+    app = StudioApp(models, scorer_factory=lambda: _stand_in, scorer_name="stand-in",
+                    landmark_factory=lambda: StudioLandmarkJudge(tmp_path / "none.json"))
+    response = app.get("/api/measure", q("method=directions&seed=0"))
+    assert response.status == 200
+    body = json.loads(response.body)
+    assert body["rows"][0]["measured"] == [0.5] * len(PROPERTY_NAMES)
+    marks = body["landmarks"]
+    assert all(v is None for r in marks["rows"] for v in r["measured"])
+    assert len(marks["notes"]) == 2 and marks["notes"][0].startswith("landmark values are raw")
+    assert marks["notes"][1] == ("landmark judge: no face found in base, directions "
+                                 "(the demo's random models draw no faces)")
+
+
+def test_measure_notes_why_the_landmark_judge_is_not_installed(models, monkeypatch, tmp_path):
+    import judges
+    from pipeline.studio.landmarks import StudioLandmarkJudge
+
+    reason = "dlib is not installed; install the optional judge: pip install -r requirements-judges.txt"
+    monkeypatch.setattr(judges, "dlib_status", lambda: (False, reason))
+    built = []
+
+    def factory():
+        built.append(1)
+        return StudioLandmarkJudge(tmp_path / "none.json")
+
+    app = StudioApp(models, scorer_factory=lambda: _stand_in, scorer_name="stand-in", landmark_factory=factory)
+    for _ in range(2):
+        response = app.get("/api/measure", q("method=directions&seed=1"))
+        assert response.status == 200
+        body = json.loads(response.body)
+        assert body["rows"][1]["measured"] == [0.5] * len(PROPERTY_NAMES)
+        assert body["landmarks"]["rows"] == []
+        assert body["landmarks"]["notes"] == [f"landmark judge not available: {reason}"]
+    assert built == [1]  # the failed build is remembered, not retried on every Measure

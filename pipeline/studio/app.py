@@ -11,6 +11,7 @@ Routes (all GET; the view routes take the :class:`ViewParams` query)::
                    409 when a newer view request superseded it while it waited
     /api/save      one face (``face=base|directions|finetuned``) as a PNG with its recipe chunk
     /api/measure   the independent scorers on the seed's faces: measured next to requested
+                   (segmentation + step 6 scores, and the dlib landmark judge where installed)
     /api/stats     the render gate's counters (renders run, dropped, most ever running at once)
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from common.io import encode_image
 from common.paths import PROPERTY_NAMES
 from pipeline.studio.gate import NewestWinsGate, Superseded
+from pipeline.studio.landmarks import JUDGE_NAME, LandmarkReading, no_face_note
 from pipeline.studio.params import MAX_STRIP, METHODS, ParamError, ViewParams, parse_query
 from pipeline.studio.pngmeta import FACES, encode_png, make_recipe
 from pipeline.studio.render import StudioModels, layer_choices, render_face, render_faces, render_view
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """images_u8 [N, H, W, 3] -> normalised scores [N, P] (NaN where a face or a score is missing)."""
+LandmarkMeter = Callable[[np.ndarray], LandmarkReading]
+"""images_u8 [N, H, W, 3] -> the landmark judge's reading (``pipeline.studio.landmarks``)."""
 
 
 @dataclass(frozen=True)
@@ -62,16 +66,22 @@ class StudioApp:
 
     scorer_factory: builds the independent scorer on the first Measure (loading FaceXFormer takes
     seconds and a GB of memory, so a session that never measures never pays); None = no scorer.
+    landmark_factory: builds the second judge (``pipeline.studio.landmarks.StudioLandmarkJudge``)
+    on the first Measure; if it raises ``JudgeUnavailable`` Measure shows that reason as a note.
     """
 
     def __init__(self, models: StudioModels, scorer_factory: Callable[[], Scorer] | None = None,
-                 scorer_name: str = "", seed: int = 0) -> None:
+                 scorer_name: str = "", seed: int = 0,
+                 landmark_factory: Callable[[], LandmarkMeter] | None = None) -> None:
         self.models = models
         self.gate = NewestWinsGate()
         self.scorer_factory = scorer_factory
         self.scorer_name = scorer_name
         self._scorer: Scorer | None = None
         self._scorer_lock = threading.Lock()
+        self.landmark_factory = landmark_factory
+        self._landmarks: LandmarkMeter | None = None
+        self._landmarks_missing = "" if landmark_factory else "landmark judge: not offered by this studio"
         available = models.available
         method = "both" if len(available) == 2 else (available[0] if available else "directions")
         self.defaults = ViewParams(method=method, seed=seed)
@@ -160,6 +170,34 @@ class StudioApp:
                 self._scorer = self.scorer_factory()
             return self._scorer
 
+    def landmark_meter(self) -> LandmarkMeter | None:
+        """The landmark judge, built once; None (and the reason kept for the page) when not installed."""
+        from judges import JudgeUnavailable
+
+        with self._scorer_lock:
+            if self._landmarks is None and not self._landmarks_missing:
+                try:
+                    self._landmarks = self.landmark_factory()
+                except (JudgeUnavailable, ImportError) as exc:
+                    self._landmarks_missing = f"landmark judge not available: {exc}"
+            return self._landmarks
+
+    def _measure_landmarks(self, faces: tuple[str, ...], images: np.ndarray) -> dict[str, Any]:
+        meter = self.landmark_meter()
+        if meter is None:
+            return {"judge": JUDGE_NAME, "scale": None, "rows": [], "notes": [self._landmarks_missing]}
+        try:
+            reading = meter(images)
+        except ImportError as exc:  # MTCNN (facenet-pytorch) is imported on first use
+            return {"judge": JUDGE_NAME, "scale": None, "rows": [],
+                    "notes": [f"landmark judge not available: {exc}"]}
+        notes = list(reading.notes)
+        missed = no_face_note(faces, reading.values, self.models.demo)
+        if missed:
+            notes.append(missed)
+        return {"judge": JUDGE_NAME, "scale": reading.scale, "notes": notes,
+                "rows": [{"face": face, "measured": _json_row(row)} for face, row in zip(faces, reading.values)]}
+
     def measure(self, query: Mapping[str, Sequence[str]]) -> Response:
         params = self._params(query)
         if self.scorer_factory is None:
@@ -169,19 +207,23 @@ class StudioApp:
         start = time.perf_counter()
         faces = ("base",) + params.methods
 
-        def job() -> np.ndarray:
+        def job() -> tuple[np.ndarray, dict[str, Any]]:
             z = self.models.z([params.seed])
             targets = np.asarray([params.targets], np.float32)
             images = np.concatenate([render_faces(self.models, face, z, targets, params.psi,
                                                   params.trunc_layers, params.layers) for face in faces])
             scorer = self.scorer()
-            return np.asarray(scorer(images), dtype=np.float64)
+            return np.asarray(scorer(images), dtype=np.float64), self._measure_landmarks(faces, images)
 
-        measured = self.gate.run(job, droppable=False)
+        measured, landmarks = self.gate.run(job, droppable=False)
         requested = [None if math.isnan(t) else t for t in params.targets]
-        rows = [{"face": face, "measured": [round(float(v), 4) if math.isfinite(v) else None for v in row]}
-                for face, row in zip(faces, measured)]
+        rows = [{"face": face, "measured": _json_row(row)} for face, row in zip(faces, measured)]
         return Response.json({"properties": list(PROPERTY_NAMES), "requested": requested, "rows": rows,
-                              "scorer": self.scorer_name, "demo": self.models.demo,
+                              "scorer": self.scorer_name, "demo": self.models.demo, "landmarks": landmarks,
                               "query": params.to_query(),
                               "seconds": round(time.perf_counter() - start, 3)})
+
+
+def _json_row(row: np.ndarray) -> list[float | None]:
+    """Measured values for JSON: rounded to 4 places, None where not measured (NaN)."""
+    return [round(float(v), 4) if math.isfinite(v) else None for v in row]

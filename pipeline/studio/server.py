@@ -148,7 +148,16 @@ def build_app(config: StudioConfig) -> StudioApp:
     elif config.measure:
         models.notes.append("Measure needs segmentation/models/segmentation_model.pt and step 6's "
                             "normalization.json")
-    return StudioApp(models, factory, name, seed=config.seed)
+    landmarks = _landmark_factory(paths, device) if factory is not None else None
+    return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks)
+
+
+def _landmark_factory(paths: PipelinePaths, device) -> Callable:
+    def build():
+        from pipeline.studio.landmarks import StudioLandmarkJudge
+
+        return StudioLandmarkJudge(paths.landmark_normalization_json, device)
+    return build
 
 
 def _scorer_factory(paths: PipelinePaths, crop: str, device) -> Callable:

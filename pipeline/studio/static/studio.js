@@ -215,9 +215,12 @@ async function measure() {
     const response = await fetch(`/api/measure?${queryOf(state)}`, { cache: "no-store" });
     const body = await response.json();
     if (!response.ok) { out.textContent = `cannot measure: ${body.error}`; return; }
+    const marks = body.landmarks || { rows: [], notes: [] };
     const table = document.createElement("table");
     const head = table.insertRow();
-    for (const text of ["property", "requested"].concat(body.rows.map((r) => `measured: ${LABELS[r.face]}`))) {
+    const titles = ["property", "requested"].concat(body.rows.map((r) => `measured: ${LABELS[r.face]}`),
+                                                     marks.rows.map((r) => `landmarks: ${LABELS[r.face]}`));
+    for (const text of titles) {
       const th = document.createElement("th");
       th.textContent = text;
       head.appendChild(th);
@@ -227,6 +230,7 @@ async function measure() {
       row.insertCell().textContent = name;
       row.insertCell().textContent = body.requested[j] === null ? "free" : fmt(body.requested[j]);
       for (const r of body.rows) row.insertCell().textContent = r.measured[j] === null ? "n/a" : fmt(r.measured[j]);
+      for (const r of marks.rows) row.insertCell().textContent = r.measured[j] === null ? "-" : fmt(r.measured[j]);
     });
     out.textContent = "";
     const note = document.createElement("p");
@@ -235,6 +239,18 @@ async function measure() {
                        (body.demo ? ". Demo models: these numbers mean nothing." : "");
     out.appendChild(table);
     out.appendChild(note);
+    if (marks.rows.length) {
+      const line = document.createElement("p");
+      line.className = "hint";
+      line.textContent = `landmarks: ${marks.judge}, ${marks.scale} scale; "-" = not measured (no hair landmark, or no face)`;
+      out.appendChild(line);
+    }
+    for (const text of marks.notes) {
+      const line = document.createElement("p");
+      line.className = "hint landmark-note";
+      line.textContent = text;
+      out.appendChild(line);
+    }
   } catch (err) {
     out.textContent = `cannot measure: ${err.message}`;
   }
