@@ -59,8 +59,13 @@ def test_help(script, capsys):
 
 
 @pytest.mark.slow
-def test_training_reaches_095_on_held_out_images_and_filter_runs(tmp_path, capsys):
-    """Train both tasks on 160 labelled images, then score 80 images no fold has seen."""
+def test_training_reaches_090_on_held_out_images_and_filter_runs(tmp_path, capsys):
+    """Train both tasks on 160 labelled images, then score 80 images no fold has seen.
+
+    Held-out accuracy measured by ``benchmarks/cnn_margins.py`` over seeds 0-4 under ATEN_CPU_CAPABILITY
+    default, avx2 and native (identical in all three): gender min 0.988, quality min 0.963 (median 0.988).
+    0.9 leaves five of 80 images of margin below the worst seed (0.95 left one).
+    """
     paths = PipelinePaths(tmp_path)
     _make_root(tmp_path, 160, seed=1, size=128)
     held_out = write_synthetic_set(paths.generated_dir, 80, seed=1, start=1000, size=128)  # unlabelled
@@ -75,7 +80,7 @@ def test_training_reaches_095_on_held_out_images_and_filter_runs(tmp_path, capsy
                                 batch_size=32)
         assert result.names == held_out["img_name"].tolist() and not result.failed
         accuracy = float(((result.scores[task] >= 0.5) == held_out[task].to_numpy().astype(bool)).mean())
-        assert accuracy >= 0.95, f"{task} held-out accuracy {accuracy:.3f}"
+        assert accuracy >= 0.9, f"{task} held-out accuracy {accuracy:.3f}"
     oof = pd.read_csv(paths.oof_predictions_csv)
     assert list(oof.columns) == ["img_name", "task", "label", "oof_score", "fold"]
     assert len(oof) == 320 and set(oof["task"]) == {"gender", "quality"}
