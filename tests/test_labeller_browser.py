@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,38 +18,24 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from browser_support import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
 from gender_cnn.hand_labels import read_hand_labels
 from gender_cnn.labeller import read_label_state
 from gender_cnn.labeller.store import Label
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "stylegan_and_segmentation" / "02_label_images.py"
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-]
 README_SHOT = REPO_ROOT / "images" / "labeller.png"
 MAX_SHOT_BYTES = 300_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not installed at {CHROMIUM} (CI installs it)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = BROWSER_MARKS
 
 
 class _Server:
     """The labeller script as a subprocess; started and killed like a user would."""
 
     def __init__(self, images: Path, csv: Path, extra: list[str], log: Path, preexec_fn=None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = log
         with open(log, "ab") as out:

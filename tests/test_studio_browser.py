@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,38 +21,24 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from browser_support import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
 from pipeline.studio.params import parse_query
 from pipeline.studio.pngmeta import read_recipe
 from studio_world import make_world
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "stylegan_and_segmentation" / "studio.py"
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-]
 README_SHOT = REPO_ROOT / "images" / "studio.png"
 MAX_SHOT_BYTES = 300_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not at {CHROMIUM} (CI installs it)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture()
 def studio(tmp_path):
     """The studio script on a tiny world, killed at the end whatever happens."""
     paths = make_world(tmp_path / "root")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "studio.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, str(SCRIPT), "--root", str(paths.root), "--port", str(port),
