@@ -77,13 +77,20 @@ def test_relative_position_index_is_the_standard_swin_index(golden):
     assert torch.equal(ours, torchvision_index)
 
 
-def test_recipe_weights_match_golden_checksums(recipe_sd, golden):
+def test_recipe_weights_match_golden_checksums(recipe_sd, golden, randn_bit_exact):
+    """Bit-exact where randn is (conftest's randn_bit_exact); elsewhere within randn's last bits (see below)."""
     checks = golden["weights_checksums"]
     assert set(checks) == set(recipe_sd)
     for key, tensor in recipe_sd.items():
         values = tensor.double()
         mine = [values.sum().item(), values.abs().sum().item(), *values.flatten()[:4].tolist()]
-        assert mine == pytest.approx(checks[key], rel=1e-9, abs=1e-9), key
+        if randn_bit_exact or not tensor.is_floating_point():  # integer indices are never drawn
+            assert mine == pytest.approx(checks[key], rel=1e-9, abs=1e-9), key
+        else:  # sums within 1e-5 of the |sum|, values within 1e-5 of the mean |value|
+            total_abs = checks[key][1]
+            assert abs(mine[0] - checks[key][0]) <= 1e-5 * total_abs + 1e-9, key
+            assert abs(mine[1] - total_abs) <= 1e-5 * total_abs + 1e-9, key
+            assert mine[2:] == pytest.approx(checks[key][2:], rel=0, abs=1e-5 * total_abs / values.numel()), key
 
 
 def test_recipe_rule_examples(recipe_sd):
