@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from judge_support import require_dlib
 
 from common.images import load_rgb
 from judges import (
@@ -31,15 +31,6 @@ from judges import (
 )
 
 
-def _require_dlib() -> None:
-    """The dlib judge is an optional extra: CI installs it (there a missing one fails); elsewhere it skips."""
-    available, reason = dlib_status()
-    if not available:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI installs requirements-judges.txt, yet: {reason}", pytrace=False)
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def faces(real_faces):
     return [load_rgb(p) for p in real_faces]
@@ -53,7 +44,7 @@ def boxes(faces):
 
 @pytest.fixture(scope="module")
 def judge():
-    _require_dlib()
+    require_dlib()
     from judges import LandmarkJudge
 
     return LandmarkJudge()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
+from judge_support import require_dlib
 
 from common.images import load_rgb
 from common.paths import PROPERTY_NAMES, PipelinePaths
-from judges import dlib_status
 from pipeline.judging import (
     LANDMARKS,
     JudgePanel,
@@ -26,11 +24,7 @@ from stylegan.control import BrightnessScorer, sweep_design
 
 @pytest.fixture()
 def paths(tmp_path):
-    available, reason = dlib_status()
-    if not available:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI installs requirements-judges.txt, yet: {reason}", pytrace=False)
-        pytest.skip(reason)
+    require_dlib()
     paths = PipelinePaths(tmp_path)
     raw = {"eyes": [0.15, 0.45], "mouth": [0.0, 0.4], "face_pose": [-30.0, 30.0]}
     paths.property_scores_dir.mkdir(parents=True)

@@ -8,22 +8,16 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from judge_support import require_dlib
 
 from common.paths import PipelinePaths
-from judges import dlib_status
 from pipeline.landmark_scores import LANDMARK_COLUMNS, LandmarkScoresConfig, run_landmark_scores
 from segmentation.normalize import PropertyNormalizer
 
 
 @pytest.fixture()
 def root(tmp_path, real_faces):
-    available, reason = dlib_status()
-    if not available:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail(f"CI installs requirements-judges.txt, yet: {reason}", pytrace=False)
-        pytest.skip(reason)
+    require_dlib()
     paths = PipelinePaths(tmp_path)
     paths.filtered_dir.mkdir(parents=True)
     for face in real_faces[:8]:

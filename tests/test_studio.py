@@ -9,7 +9,9 @@ from urllib.parse import parse_qs
 
 import numpy as np
 import pytest
+from judge_support import require_dlib
 from PIL import Image
+from studio_world import make_world
 
 from common.paths import PROPERTY_NAMES
 from pipeline.studio.app import StudioApp
@@ -17,7 +19,6 @@ from pipeline.studio.gate import NewestWinsGate, Superseded
 from pipeline.studio.params import ParamError, ViewParams, parse_query
 from pipeline.studio.pngmeta import RecipeError, check_models, read_recipe, recipe_params
 from pipeline.studio.render import load_studio_models, render_face, render_faces, render_view
-from studio_world import make_world
 
 
 @pytest.fixture(scope="module")
@@ -357,16 +358,8 @@ def _stand_in(images):
     return np.full((len(images), len(PROPERTY_NAMES)), 0.5)
 
 
-def _need_dlib():
-    from judges import dlib_status
-
-    available, reason = dlib_status()
-    if not available:
-        pytest.skip(f"optional landmark judge: {reason}")
-
-
 def test_measure_adds_the_landmark_judge_on_a_real_face(models, real_faces, monkeypatch, tmp_path):
-    _need_dlib()
+    require_dlib()
     from common.images import load_rgb
     from judges import LandmarkJudge
     from pipeline.landmark_scores import measure_images
@@ -412,7 +405,7 @@ def test_measure_adds_the_landmark_judge_on_a_real_face(models, real_faces, monk
 
 
 def test_measure_says_in_one_line_when_the_landmark_judge_finds_no_face(models, monkeypatch, tmp_path):
-    _need_dlib()
+    require_dlib()
     from pipeline.studio import app as app_module
     from pipeline.studio.landmarks import StudioLandmarkJudge
 
