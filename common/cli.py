@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from common.paths import REPO_ROOT, PipelinePaths
@@ -25,6 +27,19 @@ def add_common_args(parser: argparse.ArgumentParser, batch_size: int | None = No
                         help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy small CPU")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("-q", "--quiet", action="store_true")
+
+
+@contextlib.contextmanager
+def progress_bar(desc: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar as the ``progress(done, total)`` callback that package step functions take."""
+    from tqdm import tqdm
+
+    with tqdm(unit="img", desc=desc, disable=quiet) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield progress
 
 
 def paths_from_args(args: argparse.Namespace) -> PipelinePaths:

@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, apply_common_args, make_parser  # noqa: E402
+from common.cli import add_common_args, apply_common_args, make_parser, progress_bar  # noqa: E402
 from common.io import CsvSchemaError  # noqa: E402
 from common.paths import PROPERTY_NAMES  # noqa: E402
 from stylegan.property_generation import (  # noqa: E402
@@ -69,13 +69,7 @@ def main(argv=None) -> int:
             overwrite=args.overwrite)
     except ValueError as exc:
         parser.error(str(exc))
-    from tqdm import tqdm
-
-    with tqdm(unit="img", desc="generate", disable=args.quiet) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with progress_bar("generate", args.quiet) as progress:
         try:
             summary = run_generate_with_properties(config, progress)
         except (CheckpointError, PropertyGenerationError, CsvSchemaError, FileNotFoundError, ValueError) as exc:

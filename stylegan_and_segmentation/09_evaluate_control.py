@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, apply_common_args, make_parser  # noqa: E402
+from common.cli import add_common_args, apply_common_args, make_parser, progress_bar  # noqa: E402
 from pipeline.evaluate import (  # noqa: E402
     CONTROLS, CROPS, JUDGE_MODES, QUALITY_MODES, SCORERS, ControlEvaluationError, EvaluateControlConfig,
     run_evaluate_control,
@@ -82,13 +82,7 @@ def main(argv=None) -> int:
             quality_num=args.quality_num, inception=args.inception)
     except ValueError as exc:
         parser.error(str(exc))
-    from tqdm import tqdm
-
-    with tqdm(unit="img", desc="evaluate", disable=args.quiet) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with progress_bar("evaluate", args.quiet) as progress:
         try:
             summary = run_evaluate_control(config, progress)
         except (CheckpointError, ControlEvaluationError, FileNotFoundError, ValueError) as exc:

@@ -54,6 +54,18 @@ def randn_bit_exact() -> bool:
     return torch.backends.cpu.get_cpu_capability() != "DEFAULT"
 
 
+@pytest.fixture()
+def browser():
+    """Debian's Chromium driven by Playwright, offline flags on (never a browser download)."""
+    from browser_support import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from browser_support import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
+from browser_support import BROWSER_MARKS, free_port
 from gender_cnn.hand_labels import read_hand_labels
 from gender_cnn.labeller import read_label_state
 from gender_cnn.labeller.store import Label
@@ -79,15 +79,6 @@ def start_server():
         if server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait(timeout=10)
-
-
-@pytest.fixture()
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _open(browser, url):

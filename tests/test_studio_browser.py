@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from browser_support import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, free_port
+from browser_support import BROWSER_MARKS, free_port
 from pipeline.studio.params import parse_query
 from pipeline.studio.pngmeta import read_recipe
 from studio_world import make_world
@@ -62,15 +62,6 @@ def studio(tmp_path):
     if proc.poll() is None:
         proc.kill()
         proc.wait(timeout=10)
-
-
-@pytest.fixture()
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _open(browser, url: str):
