@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.steps import StepError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(StepError, RuntimeError):
     """A checkpoint is missing, unreadable or not the expected model; the message says what to do."""
 
 

@@ -3,30 +3,63 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from common.paths import REPO_ROOT, PipelinePaths
+from common.steps import USER_ERRORS, Progress, Summary
+
+ConfigT = TypeVar("ConfigT")
 
 
-def make_parser(description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+WEIGHTS_CHOICES: tuple[str, ...] = ("auto", "ema", "raw")
+WEIGHTS_HELP = ("generator weights: ema = the smoothed copy (genforce's generator_smooth, the fine-tune's EMA), "
+                "raw = the trained weights, auto = ema when the checkpoint has it")
 
 
-def add_common_args(parser: argparse.ArgumentParser, batch_size: int | None = None) -> None:
-    """--root --device --seed --limit --overwrite --threads -v/-q (and --batch-size when given)."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Description and examples keep their line breaks; a flag's default is printed once.
+
+    argparse's ArgumentDefaultsHelpFormatter re-wraps the examples and appends "(default: None)"
+    even where the help already says what the default is.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default in (None, False, argparse.SUPPRESS) or "default" in text
+                or not action.option_strings or action.nargs == 0):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def make_parser(description: str, examples: str = "") -> argparse.ArgumentParser:
+    """The parser every script starts from; ``examples`` is shown after the flags, line breaks kept."""
+    return argparse.ArgumentParser(description=description, epilog=examples or None, formatter_class=HelpFormatter)
+
+
+def add_common_args(parser: argparse.ArgumentParser, batch_size: int | None = None, *, device: bool = True,
+                    seed: bool = True, limit: str | None = "items", overwrite: bool = True) -> None:
+    """The shared flags, each only where the script uses it: --root, --threads, -v/-q always;
+    --device (runs a model), --batch-size, --seed, --limit (``limit`` says what it counts), --overwrite."""
     parser.add_argument("--root", type=Path, default=REPO_ROOT,
-                        help="root that all default input/output paths are relative to (the demo uses its own)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+                        help="root that all default input/output paths are relative to (default: the repository; "
+                             "the demo uses its own)")
+    if device:
+        parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     if batch_size is not None:
-        parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None, help="process at most N items (smoke runs)")
-    parser.add_argument("--overwrite", action="store_true", help="ignore finished work and redo it")
+        parser.add_argument("--batch-size", type=int, default=batch_size, help="items per forward pass")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="random seed (results are reproducible)")
+    if limit:
+        parser.add_argument("--limit", type=int, default=None, help=f"process at most N {limit} (smoke runs)")
+    if overwrite:
+        parser.add_argument("--overwrite", action="store_true", help="ignore finished work and redo it")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy small CPU")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    parser.add_argument("-q", "--quiet", action="store_true")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
 
 
 @contextlib.contextmanager
@@ -62,3 +95,39 @@ def apply_common_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         import torch
 
         torch.set_num_threads(threads)
+
+
+def parse_step_config(parser: argparse.ArgumentParser, config_from_args: Callable[[argparse.Namespace], ConfigT],
+                      argv: Sequence[str] | None = None) -> tuple[ConfigT, argparse.Namespace]:
+    """Flags -> (the step's config, the parsed flags); an invalid value is argparse's one-line error (exit 2).
+
+    The runner calls this too, so a step run by ``run_pipeline`` gets exactly the config that the
+    same flags give on the command line.
+    """
+    args = parser.parse_args(argv)
+    apply_common_args(args, parser)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:  # the config's own validation
+        parser.error(str(exc))
+    return config, args
+
+
+def run_step_script(parser: argparse.ArgumentParser, config_from_args: Callable[[argparse.Namespace], ConfigT],
+                    run: Callable[[ConfigT, Progress | None], Summary], argv: Sequence[str] | None = None, *,
+                    desc: str = "", errors: tuple[type[BaseException], ...] = ()) -> int:
+    """The body of every step script's ``main``: config from flags, run with a progress bar, print one line.
+
+    A user-fixable problem (``common.steps.USER_ERRORS`` plus ``errors``) is printed as
+    ``error: ...`` on stderr with exit code 2; the summary line goes to stdout.
+    """
+    config, args = parse_step_config(parser, config_from_args, argv)
+    with progress_bar(desc or parser.prog, getattr(args, "quiet", False)) as progress:
+        try:
+            summary = run(config, progress)
+        except (*USER_ERRORS, *errors) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    print(summary.line())
+    return 0
+

@@ -12,8 +12,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from common.steps import StepError
 
-class FolderOverlapError(ValueError):
+
+class FolderOverlapError(StepError, ValueError):
     """An output path overlaps an input path; the message names both and the fix."""
 
 

@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from common.steps import StepError
+
 TMP_PREFIX = ".tmp-"
 
 
-class CsvSchemaError(ValueError):
+class CsvSchemaError(StepError, ValueError):
     """A CSV lacks required columns or holds invalid rows; the message names them."""
 
 

@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from common.steps import StepError
 
-class RecordError(ValueError):
+
+class RecordError(StepError, ValueError):
     """A JSON record is missing, unreadable, of an unknown format or lacks keys."""
 
 

@@ -20,10 +20,25 @@ import numpy as np
 import pandas as pd
 
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
-from stylegan.comparison import COMPARISON_COLUMNS, COMPARISON_CSV, COMPARISON_PNG, comparison_sheet, \
-    comparison_table, verdicts
-from stylegan.control import EVAL_LATENT_STREAM, REPORT_MD, BrightnessScorer, ControlConfig, ControlResult, \
-    evaluate_control, evaluation_latents, write_control_outputs
+from common.steps import StepError
+from stylegan.comparison import (
+    COMPARISON_COLUMNS,
+    COMPARISON_CSV,
+    COMPARISON_PNG,
+    comparison_sheet,
+    comparison_table,
+    verdicts,
+)
+from stylegan.control import (
+    EVAL_LATENT_STREAM,
+    REPORT_MD,
+    BrightnessScorer,
+    ControlConfig,
+    ControlResult,
+    evaluate_control,
+    evaluation_latents,
+    write_control_outputs,
+)
 from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
 
 SCORERS = ("segmentation", "brightness")
@@ -41,7 +56,7 @@ CROPS = ("mtcnn", "full")
 Progress = Callable[[int, int], None]
 
 
-class ControlEvaluationError(RuntimeError):
+class ControlEvaluationError(StepError, RuntimeError):
     """A missing or unusable input of step 9 (the script prints it on one line and exits 2)."""
 
 
@@ -76,7 +91,7 @@ class EvaluateControlConfig:
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("control", self.control, CONTROLS), ("scorer", self.scorer, SCORERS),
-                                     ("crop", self.crop, CROPS), ("weights", self.weights, ("ema", "raw")),
+                                     ("crop", self.crop, CROPS), ("weights", self.weights, ("auto", "ema", "raw")),
                                      ("judges", self.judges, JUDGE_MODES), ("quality", self.quality, QUALITY_MODES)):
             if value not in allowed:
                 raise ValueError(f"invalid {name}={value!r}; allowed: {allowed}")
@@ -133,8 +148,8 @@ class EvaluateControlSummary:
 
 def load_methods(config: EvaluateControlConfig, device) -> list[ControlMethod]:
     """Baseline first, then the requested methods that exist; a clear error for a missing one."""
-    from stylegan.control_methods import load_baseline_method, load_directions_method, load_finetuned_method
     from common.folders import FolderOverlapError, refuse_overlap
+    from stylegan.control_methods import load_baseline_method, load_directions_method, load_finetuned_method
     from stylegan.finetune import find_latest_checkpoint
 
     paths = config.paths

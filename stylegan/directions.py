@@ -45,6 +45,7 @@ import torch
 from common.fingerprint import file_fingerprint
 from common.io import atomic_torch_save
 from common.paths import PROPERTY_NAMES
+from common.steps import StepError
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ _RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
 _REACH_TOL = 1e-6
 
 
-class DirectionsMismatchError(ValueError):
+class DirectionsMismatchError(StepError, ValueError):
     """A saved directions file does not belong to this generator / w size / property list."""
 
 

@@ -31,12 +31,30 @@ import numpy as np
 import torch
 
 from common.fingerprint import file_fingerprint
-from common.io import atomic_save_image, atomic_write_csv, atomic_write_json, atomic_write_text, read_csv_checked
+from common.io import (
+    atomic_save_image,
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    read_csv_checked,
+)
 from common.paths import IMAGE_SUFFIXES, PROPERTY_NAMES
+from common.steps import StepError
 from stylegan.checkpoint import load_generator
 from stylegan.directions import (
-    DEFAULT_CAP, DEFAULT_HOLD, DEFAULT_METRIC, LAYER_RANGES, METHODS_ALLOWED, METRICS_ALLOWED, LatentDirections,
-    available_layer_ranges, combine_directions, fit_directions, load_directions, make_renderer, select_by_control,
+    DEFAULT_CAP,
+    DEFAULT_HOLD,
+    DEFAULT_METRIC,
+    LAYER_RANGES,
+    METHODS_ALLOWED,
+    METRICS_ALLOWED,
+    LatentDirections,
+    available_layer_ranges,
+    combine_directions,
+    fit_directions,
+    load_directions,
+    make_renderer,
+    select_by_control,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,7 +73,7 @@ SELECT_ALLOWED = ("auto", "control", "heldout-r")
 Scorer = Callable[[np.ndarray], np.ndarray]
 
 
-class FitDirectionsInputError(RuntimeError):
+class FitDirectionsInputError(StepError, RuntimeError):
     """An input of the step is missing or inconsistent; the message names the file and the fix."""
 
 

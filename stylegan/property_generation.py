@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.steps import StepError
 from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
 
 __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGeneration", "PropertyGenerationError",
@@ -31,7 +32,7 @@ SWEEP_Z_OFFSET = 10_000  # sweep rows use z from (seed, 10000 + k): other people
 Progress = Callable[[int, int], None]
 
 
-class PropertyGenerationError(RuntimeError):
+class PropertyGenerationError(StepError, RuntimeError):
     """A missing input or a conflicting output folder (the script prints one line and exits 2)."""
 
 
@@ -66,8 +67,8 @@ class GeneratePropertiesConfig:
         unknown = [s for s in self.sweeps if s not in PROPERTY_NAMES]
         if unknown:
             raise ValueError(f"unknown sweep properties {unknown}; allowed: {PROPERTY_NAMES}")
-        if self.weights not in ("ema", "raw"):
-            raise ValueError(f"invalid weights={self.weights!r}; allowed: ('ema', 'raw')")
+        if self.weights not in ("auto", "ema", "raw"):
+            raise ValueError(f"invalid weights={self.weights!r}; allowed: ('auto', 'ema', 'raw')")
         if self.control == "all" and self.out is not None:
             raise ValueError("control='all' writes each method into its own folder; drop out (--out) or pick one "
                              "method")

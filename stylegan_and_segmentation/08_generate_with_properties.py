@@ -8,17 +8,16 @@ are held at the training median; ``--control directions``: they follow the edit'
 with the real judge, else the fine-tune; ``all`` runs both, each into its own folder. ``--sweep PROPERTY`` also writes a grid: that property
 from its minimum to its maximum, the others fixed, one row per z.
 """
+import argparse
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, apply_common_args, make_parser, progress_bar  # noqa: E402
-from common.io import CsvSchemaError  # noqa: E402
+from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script  # noqa: E402
 from common.paths import PROPERTY_NAMES  # noqa: E402
 from stylegan.property_generation import (  # noqa: E402
-    CONTROL_OPTIONS, GeneratePropertiesConfig, PropertyGenerationError, requested_from, run_generate_with_properties,
+    CONTROL_OPTIONS, GeneratePropertiesConfig, requested_from, run_generate_with_properties,
     sweep_list,
 )
 
@@ -30,11 +29,10 @@ EXAMPLES = """examples:
 """
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     d = GeneratePropertiesConfig()
-    parser = make_parser(__doc__)
-    parser.epilog = EXAMPLES
-    add_common_args(parser, batch_size=d.batch_size)
+    parser = make_parser(__doc__, EXAMPLES)
+    add_common_args(parser, batch_size=d.batch_size, limit="images")
     parser.add_argument("--control", choices=CONTROL_OPTIONS, default=d.control,
                         help="auto = the one that exists (with both: step 9's better one, else finetuned); "
                              "all = every one, each into its own folder")
@@ -46,8 +44,7 @@ def main(argv=None) -> int:
                         help="write a sweep grid of this property (repeatable; 'all' = every property)")
     parser.add_argument("--sweep-z", type=int, default=d.sweep_z, help="rows (latents) of each sweep grid")
     parser.add_argument("--sweep-values", type=int, default=d.sweep_values, help="columns (values) of each sweep grid")
-    parser.add_argument("--weights", choices=("ema", "raw"), default=d.weights,
-                        help="fine-tune only: EMA or raw generator weights")
+    parser.add_argument("--weights", choices=WEIGHTS_CHOICES, default=d.weights, help=f"fine-tune: {WEIGHTS_HELP}")
     parser.add_argument("--checkpoint", type=pathlib.Path, default=None,
                         help="fine-tuned checkpoint (default: the newest in stylegan/finetuned/checkpoints)")
     parser.add_argument("--directions", type=pathlib.Path, default=None,
@@ -56,27 +53,23 @@ def main(argv=None) -> int:
                         help="directions only: the base generator (default: stylegan/stylegan_model.pth)")
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="output folder (default: stylegan/finetuned/generated or stylegan/directions/generated)")
-    args = parser.parse_args(argv)
-    apply_common_args(args, parser)
-    try:
-        config = GeneratePropertiesConfig(
-            root=args.root, control=args.control,
-            requested=requested_from({name: getattr(args, name) for name in PROPERTY_NAMES}),
-            num=args.num if args.limit is None else min(args.num, args.limit), seed=args.seed,
-            sweeps=sweep_list(args.sweep), sweep_z=args.sweep_z, sweep_values=args.sweep_values,
-            weights=args.weights, batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
-            directions=args.directions, stylegan_checkpoint=args.stylegan_checkpoint, out=args.out,
-            overwrite=args.overwrite)
-    except ValueError as exc:
-        parser.error(str(exc))
-    with progress_bar("generate", args.quiet) as progress:
-        try:
-            summary = run_generate_with_properties(config, progress)
-        except (CheckpointError, PropertyGenerationError, CsvSchemaError, FileNotFoundError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    print(summary.line())
-    return 0
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> GeneratePropertiesConfig:
+    return GeneratePropertiesConfig(
+        root=args.root, control=args.control,
+        requested=requested_from({name: getattr(args, name) for name in PROPERTY_NAMES}),
+        num=args.num if args.limit is None else min(args.num, args.limit), seed=args.seed,
+        sweeps=sweep_list(args.sweep), sweep_z=args.sweep_z, sweep_values=args.sweep_values,
+        weights=args.weights, batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
+        directions=args.directions, stylegan_checkpoint=args.stylegan_checkpoint, out=args.out,
+        overwrite=args.overwrite)
+
+
+def main(argv=None) -> int:
+    return run_step_script(build_parser(), config_from_args, run_generate_with_properties, argv, desc="generate",
+                           errors=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -8,16 +8,15 @@ normalization.json. The property regressor used in training is never the judge. 
 comparison.csv, comparison_sweeps.png and report.md, and each method's own outputs in <method>/.
 ``--scorer brightness`` is a stand-in for demos/tests on random-weight models (labelled so).
 """
+import argparse
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, apply_common_args, make_parser, progress_bar  # noqa: E402
+from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script  # noqa: E402
 from pipeline.evaluate import (  # noqa: E402
-    CONTROLS, CROPS, JUDGE_MODES, QUALITY_MODES, SCORERS, ControlEvaluationError, EvaluateControlConfig,
-    run_evaluate_control,
+    CONTROLS, CROPS, JUDGE_MODES, QUALITY_MODES, SCORERS, EvaluateControlConfig, run_evaluate_control,
 )
 
 EXAMPLES = """examples:
@@ -27,11 +26,10 @@ EXAMPLES = """examples:
 """
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     d = EvaluateControlConfig()
-    parser = make_parser(__doc__)
-    parser.epilog = EXAMPLES
-    add_common_args(parser, batch_size=d.batch_size)
+    parser = make_parser(__doc__, EXAMPLES)
+    add_common_args(parser, batch_size=d.batch_size, limit="latents per sweep (caps --num-z)", overwrite=False)
     parser.add_argument("--control", choices=CONTROLS, default=d.control,
                         help="methods to compare with the unedited generator (all = every one that exists)")
     parser.add_argument("--num-z", type=int, default=d.num_z, help="K latents per property sweep (same for all)")
@@ -40,7 +38,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scorer", choices=SCORERS, default=d.scorer,
                         help="segmentation = the real, independent judge; brightness = a labelled stand-in")
     parser.add_argument("--crop", choices=CROPS, default=d.crop, help="face crop before parsing")
-    parser.add_argument("--weights", choices=("ema", "raw"), default=d.weights, help="fine-tune's EMA or raw weights")
+    parser.add_argument("--weights", choices=WEIGHTS_CHOICES, default=d.weights, help=f"fine-tune: {WEIGHTS_HELP}")
     parser.add_argument("--checkpoint", type=pathlib.Path, default=None,
                         help="fine-tuned checkpoint (default: the newest in stylegan/finetuned/checkpoints)")
     parser.add_argument("--directions", type=pathlib.Path, default=None,
@@ -49,7 +47,7 @@ def main(argv=None) -> int:
                         help="base generator for the baseline and the directions (default: stylegan/stylegan_model.pth)")
     parser.add_argument("--segmentation-checkpoint", type=pathlib.Path, default=None,
                         help="FaceXFormer weights (default: segmentation/models/segmentation_model.pt)")
-    parser.add_argument("--trusted-checkpoint", action="store_true",
+    parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow the official FaceXFormer file's pickled extras (see step 5)")
     parser.add_argument("--normalization", type=pathlib.Path, default=None,
                         help="normalization.json (default: step 6's); also sets the sweep ranges")
@@ -68,28 +66,24 @@ def main(argv=None) -> int:
     parser.add_argument("--inception", type=pathlib.Path, default=None,
                         help="FID Inception weights (default: judges/models/weights-inception-2015-12-05-6726825d.pth)")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="default: stylegan/finetuned/evaluation")
-    args = parser.parse_args(argv)
-    apply_common_args(args, parser)
-    try:
-        config = EvaluateControlConfig(
-            root=args.root, control=args.control, scorer=args.scorer, crop=args.crop, weights=args.weights,
-            num_z=args.num_z if args.limit is None else min(args.num_z, args.limit), num_values=args.num_values,
-            seed=args.seed, batch_size=args.batch_size, sheet_z=args.sheet_z, device=args.device,
-            checkpoint=args.checkpoint, directions=args.directions, stylegan_checkpoint=args.stylegan_checkpoint,
-            segmentation_checkpoint=args.segmentation_checkpoint, trusted_checkpoint=args.trusted_checkpoint,
-            normalization=args.normalization, gender_models=args.gender_models, out=args.out,
-            random_weight_models=args.random_weight_models, judges=args.judges, quality=args.quality,
-            quality_num=args.quality_num, inception=args.inception)
-    except ValueError as exc:
-        parser.error(str(exc))
-    with progress_bar("evaluate", args.quiet) as progress:
-        try:
-            summary = run_evaluate_control(config, progress)
-        except (CheckpointError, ControlEvaluationError, FileNotFoundError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    print(summary.line())
-    return 0
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> EvaluateControlConfig:
+    return EvaluateControlConfig(
+        root=args.root, control=args.control, scorer=args.scorer, crop=args.crop, weights=args.weights,
+        num_z=args.num_z if args.limit is None else min(args.num_z, args.limit), num_values=args.num_values,
+        seed=args.seed, batch_size=args.batch_size, sheet_z=args.sheet_z, device=args.device,
+        checkpoint=args.checkpoint, directions=args.directions, stylegan_checkpoint=args.stylegan_checkpoint,
+        segmentation_checkpoint=args.segmentation_checkpoint, trusted_checkpoint=args.trust_checkpoint,
+        normalization=args.normalization, gender_models=args.gender_models, out=args.out,
+        random_weight_models=args.random_weight_models, judges=args.judges, quality=args.quality,
+        quality_num=args.quality_num, inception=args.inception)
+
+
+def main(argv=None) -> int:
+    return run_step_script(build_parser(), config_from_args, run_evaluate_control, argv, desc="evaluate",
+                           errors=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,38 @@
+"""The step contract: one shape for every numbered step, so a reader finds the same pieces everywhere.
+
+A step is
+
+* a frozen, validated config dataclass (paths included; ``None`` = the pipeline default under
+  ``root``, resolved by ``PipelinePaths``), whose field defaults are the scripts' flag defaults;
+* one package function ``run_<step>(config, progress=None) -> Summary`` that never prints;
+  ``progress(done, total)`` is called as work finishes (a tqdm bar in the scripts, nothing in tests);
+* a ``Summary`` dataclass with the figures a caller needs and ``.line()``, the one-line report;
+* a thin script ``stylegan_and_segmentation/NN_*.py`` with ``build_parser()``,
+  ``config_from_args(args) -> config`` and ``main(argv)`` (see ``common.cli.run_step_script``).
+
+Problems the user can fix (a missing or wrong input, a conflicting output folder) raise a
+:class:`StepError` subclass whose message names the file and the fix; scripts print it as one line
+and exit 2, the runner reports it the same way. Anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+Progress = Callable[[int, int], None]
+"""progress(done, total): called by a step function as work finishes."""
+
+
+class Summary(Protocol):
+    """What every step function returns: its figures as fields, and one line for people."""
+
+    def line(self) -> str: ...
+
+
+class StepError(Exception):
+    """A problem the user can fix: the message is one line naming the file (row, key) and the fix."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (StepError, FileNotFoundError, NotADirectoryError,
+                                                IsADirectoryError, PermissionError)
+"""Errors a script prints as one line (exit 2) instead of a traceback."""
