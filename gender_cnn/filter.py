@@ -14,13 +14,13 @@ from __future__ import annotations
 import filecmp
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from common.contact_sheet import make_contact_sheet
 from common.folders import refuse_overlap
@@ -33,24 +33,67 @@ from common.io import (
     atomic_write_json,
     clean_stale_temp_files,
 )
-from gender_cnn.label_state import load_hand_labels
+from common.paths import REPO_ROOT, PipelinePaths
+from common.steps import Progress, StepError
+from gender_cnn.label_state import journal_path_for, load_hand_labels
+from gender_cnn.schema import QUALITY_GENDER_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-QUALITY_GENDER_COLUMNS: tuple[str, ...] = ("img_name", "gender_score", "quality_score", "source")
 SCORE_DECIMALS = 6
 """Scores are rounded before thresholding, so the CSV alone reproduces every keep decision."""
 
 
+class FilterInputError(StepError, ValueError):
+    """An input of step 4 is missing or unusable; the message names it and the fix."""
+
+
 @dataclass(frozen=True)
 class FilterConfig:
+    """Step 4's settings; a path left None is the pipeline's default under ``root``."""
+
+    root: Path = REPO_ROOT
+    images: Path | None = None        # step 1's images (default: stylegan/synthesize_results)
+    labels: Path | None = None        # hand labels (default: gender_cnn/hand_labels.csv, used when present)
+    models: Path | None = None        # step 3's fold models (default: gender_cnn/models)
+    scores_csv: Path | None = None    # default: gender_cnn/all_image_quality_and_gender.csv
+    filtered_dir: Path | None = None  # kept images (default: stylegan/synthesize_results_filtered)
+    logs_dir: Path | None = None      # contact sheets, filter_config.json (default: gender_cnn/logs)
     gender_threshold: float = 0.7
     quality_threshold: float = 0.9
     batch_size: int = 64
-    link: bool = True  # hard-link kept images (no extra disk); False: copy them
+    device: str = "auto"
+    limit: int | None = None          # score only the first N images by name (smoke runs)
+    link: bool = True                 # hard-link kept images (no extra disk); False: copy them
     sheets: bool = True
     sheet_images: int = 48
-    workers: int = 2
+    workers: int = 2                  # image-decoding threads
+
+    def __post_init__(self) -> None:
+        for name in ("gender_threshold", "quality_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.batch_size < 1 or self.sheet_images < 1 or self.workers < 1:
+            raise ValueError("batch_size, sheet_images and workers must be >= 1")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+
+    @property
+    def paths(self) -> PipelinePaths:
+        return PipelinePaths(Path(self.root).resolve())
+
+    def resolved(self) -> dict[str, Path]:
+        """Every input and output path, defaults filled in from ``root``."""
+        paths = self.paths
+
+        def pick(value: Path | None, default: Path) -> Path:
+            return Path(value) if value is not None else default
+
+        return {"images": pick(self.images, paths.generated_dir), "labels": pick(self.labels, paths.hand_labels_csv),
+                "models": pick(self.models, paths.cnn_models_dir),
+                "scores_csv": pick(self.scores_csv, paths.quality_gender_csv),
+                "filtered_dir": pick(self.filtered_dir, paths.filtered_dir),
+                "logs_dir": pick(self.logs_dir, paths.cnn_logs_dir)}
 
 
 def combine_scores(names: Sequence[str], hand: pd.DataFrame | None,
@@ -175,7 +218,7 @@ def write_contact_sheets(frame: pd.DataFrame, kept: np.ndarray, images_dir: Path
     return written
 
 
-@dataclass
+@dataclass(frozen=True)
 class FilterSummary:
     total: int
     counts: dict[str, tuple[int, int]]  # source -> (kept, total)
@@ -183,6 +226,8 @@ class FilterSummary:
     sync: SyncResult
     csv_path: Path
     filtered_dir: Path
+    seconds: float = 0.0
+    device: str = "cpu"
 
     @property
     def kept(self) -> int:
@@ -190,43 +235,64 @@ class FilterSummary:
 
     def line(self) -> str:
         by_source = ", ".join(f"{src} {k}/{n}" for src, (k, n) in self.counts.items())
-        return (f"kept {self.kept}/{self.total} images ({by_source} kept/total by source); "
+        return (f"step 4: kept {self.kept}/{self.total} images ({by_source} kept/total by source); "
                 f"{len(self.failed)} unreadable skipped; folder: {self.sync.added} added, "
-                f"{self.sync.unchanged} unchanged, {self.sync.removed} stale removed")
+                f"{self.sync.unchanged} unchanged, {self.sync.removed} stale removed; scores in {self.csv_path}, "
+                f"kept images in {self.filtered_dir} ({self.seconds:.1f}s on {self.device})")
 
 
-def unreadable_images(paths: Sequence[Path], show_progress: bool = False) -> dict[str, str]:
+def unreadable_images(paths: Sequence[Path], on_item: Callable[[], None] | None = None) -> dict[str, str]:
     """name -> reason for each image that cannot be decoded (hand-labelled images skip the CNN, so
     nothing else would notice; a kept image must be one that later steps can read)."""
     failed = {}
-    for path in tqdm(paths, desc="checking hand-labelled images", unit="img", disable=not show_progress or not paths):
+    for path in paths:
         try:
             load_rgb(path)
         except ImageReadError as exc:
             failed[path.name] = str(exc)
+        if on_item is not None:
+            on_item()
     return failed
 
 
-def run_filter(images_dir: Path, labels_csv: Path | None, models_dir: Path, out_csv: Path, filtered_dir: Path,
-               logs_dir: Path, config: FilterConfig, device="cpu", limit: int | None = None,
-               show_progress: bool = True) -> FilterSummary:
+def _hand_labels(labels_csv: Path, explicit: bool, names: Sequence[str]) -> pd.DataFrame | None:
+    """The hand labels as read (CSV + journal replay), or None when the default file is absent."""
+    if labels_csv.is_file() or journal_path_for(labels_csv).is_file():
+        return load_hand_labels(labels_csv, known_images=names)
+    if explicit:
+        raise FilterInputError(f"--labels {labels_csv}: no such file; fix: give the hand labels CSV of step 2, or "
+                               "leave --labels out to score every image with the CNNs")
+    logger.info("no hand labels at %s: every image is scored by the CNNs", labels_csv)
+    return None
+
+
+def run_filter(config: FilterConfig, progress: Progress | None = None) -> FilterSummary:
     """Step 4. Raises CheckpointError ("run step 3 first") when a needed model is missing, and
-    CsvSchemaError for a labels CSV naming unknown images or holding invalid values."""
+    CsvSchemaError for a labels CSV naming unknown images or holding invalid values.
+
+    progress(done, total) over the images: CNN-scored ones as batches finish, then the
+    hand-labelled ones as they are checked.
+    """
+    from common.runtime import resolve_device
     from gender_cnn.predict import load_ensemble, predict_images
 
-    images_dir = Path(images_dir)
+    start = time.perf_counter()
+    io = config.resolved()
+    images_dir, labels_csv, models_dir = io["images"], io["labels"], io["models"]
+    out_csv, filtered_dir, logs_dir = io["scores_csv"], io["filtered_dir"], io["logs_dir"]
     refuse_overlap({"--filtered-dir": filtered_dir, "logs folder": logs_dir},
-                   {"--images": images_dir, "--labels": labels_csv, "--models": models_dir}, {"--out": out_csv})
+                   {"--images": images_dir, "--labels": labels_csv, "--models": models_dir},
+                   {"--scores-csv": out_csv})
+    try:
+        device = resolve_device(config.device)
+    except RuntimeError as exc:
+        raise FilterInputError(str(exc)) from exc
     paths = list_images(images_dir)
     all_names = [p.name for p in paths]
-    if limit is not None:
-        paths = paths[:limit]
+    if config.limit is not None:
+        paths = paths[:config.limit]
     names = [p.name for p in paths]
-    if labels_csv is not None and Path(labels_csv).is_file():
-        hand = load_hand_labels(labels_csv, known_images=all_names)  # CSV + journal replay
-    else:
-        logger.info("no hand labels at %s: every image is scored by the CNNs", labels_csv)
-        hand = None
+    hand = _hand_labels(labels_csv, config.labels is not None, all_names)
     hand_idx = (hand.set_index("img_name")[["gender", "quality"]] if hand is not None
                 else pd.DataFrame(columns=["gender", "quality"], dtype=float))
     hand_aligned = hand_idx.reindex(names)
@@ -235,17 +301,24 @@ def run_filter(images_dir: Path, labels_csv: Path | None, models_dir: Path, out_
     tasks_needed = [t for t in ("gender", "quality") if needs[t].any()]
     ensembles = {t: load_ensemble(models_dir, t, device) for t in tasks_needed}
     to_predict = [p for p, need in zip(paths, need_any) if need]
+    hand_only = [p for p, need in zip(paths, need_any) if not need]
+    done = 0
+
+    def advance(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, len(paths))
+
     cnn: dict[str, dict[str, float]] = {t: {} for t in tasks_needed}
     failed: dict[str, str] = {}
     if to_predict:
-        with tqdm(total=len(to_predict), desc="CNN scoring", unit="img", disable=not show_progress) as bar:
-            result = predict_images(to_predict, ensembles, device, batch_size=config.batch_size,
-                                    workers=config.workers, on_items=bar.update)
+        result = predict_images(to_predict, ensembles, device, batch_size=config.batch_size,
+                                workers=config.workers, on_items=advance)
         for task in tasks_needed:
             cnn[task] = dict(zip(result.names, result.scores[task].tolist()))
         failed = result.failed
-    hand_only = [p for p, need in zip(paths, need_any) if not need]
-    failed.update(unreadable_images(hand_only, show_progress))
+    failed.update(unreadable_images(hand_only, advance))
     if failed:
         logger.warning("%d unreadable images left out (not scored, not kept): %s", len(failed),
                        ", ".join(sorted(failed)[:5]) + (" ..." if len(failed) > 5 else ""))
@@ -258,12 +331,16 @@ def run_filter(images_dir: Path, labels_csv: Path | None, models_dir: Path, out_
     for source in ("hand", "cnn"):
         sel = (frame["source"] == source).to_numpy()
         counts[source] = (int((kept & sel).sum()), int(sel.sum()))
-    logs_dir = Path(logs_dir)
     if config.sheets:
         write_contact_sheets(frame, kept, images_dir, logs_dir, config)
-    atomic_write_json(logs_dir / "filter_config.json",
-                      {**asdict(config), "images": str(images_dir), "labels": str(labels_csv),
-                       "models": str(models_dir), "device": str(device), "limit": limit,
-                       "unreadable_images": failed})
-    return FilterSummary(total=len(frame), counts=counts, failed=failed, sync=sync, csv_path=Path(out_csv),
-                         filtered_dir=Path(filtered_dir))
+    atomic_write_json(logs_dir / "filter_config.json", _record(config, io, str(device), failed))
+    return FilterSummary(total=len(frame), counts=counts, failed=failed, sync=sync, csv_path=out_csv,
+                         filtered_dir=filtered_dir, seconds=time.perf_counter() - start, device=str(device))
+
+
+def _record(config: FilterConfig, io: dict[str, Path], device: str, failed: dict[str, str]) -> dict:
+    """filter_config.json: the settings and paths as used (for people and for a re-run)."""
+    settings = {name: getattr(config, name) for name in (
+        "gender_threshold", "quality_threshold", "batch_size", "link", "sheets", "sheet_images", "workers", "limit")}
+    return {**settings, **{name: str(path) for name, path in io.items()}, "device": device,
+            "unreadable_images": failed}

@@ -44,10 +44,10 @@ from gender_cnn.data import (
 )
 from gender_cnn.label_state import load_hand_labels
 from gender_cnn.predict import TASKS, fold_files, load_model_file, model_logits, model_path
+from gender_cnn.schema import OOF_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-OOF_COLUMNS: tuple[str, ...] = ("img_name", "task", "label", "oof_score", "fold")
 EPOCH_COLUMNS: tuple[str, ...] = ("fold", "epoch", "train_loss", "val_loss", "val_acc", "lr", "seconds")
 FOLD_COLUMNS: tuple[str, ...] = ("fold", "accuracy", "f1", "auroc", "threshold", "n_train", "n_val",
                                  "best_epoch", "accuracy_at_0.5", "nll", "temperature")

@@ -26,7 +26,13 @@ import torch
 
 from common.fingerprint import file_fingerprint
 from common.folders import refuse_overlap
-from common.io import atomic_save_image, atomic_save_npy, atomic_write_csv, atomic_write_json, clean_stale_temp_files
+from common.io import (
+    atomic_save_image,
+    atomic_save_npy,
+    atomic_write_csv,
+    atomic_write_json,
+    clean_stale_temp_files,
+)
 from common.paths import REPO_ROOT, PipelinePaths
 from common.records import RecordError, read_json_record
 from common.steps import Progress, StepError

@@ -83,8 +83,9 @@ def test_step4_unreadable_hand_labelled_images_are_not_kept(tmp_path, monkeypatc
     (images / "bomb.png").write_bytes(bomb.read_bytes())
     (tmp_path / "labels.csv").write_text("img_name,gender,quality,labeller\na.png,1,1,hand\n"
                                          "corrupt.png,1,1,hand\nbomb.png,1,1,hand\n")
-    summary = run_filter(images, tmp_path / "labels.csv", tmp_path / "models", tmp_path / "scores.csv",
-                         tmp_path / "kept", tmp_path / "logs", FilterConfig(sheets=False), show_progress=False)
+    summary = run_filter(FilterConfig(images=images, labels=tmp_path / "labels.csv", models=tmp_path / "models",
+                                      scores_csv=tmp_path / "scores.csv", filtered_dir=tmp_path / "kept",
+                                      logs_dir=tmp_path / "logs", sheets=False, device="cpu"))
     kept = sorted(p.name for p in (tmp_path / "kept").iterdir())
     assert kept == ["a.png", "b.png"]
     assert sorted(summary.failed) == ["bomb.png", "corrupt.png"]
@@ -118,9 +119,10 @@ def test_step4_scores_csv_never_overwrites_the_hand_labels(tmp_path):
     _images(images, ["a.png"])
     labels = tmp_path / "labels.csv"
     labels.write_text("img_name,gender,quality,labeller\na.png,1,1,hand\n")
-    with pytest.raises(FolderOverlapError, match="--out"):
-        run_filter(images, labels, tmp_path / "models", labels, tmp_path / "kept", tmp_path / "logs",
-                   FilterConfig(sheets=False), show_progress=False)
+    with pytest.raises(FolderOverlapError, match="--scores-csv"):
+        run_filter(FilterConfig(images=images, labels=labels, models=tmp_path / "models", scores_csv=labels,
+                                filtered_dir=tmp_path / "kept", logs_dir=tmp_path / "logs", sheets=False,
+                                device="cpu"))
     assert labels.read_text().endswith("a.png,1,1,hand\n")
 
 

@@ -16,11 +16,16 @@ from PIL import Image
 
 import stylegan.generate as generate_module
 from common.checkpoints import CheckpointError
+from pipeline.runner import load_script_file
 from stylegan import write_random_checkpoint
 from stylegan.generate import (
-    GENERATED_CSV_COLUMNS, GenerateConfig, GenerateSummary, GenerationConflictError, run_generate, z_for,
+    GENERATED_CSV_COLUMNS,
+    GenerateConfig,
+    GenerateSummary,
+    GenerationConflictError,
+    run_generate,
+    z_for,
 )
-from pipeline.runner import load_script_file
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(resolution=32, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=256, fmaps_max=16)

@@ -233,8 +233,10 @@ def test_step4_uses_journal_decisions(tmp_path, monkeypatch):
 
     monkeypatch.setattr(filt, "load_hand_labels", spy)
     with pytest.raises(RuntimeError, match="stop"):
-        filt.run_filter(_images(tmp_path / "images", names), csv, tmp_path / "models", tmp_path / "out.csv",
-                        tmp_path / "filtered", tmp_path / "logs", filt.FilterConfig(), device="cpu")
+        filt.run_filter(filt.FilterConfig(images=_images(tmp_path / "images", names), labels=csv,
+                                          models=tmp_path / "models", scores_csv=tmp_path / "out.csv",
+                                          filtered_dir=tmp_path / "filtered", logs_dir=tmp_path / "logs",
+                                          device="cpu"))
     assert captured["frame"]["img_name"].tolist() == [names[2]]
 
 
