@@ -22,6 +22,7 @@ from common.paths import PipelinePaths
 from gender_cnn.data import write_synthetic_set
 from gender_cnn.filter import FilterConfig, run_filter
 from gender_cnn.predict import PredictionResult
+from gender_cnn.train import TrainConfig, run_training
 from pipeline.runner import load_script_file
 from segmentation.segment import CROPS_CSV, SegmentConfig, run_segmentation
 
@@ -128,7 +129,7 @@ def test_step4_scores_csv_never_overwrites_the_hand_labels(tmp_path):
 
 # --- step 3 -------------------------------------------------------------------------------------
 
-def test_step3_bomb_among_labelled_images_is_skipped_and_listed(tmp_path, capsys, bomb):
+def test_step3_bomb_among_labelled_images_is_skipped_and_listed(tmp_path, bomb):
     paths = PipelinePaths(tmp_path)
     labels = write_synthetic_set(paths.generated_dir, 12, seed=0, size=32)
     (paths.generated_dir / "000003.jpg").unlink()
@@ -136,12 +137,9 @@ def test_step3_bomb_among_labelled_images_is_skipped_and_listed(tmp_path, capsys
     labels.loc[labels.img_name == "000003.jpg", "img_name"] = "000003.png"
     paths.hand_labels_csv.parent.mkdir(parents=True, exist_ok=True)
     labels.to_csv(paths.hand_labels_csv, index=False)
-    rc = load_script_file("03_train_gender_cnn.py").main(
-        ["--root", str(tmp_path), "--tasks", "gender", "--folds", "2", "--epochs", "1", "--patience", "1",
-         "--input-size", "16", "--channels", "4,8", "--batch-size", "8", "--device", "cpu", "-q"])
-    captured = capsys.readouterr()
-    assert rc == 0, captured.err
-    assert "1 unreadable images skipped" in captured.out
+    summary = run_training(TrainConfig(root=tmp_path, tasks=("gender",), folds=2, epochs=1, patience=1, input_size=16,
+                                       channels=(4, 8), batch_size=8, device="cpu"))
+    assert list(summary.failed) == ["000003.png"]
     info = json.loads((paths.cnn_logs_dir / "train_config.json").read_text())
     assert list(info["unreadable_images"]) == ["000003.png"]
     assert LIMIT_TEXT in info["unreadable_images"]["000003.png"]
