@@ -16,10 +16,10 @@ from PIL import Image
 
 import gender_cnn.predict as predict_module
 from bad_inputs import write_png_bomb
+from cnn_world import write_synthetic_set
 from common.folders import FolderOverlapError
 from common.images import MAX_IMAGE_PIXELS, ImageReadError, load_rgb
 from common.paths import PipelinePaths
-from gender_cnn.data import write_synthetic_set
 from gender_cnn.filter import FilterConfig, run_filter
 from gender_cnn.predict import PredictionResult
 from gender_cnn.train import TrainConfig, run_training

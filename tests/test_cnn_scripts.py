@@ -1,6 +1,6 @@
 """Scripts 03 and 04 through main([...]) on synthetic two-class images written by the test.
 
-The images (gender_cnn.data.synthetic_image) hold a bright disc ("woman") or a dark square ("man")
+The images (cnn_world.synthetic_image) hold a bright disc ("woman") or a dark square ("man")
 and a sharp ("good") or blurred ("bad") checkerboard in the quality model's top-centre region.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
+from cnn_world import write_synthetic_set
 from common.cli import parse_step_config
 from common.paths import PipelinePaths
-from gender_cnn.data import write_synthetic_set
 from gender_cnn.predict import load_ensemble, predict_images
 from gender_cnn.train import TrainSummary, run_training
 from pipeline.runner import load_script_file

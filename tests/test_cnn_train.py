@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cnn_world import write_synthetic_set
 from gender_cnn.classifier import SmallCNN
 from gender_cnn.data import (
     AugmentConfig,
@@ -17,7 +18,6 @@ from gender_cnn.data import (
     crop_for_model,
     default_input_spec,
     stratified_folds,
-    write_synthetic_set,
 )
 from gender_cnn.predict import load_ensemble, load_model_file, model_from_blob, model_logits, model_path
 from gender_cnn.train import (
