@@ -34,6 +34,7 @@ from common.io import (
     clean_stale_temp_files,
 )
 from common.paths import REPO_ROOT, PipelinePaths
+from common.runtime import resolve_device
 from common.steps import Progress, StepError
 from gender_cnn.label_state import journal_path_for, load_hand_labels
 from gender_cnn.schema import QUALITY_GENDER_COLUMNS
@@ -273,8 +274,7 @@ def run_filter(config: FilterConfig, progress: Progress | None = None) -> Filter
     progress(done, total) over the images: CNN-scored ones as batches finish, then the
     hand-labelled ones as they are checked.
     """
-    from common.runtime import resolve_device
-    from gender_cnn.predict import load_ensemble, predict_images
+    from gender_cnn.predict import load_ensemble, predict_images  # torch; tests stand in for the ensemble
 
     start = time.perf_counter()
     io = config.resolved()

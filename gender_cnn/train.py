@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from common.images import list_images
 from common.io import atomic_torch_save, atomic_write_csv, atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
+from common.runtime import resolve_device
 from common.steps import Progress, StepError
 from gender_cnn.classifier import DEFAULT_CHANNELS, FORMAT_VERSION, SmallCNN
 from gender_cnn.data import (
@@ -463,8 +464,6 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     ``TrainInputError`` when there is too little to train on. progress(done, total) counts folds
     (trained or resumed).
     """
-    from common.runtime import resolve_device
-
     start = time.perf_counter()
     io = config.resolved()
     try:

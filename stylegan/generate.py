@@ -35,6 +35,7 @@ from common.io import (
 )
 from common.paths import REPO_ROOT, PipelinePaths
 from common.records import RecordError, read_json_record
+from common.runtime import resolve_device
 from common.steps import Progress, StepError
 from stylegan.checkpoint import entry_for_weights, load_generator
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
@@ -253,8 +254,6 @@ def run_generate(config: GenerateConfig, progress: Progress | None = None) -> Ge
     ``overwrite`` they are removed, so the folder holds exactly what the settings make.
     progress(done, total) as images are written (images already there count as done).
     """
-    from common.runtime import resolve_device
-
     start = time.perf_counter()
     out_dir, checkpoint = config.out_dir, config.checkpoint_path
     refuse_overlap({"--out": out_dir}, {"--checkpoint": checkpoint})

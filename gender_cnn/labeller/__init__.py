@@ -4,9 +4,9 @@ from __future__ import annotations
 from gender_cnn.labeller.server import LabellerApp, LabellerConfig, LabellerServer, create_app, make_server
 from gender_cnn.labeller.step import LabellerError, LabellerSummary, run_labeller
 from gender_cnn.labeller.store import (
+    JournalWriteError,
     Label,
     LabelStore,
-    JournalWriteError,
     StoreLock,
     StoreLockedError,
     build_review_list,
