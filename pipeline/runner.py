@@ -130,6 +130,7 @@ class StepResult:
 class PipelineReport:
     results: list[StepResult] = field(default_factory=list)
     seconds: float = 0.0
+    exit_code: int = 0  # 0 also when paused for labelling; 2 = input to fix; 1 = a step failed
 
     def table(self) -> str:
         total = max(self.seconds, 1e-9)
@@ -361,7 +362,12 @@ def step_argv(number: str, options: PipelineOptions) -> list[str]:
 
 
 def run_pipeline(options: PipelineOptions) -> int:
-    """Run steps first..last; returns the process exit code (0 also when paused for labelling)."""
+    """Run steps first..last and print the table; returns the process exit code (0 also when paused)."""
+    return run_steps(options).exit_code
+
+
+def run_steps(options: PipelineOptions) -> PipelineReport:
+    """Run steps first..last; the report holds every step's status, seconds and Summary object."""
     start = time.perf_counter()
     paths = PipelinePaths(options.root)
     report = PipelineReport()
@@ -414,10 +420,11 @@ def run_pipeline(options: PipelineOptions) -> int:
         print(f"error: {exc}", file=sys.stderr)
         report.seconds = time.perf_counter() - start
         print(report.table())
-        return exc.exit_code
+        report.exit_code = exc.exit_code
+        return report
     report.seconds = time.perf_counter() - start
     print(report.table())
     if options.demo:
         print(f"demo outputs are under {options.root} (random-weight models: the images are not faces).")
-    return 0
+    return report
 
