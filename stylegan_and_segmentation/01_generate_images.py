@@ -9,12 +9,17 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script  # noqa: E402
+from common.cli import (  # noqa: E402
+    WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, add_shard_arg, make_parser, run_step_script,
+)
 from stylegan.generate import FORMATS_ALLOWED, GenerateConfig, run_generate  # noqa: E402
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/01_generate_images.py                      # 10,000 jpgs, seed 0
   python stylegan_and_segmentation/01_generate_images.py --num 100 --format png --trunc-psi 0.7 --trunc-layers 8
+  torchrun --standalone --nproc_per_node=4 stylegan_and_segmentation/01_generate_images.py -- --num 100000
+  python stylegan_and_segmentation/01_generate_images.py --num 100000 --shard 0/2   # machine 0 of 2, then:
+  python stylegan_and_segmentation/merge_shards.py 1 --num 100000                   # after copying the folders
 """
 
 
@@ -33,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", choices=WEIGHTS_CHOICES, default=d.weights, help=WEIGHTS_HELP)
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="output folder (default: stylegan/synthesize_results under --root)")
+    add_shard_arg(parser)
     return parser
 
 
@@ -40,7 +46,8 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
     return GenerateConfig(root=args.root, checkpoint=args.checkpoint, out=args.out, num=args.num,
                           batch_size=args.batch_size, seed=args.seed, trunc_psi=args.trunc_psi,
                           trunc_layers=args.trunc_layers, image_format=args.format, weights=args.weights,
-                          device=args.device, overwrite=args.overwrite)
+                          device=args.device, overwrite=args.overwrite,
+                          shard=args.shard)
 
 
 def main(argv=None) -> int:
