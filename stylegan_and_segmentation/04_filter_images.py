@@ -10,13 +10,14 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from common.cli import add_common_args, make_parser, run_step_script  # noqa: E402
+from common.cli import add_common_args, add_shard_arg, make_parser, run_step_script  # noqa: E402
 from gender_cnn.filter import FilterConfig, run_filter  # noqa: E402
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/04_filter_images.py
   python stylegan_and_segmentation/04_filter_images.py --gender-threshold 0.8 --quality-threshold 0.95 --copy
   python stylegan_and_segmentation/04_filter_images.py --limit 200 --scores-csv /tmp/scores.csv --filtered-dir /tmp/kept
+  torchrun --standalone --nproc_per_node=4 stylegan_and_segmentation/04_filter_images.py -- --batch-size 256
 """
 
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep if quality_score >= this (1 = good)")
     parser.add_argument("--copy", action="store_true", help="copy kept images instead of hard-linking them")
     parser.add_argument("--no-sheets", action="store_true", help="skip the contact sheets")
+    add_shard_arg(parser)
     return parser
 
 
@@ -49,7 +51,7 @@ def config_from_args(args: argparse.Namespace) -> FilterConfig:
                         scores_csv=args.scores_csv, filtered_dir=args.filtered_dir,
                         gender_threshold=args.gender_threshold, quality_threshold=args.quality_threshold,
                         batch_size=args.batch_size, device=args.device, limit=args.limit, link=not args.copy,
-                        sheets=not args.no_sheets)
+                        sheets=not args.no_sheets, shard=args.shard)
 
 
 def main(argv=None) -> int:

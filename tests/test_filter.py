@@ -180,3 +180,36 @@ def test_config_from_flags_and_validation(tmp_path):
             parser.parse_args(gone)
     with pytest.raises(ValueError, match="gender_threshold must lie in"):
         FilterConfig(gender_threshold=1.5)
+
+
+def test_shards_then_merge_equal_one_process(setup):
+    """--shard 0/2 and 1/2 (the stand-in CNN), then merge_shards.py 4: the one-process outputs, parts removed."""
+    from gender_cnn.filter import merge_filter_shards
+
+    tmp_path, _ = setup
+    one = _run(tmp_path)
+    reference = {name: (tmp_path / name).read_bytes() for name in ("scores.csv", "logs/filter_config.json")}
+    kept = sorted(os.listdir(tmp_path / "kept"))
+    for name in ("scores.csv", "logs/filter_config.json"):
+        (tmp_path / name).unlink()
+    for k in (0, 1):
+        share = _run(tmp_path, shard=f"{k}/2")
+        assert share.shard == f"{k}/2" and share.csv_path.name == f"scores.part-{k}-of-2.csv"
+    assert not (tmp_path / "scores.csv").exists()
+    (tmp_path / "scores.part-1-of-2.unreadable.json").unlink()  # as if shard 1 had been killed
+    with pytest.raises(FilterInputError, match="shards 1/2 have not finished"):
+        merge_filter_shards(_config(tmp_path))
+    _run(tmp_path, shard="1/2")
+    merged = merge_filter_shards(_config(tmp_path))
+    assert (merged.counts, merged.failed, merged.total) == (one.counts, one.failed, one.total)
+    for name, data in reference.items():
+        assert (tmp_path / name).read_bytes() == data, name
+    assert sorted(os.listdir(tmp_path / "kept")) == kept
+    assert not list(tmp_path.glob("scores.part-*"))
+    again = merge_filter_shards(_config(tmp_path))  # merged already: merging again changes nothing
+    assert (again.counts, again.failed) == (one.counts, one.failed)
+    for name, data in reference.items():
+        assert (tmp_path / name).read_bytes() == data, name
+    (tmp_path / "scores.csv").unlink()
+    with pytest.raises(FilterInputError, match="none"):  # nothing to merge at all
+        merge_filter_shards(_config(tmp_path))
