@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ import sklearn.metrics
 import torch
 import torch.nn.functional as F
 
+from common.distributed import init_distributed
 from common.images import list_images
 from common.io import atomic_torch_save, atomic_write_csv, atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
@@ -301,6 +302,17 @@ def train_task(task: str, images_u8: torch.Tensor, names: Sequence[str], labels:
                config: TrainConfig, models_dir: Path, device: torch.device, overwrite: bool = False,
                n_unsure: int = 0, on_fold: Callable[[], None] | None = None) -> TaskResult:
     """Train (or resume) the k fold models of one task and calibrate them on the pooled OOF logits."""
+    blobs, trained, skipped, n_folds = fit_folds(task, images_u8, names, labels, config, models_dir, device,
+                                                 overwrite=overwrite, on_fold=on_fold)
+    return _calibrate_and_report(task, blobs, Path(models_dir), n_unsure, trained, skipped, n_folds)
+
+
+def fit_folds(task: str, images_u8: torch.Tensor, names: Sequence[str], labels: np.ndarray, config: TrainConfig,
+              models_dir: Path, device: torch.device, overwrite: bool = False,
+              on_fold: Callable[[], None] | None = None,
+              owns: Callable[[int], bool] | None = None) -> tuple[dict[int, dict], int, int, int]:
+    """Train (or resume) the folds of one task that ``owns(fold)`` (all by default): (blobs, trained,
+    skipped, n_folds). A fold's model is saved as soon as it is trained."""
     labels = np.asarray(labels).astype(np.int64)
     counts = {c: int((labels == c).sum()) for c in (0, 1)}
     if min(counts.values()) < 2:
@@ -317,10 +329,12 @@ def train_task(task: str, images_u8: torch.Tensor, names: Sequence[str], labels:
     for fold, path in fold_files(models_dir, task).items():
         if fold >= n_folds:  # a former run with more folds: would pollute the ensemble
             logger.info("removing stale model %s (now %d folds)", path, n_folds)
-            path.unlink()
+            path.unlink(missing_ok=True)  # ranks may race to remove it
     blobs: dict[int, dict] = {}
     trained = skipped = 0
     for fold in range(n_folds):
+        if owns is not None and not owns(fold):
+            continue
         path = model_path(models_dir, task, fold)
         if path.exists() and not overwrite:
             blob = load_model_file(path)
@@ -362,7 +376,7 @@ def train_task(task: str, images_u8: torch.Tensor, names: Sequence[str], labels:
         trained += 1
         if on_fold is not None:
             on_fold()
-    return _calibrate_and_report(task, blobs, models_dir, n_unsure, trained, skipped, n_folds)
+    return blobs, trained, skipped, n_folds
 
 
 def _calibrate_and_report(task: str, blobs: dict[int, dict], models_dir: Path, n_unsure: int,
@@ -424,6 +438,13 @@ class TrainSummary:
     logs_dir: Path
     seconds: float = 0.0
     device: str = "cpu"
+    rank: int = 0         # under torchrun: this rank (rank 0 holds every task's results)
+    world_size: int = 1
+    folds_here: int = 0   # folds this process trained or resumed (all of them in one process)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
     @property
     def trained(self) -> int:
@@ -439,8 +460,11 @@ class TrainSummary:
             parts.append(f"{task}: {r.n_labelled} labelled ({r.n_unsure} unsure left out), {r.n_folds} folds "
                          f"({r.trained} trained, {r.skipped} resumed), OOF acc {r.accuracy:.3f} "
                          f"F1 {r.f1:.3f} AUROC {r.auroc:.3f}")
+        if not self.is_main:
+            return f"step 3 rank {self.rank}: its folds are in {self.models_dir}; rank 0 reports"
+        ranks = f" by {self.world_size} processes" if self.world_size > 1 else ""
         return (f"step 3: {'; '.join(parts)}; {len(self.failed)} unreadable images skipped; models in "
-                f"{self.models_dir}, logs in {self.logs_dir} ({self.seconds:.1f}s on {self.device})")
+                f"{self.models_dir}, logs in {self.logs_dir} ({self.seconds:.1f}s on {self.device}{ranks})")
 
 
 def _merge_oof(path: Path, new: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -465,9 +489,10 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     (trained or resumed).
     """
     start = time.perf_counter()
+    ctx = init_distributed(None)
     io = config.resolved()
     try:
-        device = resolve_device(config.device)
+        device = resolve_device(ctx.device(config.device))
     except RuntimeError as exc:
         raise TrainInputError(str(exc)) from exc
     paths = list_images(io["images"])
@@ -483,9 +508,49 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     specs = [config.spec(t) for t in config.tasks]
     cache: ImageCache = build_image_cache([by_name[n] for n in wanted["img_name"]], specs, workers=config.workers)
     row_of = {n: i for i, n in enumerate(cache.names)}
-    logs_dir = io["logs_dir"]
-    results: dict[str, TaskResult] = {}
-    total, done = len(config.tasks) * config.folds, 0
+    tasks = {}
+    for task, spec_tensor in zip(config.tasks, cache.tensors):
+        decided = wanted[wanted[task].notna() & wanted["img_name"].isin(row_of)]
+        n_unsure = int(wanted[task].isna().sum())
+        logger.info("%s: %d labelled images, %d unsure left out", task, len(decided), n_unsure)
+        images = spec_tensor[torch.as_tensor([row_of[n] for n in decided["img_name"]], dtype=torch.long)]
+        if device.type == "cuda":
+            images = images.to(device)  # the whole cache fits easily; no per-batch copies
+        tasks[task] = (images, list(decided["img_name"]), decided[task].to_numpy(), n_unsure)
+    total = sum(1 for j in range(len(tasks) * config.folds) if ctx.owns(j))
+    on_fold = _fold_counter(progress if ctx.is_main else None, total)
+    if ctx.sharded:  # torchrun: rank r trains the folds j = task_index * folds + fold with j mod N == r
+        counts = {}
+        for t, (task, (images, names, task_labels, _)) in enumerate(tasks.items()):
+            _, trained, skipped, _ = fit_folds(task, images, names, task_labels, config, io["models_dir"], device,
+                                               overwrite=config.overwrite, on_fold=on_fold,
+                                               owns=lambda fold, t=t: ctx.owns(t * config.folds + fold))
+            counts[task] = (trained, skipped)
+        folds_here = sum(trained + skipped for trained, skipped in counts.values())
+        gathered = ctx.gather(counts)
+        ctx.barrier()
+        if not ctx.is_main:
+            return TrainSummary(results={}, n_images=len(cache.names), failed=cache.failed,
+                                models_dir=io["models_dir"], logs_dir=io["logs_dir"],
+                                seconds=time.perf_counter() - start, device=str(device), rank=ctx.rank,
+                                world_size=ctx.world_size, folds_here=folds_here)
+        totals = {task: tuple(sum(c[task][i] for c in gathered) for i in (0, 1)) for task in tasks}
+        results = _train_and_report(tasks, config, io, device, overwrite=False, on_fold=None)  # every fold resumes
+        results = {task: replace(r, trained=totals[task][0], skipped=totals[task][1]) for task, r in results.items()}
+    else:
+        results = _train_and_report(tasks, config, io, device, overwrite=config.overwrite, on_fold=on_fold)
+        folds_here = sum(r.trained + r.skipped for r in results.values())
+    record = {k: v for k, v in asdict(config).items() if k not in NOT_TRAINING_FIELDS or k in ("tasks", "limit")}
+    record.update({name: str(path) for name, path in io.items()})
+    record.update({"device": str(device), "unreadable_images": cache.failed})
+    atomic_write_json(io["logs_dir"] / "train_config.json", record)
+    return TrainSummary(results=results, n_images=len(cache.names), failed=cache.failed, models_dir=io["models_dir"],
+                        logs_dir=io["logs_dir"], seconds=time.perf_counter() - start, device=str(device),
+                        world_size=ctx.world_size, folds_here=folds_here)
+
+
+def _fold_counter(progress: Progress | None, total: int) -> Callable[[], None]:
+    done = 0
 
     def on_fold() -> None:
         nonlocal done
@@ -493,24 +558,18 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
         if progress is not None:
             progress(done, total)
 
-    for task, spec_tensor in zip(config.tasks, cache.tensors):
-        decided = wanted[wanted[task].notna() & wanted["img_name"].isin(row_of)]
-        n_unsure = int(wanted[task].isna().sum())
-        logger.info("%s: %d labelled images, %d unsure left out", task, len(decided), n_unsure)
-        rows = torch.as_tensor([row_of[n] for n in decided["img_name"]], dtype=torch.long)
-        images = spec_tensor[rows]
-        if device.type == "cuda":
-            images = images.to(device)  # the whole cache fits easily; no per-batch copies
-        result = train_task(task, images, list(decided["img_name"]), decided[task].to_numpy(), config,
-                            io["models_dir"], device, overwrite=config.overwrite, n_unsure=n_unsure, on_fold=on_fold)
-        total -= config.folds - result.n_folds  # fewer folds when a class is rare
+    return on_fold
+
+
+def _train_and_report(tasks: dict[str, tuple], config: TrainConfig, io: dict[str, Path], device: torch.device,
+                      overwrite: bool, on_fold: Callable[[], None] | None) -> dict[str, TaskResult]:
+    """Every task's folds (trained or resumed), calibrated; the epoch, fold and OOF CSVs written."""
+    results: dict[str, TaskResult] = {}
+    for task, (images, names, task_labels, n_unsure) in tasks.items():
+        result = train_task(task, images, names, task_labels, config, io["models_dir"], device, overwrite=overwrite,
+                            n_unsure=n_unsure, on_fold=on_fold)
         results[task] = result
-        atomic_write_csv(logs_dir / f"{task}_epochs.csv", result.epochs, EPOCH_COLUMNS)
-        atomic_write_csv(logs_dir / f"{task}_folds.csv", result.fold_metrics, FOLD_COLUMNS)
+        atomic_write_csv(io["logs_dir"] / f"{task}_epochs.csv", result.epochs, EPOCH_COLUMNS)
+        atomic_write_csv(io["logs_dir"] / f"{task}_folds.csv", result.fold_metrics, FOLD_COLUMNS)
     atomic_write_csv(io["oof_csv"], _merge_oof(io["oof_csv"], {t: r.oof for t, r in results.items()}), OOF_COLUMNS)
-    record = {k: v for k, v in asdict(config).items() if k not in NOT_TRAINING_FIELDS or k in ("tasks", "limit")}
-    record.update({name: str(path) for name, path in io.items()})
-    record.update({"device": str(device), "unreadable_images": cache.failed})
-    atomic_write_json(logs_dir / "train_config.json", record)
-    return TrainSummary(results=results, n_images=len(cache.names), failed=cache.failed, models_dir=io["models_dir"],
-                        logs_dir=logs_dir, seconds=time.perf_counter() - start, device=str(device))
+    return results
