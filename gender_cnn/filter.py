@@ -247,6 +247,8 @@ class FilterSummary:
         return self.rank == 0 or self.shard is not None
 
     def line(self) -> str:
+        if not self.is_main:
+            return f"step 4 rank {self.rank}: {self.total} images scored into its part file; rank 0 reports"
         if self.shard is not None:
             return (f"step 4 shard {self.shard}: {self.total} images scored into {self.csv_path}, "
                     f"{len(self.failed)} unreadable ({self.seconds:.1f}s on {self.device}); when every shard is "

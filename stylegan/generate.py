@@ -145,6 +145,9 @@ class GenerateSummary:
         rate = self.written / self.seconds if self.seconds > 0 and self.written else 0.0
         beyond = (f"; {self.kept_beyond} more from an earlier run with the same settings kept and listed"
                   if self.kept_beyond else "")
+        if not self.is_main:
+            return (f"step 1 rank {self.rank} of {self.world_size}: {self.written} of its images generated, "
+                    f"{self.skipped} already there; rank 0 reports")
         if self.merged:
             return (f"step 1: merged the shards' {self.num} images in {self.out_dir}: latents.npy, w.npy and "
                     f"generated.csv written{beyond} ({self.seconds:.1f}s)")
