@@ -60,9 +60,10 @@ def test_labels_file_is_validated_and_imported(root, tmp_path_factory, capsys):
 
 
 def test_failed_step_stops_with_exit_code_and_hint(tmp_path, capsys):
-    assert run_pipeline(PipelineOptions(root=tmp_path, device="cpu", quiet=True, first=1, last=1)) == 1
+    # a missing checkpoint is the user's to fix: step 1's StepError, exit code 2, the step and file named
+    assert run_pipeline(PipelineOptions(root=tmp_path, device="cpu", quiet=True, first=1, last=1)) == 2
     captured = capsys.readouterr()
-    assert "checkpoint not found" in captured.err and "run it alone" in captured.err
+    assert "checkpoint not found" in captured.err and "01_generate_images.py" in captured.err
 
 
 def test_cli_rejects_bad_step_range():
