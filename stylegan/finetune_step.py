@@ -62,8 +62,9 @@ WEIGHTS_ENTRY: dict[str, str] = {"auto": "auto", "ema": "generator_smooth", "raw
 """--weights -> the genforce checkpoint entry of the base generator (auto: generator_smooth when present)."""
 
 RESUMABLE_CHANGES: tuple[str, ...] = ("steps", "checkpoint_every", "sample_every", "keep_checkpoints",
-                                      "sample_values")
-"""Training settings that may change when a run is resumed; every other one must match the checkpoint."""
+                                      "sample_values", "micro_batches")
+"""Training settings that may change when a run is resumed (the number of processes too); every other one must
+match the checkpoint."""
 
 SAMPLE_Z_STREAM = 7
 """Second word of the seed of the sample sheets' latent: ``default_rng([seed, 7])``."""

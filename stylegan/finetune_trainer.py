@@ -16,6 +16,16 @@ Recipe, and why each part is there (pipeline.md step 7, and what went wrong in t
   on CUDA only.
 * Every random draw of step s comes from a generator seeded by (seed, s), so a run resumed from a
   checkpoint repeats the uninterrupted run's losses exactly (global RNG states are saved too).
+
+Batches and processes (``torchrun``): ``batch_size`` is the **global** batch, the images of one step
+over all processes. It is split into ``micro_batches`` parts (default: one per process); part k
+draws its images, latents and conditions from its own stream (seed, step, stream, k), and D's
+minibatch-std layer sees one part at a time, so the result depends on the parts, not on which
+process computes them. Each process computes the parts k with k mod world_size == rank, gradients
+are summed over parts and processes by one explicit all-reduce per update (as NVlabs' StyleGAN3
+does; DDP's hooks would also fire inside R1's double backward), and every process applies the
+same update, so the weights stay identical everywhere. Hence 2 processes equal 1 process with
+``micro_batches=2``, and a run resumes with any number of processes.
 """
 from __future__ import annotations
 
@@ -36,8 +46,9 @@ from stylegan.conditional import (
     freeze_synthesis,
     set_trainable_d_layers,
 )
+from stylegan.finetune_schema import LOSS_COLUMNS
 
-__all__ = ["FinetuneConfig", "Finetuner", "ema_beta_for", "step_generator", "cpu_state"]
+__all__ = ["FinetuneConfig", "Finetuner", "cpu_state", "ema_beta_for", "micro_batch_size", "step_generator"]
 
 
 @dataclass(frozen=True)
@@ -64,13 +75,14 @@ class FinetuneConfig:
     embed_hidden: int = 64
     cond_lr_mul: float = 1.0
     mixed_precision: bool = True       # CUDA only; always off on CPU
+    micro_batches: int | None = None   # parts of the global batch (each with its own stream); None = world size
 
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.batch_size < 1 or (self.batch_size > 4 and self.batch_size % 4):
-            raise ValueError("batch_size must be 1..4 or a multiple of 4 (D's minibatch-std group), "
-                             f"got {self.batch_size}")
+        if self.micro_batches is not None and self.micro_batches < 1:
+            raise ValueError(f"micro_batches must be >= 1, got {self.micro_batches}")
+        micro_batch_size(self, self.micro_batches or 1)
         for name in ("lr_g", "lr_d", "checkpoint_every", "sample_every", "ema_half_life_kimg"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -84,6 +96,18 @@ class FinetuneConfig:
             raise ValueError(f"sample_values must be >= 2, got {self.sample_values}")
 
 
+def micro_batch_size(config: FinetuneConfig, parts: int) -> int:
+    """Images per part when the global batch is split into ``parts``; ValueError if the split does not fit."""
+    if config.batch_size < 1 or config.batch_size % parts:
+        raise ValueError(f"batch_size (the global batch, {config.batch_size}) must be a positive multiple of the "
+                         f"number of micro-batches / processes ({parts})")
+    size = config.batch_size // parts
+    if size > 4 and size % 4:
+        raise ValueError(f"each micro-batch must hold 1..4 images or a multiple of 4 (D's minibatch-std group); "
+                         f"batch_size {config.batch_size} over {parts} part(s) gives {size}")
+    return size
+
+
 def ema_beta_for(config: FinetuneConfig) -> float:
     """Per-step EMA decay: explicit, or 0.5 ** (batch / half-life in images) (NVlabs' convention)."""
     if config.ema_beta is not None:
@@ -91,9 +115,12 @@ def ema_beta_for(config: FinetuneConfig) -> float:
     return 0.5 ** (config.batch_size / (config.ema_half_life_kimg * 1000.0))
 
 
-def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
-    """The random stream of one step (seeded by seed, step, stream): resume needs no RNG state."""
-    mixed = np.random.SeedSequence([seed, step, stream]).generate_state(2, dtype=np.uint64)
+def step_generator(seed: int, step: int, stream: int, part: int = 0) -> torch.Generator:
+    """The random stream of one part of one step (seeded by seed, step, stream, part): resume needs no RNG state.
+
+    Part 0's stream is the one runs made before the batch could be split (numpy pads a seed with zeros).
+    """
+    mixed = np.random.SeedSequence([seed, step, stream, part]).generate_state(2, dtype=np.uint64)
     return torch.Generator().manual_seed(int(mixed[0] % (2**63 - 1)))
 
 
@@ -102,12 +129,14 @@ class Finetuner:
 
     images_u8: [N, R, R, 3] real images; conditions: [N, P] their normalised properties (no NaN).
     property_model: frozen module images_pm1 -> [N, P] (the trained regressor, or a toy function
-    in tests), or None (then lambda_prop must be 0).
+    in tests), or None (then lambda_prop must be 0). rank, world_size: this process among those
+    that train together (a torch.distributed process group must exist when world_size > 1).
     """
 
     def __init__(self, generator: ConditionalGenerator, discriminator: ConditionalDiscriminator,
                  images_u8: np.ndarray, conditions: np.ndarray, config: FinetuneConfig,
-                 property_model: nn.Module | None = None, device: str | torch.device = "cpu"):
+                 property_model: nn.Module | None = None, device: str | torch.device = "cpu",
+                 rank: int = 0, world_size: int = 1):
         if len(images_u8) != len(conditions) or len(images_u8) == 0:
             raise ValueError(f"need as many conditions as images (>0), got {len(images_u8)} and {len(conditions)}")
         if np.isnan(conditions).any():
@@ -117,6 +146,15 @@ class Finetuner:
         res = generator.resolution
         if images_u8.shape[1:] != (res, res, 3):
             raise ValueError(f"images must be [N, {res}, {res}, 3], got {list(images_u8.shape)}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..{world_size - 1}, got {rank}")
+        self.num_parts = config.micro_batches or world_size
+        if self.num_parts % world_size:
+            raise ValueError(f"micro_batches ({self.num_parts}) must be a multiple of the number of processes "
+                             f"({world_size})")
+        self.micro_batch = micro_batch_size(config, self.num_parts)
+        self.parts = tuple(range(rank, self.num_parts, world_size))
+        self.rank, self.world_size = rank, world_size
         self.config = config
         self.device = torch.device(device)
         self.amp = bool(config.mixed_precision and self.device.type == "cuda")
@@ -145,14 +183,14 @@ class Finetuner:
 
     # --- pieces -------------------------------------------------------------------------------
     def _real_batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(self.images_u8), (self.config.batch_size,), generator=gen)
+        idx = torch.randint(len(self.images_u8), (self.micro_batch,), generator=gen)
         images = self.images_u8[idx].to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         return images, self.conditions[idx].to(self.device)
 
     def _fake_inputs(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """z ~ N(0, I) and conditions drawn from the real conditions, independent of the real batch."""
-        idx = torch.randint(len(self.conditions), (self.config.batch_size,), generator=gen)
-        z = torch.randn(self.config.batch_size, self.G.z_space_dim, generator=gen)
+        idx = torch.randint(len(self.conditions), (self.micro_batch,), generator=gen)
+        z = torch.randn(self.micro_batch, self.G.z_space_dim, generator=gen)
         return z.to(self.device), self.conditions[idx].to(self.device)
 
     def _autocast(self):
@@ -165,18 +203,11 @@ class Finetuner:
         return ((pred - conditions).square() * self.prop_weights).mean()
 
     # --- one step -----------------------------------------------------------------------------
-    def step(self) -> dict[str, float]:
-        """One D update then one G update and the EMA; returns the losses (floats)."""
+    def _d_part(self, gen: torch.Generator) -> torch.Tensor:
+        """D's loss on one part, backward (scaled to the global mean); returns its logged values."""
         cfg = self.config
-        step = self.step_count
-        start = time.perf_counter()
-        gen_d, gen_g = step_generator(cfg.seed, step, 0), step_generator(cfg.seed, step, 1)
-
-        # discriminator
-        real, c_real = self._real_batch(gen_d)
-        z, c_fake = self._fake_inputs(gen_d)
-        for p in self.d_params:
-            p.requires_grad_(True)
+        real, c_real = self._real_batch(gen)
+        z, c_fake = self._fake_inputs(gen)
         with torch.no_grad(), self._autocast():
             fake = self.G(z, c_fake)["image"]
         real_in = real.detach().requires_grad_(cfg.r1_gamma > 0)
@@ -193,33 +224,75 @@ class Finetuner:
             (grad,) = torch.autograd.grad(d_r1.sum(), real_in, create_graph=True)
             r1 = grad.square().sum(dim=(1, 2, 3)).mean()
         loss_d = loss_real + loss_fake + r1 * (cfg.r1_gamma / 2.0)
+        self.scaler_d.scale(self._share(loss_d)).backward()
+        return torch.stack([loss_d, loss_real, loss_fake, r1, d_real.mean(), d_fake.mean()]).detach()
+
+    def _g_part(self, gen: torch.Generator) -> torch.Tensor:
+        """G's loss on one part, backward (scaled to the global mean); returns its logged values."""
+        z, c_fake = self._fake_inputs(gen)
+        with self._autocast():
+            images = self.G(z, c_fake)["image"]
+            loss_adv = F.softplus(-self.D(images, c_fake).float()).mean()
+        loss_prop = (self.property_loss(images, c_fake) if self.property_model is not None
+                     else torch.zeros((), device=self.device))
+        loss_g = loss_adv + self.config.lambda_prop * loss_prop
+        self.scaler_g.scale(self._share(loss_g)).backward()
+        return torch.stack([loss_g, loss_adv, loss_prop]).detach()
+
+    def _share(self, loss: torch.Tensor) -> torch.Tensor:
+        """One part's loss as its share of the global mean (summed over parts and processes)."""
+        return loss if self.num_parts == 1 else loss / self.num_parts
+
+    def _sum_over_processes(self, params: list[torch.nn.Parameter]) -> None:
+        """Gradients summed over every process (one all-reduce); each process then applies the same update."""
+        if self.world_size == 1:
+            return
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.flatten() for p in params])
+        torch.distributed.all_reduce(flat)
+        for p, g in zip(params, flat.split([p.numel() for p in params])):
+            p.grad.copy_(g.view_as(p))
+
+    def _mean_values(self, total: torch.Tensor) -> torch.Tensor:
+        """The logged values as means over every part of the global batch (equal on every process)."""
+        if self.world_size > 1:
+            total = total.clone()
+            torch.distributed.all_reduce(total)
+        return total if self.num_parts == 1 else total / self.num_parts
+
+    def step(self) -> dict[str, float]:
+        """One D update then one G update and the EMA; returns the losses (floats, global-batch means)."""
+        cfg = self.config
+        step = self.step_count
+        start = time.perf_counter()
+
+        # discriminator
+        for p in self.d_params:
+            p.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
-        self.scaler_d.scale(loss_d).backward()
+        d_values = sum(self._d_part(step_generator(cfg.seed, step, 0, part)) for part in self.parts)
+        self._sum_over_processes(self.d_params)
         self.scaler_d.step(self.opt_d)
         self.scaler_d.update()
 
         # generator
         for p in self.d_params:
             p.requires_grad_(False)
-        z, c_fake = self._fake_inputs(gen_g)
-        with self._autocast():
-            images = self.G(z, c_fake)["image"]
-            loss_adv = F.softplus(-self.D(images, c_fake).float()).mean()
-        loss_prop = (self.property_loss(images, c_fake) if self.property_model is not None
-                     else torch.zeros((), device=self.device))
-        loss_g = loss_adv + cfg.lambda_prop * loss_prop
         self.opt_g.zero_grad(set_to_none=True)
-        self.scaler_g.scale(loss_g).backward()
+        g_values = sum(self._g_part(step_generator(cfg.seed, step, 1, part)) for part in self.parts)
+        self._sum_over_processes(self.g_params)
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
         for p in self.d_params:
             p.requires_grad_(True)
         self.update_ema()
         self.step_count += 1
-        values = {"loss_d": loss_d, "loss_d_real": loss_real, "loss_d_fake": loss_fake, "r1": r1, "loss_g": loss_g,
-                  "loss_g_adv": loss_adv, "loss_prop": loss_prop, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
-        row = {"step": self.step_count}
-        row.update({k: float(v.detach()) for k, v in values.items()})
+        values = self._mean_values(torch.cat([d_values, g_values])).tolist()
+        names = ("loss_d", "loss_d_real", "loss_d_fake", "r1", "d_real", "d_fake", "loss_g", "loss_g_adv", "loss_prop")
+        row: dict[str, float] = {"step": self.step_count}
+        row.update({k: values[names.index(k)] for k in LOSS_COLUMNS})
         row["seconds"] = time.perf_counter() - start
         return row
 
