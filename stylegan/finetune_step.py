@@ -5,6 +5,11 @@ start or the newest checkpoint, :func:`resume_state`), get the frozen property m
 or restored from the checkpoint, :func:`property_model_for`), then train with checkpoints, log and
 sample sheets (:class:`FinetuneRun`). Resuming repeats the uninterrupted run exactly: every random
 draw of step s comes from (seed, s).
+
+Under ``torchrun`` (one process per GPU; gloo on CPU) every process reads the inputs and trains its
+share of each step's global batch (``stylegan.finetune_trainer``); rank 0 alone trains the property
+regressor (the others receive its weights), writes checkpoints, samples and the log, and reports
+progress. A checkpoint holds no trace of the number of processes, so a run resumes with any.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from torch import nn
 
 from common.checkpoints import CheckpointError, check_finite_tensors
 from common.cli import WEIGHTS_CHOICES
+from common.distributed import SINGLE, DistContext, init_distributed
 from common.folders import refuse_overlap
 from common.io import atomic_save_image, atomic_torch_save, atomic_write_csv, atomic_write_json
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
@@ -49,7 +55,7 @@ from stylegan.finetune_schema import (
     FinetuneRunFiles,
     FinetuneSettings,
 )
-from stylegan.finetune_trainer import FinetuneConfig, Finetuner, cpu_state
+from stylegan.finetune_trainer import FinetuneConfig, Finetuner, batch_split, cpu_state
 from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator
 from stylegan.property_regressor import PropertyRegressor, RegressorConfig, train_property_regressor
 
@@ -177,16 +183,18 @@ def load_inputs(config: FinetuneStepConfig) -> FinetuneInputs:
     return FinetuneInputs(normalization, base_g, base_d, data)
 
 
-def resume_state(config: FinetuneStepConfig, base_entry: str) -> tuple[Path | None, dict[str, Any] | None]:
+def resume_state(config: FinetuneStepConfig, base_entry: str, ctx: DistContext = SINGLE
+                 ) -> tuple[Path | None, dict[str, Any] | None]:
     """(newest checkpoint, its contents) to resume from, or (None, None) for a fresh start.
 
-    With ``overwrite`` the run's old checkpoints are deleted first. Settings that differ from the
-    checkpoint's (other than :data:`RESUMABLE_CHANGES`) refuse to resume.
+    With ``overwrite`` the run's old checkpoints are deleted first (by rank 0). Settings that differ
+    from the checkpoint's (other than :data:`RESUMABLE_CHANGES`) refuse to resume.
     """
     files = config.files
     if config.overwrite:
-        for old in files.checkpoints():
-            old.unlink()
+        if ctx.is_main:
+            for old in files.checkpoints():
+                old.unlink()
         return None, None
     checkpoints = files.checkpoints()
     if not checkpoints:
@@ -234,8 +242,12 @@ class PropertyModel:
 
 
 def property_model_for(config: FinetuneStepConfig, data: TrainingData, state: dict[str, Any] | None,
-                       latest: Path | None, device: torch.device) -> PropertyModel:
-    """The regressor restored from the checkpoint being resumed, or trained now (and its metrics written)."""
+                       latest: Path | None, device: torch.device, ctx: DistContext = SINGLE) -> PropertyModel:
+    """The regressor restored from the checkpoint being resumed, or trained now (and its metrics written).
+
+    Under torchrun rank 0 trains it and the other ranks receive its weights (training on a GPU is
+    not bit-reproducible, and the ranks must share one model).
+    """
     training = config.training
     if training.lambda_prop <= 0:
         return PropertyModel(None)
@@ -250,11 +262,26 @@ def property_model_for(config: FinetuneStepConfig, data: TrainingData, state: di
                                   f"fix: {FINETUNE_FIX}") from exc
         return PropertyModel(model.eval().requires_grad_(False), regressor_config, state.get("regressor_metrics"))
     regressor_config = RegressorConfig()
-    model, metrics = train_property_regressor(
-        data.images_u8, data.conditions, epochs=training.regressor_epochs, batch_size=training.regressor_batch_size,
-        seed=training.seed, device=device, config=regressor_config)
-    atomic_write_json(config.files.regressor_json, metrics)
+    if ctx.is_main:
+        model, metrics = train_property_regressor(
+            data.images_u8, data.conditions, epochs=training.regressor_epochs,
+            batch_size=training.regressor_batch_size, seed=training.seed, device=device, config=regressor_config)
+        atomic_write_json(config.files.regressor_json, metrics)
+    else:
+        model, metrics = PropertyRegressor(regressor_config).to(device).eval().requires_grad_(False), None
+    if ctx.grouped:
+        model, metrics = _from_rank0(model, metrics)
     return PropertyModel(model, regressor_config, metrics)
+
+
+def _from_rank0(model: nn.Module, metrics: dict[str, Any] | None) -> tuple[nn.Module, dict[str, Any] | None]:
+    """Every rank gets rank 0's weights and metrics (torch.distributed broadcast)."""
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            torch.distributed.broadcast(tensor, src=0)
+    box = [metrics]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return model, box[0]
 
 
 def _read_log(path: Path, upto: int) -> list[dict[str, float]]:
@@ -268,7 +295,8 @@ class FinetuneRun:
     """One run folder being trained: the trainer, its settings, the log so far; writes checkpoints and sheets."""
 
     def __init__(self, config: FinetuneStepConfig, trainer: Finetuner, settings: FinetuneSettings,
-                 prop: PropertyModel, log_rows: list[dict[str, float]]):
+                 prop: PropertyModel, log_rows: list[dict[str, float]], writes: bool = True):
+        self.writes = writes  # False on ranks other than 0: they train, rank 0 writes
         self.config = config
         self.files = config.files
         self.trainer = trainer
@@ -280,6 +308,8 @@ class FinetuneRun:
 
     def save_checkpoint(self) -> Path:
         """checkpoint_NNNNNN.pt and train_log.csv (atomic), then the oldest checkpoints beyond keep_checkpoints go."""
+        if not self.writes:
+            return self.files.checkpoint(self.trainer.step_count)
         payload = self.trainer.state_dict()
         payload.update(format_version=FINETUNE_FORMAT_VERSION, config=self.settings.to_dict(),
                        regressor=self.prop.state, regressor_metrics=self.prop.metrics)
@@ -293,6 +323,8 @@ class FinetuneRun:
 
     def save_samples(self) -> Path:
         step = self.trainer.step_count
+        if not self.writes:
+            return self.files.sample(step)
         sheet = sweep_grid_image(self.trainer.G_ema, self.sample_z, self.settings.ranges, self.settings.medians,
                                  self.config.training.sample_values,
                                  title=f"step {step}: rows = property sweeps (EMA G)")
@@ -314,7 +346,7 @@ class FinetuneRun:
                     f"non-finite loss at step {trainer.step_count} ({', '.join(f'{k}={last[k]:.4g}' for k in LOSS_COLUMNS)});"
                     f" last state saved to {checkpoint}; fix: lower --lr/--lr-d or raise --r1-gamma, and re-run "
                     "with --overwrite (or resume from an older checkpoint)")
-            if progress is not None:
+            if progress is not None and self.writes:
                 progress(trainer.step_count, cfg.steps)
             if trainer.step_count % cfg.sample_every == 0 or trainer.step_count == cfg.steps:
                 self.save_samples()
@@ -324,13 +356,14 @@ class FinetuneRun:
 
 
 def _settings(config: FinetuneStepConfig, inputs: FinetuneInputs, generator, discriminator,
-              prop: PropertyModel) -> FinetuneSettings:
+              prop: PropertyModel, world_size: int) -> FinetuneSettings:
     return FinetuneSettings(
         generator=generator.cond_config, discriminator=discriminator.cond_config, property_names=PROPERTY_NAMES,
         normalization=inputs.normalization, condition_stats=inputs.data.stats, training=asdict(config.training),
         embed_dim=generator.embed_dim, base_checkpoint=str(config.base_checkpoint),
         base_entry=inputs.base_g.checkpoint_key, num_train_images=len(inputs.data.names),
-        regressor=asdict(prop.config) if prop.config is not None else None, regressor_metrics=prop.metrics)
+        regressor=asdict(prop.config) if prop.config is not None else None, regressor_metrics=prop.metrics,
+        world_size=world_size)
 
 
 def _device(name: str) -> torch.device:
@@ -349,20 +382,27 @@ def run_finetune(config: FinetuneStepConfig = FinetuneStepConfig(), progress: Pr
     """The whole step: data, regressor, conditional G/D, training with checkpoints, log and sample sheets.
 
     Resumes from the newest checkpoint in the run folder unless ``config.overwrite``.
-    progress(done, total) is called after every training step.
+    progress(done, total) is called after every training step (by rank 0 under torchrun).
     """
     start = time.perf_counter()
-    device = _device(config.device)
+    ctx = init_distributed()
+    try:
+        batch_split(config.training, ctx.world_size)
+    except ValueError as exc:
+        raise FinetuneError(f"{exc}; fix: pick --batch-size and --micro-batches to fit {ctx.world_size} "
+                            "process(es)") from exc
+    device = _device(ctx.device(config.device))
     inputs = load_inputs(config)
     training = config.training
-    latest, state = resume_state(config, inputs.base_g.checkpoint_key)
+    latest, state = resume_state(config, inputs.base_g.checkpoint_key, ctx)
     generator = build_conditional_generator(inputs.base_g, training.embed_dim, training.embed_hidden,
                                             training.cond_lr_mul, seed=training.seed)
     discriminator = build_conditional_discriminator(inputs.base_d, seed=training.seed)
-    config.files.folder.mkdir(parents=True, exist_ok=True)
-    prop = property_model_for(config, inputs.data, state, latest, device)
+    if ctx.is_main:
+        config.files.folder.mkdir(parents=True, exist_ok=True)
+    prop = property_model_for(config, inputs.data, state, latest, device, ctx)
     trainer = Finetuner(generator, discriminator, inputs.data.images_u8, inputs.data.conditions, training,
-                        prop.model, device)
+                        prop.model, device, rank=ctx.rank, world_size=ctx.world_size)
     log_rows: list[dict[str, float]] = []
     if state is not None:
         try:
@@ -372,16 +412,17 @@ def run_finetune(config: FinetuneStepConfig = FinetuneStepConfig(), progress: Pr
             raise CheckpointError(f"{latest}: cannot resume from this checkpoint ({first}); fix: {FINETUNE_FIX}") from exc
         log_rows = _read_log(config.files.train_log_csv, trainer.step_count)
         logger.info("resumed from %s at step %d", latest, trainer.step_count)
-    settings = _settings(config, inputs, generator, discriminator, prop)
-    atomic_write_json(config.files.settings_json, settings.to_dict())
-    run = FinetuneRun(config, trainer, settings, prop, log_rows)
+    settings = _settings(config, inputs, generator, discriminator, prop, ctx.world_size)
+    if ctx.is_main:
+        atomic_write_json(config.files.settings_json, settings.to_dict())
+    run = FinetuneRun(config, trainer, settings, prop, log_rows, writes=ctx.is_main)
     start_step = trainer.step_count
     checkpoint, last = run.train(progress)
     if checkpoint is None:
         # nothing trained now: keep the checkpoint resumed from, or leave a loadable step-0 one (steps == 0)
         checkpoint = latest if latest is not None and latest.is_file() else run.save_checkpoint()
+    ctx.barrier()  # every rank returns once rank 0 has written the last checkpoint
     data = inputs.data
     return FinetuneSummary(config.files.folder, checkpoint, start_step, trainer.step_count, len(data.names),
                            data.num_nan, data.num_missing_image, inputs.base_g.checkpoint_key,
-                           time.perf_counter() - start, last)
-
+                           time.perf_counter() - start, last, ctx.world_size)

@@ -48,7 +48,7 @@ from stylegan.conditional import (
 )
 from stylegan.finetune_schema import LOSS_COLUMNS
 
-__all__ = ["FinetuneConfig", "Finetuner", "cpu_state", "ema_beta_for", "micro_batch_size", "step_generator"]
+__all__ = ["FinetuneConfig", "Finetuner", "batch_split", "cpu_state", "ema_beta_for", "micro_batch_size", "step_generator"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,14 @@ def micro_batch_size(config: FinetuneConfig, parts: int) -> int:
     return size
 
 
+def batch_split(config: FinetuneConfig, world_size: int = 1) -> tuple[int, int]:
+    """(parts, images per part) of the global batch for ``world_size`` processes; ValueError if it does not fit."""
+    parts = config.micro_batches or world_size
+    if parts % world_size:
+        raise ValueError(f"micro_batches ({parts}) must be a multiple of the number of processes ({world_size})")
+    return parts, micro_batch_size(config, parts)
+
+
 def ema_beta_for(config: FinetuneConfig) -> float:
     """Per-step EMA decay: explicit, or 0.5 ** (batch / half-life in images) (NVlabs' convention)."""
     if config.ema_beta is not None:
@@ -148,11 +156,7 @@ class Finetuner:
             raise ValueError(f"images must be [N, {res}, {res}, 3], got {list(images_u8.shape)}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in 0..{world_size - 1}, got {rank}")
-        self.num_parts = config.micro_batches or world_size
-        if self.num_parts % world_size:
-            raise ValueError(f"micro_batches ({self.num_parts}) must be a multiple of the number of processes "
-                             f"({world_size})")
-        self.micro_batch = micro_batch_size(config, self.num_parts)
+        self.num_parts, self.micro_batch = batch_split(config, world_size)
         self.parts = tuple(range(rank, self.num_parts, world_size))
         self.rank, self.world_size = rank, world_size
         self.config = config

@@ -20,6 +20,8 @@ EXAMPLES = """examples:
   python stylegan_and_segmentation/07_finetune_stylegan.py --steps 20000              # GPU, resumable
   python stylegan_and_segmentation/07_finetune_stylegan.py --lambda-prop 0 --out runs/plain   # the original's recipe
   python stylegan_and_segmentation/07_finetune_stylegan.py --steps 4 --batch-size 4 --device cpu --limit 16  # smoke
+  torchrun --standalone --nproc_per_node=4 stylegan_and_segmentation/07_finetune_stylegan.py -- --batch-size 32
+      # 4 GPUs of one node, 8 images each; note the "--" before the script's flags
 """
 
 
@@ -52,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cond-lr-mul", type=float, default=t.cond_lr_mul,
                         help="equalised-lr multiplier of the new condition columns")
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA (always off on CPU)")
+    parser.add_argument("--micro-batches", type=int, default=t.micro_batches,
+                        help="split each step's --batch-size (the global batch, all processes together) into N "
+                             "parts, each with its own random stream (default: one per process); one process with "
+                             "--micro-batches N trains as N processes under torchrun do")
     parser.add_argument("--checkpoint", type=pathlib.Path, default=None,
                         help="pretrained genforce checkpoint (default: stylegan/stylegan_model.pth under --root)")
     parser.add_argument("--images", type=pathlib.Path, default=None,
@@ -71,7 +77,8 @@ def config_from_args(args: argparse.Namespace) -> FinetuneStepConfig:
         lambda_prop=args.lambda_prop, regressor_epochs=args.regressor_epochs,
         checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
         keep_checkpoints=args.keep_checkpoints, seed=args.seed, train_d_layers=args.train_d_layers,
-        embed_dim=args.embed_dim, cond_lr_mul=args.cond_lr_mul, mixed_precision=not args.no_amp)
+        embed_dim=args.embed_dim, cond_lr_mul=args.cond_lr_mul, mixed_precision=not args.no_amp,
+        micro_batches=args.micro_batches)
     return FinetuneStepConfig(
         root=args.root, checkpoint=args.checkpoint, images=args.images, scores=args.scores,
         normalization=args.normalization, out=args.out, weights=args.weights, device=args.device,
