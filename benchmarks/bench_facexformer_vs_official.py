@@ -36,7 +36,7 @@ from PIL import Image  # noqa: E402
 from _paired import NOT_MEASURED, paired_ratio, reference_checkout  # noqa: E402
 from segmentation.crop import full_image_crop, normalize_crops  # noqa: E402
 from segmentation.facexformer import FaceXFormer  # noqa: E402
-from segmentation.reference_weights import recipe_state_dict  # noqa: E402
+from segmentation.random_weights import recipe_state_dict  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REAL_FACES = Path(os.environ.get("TESTDATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "testdata") / "real_faces"

@@ -16,8 +16,8 @@ _EXPORTS: dict[str, str] = {
     "INPUT_SIZE": "facexformer", "IMAGENET_MEAN": "facexformer", "IMAGENET_STD": "facexformer",
     # segmentation.crop
     "FaceCrop": "crop", "detect_and_crop": "crop", "full_image_crop": "crop", "normalize_crops": "crop",
-    # segmentation.reference_weights
-    "recipe_state_dict": "reference_weights", "save_random_facexformer_checkpoint": "reference_weights",
+    # segmentation.random_weights
+    "recipe_state_dict": "random_weights", "save_random_facexformer_checkpoint": "random_weights",
     # segmentation.segment (step 5)
     "SegmentConfig": "segment", "SegmentSummary": "segment", "run_segmentation": "segment",
     "output_paths": "segment", "read_crops_csv": "segment", "CROPS_COLUMNS": "segment",
