@@ -62,6 +62,13 @@ def add_common_args(parser: argparse.ArgumentParser, batch_size: int | None = No
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
 
 
+def add_shard_arg(parser: argparse.ArgumentParser) -> None:
+    """--shard K/N: this machine's share of the images (i mod N == K) when not under torchrun."""
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="process only images with index i mod N == K (K from 0), for N separate machines; "
+                             "merge afterwards with merge_shards.py (under torchrun the ranks split the work instead)")
+
+
 @contextlib.contextmanager
 def progress_bar(desc: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
     """A tqdm bar as the ``progress(done, total)`` callback that package step functions take."""
