@@ -131,7 +131,8 @@ def compare_step(images: int, batch: int, pairs: int) -> dict:
 
         def step() -> None:
             out = work / f"out{next(runs)}"
-            run_segmentation(src, work / "unused.pt", out, SegmentConfig(batch_size=batch), model_loader=lambda: model)
+            config = SegmentConfig(images=src, checkpoint=work / "unused.pt", out=out, device="cpu", batch_size=batch)
+            run_segmentation(config, model_loader=lambda: model)
             shutil.rmtree(out)
 
         def model_only() -> None:

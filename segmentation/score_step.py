@@ -1,9 +1,10 @@
-"""Step 6 as a whole: score every label map of step 5, normalise, write the CSV, JSON and pictures.
+"""Step 6's segmentation judge: score every label map of step 5, normalise, write the CSV, JSON and pictures.
 
 Reads ``parsing_{stem}.png`` + ``face_{stem}.png`` pairs (and ``crops.csv`` for file names) from
 step 5's folder and writes ``all_scores.csv``, ``normalization.json``, one contact sheet per
 property (``contact_{property}.png``: lowest, middle and highest scored faces beside their parsing
-overlays) and ``histograms.png`` (raw and normalised values of each property).
+overlays) and ``histograms.png`` (raw and normalised values of each property). The whole step
+(this, then the optional landmark judge) is ``pipeline.property_scores.run_property_scores``.
 
 Normalisation is fitted over all images, so every run recomputes the whole table (scoring is far
 cheaper than reading the PNGs); all files are written atomically and a re-run with unchanged
@@ -15,9 +16,10 @@ from __future__ import annotations
 import io
 import logging
 import math
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,38 +36,34 @@ from common.io import (
     clean_stale_temp_files,
     read_csv_checked,
 )
-from common.paths import PROPERTY_NAMES
-from segmentation.crops_table import check_crops_frame
+from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.steps import Progress, StepError, Summary
 from segmentation.labels import overlay
-from segmentation.normalize import PropertyNormalizer
+from segmentation.normalize import METHODS, POSE_SCALINGS, PropertyNormalizer
 from segmentation.property_scores import background_scores, raw_scores_with_flags
+from segmentation.tables import (
+    BACKGROUND_COLUMNS,
+    FACE_PREFIX,
+    FLAG_MISSING_FACE,
+    FLAG_MISSING_MAP,
+    FLAG_UNREADABLE,
+    PARSING_PREFIX,
+    SCORES_COLUMNS,
+    VISUALIZATION_PREFIX,
+    check_crops_frame,
+)
 
 log = logging.getLogger(__name__)
 
-RAW_COLUMNS: tuple[str, ...] = tuple(f"raw_{name}" for name in PROPERTY_NAMES)
-SCORES_COLUMNS: tuple[str, ...] = ("img_name", *PROPERTY_NAMES, *RAW_COLUMNS, "flags")
-"""all_scores.csv columns, in the spec's order (normalised first)."""
-BACKGROUND_COLUMNS: tuple[str, ...] = ("background_mean", "background_std")
-"""Optional extra raw columns after ``flags`` (--background-scores)."""
-
-FLAG_UNREADABLE = "unreadable"
-FLAG_MISSING_MAP = "missing_map"
-FLAG_MISSING_FACE = "missing_face"
-
-PARSING_PREFIX = "parsing_"
-FACE_PREFIX = "face_"
-VISUALIZATION_PREFIX = "parsing_visualization_"
 FALLBACK_SUFFIX = ".jpg"
 """img_name suffix when neither crops.csv nor the image folder names the file (step 1's default)."""
 
 HISTOGRAMS_NAME = "histograms.png"
 SHEET_GROUPS: tuple[str, ...] = ("lowest", "middle", "highest")
 
-ProgressFn = Callable[[Iterable[Any], int], Iterable[Any]]
 
-
-class ScoreInputError(ValueError):
-    """Step 6 has nothing it can normalise (no face at all); nothing is written."""
+class ScoreInputError(StepError, ValueError):
+    """Step 6 has no step-5 folder, or nothing it can normalise (no face at all); nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -79,27 +77,73 @@ class ScoreItem:
 
 
 @dataclass(frozen=True)
-class ScoreStepConfig:
-    """Settings of step 6 (paths come from common.paths via the script)."""
+class PropertyScoresConfig:
+    """Step 6's settings; every path None = the pipeline's default under ``root``."""
 
-    input_dir: Path
+    root: Path = REPO_ROOT
+    segmentation_dir: Path | None = None  # step 5's results (parsing_*.png, face_*.png, crops.csv)
+    images: Path | None = None            # step 4's filtered images: names maps crops.csv lacks; landmark judge
+    out: Path | None = None               # segmentation/property_score_results
+    method: str = "minmax"                # minmax (the spec) | zscore
+    pose_scaling: str = "minmax"          # minmax | symmetric (raw / max|raw|, 0 = frontal)
+    limit: int | None = None              # only the first N maps by img_name (smoke runs)
+    background: bool = False              # extra raw columns background_mean, background_std
+    per_group: int = 6                    # faces per row of each contact sheet
+    pictures: bool = True                 # contact sheets and histograms
+    landmark_judge: bool = True           # also run the optional dlib judge when it is installed
+    device: str = "cpu"                   # the landmark judge's face detector (MTCNN), as step 5's
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.pose_scaling not in POSE_SCALINGS:
+            raise ValueError(f"pose_scaling must be one of {POSE_SCALINGS}, got {self.pose_scaling!r}")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+        if self.per_group < 1:
+            raise ValueError(f"per_group must be >= 1, got {self.per_group}")
+
+    @property
+    def paths(self) -> PipelinePaths:
+        return PipelinePaths(Path(self.root).resolve())
+
+    def resolved(self) -> PropertyScoresConfig:
+        """This config with every path filled in from ``root``."""
+        paths = self.paths
+        return replace(self, segmentation_dir=Path(self.segmentation_dir or paths.segmentation_dir),
+                       images=Path(self.images or paths.filtered_dir),
+                       out=Path(self.out or paths.property_scores_dir))
+
+
+@dataclass(frozen=True)
+class PropertyScoresSummary:
+    """What step 6 wrote; ``landmarks`` is the landmark judge's summary when it ran, else ``landmark_note`` says why."""
+
+    scored: int
+    no_face: int
+    flag_counts: dict[str, int]
+    method: str
+    pose_scaling: str
     out_dir: Path
-    images_dir: Path | None = None
-    method: str = "minmax"
-    pose_scaling: str = "minmax"
-    limit: int | None = None
-    background: bool = False
-    per_group: int = 6
-    pictures: bool = True
+    written: tuple[Path, ...]
+    seconds: float
+    landmarks: Summary | None = None
+    landmark_note: str = ""
 
+    @property
+    def pictures(self) -> int:
+        return sum(1 for path in self.written if path.suffix == ".png")
 
-@dataclass
-class ScoreStepResult:
-    table: Any  # pandas DataFrame with SCORES_COLUMNS (+ background columns)
-    normalizer: PropertyNormalizer
-    flag_counts: Counter = field(default_factory=Counter)
-    no_face: int = 0
-    written: list[Path] = field(default_factory=list)
+    def line(self) -> str:
+        flags = ", ".join(f"{name} {count}" for name, count in sorted(self.flag_counts.items())) or "none"
+        text = (f"step 6: scored {self.scored} images ({self.method}, pose {self.pose_scaling}); flags: {flags}; "
+                f"{self.no_face} without a face in crops.csv; wrote all_scores.csv, normalization.json and "
+                f"{self.pictures} pictures to {self.out_dir} in {self.seconds:.1f}s")
+        if self.landmarks is not None:
+            text += "; " + self.landmarks.line()
+        elif self.landmark_note:
+            text += f"; note: {self.landmark_note}"
+        return text
 
 
 # --- finding the inputs ------------------------------------------------------------------------
@@ -115,7 +159,7 @@ def _stems_with_prefix(folder: Path, prefix: str) -> set[str]:
 
 def _names_from_crops(input_dir: Path) -> tuple[dict[str, str], set[str], int]:
     """stem -> img_name of crops.csv, stems it says have a face, and how many have none."""
-    path = input_dir / "crops.csv"
+    path = input_dir / PipelinePaths().crops_csv.name
     if not path.is_file():
         return {}, set(), 0
     frame = read_csv_checked(path, ["img_name", "face_found"], dtype=str, keep_default_na=False)
@@ -134,7 +178,8 @@ def find_score_inputs(input_dir: Path, images_dir: Path | None = None) -> tuple[
     """
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
-        raise FileNotFoundError(f"segmentation folder not found: {input_dir} (run step 5 first)")
+        raise ScoreInputError(f"segmentation folder not found: {input_dir} (run step 5 first, or pass "
+                              "--segmentation-dir)")
     names, with_face, no_face = _names_from_crops(input_dir)
     stems = (_stems_with_prefix(input_dir, PARSING_PREFIX) | _stems_with_prefix(input_dir, FACE_PREFIX)
              | with_face)
@@ -250,31 +295,38 @@ def histogram_png(raw: Any, normalized: Any) -> bytes:
 
 # --- the step -----------------------------------------------------------------------------------
 
-def run_property_scores(config: ScoreStepConfig, progress: ProgressFn | None = None) -> ScoreStepResult:
-    """Score, normalise and write everything step 6 promises; returns the table and counts."""
+def score_properties(config: PropertyScoresConfig, progress: Progress | None = None) -> PropertyScoresSummary:
+    """Score, normalise and write what the segmentation judge promises (step 6 without the landmark judge).
+
+    ``progress(done, total)`` counts scored images.
+    """
     import pandas as pd
 
-    refuse_overlap({"--out": config.out_dir}, {"--input": config.input_dir, "--images": config.images_dir})
-    items, no_face = find_score_inputs(config.input_dir, config.images_dir)
-    if config.limit is not None:
-        items = items[: max(0, config.limit)]
-    iterator: Iterable[ScoreItem] = progress(items, len(items)) if progress else items
+    start = time.perf_counter()
+    config = config.resolved()
+    paths, out = config.paths, Path(config.out)
+    refuse_overlap({"--out": out}, {"--segmentation-dir": config.segmentation_dir, "--images": config.images})
+    items, no_face = find_score_inputs(config.segmentation_dir, config.images)
+    items = items[: config.limit]
     rows, flag_lists = [], []
-    for item in iterator:
+    for done, item in enumerate(items, 1):
         scores, flags = score_item(item, background=config.background)
         rows.append(scores)
         flag_lists.append(flags)
+        if progress is not None:
+            progress(done, len(items))
 
     raw_columns = list(PROPERTY_NAMES) + (list(BACKGROUND_COLUMNS) if config.background else [])
     raw = pd.DataFrame(rows, columns=raw_columns, dtype=np.float64)
+    flag_counts = Counter(f for flags in flag_lists for f in flags)
     if not raw[list(PROPERTY_NAMES)].notna().to_numpy().any():
-        flags = Counter(f for flags in flag_lists for f in flags)
         raise ScoreInputError(
-            f"no face to score in {config.input_dir}: {len(items)} label maps ({dict(flags) or 'none'} flagged), "
-            f"{no_face} images without a face in crops.csv, and not one property score; an all-NaN "
-            "normalization.json would be useless, so nothing was written; fix: check step 5's output "
-            "(crops.csv, parsing_visualization_*.png), e.g. re-run step 5 with --crop full if faces are not detected")
-    clean_stale_temp_files(config.out_dir)
+            f"no face to score in {config.segmentation_dir}: {len(items)} label maps "
+            f"({dict(flag_counts) or 'none'} flagged), {no_face} images without a face in crops.csv, and not one "
+            "property score; an all-NaN normalization.json would be useless, so nothing was written; fix: check "
+            "step 5's output (crops.csv, parsing_visualization_*.png), e.g. re-run step 5 with --crop full if faces "
+            "are not detected")
+    clean_stale_temp_files(out)
     normalizer = PropertyNormalizer.fit(raw, method=config.method, pose_scaling=config.pose_scaling)
     normalized = normalizer.apply(raw)
     table = pd.DataFrame({"img_name": [item.img_name for item in items]})
@@ -287,29 +339,43 @@ def run_property_scores(config: ScoreStepConfig, progress: ProgressFn | None = N
         for name in BACKGROUND_COLUMNS:
             table[name] = raw[name].to_numpy()
 
-    out = Path(config.out_dir)
-    result = ScoreStepResult(table=table, normalizer=normalizer, no_face=no_face,
-                             flag_counts=Counter(f for flags in flag_lists for f in flags))
-    result.written.append(atomic_write_csv(out / "all_scores.csv", table, columns=SCORES_COLUMNS))
-    result.written.append(normalizer.save(out / "normalization.json"))
+    written = [atomic_write_csv(out / paths.all_scores_csv.name, table, columns=SCORES_COLUMNS),
+               normalizer.save(out / paths.normalization_json.name)]
     if config.pictures and items:
-        for name in PROPERTY_NAMES:
-            groups = select_extremes(table[f"raw_{name}"].to_numpy(), config.per_group)
-            if not groups:
-                log.warning("no %s scores to show: every value is NaN", name)
-                (out / f"contact_{name}.png").unlink(missing_ok=True)  # no stale sheet from an older run
-                continue
-            sheet = property_sheet(name, groups, items, table[name].to_numpy(),
-                                   table[f"raw_{name}"].to_numpy(), config.per_group)
-            result.written.append(atomic_save_image(out / f"contact_{name}.png", sheet))
-        png = histogram_png(raw, normalized)
-        result.written.append(atomic_write_bytes(out / HISTOGRAMS_NAME, png))
-    return result
+        written += _write_pictures(config, items, table, raw, normalized)
+    return PropertyScoresSummary(scored=len(table), no_face=no_face, flag_counts=dict(sorted(flag_counts.items())),
+                                 method=config.method, pose_scaling=config.pose_scaling, out_dir=out,
+                                 written=tuple(written), seconds=time.perf_counter() - start)
+
+
+def _write_pictures(config: PropertyScoresConfig, items: Sequence[ScoreItem], table: Any, raw: Any,
+                    normalized: Any) -> list[Path]:
+    """One contact sheet per property and the histograms; a property with no score loses its old sheet."""
+    out = Path(config.out)
+    written = []
+    for name in PROPERTY_NAMES:
+        groups = select_extremes(table[f"raw_{name}"].to_numpy(), config.per_group)
+        if not groups:
+            log.warning("no %s scores to show: every value is NaN", name)
+            (out / f"contact_{name}.png").unlink(missing_ok=True)  # no stale sheet from an older run
+            continue
+        sheet = property_sheet(name, groups, items, table[name].to_numpy(),
+                               table[f"raw_{name}"].to_numpy(), config.per_group)
+        written.append(atomic_save_image(out / f"contact_{name}.png", sheet))
+    written.append(atomic_write_bytes(out / HISTOGRAMS_NAME, histogram_png(raw, normalized)))
+    return written
 
 
 __all__ = [
-    "ScoreInputError", "SCORES_COLUMNS", "RAW_COLUMNS", "BACKGROUND_COLUMNS", "FLAG_UNREADABLE", "FLAG_MISSING_MAP",
-    "FLAG_MISSING_FACE", "ScoreItem", "ScoreStepConfig", "ScoreStepResult",
-    "find_score_inputs", "load_pair", "score_item", "select_extremes", "property_sheet", "histogram_png",
-    "run_property_scores",
+    "PropertyScoresConfig",
+    "PropertyScoresSummary",
+    "ScoreInputError",
+    "ScoreItem",
+    "find_score_inputs",
+    "histogram_png",
+    "load_pair",
+    "property_sheet",
+    "score_item",
+    "score_properties",
+    "select_extremes",
 ]
