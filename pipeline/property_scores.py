@@ -9,11 +9,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from common.distributed import init_distributed
 from common.steps import Progress, StepError
 from pipeline.landmark_scores import LandmarkScoresConfig, run_landmark_scores
-from segmentation.score_step import PropertyScoresConfig, PropertyScoresSummary, score_properties
+from segmentation.score_step import (
+    PropertyScoresConfig,
+    PropertyScoresSummary,
+    merge_score_shards,
+    score_properties,
+)
 
-__all__ = ["PropertyScoresConfig", "PropertyScoresSummary", "LandmarkJudgeError", "run_property_scores"]
+__all__ = ["LandmarkJudgeError", "PropertyScoresConfig", "PropertyScoresSummary", "merge_property_scores_shards",
+           "run_property_scores"]
 
 
 class LandmarkJudgeError(StepError, RuntimeError):
@@ -24,10 +31,25 @@ def run_property_scores(config: PropertyScoresConfig, progress: Progress | None 
     """Write all_scores.csv, normalization.json and pictures; then landmark_scores.csv and
     judge_agreement.csv when the landmark judge is installed and ``config.landmark_judge``.
 
-    ``progress(done, total)`` counts the scored maps, then the landmark judge's images.
+    ``progress(done, total)`` counts the scored maps, then the landmark judge's images. Under
+    torchrun the ranks share the scoring and rank 0 alone runs the landmark judge afterwards; a
+    ``--shard`` run leaves both to :func:`merge_property_scores_shards`.
     """
     config = config.resolved()
     summary = score_properties(config, progress)
+    if summary.shard or not init_distributed(config.shard).is_main:
+        return summary
+    return _with_landmark_judge(config, summary, progress)
+
+
+def merge_property_scores_shards(config: PropertyScoresConfig) -> PropertyScoresSummary:
+    """``merge_shards.py 6``: normalise every shard's raw scores together, then the landmark judge."""
+    config = config.resolved()
+    return _with_landmark_judge(config, merge_score_shards(config), None)
+
+
+def _with_landmark_judge(config: PropertyScoresConfig, summary: PropertyScoresSummary,
+                         progress: Progress | None) -> PropertyScoresSummary:
     if not config.landmark_judge:
         return summary
     from judges import JudgeUnavailable, dlib_status

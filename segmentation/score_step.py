@@ -13,7 +13,9 @@ inputs writes byte-identical files. A pair that cannot be read becomes a row of 
 """
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import logging
 import math
 import time
@@ -27,12 +29,14 @@ import numpy as np
 from PIL import Image
 
 from common.contact_sheet import make_contact_sheet
+from common.distributed import init_distributed, parse_shard
 from common.folders import refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb, open_image
 from common.io import (
     atomic_save_image,
     atomic_write_bytes,
     atomic_write_csv,
+    atomic_write_json,
     clean_stale_temp_files,
     read_csv_checked,
 )
@@ -40,6 +44,7 @@ from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
 from common.steps import Progress, StepError, Summary
 from segmentation.labels import overlay
 from segmentation.normalize import METHODS, POSE_SCALINGS, PropertyNormalizer
+from segmentation.parts import complete_parts
 from segmentation.property_scores import background_scores, raw_scores_with_flags
 from segmentation.tables import (
     BACKGROUND_COLUMNS,
@@ -59,6 +64,8 @@ FALLBACK_SUFFIX = ".jpg"
 """img_name suffix when neither crops.csv nor the image folder names the file (step 1's default)."""
 
 HISTOGRAMS_NAME = "histograms.png"
+RAW_PARTS_NAME = "raw_scores.json"
+"""Base name of the per-rank raw-score parts (``raw_scores.part-K-of-N.json``) of a sharded run."""
 SHEET_GROUPS: tuple[str, ...] = ("lowest", "middle", "highest")
 
 
@@ -92,8 +99,11 @@ class PropertyScoresConfig:
     pictures: bool = True                 # contact sheets and histograms
     landmark_judge: bool = True           # also run the optional dlib judge when it is installed
     device: str = "cpu"                   # the landmark judge's face detector (MTCNN), as step 5's
+    shard: str | None = None              # "K/N": score only maps i with i mod N == K (see merge_score_shards)
 
     def __post_init__(self) -> None:
+        if self.shard is not None:
+            parse_shard(self.shard)
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.pose_scaling not in POSE_SCALINGS:
@@ -129,6 +139,8 @@ class PropertyScoresSummary:
     seconds: float
     landmarks: Summary | None = None
     landmark_note: str = ""
+    shard: str = ""         # "K/N" for one --shard of several: only its raw-score part was written
+    merged_parts: int = 0   # raw-score parts a merge normalised together
 
     @property
     def pictures(self) -> int:
@@ -136,9 +148,13 @@ class PropertyScoresSummary:
 
     def line(self) -> str:
         flags = ", ".join(f"{name} {count}" for name, count in sorted(self.flag_counts.items())) or "none"
+        if self.shard:
+            return (f"step 6, shard {self.shard}: scored {self.scored} images (flags: {flags}) into {self.written[0]}; "
+                    "when every shard is done, run python stylegan_and_segmentation/merge_shards.py 6")
+        merged = f" (merged {self.merged_parts} shard parts)" if self.merged_parts else ""
         text = (f"step 6: scored {self.scored} images ({self.method}, pose {self.pose_scaling}); flags: {flags}; "
                 f"{self.no_face} without a face in crops.csv; wrote all_scores.csv, normalization.json and "
-                f"{self.pictures} pictures to {self.out_dir} in {self.seconds:.1f}s")
+                f"{self.pictures} pictures to {self.out_dir}{merged} in {self.seconds:.1f}s")
         if self.landmarks is not None:
             text += "; " + self.landmarks.line()
         elif self.landmark_note:
@@ -295,34 +311,133 @@ def histogram_png(raw: Any, normalized: Any) -> bytes:
 
 # --- the step -----------------------------------------------------------------------------------
 
-def score_properties(config: PropertyScoresConfig, progress: Progress | None = None) -> PropertyScoresSummary:
-    """Score, normalise and write what the segmentation judge promises (step 6 without the landmark judge).
+Scored = tuple[list[dict[str, float]], list[list[str]]]
+"""Raw scores and flags of some items, in item order."""
 
-    ``progress(done, total)`` counts scored images.
-    """
-    import pandas as pd
 
-    start = time.perf_counter()
-    config = config.resolved()
-    paths, out = config.paths, Path(config.out)
-    refuse_overlap({"--out": out}, {"--segmentation-dir": config.segmentation_dir, "--images": config.images})
-    items, no_face = find_score_inputs(config.segmentation_dir, config.images)
-    items = items[: config.limit]
+def _score(items: Sequence[ScoreItem], indices: Sequence[int], background: bool,
+           progress: Progress | None) -> Scored:
     rows, flag_lists = [], []
-    for done, item in enumerate(items, 1):
-        scores, flags = score_item(item, background=config.background)
+    for done, i in enumerate(indices, 1):
+        scores, flags = score_item(items[i], background=background)
         rows.append(scores)
         flag_lists.append(flags)
         if progress is not None:
-            progress(done, len(items))
+            progress(done, len(indices))
+    return rows, flag_lists
 
+
+def _write_part(path: Path, items: Sequence[ScoreItem], indices: Sequence[int], scored: Scored) -> Path:
+    """One rank's raw scores (JSON keeps every float64 exactly; NaN as null)."""
+    rows, flag_lists = scored
+    return atomic_write_json(path, {"rows": [
+        {"index": i, "img_name": items[i].img_name, "scores": scores, "flags": flags}
+        for i, scores, flags in zip(indices, rows, flag_lists)]})
+
+
+def _read_parts(parts: Sequence[Path], items: Sequence[ScoreItem]) -> Scored:
+    """Every rank's raw scores back in item order; a part that does not match the folder is an error."""
+    by_index: dict[int, tuple[dict[str, float], list[str]]] = {}
+    for part in parts:
+        for row in json.loads(part.read_text(encoding="utf-8"))["rows"]:
+            i = int(row["index"])
+            if i >= len(items) or items[i].img_name != row["img_name"]:
+                raise ScoreInputError(f"{part}: row {i} is {row['img_name']!r}, but the segmentation folder lists "
+                                      f"{items[i].img_name if i < len(items) else 'fewer images'!r} there; the "
+                                      "folder changed since the shards ran: fix: run step 6 again (every shard)")
+            scores = {k: math.nan if v is None else float(v) for k, v in row["scores"].items()}
+            by_index[i] = (scores, list(row["flags"]))
+    missing = [i for i in range(len(items)) if i not in by_index]
+    if missing:
+        raise ScoreInputError(f"{len(missing)} images (first {items[missing[0]].img_name}) are in no part of "
+                              f"{', '.join(p.name for p in parts)}; fix: run step 6 again (every shard, same flags)")
+    return [by_index[i][0] for i in range(len(items))], [by_index[i][1] for i in range(len(items))]
+
+
+def score_properties(config: PropertyScoresConfig, progress: Progress | None = None) -> PropertyScoresSummary:
+    """Score, normalise and write what the segmentation judge promises (step 6 without the landmark judge).
+
+    ``progress(done, total)`` counts scored images. Under torchrun (or with ``config.shard``) this
+    process scores the maps whose index i satisfies i mod N == rank and writes them to its part
+    of ``raw_scores.json``; rank 0 then normalises over all of them (the files one process writes);
+    with ``--shard``, :func:`merge_score_shards` does that step later.
+    """
+    start = time.perf_counter()
+    config = config.resolved()
+    ctx = init_distributed(config.shard)
+    out = Path(config.out)
+    refuse_overlap({"--out": out}, {"--segmentation-dir": config.segmentation_dir, "--images": config.images})
+    items, no_face = find_score_inputs(config.segmentation_dir, config.images)
+    items = items[: config.limit]
+    mine = ctx.take(range(len(items)))
+    scored = _score(items, mine, config.background, progress if ctx.is_main else None)
+    if not ctx.sharded:
+        return _finish(config, items, no_face, scored, start)
+    part = _write_part(ctx.part_path(out / RAW_PARTS_NAME), items, mine, scored)
+    if not ctx.grouped:
+        return PropertyScoresSummary(scored=len(mine), no_face=no_face, flag_counts=_flag_counts(scored[1]),
+                                     method=config.method, pose_scaling=config.pose_scaling, out_dir=out,
+                                     written=(part,), seconds=time.perf_counter() - start,
+                                     shard=f"{ctx.rank}/{ctx.world_size}")
+    ctx.gather(None)  # every part is written once all ranks got here
+    try:
+        if not ctx.is_main:
+            return PropertyScoresSummary(scored=len(mine), no_face=no_face, flag_counts=_flag_counts(scored[1]),
+                                         method=config.method, pose_scaling=config.pose_scaling, out_dir=out,
+                                         written=(part,), seconds=time.perf_counter() - start)
+        parts = ctx.parts_of(out / RAW_PARTS_NAME)
+        summary = _finish(config, items, no_face, _read_parts(parts, items), start)
+        for path in parts:
+            path.unlink(missing_ok=True)
+        return dataclasses.replace(summary, merged_parts=len(parts))
+    finally:
+        ctx.barrier()  # the other ranks return only once the merged files exist
+
+
+def merge_score_shards(config: PropertyScoresConfig) -> PropertyScoresSummary:
+    """After ``--shard K/N`` runs of step 6 (output folders copied into one): normalise over every
+    shard's raw scores and write the files one process writes. Needs every shard's part."""
+    start = time.perf_counter()
+    config = config.resolved()
+    out = Path(config.out)
+    items, no_face = find_score_inputs(config.segmentation_dir, config.images)
+    items = items[: config.limit]
+    parts = complete_parts(out / RAW_PARTS_NAME, "run the missing shards (--shard K/N, same flags) or copy their "
+                                                 "output folders in, then merge again")
+    if not parts:
+        scores_csv = out / config.paths.all_scores_csv.name
+        if not scores_csv.is_file():
+            raise ScoreInputError(f"no {RAW_PARTS_NAME} parts and no {scores_csv.name} in {out}: nothing to merge "
+                                  "(run step 6 with --shard K/N first, or without it for one process)")
+        table = read_csv_checked(scores_csv, SCORES_COLUMNS, dtype=str, keep_default_na=False)
+        flags = Counter(f for text in table["flags"] for f in text.split(";") if f)
+        return PropertyScoresSummary(scored=len(table), no_face=no_face, flag_counts=dict(sorted(flags.items())),
+                                     method=config.method, pose_scaling=config.pose_scaling, out_dir=out, written=(),
+                                     seconds=time.perf_counter() - start)  # merged before: nothing to do
+    summary = _finish(config, items, no_face, _read_parts(parts, items), start)
+    for path in parts:
+        path.unlink(missing_ok=True)
+    return dataclasses.replace(summary, merged_parts=len(parts))
+
+
+def _flag_counts(flag_lists: Sequence[Sequence[str]]) -> dict[str, int]:
+    return dict(sorted(Counter(f for flags in flag_lists for f in flags).items()))
+
+
+def _finish(config: PropertyScoresConfig, items: Sequence[ScoreItem], no_face: int, scored: Scored,
+            start: float) -> PropertyScoresSummary:
+    """Normalise over every item and write all_scores.csv, normalization.json and the pictures."""
+    import pandas as pd
+
+    rows, flag_lists = scored
+    paths, out = config.paths, Path(config.out)
     raw_columns = list(PROPERTY_NAMES) + (list(BACKGROUND_COLUMNS) if config.background else [])
     raw = pd.DataFrame(rows, columns=raw_columns, dtype=np.float64)
-    flag_counts = Counter(f for flags in flag_lists for f in flags)
+    flag_counts = _flag_counts(flag_lists)
     if not raw[list(PROPERTY_NAMES)].notna().to_numpy().any():
         raise ScoreInputError(
             f"no face to score in {config.segmentation_dir}: {len(items)} label maps "
-            f"({dict(flag_counts) or 'none'} flagged), {no_face} images without a face in crops.csv, and not one "
+            f"({flag_counts or 'none'} flagged), {no_face} images without a face in crops.csv, and not one "
             "property score; an all-NaN normalization.json would be useless, so nothing was written; fix: check "
             "step 5's output (crops.csv, parsing_visualization_*.png), e.g. re-run step 5 with --crop full if faces "
             "are not detected")
@@ -343,7 +458,7 @@ def score_properties(config: PropertyScoresConfig, progress: Progress | None = N
                normalizer.save(out / paths.normalization_json.name)]
     if config.pictures and items:
         written += _write_pictures(config, items, table, raw, normalized)
-    return PropertyScoresSummary(scored=len(table), no_face=no_face, flag_counts=dict(sorted(flag_counts.items())),
+    return PropertyScoresSummary(scored=len(table), no_face=no_face, flag_counts=flag_counts,
                                  method=config.method, pose_scaling=config.pose_scaling, out_dir=out,
                                  written=tuple(written), seconds=time.perf_counter() - start)
 
@@ -374,6 +489,7 @@ __all__ = [
     "find_score_inputs",
     "histogram_png",
     "load_pair",
+    "merge_score_shards",
     "property_sheet",
     "score_item",
     "score_properties",

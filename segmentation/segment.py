@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.distributed import init_distributed, parse_shard
 from common.folders import refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import (
@@ -32,6 +33,7 @@ from common.paths import REPO_ROOT, PipelinePaths
 from common.steps import Progress, StepError
 from segmentation.crop import FaceCrop, detect_and_crop, full_image_crop, normalize_crops
 from segmentation.labels import overlay
+from segmentation.parts import complete_parts, found_parts
 from segmentation.tables import (
     CROPS_COLUMNS,
     CROPS_EXTRA_COLUMNS,
@@ -70,8 +72,11 @@ class SegmentConfig:
     mtcnn_device: str = "cpu"      # the official demo ran MTCNN on the CPU
     writer_threads: int = 2        # PNG encoders
     csv_flush_seconds: float = 10.0  # rewrite crops.csv at most this often while running
+    shard: str | None = None       # "K/N": only images i with i mod N == K (separate machines; see merge)
 
     def __post_init__(self) -> None:
+        if self.shard is not None:
+            parse_shard(self.shard)
         if self.crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
         if self.batch_size < 1:
@@ -112,15 +117,20 @@ class SegmentSummary:
     device: str
     checkpoint: Path
     errors: tuple[str, ...] = ()
+    shard: str = ""          # "K/N" when this was one --shard of several (crops.csv not merged yet)
+    merged_parts: int = 0    # per-rank crops.csv parts folded into crops.csv
 
     def line(self) -> str:
         done = self.parsed + self.no_face + self.unreadable
         rate = f", {done / self.seconds:.2f} img/s" if done and self.seconds > 0 else ""
         found = "parsed" if self.crop == "full" else "face found"
-        return (f"segmentation: {self.total} images -> {self.out_dir}: {found} {self.parsed}, "
+        shard = (f" (shard {self.shard}: its rows are in a crops.csv part; when every shard is done, run "
+                 "python stylegan_and_segmentation/merge_shards.py 5)" if self.shard else "")
+        merged = f"; merged {self.merged_parts} parts into crops.csv" if self.merged_parts else ""
+        return (f"segmentation: {self.total} images -> {self.out_dir}{shard}: {found} {self.parsed}, "
                 f"no face {self.no_face}, unreadable {self.unreadable}, "
                 f"skipped (already done) {self.skipped}; "
-                f"crop={self.crop}, device={self.device}, checkpoint={self.checkpoint}; "
+                f"crop={self.crop}, device={self.device}, checkpoint={self.checkpoint}{merged}; "
                 f"{self.seconds:.1f}s{rate}")
 
 
@@ -365,6 +375,49 @@ def _write_record(config: SegmentConfig, summary: SegmentSummary) -> None:
     atomic_write_json(Path(config.out) / RUN_JSON, record)
 
 
+def _known_rows(csv_path: Path) -> dict[str, dict[str, str]]:
+    """crops.csv's rows, updated by every per-rank part (a killed sharded run's too), newest part last."""
+    rows = read_crops_csv(csv_path)
+    parts = sorted((part for _, _, part in found_parts(csv_path)), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    for part in parts:
+        rows.update(read_crops_csv(part))
+    return rows
+
+
+def merge_crops_parts(csv_path: Path) -> int:
+    """Fold every part into crops.csv (atomically), then remove the parts; returns how many were folded.
+
+    Idempotent: a kill between the write and the removal leaves parts whose rows crops.csv
+    already holds, and the next merge writes the same file.
+    """
+    parts = [part for _, _, part in found_parts(csv_path)]
+    if not parts:
+        return 0
+    write_crops_csv(csv_path, _known_rows(csv_path))
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return len(parts)
+
+
+def _summary(config: SegmentConfig, counts: _Counts, total: int, skipped: int, start: float, device: str,
+             shard: str = "", merged_parts: int = 0) -> SegmentSummary:
+    return SegmentSummary(total=total, parsed=counts.parsed, no_face=counts.no_face, unreadable=counts.unreadable,
+                          skipped=skipped, seconds=time.perf_counter() - start, out_dir=Path(config.out),
+                          crop=config.crop, device=device, checkpoint=Path(config.checkpoint),
+                          errors=tuple(counts.errors or ()), shard=shard, merged_parts=merged_parts)
+
+
+def _sum_counts(shares: Sequence[tuple[_Counts, int]]) -> tuple[_Counts, int]:
+    """Every rank's (counts, skipped) added up, errors in rank order."""
+    total = _Counts()
+    for counts, _ in shares:
+        total.parsed += counts.parsed
+        total.no_face += counts.no_face
+        total.unreadable += counts.unreadable
+        total.errors = (total.errors or []) + (counts.errors or [])
+    return total, sum(skipped for _, skipped in shares)
+
+
 def run_segmentation(config: SegmentConfig, progress: Progress | None = None, *,
                      model_loader: Callable[[], torch.nn.Module] | None = None) -> SegmentSummary:
     """Parse every image of the input folder into the output folder (see pipeline.md, step 5).
@@ -372,45 +425,86 @@ def run_segmentation(config: SegmentConfig, progress: Progress | None = None, *,
     The model is loaded only if something is left to do (``model_loader`` overrides how, for
     tests and benchmarks; by default :func:`segmentation.facexformer.load_facexformer` on the
     checkpoint). ``progress(done, total)`` counts images, those done earlier included.
+
+    Under torchrun (or with ``config.shard``) this process parses the images whose index i in
+    the sorted folder satisfies i mod N == rank and lists them in its own part of crops.csv;
+    under torchrun rank 0 folds the parts into crops.csv after all ranks finish (the file a
+    single process writes), with ``--shard`` :func:`merge_segmentation_shards` does it later.
     """
     from segmentation.facexformer import load_facexformer
 
     start = time.perf_counter()
     config = config.resolved()
+    ctx = init_distributed(config.shard)
     input_dir, out_dir, checkpoint = Path(config.images), Path(config.out), Path(config.checkpoint)
     if not input_dir.is_dir():
         raise SegmentationError(f"input folder not found: {input_dir} (run step 4 first, or pass --images)")
     refuse_overlap({"--out": out_dir}, {"--images": input_dir, "--checkpoint": checkpoint})
-    device, mtcnn_device = _devices(config)
+    device, mtcnn_device = _devices(replace(config, device=ctx.device(config.device),
+                                            mtcnn_device=ctx.device(config.mtcnn_device)))
     config = replace(config, mtcnn_device=mtcnn_device)
+    if not ctx.is_main:
+        progress = None  # one bar: rank 0's share
     paths = list_images(input_dir)[: config.limit]
+    mine = [paths[i] for i in ctx.take(range(len(paths)))]
     csv_path = config.crops_csv
-    rows = read_crops_csv(csv_path)  # kept and merged, also with overwrite (other images' rows stay valid)
-    todo = [p for p in paths if config.overwrite or not _is_done(p, rows.get(p.name), config.crop, out_dir,
-                                                                     config.retry_unreadable)]
-    skipped = len(paths) - len(todo)
+    known = _known_rows(csv_path)  # kept and merged, also with overwrite (other images' rows stay valid)
+    list_path = ctx.part_path(csv_path) if ctx.sharded else csv_path
+    rows = read_crops_csv(list_path) if ctx.sharded else known  # what this process's list holds
+    todo = [p for p in mine if config.overwrite or not _is_done(p, known.get(p.name), config.crop, out_dir,
+                                                                    config.retry_unreadable)]
+    skipped = len(mine) - len(todo)
     done = skipped
     if progress is not None:
-        progress(done, len(paths))
+        progress(done, len(mine))
     counts = _Counts()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not ctx.sharded:
+        clean_stale_temp_files(out_dir)  # with several processes, only once all have finished (the merge)
     if todo:
         model = model_loader() if model_loader is not None else load_facexformer(
             checkpoint, device=device, trusted=config.trust_checkpoint)
         model.eval()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        clean_stale_temp_files(out_dir)
 
         def on_batch(n: int) -> None:
             nonlocal done
             done += n
             if progress is not None:
-                progress(done, len(paths))
+                progress(done, len(mine))
 
-        counts = _parse_batches(todo, model, device, config, rows, csv_path, on_batch)
-    summary = SegmentSummary(total=len(paths), parsed=counts.parsed, no_face=counts.no_face,
-                             unreadable=counts.unreadable, skipped=skipped, seconds=time.perf_counter() - start,
-                             out_dir=out_dir, crop=config.crop, device=str(device), checkpoint=checkpoint,
-                             errors=tuple(counts.errors or ()))
-    if todo:
+        counts = _parse_batches(todo, model, device, config, rows, list_path, on_batch)
+    elif ctx.sharded:
+        write_crops_csv(list_path, rows)  # every shard leaves its part, also with nothing to do
+    if ctx.sharded and not ctx.grouped:  # --shard K/N: merge_segmentation_shards() finishes
+        return _summary(config, counts, len(mine), skipped, start, str(device), shard=f"{ctx.rank}/{ctx.world_size}")
+    shares = ctx.gather((counts, skipped))  # every rank's part is complete once all got here
+    if not ctx.is_main:
+        return _summary(config, counts, len(mine), skipped, start, str(device))
+    merged = merge_crops_parts(csv_path)
+    if ctx.sharded:
+        clean_stale_temp_files(out_dir)
+    counts, skipped = _sum_counts(shares)
+    summary = _summary(config, counts, len(paths), skipped, start, str(device),
+                       merged_parts=merged if ctx.sharded else 0)
+    if counts.parsed + counts.no_face + counts.unreadable:
         _write_record(config, summary)
     return summary
+
+
+def merge_segmentation_shards(config: SegmentConfig) -> SegmentSummary:
+    """After ``--shard K/N`` runs (their output folders copied into one): fold every part into crops.csv.
+
+    The result is the crops.csv one process writes; a second merge finds no parts and changes nothing.
+    """
+    start = time.perf_counter()
+    config = config.resolved()
+    csv_path = config.crops_csv
+    parts = complete_parts(csv_path, "run the missing shards (--shard K/N, same flags) or copy their output "
+                                     "folders in, then merge again")
+    merge_crops_parts(csv_path)
+    clean_stale_temp_files(Path(config.out))
+    counts = _Counts()
+    for row in read_crops_csv(csv_path).values():
+        counts.add(row)
+    return _summary(config, counts, counts.parsed + counts.no_face + counts.unreadable, 0, start, "-",
+                    merged_parts=len(parts))

@@ -11,13 +11,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from common.cli import add_common_args, make_parser, run_step_script  # noqa: E402
+from common.cli import add_common_args, add_shard_arg, make_parser, run_step_script  # noqa: E402
 from segmentation.segment import CROP_MODES, SegmentConfig, run_segmentation  # noqa: E402
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/05_run_segmentation.py --batch-size 16
   python stylegan_and_segmentation/05_run_segmentation.py --crop full --limit 8   # no face detection
   python stylegan_and_segmentation/05_run_segmentation.py --images my_faces --out my_faces_parsed
+  torchrun --standalone --nproc_per_node=2 stylegan_and_segmentation/05_run_segmentation.py -- --batch-size 16
 """
 
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="explicit opt-in for a checkpoint the safe loader rejects (extra optimizer "
                              "objects): unpickle it once and save its weights next to it")
+    add_shard_arg(parser)
     return parser
 
 
@@ -50,7 +52,7 @@ def config_from_args(args: argparse.Namespace) -> SegmentConfig:
     return SegmentConfig(root=args.root, images=args.images, checkpoint=args.checkpoint, out=args.out,
                          device=args.device, crop=args.crop, batch_size=args.batch_size, limit=args.limit,
                          overwrite=args.overwrite, retry_unreadable=args.retry_unreadable,
-                         trust_checkpoint=args.trust_checkpoint, mtcnn_device=args.mtcnn_device)
+                         trust_checkpoint=args.trust_checkpoint, mtcnn_device=args.mtcnn_device, shard=args.shard)
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from common.cli import add_common_args, make_parser, run_step_script  # noqa: E402
+from common.cli import add_common_args, add_shard_arg, make_parser, run_step_script  # noqa: E402
 from pipeline.property_scores import PropertyScoresConfig, run_property_scores  # noqa: E402
 from segmentation.normalize import METHODS, POSE_SCALINGS  # noqa: E402
 
@@ -22,6 +22,7 @@ EXAMPLES = """examples:
   python stylegan_and_segmentation/06_compute_property_scores.py
   python stylegan_and_segmentation/06_compute_property_scores.py --pose-scaling symmetric
   python stylegan_and_segmentation/06_compute_property_scores.py --segmentation-dir my_faces_parsed --out my_scores
+  torchrun --standalone --nproc_per_node=2 stylegan_and_segmentation/06_compute_property_scores.py -- --no-pictures
 """
 
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--background-scores", action="store_true",
                         help="add background_mean, background_std (raw) columns after flags, "
                              "as the original had")
+    add_shard_arg(parser)
     return parser
 
 
@@ -62,7 +64,7 @@ def config_from_args(args: argparse.Namespace) -> PropertyScoresConfig:
         root=args.root, segmentation_dir=args.segmentation_dir, images=args.images, out=args.out,
         method=args.method, pose_scaling=args.pose_scaling, limit=args.limit, background=args.background_scores,
         per_group=args.per_group, pictures=not args.no_pictures, landmark_judge=args.landmark_judge == "auto",
-        device=args.device)
+        device=args.device, shard=args.shard)
 
 
 def main(argv=None) -> int:
