@@ -39,9 +39,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("root")
     paths = PipelinePaths(root)
     write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY)
-    run_generate(paths.stylegan_checkpoint, paths.generated_dir, GenerateConfig(num=N, batch_size=64,
-                                                                                image_format="png"),
-                 progress=False)
+    run_generate(GenerateConfig(root=root, num=N, batch_size=64, image_format="png", device="cpu"))
     generator = load_generator(paths.stylegan_checkpoint)
     w = load_w_codes(generator, paths.generated_dir, np.arange(N), 1.0, 0)
     rng = np.random.default_rng(0)
