@@ -53,10 +53,10 @@ STEPS: dict[str, Step] = {step.id: step for step in (
     Step("3", "03_train_gender_cnn.py", "train gender/quality CNNs", "gender_cnn.train:run_training"),
     Step("4", "04_filter_images.py", "filter good-quality women", "gender_cnn.filter:run_filter"),
     Step("5", "05_run_segmentation.py", "segment faces", "segmentation.segment:run_segmentation"),
-    Step("6", "06_compute_property_scores.py", "property scores", "segmentation.score_report:run_property_scores"),
+    Step("6", "06_compute_property_scores.py", "property scores", "pipeline.property_scores:run_property_scores"),
     Step("7a", "07_fit_latent_directions.py", "fit latent directions (no training)",
          "pipeline.latent_directions:run_fit_latent_directions"),
-    Step("7b", "07_finetune_stylegan.py", "fine-tune conditional StyleGAN", "stylegan.finetune:run_finetune"),
+    Step("7b", "07_finetune_stylegan.py", "fine-tune conditional StyleGAN", "stylegan.finetune_step:run_finetune"),
     Step("8", "08_generate_with_properties.py", "generate from properties",
          "stylegan.property_generation:run_generate_with_properties"),
     Step("9", "09_evaluate_control.py", "compare control methods", "pipeline.evaluate:run_evaluate_control"),
@@ -251,8 +251,6 @@ def run_alone_hint(number: str, argv: list[str]) -> str:
 def _call_step(number: str, argv: list[str], quiet: bool = False) -> Summary:
     """Config from the step's own flags, then its package function; returns its Summary."""
     module = load_script(number)
-    if not hasattr(module, "config_from_args"):  # TRANSITION: scripts not yet in the step contract
-        return _call_legacy_script(module, number, argv)
     try:
         config, _ = parse_step_config(module.build_parser(), module.config_from_args, argv)
     except SystemExit:  # argparse printed its one-line error
@@ -267,31 +265,6 @@ def _call_step(number: str, argv: list[str], quiet: bool = False) -> Summary:
             logger.exception("step %s failed", number)
             raise StepFailed(f"step {number} ({STEPS[number].script}) failed: {type(exc).__name__}: {exc}; "
                              f"run it alone to see why: {run_alone_hint(number, argv)}") from exc
-
-
-@dataclass(frozen=True)
-class _LegacySummary:  # TRANSITION: removed once every script is in the step contract
-    text: str
-
-    def line(self) -> str:
-        return self.text
-
-
-def _call_legacy_script(module, number: str, argv: list[str]) -> Summary:  # TRANSITION
-    import contextlib
-    import io
-
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        try:
-            code = module.main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    if code not in (0, None):
-        raise StepFailed(f"step {number} failed with exit code {code}; run it alone to see why: "
-                         f"{run_alone_hint(number, argv)}")
-    lines = [line for line in buffer.getvalue().strip().splitlines() if line.strip()]
-    return _LegacySummary(lines[-1] if lines else "")
 
 
 def _import_labels_file(source: Path, paths: PipelinePaths) -> str:
@@ -338,8 +311,6 @@ def _labels_step(options: PipelineOptions, paths: PipelinePaths) -> str | None:
 def _flags_of(number: str) -> set[str]:
     """The option strings a step's script accepts (a script offers only flags it uses)."""
     module = load_script(number)
-    if not hasattr(module, "build_parser"):  # step 2's server script, or a script not yet in the contract
-        return {"--device", "--limit", "--threads"} if number != "2" else {"--threads"}
     return set(module.build_parser()._option_string_actions)
 
 
