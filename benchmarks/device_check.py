@@ -168,7 +168,7 @@ def check_facexformer(device: torch.device, quick: bool) -> list[dict]:
 def check_finetune(device: torch.device, quick: bool) -> list[dict]:
     from stylegan import load_discriminator, load_generator, write_random_checkpoint
     from stylegan.conditional import build_conditional_discriminator, build_conditional_generator
-    from stylegan.finetune import FinetuneConfig, Finetuner
+    from stylegan.finetune_trainer import FinetuneConfig, Finetuner
     from stylegan.property_regressor import PropertyRegressor
 
     resolution, batches, steps = (16, (4,), 1) if quick else (256, (8, 16), 3)

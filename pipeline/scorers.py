@@ -1,6 +1,6 @@
-"""The scorers step 9 passes into ``stylegan.control``: where the segmentation, step-6 and CNN packages meet.
+"""The scorers step 9 passes into ``stylegan.evaluation``: where the segmentation, step-6 and CNN packages meet.
 
-``stylegan.control`` only sees callables ``images_u8 [N, H, W, 3] -> array``, so it stays free of
+``stylegan.evaluation`` only sees callables ``images_u8 [N, H, W, 3] -> array``, so it stays free of
 these packages, and tests and the demo can pass stand-ins.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from common.paths import PROPERTY_NAMES
 class SegmentationScorer:
     """images_u8 -> [N, 5] normalised scores: crop -> FaceXFormer -> step-6 raw scores -> normalization.json.
 
-    Where packages meet (the style guide's seam): stylegan.control only sees this callable.
+    Where packages meet (the style guide's seam): stylegan.evaluation only sees this callable.
     No face (MTCNN) or a NaN raw score gives NaN in that row, never an exception.
     """
 
@@ -68,15 +68,16 @@ def gender_callable(models_dir: Path, device):
     """images_u8 -> P(woman) from the step-3 ensemble, or None when no gender model exists."""
     import torch
 
-    import gender_cnn
+    from gender_cnn.data import crop_for_model
+    from gender_cnn.predict import load_ensemble
 
     try:
-        ensemble = gender_cnn.load_ensemble(models_dir, "gender", device=device)
+        ensemble = load_ensemble(models_dir, "gender", device=device)
     except CheckpointError:
         return None
 
     def female_prob(images_u8: np.ndarray) -> np.ndarray:
-        batch = np.stack([gender_cnn.crop_for_model(image, ensemble.spec) for image in images_u8])
+        batch = np.stack([crop_for_model(image, ensemble.spec) for image in images_u8])
         return ensemble.predict_proba(torch.from_numpy(batch), device=device)
 
     return female_prob

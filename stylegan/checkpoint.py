@@ -31,6 +31,8 @@ from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator
 logger = logging.getLogger(__name__)
 
 WHICH_ALLOWED = ("auto", "generator_smooth", "generator")
+WEIGHTS_ENTRIES: dict[str, str] = {"auto": "auto", "ema": "generator_smooth", "raw": "generator"}
+"""The scripts' ``--weights`` (``common.cli.WEIGHTS_CHOICES``) -> genforce's entry: ema = the smoothed copy."""
 _GENFORCE_DEFAULT_FMAPS_BASE = 16 << 10
 
 
@@ -66,6 +68,14 @@ def _strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch
 
 def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def entry_for_weights(weights: str) -> str:
+    """``auto`` / ``ema`` / ``raw`` -> the ``which`` of :func:`load_generator` (auto: smoothed when present)."""
+    try:
+        return WEIGHTS_ENTRIES[weights]
+    except KeyError:
+        raise ValueError(f"invalid weights={weights!r}; allowed: {tuple(WEIGHTS_ENTRIES)}") from None
 
 
 def select_entry(ckpt: Any, which: str, path: Path | str = "checkpoint") -> tuple[str, dict[str, torch.Tensor]]:

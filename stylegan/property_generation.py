@@ -139,7 +139,7 @@ def choose_control(paths: PipelinePaths, finetuned: Path | None, directions: Pat
 def _load_methods(config: GeneratePropertiesConfig, device) -> list[tuple[ControlMethod, str, Path]]:
     """The chosen method(s), each with a description of its source and its default output folder."""
     from stylegan.control_methods import load_directions_method, load_finetuned_method
-    from stylegan.finetune import find_latest_checkpoint
+    from stylegan.finetune_schema import find_latest_checkpoint
 
     paths = config.paths
     finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
