@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from common.distributed import torchrun_env
 from common.paths import REPO_ROOT, PipelinePaths
 from common.steps import USER_ERRORS, Progress, Summary
 
@@ -148,12 +149,17 @@ def run_step_script(parser: argparse.ArgumentParser, config_from_args: Callable[
     ``error: ...`` on stderr with exit code 2; the summary line goes to stdout.
     """
     config, args = parse_step_config(parser, config_from_args, argv)
-    with progress_bar(desc or parser.prog, getattr(args, "quiet", False)) as progress:
+    env = torchrun_env()
+    other_rank = env is not None and env[0] != 0  # under torchrun only rank 0 shows progress
+    failure: BaseException | None = None
+    with progress_bar(desc or parser.prog, getattr(args, "quiet", False) or other_rank) as progress:
         try:
             summary = run(config, progress)
         except (*USER_ERRORS, *errors) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            failure = exc
+    if failure is not None:  # after the bar is closed, so the error is a line of its own
+        print(f"error: {failure}", file=sys.stderr)
+        return 2
     print(summary.line())
     return 0
 

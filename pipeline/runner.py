@@ -30,6 +30,8 @@ from common.io import atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
 from common.steps import USER_ERRORS, Summary
 from gender_cnn.label_state import hand_labels_digest
+from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
+from stylegan.generate import MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +162,8 @@ def _marker(root: Path, number: str) -> Path:
 
 
 def _latest_finetuned(paths: PipelinePaths) -> list[Path]:
-    checkpoints = sorted((paths.finetuned_dir / "checkpoints").glob("checkpoint_*.pt"))
-    return checkpoints[-1:]
+    latest = find_latest_checkpoint(paths.finetuned_dir)
+    return [latest] if latest is not None else []
 
 
 def step_inputs(number: str, paths: PipelinePaths) -> list[Path]:
@@ -177,7 +179,7 @@ def step_inputs(number: str, paths: PipelinePaths) -> list[Path]:
         "3": [],
         "4": [paths.generated_csv, *sorted(paths.cnn_models_dir.glob("*.pt"))],
         "5": [paths.segmentation_checkpoint],
-        "6": [paths.segmentation_dir / "crops.csv"],
+        "6": [paths.crops_csv],
         "7a": [paths.stylegan_checkpoint, paths.generated_csv, paths.all_scores_csv, paths.normalization_json,
                paths.quality_gender_csv],
         "7b": [paths.stylegan_checkpoint, paths.all_scores_csv, paths.normalization_json],
@@ -191,19 +193,24 @@ def step_inputs(number: str, paths: PipelinePaths) -> list[Path]:
 READS_HAND_LABELS = ("3", "4")
 
 
+def _file(path: Path) -> tuple[Path, str]:
+    return path.parent, path.name
+
+
 def step_outputs(number: str, paths: PipelinePaths) -> list[tuple[Path, str]]:
     """(folder, glob) pairs that must each match a file for a finished step to count as done."""
     table: dict[str, list[tuple[Path, str]]] = {
-        "1": [(paths.generated_dir, name) for name in ("generated.csv", "latents.npy", "w.npy", "generation.json")],
-        "2": [(paths.hand_labels_csv.parent, paths.hand_labels_csv.name)],
+        "1": [_file(paths.generated_csv), _file(paths.latents_npy), _file(paths.w_npy),
+              _file(paths.generated_dir / MANIFEST_NAME)],
+        "2": [_file(paths.hand_labels_csv)],
         "3": [(paths.cnn_models_dir, "*_fold*.pt"), (paths.cnn_logs_dir, "train_config.json")],
-        "4": [(paths.quality_gender_csv.parent, paths.quality_gender_csv.name), (paths.filtered_dir, "*")],
-        "5": [(paths.segmentation_dir, "crops.csv")],
-        "6": [(paths.property_scores_dir, "all_scores.csv"), (paths.property_scores_dir, "normalization.json")],
-        "7a": [(paths.directions_pt.parent, paths.directions_pt.name)],
-        "7b": [(paths.finetuned_dir / "checkpoints", "checkpoint_*.pt")],
+        "4": [_file(paths.quality_gender_csv), (paths.filtered_dir, "*")],
+        "5": [_file(paths.crops_csv)],
+        "6": [_file(paths.all_scores_csv), _file(paths.normalization_json)],
+        "7a": [_file(paths.directions_pt)],
+        "7b": [(FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir, "checkpoint_*.pt")],
         "8": [(paths.root / "stylegan", "*/generated/*.png")],  # finetuned/ or directions/, whichever ran
-        "9": [(paths.evaluation_dir, "*.csv")],
+        "9": [_file(paths.comparison_csv)],
     }
     return table[step_id(number)]
 

@@ -227,3 +227,12 @@ def test_printed_python_command_runs_this_interpreter():
     assert Path(out).resolve() == Path(sys.executable).resolve()
     help_text = load_script("8").build_parser().format_help()
     assert f"  {python_command()} stylegan_and_segmentation/08_generate_with_properties.py" in help_text
+
+
+def test_an_error_is_a_line_of_its_own_even_with_a_progress_bar(tmp_path, capsys):
+    """Without -q the bar is open while the step runs; the error is printed after it closes, on its own line."""
+    assert load_script("1").main(["--root", str(tmp_path), "--device", "cpu", "--num", "2"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    errors = [line for line in lines if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("error: ")  # not glued to the bar's last frame
+    assert not any("img" in line for line in lines[lines.index(errors[0]):])  # and no bar frame after it
