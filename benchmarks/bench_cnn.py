@@ -9,6 +9,7 @@ the 5-fold ensembles of both tasks on in-memory images (model only), and end to 
 import sys, pathlib  # noqa: E401
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))  # the tests' synthetic world
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -20,10 +21,12 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from cnn_world import write_synthetic_set  # noqa: E402
 from common.io import atomic_write_json  # noqa: E402
 from common.runtime import resolve_device  # noqa: E402
-from gender_cnn import Ensemble, SmallCNN, TrainConfig, predict_images, write_synthetic_set  # noqa: E402
-from gender_cnn import train_fold  # noqa: E402
+from gender_cnn.classifier import SmallCNN  # noqa: E402
+from gender_cnn.predict import Ensemble, predict_images  # noqa: E402
+from gender_cnn.train import TrainConfig, train_fold  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

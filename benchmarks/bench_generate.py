@@ -39,14 +39,13 @@ def _single(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(args.checkpoint) if args.checkpoint else write_random_checkpoint(Path(tmp) / "g.pth", resolution=256)
         if args.write:
-            run_generate(ckpt, Path(tmp) / "warm", GenerateConfig(num=args.batch_size, batch_size=args.batch_size),
-                         device=device, progress=False)
+            run_generate(GenerateConfig(checkpoint=ckpt, out=Path(tmp) / "warm", num=args.batch_size,
+                                        batch_size=args.batch_size, device=str(device)))
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            run_generate(ckpt, Path(tmp) / "out", GenerateConfig(num=args.num, batch_size=args.batch_size,
-                                                                 image_format=args.format),
-                         device=device, progress=False)
+            run_generate(GenerateConfig(checkpoint=ckpt, out=Path(tmp) / "out", num=args.num,
+                                        batch_size=args.batch_size, image_format=args.format, device=str(device)))
         else:
             G = load_generator(ckpt, device=device)
             synthesize_uint8(G, latents_for(0, range(args.batch_size), 512))

@@ -12,6 +12,7 @@ CUDA), never a launcher of our own. A process started without them is rank 0 of 
 """
 from __future__ import annotations
 
+import atexit
 import os
 import re
 from collections.abc import Iterable
@@ -111,6 +112,13 @@ class DistContext:
 SINGLE = DistContext()
 
 
+def _destroy_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def init_distributed(shard: str | None = None, backend: str | None = None) -> DistContext:
     """This process's context; under torchrun, joins (or reuses) the default process group.
 
@@ -131,6 +139,9 @@ def init_distributed(shard: str | None = None, backend: str | None = None) -> Di
             if chosen == "nccl":
                 torch.cuda.set_device(local_rank)
             dist.init_process_group(backend=chosen)
+            # gloo's threads abort the process ("terminate called without an active exception") when the
+            # group is torn down by interpreter exit instead of destroyed first
+            atexit.register(_destroy_group)
         return DistContext(rank, world, local_rank, grouped=True)
     if shard:
         k, n = parse_shard(shard)

@@ -81,6 +81,11 @@ class PipelinePaths:
         return self.root / "segmentation" / "segmentation_results"
 
     @property
+    def crops_csv(self) -> Path:
+        """Step 5's list of images: face box, crop mode, errors (segmentation.tables.CROPS_COLUMNS)."""
+        return self.segmentation_dir / "crops.csv"
+
+    @property
     def property_scores_dir(self) -> Path:
         return self.root / "segmentation" / "property_score_results"
 

@@ -54,7 +54,3 @@ class SmallCNN(nn.Module):
 def build_classifier(config: dict) -> SmallCNN:
     """Rebuild the network from the plain-dict config stored in a model file."""
     return SmallCNN(channels=tuple(int(c) for c in config["channels"]), dropout=float(config["dropout"]))
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

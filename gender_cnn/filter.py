@@ -14,15 +14,17 @@ from __future__ import annotations
 import filecmp
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from common.contact_sheet import make_contact_sheet
+from common.distributed import init_distributed, parse_shard
 from common.folders import refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import (
@@ -33,24 +35,71 @@ from common.io import (
     atomic_write_json,
     clean_stale_temp_files,
 )
-from gender_cnn.label_state import load_hand_labels
+from common.paths import REPO_ROOT, PipelinePaths
+from common.runtime import resolve_device
+from common.steps import Progress, StepError
+from gender_cnn.label_state import journal_path_for, load_hand_labels
+from gender_cnn.schema import QUALITY_GENDER_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-QUALITY_GENDER_COLUMNS: tuple[str, ...] = ("img_name", "gender_score", "quality_score", "source")
 SCORE_DECIMALS = 6
 """Scores are rounded before thresholding, so the CSV alone reproduces every keep decision."""
 
 
+class FilterInputError(StepError, ValueError):
+    """An input of step 4 is missing or unusable; the message names it and the fix."""
+
+
 @dataclass(frozen=True)
 class FilterConfig:
+    """Step 4's settings; a path left None is the pipeline's default under ``root``."""
+
+    root: Path = REPO_ROOT
+    images: Path | None = None        # step 1's images (default: stylegan/synthesize_results)
+    labels: Path | None = None        # hand labels (default: gender_cnn/hand_labels.csv, used when present)
+    models: Path | None = None        # step 3's fold models (default: gender_cnn/models)
+    scores_csv: Path | None = None    # default: gender_cnn/all_image_quality_and_gender.csv
+    filtered_dir: Path | None = None  # kept images (default: stylegan/synthesize_results_filtered)
+    logs_dir: Path | None = None      # contact sheets, filter_config.json (default: gender_cnn/logs)
     gender_threshold: float = 0.7
     quality_threshold: float = 0.9
     batch_size: int = 64
-    link: bool = True  # hard-link kept images (no extra disk); False: copy them
+    device: str = "auto"
+    limit: int | None = None          # score only the first N images by name (smoke runs)
+    link: bool = True                 # hard-link kept images (no extra disk); False: copy them
     sheets: bool = True
     sheet_images: int = 48
-    workers: int = 2
+    workers: int = 2                  # image-decoding threads
+    shard: str | None = None          # "K/N": score only images i (name order) with i mod N == K, then merge
+
+    def __post_init__(self) -> None:
+        for name in ("gender_threshold", "quality_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.batch_size < 1 or self.sheet_images < 1 or self.workers < 1:
+            raise ValueError("batch_size, sheet_images and workers must be >= 1")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+        if self.shard is not None:
+            parse_shard(self.shard)
+
+    @property
+    def paths(self) -> PipelinePaths:
+        return PipelinePaths(Path(self.root).resolve())
+
+    def resolved(self) -> dict[str, Path]:
+        """Every input and output path, defaults filled in from ``root``."""
+        paths = self.paths
+
+        def pick(value: Path | None, default: Path) -> Path:
+            return Path(value) if value is not None else default
+
+        return {"images": pick(self.images, paths.generated_dir), "labels": pick(self.labels, paths.hand_labels_csv),
+                "models": pick(self.models, paths.cnn_models_dir),
+                "scores_csv": pick(self.scores_csv, paths.quality_gender_csv),
+                "filtered_dir": pick(self.filtered_dir, paths.filtered_dir),
+                "logs_dir": pick(self.logs_dir, paths.cnn_logs_dir)}
 
 
 def combine_scores(names: Sequence[str], hand: pd.DataFrame | None,
@@ -175,7 +224,7 @@ def write_contact_sheets(frame: pd.DataFrame, kept: np.ndarray, images_dir: Path
     return written
 
 
-@dataclass
+@dataclass(frozen=True)
 class FilterSummary:
     total: int
     counts: dict[str, tuple[int, int]]  # source -> (kept, total)
@@ -183,50 +232,136 @@ class FilterSummary:
     sync: SyncResult
     csv_path: Path
     filtered_dir: Path
+    seconds: float = 0.0
+    device: str = "cpu"
+    rank: int = 0              # under torchrun: this rank (the figures are all ranks' on rank 0)
+    shard: str | None = None   # "K/N": this run scored one share (csv_path is its part file)
 
     @property
     def kept(self) -> int:
         return sum(k for k, _ in self.counts.values())
 
+    @property
+    def is_main(self) -> bool:
+        """Whether this process reports (rank 0; every --shard run reports its own share)."""
+        return self.rank == 0 or self.shard is not None
+
     def line(self) -> str:
+        if self.shard is not None:
+            return (f"step 4 shard {self.shard}: {self.total} images scored into {self.csv_path}, "
+                    f"{len(self.failed)} unreadable ({self.seconds:.1f}s on {self.device}); when every shard is "
+                    "done: python stylegan_and_segmentation/merge_shards.py 4 (the same flags, without --shard)")
         by_source = ", ".join(f"{src} {k}/{n}" for src, (k, n) in self.counts.items())
-        return (f"kept {self.kept}/{self.total} images ({by_source} kept/total by source); "
+        return (f"step 4: kept {self.kept}/{self.total} images ({by_source} kept/total by source); "
                 f"{len(self.failed)} unreadable skipped; folder: {self.sync.added} added, "
-                f"{self.sync.unchanged} unchanged, {self.sync.removed} stale removed")
+                f"{self.sync.unchanged} unchanged, {self.sync.removed} stale removed; scores in {self.csv_path}, "
+                f"kept images in {self.filtered_dir} ({self.seconds:.1f}s on {self.device})")
 
 
-def unreadable_images(paths: Sequence[Path], show_progress: bool = False) -> dict[str, str]:
+def unreadable_images(paths: Sequence[Path], on_item: Callable[[], None] | None = None) -> dict[str, str]:
     """name -> reason for each image that cannot be decoded (hand-labelled images skip the CNN, so
     nothing else would notice; a kept image must be one that later steps can read)."""
     failed = {}
-    for path in tqdm(paths, desc="checking hand-labelled images", unit="img", disable=not show_progress or not paths):
+    for path in paths:
         try:
             load_rgb(path)
         except ImageReadError as exc:
             failed[path.name] = str(exc)
+        if on_item is not None:
+            on_item()
     return failed
 
 
-def run_filter(images_dir: Path, labels_csv: Path | None, models_dir: Path, out_csv: Path, filtered_dir: Path,
-               logs_dir: Path, config: FilterConfig, device="cpu", limit: int | None = None,
-               show_progress: bool = True) -> FilterSummary:
-    """Step 4. Raises CheckpointError ("run step 3 first") when a needed model is missing, and
-    CsvSchemaError for a labels CSV naming unknown images or holding invalid values."""
-    from gender_cnn.predict import load_ensemble, predict_images
+def _hand_labels(labels_csv: Path, explicit: bool, names: Sequence[str]) -> pd.DataFrame | None:
+    """The hand labels as read (CSV + journal replay), or None when the default file is absent."""
+    if labels_csv.is_file() or journal_path_for(labels_csv).is_file():
+        return load_hand_labels(labels_csv, known_images=names)
+    if explicit:
+        raise FilterInputError(f"--labels {labels_csv}: no such file; fix: give the hand labels CSV of step 2, or "
+                               "leave --labels out to score every image with the CNNs")
+    logger.info("no hand labels at %s: every image is scored by the CNNs", labels_csv)
+    return None
 
-    images_dir = Path(images_dir)
-    refuse_overlap({"--filtered-dir": filtered_dir, "logs folder": logs_dir},
-                   {"--images": images_dir, "--labels": labels_csv, "--models": models_dir}, {"--out": out_csv})
+
+def run_filter(config: FilterConfig, progress: Progress | None = None) -> FilterSummary:
+    """Step 4. Raises CheckpointError ("run step 3 first") when a needed model is missing, and
+    CsvSchemaError for a labels CSV naming unknown images or holding invalid values.
+
+    progress(done, total) over the images: CNN-scored ones as batches finish, then the
+    hand-labelled ones as they are checked.
+
+    Under torchrun rank r scores the images i (in name order) with i mod N == r and writes its
+    rows to a part file; after a barrier rank 0 merges them (sorted by name, the one-process CSV)
+    and fills the kept folder. With ``config.shard`` ("K/N") this process scores share K and stops
+    there: :func:`merge_filter_shards` (``merge_shards.py 4``) finishes once every share is done.
+    """
+    start = time.perf_counter()
+    ctx = init_distributed(config.shard)
+    io = config.resolved()
+    images_dir, labels_csv, out_csv = io["images"], io["labels"], io["scores_csv"]
+    refuse_overlap({"--filtered-dir": io["filtered_dir"], "logs folder": io["logs_dir"]},
+                   {"--images": images_dir, "--labels": labels_csv, "--models": io["models"]},
+                   {"--scores-csv": out_csv})
+    try:
+        device = resolve_device(ctx.device(config.device))
+    except RuntimeError as exc:
+        raise FilterInputError(str(exc)) from exc
     paths = list_images(images_dir)
     all_names = [p.name for p in paths]
-    if limit is not None:
-        paths = paths[:limit]
-    names = [p.name for p in paths]
-    if labels_csv is not None and Path(labels_csv).is_file():
-        hand = load_hand_labels(labels_csv, known_images=all_names)  # CSV + journal replay
+    if config.limit is not None:
+        paths = paths[:config.limit]
+    hand = _hand_labels(labels_csv, config.labels is not None, all_names)
+    share = [paths[i] for i in ctx.take(range(len(paths)))]
+    rows, failed = _score(share, hand, io["models"], device, config, progress if ctx.is_main else None)
+    if not ctx.sharded:
+        return _finish(config, rows, failed, str(device), start)
+    _write_part(ctx.part_path(out_csv), rows, failed)
+    ctx.barrier()
+    if ctx.grouped and ctx.is_main:
+        return merge_filter_shards(config, world_size=ctx.world_size, device=str(device), start=start)
+    return FilterSummary(total=len(rows), counts=_counts(rows, keep_mask(rows, config.gender_threshold,
+                                                                         config.quality_threshold)),
+                         failed=failed, sync=SyncResult(0, 0, 0), csv_path=ctx.part_path(out_csv),
+                         filtered_dir=io["filtered_dir"], seconds=time.perf_counter() - start, device=str(device),
+                         rank=ctx.rank, shard=config.shard)
+
+
+def merge_filter_shards(config: FilterConfig, progress: Progress | None = None, *, world_size: int | None = None,
+                        device: str = "cpu", start: float | None = None) -> FilterSummary:
+    """Merge the shards' part files into the scores CSV, then fill the kept folder, the sheets and
+    filter_config.json exactly as a one-process run; the parts are removed. ``world_size`` None:
+    found from the part files (``merge_shards.py 4`` after ``--shard K/N`` runs)."""
+    import json
+
+    start = time.perf_counter() if start is None else start
+    io = config.resolved()
+    out_csv, record = io["scores_csv"], io["logs_dir"] / "filter_config.json"
+    if world_size is None and not _part_files(out_csv) and out_csv.is_file() and record.is_file():
+        # merged before: merging again finishes from the merged CSV, the same way
+        failed = json.loads(record.read_text(encoding="utf-8")).get("unreadable_images", {})
+        rows = [_read_part(out_csv, failed_list=False)[0]]
     else:
-        logger.info("no hand labels at %s: every image is scored by the CNNs", labels_csv)
-        hand = None
+        rows, failed = [], {}
+        for path in _find_parts(out_csv, world_size):
+            frame, part_failed = _read_part(path)
+            rows.append(frame)
+            failed.update(part_failed)
+    merged = pd.concat(rows, ignore_index=True).astype({"gender_score": float, "quality_score": float})
+    summary = _finish(config, merged, failed, device, start)
+    for path in _part_files(out_csv):
+        _failed_path(path).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+    if progress is not None:
+        progress(summary.total, summary.total)
+    return summary
+
+
+def _score(paths: Sequence[Path], hand: pd.DataFrame | None, models_dir: Path, device, config: FilterConfig,
+           progress: Progress | None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Score ``paths`` (hand labels first, the CNN ensemble for the rest): rows and unreadable images."""
+    from gender_cnn.predict import load_ensemble, predict_images  # torch; tests stand in for the ensemble
+
+    names = [p.name for p in paths]
     hand_idx = (hand.set_index("img_name")[["gender", "quality"]] if hand is not None
                 else pd.DataFrame(columns=["gender", "quality"], dtype=float))
     hand_aligned = hand_idx.reindex(names)
@@ -235,35 +370,105 @@ def run_filter(images_dir: Path, labels_csv: Path | None, models_dir: Path, out_
     tasks_needed = [t for t in ("gender", "quality") if needs[t].any()]
     ensembles = {t: load_ensemble(models_dir, t, device) for t in tasks_needed}
     to_predict = [p for p, need in zip(paths, need_any) if need]
+    hand_only = [p for p, need in zip(paths, need_any) if not need]
+    done = 0
+
+    def advance(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, len(paths))
+
     cnn: dict[str, dict[str, float]] = {t: {} for t in tasks_needed}
     failed: dict[str, str] = {}
     if to_predict:
-        with tqdm(total=len(to_predict), desc="CNN scoring", unit="img", disable=not show_progress) as bar:
-            result = predict_images(to_predict, ensembles, device, batch_size=config.batch_size,
-                                    workers=config.workers, on_items=bar.update)
+        result = predict_images(to_predict, ensembles, device, batch_size=config.batch_size,
+                                workers=config.workers, on_items=advance)
         for task in tasks_needed:
             cnn[task] = dict(zip(result.names, result.scores[task].tolist()))
         failed = result.failed
-    hand_only = [p for p, need in zip(paths, need_any) if not need]
-    failed.update(unreadable_images(hand_only, show_progress))
-    if failed:
-        logger.warning("%d unreadable images left out (not scored, not kept): %s", len(failed),
-                       ", ".join(sorted(failed)[:5]) + (" ..." if len(failed) > 5 else ""))
-    frame = combine_scores([n for n in names if n not in failed], hand, cnn)
-    frame = frame.sort_values("img_name", kind="mergesort").reset_index(drop=True)
-    atomic_write_csv(out_csv, frame, QUALITY_GENDER_COLUMNS)
-    kept = keep_mask(frame, config.gender_threshold, config.quality_threshold)
-    sync = sync_kept_images(images_dir, filtered_dir, frame["img_name"][kept].tolist(), link=config.link)
+    failed.update(unreadable_images(hand_only, advance))
+    return combine_scores([n for n in names if n not in failed], hand, cnn), failed
+
+
+def _counts(frame: pd.DataFrame, kept: np.ndarray) -> dict[str, tuple[int, int]]:
     counts = {}
     for source in ("hand", "cnn"):
         sel = (frame["source"] == source).to_numpy()
         counts[source] = (int((kept & sel).sum()), int(sel.sum()))
-    logs_dir = Path(logs_dir)
+    return counts
+
+
+def _finish(config: FilterConfig, rows: pd.DataFrame, failed: dict[str, str], device: str,
+            start: float) -> FilterSummary:
+    """Everything after scoring: the CSV (sorted by name), the kept folder, the sheets, the record."""
+    io = config.resolved()
+    failed = dict(sorted(failed.items()))
+    if failed:
+        logger.warning("%d unreadable images left out (not scored, not kept): %s", len(failed),
+                       ", ".join(list(failed)[:5]) + (" ..." if len(failed) > 5 else ""))
+    frame = rows.sort_values("img_name", kind="mergesort").reset_index(drop=True)
+    atomic_write_csv(io["scores_csv"], frame, QUALITY_GENDER_COLUMNS)
+    kept = keep_mask(frame, config.gender_threshold, config.quality_threshold)
+    sync = sync_kept_images(io["images"], io["filtered_dir"], frame["img_name"][kept].tolist(), link=config.link)
     if config.sheets:
-        write_contact_sheets(frame, kept, images_dir, logs_dir, config)
-    atomic_write_json(logs_dir / "filter_config.json",
-                      {**asdict(config), "images": str(images_dir), "labels": str(labels_csv),
-                       "models": str(models_dir), "device": str(device), "limit": limit,
-                       "unreadable_images": failed})
-    return FilterSummary(total=len(frame), counts=counts, failed=failed, sync=sync, csv_path=Path(out_csv),
-                         filtered_dir=Path(filtered_dir))
+        write_contact_sheets(frame, kept, io["images"], io["logs_dir"], config)
+    atomic_write_json(io["logs_dir"] / "filter_config.json", _record(config, io, device, failed))
+    return FilterSummary(total=len(frame), counts=_counts(frame, kept), failed=failed, sync=sync,
+                         csv_path=io["scores_csv"], filtered_dir=io["filtered_dir"],
+                         seconds=time.perf_counter() - start, device=device)
+
+
+def _failed_path(part_csv: Path) -> Path:
+    """The unreadable-image list that goes with a part CSV: NAME.part-K-of-N.unreadable.json."""
+    return part_csv.with_suffix(".unreadable.json")
+
+
+def _write_part(path: Path, rows: pd.DataFrame, failed: dict[str, str]) -> None:
+    """A share's rows, then its unreadable list: the JSON's presence marks a finished share."""
+    atomic_write_csv(path, rows, QUALITY_GENDER_COLUMNS)
+    atomic_write_json(_failed_path(path), failed)
+
+
+def _part_files(out_csv: Path) -> list[Path]:
+    return sorted(out_csv.parent.glob(f"{out_csv.stem}.part-*-of-*{out_csv.suffix}"))
+
+
+def _read_part(path: Path, failed_list: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
+    import json
+
+    frame = pd.read_csv(path, dtype={"img_name": str, "source": str}, keep_default_na=False)
+    if list(frame.columns) != list(QUALITY_GENDER_COLUMNS):
+        raise FilterInputError(f"{path}: not a step-4 part file (columns {list(frame.columns)}); fix: re-run that "
+                               "shard")
+    return frame, json.loads(_failed_path(path).read_text(encoding="utf-8")) if failed_list else {}
+
+
+_PART_RE = re.compile(r"\.part-(\d+)-of-(\d+)$")
+
+
+def _find_parts(out_csv: Path, world_size: int | None) -> list[Path]:
+    """The N part files of ``out_csv`` in rank order; a missing or unfinished share is named."""
+    if world_size is None:
+        splits = {int(m.group(2)) for p in _part_files(out_csv) if (m := _PART_RE.search(p.stem))}
+        if len(splits) != 1:
+            found = "none" if not splits else f"parts of {sorted(splits)} shards"
+            raise FilterInputError(f"{out_csv.parent}: cannot merge step 4's shards ({found}); fix: run "
+                                   "04_filter_images.py --shard K/N for every K of one N, copy their "
+                                   f"{out_csv.stem}.part-K-of-N files here and remove parts of other splits")
+        world_size = splits.pop()
+    parts = [out_csv.with_name(f"{out_csv.stem}.part-{k}-of-{world_size}{out_csv.suffix}") for k in range(world_size)]
+    missing = [k for k, path in enumerate(parts) if not _failed_path(path).is_file() or not path.is_file()]
+    if missing:
+        raise FilterInputError(f"step 4 shards {', '.join(f'{k}/{world_size}' for k in missing)} have not finished "
+                               f"(no part file in {out_csv.parent}); fix: run 04_filter_images.py --shard K/N for "
+                               "them, then merge again")
+    return parts
+
+
+def _record(config: FilterConfig, io: dict[str, Path], device: str, failed: dict[str, str]) -> dict:
+    """filter_config.json: the settings and paths as used (for people and for a re-run)."""
+    settings = {name: getattr(config, name) for name in (
+        "gender_threshold", "quality_threshold", "batch_size", "link", "sheets", "sheet_images", "workers", "limit")}
+    return {**settings, **{name: str(path) for name, path in io.items()}, "device": device,
+            "unreadable_images": failed}

@@ -16,18 +16,23 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.optimize
+import scipy.special
+import sklearn.metrics
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from common.images import list_images
 from common.io import atomic_torch_save, atomic_write_csv, atomic_write_json
+from common.paths import REPO_ROOT, PipelinePaths
+from common.runtime import resolve_device
+from common.steps import Progress, StepError
 from gender_cnn.classifier import DEFAULT_CHANNELS, FORMAT_VERSION, SmallCNN
 from gender_cnn.data import (
     QUALITY_REGION,
@@ -44,19 +49,33 @@ from gender_cnn.data import (
 )
 from gender_cnn.label_state import load_hand_labels
 from gender_cnn.predict import TASKS, fold_files, load_model_file, model_logits, model_path
+from gender_cnn.schema import OOF_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-OOF_COLUMNS: tuple[str, ...] = ("img_name", "task", "label", "oof_score", "fold")
 EPOCH_COLUMNS: tuple[str, ...] = ("fold", "epoch", "train_loss", "val_loss", "val_acc", "lr", "seconds")
 FOLD_COLUMNS: tuple[str, ...] = ("fold", "accuracy", "f1", "auroc", "threshold", "n_train", "n_val",
                                  "best_epoch", "accuracy_at_0.5", "nll", "temperature")
 
 
+class TrainInputError(StepError, ValueError):
+    """Step 3 cannot train on what it was given (too few labels, an unknown task); the message says the fix."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Numeric defaults of step 3 (the script exposes them as flags)."""
+    """Step 3's settings; a path left None is the pipeline's default under ``root``.
 
+    Only the training fields (not paths, device, overwrite, limit, workers) decide whether a saved fold
+    model is reused: see :data:`NOT_TRAINING_FIELDS`.
+    """
+
+    root: Path = REPO_ROOT
+    images: Path | None = None       # step 1's images (default: stylegan/synthesize_results)
+    labels: Path | None = None       # hand labels (default: gender_cnn/hand_labels.csv)
+    models_dir: Path | None = None   # fold models (default: gender_cnn/models)
+    logs_dir: Path | None = None     # epochs/folds CSVs, train_config.json (default: gender_cnn/logs)
+    oof_csv: Path | None = None      # out-of-fold predictions (default: gender_cnn/logs/oof_predictions.csv)
     tasks: tuple[str, ...] = TASKS
     folds: int = 5
     epochs: int = 40
@@ -73,10 +92,51 @@ class TrainConfig:
     inner_val_fraction: float = 0.15
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
-    workers: int = 2
+    device: str = "auto"
+    overwrite: bool = False          # retrain every fold even when a matching model exists
+    limit: int | None = None         # train on at most the first N labelled images by name (smoke runs)
+    workers: int = 2                 # image-decoding threads
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"tasks must be some of {TASKS}, got {self.tasks}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}")
+        if self.epochs < 1 or self.patience < 1 or self.batch_size < 2:
+            raise ValueError("epochs and patience must be >= 1 and batch_size >= 2")
+        if not 0.0 < self.inner_val_fraction < 1.0:
+            raise ValueError(f"inner_val_fraction must be in (0, 1), got {self.inner_val_fraction}")
+        if not self.channels or min(self.channels) < 1 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("channels must be positive widths and dropout in [0, 1)")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        for task in self.tasks:
+            self.spec(task)  # ValueError for a bad input size or region
 
     def spec(self, task: str) -> InputSpec:
         return default_input_spec(task, self.input_size, self.quality_region, self.quality_size)
+
+    @property
+    def paths(self) -> PipelinePaths:
+        return PipelinePaths(Path(self.root).resolve())
+
+    def resolved(self) -> dict[str, Path]:
+        """Every input and output path, defaults filled in from ``root``."""
+        paths = self.paths
+
+        def pick(value: Path | None, default: Path) -> Path:
+            return Path(value) if value is not None else default
+
+        return {"images": pick(self.images, paths.generated_dir), "labels": pick(self.labels, paths.hand_labels_csv),
+                "models_dir": pick(self.models_dir, paths.cnn_models_dir),
+                "logs_dir": pick(self.logs_dir, paths.cnn_logs_dir),
+                "oof_csv": pick(self.oof_csv, paths.oof_predictions_csv)}
+
+
+NOT_TRAINING_FIELDS: tuple[str, ...] = ("root", "images", "labels", "models_dir", "logs_dir", "oof_csv", "tasks",
+                                        "device", "overwrite", "limit", "workers")
+"""Config fields that do not change a fold's model (left out of its fingerprint)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -84,7 +144,7 @@ class TrainConfig:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+    return scipy.special.expit(np.asarray(x, dtype=np.float64))
 
 
 def binary_nll(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -95,49 +155,22 @@ def binary_nll(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
-    """Temperature T minimising the NLL of sigmoid(logit / T) (golden-section search on log T)."""
+    """Temperature T minimising the NLL of sigmoid(logit / T) (scipy's bounded Brent search on log T)."""
     z = np.asarray(logits, dtype=np.float64)
     if len(z) == 0 or len(np.unique(labels)) < 2:
         return 1.0
-    lo, hi = math.log(bounds[0]), math.log(bounds[1])
-    ratio = (math.sqrt(5) - 1) / 2
-
-    def loss(log_t: float) -> float:
-        return binary_nll(z / math.exp(log_t), labels)
-
-    a, b = lo, hi
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc, fd = loss(c), loss(d)
-    for _ in range(80):
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - ratio * (b - a)
-            fc = loss(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + ratio * (b - a)
-            fd = loss(d)
-    return float(math.exp((a + b) / 2))
+    result = scipy.optimize.minimize_scalar(lambda log_t: binary_nll(z / math.exp(log_t), labels), method="bounded",
+                                            bounds=(math.log(bounds[0]), math.log(bounds[1])),
+                                            options={"xatol": 1e-10})
+    return float(math.exp(result.x))
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with tie-averaged ranks); NaN with one class."""
-    scores = np.asarray(scores, dtype=np.float64)
+    """Area under the ROC curve (scikit-learn; ties count one half); NaN with one class."""
     labels = np.asarray(labels).astype(bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
+    if labels.all() or not labels.any():
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    start = 0
-    while start < len(scores):
-        end = start
-        while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
-            end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2.0 + 1.0
-        start = end + 1
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(sklearn.metrics.roc_auc_score(labels, np.asarray(scores, dtype=np.float64)))
 
 
 def accuracy_f1(probs: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -175,8 +208,7 @@ def _fold_seed(seed: int, task: str, fold: int) -> int:
 
 
 def train_fold(images_u8: torch.Tensor, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
-               config: TrainConfig, seed: int, device: torch.device, fold: int = 0,
-               show_progress: bool = False) -> dict:
+               config: TrainConfig, seed: int, device: torch.device, fold: int = 0) -> dict:
     """Train one model on ``train_idx``, early-stopping on ``val_idx``; returns its best state.
 
     ``images_u8`` [N, 3, h, w] uint8 (on CPU or on ``device``), ``labels`` [N] of 0/1.
@@ -194,8 +226,7 @@ def train_fold(images_u8: torch.Tensor, labels: np.ndarray, train_idx: np.ndarra
     val_y = y_all[torch.as_tensor(val_idx)]
     history: list[dict] = []
     best_loss, best_epoch, best_state, bad_epochs = math.inf, 0, None, 0
-    epochs = tqdm(range(1, config.epochs + 1), desc=f"fold {fold} epochs", leave=False, disable=not show_progress)
-    for epoch in epochs:
+    for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
         order = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=generator)]
@@ -221,7 +252,7 @@ def train_fold(images_u8: torch.Tensor, labels: np.ndarray, train_idx: np.ndarra
         val_acc = accuracy_f1(_sigmoid(val_logits), val_y.numpy(), 0.5)[0]
         history.append({"fold": fold, "epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss,
                         "val_acc": val_acc, "lr": lr, "seconds": time.perf_counter() - started})
-        epochs.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+        logger.debug("fold %d epoch %d: val_loss %.3f val_acc %.3f", fold, epoch, val_loss, val_acc)
         if val_loss < best_loss - 1e-4:
             best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
@@ -230,7 +261,6 @@ def train_fold(images_u8: torch.Tensor, labels: np.ndarray, train_idx: np.ndarra
             if bad_epochs >= config.patience and epoch >= config.min_epochs:
                 logger.debug("fold %d: early stop at epoch %d (best %d)", fold, epoch, best_epoch)
                 break
-    epochs.close()
     assert best_state is not None
     return {"state_dict": best_state, "mean": mean, "std": std, "history": history, "best_epoch": best_epoch}
 
@@ -244,7 +274,7 @@ def _fingerprint(task: str, names: Sequence[str], labels: np.ndarray, config: Tr
     payload = {
         "task": task, "n_folds": n_folds,
         "labels": [[n, int(v)] for n, v in zip(names, labels)],
-        "config": {k: v for k, v in asdict(config).items() if k not in ("tasks", "workers")},
+        "config": {k: v for k, v in asdict(config).items() if k not in NOT_TRAINING_FIELDS},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -269,12 +299,12 @@ class TaskResult:
 
 def train_task(task: str, images_u8: torch.Tensor, names: Sequence[str], labels: np.ndarray,
                config: TrainConfig, models_dir: Path, device: torch.device, overwrite: bool = False,
-               n_unsure: int = 0, progress: tqdm | None = None, show_progress: bool = False) -> TaskResult:
+               n_unsure: int = 0, on_fold: Callable[[], None] | None = None) -> TaskResult:
     """Train (or resume) the k fold models of one task and calibrate them on the pooled OOF logits."""
     labels = np.asarray(labels).astype(np.int64)
     counts = {c: int((labels == c).sum()) for c in (0, 1)}
     if min(counts.values()) < 2:
-        raise ValueError(f"task {task}: need at least 2 hand labels of each class to train, have "
+        raise TrainInputError(f"task {task}: need at least 2 hand labels of each class to train, have "
                          f"{counts[1]} positive and {counts[0]} negative (label more images in step 2)")
     n_folds = min(config.folds, min(counts.values()))
     if n_folds < config.folds:
@@ -298,8 +328,8 @@ def train_task(task: str, images_u8: torch.Tensor, names: Sequence[str], labels:
                 blobs[fold] = blob
                 skipped += 1
                 logger.info("%s fold %d: model exists, skipped (--overwrite retrains)", task, fold)
-                if progress is not None:
-                    progress.update(1)
+                if on_fold is not None:
+                    on_fold()
                 continue
             logger.info("%s fold %d: labels or settings changed since it was trained; retraining", task, fold)
         held_out = folds == fold
@@ -307,7 +337,7 @@ def train_task(task: str, images_u8: torch.Tensor, names: Sequence[str], labels:
         inner_val = stratified_holdout(labels[train_rows], config.inner_val_fraction,
                                        _fold_seed(config.seed, task, fold))
         fit = train_fold(images_u8, labels, train_rows[~inner_val], train_rows[inner_val], config,
-                         _fold_seed(config.seed, task, fold), device, fold=fold, show_progress=show_progress)
+                         _fold_seed(config.seed, task, fold), device, fold=fold)
         model = SmallCNN(config.channels, config.dropout).to(device)
         model.load_state_dict(fit["state_dict"])
         oof_rows = np.flatnonzero(held_out)
@@ -330,8 +360,8 @@ def train_task(task: str, images_u8: torch.Tensor, names: Sequence[str], labels:
         atomic_torch_save(path, blob)
         blobs[fold] = blob
         trained += 1
-        if progress is not None:
-            progress.update(1)
+        if on_fold is not None:
+            on_fold()
     return _calibrate_and_report(task, blobs, models_dir, n_unsure, trained, skipped, n_folds)
 
 
@@ -385,11 +415,23 @@ def _calibrate_and_report(task: str, blobs: dict[int, dict], models_dir: Path, n
 # the whole step
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainSummary:
     results: dict[str, TaskResult]
     n_images: int
     failed: dict[str, str]  # unreadable images: img_name -> reason
+    models_dir: Path
+    logs_dir: Path
+    seconds: float = 0.0
+    device: str = "cpu"
+
+    @property
+    def trained(self) -> int:
+        return sum(r.trained for r in self.results.values())
+
+    @property
+    def skipped(self) -> int:
+        return sum(r.skipped for r in self.results.values())
 
     def line(self) -> str:
         parts = []
@@ -397,7 +439,8 @@ class TrainSummary:
             parts.append(f"{task}: {r.n_labelled} labelled ({r.n_unsure} unsure left out), {r.n_folds} folds "
                          f"({r.trained} trained, {r.skipped} resumed), OOF acc {r.accuracy:.3f} "
                          f"F1 {r.f1:.3f} AUROC {r.auroc:.3f}")
-        return "; ".join(parts) + f"; {len(self.failed)} unreadable images skipped"
+        return (f"step 3: {'; '.join(parts)}; {len(self.failed)} unreadable images skipped; models in "
+                f"{self.models_dir}, logs in {self.logs_dir} ({self.seconds:.1f}s on {self.device})")
 
 
 def _merge_oof(path: Path, new: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -414,58 +457,60 @@ def _merge_oof(path: Path, new: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return merged.sort_values(["task", "img_name"], kind="mergesort").reset_index(drop=True)
 
 
-def run_training(images_dir: Path, labels_csv: Path, models_dir: Path, logs_dir: Path, oof_csv: Path,
-                 config: TrainConfig, device: torch.device, overwrite: bool = False, limit: int | None = None,
-                 show_progress: bool = True) -> TrainSummary:
+def run_training(config: TrainConfig, progress: Progress | None = None) -> TrainSummary:
     """Step 3: read labels (validated against the image folder), cache images, train every task.
 
-    Raises ``CsvSchemaError`` for a labels CSV naming unknown images or holding invalid values.
+    Raises ``CsvSchemaError`` for a labels CSV naming unknown images or holding invalid values and
+    ``TrainInputError`` when there is too little to train on. progress(done, total) counts folds
+    (trained or resumed).
     """
-    for task in config.tasks:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; expected some of {TASKS}")
-    paths = list_images(images_dir)
+    start = time.perf_counter()
+    io = config.resolved()
+    try:
+        device = resolve_device(config.device)
+    except RuntimeError as exc:
+        raise TrainInputError(str(exc)) from exc
+    paths = list_images(io["images"])
     by_name = {p.name: p for p in paths}
-    labels = load_hand_labels(labels_csv, known_images=by_name)  # CSV + journal replay
+    labels = load_hand_labels(io["labels"], known_images=by_name)  # CSV + journal replay
     labels = labels.sort_values("img_name", kind="mergesort").reset_index(drop=True)
     wanted = labels[labels[list(config.tasks)].notna().any(axis=1)]
-    if limit is not None:
-        wanted = wanted.iloc[:limit]
+    if config.limit is not None:
+        wanted = wanted.iloc[:config.limit]
     if wanted.empty:
-        raise ValueError(f"{labels_csv} has no decided {'/'.join(config.tasks)} labels: label images in step 2")
+        raise TrainInputError(f"{io['labels']} has no decided {'/'.join(config.tasks)} labels: label images in "
+                              "step 2")
     specs = [config.spec(t) for t in config.tasks]
-    with tqdm(total=len(wanted), desc="loading images", unit="img", leave=False,
-              disable=not show_progress) as bar:
-        cache: ImageCache = build_image_cache([by_name[n] for n in wanted["img_name"]], specs,
-                                              workers=config.workers, on_item=lambda: bar.update(1))
+    cache: ImageCache = build_image_cache([by_name[n] for n in wanted["img_name"]], specs, workers=config.workers)
     row_of = {n: i for i, n in enumerate(cache.names)}
-    logs_dir = Path(logs_dir)
+    logs_dir = io["logs_dir"]
     results: dict[str, TaskResult] = {}
-    per_task = {}
-    for task in config.tasks:
+    total, done = len(config.tasks) * config.folds, 0
+
+    def on_fold() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    for task, spec_tensor in zip(config.tasks, cache.tensors):
         decided = wanted[wanted[task].notna() & wanted["img_name"].isin(row_of)]
         n_unsure = int(wanted[task].isna().sum())
-        per_task[task] = decided
         logger.info("%s: %d labelled images, %d unsure left out", task, len(decided), n_unsure)
-    total_folds = len(config.tasks) * config.folds
-    with tqdm(total=total_folds, desc="training folds", unit="fold", disable=not show_progress) as bar:
-        for task, spec_tensor in zip(config.tasks, cache.tensors):
-            decided = per_task[task]
-            rows = torch.as_tensor([row_of[n] for n in decided["img_name"]], dtype=torch.long)
-            images = spec_tensor[rows]
-            if device.type == "cuda":
-                images = images.to(device)  # the whole cache fits easily; no per-batch copies
-            result = train_task(task, images, list(decided["img_name"]), decided[task].to_numpy(),
-                                config, models_dir, device, overwrite=overwrite,
-                                n_unsure=int(wanted[task].isna().sum()), progress=bar,
-                                show_progress=show_progress)
-            bar.total = bar.total - (config.folds - result.n_folds)
-            results[task] = result
-            atomic_write_csv(logs_dir / f"{task}_epochs.csv", result.epochs, EPOCH_COLUMNS)
-            atomic_write_csv(logs_dir / f"{task}_folds.csv", result.fold_metrics, FOLD_COLUMNS)
-    atomic_write_csv(oof_csv, _merge_oof(Path(oof_csv), {t: r.oof for t, r in results.items()}), OOF_COLUMNS)
-    config_dict = asdict(config)
-    config_dict.update({"device": str(device), "images": str(images_dir), "labels": str(labels_csv),
-                        "limit": limit, "unreadable_images": cache.failed})
-    atomic_write_json(logs_dir / "train_config.json", config_dict)
-    return TrainSummary(results=results, n_images=len(cache.names), failed=cache.failed)
+        rows = torch.as_tensor([row_of[n] for n in decided["img_name"]], dtype=torch.long)
+        images = spec_tensor[rows]
+        if device.type == "cuda":
+            images = images.to(device)  # the whole cache fits easily; no per-batch copies
+        result = train_task(task, images, list(decided["img_name"]), decided[task].to_numpy(), config,
+                            io["models_dir"], device, overwrite=config.overwrite, n_unsure=n_unsure, on_fold=on_fold)
+        total -= config.folds - result.n_folds  # fewer folds when a class is rare
+        results[task] = result
+        atomic_write_csv(logs_dir / f"{task}_epochs.csv", result.epochs, EPOCH_COLUMNS)
+        atomic_write_csv(logs_dir / f"{task}_folds.csv", result.fold_metrics, FOLD_COLUMNS)
+    atomic_write_csv(io["oof_csv"], _merge_oof(io["oof_csv"], {t: r.oof for t, r in results.items()}), OOF_COLUMNS)
+    record = {k: v for k, v in asdict(config).items() if k not in NOT_TRAINING_FIELDS or k in ("tasks", "limit")}
+    record.update({name: str(path) for name, path in io.items()})
+    record.update({"device": str(device), "unreadable_images": cache.failed})
+    atomic_write_json(logs_dir / "train_config.json", record)
+    return TrainSummary(results=results, n_images=len(cache.names), failed=cache.failed, models_dir=io["models_dir"],
+                        logs_dir=logs_dir, seconds=time.perf_counter() - start, device=str(device))

@@ -1,7 +1,8 @@
-"""Run the numbered step scripts in order (the integration layer: the only package that imports all others).
+"""Run the numbered steps in order (the integration layer: the only package that imports all others).
 
-Each step is called in-process through its script's ``main(argv)``, so the runner does exactly
-what a person typing the commands would do. Steps are named "1" .. "9"; step 7 has two routes that
+Each step's config is built by its own script from the same flags a person would type
+(``build_parser`` + ``config_from_args``), then the step's package function is called from one
+table (``STEPS``) and its ``Summary`` object is read: no step's printed text is parsed. Steps are named "1" .. "9"; step 7 has two routes that
 both lead to steps 8 and 9 and both run: "7a" (latent directions, no training; first) and "7b" (the
 fine-tune). ``--from 7`` starts at 7a, ``--to 7`` ends after 7b. A finished step leaves a marker
 ``{root}/.pipeline/step{ID}.json`` holding its arguments and the fingerprints (size + sha256) of the
@@ -11,20 +12,23 @@ work is done). A swapped checkpoint at the same path, or deleted outputs, make t
 """
 from __future__ import annotations
 
-import contextlib
+import importlib
 import importlib.util
-import io
 import json
 import logging
-import shutil
+import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from common.cli import parse_step_config, progress_bar
 from common.fingerprint import file_fingerprint
 from common.io import atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
+from common.steps import USER_ERRORS, Summary
 from gender_cnn.label_state import hand_labels_digest
 
 logger = logging.getLogger(__name__)
@@ -33,18 +37,32 @@ SCRIPTS_DIR = REPO_ROOT / "stylegan_and_segmentation"
 DEMO_ROOT = REPO_ROOT / "demo_run"
 MARKER_DIR = ".pipeline"
 
-STEP_SCRIPTS: dict[str, tuple[str, str]] = {
-    "1": ("01_generate_images.py", "generate images"),
-    "2": ("02_label_images.py", "hand labels"),
-    "3": ("03_train_gender_cnn.py", "train gender/quality CNNs"),
-    "4": ("04_filter_images.py", "filter good-quality women"),
-    "5": ("05_run_segmentation.py", "segment faces"),
-    "6": ("06_compute_property_scores.py", "property scores"),
-    "7a": ("07_fit_latent_directions.py", "fit latent directions (no training)"),
-    "7b": ("07_finetune_stylegan.py", "fine-tune conditional StyleGAN"),
-    "8": ("08_generate_with_properties.py", "generate from properties"),
-    "9": ("09_evaluate_control.py", "compare control methods"),
-}
+@dataclass(frozen=True)
+class Step:
+    """One row of the pipeline: its script (flags -> config) and its package function (config -> Summary)."""
+
+    id: str
+    script: str
+    what: str
+    run: str | None  # "package.module:function", imported when the step runs; None = step 2 (labels, see below)
+
+
+STEPS: dict[str, Step] = {step.id: step for step in (
+    Step("1", "01_generate_images.py", "generate images", "stylegan.generate:run_generate"),
+    Step("2", "02_label_images.py", "hand labels", None),
+    Step("3", "03_train_gender_cnn.py", "train gender/quality CNNs", "gender_cnn.train:run_training"),
+    Step("4", "04_filter_images.py", "filter good-quality women", "gender_cnn.filter:run_filter"),
+    Step("5", "05_run_segmentation.py", "segment faces", "segmentation.segment:run_segmentation"),
+    Step("6", "06_compute_property_scores.py", "property scores", "pipeline.property_scores:run_property_scores"),
+    Step("7a", "07_fit_latent_directions.py", "fit latent directions (no training)",
+         "pipeline.latent_directions:run_fit_latent_directions"),
+    Step("7b", "07_finetune_stylegan.py", "fine-tune conditional StyleGAN", "stylegan.finetune_step:run_finetune"),
+    Step("8", "08_generate_with_properties.py", "generate from properties",
+         "stylegan.property_generation:run_generate_with_properties"),
+    Step("9", "09_evaluate_control.py", "compare control methods", "pipeline.evaluate:run_evaluate_control"),
+)}
+STEP_SCRIPTS: dict[str, tuple[str, str]] = {key: (step.script, step.what) for key, step in STEPS.items()}
+"""id -> (script file, what it does): the same table, for callers that only need names."""
 STEP_ORDER: tuple[str, ...] = tuple(STEP_SCRIPTS)
 STEP_GROUPS: dict[str, tuple[str, ...]] = {"7": ("7a", "7b")}
 """A bare number that names several steps: ``--from 7`` starts at the first, ``--to 7`` ends at the last."""
@@ -94,6 +112,8 @@ class PipelineOptions:
     labels: Path | None = None
     redo: bool = False
     quiet: bool = False
+    threads: int | None = None       # --threads for every step
+    limit: int | None = None         # --limit for every step that has it
     step_args: dict[int | str, list[str]] = field(default_factory=dict)  # extra flags per step id (tests, power users)
 
 
@@ -102,13 +122,15 @@ class StepResult:
     number: str  # the step id: "1" .. "6", "7a", "7b", "8", "9"
     status: str  # ran | skipped | paused
     seconds: float = 0.0
-    summary: str = ""
+    summary: str = ""                  # the step's one-line report
+    result: Summary | None = None      # the step function's Summary (None when skipped, paused, or step 2)
 
 
 @dataclass
 class PipelineReport:
     results: list[StepResult] = field(default_factory=list)
     seconds: float = 0.0
+    exit_code: int = 0  # 0 also when paused for labelling; 2 = input to fix; 1 = a step failed
 
     def table(self) -> str:
         total = max(self.seconds, 1e-9)
@@ -214,23 +236,35 @@ def _marker_record(marker: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _call_step(number: str, argv: list[str]) -> str:
-    """Run one script's main(argv); its stdout is echoed and its last line returned as the summary."""
+def step_function(number: str) -> Callable[[Any, Any], Summary]:
+    """The package function of a step (``run_<step>(config, progress) -> Summary``)."""
+    module_name, function_name = STEPS[number].run.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def run_alone_hint(number: str, argv: list[str]) -> str:
+    """The command that runs this step by itself, with this interpreter (it works without an active venv)."""
+    script = Path(sys.executable).as_posix(), f"stylegan_and_segmentation/{STEPS[number].script}"
+    return " ".join(shlex.quote(part) for part in (*script, *argv))
+
+
+def _call_step(number: str, argv: list[str], quiet: bool = False) -> Summary:
+    """Config from the step's own flags, then its package function; returns its Summary."""
     module = load_script(number)
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
+    try:
+        config, _ = parse_step_config(module.build_parser(), module.config_from_args, argv)
+    except SystemExit:  # argparse printed its one-line error
+        raise BadInput(f"step {number}: invalid flags ({' '.join(argv)}); see: {run_alone_hint(number, ['--help'])}") \
+            from None
+    with progress_bar(STEPS[number].what, quiet) as progress:
         try:
-            code = module.main(argv)
-        except SystemExit as exc:  # argparse errors
-            code = exc.code
-    output = buffer.getvalue()
-    sys.stdout.write(output)
-    if code not in (0, None):
-        raise StepFailed(f"step {number} ({STEP_SCRIPTS[number][0]}) failed with exit code {code}; "
-                         f"run it alone to see why: python stylegan_and_segmentation/{STEP_SCRIPTS[number][0]} "
-                         + " ".join(argv))
-    lines = [line for line in output.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+            return step_function(number)(config, progress)
+        except USER_ERRORS as exc:
+            raise BadInput(f"step {number} ({STEPS[number].script}): {exc}") from None
+        except Exception as exc:  # a bug: keep the traceback in the log, say how to reproduce
+            logger.exception("step %s failed", number)
+            raise StepFailed(f"step {number} ({STEPS[number].script}) failed: {type(exc).__name__}: {exc}; "
+                             f"run it alone to see why: {run_alone_hint(number, argv)}") from exc
 
 
 def _import_labels_file(source: Path, paths: PipelinePaths) -> str:
@@ -274,10 +308,21 @@ def _labels_step(options: PipelineOptions, paths: PipelinePaths) -> str | None:
     return None
 
 
+def _flags_of(number: str) -> set[str]:
+    """The option strings a step's script accepts (a script offers only flags it uses)."""
+    module = load_script(number)
+    return set(module.build_parser()._option_string_actions)
+
+
 def step_argv(number: str, options: PipelineOptions) -> list[str]:
+    flags = _flags_of(number)
     argv = ["--root", str(options.root)]
-    if number != "2":
+    if "--device" in flags:
         argv += ["--device", options.device]
+    if options.threads is not None and "--threads" in flags:
+        argv += ["--threads", str(options.threads)]
+    if options.limit is not None and "--limit" in flags:
+        argv += ["--limit", str(options.limit)]
     if options.quiet:
         argv.append("-q")
     if options.demo:
@@ -288,7 +333,12 @@ def step_argv(number: str, options: PipelineOptions) -> list[str]:
 
 
 def run_pipeline(options: PipelineOptions) -> int:
-    """Run steps first..last; returns the process exit code (0 also when paused for labelling)."""
+    """Run steps first..last and print the table; returns the process exit code (0 also when paused)."""
+    return run_steps(options).exit_code
+
+
+def run_steps(options: PipelineOptions) -> PipelineReport:
+    """Run steps first..last; the report holds every step's status, seconds and Summary object."""
     start = time.perf_counter()
     paths = PipelinePaths(options.root)
     report = PipelineReport()
@@ -321,33 +371,31 @@ def run_pipeline(options: PipelineOptions) -> int:
                     print(
                         f"\nPaused at step 2: no hand labels yet ({paths.hand_labels_csv}).\n"
                         "  Label the images in your browser:\n"
-                        "    python stylegan_and_segmentation/02_label_images.py\n"
+                        f"    {run_alone_hint('2', [])}\n"
                         "  (on a remote GPU box: ssh -L 8765:127.0.0.1:8765 host, then open http://127.0.0.1:8765)\n"
                         "  then continue with:\n"
-                        "    python stylegan_and_segmentation/run_pipeline.py --from 3\n"
+                        f"    {shlex.quote(Path(sys.executable).as_posix())} stylegan_and_segmentation/run_pipeline.py "
+                        "--from 3\n"
                         "  or pass existing labels: run_pipeline.py --from 2 --labels FILE")
                     break
                 print(summary)
             else:
-                summary = _call_step(number, argv)
+                result = _call_step(number, argv, options.quiet)
+                summary = result.line()
+                print(summary)
             seconds = time.perf_counter() - step_start
-            report.results.append(StepResult(number, "ran", seconds, summary))
+            report.results.append(StepResult(number, "ran", seconds, summary, None if number == "2" else result))
             atomic_write_json(marker, {"record": record, "summary": summary, "seconds": round(seconds, 2)})
             upstream_ran = True
     except StepFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         report.seconds = time.perf_counter() - start
         print(report.table())
-        return exc.exit_code
+        report.exit_code = exc.exit_code
+        return report
     report.seconds = time.perf_counter() - start
     print(report.table())
     if options.demo:
         print(f"demo outputs are under {options.root} (random-weight models: the images are not faces).")
-    return 0
+    return report
 
-
-def clean_demo(root: Path = DEMO_ROOT) -> None:
-    """Remove a demo output root (never the repository itself)."""
-    if root.resolve() == REPO_ROOT.resolve():
-        raise ValueError("refusing to delete the repository root")
-    shutil.rmtree(root, ignore_errors=True)

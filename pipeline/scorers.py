@@ -68,15 +68,16 @@ def gender_callable(models_dir: Path, device):
     """images_u8 -> P(woman) from the step-3 ensemble, or None when no gender model exists."""
     import torch
 
-    import gender_cnn
+    from gender_cnn.data import crop_for_model
+    from gender_cnn.predict import load_ensemble
 
     try:
-        ensemble = gender_cnn.load_ensemble(models_dir, "gender", device=device)
+        ensemble = load_ensemble(models_dir, "gender", device=device)
     except CheckpointError:
         return None
 
     def female_prob(images_u8: np.ndarray) -> np.ndarray:
-        batch = np.stack([gender_cnn.crop_for_model(image, ensemble.spec) for image in images_u8])
+        batch = np.stack([crop_for_model(image, ensemble.spec) for image in images_u8])
         return ensemble.predict_proba(torch.from_numpy(batch), device=device)
 
     return female_prob

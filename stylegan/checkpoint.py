@@ -31,6 +31,8 @@ from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator
 logger = logging.getLogger(__name__)
 
 WHICH_ALLOWED = ("auto", "generator_smooth", "generator")
+WEIGHTS_ENTRIES: dict[str, str] = {"auto": "auto", "ema": "generator_smooth", "raw": "generator"}
+"""The scripts' ``--weights`` (``common.cli.WEIGHTS_CHOICES``) -> genforce's entry: ema = the smoothed copy."""
 _GENFORCE_DEFAULT_FMAPS_BASE = 16 << 10
 
 
@@ -66,6 +68,14 @@ def _strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch
 
 def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def entry_for_weights(weights: str) -> str:
+    """``auto`` / ``ema`` / ``raw`` -> the ``which`` of :func:`load_generator` (auto: smoothed when present)."""
+    try:
+        return WEIGHTS_ENTRIES[weights]
+    except KeyError:
+        raise ValueError(f"invalid weights={weights!r}; allowed: {tuple(WEIGHTS_ENTRIES)}") from None
 
 
 def select_entry(ckpt: Any, which: str, path: Path | str = "checkpoint") -> tuple[str, dict[str, torch.Tensor]]:
@@ -240,9 +250,9 @@ def write_random_checkpoint(path: Path | str, resolution: int = 32, seed: int = 
     """Write a random-weight checkpoint in genforce's converter format (tests, demo, README interim command).
 
     kwargs go to both constructors where they apply (e.g. fmaps_base, fmaps_max, z_space_dim).
-    Weights follow genforce's initialisation scales (``reference_weights``), so images depend on z.
+    Weights follow genforce's initialisation scales (``random_weights``), so images depend on z.
     """
-    from stylegan.reference_weights import recipe_state_dict
+    from stylegan.random_weights import recipe_state_dict
 
     g_kwargs = {k: v for k, v in kwargs.items() if k in StyleGANGenerator.__init__.__code__.co_varnames}
     d_keys = StyleGANDiscriminator.__init__.__code__.co_varnames

@@ -36,9 +36,11 @@ from common.io import (
     atomic_write_csv,
     atomic_write_json,
     atomic_write_text,
+    clean_stale_temp_files,
     read_csv_checked,
 )
-from common.paths import IMAGE_SUFFIXES, PROPERTY_NAMES
+from common.paths import IMAGE_SUFFIXES, PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.runtime import resolve_device
 from common.steps import StepError
 from stylegan.checkpoint import load_generator
 from stylegan.directions import (
@@ -79,15 +81,26 @@ class FitDirectionsInputError(StepError, RuntimeError):
 
 @dataclass(frozen=True)
 class FitDirectionsConfig:
-    """Settings of the directions step; paths come from ``common.paths.PipelinePaths`` via the script."""
+    """Settings of step 7a. Every path None = the pipeline's default under ``root`` (filled in at
+    construction, so ``config.checkpoint`` etc. are always paths); ``all_scored`` fits on every scored
+    image instead of those step 4 kept (then ``filtered_dir`` is None)."""
 
-    checkpoint: Path
-    generated_dir: Path            # step 1: generated.csv, latents.npy, optionally w.npy
-    scores_csv: Path               # step 6: all_scores.csv
-    normalization_json: Path       # step 6: normalization.json
-    out_dir: Path                  # stylegan/directions
-    filtered_dir: Path | None = None       # step 4's kept images; None = fit on every scored image
+    root: Path = REPO_ROOT
+    checkpoint: Path | None = None         # stylegan/stylegan_model.pth
+    generated_dir: Path | None = None      # step 1: generated.csv, latents.npy, optionally w.npy
+    scores_csv: Path | None = None         # step 6: all_scores.csv
+    normalization_json: Path | None = None  # step 6: normalization.json
+    out_dir: Path | None = None            # stylegan/directions
+    filtered_dir: Path | None = None       # step 4's kept images (ignored with all_scored)
     quality_gender_csv: Path | None = None  # step 4's gender_score table (gender direction, female share)
+    all_scored: bool = False
+    # the control choice's scorer (built by pipeline.latent_directions): segmentation + step 6, gender CNN
+    segmentation_checkpoint: Path | None = None
+    cnn_models_dir: Path | None = None
+    crop: str = "mtcnn"                    # mtcnn | full (as step 9)
+    trust_checkpoint: bool = False
+    device: str = "auto"
+    overwrite: bool = False
     which: str = "auto"
     method: str = "auto"           # auto | ridge | svm (auto: per property, see select)
     select: str = "auto"           # auto: by control when a scorer is given, else svm (see run_fit_directions)
@@ -105,6 +118,19 @@ class FitDirectionsConfig:
     limit: int | None = None
 
     def __post_init__(self) -> None:
+        paths = PipelinePaths(Path(self.root).resolve())
+        defaults = {"checkpoint": paths.stylegan_checkpoint, "generated_dir": paths.generated_dir,
+                    "scores_csv": paths.all_scores_csv, "normalization_json": paths.normalization_json,
+                    "out_dir": paths.directions_dir, "filtered_dir": paths.filtered_dir,
+                    "quality_gender_csv": paths.quality_gender_csv,
+                    "segmentation_checkpoint": paths.segmentation_checkpoint, "cnn_models_dir": paths.cnn_models_dir}
+        for key, default in defaults.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, default)
+        if self.all_scored:
+            object.__setattr__(self, "filtered_dir", None)
+        if self.crop not in ("mtcnn", "full"):
+            raise ValueError(f"crop must be 'mtcnn' or 'full', got {self.crop!r}")
         if self.method not in METHODS_ALLOWED:
             raise ValueError(f"method must be one of {METHODS_ALLOWED}, got {self.method!r}")
         if self.select not in SELECT_ALLOWED:
@@ -122,8 +148,9 @@ class FitDirectionsConfig:
     def fingerprint_settings(self) -> dict:
         """The settings that change the result (not where files live, not batch size)."""
         out = asdict(self)
-        for key in ("checkpoint", "generated_dir", "scores_csv", "normalization_json", "out_dir", "filtered_dir",
-                    "quality_gender_csv", "batch_size", "sheet_rows"):
+        for key in ("root", "checkpoint", "generated_dir", "scores_csv", "normalization_json", "out_dir", "filtered_dir",
+                    "quality_gender_csv", "batch_size", "sheet_rows", "segmentation_checkpoint", "cnn_models_dir",
+                    "crop", "trust_checkpoint", "device", "overwrite"):
             out.pop(key)
         out["layer_ranges"] = list(self.layer_ranges)
         return out
@@ -267,9 +294,22 @@ def _input_record(config: FitDirectionsConfig) -> dict:
 # the step
 
 
-def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], None] | None = None, *,
-                       scorer: Scorer | None = None, gender: Scorer | None = None,
-                       device: str | torch.device = "cpu", overwrite: bool = False) -> FitDirectionsSummary:
+def _counting(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None] | None:
+    """Adapt the step's progress(done, total) to a callee that reports images as they are rendered."""
+    if progress is None:
+        return None
+    done = 0
+
+    def step(count: int) -> None:
+        nonlocal done
+        done += count
+        progress(min(done, total), total)
+
+    return step
+
+
+def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int, int], None] | None = None, *,
+                       scorer: Scorer | None = None, gender: Scorer | None = None) -> FitDirectionsSummary:
     """Fit, choose, report. ``scorer`` (images -> [N, 5] step-6 scores) enables the choice by control;
     ``gender`` (images -> P(woman)) adds the measured female share of the edited images; ``progress``
     is called with the number of images rendered (a tqdm bar's update)."""
@@ -279,7 +319,9 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], No
     normalization_json = _require(config.normalization_json, "step 6's normalization.json", "run step 6")
     record = _input_record(config)
     target = out_dir / "directions.pt"
-    if target.is_file() and not overwrite:
+    device = resolve_device(config.device)
+    clean_stale_temp_files(out_dir)
+    if target.is_file() and not config.overwrite:
         try:
             previous = load_directions(target)
             if previous.info.get("inputs") == record:
@@ -291,7 +333,7 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], No
     if counts["checkpoint_key"] not in (None, generator.checkpoint_key):
         raise FitDirectionsInputError(
             f"step 1 made its images with the '{counts['checkpoint_key']}' entry of the checkpoint, this run loads "
-            f"'{generator.checkpoint_key}': pass --which {counts['checkpoint_key']}")
+            f"'{generator.checkpoint_key}': pass --weights {'ema' if counts['checkpoint_key'] == 'generator_smooth' else 'raw'}")
     w = load_w_codes(generator, config.generated_dir, rows["index"].to_numpy(), counts["trunc_psi"],
                      counts["trunc_layers"])
     scores = rows[list(PROPERTY_NAMES)].to_numpy(np.float64)
@@ -316,9 +358,11 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int], No
         candidates = {m: fit_directions(w[fit_rows], scores[fit_rows], config.seed, method=m,
                                         **fit_options).with_guards(**guards) for m in ("ridge", "svm")}
         ranges = tuple(r for r in config.layer_ranges if r in available_layer_ranges(generator.num_layers))
+        ranges = ranges or ("all",)
+        total = len(PROPERTY_NAMES) * len(candidates) * len(ranges) * len(heldout) * config.num_values
         selection = select_by_control(candidates, w[heldout], make_renderer(generator, config.batch_size), scorer,
-                                      num_values=config.num_values, layer_ranges=ranges or ("all",), gender=gender,
-                                      progress=progress)
+                                      num_values=config.num_values, layer_ranges=ranges, gender=gender,
+                                      progress=_counting(progress, total))
         picks = {p: (v["candidate"], v["layers"]) for p, v in selection.directions.info["selected_from"].items()}
         finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options).with_guards(**guards)
                   for m in ("ridge", "svm")}

@@ -313,6 +313,15 @@ def _plot_scatter(samples: pd.DataFrame, properties: Sequence[str], path: Path) 
     _save_figure(fig, path)
 
 
+def heatmap_label(value: float) -> str:
+    """A cell's text: two decimals, or two significant digits below 0.01 (a demo's tiny slopes are not "0.00")."""
+    if not np.isfinite(value):
+        return "nan"
+    if value == 0 or abs(value) >= 0.01:
+        return f"{value:.2f}"
+    return f"{value:.1e}"
+
+
 def _plot_leakage(leak: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -328,8 +337,7 @@ def _plot_leakage(leak: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("swept property")
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            ax.text(j, i, "nan" if not np.isfinite(values[i, j]) else f"{values[i, j]:.2f}", ha="center",
-                    va="center", color="w", fontsize=8)
+            ax.text(j, i, heatmap_label(values[i, j]), ha="center", va="center", color="w", fontsize=8)
     fig.colorbar(image, ax=ax, label="|slope| measured / requested")
     ax.set_title("leakage (diagonal = control)")
     fig.tight_layout()

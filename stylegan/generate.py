@@ -13,7 +13,9 @@ from __future__ import annotations
 import errno
 import logging
 import re
+import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +23,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
+from common.distributed import DistContext, init_distributed, parse_shard
 from common.fingerprint import file_fingerprint
 from common.folders import refuse_overlap
+from common.io import (
+    atomic_save_image,
+    atomic_save_npy,
+    atomic_write_csv,
+    atomic_write_json,
+    clean_stale_temp_files,
+)
+from common.paths import REPO_ROOT, PipelinePaths
 from common.records import RecordError, read_json_record
-from common.io import atomic_save_image, atomic_save_npy, atomic_write_csv, atomic_write_json, clean_stale_temp_files
-from stylegan.checkpoint import load_generator
+from common.runtime import resolve_device
+from common.steps import Progress, StepError
+from stylegan.checkpoint import entry_for_weights, load_generator
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
 logger = logging.getLogger(__name__)
@@ -37,33 +48,46 @@ GENERATED_CSV_COLUMNS: tuple[str, ...] = (
 )
 FORMATS_ALLOWED = ("jpg", "png")
 MANIFEST_NAME = "generation.json"
-LATENTS_NAME = "latents.npy"
-CSV_NAME = "generated.csv"
-W_NAME = "w.npy"
+LATENTS_NAME = PipelinePaths().latents_npy.name  # the contract names, spelled once in common.paths
+CSV_NAME = PipelinePaths().generated_csv.name
+W_NAME = PipelinePaths().w_npy.name
 MANIFEST_FORMAT_VERSION = 1
 MANIFEST_INFO_KEYS = ("checkpoint_path",)
 """Recorded for people, not compared: the fingerprint is the checkpoint's identity, not its path."""
 _IMAGE_NAME_RE = re.compile(r"(\d{6})\.(?:jpg|png)")
 
 
-class GenerationConflictError(RuntimeError):
+class GenerationError(StepError, RuntimeError):
+    """Step 1 cannot run as asked (e.g. ``--device cuda`` without a GPU); the message says the fix."""
+
+
+class GenerationConflictError(GenerationError):
     """The output folder holds images made with other settings; mixing them would be silent garbage."""
 
 
-class GenerationWriteError(RuntimeError):
+class GenerationWriteError(GenerationError):
     """An output could not be written (disk full, permissions); finished images stay valid."""
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    num: int = 10_000
+    """Step 1's settings; a path left None is the pipeline's default under ``root``."""
+
+    root: Path = REPO_ROOT
+    checkpoint: Path | None = None       # genforce checkpoint (default: stylegan/stylegan_model.pth)
+    out: Path | None = None              # output folder (default: stylegan/synthesize_results)
+    num: int = 10_000                    # images 0 .. num-1
     batch_size: int = 16
     seed: int = 0
     trunc_psi: float = 1.0
     trunc_layers: int = 0
     image_format: str = "jpg"
-    jpeg_quality: int = 95  # the original's quality
-    which: str = "auto"
+    jpeg_quality: int = 95               # the original's quality
+    weights: str = "auto"                # auto | ema | raw (stylegan.checkpoint.WEIGHTS_ENTRIES)
+    device: str = "auto"
+    overwrite: bool = False              # regenerate every image, drop step-1 images beyond num
+    writer_threads: int = 4              # threads encoding and writing images while the device generates
+    shard: str | None = None             # "K/N": only images i with i mod N == K (separate machines; then merge)
 
     def __post_init__(self) -> None:
         if self.num < 0:
@@ -76,6 +100,25 @@ class GenerateConfig:
             raise ValueError(f"trunc_psi must be in [0, 1], got {self.trunc_psi}")
         if self.trunc_layers < 0:
             raise ValueError(f"trunc_layers must be >= 0, got {self.trunc_layers}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        if self.writer_threads < 1:
+            raise ValueError(f"writer_threads must be >= 1, got {self.writer_threads}")
+        entry_for_weights(self.weights)  # ValueError naming the allowed values
+        if self.shard is not None:
+            parse_shard(self.shard)
+
+    @property
+    def paths(self) -> PipelinePaths:
+        return PipelinePaths(Path(self.root).resolve())
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint) if self.checkpoint is not None else self.paths.stylegan_checkpoint
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out is not None else self.paths.generated_dir
 
 
 @dataclass(frozen=True)
@@ -87,13 +130,32 @@ class GenerateSummary:
     checkpoint_key: str
     seconds: float
     kept_beyond: int = 0  # images of an earlier run with the same settings past --num, kept and listed
+    device: str = "cpu"
+    rank: int = 0         # under torchrun: this process's rank of world_size (counts are all ranks')
+    world_size: int = 1
+    shard: str | None = None  # "K/N": this run did one shard; the lists come from merge_shards.py
+    merged: bool = False  # merge_generate_shards wrote the lists of finished shards
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process reports (rank 0; every --shard run reports its own share)."""
+        return self.rank == 0 or self.shard is not None
 
     def line(self) -> str:
         rate = self.written / self.seconds if self.seconds > 0 and self.written else 0.0
         beyond = (f"; {self.kept_beyond} more from an earlier run with the same settings kept and listed"
                   if self.kept_beyond else "")
-        return (f"step 1: {self.num} images in {self.out_dir} ({self.written} generated, {self.skipped} already there"
-                f"{beyond}) from generator entry '{self.checkpoint_key}' in {self.seconds:.1f}s ({rate:.1f} img/s)")
+        if self.merged:
+            return (f"step 1: merged the shards' {self.num} images in {self.out_dir}: latents.npy, w.npy and "
+                    f"generated.csv written{beyond} ({self.seconds:.1f}s)")
+        if self.shard is not None:
+            return (f"step 1 shard {self.shard}: {self.written} generated, {self.skipped} already there, in "
+                    f"{self.out_dir} ({self.seconds:.1f}s on {self.device}); when every shard is done: "
+                    "python stylegan_and_segmentation/merge_shards.py 1 (the same flags, without --shard)")
+        ranks = f" by {self.world_size} processes" if self.world_size > 1 else ""
+        return (f"step 1: {self.num} images in {self.out_dir} ({self.written} generated{ranks}, {self.skipped} already "
+                f"there{beyond}) from generator entry '{self.checkpoint_key}' on {self.device} in {self.seconds:.1f}s "
+                f"({rate:.1f} img/s)")
 
 
 def image_name(index: int, image_format: str) -> str:
@@ -205,56 +267,94 @@ def mapped_w(generator: StyleGANGenerator, z: np.ndarray, batch_size: int = 256)
     return np.concatenate(rows) if rows else np.zeros((0, generator.w_space_dim), np.float32)
 
 
-def run_generate(checkpoint: Path | str, out_dir: Path | str, config: GenerateConfig = GenerateConfig(),
-                 device: str | torch.device = "cpu", overwrite: bool = False, progress: bool = True,
-                 writer_threads: int = 4) -> GenerateSummary:
-    """Generate ``config.num`` images into ``out_dir`` (resumable), plus latents.npy, w.npy and generated.csv.
+def run_generate(config: GenerateConfig, progress: Progress | None = None) -> GenerateSummary:
+    """Generate ``config.num`` images into the output folder (resumable), plus latents.npy, w.npy and generated.csv.
 
     The metadata describe every step-1 image in the folder: images of an earlier run with the same
     settings beyond ``config.num`` are kept and listed (rows up to the largest index); with
     ``overwrite`` they are removed, so the folder holds exactly what the settings make.
+    progress(done, total) as images are written (images already there count as done).
+
+    Under torchrun each rank generates the images i with i mod N == rank, and rank 0 writes the
+    lists after a barrier; with ``config.shard`` ("K/N") this process does share K and writes no
+    lists: :func:`merge_generate_shards` writes them once every shard is done. The lists hold only
+    what (seed, index) and the folder determine, so they are byte-identical to a one-process run.
     """
-    import time
-
     start = time.perf_counter()
-    out_dir, checkpoint = Path(out_dir), Path(checkpoint)
+    ctx = init_distributed(config.shard)
+    out_dir, checkpoint = config.out_dir, config.checkpoint_path
     refuse_overlap({"--out": out_dir}, {"--checkpoint": checkpoint})
-    generator = load_generator(checkpoint, which=config.which, device=device)  # validated before any write
+    generator = _load(config, ctx)
     manifest = _manifest(config, generator, checkpoint)
-    _check_manifest(out_dir, manifest, overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temp_files(out_dir)
-    _write(out_dir / MANIFEST_NAME, atomic_write_json, manifest)
-
+    _check_manifest(out_dir, manifest, config.overwrite)  # every rank sees the same folder: all refuse alike
     names = [image_name(i, config.image_format) for i in range(config.num)]
-    existing = _existing_images(out_dir)
-    if overwrite:
-        for index, name in existing.items():
-            if index >= config.num or name != names[index]:
-                (out_dir / name).unlink(missing_ok=True)
-        existing = {}
-    extra = sorted(i for i in existing if i >= config.num)
-    todo = [i for i in range(config.num) if overwrite or not (out_dir / names[i]).exists()]
-    skipped = config.num - len(todo)
-    bar = tqdm(total=config.num, initial=skipped, unit="img", desc="generate", disable=not progress)
-    pending: deque[Future] = deque()
-    max_pending = max(2 * config.batch_size, 8)
-    with ThreadPoolExecutor(max_workers=writer_threads) as pool:
-        for first in range(0, len(todo), config.batch_size):
-            batch = todo[first:first + config.batch_size]
-            images = synthesize_uint8(generator, latents_for(config.seed, batch, generator.z_space_dim),
-                                      config.trunc_psi, config.trunc_layers)
-            for index, image in zip(batch, images):
-                pending.append(pool.submit(_write, out_dir / names[index], atomic_save_image, image,
-                                           config.jpeg_quality))
-            while len(pending) > max_pending:  # bounded memory: never more than ~2 batches in flight
-                pending.popleft().result()
-                bar.update(1)
-        while pending:
-            pending.popleft().result()
-            bar.update(1)
-    bar.close()
+    if ctx.is_main or not ctx.grouped:  # a shard prepares its own (possibly separate) folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not ctx.sharded:
+            clean_stale_temp_files(out_dir)  # never under shards sharing a folder: another may be writing
+        _write(out_dir / MANIFEST_NAME, atomic_write_json, manifest)
+        if config.overwrite:
+            for index, name in _existing_images(out_dir).items():
+                if index >= config.num or name != names[index]:
+                    (out_dir / name).unlink(missing_ok=True)
+    ctx.barrier()
+    mine = ctx.take(range(config.num))
+    todo = [i for i in mine if config.overwrite or not (out_dir / names[i]).exists()]
+    skipped = len(mine) - len(todo)
+    tick = _counter(progress if ctx.is_main else None, skipped, len(mine))
+    _generate_images(generator, config, out_dir, names, todo, tick)
+    counts = ctx.gather((len(todo), skipped))
+    ctx.barrier()
+    kept_beyond = 0
+    if ctx.is_main and not (ctx.sharded and not ctx.grouped):
+        kept_beyond = _write_lists(config, generator, out_dir)
+    written, skipped = (sum(c[0] for c in counts), sum(c[1] for c in counts)) if counts else (len(todo), skipped)
+    return GenerateSummary(out_dir, config.num, written, skipped, generator.checkpoint_key,
+                           time.perf_counter() - start, kept_beyond=kept_beyond,
+                           device=str(next(generator.parameters()).device), rank=ctx.rank,
+                           world_size=ctx.world_size, shard=config.shard)
 
+
+def merge_generate_shards(config: GenerateConfig, progress: Progress | None = None) -> GenerateSummary:
+    """After ``--shard K/N`` runs (their folders copied into one): write latents.npy, w.npy and
+    generated.csv exactly as a one-process run would. Refuses, naming them, while images are missing."""
+    start = time.perf_counter()
+    if config.shard is not None:
+        raise GenerationError("merge the shards with the flags of the run but without --shard")
+    out_dir = config.out_dir
+    generator = _load(config, init_distributed(None))
+    _check_manifest(out_dir, _manifest(config, generator, config.checkpoint_path), overwrite=False)
+    if not (out_dir / MANIFEST_NAME).is_file():
+        raise GenerationError(f"{out_dir} holds no {MANIFEST_NAME}: no shard of step 1 has run there; fix: run "
+                              "01_generate_images.py --shard K/N for every K, copy the folders together, then merge")
+    clean_stale_temp_files(out_dir)  # every shard has finished: temp files are a killed shard's leftovers
+    kept_beyond = _write_lists(config, generator, out_dir)
+    if progress is not None:
+        progress(config.num, config.num)
+    return GenerateSummary(out_dir, config.num, 0, config.num, generator.checkpoint_key, time.perf_counter() - start,
+                           kept_beyond=kept_beyond, device=str(next(generator.parameters()).device), merged=True)
+
+
+def _load(config: GenerateConfig, ctx: DistContext) -> StyleGANGenerator:
+    """The generator on this rank's device, validated before anything is written."""
+    try:
+        device = resolve_device(ctx.device(config.device))
+    except RuntimeError as exc:
+        raise GenerationError(str(exc)) from exc
+    return load_generator(config.checkpoint_path, which=entry_for_weights(config.weights), device=device)
+
+
+def _write_lists(config: GenerateConfig, generator: StyleGANGenerator, out_dir: Path) -> int:
+    """latents.npy, w.npy and generated.csv for every step-1 image in the folder; returns the images
+    kept beyond ``num`` (an earlier run's, same settings). Refuses while an image below ``num`` is missing."""
+    names = [image_name(i, config.image_format) for i in range(config.num)]
+    missing = [name for name in names if not (out_dir / name).is_file()]
+    if missing:
+        raise GenerationError(f"{out_dir} lacks {len(missing)} of the {config.num} images ({', '.join(missing[:5])}"
+                              f"{' ...' if len(missing) > 5 else ''}); fix: re-run the shards that own them "
+                              "(image i belongs to shard i mod N), copy their images here, then merge again")
+    existing = _existing_images(out_dir)
+    extra = sorted(i for i in existing if i >= config.num)
     described = list(range(config.num)) + extra
     rows = (max(described) + 1) if described else 0
     z = latents_for(config.seed, range(rows), generator.z_space_dim)
@@ -266,5 +366,39 @@ def run_generate(checkpoint: Path | str, out_dir: Path | str, config: GenerateCo
         "checkpoint_key": generator.checkpoint_key,
     })
     _write(out_dir / CSV_NAME, atomic_write_csv, frame, GENERATED_CSV_COLUMNS)
-    return GenerateSummary(out_dir, config.num, len(todo), skipped, generator.checkpoint_key,
-                           time.perf_counter() - start, kept_beyond=len(extra))
+    return len(extra)
+
+
+def _counter(progress: Progress | None, done: int, total: int) -> Callable[[], None]:
+    """A callable that counts one finished image and reports ``progress(done, total)``."""
+    state = {"done": done}
+    if progress is not None:
+        progress(done, total)
+
+    def tick() -> None:
+        state["done"] += 1
+        if progress is not None:
+            progress(state["done"], total)
+
+    return tick
+
+
+def _generate_images(generator: StyleGANGenerator, config: GenerateConfig, out_dir: Path, names: list[str],
+                     todo: list[int], tick: Callable[[], None]) -> None:
+    """Generate the images ``todo`` in batches; a thread pool encodes and writes while the device works."""
+    pending: deque[Future] = deque()
+    max_pending = max(2 * config.batch_size, 8)
+    with ThreadPoolExecutor(max_workers=config.writer_threads) as pool:
+        for first in range(0, len(todo), config.batch_size):
+            batch = todo[first:first + config.batch_size]
+            images = synthesize_uint8(generator, latents_for(config.seed, batch, generator.z_space_dim),
+                                      config.trunc_psi, config.trunc_layers)
+            for index, image in zip(batch, images):
+                pending.append(pool.submit(_write, out_dir / names[index], atomic_save_image, image,
+                                           config.jpeg_quality))
+            while len(pending) > max_pending:  # bounded memory: never more than ~2 batches in flight
+                pending.popleft().result()
+                tick()
+        while pending:
+            pending.popleft().result()
+            tick()

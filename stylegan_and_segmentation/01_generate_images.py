@@ -3,55 +3,55 @@
 Writes {i:06d}.jpg (or .png), latents.npy (z), w.npy (mapping(z), untruncated), generated.csv and
 generation.json (settings + the checkpoint's size:sha256; a re-run with other settings is refused).
 """
+import argparse
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
-from common.folders import FolderOverlapError  # noqa: E402
-from common.runtime import resolve_device  # noqa: E402
-from stylegan.generate import FORMATS_ALLOWED, GenerateConfig, GenerationConflictError, run_generate  # noqa: E402
+from common.cli import (  # noqa: E402
+    WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, add_shard_arg, make_parser, run_step_script,
+)
+from stylegan.generate import FORMATS_ALLOWED, GenerateConfig, run_generate  # noqa: E402
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/01_generate_images.py                      # 10,000 jpgs, seed 0
   python stylegan_and_segmentation/01_generate_images.py --num 100 --format png --trunc-psi 0.7 --trunc-layers 8
+  torchrun --standalone --nproc_per_node=4 stylegan_and_segmentation/01_generate_images.py -- --num 100000
+  python stylegan_and_segmentation/01_generate_images.py --num 100000 --shard 0/2   # machine 0 of 2, then:
+  python stylegan_and_segmentation/merge_shards.py 1 --num 100000                   # after copying the folders
 """
 
 
-def main(argv=None) -> int:
-    parser = make_parser(__doc__)
-    parser.epilog = EXAMPLES
-    add_common_args(parser, batch_size=16)
-    parser.add_argument("--num", type=int, default=10_000, help="number of images")
-    parser.add_argument("--trunc-psi", type=float, default=1.0, help="truncation psi (1.0 = none, as the original)")
-    parser.add_argument("--trunc-layers", type=int, default=0, help="truncate layers < N (needs psi < 1)")
-    parser.add_argument("--format", choices=FORMATS_ALLOWED, default="jpg", help="jpg (quality 95) or png")
+def build_parser() -> argparse.ArgumentParser:
+    d = GenerateConfig()
+    parser = make_parser(__doc__, EXAMPLES)
+    add_common_args(parser, batch_size=d.batch_size, limit=None)
+    parser.add_argument("--num", type=int, default=d.num, help="number of images (image i: z from seed, i)")
+    parser.add_argument("--trunc-psi", type=float, default=d.trunc_psi,
+                        help="truncation psi (1.0 = none, as the original)")
+    parser.add_argument("--trunc-layers", type=int, default=d.trunc_layers, help="truncate layers < N (needs psi < 1)")
+    parser.add_argument("--format", choices=FORMATS_ALLOWED, default=d.image_format,
+                        help=f"jpg (quality {d.jpeg_quality}) or png")
     parser.add_argument("--checkpoint", type=pathlib.Path, default=None,
                         help="genforce checkpoint (default: stylegan/stylegan_model.pth under --root)")
-    parser.add_argument("--which", choices=("auto", "generator_smooth", "generator"), default="auto",
-                        help="checkpoint entry; auto = generator_smooth if present, else generator")
+    parser.add_argument("--weights", choices=WEIGHTS_CHOICES, default=d.weights, help=WEIGHTS_HELP)
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="output folder (default: stylegan/synthesize_results under --root)")
-    args = parser.parse_args(argv)
-    apply_common_args(args, parser)
-    paths = paths_from_args(args)
-    num = args.num if args.limit is None else min(args.num, args.limit)
-    try:
-        config = GenerateConfig(num=num, batch_size=args.batch_size, seed=args.seed, trunc_psi=args.trunc_psi,
-                                trunc_layers=args.trunc_layers, image_format=args.format, which=args.which)
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        summary = run_generate(args.checkpoint or paths.stylegan_checkpoint, args.out or paths.generated_dir,
-                               config, device=resolve_device(args.device), overwrite=args.overwrite,
-                               progress=not args.quiet)
-    except (CheckpointError, GenerationConflictError, FolderOverlapError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(summary.line())
-    return 0
+    add_shard_arg(parser)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> GenerateConfig:
+    return GenerateConfig(root=args.root, checkpoint=args.checkpoint, out=args.out, num=args.num,
+                          batch_size=args.batch_size, seed=args.seed, trunc_psi=args.trunc_psi,
+                          trunc_layers=args.trunc_layers, image_format=args.format, weights=args.weights,
+                          device=args.device, overwrite=args.overwrite,
+                          shard=args.shard)
+
+
+def main(argv=None) -> int:
+    return run_step_script(build_parser(), config_from_args, run_generate, argv, desc="generate")
 
 
 if __name__ == "__main__":

@@ -4,98 +4,78 @@ Writes gender_cnn/models/{gender,quality}_fold{k}.pt, gender_cnn/logs/{task}_epo
 {task}_folds.csv, oof_predictions.csv and train_config.json. A fold whose model exists (same
 labels and settings) is skipped, so a killed run resumes; --overwrite retrains everything.
 """
-import sys, pathlib  # noqa: E401
+import argparse
+import pathlib
+import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import logging  # noqa: E402
-from pathlib import Path  # noqa: E402
+from common.cli import add_common_args, make_parser, run_step_script  # noqa: E402
+from gender_cnn.data import AugmentConfig  # noqa: E402
+from gender_cnn.train import TrainConfig, run_training  # noqa: E402
 
-from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
-from common.io import CsvSchemaError  # noqa: E402
-from common.runtime import Timer, resolve_device  # noqa: E402
-
-logger = logging.getLogger("03_train_gender_cnn")
-
-
-def _int_list(text: str, n: int, what: str) -> tuple[int, ...]:
-    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
-    if len(parts) != n:
-        raise ValueError(f"{what} needs {n} integers, got {text!r}")
-    return tuple(int(p) for p in parts)
+EXAMPLES = """examples:
+  python stylegan_and_segmentation/03_train_gender_cnn.py
+  python stylegan_and_segmentation/03_train_gender_cnn.py --tasks quality --folds 3 --epochs 20
+  python stylegan_and_segmentation/03_train_gender_cnn.py --quality-region 0,64,64,192 --quality-size 32x64
+"""
 
 
-def build_parser():
-    from gender_cnn.train import TrainConfig
+def _ints(text: str, what: str, n: int | None = None) -> tuple[int, ...]:
+    """'0,64,64,192' or '32x64' -> a tuple of ints; ValueError (shown as a usage error) otherwise."""
+    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{what} needs integers, got {text!r}") from None
+    if not values or (n is not None and len(values) != n):
+        raise ValueError(f"{what} needs {n or 'some'} integers, got {text!r}")
+    return values
 
+
+def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    parser = make_parser(__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, default=None, help="image folder (default: step 1's output)")
-    parser.add_argument("--labels", type=Path, default=None, help="hand labels CSV (default: step 2's output)")
+    region = ",".join(map(str, d.quality_region))
+    parser = make_parser(__doc__, EXAMPLES)
+    add_common_args(parser, batch_size=d.batch_size, limit="labelled images (the first N by name)")
+    parser.add_argument("--images", type=pathlib.Path, default=None, help="image folder (default: step 1's output)")
+    parser.add_argument("--labels", type=pathlib.Path, default=None,
+                        help="hand labels CSV (default: step 2's gender_cnn/hand_labels.csv)")
     parser.add_argument("--tasks", default=",".join(d.tasks), help="comma-separated: gender,quality")
-    parser.add_argument("--folds", type=int, default=d.folds)
+    parser.add_argument("--folds", type=int, default=d.folds, help="k of the k-fold ensemble (at least 2)")
     parser.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs per fold")
     parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
     parser.add_argument("--min-epochs", type=int, default=d.min_epochs,
                         help="never stop early before this epoch (BatchNorm statistics settle first)")
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (cosine schedule)")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
     parser.add_argument("--input-size", type=int, default=d.input_size, help="gender model input (square)")
-    parser.add_argument("--quality-region", default="0,64,64,192",
+    parser.add_argument("--quality-region", default=region,
                         help="row0,row1,col0,col1 (end-exclusive, pixels of a 256 image) the quality model sees")
     parser.add_argument("--quality-size", default=None,
                         help="HxW the quality region is resized to (default: its own size)")
     parser.add_argument("--channels", default=",".join(map(str, d.channels)), help="CNN stage widths")
-    parser.add_argument("--dropout", type=float, default=d.dropout)
+    parser.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the head (training only)")
     parser.add_argument("--no-augment", action="store_true", help="no flip/shift/colour jitter")
-    add_common_args(parser, batch_size=d.batch_size)
     return parser
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    apply_common_args(args, parser)
-    timer = Timer()
-
-    from gender_cnn.data import AugmentConfig, default_input_spec
-    from gender_cnn.train import TrainConfig, run_training
-
-    try:
-        tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
-        region = _int_list(args.quality_region, 4, "--quality-region")
-        quality_size = _int_list(args.quality_size, 2, "--quality-size") if args.quality_size else None
-        channels = _int_list(args.channels, len(args.channels.split(",")), "--channels")
-        for task in tasks:
-            default_input_spec(task, args.input_size, region, quality_size)  # validates
-    except ValueError as exc:
-        parser.error(str(exc))
-    if args.folds < 2:
-        parser.error("--folds must be at least 2")
-    if args.epochs < 1 or args.patience < 1 or args.batch_size < 2:
-        parser.error("--epochs and --patience must be >= 1 and --batch-size >= 2")
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     augment = AugmentConfig(hflip=False, max_shift_frac=0.0, brightness=0.0, contrast=0.0) \
         if args.no_augment else AugmentConfig()
-    config = TrainConfig(tasks=tasks, folds=args.folds, epochs=args.epochs, patience=args.patience,
-                         min_epochs=args.min_epochs,
-                         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         input_size=args.input_size, quality_region=region, quality_size=quality_size,
-                         channels=channels, dropout=args.dropout, augment=augment, seed=args.seed)
-    paths = paths_from_args(args)
-    images_dir = args.images or paths.generated_dir
-    labels_csv = args.labels or paths.hand_labels_csv
-    try:
-        device = resolve_device(args.device)
-        summary = run_training(images_dir, labels_csv, paths.cnn_models_dir, paths.cnn_logs_dir,
-                               paths.oof_predictions_csv, config, device, overwrite=args.overwrite,
-                               limit=args.limit, show_progress=not args.quiet)
-    except (CsvSchemaError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        message = str(exc).replace("\n  ", "; ").replace("\n", " ")
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-    print(f"step 3 done in {timer}: {summary.line()}; models in {paths.cnn_models_dir}, "
-          f"logs in {paths.cnn_logs_dir}")
-    return 0
+    return TrainConfig(
+        root=args.root, images=args.images, labels=args.labels,
+        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()), folds=args.folds, epochs=args.epochs,
+        patience=args.patience, min_epochs=args.min_epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, input_size=args.input_size,
+        quality_region=_ints(args.quality_region, "--quality-region", 4),
+        quality_size=_ints(args.quality_size, "--quality-size", 2) if args.quality_size else None,
+        channels=_ints(args.channels, "--channels"), dropout=args.dropout, augment=augment, seed=args.seed,
+        device=args.device, overwrite=args.overwrite, limit=args.limit)
+
+
+def main(argv=None) -> int:
+    return run_step_script(build_parser(), config_from_args, run_training, argv, desc="training folds")
 
 
 if __name__ == "__main__":

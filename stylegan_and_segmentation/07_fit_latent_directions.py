@@ -5,7 +5,8 @@ the mapping network) and step 6's scores, on the images step 4 kept, and writes
 stylegan/directions/directions.pt, report.md, directions_report.csv, direction_angles.csv and one
 sweep sheet per property. Ridge vs InterFaceGAN's SVM is chosen per property by the control edits
 achieve on held-out latents, judged by the segmentation scorer (step 9's), when its model is
-there; otherwise by held-out prediction r. Steps 8 and 9 use it with --control directions.
+there; otherwise InterFaceGAN's SVM is used for every property (the control lab: prediction r is a
+poor guide to control). Steps 8 and 9 use it with --control directions.
 """
 import argparse
 import pathlib
@@ -13,14 +14,10 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
-from common.io import CsvSchemaError, clean_stale_temp_files  # noqa: E402
-from common.runtime import resolve_device  # noqa: E402
+from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script  # noqa: E402
+from pipeline.latent_directions import run_fit_latent_directions  # noqa: E402
 from stylegan.directions import LAYER_RANGES, METRICS_ALLOWED  # noqa: E402
-from stylegan.directions_step import (  # noqa: E402
-    SELECT_ALLOWED, FitDirectionsConfig, FitDirectionsInputError, run_fit_directions,
-)
+from stylegan.directions_step import SELECT_ALLOWED, FitDirectionsConfig  # noqa: E402
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/07_fit_latent_directions.py                  # after steps 1-6
@@ -34,11 +31,13 @@ def _cap(text: str):
     return None if text.lower() in ("none", "off", "0") else float(text)
 
 
-def main(argv=None) -> int:
-    parser = make_parser(__doc__)
-    parser.epilog = EXAMPLES
-    add_common_args(parser, batch_size=16)
-    d = FitDirectionsConfig(pathlib.Path(), pathlib.Path(), pathlib.Path(), pathlib.Path(), pathlib.Path())
+WHICH = {"auto": "auto", "ema": "generator_smooth", "raw": "generator"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = FitDirectionsConfig()
+    parser = make_parser(__doc__, EXAMPLES)
+    add_common_args(parser, batch_size=d.batch_size, limit="scored images fitted on")
     parser.add_argument("--method", choices=("auto", "ridge", "svm"), default=d.method,
                         help="direction per property: ridge on all scored samples, InterFaceGAN's SVM on the "
                              "extremes, or auto (chosen per property, see --select)")
@@ -65,50 +64,30 @@ def main(argv=None) -> int:
     parser.add_argument("--num-values", type=int, default=d.num_values, help="targets per sweep")
     parser.add_argument("--all-scored", action="store_true",
                         help="fit on every scored image, not only those step 4 kept (faces may then be men)")
-    parser.add_argument("--which", choices=("auto", "generator_smooth", "generator"), default=d.which,
-                        help="generator entry of the checkpoint (auto = generator_smooth if present)")
-    parser.add_argument("--crop", choices=("mtcnn", "full"), default="mtcnn", help="scorer's face crop (as step 9)")
-    parser.add_argument("--trusted-checkpoint", action="store_true",
+    parser.add_argument("--weights", choices=WEIGHTS_CHOICES, default="auto", help=WEIGHTS_HELP)
+    parser.add_argument("--crop", choices=("mtcnn", "full"), default=d.crop, help="scorer's face crop (as step 9)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow the official FaceXFormer file's pickled extras (see step 5)")
     parser.add_argument("--checkpoint", type=pathlib.Path, default=None, help="default: stylegan/stylegan_model.pth")
     parser.add_argument("--scores", type=pathlib.Path, default=None, help="all_scores.csv (default: step 6's)")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="default: stylegan/directions")
-    args = parser.parse_args(argv)
-    apply_common_args(args, parser)
-    paths = paths_from_args(args)
-    try:
-        config = FitDirectionsConfig(
-            checkpoint=args.checkpoint or paths.stylegan_checkpoint, generated_dir=paths.generated_dir,
-            scores_csv=args.scores or paths.all_scores_csv, normalization_json=paths.normalization_json,
-            out_dir=args.out or paths.directions_dir, filtered_dir=None if args.all_scored else paths.filtered_dir,
-            quality_gender_csv=paths.quality_gender_csv, which=args.which, method=args.method, select=args.select,
-            layer_ranges=tuple(r.strip() for r in args.layer_ranges.split(",") if r.strip()), hold=args.hold,
-            metric=args.metric, cap=args.cap, svm_count=args.svm_count, gender_guard=args.gender_guard,
-            num_heldout=args.num_heldout, num_values=args.num_values, batch_size=args.batch_size, seed=args.seed,
-            limit=args.limit)
-    except ValueError as exc:
-        parser.error(str(exc))
-    device = resolve_device(args.device)
-    clean_stale_temp_files(config.out_dir)
-    scorer = gender = None
-    try:
-        if config.method == "auto" and config.select != "heldout-r":
-            if paths.segmentation_checkpoint.is_file() or config.select == "control":
-                from pipeline.scorers import SegmentationScorer, gender_callable
+    return parser
 
-                scorer = SegmentationScorer(paths.segmentation_checkpoint, config.normalization_json, args.crop,
-                                            device, trusted=args.trusted_checkpoint)
-                gender = gender_callable(paths.cnn_models_dir, device)
-        from tqdm import tqdm
 
-        with tqdm(unit="img", desc="directions: control choice", disable=args.quiet or scorer is None) as bar:
-            summary = run_fit_directions(config, progress=bar.update, scorer=scorer, gender=gender, device=device,
-                                         overwrite=args.overwrite)
-    except (FitDirectionsInputError, CheckpointError, CsvSchemaError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(summary.line())
-    return 0
+def config_from_args(args: argparse.Namespace) -> FitDirectionsConfig:
+    return FitDirectionsConfig(
+        root=args.root, checkpoint=args.checkpoint, scores_csv=args.scores, out_dir=args.out,
+        all_scored=args.all_scored, which=WHICH[args.weights], method=args.method, select=args.select,
+        layer_ranges=tuple(r.strip() for r in args.layer_ranges.split(",") if r.strip()), hold=args.hold,
+        metric=args.metric, cap=args.cap, svm_count=args.svm_count, gender_guard=args.gender_guard,
+        num_heldout=args.num_heldout, num_values=args.num_values, batch_size=args.batch_size, seed=args.seed,
+        limit=args.limit, crop=args.crop, trust_checkpoint=args.trust_checkpoint, device=args.device,
+        overwrite=args.overwrite)
+
+
+def main(argv=None) -> int:
+    return run_step_script(build_parser(), config_from_args, run_fit_latent_directions, argv,
+                           desc="directions: control choice")
 
 
 if __name__ == "__main__":

@@ -41,20 +41,28 @@ def main(argv=None) -> int:
     parser.add_argument("--labels", type=pathlib.Path, default=None,
                         help="hand labels CSV (ours or the original's format) to use instead of labelling by hand")
     parser.add_argument("--redo", action="store_true", help="run the selected steps even if they finished before")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    parser.add_argument("-q", "--quiet", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch in every step (default: torch's choice)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="passed to every step that takes --limit (smoke runs; each step says what it counts)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars; summaries only")
     args = parser.parse_args(argv)
     try:
         first, last = step_id(args.first, "first"), step_id(args.last, "last")
     except ValueError as exc:
         parser.error(str(exc))
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be >= 1, got {args.limit}")
     if not steps_between(first, last):
         parser.error(f"--from must not come after --to ({steps}), got --from {args.first} --to {args.last}")
     setup_logging(verbosity(args))
     options = PipelineOptions(
         root=(args.root or (DEMO_ROOT if args.demo else REPO_ROOT)).resolve(), demo=args.demo,
         first=first, last=last, device="cpu" if args.demo else args.device, labels=args.labels,
-        redo=args.redo, quiet=args.quiet,
+        redo=args.redo, quiet=args.quiet, threads=args.threads, limit=args.limit,
     )
     return run_pipeline(options)
 

@@ -16,14 +16,15 @@ from PIL import Image
 
 import gender_cnn.predict as predict_module
 from bad_inputs import write_png_bomb
+from cnn_world import write_synthetic_set
 from common.folders import FolderOverlapError
 from common.images import MAX_IMAGE_PIXELS, ImageReadError, load_rgb
 from common.paths import PipelinePaths
-from gender_cnn.data import write_synthetic_set
 from gender_cnn.filter import FilterConfig, run_filter
 from gender_cnn.predict import PredictionResult
+from gender_cnn.train import TrainConfig, run_training
 from pipeline.runner import load_script_file
-from segmentation.segment import CROPS_CSV, SegmentConfig, run_segmentation
+from segmentation.segment import SegmentConfig, run_segmentation
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 LIMIT_TEXT = f"{MAX_IMAGE_PIXELS:,} pixels"
@@ -83,8 +84,9 @@ def test_step4_unreadable_hand_labelled_images_are_not_kept(tmp_path, monkeypatc
     (images / "bomb.png").write_bytes(bomb.read_bytes())
     (tmp_path / "labels.csv").write_text("img_name,gender,quality,labeller\na.png,1,1,hand\n"
                                          "corrupt.png,1,1,hand\nbomb.png,1,1,hand\n")
-    summary = run_filter(images, tmp_path / "labels.csv", tmp_path / "models", tmp_path / "scores.csv",
-                         tmp_path / "kept", tmp_path / "logs", FilterConfig(sheets=False), show_progress=False)
+    summary = run_filter(FilterConfig(images=images, labels=tmp_path / "labels.csv", models=tmp_path / "models",
+                                      scores_csv=tmp_path / "scores.csv", filtered_dir=tmp_path / "kept",
+                                      logs_dir=tmp_path / "logs", sheets=False, device="cpu"))
     kept = sorted(p.name for p in (tmp_path / "kept").iterdir())
     assert kept == ["a.png", "b.png"]
     assert sorted(summary.failed) == ["bomb.png", "corrupt.png"]
@@ -118,15 +120,16 @@ def test_step4_scores_csv_never_overwrites_the_hand_labels(tmp_path):
     _images(images, ["a.png"])
     labels = tmp_path / "labels.csv"
     labels.write_text("img_name,gender,quality,labeller\na.png,1,1,hand\n")
-    with pytest.raises(FolderOverlapError, match="--out"):
-        run_filter(images, labels, tmp_path / "models", labels, tmp_path / "kept", tmp_path / "logs",
-                   FilterConfig(sheets=False), show_progress=False)
+    with pytest.raises(FolderOverlapError, match="--scores-csv"):
+        run_filter(FilterConfig(images=images, labels=labels, models=tmp_path / "models", scores_csv=labels,
+                                filtered_dir=tmp_path / "kept", logs_dir=tmp_path / "logs", sheets=False,
+                                device="cpu"))
     assert labels.read_text().endswith("a.png,1,1,hand\n")
 
 
 # --- step 3 -------------------------------------------------------------------------------------
 
-def test_step3_bomb_among_labelled_images_is_skipped_and_listed(tmp_path, capsys, bomb):
+def test_step3_bomb_among_labelled_images_is_skipped_and_listed(tmp_path, bomb):
     paths = PipelinePaths(tmp_path)
     labels = write_synthetic_set(paths.generated_dir, 12, seed=0, size=32)
     (paths.generated_dir / "000003.jpg").unlink()
@@ -134,12 +137,9 @@ def test_step3_bomb_among_labelled_images_is_skipped_and_listed(tmp_path, capsys
     labels.loc[labels.img_name == "000003.jpg", "img_name"] = "000003.png"
     paths.hand_labels_csv.parent.mkdir(parents=True, exist_ok=True)
     labels.to_csv(paths.hand_labels_csv, index=False)
-    rc = load_script_file("03_train_gender_cnn.py").main(
-        ["--root", str(tmp_path), "--tasks", "gender", "--folds", "2", "--epochs", "1", "--patience", "1",
-         "--input-size", "16", "--channels", "4,8", "--batch-size", "8", "--device", "cpu", "-q"])
-    captured = capsys.readouterr()
-    assert rc == 0, captured.err
-    assert "1 unreadable images skipped" in captured.out
+    summary = run_training(TrainConfig(root=tmp_path, tasks=("gender",), folds=2, epochs=1, patience=1, input_size=16,
+                                       channels=(4, 8), batch_size=8, device="cpu"))
+    assert list(summary.failed) == ["000003.png"]
     info = json.loads((paths.cnn_logs_dir / "train_config.json").read_text())
     assert list(info["unreadable_images"]) == ["000003.png"]
     assert LIMIT_TEXT in info["unreadable_images"]["000003.png"]
@@ -163,13 +163,14 @@ def test_step5_bomb_is_flagged_and_the_next_run_gets_past_it(tmp_path, bomb):
     _images(images, ["000000.png", "000002.png"])
     (images / "000001.png").write_bytes(bomb.read_bytes())
     out = tmp_path / "seg"
-    config = SegmentConfig(crop="full", batch_size=2)
-    summary = run_segmentation(images, tmp_path / "unused.pt", out, config, model_loader=_ZeroParser)
+    config = SegmentConfig(images=images, checkpoint=tmp_path / "unused.pt", out=out, device="cpu", crop="full",
+                           batch_size=2)
+    summary = run_segmentation(config, model_loader=_ZeroParser)
     assert (summary.parsed, summary.unreadable) == (2, 1)
     assert any("000001.png" in e and LIMIT_TEXT in e for e in summary.errors)
-    rows = pd.read_csv(out / CROPS_CSV, dtype=str, keep_default_na=False).set_index("img_name")
+    rows = pd.read_csv(config.crops_csv, dtype=str, keep_default_na=False).set_index("img_name")
     assert LIMIT_TEXT in rows.loc["000001.png", "error"]
-    again = run_segmentation(images, tmp_path / "unused.pt", out, config, model_loader=_ZeroParser)
+    again = run_segmentation(config, model_loader=_ZeroParser)
     assert again.skipped == 3 and again.unreadable == 0
 
 
@@ -177,7 +178,7 @@ def test_step5_output_overlapping_input_is_refused(tmp_path, capsys):
     images = tmp_path / "filtered"
     _images(images, ["000000.png"])
     rc = load_script_file("05_run_segmentation.py").main(
-        ["--input", str(images), "--out", str(images), "--checkpoint", str(tmp_path / "x.pt"), "--crop", "full",
-         "--device", "cpu"])
+        ["--images", str(images), "--out", str(images), "--checkpoint", str(tmp_path / "x.pt"), "--crop", "full",
+         "--device", "cpu", "-q"])
     err = capsys.readouterr().err
-    assert rc == 2 and "--out" in err and "--input" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and "--out" in err and "--images" in err and len(err.strip().splitlines()) == 1

@@ -1,6 +1,6 @@
 """Scripts 03 and 04 through main([...]) on synthetic two-class images written by the test.
 
-The images (gender_cnn.data.synthetic_image) hold a bright disc ("woman") or a dark square ("man")
+The images (cnn_world.synthetic_image) hold a bright disc ("woman") or a dark square ("man")
 and a sharp ("good") or blurred ("bad") checkerboard in the quality model's top-centre region.
 """
 from __future__ import annotations
@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 import torch
 
+from cnn_world import write_synthetic_set
+from common.cli import parse_step_config
 from common.paths import PipelinePaths
-from gender_cnn.data import write_synthetic_set
 from gender_cnn.predict import load_ensemble, predict_images
+from gender_cnn.train import TrainSummary, run_training
 from pipeline.runner import load_script_file
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "stylegan_and_segmentation"
@@ -30,6 +32,12 @@ def _load(name: str):
 
 train_script = _load("03_train_gender_cnn.py")
 filter_script = _load("04_filter_images.py")
+
+
+def _train(*argv: str) -> TrainSummary:
+    """Step 3 as the script and the runner run it: flags -> config -> run_training."""
+    config, _ = parse_step_config(train_script.build_parser(), train_script.config_from_args, list(argv))
+    return run_training(config)
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +67,7 @@ def test_help(script, capsys):
 
 
 @pytest.mark.slow
-def test_training_reaches_090_on_held_out_images_and_filter_runs(tmp_path, capsys):
+def test_training_reaches_090_on_held_out_images_and_filter_runs(tmp_path):
     """Train both tasks on 160 labelled images, then score 80 images no fold has seen.
 
     Held-out accuracy measured by ``benchmarks/cnn_margins.py`` over seeds 0-4 under ATEN_CPU_CAPABILITY
@@ -69,11 +77,10 @@ def test_training_reaches_090_on_held_out_images_and_filter_runs(tmp_path, capsy
     paths = PipelinePaths(tmp_path)
     _make_root(tmp_path, 160, seed=1, size=128)
     held_out = write_synthetic_set(paths.generated_dir, 80, seed=1, start=1000, size=128)  # unlabelled
-    rc = train_script.main(["--root", str(tmp_path), "--folds", "3", "--epochs", "12", "--patience", "3",
-                            "--input-size", "32", "--quality-size", "32x64", "--channels", "8,16,32",
-                            "--batch-size", "8", "--device", "cpu", "-q"])
-    assert rc == 0
-    assert "gender: 160 labelled" in capsys.readouterr().out
+    summary = _train("--root", str(tmp_path), "--folds", "3", "--epochs", "12", "--patience", "3",
+                     "--input-size", "32", "--quality-size", "32x64", "--channels", "8,16,32",
+                     "--batch-size", "8", "--device", "cpu", "-q")
+    assert summary.results["gender"].n_labelled == 160 and summary.trained == 6
     for task in ("gender", "quality"):
         ensemble = load_ensemble(paths.cnn_models_dir, task)
         result = predict_images([paths.generated_dir / n for n in held_out["img_name"]], {task: ensemble},
@@ -87,7 +94,6 @@ def test_training_reaches_090_on_held_out_images_and_filter_runs(tmp_path, capsy
 
     rc = filter_script.main(["--root", str(tmp_path), "--device", "cpu", "-q"])
     assert rc == 0
-    assert "hand 0/0" not in capsys.readouterr().out
     scores = pd.read_csv(paths.quality_gender_csv).set_index("img_name")
     assert len(scores) == 240
     assert (scores.loc[held_out["img_name"], "source"] == "cnn").all()
@@ -102,15 +108,19 @@ def test_training_reaches_090_on_held_out_images_and_filter_runs(tmp_path, capsy
 def test_folds_resume_and_overwrite(tmp_path, capsys):
     _make_root(tmp_path, 16)
     models = PipelinePaths(tmp_path).cnn_models_dir
-    assert train_script.main(["--root", str(tmp_path), "--tasks", "gender", *FAST]) == 0
-    assert "2 trained, 0 resumed" in capsys.readouterr().out
+    first = _train("--root", str(tmp_path), "--tasks", "gender", *FAST)
+    assert (first.trained, first.skipped) == (2, 0)
     stamps = {p.name: p.stat().st_mtime_ns for p in models.iterdir()}
     assert sorted(stamps) == ["gender_fold0.pt", "gender_fold1.pt"]
-    assert train_script.main(["--root", str(tmp_path), "--tasks", "gender", *FAST]) == 0
-    assert "0 trained, 2 resumed" in capsys.readouterr().out
+    again = _train("--root", str(tmp_path), "--tasks", "gender", *FAST)
+    assert (again.trained, again.skipped) == (0, 2)
     assert {p.name: p.stat().st_mtime_ns for p in models.iterdir()} == stamps
-    assert train_script.main(["--root", str(tmp_path), "--tasks", "gender", "--overwrite", *FAST]) == 0
-    assert "2 trained, 0 resumed" in capsys.readouterr().out
+    assert again.results["gender"].accuracy == first.results["gender"].accuracy
+    redo = _train("--root", str(tmp_path), "--tasks", "gender", "--overwrite", *FAST)
+    assert (redo.trained, redo.skipped) == (2, 0)
+    capsys.readouterr()
+    assert train_script.main(["--root", str(tmp_path), "--tasks", "gender", *FAST]) == 0  # the script: one line
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
 
 
 def test_invalid_labels_fail_with_rows_named_and_exit_2(tmp_path, capsys):
@@ -127,12 +137,12 @@ def test_invalid_labels_fail_with_rows_named_and_exit_2(tmp_path, capsys):
     assert "row 4 (000003.jpg)" in err and "'woman'" in err and "row 7 (missing_image.jpg)" in err
 
 
-def test_corrupt_image_is_skipped_and_reported(tmp_path, capsys):
+def test_corrupt_image_is_skipped_and_reported(tmp_path):
     _make_root(tmp_path, 16)
     paths = PipelinePaths(tmp_path)
     (paths.generated_dir / "000005.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
-    assert train_script.main(["--root", str(tmp_path), "--tasks", "gender", *FAST]) == 0
-    assert "1 unreadable images skipped" in capsys.readouterr().out
+    summary = _train("--root", str(tmp_path), "--tasks", "gender", *FAST)
+    assert list(summary.failed) == ["000005.jpg"] and summary.n_images == 15
     info = json.loads((paths.cnn_logs_dir / "train_config.json").read_text())
     assert list(info["unreadable_images"]) == ["000005.jpg"]
     oof = pd.read_csv(paths.oof_predictions_csv, dtype={"img_name": str})
@@ -158,3 +168,30 @@ def test_training_is_deterministic_on_cpu(tmp_path):
             assert torch.equal(value, blobs[1]["state_dict"][key]), key
     np.testing.assert_array_equal(pd.read_csv(tmp_path / "a/gender_cnn/logs/oof_predictions.csv")["oof_score"],
                                   pd.read_csv(tmp_path / "b/gender_cnn/logs/oof_predictions.csv")["oof_score"])
+
+
+def test_flag_defaults_are_the_config_and_bad_values_are_usage_errors(tmp_path, capsys):
+    from gender_cnn.train import TrainConfig
+
+    parser = train_script.build_parser()
+    assert train_script.config_from_args(parser.parse_args([])) == TrainConfig()
+    config = train_script.config_from_args(parser.parse_args(
+        ["--root", str(tmp_path), "--quality-size", "16x32", "--channels", "4,8", "--limit", "9", "--no-augment"]))
+    assert (config.quality_size, config.channels, config.limit, config.augment.hflip) == ((16, 32), (4, 8), 9, False)
+    for bad in (["--folds", "1"], ["--quality-region", "0,64,64"], ["--tasks", "age"], ["--channels", "a,b"]):
+        with pytest.raises(SystemExit) as info:
+            parse_step_config(train_script.build_parser(), train_script.config_from_args, bad)
+        assert info.value.code == 2
+    assert "--folds" not in capsys.readouterr().out
+
+
+def test_paths_device_and_limit_do_not_decide_whether_a_fold_is_reused():
+    from gender_cnn.train import TrainConfig, _fingerprint
+
+    labels = np.array([0, 1, 0, 1])
+    names = ["a", "b", "c", "d"]
+    base = _fingerprint("gender", names, labels, TrainConfig(), 2)
+    moved = TrainConfig(root=Path("/elsewhere"), images=Path("i"), models_dir=Path("m"), device="cuda",
+                        overwrite=True, limit=4, workers=7)
+    assert _fingerprint("gender", names, labels, moved, 2) == base
+    assert _fingerprint("gender", names, labels, TrainConfig(lr=1e-3), 2) != base

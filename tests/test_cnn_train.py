@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from cnn_world import write_synthetic_set
 from gender_cnn.classifier import SmallCNN
 from gender_cnn.data import (
     AugmentConfig,
@@ -16,7 +18,6 @@ from gender_cnn.data import (
     crop_for_model,
     default_input_spec,
     stratified_folds,
-    write_synthetic_set,
 )
 from gender_cnn.predict import load_ensemble, load_model_file, model_from_blob, model_logits, model_path
 from gender_cnn.train import (
@@ -149,8 +150,9 @@ def test_unsure_rows_are_left_out_per_task(tiny_set, tmp_path):
     labels.to_csv(tmp_path / "labels.csv", index=False)
     config = TrainConfig(**TINY)
     oof_csv = tmp_path / "logs" / "oof_predictions.csv"
-    summary = run_training(root / "images", tmp_path / "labels.csv", tmp_path / "models", tmp_path / "logs",
-                           oof_csv, config, torch.device("cpu"), show_progress=False)
+    summary = run_training(replace(config, images=root / "images", labels=tmp_path / "labels.csv",
+                                   models_dir=tmp_path / "models", logs_dir=tmp_path / "logs", oof_csv=oof_csv,
+                                   device="cpu"))
     oof = pd.read_csv(oof_csv, dtype={"img_name": str})
     assert list(oof.columns) == list(OOF_COLUMNS)
     gender_names = set(oof.loc[oof["task"] == "gender", "img_name"])

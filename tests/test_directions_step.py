@@ -39,9 +39,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("root")
     paths = PipelinePaths(root)
     write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY)
-    run_generate(paths.stylegan_checkpoint, paths.generated_dir, GenerateConfig(num=N, batch_size=64,
-                                                                                image_format="png"),
-                 progress=False)
+    run_generate(GenerateConfig(root=root, num=N, batch_size=64, image_format="png", device="cpu"))
     generator = load_generator(paths.stylegan_checkpoint)
     w = load_w_codes(generator, paths.generated_dir, np.arange(N), 1.0, 0)
     rng = np.random.default_rng(0)
@@ -193,5 +191,5 @@ def test_another_generator_entry_than_step_1_used_is_refused(world, tmp_path):
     from stylegan.directions_step import FitDirectionsInputError
 
     paths, _, _, _ = world
-    with pytest.raises(FitDirectionsInputError, match="'generator_smooth' entry .* pass --which generator_smooth"):
+    with pytest.raises(FitDirectionsInputError, match="'generator_smooth' entry .* pass --weights ema"):
         run_fit_directions(_config(paths, select="heldout-r", out_dir=tmp_path / "d", which="generator"))

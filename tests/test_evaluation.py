@@ -128,3 +128,10 @@ def test_scorer_shape_is_checked():
     with pytest.raises(ValueError, match="scorer returned shape"):
         evaluate_control(lambda z, c: np.zeros((len(z), 8, 8, 3), np.uint8), lambda im: np.zeros((len(im), 3)),
                          np.zeros((1, 4)), np.full((1, 5), 0.5), RANGES, ControlConfig(num_z=1, num_values=2))
+
+
+def test_heatmap_labels_show_small_slopes_instead_of_zero():
+    from stylegan.evaluation import heatmap_label
+
+    assert heatmap_label(0.1234) == "0.12" and heatmap_label(0.0) == "0.00" and heatmap_label(float("nan")) == "nan"
+    assert heatmap_label(0.0031) == "3.1e-03" and heatmap_label(-0.00042) == "-4.2e-04"

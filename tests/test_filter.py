@@ -15,14 +15,16 @@ import pytest
 import gender_cnn.predict as predict_module
 from common.checkpoints import CheckpointError
 from gender_cnn.filter import (
-    QUALITY_GENDER_COLUMNS,
     FilterConfig,
+    FilterInputError,
     combine_scores,
     keep_mask,
     run_filter,
     sync_kept_images,
 )
 from gender_cnn.predict import PredictionResult
+from gender_cnn.schema import QUALITY_GENDER_COLUMNS
+from pipeline.runner import load_script_file
 
 # name -> (gender, quality) as the stand-in CNN scores them
 CNN_SCORES = {
@@ -68,10 +70,15 @@ def setup(tmp_path, monkeypatch):
     return tmp_path, calls
 
 
+def _config(tmp_path, **kwargs) -> FilterConfig:
+    return FilterConfig(**{"images": tmp_path / "images", "labels": tmp_path / "labels.csv",
+                           "models": tmp_path / "models", "scores_csv": tmp_path / "scores.csv",
+                           "filtered_dir": tmp_path / "kept", "logs_dir": tmp_path / "logs", "device": "cpu",
+                           "sheet_images": 8, **kwargs})
+
+
 def _run(tmp_path, **kwargs):
-    config = FilterConfig(**{"sheet_images": 8, **kwargs})
-    return run_filter(tmp_path / "images", tmp_path / "labels.csv", tmp_path / "models", tmp_path / "scores.csv",
-                      tmp_path / "kept", tmp_path / "logs", config, show_progress=False)
+    return run_filter(_config(tmp_path, **kwargs))
 
 
 def test_hand_labels_win_and_thresholds_are_inclusive(setup):
@@ -119,8 +126,9 @@ def test_no_models_says_run_step_3_first(tmp_path):
 
     Image.new("RGB", (16, 16)).save(images / "x.png")
     with pytest.raises(CheckpointError, match="run step 3 first"):
-        run_filter(images, tmp_path / "none.csv", tmp_path / "models", tmp_path / "s.csv", tmp_path / "kept",
-                   tmp_path / "logs", FilterConfig(), show_progress=False)
+        run_filter(FilterConfig(root=tmp_path, images=images, device="cpu"))
+    with pytest.raises(FilterInputError, match="--labels .*none.csv: no such file"):  # given, so it must exist
+        run_filter(FilterConfig(root=tmp_path, images=images, labels=tmp_path / "none.csv", device="cpu"))
 
 
 def test_combine_scores_without_hand_labels_and_missing_cnn_scores():
@@ -148,3 +156,60 @@ def test_sync_kept_images_links_and_replaces_changed_files(tmp_path):
     assert os.path.samefile(src / "1.jpg", dst / "1.jpg")
     assert sync_kept_images(src, dst, ["1.jpg", "2.jpg"]).unchanged == 2
 
+
+
+def test_progress_counts_every_image_and_the_summary_names_the_outputs(setup):
+    tmp_path, _ = setup
+    calls = []
+    summary = run_filter(_config(tmp_path), progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (8, 8) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert summary.csv_path == tmp_path / "scores.csv" and summary.filtered_dir == tmp_path / "kept"
+    assert summary.kept == 4 and summary.total == 7 and summary.device == "cpu"
+
+
+def test_config_from_flags_and_validation(tmp_path):
+    script = load_script_file("04_filter_images.py")
+    parser = script.build_parser()
+    assert script.config_from_args(parser.parse_args([])) == FilterConfig()
+    config = script.config_from_args(parser.parse_args(
+        ["--root", str(tmp_path), "--scores-csv", "s.csv", "--limit", "5", "--copy", "--gender-threshold", "0.5"]))
+    assert config == FilterConfig(root=tmp_path, scores_csv=Path("s.csv"), limit=5, link=False, gender_threshold=0.5)
+    assert config.resolved()["filtered_dir"] == tmp_path.resolve() / "stylegan" / "synthesize_results_filtered"
+    for gone in (["--out", "x.csv"], ["--seed", "1"], ["--overwrite"]):  # renamed (--scores-csv) or never used
+        with pytest.raises(SystemExit):
+            parser.parse_args(gone)
+    with pytest.raises(ValueError, match="gender_threshold must lie in"):
+        FilterConfig(gender_threshold=1.5)
+
+
+def test_shards_then_merge_equal_one_process(setup):
+    """--shard 0/2 and 1/2 (the stand-in CNN), then merge_shards.py 4: the one-process outputs, parts removed."""
+    from gender_cnn.filter import merge_filter_shards
+
+    tmp_path, _ = setup
+    one = _run(tmp_path)
+    reference = {name: (tmp_path / name).read_bytes() for name in ("scores.csv", "logs/filter_config.json")}
+    kept = sorted(os.listdir(tmp_path / "kept"))
+    for name in ("scores.csv", "logs/filter_config.json"):
+        (tmp_path / name).unlink()
+    for k in (0, 1):
+        share = _run(tmp_path, shard=f"{k}/2")
+        assert share.shard == f"{k}/2" and share.csv_path.name == f"scores.part-{k}-of-2.csv"
+    assert not (tmp_path / "scores.csv").exists()
+    (tmp_path / "scores.part-1-of-2.unreadable.json").unlink()  # as if shard 1 had been killed
+    with pytest.raises(FilterInputError, match="shards 1/2 have not finished"):
+        merge_filter_shards(_config(tmp_path))
+    _run(tmp_path, shard="1/2")
+    merged = merge_filter_shards(_config(tmp_path))
+    assert (merged.counts, merged.failed, merged.total) == (one.counts, one.failed, one.total)
+    for name, data in reference.items():
+        assert (tmp_path / name).read_bytes() == data, name
+    assert sorted(os.listdir(tmp_path / "kept")) == kept
+    assert not list(tmp_path.glob("scores.part-*"))
+    again = merge_filter_shards(_config(tmp_path))  # merged already: merging again changes nothing
+    assert (again.counts, again.failed) == (one.counts, one.failed)
+    for name, data in reference.items():
+        assert (tmp_path / name).read_bytes() == data, name
+    (tmp_path / "scores.csv").unlink()
+    with pytest.raises(FilterInputError, match="none"):  # nothing to merge at all
+        merge_filter_shards(_config(tmp_path))

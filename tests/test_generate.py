@@ -15,9 +15,17 @@ import pytest
 from PIL import Image
 
 import stylegan.generate as generate_module
-from stylegan import write_random_checkpoint
-from stylegan.generate import GENERATED_CSV_COLUMNS, GenerateConfig, GenerationConflictError, run_generate, z_for
+from common.checkpoints import CheckpointError
 from pipeline.runner import load_script_file
+from stylegan import write_random_checkpoint
+from stylegan.generate import (
+    GENERATED_CSV_COLUMNS,
+    GenerateConfig,
+    GenerateSummary,
+    GenerationConflictError,
+    run_generate,
+    z_for,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(resolution=32, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=256, fmaps_max=16)
@@ -25,6 +33,11 @@ TINY = dict(resolution=32, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fma
 
 def load_script(name: str):
     return load_script_file(name)
+
+
+def _gen(checkpoint: Path, out: Path, **settings) -> GenerateSummary:
+    """Step 1 on the CPU: the package function with a config, as the script calls it."""
+    return run_generate(GenerateConfig(checkpoint=checkpoint, out=out, device="cpu", **settings))
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +53,7 @@ def _pixels(folder: Path, fmt: str = "png") -> np.ndarray:
 
 def test_same_images_whatever_the_batch_size(tiny_ckpt, tmp_path):
     for bs in (1, 7):
-        run_generate(tiny_ckpt, tmp_path / f"bs{bs}", GenerateConfig(num=15, batch_size=bs, image_format="png"),
-                     progress=False)
+        _gen(tiny_ckpt, tmp_path / f"bs{bs}", num=15, batch_size=bs, image_format="png")
     a, b = _pixels(tmp_path / "bs1"), _pixels(tmp_path / "bs7")
     assert a.shape == (15, 32, 32, 3)
     diff = np.abs(a - b)
@@ -51,8 +63,8 @@ def test_same_images_whatever_the_batch_size(tiny_ckpt, tmp_path):
 
 def test_latents_csv_and_regenerating_one_image(tiny_ckpt, tmp_path):
     out = tmp_path / "gen"
-    summary = run_generate(tiny_ckpt, out, GenerateConfig(num=5, batch_size=2, seed=3, image_format="png",
-                                                           trunc_psi=0.7, trunc_layers=2), progress=False)
+    summary = _gen(tiny_ckpt, out, num=5, batch_size=2, seed=3, image_format="png",
+                   trunc_psi=0.7, trunc_layers=2)
     assert summary.written == 5 and summary.checkpoint_key == "generator_smooth"
     latents = np.load(out / "latents.npy")
     assert latents.dtype == np.float32 and latents.shape == (5, 16)
@@ -63,24 +75,24 @@ def test_latents_csv_and_regenerating_one_image(tiny_ckpt, tmp_path):
     assert set(frame["seed"]) == {3} and set(frame["truncation_psi"]) == {0.7} and set(frame["truncation_layers"]) == {2}
     assert set(frame["checkpoint_key"]) == {"generator_smooth"}
     # any single image can be regenerated from (seed, index) alone
-    again = run_generate(tiny_ckpt, tmp_path / "one", GenerateConfig(num=5, batch_size=5, seed=3, image_format="png",
-                                                                     trunc_psi=0.7, trunc_layers=2), progress=False)
+    again = _gen(tiny_ckpt, tmp_path / "one", num=5, batch_size=5, seed=3, image_format="png",
+                 trunc_psi=0.7, trunc_layers=2)
     assert again.written == 5
     assert filecmp.cmp(out / "000004.png", tmp_path / "one" / "000004.png", shallow=False)
 
 
 def test_rerun_of_finished_run_does_nothing(tiny_ckpt, tmp_path):
-    config = GenerateConfig(num=6, batch_size=4)
-    run_generate(tiny_ckpt, tmp_path, config, progress=False)
+    config = GenerateConfig(checkpoint=tiny_ckpt, out=tmp_path, num=6, batch_size=4, device="cpu")
+    run_generate(config)
     mtimes = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.jpg")}
-    summary = run_generate(tiny_ckpt, tmp_path, config, progress=False)
+    summary = run_generate(config)
     assert summary.written == 0 and summary.skipped == 6
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.jpg")} == mtimes
 
 
 def test_interrupted_then_resumed_run_is_byte_identical(tiny_ckpt, tmp_path, monkeypatch):
-    config = GenerateConfig(num=12, batch_size=4)
-    run_generate(tiny_ckpt, tmp_path / "full", config, progress=False)
+    settings = dict(num=12, batch_size=4)
+    _gen(tiny_ckpt, tmp_path / "full", **settings)
 
     real_save = generate_module.atomic_save_image
     calls = {"n": 0}
@@ -93,11 +105,11 @@ def test_interrupted_then_resumed_run_is_byte_identical(tiny_ckpt, tmp_path, mon
 
     monkeypatch.setattr(generate_module, "atomic_save_image", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        run_generate(tiny_ckpt, tmp_path / "resumed", config, progress=False, writer_threads=1)
+        _gen(tiny_ckpt, tmp_path / "resumed", writer_threads=1, **settings)
     assert not (tmp_path / "resumed" / "generated.csv").exists()
     monkeypatch.setattr(generate_module, "atomic_save_image", real_save)
     (tmp_path / "resumed" / ".tmp-000011.jpg.abc").write_bytes(b"half a file")  # left by a kill
-    summary = run_generate(tiny_ckpt, tmp_path / "resumed", config, progress=False)
+    summary = _gen(tiny_ckpt, tmp_path / "resumed", **settings)
     assert 0 < summary.skipped < 12
     full = sorted(p.name for p in (tmp_path / "full").iterdir())
     assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == full
@@ -129,10 +141,10 @@ def test_sigkill_mid_run_then_resume(tiny_ckpt, tmp_path):
 
 
 def test_folder_made_with_other_settings_is_refused(tiny_ckpt, tmp_path):
-    run_generate(tiny_ckpt, tmp_path, GenerateConfig(num=2, seed=0), progress=False)
+    _gen(tiny_ckpt, tmp_path, num=2, seed=0)
     with pytest.raises(GenerationConflictError, match="seed: folder has 0, now 1"):
-        run_generate(tiny_ckpt, tmp_path, GenerateConfig(num=2, seed=1), progress=False)
-    summary = run_generate(tiny_ckpt, tmp_path, GenerateConfig(num=2, seed=1), progress=False, overwrite=True)
+        _gen(tiny_ckpt, tmp_path, num=2, seed=1)
+    summary = _gen(tiny_ckpt, tmp_path, num=2, seed=1, overwrite=True)
     assert summary.written == 2
 
 
@@ -142,11 +154,10 @@ def test_script_main_and_clear_errors(tiny_ckpt, tmp_path, capsys):
         script.main(["--help"])
     assert info.value.code == 0
     rc = script.main(["--checkpoint", str(tiny_ckpt), "--out", str(tmp_path / "o"), "--num", "3", "--device", "cpu",
-                      "--format", "png", "-q"])
+                      "--format", "png", "--weights", "raw", "-q"])
     assert rc == 0
-    out = capsys.readouterr().out
-    assert "3 images" in out and "generator_smooth" in out
     assert len(list((tmp_path / "o").glob("*.png"))) == 3
+    assert set(pd.read_csv(tmp_path / "o" / "generated.csv")["checkpoint_key"]) == {"generator"}
     # --root relocates the default paths (the demo relies on it)
     rc = script.main(["--root", str(tmp_path / "root"), "--num", "1", "--device", "cpu", "-q"])
     err = capsys.readouterr().err
@@ -157,3 +168,37 @@ def test_script_main_and_clear_errors(tiny_ckpt, tmp_path, capsys):
     assert rc == 2 and "truncated or corrupt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         script.main(["--checkpoint", str(tiny_ckpt), "--trunc-psi", "1.5"])
+
+
+def test_config_from_flags_and_weights_vocabulary(tiny_ckpt, tmp_path):
+    """Flag defaults are the config's; --weights ema/raw/auto pick genforce's entries."""
+    script = load_script("01_generate_images.py")
+    assert script.config_from_args(script.build_parser().parse_args([])) == GenerateConfig()
+    config = script.config_from_args(script.build_parser().parse_args(
+        ["--root", str(tmp_path), "--num", "4", "--weights", "ema", "--format", "png", "--overwrite"]))
+    assert config == GenerateConfig(root=tmp_path, num=4, weights="ema", image_format="png", overwrite=True)
+    assert config.checkpoint_path == tmp_path.resolve() / "stylegan" / "stylegan_model.pth"
+    assert config.out_dir == tmp_path.resolve() / "stylegan" / "synthesize_results"
+    keys = {weights: _gen(tiny_ckpt, tmp_path / weights, num=1, weights=weights).checkpoint_key
+            for weights in ("auto", "ema", "raw")}
+    assert keys == {"auto": "generator_smooth", "ema": "generator_smooth", "raw": "generator"}
+    with pytest.raises(ValueError, match="weights"):
+        GenerateConfig(weights="generator_smooth")
+
+
+def test_ema_weights_without_a_smoothed_copy_is_a_clear_error(tmp_path):
+    ckpt = write_random_checkpoint(tmp_path / "raw_only.pth", with_smooth=False, **TINY)
+    assert _gen(ckpt, tmp_path / "auto", num=1).checkpoint_key == "generator"
+    with pytest.raises(CheckpointError, match="no 'generator_smooth' entry"):
+        _gen(ckpt, tmp_path / "ema", num=1, weights="ema")
+    assert not (tmp_path / "ema").exists()  # refused before anything was written
+
+
+def test_progress_counts_every_image_including_those_already_there(tiny_ckpt, tmp_path):
+    _gen(tiny_ckpt, tmp_path, num=2)
+    calls = []
+    summary = run_generate(GenerateConfig(checkpoint=tiny_ckpt, out=tmp_path, num=5, batch_size=2, device="cpu"),
+                           progress=lambda done, total: calls.append((done, total)))
+    assert (summary.written, summary.skipped, summary.device) == (3, 2, "cpu")
+    assert calls[0] == (2, 5) and calls[-1] == (5, 5)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)

@@ -19,7 +19,7 @@ from common.fingerprint import file_fingerprint
 from pipeline.runner import load_script_file
 from stylegan import write_random_checkpoint
 from stylegan.checkpoint import load_generator
-from stylegan.generate import GenerateConfig, run_generate, z_for
+from stylegan.generate import GenerateConfig, GenerateSummary, run_generate, z_for
 
 TINY = dict(resolution=16, z_space_dim=16, w_space_dim=12, mapping_fmaps=16, fmaps_base=128, fmaps_max=16)
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -34,6 +34,11 @@ def ckpts(tmp_path_factory) -> tuple[Path, Path]:
 
 def _main(*argv: str) -> int:
     return load_script_file("01_generate_images.py").main([*argv, "--device", "cpu", "-q", "--format", "png"])
+
+
+def _gen(checkpoint: Path, out: Path, **settings) -> GenerateSummary:
+    """Step 1 on the CPU: the package function with a config, as the script calls it."""
+    return run_generate(GenerateConfig(checkpoint=checkpoint, out=out, device="cpu", **settings))
 
 
 def _one_line(err: str) -> str:
@@ -90,22 +95,22 @@ def test_images_without_manifest_are_refused(ckpts, tmp_path, capsys):
 
 def test_smaller_num_keeps_metadata_for_every_image(ckpts, tmp_path):
     out = tmp_path / "out"
-    run_generate(ckpts[0], out, GenerateConfig(num=5, image_format="png"), progress=False)
-    summary = run_generate(ckpts[0], out, GenerateConfig(num=2, image_format="png"), progress=False)
+    _gen(ckpts[0], out, num=5, image_format="png")
+    summary = _gen(ckpts[0], out, num=2, image_format="png")
     assert summary.kept_beyond == 3 and "3 more" in summary.line()
     images = sorted(p.name for p in out.glob("*.png"))
     frame = pd.read_csv(out / "generated.csv")
     assert frame["img_name"].tolist() == images and frame["index"].tolist() == list(range(5))
     assert np.load(out / "latents.npy").shape == (5, 16) and np.load(out / "w.npy").shape == (5, 12)
     # --overwrite: the folder holds exactly what the new settings make
-    run_generate(ckpts[0], out, GenerateConfig(num=2, image_format="png"), progress=False, overwrite=True)
+    _gen(ckpts[0], out, num=2, image_format="png", overwrite=True)
     assert sorted(p.name for p in out.glob("*.png")) == ["000000.png", "000001.png"]
     assert len(pd.read_csv(out / "generated.csv")) == 2 and np.load(out / "w.npy").shape == (2, 12)
 
 
 def test_w_npy_is_the_mapping_of_each_latent(ckpts, tmp_path):
     out = tmp_path / "out"
-    run_generate(ckpts[0], out, GenerateConfig(num=3, seed=7, image_format="png"), progress=False)
+    _gen(ckpts[0], out, num=3, seed=7, image_format="png")
     w = np.load(out / "w.npy")
     assert w.dtype == np.float32 and w.shape == (3, 12)
     generator = load_generator(ckpts[0])
@@ -114,13 +119,13 @@ def test_w_npy_is_the_mapping_of_each_latent(ckpts, tmp_path):
     np.testing.assert_allclose(w[2], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(np.load(out / "latents.npy")[2], z_for(7, 2, 16))
     (out / "w.npy").unlink()  # resumable: a re-run restores it, identical
-    run_generate(ckpts[0], out, GenerateConfig(num=3, seed=7, image_format="png"), progress=False)
+    _gen(ckpts[0], out, num=3, seed=7, image_format="png")
     np.testing.assert_array_equal(np.load(out / "w.npy"), w)
 
 
 def test_disk_full_is_one_line_and_resume_finishes_exactly(ckpts, tmp_path, monkeypatch, capsys):
     reference = tmp_path / "reference"
-    run_generate(ckpts[0], reference, GenerateConfig(num=6, image_format="png", batch_size=2), progress=False)
+    _gen(ckpts[0], reference, num=6, image_format="png", batch_size=2)
     out = tmp_path / "out"
     real_fsync, lock, calls = os.fsync, threading.Lock(), [0]
 

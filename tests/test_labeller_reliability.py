@@ -205,14 +205,14 @@ def test_step3_trains_on_decisions_that_sit_only_in_the_journal(tmp_path, monkey
     _drop(store)
     seen = {}
 
-    def fake_cache(paths, specs, workers, on_item):
+    def fake_cache(paths, specs, workers, on_item=None):
         seen["names"] = [Path(p).name for p in paths]
         raise RuntimeError("stop after reading the labels")
 
     monkeypatch.setattr(train, "build_image_cache", fake_cache)
     with pytest.raises(RuntimeError, match="stop after"):
-        train.run_training(images, csv, tmp_path / "m", tmp_path / "logs", tmp_path / "oof.csv",
-                           train.TrainConfig(), device=__import__("torch").device("cpu"), show_progress=False)
+        train.run_training(train.TrainConfig(images=images, labels=csv, models_dir=tmp_path / "m",
+                                             logs_dir=tmp_path / "logs", oof_csv=tmp_path / "oof.csv", device="cpu"))
     assert seen["names"] == names[:4]
 
 
@@ -233,8 +233,10 @@ def test_step4_uses_journal_decisions(tmp_path, monkeypatch):
 
     monkeypatch.setattr(filt, "load_hand_labels", spy)
     with pytest.raises(RuntimeError, match="stop"):
-        filt.run_filter(_images(tmp_path / "images", names), csv, tmp_path / "models", tmp_path / "out.csv",
-                        tmp_path / "filtered", tmp_path / "logs", filt.FilterConfig(), device="cpu")
+        filt.run_filter(filt.FilterConfig(images=_images(tmp_path / "images", names), labels=csv,
+                                          models=tmp_path / "models", scores_csv=tmp_path / "out.csv",
+                                          filtered_dir=tmp_path / "filtered", logs_dir=tmp_path / "logs",
+                                          device="cpu"))
     assert captured["frame"]["img_name"].tolist() == [names[2]]
 
 

@@ -373,3 +373,50 @@ def test_burst_of_200_concurrent_posts_all_answered_and_journaled(tmp_path):
         srv.server_close()
         app.close()
         thread.join(timeout=5)
+
+
+def test_script_flags_are_the_config_and_unused_ones_are_gone(tmp_path):
+    script = _load_script()
+    parser = script.build_parser()
+    assert script.config_from_args(parser.parse_args([])) == LabellerConfig()
+    config = script.config_from_args(parser.parse_args(
+        ["--root", str(tmp_path), "--num", "7", "--port", "0", "--import", "x.csv", "--overwrite"]))
+    assert config == LabellerConfig(root=tmp_path, num=7, port=0, import_csv=Path("x.csv"), overwrite=True)
+    assert config.resolved()["labels"] == tmp_path.resolve() / "gender_cnn" / "hand_labels.csv"
+    for gone in (["--seed", "1"], ["--device", "cpu"], ["--limit", "3"]):  # accepted and ignored before
+        with pytest.raises(SystemExit):
+            parser.parse_args(gone)
+    with pytest.raises(ValueError, match="port"):
+        LabellerConfig(port=70000)
+
+
+def test_sigterm_ends_the_session_with_its_summary(tmp_path):
+    """The script as a person runs it: serve, label one image over HTTP, SIGTERM, exit 0, CSV compacted."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    images = _make_images(tmp_path / "images")
+    csv = tmp_path / "hand_labels.csv"
+    script = Path(__file__).resolve().parents[1] / "stylegan_and_segmentation" / "02_label_images.py"
+    proc = subprocess.Popen([sys.executable, str(script), "--images", str(images), "--labels", str(csv),
+                             "--port", "0", "--num", "3", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("Labeller: http://127.0.0.1:"), first + proc.stderr.read()
+        port = int(first.split("http://127.0.0.1:")[1].split("/")[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/api/label", json.dumps({"img": NAMES[0], "gender": 1, "quality": 0}),
+                     {"Content-Type": "application/json"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.strip().splitlines()[-1].startswith("step 2: labelled 1/3 images (+1 this session")
+    assert csv.read_text().splitlines() == ["img_name,gender,quality,labeller", f"{NAMES[0]},1,0,hand"]

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from gender_cnn.labeller.server import LabellerApp, LabellerConfig, LabellerServer, create_app, make_server
+from gender_cnn.labeller.step import LabellerError, LabellerSummary, run_labeller
 from gender_cnn.labeller.store import (
+    JournalWriteError,
     Label,
     LabelStore,
-    JournalWriteError,
     StoreLock,
     StoreLockedError,
     build_review_list,
@@ -15,8 +16,8 @@ from gender_cnn.labeller.store import (
 )
 
 __all__ = [
-    "JournalWriteError", "Label", "LabelStore", "LabellerApp", "LabellerConfig", "LabellerServer", "StoreLock",
-    "StoreLockedError",
+    "JournalWriteError", "Label", "LabelStore", "LabellerApp", "LabellerConfig", "LabellerError", "LabellerServer",
+    "LabellerSummary", "StoreLock", "StoreLockedError",
     "build_review_list", "build_sequence", "create_app", "journal_path_for", "make_server",
-    "read_label_state",
+    "read_label_state", "run_labeller",
 ]

@@ -31,6 +31,7 @@ from urllib.parse import unquote
 from common.images import list_images
 from common.io import CsvSchemaError
 from common.localserver import LocalRequestHandler, LocalServer, RequestError, ServerLimits
+from common.paths import REPO_ROOT, PipelinePaths
 from gender_cnn.labeller.store import (
     ORDERS,
     JournalWriteError,
@@ -58,8 +59,18 @@ _STATIC_FILES = {
 
 @dataclass(frozen=True)
 class LabellerConfig:
-    """Settings of one labelling session (paths come from ``common.paths``)."""
+    """Step 2's settings: the session and, for ``run_labeller``, the paths (None = the default under ``root``)."""
 
+    root: Path = REPO_ROOT
+    images: Path | None = None       # step 1's images (default: stylegan/synthesize_results)
+    labels: Path | None = None       # hand labels CSV (default: gender_cnn/hand_labels.csv); journal next to it
+    scores_csv: Path | None = None   # step 4's scores, for order "uncertainty" (default: its contract path)
+    oof_csv: Path | None = None      # step 3's out-of-fold predictions, for the review list (ignored when absent)
+    import_csv: Path | None = None   # labels to import at start-up (ours or the original's format)
+    host: str = "127.0.0.1"          # keep loopback and use SSH port-forwarding on a server
+    port: int = 8765                 # 0 = any free port
+    open_browser: bool = False
+    overwrite: bool = False          # move the old CSV and journal aside (never deleted) and start afresh
     num: int = 2000                 # images in the session (name order: the first N by name)
     order: str = "name"             # name | uncertainty (needs the step-4 scores CSV)
     labeller: str = "hand"          # value of the labeller column
@@ -70,8 +81,27 @@ class LabellerConfig:
     max_threads: int = 32           # concurrent requests; more wait in the listen backlog
     backlog: int = 1024             # listen backlog (a burst of requests is queued, not refused)
 
+    def __post_init__(self) -> None:
+        if self.num < 0:
+            raise ValueError(f"num must be >= 0, got {self.num}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if self.compact_interval_s <= 0:
+            raise ValueError(f"compact interval must be > 0 seconds, got {self.compact_interval_s}")
+
     def limits(self) -> ServerLimits:
         return ServerLimits(max_body_bytes=self.max_body_bytes, max_threads=self.max_threads, backlog=self.backlog)
+
+    def resolved(self) -> dict[str, Path]:
+        """The image folder and the CSVs, defaults filled in from ``root``."""
+        paths = PipelinePaths(Path(self.root).resolve())
+
+        def pick(value: Path | None, default: Path) -> Path:
+            return Path(value) if value is not None else default
+
+        return {"images": pick(self.images, paths.generated_dir), "labels": pick(self.labels, paths.hand_labels_csv),
+                "scores_csv": pick(self.scores_csv, paths.quality_gender_csv),
+                "oof_csv": pick(self.oof_csv, paths.oof_predictions_csv)}
 
 
 def _label_json(label: Label | None) -> dict | None:

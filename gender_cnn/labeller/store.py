@@ -40,6 +40,7 @@ from gender_cnn.label_state import (
     read_label_state,
     replay,
 )
+from gender_cnn.schema import OOF_COLUMNS, QUALITY_GENDER_COLUMNS
 
 try:  # POSIX only; the lock is a convenience, not needed for correctness
     import fcntl
@@ -401,7 +402,7 @@ def read_model_scores(path: Path | str) -> dict[str, tuple[float, float]]:
     path = Path(path)
     if not path.is_file():
         return {}
-    frame = read_csv_checked(path, ["img_name", "gender_score", "quality_score", "source"])
+    frame = read_csv_checked(path, list(QUALITY_GENDER_COLUMNS))
     frame = frame[frame["source"].astype(str).str.strip() == "cnn"]
     scores: dict[str, tuple[float, float]] = {}
     for row in frame.itertuples(index=False):
@@ -463,7 +464,7 @@ def read_oof_scores(path: Path | str) -> dict[str, dict[str, float]]:
     path = Path(path)
     if not path.is_file():
         return {}
-    frame = read_csv_checked(path, ["img_name", "task", "label", "oof_score", "fold"])
+    frame = read_csv_checked(path, list(OOF_COLUMNS))
     out: dict[str, dict[str, list[float]]] = {}
     for row in frame.itertuples(index=False):
         task = str(row.task).strip()

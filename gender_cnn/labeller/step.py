@@ -1,0 +1,146 @@
+"""Step 2 as a step function: take the lock, open the session, serve until Ctrl-C, report what was labelled.
+
+The lock comes first, so files another labeller holds are never touched (not even moved aside by
+``overwrite``). Shutdown compacts the CSV; if that fails every decision is still in the journal,
+which every reader replays.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+import webbrowser
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.io import CsvSchemaError
+from common.steps import Progress, StepError
+from gender_cnn.labeller.server import LabellerApp, LabellerConfig, create_app, make_server
+from gender_cnn.labeller.store import StoreLock, StoreLockedError, journal_path_for
+
+logger = logging.getLogger(__name__)
+
+
+class LabellerError(StepError, RuntimeError):
+    """The labeller cannot start (bad input, locked labels, port in use) or could not compact at shutdown."""
+
+
+@dataclass(frozen=True)
+class LabellerSummary:
+    labelled: int          # images of the session with a decision (unsure cells count)
+    total: int             # images in the session
+    this_session: int      # decided now, net of undo
+    unsure: int            # decided images with an unsure cell
+    rows: int              # rows in the CSV (images outside the session included)
+    imported: int
+    csv_path: Path
+    url: str
+    seconds: float
+
+    def line(self) -> str:
+        imported = f", {self.imported} imported" if self.imported else ""
+        return (f"step 2: labelled {self.labelled}/{self.total} images ({self.this_session:+d} this session, "
+                f"{self.unsure} with an unsure cell{imported}); {self.rows} rows in {self.csv_path} "
+                f"[{self.seconds:.0f}s]")
+
+
+def backup_aside(path: Path, stamp: str) -> Path | None:
+    """Move ``path`` aside to ``<name>.bak-<stamp>`` (never over an existing backup); None when absent."""
+    if not path.exists():
+        return None
+    target = path.with_name(f"{path.name}.bak-{stamp}")
+    counter = 1
+    while target.exists():
+        counter += 1
+        target = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
+    path.rename(target)
+    return target
+
+
+def _open_session(config: LabellerConfig) -> tuple[LabellerApp, int]:
+    io = config.resolved()
+    csv_path = io["labels"]
+    try:
+        lock = StoreLock(csv_path)
+    except (StoreLockedError, OSError) as exc:
+        raise LabellerError(str(exc)) from exc
+    try:
+        if config.overwrite:  # never delete hours of work: move the old files aside
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for old in (csv_path, journal_path_for(csv_path)):
+                moved = backup_aside(old, stamp)
+                if moved:
+                    logger.warning("--overwrite: moved %s to %s", old, moved)
+        return create_app(io["images"], csv_path, config, scores_csv=io["scores_csv"], oof_csv=io["oof_csv"],
+                          import_csv=config.import_csv, lock=lock)
+    except (FileNotFoundError, NotADirectoryError, CsvSchemaError, StoreLockedError, ValueError, OSError) as exc:
+        lock.release()
+        raise LabellerError(str(exc)) from exc
+
+
+def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt
+
+
+def run_labeller(config: LabellerConfig, progress: Progress | None = None, *,
+                 announce: Callable[[str], None] | None = None) -> LabellerSummary:
+    """Serve the labelling page until Ctrl-C or SIGTERM; returns what the session labelled.
+
+    ``announce(line)`` receives what a person needs to reach the page (URL, SSH hint, review list);
+    without it the lines are logged. progress(labelled, total) at start-up and at shutdown.
+    """
+    say = announce or logger.info
+    start = time.perf_counter()
+    app, imported = _open_session(config)
+    decided_before = app.decided()
+    try:
+        server = make_server(app, config.host, config.port)
+    except OSError as exc:
+        app.close()
+        raise LabellerError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc} (is another "
+                            "labeller running? try --port)") from exc
+    if progress is not None:
+        progress(decided_before, len(app.sequence))
+    port = server.server_address[1]
+    say(f"Labeller: {server.url}  ({decided_before}/{len(app.sequence)} already labelled"
+        f"{f', {imported} imported' if imported else ''}; Ctrl-C to stop)")
+    if app.review:
+        say(f"  {len(app.review)} hand labels disagree with the model: press r in the page to review them")
+    if server.loopback_only:
+        say(f"  remote? on your laptop: ssh -N -L {port}:127.0.0.1:{port} <user>@{socket.gethostname()}"
+            f"  then open http://localhost:{port}/")
+    if config.open_browser:
+        threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
+    _serve(server, app)
+    labels = app.store.labels()
+    in_session = [labels[n] for n in app.sequence if n in labels]
+    if progress is not None:
+        progress(len(in_session), len(app.sequence))
+    unsure = sum(1 for label in in_session if label.gender is None or label.quality is None)
+    return LabellerSummary(labelled=len(in_session), total=len(app.sequence),
+                           this_session=len(in_session) - decided_before, unsure=unsure, rows=len(labels),
+                           imported=imported, csv_path=app.store.csv_path, url=server.url,
+                           seconds=time.perf_counter() - start)
+
+
+def _serve(server, app: LabellerApp) -> None:
+    """serve_forever until Ctrl-C (SIGTERM too, in the main thread), then compact the CSV."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        logger.info("stopping")
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+        server.server_close()
+        try:
+            app.close()  # compacts the CSV and trims the journal
+        except OSError as exc:
+            csv_path = app.store.csv_path
+            raise LabellerError(f"could not compact {csv_path} at shutdown ({exc.strerror or exc}); every decision "
+                                f"is still in {journal_path_for(csv_path)} and is read from there") from exc
