@@ -34,8 +34,27 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+def python_command() -> str:
+    """How to call this interpreter in a printed command that works as printed: ``python`` when that is it
+    (an active venv or the system's), else its path (relative to the current folder when inside it)."""
+    import os
+    import shutil
+
+    exe = Path(sys.executable)
+    on_path = shutil.which("python")
+    if on_path and Path(on_path).resolve() == exe.resolve():
+        return "python"
+    try:
+        return os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
+    except ValueError:
+        return str(exe)
+
+
 def make_parser(description: str, examples: str = "") -> argparse.ArgumentParser:
-    """The parser every script starts from; ``examples`` is shown after the flags, line breaks kept."""
+    """The parser every script starts from; ``examples`` is shown after the flags, line breaks kept, with
+    ``python`` replaced by this interpreter where plain ``python`` would be another one (no active venv)."""
+    if examples:
+        examples = examples.replace("  python ", f"  {python_command()} ")
     return argparse.ArgumentParser(description=description, epilog=examples or None, formatter_class=HelpFormatter)
 
 

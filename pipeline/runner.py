@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.cli import parse_step_config, progress_bar
+from common.cli import parse_step_config, progress_bar, python_command
 from common.fingerprint import file_fingerprint
 from common.io import atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
@@ -244,7 +244,7 @@ def step_function(number: str) -> Callable[[Any, Any], Summary]:
 
 def run_alone_hint(number: str, argv: list[str]) -> str:
     """The command that runs this step by itself, with this interpreter (it works without an active venv)."""
-    script = Path(sys.executable).as_posix(), f"stylegan_and_segmentation/{STEPS[number].script}"
+    script = python_command(), f"stylegan_and_segmentation/{STEPS[number].script}"
     return " ".join(shlex.quote(part) for part in (*script, *argv))
 
 
@@ -374,7 +374,7 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
                         f"    {run_alone_hint('2', [])}\n"
                         "  (on a remote GPU box: ssh -L 8765:127.0.0.1:8765 host, then open http://127.0.0.1:8765)\n"
                         "  then continue with:\n"
-                        f"    {shlex.quote(Path(sys.executable).as_posix())} stylegan_and_segmentation/run_pipeline.py "
+                        f"    {shlex.quote(python_command())} stylegan_and_segmentation/run_pipeline.py "
                         "--from 3\n"
                         "  or pass existing labels: run_pipeline.py --from 2 --labels FILE")
                     break

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from common.cli import python_command
 from common.paths import PipelinePaths
 from pipeline.runner import STEP_ORDER, STEPS, PipelineOptions, load_script, load_script_file, run_pipeline, \
     run_steps, step_argv, step_function, step_id, steps_between
@@ -79,7 +79,7 @@ def test_a_step_that_crashes_names_the_command_to_rerun_it(root, monkeypatch, ca
     assert run_pipeline(_options(root, first=1, last=1)) == 1
     err = capsys.readouterr().err
     assert "ZeroDivisionError: boom" in err and "run it alone" in err
-    assert sys.executable in err and "01_generate_images.py" in err
+    assert f"{python_command()} stylegan_and_segmentation/01_generate_images.py" in err
 
 
 def test_the_runner_reads_summary_objects_not_printed_text(root):
@@ -214,3 +214,16 @@ def test_labels_import_refused_while_a_labeller_runs(root, tmp_path_factory, cap
     with LabelStore(PipelinePaths(root).hand_labels_csv, lock=True):
         assert run_pipeline(_options(root, first=2, last=2, labels=new)) == 2
     assert "another labeller" in capsys.readouterr().err
+
+
+def test_printed_python_command_runs_this_interpreter():
+    """Hints and --help examples print a command that works as printed, with or without an active venv."""
+    import shlex
+    import subprocess
+    import sys
+
+    out = subprocess.run([*shlex.split(python_command()), "-c", "import sys; print(sys.executable)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(out).resolve() == Path(sys.executable).resolve()
+    help_text = load_script("8").build_parser().format_help()
+    assert f"  {python_command()} stylegan_and_segmentation/08_generate_with_properties.py" in help_text
