@@ -12,6 +12,7 @@ import torch
 from test_finetune_scripts import make_root
 
 from common.paths import REPO_ROOT
+from pipeline.runner import load_script_file
 from stylegan.finetune_schema import FinetuneRunFiles, FinetuneSettings
 from stylegan.finetune_trainer import FinetuneConfig, batch_split
 
@@ -32,7 +33,7 @@ def _env() -> dict[str, str]:
 def _run(args: list[str], processes: int = 1) -> subprocess.CompletedProcess:
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                  str(SCRIPT), "--"] if processes > 1 else [sys.executable, str(SCRIPT)])
-    result = subprocess.run([*launcher, *args], capture_output=True, text=True, timeout=300, env=_env())
+    result = subprocess.run([*launcher, *args], capture_output=True, text=True, timeout=300, env=_env(), check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -81,11 +82,11 @@ def test_the_global_batch_splits_into_parts_that_fit_the_minibatch_std_group():
         FinetuneConfig(batch_size=24, micro_batches=4)  # 6 images per part
 
 
-def test_a_batch_that_does_not_split_is_refused_before_any_work(tmp_path):
+def test_a_batch_that_does_not_split_is_refused_before_any_work(tmp_path, capsys):
     paths = make_root(tmp_path / "root", num=4)
-    result = subprocess.run([sys.executable, str(SCRIPT), "--root", str(paths.root), "--steps", "1",
-                             "--micro-batches", "3", *FLAGS], capture_output=True, text=True, timeout=120, env=_env())
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "batch_size (the global batch, 8) must be a positive multiple of the number of micro-batches" in \
-        result.stderr.strip().splitlines()[-1]
+    with pytest.raises(SystemExit) as exc:
+        load_script_file(SCRIPT.name).main(["--root", str(paths.root), "--steps", "1", "--micro-batches", "3", *FLAGS])
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "batch_size (the global batch, 8) must be a positive multiple of the number of micro-batches" in last
     assert not (paths.finetuned_dir / "checkpoints").exists()
