@@ -108,8 +108,18 @@ class PipelinePaths:
         return self.directions_dir / "directions.pt"
 
     @property
+    def directions_generated_dir(self) -> Path:
+        """Step 8's images with --control directions."""
+        return self.directions_dir / "generated"
+
+    @property
     def finetuned_dir(self) -> Path:
         return self.root / "stylegan" / "finetuned"
+
+    @property
+    def finetuned_generated_dir(self) -> Path:
+        """Step 8's images with --control finetuned."""
+        return self.finetuned_dir / "generated"
 
     @property
     def evaluation_dir(self) -> Path:

@@ -29,6 +29,7 @@ from stylegan.comparison import (
     comparison_table,
     verdicts,
 )
+from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
 from stylegan.evaluation import (
     EVAL_LATENT_STREAM,
     REPORT_MD,
@@ -40,7 +41,7 @@ from stylegan.evaluation import (
     is_stand_in,
     write_control_outputs,
 )
-from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.finetune_schema import FinetuneRunFiles
 
 SCORERS = ("segmentation", "brightness")
 JUDGE_MODES = ("auto", "main")
@@ -159,13 +160,13 @@ def load_methods(config: EvaluateControlConfig, device) -> list[ControlMethod]:
     directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
     found = {FINETUNED: finetuned, DIRECTIONS: directions}
     if config.control != "all" and found[config.control] is None:
-        where = (f"no fine-tuned checkpoint in {paths.finetuned_dir / 'checkpoints'}; run 07_finetune_stylegan.py "
+        where = (f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}; run 07_finetune_stylegan.py "
                  "or pass --checkpoint" if config.control == FINETUNED else
                  f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py or pass --directions")
         raise ControlEvaluationError(where)
     if not any(found[m] for m in wanted):
         raise ControlEvaluationError(
-            f"no control method to evaluate: no fine-tuned checkpoint in {paths.finetuned_dir / 'checkpoints'} and "
+            f"no control method to evaluate: no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir} and "
             f"no directions file {paths.directions_pt}; run step 7 (07_fit_latent_directions.py and/or "
             "07_finetune_stylegan.py) first")
     base_checkpoint = config.stylegan_checkpoint or paths.stylegan_checkpoint
