@@ -36,7 +36,7 @@ from PIL import Image  # noqa: E402
 from _paired import NOT_MEASURED, paired_ratio, reference_checkout  # noqa: E402
 from segmentation.crop import full_image_crop, normalize_crops  # noqa: E402
 from segmentation.facexformer import FaceXFormer  # noqa: E402
-from segmentation.reference_weights import recipe_state_dict  # noqa: E402
+from segmentation.random_weights import recipe_state_dict  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REAL_FACES = Path(os.environ.get("TESTDATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "testdata") / "real_faces"
@@ -131,7 +131,8 @@ def compare_step(images: int, batch: int, pairs: int) -> dict:
 
         def step() -> None:
             out = work / f"out{next(runs)}"
-            run_segmentation(src, work / "unused.pt", out, SegmentConfig(batch_size=batch), model_loader=lambda: model)
+            config = SegmentConfig(images=src, checkpoint=work / "unused.pt", out=out, device="cpu", batch_size=batch)
+            run_segmentation(config, model_loader=lambda: model)
             shutil.rmtree(out)
 
         def model_only() -> None:

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from common.runtime import resolve_device  # noqa: E402
 from stylegan import load_discriminator, load_generator, write_random_checkpoint  # noqa: E402
 from stylegan.conditional import build_conditional_discriminator, build_conditional_generator  # noqa: E402
-from stylegan.finetune import FinetuneConfig, Finetuner  # noqa: E402
+from stylegan.finetune_trainer import FinetuneConfig, Finetuner  # noqa: E402
 from stylegan.property_regressor import PropertyRegressor  # noqa: E402
 
 

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from _paired import NOT_MEASURED, paired_ratio, reference_checkout  # noqa: E402
 from stylegan.networks import StyleGANGenerator, postprocess_uint8  # noqa: E402
-from stylegan.reference_weights import recipe_state_dict  # noqa: E402
+from stylegan.random_weights import recipe_state_dict  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

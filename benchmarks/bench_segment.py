@@ -113,8 +113,8 @@ def bench_step(faces: list[Path], device, n: int, batch_size: int) -> dict:
             shutil.copy(face, tmp / "in" / f"{i:06d}.jpg")
         ckpt = save_random_facexformer_checkpoint(tmp / "model.pt")
         start = time.perf_counter()
-        summary = run_segmentation(tmp / "in", ckpt, tmp / "out", SegmentConfig(batch_size=batch_size),
-                                   device=device)
+        summary = run_segmentation(SegmentConfig(images=tmp / "in", checkpoint=ckpt, out=tmp / "out", device=str(device),
+                                                 batch_size=batch_size))
         seconds = time.perf_counter() - start
     row = {"what": "step 5 end to end (load model, read, mtcnn, parse, write)", "device": str(device),
            "device_name": _device_name(device), "batch_size": batch_size, "images": n,

@@ -89,11 +89,13 @@ def _half_dtypes(device: torch.device) -> list[tuple[str, torch.dtype]]:
 def check_generation(device: torch.device, quick: bool) -> list[dict]:
     from common.io import atomic_save_image
     from stylegan.networks import StyleGANGenerator, postprocess_uint8
-    from stylegan.reference_weights import apply_recipe
+    from stylegan.random_weights import recipe_state_dict
 
     resolution, batch, repeats = (32, 2, 1) if quick else (256, 64, 5)
     group = f"generation {resolution}px, batch {batch}"
-    G = apply_recipe(StyleGANGenerator(resolution)).eval().to(device)
+    G = StyleGANGenerator(resolution)
+    G.load_state_dict(recipe_state_dict(G), strict=True)
+    G = G.eval().to(device)
     z = torch.randn(batch, G.z_space_dim, generator=torch.Generator().manual_seed(0)).to(device)
     rows = []
 
@@ -166,7 +168,7 @@ def check_facexformer(device: torch.device, quick: bool) -> list[dict]:
 def check_finetune(device: torch.device, quick: bool) -> list[dict]:
     from stylegan import load_discriminator, load_generator, write_random_checkpoint
     from stylegan.conditional import build_conditional_discriminator, build_conditional_generator
-    from stylegan.finetune import FinetuneConfig, Finetuner
+    from stylegan.finetune_trainer import FinetuneConfig, Finetuner
     from stylegan.property_regressor import PropertyRegressor
 
     resolution, batches, steps = (16, (4,), 1) if quick else (256, (8, 16), 3)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from common.distributed import torchrun_env
 from common.paths import REPO_ROOT, PipelinePaths
 from common.steps import USER_ERRORS, Progress, Summary
 
@@ -34,8 +35,27 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+def python_command() -> str:
+    """How to call this interpreter in a printed command that works as printed: ``python`` when that is it
+    (an active venv or the system's), else its path (relative to the current folder when inside it)."""
+    import os
+    import shutil
+
+    exe = Path(sys.executable)
+    on_path = shutil.which("python")
+    if on_path and Path(on_path).resolve() == exe.resolve():
+        return "python"
+    try:
+        return os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
+    except ValueError:
+        return str(exe)
+
+
 def make_parser(description: str, examples: str = "") -> argparse.ArgumentParser:
-    """The parser every script starts from; ``examples`` is shown after the flags, line breaks kept."""
+    """The parser every script starts from; ``examples`` is shown after the flags, line breaks kept, with
+    ``python`` replaced by this interpreter where plain ``python`` would be another one (no active venv)."""
+    if examples:
+        examples = examples.replace("  python ", f"  {python_command()} ")
     return argparse.ArgumentParser(description=description, epilog=examples or None, formatter_class=HelpFormatter)
 
 
@@ -129,12 +149,17 @@ def run_step_script(parser: argparse.ArgumentParser, config_from_args: Callable[
     ``error: ...`` on stderr with exit code 2; the summary line goes to stdout.
     """
     config, args = parse_step_config(parser, config_from_args, argv)
-    with progress_bar(desc or parser.prog, getattr(args, "quiet", False)) as progress:
+    env = torchrun_env()
+    other_rank = env is not None and env[0] != 0  # under torchrun only rank 0 shows progress
+    failure: BaseException | None = None
+    with progress_bar(desc or parser.prog, getattr(args, "quiet", False) or other_rank) as progress:
         try:
             summary = run(config, progress)
         except (*USER_ERRORS, *errors) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            failure = exc
+    if failure is not None:  # after the bar is closed, so the error is a line of its own
+        print(f"error: {failure}", file=sys.stderr)
+        return 2
     print(summary.line())
     return 0
 

@@ -81,6 +81,11 @@ class PipelinePaths:
         return self.root / "segmentation" / "segmentation_results"
 
     @property
+    def crops_csv(self) -> Path:
+        """Step 5's list of images: face box, crop mode, errors (segmentation.tables.CROPS_COLUMNS)."""
+        return self.segmentation_dir / "crops.csv"
+
+    @property
     def property_scores_dir(self) -> Path:
         return self.root / "segmentation" / "property_score_results"
 
@@ -103,8 +108,18 @@ class PipelinePaths:
         return self.directions_dir / "directions.pt"
 
     @property
+    def directions_generated_dir(self) -> Path:
+        """Step 8's images with --control directions."""
+        return self.directions_dir / "generated"
+
+    @property
     def finetuned_dir(self) -> Path:
         return self.root / "stylegan" / "finetuned"
+
+    @property
+    def finetuned_generated_dir(self) -> Path:
+        """Step 8's images with --control finetuned."""
+        return self.finetuned_dir / "generated"
 
     @property
     def evaluation_dir(self) -> Path:

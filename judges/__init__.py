@@ -3,65 +3,66 @@
 ``judges`` imports ``common`` and third-party libraries only (never ``segmentation``, ``stylegan``
 or ``gender_cnn``); the pipeline layer feeds it images and face boxes. The dlib landmark judge is an
 optional extra (``requirements-judges.txt``): without it, :func:`dlib_status` says why and the
-pipeline reports the figure as missing instead of failing. Public names are imported lazily.
+pipeline reports the figure as missing instead of failing. dlib itself is imported only inside the
+functions that use it, so importing ``judges`` never needs it.
 """
 
-from __future__ import annotations
+from judges.agreement import judge_agreement, pearson_r
+from judges.dlib_models import DlibModelFiles, JudgeUnavailable, dlib_status, find_dlib_model_files
+from judges.face_box import FaceBox, detect_face_boxes
+from judges.identity import SAME_PERSON_THRESHOLD, IdentitySummary, identity_distances, summarize_identity
+from judges.image_quality import (
+    INCEPTION,
+    INCEPTION_URL,
+    QualityResult,
+    TinyFeatureExtractor,
+    distances_from_features,
+    equal_count_subsample,
+    extract_features,
+    load_inception_extractor,
+    measure_image_quality,
+)
+from judges.landmark_measures import (
+    LANDMARK_PROPERTIES,
+    eye_aspect_ratio,
+    measure_landmarks,
+    mirror_landmarks,
+    mouth_openness,
+    yaw_five_points,
+    yaw_pnp,
+    yaw_symmetry,
+)
+from judges.landmarks import LandmarkJudge
 
-import importlib
-from typing import Any
-
-_EXPORTS: dict[str, str] = {
-    # judges.dlib_models
-    "JudgeUnavailable": "dlib_models",
-    "DlibModelFiles": "dlib_models",
-    "dlib_status": "dlib_models",
-    "find_dlib_model_files": "dlib_models",
-    # judges.landmarks
-    "LandmarkJudge": "landmarks",
-    # judges.landmark_measures
-    "LANDMARK_PROPERTIES": "landmark_measures",
-    "measure_landmarks": "landmark_measures",
-    "eye_aspect_ratio": "landmark_measures",
-    "mouth_openness": "landmark_measures",
-    "yaw_symmetry": "landmark_measures",
-    "yaw_pnp": "landmark_measures",
-    "yaw_five_points": "landmark_measures",
-    "mirror_landmarks": "landmark_measures",
-    # judges.face_box
-    "FaceBox": "face_box",
-    "detect_face_boxes": "face_box",
-    # judges.identity
-    "SAME_PERSON_THRESHOLD": "identity",
-    "identity_distances": "identity",
-    "IdentitySummary": "identity",
-    "summarize_identity": "identity",
-    # judges.agreement
-    "judge_agreement": "agreement",
-    "pearson_r": "agreement",
-    # judges.image_quality
-    "INCEPTION": "image_quality",
-    "TinyFeatureExtractor": "image_quality",
-    "QualityResult": "image_quality",
-    "measure_image_quality": "image_quality",
-    "load_inception_extractor": "image_quality",
-    "equal_count_subsample": "image_quality",
-    "extract_features": "image_quality",
-    "distances_from_features": "image_quality",
-    "INCEPTION_URL": "image_quality",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'judges' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"judges.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__ = [
+    "INCEPTION",
+    "INCEPTION_URL",
+    "LANDMARK_PROPERTIES",
+    "SAME_PERSON_THRESHOLD",
+    "DlibModelFiles",
+    "FaceBox",
+    "IdentitySummary",
+    "JudgeUnavailable",
+    "LandmarkJudge",
+    "QualityResult",
+    "TinyFeatureExtractor",
+    "detect_face_boxes",
+    "distances_from_features",
+    "dlib_status",
+    "equal_count_subsample",
+    "extract_features",
+    "eye_aspect_ratio",
+    "find_dlib_model_files",
+    "identity_distances",
+    "judge_agreement",
+    "load_inception_extractor",
+    "measure_image_quality",
+    "measure_landmarks",
+    "mirror_landmarks",
+    "mouth_openness",
+    "pearson_r",
+    "summarize_identity",
+    "yaw_five_points",
+    "yaw_pnp",
+    "yaw_symmetry",
+]

@@ -11,10 +11,10 @@ image that nothing trains on:
   fitted on the base samples (min-max; face_pose to [-1, 1]). A random generator entangles them
   (global brightness moves several at once), as real faces entangle their properties;
 * both routes fed exactly as in a real run: the directions (``stylegan.directions.fit_directions``)
-  fitted on the base samples' w codes and scores; the fine-tune (``stylegan.finetune.Finetuner``)
+  fitted on the base samples' w codes and scores; the fine-tune (``stylegan.finetune_trainer.Finetuner``)
   trained on the same images and scores with the *learned* property regressor
   (``stylegan.property_regressor``) as its auxiliary loss, never with the judge;
-* both judged on latents from step 9's own stream (``stylegan.control.evaluation_latents``, never
+* both judged on latents from step 9's own stream (``stylegan.evaluation.evaluation_latents``, never
   the fitted ones) through step 9's ``evaluate_control`` and ``comparison_table``, with the exact
   properties as the scorer, and through the same ``ControlMethod`` classes steps 8 and 9 use.
 
@@ -42,10 +42,11 @@ from stylegan.checkpoint import load_discriminator, load_generator, write_random
 from stylegan.comparison import comparison_table
 from stylegan.conditional import (build_conditional_discriminator, build_conditional_generator, clone_frozen,
                                   property_ranges)
-from stylegan.control import ControlConfig, ControlResult, evaluate_control, evaluation_latents
+from stylegan.evaluation import ControlConfig, ControlResult, evaluate_control, evaluation_latents
 from stylegan.control_methods import BaselineMethod, DirectionsMethod, FinetunedMethod
 from stylegan.directions import LatentDirections, fit_directions
-from stylegan.finetune import FinetuneConfig, Finetuner
+from stylegan.finetune_schema import FinetuneSettings
+from stylegan.finetune_trainer import FinetuneConfig, Finetuner
 from stylegan.networks import postprocess_uint8
 from stylegan.property_regressor import RegressorConfig, train_property_regressor
 
@@ -217,7 +218,7 @@ def fit_lab_directions(world: LabWorld, num_samples: int | None = None, **option
 def comparison_rows(method_name: str, result: ControlResult) -> pd.DataFrame:
     """Step 9's comparison.csv rows for one method, plus ``leakage_max``: the largest off-diagonal |slope|
     of each swept property (the lab's target is "every leakage <= 0.2", not only the mean)."""
-    from stylegan.control import leakage_matrix
+    from stylegan.evaluation import leakage_matrix
 
     rows = comparison_table({method_name: result.samples})
     leak = leakage_matrix(result.samples).to_numpy(float).copy()
@@ -253,8 +254,7 @@ def finetune_arm(world: LabWorld, progress: Progress | None = None,
     trainer = Finetuner(build_conditional_generator(world.generator, seed=cfg.train_seed),
                         build_conditional_discriminator(world.discriminator, seed=cfg.train_seed),
                         world.images_u8, world.scores, config, regressor)
-    run_config = {"normalization": world.normalizer.to_dict(), "condition_stats": world.stats,
-                  "property_names": list(PROPERTY_NAMES)}
+    settings = FinetuneSettings(normalization=world.normalizer.to_dict(), condition_stats=world.stats)
     out: dict[int, pd.DataFrame] = {}
     train_seconds = 0.0
     for steps in cfg.finetune_steps:
@@ -267,7 +267,7 @@ def finetune_arm(world: LabWorld, progress: Progress | None = None,
                 on_step(1)
         train_seconds += time.perf_counter() - t0
         g_ema = clone_frozen(trainer.G_ema)
-        g_ema.finetune_config = run_config
+        g_ema.finetune_settings = settings
         method = FinetunedMethod(g_ema, cfg.batch, description=f"lab fine-tune, {steps} steps")
         out[steps] = comparison_rows("finetuned", evaluate_method(world, method))
         if progress is not None:

@@ -3,7 +3,7 @@
 It lives in ``pipeline/`` because it joins the packages: the methods come from ``stylegan``, the
 independent judge (FaceXFormer + step-6 scores) from ``segmentation``, the female share from
 ``gender_cnn``. Each method is swept with the same design on the same latents (drawn
-independently of step 1's, see ``stylegan.control.evaluation_latents``) and judged by the same
+independently of step 1's, see ``stylegan.evaluation.evaluation_latents``) and judged by the same
 scorer. Writes, under ``stylegan/finetuned/evaluation/``: ``comparison.csv``,
 ``comparison_sweeps.png``, ``report.md`` (the verdict), and each method's own outputs in
 ``<method>/`` (samples, metrics with 95% intervals, leakage matrix, plots, sweep sheets).
@@ -29,7 +29,8 @@ from stylegan.comparison import (
     comparison_table,
     verdicts,
 )
-from stylegan.control import (
+from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.evaluation import (
     EVAL_LATENT_STREAM,
     REPORT_MD,
     BrightnessScorer,
@@ -37,9 +38,10 @@ from stylegan.control import (
     ControlResult,
     evaluate_control,
     evaluation_latents,
+    is_stand_in,
     write_control_outputs,
 )
-from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.finetune_schema import FinetuneRunFiles
 
 SCORERS = ("segmentation", "brightness")
 JUDGE_MODES = ("auto", "main")
@@ -150,7 +152,7 @@ def load_methods(config: EvaluateControlConfig, device) -> list[ControlMethod]:
     """Baseline first, then the requested methods that exist; a clear error for a missing one."""
     from common.folders import FolderOverlapError, refuse_overlap
     from stylegan.control_methods import load_baseline_method, load_directions_method, load_finetuned_method
-    from stylegan.finetune import find_latest_checkpoint
+    from stylegan.finetune_schema import find_latest_checkpoint
 
     paths = config.paths
     wanted = (DIRECTIONS, FINETUNED) if config.control == "all" else (config.control,)
@@ -158,13 +160,13 @@ def load_methods(config: EvaluateControlConfig, device) -> list[ControlMethod]:
     directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
     found = {FINETUNED: finetuned, DIRECTIONS: directions}
     if config.control != "all" and found[config.control] is None:
-        where = (f"no fine-tuned checkpoint in {paths.finetuned_dir / 'checkpoints'}; run 07_finetune_stylegan.py "
+        where = (f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}; run 07_finetune_stylegan.py "
                  "or pass --checkpoint" if config.control == FINETUNED else
                  f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py or pass --directions")
         raise ControlEvaluationError(where)
     if not any(found[m] for m in wanted):
         raise ControlEvaluationError(
-            f"no control method to evaluate: no fine-tuned checkpoint in {paths.finetuned_dir / 'checkpoints'} and "
+            f"no control method to evaluate: no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir} and "
             f"no directions file {paths.directions_pt}; run step 7 (07_fit_latent_directions.py and/or "
             "07_finetune_stylegan.py) first")
     base_checkpoint = config.stylegan_checkpoint or paths.stylegan_checkpoint
@@ -255,8 +257,8 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
         results[method.name] = evaluate_control(lambda zb, tb, m=method: m.render(zb, tb, return_report=True),
                                                 judged, z, base, ranges, design, gender=gender, progress=tick)
     out_dir = config.out_dir
-    stand_in = config.scorer != "segmentation"
-    meta = {"scorer": getattr(scorer, "name", type(scorer).__name__), "num_z": design.num_z,
+    stand_in = is_stand_in(scorer)
+    meta = {"scorer": getattr(scorer, "name", type(scorer).__name__), "stand_in": stand_in, "num_z": design.num_z,
             "sheet_z": design.sheet_z, "weights": config.weights,
             "held": "not requested (fine-tune: its training median; directions: the edit's own rule)"}
     for method in methods:
@@ -297,7 +299,7 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
 
 def _extreme_rows(ranges, base: np.ndarray, design: ControlConfig) -> np.ndarray:
     """True for design rows at either end of a sweep (the strongest edits), in evaluate_control's order."""
-    from stylegan.control import sweep_design
+    from stylegan.evaluation import sweep_design
 
     rows = sweep_design(ranges, base, design.num_values)
     return rows["value_index"].isin([0, design.num_values - 1]).to_numpy()
@@ -384,7 +386,7 @@ def _with_extra_columns(table: pd.DataFrame, identity: pd.DataFrame, quality: pd
 
 def _judges_report(identity: pd.DataFrame, quality: pd.DataFrame, agreement: pd.DataFrame,
                    other_judges: tuple[str, ...], missing: tuple[str, ...]) -> str:
-    from stylegan.control import _markdown_table
+    from stylegan.evaluation import markdown_table
 
     missing_text = "\n".join(f"- {line}" for line in missing) or "- nothing: every judge and figure is present"
     judges_text = ", ".join(other_judges) or "none"
@@ -402,24 +404,24 @@ Missing figures:
         sections.append("### Judge agreement on the same generated images (Pearson r; judge_agreement.csv)\n"
                         "High r: the judges see the same change, so a control figure is not one model's blind "
                         "spot. Low r where one judge reports control: trust it less.\n\n"
-                        + _markdown_table(agreement) + "\n")
+                        + markdown_table(agreement) + "\n")
     if len(identity):
         sections.append("### Identity (identity.csv)\nDistance between dlib face embeddings of each sweep image "
                         "and the unedited (baseline) image of the same latent; above 0.6 dlib calls it another "
                         "person. A method that changes the person to change a property shows up here.\n\n"
-                        + _markdown_table(identity) + "\n")
+                        + markdown_table(identity) + "\n")
     if len(quality):
         sections.append("### Image quality against step 4's filtered set (quality.csv)\nFID and KID (x1, mean "
                         "+- std over subsets) at one sample count for every set: lower is closer to the "
                         "filtered real set. The filtered split is the floor (the base generator itself); a "
                         "method that controls well by wrecking the faces has a much larger FID/KID.\n\n"
-                        + _markdown_table(quality) + "\n")
+                        + markdown_table(quality) + "\n")
     return "\n".join(sections)
 
 
 def _report(config: EvaluateControlConfig, methods: list[ControlMethod], table: pd.DataFrame, lines: list[str],
             scorer_name: str, ranges: dict[str, tuple[float, float]], stand_in: bool) -> str:
-    from stylegan.control import _markdown_table
+    from stylegan.evaluation import markdown_table
 
     warnings = []
     if config.random_weight_models:
@@ -453,7 +455,7 @@ every request) is the floor: a method is only controlling a property where it be
   every method.
 
 ## comparison.csv
-{_markdown_table(shown)}
+{markdown_table(shown)}
 
 `leakage_mean`: mean |slope| of each other property against the requested one (step-6 units; pose spans 2).
 `failed_share`: images the judge could not measure. `female_share`: gender CNN p(woman) >= 0.5 (nan: no model).

@@ -1,7 +1,7 @@
 """The second judge on the filtered set: dlib landmark measures, normalised like step 6, and judge agreement.
 
-Runs after step 6 (its script calls :func:`run_landmark_scores` when the optional dlib judge is
-installed). For every filtered image: MTCNN's box and five points, dlib's 68 landmarks in that box,
+Runs at the end of step 6 (``pipeline.property_scores.run_property_scores`` calls
+:func:`run_landmark_scores` when the optional dlib judge is installed). For every filtered image: MTCNN's box and five points, dlib's 68 landmarks in that box,
 eye / mouth openness and yaw (``judges.landmark_measures``); FaceXFormer's own head-pose yaw comes
 from step 5's ``heads_{stem}.json``. Each judge gets step 6's normaliser (same method) fitted on
 these images, saved in a file of its own, so step 9 can put generated images on the same scale.
@@ -26,6 +26,7 @@ import pandas as pd
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import atomic_write_csv, read_csv_checked
 from common.paths import REPO_ROOT, PipelinePaths
+from segmentation.tables import HEADS_PREFIX
 
 RAW_CACHE = "landmark_raw.csv"
 RAW_COLUMNS = (
@@ -90,7 +91,7 @@ class LandmarkScoresSummary:
 
 
 def _heads_yaw(segmentation_dir: Path, stem: str) -> float:
-    path = segmentation_dir / f"heads_{stem}.json"
+    path = segmentation_dir / f"{HEADS_PREFIX}{stem}.json"
     if not path.is_file():
         return math.nan
     try:
@@ -125,12 +126,12 @@ def measure_images(images: list[np.ndarray], judge, device: str = "cpu") -> list
     return rows
 
 
-def _normalizer_settings(paths: PipelinePaths) -> tuple[str, str]:
-    """Step 6's method and pose scaling (from its normalization.json), else the spec's default."""
+def _normalizer_settings(out_dir: Path, paths: PipelinePaths) -> tuple[str, str]:
+    """Step 6's method and pose scaling (from its normalization.json in ``out_dir``), else the spec's default."""
     from segmentation.normalize import PropertyNormalizer
 
     try:
-        fitted = PropertyNormalizer.load(paths.normalization_json)
+        fitted = PropertyNormalizer.load(out_dir / paths.normalization_json.name)
         return fitted.method, fitted.pose_scaling
     except (FileNotFoundError, ValueError):
         return "minmax", "minmax"
@@ -181,7 +182,7 @@ def run_landmark_scores(
             progress(min(first + config.chunk, len(todo)), len(todo))
     table = pd.DataFrame([cache[f.name] for f in files], columns=list(RAW_COLUMNS))
     table["facexformer_yaw"] = [_heads_yaw(seg_dir, Path(name).stem) for name in table["img_name"]]
-    method, pose_scaling = _normalizer_settings(paths)
+    method, pose_scaling = _normalizer_settings(out_dir, paths)
     raw = {
         "eyes": table["raw_eyes"].to_numpy(float),
         "mouth": table["raw_mouth"].to_numpy(float),
@@ -201,7 +202,7 @@ def run_landmark_scores(
     atomic_write_csv(out_dir / paths.landmark_scores_csv.name, out[list(LANDMARK_COLUMNS)], LANDMARK_COLUMNS)
     landmark_norm.save(out_dir / paths.landmark_normalization_json.name)
     heads_norm.save(out_dir / paths.heads_normalization_json.name)
-    agreement = filtered_set_agreement(out, heads_norm, paths)
+    agreement = filtered_set_agreement(out, heads_norm, out_dir / paths.all_scores_csv.name)
     atomic_write_csv(out_dir / paths.judge_agreement_csv.name, agreement, AGREEMENT_COLUMNS)
     measured = int((table["flags"].fillna("") == "").sum())
     return LandmarkScoresSummary(
@@ -215,15 +216,15 @@ def run_landmark_scores(
     )
 
 
-def filtered_set_agreement(landmarks: pd.DataFrame, heads_norm, paths: PipelinePaths) -> pd.DataFrame:
-    """Pearson r between judges on the filtered set: segmentation (all_scores.csv, when step 6 ran),
+def filtered_set_agreement(landmarks: pd.DataFrame, heads_norm, all_scores_csv: Path) -> pd.DataFrame:
+    """Pearson r between judges on the filtered set: segmentation (``all_scores_csv``, when step 6 wrote it),
     landmarks, MTCNN's five points and FaceXFormer's head-pose head (pose only)."""
     from judges import judge_agreement
 
     index = landmarks["img_name"]
     frames = {}
-    if paths.all_scores_csv.is_file():
-        scores = read_csv_checked(paths.all_scores_csv, ("img_name",) + JUDGE_PROPERTIES)
+    if all_scores_csv.is_file():
+        scores = read_csv_checked(all_scores_csv, ("img_name",) + JUDGE_PROPERTIES)
         frames["segmentation"] = scores.set_index("img_name")[list(JUDGE_PROPERTIES)]
     frames["landmarks"] = landmarks.set_index("img_name")[list(JUDGE_PROPERTIES)]
     frames["mtcnn_points"] = pd.DataFrame({"face_pose": landmarks["mtcnn_yaw"].to_numpy()}, index=index)

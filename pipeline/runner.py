@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.cli import parse_step_config, progress_bar
+from common.cli import parse_step_config, progress_bar, python_command
 from common.fingerprint import file_fingerprint
 from common.io import atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
 from common.steps import USER_ERRORS, Summary
 from gender_cnn.label_state import hand_labels_digest
+from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
+from stylegan.generate import MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +55,10 @@ STEPS: dict[str, Step] = {step.id: step for step in (
     Step("3", "03_train_gender_cnn.py", "train gender/quality CNNs", "gender_cnn.train:run_training"),
     Step("4", "04_filter_images.py", "filter good-quality women", "gender_cnn.filter:run_filter"),
     Step("5", "05_run_segmentation.py", "segment faces", "segmentation.segment:run_segmentation"),
-    Step("6", "06_compute_property_scores.py", "property scores", "segmentation.score_report:run_property_scores"),
+    Step("6", "06_compute_property_scores.py", "property scores", "pipeline.property_scores:run_property_scores"),
     Step("7a", "07_fit_latent_directions.py", "fit latent directions (no training)",
          "pipeline.latent_directions:run_fit_latent_directions"),
-    Step("7b", "07_finetune_stylegan.py", "fine-tune conditional StyleGAN", "stylegan.finetune:run_finetune"),
+    Step("7b", "07_finetune_stylegan.py", "fine-tune conditional StyleGAN", "stylegan.finetune_step:run_finetune"),
     Step("8", "08_generate_with_properties.py", "generate from properties",
          "stylegan.property_generation:run_generate_with_properties"),
     Step("9", "09_evaluate_control.py", "compare control methods", "pipeline.evaluate:run_evaluate_control"),
@@ -160,8 +162,8 @@ def _marker(root: Path, number: str) -> Path:
 
 
 def _latest_finetuned(paths: PipelinePaths) -> list[Path]:
-    checkpoints = sorted((paths.finetuned_dir / "checkpoints").glob("checkpoint_*.pt"))
-    return checkpoints[-1:]
+    latest = find_latest_checkpoint(paths.finetuned_dir)
+    return [latest] if latest is not None else []
 
 
 def step_inputs(number: str, paths: PipelinePaths) -> list[Path]:
@@ -177,7 +179,7 @@ def step_inputs(number: str, paths: PipelinePaths) -> list[Path]:
         "3": [],
         "4": [paths.generated_csv, *sorted(paths.cnn_models_dir.glob("*.pt"))],
         "5": [paths.segmentation_checkpoint],
-        "6": [paths.segmentation_dir / "crops.csv"],
+        "6": [paths.crops_csv],
         "7a": [paths.stylegan_checkpoint, paths.generated_csv, paths.all_scores_csv, paths.normalization_json,
                paths.quality_gender_csv],
         "7b": [paths.stylegan_checkpoint, paths.all_scores_csv, paths.normalization_json],
@@ -191,19 +193,24 @@ def step_inputs(number: str, paths: PipelinePaths) -> list[Path]:
 READS_HAND_LABELS = ("3", "4")
 
 
+def _file(path: Path) -> tuple[Path, str]:
+    return path.parent, path.name
+
+
 def step_outputs(number: str, paths: PipelinePaths) -> list[tuple[Path, str]]:
     """(folder, glob) pairs that must each match a file for a finished step to count as done."""
     table: dict[str, list[tuple[Path, str]]] = {
-        "1": [(paths.generated_dir, name) for name in ("generated.csv", "latents.npy", "w.npy", "generation.json")],
-        "2": [(paths.hand_labels_csv.parent, paths.hand_labels_csv.name)],
+        "1": [_file(paths.generated_csv), _file(paths.latents_npy), _file(paths.w_npy),
+              _file(paths.generated_dir / MANIFEST_NAME)],
+        "2": [_file(paths.hand_labels_csv)],
         "3": [(paths.cnn_models_dir, "*_fold*.pt"), (paths.cnn_logs_dir, "train_config.json")],
-        "4": [(paths.quality_gender_csv.parent, paths.quality_gender_csv.name), (paths.filtered_dir, "*")],
-        "5": [(paths.segmentation_dir, "crops.csv")],
-        "6": [(paths.property_scores_dir, "all_scores.csv"), (paths.property_scores_dir, "normalization.json")],
-        "7a": [(paths.directions_pt.parent, paths.directions_pt.name)],
-        "7b": [(paths.finetuned_dir / "checkpoints", "checkpoint_*.pt")],
+        "4": [_file(paths.quality_gender_csv), (paths.filtered_dir, "*")],
+        "5": [_file(paths.crops_csv)],
+        "6": [_file(paths.all_scores_csv), _file(paths.normalization_json)],
+        "7a": [_file(paths.directions_pt)],
+        "7b": [(FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir, "checkpoint_*.pt")],
         "8": [(paths.root / "stylegan", "*/generated/*.png")],  # finetuned/ or directions/, whichever ran
-        "9": [(paths.evaluation_dir, "*.csv")],
+        "9": [_file(paths.comparison_csv)],
     }
     return table[step_id(number)]
 
@@ -244,15 +251,13 @@ def step_function(number: str) -> Callable[[Any, Any], Summary]:
 
 def run_alone_hint(number: str, argv: list[str]) -> str:
     """The command that runs this step by itself, with this interpreter (it works without an active venv)."""
-    script = Path(sys.executable).as_posix(), f"stylegan_and_segmentation/{STEPS[number].script}"
+    script = python_command(), f"stylegan_and_segmentation/{STEPS[number].script}"
     return " ".join(shlex.quote(part) for part in (*script, *argv))
 
 
 def _call_step(number: str, argv: list[str], quiet: bool = False) -> Summary:
     """Config from the step's own flags, then its package function; returns its Summary."""
     module = load_script(number)
-    if not hasattr(module, "config_from_args"):  # TRANSITION: scripts not yet in the step contract
-        return _call_legacy_script(module, number, argv)
     try:
         config, _ = parse_step_config(module.build_parser(), module.config_from_args, argv)
     except SystemExit:  # argparse printed its one-line error
@@ -267,31 +272,6 @@ def _call_step(number: str, argv: list[str], quiet: bool = False) -> Summary:
             logger.exception("step %s failed", number)
             raise StepFailed(f"step {number} ({STEPS[number].script}) failed: {type(exc).__name__}: {exc}; "
                              f"run it alone to see why: {run_alone_hint(number, argv)}") from exc
-
-
-@dataclass(frozen=True)
-class _LegacySummary:  # TRANSITION: removed once every script is in the step contract
-    text: str
-
-    def line(self) -> str:
-        return self.text
-
-
-def _call_legacy_script(module, number: str, argv: list[str]) -> Summary:  # TRANSITION
-    import contextlib
-    import io
-
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        try:
-            code = module.main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    if code not in (0, None):
-        raise StepFailed(f"step {number} failed with exit code {code}; run it alone to see why: "
-                         f"{run_alone_hint(number, argv)}")
-    lines = [line for line in buffer.getvalue().strip().splitlines() if line.strip()]
-    return _LegacySummary(lines[-1] if lines else "")
 
 
 def _import_labels_file(source: Path, paths: PipelinePaths) -> str:
@@ -338,8 +318,6 @@ def _labels_step(options: PipelineOptions, paths: PipelinePaths) -> str | None:
 def _flags_of(number: str) -> set[str]:
     """The option strings a step's script accepts (a script offers only flags it uses)."""
     module = load_script(number)
-    if not hasattr(module, "build_parser"):  # step 2's server script, or a script not yet in the contract
-        return {"--device", "--limit", "--threads"} if number != "2" else {"--threads"}
     return set(module.build_parser()._option_string_actions)
 
 
@@ -403,7 +381,7 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
                         f"    {run_alone_hint('2', [])}\n"
                         "  (on a remote GPU box: ssh -L 8765:127.0.0.1:8765 host, then open http://127.0.0.1:8765)\n"
                         "  then continue with:\n"
-                        f"    {shlex.quote(Path(sys.executable).as_posix())} stylegan_and_segmentation/run_pipeline.py "
+                        f"    {shlex.quote(python_command())} stylegan_and_segmentation/run_pipeline.py "
                         "--from 3\n"
                         "  or pass existing labels: run_pipeline.py --from 2 --labels FILE")
                     break

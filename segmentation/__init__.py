@@ -1,48 +1,84 @@
 """Steps 5-6 package: FaceXFormer face parsing, the official MTCNN face crop, property scores, label ids.
 
-Public names (scripts import only these) are listed in ``__all__``. They are imported lazily
-(PEP 562), so ``import segmentation.labels`` or the numpy-only scoring modules do not pay for
-torch/torchvision until a model name is used.
+Step 5 is :func:`run_segmentation` (``segmentation.segment``); step 6's segmentation judge is
+:func:`score_properties` (``segmentation.score_step``; the whole step, with the optional landmark
+judge, is ``pipeline.property_scores``). CSV columns and per-image file names are in the
+torch-free ``segmentation.tables``.
 """
-from __future__ import annotations
+from segmentation.crop import FaceCrop, detect_and_crop, full_image_crop, normalize_crops
+from segmentation.facexformer import (
+    HEAD_NAMES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INPUT_SIZE,
+    TASK_IDS,
+    FaceXFormer,
+    check_state_dict,
+    clean_checkpoint_path,
+    load_facexformer,
+)
+from segmentation.labels import CLASS_NAMES, NUM_CLASSES, PALETTE, FaceLabel, colorize, overlay
+from segmentation.normalize import PropertyNormalizer
+from segmentation.property_scores import (
+    SCORE_FLAGS,
+    background_scores,
+    raw_scores,
+    raw_scores_with_flags,
+    score_flags,
+)
+from segmentation.random_weights import recipe_state_dict, save_random_facexformer_checkpoint
+from segmentation.score_step import PropertyScoresConfig, PropertyScoresSummary, score_properties
+from segmentation.segment import (
+    CROP_MODES,
+    SegmentConfig,
+    SegmentSummary,
+    heads_path,
+    output_paths,
+    read_crops_csv,
+    read_heads,
+    run_segmentation,
+)
+from segmentation.tables import CROPS_COLUMNS, SCORES_COLUMNS
 
-import importlib
-from typing import Any
-
-_EXPORTS: dict[str, str] = {
-    # segmentation.facexformer
-    "FaceXFormer": "facexformer", "load_facexformer": "facexformer", "check_state_dict": "facexformer",
-    "clean_checkpoint_path": "facexformer", "HEAD_NAMES": "facexformer", "TASK_IDS": "facexformer",
-    "INPUT_SIZE": "facexformer", "IMAGENET_MEAN": "facexformer", "IMAGENET_STD": "facexformer",
-    # segmentation.crop
-    "FaceCrop": "crop", "detect_and_crop": "crop", "full_image_crop": "crop", "normalize_crops": "crop",
-    # segmentation.reference_weights
-    "recipe_state_dict": "reference_weights", "save_random_facexformer_checkpoint": "reference_weights",
-    # segmentation.segment (step 5)
-    "SegmentConfig": "segment", "SegmentSummary": "segment", "run_segmentation": "segment",
-    "output_paths": "segment", "read_crops_csv": "segment", "CROPS_COLUMNS": "segment",
-    "CROP_MODES": "segment", "heads_path": "segment", "read_heads": "segment",
-    # segmentation.property_scores, normalize, score_report (step 6)
-    "raw_scores": "property_scores", "raw_scores_with_flags": "property_scores", "score_flags": "property_scores",
-    "background_scores": "property_scores", "SCORE_FLAGS": "property_scores",
-    "PropertyNormalizer": "normalize",
-    "ScoreStepConfig": "score_report", "run_property_scores": "score_report", "SCORES_COLUMNS": "score_report",
-    # segmentation.labels
-    "FaceLabel": "labels", "NUM_CLASSES": "labels", "CLASS_NAMES": "labels", "PALETTE": "labels",
-    "colorize": "labels", "overlay": "labels",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'segmentation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"segmentation.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__ = [
+    "CLASS_NAMES",
+    "CROPS_COLUMNS",
+    "CROP_MODES",
+    "HEAD_NAMES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "INPUT_SIZE",
+    "NUM_CLASSES",
+    "PALETTE",
+    "SCORES_COLUMNS",
+    "SCORE_FLAGS",
+    "TASK_IDS",
+    "FaceCrop",
+    "FaceLabel",
+    "FaceXFormer",
+    "PropertyNormalizer",
+    "PropertyScoresConfig",
+    "PropertyScoresSummary",
+    "SegmentConfig",
+    "SegmentSummary",
+    "background_scores",
+    "check_state_dict",
+    "clean_checkpoint_path",
+    "colorize",
+    "detect_and_crop",
+    "full_image_crop",
+    "heads_path",
+    "load_facexformer",
+    "normalize_crops",
+    "output_paths",
+    "overlay",
+    "raw_scores",
+    "raw_scores_with_flags",
+    "read_crops_csv",
+    "read_heads",
+    "recipe_state_dict",
+    "run_segmentation",
+    "save_random_facexformer_checkpoint",
+    "score_flags",
+    "score_properties",
+]

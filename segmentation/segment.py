@@ -13,33 +13,56 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from common.distributed import init_distributed, parse_shard
 from common.folders import refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb
-from common.io import atomic_save_image, atomic_write_csv, atomic_write_json, read_csv_checked
-from segmentation.crops_table import check_crops_frame
+from common.io import (
+    atomic_save_image,
+    atomic_write_csv,
+    atomic_write_json,
+    clean_stale_temp_files,
+    read_csv_checked,
+)
+from common.paths import REPO_ROOT, PipelinePaths
+from common.steps import Progress, StepError
 from segmentation.crop import FaceCrop, detect_and_crop, full_image_crop, normalize_crops
 from segmentation.labels import overlay
+from segmentation.parts import complete_parts, found_parts
+from segmentation.tables import (
+    CROPS_COLUMNS,
+    CROPS_EXTRA_COLUMNS,
+    FACE_PREFIX,
+    HEADS_PREFIX,
+    PARSING_PREFIX,
+    VISUALIZATION_PREFIX,
+    check_crops_frame,
+)
 
 log = logging.getLogger(__name__)
 
-CROPS_CSV = "crops.csv"
-CROPS_COLUMNS: tuple[str, ...] = ("img_name", "face_found", "x0", "y0", "x1", "y1", "prob", "crop")
-CROPS_EXTRA_COLUMNS: tuple[str, ...] = ("error",)
 CROP_MODES: tuple[str, ...] = ("mtcnn", "full")
 RUN_JSON = "segmentation_run.json"
 
 
+class SegmentationError(StepError, RuntimeError):
+    """A missing input folder or an unusable device (the script prints one line and exits 2)."""
+
+
 @dataclass(frozen=True)
 class SegmentConfig:
-    """Step-5 settings (defaults = the CLI defaults)."""
+    """Step 5's settings; every path None = the pipeline's default under ``root``."""
 
+    root: Path = REPO_ROOT
+    images: Path | None = None      # step 4's filtered images
+    checkpoint: Path | None = None  # FaceXFormer (segmentation/models/segmentation_model.pt)
+    out: Path | None = None         # segmentation/segmentation_results
+    device: str = "auto"           # FaceXFormer's device
     crop: str = "mtcnn"            # mtcnn: official face crop; full: whole image resized to 224
     batch_size: int = 8            # images per FaceXFormer forward
     limit: int | None = None       # only the first N images of the folder (smoke runs)
@@ -49,48 +72,77 @@ class SegmentConfig:
     mtcnn_device: str = "cpu"      # the official demo ran MTCNN on the CPU
     writer_threads: int = 2        # PNG encoders
     csv_flush_seconds: float = 10.0  # rewrite crops.csv at most this often while running
+    shard: str | None = None       # "K/N": only images i with i mod N == K (separate machines; see merge)
 
     def __post_init__(self) -> None:
+        if self.shard is not None:
+            parse_shard(self.shard)
         if self.crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+        if self.writer_threads < 1:
+            raise ValueError(f"writer_threads must be >= 1, got {self.writer_threads}")
+
+    @property
+    def paths(self) -> PipelinePaths:
+        return PipelinePaths(Path(self.root).resolve())
+
+    def resolved(self) -> SegmentConfig:
+        """This config with every path filled in from ``root`` (what the run and its record use)."""
+        paths = self.paths
+        return replace(self, images=Path(self.images or paths.filtered_dir),
+                       checkpoint=Path(self.checkpoint or paths.segmentation_checkpoint),
+                       out=Path(self.out or paths.segmentation_dir))
+
+    @property
+    def crops_csv(self) -> Path:
+        return Path(self.resolved().out) / self.paths.crops_csv.name
 
 
-@dataclass
+@dataclass(frozen=True)
 class SegmentSummary:
-    total: int = 0
-    parsed: int = 0
-    no_face: int = 0
-    unreadable: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
-    out_dir: Path | None = None
-    crop: str = "mtcnn"
-    device: str = "cpu"
-    checkpoint: str = ""
-    errors: list[str] = field(default_factory=list)
+    """What step 5 did: counts of this run (``skipped`` = done earlier), where, with what."""
+
+    total: int
+    parsed: int
+    no_face: int
+    unreadable: int
+    skipped: int
+    seconds: float
+    out_dir: Path
+    crop: str
+    device: str
+    checkpoint: Path
+    errors: tuple[str, ...] = ()
+    shard: str = ""          # "K/N" when this was one --shard of several (crops.csv not merged yet)
+    merged_parts: int = 0    # per-rank crops.csv parts folded into crops.csv
 
     def line(self) -> str:
         done = self.parsed + self.no_face + self.unreadable
         rate = f", {done / self.seconds:.2f} img/s" if done and self.seconds > 0 else ""
         found = "parsed" if self.crop == "full" else "face found"
-        return (f"segmentation: {self.total} images -> {self.out_dir}: {found} {self.parsed}, "
+        shard = (f" (shard {self.shard}: its rows are in a crops.csv part; when every shard is done, run "
+                 "python stylegan_and_segmentation/merge_shards.py 5)" if self.shard else "")
+        merged = f"; merged {self.merged_parts} parts into crops.csv" if self.merged_parts else ""
+        return (f"segmentation: {self.total} images -> {self.out_dir}{shard}: {found} {self.parsed}, "
                 f"no face {self.no_face}, unreadable {self.unreadable}, "
                 f"skipped (already done) {self.skipped}; "
-                f"crop={self.crop}, device={self.device}, checkpoint={self.checkpoint}; "
+                f"crop={self.crop}, device={self.device}, checkpoint={self.checkpoint}{merged}; "
                 f"{self.seconds:.1f}s{rate}")
 
 
 def output_paths(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
     """(parsing_{stem}.png, face_{stem}.png, parsing_visualization_{stem}.png)."""
-    return (out_dir / f"parsing_{stem}.png", out_dir / f"face_{stem}.png",
-            out_dir / f"parsing_visualization_{stem}.png")
+    return (out_dir / f"{PARSING_PREFIX}{stem}.png", out_dir / f"{FACE_PREFIX}{stem}.png",
+            out_dir / f"{VISUALIZATION_PREFIX}{stem}.png")
 
 
 def heads_path(out_dir: Path, stem: str) -> Path:
     """``heads_{stem}.json``: FaceXFormer's landmarks (68 points, crop pixels) and head pose (degrees)."""
-    return out_dir / f"heads_{stem}.json"
+    return out_dir / f"{HEADS_PREFIX}{stem}.json"
 
 
 def read_heads(path: Path) -> dict:
@@ -229,58 +281,58 @@ def _write_outputs(out_dir: Path, stem: str, face: np.ndarray, parsing: np.ndarr
     atomic_save_image(parsing_path, parsing)
 
 
-def run_segmentation(
-    input_dir: Path,
-    checkpoint: Path,
-    out_dir: Path,
-    config: SegmentConfig = SegmentConfig(),
-    device: str | torch.device = "cpu",
-    model_loader: Callable[[], torch.nn.Module] | None = None,
-) -> SegmentSummary:
-    """Parse every image of ``input_dir`` into ``out_dir`` (see pipeline.md, step 5).
+@dataclass
+class _Counts:
+    parsed: int = 0
+    no_face: int = 0
+    unreadable: int = 0
+    errors: list[str] | None = None
 
-    The model is loaded only if something is left to do (``model_loader`` overrides how; by
-    default :func:`segmentation.facexformer.load_facexformer` on ``checkpoint``).
+    def add(self, row: dict[str, str]) -> None:
+        if row["error"]:
+            self.unreadable += 1
+            self.errors = (self.errors or []) + [f"{row['img_name']}: {row['error']}"]
+        elif row["face_found"] == "1":
+            self.parsed += 1
+        else:
+            self.no_face += 1
+            log.info("no face found in %s", row["img_name"])
+
+
+def _devices(config: SegmentConfig) -> tuple[torch.device, str]:
+    """(FaceXFormer's device, MTCNN's device); a CUDA request without a GPU is a SegmentationError."""
+    from common.runtime import resolve_device
+
+    try:
+        return resolve_device(config.device), str(resolve_device(config.mtcnn_device))
+    except RuntimeError as exc:
+        raise SegmentationError(str(exc)) from exc
+
+
+def _parse_batches(todo: Sequence[Path], model: torch.nn.Module, device: torch.device, config: SegmentConfig,
+                   rows: dict[str, dict[str, str]], csv_path: Path,
+                   on_batch: Callable[[int], None]) -> _Counts:
+    """Crop (background thread), parse (model) and write (PNG pool) ``todo``; rows join ``rows`` when written.
+
+    ``crops.csv`` is rewritten every ``csv_flush_seconds`` and at the end, also after an
+    interruption, and only ever lists images whose files are complete.
     """
-    from segmentation.facexformer import load_facexformer
-
-    start = time.perf_counter()
-    input_dir, out_dir = Path(input_dir), Path(out_dir)
-    refuse_overlap({"--out": out_dir}, {"--input": input_dir, "--checkpoint": checkpoint})
-    device = torch.device(device)
-    paths = list_images(input_dir)
-    if config.limit is not None:
-        paths = paths[: config.limit]
-    summary = SegmentSummary(total=len(paths), out_dir=out_dir, crop=config.crop, device=str(device),
-                             checkpoint=str(checkpoint))
-    csv_path = out_dir / CROPS_CSV
-    rows = read_crops_csv(csv_path)  # kept and merged, also with overwrite (other images' rows stay valid)
-    todo = [p for p in paths if config.overwrite or not _is_done(p, rows.get(p.name), config.crop, out_dir,
-                                                                     config.retry_unreadable)]
-    summary.skipped = len(paths) - len(todo)
-    if not todo:
-        summary.seconds = time.perf_counter() - start
-        return summary
-
-    model = model_loader() if model_loader is not None else load_facexformer(
-        checkpoint, device=device, trusted=config.trust_checkpoint)
-    model.eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(config.out)
+    counts = _Counts()
     batches = [todo[i: i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
-    pending: list[tuple[list[dict[str, str]], list[Future]]] = []
+    pending: list[tuple[list[dict[str, str]], list[Future | None]]] = []
     last_flush = time.perf_counter()
 
     def commit(wait_all: bool) -> None:
         """Move rows whose PNGs are written into ``rows`` (the CSV never lists a half-written image)."""
         while pending and (wait_all or all(f.done() for f in pending[0][1] if f is not None)):
             batch_rows, futures = pending.pop(0)
-            for future, row in zip(futures, batch_rows):
+            for future in futures:
                 if future is not None:
                     future.result()  # a failed write raises here (disk full...): not a per-image issue
             for row in batch_rows:
                 rows[row["img_name"]] = row
 
-    bar = tqdm(total=len(paths), initial=summary.skipped, unit="img", desc="segmentation", dynamic_ncols=True)
     try:
         with ThreadPoolExecutor(max_workers=config.writer_threads, thread_name_prefix="png-writer") as pool:
             for batch in _prefetch(batches, config):
@@ -295,31 +347,164 @@ def run_segmentation(
                         futures[i] = pool.submit(_write_outputs, out_dir, batch.paths[i].stem,
                                                  batch.faces[i], maps[j], landmarks[j], headpose[j])
                 for row in batch.rows:
-                    if row["error"]:
-                        summary.unreadable += 1
-                        summary.errors.append(f"{row['img_name']}: {row['error']}")
-                    elif row["face_found"] == "1":
-                        summary.parsed += 1
-                    else:
-                        summary.no_face += 1
-                        log.info("no face found in %s", row["img_name"])
+                    counts.add(row)
                 pending.append((batch.rows, futures))
                 commit(wait_all=False)
                 if time.perf_counter() - last_flush > config.csv_flush_seconds:
                     write_crops_csv(csv_path, rows)
                     last_flush = time.perf_counter()
-                bar.update(len(batch.paths))
+                on_batch(len(batch.paths))
             commit(wait_all=True)
     finally:
-        bar.close()
         try:
             commit(wait_all=False)  # on an interruption, keep what is complete
         except Exception as exc:  # noqa: BLE001 - do not mask the error that stopped the run
             log.error("some outputs could not be written: %s", exc)
         write_crops_csv(csv_path, rows)
-    summary.seconds = time.perf_counter() - start
-    record = {"config": asdict(config), "input_dir": str(input_dir), "checkpoint": str(checkpoint),
-              "device": str(device), "summary": {k: v for k, v in asdict(summary).items() if k != "errors"}}
-    record["summary"]["out_dir"] = str(out_dir)
-    atomic_write_json(out_dir / RUN_JSON, record)
+    return counts
+
+
+def _write_record(config: SegmentConfig, summary: SegmentSummary) -> None:
+    """``segmentation_run.json``: the settings and figures of the last run (for people; nothing reads it)."""
+    def plain(value: object) -> object:
+        return str(value) if isinstance(value, Path) else value
+
+    record = {"config": {k: plain(v) for k, v in asdict(config).items()}, "input_dir": str(config.images),
+              "checkpoint": str(config.checkpoint), "device": summary.device,
+              "summary": {k: plain(v) for k, v in asdict(summary).items() if k != "errors"}}
+    atomic_write_json(Path(config.out) / RUN_JSON, record)
+
+
+def _known_rows(csv_path: Path) -> dict[str, dict[str, str]]:
+    """crops.csv's rows, updated by every per-rank part (a killed sharded run's too), newest part last."""
+    rows = read_crops_csv(csv_path)
+    parts = sorted((part for _, _, part in found_parts(csv_path)), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    for part in parts:
+        rows.update(read_crops_csv(part))
+    return rows
+
+
+def merge_crops_parts(csv_path: Path) -> int:
+    """Fold every part into crops.csv (atomically), then remove the parts; returns how many were folded.
+
+    Idempotent: a kill between the write and the removal leaves parts whose rows crops.csv
+    already holds, and the next merge writes the same file.
+    """
+    parts = [part for _, _, part in found_parts(csv_path)]
+    if not parts:
+        return 0
+    write_crops_csv(csv_path, _known_rows(csv_path))
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return len(parts)
+
+
+def _summary(config: SegmentConfig, counts: _Counts, total: int, skipped: int, start: float, device: str,
+             shard: str = "", merged_parts: int = 0) -> SegmentSummary:
+    return SegmentSummary(total=total, parsed=counts.parsed, no_face=counts.no_face, unreadable=counts.unreadable,
+                          skipped=skipped, seconds=time.perf_counter() - start, out_dir=Path(config.out),
+                          crop=config.crop, device=device, checkpoint=Path(config.checkpoint),
+                          errors=tuple(counts.errors or ()), shard=shard, merged_parts=merged_parts)
+
+
+def _sum_counts(shares: Sequence[tuple[_Counts, int]]) -> tuple[_Counts, int]:
+    """Every rank's (counts, skipped) added up, errors in rank order."""
+    total = _Counts()
+    for counts, _ in shares:
+        total.parsed += counts.parsed
+        total.no_face += counts.no_face
+        total.unreadable += counts.unreadable
+        total.errors = (total.errors or []) + (counts.errors or [])
+    return total, sum(skipped for _, skipped in shares)
+
+
+def run_segmentation(config: SegmentConfig, progress: Progress | None = None, *,
+                     model_loader: Callable[[], torch.nn.Module] | None = None) -> SegmentSummary:
+    """Parse every image of the input folder into the output folder (see pipeline.md, step 5).
+
+    The model is loaded only if something is left to do (``model_loader`` overrides how, for
+    tests and benchmarks; by default :func:`segmentation.facexformer.load_facexformer` on the
+    checkpoint). ``progress(done, total)`` counts images, those done earlier included.
+
+    Under torchrun (or with ``config.shard``) this process parses the images whose index i in
+    the sorted folder satisfies i mod N == rank and lists them in its own part of crops.csv;
+    under torchrun rank 0 folds the parts into crops.csv after all ranks finish (the file a
+    single process writes), with ``--shard`` :func:`merge_segmentation_shards` does it later.
+    """
+    from segmentation.facexformer import load_facexformer
+
+    start = time.perf_counter()
+    config = config.resolved()
+    ctx = init_distributed(config.shard)
+    input_dir, out_dir, checkpoint = Path(config.images), Path(config.out), Path(config.checkpoint)
+    if not input_dir.is_dir():
+        raise SegmentationError(f"input folder not found: {input_dir} (run step 4 first, or pass --images)")
+    refuse_overlap({"--out": out_dir}, {"--images": input_dir, "--checkpoint": checkpoint})
+    device, mtcnn_device = _devices(replace(config, device=ctx.device(config.device),
+                                            mtcnn_device=ctx.device(config.mtcnn_device)))
+    config = replace(config, mtcnn_device=mtcnn_device)
+    if not ctx.is_main:
+        progress = None  # one bar: rank 0's share
+    paths = list_images(input_dir)[: config.limit]
+    mine = [paths[i] for i in ctx.take(range(len(paths)))]
+    csv_path = config.crops_csv
+    known = _known_rows(csv_path)  # kept and merged, also with overwrite (other images' rows stay valid)
+    list_path = ctx.part_path(csv_path) if ctx.sharded else csv_path
+    rows = read_crops_csv(list_path) if ctx.sharded else known  # what this process's list holds
+    todo = [p for p in mine if config.overwrite or not _is_done(p, known.get(p.name), config.crop, out_dir,
+                                                                    config.retry_unreadable)]
+    skipped = len(mine) - len(todo)
+    done = skipped
+    if progress is not None:
+        progress(done, len(mine))
+    counts = _Counts()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not ctx.sharded:
+        clean_stale_temp_files(out_dir)  # with several processes, only once all have finished (the merge)
+    if todo:
+        model = model_loader() if model_loader is not None else load_facexformer(
+            checkpoint, device=device, trusted=config.trust_checkpoint)
+        model.eval()
+
+        def on_batch(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, len(mine))
+
+        counts = _parse_batches(todo, model, device, config, rows, list_path, on_batch)
+    elif ctx.sharded:
+        write_crops_csv(list_path, rows)  # every shard leaves its part, also with nothing to do
+    if ctx.sharded and not ctx.grouped:  # --shard K/N: merge_segmentation_shards() finishes
+        return _summary(config, counts, len(mine), skipped, start, str(device), shard=f"{ctx.rank}/{ctx.world_size}")
+    shares = ctx.gather((counts, skipped))  # every rank's part is complete once all got here
+    if not ctx.is_main:
+        return _summary(config, counts, len(mine), skipped, start, str(device))
+    merged = merge_crops_parts(csv_path)
+    if ctx.sharded:
+        clean_stale_temp_files(out_dir)
+    counts, skipped = _sum_counts(shares)
+    summary = _summary(config, counts, len(paths), skipped, start, str(device),
+                       merged_parts=merged if ctx.sharded else 0)
+    if counts.parsed + counts.no_face + counts.unreadable:
+        _write_record(config, summary)
     return summary
+
+
+def merge_segmentation_shards(config: SegmentConfig) -> SegmentSummary:
+    """After ``--shard K/N`` runs (their output folders copied into one): fold every part into crops.csv.
+
+    The result is the crops.csv one process writes; a second merge finds no parts and changes nothing.
+    """
+    start = time.perf_counter()
+    config = config.resolved()
+    csv_path = config.crops_csv
+    parts = complete_parts(csv_path, "run the missing shards (--shard K/N, same flags) or copy their output "
+                                     "folders in, then merge again")
+    merge_crops_parts(csv_path)
+    clean_stale_temp_files(Path(config.out))
+    counts = _Counts()
+    for row in read_crops_csv(csv_path).values():
+        counts.add(row)
+    return _summary(config, counts, counts.parsed + counts.no_face + counts.unreadable, 0, start, "-",
+                    merged_parts=len(parts))

@@ -250,9 +250,9 @@ def write_random_checkpoint(path: Path | str, resolution: int = 32, seed: int = 
     """Write a random-weight checkpoint in genforce's converter format (tests, demo, README interim command).
 
     kwargs go to both constructors where they apply (e.g. fmaps_base, fmaps_max, z_space_dim).
-    Weights follow genforce's initialisation scales (``reference_weights``), so images depend on z.
+    Weights follow genforce's initialisation scales (``random_weights``), so images depend on z.
     """
-    from stylegan.reference_weights import recipe_state_dict
+    from stylegan.random_weights import recipe_state_dict
 
     g_kwargs = {k: v for k, v in kwargs.items() if k in StyleGANGenerator.__init__.__code__.co_varnames}
     d_keys = StyleGANDiscriminator.__init__.__code__.co_varnames

@@ -6,7 +6,7 @@ row per (method, judge, property). Arrays and tables only: no models, no segment
 
 Columns (``COMPARISON_COLUMNS``, a contract):
 - ``pearson_r``, ``spearman_rho``, ``mae``, ``monotonic_share``, ``control_slope``: as in
-  ``stylegan.control.control_metrics`` (the sweeps of that property only).
+  ``stylegan.evaluation.control_metrics`` (the sweeps of that property only).
 - ``leakage_mean``: mean over the other properties q of the mean |least-squares slope| of measured
   q against the requested property, in step-6 units (pose spans 2, the others 1); ideal 0.
 - ``failed_share``: share of that property's sweep images the judge could not measure (NaN).
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from common.paths import PROPERTY_NAMES
-from stylegan.control import control_metrics, leakage_matrix
+from stylegan.evaluation import control_metrics, leakage_matrix
 
 __all__ = ["COMPARISON_COLUMNS", "COMPARISON_CSV", "COMPARISON_PNG", "comparison_table", "verdicts",
            "comparison_sheet"]

@@ -27,11 +27,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.paths import PROPERTY_NAMES
+from stylegan.finetune_schema import FINETUNE_FORMAT_VERSION, FinetuneSettings, property_ranges
 from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator, _pixel_norm
 
 __all__ = [
     "ConditionalGenerator", "ConditionalDiscriminator", "build_conditional_generator",
     "build_conditional_discriminator", "freeze_synthesis", "set_trainable_d_layers", "d_layer_names",
+    "load_conditional_generator", "read_finetune_checkpoint", "FINETUNE_FORMAT_VERSION", "FINETUNE_FIX",
+    "property_ranges",
 ]
 
 _LRELU_SLOPE = 0.2
@@ -248,28 +251,7 @@ def clone_frozen(module: nn.Module) -> nn.Module:
 # ----------------------------------------------------------------------------------------------
 # fine-tune checkpoints (the format step 7 writes; steps 8-9 and outside checks read it)
 
-FINETUNE_FORMAT_VERSION = 1
 _ENTRY_ALLOWED = ("ema", "raw")
-
-
-def property_ranges(config: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """Sweep range per property: the normalised range from normalization.json (min-max target,
-    [-1, 1] for symmetric pose), else the observed range of the training conditions (z-score)."""
-    scales = (config.get("normalization") or {}).get("scales", {})
-    stats = config.get("condition_stats") or {}
-    ranges: dict[str, tuple[float, float]] = {}
-    for name in config.get("property_names", PROPERTY_NAMES):
-        scale = scales.get(name, {})
-        if scale.get("kind") == "minmax" and scale.get("target"):
-            low, high = scale["target"]
-        elif scale.get("kind") == "symmetric":
-            low, high = -1.0, 1.0
-        elif name in stats:
-            low, high = stats[name]["min"], stats[name]["max"]
-        else:
-            low, high = (-1.0, 1.0) if name == "face_pose" else (0.0, 1.0)
-        ranges[name] = (float(low), float(high))
-    return ranges
 
 
 FINETUNE_FIX = ("pass another --checkpoint (an older checkpoint_NNNNNN.pt of the same run), or move this one "
@@ -310,8 +292,8 @@ def load_conditional_generator(path, device: str | torch.device = "cpu", which: 
     """Rebuild the fine-tuned generator from one step-7 checkpoint, in eval mode (contract).
 
     which: 'ema' (default, the averaged weights) or 'raw' (the trained G). The result takes
-    ``G(z [N, z_dim], condition [N, 5])`` and carries ``finetune_config`` (the checkpoint's
-    plain-dict config: property names, normalisation, ranges, medians) and ``step``.
+    ``G(z [N, z_dim], condition [N, 5])`` and carries ``finetune_settings`` (the run's
+    :class:`FinetuneSettings`: property names, normalisation, ranges, medians) and ``step``.
     """
     if which not in _ENTRY_ALLOWED:
         raise ValueError(f"invalid which={which!r}; allowed: {_ENTRY_ALLOWED}")
@@ -326,6 +308,10 @@ def load_conditional_generator(path, device: str | torch.device = "cpu", which: 
         generator = ConditionalGenerator(**config["generator"])
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:
         raise _checkpoint_problem(path, f"config['generator'] does not describe a generator ({exc})") from exc
+    try:
+        settings = FinetuneSettings.from_dict(config)
+    except (TypeError, ValueError) as exc:
+        raise _checkpoint_problem(path, f"its settings do not read ({exc})") from exc
     state = ckpt.get(entry)
     if not isinstance(state, dict):
         raise _checkpoint_problem(path, f"entry {entry!r} is missing or not a state_dict")
@@ -335,7 +321,7 @@ def load_conditional_generator(path, device: str | torch.device = "cpu", which: 
     except RuntimeError as exc:
         raise _checkpoint_problem(path, f"entry {entry!r} does not fit its config "
                                         f"({str(exc).strip().splitlines()[0]})") from exc
-    generator.finetune_config = config
+    generator.finetune_settings = settings
     generator.step = int(ckpt.get("step", 0))
     generator.requires_grad_(False)
     return generator.eval().to(device)

@@ -115,16 +115,14 @@ class FinetunedMethod:
     name = FINETUNED
 
     def __init__(self, generator, batch_size: int = 16, description: str | None = None):
-        from stylegan.conditional import property_ranges
+        from stylegan.finetune_schema import FinetuneSettings
 
-        config = generator.finetune_config
-        stats = config.get("condition_stats") or {}
+        settings = FinetuneSettings.of(generator)
         self.generator = generator
         self.batch_size = batch_size
         self.z_dim = generator.z_space_dim
-        self.ranges: Ranges | None = property_ranges(config)
-        self.median = np.array([stats.get(p, {}).get("median", 0.0 if p == "face_pose" else 0.5)
-                                for p in PROPERTY_NAMES], dtype=np.float32)
+        self.ranges: Ranges | None = settings.ranges
+        self.median = settings.median_vector()
         self.description = description or (f"fine-tuned generator {getattr(generator, 'checkpoint_path', '')} "
                                            f"(step {getattr(generator, 'step', '?')}; unrequested properties at "
                                            "the training median)")

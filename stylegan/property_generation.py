@@ -22,6 +22,7 @@ import numpy as np
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
 from common.steps import StepError
 from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.finetune_schema import FinetuneRunFiles
 
 __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGeneration", "PropertyGenerationError",
            "run_generate_with_properties", "choose_control", "CONTROL_OPTIONS", "PROPERTIES_CSV"]
@@ -116,7 +117,7 @@ def choose_control(paths: PipelinePaths, finetuned: Path | None, directions: Pat
     """``auto``: the method that exists; with both, step 9's better one (real judge), else the fine-tune."""
     if finetuned is None and directions is None:
         raise PropertyGenerationError(
-            f"no control method: no fine-tuned checkpoint in {paths.finetuned_dir / 'checkpoints'} and no "
+            f"no control method: no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir} and no "
             f"directions file {paths.directions_pt}; run step 7 (07_fit_latent_directions.py or "
             "07_finetune_stylegan.py) or pass --checkpoint / --directions")
     if finetuned is None or directions is None:
@@ -139,7 +140,7 @@ def choose_control(paths: PipelinePaths, finetuned: Path | None, directions: Pat
 def _load_methods(config: GeneratePropertiesConfig, device) -> list[tuple[ControlMethod, str, Path]]:
     """The chosen method(s), each with a description of its source and its default output folder."""
     from stylegan.control_methods import load_directions_method, load_finetuned_method
-    from stylegan.finetune import find_latest_checkpoint
+    from stylegan.finetune_schema import find_latest_checkpoint
 
     paths = config.paths
     finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
@@ -156,20 +157,20 @@ def _load_methods(config: GeneratePropertiesConfig, device) -> list[tuple[Contro
     for control in controls:
         if control == FINETUNED:
             if finetuned is None:
-                raise PropertyGenerationError(f"no fine-tuned checkpoint in {paths.finetuned_dir / 'checkpoints'}; "
+                raise PropertyGenerationError(f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}; "
                                               "run 07_finetune_stylegan.py or pass --checkpoint")
-            _refuse_overlap(config.out or paths.finetuned_dir / "generated", {"--checkpoint": finetuned})
+            _refuse_overlap(config.out or paths.finetuned_generated_dir, {"--checkpoint": finetuned})
             method = load_finetuned_method(finetuned, device, config.batch_size, config.weights)
-            out.append((method, f"{finetuned}, {config.weights} weights", paths.finetuned_dir / "generated"))
+            out.append((method, f"{finetuned}, {config.weights} weights", paths.finetuned_generated_dir))
             continue
         if directions is None:
             raise PropertyGenerationError(f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py "
                                           "or pass --directions")
         base = config.stylegan_checkpoint or paths.stylegan_checkpoint
-        _refuse_overlap(config.out or paths.directions_dir / "generated",
+        _refuse_overlap(config.out or paths.directions_generated_dir,
                         {"--directions": directions, "--stylegan-checkpoint": base})
         method = load_directions_method(base, directions, device, config.batch_size)
-        out.append((method, f"{directions} on {base}", paths.directions_dir / "generated"))
+        out.append((method, f"{directions} on {base}", paths.directions_generated_dir))
     return out
 
 

@@ -11,13 +11,14 @@ No horizontal-flip augmentation: a flip changes face_pose (and min-max pose is n
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy import stats
 
 from common.paths import PROPERTY_NAMES
 
@@ -58,9 +59,10 @@ class PropertyRegressor(nn.Module):
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 2 or a.std() == 0 or b.std() == 0:
+    """scipy's Pearson r; NaN where it is undefined (fewer than 2 pairs, or a constant side)."""
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
+    return float(stats.pearsonr(a, b).statistic)
 
 
 def regressor_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -130,6 +132,3 @@ def _to_input(images_u8: np.ndarray, size: int) -> torch.Tensor:
         x = F.interpolate(x, size=(size, size), mode="area")
     return x
 
-
-def regressor_config_dict(config: RegressorConfig) -> dict[str, Any]:
-    return asdict(config)

@@ -19,6 +19,8 @@ MERGERS: dict[str, tuple[str, str]] = {
     # step id -> (package module, merge function taking the step's config and returning a Summary)
     "1": ("stylegan.generate", "merge_generate_shards"),
     "4": ("gender_cnn.filter", "merge_filter_shards"),
+    "5": ("segmentation.segment", "merge_segmentation_shards"),
+    "6": ("pipeline.property_scores", "merge_property_scores_shards"),
 }
 
 EXAMPLES = """examples (after copying the shards' output folders into one):

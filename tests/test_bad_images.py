@@ -24,7 +24,7 @@ from gender_cnn.filter import FilterConfig, run_filter
 from gender_cnn.predict import PredictionResult
 from gender_cnn.train import TrainConfig, run_training
 from pipeline.runner import load_script_file
-from segmentation.segment import CROPS_CSV, SegmentConfig, run_segmentation
+from segmentation.segment import SegmentConfig, run_segmentation
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 LIMIT_TEXT = f"{MAX_IMAGE_PIXELS:,} pixels"
@@ -163,13 +163,14 @@ def test_step5_bomb_is_flagged_and_the_next_run_gets_past_it(tmp_path, bomb):
     _images(images, ["000000.png", "000002.png"])
     (images / "000001.png").write_bytes(bomb.read_bytes())
     out = tmp_path / "seg"
-    config = SegmentConfig(crop="full", batch_size=2)
-    summary = run_segmentation(images, tmp_path / "unused.pt", out, config, model_loader=_ZeroParser)
+    config = SegmentConfig(images=images, checkpoint=tmp_path / "unused.pt", out=out, device="cpu", crop="full",
+                           batch_size=2)
+    summary = run_segmentation(config, model_loader=_ZeroParser)
     assert (summary.parsed, summary.unreadable) == (2, 1)
     assert any("000001.png" in e and LIMIT_TEXT in e for e in summary.errors)
-    rows = pd.read_csv(out / CROPS_CSV, dtype=str, keep_default_na=False).set_index("img_name")
+    rows = pd.read_csv(config.crops_csv, dtype=str, keep_default_na=False).set_index("img_name")
     assert LIMIT_TEXT in rows.loc["000001.png", "error"]
-    again = run_segmentation(images, tmp_path / "unused.pt", out, config, model_loader=_ZeroParser)
+    again = run_segmentation(config, model_loader=_ZeroParser)
     assert again.skipped == 3 and again.unreadable == 0
 
 
@@ -177,7 +178,7 @@ def test_step5_output_overlapping_input_is_refused(tmp_path, capsys):
     images = tmp_path / "filtered"
     _images(images, ["000000.png"])
     rc = load_script_file("05_run_segmentation.py").main(
-        ["--input", str(images), "--out", str(images), "--checkpoint", str(tmp_path / "x.pt"), "--crop", "full",
-         "--device", "cpu"])
+        ["--images", str(images), "--out", str(images), "--checkpoint", str(tmp_path / "x.pt"), "--crop", "full",
+         "--device", "cpu", "-q"])
     err = capsys.readouterr().err
-    assert rc == 2 and "--out" in err and "--input" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and "--out" in err and "--images" in err and len(err.strip().splitlines()) == 1

@@ -10,7 +10,7 @@ import torch
 from common.paths import PROPERTY_NAMES
 from stylegan.checkpoint import load_generator, write_random_checkpoint
 from stylegan.comparison import COMPARISON_COLUMNS, comparison_table, verdicts, write_csv
-from stylegan.control import BrightnessScorer, ControlConfig, evaluate_control, evaluation_latents
+from stylegan.evaluation import BrightnessScorer, ControlConfig, evaluate_control, evaluation_latents
 from stylegan.control_methods import BaselineMethod, ControlMethod, DirectionsMethod, FinetunedMethod
 from stylegan.generate import latents_for
 
@@ -188,10 +188,11 @@ def test_directions_method_renders_through_the_mapping_and_its_layer_ranges(gene
 
 def test_finetuned_method_holds_unrequested_values_at_the_training_median(generator):
     from stylegan.conditional import build_conditional_generator
+    from stylegan.finetune_schema import FinetuneSettings
 
     conditional = build_conditional_generator(generator)
-    conditional.finetune_config = {"condition_stats": {p: {"median": 0.3, "min": 0.0, "max": 1.0}
-                                                       for p in PROPERTY_NAMES}}
+    conditional.finetune_settings = FinetuneSettings(condition_stats={p: {"median": 0.3, "min": 0.0, "max": 1.0}
+                                                                      for p in PROPERTY_NAMES})
     torch.manual_seed(0)
     with torch.no_grad():  # make the condition matter
         for param in conditional.condition.parameters():

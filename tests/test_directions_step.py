@@ -13,7 +13,7 @@ import torch
 
 from common.paths import PROPERTY_NAMES, PipelinePaths
 from stylegan import load_generator, write_random_checkpoint
-from stylegan.control import BrightnessScorer
+from stylegan.evaluation import BrightnessScorer
 from stylegan.directions import load_directions
 from stylegan.directions_step import FitDirectionsConfig, load_w_codes, run_fit_directions
 from stylegan.generate import GenerateConfig, run_generate

@@ -17,7 +17,7 @@ from segmentation.facexformer import (
     facexformer_key_shapes,
     swin_relative_position_index,
 )
-from segmentation.reference_weights import recipe_state_dict
+from segmentation.random_weights import recipe_state_dict
 
 ATOL = RTOL = 1e-4
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ from stylegan.checkpoint import load_generator, write_random_checkpoint
 from stylegan.conditional import load_conditional_generator
 from stylegan.networks import postprocess_uint8
 from pipeline.runner import load_script_file
+from stylegan.finetune_schema import FinetuneSettings
+from stylegan.finetune_step import FinetuneStepConfig, run_finetune
+from stylegan.finetune_trainer import FinetuneConfig
 from stylegan.comparison import COMPARISON_COLUMNS
 
 SCRIPTS = REPO_ROOT / "stylegan_and_segmentation"
@@ -97,20 +101,44 @@ def test_07_writes_every_output_and_a_loadable_checkpoint(trained, capsys):
     assert not torch.equal(raw.condition.columns.weight, generator.condition.columns.weight)
 
 
+def _step7(paths: PipelinePaths, out: Path, **training) -> FinetuneStepConfig:
+    """Step 7's config as FAST gives it: tiny, CPU, one regressor epoch."""
+    settings = {"batch_size": 4, "regressor_epochs": 1, **training}
+    return FinetuneStepConfig(root=paths.root, out=out, device="cpu", training=FinetuneConfig(**settings))
+
+
 def test_07_resume_repeats_the_uninterrupted_losses(tmp_path):
     paths = make_root(tmp_path / "root")
-    script = _script("07_finetune_stylegan.py")
-    common = ["--root", str(paths.root), "--checkpoint-every", "3", "--sample-every", "100", *FAST]
-    assert script.main([*common, "--steps", "6", "--out", str(tmp_path / "straight")]) == 0
-    assert script.main([*common, "--steps", "3", "--out", str(tmp_path / "resumed")]) == 0
-    assert script.main([*common, "--steps", "6", "--out", str(tmp_path / "resumed")]) == 0
-    straight = pd.read_csv(tmp_path / "straight" / "train_log.csv").drop(columns="seconds")
-    resumed = pd.read_csv(tmp_path / "resumed" / "train_log.csv").drop(columns="seconds")
-    pd.testing.assert_frame_equal(straight, resumed, check_exact=True)
-    a = torch.load(tmp_path / "straight/checkpoints/checkpoint_000006.pt", weights_only=True)
-    b = torch.load(tmp_path / "resumed/checkpoints/checkpoint_000006.pt", weights_only=True)
+    every = dict(checkpoint_every=3, sample_every=100)
+    straight = run_finetune(_step7(paths, tmp_path / "straight", steps=6, **every))
+    first = run_finetune(_step7(paths, tmp_path / "resumed", steps=3, **every))
+    resumed = run_finetune(_step7(paths, tmp_path / "resumed", steps=6, **every))
+    assert (straight.start_step, straight.end_step, first.end_step) == (0, 6, 3)
+    assert (resumed.start_step, resumed.end_step, resumed.num_train, resumed.num_nan) == (3, 6, 11, 1)
+    assert resumed.checkpoint == tmp_path / "resumed/checkpoints/checkpoint_000006.pt"
+    assert ({k: v for k, v in resumed.last_losses.items() if k != "seconds"}
+            == {k: v for k, v in straight.last_losses.items() if k != "seconds"})
+    straight_log = pd.read_csv(tmp_path / "straight" / "train_log.csv").drop(columns="seconds")
+    resumed_log = pd.read_csv(tmp_path / "resumed" / "train_log.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(straight_log, resumed_log, check_exact=True)
+    a = torch.load(straight.checkpoint, weights_only=True)
+    b = torch.load(resumed.checkpoint, weights_only=True)
     for key in ("generator", "generator_ema", "discriminator"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+
+
+def test_07_weights_picks_the_base_entry_and_a_change_refuses_to_resume(tmp_path, capsys):
+    paths = make_root(tmp_path / "root")
+    raw = run_finetune(replace(_step7(paths, tmp_path / "raw", steps=1), weights="raw"))
+    assert raw.checkpoint_key == "generator"
+    assert run_finetune(_step7(paths, tmp_path / "auto", steps=0)).checkpoint_key == "generator_smooth"
+    settings = FinetuneSettings.from_dict(torch.load(raw.checkpoint, weights_only=True)["config"])
+    assert settings.base_entry == "generator"
+    script = _script("07_finetune_stylegan.py")
+    rc = script.main(["--root", str(paths.root), "--out", str(tmp_path / "raw"), "--steps", "2", "--weights", "ema",
+                      *FAST])
+    assert rc == 2
+    assert "base generator entry (--weights): checkpoint 'generator', now 'generator_smooth'" in capsys.readouterr().err
 
 
 def test_07_changed_settings_refuse_to_resume(tmp_path, capsys):

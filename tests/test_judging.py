@@ -19,7 +19,7 @@ from pipeline.judging import (
 )
 from segmentation.normalize import PropertyNormalizer
 from stylegan.comparison import comparison_table
-from stylegan.control import BrightnessScorer, sweep_design
+from stylegan.evaluation import BrightnessScorer, sweep_design
 
 
 @pytest.fixture()

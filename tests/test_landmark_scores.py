@@ -76,3 +76,16 @@ def test_measures_normalises_and_resumes(root, single_thread):
         1,
     )  # nothing measured again; the table is identical
     assert root.landmark_scores_csv.read_bytes() == before
+
+
+def test_an_out_folder_elsewhere_reads_step_6s_files_from_there(root, tmp_path, single_thread):
+    """With --out away from <root>, the agreement uses that folder's all_scores.csv (it read <root>'s before)."""
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    root.all_scores_csv.rename(out / root.all_scores_csv.name)
+    PropertyNormalizer.fit({"eyes": [0.0, 1.0], "mouth": [0.0, 1.0], "face_pose": [-1.0, 1.0]}, method="zscore",
+                           properties=("eyes", "mouth", "face_pose")).save(out / root.normalization_json.name)
+    run_landmark_scores(LandmarkScoresConfig(root=root.root, out=out, limit=4, chunk=4))
+    agreement = pd.read_csv(out / root.judge_agreement_csv.name)
+    assert "segmentation" in set(agreement["judge_a"])
+    assert PropertyNormalizer.load(out / root.landmark_normalization_json.name).method == "zscore"

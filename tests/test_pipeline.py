@@ -1,15 +1,18 @@
 """run_pipeline: step selection, skipping finished steps, pausing for labels, importing labels."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from common.cli import python_command
 from common.paths import PipelinePaths
-from pipeline.runner import STEP_ORDER, PipelineOptions, load_script, load_script_file, run_pipeline, step_id, \
-    steps_between
+from pipeline.runner import STEP_ORDER, STEPS, PipelineOptions, load_script, load_script_file, run_pipeline, \
+    run_steps, step_argv, step_function, step_id, steps_between
 from stylegan import write_random_checkpoint
+from stylegan.generate import GenerateSummary
 
 TINY = dict(resolution=32, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=256, fmaps_max=16)
 
@@ -59,11 +62,57 @@ def test_labels_file_is_validated_and_imported(root, tmp_path_factory, capsys):
     assert "2 labels imported" in capsys.readouterr().out
 
 
-def test_failed_step_stops_with_exit_code_and_hint(tmp_path, capsys):
-    # a missing checkpoint is the user's to fix: step 1's StepError, exit code 2, the step and file named
+def test_missing_input_stops_with_one_line_and_exit_2(tmp_path, capsys):
     assert run_pipeline(PipelineOptions(root=tmp_path, device="cpu", quiet=True, first=1, last=1)) == 2
-    captured = capsys.readouterr()
-    assert "checkpoint not found" in captured.err and "01_generate_images.py" in captured.err
+    err = capsys.readouterr().err
+    assert "checkpoint not found" in err and "Traceback" not in err
+
+
+def test_a_step_that_crashes_names_the_command_to_rerun_it(root, monkeypatch, capsys):
+    """A bug (not a user-fixable input) exits 1 and prints the command, with this interpreter, that reproduces it."""
+    import pipeline.runner as runner
+
+    def broken(config, progress):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(runner, "step_function", lambda number: broken)
+    assert run_pipeline(_options(root, first=1, last=1)) == 1
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError: boom" in err and "run it alone" in err
+    assert f"{python_command()} stylegan_and_segmentation/01_generate_images.py" in err
+
+
+def test_the_runner_reads_summary_objects_not_printed_text(root):
+    """The runner keeps step 1's Summary object (its figures) and records its .line() in the marker."""
+    report = run_steps(_options(root, first=1, last=1))
+    assert report.exit_code == 0 and [r.status for r in report.results] == ["ran"]
+    result = report.results[0].result
+    assert isinstance(result, GenerateSummary) and result.written == 4 and result.num == 4
+    assert report.results[0].summary == result.line()
+    marker = json.loads((root / ".pipeline" / "step1.json").read_text())
+    assert marker["summary"] == result.line()
+
+
+def test_every_step_row_names_the_function_its_script_runs():
+    """One table: the runner calls exactly the package function the step's script calls."""
+    for number, step in STEPS.items():
+        module = load_script(number)
+        assert hasattr(module, "build_parser") and hasattr(module, "config_from_args"), number
+        if step.run is None:  # step 2: the runner imports labels or pauses; the script serves the labeller
+            continue
+        function = step_function(number)
+        assert getattr(module, function.__name__) is function, number
+
+
+def test_threads_and_limit_reach_only_the_steps_that_take_them(root):
+    options = _options(root, threads=1, limit=3)
+    argv1 = step_argv("1", options)
+    assert argv1[argv1.index("--threads") + 1] == "1" and "--limit" not in argv1  # step 1 counts with --num
+    argv9 = step_argv("9", options)
+    assert argv9[argv9.index("--limit") + 1] == "3" and "--threads" in argv9
+    for number in STEP_ORDER:  # --device only where a model runs (the script offers the flag)
+        flags = load_script(number).build_parser()._option_string_actions
+        assert ("--device" in step_argv(number, options)) == ("--device" in flags), number
 
 
 def test_cli_rejects_bad_step_range():
@@ -165,3 +214,25 @@ def test_labels_import_refused_while_a_labeller_runs(root, tmp_path_factory, cap
     with LabelStore(PipelinePaths(root).hand_labels_csv, lock=True):
         assert run_pipeline(_options(root, first=2, last=2, labels=new)) == 2
     assert "another labeller" in capsys.readouterr().err
+
+
+def test_printed_python_command_runs_this_interpreter():
+    """Hints and --help examples print a command that works as printed, with or without an active venv."""
+    import shlex
+    import subprocess
+    import sys
+
+    out = subprocess.run([*shlex.split(python_command()), "-c", "import sys; print(sys.executable)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(out).resolve() == Path(sys.executable).resolve()
+    help_text = load_script("8").build_parser().format_help()
+    assert f"  {python_command()} stylegan_and_segmentation/08_generate_with_properties.py" in help_text
+
+
+def test_an_error_is_a_line_of_its_own_even_with_a_progress_bar(tmp_path, capsys):
+    """Without -q the bar is open while the step runs; the error is printed after it closes, on its own line."""
+    assert load_script("1").main(["--root", str(tmp_path), "--device", "cpu", "--num", "2"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    errors = [line for line in lines if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("error: ")  # not glued to the bar's last frame
+    assert not any("img" in line for line in lines[lines.index(errors[0]):])  # and no bar frame after it

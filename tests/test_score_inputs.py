@@ -37,7 +37,7 @@ def _seg_dir(tmp_path: Path, rows: str) -> Path:
 
 def _step6(seg: Path, out: Path, *extra: str) -> int:
     return load_script_file("06_compute_property_scores.py").main(
-        ["--input", str(seg), "--out", str(out), "--images", str(seg.parent / "none"), "-q", *extra])
+        ["--segmentation-dir", str(seg), "--out", str(out), "--images", str(seg.parent / "none"), "-q", *extra])
 
 
 def test_step6_face_found_abc_names_the_line(tmp_path, capsys):
@@ -53,7 +53,8 @@ def test_step5_resume_with_face_found_abc_is_an_error_not_no_face(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     with pytest.raises(CsvSchemaError, match="face_found must be 0 or 1"):
-        run_segmentation(images, tmp_path / "x.pt", seg, SegmentConfig(crop="full"), model_loader=lambda: None)
+        run_segmentation(SegmentConfig(images=images, checkpoint=tmp_path / "x.pt", out=seg, device="cpu", crop="full"),
+                         model_loader=lambda: None)
 
 
 def test_step6_without_any_face_refuses_and_writes_nothing(tmp_path, capsys):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from segmentation.crop import full_image_crop, normalize_crops
 from segmentation.facexformer import FaceXFormer
-from segmentation.reference_weights import recipe_state_dict
+from segmentation.random_weights import recipe_state_dict
 
 
 @pytest.fixture(scope="module")

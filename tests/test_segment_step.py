@@ -9,13 +9,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from common.cli import parse_step_config
 from pipeline.runner import load_script_file
 from segmentation import (
     CROPS_COLUMNS,
+    SegmentSummary,
     detect_and_crop,
     load_facexformer,
     normalize_crops,
     overlay,
+    run_segmentation,
     save_random_facexformer_checkpoint,
 )
 
@@ -56,17 +59,10 @@ def folder(tmp_path_factory, real_faces) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(folder, checkpoint, tmp_path_factory) -> tuple[Path, str]:
-    """One full run of the script (the model is slow on CPU); tests copy its output to resume from it."""
-    import contextlib
-    import io
-
+def first_run(folder, checkpoint, tmp_path_factory) -> tuple[Path, SegmentSummary]:
+    """One full run of the step (the model is slow on CPU); tests copy its output to resume from it."""
     out = tmp_path_factory.mktemp("first") / "seg"
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        code = _run(folder, checkpoint, out)
-    assert code == 0
-    return out, stdout.getvalue()
+    return out, _run(folder, checkpoint, out)
 
 
 def _copy_run(first_run, tmp_path: Path) -> Path:
@@ -75,9 +71,20 @@ def _copy_run(first_run, tmp_path: Path) -> Path:
     return out
 
 
-def _run(folder: Path, checkpoint: Path, out: Path, *extra: str) -> int:
-    return script.main(["--input", str(folder), "--checkpoint", str(checkpoint), "--out", str(out),
-                        "--device", "cpu", "--batch-size", "3", "-q", *extra])
+def _argv(folder: Path, checkpoint: Path, out: Path, *extra: str) -> list[str]:
+    return ["--images", str(folder), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
+            "--batch-size", "3", "-q", *extra]
+
+
+def _run(folder: Path, checkpoint: Path, out: Path, *extra: str) -> SegmentSummary:
+    """The step as the runner calls it: the config the script's flags give, then the package function."""
+    config, _ = parse_step_config(script.build_parser(), script.config_from_args, _argv(folder, checkpoint, out, *extra))
+    return run_segmentation(config)
+
+
+def _counts(summary: SegmentSummary) -> tuple[int, int, int, int]:
+    """(parsed or face found, no face, unreadable, skipped as already done)."""
+    return summary.parsed, summary.no_face, summary.unreadable, summary.skipped
 
 
 def _csv(out: Path) -> pd.DataFrame:
@@ -86,7 +93,8 @@ def _csv(out: Path) -> pd.DataFrame:
 
 def test_mixed_folder_flags_rows_and_writes_maps(folder, model, first_run):
     out, summary = first_run
-    assert "face found 2, no face 1, unreadable 1, skipped (already done) 0" in summary
+    assert _counts(summary) == (2, 1, 1, 0) and summary.total == 4 and summary.out_dir == out
+    assert len(summary.errors) == 1 and summary.errors[0].startswith("corrupt.jpg: unreadable")
 
     table = _csv(out)
     assert list(table.reset_index().columns[: len(CROPS_COLUMNS)]) == list(CROPS_COLUMNS)
@@ -132,36 +140,33 @@ def test_pose_heads_saved_from_the_same_pass(folder, model, first_run):
                                    atol=1e-4)
 
 
-def test_a_run_without_heads_files_is_redone(folder, checkpoint, first_run, tmp_path, capsys):
+def test_a_run_without_heads_files_is_redone(folder, checkpoint, first_run, tmp_path):
     out = _copy_run(first_run, tmp_path)
     (out / "heads_face_000.json").unlink()  # an output folder from before the heads were saved
-    assert _run(folder, checkpoint, out) == 0
-    assert "face found 1, no face 0, unreadable 0, skipped (already done) 3" in capsys.readouterr().out
+    assert _counts(_run(folder, checkpoint, out)) == (1, 0, 0, 3)
     assert (out / "heads_face_000.json").is_file()
 
 
-def test_rerun_redoes_nothing_and_resumes_a_missing_map(folder, checkpoint, first_run, tmp_path, capsys):
+def test_rerun_redoes_nothing_and_resumes_a_missing_map(folder, checkpoint, first_run, tmp_path):
     out = _copy_run(first_run, tmp_path)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     csv_before = (out / "crops.csv").read_text()
 
-    assert _run(folder, checkpoint, out) == 0
-    assert "skipped (already done) 4" in capsys.readouterr().out
+    assert _counts(_run(folder, checkpoint, out)) == (0, 0, 0, 4)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == stamps
     assert (out / "crops.csv").read_text() == csv_before
 
     (out / "parsing_face_001.png").unlink()  # as if killed before the map was written
-    assert _run(folder, checkpoint, out) == 0
-    assert "face found 1, no face 0, unreadable 0, skipped (already done) 3" in capsys.readouterr().out
+    assert _counts(_run(folder, checkpoint, out)) == (1, 0, 0, 3)
     assert (out / "parsing_face_001.png").is_file()
     assert (out / "face_face_000.png").stat().st_mtime_ns == stamps["face_face_000.png"]
     assert (out / "crops.csv").read_text() == csv_before
 
 
-def test_crop_full_parses_every_readable_image(folder, checkpoint, tmp_path, capsys):
+def test_crop_full_parses_every_readable_image(folder, checkpoint, tmp_path):
     out = tmp_path / "seg_full"
-    assert _run(folder, checkpoint, out, "--crop", "full", "--limit", "3") == 0
-    assert "parsed 2, no face 0, unreadable 1" in capsys.readouterr().out
+    summary = _run(folder, checkpoint, out, "--crop", "full", "--limit", "3")
+    assert _counts(summary) == (2, 0, 1, 0) and summary.total == 3 and summary.crop == "full"
     table = _csv(out)
     assert sorted(table.index) == ["blank.png", "corrupt.jpg", "face_000.jpg"]  # --limit: first 3 by name
     assert set(table["crop"]) == {"full"}
@@ -173,18 +178,18 @@ def test_crop_full_parses_every_readable_image(folder, checkpoint, tmp_path, cap
     assert (out / "parsing_blank.png").is_file()
 
 
-def test_switching_crop_mode_redoes_the_images(folder, checkpoint, first_run, tmp_path, capsys):
+def test_switching_crop_mode_redoes_the_images(folder, checkpoint, first_run, tmp_path):
     out = _copy_run(first_run, tmp_path)
-    assert _run(folder, checkpoint, out, "--crop", "full", "--limit", "1") == 0  # blank.png: no face before
-    assert "parsed 1, no face 0, unreadable 0, skipped (already done) 0" in capsys.readouterr().out
+    # blank.png: no face before
+    assert _counts(_run(folder, checkpoint, out, "--crop", "full", "--limit", "1")) == (1, 0, 0, 0)
     table = _csv(out)
     assert table.loc["blank.png", "crop"] == "full" and table.loc["face_000.jpg", "crop"] == "mtcnn"
 
 
 def test_missing_checkpoint_is_a_clear_error(folder, tmp_path, capsys):
-    code = _run(folder, tmp_path / "absent.pt", tmp_path / "seg")
+    code = script.main(_argv(folder, tmp_path / "absent.pt", tmp_path / "seg"))
     err = capsys.readouterr().err
-    assert code != 0
+    assert code == 2
     assert "checkpoint not found" in err and "kartiknarayan/facexformer" in err
     assert "Traceback" not in err
 
@@ -193,7 +198,7 @@ def test_broken_crops_csv_is_a_clear_error(folder, checkpoint, tmp_path, capsys)
     out = tmp_path / "seg"
     out.mkdir()
     (out / "crops.csv").write_text("name,something\nx,1\n")
-    assert _run(folder, checkpoint, out) != 0
+    assert script.main(_argv(folder, checkpoint, out)) == 2
     err = capsys.readouterr().err
     assert "lacks columns" in err and "Traceback" not in err
 
@@ -202,12 +207,15 @@ def test_help_exits_cleanly(capsys):
     with pytest.raises(SystemExit) as info:
         script.main(["--help"])
     assert info.value.code == 0
-    assert "--trust-checkpoint" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "--trust-checkpoint" in text and "--images" in text
+    assert "--input" not in text and "--seed" not in text  # renamed (issue 10) / never used
 
 
 def test_missing_input_folder(tmp_path, checkpoint, capsys):
-    assert _run(tmp_path / "nowhere", checkpoint, tmp_path / "seg") != 0
-    assert "input folder not found" in capsys.readouterr().err
+    assert script.main(_argv(tmp_path / "nowhere", checkpoint, tmp_path / "seg")) == 2
+    err = capsys.readouterr().err
+    assert "input folder not found" in err and "--images" in err and len(err.strip().splitlines()) == 1
 
 
 def test_default_paths_follow_root(tmp_path, real_faces, checkpoint, capsys):
@@ -224,12 +232,11 @@ def test_default_paths_follow_root(tmp_path, real_faces, checkpoint, capsys):
     assert (out / "parsing_000000.png").is_file() and (out / "crops.csv").is_file()
 
 
-def test_overwrite_redoes_the_selected_images_and_keeps_other_rows(folder, checkpoint, first_run, tmp_path,
-                                                                   capsys):
+def test_overwrite_redoes_the_selected_images_and_keeps_other_rows(folder, checkpoint, first_run, tmp_path):
     out = _copy_run(first_run, tmp_path)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
-    assert _run(folder, checkpoint, out, "--limit", "3", "--overwrite") == 0  # blank, corrupt, face_000
-    assert "face found 1, no face 1, unreadable 1, skipped (already done) 0" in capsys.readouterr().out
+    # blank, corrupt, face_000
+    assert _counts(_run(folder, checkpoint, out, "--limit", "3", "--overwrite")) == (1, 1, 1, 0)
     assert len(_csv(out)) == 4
     assert (out / "parsing_face_000.png").stat().st_mtime_ns != stamps["parsing_face_000.png"]
     assert (out / "parsing_face_001.png").stat().st_mtime_ns == stamps["parsing_face_001.png"]

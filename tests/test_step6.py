@@ -9,14 +9,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.cli import parse_step_config
+from common.paths import PROPERTY_NAMES, PipelinePaths
+from pipeline.property_scores import PropertyScoresSummary, run_property_scores
+from pipeline.runner import load_script_file
 from segmentation.labels import FaceLabel as L
 from segmentation.normalize import PropertyNormalizer
 from segmentation.property_scores import raw_scores
-from segmentation.score_report import SCORES_COLUMNS, find_score_inputs, select_extremes
-from pipeline.runner import load_script_file
+from segmentation.score_step import find_score_inputs, select_extremes
+from segmentation.tables import SCORES_COLUMNS
 
-SCRIPT = REPO_ROOT / "stylegan_and_segmentation" / "06_compute_property_scores.py"
 EXPECTED_COLUMNS = ["img_name", "eyes", "hair_color", "hair_length", "mouth", "face_pose", "raw_eyes",
                     "raw_hair_color", "raw_hair_length", "raw_mouth", "raw_face_pose", "flags"]
 
@@ -66,15 +68,24 @@ def seg_dir(tmp_path):
     return seg
 
 
-def run(seg, out, *extra):
-    return load_script().main(["--input", str(seg), "--out", str(out), "-q", *extra])
+def run(seg, out, *extra) -> PropertyScoresSummary:
+    """Step 6 as the runner calls it: the config the script's flags give, then the package function."""
+    script = load_script()
+    argv = ["--segmentation-dir", str(seg), "--out", str(out), "--images", str(seg.parent / "no_images"), "-q",
+            *extra]
+    config, _ = parse_step_config(script.build_parser(), script.config_from_args, argv)
+    return run_property_scores(config)
 
 
-def test_scores_csv_json_pictures(seg_dir, tmp_path, capsys):
+def test_scores_csv_json_pictures(seg_dir, tmp_path):
     out = tmp_path / "scores"
-    assert run(seg_dir, out) == 0
-    line = capsys.readouterr().out
-    assert "scored 6 images" in line and "unreadable 1" in line and "1 without a face" in line
+    summary = run(seg_dir, out)
+    assert summary.scored == 6 and summary.flag_counts["unreadable"] == 1 and summary.no_face == 1
+    assert (summary.method, summary.pose_scaling, summary.out_dir) == ("minmax", "minmax", out)
+    assert summary.pictures == len(PROPERTY_NAMES) + 1  # a contact sheet per property, the histograms
+    assert {p.name for p in summary.written} == {p.name for p in out.iterdir()}
+    assert summary.landmarks is None and "no image folder" in summary.landmark_note or "not installed" in \
+        summary.landmark_note
 
     table = pd.read_csv(out / "all_scores.csv")
     table["flags"] = table["flags"].fillna("")
@@ -111,15 +122,16 @@ def test_scores_csv_json_pictures(seg_dir, tmp_path, capsys):
 
 def test_rerun_is_idempotent_and_options(seg_dir, tmp_path):
     out = tmp_path / "scores"
-    assert run(seg_dir, out) == 0
+    run(seg_dir, out)
     first = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
-    assert run(seg_dir, out) == 0
+    run(seg_dir, out)
     second = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
     assert first == second
     assert not [n for n in second if n.startswith(".tmp")]
 
-    assert run(seg_dir, out, "--method", "zscore", "--pose-scaling", "symmetric", "--no-pictures",
-               "--background-scores", "--limit", "3") == 0
+    summary = run(seg_dir, out, "--method", "zscore", "--pose-scaling", "symmetric", "--no-pictures",
+                  "--background-scores", "--limit", "3", "--landmark-judge", "off")
+    assert summary.scored == 3 and summary.pictures == 0 and summary.landmark_note == ""
     table = pd.read_csv(out / "all_scores.csv")
     assert list(table.columns) == EXPECTED_COLUMNS + ["background_mean", "background_std"]
     assert len(table) == 3
@@ -144,7 +156,8 @@ def test_img_name_fallbacks(tmp_path):
     assert [(it.stem, it.img_name) for it in items] == [("a", "a.jpeg"), ("b", "b.jpg"), ("c", "c.jpg")]
     assert no_face == 0
     out = tmp_path / "out"
-    assert load_script().main(["--input", str(seg), "--out", str(out), "--images", str(images), "-q"]) == 0
+    assert load_script().main(["--segmentation-dir", str(seg), "--out", str(out), "--images", str(images), "-q",
+                               "--landmark-judge", "off"]) == 0
     table = pd.read_csv(out / "all_scores.csv", keep_default_na=False)
     assert table["flags"].tolist()[2] == "missing_map"
 
@@ -153,16 +166,21 @@ def test_default_paths_follow_root(tmp_path, seg_dir):
     paths = PipelinePaths(tmp_path / "root")
     paths.segmentation_dir.parent.mkdir(parents=True)
     seg_dir.rename(paths.segmentation_dir)
-    assert load_script().main(["--root", str(paths.root), "-q", "--no-pictures"]) == 0
+    assert load_script().main(["--root", str(paths.root), "-q", "--no-pictures", "--landmark-judge", "off"]) == 0
     assert paths.all_scores_csv.is_file() and paths.normalization_json.is_file()
 
 
 def test_missing_input_and_help(tmp_path, capsys):
-    assert load_script().main(["--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
-    assert "run step 5 first" in capsys.readouterr().err
+    assert load_script().main(["--segmentation-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "run step 5 first" in err and "--segmentation-dir" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as exc:
         load_script().main(["--help"])
     assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--segmentation-dir" in text and "--images" in text
+    for gone in ("--input", "--seed", "--overwrite"):  # renamed (issue 10) / accepted and ignored before
+        assert gone not in text
 
 
 def test_select_extremes():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator, postprocess_uint8
-from stylegan.reference_weights import recipe_state_dict
+from stylegan.random_weights import recipe_state_dict
 
 
 def _load(reference_dir, name):

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from stylegan.networks import StyleGANGenerator
-from stylegan.reference_weights import apply_recipe
+from stylegan.random_weights import recipe_state_dict
+
+
+def _random(G: StyleGANGenerator, seed_offset: int = 0) -> StyleGANGenerator:
+    G.load_state_dict(recipe_state_dict(G, seed_offset), strict=True)
+    return G
 
 
 def _pair(G, z, **kwargs):
@@ -22,7 +27,7 @@ def _pair(G, z, **kwargs):
 
 @pytest.mark.parametrize("fused_scale", [False, True])  # 'up' (upsample+conv) and 'fused_up' layers
 def test_inference_path_equals_autograd_path(fused_scale, single_thread):
-    G = apply_recipe(StyleGANGenerator(32, fused_scale=fused_scale)).eval()
+    G = _random(StyleGANGenerator(32, fused_scale=fused_scale)).eval()
     z = torch.randn(3, 512, generator=torch.Generator().manual_seed(0))
     for kwargs in ({}, {"randomize_noise": True}, {"trunc_psi": 0.7, "trunc_layers": 4}, {"lod": 0.4}):
         fast, reference = _pair(G, z, **kwargs)
@@ -35,7 +40,7 @@ def test_inference_path_equals_autograd_path(fused_scale, single_thread):
 
 def test_cached_kernels_follow_weight_changes(single_thread):
     """Optimiser steps, load_state_dict and .to() all change what the fast path computes."""
-    G = apply_recipe(StyleGANGenerator(16)).eval()
+    G = _random(StyleGANGenerator(16)).eval()
     z = torch.randn(2, 512, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         G(z)  # fill the caches
@@ -50,11 +55,11 @@ def test_cached_kernels_follow_weight_changes(single_thread):
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, reference["image"], atol=1e-4, rtol=1e-4)
 
-    other = apply_recipe(StyleGANGenerator(16), seed_offset=7).state_dict()
+    other = _random(StyleGANGenerator(16), seed_offset=7).state_dict()
     G.load_state_dict(other)
     with torch.inference_mode():
         loaded = G(z)["image"]
-    fresh = apply_recipe(StyleGANGenerator(16), seed_offset=7).eval()
+    fresh = _random(StyleGANGenerator(16), seed_offset=7).eval()
     with torch.inference_mode():
         torch.testing.assert_close(loaded, fresh(z)["image"], atol=0, rtol=0)
         doubled = copy.deepcopy(G).to(torch.float64)
@@ -63,7 +68,7 @@ def test_cached_kernels_follow_weight_changes(single_thread):
 
 def test_training_and_no_grad_keep_genforces_op_order(single_thread):
     """Only inference_mode takes the fast path: fine-tuning (and its no_grad fakes) is unchanged."""
-    G = apply_recipe(StyleGANGenerator(16)).eval()
+    G = _random(StyleGANGenerator(16)).eval()
     z = torch.randn(2, 512, generator=torch.Generator().manual_seed(0))
     calls = []
     layer = G.synthesis.layer3

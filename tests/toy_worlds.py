@@ -16,7 +16,7 @@ import torch
 
 from stylegan.checkpoint import load_discriminator, load_generator, write_random_checkpoint
 from stylegan.conditional import build_conditional_discriminator, build_conditional_generator
-from stylegan.finetune import FinetuneConfig, Finetuner
+from stylegan.finetune_trainer import FinetuneConfig, Finetuner
 from stylegan.networks import postprocess_uint8
 from stylegan.property_regressor import RegressorConfig, train_property_regressor
 

@@ -29,7 +29,7 @@ from pipeline.studio.params import ViewParams
 from stylegan.checkpoint import load_generator
 from stylegan.conditional import ConditionalGenerator, load_conditional_generator, property_ranges
 from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
-from stylegan.finetune import find_latest_checkpoint
+from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
 from stylegan.generate import latents_for
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
@@ -105,17 +105,15 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
 
     checkpoint = finetuned_checkpoint or find_latest_checkpoint(paths.finetuned_dir)
     if checkpoint is None:
-        models.notes.append(f"no fine-tuned checkpoint in {paths.finetuned_dir / 'checkpoints'} "
+        models.notes.append(f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir} "
                             "(run 07_finetune_stylegan.py)")
     else:
         finetuned = load_conditional_generator(checkpoint, device=device, which=weights)
         models.finetuned = finetuned
         models.identity["finetuned"] = _identity(Path(checkpoint), weights=weights, step=str(finetuned.step))
-        ranges = property_ranges(finetuned.finetune_config)
-        models.ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
-        stats = finetuned.finetune_config.get("condition_stats") or {}
-        models.medians = np.array([stats.get(p, {}).get("median", float(models.medians[j]))
-                                   for j, p in enumerate(PROPERTY_NAMES)], dtype=np.float32)
+        settings = finetuned.finetune_settings
+        models.ranges = {k: (float(v[0]), float(v[1])) for k, v in settings.ranges.items()}
+        models.medians = settings.median_vector()
     if models.finetuned is None and normalization_ranges:
         models.ranges = normalization_ranges
 

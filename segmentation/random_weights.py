@@ -1,4 +1,4 @@
-"""Deterministic FaceXFormer weights (golden recipe v2) and random-weight checkpoints for demos/tests.
+"""Deterministic random FaceXFormer weights (golden recipe v2) and random-weight checkpoints for demos/tests.
 
 The recipe is the one ``shared/reference/README.md`` describes for the golden files: every key
 has its own generator seeded with ``crc32(key)``; the draws are scaled so the network's output

@@ -6,8 +6,14 @@ import pandas as pd
 import pytest
 
 from common.paths import PROPERTY_NAMES
-from stylegan.control import (
-    BrightnessScorer, ControlConfig, control_metrics, evaluate_control, leakage_matrix, sweep_design,
+from stylegan.evaluation import (
+    BrightnessScorer,
+    ControlConfig,
+    control_metrics,
+    evaluate_control,
+    is_stand_in,
+    leakage_matrix,
+    sweep_design,
     write_control_outputs,
 )
 
@@ -91,14 +97,41 @@ def test_evaluate_control_with_stand_ins_writes_every_output(tmp_path):
     metrics = control_metrics(result.samples).set_index("property")
     assert (metrics["pearson_r"] > 0.999).all() and (metrics["mae"] < 0.01).all()
     assert all(len(images) == 2 * 4 for images in result.sheets.values())
-    paths = write_control_outputs(result, tmp_path, {"scorer": BrightnessScorer.name, "num_z": 3, "sheet_z": 2}, 4)
+    scorer = BrightnessScorer()
+    paths = write_control_outputs(result, tmp_path, {"scorer": scorer.name, "stand_in": is_stand_in(scorer),
+                                                     "num_z": 3, "sheet_z": 2}, 4)
     for path in paths.values():
         assert path.is_file() and path.stat().st_size > 0
     report = (tmp_path / "report.md").read_text()
-    assert "stand-in" in report and "female share: 1.000 of 60" in report
+    assert "WARNING: the scorer is a stand-in" in report and "female share: 1.000 of 60" in report
+
+
+def test_a_stand_in_is_recognised_by_its_type_not_its_name(tmp_path):
+    class Renamed(BrightnessScorer):
+        name = judge = "brightness bands"
+
+    class RealJudge:
+        name = "a judge whose description says stand-in"
+
+        def __call__(self, images):
+            return np.zeros((len(images), 5))
+
+    assert is_stand_in(Renamed()) and is_stand_in(BrightnessScorer()) and not is_stand_in(RealJudge())
+    result = evaluate_control(lambda z, c: np.zeros((len(z), 10, 10, 3), np.uint8), RealJudge(), np.zeros((1, 4)),
+                              np.full((1, 5), 0.5), RANGES, ControlConfig(num_z=1, num_values=2, sheet_z=0))
+    judge = RealJudge()
+    write_control_outputs(result, tmp_path, {"scorer": judge.name, "stand_in": is_stand_in(judge)}, 2)
+    assert "WARNING" not in (tmp_path / "report.md").read_text()
 
 
 def test_scorer_shape_is_checked():
     with pytest.raises(ValueError, match="scorer returned shape"):
         evaluate_control(lambda z, c: np.zeros((len(z), 8, 8, 3), np.uint8), lambda im: np.zeros((len(im), 3)),
                          np.zeros((1, 4)), np.full((1, 5), 0.5), RANGES, ControlConfig(num_z=1, num_values=2))
+
+
+def test_heatmap_labels_show_small_slopes_instead_of_zero():
+    from stylegan.evaluation import heatmap_label
+
+    assert heatmap_label(0.1234) == "0.12" and heatmap_label(0.0) == "0.00" and heatmap_label(float("nan")) == "nan"
+    assert heatmap_label(0.0031) == "3.1e-03" and heatmap_label(-0.00042) == "-4.2e-04"

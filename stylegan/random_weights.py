@@ -1,4 +1,4 @@
-"""Deterministic "recipe v2" weights of shared/reference (genforce StyleGAN golden data).
+"""Deterministic random StyleGAN weights ("recipe v2" of shared/reference, the golden data's weights).
 
 Used by the golden tests, the benchmarks and the tiny demo checkpoints: every key gets its own
 generator seeded with crc32(key), so the weights do not depend on key order. The scales are
@@ -35,8 +35,3 @@ def recipe_tensor(key: str, shape: tuple[int, ...], seed_offset: int = 0) -> tor
 def recipe_state_dict(module: nn.Module, seed_offset: int = 0) -> dict[str, torch.Tensor]:
     """A state_dict for ``module`` filled by the recipe (keys and shapes taken from the module)."""
     return {key: recipe_tensor(key, tuple(value.shape), seed_offset) for key, value in module.state_dict().items()}
-
-
-def apply_recipe(module: nn.Module, seed_offset: int = 0) -> nn.Module:
-    module.load_state_dict(recipe_state_dict(module, seed_offset), strict=True)
-    return module

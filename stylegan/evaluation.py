@@ -1,4 +1,4 @@
-"""Step 9: how well the fine-tuned generator controls each property, measured independently.
+"""Step 9's measures: how well a control method moves each property, judged independently (sweeps, metrics).
 
 For K latents, each property is swept over a grid from its minimum to its maximum while the
 others are held (at the training median by default); every image is scored by a *scorer passed
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ControlConfig", "ControlResult", "sweep_design", "evaluate_control", "control_metrics", "leakage_matrix",
-    "BrightnessScorer", "write_control_outputs", "SAMPLES_CSV", "METRICS_CSV", "LEAKAGE_CSV", "REPORT_MD",
+    "BrightnessScorer", "StandInScorer", "is_stand_in", "markdown_table", "write_control_outputs", "SAMPLES_CSV", "METRICS_CSV", "LEAKAGE_CSV", "REPORT_MD",
     "SCATTER_PNG", "LEAKAGE_PNG", "judge_name", "evaluation_latents", "EVAL_LATENT_STREAM",
 ]
 
@@ -256,7 +256,21 @@ def leakage_matrix(samples: pd.DataFrame, properties: Sequence[str] = PROPERTY_N
     return pd.DataFrame(matrix, index=list(properties), columns=list(properties))
 
 
-class BrightnessScorer:
+class StandInScorer:
+    """Base of scorers that do not measure faces (demos, tests): reports built on them carry a warning.
+
+    A stand-in is recognised by this type, never by a word in its name.
+    """
+
+    name = "stand-in"
+    judge = "stand-in"
+
+
+def is_stand_in(scorer: object) -> bool:
+    return isinstance(scorer, StandInScorer)
+
+
+class BrightnessScorer(StandInScorer):
     """STAND-IN scorer for demos and tests only: it measures brightness, not faces.
 
     Property j = mean brightness of horizontal band j of 5 (0..1), face_pose mapped to [-1, 1].
@@ -299,6 +313,15 @@ def _plot_scatter(samples: pd.DataFrame, properties: Sequence[str], path: Path) 
     _save_figure(fig, path)
 
 
+def heatmap_label(value: float) -> str:
+    """A cell's text: two decimals, or two significant digits below 0.01 (a demo's tiny slopes are not "0.00")."""
+    if not np.isfinite(value):
+        return "nan"
+    if value == 0 or abs(value) >= 0.01:
+        return f"{value:.2f}"
+    return f"{value:.1e}"
+
+
 def _plot_leakage(leak: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -314,8 +337,7 @@ def _plot_leakage(leak: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("swept property")
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            ax.text(j, i, "nan" if not np.isfinite(values[i, j]) else f"{values[i, j]:.2f}", ha="center",
-                    va="center", color="w", fontsize=8)
+            ax.text(j, i, heatmap_label(values[i, j]), ha="center", va="center", color="w", fontsize=8)
     fig.colorbar(image, ax=ax, label="|slope| measured / requested")
     ax.set_title("leakage (diagonal = control)")
     fig.tight_layout()
@@ -335,7 +357,7 @@ def _save_figure(fig, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _markdown_table(frame: pd.DataFrame, index: bool = False, digits: int = 3) -> str:
+def markdown_table(frame: pd.DataFrame, index: bool = False, digits: int = 3) -> str:
     frame = frame.reset_index() if index else frame
     cols = [str(c) for c in frame.columns]
 
@@ -349,7 +371,11 @@ def _markdown_table(frame: pd.DataFrame, index: bool = False, digits: int = 3) -
 
 def write_control_outputs(result: ControlResult, out_dir: Path | str, meta: dict[str, Any],
                           num_values: int) -> dict[str, Path]:
-    """CSV (samples, metrics, leakage), plots, sweep contact sheets and report.md; returns the paths."""
+    """CSV (samples, metrics, leakage), plots, sweep contact sheets and report.md; returns the paths.
+
+    meta: checkpoint, step, weights, scorer (its name), stand_in (``is_stand_in(scorer)``: the report then
+    warns that its numbers say nothing about faces), num_z, sheet_z, held.
+    """
     from common.contact_sheet import make_contact_sheet
     from common.io import atomic_save_image, atomic_write_csv, atomic_write_text
 
@@ -376,7 +402,7 @@ def write_control_outputs(result: ControlResult, out_dir: Path | str, meta: dict
     female = result.samples["female_prob"].to_numpy(float)
     female_line = (f"{np.mean(female[np.isfinite(female)] >= 0.5):.3f} of {int(np.isfinite(female).sum())} images "
                    f"(gender CNN probability >= 0.5)" if np.isfinite(female).any() else "not measured (no gender model)")
-    stand_in = "stand-in" in str(meta.get("scorer", ""))
+    stand_in = bool(meta.get("stand_in"))
     warning = ("\n> **WARNING: the scorer is a stand-in (image brightness), not the face segmentation. These numbers "
                "say nothing about face properties; they only show that the pipeline runs.**\n" if stand_in else "")
     valid = result.samples["valid"].to_numpy(bool)
@@ -390,13 +416,13 @@ def write_control_outputs(result: ControlResult, out_dir: Path | str, meta: dict
 - female share: {female_line}
 
 ## Per property (requested vs measured, sweeps of that property only)
-{_markdown_table(metrics)}
+{markdown_table(metrics)}
 
 `monotonic_share`: share of complete sweeps whose measured value never decreases and ends above its start.
 `control_slope`: mean least-squares slope of measured on requested (1 = exact control).
 
 ## Leakage matrix (rows: swept property; columns: measured property; |slope|)
-{_markdown_table(leak, index=True)}
+{markdown_table(leak, index=True)}
 
 Diagonal = control strength; off-diagonal = how much another property moves when one is swept (ideal 0).
 

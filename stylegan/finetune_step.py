@@ -1,0 +1,428 @@
+"""Step 7 (fine-tune) in the step contract: its config, its summary and ``run_finetune``.
+
+The run, in named pieces: read the inputs (:func:`load_inputs`), find where to start (a fresh
+start or the newest checkpoint, :func:`resume_state`), get the frozen property model (trained first,
+or restored from the checkpoint, :func:`property_model_for`), then train with checkpoints, log and
+sample sheets (:class:`FinetuneRun`). Resuming repeats the uninterrupted run exactly: every random
+draw of step s comes from (seed, s).
+
+Under ``torchrun`` (one process per GPU; gloo on CPU) every process reads the inputs and trains its
+share of each step's global batch (``stylegan.finetune_trainer``); rank 0 alone trains the property
+regressor (the others receive its weights), writes checkpoints, samples and the log, and reports
+progress. A checkpoint holds no trace of the number of processes, so a run resumes with any.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from common.checkpoints import CheckpointError, check_finite_tensors
+from common.cli import WEIGHTS_CHOICES
+from common.distributed import SINGLE, DistContext, init_distributed
+from common.folders import refuse_overlap
+from common.io import atomic_save_image, atomic_torch_save, atomic_write_csv, atomic_write_json
+from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.runtime import resolve_device
+from common.steps import Progress
+from stylegan.checkpoint import load_discriminator, load_generator
+from stylegan.conditional import (
+    FINETUNE_FIX,
+    build_conditional_discriminator,
+    build_conditional_generator,
+    read_finetune_checkpoint,
+)
+from stylegan.finetune_data import (
+    FinetuneDataError,
+    FinetuneError,
+    TrainingData,
+    load_training_data,
+    read_normalization,
+)
+from stylegan.finetune_samples import sweep_grid_image
+from stylegan.finetune_schema import (
+    FINETUNE_FORMAT_VERSION,
+    LOSS_COLUMNS,
+    TRAIN_LOG_COLUMNS,
+    FinetuneRunFiles,
+    FinetuneSettings,
+)
+from stylegan.finetune_trainer import FinetuneConfig, Finetuner, batch_split, cpu_state
+from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator
+from stylegan.property_regressor import PropertyRegressor, RegressorConfig, train_property_regressor
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FinetuneStepConfig", "FinetuneSummary", "FinetuneDivergedError", "run_finetune", "load_inputs",
+           "resume_state", "property_model_for", "FinetuneRun", "WEIGHTS_ENTRY", "RESUMABLE_CHANGES"]
+
+WEIGHTS_ENTRY: dict[str, str] = {"auto": "auto", "ema": "generator_smooth", "raw": "generator"}
+"""--weights -> the genforce checkpoint entry of the base generator (auto: generator_smooth when present)."""
+
+RESUMABLE_CHANGES: tuple[str, ...] = ("steps", "checkpoint_every", "sample_every", "keep_checkpoints",
+                                      "sample_values", "micro_batches")
+"""Training settings that may change when a run is resumed (the number of processes too); every other one must
+match the checkpoint."""
+
+SAMPLE_Z_STREAM = 7
+"""Second word of the seed of the sample sheets' latent: ``default_rng([seed, 7])``."""
+
+
+class FinetuneDivergedError(FinetuneError):
+    """A loss became NaN or infinite; the last state is saved and the message says where."""
+
+
+@dataclass(frozen=True)
+class FinetuneStepConfig:
+    """Step 7's settings; every path None = the pipeline's default under ``root``."""
+
+    root: Path = REPO_ROOT
+    checkpoint: Path | None = None          # pretrained genforce checkpoint (stylegan/stylegan_model.pth)
+    images: Path | None = None              # training images (step 4's filtered folder)
+    scores: Path | None = None              # step 6's all_scores.csv
+    normalization: Path | None = None       # step 6's normalization.json
+    out: Path | None = None                 # the run folder (stylegan/finetuned)
+    weights: str = "auto"                   # base generator entry: auto | ema | raw
+    device: str = "auto"
+    num_images: int | None = None           # train on at most N images (--limit; None = all)
+    overwrite: bool = False                 # False: resume from the newest checkpoint in out
+    training: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+    def __post_init__(self) -> None:
+        if self.weights not in WEIGHTS_CHOICES:
+            raise ValueError(f"invalid weights={self.weights!r}; allowed: {WEIGHTS_CHOICES}")
+        if self.num_images is not None and self.num_images < 1:
+            raise ValueError(f"num_images (--limit) must be >= 1, got {self.num_images}")
+        if not isinstance(self.training, FinetuneConfig):
+            raise ValueError(f"training must be a FinetuneConfig, got {type(self.training).__name__}")
+
+    @property
+    def paths(self) -> PipelinePaths:
+        return PipelinePaths(Path(self.root).resolve())
+
+    @property
+    def base_checkpoint(self) -> Path:
+        return Path(self.checkpoint or self.paths.stylegan_checkpoint)
+
+    @property
+    def images_dir(self) -> Path:
+        return Path(self.images or self.paths.filtered_dir)
+
+    @property
+    def scores_csv(self) -> Path:
+        return Path(self.scores or self.paths.all_scores_csv)
+
+    @property
+    def normalization_json(self) -> Path:
+        return Path(self.normalization or self.paths.normalization_json)
+
+    @property
+    def files(self) -> FinetuneRunFiles:
+        return FinetuneRunFiles(Path(self.out or self.paths.finetuned_dir))
+
+
+@dataclass(frozen=True)
+class FinetuneSummary:
+    out_dir: Path
+    checkpoint: Path | None
+    start_step: int
+    end_step: int
+    num_train: int
+    num_nan: int
+    num_missing: int
+    checkpoint_key: str
+    seconds: float
+    last_losses: dict[str, float]
+    world_size: int = 1
+
+    def line(self) -> str:
+        losses = " ".join(f"{k}={self.last_losses[k]:.3f}" for k in ("loss_d", "loss_g_adv", "loss_prop")
+                          if k in self.last_losses)
+        resumed = f" (resumed at {self.start_step})" if self.start_step else ""
+        ranks = f" on {self.world_size} processes" if self.world_size > 1 else ""
+        return (f"step 7: fine-tuned steps {self.start_step}->{self.end_step}{resumed} on {self.num_train} images "
+                f"({self.num_nan} rows with NaN scores and {self.num_missing} without an image left out){ranks}, "
+                f"base entry '{self.checkpoint_key}', checkpoint {self.checkpoint}, {losses}, in {self.seconds:.1f}s")
+
+
+# ----------------------------------------------------------------------------------------------
+# the pieces
+
+
+@dataclass
+class FinetuneInputs:
+    """What the run reads: step 6's normalisation, the pretrained G and D, the training data."""
+
+    normalization: dict[str, Any]
+    base_g: StyleGANGenerator
+    base_d: StyleGANDiscriminator
+    data: TrainingData
+
+
+def load_inputs(config: FinetuneStepConfig) -> FinetuneInputs:
+    """Read and check every input; a missing or unusable one is a one-line StepError."""
+    if not config.normalization_json.is_file():
+        raise FinetuneDataError(f"normalization not found: {config.normalization_json} (run step 6 first)")
+    refuse_overlap({"--out": config.files.folder},
+                   {"--images": config.images_dir, "--scores": config.scores_csv,
+                    "--normalization": config.normalization_json, "--checkpoint": config.base_checkpoint})
+    normalization = read_normalization(config.normalization_json)
+    base_g = load_generator(config.base_checkpoint, which=WEIGHTS_ENTRY[config.weights])
+    base_d = load_discriminator(config.base_checkpoint)
+    data = load_training_data(config.images_dir, config.scores_csv, base_g.resolution, config.num_images)
+    logger.info("training data: %d images (%d rows with NaN scores, %d without an image left out)",
+                len(data.names), data.num_nan, data.num_missing_image)
+    return FinetuneInputs(normalization, base_g, base_d, data)
+
+
+def resume_state(config: FinetuneStepConfig, base_entry: str, ctx: DistContext = SINGLE
+                 ) -> tuple[Path | None, dict[str, Any] | None]:
+    """(newest checkpoint, its contents) to resume from, or (None, None) for a fresh start.
+
+    With ``overwrite`` the run's old checkpoints are deleted first (by rank 0). Settings that differ
+    from the checkpoint's (other than :data:`RESUMABLE_CHANGES`) refuse to resume.
+    """
+    files = config.files
+    if config.overwrite:
+        if ctx.is_main:
+            for old in files.checkpoints():
+                old.unlink()
+        return None, None
+    checkpoints = files.checkpoints()
+    if not checkpoints:
+        return None, None
+    latest = checkpoints[-1]
+    state = read_finetune_checkpoint(latest)
+    try:
+        saved = FinetuneSettings.from_dict(state["config"])
+    except ValueError as exc:
+        raise CheckpointError(f"{latest}: its settings do not read ({exc}); cannot resume; fix: {FINETUNE_FIX}") from exc
+    if saved.training is None:
+        raise CheckpointError(f"{latest}: config['finetune'] (the run's settings) is missing; cannot resume; "
+                              f"fix: {FINETUNE_FIX}")
+    check_finite_tensors({k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, latest, FINETUNE_FIX)
+    for entry in ("generator", "generator_ema", "discriminator"):
+        if isinstance(state.get(entry), dict):
+            check_finite_tensors(state[entry], latest, FINETUNE_FIX, entry)
+    _check_resume_settings(saved, config.training, base_entry, latest)
+    return latest, state
+
+
+def _check_resume_settings(saved: FinetuneSettings, training: FinetuneConfig, base_entry: str, path: Path) -> None:
+    now = asdict(training)
+    differing = {k: (saved.training.get(k), v) for k, v in now.items()
+                 if k not in RESUMABLE_CHANGES and saved.training.get(k) != v}
+    if saved.base_entry is not None and saved.base_entry != base_entry:
+        differing["base generator entry (--weights)"] = (saved.base_entry, base_entry)
+    if differing:
+        details = ", ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in differing.items())
+        raise FinetuneDataError(f"cannot resume from {path}: settings differ ({details}). "
+                                "Use the same settings, another --out, or --overwrite to start again.")
+
+
+@dataclass
+class PropertyModel:
+    """The frozen property model of the auxiliary loss, and what the checkpoint stores about it."""
+
+    model: nn.Module | None
+    config: RegressorConfig | None = None
+    metrics: dict[str, Any] | None = None
+
+    @property
+    def state(self) -> dict[str, torch.Tensor] | None:
+        return cpu_state(self.model.state_dict()) if self.model is not None else None
+
+
+def property_model_for(config: FinetuneStepConfig, data: TrainingData, state: dict[str, Any] | None,
+                       latest: Path | None, device: torch.device, ctx: DistContext = SINGLE) -> PropertyModel:
+    """The regressor restored from the checkpoint being resumed, or trained now (and its metrics written).
+
+    Under torchrun rank 0 trains it and the other ranks receive its weights (training on a GPU is
+    not bit-reproducible, and the ranks must share one model).
+    """
+    training = config.training
+    if training.lambda_prop <= 0:
+        return PropertyModel(None)
+    if state is not None and state.get("regressor") is not None:
+        try:
+            regressor_config = RegressorConfig(**state["config"]["regressor"])
+            model = PropertyRegressor(regressor_config)
+            model.load_state_dict(state["regressor"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{latest}: its property regressor cannot be restored ({first}); "
+                                  f"fix: {FINETUNE_FIX}") from exc
+        return PropertyModel(model.eval().requires_grad_(False), regressor_config, state.get("regressor_metrics"))
+    regressor_config = RegressorConfig()
+    if ctx.is_main:
+        model, metrics = train_property_regressor(
+            data.images_u8, data.conditions, epochs=training.regressor_epochs,
+            batch_size=training.regressor_batch_size, seed=training.seed, device=device, config=regressor_config)
+        atomic_write_json(config.files.regressor_json, metrics)
+    else:
+        model, metrics = PropertyRegressor(regressor_config).to(device).eval().requires_grad_(False), None
+    if ctx.grouped:
+        model, metrics = _from_rank0(model, metrics)
+    return PropertyModel(model, regressor_config, metrics)
+
+
+def _from_rank0(model: nn.Module, metrics: dict[str, Any] | None) -> tuple[nn.Module, dict[str, Any] | None]:
+    """Every rank gets rank 0's weights and metrics (torch.distributed broadcast)."""
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            torch.distributed.broadcast(tensor, src=0)
+    box = [metrics]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return model, box[0]
+
+
+def _read_log(path: Path, upto: int) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path)
+    return frame[frame["step"] <= upto].to_dict("records")
+
+
+class FinetuneRun:
+    """One run folder being trained: the trainer, its settings, the log so far; writes checkpoints and sheets."""
+
+    def __init__(self, config: FinetuneStepConfig, trainer: Finetuner, settings: FinetuneSettings,
+                 prop: PropertyModel, log_rows: list[dict[str, float]], writes: bool = True):
+        self.writes = writes  # False on ranks other than 0: they train, rank 0 writes
+        self.config = config
+        self.files = config.files
+        self.trainer = trainer
+        self.settings = settings
+        self.prop = prop
+        self.log_rows = log_rows
+        self.sample_z = torch.from_numpy(np.random.default_rng([config.training.seed, SAMPLE_Z_STREAM]).standard_normal(
+            (1, trainer.G.z_space_dim)).astype(np.float32))
+
+    def save_checkpoint(self) -> Path:
+        """checkpoint_NNNNNN.pt and train_log.csv (atomic), then the oldest checkpoints beyond keep_checkpoints go."""
+        if not self.writes:
+            return self.files.checkpoint(self.trainer.step_count)
+        payload = self.trainer.state_dict()
+        payload.update(format_version=FINETUNE_FORMAT_VERSION, config=self.settings.to_dict(),
+                       regressor=self.prop.state, regressor_metrics=self.prop.metrics)
+        path = atomic_torch_save(self.files.checkpoint(self.trainer.step_count), payload)
+        atomic_write_csv(self.files.train_log_csv, pd.DataFrame(self.log_rows, columns=list(TRAIN_LOG_COLUMNS)),
+                         TRAIN_LOG_COLUMNS)
+        keep = self.config.training.keep_checkpoints
+        for stale in (self.files.checkpoints()[:-keep] if keep > 0 else []):
+            stale.unlink()
+        return path
+
+    def save_samples(self) -> Path:
+        step = self.trainer.step_count
+        if not self.writes:
+            return self.files.sample(step)
+        sheet = sweep_grid_image(self.trainer.G_ema, self.sample_z, self.settings.ranges, self.settings.medians,
+                                 self.config.training.sample_values,
+                                 title=f"step {step}: rows = property sweeps (EMA G)")
+        return atomic_save_image(self.files.sample(step), sheet)
+
+    def train(self, progress: Progress | None = None) -> tuple[Path | None, dict[str, float]]:
+        """Steps until ``training.steps``; returns (the newest checkpoint written, the last losses)."""
+        cfg, trainer = self.config.training, self.trainer
+        checkpoint = None
+        if trainer.step_count == 0 and cfg.steps > 0:
+            self.save_samples()  # step 0: must equal the pretrained generator for every condition
+        last: dict[str, float] = self.log_rows[-1] if self.log_rows else {}
+        while trainer.step_count < cfg.steps:
+            last = trainer.step()
+            self.log_rows.append(last)
+            if not all(math.isfinite(last[k]) for k in LOSS_COLUMNS):
+                checkpoint = self.save_checkpoint()
+                raise FinetuneDivergedError(
+                    f"non-finite loss at step {trainer.step_count} ({', '.join(f'{k}={last[k]:.4g}' for k in LOSS_COLUMNS)});"
+                    f" last state saved to {checkpoint}; fix: lower --lr/--lr-d or raise --r1-gamma, and re-run "
+                    "with --overwrite (or resume from an older checkpoint)")
+            if progress is not None and self.writes:
+                progress(trainer.step_count, cfg.steps)
+            if trainer.step_count % cfg.sample_every == 0 or trainer.step_count == cfg.steps:
+                self.save_samples()
+            if trainer.step_count % cfg.checkpoint_every == 0 or trainer.step_count == cfg.steps:
+                checkpoint = self.save_checkpoint()
+        return checkpoint, last
+
+
+def _settings(config: FinetuneStepConfig, inputs: FinetuneInputs, generator, discriminator,
+              prop: PropertyModel, world_size: int) -> FinetuneSettings:
+    return FinetuneSettings(
+        generator=generator.cond_config, discriminator=discriminator.cond_config, property_names=PROPERTY_NAMES,
+        normalization=inputs.normalization, condition_stats=inputs.data.stats, training=asdict(config.training),
+        embed_dim=generator.embed_dim, base_checkpoint=str(config.base_checkpoint),
+        base_entry=inputs.base_g.checkpoint_key, num_train_images=len(inputs.data.names),
+        regressor=asdict(prop.config) if prop.config is not None else None, regressor_metrics=prop.metrics,
+        world_size=world_size)
+
+
+def _device(name: str) -> torch.device:
+    try:
+        return resolve_device(name)
+    except RuntimeError as exc:
+        raise FinetuneError(str(exc)) from exc
+
+
+# ----------------------------------------------------------------------------------------------
+# the step
+
+
+def run_finetune(config: FinetuneStepConfig = FinetuneStepConfig(), progress: Progress | None = None
+                 ) -> FinetuneSummary:
+    """The whole step: data, regressor, conditional G/D, training with checkpoints, log and sample sheets.
+
+    Resumes from the newest checkpoint in the run folder unless ``config.overwrite``.
+    progress(done, total) is called after every training step (by rank 0 under torchrun).
+    """
+    start = time.perf_counter()
+    ctx = init_distributed()
+    try:
+        batch_split(config.training, ctx.world_size)
+    except ValueError as exc:
+        raise FinetuneError(f"{exc}; fix: pick --batch-size and --micro-batches to fit {ctx.world_size} "
+                            "process(es)") from exc
+    device = _device(ctx.device(config.device))
+    inputs = load_inputs(config)
+    training = config.training
+    latest, state = resume_state(config, inputs.base_g.checkpoint_key, ctx)
+    generator = build_conditional_generator(inputs.base_g, training.embed_dim, training.embed_hidden,
+                                            training.cond_lr_mul, seed=training.seed)
+    discriminator = build_conditional_discriminator(inputs.base_d, seed=training.seed)
+    if ctx.is_main:
+        config.files.folder.mkdir(parents=True, exist_ok=True)
+    prop = property_model_for(config, inputs.data, state, latest, device, ctx)
+    trainer = Finetuner(generator, discriminator, inputs.data.images_u8, inputs.data.conditions, training,
+                        prop.model, device, rank=ctx.rank, world_size=ctx.world_size)
+    log_rows: list[dict[str, float]] = []
+    if state is not None:
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{latest}: cannot resume from this checkpoint ({first}); fix: {FINETUNE_FIX}") from exc
+        log_rows = _read_log(config.files.train_log_csv, trainer.step_count)
+        logger.info("resumed from %s at step %d", latest, trainer.step_count)
+    settings = _settings(config, inputs, generator, discriminator, prop, ctx.world_size)
+    if ctx.is_main:
+        atomic_write_json(config.files.settings_json, settings.to_dict())
+    run = FinetuneRun(config, trainer, settings, prop, log_rows, writes=ctx.is_main)
+    start_step = trainer.step_count
+    checkpoint, last = run.train(progress)
+    if checkpoint is None:
+        # nothing trained now: keep the checkpoint resumed from, or leave a loadable step-0 one (steps == 0)
+        checkpoint = latest if latest is not None and latest.is_file() else run.save_checkpoint()
+    ctx.barrier()  # every rank returns once rank 0 has written the last checkpoint
+    data = inputs.data
+    return FinetuneSummary(config.files.folder, checkpoint, start_step, trainer.step_count, len(data.names),
+                           data.num_nan, data.num_missing_image, inputs.base_g.checkpoint_key,
+                           time.perf_counter() - start, last, ctx.world_size)
