@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample counts for held-out r against samples (at most --num-samples)")
     parser.add_argument("--world-seed", type=int, default=defaults.world_seed)
     parser.add_argument("--train-seed", type=int, default=defaults.train_seed)
+    parser.add_argument("--lambda-prop", type=float, default=defaults.lambda_prop,
+                        help="the fine-tune's property-loss weight (FinetuneConfig.lambda_prop)")
+    parser.add_argument("--lr-g", type=float, default=defaults.lr_g)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="the fine-tune's batch")
     parser.add_argument("--skip", choices=["variants", "samples", "finetune"], nargs="*", default=[])
     parser.add_argument("--small-seeds", type=int, nargs="+", default=None,
                         help="instead: run the CI's small lab (pipeline.control_lab.small_lab) for these seeds, "
@@ -65,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.small_seeds is not None:
         return _small(args.small_seeds)
     config = LabConfig(resolution=args.resolution, num_samples=args.num_samples, finetune_steps=tuple(args.steps),
-                       world_seed=args.world_seed, train_seed=args.train_seed)
+                       world_seed=args.world_seed, train_seed=args.train_seed, lambda_prop=args.lambda_prop,
+                       lr_g=args.lr_g, batch_size=args.batch_size)
     report: dict = {"machine": f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
                                f"torch {torch.__version__}, ATen {torch.backends.cpu.get_cpu_capability()}",
                     "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(config).items()}}
@@ -109,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         report["finetune"] = {"info": info, "r_by_steps": {
             s: {p: round(float(v), 3) for p, v in rows.set_index("property")["pearson_r"].items()}
             for s, rows in by_steps.items()}}
+        for steps, rows in by_steps.items():
+            tables[f"finetuned {steps} steps"] = rows
         last = max(by_steps)
-        tables[f"finetuned {last} steps"] = by_steps[last]
         print(f"\nfine-tune, learned regressor (held-out r {info['regressor_r']}), {last} steps "
               f"({info['train_seconds']:.0f}s training)")
         print(_table(by_steps[last]).round(3).to_string())

@@ -48,11 +48,12 @@ from stylegan.directions import LatentDirections, fit_directions
 from stylegan.finetune import FinetuneConfig, Finetuner
 from stylegan.networks import postprocess_uint8
 from stylegan.property_regressor import RegressorConfig, train_property_regressor
+from stylegan.refine import EditRefiner, RefineConfig
 
 __all__ = [
     "LabConfig", "LabWorld", "LabJudge", "lab_raw_properties", "build_world", "evaluate_method",
-    "fit_lab_directions", "directions_arm", "baseline_arm", "finetune_arm", "base_correlations", "comparison_rows",
-    "summarise",
+    "fit_lab_directions", "directions_arm", "baseline_arm", "finetune_arm", "lab_regressor", "refine_arm",
+    "base_correlations", "comparison_rows", "summarise",
 ]
 
 Progress = Callable[[str], None]
@@ -236,18 +237,39 @@ def baseline_arm(world: LabWorld) -> pd.DataFrame:
     return comparison_rows("baseline", evaluate_method(world, BaselineMethod(world.generator, world.config.batch)))
 
 
-def finetune_arm(world: LabWorld, progress: Progress | None = None,
-                 on_step: Callable[[int], None] | None = None) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
-    """Train the regressor on the base samples, fine-tune with it, judge G_ema after each listed step count.
+def lab_regressor(world: LabWorld) -> tuple[torch.nn.Module, dict[str, Any], float]:
+    """The learned property regressor on the base images and scores, as step 7b trains it (never the judge).
 
-    Returns ({steps: comparison rows}, info with the regressor's held-out r and seconds).
-    """
+    Returns (frozen regressor, its held-out metrics, seconds)."""
     cfg = world.config
     start = time.perf_counter()
     regressor, metrics = train_property_regressor(
         world.images_u8, world.scores, epochs=cfg.regressor_epochs, batch_size=32, seed=cfg.train_seed,
         config=RegressorConfig(input_size=cfg.resolution, width=cfg.regressor_width))
-    regressor_seconds = time.perf_counter() - start
+    return regressor, metrics, time.perf_counter() - start
+
+
+def refine_arm(world: LabWorld, directions: LatentDirections, regressor: torch.nn.Module,
+               config: RefineConfig = RefineConfig()) -> pd.DataFrame:
+    """comparison.csv rows of the directions method with the "refine" option (linear edit, then a few
+    gradient steps through the generator and the learned regressor; see ``stylegan.refine``)."""
+    scale = directions.slopes * directions.proj_std       # the spread of each calibrated prediction
+    refiner = EditRefiner(world.generator, regressor, np.where(scale > 0, scale, 1.0), config)
+    method = DirectionsMethod(world.generator, directions, world.config.batch, world.ranges, refiner=refiner)
+    return comparison_rows("directions", evaluate_method(world, method))
+
+
+def finetune_arm(world: LabWorld, progress: Progress | None = None,
+                 on_step: Callable[[int], None] | None = None,
+                 regressor: tuple[torch.nn.Module, dict[str, Any], float] | None = None,
+                 ) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
+    """Fine-tune with the learned regressor (trained here unless given, as :func:`lab_regressor` returns it),
+    judge G_ema after each listed step count.
+
+    Returns ({steps: comparison rows}, info with the regressor's held-out r and seconds).
+    """
+    cfg = world.config
+    regressor, metrics, regressor_seconds = regressor if regressor is not None else lab_regressor(world)
     config = FinetuneConfig(steps=max(cfg.finetune_steps), batch_size=cfg.batch_size, lr_g=cfg.lr_g, lr_d=cfg.lr_d,
                             lambda_prop=cfg.lambda_prop, ema_beta=cfg.ema_beta, seed=cfg.train_seed)
     trainer = Finetuner(build_conditional_generator(world.generator, seed=cfg.train_seed),

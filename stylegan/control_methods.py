@@ -157,17 +157,21 @@ class DirectionsMethod:
     return_report=True)`` gives the edited w and what was reached, its ``layer_mask_for(requested,
     num_layers)`` the synthesis layers that see the edited w (the union of the requested properties'
     layer ranges; all layers when nothing is requested); the other layers keep the original w.
+    With ``refiner`` (a ``stylegan.refine.EditRefiner``: the "refine" option) the linear edit is
+    then refined through the generator and the learned property regressor; ``reached`` stays the
+    linear edit's report.
     (``stylegan.directions.make_generate_fn`` renders the same images without the reached report.)
     """
 
     name = DIRECTIONS
 
     def __init__(self, generator: StyleGANGenerator, directions: Any, batch_size: int = 16,
-                 ranges: Ranges | None = None, description: str | None = None):
+                 ranges: Ranges | None = None, description: str | None = None, refiner: Any = None):
         if directions.w_dim != generator.w_space_dim:
             raise ValueError(f"directions are {directions.w_dim}-d, the generator's w is {generator.w_space_dim}-d")
         self.generator = generator
         self.directions = directions
+        self.refiner = refiner   # a stylegan.refine.EditRefiner for the same generator, or None (linear edit only)
         self.batch_size = batch_size
         self.z_dim = generator.z_space_dim
         self.ranges = ranges
@@ -183,6 +187,9 @@ class DirectionsMethod:
             w_edit, reached = self.directions.edit(w.cpu().numpy(), tb, return_report=True)
             w_edit = torch.from_numpy(np.asarray(w_edit, dtype=np.float32)).to(device)
             masks = np.stack([self.directions.layer_mask_for(np.isfinite(row), num_layers) for row in tb])
+            if self.refiner is not None:   # the "refine" option: the linear edit polished by the learned regressor
+                wp = self.refiner.refine(w, w_edit, tb, torch.from_numpy(masks).to(device))
+                return _synthesize(self.generator, wp), reached
             mask = torch.from_numpy(masks).to(device)[:, :, None]          # [N, L, 1]
             wp = torch.where(mask, w_edit[:, None, :], w[:, None, :])      # [N, L, D]
             return _synthesize(self.generator, wp), reached
