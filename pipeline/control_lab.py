@@ -72,6 +72,7 @@ class LabConfig:
     hold: bool = True
     metric: str = "euclidean"
     cap: float | None = 3.0
+    refine: RefineConfig = RefineConfig()  # the directions' "refine" option (learned regressor, stylegan.refine)
     # fine-tune
     finetune_steps: tuple[int, ...] = (300, 600, 1200)  # evaluated after each
     batch_size: int = 8
@@ -250,11 +251,11 @@ def lab_regressor(world: LabWorld) -> tuple[torch.nn.Module, dict[str, Any], flo
 
 
 def refine_arm(world: LabWorld, directions: LatentDirections, regressor: torch.nn.Module,
-               config: RefineConfig = RefineConfig()) -> pd.DataFrame:
+               config: RefineConfig | None = None) -> pd.DataFrame:
     """comparison.csv rows of the directions method with the "refine" option (linear edit, then a few
-    gradient steps through the generator and the learned regressor; see ``stylegan.refine``)."""
-    scale = directions.slopes * directions.proj_std       # the spread of each calibrated prediction
-    refiner = EditRefiner(world.generator, regressor, np.where(scale > 0, scale, 1.0), config)
+    gradient steps through the generator and the learned regressor; see ``stylegan.refine``).
+    ``config``: default the world's ``LabConfig.refine``."""
+    refiner = EditRefiner.for_directions(world.generator, regressor, directions, config or world.config.refine)
     method = DirectionsMethod(world.generator, directions, world.config.batch, world.ranges, refiner=refiner)
     return comparison_rows("directions", evaluate_method(world, method))
 

@@ -19,6 +19,7 @@ given (``stylegan.control_methods.DirectionsMethod(refiner=...)``); the default 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,6 +76,14 @@ class EditRefiner:
             raise ValueError(f"property_scale must be positive and finite per property, got {scale}")
         self.inv_scale = torch.from_numpy(1.0 / scale).to(device)
         self.w_std = w_spread(generator).to(device)
+
+    @classmethod
+    def for_directions(cls, generator: torch.nn.Module, property_model: torch.nn.Module, directions: Any,
+                       config: RefineConfig = RefineConfig()) -> "EditRefiner":
+        """A refiner whose property scales are the spreads of the directions' calibrated predictions
+        (``slopes * proj_std``; 1 for a property without direction)."""
+        scale = np.asarray(directions.slopes * directions.proj_std, dtype=np.float64)
+        return cls(generator, property_model, np.where(scale > 0, scale, 1.0), config)
 
     def _images(self, wp: torch.Tensor) -> torch.Tensor:
         image = self.generator.synthesis(wp, None, False)["image"]
