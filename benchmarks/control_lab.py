@@ -36,7 +36,8 @@ import torch  # noqa: E402
 
 from common.paths import PROPERTY_NAMES  # noqa: E402
 from pipeline.control_lab import (LabConfig, base_correlations, baseline_arm, build_world,  # noqa: E402
-                                  directions_arm, finetune_arm, fit_lab_directions, lab_regressor, refine_arm)
+                                  directions_arm, finetune_arm, fit_lab_directions, lab_regressor, refine_arm,
+                                  select_refine_layers)
 from stylegan.refine import RefineConfig  # noqa: E402
 
 R_TARGET, LEAK_TARGET = 0.9, 0.2
@@ -125,6 +126,21 @@ def main(argv: list[str] | None = None) -> int:
                                   regressor[0])
         report["refine_seconds"] = round(time.perf_counter() - start_refine, 1)
         print(f"\n{name} ({config.refine}; {report['refine_seconds']:.0f}s for step 9's sweep)")
+        print(_table(tables[name]).round(3).to_string())
+        # layer ranges per property, chosen by the learned regressor on fresh latents (never the judge)
+        start_refine = time.perf_counter()
+        chosen, selection = select_refine_layers(
+            world, fitted[args.refine_from][0].with_options(hold=True, metric="euclidean"), regressor[0])
+        report["refine_layers"] = {"chosen": dict(zip(PROPERTY_NAMES, chosen.layers)),
+                                   "selection_seconds": round(time.perf_counter() - start_refine, 1),
+                                   "selection": selection.round(4).to_dict(orient="records")}
+        print(f"\nlayer ranges chosen by the learned regressor ({report['refine_layers']['selection_seconds']:.0f}s): "
+              f"{report['refine_layers']['chosen']}")
+        print(selection[["property", "layers", "pearson_r", "control_slope", "leakage_mean", "leakage_max",
+                         "chosen"]].round(3).to_string(index=False))
+        name += ", layers per property"
+        tables[name] = refine_arm(world, chosen, regressor[0])
+        print(f"\n{name}")
         print(_table(tables[name]).round(3).to_string())
 
     if "samples" not in args.skip:

@@ -53,6 +53,7 @@ from stylegan.refine import EditRefiner, RefineConfig
 __all__ = [
     "LabConfig", "LabWorld", "LabJudge", "lab_raw_properties", "build_world", "evaluate_method",
     "fit_lab_directions", "directions_arm", "baseline_arm", "finetune_arm", "lab_regressor", "refine_arm",
+    "RegressorScorer", "select_refine_layers",
     "base_correlations", "comparison_rows", "summarise",
 ]
 
@@ -258,6 +259,61 @@ def refine_arm(world: LabWorld, directions: LatentDirections, regressor: torch.n
     refiner = EditRefiner.for_directions(world.generator, regressor, directions, config or world.config.refine)
     method = DirectionsMethod(world.generator, directions, world.config.batch, world.ranges, refiner=refiner)
     return comparison_rows("directions", evaluate_method(world, method))
+
+
+class RegressorScorer:
+    """images_u8 -> [N, 5] as the learned regressor sees them: the scorer that *chooses* (never the judge)."""
+
+    judge = "learned regressor"
+
+    def __init__(self, regressor: torch.nn.Module):
+        self.regressor = regressor
+
+    @torch.no_grad()
+    def __call__(self, images_u8: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return self.regressor(x).double().numpy()
+
+
+def select_refine_layers(world: LabWorld, directions: LatentDirections, regressor: torch.nn.Module,
+                         config: RefineConfig | None = None, num_z: int = 8, num_values: int = 5,
+                         r_tolerance: float = 0.05) -> tuple[LatentDirections, pd.DataFrame]:
+    """Per property, the synthesis-layer range (all / coarse / middle / fine, those the generator has) whose
+    refined edits leak least, as the *learned regressor* measures them on fresh latents (neither fitted
+    on nor step 9's): among the ranges whose r is within ``r_tolerance`` of the best, the lowest mean
+    leakage per unit of control slope (a range that moves nothing leaks nothing, too).
+
+    Returns (directions with the chosen ``layers``, the table of every range's r / slope / leakage).
+    """
+    from stylegan.directions import available_layer_ranges
+
+    cfg = world.config
+    rng = np.random.default_rng([cfg.world_seed, 2])           # a stream of its own
+    z = rng.standard_normal((num_z, world.generator.z_space_dim)).astype(np.float32)
+    design = ControlConfig(num_z=num_z, num_values=num_values, seed=0, batch_size=cfg.batch, sheet_z=0)
+    base = np.full((num_z, len(PROPERTY_NAMES)), np.nan, dtype=np.float32)
+    scorer = RegressorScorer(regressor)
+    tables = []
+    for layers in available_layer_ranges(world.generator.num_layers):
+        candidate = directions.with_options(layers=(layers,) * len(PROPERTY_NAMES))
+        refiner = EditRefiner.for_directions(world.generator, regressor, candidate, config or cfg.refine)
+        method = DirectionsMethod(world.generator, candidate, cfg.batch, world.ranges, refiner=refiner)
+        result = evaluate_control(lambda zb, tb: method.render(zb, tb, return_report=True), scorer, z, base,
+                                  world.ranges, design)
+        rows = comparison_rows("directions", result)
+        rows["layers"] = layers
+        tables.append(rows)
+    table = pd.concat(tables, ignore_index=True)
+    table["leak_per_slope"] = table["leakage_mean"] / table["control_slope"].abs()
+    table["chosen"] = False
+    picks = []
+    for prop in PROPERTY_NAMES:
+        part = table[table["property"] == prop]
+        close = part[part["pearson_r"] >= part["pearson_r"].max() - r_tolerance]
+        pick = close["leak_per_slope"].fillna(np.inf).idxmin()
+        table.loc[pick, "chosen"] = True
+        picks.append(str(table.at[pick, "layers"]))
+    return directions.with_options(layers=tuple(picks)), table
 
 
 def finetune_arm(world: LabWorld, progress: Progress | None = None,
