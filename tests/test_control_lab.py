@@ -71,3 +71,30 @@ def test_small_control_lab(record_property):
         assert result["directions"][f"{p}_pearson_r"] > low, p
     mean_r = np.mean([result["finetuned"][f"{p}_pearson_r"] for p in PROPERTY_NAMES])
     assert mean_r > FINETUNE_MEAN_R_MIN
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_refine_layers_are_chosen_by_the_learned_regressor_never_the_judge():
+    """The lab's layer-range choice for the refine option scores with the learned regressor on latents of its own
+    stream, one chosen range per property among those the generator has; the refine arm renders with it."""
+    from pipeline.control_lab import (LabConfig, build_world, fit_lab_directions, lab_regressor, refine_arm,
+                                      select_refine_layers)
+    from stylegan.control import judge_name
+    from stylegan.directions import available_layer_ranges
+    from stylegan.refine import RefineConfig
+
+    config = LabConfig(width=16, num_samples=200, eval_num_z=2, eval_num_values=3, regressor_epochs=1,
+                       refine=RefineConfig(steps=2), directions_method="svm")
+    world = build_world(config)
+    regressor = lab_regressor(world)[0]
+    directions, _ = fit_lab_directions(world)
+    chosen, table = select_refine_layers(world, directions, regressor, num_z=2, num_values=3)
+    ranges = available_layer_ranges(world.generator.num_layers)
+    assert set(table["judge"]) == {"learned regressor"}
+    assert len(table) == len(ranges) * len(PROPERTY_NAMES)
+    assert table.groupby("property")["chosen"].sum().eq(1).all()
+    assert list(chosen.layers) == [table[(table["property"] == p) & table["chosen"]]["layers"].item()
+                                   for p in PROPERTY_NAMES]
+    rows = refine_arm(world, chosen, regressor)
+    assert set(rows["judge"]) == {judge_name(world.judge)} != {"learned regressor"}   # judged by the truth
+    assert list(rows["property"]) == list(PROPERTY_NAMES) and rows["pearson_r"].notna().all()
