@@ -7,13 +7,17 @@ on its own latents). This script prints, and writes to ``benchmarks/results/cont
 1. the world: base-set entanglement (pairs with |r| >= 0.3) and each property's spread;
 2. directions: per variant (ridge / svm x hold / free x euclidean / whitened) r, rho, MAE, mean and
    largest off-diagonal leakage per property, and the fitting seconds;
-3. held-out r against the number of scored samples the directions were fitted on;
-4. the fine-tune with the learned regressor: r after each step count, then the full table;
-5. the targets: per property, does some method reach r >= 0.9 with every leakage <= 0.2, and does the
+3. the directions' "refine" option (SVM, hold, refined through the learned regressor; stylegan.refine), on all
+   layers and with a layer range per property chosen by that regressor on latents of their own;
+4. held-out r against the number of scored samples the directions were fitted on;
+5. the fine-tune with the learned regressor (the same one): r after each step count, then the full tables;
+6. the targets: per property, does some method reach r >= 0.9 with every leakage <= 0.2, and does the
    fine-tune reach r >= 0.9 wherever the base-set std is not zero.
 
-    python benchmarks/control_lab.py                       # the full lab (about an hour on 2 heavily loaded cores)
-    python benchmarks/control_lab.py --steps 300 600 --samples 250 500 1000 2000
+    python benchmarks/control_lab.py                       # everything (directions 440 s + 3,600 fine-tune
+                                                           # steps 655-1,816 s on 2 loaded cores, README)
+    python benchmarks/control_lab.py --skip finetune       # the directions and their refine option only
+    python benchmarks/control_lab.py --skip variants samples refine --steps 1200 2400 3600 --lambda-prop 10
 """
 from __future__ import annotations
 

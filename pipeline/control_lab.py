@@ -75,7 +75,7 @@ class LabConfig:
     cap: float | None = 3.0
     refine: RefineConfig = RefineConfig()  # the directions' "refine" option (learned regressor, stylegan.refine)
     # fine-tune
-    finetune_steps: tuple[int, ...] = (300, 600, 1200)  # evaluated after each
+    finetune_steps: tuple[int, ...] = (600, 1200, 2400, 3600)  # evaluated after each
     batch_size: int = 8
     lr_g: float = 0.01
     lr_d: float = 0.001
@@ -369,7 +369,8 @@ a smaller sweep; InterFaceGAN's SVM directions (the full lab's best control, see
 
 
 def small_lab(seed: int = 0, config: LabConfig = SMALL_LAB) -> dict[str, dict[str, float]]:
-    """Per method ('directions', 'finetuned', 'baseline') and property: pearson_r and leakage_max;
+    """Per method ('directions', 'refined' (the same directions with the refine option), 'finetuned',
+    'baseline') and property: pearson_r and leakage_max;
     'world': the number of property pairs with |r| >= 0.3 in the base set and each property's std.
 
     ``seed`` is the training seed (fine-tune and regressor draws, directions' held-out split); the
@@ -381,7 +382,9 @@ def small_lab(seed: int = 0, config: LabConfig = SMALL_LAB) -> dict[str, dict[st
     world = build_world(config)
     directions, _ = fit_lab_directions(world)
     tables = {"directions": directions_arm(world, directions), "baseline": baseline_arm(world)}
-    by_steps, _ = finetune_arm(world)
+    regressor = lab_regressor(world)
+    tables["refined"] = refine_arm(world, directions, regressor[0])
+    by_steps, _ = finetune_arm(world, regressor=regressor)
     tables["finetuned"] = by_steps[max(by_steps)]
     out = {name: {f"{p}_{k}": float(rows.set_index("property").at[p, k]) for p in PROPERTY_NAMES
                   for k in ("pearson_r", "leakage_max")} for name, rows in tables.items()}
