@@ -7,13 +7,17 @@ on its own latents). This script prints, and writes to ``benchmarks/results/cont
 1. the world: base-set entanglement (pairs with |r| >= 0.3) and each property's spread;
 2. directions: per variant (ridge / svm x hold / free x euclidean / whitened) r, rho, MAE, mean and
    largest off-diagonal leakage per property, and the fitting seconds;
-3. held-out r against the number of scored samples the directions were fitted on;
-4. the fine-tune with the learned regressor: r after each step count, then the full table;
-5. the targets: per property, does some method reach r >= 0.9 with every leakage <= 0.2, and does the
+3. the directions' "refine" option (SVM, hold, refined through the learned regressor; stylegan.refine), on all
+   layers and with a layer range per property chosen by that regressor on latents of their own;
+4. held-out r against the number of scored samples the directions were fitted on;
+5. the fine-tune with the learned regressor (the same one): r after each step count, then the full tables;
+6. the targets: per property, does some method reach r >= 0.9 with every leakage <= 0.2, and does the
    fine-tune reach r >= 0.9 wherever the base-set std is not zero.
 
-    python benchmarks/control_lab.py                       # the full lab (about an hour on 2 heavily loaded cores)
-    python benchmarks/control_lab.py --steps 300 600 --samples 250 500 1000 2000
+    python benchmarks/control_lab.py                       # everything (directions 440 s + 3,600 fine-tune
+                                                           # steps 655-1,816 s on 2 loaded cores, README)
+    python benchmarks/control_lab.py --skip finetune       # the directions and their refine option only
+    python benchmarks/control_lab.py --skip variants samples refine --steps 1200 2400 3600 --lambda-prop 10
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
+from dataclasses import asdict, is_dataclass  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
@@ -35,7 +40,9 @@ import torch  # noqa: E402
 
 from common.paths import PROPERTY_NAMES  # noqa: E402
 from pipeline.control_lab import (LabConfig, base_correlations, baseline_arm, build_world,  # noqa: E402
-                                  directions_arm, finetune_arm, fit_lab_directions)
+                                  directions_arm, finetune_arm, fit_lab_directions, lab_regressor, refine_arm,
+                                  select_refine_layers)
+from stylegan.refine import RefineConfig  # noqa: E402
 
 R_TARGET, LEAK_TARGET = 0.9, 0.2
 
@@ -54,7 +61,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample counts for held-out r against samples (at most --num-samples)")
     parser.add_argument("--world-seed", type=int, default=defaults.world_seed)
     parser.add_argument("--train-seed", type=int, default=defaults.train_seed)
-    parser.add_argument("--skip", choices=["variants", "samples", "finetune"], nargs="*", default=[])
+    parser.add_argument("--lambda-prop", type=float, default=defaults.lambda_prop,
+                        help="the fine-tune's property-loss weight (FinetuneConfig.lambda_prop)")
+    parser.add_argument("--lr-g", type=float, default=defaults.lr_g)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="the fine-tune's batch")
+    parser.add_argument("--refine-from", choices=["ridge", "svm"], default="svm",
+                        help="the directions (hold, euclidean) whose edits the refine option starts from")
+    parser.add_argument("--refine-steps", type=int, default=defaults.refine.steps)
+    parser.add_argument("--refine-lr", type=float, default=defaults.refine.lr)
+    parser.add_argument("--refine-hold-weight", type=float, default=defaults.refine.hold_weight)
+    parser.add_argument("--refine-anchor-weight", type=float, default=defaults.refine.anchor_weight)
+    parser.add_argument("--refine-wplus", action="store_true", default=defaults.refine.wplus)
+    parser.add_argument("--skip", choices=["variants", "samples", "refine", "finetune"], nargs="*", default=[])
     parser.add_argument("--small-seeds", type=int, nargs="+", default=None,
                         help="instead: run the CI's small lab (pipeline.control_lab.small_lab) for these seeds, "
                              "one after the other, and print its quantities (to measure the test's margins)")
@@ -65,10 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.small_seeds is not None:
         return _small(args.small_seeds)
     config = LabConfig(resolution=args.resolution, num_samples=args.num_samples, finetune_steps=tuple(args.steps),
-                       world_seed=args.world_seed, train_seed=args.train_seed)
+                       world_seed=args.world_seed, train_seed=args.train_seed, lambda_prop=args.lambda_prop,
+                       lr_g=args.lr_g, batch_size=args.batch_size,
+                       refine=RefineConfig(steps=args.refine_steps, lr=args.refine_lr,
+                                           hold_weight=args.refine_hold_weight,
+                                           anchor_weight=args.refine_anchor_weight, wplus=args.refine_wplus))
     report: dict = {"machine": f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
                                f"torch {torch.__version__}, ATen {torch.backends.cpu.get_cpu_capability()}",
-                    "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(config).items()}}
+                    "config": {k: (list(v) if isinstance(v, tuple) else asdict(v) if is_dataclass(v) else v)
+                               for k, v in vars(config).items()}}
     start = time.perf_counter()
     world = build_world(config)
     corr = base_correlations(world)
@@ -94,6 +117,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{name} (fit {fitted[method][1]:.1f}s on {config.num_samples} samples)")
         print(_table(tables[name]).round(3).to_string())
 
+    regressor = None
+    if "refine" not in args.skip or "finetune" not in args.skip:
+        regressor = lab_regressor(world)     # one learned regressor for both: the refine option and the fine-tune
+        report["regressor"] = {"seconds": round(regressor[2], 1),
+                               "heldout_r": {p: regressor[1].get(f"r_{p}") for p in PROPERTY_NAMES}}
+        print(f"\nlearned property regressor ({regressor[2]:.0f}s): held-out r {report['regressor']['heldout_r']}")
+    if "refine" not in args.skip:
+        name = f"directions {args.refine_from} hold euclidean + refine"
+        start_refine = time.perf_counter()
+        tables[name] = refine_arm(world, fitted[args.refine_from][0].with_options(hold=True, metric="euclidean"),
+                                  regressor[0])
+        report["refine_seconds"] = round(time.perf_counter() - start_refine, 1)
+        print(f"\n{name} ({config.refine}; {report['refine_seconds']:.0f}s for step 9's sweep)")
+        print(_table(tables[name]).round(3).to_string())
+        # layer ranges per property, chosen by the learned regressor on fresh latents (never the judge)
+        start_refine = time.perf_counter()
+        chosen, selection = select_refine_layers(
+            world, fitted[args.refine_from][0].with_options(hold=True, metric="euclidean"), regressor[0])
+        report["refine_layers"] = {"chosen": dict(zip(PROPERTY_NAMES, chosen.layers)),
+                                   "selection_seconds": round(time.perf_counter() - start_refine, 1),
+                                   "selection": selection.round(4).to_dict(orient="records")}
+        print(f"\nlayer ranges chosen by the learned regressor ({report['refine_layers']['selection_seconds']:.0f}s): "
+              f"{report['refine_layers']['chosen']}")
+        print(selection[["property", "layers", "pearson_r", "control_slope", "leakage_mean", "leakage_max",
+                         "chosen"]].round(3).to_string(index=False))
+        name += ", layers per property"
+        tables[name] = refine_arm(world, chosen, regressor[0])
+        print(f"\n{name}")
+        print(_table(tables[name]).round(3).to_string())
+
     if "samples" not in args.skip:
         curve = {}
         for n in [n for n in args.samples if n <= config.num_samples]:
@@ -105,12 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         report["directions_r_vs_samples"] = curve
 
     if "finetune" not in args.skip:
-        by_steps, info = finetune_arm(world, progress=print)
+        by_steps, info = finetune_arm(world, progress=print, regressor=regressor)
         report["finetune"] = {"info": info, "r_by_steps": {
             s: {p: round(float(v), 3) for p, v in rows.set_index("property")["pearson_r"].items()}
             for s, rows in by_steps.items()}}
+        for steps, rows in by_steps.items():
+            tables[f"finetuned {steps} steps"] = rows
         last = max(by_steps)
-        tables[f"finetuned {last} steps"] = by_steps[last]
         print(f"\nfine-tune, learned regressor (held-out r {info['regressor_r']}), {last} steps "
               f"({info['train_seconds']:.0f}s training)")
         print(_table(by_steps[last]).round(3).to_string())
@@ -124,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         verdict[p] = ok
         print(f"  {p:12s} {'met by ' + ', '.join(ok) if ok else 'NOT met'}")
     report["targets"] = verdict
+    spread = [p for p in PROPERTY_NAMES if world.stats[p]["std"] > 0]
+    finetune_target = {name: [p for p in spread if rows.set_index("property").at[p, "pearson_r"] < R_TARGET]
+                       for name, rows in tables.items() if name.startswith("finetuned")}
+    for name, short in finetune_target.items():
+        print(f"  {name}: r >= 0.9 on every property with a spread: "
+              f"{'met' if not short else 'NOT met (' + ', '.join(short) + ')'}")
+    report["finetune_target_short_of"] = finetune_target
     report["tables"] = {name: rows.round(4).to_dict(orient="records") for name, rows in tables.items()}
     report["seconds"] = round(time.perf_counter() - start, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)

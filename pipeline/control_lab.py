@@ -49,11 +49,13 @@ from stylegan.finetune_schema import FinetuneSettings
 from stylegan.finetune_trainer import FinetuneConfig, Finetuner
 from stylegan.networks import postprocess_uint8
 from stylegan.property_regressor import RegressorConfig, train_property_regressor
+from stylegan.refine import EditRefiner, RefineConfig
 
 __all__ = [
     "LabConfig", "LabWorld", "LabJudge", "lab_raw_properties", "build_world", "evaluate_method",
-    "fit_lab_directions", "directions_arm", "baseline_arm", "finetune_arm", "base_correlations", "comparison_rows",
-    "summarise",
+    "fit_lab_directions", "directions_arm", "baseline_arm", "finetune_arm", "lab_regressor", "refine_arm",
+    "RegressorScorer", "select_refine_layers",
+    "base_correlations", "comparison_rows", "summarise",
 ]
 
 Progress = Callable[[str], None]
@@ -72,8 +74,9 @@ class LabConfig:
     hold: bool = True
     metric: str = "euclidean"
     cap: float | None = 3.0
+    refine: RefineConfig = RefineConfig()  # the directions' "refine" option (learned regressor, stylegan.refine)
     # fine-tune
-    finetune_steps: tuple[int, ...] = (300, 600, 1200)  # evaluated after each
+    finetune_steps: tuple[int, ...] = (600, 1200, 2400, 3600)  # evaluated after each
     batch_size: int = 8
     lr_g: float = 0.01
     lr_d: float = 0.001
@@ -237,18 +240,94 @@ def baseline_arm(world: LabWorld) -> pd.DataFrame:
     return comparison_rows("baseline", evaluate_method(world, BaselineMethod(world.generator, world.config.batch)))
 
 
-def finetune_arm(world: LabWorld, progress: Progress | None = None,
-                 on_step: Callable[[int], None] | None = None) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
-    """Train the regressor on the base samples, fine-tune with it, judge G_ema after each listed step count.
+def lab_regressor(world: LabWorld) -> tuple[torch.nn.Module, dict[str, Any], float]:
+    """The learned property regressor on the base images and scores, as step 7b trains it (never the judge).
 
-    Returns ({steps: comparison rows}, info with the regressor's held-out r and seconds).
-    """
+    Returns (frozen regressor, its held-out metrics, seconds)."""
     cfg = world.config
     start = time.perf_counter()
     regressor, metrics = train_property_regressor(
         world.images_u8, world.scores, epochs=cfg.regressor_epochs, batch_size=32, seed=cfg.train_seed,
         config=RegressorConfig(input_size=cfg.resolution, width=cfg.regressor_width))
-    regressor_seconds = time.perf_counter() - start
+    return regressor, metrics, time.perf_counter() - start
+
+
+def refine_arm(world: LabWorld, directions: LatentDirections, regressor: torch.nn.Module,
+               config: RefineConfig | None = None) -> pd.DataFrame:
+    """comparison.csv rows of the directions method with the "refine" option (linear edit, then a few
+    gradient steps through the generator and the learned regressor; see ``stylegan.refine``).
+    ``config``: default the world's ``LabConfig.refine``."""
+    refiner = EditRefiner.for_directions(world.generator, regressor, directions, config or world.config.refine)
+    method = DirectionsMethod(world.generator, directions, world.config.batch, world.ranges, refiner=refiner)
+    return comparison_rows("directions", evaluate_method(world, method))
+
+
+class RegressorScorer:
+    """images_u8 -> [N, 5] as the learned regressor sees them: the scorer that *chooses* (never the judge)."""
+
+    judge = "learned regressor"
+
+    def __init__(self, regressor: torch.nn.Module):
+        self.regressor = regressor
+
+    @torch.no_grad()
+    def __call__(self, images_u8: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return self.regressor(x).double().numpy()
+
+
+def select_refine_layers(world: LabWorld, directions: LatentDirections, regressor: torch.nn.Module,
+                         config: RefineConfig | None = None, num_z: int = 8, num_values: int = 5,
+                         r_tolerance: float = 0.05) -> tuple[LatentDirections, pd.DataFrame]:
+    """Per property, the synthesis-layer range (all / coarse / middle / fine, those the generator has) whose
+    refined edits leak least, as the *learned regressor* measures them on fresh latents (neither fitted
+    on nor step 9's): among the ranges whose r is within ``r_tolerance`` of the best, the lowest mean
+    leakage per unit of control slope (a range that moves nothing leaks nothing, too).
+
+    Returns (directions with the chosen ``layers``, the table of every range's r / slope / leakage).
+    """
+    from stylegan.directions import available_layer_ranges
+
+    cfg = world.config
+    rng = np.random.default_rng([cfg.world_seed, 2])           # a stream of its own
+    z = rng.standard_normal((num_z, world.generator.z_space_dim)).astype(np.float32)
+    design = ControlConfig(num_z=num_z, num_values=num_values, seed=0, batch_size=cfg.batch, sheet_z=0)
+    base = np.full((num_z, len(PROPERTY_NAMES)), np.nan, dtype=np.float32)
+    scorer = RegressorScorer(regressor)
+    tables = []
+    for layers in available_layer_ranges(world.generator.num_layers):
+        candidate = directions.with_options(layers=(layers,) * len(PROPERTY_NAMES))
+        refiner = EditRefiner.for_directions(world.generator, regressor, candidate, config or cfg.refine)
+        method = DirectionsMethod(world.generator, candidate, cfg.batch, world.ranges, refiner=refiner)
+        result = evaluate_control(lambda zb, tb: method.render(zb, tb, return_report=True), scorer, z, base,
+                                  world.ranges, design)
+        rows = comparison_rows("directions", result)
+        rows["layers"] = layers
+        tables.append(rows)
+    table = pd.concat(tables, ignore_index=True)
+    table["leak_per_slope"] = table["leakage_mean"] / table["control_slope"].abs()
+    table["chosen"] = False
+    picks = []
+    for prop in PROPERTY_NAMES:
+        part = table[table["property"] == prop]
+        close = part[part["pearson_r"] >= part["pearson_r"].max() - r_tolerance]
+        pick = close["leak_per_slope"].fillna(np.inf).idxmin()
+        table.loc[pick, "chosen"] = True
+        picks.append(str(table.at[pick, "layers"]))
+    return directions.with_options(layers=tuple(picks)), table
+
+
+def finetune_arm(world: LabWorld, progress: Progress | None = None,
+                 on_step: Callable[[int], None] | None = None,
+                 regressor: tuple[torch.nn.Module, dict[str, Any], float] | None = None,
+                 ) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
+    """Fine-tune with the learned regressor (trained here unless given, as :func:`lab_regressor` returns it),
+    judge G_ema after each listed step count.
+
+    Returns ({steps: comparison rows}, info with the regressor's held-out r and seconds).
+    """
+    cfg = world.config
+    regressor, metrics, regressor_seconds = regressor if regressor is not None else lab_regressor(world)
     config = FinetuneConfig(steps=max(cfg.finetune_steps), batch_size=cfg.batch_size, lr_g=cfg.lr_g, lr_d=cfg.lr_d,
                             lambda_prop=cfg.lambda_prop, ema_beta=cfg.ema_beta, seed=cfg.train_seed)
     trainer = Finetuner(build_conditional_generator(world.generator, seed=cfg.train_seed),
@@ -290,7 +369,8 @@ a smaller sweep; InterFaceGAN's SVM directions (the full lab's best control, see
 
 
 def small_lab(seed: int = 0, config: LabConfig = SMALL_LAB) -> dict[str, dict[str, float]]:
-    """Per method ('directions', 'finetuned', 'baseline') and property: pearson_r and leakage_max;
+    """Per method ('directions', 'refined' (the same directions with the refine option), 'finetuned',
+    'baseline') and property: pearson_r and leakage_max;
     'world': the number of property pairs with |r| >= 0.3 in the base set and each property's std.
 
     ``seed`` is the training seed (fine-tune and regressor draws, directions' held-out split); the
@@ -302,7 +382,9 @@ def small_lab(seed: int = 0, config: LabConfig = SMALL_LAB) -> dict[str, dict[st
     world = build_world(config)
     directions, _ = fit_lab_directions(world)
     tables = {"directions": directions_arm(world, directions), "baseline": baseline_arm(world)}
-    by_steps, _ = finetune_arm(world)
+    regressor = lab_regressor(world)
+    tables["refined"] = refine_arm(world, directions, regressor[0])
+    by_steps, _ = finetune_arm(world, regressor=regressor)
     tables["finetuned"] = by_steps[max(by_steps)]
     out = {name: {f"{p}_{k}": float(rows.set_index("property").at[p, k]) for p in PROPERTY_NAMES
                   for k in ("pearson_r", "leakage_max")} for name, rows in tables.items()}

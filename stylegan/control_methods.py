@@ -29,6 +29,7 @@ from stylegan.networks import StyleGANGenerator, postprocess_uint8
 __all__ = [
     "ControlMethod", "BaselineMethod", "FinetunedMethod", "DirectionsMethod", "BASELINE", "DIRECTIONS", "FINETUNED",
     "fill_unrequested", "render_batched", "load_baseline_method", "load_finetuned_method", "load_directions_method",
+    "load_refiner",
 ]
 
 BASELINE, FINETUNED, DIRECTIONS = "baseline", "finetuned", "directions"
@@ -155,17 +156,21 @@ class DirectionsMethod:
     return_report=True)`` gives the edited w and what was reached, its ``layer_mask_for(requested,
     num_layers)`` the synthesis layers that see the edited w (the union of the requested properties'
     layer ranges; all layers when nothing is requested); the other layers keep the original w.
+    With ``refiner`` (a ``stylegan.refine.EditRefiner``: the "refine" option) the linear edit is
+    then refined through the generator and the learned property regressor; ``reached`` stays the
+    linear edit's report.
     (``stylegan.directions.make_generate_fn`` renders the same images without the reached report.)
     """
 
     name = DIRECTIONS
 
     def __init__(self, generator: StyleGANGenerator, directions: Any, batch_size: int = 16,
-                 ranges: Ranges | None = None, description: str | None = None):
+                 ranges: Ranges | None = None, description: str | None = None, refiner: Any = None):
         if directions.w_dim != generator.w_space_dim:
             raise ValueError(f"directions are {directions.w_dim}-d, the generator's w is {generator.w_space_dim}-d")
         self.generator = generator
         self.directions = directions
+        self.refiner = refiner   # a stylegan.refine.EditRefiner for the same generator, or None (linear edit only)
         self.batch_size = batch_size
         self.z_dim = generator.z_space_dim
         self.ranges = ranges
@@ -181,6 +186,9 @@ class DirectionsMethod:
             w_edit, reached = self.directions.edit(w.cpu().numpy(), tb, return_report=True)
             w_edit = torch.from_numpy(np.asarray(w_edit, dtype=np.float32)).to(device)
             masks = np.stack([self.directions.layer_mask_for(np.isfinite(row), num_layers) for row in tb])
+            if self.refiner is not None:   # the "refine" option: the linear edit polished by the learned regressor
+                wp = self.refiner.refine(w, w_edit, tb, torch.from_numpy(masks).to(device))
+                return _synthesize(self.generator, wp), reached
             mask = torch.from_numpy(masks).to(device)[:, :, None]          # [N, L, 1]
             wp = torch.where(mask, w_edit[:, None, :], w[:, None, :])      # [N, L, D]
             return _synthesize(self.generator, wp), reached
@@ -213,10 +221,45 @@ def load_finetuned_method(checkpoint: Path | str, device: str | torch.device = "
                                        "unrequested properties at the training median)")
 
 
+def load_refiner(finetune_checkpoint: Path | str, generator: StyleGANGenerator, directions: Any,
+                 config: Any = None) -> Any:
+    """The "refine" option for a directions method: the learned property regressor that a step-7b
+    (fine-tune) checkpoint carries, frozen, wrapped in a ``stylegan.refine.EditRefiner`` for ``generator``.
+
+    Refused in one line (``ValueError``) when the checkpoint has no regressor or was trained on
+    another normalisation than the directions were fitted on (their property scales would differ).
+    """
+    from stylegan.conditional import read_finetune_checkpoint
+    from stylegan.property_regressor import PropertyRegressor, RegressorConfig
+    from stylegan.refine import EditRefiner, RefineConfig
+
+    ckpt = read_finetune_checkpoint(finetune_checkpoint)
+    state, settings = ckpt.get("regressor"), ckpt["config"].get("regressor")
+    fix = "fix: use a checkpoint of 07_finetune_stylegan.py trained with lambda_prop > 0 on the same step-6 scores"
+    if not isinstance(state, dict) or not isinstance(settings, dict):
+        raise ValueError(f"{finetune_checkpoint} carries no property regressor; {fix}")
+    saved_norm, norm = ckpt["config"].get("normalization"), getattr(directions, "normalization", None)
+    if norm is not None and saved_norm is not None and saved_norm != norm:
+        raise ValueError(f"{finetune_checkpoint}'s regressor was trained on another normalisation than the "
+                         f"directions were fitted on; {fix}")
+    try:
+        regressor = PropertyRegressor(RegressorConfig(**settings))
+        regressor.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{finetune_checkpoint}: its property regressor cannot be rebuilt ({first}); {fix}") from exc
+    device = next(generator.parameters()).device
+    return EditRefiner.for_directions(generator, regressor.to(device), directions, config or RefineConfig())
+
+
 def load_directions_method(stylegan_checkpoint: Path | str, directions_path: Path | str,
                            device: str | torch.device = "cpu", batch_size: int = 16,
-                           which: str = "auto") -> DirectionsMethod:
-    """The step-1 generator plus a directions file fitted for it (refused if fitted for another one)."""
+                           which: str = "auto", refine_checkpoint: Path | str | None = None,
+                           refine_config: Any = None) -> DirectionsMethod:
+    """The step-1 generator plus a directions file fitted for it (refused if fitted for another one).
+
+    ``refine_checkpoint``: a step-7b checkpoint whose learned regressor refines every edit (the
+    directions route's "refine" option, :func:`load_refiner`); None = the linear edit alone."""
     from stylegan.checkpoint import load_generator
     from stylegan.conditional import property_ranges
     from stylegan.directions import load_directions
@@ -232,6 +275,10 @@ def load_directions_method(stylegan_checkpoint: Path | str, directions_path: Pat
     options = f"hold={getattr(directions, 'hold', '?')}, metric={getattr(directions, 'metric', '?')}, " \
               f"cap={getattr(directions, 'cap', '?')}"
     methods = ", ".join(f"{p} {m}" for p, m in zip(PROPERTY_NAMES, getattr(directions, "methods", ())))
+    refiner = None
+    if refine_checkpoint is not None:
+        refiner = load_refiner(refine_checkpoint, generator, directions, refine_config)
+        options += f"; refined with the regressor of {refine_checkpoint}"
     return DirectionsMethod(generator, directions, batch_size, ranges,
                             description=f"latent directions {directions_path} on {stylegan_checkpoint} "
-                                        f"({methods}; {options})")
+                                        f"({methods}; {options})", refiner=refiner)

@@ -351,3 +351,132 @@ def test_a_file_missing_an_entry_is_refused_in_one_line(tmp_path):
     torch.save(data, path)
     with pytest.raises(DirectionsMismatchError, match="missing guard_names"):
         load_directions(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# the "refine" option (stylegan.refine): the linear edit refined through a generator and a property model
+
+
+class _BandMeans(torch.nn.Module):
+    """A fixed differentiable "property model": mean brightness of five image regions (images_pm1 -> [N, 5]).
+
+    The refinement is an optimiser: these tests check that it does what it is asked with the model it is
+    given (the control lab judges it with an independent truth, README "Control lab")."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lum = x.mean(dim=1)
+        h = lum.shape[1]
+        half = h // 2
+        return torch.stack([lum[:, : h // 4].mean(dim=(1, 2)), lum[:, h // 4: half].mean(dim=(1, 2)),
+                            lum[:, half:, :half].mean(dim=(1, 2)), lum[:, half:, half:].mean(dim=(1, 2)),
+                            x[:, 0].mean(dim=(1, 2)) - x[:, 2].mean(dim=(1, 2))], dim=1)
+
+
+@pytest.fixture(scope="module")
+def refine_world(tmp_path_factory):
+    from stylegan.checkpoint import load_generator, write_random_checkpoint
+
+    torch.set_num_threads(1)
+    path = write_random_checkpoint(tmp_path_factory.mktemp("g") / "g.pth", resolution=16, seed=3, fmaps_base=512,
+                                   fmaps_max=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16)
+    generator = load_generator(path).requires_grad_(False)
+    model = _BandMeans()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        out = generator(torch.randn(400, 16, generator=gen))
+        w, scores = out["w"].numpy(), model(out["image"]).numpy().astype(np.float64)
+    return generator, model, w, scores
+
+
+def _model_values(generator, model, wp: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return model(generator.synthesis(wp, None, False)["image"]).numpy()
+
+
+# Refine margins: over world seeds 3-7 (generator) x 0-4 (samples, targets), under ATEN_CPU_CAPABILITY=default, avx2
+# and avx512 (native, 2-core Intel Xeon), the ratio after / before was at most 0.263 for the requested error
+# (0.035-0.263) and 0.291 for the held drift (0.101-0.291), identical across the three; asserted < 0.5.
+def test_refine_reaches_requests_and_holds_the_rest_better_than_the_linear_edit(refine_world):
+    """Starting from the calibrated linear edit, the refinement cuts both the requested-property error and the
+    drift of the unrequested properties, as the property model measures them."""
+    from stylegan.refine import EditRefiner, RefineConfig
+
+    generator, model, w, scores = refine_world
+    directions = fit_directions(w, scores, method="ridge", hold=True)
+    base = w[:24]
+    rng = np.random.default_rng(1)
+    lo, hi = directions.sweep_range(1.5)
+    targets = np.full((len(base), P), np.nan)
+    j = np.arange(len(base)) % P
+    targets[np.arange(len(base)), j] = rng.uniform(lo[j], hi[j])
+    linear = directions.edit(base, targets)
+    refiner = EditRefiner.for_directions(generator, model, directions, RefineConfig(steps=40))
+    mask = torch.ones(len(base), generator.num_layers, dtype=torch.bool)
+    wp = refiner.refine(torch.from_numpy(base), torch.from_numpy(linear), targets, mask)
+    assert wp.shape == (len(base), generator.num_layers, base.shape[1]) and not wp.requires_grad
+    start = _model_values(generator, model, torch.from_numpy(base)[:, None].expand(-1, generator.num_layers, -1))
+    before = _model_values(generator, model, torch.from_numpy(linear)[:, None].expand(-1, generator.num_layers, -1))
+    after = _model_values(generator, model, wp)
+    ask = np.isfinite(targets)
+    scale = directions.slopes * directions.proj_std
+    err = lambda v: np.abs((v - targets) / scale)[ask].mean()             # noqa: E731
+    drift = lambda v: np.abs((v - start) / scale)[~ask].mean()            # noqa: E731
+    print(f"requested error {err(before):.3f} -> {err(after):.3f}, held drift {drift(before):.3f} -> "
+          f"{drift(after):.3f}")
+    assert err(after) < 0.5 * err(before)
+    assert drift(after) < 0.5 * drift(before)
+
+
+def test_refine_keeps_unmasked_layers_and_zero_steps_is_the_linear_edit(refine_world):
+    from stylegan.refine import EditRefiner, RefineConfig
+
+    generator, model, w, scores = refine_world
+    directions = fit_directions(w, scores, method="ridge")
+    base = w[:6]
+    targets = np.full((len(base), P), np.nan)
+    targets[:, 0] = directions.sweep_range(1.0)[1][0]
+    linear = directions.edit(base, targets)
+    coarse = torch.from_numpy(np.tile(layer_mask(generator.num_layers, "coarse"), (len(base), 1)))
+    for steps, wplus in ((0, False), (5, True)):
+        refiner = EditRefiner.for_directions(generator, model, directions, RefineConfig(steps=steps, wplus=wplus))
+        wp = refiner.refine(torch.from_numpy(base), torch.from_numpy(linear), targets, coarse).numpy()
+        assert np.array_equal(wp[:, ~coarse[0].numpy()], np.repeat(base[:, None], (~coarse[0]).sum().item(), axis=1))
+        if steps == 0:
+            assert np.array_equal(wp, mix_layers(base, linear, coarse[0].numpy()))
+        else:
+            assert not np.allclose(wp[:, 0], wp[:, 1])          # w+: one code per edited layer
+    with pytest.raises(ValueError, match="property_scale"):
+        EditRefiner(generator, model, np.zeros(P))
+
+
+def test_load_refiner_takes_the_finetune_checkpoints_regressor_and_refuses_others(tmp_path, refine_world):
+    from stylegan.conditional import FINETUNE_FORMAT_VERSION
+    from stylegan.control_methods import DirectionsMethod, load_refiner
+    from stylegan.property_regressor import PropertyRegressor, RegressorConfig
+    from stylegan.refine import EditRefiner
+
+    generator, _, w, scores = refine_world
+    norm = {"eyes": {"min": 0.0, "max": 1.0}}
+    directions = fit_directions(w, scores, method="ridge", normalization=norm)
+    settings = {"input_size": 16, "width": 4, "num_outputs": P}
+    regressor = PropertyRegressor(RegressorConfig(**settings))
+
+    def checkpoint(name, **config):
+        path = tmp_path / name
+        torch.save({"format_version": FINETUNE_FORMAT_VERSION, "config": config,
+                    "regressor": regressor.state_dict() if "regressor" in config else None}, path)
+        return path
+
+    good = checkpoint("good.pt", regressor=settings, normalization=norm)
+    refiner = load_refiner(good, generator, directions)
+    assert isinstance(refiner, EditRefiner)
+    method = DirectionsMethod(generator, directions, 4, refiner=refiner)
+    targets = np.full((2, P), np.nan, dtype=np.float32)
+    targets[:, 1] = 0.5
+    images = method.render(np.zeros((2, 16), np.float32), targets)
+    assert images.shape == (2, 16, 16, 3) and images.dtype == np.uint8
+    with pytest.raises(ValueError, match="carries no property regressor"):
+        load_refiner(checkpoint("none.pt", normalization=norm), generator, directions)
+    with pytest.raises(ValueError, match="another normalisation"):
+        load_refiner(checkpoint("other.pt", regressor=settings, normalization={"eyes": {"min": 0.0, "max": 2.0}}),
+                     generator, directions)
