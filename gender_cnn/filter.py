@@ -131,6 +131,16 @@ def combine_scores(names: Sequence[str], hand: pd.DataFrame | None,
     return pd.DataFrame(rows, columns=list(QUALITY_GENDER_COLUMNS))
 
 
+def thresholds_text(config: FilterConfig) -> str:
+    """The thresholds a sheet was made with, and the defaults where they differ (the demo lowers both)."""
+    defaults = FilterConfig()
+    parts = []
+    for name, value, default in (("gender", config.gender_threshold, defaults.gender_threshold),
+                                 ("quality", config.quality_threshold, defaults.quality_threshold)):
+        parts.append(f"{name} >= {value:g}" + ("" if value == default else f" (default {default:g})"))
+    return ", ".join(parts)
+
+
 def keep_mask(frame: pd.DataFrame, gender_threshold: float, quality_threshold: float) -> np.ndarray:
     """gender_score >= gender_threshold and quality_score >= quality_threshold (inclusive, as specified)."""
     return ((frame["gender_score"].to_numpy() >= gender_threshold)
@@ -218,8 +228,7 @@ def write_contact_sheets(frame: pd.DataFrame, kept: np.ndarray, images_dir: Path
         near = rejected.sort_values(["shortfall", "img_name"], kind="mergesort").head(config.sheet_images)
         out = Path(logs_dir) / "near_threshold_rejected.jpg"
         _sheet([images_dir / n for n in near["img_name"]], [caption(r) for r in near.itertuples()],
-               f"rejected nearest the thresholds (gender >= {config.gender_threshold}, "
-               f"quality >= {config.quality_threshold})", out)
+               f"rejected nearest the thresholds ({thresholds_text(config)})", out)
         written.append(out)
     return written
 

@@ -330,13 +330,17 @@ def step_argv(number: str, options: PipelineOptions) -> list[str]:
         argv += ["--threads", str(options.threads)]
     if options.limit is not None and "--limit" in flags:
         argv += ["--limit", str(options.limit)]
+
     if options.quiet:
         argv.append("-q")
     if options.demo:
         from pipeline.demo import DEMO_STEP_ARGS
 
         argv += lookup_step(DEMO_STEP_ARGS, number, [])
-    return argv + list(lookup_step(options.step_args, number, []))
+    argv += list(lookup_step(options.step_args, number, []))
+    if options.limit is not None and number == "1" and "--limit" not in flags:
+        argv += ["--num", str(options.limit)]  # step 1 counts its images with --num; the cap comes last, so it wins
+    return argv
 
 
 def run_pipeline(options: PipelineOptions) -> int:

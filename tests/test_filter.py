@@ -213,3 +213,11 @@ def test_shards_then_merge_equal_one_process(setup):
     (tmp_path / "scores.csv").unlink()
     with pytest.raises(FilterInputError, match="none"):  # nothing to merge at all
         merge_filter_shards(_config(tmp_path))
+
+
+def test_sheet_titles_name_thresholds_that_differ_from_the_defaults():
+    from gender_cnn.filter import FilterConfig, thresholds_text
+
+    assert thresholds_text(FilterConfig()) == "gender >= 0.7, quality >= 0.9"
+    assert thresholds_text(FilterConfig(gender_threshold=0.5, quality_threshold=0.5)) == \
+        "gender >= 0.5 (default 0.7), quality >= 0.5 (default 0.9)"

@@ -108,6 +108,7 @@ def test_threads_and_limit_reach_only_the_steps_that_take_them(root):
     options = _options(root, threads=1, limit=3)
     argv1 = step_argv("1", options)
     assert argv1[argv1.index("--threads") + 1] == "1" and "--limit" not in argv1  # step 1 counts with --num
+    assert argv1[-2:] == ["--num", "3"]  # after the step's own --num 4: argparse keeps the last, the cap wins
     argv9 = step_argv("9", options)
     assert argv9[argv9.index("--limit") + 1] == "3" and "--threads" in argv9
     for number in STEP_ORDER:  # --device only where a model runs (the script offers the flag)
