@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from cnn_world import write_synthetic_set
+
 from common.cli import parse_step_config
 from common.paths import PipelinePaths
 from gender_cnn.predict import load_ensemble, predict_images
@@ -26,12 +26,8 @@ FAST = ["--folds", "2", "--epochs", "1", "--patience", "1", "--input-size", "16"
         "--channels", "4,8", "--batch-size", "8", "--device", "cpu", "-q"]
 
 
-def _load(name: str):
-    return load_script_file(name)
-
-
-train_script = _load("03_train_gender_cnn.py")
-filter_script = _load("04_filter_images.py")
+train_script = load_script_file("03_train_gender_cnn.py")
+filter_script = load_script_file("04_filter_images.py")
 
 
 def _train(*argv: str) -> TrainSummary:
