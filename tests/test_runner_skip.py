@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
-from test_step6 import draw
+from segment_world import draw
 from tiny_models import TINY_G_16
 
 from common.paths import PipelinePaths

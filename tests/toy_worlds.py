@@ -1,4 +1,4 @@
-"""The fine-tune toys of ``test_finetune.py`` as functions of a seed, so their margins can be measured.
+"""The fine-tune toys of ``test_finetune_trainer.py`` as functions of a seed, so their margins can be measured.
 
 A threshold on a trained quantity must hold on any x86-64 machine: the numerics differ by
 instruction set (ATen kernels, MKL, oneDNN), and a GAN's training amplifies the smallest

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from segment_world import draw
 
 from common.cli import parse_step_config
 from common.paths import PROPERTY_NAMES, PipelinePaths
 from pipeline.property_scores import PropertyScoresSummary, run_property_scores
 from pipeline.runner import load_script
-from segmentation.labels import FaceLabel as L
 from segmentation.normalize import PropertyNormalizer
 from segmentation.property_scores import raw_scores
 from segmentation.score_step import find_score_inputs, select_extremes
@@ -21,24 +21,6 @@ from segmentation.tables import SCORES_COLUMNS
 
 EXPECTED_COLUMNS = ["img_name", "eyes", "hair_color", "hair_length", "mouth", "face_pose", "raw_eyes",
                     "raw_hair_color", "raw_hair_length", "raw_mouth", "raw_face_pose", "flags"]
-
-
-def draw(i: int) -> tuple[np.ndarray, np.ndarray]:
-    """A face whose every score depends on i (eye height, hair length/colour, mouth, nose tilt)."""
-    p = np.full((224, 224), L.SKIN, dtype=np.uint8)
-    p[0:30 + 40 * i, 20:200] = L.HAIR
-    p[100:103 + 2 * i, 60:80] = L.LEFT_EYE
-    p[100:105, 140:160] = L.RIGHT_EYE
-    for k in range(20):
-        shift = (k * (i - 2)) // 6
-        p[120 + k, 108 + shift:113 + shift] = L.NOSE
-    p[170:172, 90:130] = L.UPPER_LIP
-    if i:
-        p[172:172 + i, 95:125] = L.INNER_MOUTH
-    p[172 + i:175 + i, 90:130] = L.LOWER_LIP
-    face = np.full((224, 224, 3), 60 + 30 * i, dtype=np.uint8)
-    face[::7, ::5] = (250, 10, 10)
-    return p, face
 
 
 @pytest.fixture()
@@ -153,7 +135,7 @@ def test_img_name_fallbacks(tmp_path):
     assert no_face == 0
     out = tmp_path / "out"
     assert load_script("6").main(["--segmentation-dir", str(seg), "--out", str(out), "--images", str(images), "-q",
-                               "--landmark-judge", "off"]) == 0
+                                 "--landmark-judge", "off"]) == 0
     table = pd.read_csv(out / "all_scores.csv", keep_default_na=False)
     assert table["flags"].tolist()[2] == "missing_map"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_finetune_scripts import FAST, make_root
 
 from common.io import CsvSchemaError
 from pipeline.runner import load_script_file
 from segmentation.segment import SegmentConfig, run_segmentation
-from test_finetune_scripts import FAST, make_root
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
