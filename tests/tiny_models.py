@@ -7,10 +7,13 @@ another resolution with the same channels writes ``dict(TINY_G_16, resolution=32
 from __future__ import annotations
 
 TINY_G_16 = dict(resolution=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=128, fmaps_max=16)
-"""The smallest generator most steps run: 16 px, 16-d z and w, 16 channels."""
+"""The generator most step tests run: 16 px, 16-d z and w, 16 channels (8 in the 16 px block: 128 // 16)."""
+
+TINY_G_16_WIDE = dict(TINY_G_16, fmaps_base=512)
+"""16 px with 16 channels in every block (512 // 16 = 32, capped at 16), where TINY_G_16 has 8 at 16 px."""
 
 TINY_G_32 = dict(resolution=32, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=256, fmaps_max=16)
-"""32 px with a wider base, for tests that crop or segment a face-sized picture."""
+"""32 px with the base doubled, so the 32 px block keeps 8 channels (256 // 32): steps 1, the runner, the studio."""
 
 TINY_G_32_2MAP = dict(TINY_G_32, fmaps_base=128, mapping_layers=2)
 """32 px with a 2-layer mapping network: many latents (step 7a's direction fits) stay fast."""
