@@ -88,3 +88,18 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """Import a file of ``benchmarks/`` by name (they are scripts, not a package), e.g. ``device_check.py``."""
+    import importlib.util
+
+    def load(name: str):
+        path = _require(REPO_ROOT / "benchmarks" / name, "benchmark script")
+        spec = importlib.util.spec_from_file_location(Path(name).stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -1,4 +1,6 @@
-"""A tiny stand-in for FaceXFormer and a small image folder: step 5's bookkeeping without the 368 MB model.
+"""A tiny stand-in for FaceXFormer, a small image folder, and drawn step-5 outputs (label map + crop).
+
+Step 5's bookkeeping runs without the 368 MB model; ``draw`` gives step 6 faces whose scores are known.
 
 The maps depend on every pixel of the crop (a fixed per-pixel linear map, then argmax), computed
 elementwise so that an image's map never depends on which other images share its batch.
@@ -10,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from segmentation.labels import FaceLabel as L
 
 
 class TinyParser(torch.nn.Module):
@@ -41,3 +45,21 @@ def write_image_folder(folder: Path, count: int = 7, corrupt: str = "000003.png"
 def folder_bytes(folder: Path, skip: tuple[str, ...] = ("segmentation_run.json",)) -> dict[str, bytes]:
     """name -> bytes of every file in ``folder`` (the run record holds timings, so it is left out)."""
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.name not in skip}
+
+
+def draw(i: int) -> tuple[np.ndarray, np.ndarray]:
+    """A face whose every score depends on i (eye height, hair length/colour, mouth, nose tilt)."""
+    p = np.full((224, 224), L.SKIN, dtype=np.uint8)
+    p[0:30 + 40 * i, 20:200] = L.HAIR
+    p[100:103 + 2 * i, 60:80] = L.LEFT_EYE
+    p[100:105, 140:160] = L.RIGHT_EYE
+    for k in range(20):
+        shift = (k * (i - 2)) // 6
+        p[120 + k, 108 + shift:113 + shift] = L.NOSE
+    p[170:172, 90:130] = L.UPPER_LIP
+    if i:
+        p[172:172 + i, 95:125] = L.INNER_MOUTH
+    p[172 + i:175 + i, 90:130] = L.LOWER_LIP
+    face = np.full((224, 224, 3), 60 + 30 * i, dtype=np.uint8)
+    face[::7, ::5] = (250, 10, 10)
+    return p, face

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tiny_models import TINY_G_32
 
 from common.fingerprint import file_fingerprint
 from common.io import atomic_torch_save
@@ -20,14 +21,13 @@ from stylegan.checkpoint import load_generator
 from stylegan.conditional import build_conditional_generator, property_ranges
 from stylegan.directions import fit_directions
 
-TINY = dict(fmaps_base=256, fmaps_max=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16)
 MEDIANS = {"eyes": 0.4, "hair_color": 0.5, "hair_length": 0.6, "mouth": 0.3, "face_pose": 0.0}
 
 
 def make_world(root: Path, resolution: int = 32) -> PipelinePaths:
     """Write the generator, normalization.json and one fine-tuned checkpoint under ``root``."""
     paths = PipelinePaths(Path(root))
-    write_random_checkpoint(paths.stylegan_checkpoint, resolution=resolution, seed=1, **TINY)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=1, **dict(TINY_G_32, resolution=resolution))
     scales = {p: {"kind": "minmax", "count": 10, "min": 0.0, "max": 100.0,
                   "target": [-1.0, 1.0] if p == "face_pose" else [0.0, 1.0]} for p in PROPERTY_NAMES}
     normalization = {"format_version": 1, "method": "minmax", "pose_scaling": "minmax", "decimals": 4,

@@ -11,16 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from bad_inputs import BAD_CHECKPOINT_KINDS, write_bad_checkpoint
+from PIL import Image
+from tiny_models import TINY_G_16
+
 from common.checkpoints import CheckpointError, sniff_non_checkpoint
 from pipeline.runner import load_script_file
 from segmentation.facexformer import load_facexformer
 from stylegan.checkpoint import load_generator, write_random_checkpoint
 from stylegan.conditional import build_conditional_generator, load_conditional_generator
-
-TINY = dict(resolution=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=128, fmaps_max=16)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -40,7 +39,7 @@ def assert_one_line_error(err: str, path: Path, *needles: str) -> None:
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "stylegan_model.pth"
-    write_random_checkpoint(path, seed=0, **TINY)
+    write_random_checkpoint(path, seed=0, **TINY_G_16)
     return path
 
 

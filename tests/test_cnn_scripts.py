@@ -13,25 +13,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from cnn_world import write_synthetic_set
+
 from common.cli import parse_step_config
 from common.paths import PipelinePaths
 from gender_cnn.predict import load_ensemble, predict_images
 from gender_cnn.train import TrainSummary, run_training
-from pipeline.runner import load_script_file
+from pipeline.runner import load_script
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "stylegan_and_segmentation"
 FAST = ["--folds", "2", "--epochs", "1", "--patience", "1", "--input-size", "16", "--quality-size", "16x32",
         "--channels", "4,8", "--batch-size", "8", "--device", "cpu", "-q"]
 
 
-def _load(name: str):
-    return load_script_file(name)
-
-
-train_script = _load("03_train_gender_cnn.py")
-filter_script = _load("04_filter_images.py")
+train_script = load_script("3")
+filter_script = load_script("4")
 
 
 def _train(*argv: str) -> TrainSummary:

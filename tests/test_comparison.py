@@ -6,17 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_models import TINY_G_16
 
 from common.paths import PROPERTY_NAMES
 from stylegan.checkpoint import load_generator, write_random_checkpoint
 from stylegan.comparison import COMPARISON_COLUMNS, comparison_table, verdicts, write_csv
-from stylegan.evaluation import BrightnessScorer, ControlConfig, evaluate_control, evaluation_latents
 from stylegan.control_methods import BaselineMethod, ControlMethod, DirectionsMethod, FinetunedMethod
+from stylegan.evaluation import BrightnessScorer, ControlConfig, evaluate_control, evaluation_latents
 from stylegan.generate import latents_for
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-TINY = dict(fmaps_base=128, fmaps_max=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16)
 RANGES = {p: ((-1.0, 1.0) if p == "face_pose" else (0.0, 1.0)) for p in PROPERTY_NAMES}
 CONFIG = ControlConfig(num_z=4, num_values=5, batch_size=8, sheet_z=1)
 
@@ -24,7 +24,7 @@ CONFIG = ControlConfig(num_z=4, num_values=5, batch_size=8, sheet_z=1)
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
     path = tmp_path_factory.mktemp("g") / "stylegan_model.pth"
-    write_random_checkpoint(path, resolution=16, seed=0, **TINY)
+    write_random_checkpoint(path, seed=0, **TINY_G_16)
     return load_generator(path)
 
 

@@ -3,23 +3,27 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import TINY_G_32_W24
 
 from common.checkpoints import CheckpointError
 from stylegan.checkpoint import load_discriminator, load_generator, write_random_checkpoint
 from stylegan.conditional import (
-    ConditionalGenerator, build_conditional_discriminator, build_conditional_generator, d_layer_names,
-    freeze_synthesis, load_conditional_generator, property_ranges, set_trainable_d_layers,
+    ConditionalGenerator,
+    build_conditional_discriminator,
+    build_conditional_generator,
+    d_layer_names,
+    freeze_synthesis,
+    load_conditional_generator,
+    property_ranges,
+    set_trainable_d_layers,
 )
-
-TINY = dict(fmaps_base=256, fmaps_max=16, z_space_dim=16, w_space_dim=24, mapping_fmaps=20)
-
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth", resolution=32, seed=3, **TINY)
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth", seed=3, **TINY_G_32_W24)
 
 
 def test_step0_generator_equals_pretrained_for_every_condition(tiny_ckpt):

@@ -90,7 +90,7 @@ def test_refine_layers_are_chosen_by_the_learned_regressor_never_the_judge():
     stream, one chosen range per property among those the generator has; the refine arm renders with it."""
     from pipeline.control_lab import (LabConfig, build_world, fit_lab_directions, lab_regressor, refine_arm,
                                       select_refine_layers)
-    from stylegan.control import judge_name
+    from stylegan.evaluation import judge_name
     from stylegan.directions import available_layer_ranges
     from stylegan.refine import RefineConfig
 

@@ -6,15 +6,8 @@ import sys
 import time
 
 
-
-def test_device_check_quick_on_cpu(tmp_path, single_thread, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "device_check.py"
-    spec = importlib.util.spec_from_file_location("device_check", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_device_check_quick_on_cpu(tmp_path, single_thread, capsys, benchmark_script):
+    module = benchmark_script("device_check.py")
     out = tmp_path / "check.json"
     start = time.perf_counter()
     assert module.main(["--quick", "--device", "cpu", "--out", str(out)]) == 0

@@ -4,11 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import TINY_G_16_WIDE
 
 from common.fingerprint import file_fingerprint
 from common.paths import PROPERTY_NAMES
 from stylegan.directions import (
-    DirectionsMismatchError, LatentDirections, fit_directions, layer_mask, load_directions, mix_layers,
+    DirectionsMismatchError,
+    LatentDirections,
+    fit_directions,
+    layer_mask,
+    load_directions,
+    mix_layers,
     select_by_control,
 )
 
@@ -377,8 +383,7 @@ def refine_world(tmp_path_factory):
     from stylegan.checkpoint import load_generator, write_random_checkpoint
 
     torch.set_num_threads(1)
-    path = write_random_checkpoint(tmp_path_factory.mktemp("g") / "g.pth", resolution=16, seed=3, fmaps_base=512,
-                                   fmaps_max=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16)
+    path = write_random_checkpoint(tmp_path_factory.mktemp("g") / "g.pth", seed=3, **TINY_G_16_WIDE)
     generator = load_generator(path).requires_grad_(False)
     model = _BandMeans()
     gen = torch.Generator().manual_seed(0)

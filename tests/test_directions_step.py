@@ -1,35 +1,24 @@
 """07_fit_latent_directions.py and run_fit_directions on a tiny random generator with planted scores."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_models import TINY_G_32_2MAP
 
 from common.paths import PROPERTY_NAMES, PipelinePaths
+from pipeline.runner import load_script
 from stylegan import load_generator, write_random_checkpoint
-from stylegan.evaluation import BrightnessScorer
 from stylegan.directions import load_directions
 from stylegan.directions_step import FitDirectionsConfig, load_w_codes, run_fit_directions
+from stylegan.evaluation import BrightnessScorer
 from stylegan.generate import GenerateConfig, run_generate
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = dict(resolution=32, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, mapping_layers=2, fmaps_base=128,
-            fmaps_max=16)
 N = 120
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("fit_directions_script",
-                                                  REPO / "stylegan_and_segmentation" / "07_fit_latent_directions.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +27,7 @@ def world(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("root")
     paths = PipelinePaths(root)
-    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY_G_32_2MAP)
     run_generate(GenerateConfig(root=root, num=N, batch_size=64, image_format="png", device="cpu"))
     generator = load_generator(paths.stylegan_checkpoint)
     w = load_w_codes(generator, paths.generated_dir, np.arange(N), 1.0, 0)
@@ -150,7 +139,7 @@ def test_control_choice_with_a_passed_in_scorer(world, tmp_path, single_thread):
 
 def test_script_reports_missing_inputs_in_one_line(world, tmp_path, capsys):
     paths, _, _, _ = world
-    script = _script()
+    script = load_script("7a")
     bare = tmp_path / "bare"
     shutil.copytree(paths.generated_dir, PipelinePaths(bare).generated_dir)
     shutil.copy(paths.stylegan_checkpoint, PipelinePaths(bare).stylegan_checkpoint)

@@ -9,25 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_models import TINY_G_16
 
 from common.io import atomic_save_image
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from pipeline.runner import load_script
 from stylegan.checkpoint import load_generator, write_random_checkpoint
+from stylegan.comparison import COMPARISON_COLUMNS
 from stylegan.conditional import load_conditional_generator
-from stylegan.networks import postprocess_uint8
-from pipeline.runner import load_script_file
 from stylegan.finetune_schema import FinetuneSettings
 from stylegan.finetune_step import FinetuneStepConfig, run_finetune
 from stylegan.finetune_trainer import FinetuneConfig
-from stylegan.comparison import COMPARISON_COLUMNS
+from stylegan.networks import postprocess_uint8
 
 SCRIPTS = REPO_ROOT / "stylegan_and_segmentation"
-TINY = dict(fmaps_base=128, fmaps_max=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16)
 FAST = ["--device", "cpu", "--batch-size", "4", "--regressor-epochs", "1", "-q"]
-
-
-def _script(name: str):
-    return load_script_file(name)
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -36,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def make_root(root: Path, num: int = 12, nan_rows: tuple[int, ...] = (3,)) -> PipelinePaths:
     """A tiny pipeline root: random 16x16 checkpoint, filtered images, all_scores.csv, normalization.json."""
     paths = PipelinePaths(root)
-    write_random_checkpoint(paths.stylegan_checkpoint, resolution=16, seed=0, **TINY)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY_G_16)
     generator = load_generator(paths.stylegan_checkpoint)
     with torch.no_grad():
         images = postprocess_uint8(generator(torch.randn(num, 16, generator=torch.Generator().manual_seed(1)))["image"])
@@ -65,8 +61,8 @@ def make_root(root: Path, num: int = 12, nan_rows: tuple[int, ...] = (3,)) -> Pi
 def trained(tmp_path_factory):
     """One 4-step run, checkpoints at 2 and 4, shared by the 08/09 tests."""
     paths = make_root(tmp_path_factory.mktemp("root"))
-    rc = _script("07_finetune_stylegan.py").main(["--root", str(paths.root), "--steps", "4", "--checkpoint-every", "2",
-                                                  "--sample-every", "2", *FAST])
+    rc = load_script("7b").main(["--root", str(paths.root), "--steps", "4", "--checkpoint-every", "2",
+                                 "--sample-every", "2", *FAST])
     assert rc == 0
     return paths
 
@@ -134,7 +130,7 @@ def test_07_weights_picks_the_base_entry_and_a_change_refuses_to_resume(tmp_path
     assert run_finetune(_step7(paths, tmp_path / "auto", steps=0)).checkpoint_key == "generator_smooth"
     settings = FinetuneSettings.from_dict(torch.load(raw.checkpoint, weights_only=True)["config"])
     assert settings.base_entry == "generator"
-    script = _script("07_finetune_stylegan.py")
+    script = load_script("7b")
     rc = script.main(["--root", str(paths.root), "--out", str(tmp_path / "raw"), "--steps", "2", "--weights", "ema",
                       *FAST])
     assert rc == 2
@@ -143,7 +139,7 @@ def test_07_weights_picks_the_base_entry_and_a_change_refuses_to_resume(tmp_path
 
 def test_07_changed_settings_refuse_to_resume(tmp_path, capsys):
     paths = make_root(tmp_path / "root")
-    script = _script("07_finetune_stylegan.py")
+    script = load_script("7b")
     assert script.main(["--root", str(paths.root), "--steps", "1", *FAST]) == 0
     assert script.main(["--root", str(paths.root), "--steps", "2", "--r1-gamma", "1", *FAST]) == 2
     assert "settings differ" in capsys.readouterr().err
@@ -151,7 +147,7 @@ def test_07_changed_settings_refuse_to_resume(tmp_path, capsys):
 
 def test_07_all_nan_scores_is_a_clear_error(tmp_path, capsys):
     paths = make_root(tmp_path / "root", num=4, nan_rows=(0, 1, 2, 3))
-    rc = _script("07_finetune_stylegan.py").main(["--root", str(paths.root), "--steps", "1", *FAST])
+    rc = load_script("7b").main(["--root", str(paths.root), "--steps", "1", *FAST])
     assert rc == 2
     err = capsys.readouterr().err
     assert "no training image left" in err and "4 with a NaN score" in err
@@ -159,7 +155,7 @@ def test_07_all_nan_scores_is_a_clear_error(tmp_path, capsys):
 
 def test_08_writes_images_csv_and_sweeps(trained, tmp_path):
     out = tmp_path / "gen"
-    rc = _script("08_generate_with_properties.py").main(
+    rc = load_script("8").main(
         ["--root", str(trained.root), "--device", "cpu", "--num", "3", "--eyes", "0.9", "--face-pose", "-0.5",
          "--sweep", "mouth", "--sweep", "face_pose", "--sweep-z", "2", "--out", str(out), "-q"])
     assert rc == 0
@@ -172,7 +168,7 @@ def test_08_writes_images_csv_and_sweeps(trained, tmp_path):
 
 
 def test_09_writes_every_output_with_the_stand_in(trained):
-    rc = _script("09_evaluate_control.py").main(
+    rc = load_script("9").main(
         ["--root", str(trained.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
          "brightness", "-q"])
     assert rc == 0
@@ -192,17 +188,16 @@ def test_09_writes_every_output_with_the_stand_in(trained):
 
 
 def test_09_without_checkpoint_or_segmentation_model_is_a_clear_error(tmp_path, trained, capsys):
-    assert _script("09_evaluate_control.py").main(["--root", str(tmp_path), "--device", "cpu", "-q"]) == 2
+    assert load_script("9").main(["--root", str(tmp_path), "--device", "cpu", "-q"]) == 2
     assert "no fine-tuned checkpoint" in capsys.readouterr().err
-    assert _script("09_evaluate_control.py").main(["--root", str(trained.root), "--device", "cpu", "-q"]) == 2
+    assert load_script("9").main(["--root", str(trained.root), "--device", "cpu", "-q"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err  # no FaceXFormer weights in this root
 
 
-@pytest.mark.parametrize("name", ["07_finetune_stylegan.py", "08_generate_with_properties.py",
-                                  "09_evaluate_control.py"])
-def test_help(name, capsys):
+@pytest.mark.parametrize("step", ["7b", "8", "9"])
+def test_help(step, capsys):
     with pytest.raises(SystemExit) as exc:
-        _script(name).main(["--help"])
+        load_script(step).main(["--help"])
     assert exc.value.code == 0
     assert "--device" in capsys.readouterr().out
 
@@ -230,7 +225,7 @@ def both_routes(trained, tmp_path_factory):
 
 def test_08_with_directions_and_with_both_routes(both_routes):
     paths = both_routes
-    rc = _script("08_generate_with_properties.py").main(
+    rc = load_script("8").main(
         ["--root", str(paths.root), "--device", "cpu", "--control", "directions", "--num", "2", "--eyes", "0.6",
          "--sweep", "eyes", "--sweep-z", "2", "--sweep-values", "3", "-q"])
     assert rc == 0
@@ -240,12 +235,12 @@ def test_08_with_directions_and_with_both_routes(both_routes):
     assert set(frame["control"]) == {"directions"} and (frame["eyes"] == 0.6).all()
     assert frame["mouth"].isna().all()  # not requested: the directions' own rule, not a median
     # the same z with either route: image i of directions and of the fine-tune start from z(seed, i)
-    rc = _script("08_generate_with_properties.py").main(
+    rc = load_script("8").main(
         ["--root", str(paths.root), "--device", "cpu", "--control", "all", "--num", "2", "--eyes", "0.6", "-q"])
     assert rc == 0
     assert set(pd.read_csv(paths.finetuned_dir / "generated" / "properties.csv")["control"]) == {"finetuned"}
     # re-running directions into the fine-tune's folder is refused, not mixed
-    rc = _script("08_generate_with_properties.py").main(
+    rc = load_script("8").main(
         ["--root", str(paths.root), "--device", "cpu", "--control", "directions", "--num", "2", "--eyes", "0.6",
          "--out", str(paths.finetuned_dir / "generated"), "-q"])
     assert rc == 2
@@ -270,7 +265,7 @@ def test_08_auto_picks_what_exists_then_step_9s_better_route(both_routes, traine
 
 def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):
     paths = both_routes
-    rc = _script("09_evaluate_control.py").main(
+    rc = load_script("9").main(
         ["--root", str(paths.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
          "brightness", "--random-weight-models", "-q"])
     assert rc == 0
@@ -284,7 +279,7 @@ def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):
     assert "default_rng([9000009, 0, k])" in report
     assert "baseline/directions/finetuned compared" in capsys.readouterr().out
     # one route only, and a missing route is a one-line error
-    rc = _script("09_evaluate_control.py").main(
+    rc = load_script("9").main(
         ["--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer",
          "brightness", "--control", "directions", "--out", str(paths.root / "eval_dir"), "-q"])
     assert rc == 0
@@ -292,7 +287,7 @@ def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):
 
 
 def test_09_missing_route_is_a_clear_error(trained, capsys):
-    rc = _script("09_evaluate_control.py").main(
+    rc = load_script("9").main(
         ["--root", str(trained.root), "--device", "cpu", "--scorer", "brightness", "--control", "directions", "-q"])
     assert rc == 2
     err = capsys.readouterr().err
@@ -303,7 +298,7 @@ def test_09_missing_route_is_a_clear_error(trained, capsys):
 def test_09_reports_quality_identity_and_names_missing_judges(trained, tmp_path):
     """FID/KID with the tiny extractor next to control; judges that cannot run are named with the reason."""
     out = tmp_path / "eval"
-    rc = _script("09_evaluate_control.py").main(
+    rc = load_script("9").main(
         ["--root", str(trained.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
          "brightness", "--quality", "tiny", "--quality-num", "4", "--out", str(out), "-q"])
     assert rc == 0
@@ -331,7 +326,7 @@ def test_09_reports_quality_identity_and_names_missing_judges(trained, tmp_path)
 
 
 def test_09_without_the_inception_file_names_the_missing_figure(trained, tmp_path, capsys):
-    rc = _script("09_evaluate_control.py").main(
+    rc = load_script("9").main(
         ["--root", str(trained.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer",
          "brightness", "--control", "finetuned", "--out", str(tmp_path / "eval")])
     assert rc == 0
@@ -346,10 +341,10 @@ def test_08_and_09_refuse_an_incomplete_directions_file_in_one_line(both_routes,
     del data["guard_names"]
     broken = tmp_path / "old_directions.pt"
     torch.save(data, broken)
-    for script, extra in (("08_generate_with_properties.py", ["--control", "directions", "--num", "1"]),
-                          ("09_evaluate_control.py", ["--control", "directions", "--scorer", "brightness"])):
-        rc = _script(script).main(["--root", str(both_routes.root), "--device", "cpu", "--directions", str(broken),
-                                   "--out", str(tmp_path / script), *extra, "-q"])
+    for step, extra in (("8", ["--control", "directions", "--num", "1"]),
+                        ("9", ["--control", "directions", "--scorer", "brightness"])):
+        rc = load_script(step).main(["--root", str(both_routes.root), "--device", "cpu", "--directions", str(broken),
+                                     "--out", str(tmp_path / f"step{step}"), *extra, "-q"])
         assert rc == 2
         err = capsys.readouterr().err
         assert "not a complete directions file" in err and "07_fit_latent_directions.py" in err

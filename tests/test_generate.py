@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from tiny_models import TINY_G_32
 
 import stylegan.generate as generate_module
 from common.checkpoints import CheckpointError
-from pipeline.runner import load_script_file
+from pipeline.runner import load_script
 from stylegan import write_random_checkpoint
 from stylegan.generate import (
     GENERATED_CSV_COLUMNS,
@@ -28,11 +29,6 @@ from stylegan.generate import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(resolution=32, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=256, fmaps_max=16)
-
-
-def load_script(name: str):
-    return load_script_file(name)
 
 
 def _gen(checkpoint: Path, out: Path, **settings) -> GenerateSummary:
@@ -43,7 +39,7 @@ def _gen(checkpoint: Path, out: Path, **settings) -> GenerateSummary:
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "stylegan_model.pth"
-    write_random_checkpoint(path, **TINY)
+    write_random_checkpoint(path, **TINY_G_32)
     return path
 
 
@@ -149,7 +145,7 @@ def test_folder_made_with_other_settings_is_refused(tiny_ckpt, tmp_path):
 
 
 def test_script_main_and_clear_errors(tiny_ckpt, tmp_path, capsys):
-    script = load_script("01_generate_images.py")
+    script = load_script("1")
     with pytest.raises(SystemExit) as info:
         script.main(["--help"])
     assert info.value.code == 0
@@ -172,7 +168,7 @@ def test_script_main_and_clear_errors(tiny_ckpt, tmp_path, capsys):
 
 def test_config_from_flags_and_weights_vocabulary(tiny_ckpt, tmp_path):
     """Flag defaults are the config's; --weights ema/raw/auto pick genforce's entries."""
-    script = load_script("01_generate_images.py")
+    script = load_script("1")
     assert script.config_from_args(script.build_parser().parse_args([])) == GenerateConfig()
     config = script.config_from_args(script.build_parser().parse_args(
         ["--root", str(tmp_path), "--num", "4", "--weights", "ema", "--format", "png", "--overwrite"]))
@@ -187,7 +183,7 @@ def test_config_from_flags_and_weights_vocabulary(tiny_ckpt, tmp_path):
 
 
 def test_ema_weights_without_a_smoothed_copy_is_a_clear_error(tmp_path):
-    ckpt = write_random_checkpoint(tmp_path / "raw_only.pth", with_smooth=False, **TINY)
+    ckpt = write_random_checkpoint(tmp_path / "raw_only.pth", with_smooth=False, **TINY_G_32)
     assert _gen(ckpt, tmp_path / "auto", num=1).checkpoint_key == "generator"
     with pytest.raises(CheckpointError, match="no 'generator_smooth' entry"):
         _gen(ckpt, tmp_path / "ema", num=1, weights="ema")

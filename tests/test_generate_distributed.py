@@ -12,24 +12,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from dist_support import run_step, step_env
+from PIL import Image
+from tiny_models import TINY_G_16_W12
+
 from pipeline.runner import load_script_file
 from stylegan import write_random_checkpoint
 from stylegan.generate import GenerateConfig, GenerationError, merge_generate_shards, run_generate
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "stylegan_and_segmentation" / "01_generate_images.py"
-TINY = {"resolution": 16, "z_space_dim": 16, "w_space_dim": 12, "mapping_fmaps": 16, "fmaps_base": 128,
-        "fmaps_max": 16}
 LISTS = ("generated.csv", "latents.npy", "w.npy", "generation.json")
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "g.pth", **TINY)
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "g.pth", **TINY_G_16_W12)
 
 
 def _config(ckpt: Path, out: Path, **settings) -> GenerateConfig:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_models import TINY_G_16_W12
 
 from common.fingerprint import file_fingerprint
 from pipeline.runner import load_script_file
@@ -21,15 +22,14 @@ from stylegan import write_random_checkpoint
 from stylegan.checkpoint import load_generator
 from stylegan.generate import GenerateConfig, GenerateSummary, run_generate, z_for
 
-TINY = dict(resolution=16, z_space_dim=16, w_space_dim=12, mapping_fmaps=16, fmaps_base=128, fmaps_max=16)
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("ckpts")
-    return (write_random_checkpoint(folder / "a.pth", seed=0, **TINY),
-            write_random_checkpoint(folder / "b.pth", seed=1, **TINY))
+    return (write_random_checkpoint(folder / "a.pth", seed=0, **TINY_G_16_W12),
+            write_random_checkpoint(folder / "b.pth", seed=1, **TINY_G_16_W12))
 
 
 def _main(*argv: str) -> int:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from gender_cnn.labeller import LabellerConfig, create_app, make_server, read_label_state
 from gender_cnn.labeller.store import Label
-from pipeline.runner import load_script_file
+from pipeline.runner import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NAMES = [f"{i:06d}.jpg" for i in range(5)]
@@ -218,12 +218,8 @@ def test_uncertainty_order_and_review_list(tmp_path):
         app.close()
 
 
-def _load_script():
-    return load_script_file("02_label_images.py")
-
-
 def test_script_help_and_bad_input(tmp_path, capsys):
-    script = _load_script()
+    script = load_script("2")
     with pytest.raises(SystemExit) as exc:
         script.main(["--help"])
     assert exc.value.code == 0
@@ -376,7 +372,7 @@ def test_burst_of_200_concurrent_posts_all_answered_and_journaled(tmp_path):
 
 
 def test_script_flags_are_the_config_and_unused_ones_are_gone(tmp_path):
-    script = _load_script()
+    script = load_script("2")
     parser = script.build_parser()
     assert script.config_from_args(parser.parse_args([])) == LabellerConfig()
     config = script.config_from_args(parser.parse_args(

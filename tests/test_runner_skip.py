@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
+from segment_world import draw
+from tiny_models import TINY_G_16
 
 from common.paths import PipelinePaths
 from pipeline.runner import PipelineOptions, missing_outputs, run_pipeline, step_inputs
 from stylegan import write_random_checkpoint
-from test_step6 import draw
 
-TINY = dict(resolution=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=128, fmaps_max=16)
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
@@ -25,7 +25,7 @@ def _options(root: Path, first: int, last: int) -> PipelineOptions:
 
 def test_deleted_outputs_run_the_step_again(tmp_path, capsys):
     paths = PipelinePaths(tmp_path)
-    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY_G_16)
     assert run_pipeline(_options(tmp_path, 1, 1)) == 0
     assert run_pipeline(_options(tmp_path, 1, 1)) == 0
     assert "step 1: finished earlier, skipped" in capsys.readouterr().out
@@ -39,10 +39,10 @@ def test_deleted_outputs_run_the_step_again(tmp_path, capsys):
 
 def test_swapped_checkpoint_at_the_same_path_is_not_skipped(tmp_path, capsys):
     paths = PipelinePaths(tmp_path)
-    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY_G_16)
     assert run_pipeline(_options(tmp_path, 1, 1)) == 0
     capsys.readouterr()
-    write_random_checkpoint(paths.stylegan_checkpoint, seed=1, **TINY)  # same path, other generator
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=1, **TINY_G_16)  # same path, other generator
     assert run_pipeline(_options(tmp_path, 1, 1)) == 2  # step 1 runs, and refuses to mix two generators (a user-fixable input: exit 2)
     captured = capsys.readouterr()
     assert "finished earlier, skipped" not in captured.out and "checkpoint_fingerprint" in captured.err

@@ -11,8 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
-from segment_world import TinyParser, folder_bytes, write_image_folder
-from test_step6 import draw
+from segment_world import TinyParser, draw, folder_bytes, write_image_folder
 
 from pipeline.runner import load_script_file
 from segmentation.segment import SegmentConfig, merge_segmentation_shards, run_segmentation

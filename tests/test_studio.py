@@ -12,6 +12,7 @@ import pytest
 from judge_support import require_dlib
 from PIL import Image
 from studio_world import make_world
+from tiny_models import TINY_G_32
 
 from common.paths import PROPERTY_NAMES
 from pipeline.studio.app import StudioApp
@@ -298,9 +299,7 @@ def test_regenerate_refuses_a_swapped_generator(world, tmp_path, single_thread, 
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(saved).convert("RGB")))
     into_input = ["--root", str(root), "--regenerate", str(saved), "--out", str(saved), "--overwrite"]
     assert script.main(into_input) == 2                                     # never overwrites its input
-    from studio_world import TINY
-
-    write_random_checkpoint(type(world)(root).stylegan_checkpoint, resolution=32, seed=2, **TINY)
+    write_random_checkpoint(type(world)(root).stylegan_checkpoint, seed=2, **TINY_G_32)
     assert script.main(["--root", str(root), "--regenerate", str(saved)]) == 2
     assert "was made with stylegan file" in capsys.readouterr().err
 

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import TINY_G_ODD
 
 from common.checkpoints import CheckpointError
 from stylegan import StyleGANGenerator, load_discriminator, load_generator, write_random_checkpoint
 from stylegan.checkpoint import infer_generator_config
 
-TINY = dict(resolution=16, z_space_dim=8, w_space_dim=12, mapping_fmaps=10, fmaps_base=64, fmaps_max=8)
-
 
 @pytest.fixture
 def tiny_ckpt(tmp_path):
     path = tmp_path / "tiny.pth"
-    write_random_checkpoint(path, **TINY)
+    write_random_checkpoint(path, **TINY_G_ODD)
     return path
 
 
@@ -29,7 +28,7 @@ def test_auto_prefers_generator_smooth_and_infers_config(tiny_ckpt):
     torch.save(ckpt, tiny_ckpt)
     G = load_generator(tiny_ckpt)
     assert G.checkpoint_key == "generator_smooth" and not G.training
-    for key, value in TINY.items():
+    for key, value in TINY_G_ODD.items():
         assert G.config[key] == value
     raw = load_generator(tiny_ckpt, which="generator")
     assert raw.checkpoint_key == "generator"

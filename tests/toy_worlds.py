@@ -1,4 +1,4 @@
-"""The fine-tune toys of ``test_finetune.py`` as functions of a seed, so their margins can be measured.
+"""The fine-tune toys of ``test_finetune_trainer.py`` as functions of a seed, so their margins can be measured.
 
 A threshold on a trained quantity must hold on any x86-64 machine: the numerics differ by
 instruction set (ATen kernels, MKL, oneDNN), and a GAN's training amplifies the smallest
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tiny_models import TINY_G_16
 
 from stylegan.checkpoint import load_discriminator, load_generator, write_random_checkpoint
 from stylegan.conditional import build_conditional_discriminator, build_conditional_generator
@@ -20,14 +21,14 @@ from stylegan.finetune_trainer import FinetuneConfig, Finetuner
 from stylegan.networks import postprocess_uint8
 from stylegan.property_regressor import RegressorConfig, train_property_regressor
 
-TINY = dict(fmaps_base=128, fmaps_max=16, z_space_dim=16, w_space_dim=16, mapping_fmaps=16)
 CONSTANT = torch.tensor([0.5, 0.5, 0.5, 0.0])  # the one-property toy's four other properties never vary
 
 
 def base_models(world_seed: int = 0, resolution: int = 16):
     """A random tiny genforce-format generator and discriminator (the toys' frozen 'pretrained' models)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_random_checkpoint(Path(tmp) / "g.pth", resolution=resolution, seed=world_seed, **TINY)
+        settings = dict(TINY_G_16, resolution=resolution)
+        path = write_random_checkpoint(Path(tmp) / "g.pth", seed=world_seed, **settings)
         return load_generator(path), load_discriminator(path)
 
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_finetune_scripts import FAST, make_root
+from tiny_models import TINY_G_16
 
 from common.io import CsvSchemaError
 from pipeline.runner import load_script_file
 from segmentation.segment import SegmentConfig, run_segmentation
-from test_finetune_scripts import FAST, make_root
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -150,10 +151,11 @@ def test_step7_out_inside_the_image_folder_is_refused(root, capsys):
 
 
 def test_step8_out_holding_the_checkpoint_is_refused(tmp_path, capsys):
-    from test_bad_checkpoints import _finetune_ckpt, write_random_checkpoint
+    from test_bad_checkpoints import _finetune_ckpt
 
-    base = write_random_checkpoint(tmp_path / "base.pth", seed=0, resolution=16, z_space_dim=16, w_space_dim=16,
-                                   mapping_fmaps=16, fmaps_base=128, fmaps_max=16)
+    from stylegan import write_random_checkpoint
+
+    base = write_random_checkpoint(tmp_path / "base.pth", seed=0, **TINY_G_16)
     (tmp_path / "run").mkdir()
     ckpt = _finetune_ckpt(base, tmp_path / "run" / "checkpoint_000002.pt")
     rc = load_script_file("08_generate_with_properties.py").main(

@@ -6,10 +6,10 @@ import io
 import numpy as np
 import pytest
 import torch
-
-from stylegan.finetune_trainer import FinetuneConfig, Finetuner, ema_beta_for
-from stylegan.conditional import d_layer_names
 from toy_worlds import one_property_toy, regressor_r_eyes, toy_control_r, toy_trainer, two_property_results
+
+from stylegan.conditional import d_layer_names
+from stylegan.finetune_trainer import FinetuneConfig, Finetuner, ema_beta_for
 from stylegan.property_regressor import PropertyRegressor
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -6,20 +6,30 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny_models import TINY_G_32
 
 from common.cli import python_command
 from common.paths import PipelinePaths
-from pipeline.runner import STEP_ORDER, STEPS, PipelineOptions, load_script, load_script_file, run_pipeline, \
-    run_steps, step_argv, step_function, step_id, steps_between
+from pipeline.runner import (
+    STEP_ORDER,
+    STEPS,
+    PipelineOptions,
+    load_script,
+    load_script_file,
+    run_pipeline,
+    run_steps,
+    step_argv,
+    step_function,
+    step_id,
+    steps_between,
+)
 from stylegan import write_random_checkpoint
 from stylegan.generate import GenerateSummary
-
-TINY = dict(resolution=32, z_space_dim=16, w_space_dim=16, mapping_fmaps=16, fmaps_base=256, fmaps_max=16)
 
 
 @pytest.fixture
 def root(tmp_path) -> Path:
-    write_random_checkpoint(PipelinePaths(tmp_path).stylegan_checkpoint, **TINY)
+    write_random_checkpoint(PipelinePaths(tmp_path).stylegan_checkpoint, **TINY_G_32)
     return tmp_path
 
 
@@ -117,13 +127,9 @@ def test_threads_and_limit_reach_only_the_steps_that_take_them(root):
 
 
 def test_cli_rejects_bad_step_range():
-    module = load_script_runner()
+    module = load_script_file("run_pipeline.py")
     with pytest.raises(SystemExit):
         module.main(["--from", "5", "--to", "3"])
-
-
-def load_script_runner():
-    return load_script_file("run_pipeline.py")
 
 
 def test_step_ids_and_ranges():
@@ -133,7 +139,7 @@ def test_step_ids_and_ranges():
     assert steps_between(6, "7a") == ["6", "7a"] and steps_between(9, 1) == []
     with pytest.raises(ValueError, match="unknown step"):
         step_id("7c")
-    module = load_script_runner()
+    module = load_script_file("run_pipeline.py")
     with pytest.raises(SystemExit):
         module.main(["--from", "7c"])
     with pytest.raises(SystemExit):

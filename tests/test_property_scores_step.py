@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from segment_world import draw
 
 from common.cli import parse_step_config
 from common.paths import PROPERTY_NAMES, PipelinePaths
 from pipeline.property_scores import PropertyScoresSummary, run_property_scores
-from pipeline.runner import load_script_file
-from segmentation.labels import FaceLabel as L
+from pipeline.runner import load_script
 from segmentation.normalize import PropertyNormalizer
 from segmentation.property_scores import raw_scores
 from segmentation.score_step import find_score_inputs, select_extremes
@@ -21,28 +21,6 @@ from segmentation.tables import SCORES_COLUMNS
 
 EXPECTED_COLUMNS = ["img_name", "eyes", "hair_color", "hair_length", "mouth", "face_pose", "raw_eyes",
                     "raw_hair_color", "raw_hair_length", "raw_mouth", "raw_face_pose", "flags"]
-
-
-def load_script():
-    return load_script_file("06_compute_property_scores.py")
-
-
-def draw(i: int) -> tuple[np.ndarray, np.ndarray]:
-    """A face whose every score depends on i (eye height, hair length/colour, mouth, nose tilt)."""
-    p = np.full((224, 224), L.SKIN, dtype=np.uint8)
-    p[0:30 + 40 * i, 20:200] = L.HAIR
-    p[100:103 + 2 * i, 60:80] = L.LEFT_EYE
-    p[100:105, 140:160] = L.RIGHT_EYE
-    for k in range(20):
-        shift = (k * (i - 2)) // 6
-        p[120 + k, 108 + shift:113 + shift] = L.NOSE
-    p[170:172, 90:130] = L.UPPER_LIP
-    if i:
-        p[172:172 + i, 95:125] = L.INNER_MOUTH
-    p[172 + i:175 + i, 90:130] = L.LOWER_LIP
-    face = np.full((224, 224, 3), 60 + 30 * i, dtype=np.uint8)
-    face[::7, ::5] = (250, 10, 10)
-    return p, face
 
 
 @pytest.fixture()
@@ -70,7 +48,7 @@ def seg_dir(tmp_path):
 
 def run(seg, out, *extra) -> PropertyScoresSummary:
     """Step 6 as the runner calls it: the config the script's flags give, then the package function."""
-    script = load_script()
+    script = load_script("6")
     argv = ["--segmentation-dir", str(seg), "--out", str(out), "--images", str(seg.parent / "no_images"), "-q",
             *extra]
     config, _ = parse_step_config(script.build_parser(), script.config_from_args, argv)
@@ -156,8 +134,8 @@ def test_img_name_fallbacks(tmp_path):
     assert [(it.stem, it.img_name) for it in items] == [("a", "a.jpeg"), ("b", "b.jpg"), ("c", "c.jpg")]
     assert no_face == 0
     out = tmp_path / "out"
-    assert load_script().main(["--segmentation-dir", str(seg), "--out", str(out), "--images", str(images), "-q",
-                               "--landmark-judge", "off"]) == 0
+    assert load_script("6").main(["--segmentation-dir", str(seg), "--out", str(out), "--images", str(images), "-q",
+                                 "--landmark-judge", "off"]) == 0
     table = pd.read_csv(out / "all_scores.csv", keep_default_na=False)
     assert table["flags"].tolist()[2] == "missing_map"
 
@@ -166,16 +144,16 @@ def test_default_paths_follow_root(tmp_path, seg_dir):
     paths = PipelinePaths(tmp_path / "root")
     paths.segmentation_dir.parent.mkdir(parents=True)
     seg_dir.rename(paths.segmentation_dir)
-    assert load_script().main(["--root", str(paths.root), "-q", "--no-pictures", "--landmark-judge", "off"]) == 0
+    assert load_script("6").main(["--root", str(paths.root), "-q", "--no-pictures", "--landmark-judge", "off"]) == 0
     assert paths.all_scores_csv.is_file() and paths.normalization_json.is_file()
 
 
 def test_missing_input_and_help(tmp_path, capsys):
-    assert load_script().main(["--segmentation-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "-q"]) == 2
+    assert load_script("6").main(["--segmentation-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "run step 5 first" in err and "--segmentation-dir" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as exc:
-        load_script().main(["--help"])
+        load_script("6").main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "--segmentation-dir" in text and "--images" in text

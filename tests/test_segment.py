@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from common.cli import parse_step_config
-from pipeline.runner import load_script_file
+from pipeline.runner import load_script
 from segmentation import (
     CROPS_COLUMNS,
     SegmentSummary,
@@ -25,11 +25,7 @@ from segmentation import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_script():
-    return load_script_file("05_run_segmentation.py")
-
-
-script = _load_script()
+script = load_script("5")
 
 
 @pytest.fixture(scope="module")
