@@ -164,7 +164,8 @@ def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list
     """:func:`load_methods` plus what ``refine`` resolved to (a note for the summary; empty when off)."""
     from common.folders import FolderOverlapError, refuse_overlap
     from stylegan.control_methods import (
-        load_baseline_method, load_directions_method, load_finetuned_method, resolve_refine, with_refiner,
+        REFINE_AUTO, RefineChoice, load_baseline_method, load_directions_method, load_finetuned_method,
+        resolve_refine, with_refiner,
     )
     from stylegan.finetune_schema import find_latest_checkpoint
 
@@ -185,7 +186,10 @@ def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list
             "07_finetune_stylegan.py) first")
     base_checkpoint = config.stylegan_checkpoint or paths.stylegan_checkpoint
     refine = resolve_refine(config.refine, paths.finetuned_dir, config.checkpoint)
-    if refine.on and not (DIRECTIONS in wanted and directions is not None):
+    evaluates_directions = DIRECTIONS in wanted and directions is not None
+    if refine.on and not evaluates_directions and str(config.refine) == REFINE_AUTO:
+        refine = RefineChoice(None, "refine auto: not used (the directions method is not evaluated)")
+    if refine.on and not evaluates_directions:
         raise ControlEvaluationError(f"--refine {config.refine} refines the directions method, which is not "
                                      f"evaluated (no directions file {paths.directions_pt} or --control "
                                      f"{config.control}); use --control directions|all or --refine off")
@@ -207,7 +211,7 @@ def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list
                 raise ControlEvaluationError(str(exc)) from exc
     if FINETUNED in wanted and finetuned is not None:
         methods.append(load_finetuned_method(finetuned, device, config.batch_size, config.weights))
-    return methods, (refine.note if DIRECTIONS in wanted and directions is not None else "")
+    return methods, refine.note
 
 
 def sweep_ranges(config: EvaluateControlConfig, methods: list[ControlMethod]) -> dict[str, tuple[float, float]]:

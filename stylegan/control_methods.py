@@ -275,7 +275,8 @@ def load_directions_method(stylegan_checkpoint: Path | str, directions_path: Pat
     """The step-1 generator plus a directions file fitted for it (refused if fitted for another one).
 
     ``refine_checkpoint``: a step-7b checkpoint whose learned regressor refines every edit (the
-    directions route's "refine" option, :func:`load_refiner`); None = the linear edit alone."""
+    directions route's "refine" option, :func:`load_refiner`); None = the linear edit alone.
+    A refined method is named ``directions+refine`` (its own row in step 9)."""
     from stylegan.checkpoint import load_generator
     from stylegan.conditional import property_ranges
     from stylegan.directions import load_directions
@@ -295,9 +296,12 @@ def load_directions_method(stylegan_checkpoint: Path | str, directions_path: Pat
     if refine_checkpoint is not None:
         refiner = load_refiner(refine_checkpoint, generator, directions, refine_config)
         options += f"; refined with the regressor of {refine_checkpoint}"
-    return DirectionsMethod(generator, directions, batch_size, ranges,
-                            description=f"latent directions {directions_path} on {stylegan_checkpoint} "
-                                        f"({methods}; {options})", refiner=refiner)
+    method = DirectionsMethod(generator, directions, batch_size, ranges,
+                              description=f"latent directions {directions_path} on {stylegan_checkpoint} "
+                                          f"({methods}; {options})", refiner=refiner)
+    if refiner is not None:
+        method.name = DIRECTIONS_REFINE
+    return method
 
 
 # ----------------------------------------------------------------------------------------------

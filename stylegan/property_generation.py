@@ -21,7 +21,7 @@ import numpy as np
 
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
 from common.steps import StepError
-from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_AUTO, REFINE_OFF, ControlMethod
 from stylegan.finetune_schema import FinetuneRunFiles
 
 __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGeneration", "PropertyGenerationError",
@@ -194,6 +194,12 @@ def _load_methods(config: GeneratePropertiesConfig, device) -> tuple[list[tuple[
             source += f", refined with the regressor of {refine.checkpoint}"
         note = refine.note
         out.append((method, source, default_out))
+    if DIRECTIONS not in controls and str(config.refine) != REFINE_OFF:
+        if str(config.refine) != REFINE_AUTO:
+            raise PropertyGenerationError(f"--refine {config.refine} refines the directions route, which does not "
+                                          f"run here (control {', '.join(controls)}); use --control directions or "
+                                          "--refine off")
+        note = f"refine auto: not used (control {', '.join(controls)})"
     return out, note
 
 

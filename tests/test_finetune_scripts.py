@@ -423,3 +423,15 @@ def test_08_and_09_refuse_a_refine_checkpoint_of_another_normalisation_in_one_li
             assert rc == 2
             err = capsys.readouterr().err
             assert err.startswith(f"error: {bad}") and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_refine_without_the_directions_route_is_an_error_for_a_path_and_a_note_for_auto(both_routes, tmp_path,
+                                                                                          capsys):
+    ckpt = both_routes.finetuned_dir / "checkpoints" / "checkpoint_000004.pt"
+    args = ["--root", str(both_routes.root), "--device", "cpu", "--control", "finetuned", "--num", "1",
+            "--out", str(tmp_path / "generated"), "-q"]
+    assert _script("08_generate_with_properties.py").main([*args, "--refine", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --refine {ckpt} refines the directions route") and len(err.splitlines()) == 1
+    assert _script("08_generate_with_properties.py").main([*args, "--refine", "auto"]) == 0
+    assert "refine auto: not used (control finetuned)" in capsys.readouterr().out
