@@ -435,3 +435,11 @@ def test_refine_without_the_directions_route_is_an_error_for_a_path_and_a_note_f
     assert err.startswith(f"error: --refine {ckpt} refines the directions route") and len(err.splitlines()) == 1
     assert _script("08_generate_with_properties.py").main([*args, "--refine", "auto"]) == 0
     assert "refine auto: not used (control finetuned)" in capsys.readouterr().out
+
+
+def test_the_comparison_figure_labels_every_method_distinctly():
+    from stylegan.comparison import method_label
+    from stylegan.control_methods import BASELINE, DIRECTIONS, DIRECTIONS_REFINE, FINETUNED
+
+    labels = [method_label(m) for m in (BASELINE, DIRECTIONS, DIRECTIONS_REFINE, FINETUNED)]
+    assert len(set(labels)) == 4 and all(len(label) <= 10 for label in labels)
