@@ -30,7 +30,8 @@ from stylegan.networks import StyleGANGenerator, postprocess_uint8
 __all__ = [
     "ControlMethod", "BaselineMethod", "FinetunedMethod", "DirectionsMethod", "BASELINE", "DIRECTIONS", "FINETUNED",
     "fill_unrequested", "render_batched", "load_baseline_method", "load_finetuned_method", "load_directions_method",
-    "load_refiner", "REFINE_HELP", "DIRECTIONS_REFINE", "REFINE_OFF", "REFINE_AUTO", "RefineChoice", "resolve_refine", "with_refiner",
+    "load_refiner", "REFINE_HELP", "DIRECTIONS_REFINE", "REFINE_OFF", "REFINE_AUTO", "RefineChoice",
+    "resolve_refine", "with_refiner",
 ]
 
 BASELINE, FINETUNED, DIRECTIONS = "baseline", "finetuned", "directions"
@@ -40,10 +41,10 @@ DIRECTIONS_REFINE = "directions+refine"
 REFINE_OFF, REFINE_AUTO = "off", "auto"
 """``--refine`` of steps 8 and 9: off | auto (the newest step-7b checkpoint's regressor, if any) | a path."""
 REFINE_HELP = ("directions only: refine each linear edit through the generator and the learned property "
-               "regressor of a step-7b checkpoint (never the judge): off, auto (the newest step-7b checkpoint "
-               "with a regressor, else off), or that checkpoint's path. Costs 30 generator+regressor "
-               "forward/backward passes per image (measured: about 45 s per 256 px image on one x86_64 CPU thread, vs 0.6 s "
-               "linear: a GPU job); "
+               "regressor of a step-7b checkpoint (never the judge): off, auto (--checkpoint or the newest "
+               "step-7b checkpoint, when it carries a regressor; else off), or a checkpoint's path. Costs 30 generator+regressor "
+               "forward/backward passes per image (measured: about 45 s per 256 px image on one x86_64 CPU "
+               "thread, vs 0.6 s linear: a GPU job); "
                "in the control lab it cut the directions' largest leakage from 0.2-0.8 to <= 0.19")
 
 Ranges = dict[str, tuple[float, float]]

@@ -6,7 +6,9 @@ generator; properties left out are held at its training median) or ``directions`
 directions on the step-1 generator; properties left out follow the edit's own rule, held or free).
 ``auto`` uses the one that exists; with both, the one step 9's comparison.csv ranks higher with the
 real judge (mean Pearson r over the properties), else the fine-tune. ``all`` runs every method that
-exists, each into its own folder (the demo uses it).
+exists, each into its own folder (the demo uses it). ``refine`` (off | auto | a step-7b checkpoint)
+refines the directions' edits with that checkpoint's learned regressor (``stylegan.refine``), into
+``generated_refine/`` beside the linear edits; the summary says which regressor, or why auto stayed off.
 Image i uses z from (seed, i) as step 1 does, so the same seed gives the same people with either method.
 """
 from __future__ import annotations

@@ -6,7 +6,8 @@ are held at the training median; ``--control directions``: they follow the edit'
 (held at the face's current value or left free, an option of the directions file). ``auto``
 (default) uses the method that exists; with both, the one step 9's comparison.csv ranks higher
 with the real judge, else the fine-tune; ``all`` runs both, each into its own folder. ``--sweep PROPERTY`` also writes a grid: that property
-from its minimum to its maximum, the others fixed, one row per z.
+from its minimum to its maximum, the others fixed, one row per z. ``--refine auto|PATH`` refines the directions'
+edits with a step-7b checkpoint's learned regressor (slow: see its help).
 """
 import argparse
 import pathlib
