@@ -90,6 +90,7 @@ class EvaluateControlConfig:
     quality: str = "inception"           # FID/KID feature extractor: inception (file on disk) | tiny (stand-in) | off
     quality_num: int = 200               # images per FID/KID set (every set cut to the same count)
     inception: Path | None = None        # FID Inception file (default: judges/models/, see download_models.py)
+    refine: str = "off"                  # off | auto | a step-7b checkpoint: adds the directions+refine method
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("control", self.control, CONTROLS), ("scorer", self.scorer, SCORERS),
@@ -97,6 +98,8 @@ class EvaluateControlConfig:
                                      ("judges", self.judges, JUDGE_MODES), ("quality", self.quality, QUALITY_MODES)):
             if value not in allowed:
                 raise ValueError(f"invalid {name}={value!r}; allowed: {allowed}")
+        if not str(self.refine).strip():
+            raise ValueError("refine must be off, auto or the path of a step-7b checkpoint, got ''")
         if self.quality_num < 4:
             raise ValueError(f"quality_num must be >= 4, got {self.quality_num}")
         self.design  # validates the sweep settings
@@ -128,6 +131,7 @@ class EvaluateControlSummary:
     verdicts: tuple[str, ...] = ()
     judges: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
+    refine_note: str = ""    # what --refine resolved to (empty when off)
 
     def r(self, method: str, prop: str) -> float:
         row = self.table[(self.table["method"] == method) & (self.table["property"] == prop)
@@ -139,6 +143,8 @@ class EvaluateControlSummary:
         label = " [STAND-IN scorer]" if self.stand_in else ""
         others = f"; other judges: {', '.join(self.judges)}" if self.judges else ""
         missing = f"; missing: {'; '.join(self.missing)}" if self.missing else ""
+        if self.refine_note:
+            missing = f"; {self.refine_note}{missing}"
         return (f"step 9: {'/'.join(self.methods)} compared on {self.images} images ({self.valid} measured by "
                 f"{self.judge}){label}; r {rs}{others}{missing}; comparison in {self.out_dir / COMPARISON_CSV} "
                 f"({self.seconds:.1f}s)")
@@ -149,9 +155,18 @@ class EvaluateControlSummary:
 
 
 def load_methods(config: EvaluateControlConfig, device) -> list[ControlMethod]:
-    """Baseline first, then the requested methods that exist; a clear error for a missing one."""
+    """Baseline first, then the requested methods that exist (with ``refine`` on, ``directions+refine``
+    right after ``directions``, on the same generator); a clear error for a missing one."""
+    return load_methods_and_refine(config, device)[0]
+
+
+def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list[ControlMethod], str]:
+    """:func:`load_methods` plus what ``refine`` resolved to (a note for the summary; empty when off)."""
     from common.folders import FolderOverlapError, refuse_overlap
-    from stylegan.control_methods import load_baseline_method, load_directions_method, load_finetuned_method
+    from stylegan.control_methods import (
+        REFINE_AUTO, RefineChoice, load_baseline_method, load_directions_method, load_finetuned_method,
+        resolve_refine, with_refiner,
+    )
     from stylegan.finetune_schema import find_latest_checkpoint
 
     paths = config.paths
@@ -170,9 +185,18 @@ def load_methods(config: EvaluateControlConfig, device) -> list[ControlMethod]:
             f"no directions file {paths.directions_pt}; run step 7 (07_fit_latent_directions.py and/or "
             "07_finetune_stylegan.py) first")
     base_checkpoint = config.stylegan_checkpoint or paths.stylegan_checkpoint
+    refine = resolve_refine(config.refine, paths.finetuned_dir, config.checkpoint)
+    evaluates_directions = DIRECTIONS in wanted and directions is not None
+    if refine.on and not evaluates_directions and str(config.refine) == REFINE_AUTO:
+        refine = RefineChoice(None, "refine auto: not used (the directions method is not evaluated)")
+    if refine.on and not evaluates_directions:
+        raise ControlEvaluationError(f"--refine {config.refine} refines the directions method, which is not "
+                                     f"evaluated (no directions file {paths.directions_pt} or --control "
+                                     f"{config.control}); use --control directions|all or --refine off")
     try:  # the evaluation folder never is, holds or sits inside a file it reads
         refuse_overlap({"--out": config.out_dir},
                        {"--checkpoint": finetuned, "--directions": directions, "--stylegan-checkpoint": base_checkpoint,
+                        "--refine": refine.checkpoint,
                         "--normalization": config.normalization or paths.normalization_json,
                         "--segmentation-checkpoint": config.segmentation_checkpoint or paths.segmentation_checkpoint})
     except FolderOverlapError as exc:
@@ -180,9 +204,14 @@ def load_methods(config: EvaluateControlConfig, device) -> list[ControlMethod]:
     methods: list[ControlMethod] = [load_baseline_method(base_checkpoint, device, config.batch_size)]
     if DIRECTIONS in wanted and directions is not None:
         methods.append(load_directions_method(base_checkpoint, directions, device, config.batch_size))
+        if refine.on:  # the same generator, directions and latents: linear vs refined, side by side
+            try:
+                methods.append(with_refiner(methods[-1], refine.checkpoint))
+            except ValueError as exc:  # mismatched or regressor-less checkpoint: the step's one-line error
+                raise ControlEvaluationError(str(exc)) from exc
     if FINETUNED in wanted and finetuned is not None:
         methods.append(load_finetuned_method(finetuned, device, config.batch_size, config.weights))
-    return methods
+    return methods, refine.note
 
 
 def sweep_ranges(config: EvaluateControlConfig, methods: list[ControlMethod]) -> dict[str, tuple[float, float]]:
@@ -232,7 +261,7 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
         device = resolve_device(config.device)
     except RuntimeError as exc:
         raise ControlEvaluationError(str(exc)) from exc
-    methods = load_methods(config, device)
+    methods, refine_note = load_methods_and_refine(config, device)
     scorer, gender = make_judges(config, device)
     ranges = sweep_ranges(config, methods)
     design = config.design
@@ -294,7 +323,8 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
                       + _judges_report(identity, quality, agreement, other_judges, missing))
     valid = sum(int(r.samples["valid"].sum()) for r in results.values())
     return EvaluateControlSummary(out_dir, tuple(m.name for m in methods), judge, total, valid,
-                                  time.perf_counter() - start, stand_in, table, tuple(lines), other_judges, missing)
+                                  time.perf_counter() - start, stand_in, table, tuple(lines), other_judges, missing,
+                                  refine_note)
 
 
 def _extreme_rows(ranges, base: np.ndarray, design: ControlConfig) -> np.ndarray:

@@ -24,7 +24,7 @@ from common.paths import PROPERTY_NAMES
 from stylegan.evaluation import control_metrics, leakage_matrix
 
 __all__ = ["COMPARISON_COLUMNS", "COMPARISON_CSV", "COMPARISON_PNG", "comparison_table", "verdicts",
-           "comparison_sheet"]
+           "comparison_sheet", "method_label"]
 
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_PNG = "comparison_sweeps.png"
@@ -110,6 +110,15 @@ def verdicts(table: pd.DataFrame, baseline: str = "baseline") -> list[str]:
 _SHORT = {"eyes": "eyes", "hair_color": "hcol", "hair_length": "hlen", "mouth": "mouth", "face_pose": "pose"}
 
 
+_METHOD_LABELS = {"directions+refine": "dir+refine"}
+
+
+def method_label(method: str) -> str:
+    """A method's name in a thumbnail caption (at most 10 characters, distinct for every method we make:
+    a plain cut would show ``directions+refine`` as ``directions``)."""
+    return _METHOD_LABELS.get(method, method)[:10]
+
+
 def comparison_sheet(sheets_by_method: Mapping[str, Mapping[str, list[np.ndarray]]],
                      requested: Mapping[str, Sequence[float]], properties: Sequence[str] = PROPERTY_NAMES,
                      z_rows: int = 1, thumb: int = 128):
@@ -130,7 +139,7 @@ def comparison_sheet(sheets_by_method: Mapping[str, Mapping[str, list[np.ndarray
                 if len(row) < n:
                     continue
                 images += row
-                captions += [f"{method[:10]} {_SHORT.get(prop, prop[:5])}={v:.2f}" for v in requested[prop]]
+                captions += [f"{method_label(method)} {_SHORT.get(prop, prop[:5])}={v:.2f}" for v in requested[prop]]
     return make_contact_sheet(images, captions, ncols=ncols, thumb=thumb, title="rows: method, same latent")
 
 

@@ -6,7 +6,9 @@ generator; properties left out are held at its training median) or ``directions`
 directions on the step-1 generator; properties left out follow the edit's own rule, held or free).
 ``auto`` uses the one that exists; with both, the one step 9's comparison.csv ranks higher with the
 real judge (mean Pearson r over the properties), else the fine-tune. ``all`` runs every method that
-exists, each into its own folder (the demo uses it).
+exists, each into its own folder (the demo uses it). ``refine`` (off | auto | a step-7b checkpoint)
+refines the directions' edits with that checkpoint's learned regressor (``stylegan.refine``), into
+``generated_refine/`` beside the linear edits; the summary says which regressor, or why auto stayed off.
 Image i uses z from (seed, i) as step 1 does, so the same seed gives the same people with either method.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
 from common.steps import StepError
-from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_AUTO, REFINE_OFF, ControlMethod
 from stylegan.finetune_schema import FinetuneRunFiles
 
 __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGeneration", "PropertyGenerationError",
@@ -57,6 +59,7 @@ class GeneratePropertiesConfig:
     stylegan_checkpoint: Path | None = None                 # base generator of the directions
     out: Path | None = None                                 # default: <method's folder>/generated
     overwrite: bool = False
+    refine: str = "off"                                     # directions: off | auto | a step-7b checkpoint path
 
     def __post_init__(self) -> None:
         if self.control not in CONTROL_OPTIONS:
@@ -70,6 +73,8 @@ class GeneratePropertiesConfig:
             raise ValueError(f"unknown sweep properties {unknown}; allowed: {PROPERTY_NAMES}")
         if self.weights not in ("auto", "ema", "raw"):
             raise ValueError(f"invalid weights={self.weights!r}; allowed: ('auto', 'ema', 'raw')")
+        if not str(self.refine).strip():
+            raise ValueError("refine must be off, auto or the path of a step-7b checkpoint, got ''")
         if self.control == "all" and self.out is not None:
             raise ValueError("control='all' writes each method into its own folder; drop out (--out) or pick one "
                              "method")
@@ -107,9 +112,11 @@ class MethodGeneration:
 class PropertyGenerationSummary:
     runs: tuple[MethodGeneration, ...]
     seconds: float
+    refine_note: str = ""    # what --refine resolved to (directions only; empty when off or not asked)
 
     def line(self) -> str:
-        return f"step 8: {'; '.join(run.text() for run in self.runs)} in {self.seconds:.1f}s"
+        note = f"; {self.refine_note}" if self.refine_note else ""
+        return f"step 8: {'; '.join(run.text() for run in self.runs)}{note} in {self.seconds:.1f}s"
 
 
 def choose_control(paths: PipelinePaths, finetuned: Path | None, directions: Path | None,
@@ -137,9 +144,17 @@ def choose_control(paths: PipelinePaths, finetuned: Path | None, directions: Pat
     return FINETUNED
 
 
-def _load_methods(config: GeneratePropertiesConfig, device) -> list[tuple[ControlMethod, str, Path]]:
-    """The chosen method(s), each with a description of its source and its default output folder."""
-    from stylegan.control_methods import load_directions_method, load_finetuned_method
+def refined_generated_dir(paths: PipelinePaths) -> Path:
+    """Default output of ``--control directions --refine ...``: beside the linear edits, never mixed with them."""
+    return paths.directions_generated_dir.with_name("generated_refine")
+
+
+def _load_methods(config: GeneratePropertiesConfig, device) -> tuple[list[tuple[ControlMethod, str, Path]], str]:
+    """The chosen method(s), each with a description of its source and its default output folder, and
+    what ``refine`` resolved to (a note for the summary; empty when no directions method runs)."""
+    from stylegan.control_methods import (
+        load_directions_method, load_finetuned_method, resolve_refine, with_refiner,
+    )
     from stylegan.finetune_schema import find_latest_checkpoint
 
     paths = config.paths
@@ -153,7 +168,7 @@ def _load_methods(config: GeneratePropertiesConfig, device) -> list[tuple[Contro
         controls = [choose_control(paths, finetuned, directions)]
     else:
         controls = [config.control]
-    out = []
+    out, note = [], ""
     for control in controls:
         if control == FINETUNED:
             if finetuned is None:
@@ -167,11 +182,27 @@ def _load_methods(config: GeneratePropertiesConfig, device) -> list[tuple[Contro
             raise PropertyGenerationError(f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py "
                                           "or pass --directions")
         base = config.stylegan_checkpoint or paths.stylegan_checkpoint
-        _refuse_overlap(config.out or paths.directions_generated_dir,
-                        {"--directions": directions, "--stylegan-checkpoint": base})
+        refine = resolve_refine(config.refine, paths.finetuned_dir, config.checkpoint)
+        default_out = refined_generated_dir(paths) if refine.on else paths.directions_generated_dir
+        _refuse_overlap(config.out or default_out, {"--directions": directions, "--stylegan-checkpoint": base,
+                                                     "--refine": refine.checkpoint})
         method = load_directions_method(base, directions, device, config.batch_size)
-        out.append((method, f"{directions} on {base}", paths.directions_generated_dir))
-    return out
+        source = f"{directions} on {base}"
+        if refine.on:
+            try:
+                method = with_refiner(method, refine.checkpoint)
+            except ValueError as exc:  # mismatched or regressor-less checkpoint: the step's one-line error
+                raise PropertyGenerationError(str(exc)) from exc
+            source += f", refined with the regressor of {refine.checkpoint}"
+        note = refine.note
+        out.append((method, source, default_out))
+    if DIRECTIONS not in controls and str(config.refine) != REFINE_OFF:
+        if str(config.refine) != REFINE_AUTO:
+            raise PropertyGenerationError(f"--refine {config.refine} refines the directions route, which does not "
+                                          f"run here (control {', '.join(controls)}); use --control directions or "
+                                          "--refine off")
+        note = f"refine auto: not used (control {', '.join(controls)})"
+    return out, note
 
 
 def _refuse_overlap(out_dir: Path, inputs: dict[str, Path]) -> None:
@@ -220,7 +251,7 @@ def run_generate_with_properties(config: GeneratePropertiesConfig,
         device = resolve_device(config.device)
     except RuntimeError as exc:
         raise PropertyGenerationError(str(exc)) from exc
-    methods = _load_methods(config, device)
+    methods, refine_note = _load_methods(config, device)
     per_method = config.num + len(config.sweeps) * config.sweep_z * config.sweep_values
     total, done = per_method * len(methods), 0
 
@@ -232,7 +263,7 @@ def run_generate_with_properties(config: GeneratePropertiesConfig,
 
     runs = tuple(_generate(config, method, source, Path(config.out) if config.out is not None else default_out, tick)
                  for method, source, default_out in methods)
-    return PropertyGenerationSummary(runs, time.perf_counter() - start)
+    return PropertyGenerationSummary(runs, time.perf_counter() - start, refine_note)
 
 
 def _generate(config: GeneratePropertiesConfig, method: ControlMethod, source: str, out_dir: Path,

@@ -6,7 +6,8 @@ are held at the training median; ``--control directions``: they follow the edit'
 (held at the face's current value or left free, an option of the directions file). ``auto``
 (default) uses the method that exists; with both, the one step 9's comparison.csv ranks higher
 with the real judge, else the fine-tune; ``all`` runs both, each into its own folder. ``--sweep PROPERTY`` also writes a grid: that property
-from its minimum to its maximum, the others fixed, one row per z.
+from its minimum to its maximum, the others fixed, one row per z. ``--refine auto|PATH`` refines the directions'
+edits with a step-7b checkpoint's learned regressor (slow: see its help).
 """
 import argparse
 import pathlib
@@ -16,6 +17,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script  # noqa: E402
 from common.paths import PROPERTY_NAMES  # noqa: E402
+from stylegan.control_methods import REFINE_HELP  # noqa: E402
 from stylegan.property_generation import (  # noqa: E402
     CONTROL_OPTIONS, GeneratePropertiesConfig, requested_from, run_generate_with_properties,
     sweep_list,
@@ -26,6 +28,7 @@ EXAMPLES = """examples:
   python stylegan_and_segmentation/08_generate_with_properties.py --control directions --face-pose -0.8
   python stylegan_and_segmentation/08_generate_with_properties.py --num 0 --sweep face_pose --sweep hair_length
   python stylegan_and_segmentation/08_generate_with_properties.py --sweep all --sweep-z 6
+  python stylegan_and_segmentation/08_generate_with_properties.py --control directions --refine auto --eyes 0.9
 """
 
 
@@ -51,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latent directions (default: stylegan/directions/directions.pt)")
     parser.add_argument("--stylegan-checkpoint", type=pathlib.Path, default=None,
                         help="directions only: the base generator (default: stylegan/stylegan_model.pth)")
+    parser.add_argument("--refine", default=d.refine, metavar="{off,auto,PATH}",
+                        help=REFINE_HELP + " (default: %(default)s; output default: stylegan/directions/"
+                             "generated_refine)")
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="output folder (default: stylegan/finetuned/generated or stylegan/directions/generated)")
     return parser
@@ -64,7 +70,7 @@ def config_from_args(args: argparse.Namespace) -> GeneratePropertiesConfig:
         sweeps=sweep_list(args.sweep), sweep_z=args.sweep_z, sweep_values=args.sweep_values,
         weights=args.weights, batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
         directions=args.directions, stylegan_checkpoint=args.stylegan_checkpoint, out=args.out,
-        overwrite=args.overwrite)
+        overwrite=args.overwrite, refine=args.refine)
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script  # noqa: E402
+from stylegan.control_methods import REFINE_HELP  # noqa: E402
 from pipeline.evaluate import (  # noqa: E402
     CONTROLS, CROPS, JUDGE_MODES, QUALITY_MODES, SCORERS, EvaluateControlConfig, run_evaluate_control,
 )
@@ -23,6 +24,7 @@ EXAMPLES = """examples:
   python stylegan_and_segmentation/09_evaluate_control.py                       # every method, real judge
   python stylegan_and_segmentation/09_evaluate_control.py --control directions --num-z 40 --num-values 11
   python stylegan_and_segmentation/09_evaluate_control.py --scorer brightness --device cpu   # demo stand-in only
+  python stylegan_and_segmentation/09_evaluate_control.py --control directions --refine auto  # linear vs refined
 """
 
 
@@ -65,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images per FID/KID set (every set is cut to the same count)")
     parser.add_argument("--inception", type=pathlib.Path, default=None,
                         help="FID Inception weights (default: judges/models/weights-inception-2015-12-05-6726825d.pth)")
+    parser.add_argument("--refine", default=d.refine, metavar="{off,auto,PATH}",
+                        help=REFINE_HELP + "; on: a directions+refine row beside directions (default: %(default)s)")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="default: stylegan/finetuned/evaluation")
     return parser
 
@@ -78,7 +82,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateControlConfig:
         segmentation_checkpoint=args.segmentation_checkpoint, trusted_checkpoint=args.trust_checkpoint,
         normalization=args.normalization, gender_models=args.gender_models, out=args.out,
         random_weight_models=args.random_weight_models, judges=args.judges, quality=args.quality,
-        quality_num=args.quality_num, inception=args.inception)
+        quality_num=args.quality_num, inception=args.inception, refine=args.refine)
 
 
 def main(argv=None) -> int:

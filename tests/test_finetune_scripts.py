@@ -349,3 +349,92 @@ def test_08_and_09_refuse_an_incomplete_directions_file_in_one_line(both_routes,
         err = capsys.readouterr().err
         assert "not a complete directions file" in err and "07_fit_latent_directions.py" in err
         assert len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# the directions route's "refine" option (--refine off|auto|PATH) in steps 8 and 9
+
+
+def test_08_refine_auto_changes_the_images_and_the_summary_says_so(both_routes, capsys):
+    from PIL import Image
+
+    paths = both_routes
+    args = ["--root", str(paths.root), "--device", "cpu", "--control", "directions", "--num", "2", "--eyes", "0.9",
+            "--mouth", "0.1", "-q"]
+    assert _script("08_generate_with_properties.py").main([*args, "--out", str(paths.root / "linear")]) == 0
+    assert "refine" not in capsys.readouterr().out
+    assert _script("08_generate_with_properties.py").main([*args, "--refine", "auto"]) == 0
+    line = capsys.readouterr().out
+    newest = paths.finetuned_dir / "checkpoints" / "checkpoint_000004.pt"
+    assert "directions+refine: 2 images written" in line and f"refined with the regressor of {newest}" in line
+    refined = paths.directions_dir / "generated_refine"   # never mixed with the linear edits' folder
+    assert set(pd.read_csv(refined / "properties.csv")["control"]) == {"directions+refine"}
+    for name in ("000000.png", "000001.png"):
+        linear = np.asarray(Image.open(paths.root / "linear" / name), dtype=np.int16)
+        assert np.abs(np.asarray(Image.open(refined / name), dtype=np.int16) - linear).mean() > 0.5
+
+
+def test_refine_auto_without_a_step_7b_checkpoint_is_off_and_says_why(tmp_path):
+    from stylegan.control_methods import resolve_refine
+
+    choice = resolve_refine("auto", tmp_path)
+    assert not choice.on and choice.note.startswith("refine auto: off (no step-7b checkpoint")
+    assert not resolve_refine("off", tmp_path).on
+    with pytest.raises(FileNotFoundError, match="--refine .*absent.pt: no such file"):
+        resolve_refine(tmp_path / "absent.pt", tmp_path)
+
+
+def test_09_refine_adds_a_directions_refine_row_beside_directions(both_routes, capsys):
+    paths = both_routes
+    out = paths.root / "eval_refine"
+    rc = _script("09_evaluate_control.py").main(
+        ["--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer", "brightness",
+         "--control", "directions", "--refine", "auto", "--judges", "main", "--quality", "off", "--out", str(out),
+         "-q"])
+    assert rc == 0
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert list(comparison.columns[:len(COMPARISON_COLUMNS)]) == list(COMPARISON_COLUMNS)
+    assert comparison["method"].drop_duplicates().tolist() == ["baseline", "directions", "directions+refine"]
+    linear = comparison[comparison["method"] == "directions"].set_index("property")["control_slope"]
+    refined = comparison[comparison["method"] == "directions+refine"].set_index("property")["control_slope"]
+    assert not np.allclose(linear, refined)   # the same latents and judge, other images
+    assert (out / "directions+refine" / "control_metrics.csv").is_file()  # its own outputs, as every method
+    assert "baseline/directions/directions+refine compared" in capsys.readouterr().out
+
+
+def test_08_and_09_refuse_a_refine_checkpoint_of_another_normalisation_in_one_line(both_routes, tmp_path, capsys):
+    ckpt = torch.load(both_routes.finetuned_dir / "checkpoints" / "checkpoint_000004.pt", weights_only=True)
+    ckpt["config"]["normalization"]["scales"]["eyes"]["max"] = 50.0
+    other = tmp_path / "other_norm.pt"
+    torch.save(ckpt, other)
+    names = dict(ckpt, config={**ckpt["config"], "property_names": list(reversed(PROPERTY_NAMES))})
+    torch.save(names, tmp_path / "other_names.pt")
+    for bad, words in ((other, "another normalisation"), (tmp_path / "other_names.pt", "predicts face_pose")):
+        for script, extra in (("08_generate_with_properties.py", ["--control", "directions", "--num", "1"]),
+                              ("09_evaluate_control.py", ["--control", "directions", "--scorer", "brightness",
+                                                          "--out", str(tmp_path / "eval")])):
+            rc = _script(script).main(["--root", str(both_routes.root), "--device", "cpu", "--refine", str(bad),
+                                       *extra, "-q"])
+            assert rc == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: {bad}") and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_refine_without_the_directions_route_is_an_error_for_a_path_and_a_note_for_auto(both_routes, tmp_path,
+                                                                                          capsys):
+    ckpt = both_routes.finetuned_dir / "checkpoints" / "checkpoint_000004.pt"
+    args = ["--root", str(both_routes.root), "--device", "cpu", "--control", "finetuned", "--num", "1",
+            "--out", str(tmp_path / "generated"), "-q"]
+    assert _script("08_generate_with_properties.py").main([*args, "--refine", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --refine {ckpt} refines the directions route") and len(err.splitlines()) == 1
+    assert _script("08_generate_with_properties.py").main([*args, "--refine", "auto"]) == 0
+    assert "refine auto: not used (control finetuned)" in capsys.readouterr().out
+
+
+def test_the_comparison_figure_labels_every_method_distinctly():
+    from stylegan.comparison import method_label
+    from stylegan.control_methods import BASELINE, DIRECTIONS, DIRECTIONS_REFINE, FINETUNED
+
+    labels = [method_label(m) for m in (BASELINE, DIRECTIONS, DIRECTIONS_REFINE, FINETUNED)]
+    assert len(set(labels)) == 4 and all(len(label) <= 10 for label in labels)

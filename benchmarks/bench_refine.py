@@ -1,0 +1,68 @@
+"""What the directions route's "refine" option (``--refine`` of steps 8 and 9) costs per image.
+
+The real size: genforce's 256 px StyleGAN v1 generator (random weights: speed does not depend on
+them) and the learned property regressor at its default size. Times, per image, the linear edit's
+render (mapping + one synthesis) and the refined one (the same plus ``RefineConfig().steps``
+synthesis + regressor forward/backward passes), at batch 1 and 4. JSON under benchmarks/results/.
+
+    python benchmarks/bench_refine.py [--threads 2] [--device cpu] [--batches 1 4]
+"""
+from __future__ import annotations
+
+import sys, pathlib  # noqa: E401
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from stylegan.networks import StyleGANGenerator  # noqa: E402
+from stylegan.property_regressor import PropertyRegressor  # noqa: E402
+from stylegan.refine import EditRefiner, RefineConfig  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--resolution", type=int, default=256)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    generator = StyleGANGenerator(resolution=args.resolution).to(device).eval()
+    regressor = PropertyRegressor().to(device)
+    refiner = EditRefiner(generator, regressor, np.ones(5, np.float32), RefineConfig())
+    rows = []
+    for batch in args.batches:
+        z = torch.randn(batch, generator.z_space_dim, device=device)
+        targets = np.full((batch, 5), np.nan, np.float32)
+        targets[:, 0] = 0.9
+        mask = torch.ones(batch, generator.num_layers, dtype=torch.bool, device=device)
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            w = generator.mapping(z)["w"]
+            generator.synthesis(w[:, None].expand(-1, generator.num_layers, -1), None, False)
+            linear = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        wp = refiner.refine(w, w + 0.1, targets, mask)
+        with torch.inference_mode():
+            generator.synthesis(wp, None, False)
+        refined = time.perf_counter() - t0
+        rows.append({"batch": batch, "linear_s_per_image": linear / batch, "refine_s_per_image": refined / batch})
+        print(f"batch {batch}: linear {linear / batch:.2f} s/image, refine {refined / batch:.1f} s/image "
+              f"({RefineConfig().steps} steps)")
+    out = pathlib.Path(__file__).resolve().parent / "results" / "bench_refine.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"machine": f"{platform.machine()} {args.device}, {args.threads} threads",
+                               "resolution": args.resolution, "steps": RefineConfig().steps, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
