@@ -113,6 +113,11 @@ class PipelinePaths:
         return self.directions_dir / "generated"
 
     @property
+    def directions_refined_generated_dir(self) -> Path:
+        """Step 8's images with --control directions --refine (kept apart from the linear edits)."""
+        return self.directions_dir / "generated_refine"
+
+    @property
     def finetuned_dir(self) -> Path:
         return self.root / "stylegan" / "finetuned"
 

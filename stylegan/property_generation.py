@@ -146,7 +146,7 @@ def choose_control(paths: PipelinePaths, finetuned: Path | None, directions: Pat
 
 def refined_generated_dir(paths: PipelinePaths) -> Path:
     """Default output of ``--control directions --refine ...``: beside the linear edits, never mixed with them."""
-    return paths.directions_generated_dir.with_name("generated_refine")
+    return paths.directions_refined_generated_dir
 
 
 def _load_methods(config: GeneratePropertiesConfig, device) -> tuple[list[tuple[ControlMethod, str, Path]], str]:

@@ -13,7 +13,7 @@ from tiny_models import TINY_G_16
 
 from common.io import atomic_save_image
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
-from pipeline.runner import load_script
+from pipeline.runner import load_script, load_script_file
 from stylegan.checkpoint import load_generator, write_random_checkpoint
 from stylegan.comparison import COMPARISON_COLUMNS
 from stylegan.conditional import load_conditional_generator
@@ -361,9 +361,9 @@ def test_08_refine_auto_changes_the_images_and_the_summary_says_so(both_routes, 
     paths = both_routes
     args = ["--root", str(paths.root), "--device", "cpu", "--control", "directions", "--num", "2", "--eyes", "0.9",
             "--mouth", "0.1", "-q"]
-    assert _script("08_generate_with_properties.py").main([*args, "--out", str(paths.root / "linear")]) == 0
+    assert load_script("8").main([*args, "--out", str(paths.root / "linear")]) == 0
     assert "refine" not in capsys.readouterr().out
-    assert _script("08_generate_with_properties.py").main([*args, "--refine", "auto"]) == 0
+    assert load_script("8").main([*args, "--refine", "auto"]) == 0
     line = capsys.readouterr().out
     newest = paths.finetuned_dir / "checkpoints" / "checkpoint_000004.pt"
     assert "directions+refine: 2 images written" in line and f"refined with the regressor of {newest}" in line
@@ -387,7 +387,7 @@ def test_refine_auto_without_a_step_7b_checkpoint_is_off_and_says_why(tmp_path):
 def test_09_refine_adds_a_directions_refine_row_beside_directions(both_routes, capsys):
     paths = both_routes
     out = paths.root / "eval_refine"
-    rc = _script("09_evaluate_control.py").main(
+    rc = load_script("9").main(
         ["--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer", "brightness",
          "--control", "directions", "--refine", "auto", "--judges", "main", "--quality", "off", "--out", str(out),
          "-q"])
@@ -413,7 +413,7 @@ def test_08_and_09_refuse_a_refine_checkpoint_of_another_normalisation_in_one_li
         for script, extra in (("08_generate_with_properties.py", ["--control", "directions", "--num", "1"]),
                               ("09_evaluate_control.py", ["--control", "directions", "--scorer", "brightness",
                                                           "--out", str(tmp_path / "eval")])):
-            rc = _script(script).main(["--root", str(both_routes.root), "--device", "cpu", "--refine", str(bad),
+            rc = load_script_file(script).main(["--root", str(both_routes.root), "--device", "cpu", "--refine", str(bad),
                                        *extra, "-q"])
             assert rc == 2
             err = capsys.readouterr().err
@@ -425,10 +425,10 @@ def test_refine_without_the_directions_route_is_an_error_for_a_path_and_a_note_f
     ckpt = both_routes.finetuned_dir / "checkpoints" / "checkpoint_000004.pt"
     args = ["--root", str(both_routes.root), "--device", "cpu", "--control", "finetuned", "--num", "1",
             "--out", str(tmp_path / "generated"), "-q"]
-    assert _script("08_generate_with_properties.py").main([*args, "--refine", str(ckpt)]) == 2
+    assert load_script("8").main([*args, "--refine", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: --refine {ckpt} refines the directions route") and len(err.splitlines()) == 1
-    assert _script("08_generate_with_properties.py").main([*args, "--refine", "auto"]) == 0
+    assert load_script("8").main([*args, "--refine", "auto"]) == 0
     assert "refine auto: not used (control finetuned)" in capsys.readouterr().out
 
 
