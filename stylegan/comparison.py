@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.paths import PROPERTY_NAMES
+from common.paths import COMPARISON_CSV, PROPERTY_NAMES
 from stylegan.evaluation import control_metrics, leakage_matrix
 
 __all__ = ["COMPARISON_COLUMNS", "COMPARISON_CSV", "COMPARISON_PNG", "comparison_table", "verdicts",
            "comparison_sheet"]
 
-COMPARISON_CSV = "comparison.csv"
 COMPARISON_PNG = "comparison_sweeps.png"
 COMPARISON_COLUMNS: tuple[str, ...] = (
     "method", "judge", "property", "pearson_r", "spearman_rho", "mae", "monotonic_share", "control_slope",

@@ -147,7 +147,7 @@ def build_app(config: StudioConfig) -> StudioApp:
         name = f"FaceXFormer segmentation + step-6 scores ({crop} crop)"
     elif config.measure:
         models.notes.append("Measure needs segmentation/models/segmentation_model.pt and step 6's "
-                            "normalization.json")
+                            f"{paths.normalization_json.name}")
     landmarks = _landmark_factory(paths, device) if factory is not None else None
     return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks)
 
