@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, field
-
-import numpy as np
 
 
 def resolve_device(name: str = "auto"):
@@ -20,15 +17,6 @@ def resolve_device(name: str = "auto"):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"--device {name} was requested but no CUDA GPU is available; use --device cpu")
     return device
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch once (training); per-item randomness uses its own generators."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def setup_logging(verbosity: int = 0) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.contact_sheet import make_contact_sheet
 from common.fingerprint import file_fingerprint
 from common.io import (
     atomic_save_image,
@@ -65,6 +66,7 @@ from stylegan.directions import (
     fit_directions,
     load_directions,
     make_renderer,
+    render_edit,
     select_by_control,
 )
 
@@ -511,9 +513,6 @@ def _angle_table(directions: LatentDirections):
 def _write_sheets(directions: LatentDirections, generator, w: np.ndarray, out_dir: Path,
                   config: FitDirectionsConfig) -> list[str]:
     """One sweep sheet per property: rows = held-out latents, columns = requested values across the cap."""
-    from common.contact_sheet import make_contact_sheet
-    from stylegan.directions import render_edit
-
     lo, hi = directions.sweep_range()
     names = []
     for j, prop in enumerate(directions.property_names):
