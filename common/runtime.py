@@ -1,4 +1,4 @@
-"""Devices, seeding, logging and the one-line summary every script ends with."""
+"""Devices, logging and the one-line summary every script ends with."""
 from __future__ import annotations
 
 import logging
