@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from common.io import atomic_write_json  # noqa: E402
+from common.paths import HAND_LABELS_CSV  # noqa: E402
 from gender_cnn.labeller import LabellerConfig, create_app, make_server, read_label_state  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -56,7 +57,7 @@ def run(clients: int, rounds: int, timeout: float) -> dict:
         names = [f"{i:06d}.png" for i in range(clients)]
         for name in names:
             Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(images / name)
-        app, _ = create_app(images, Path(tmp) / "hand_labels.csv", LabellerConfig(num=clients))
+        app, _ = create_app(images, Path(tmp) / HAND_LABELS_CSV, LabellerConfig(num=clients))
         server = make_server(app, "127.0.0.1", 0)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()

@@ -5,6 +5,7 @@ Kept as data next to the path (the torchvision ``Weights`` habit), so every "fil
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,8 +80,6 @@ def sniff_non_checkpoint(path: Path | str) -> str | None:
     because torch's own errors for these files (``KeyError: 101``, "weights only load failed")
     blame the wrong thing, and would send a user to an unsafe ``--trust-checkpoint``.
     """
-    import zipfile
-
     path = Path(path)
     with open(path, "rb") as handle:
         head = handle.read(4096)

@@ -15,6 +15,21 @@ PROPERTY_NAMES: tuple[str, ...] = ("eyes", "hair_color", "hair_length", "mouth",
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 
+# The spec's contract file names (pipeline.md), spelled only here. Code that works on a folder given by a
+# flag joins these to it; PipelinePaths joins them to the default folders below a root.
+LATENTS_NPY = "latents.npy"
+W_NPY = "w.npy"
+GENERATED_CSV = "generated.csv"
+GENERATION_JSON = "generation.json"
+HAND_LABELS_CSV = "hand_labels.csv"
+OOF_PREDICTIONS_CSV = "oof_predictions.csv"
+QUALITY_GENDER_CSV = "all_image_quality_and_gender.csv"
+CROPS_CSV = "crops.csv"
+ALL_SCORES_CSV = "all_scores.csv"
+NORMALIZATION_JSON = "normalization.json"
+DIRECTIONS_PT = "directions.pt"
+COMPARISON_CSV = "comparison.csv"
+
 
 @dataclass(frozen=True)
 class PipelinePaths:
@@ -34,21 +49,21 @@ class PipelinePaths:
     @property
     def latents_npy(self) -> Path:
         """float32 [N, z_dim], row i = z of image i."""
-        return self.generated_dir / "latents.npy"
+        return self.generated_dir / LATENTS_NPY
 
     @property
     def w_npy(self) -> Path:
         """float32 [N, w_dim], row i = G.mapping(z_i)["w"] (untruncated): the latent-direction input."""
-        return self.generated_dir / "w.npy"
+        return self.generated_dir / W_NPY
 
     @property
     def generated_csv(self) -> Path:
-        return self.generated_dir / "generated.csv"
+        return self.generated_dir / GENERATED_CSV
 
     # steps 2-4
     @property
     def hand_labels_csv(self) -> Path:
-        return self.root / "gender_cnn" / "hand_labels.csv"
+        return self.root / "gender_cnn" / HAND_LABELS_CSV
 
     @property
     def cnn_models_dir(self) -> Path:
@@ -61,11 +76,11 @@ class PipelinePaths:
     @property
     def oof_predictions_csv(self) -> Path:
         """Out-of-fold CNN predictions for the hand-labelled images (labeller's mistake review)."""
-        return self.cnn_logs_dir / "oof_predictions.csv"
+        return self.cnn_logs_dir / OOF_PREDICTIONS_CSV
 
     @property
     def quality_gender_csv(self) -> Path:
-        return self.root / "gender_cnn" / "all_image_quality_and_gender.csv"
+        return self.root / "gender_cnn" / QUALITY_GENDER_CSV
 
     @property
     def filtered_dir(self) -> Path:
@@ -83,7 +98,7 @@ class PipelinePaths:
     @property
     def crops_csv(self) -> Path:
         """Step 5's list of images: face box, crop mode, errors (segmentation.tables.CROPS_COLUMNS)."""
-        return self.segmentation_dir / "crops.csv"
+        return self.segmentation_dir / CROPS_CSV
 
     @property
     def property_scores_dir(self) -> Path:
@@ -91,11 +106,11 @@ class PipelinePaths:
 
     @property
     def all_scores_csv(self) -> Path:
-        return self.property_scores_dir / "all_scores.csv"
+        return self.property_scores_dir / ALL_SCORES_CSV
 
     @property
     def normalization_json(self) -> Path:
-        return self.property_scores_dir / "normalization.json"
+        return self.property_scores_dir / NORMALIZATION_JSON
 
     # steps 7-9
     @property
@@ -105,7 +120,7 @@ class PipelinePaths:
 
     @property
     def directions_pt(self) -> Path:
-        return self.directions_dir / "directions.pt"
+        return self.directions_dir / DIRECTIONS_PT
 
     @property
     def directions_generated_dir(self) -> Path:
@@ -133,7 +148,7 @@ class PipelinePaths:
     @property
     def comparison_csv(self) -> Path:
         """Step 9's one-measure comparison of every control method (contract columns)."""
-        return self.evaluation_dir / "comparison.csv"
+        return self.evaluation_dir / COMPARISON_CSV
 
     # independent judges (step 9)
     @property

@@ -1,17 +1,12 @@
-"""Devices, seeding, logging and the one-line summary every script ends with."""
+"""Device choice and logging set-up, shared by the scripts and the step packages."""
 from __future__ import annotations
 
 import logging
-import random
-import time
-from dataclasses import dataclass, field
-
-import numpy as np
 
 
 def resolve_device(name: str = "auto"):
     """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is a clear error."""
-    import torch
+    import torch  # here, not at the top: common/ stays torch-free (the labeller imports it)
 
     name = (name or "auto").lower()
     if name == "auto":
@@ -22,31 +17,7 @@ def resolve_device(name: str = "auto"):
     return device
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch once (training); per-item randomness uses its own generators."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
 def setup_logging(verbosity: int = 0) -> None:
     """Scripts call this once: -q -> warnings only, default info, -v debug."""
     level = logging.INFO if verbosity == 0 else (logging.DEBUG if verbosity > 0 else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
-
-
-@dataclass
-class Timer:
-    """Wall-clock timer for summary lines."""
-
-    start: float = field(default_factory=time.perf_counter)
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
-
-    def __str__(self) -> str:
-        secs = self.seconds
-        return f"{secs:.1f}s" if secs < 120 else f"{secs / 60:.1f}min"

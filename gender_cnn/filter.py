@@ -12,6 +12,7 @@ An unreadable image (hand-labelled or not) is logged, counted and left out of th
 from __future__ import annotations
 
 import filecmp
+import json
 import logging
 import os
 import re
@@ -342,8 +343,6 @@ def merge_filter_shards(config: FilterConfig, progress: Progress | None = None, 
     """Merge the shards' part files into the scores CSV, then fill the kept folder, the sheets and
     filter_config.json exactly as a one-process run; the parts are removed. ``world_size`` None:
     found from the part files (``merge_shards.py 4`` after ``--shard K/N`` runs)."""
-    import json
-
     start = time.perf_counter() if start is None else start
     io = config.resolved()
     out_csv, record = io["scores_csv"], io["logs_dir"] / "filter_config.json"
@@ -446,8 +445,6 @@ def _part_files(out_csv: Path) -> list[Path]:
 
 
 def _read_part(path: Path, failed_list: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
-    import json
-
     frame = pd.read_csv(path, dtype={"img_name": str, "source": str}, keep_default_na=False)
     if list(frame.columns) != list(QUALITY_GENDER_COLUMNS):
         raise FilterInputError(f"{path}: not a step-4 part file (columns {list(frame.columns)}); fix: re-run that "

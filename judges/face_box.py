@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from PIL import Image
 
 _MTCNN: dict[str, object] = {}
 _LOCK = threading.Lock()
@@ -31,7 +33,6 @@ class FaceBox:
 def _mtcnn(device: str):
     with _LOCK:
         if device not in _MTCNN:
-            import torch
             from facenet_pytorch import MTCNN
 
             _MTCNN[device] = MTCNN(keep_all=True, device=torch.device(device))
@@ -51,8 +52,6 @@ def detect_face_boxes(images_u8: Sequence[np.ndarray], device: str = "cpu") -> l
 
     Images of one size are detected in one batched MTCNN call (one at a time if batching fails).
     """
-    from PIL import Image
-
     mtcnn = _mtcnn(str(device))
     out: list[FaceBox] = [FaceBox(False)] * len(images_u8)
     groups: dict[tuple[int, int], list[int]] = {}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,21 @@ from common.paths import PROPERTY_NAMES
 from segmentation.normalize import PropertyNormalizer
 from stylegan.checkpoint import load_discriminator, load_generator, write_random_checkpoint
 from stylegan.comparison import comparison_table
-from stylegan.conditional import (build_conditional_discriminator, build_conditional_generator, clone_frozen,
-                                  property_ranges)
-from stylegan.evaluation import ControlConfig, ControlResult, evaluate_control, evaluation_latents
+from stylegan.conditional import (
+    build_conditional_discriminator,
+    build_conditional_generator,
+    clone_frozen,
+    property_ranges,
+)
 from stylegan.control_methods import BaselineMethod, DirectionsMethod, FinetunedMethod
-from stylegan.directions import LatentDirections, fit_directions
+from stylegan.directions import LatentDirections, available_layer_ranges, fit_directions
+from stylegan.evaluation import (
+    ControlConfig,
+    ControlResult,
+    evaluate_control,
+    evaluation_latents,
+    leakage_matrix,
+)
 from stylegan.finetune_schema import FinetuneSettings
 from stylegan.finetune_trainer import FinetuneConfig, Finetuner
 from stylegan.networks import postprocess_uint8
@@ -221,8 +231,6 @@ def fit_lab_directions(world: LabWorld, num_samples: int | None = None, **option
 def comparison_rows(method_name: str, result: ControlResult) -> pd.DataFrame:
     """Step 9's comparison.csv rows for one method, plus ``leakage_max``: the largest off-diagonal |slope|
     of each swept property (the lab's target is "every leakage <= 0.2", not only the mean)."""
-    from stylegan.evaluation import leakage_matrix
-
     rows = comparison_table({method_name: result.samples})
     leak = leakage_matrix(result.samples).to_numpy(float).copy()
     np.fill_diagonal(leak, np.nan)
@@ -286,8 +294,6 @@ def select_refine_layers(world: LabWorld, directions: LatentDirections, regresso
 
     Returns (directions with the chosen ``layers``, the table of every range's r / slope / leakage).
     """
-    from stylegan.directions import available_layer_ranges
-
     cfg = world.config
     rng = np.random.default_rng([cfg.world_seed, 2])           # a stream of its own
     z = rng.standard_normal((num_z, world.generator.z_space_dim)).astype(np.float32)
@@ -376,8 +382,6 @@ def small_lab(seed: int = 0, config: LabConfig = SMALL_LAB) -> dict[str, dict[st
     ``seed`` is the training seed (fine-tune and regressor draws, directions' held-out split); the
     world is the same for every seed, as a test's is.
     """
-    from dataclasses import replace
-
     config = replace(config, train_seed=seed)
     world = build_world(config)
     directions, _ = fit_lab_directions(world)

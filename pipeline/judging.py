@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.images import ImageReadError, list_images, load_rgb
 from common.paths import PROPERTY_NAMES, PipelinePaths
 
 LANDMARKS = "landmarks"
@@ -238,8 +239,6 @@ def agreement_table(samples_by_method: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def load_reference_images(folder: Path, limit: int, seed: int = 0) -> np.ndarray:
     """Up to ``limit`` images of step 4's filtered set (a seeded random choice), as [N, H, W, 3] uint8."""
-    from common.images import ImageReadError, list_images, load_rgb
-
     files = list_images(folder)
     rng = np.random.default_rng(seed)
     if len(files) > limit:

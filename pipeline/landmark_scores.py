@@ -26,6 +26,8 @@ import pandas as pd
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import atomic_write_csv, read_csv_checked
 from common.paths import REPO_ROOT, PipelinePaths
+from judges import LandmarkJudge, detect_face_boxes, judge_agreement, measure_landmarks, yaw_five_points
+from segmentation.normalize import PropertyNormalizer
 from segmentation.tables import HEADS_PREFIX
 
 RAW_CACHE = "landmark_raw.csv"
@@ -102,8 +104,6 @@ def _heads_yaw(segmentation_dir: Path, stem: str) -> float:
 
 def measure_images(images: list[np.ndarray], judge, device: str = "cpu") -> list[dict[str, float | str]]:
     """Raw landmark measures of each image (NaN and a flag when MTCNN finds no face)."""
-    from judges import detect_face_boxes, measure_landmarks, yaw_five_points
-
     rows = []
     for image, box in zip(images, detect_face_boxes(images, device=device)):
         if not box.found:
@@ -128,8 +128,6 @@ def measure_images(images: list[np.ndarray], judge, device: str = "cpu") -> list
 
 def _normalizer_settings(out_dir: Path, paths: PipelinePaths) -> tuple[str, str]:
     """Step 6's method and pose scaling (from its normalization.json in ``out_dir``), else the spec's default."""
-    from segmentation.normalize import PropertyNormalizer
-
     try:
         fitted = PropertyNormalizer.load(out_dir / paths.normalization_json.name)
         return fitted.method, fitted.pose_scaling
@@ -144,9 +142,6 @@ def run_landmark_scores(
 
     Raises judges.JudgeUnavailable when the optional extra is missing, FileNotFoundError for no images.
     """
-    from judges import LandmarkJudge
-    from segmentation.normalize import PropertyNormalizer
-
     start = time.perf_counter()
     judge = LandmarkJudge()
     paths = config.paths
@@ -219,8 +214,6 @@ def run_landmark_scores(
 def filtered_set_agreement(landmarks: pd.DataFrame, heads_norm, all_scores_csv: Path) -> pd.DataFrame:
     """Pearson r between judges on the filtered set: segmentation (``all_scores_csv``, when step 6 wrote it),
     landmarks, MTCNN's five points and FaceXFormer's head-pose head (pose only)."""
-    from judges import judge_agreement
-
     index = landmarks["img_name"]
     frames = {}
     if all_scores_csv.is_file():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from common.runtime import resolve_device
 from common.steps import Progress
+from pipeline.scorers import SegmentationScorer, gender_callable
 from stylegan.directions_step import FitDirectionsConfig, FitDirectionsSummary, run_fit_directions
 
 
@@ -16,8 +17,6 @@ def run_fit_latent_directions(config: FitDirectionsConfig, progress: Progress | 
     scorer = gender = None
     wants_control = config.method == "auto" and config.select != "heldout-r"
     if wants_control and (config.select == "control" or config.segmentation_checkpoint.is_file()):
-        from pipeline.scorers import SegmentationScorer, gender_callable
-
         device = resolve_device(config.device)
         scorer = SegmentationScorer(config.segmentation_checkpoint, config.normalization_json, config.crop, device,
                                     trusted=config.trust_checkpoint)

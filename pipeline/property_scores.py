@@ -10,7 +10,9 @@ import dataclasses
 from pathlib import Path
 
 from common.distributed import init_distributed
+from common.runtime import resolve_device
 from common.steps import Progress, StepError
+from judges import JudgeUnavailable, dlib_status
 from pipeline.landmark_scores import LandmarkScoresConfig, run_landmark_scores
 from segmentation.score_step import (
     PropertyScoresConfig,
@@ -52,13 +54,11 @@ def _with_landmark_judge(config: PropertyScoresConfig, summary: PropertyScoresSu
                          progress: Progress | None) -> PropertyScoresSummary:
     if not config.landmark_judge:
         return summary
-    from judges import JudgeUnavailable, dlib_status
 
     available, reason = dlib_status()
     if not available:
         return dataclasses.replace(summary, landmark_note=f"landmark judge not installed ({reason}); step 9 will "
                                                            "name its figures as missing")
-    from common.runtime import resolve_device
 
     try:
         device = str(resolve_device(config.device))

@@ -36,6 +36,7 @@ from common.checkpoints import (
     require_file,
     sniff_non_checkpoint,
 )
+from common.io import atomic_torch_save
 from common.runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -521,7 +522,6 @@ def _read_checkpoint(path: Path, trusted: bool) -> tuple[Any, Path]:
     state_dict = _extract_state_dict(obj, path)
     check_state_dict(state_dict, str(path))
     clean = clean_checkpoint_path(path)
-    from common.io import atomic_torch_save
 
     atomic_torch_save(clean, {k: v.contiguous() for k, v in state_dict.items()})
     log.warning("wrote the weights-only copy %s; pass it as the checkpoint next time", clean)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from common.io import atomic_torch_save
 from segmentation.facexformer import facexformer_key_shapes, swin_relative_position_index
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,6 @@ def save_random_facexformer_checkpoint(path: Path | str, seed: int = 0) -> Path:
     For demos and tests without the real checkpoint: the parsing it gives is meaningless but
     non-degenerate, and it loads through exactly the same code path as the real file.
     """
-    from common.io import atomic_torch_save
-
     path = Path(path)
     atomic_torch_save(path, {"state_dict_backbone": recipe_state_dict(seed)})
     log.info("wrote a random-weight FaceXFormer checkpoint (recipe v2, seed %d) to %s", seed, path)

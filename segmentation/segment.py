@@ -7,6 +7,7 @@ killed run resumes where it stopped.
 """
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -30,8 +31,10 @@ from common.io import (
     read_csv_checked,
 )
 from common.paths import REPO_ROOT, PipelinePaths
+from common.runtime import resolve_device
 from common.steps import Progress, StepError
 from segmentation.crop import FaceCrop, detect_and_crop, full_image_crop, normalize_crops
+from segmentation.facexformer import load_facexformer
 from segmentation.labels import overlay
 from segmentation.parts import complete_parts, found_parts
 from segmentation.tables import (
@@ -147,8 +150,6 @@ def heads_path(out_dir: Path, stem: str) -> Path:
 
 def read_heads(path: Path) -> dict:
     """One ``heads_{stem}.json``: {"pitch", "yaw", "roll": degrees, "landmarks": [[x, y] * 68]}."""
-    import json
-
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
@@ -301,8 +302,6 @@ class _Counts:
 
 def _devices(config: SegmentConfig) -> tuple[torch.device, str]:
     """(FaceXFormer's device, MTCNN's device); a CUDA request without a GPU is a SegmentationError."""
-    from common.runtime import resolve_device
-
     try:
         return resolve_device(config.device), str(resolve_device(config.mtcnn_device))
     except RuntimeError as exc:
@@ -431,8 +430,6 @@ def run_segmentation(config: SegmentConfig, progress: Progress | None = None, *,
     under torchrun rank 0 folds the parts into crops.csv after all ranks finish (the file a
     single process writes), with ``--shard`` :func:`merge_segmentation_shards` does it later.
     """
-    from segmentation.facexformer import load_facexformer
-
     start = time.perf_counter()
     config = config.resolved()
     ctx = init_distributed(config.shard)

@@ -27,6 +27,7 @@ from common.checkpoints import (
 )
 from common.io import atomic_torch_save
 from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator
+from stylegan.random_weights import recipe_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -252,8 +253,6 @@ def write_random_checkpoint(path: Path | str, resolution: int = 32, seed: int = 
     kwargs go to both constructors where they apply (e.g. fmaps_base, fmaps_max, z_space_dim).
     Weights follow genforce's initialisation scales (``random_weights``), so images depend on z.
     """
-    from stylegan.random_weights import recipe_state_dict
-
     g_kwargs = {k: v for k, v in kwargs.items() if k in StyleGANGenerator.__init__.__code__.co_varnames}
     d_keys = StyleGANDiscriminator.__init__.__code__.co_varnames
     d_kwargs = {k: v for k, v in kwargs.items() if k in d_keys}

@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.paths import PROPERTY_NAMES
+from common.contact_sheet import make_contact_sheet
+from common.io import atomic_write_csv
+from common.paths import COMPARISON_CSV, PROPERTY_NAMES
 from stylegan.evaluation import control_metrics, leakage_matrix
 
 __all__ = ["COMPARISON_COLUMNS", "COMPARISON_CSV", "COMPARISON_PNG", "comparison_table", "verdicts",
            "comparison_sheet", "method_label"]
 
-COMPARISON_CSV = "comparison.csv"
 COMPARISON_PNG = "comparison_sweeps.png"
 COMPARISON_COLUMNS: tuple[str, ...] = (
     "method", "judge", "property", "pearson_r", "spearman_rho", "mae", "monotonic_share", "control_slope",
@@ -127,8 +128,6 @@ def comparison_sheet(sheets_by_method: Mapping[str, Mapping[str, list[np.ndarray
     sheets_by_method[method][property]: that method's sweep images (latent by latent, one row of
     ``len(requested[property])`` values each). Captions: method, property (short), requested value.
     """
-    from common.contact_sheet import make_contact_sheet
-
     images, captions = [], []
     ncols = max(len(v) for v in requested.values())
     for prop in properties:
@@ -144,6 +143,4 @@ def comparison_sheet(sheets_by_method: Mapping[str, Mapping[str, list[np.ndarray
 
 
 def write_csv(table: pd.DataFrame, out_dir: Path | str) -> Path:
-    from common.io import atomic_write_csv
-
     return atomic_write_csv(Path(out_dir) / COMPARISON_CSV, table[list(COMPARISON_COLUMNS)], COMPARISON_COLUMNS)

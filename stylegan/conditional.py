@@ -20,12 +20,19 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.checkpoints import (
+    CheckpointError,
+    check_finite_tensors,
+    not_a_checkpoint_error,
+    sniff_non_checkpoint,
+)
 from common.paths import PROPERTY_NAMES
 from stylegan.finetune_schema import FINETUNE_FORMAT_VERSION, FinetuneSettings, property_ranges
 from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator, _pixel_norm
@@ -260,10 +267,6 @@ FINETUNE_FIX = ("pass another --checkpoint (an older checkpoint_NNNNNN.pt of the
 
 def read_finetune_checkpoint(path) -> dict[str, Any]:
     """torch.load(weights_only=True) of a step-7 checkpoint; any other file is a one-line CheckpointError."""
-    from pathlib import Path
-
-    from common.checkpoints import CheckpointError, not_a_checkpoint_error, sniff_non_checkpoint
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"fine-tuned checkpoint not found: {path} (run step 7 first)")
@@ -283,8 +286,6 @@ def read_finetune_checkpoint(path) -> dict[str, Any]:
 
 
 def _checkpoint_problem(path, what: str):
-    from common.checkpoints import CheckpointError
-
     return CheckpointError(f"{path}: {what}; the file is not a valid step-7 checkpoint; fix: {FINETUNE_FIX}")
 
 
@@ -297,7 +298,6 @@ def load_conditional_generator(path, device: str | torch.device = "cpu", which: 
     """
     if which not in _ENTRY_ALLOWED:
         raise ValueError(f"invalid which={which!r}; allowed: {_ENTRY_ALLOWED}")
-    from common.checkpoints import check_finite_tensors
 
     ckpt = read_finetune_checkpoint(path)
     config = ckpt["config"]

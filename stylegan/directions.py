@@ -46,6 +46,7 @@ from common.fingerprint import file_fingerprint
 from common.io import atomic_torch_save
 from common.paths import PROPERTY_NAMES
 from common.steps import StepError
+from stylegan.networks import postprocess_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -648,8 +649,6 @@ def render_edit(generator: torch.nn.Module, w_original: Any, w_edited: Any, laye
                 batch_size: int = 16) -> np.ndarray:
     """uint8 [N, H, W, 3] images of the edited w applied to a layer range (a name, or a bool mask [L] such as
     :meth:`LatentDirections.layer_mask_for` gives); stored noise, no truncation."""
-    from stylegan.networks import postprocess_uint8
-
     device = next(generator.parameters()).device
     mask = layer_mask(generator.num_layers, layers) if isinstance(layers, str) else np.asarray(layers, bool)
     if mask.shape != (generator.num_layers,):

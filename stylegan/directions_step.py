@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.contact_sheet import make_contact_sheet
 from common.fingerprint import file_fingerprint
 from common.io import (
     atomic_save_image,
@@ -39,7 +40,16 @@ from common.io import (
     clean_stale_temp_files,
     read_csv_checked,
 )
-from common.paths import IMAGE_SUFFIXES, PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.paths import (
+    DIRECTIONS_PT,
+    GENERATED_CSV,
+    IMAGE_SUFFIXES,
+    LATENTS_NPY,
+    PROPERTY_NAMES,
+    REPO_ROOT,
+    W_NPY,
+    PipelinePaths,
+)
 from common.runtime import resolve_device
 from common.steps import StepError
 from stylegan.checkpoint import load_generator
@@ -56,6 +66,7 @@ from stylegan.directions import (
     fit_directions,
     load_directions,
     make_renderer,
+    render_edit,
     select_by_control,
 )
 
@@ -169,7 +180,7 @@ class FitDirectionsSummary:
 
     def line(self) -> str:
         if self.skipped:
-            return f"step 7 (directions): {self.out_dir / 'directions.pt'} is up to date (inputs unchanged); kept it"
+            return f"step 7 (directions): {self.out_dir / DIRECTIONS_PT} is up to date (inputs unchanged); kept it"
         parts = ", ".join(f"{p} {self.methods[p]} r={self.heldout_r[p]:.2f} (n={self.num_samples[p]})"
                           for p in self.methods)
         female = "" if self.female_share is None else f"; predicted female share after edits {self.female_share:.0%}"
@@ -195,7 +206,7 @@ def load_w_codes(generator: torch.nn.Module, generated_dir: Path, indices: np.nd
     When step 1 truncated every layer the image's w is ``w_avg + psi (w - w_avg)``, and that is
     what is returned; a truncation of only some layers has no single w per image and is refused.
     """
-    w_path, z_path = generated_dir / "w.npy", generated_dir / "latents.npy"
+    w_path, z_path = generated_dir / W_NPY, generated_dir / LATENTS_NPY
     if w_path.is_file():
         w_all = np.load(w_path, mmap_mode="r", allow_pickle=False)
         if w_all.ndim != 2 or w_all.shape[1] != generator.w_space_dim or len(w_all) <= indices.max(initial=-1):
@@ -234,7 +245,7 @@ def _kept_names(filtered_dir: Path) -> set[str]:
 def _matched_rows(config: FitDirectionsConfig) -> tuple[Any, dict[str, Any]]:
     """all_scores.csv rows joined to generated.csv's index (and gender_score), kept images only."""
 
-    generated_csv = _require(config.generated_dir / "generated.csv", "step 1's generated.csv", "run step 1")
+    generated_csv = _require(config.generated_dir / GENERATED_CSV, "step 1's generated.csv", "run step 1")
     scores_csv = _require(config.scores_csv, "step 6's all_scores.csv", "run steps 5 and 6")
     try:
         generated = read_csv_checked(generated_csv, ["img_name", "index", "truncation_psi", "truncation_layers"],
@@ -275,9 +286,9 @@ def _matched_rows(config: FitDirectionsConfig) -> tuple[Any, dict[str, Any]]:
 
 
 def _input_record(config: FitDirectionsConfig) -> dict:
-    files = {"checkpoint": config.checkpoint, "generated_csv": config.generated_dir / "generated.csv",
+    files = {"checkpoint": config.checkpoint, "generated_csv": config.generated_dir / GENERATED_CSV,
              "scores_csv": config.scores_csv, "normalization_json": config.normalization_json}
-    for name in ("w.npy", "latents.npy"):
+    for name in (W_NPY, LATENTS_NPY):
         if (config.generated_dir / name).is_file():
             files[name] = config.generated_dir / name
     if config.quality_gender_csv is not None and Path(config.quality_gender_csv).is_file():
@@ -318,7 +329,7 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int, int
     _require(config.checkpoint, "StyleGAN checkpoint", "run download_models.py (or the demo)")
     normalization_json = _require(config.normalization_json, "step 6's normalization.json", "run step 6")
     record = _input_record(config)
-    target = out_dir / "directions.pt"
+    target = out_dir / DIRECTIONS_PT
     device = resolve_device(config.device)
     clean_stale_temp_files(out_dir)
     if target.is_file() and not config.overwrite:
@@ -502,9 +513,6 @@ def _angle_table(directions: LatentDirections):
 def _write_sheets(directions: LatentDirections, generator, w: np.ndarray, out_dir: Path,
                   config: FitDirectionsConfig) -> list[str]:
     """One sweep sheet per property: rows = held-out latents, columns = requested values across the cap."""
-    from common.contact_sheet import make_contact_sheet
-    from stylegan.directions import render_edit
-
     lo, hi = directions.sweep_range()
     names = []
     for j, prop in enumerate(directions.property_names):

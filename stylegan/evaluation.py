@@ -14,6 +14,7 @@ requested and measured values, the share of monotonic sweeps, and the leakage ma
 """
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from common.contact_sheet import make_contact_sheet
+from common.io import atomic_save_image, atomic_write_bytes, atomic_write_csv, atomic_write_text
 from common.paths import PROPERTY_NAMES
 
 logger = logging.getLogger(__name__)
@@ -345,11 +348,7 @@ def _plot_leakage(leak: pd.DataFrame, path: Path) -> None:
 
 
 def _save_figure(fig, path: Path) -> None:
-    import io
-
     import matplotlib.pyplot as plt
-
-    from common.io import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -376,9 +375,6 @@ def write_control_outputs(result: ControlResult, out_dir: Path | str, meta: dict
     meta: checkpoint, step, weights, scorer (its name), stand_in (``is_stand_in(scorer)``: the report then
     warns that its numbers say nothing about faces), num_z, sheet_z, held.
     """
-    from common.contact_sheet import make_contact_sheet
-    from common.io import atomic_save_image, atomic_write_csv, atomic_write_text
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     props = result.properties

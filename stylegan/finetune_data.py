@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from common.images import ImageReadError, load_rgb
+from common.io import read_csv_checked
 from common.paths import PROPERTY_NAMES
+from common.records import RecordError, read_json_record
 from common.steps import StepError
 
 logger = logging.getLogger(__name__)
@@ -77,8 +81,6 @@ def checked_scores(frame, path: Path, images_dir: Path) -> np.ndarray:
 
 def read_normalization(path: Path) -> dict[str, Any]:
     """normalization.json of step 6 as a dict, checked enough to train on (one-line FinetuneDataError)."""
-    from common.records import RecordError, read_json_record
-
     fix = "re-run step 6, which writes normalization.json"
     try:
         data = read_json_record(path, fix, required=("properties", "scales", "method"),
@@ -97,11 +99,6 @@ def read_normalization(path: Path) -> dict[str, Any]:
 
 def load_training_data(images_dir: Path, scores_csv: Path, resolution: int, limit: int | None = None) -> TrainingData:
     """Filtered images joined with all_scores.csv; NaN rows and rows without an image left out and counted."""
-    from PIL import Image
-
-    from common.images import ImageReadError, load_rgb
-    from common.io import read_csv_checked
-
     images_dir, scores_csv = Path(images_dir), Path(scores_csv)
     if not images_dir.is_dir():
         raise FinetuneDataError(f"image folder not found: {images_dir} (run steps 1-4 first)")

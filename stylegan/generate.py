@@ -34,7 +34,7 @@ from common.io import (
     atomic_write_json,
     clean_stale_temp_files,
 )
-from common.paths import REPO_ROOT, PipelinePaths
+from common.paths import GENERATION_JSON, REPO_ROOT, PipelinePaths
 from common.records import RecordError, read_json_record
 from common.runtime import resolve_device
 from common.steps import Progress, StepError
@@ -47,7 +47,7 @@ GENERATED_CSV_COLUMNS: tuple[str, ...] = (
     "img_name", "index", "seed", "truncation_psi", "truncation_layers", "checkpoint_key",
 )
 FORMATS_ALLOWED = ("jpg", "png")
-MANIFEST_NAME = "generation.json"
+MANIFEST_NAME = GENERATION_JSON
 LATENTS_NAME = PipelinePaths().latents_npy.name  # the contract names, spelled once in common.paths
 CSV_NAME = PipelinePaths().generated_csv.name
 W_NAME = PipelinePaths().w_npy.name

@@ -30,6 +30,7 @@ import numpy as np
 
 from common.io import encode_image
 from common.paths import PROPERTY_NAMES
+from judges import JudgeUnavailable
 from pipeline.studio.gate import NewestWinsGate, Superseded
 from pipeline.studio.landmarks import JUDGE_NAME, LandmarkReading, no_face_note
 from pipeline.studio.params import MAX_STRIP, METHODS, ParamError, ViewParams, parse_query
@@ -172,8 +173,6 @@ class StudioApp:
 
     def landmark_meter(self) -> LandmarkMeter | None:
         """The landmark judge, built once; None (and the reason kept for the page) when not installed."""
-        from judges import JudgeUnavailable
-
         with self._scorer_lock:
             if self._landmarks is None and not self._landmarks_missing:
                 try:

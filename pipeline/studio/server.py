@@ -11,9 +11,12 @@ only its own script can create.
 """
 from __future__ import annotations
 
+import getpass
 import logging
+import socket
 import threading
 import time
+import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -22,7 +25,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from common.localserver import PAGE_CSP, LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import PipelinePaths
+from common.runtime import resolve_device
+from pipeline.scorers import SegmentationScorer
 from pipeline.studio.app import StudioApp
+from pipeline.studio.landmarks import StudioLandmarkJudge
+from pipeline.studio.render import load_studio_models
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +124,6 @@ class StudioSummary:
 
 def tunnel_hint(server: LocalServer) -> str:
     """The ssh -L line a laptop user needs to reach a studio on a remote box."""
-    import getpass
-    import socket
-
     port = server.server_address[1]
     return (f"ssh -N -L {port}:127.0.0.1:{port} {getpass.getuser()}@{socket.gethostname()}"
             f"   # on your laptop, then open http://localhost:{port}/")
@@ -127,9 +131,6 @@ def tunnel_hint(server: LocalServer) -> str:
 
 def build_app(config: StudioConfig) -> StudioApp:
     """Load the models of ``config.root`` and the (lazy) scorer; errors are plain-message exceptions."""
-    from common.runtime import resolve_device
-    from pipeline.studio.render import load_studio_models
-
     paths = PipelinePaths(Path(config.root).resolve())
     device = resolve_device(config.device)
     models = load_studio_models(paths, device, config.finetuned_checkpoint, config.directions_file,
@@ -147,23 +148,19 @@ def build_app(config: StudioConfig) -> StudioApp:
         name = f"FaceXFormer segmentation + step-6 scores ({crop} crop)"
     elif config.measure:
         models.notes.append("Measure needs segmentation/models/segmentation_model.pt and step 6's "
-                            "normalization.json")
+                            f"{paths.normalization_json.name}")
     landmarks = _landmark_factory(paths, device) if factory is not None else None
     return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks)
 
 
 def _landmark_factory(paths: PipelinePaths, device) -> Callable:
     def build():
-        from pipeline.studio.landmarks import StudioLandmarkJudge
-
         return StudioLandmarkJudge(paths.landmark_normalization_json, device)
     return build
 
 
 def _scorer_factory(paths: PipelinePaths, crop: str, device) -> Callable:
     def build():
-        from pipeline.scorers import SegmentationScorer
-
         return SegmentationScorer(paths.segmentation_checkpoint, paths.normalization_json, crop, device)
     return build
 
@@ -181,8 +178,6 @@ def run_studio(config: StudioConfig, progress: Callable[[str], None] | None = No
     for note in app.models.notes:
         say(f"note: {note}")
     if config.open_browser:
-        import webbrowser
-
         webbrowser.open(server.url)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     thread.start()
