@@ -25,11 +25,9 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common.checkpoints import FACEXFORMER, STYLEGAN_CELEBA_PARTIAL_256  # noqa: E402
-from common.paths import PipelinePaths  # noqa: E402
-from judges.image_quality import INCEPTION, INCEPTION_SHA256_PREFIX, INCEPTION_URL  # noqa: E402
+from common.checkpoints import FACEXFORMER, STYLEGAN_CELEBA_PARTIAL_256
+from common.paths import PipelinePaths
+from judges.image_quality import INCEPTION, INCEPTION_SHA256_PREFIX, INCEPTION_URL
 
 HF_REPO = "kartiknarayan/facexformer"
 HF_FILE = "ckpts/model.pt"

@@ -6,27 +6,27 @@ quality (64x128) models at the default batch size on synthetic uint8 images. On 
 the 5-fold ensembles of both tasks on in-memory images (model only), and end to end from JPEG files
 (decoding in threads) through the same call step 4 uses. Writes JSON under benchmarks/results/.
 """
-import sys, pathlib  # noqa: E401
+import pathlib
+import sys  # noqa: E401
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))  # the tests' synthetic world
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
+from cnn_world import write_synthetic_set
 
-from cnn_world import write_synthetic_set  # noqa: E402
-from common.io import atomic_write_json  # noqa: E402
-from common.runtime import resolve_device  # noqa: E402
-from gender_cnn.classifier import SmallCNN  # noqa: E402
-from gender_cnn.predict import Ensemble, predict_images  # noqa: E402
-from gender_cnn.train import TrainConfig, train_fold  # noqa: E402
+from common.io import atomic_write_json
+from common.runtime import resolve_device
+from gender_cnn.classifier import SmallCNN
+from gender_cnn.predict import Ensemble, predict_images
+from gender_cnn.train import TrainConfig, train_fold
 
 
 def _sync(device: torch.device) -> None:

@@ -21,11 +21,9 @@ real generator is measured by benchmarks/control_lab.py, where the judge looks a
 from __future__ import annotations
 
 import os
-import sys, pathlib  # noqa: E401
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import json  # noqa: E402

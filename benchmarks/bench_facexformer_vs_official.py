@@ -26,17 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import torch
+from _paired import NOT_MEASURED, paired_ratio, reference_checkout
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from _paired import NOT_MEASURED, paired_ratio, reference_checkout  # noqa: E402
-from segmentation.crop import full_image_crop, normalize_crops  # noqa: E402
-from segmentation.facexformer import FaceXFormer  # noqa: E402
-from segmentation.random_weights import recipe_state_dict  # noqa: E402
+from segmentation.crop import full_image_crop, normalize_crops
+from segmentation.facexformer import FaceXFormer
+from segmentation.random_weights import recipe_state_dict
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REAL_FACES = Path(os.environ.get("TESTDATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "testdata") / "real_faces"

@@ -14,20 +14,17 @@ import json
 import pathlib
 import platform
 import resource
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from common.runtime import resolve_device  # noqa: E402
-from stylegan import load_discriminator, load_generator, write_random_checkpoint  # noqa: E402
-from stylegan.conditional import build_conditional_discriminator, build_conditional_generator  # noqa: E402
-from stylegan.finetune_trainer import FinetuneConfig, Finetuner  # noqa: E402
-from stylegan.property_regressor import PropertyRegressor  # noqa: E402
+from common.runtime import resolve_device
+from stylegan import load_discriminator, load_generator, write_random_checkpoint
+from stylegan.conditional import build_conditional_discriminator, build_conditional_generator
+from stylegan.finetune_trainer import FinetuneConfig, Finetuner
+from stylegan.property_regressor import PropertyRegressor
 
 
 def bench(device: torch.device, batch: int, steps: int, warmup: int, resolution: int, amp: bool) -> dict:

@@ -21,15 +21,13 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import numpy as np
+import pandas as pd
+import torch
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from common.io import atomic_save_image, atomic_write_csv, atomic_write_json  # noqa: E402
-from common.paths import PROPERTY_NAMES, PipelinePaths  # noqa: E402
-from stylegan import load_generator, postprocess_uint8, write_random_checkpoint  # noqa: E402
+from common.io import atomic_save_image, atomic_write_csv, atomic_write_json
+from common.paths import PROPERTY_NAMES, PipelinePaths
+from stylegan import load_generator, postprocess_uint8, write_random_checkpoint
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "stylegan_and_segmentation" / "07_finetune_stylegan.py"
 

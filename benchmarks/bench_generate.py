@@ -18,8 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -32,8 +30,8 @@ def _single(args) -> dict:
 
     from common.runtime import resolve_device
     from stylegan import write_random_checkpoint
-    from stylegan.generate import GenerateConfig, latents_for, run_generate, synthesize_uint8
     from stylegan.checkpoint import load_generator
+    from stylegan.generate import GenerateConfig, latents_for, run_generate, synthesize_uint8
 
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:

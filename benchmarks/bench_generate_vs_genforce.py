@@ -17,14 +17,11 @@ import platform
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
+from _paired import NOT_MEASURED, paired_ratio, reference_checkout
 
-import torch  # noqa: E402
-
-from _paired import NOT_MEASURED, paired_ratio, reference_checkout  # noqa: E402
-from stylegan.networks import StyleGANGenerator, postprocess_uint8  # noqa: E402
-from stylegan.random_weights import recipe_state_dict  # noqa: E402
+from stylegan.networks import StyleGANGenerator, postprocess_uint8
+from stylegan.random_weights import recipe_state_dict
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -11,23 +11,19 @@ and face_pose and FaceXFormer's pose head join the agreement table. Writes JSON 
 
 from __future__ import annotations
 
-import sys, pathlib  # noqa: E401
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import numpy as np
+import pandas as pd
+import torch
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from common.images import list_images, load_rgb  # noqa: E402
-from judges import (  # noqa: E402
+from common.images import list_images, load_rgb
+from judges import (
     SAME_PERSON_THRESHOLD,
     LandmarkJudge,
     TinyFeatureExtractor,

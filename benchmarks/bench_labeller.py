@@ -10,25 +10,22 @@ many were answered; writes JSON under benchmarks/results/.
 """
 from __future__ import annotations
 
-import sys, pathlib  # noqa: E401
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import argparse
+import json
+import os
+import platform
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import socket  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from common.io import atomic_write_json  # noqa: E402
-from common.paths import HAND_LABELS_CSV  # noqa: E402
-from gender_cnn.labeller import LabellerConfig, create_app, make_server, read_label_state  # noqa: E402
+from common.io import atomic_write_json
+from common.paths import HAND_LABELS_CSV
+from gender_cnn.labeller import LabellerConfig, create_app, make_server, read_label_state
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

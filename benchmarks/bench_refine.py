@@ -9,21 +9,18 @@ synthesis + regressor forward/backward passes), at batch 1 and 4. JSON under ben
 """
 from __future__ import annotations
 
-import sys, pathlib  # noqa: E401
+import argparse
+import json
+import pathlib
+import platform
+import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from stylegan.networks import StyleGANGenerator  # noqa: E402
-from stylegan.property_regressor import PropertyRegressor  # noqa: E402
-from stylegan.refine import EditRefiner, RefineConfig  # noqa: E402
+from stylegan.networks import StyleGANGenerator
+from stylegan.property_regressor import PropertyRegressor
+from stylegan.refine import EditRefiner, RefineConfig
 
 
 def main() -> None:

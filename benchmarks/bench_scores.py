@@ -14,12 +14,11 @@ as ``raw_scores``, in alternated pairs (``_paired.py``); without it the ratio is
 from __future__ import annotations
 
 import os
-import sys, pathlib  # noqa: E401
+import sys
 
 # one core: numpy's only multi-threaded call here is the tiny 2x2 BLAS product of the nose
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -28,9 +27,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _paired import NOT_MEASURED, paired_ratio  # noqa: E402
+
 from segmentation.labels import FaceLabel  # noqa: E402
 from segmentation.property_scores import background_scores, raw_scores  # noqa: E402
 

@@ -14,12 +14,9 @@ import json
 import os
 import platform
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REAL_FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_faces"

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import threading
 import time
@@ -23,8 +22,6 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))

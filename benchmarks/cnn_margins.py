@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tests' synthetic two-class world
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from cnn_world import write_synthetic_set  # noqa: E402
+
 from common.paths import PipelinePaths  # noqa: E402
 from gender_cnn.predict import load_ensemble, predict_images  # noqa: E402
 from pipeline.runner import load_script_file  # noqa: E402

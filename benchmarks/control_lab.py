@@ -23,25 +23,32 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sys
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
-from dataclasses import asdict, is_dataclass  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
+from dataclasses import asdict, is_dataclass  # noqa: E402
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from common.paths import PROPERTY_NAMES  # noqa: E402
-from pipeline.control_lab import (LabConfig, base_correlations, baseline_arm, build_world,  # noqa: E402
-                                  directions_arm, finetune_arm, fit_lab_directions, lab_regressor, refine_arm,
-                                  select_refine_layers)
+from pipeline.control_lab import (  # noqa: E402
+    LabConfig,
+    base_correlations,
+    baseline_arm,
+    build_world,
+    directions_arm,
+    finetune_arm,
+    fit_lab_directions,
+    lab_regressor,
+    refine_arm,
+    select_refine_layers,
+)
 from stylegan.refine import RefineConfig  # noqa: E402
 
 R_TARGET, LEAK_TARGET = 0.9, 0.2

@@ -26,7 +26,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # not ``tests.``: torch-fidelit
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from toy_worlds import one_property_toy, regressor_r_eyes, toy_control_r, two_property_results  # noqa: E402
 
 

@@ -5,14 +5,16 @@ generation.json (settings + the checkpoint's size:sha256; a re-run with other se
 """
 import argparse
 import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from common.cli import (  # noqa: E402
-    WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, add_shard_arg, make_parser, run_step_script,
+from common.cli import (
+    WEIGHTS_CHOICES,
+    WEIGHTS_HELP,
+    add_common_args,
+    add_shard_arg,
+    make_parser,
+    run_step_script,
 )
-from stylegan.generate import FORMATS_ALLOWED, GenerateConfig, run_generate  # noqa: E402
+from stylegan.generate import FORMATS_ALLOWED, GenerateConfig, run_generate
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/01_generate_images.py                      # 10,000 jpgs, seed 0

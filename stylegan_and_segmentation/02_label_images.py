@@ -12,12 +12,10 @@ import argparse
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from common.cli import add_common_args, make_parser, parse_step_config  # noqa: E402
-from common.steps import USER_ERRORS  # noqa: E402
-from gender_cnn.labeller.server import LabellerConfig  # noqa: E402
-from gender_cnn.labeller.step import run_labeller  # noqa: E402
+from common.cli import add_common_args, make_parser, parse_step_config
+from common.steps import USER_ERRORS
+from gender_cnn.labeller.server import LabellerConfig
+from gender_cnn.labeller.step import run_labeller
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/02_label_images.py            # prints the URL

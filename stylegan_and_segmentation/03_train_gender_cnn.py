@@ -6,13 +6,10 @@ labels and settings) is skipped, so a killed run resumes; --overwrite retrains e
 """
 import argparse
 import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from common.cli import add_common_args, make_parser, run_step_script  # noqa: E402
-from gender_cnn.data import AugmentConfig  # noqa: E402
-from gender_cnn.train import TrainConfig, run_training  # noqa: E402
+from common.cli import add_common_args, make_parser, run_step_script
+from gender_cnn.data import AugmentConfig
+from gender_cnn.train import TrainConfig, run_training
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/03_train_gender_cnn.py

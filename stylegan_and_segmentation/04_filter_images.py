@@ -6,12 +6,9 @@ stale ones removed) and writes gender_cnn/logs/kept_sheet.jpg and near_threshold
 """
 import argparse
 import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from common.cli import add_common_args, add_shard_arg, make_parser, run_step_script  # noqa: E402
-from gender_cnn.filter import FilterConfig, run_filter  # noqa: E402
+from common.cli import add_common_args, add_shard_arg, make_parser, run_step_script
+from gender_cnn.filter import FilterConfig, run_filter
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/04_filter_images.py

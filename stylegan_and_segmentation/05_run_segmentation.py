@@ -4,15 +4,13 @@ Writes parsing_{stem}.png (224x224 uint8 label map, LaPa ids 0..10), face_{stem}
 RGB crop the map belongs to), parsing_visualization_{stem}.png, heads_{stem}.json (FaceXFormer's
 landmarks and head pose) and crops.csv into --out. Resumable: images already done are skipped.
 """
-import sys, pathlib  # noqa: E401
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+from pathlib import Path
 
-from common.cli import add_common_args, add_shard_arg, make_parser, run_step_script  # noqa: E402
-from segmentation.segment import CROP_MODES, SegmentConfig, run_segmentation  # noqa: E402
+from common.cli import add_common_args, add_shard_arg, make_parser, run_step_script
+from segmentation.segment import CROP_MODES, SegmentConfig, run_segmentation
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/05_run_segmentation.py --batch-size 16

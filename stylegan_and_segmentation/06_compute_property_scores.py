@@ -7,16 +7,14 @@ over all images, so every run recomputes the table (seconds); identical inputs g
 With the optional landmark judge installed (requirements-judges.txt) it also measures the filtered
 images and writes landmark_scores.csv and judge_agreement.csv.
 """
-import sys, pathlib  # noqa: E401
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+from pathlib import Path
 
-from common.cli import add_common_args, add_shard_arg, make_parser, run_step_script  # noqa: E402
-from pipeline.property_scores import PropertyScoresConfig, run_property_scores  # noqa: E402
-from segmentation.normalize import METHODS, POSE_SCALINGS  # noqa: E402
+from common.cli import add_common_args, add_shard_arg, make_parser, run_step_script
+from pipeline.property_scores import PropertyScoresConfig, run_property_scores
+from segmentation.normalize import METHODS, POSE_SCALINGS
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/06_compute_property_scores.py

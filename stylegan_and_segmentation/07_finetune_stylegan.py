@@ -8,13 +8,10 @@ checkpoint in --out unless --overwrite.
 """
 import argparse
 import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script  # noqa: E402
-from stylegan.finetune_step import FinetuneStepConfig, run_finetune  # noqa: E402
-from stylegan.finetune_trainer import FinetuneConfig  # noqa: E402
+from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script
+from stylegan.finetune_step import FinetuneStepConfig, run_finetune
+from stylegan.finetune_trainer import FinetuneConfig
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/07_finetune_stylegan.py --steps 20000              # GPU, resumable

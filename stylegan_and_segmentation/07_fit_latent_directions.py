@@ -10,14 +10,11 @@ poor guide to control). Steps 8 and 9 use it with --control directions.
 """
 import argparse
 import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script  # noqa: E402
-from pipeline.latent_directions import run_fit_latent_directions  # noqa: E402
-from stylegan.directions import LAYER_RANGES, METRICS_ALLOWED  # noqa: E402
-from stylegan.directions_step import SELECT_ALLOWED, FitDirectionsConfig  # noqa: E402
+from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script
+from pipeline.latent_directions import run_fit_latent_directions
+from stylegan.directions import LAYER_RANGES, METRICS_ALLOWED
+from stylegan.directions_step import SELECT_ALLOWED, FitDirectionsConfig
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/07_fit_latent_directions.py                  # after steps 1-6

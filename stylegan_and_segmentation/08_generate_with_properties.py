@@ -11,15 +11,15 @@ edits with a step-7b checkpoint's learned regressor (slow: see its help).
 """
 import argparse
 import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script  # noqa: E402
-from common.paths import PROPERTY_NAMES  # noqa: E402
-from stylegan.control_methods import REFINE_HELP  # noqa: E402
-from stylegan.property_generation import (  # noqa: E402
-    CONTROL_OPTIONS, GeneratePropertiesConfig, requested_from, run_generate_with_properties,
+from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script
+from common.paths import PROPERTY_NAMES
+from stylegan.control_methods import REFINE_HELP
+from stylegan.property_generation import (
+    CONTROL_OPTIONS,
+    GeneratePropertiesConfig,
+    requested_from,
+    run_generate_with_properties,
     sweep_list,
 )
 

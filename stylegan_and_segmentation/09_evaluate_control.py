@@ -10,15 +10,18 @@ comparison.csv, comparison_sweeps.png and report.md, and each method's own outpu
 """
 import argparse
 import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script  # noqa: E402
-from stylegan.control_methods import REFINE_HELP  # noqa: E402
-from pipeline.evaluate import (  # noqa: E402
-    CONTROLS, CROPS, JUDGE_MODES, QUALITY_MODES, SCORERS, EvaluateControlConfig, run_evaluate_control,
+from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script
+from pipeline.evaluate import (
+    CONTROLS,
+    CROPS,
+    JUDGE_MODES,
+    QUALITY_MODES,
+    SCORERS,
+    EvaluateControlConfig,
+    run_evaluate_control,
 )
+from stylegan.control_methods import REFINE_HELP
 
 EXAMPLES = """examples:
   python stylegan_and_segmentation/09_evaluate_control.py                       # every method, real judge

@@ -7,13 +7,10 @@ flags. The merged files are byte-identical to a one-process run; running it agai
 Under torchrun nothing is needed: rank 0 merges after the ranks finish.
 """
 import importlib
-import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from common.cli import run_step_script  # noqa: E402
-from pipeline.runner import load_script  # noqa: E402
+from common.cli import run_step_script
+from pipeline.runner import load_script
 
 MERGERS: dict[str, tuple[str, str]] = {
     # step id -> (package module, merge function taking the step's config and returning a Summary)

@@ -17,14 +17,11 @@ examples:
   python stylegan_and_segmentation/run_pipeline.py --labels my_labels.csv
 """
 import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from common.cli import make_parser, verbosity  # noqa: E402
-from common.paths import REPO_ROOT  # noqa: E402
-from pipeline.runner import DEMO_ROOT, STEP_ORDER, PipelineOptions, run_pipeline, steps_between, step_id  # noqa: E402
-from common.runtime import setup_logging  # noqa: E402
+from common.cli import make_parser, verbosity
+from common.paths import REPO_ROOT
+from common.runtime import setup_logging
+from pipeline.runner import DEMO_ROOT, STEP_ORDER, PipelineOptions, run_pipeline, step_id, steps_between
 
 
 def main(argv=None) -> int:

@@ -12,20 +12,18 @@ on a GPU server, forward the port from your laptop::
 ``--regenerate FACE.png`` renders a saved face again from its recipe and says whether the
 pixels are identical (exit 0) or not (exit 1).
 """
-import sys, pathlib  # noqa: E401
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import logging  # noqa: E402
-import signal  # noqa: E402
-from pathlib import Path  # noqa: E402
+import logging
+import signal
+from pathlib import Path
 
-from common.checkpoints import CheckpointError  # noqa: E402
-from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args  # noqa: E402
-from common.io import atomic_save_image  # noqa: E402
-from pipeline.studio.params import ParamError, ViewParams  # noqa: E402
-from pipeline.studio.pngmeta import RecipeError, recipe_files, regenerate  # noqa: E402
-from pipeline.studio.server import CROPS, SCORERS, StudioConfig, run_studio  # noqa: E402
+from common.checkpoints import CheckpointError
+from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args
+from common.io import atomic_save_image
+from pipeline.studio.params import ParamError, ViewParams
+from pipeline.studio.pngmeta import RecipeError, recipe_files, regenerate
+from pipeline.studio.server import CROPS, SCORERS, StudioConfig, run_studio
 
 logger = logging.getLogger("studio")
 DEFAULTS = StudioConfig()
