@@ -31,6 +31,11 @@ DIRECTIONS_PT = "directions.pt"
 COMPARISON_CSV = "comparison.csv"
 
 
+def path_or(value: Path | str | None, default: Path) -> Path:
+    """A config's path field: the given path, or the pipeline default when it is None."""
+    return Path(value) if value is not None else default
+
+
 @dataclass(frozen=True)
 class PipelinePaths:
     """All step inputs and outputs below one root (the repository, or a demo folder)."""

@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import logging
 
+from common.steps import StepError
+
+
+class DeviceError(StepError, RuntimeError):
+    """A device that does not exist here (``--device cuda`` without a GPU, a misspelt name): one line, exit 2."""
+
 
 def resolve_device(name: str = "auto"):
     """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is a clear error."""
@@ -11,9 +17,12 @@ def resolve_device(name: str = "auto"):
     name = (name or "auto").lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"--device {name}: not a device name; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name} was requested but no CUDA GPU is available; use --device cpu")
+        raise DeviceError(f"--device {name} was requested but no CUDA GPU is available; use --device cpu")
     return device
 
 

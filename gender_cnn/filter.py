@@ -36,7 +36,7 @@ from common.io import (
     atomic_write_json,
     clean_stale_temp_files,
 )
-from common.paths import REPO_ROOT, PipelinePaths
+from common.paths import REPO_ROOT, PipelinePaths, path_or
 from common.runtime import resolve_device
 from common.steps import Progress, StepError
 from gender_cnn.label_state import journal_path_for, load_hand_labels
@@ -93,14 +93,11 @@ class FilterConfig:
         """Every input and output path, defaults filled in from ``root``."""
         paths = self.paths
 
-        def pick(value: Path | None, default: Path) -> Path:
-            return Path(value) if value is not None else default
-
-        return {"images": pick(self.images, paths.generated_dir), "labels": pick(self.labels, paths.hand_labels_csv),
-                "models": pick(self.models, paths.cnn_models_dir),
-                "scores_csv": pick(self.scores_csv, paths.quality_gender_csv),
-                "filtered_dir": pick(self.filtered_dir, paths.filtered_dir),
-                "logs_dir": pick(self.logs_dir, paths.cnn_logs_dir)}
+        return {"images": path_or(self.images, paths.generated_dir), "labels": path_or(self.labels, paths.hand_labels_csv),
+                "models": path_or(self.models, paths.cnn_models_dir),
+                "scores_csv": path_or(self.scores_csv, paths.quality_gender_csv),
+                "filtered_dir": path_or(self.filtered_dir, paths.filtered_dir),
+                "logs_dir": path_or(self.logs_dir, paths.cnn_logs_dir)}
 
 
 def combine_scores(names: Sequence[str], hand: pd.DataFrame | None,

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from common.distributed import init_distributed
 from common.images import list_images
 from common.io import atomic_torch_save, atomic_write_csv, atomic_write_json
-from common.paths import REPO_ROOT, PipelinePaths
+from common.paths import REPO_ROOT, PipelinePaths, path_or
 from common.runtime import resolve_device
 from common.steps import Progress, StepError
 from gender_cnn.classifier import DEFAULT_CHANNELS, FORMAT_VERSION, SmallCNN
@@ -126,13 +126,10 @@ class TrainConfig:
         """Every input and output path, defaults filled in from ``root``."""
         paths = self.paths
 
-        def pick(value: Path | None, default: Path) -> Path:
-            return Path(value) if value is not None else default
-
-        return {"images": pick(self.images, paths.generated_dir), "labels": pick(self.labels, paths.hand_labels_csv),
-                "models_dir": pick(self.models_dir, paths.cnn_models_dir),
-                "logs_dir": pick(self.logs_dir, paths.cnn_logs_dir),
-                "oof_csv": pick(self.oof_csv, paths.oof_predictions_csv)}
+        return {"images": path_or(self.images, paths.generated_dir), "labels": path_or(self.labels, paths.hand_labels_csv),
+                "models_dir": path_or(self.models_dir, paths.cnn_models_dir),
+                "logs_dir": path_or(self.logs_dir, paths.cnn_logs_dir),
+                "oof_csv": path_or(self.oof_csv, paths.oof_predictions_csv)}
 
 
 NOT_TRAINING_FIELDS: tuple[str, ...] = ("root", "images", "labels", "models_dir", "logs_dir", "oof_csv", "tasks",

@@ -257,10 +257,7 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     from common.runtime import resolve_device
 
     start = time.perf_counter()
-    try:
-        device = resolve_device(config.device)
-    except RuntimeError as exc:
-        raise ControlEvaluationError(str(exc)) from exc
+    device = resolve_device(config.device)  # a DeviceError is a StepError
     methods, refine_note = load_methods_and_refine(config, device)
     scorer, gender = make_judges(config, device)
     ranges = sweep_ranges(config, methods)

@@ -247,10 +247,7 @@ def run_generate_with_properties(config: GeneratePropertiesConfig,
     from common.runtime import resolve_device
 
     start = time.perf_counter()
-    try:
-        device = resolve_device(config.device)
-    except RuntimeError as exc:
-        raise PropertyGenerationError(str(exc)) from exc
+    device = resolve_device(config.device)  # a DeviceError is a StepError
     methods, refine_note = _load_methods(config, device)
     per_method = config.num + len(config.sweeps) * config.sweep_z * config.sweep_values
     total, done = per_method * len(methods), 0

@@ -37,3 +37,15 @@ def test_help_prints_each_default_once_and_keeps_example_line_breaks():
     examples = text[text.index("examples:"):].splitlines()
     assert len(examples) >= 3 and all(line.startswith("  ") for line in examples[1:] if line.strip())
     assert "(default: None)" not in "".join(p.format_help() for p in _parsers().values())
+
+
+def test_a_device_that_does_not_exist_is_one_line_and_exit_2(tmp_path, capsys):
+    import pytest
+
+    from common.runtime import DeviceError, resolve_device
+
+    with pytest.raises(DeviceError, match="not a device name"):
+        resolve_device("gpu")
+    assert load_script("8").main(["--root", str(tmp_path), "--device", "gpu", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device gpu: not a device name") and "Traceback" not in err
