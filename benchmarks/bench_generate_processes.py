@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SCRIPT = ROOT / "stylegan_and_segmentation" / "01_generate_images.py"
 RESULTS = Path(__file__).resolve().parent / "results"
 

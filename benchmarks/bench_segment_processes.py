@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REAL_FACES = REPO / "tests" / "data" / "real_faces"
