@@ -1,6 +1,6 @@
 """The control lab: latent directions and the fine-tune, side by side, in a world whose truth is known.
 
-See ``pipeline/control_lab.py`` for the world (a frozen random genforce generator, five exact image
+See ``lab/control_lab.py`` for the world (a frozen random genforce generator, five exact image
 properties, step 6's normaliser) and how each route is fed and judged (step 9's ``evaluate_control``
 on its own latents). This script prints, and writes to ``benchmarks/results/control_lab.json``:
 
@@ -37,7 +37,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from common.paths import PROPERTY_NAMES  # noqa: E402
-from pipeline.control_lab import (  # noqa: E402
+from lab.control_lab import (  # noqa: E402
     LabConfig,
     base_correlations,
     baseline_arm,
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refine-wplus", action="store_true", default=defaults.refine.wplus)
     parser.add_argument("--skip", choices=["variants", "samples", "refine", "finetune"], nargs="*", default=[])
     parser.add_argument("--small-seeds", type=int, nargs="+", default=None,
-                        help="instead: run the CI's small lab (pipeline.control_lab.small_lab) for these seeds, "
+                        help="instead: run the CI's small lab (lab.control_lab.small_lab) for these seeds, "
                              "one after the other, and print its quantities (to measure the test's margins)")
     parser.add_argument("--out", type=pathlib.Path,
                         default=pathlib.Path(__file__).resolve().parent / "results" / "control_lab.json")
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _small(seeds: list[int]) -> int:
-    from pipeline.control_lab import small_lab
+    from lab.control_lab import small_lab
 
     isa = torch.backends.cpu.get_cpu_capability()
     table: dict[str, list[float]] = {}

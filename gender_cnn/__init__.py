@@ -11,8 +11,8 @@ live in their modules, imported where used:
 """
 from __future__ import annotations
 
-from gender_cnn.hand_labels import HAND_LABEL_COLUMNS, LABEL_TASKS, read_hand_labels
-from gender_cnn.label_state import hand_labels_digest, load_hand_labels
+from gender_cnn.hand_labels import hand_labels_digest, load_hand_labels
+from gender_cnn.label_csv import HAND_LABEL_COLUMNS, LABEL_TASKS, read_hand_labels
 from gender_cnn.schema import OOF_COLUMNS, QUALITY_GENDER_COLUMNS
 
 __all__ = ["HAND_LABEL_COLUMNS", "LABEL_TASKS", "OOF_COLUMNS", "QUALITY_GENDER_COLUMNS", "hand_labels_digest",

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from common.images import load_rgb
-from gender_cnn.hand_labels import HAND_LABEL_COLUMNS
+from gender_cnn.label_csv import HAND_LABEL_COLUMNS
 
 DEMO_LABELLER = "demo"
 

@@ -39,7 +39,7 @@ from common.io import (
 from common.paths import REPO_ROOT, PipelinePaths, path_or
 from common.runtime import resolve_device
 from common.steps import Progress, StepError
-from gender_cnn.label_state import journal_path_for, load_hand_labels
+from gender_cnn.hand_labels import journal_path_for, load_hand_labels
 from gender_cnn.schema import QUALITY_GENDER_COLUMNS
 
 logger = logging.getLogger(__name__)

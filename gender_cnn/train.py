@@ -48,7 +48,7 @@ from gender_cnn.data import (
     stratified_folds,
     stratified_holdout,
 )
-from gender_cnn.label_state import load_hand_labels
+from gender_cnn.hand_labels import load_hand_labels
 from gender_cnn.predict import TASKS, fold_files, load_model_file, model_logits, model_path
 from gender_cnn.schema import OOF_COLUMNS
 

@@ -56,7 +56,7 @@ def prepare_demo(paths: PipelinePaths) -> str:
 def write_demo_labels(paths: PipelinePaths, num_labelled: int = DEMO_NUM_LABELLED) -> str:
     """Step 2 of the demo: label the first images by a deterministic rule (``labeller = demo``)."""
     from gender_cnn.demo_labels import rule_labels
-    from gender_cnn.hand_labels import HAND_LABEL_COLUMNS
+    from gender_cnn.label_csv import HAND_LABEL_COLUMNS
 
     images = list_images(paths.generated_dir)[:num_labelled]
     labels = rule_labels(images)

@@ -1,6 +1,6 @@
 """The second judge on the filtered set: dlib landmark measures, normalised like step 6, and judge agreement.
 
-Runs at the end of step 6 (``pipeline.property_scores.run_property_scores`` calls
+Runs at the end of step 6 (``pipeline.property_scores_step.run_property_scores`` calls
 :func:`run_landmark_scores` when the optional dlib judge is installed). For every filtered image: MTCNN's box and five points, dlib's 68 landmarks in that box,
 eye / mouth openness and yaw (``judges.landmark_measures``); FaceXFormer's own head-pose yaw comes
 from step 5's ``heads_{stem}.json``. Each judge gets step 6's normaliser (same method) fitted on

@@ -29,7 +29,7 @@ from common.fingerprint import file_fingerprint
 from common.io import atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
 from common.steps import USER_ERRORS, Summary
-from gender_cnn.label_state import hand_labels_digest
+from gender_cnn.hand_labels import hand_labels_digest
 from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
 from stylegan.generate import MANIFEST_NAME
 
@@ -55,13 +55,13 @@ STEPS: dict[str, Step] = {step.id: step for step in (
     Step("3", "03_train_gender_cnn.py", "train gender/quality CNNs", "gender_cnn.train:run_training"),
     Step("4", "04_filter_images.py", "filter good-quality women", "gender_cnn.filter:run_filter"),
     Step("5", "05_run_segmentation.py", "segment faces", "segmentation.segment:run_segmentation"),
-    Step("6", "06_compute_property_scores.py", "property scores", "pipeline.property_scores:run_property_scores"),
+    Step("6", "06_compute_property_scores.py", "property scores", "pipeline.property_scores_step:run_property_scores"),
     Step("7a", "07_fit_latent_directions.py", "fit latent directions (no training)",
          "pipeline.latent_directions:run_fit_latent_directions"),
     Step("7b", "07_finetune_stylegan.py", "fine-tune conditional StyleGAN", "stylegan.finetune_step:run_finetune"),
     Step("8", "08_generate_with_properties.py", "generate from properties",
          "stylegan.property_generation:run_generate_with_properties"),
-    Step("9", "09_evaluate_control.py", "compare control methods", "pipeline.evaluate:run_evaluate_control"),
+    Step("9", "09_evaluate_control.py", "compare control methods", "pipeline.evaluate_control_step:run_evaluate_control"),
 )}
 STEP_SCRIPTS: dict[str, tuple[str, str]] = {key: (step.script, step.what) for key, step in STEPS.items()}
 """id -> (script file, what it does): the same table, for callers that only need names."""
@@ -295,7 +295,7 @@ def _import_labels_file(source: Path, paths: PipelinePaths) -> str:
 
 def _labels_step(options: PipelineOptions, paths: PipelinePaths) -> str | None:
     """Step 2 in a pipeline run: use --labels, the demo rule, or existing labels; else pause with instructions."""
-    from gender_cnn.label_state import journal_path_for, load_hand_labels
+    from gender_cnn.hand_labels import journal_path_for, load_hand_labels
 
     if options.labels is not None:
         return _import_labels_file(options.labels, paths)

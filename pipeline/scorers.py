@@ -1,6 +1,6 @@
-"""The scorers step 9 passes into ``stylegan.evaluation``: where the segmentation, step-6 and CNN packages meet.
+"""The scorers step 9 passes into ``stylegan.control_measures``: where the segmentation, step-6 and CNN packages meet.
 
-``stylegan.evaluation`` only sees callables ``images_u8 [N, H, W, 3] -> array``, so it stays free of
+``stylegan.control_measures`` only sees callables ``images_u8 [N, H, W, 3] -> array``, so it stays free of
 these packages, and tests and the demo can pass stand-ins.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from common.paths import PROPERTY_NAMES
 class SegmentationScorer:
     """images_u8 -> [N, 5] normalised scores: crop -> FaceXFormer -> step-6 raw scores -> normalization.json.
 
-    Where packages meet (the style guide's seam): stylegan.evaluation only sees this callable.
+    Where packages meet (the style guide's seam): stylegan.control_measures only sees this callable.
     No face (MTCNN) or a NaN raw score gives NaN in that row, never an exception.
     """
 

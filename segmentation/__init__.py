@@ -1,8 +1,8 @@
 """Steps 5-6 package: FaceXFormer face parsing, the official MTCNN face crop, property scores, label ids.
 
 Step 5 is :func:`run_segmentation` (``segmentation.segment``); step 6's segmentation judge is
-:func:`score_properties` (``segmentation.score_step``; the whole step, with the optional landmark
-judge, is ``pipeline.property_scores``). CSV columns and per-image file names are in the
+:func:`score_properties` (``segmentation.scores_table``; the whole step, with the optional landmark
+judge, is ``pipeline.property_scores_step``). CSV columns and per-image file names are in the
 torch-free ``segmentation.tables``.
 """
 from segmentation.crop import FaceCrop, detect_and_crop, full_image_crop, normalize_crops
@@ -27,7 +27,7 @@ from segmentation.property_scores import (
     score_flags,
 )
 from segmentation.random_weights import recipe_state_dict, save_random_facexformer_checkpoint
-from segmentation.score_step import PropertyScoresConfig, PropertyScoresSummary, score_properties
+from segmentation.scores_table import PropertyScoresConfig, PropertyScoresSummary, score_properties
 from segmentation.segment import (
     CROP_MODES,
     SegmentConfig,

@@ -6,7 +6,7 @@ row per (method, judge, property). Arrays and tables only: no models, no segment
 
 Columns (``COMPARISON_COLUMNS``, a contract):
 - ``pearson_r``, ``spearman_rho``, ``mae``, ``monotonic_share``, ``control_slope``: as in
-  ``stylegan.evaluation.control_metrics`` (the sweeps of that property only).
+  ``stylegan.control_measures.control_metrics`` (the sweeps of that property only).
 - ``leakage_mean``: mean over the other properties q of the mean |least-squares slope| of measured
   q against the requested property, in step-6 units (pose spans 2, the others 1); ideal 0.
 - ``failed_share``: share of that property's sweep images the judge could not measure (NaN).
@@ -23,7 +23,7 @@ import pandas as pd
 from common.contact_sheet import make_contact_sheet
 from common.io import atomic_write_csv
 from common.paths import COMPARISON_CSV, PROPERTY_NAMES
-from stylegan.evaluation import control_metrics, leakage_matrix
+from stylegan.control_measures import control_metrics, leakage_matrix
 
 __all__ = ["COMPARISON_COLUMNS", "COMPARISON_CSV", "COMPARISON_PNG", "comparison_table", "verdicts",
            "comparison_sheet", "method_label"]

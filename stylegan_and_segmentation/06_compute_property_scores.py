@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from common.cli import add_common_args, add_shard_arg, make_parser, run_step_script
-from pipeline.property_scores import PropertyScoresConfig, run_property_scores
+from pipeline.property_scores_step import PropertyScoresConfig, run_property_scores
 from segmentation.normalize import METHODS, POSE_SCALINGS
 
 EXAMPLES = """examples:

@@ -12,7 +12,7 @@ import argparse
 import pathlib
 
 from common.cli import WEIGHTS_CHOICES, WEIGHTS_HELP, add_common_args, make_parser, run_step_script
-from pipeline.evaluate import (
+from pipeline.evaluate_control_step import (
     CONTROLS,
     CROPS,
     JUDGE_MODES,

@@ -17,7 +17,7 @@ MERGERS: dict[str, tuple[str, str]] = {
     "1": ("stylegan.generate", "merge_generate_shards"),
     "4": ("gender_cnn.filter", "merge_filter_shards"),
     "5": ("segmentation.segment", "merge_segmentation_shards"),
-    "6": ("pipeline.property_scores", "merge_property_scores_shards"),
+    "6": ("pipeline.property_scores_step", "merge_property_scores_shards"),
 }
 
 EXAMPLES = """examples (after copying the shards' output folders into one):

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from common.io import atomic_save_image
 from gender_cnn.data import QUALITY_REGION, REFERENCE_SIZE
-from gender_cnn.hand_labels import HAND_LABEL_COLUMNS
+from gender_cnn.label_csv import HAND_LABEL_COLUMNS
 
 
 def synthetic_image(rng: np.random.Generator, positive: bool, good_quality: bool = True,

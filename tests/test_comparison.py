@@ -11,8 +11,8 @@ from tiny_models import TINY_G_16
 from common.paths import PROPERTY_NAMES
 from stylegan.checkpoint import load_generator, write_random_checkpoint
 from stylegan.comparison import COMPARISON_COLUMNS, comparison_table, verdicts, write_csv
+from stylegan.control_measures import BrightnessScorer, ControlConfig, evaluate_control, evaluation_latents
 from stylegan.control_methods import BaselineMethod, ControlMethod, DirectionsMethod, FinetunedMethod
-from stylegan.evaluation import BrightnessScorer, ControlConfig, evaluate_control, evaluation_latents
 from stylegan.generate import latents_for
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -1,4 +1,4 @@
-"""The control lab (pipeline/control_lab.py): its truth functions, and a small lab run in CI (slow, ~0.5-1.2 min).
+"""The control lab (lab/control_lab.py): its truth functions, and a small lab run in CI (slow, ~0.5-1.2 min).
 
 The small lab fits SVM latent directions (linear edits, and the same edits refined through the learned regressor) and
 runs a 300-step fine-tune with that *learned* property regressor in a 32 px world whose five properties are exact
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from common.paths import PROPERTY_NAMES
-from pipeline.control_lab import LabJudge, lab_raw_properties, small_lab
+from lab.control_lab import LabJudge, lab_raw_properties, small_lab
 from segmentation.normalize import PropertyNormalizer
 
 
@@ -88,9 +88,15 @@ def test_small_control_lab(record_property):
 def test_refine_layers_are_chosen_by_the_learned_regressor_never_the_judge():
     """The lab's layer-range choice for the refine option scores with the learned regressor on latents of its own
     stream, one chosen range per property among those the generator has; the refine arm renders with it."""
-    from pipeline.control_lab import (LabConfig, build_world, fit_lab_directions, lab_regressor, refine_arm,
-                                      select_refine_layers)
-    from stylegan.evaluation import judge_name
+    from lab.control_lab import (
+        LabConfig,
+        build_world,
+        fit_lab_directions,
+        lab_regressor,
+        refine_arm,
+        select_refine_layers,
+    )
+    from stylegan.control_measures import judge_name
     from stylegan.directions import available_layer_ranges
     from stylegan.refine import RefineConfig
 

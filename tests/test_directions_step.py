@@ -13,9 +13,9 @@ from tiny_models import TINY_G_32_2MAP
 from common.paths import PROPERTY_NAMES, PipelinePaths
 from pipeline.runner import load_script
 from stylegan import load_generator, write_random_checkpoint
+from stylegan.control_measures import BrightnessScorer
 from stylegan.directions import load_directions
 from stylegan.directions_step import FitDirectionsConfig, load_w_codes, run_fit_directions
-from stylegan.evaluation import BrightnessScorer
 from stylegan.generate import GenerateConfig, run_generate
 
 N = 120

@@ -19,7 +19,7 @@ from pipeline.judging import (
 )
 from segmentation.normalize import PropertyNormalizer
 from stylegan.comparison import comparison_table
-from stylegan.evaluation import BrightnessScorer, sweep_design
+from stylegan.control_measures import BrightnessScorer, sweep_design
 
 
 @pytest.fixture()

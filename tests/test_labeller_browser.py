@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from browser_support import BROWSER_MARKS, free_port
-from gender_cnn.hand_labels import read_hand_labels
+
+from gender_cnn.label_csv import read_hand_labels
 from gender_cnn.labeller import read_label_state
 from gender_cnn.labeller.store import Label
 

@@ -16,8 +16,15 @@ import pytest
 from PIL import Image
 
 from common.io import CsvSchemaError
-from gender_cnn.label_state import load_hand_labels
-from gender_cnn.labeller.store import Label, LabelStore, StoreLock, StoreLockedError, journal_path_for, read_label_state
+from gender_cnn.hand_labels import load_hand_labels
+from gender_cnn.labeller.store import (
+    Label,
+    LabelStore,
+    StoreLock,
+    StoreLockedError,
+    journal_path_for,
+    read_label_state,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = [f"{i:06d}.jpg" for i in range(10)]
@@ -167,7 +174,7 @@ def test_load_hand_labels_includes_journal_only_decisions(tmp_path):
 
 
 def test_hand_labels_digest_sees_journal_decisions_not_compactions(tmp_path):
-    from gender_cnn.label_state import hand_labels_digest
+    from gender_cnn.hand_labels import hand_labels_digest
 
     csv = tmp_path / "hand_labels.csv"
     assert hand_labels_digest(csv) is None

@@ -9,19 +9,16 @@ import pandas as pd
 import pytest
 
 from common.io import CsvSchemaError
-from gender_cnn.hand_labels import read_hand_labels
+from gender_cnn.label_csv import read_hand_labels
+from gender_cnn.labeller.queue import build_sequence, read_model_scores, uncertainty
+from gender_cnn.labeller.review import build_review_list, read_oof_scores
 from gender_cnn.labeller.store import (
     Label,
     LabelStore,
     StoreLockedError,
-    build_review_list,
-    build_sequence,
     journal_path_for,
     read_import_file,
     read_label_state,
-    read_model_scores,
-    read_oof_scores,
-    uncertainty,
 )
 
 NAMES = [f"{i:06d}.jpg" for i in range(10)]

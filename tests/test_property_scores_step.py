@@ -12,11 +12,11 @@ from segment_world import draw
 
 from common.cli import parse_step_config
 from common.paths import PROPERTY_NAMES, PipelinePaths
-from pipeline.property_scores import PropertyScoresSummary, run_property_scores
+from pipeline.property_scores_step import PropertyScoresSummary, run_property_scores
 from pipeline.runner import load_script
 from segmentation.normalize import PropertyNormalizer
 from segmentation.property_scores import raw_scores
-from segmentation.score_step import find_score_inputs, select_extremes
+from segmentation.scores_table import find_score_inputs, select_extremes
 from segmentation.tables import SCORES_COLUMNS
 
 EXPECTED_COLUMNS = ["img_name", "eyes", "hair_color", "hair_length", "mouth", "face_pose", "raw_eyes",

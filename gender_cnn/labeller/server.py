@@ -32,18 +32,14 @@ from common.images import list_images
 from common.io import CsvSchemaError
 from common.localserver import LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import REPO_ROOT, PipelinePaths
+from gender_cnn.labeller.queue import ORDERS, build_sequence, read_model_scores
+from gender_cnn.labeller.review import ReviewItem, build_review_list, read_oof_scores
 from gender_cnn.labeller.store import (
-    ORDERS,
     JournalWriteError,
     Label,
     LabelStore,
-    ReviewItem,
     StoreLock,
-    build_review_list,
-    build_sequence,
     read_import_file,
-    read_model_scores,
-    read_oof_scores,
 )
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Label state of the hand labeller: journal, compaction, undo, resume, import and image ordering.
+"""Label state of the hand labeller: journal, compaction, undo, resume and import (ordering: queue.py; review: review.py).
 
 Why a journal: a person labels for one to two hours, so no decision may ever be lost. Each
 decision is appended to a JSON-lines journal next to the CSV and fsynced *before* the server
@@ -6,7 +6,7 @@ answers, so the page only moves on once the decision is on disk. A write that fa
 short (disk full) is rolled back and reported, never acknowledged. The CSV
 (``img_name,gender,quality,labeller``, pipeline.md) is rewritten atomically from the in-memory
 state (periodically, at start-up and at shutdown). The state on disk is always "CSV + journal
-replay" (``gender_cnn.label_state``, which every reader of hand labels uses), so a ``kill -9`` at
+replay" (``gender_cnn.hand_labels``, which every reader of hand labels uses), so a ``kill -9`` at
 any moment loses nothing that was acknowledged.
 
 A ``set`` is one undo step (one key press, or one bulk change in the grid); an ``undo`` pops the
@@ -20,17 +20,14 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import math
 import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from common.io import CsvSchemaError, atomic_write_text, read_csv_checked
-from gender_cnn.hand_labels import LABEL_TASKS, read_hand_labels
-from gender_cnn.label_state import (
+from common.io import CsvSchemaError, atomic_write_text
+from gender_cnn.hand_labels import (
     Label,
     format_labels_csv,
     journal_path_for,
@@ -40,7 +37,7 @@ from gender_cnn.label_state import (
     read_label_state,
     replay,
 )
-from gender_cnn.schema import OOF_COLUMNS, QUALITY_GENDER_COLUMNS
+from gender_cnn.label_csv import read_hand_labels
 
 try:  # POSIX only; the lock is a convenience, not needed for correctness
     import fcntl
@@ -390,123 +387,7 @@ def read_import_file(path: Path | str, known_images: Iterable[str] | None = None
             for row in frame.itertuples(index=False)}
 
 
-# ---- ordering and review ---------------------------------------------------------------------
-ORDERS: tuple[str, ...] = ("name", "uncertainty")
-
-
-def read_model_scores(path: Path | str) -> dict[str, tuple[float, float]]:
-    """``{img_name: (gender_score, quality_score)}`` for the model-scored ('cnn') rows.
-
-    Missing file -> empty dict (no model yet); a malformed file raises ``CsvSchemaError``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    frame = read_csv_checked(path, list(QUALITY_GENDER_COLUMNS))
-    frame = frame[frame["source"].astype(str).str.strip() == "cnn"]
-    scores: dict[str, tuple[float, float]] = {}
-    for row in frame.itertuples(index=False):
-        try:
-            g, q = float(row.gender_score), float(row.quality_score)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(g) and math.isfinite(q):
-            scores[str(row.img_name)] = (g, q)
-    return scores
-
-
-def uncertainty(gender_score: float, quality_score: float) -> float:
-    """Distance to the decision boundary of the less certain task: 0 = a coin toss."""
-    return min(abs(gender_score - 0.5), abs(quality_score - 0.5))
-
-
-def build_sequence(image_names: Sequence[str], decided: Iterable[str], num: int, order: str = "name",
-                   scores: Mapping[str, tuple[float, float]] | None = None) -> list[str]:
-    """The images a labelling session presents, in order.
-
-    ``name``: the first ``num`` names (sorted), as the spec's "first N images".
-    ``uncertainty``: every image that already has a decision (by name), then the ``num`` undecided
-    images the model is least sure about (|score - 0.5| ascending, the less certain task counts);
-    undecided images without a model score come last, by name.
-    """
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-    names = sorted(image_names)
-    if num is not None and num < 0:
-        raise ValueError(f"num must be >= 0, got {num}")
-    if order == "name":
-        return names if num is None else names[:num]
-    decided_set = set(decided)
-    scores = scores or {}
-    done = [n for n in names if n in decided_set]
-    todo = [n for n in names if n not in decided_set]
-    scored = sorted((n for n in todo if n in scores), key=lambda n: (uncertainty(*scores[n]), n))
-    unscored = [n for n in todo if n not in scores]
-    queue = scored + unscored
-    return done + (queue if num is None else queue[:num])
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """A hand-labelled image whose label disagrees with the out-of-fold prediction."""
-
-    img_name: str
-    disagreement: float          # max over tasks of |label - oof_score|, in (0.5, 1]
-    tasks: tuple[tuple[str, int, float], ...]  # (task, current label, oof score) of disagreeing tasks
-
-    def to_json(self) -> dict:
-        return {"img": self.img_name, "disagreement": round(self.disagreement, 4),
-                "tasks": [{"task": t, "label": lab, "score": round(s, 4)} for t, lab, s in self.tasks]}
-
-
-def read_oof_scores(path: Path | str) -> dict[str, dict[str, float]]:
-    """``{img_name: {task: mean oof_score}}`` from the long-format OOF CSV; {} when absent."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    frame = read_csv_checked(path, list(OOF_COLUMNS))
-    out: dict[str, dict[str, list[float]]] = {}
-    for row in frame.itertuples(index=False):
-        task = str(row.task).strip()
-        try:
-            score = float(row.oof_score)
-        except (TypeError, ValueError):
-            continue
-        if task in LABEL_TASKS and math.isfinite(score):
-            out.setdefault(str(row.img_name), {}).setdefault(task, []).append(score)
-    return {name: {task: sum(v) / len(v) for task, v in tasks.items()} for name, tasks in out.items()}
-
-
-def build_review_list(oof: Mapping[str, Mapping[str, float]], labels: Mapping[str, Label],
-                      threshold: float = 0.5) -> list[ReviewItem]:
-    """Likely label mistakes, most suspicious first.
-
-    Compares the *current* label (the person may have fixed it since training) with the
-    out-of-fold score; a task disagrees when |label - score| > ``threshold``. Unsure cells and
-    images without a label are left out.
-    """
-    items: list[ReviewItem] = []
-    for name, task_scores in oof.items():
-        label = labels.get(name)
-        if label is None:
-            continue
-        bad = []
-        for task in LABEL_TASKS:
-            value = getattr(label, task)
-            if value is None or task not in task_scores:
-                continue
-            gap = abs(value - task_scores[task])
-            if gap > threshold:
-                bad.append((task, value, task_scores[task], gap))
-        if bad:
-            items.append(ReviewItem(name, max(b[3] for b in bad), tuple((t, v, s) for t, v, s, _ in bad)))
-    items.sort(key=lambda item: (-item.disagreement, item.img_name))
-    return items
-
-
 __all__ = [
-    "CsvSchemaError", "DEFAULT_UNDO_DEPTH", "JournalWriteError", "Label", "LabelStore", "ORDERS", "ReviewItem",
-    "StoreLock", "StoreLockedError", "build_review_list", "build_sequence", "format_labels_csv",
-    "journal_path_for", "read_import_file", "read_label_state", "read_model_scores",
-    "read_oof_scores", "uncertainty",
+    "CsvSchemaError", "DEFAULT_UNDO_DEPTH", "JournalWriteError", "Label", "LabelStore", "StoreLock",
+    "StoreLockedError", "format_labels_csv", "journal_path_for", "read_import_file", "read_label_state",
 ]

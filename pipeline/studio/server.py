@@ -139,7 +139,7 @@ def build_app(config: StudioConfig) -> StudioApp:
         raise FileNotFoundError(f"no control method under {paths.root}: " + "; ".join(models.notes))
     factory, name = None, ""
     if config.measure and config.scorer == "brightness":
-        from stylegan.evaluation import BrightnessScorer
+        from stylegan.control_measures import BrightnessScorer
 
         factory, name = BrightnessScorer, "STAND-IN brightness scorer (not a property judge)"
     elif config.measure and paths.segmentation_checkpoint.is_file() and paths.normalization_json.is_file():

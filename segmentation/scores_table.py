@@ -4,7 +4,7 @@ Reads ``parsing_{stem}.png`` + ``face_{stem}.png`` pairs (and ``crops.csv`` for 
 step 5's folder and writes ``all_scores.csv``, ``normalization.json``, one contact sheet per
 property (``contact_{property}.png``: lowest, middle and highest scored faces beside their parsing
 overlays) and ``histograms.png`` (raw and normalised values of each property). The whole step
-(this, then the optional landmark judge) is ``pipeline.property_scores.run_property_scores``.
+(this, then the optional landmark judge) is ``pipeline.property_scores_step.run_property_scores``.
 
 Normalisation is fitted over all images, so every run recomputes the whole table (scoring is far
 cheaper than reading the PNGs); all files are written atomically and a re-run with unchanged

@@ -14,7 +14,7 @@ from common.runtime import resolve_device
 from common.steps import Progress, StepError
 from judges import JudgeUnavailable, dlib_status
 from pipeline.landmark_scores import LandmarkScoresConfig, run_landmark_scores
-from segmentation.score_step import (
+from segmentation.scores_table import (
     PropertyScoresConfig,
     PropertyScoresSummary,
     merge_score_shards,

@@ -3,7 +3,7 @@
 It lives in ``pipeline/`` because it joins the packages: the methods come from ``stylegan``, the
 independent judge (FaceXFormer + step-6 scores) from ``segmentation``, the female share from
 ``gender_cnn``. Each method is swept with the same design on the same latents (drawn
-independently of step 1's, see ``stylegan.evaluation.evaluation_latents``) and judged by the same
+independently of step 1's, see ``stylegan.control_measures.evaluation_latents``) and judged by the same
 scorer. Writes, under ``stylegan/finetuned/evaluation/``: ``comparison.csv``,
 ``comparison_sweeps.png``, ``report.md`` (the verdict), and each method's own outputs in
 ``<method>/`` (samples, metrics with 95% intervals, leakage matrix, plots, sweep sheets).
@@ -29,8 +29,7 @@ from stylegan.comparison import (
     comparison_table,
     verdicts,
 )
-from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
-from stylegan.evaluation import (
+from stylegan.control_measures import (
     EVAL_LATENT_STREAM,
     REPORT_MD,
     BrightnessScorer,
@@ -41,6 +40,7 @@ from stylegan.evaluation import (
     is_stand_in,
     write_control_outputs,
 )
+from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
 from stylegan.finetune_schema import FinetuneRunFiles
 
 SCORERS = ("segmentation", "brightness")
@@ -164,8 +164,13 @@ def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list
     """:func:`load_methods` plus what ``refine`` resolved to (a note for the summary; empty when off)."""
     from common.folders import FolderOverlapError, refuse_overlap
     from stylegan.control_methods import (
-        REFINE_AUTO, RefineChoice, load_baseline_method, load_directions_method, load_finetuned_method,
-        resolve_refine, with_refiner,
+        REFINE_AUTO,
+        RefineChoice,
+        load_baseline_method,
+        load_directions_method,
+        load_finetuned_method,
+        resolve_refine,
+        with_refiner,
     )
     from stylegan.finetune_schema import find_latest_checkpoint
 
@@ -326,7 +331,7 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
 
 def _extreme_rows(ranges, base: np.ndarray, design: ControlConfig) -> np.ndarray:
     """True for design rows at either end of a sweep (the strongest edits), in evaluate_control's order."""
-    from stylegan.evaluation import sweep_design
+    from stylegan.control_measures import sweep_design
 
     rows = sweep_design(ranges, base, design.num_values)
     return rows["value_index"].isin([0, design.num_values - 1]).to_numpy()
@@ -413,7 +418,7 @@ def _with_extra_columns(table: pd.DataFrame, identity: pd.DataFrame, quality: pd
 
 def _judges_report(identity: pd.DataFrame, quality: pd.DataFrame, agreement: pd.DataFrame,
                    other_judges: tuple[str, ...], missing: tuple[str, ...]) -> str:
-    from stylegan.evaluation import markdown_table
+    from stylegan.control_measures import markdown_table
 
     missing_text = "\n".join(f"- {line}" for line in missing) or "- nothing: every judge and figure is present"
     judges_text = ", ".join(other_judges) or "none"
@@ -448,7 +453,7 @@ Missing figures:
 
 def _report(config: EvaluateControlConfig, methods: list[ControlMethod], table: pd.DataFrame, lines: list[str],
             scorer_name: str, ranges: dict[str, tuple[float, float]], stand_in: bool) -> str:
-    from stylegan.evaluation import markdown_table
+    from stylegan.control_measures import markdown_table
 
     warnings = []
     if config.random_weight_models:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from common.paths import PROPERTY_NAMES
-from stylegan.evaluation import (
+from stylegan.control_measures import (
     BrightnessScorer,
     ControlConfig,
     control_metrics,
@@ -131,7 +131,7 @@ def test_scorer_shape_is_checked():
 
 
 def test_heatmap_labels_show_small_slopes_instead_of_zero():
-    from stylegan.evaluation import heatmap_label
+    from stylegan.control_measures import heatmap_label
 
     assert heatmap_label(0.1234) == "0.12" and heatmap_label(0.0) == "0.00" and heatmap_label(float("nan")) == "nan"
     assert heatmap_label(0.0031) == "3.1e-03" and heatmap_label(-0.00042) == "-4.2e-04"

@@ -14,7 +14,7 @@ image that nothing trains on:
   fitted on the base samples' w codes and scores; the fine-tune (``stylegan.finetune_trainer.Finetuner``)
   trained on the same images and scores with the *learned* property regressor
   (``stylegan.property_regressor``) as its auxiliary loss, never with the judge;
-* both judged on latents from step 9's own stream (``stylegan.evaluation.evaluation_latents``, never
+* both judged on latents from step 9's own stream (``stylegan.control_measures.evaluation_latents``, never
   the fitted ones) through step 9's ``evaluate_control`` and ``comparison_table``, with the exact
   properties as the scorer, and through the same ``ControlMethod`` classes steps 8 and 9 use.
 
@@ -46,15 +46,15 @@ from stylegan.conditional import (
     clone_frozen,
     property_ranges,
 )
-from stylegan.control_methods import BaselineMethod, DirectionsMethod, FinetunedMethod
-from stylegan.directions import LatentDirections, available_layer_ranges, fit_directions
-from stylegan.evaluation import (
+from stylegan.control_measures import (
     ControlConfig,
     ControlResult,
     evaluate_control,
     evaluation_latents,
     leakage_matrix,
 )
+from stylegan.control_methods import BaselineMethod, DirectionsMethod, FinetunedMethod
+from stylegan.directions import LatentDirections, available_layer_ranges, fit_directions
 from stylegan.finetune_schema import FinetuneSettings
 from stylegan.finetune_trainer import FinetuneConfig, Finetuner
 from stylegan.networks import postprocess_uint8
