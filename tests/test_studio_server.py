@@ -48,7 +48,7 @@ def request(server, method: str, target: str, headers: dict | None = None, body:
     ("/api/render?" + "&".join(f"k{i}=1" for i in range(40)), 400, "bad query string"),
     ("/api/render?%ff%fe=1", 400, "unknown query key"),
     ("/api/save?face=../../etc/passwd", 400, "face must be one of"),
-    ("/api/measure", 409, "no scorer"),
+    ("/api/measure", 409, "Measure is not offered"),
     ("/api/nope", 404, "not found"),
     ("/static/../server.py", 404, "not found"),
     ("/static/%2e%2e/server.py", 404, "not found"),
@@ -83,10 +83,10 @@ def test_newest_view_request_wins_over_http(server, monkeypatch):
     real = studio_app.render_view
     started = threading.Event()
 
-    def slow(models, params):
+    def slow(models, params, *args):
         started.set()
         time.sleep(0.6 if params.seed == 100 else 0.0)
-        return real(models, params)
+        return real(models, params, *args)
 
     monkeypatch.setattr(studio_app, "render_view", slow)
     results: dict[int, int] = {}
