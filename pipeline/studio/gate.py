@@ -18,7 +18,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import torch
 
@@ -71,7 +71,7 @@ class PinnedWorker:
         self._finalizer()
         self._thread.join()
 
-    def __enter__(self) -> PinnedWorker:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -91,7 +91,7 @@ def _worker_loop(jobs: queue.SimpleQueue, threads: int, ready: threading.Event) 
             continue
         try:
             future.set_result(fn())
-        except BaseException as exc:  # handed to the caller, who raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
             future.set_exception(exc)
         del fn, future, item
 
