@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import threading
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
+from studio_world import make_world
 
 import pipeline.studio.app as studio_app
 from pipeline.studio.app import StudioApp
 from pipeline.studio.render import load_studio_models
 from pipeline.studio.server import STUDIO_CSP, make_server
-from studio_world import make_world
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +110,7 @@ def test_newest_view_request_wins_over_http(server, monkeypatch):
     for t in [first, *later]:
         t.join(30)
     assert results == {100: 200, 101: 409, 102: 409, 103: 409, 104: 200}
-    response, data = request(server, "GET", "/api/stats")
+    _, data = request(server, "GET", "/api/stats")
     assert json.loads(data)["max_running"] == 1
 
 
@@ -145,12 +148,7 @@ def servers128(world128, single_thread):
         _stop(srv)
 
 
-def _pixels(data: bytes):
-    import io
-
-    import numpy as np
-    from PIL import Image
-
+def _pixels(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
 
@@ -197,7 +195,7 @@ def test_an_exact_frame_is_what_a_fresh_server_sends_whatever_is_cached(servers1
 
 def test_a_preview_is_made_for_the_requested_values_and_keeps_the_layout(servers128):
     srv = servers128()
-    exact_response, exact = request(srv, "GET", "/api/render?method=directions&seed=8&eyes=0.3&strip=3")
+    exact_response, _ = request(srv, "GET", "/api/render?method=directions&seed=8&eyes=0.3&strip=3")
     seen = []
     for eyes in ("0.35", "0.4", "0.45"):
         response, data = request(srv, "GET", f"/api/render?method=directions&seed=8&eyes={eyes}&strip=3&drag=1")
@@ -223,16 +221,12 @@ def test_a_save_is_never_a_preview(servers128):
 
 
 def np_equal(a, b) -> bool:
-    import numpy as np
-
     return bool(np.array_equal(a, b))
 
 
 def test_measure_runs_beside_rendering_and_never_twice_at_once(world128, single_thread):
     """Issue 22: Measure blocked rendering (the next image came 6.3 s later) and three clicks queued
     three measures. A Measure whose scorer is still busy no longer holds a view back."""
-    import numpy as np
-
     release, started = threading.Event(), threading.Event()
 
     def scorer(images):
