@@ -31,7 +31,10 @@ DEFAULTS = StudioConfig()
 
 def build_parser():
     parser = make_parser(__doc__)
-    add_common_args(parser)
+    add_common_args(parser, seed=False)
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
+                        help="the face a fresh page opens on: image SEED of a default step-1 run (the page's "
+                             "seed box changes it)")
     parser.add_argument("--host", default=DEFAULTS.host,
                         help="address to bind; keep 127.0.0.1 and use SSH port-forwarding on a server")
     parser.add_argument("--port", type=int, default=DEFAULTS.port, help="port (0 = any free port)")

@@ -449,3 +449,44 @@ def test_measure_notes_why_the_landmark_judge_is_not_installed(models, monkeypat
         assert body["landmarks"]["rows"] == []
         assert body["landmarks"]["notes"] == [f"landmark judge not available: {reason}"]
     assert built == [1]  # the failed build is remembered, not retried on every Measure
+
+
+def test_landmark_note_says_step_6_ran_without_the_judge_when_it_did(tmp_path):
+    """Issue 22: on a root where step 6 ran without the landmark judge, Measure said "run step 6 first"."""
+    require_dlib()
+    from common.paths import PipelinePaths
+    from pipeline.studio.landmarks import StudioLandmarkJudge
+
+    paths = PipelinePaths(tmp_path)
+    note = StudioLandmarkJudge(paths.landmark_normalization_json).scale_note
+    assert "run step 6 with the landmark judge installed" in note
+    paths.normalization_json.parent.mkdir(parents=True)
+    paths.normalization_json.write_text("{}")                       # step 6 ran, without the judge
+    note = StudioLandmarkJudge(paths.landmark_normalization_json).scale_note
+    assert "step 6 ran without the landmark judge" in note and "first" not in note
+
+
+def test_seed_help_says_it_picks_the_face(capsys):
+    """Issue 22: ``--seed``'s help said "random seed" although it picks the face the page opens on."""
+    from pipeline.runner import load_script_file
+
+    with pytest.raises(SystemExit):
+        load_script_file("studio.py").main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the face a fresh page opens on" in text and "random seed" not in text
+
+
+def test_no_measure_says_so_instead_of_blaming_files(world):
+    """Issue 22: ``--no-measure`` still offered Measure, whose message then blamed files that exist."""
+    from pipeline.studio.server import StudioConfig, build_app
+
+    app = build_app(StudioConfig(root=world.root, device="cpu", measure=False))
+    try:
+        assert app.info()["measure"] == {"offered": False, "why_not": "this studio was started with --no-measure"}
+        body = json.loads(app.get("/api/measure", q("method=directions")).body)
+        assert "--no-measure" in body["error"] and "needs" not in body["error"]
+        app_on = build_app(StudioConfig(root=world.root, device="cpu", scorer="brightness"))
+        assert app_on.info()["measure"]["offered"] is True
+        app_on.close()
+    finally:
+        app.close()
