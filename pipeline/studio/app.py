@@ -69,8 +69,9 @@ class Response:
                    {"Cache-Control": "no-store"})
 
     @classmethod
-    def error(cls, status: int, message: str) -> Response:
-        return cls.json({"error": message}, status)
+    def error(cls, status: int, message: str, key: str | None = None) -> Response:
+        """``{"error": message}``, plus the query ``key`` at fault when one is."""
+        return cls.json({"error": message} if key is None else {"error": message, "key": key}, status)
 
 
 class StudioApp:
@@ -122,8 +123,7 @@ class StudioApp:
         choices = layer_choices(self.models.num_layers)
         if params.layers not in choices:
             raise ParamError(f"layers={params.layers} does not exist in a {self.models.resolution} px "
-                             "generator; "
-                             f"use one of {choices}")
+                             f"generator; use one of {choices}", "layers")
         return params
 
     def info(self) -> dict[str, Any]:
@@ -162,7 +162,7 @@ class StudioApp:
             if path == "/api/measure":
                 return self.measure(query)
         except ParamError as exc:
-            return Response.error(HTTPStatus.BAD_REQUEST, str(exc))
+            return Response.error(HTTPStatus.BAD_REQUEST, str(exc), exc.key)
         except Busy as exc:
             return Response.error(HTTPStatus.CONFLICT, str(exc))
         return Response.error(HTTPStatus.NOT_FOUND, "not found")
@@ -199,7 +199,7 @@ class StudioApp:
         params = self._params(query, extra_keys=("face", "tile", "drag"))
         face = _one_choice(query, "face", FACES, params.methods[0])
         if face != "base" and face not in params.methods:
-            raise ParamError(f"face {face!r} is not shown in a {params.method!r} view")
+            raise ParamError(f"face {face!r} is not shown in a {params.method!r} view", "face")
         tile = _one_int(query, "tile", 0, params.strip - 1, 0)
         single = replace(params if face == "base" or params.method == face else params.with_method(face),
                          seed=params.seed + tile, strip=1)
@@ -274,7 +274,7 @@ class StudioApp:
 def _one(query: Mapping[str, Sequence[str]], key: str) -> str | None:
     values = query.get(key, [])
     if len(values) > 1:
-        raise ParamError(f"query key {key!r} given {len(values)} times; give it once")
+        raise ParamError(f"query key {key!r} given {len(values)} times; give it once", key)
     return values[0] if values else None
 
 
@@ -284,7 +284,7 @@ def _one_choice(query: Mapping[str, Sequence[str]], key: str, choices: Sequence[
     if text is None:
         return default
     if text not in choices:
-        raise ParamError(f"{key} must be one of {'|'.join(choices)}, got {text[:40]!r}")
+        raise ParamError(f"{key} must be one of {'|'.join(choices)}, got {text[:40]!r}", key)
     return text
 
 
@@ -295,9 +295,9 @@ def _one_int(query: Mapping[str, Sequence[str]], key: str, low: int, high: int, 
     try:
         value = int(text)
     except ValueError:
-        raise ParamError(f"{key} must be an integer in {low}..{high}, got {text[:40]!r}") from None
+        raise ParamError(f"{key} must be an integer in {low}..{high}, got {text[:40]!r}", key) from None
     if not low <= value <= high:
-        raise ParamError(f"{key} must be in {low}..{high}, got {value}")
+        raise ParamError(f"{key} must be in {low}..{high}, got {value}", key)
     return value
 
 
