@@ -19,7 +19,7 @@ import signal
 from pathlib import Path
 
 from common.checkpoints import CheckpointError
-from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args
+from common.cli import add_common_args, add_server_args, apply_common_args, make_parser, paths_from_args
 from common.io import atomic_save_image
 from pipeline.studio.params import ParamError, ViewParams
 from pipeline.studio.pngmeta import RecipeError, recipe_files, regenerate
@@ -32,9 +32,7 @@ DEFAULTS = StudioConfig()
 def build_parser():
     parser = make_parser(__doc__)
     add_common_args(parser)
-    parser.add_argument("--host", default=DEFAULTS.host,
-                        help="address to bind; keep 127.0.0.1 and use SSH port-forwarding on a server")
-    parser.add_argument("--port", type=int, default=DEFAULTS.port, help="port (0 = any free port)")
+    add_server_args(parser, port=DEFAULTS.port, host=DEFAULTS.host)
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="fine-tuned checkpoint (default: the newest in stylegan/finetuned/checkpoints)")
     parser.add_argument("--directions", type=Path, default=None,
@@ -99,7 +97,8 @@ def main(argv=None) -> int:
     try:
         if args.regenerate is not None:
             return _regenerate(args, paths)
-        config = StudioConfig(root=paths.root, host=args.host, port=args.port, device=args.device,
+        config = StudioConfig(root=paths.root, host=args.host, port=args.port, allow_hosts=tuple(args.allow_hosts),
+                              device=args.device,
                               finetuned_checkpoint=args.checkpoint, directions_file=args.directions,
                               weights=args.weights, crop=args.crop, measure=args.measure, scorer=args.scorer,
                               seed=args.seed, open_browser=args.open_browser)

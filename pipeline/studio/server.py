@@ -23,6 +23,7 @@ from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from common.local_access import check_allow_hosts
 from common.localserver import PAGE_CSP, LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import PipelinePaths
 from common.runtime import resolve_device
@@ -67,10 +68,14 @@ class _StudioHandler(LocalRequestHandler):
         raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "the studio takes GET requests only")
 
 
+EXPOSES = "render, measure and save faces with this run's models, on this machine's CPU or GPU"
+"""What a visitor of a studio bound beyond loopback can do (the start-up warning says it)."""
+
+
 def make_server(app: StudioApp, host: str = "127.0.0.1", port: int = 8770,
-                limits: ServerLimits = ServerLimits()) -> LocalServer:
+                limits: ServerLimits = ServerLimits(), allow_hosts: tuple[str, ...] = ()) -> LocalServer:
     """Bind (port 0 picks a free one); the caller runs ``serve_forever``."""
-    return LocalServer((host, port), _StudioHandler, context=app, limits=limits)
+    return LocalServer((host, port), _StudioHandler, context=app, limits=limits, allow_hosts=allow_hosts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -84,6 +89,7 @@ class StudioConfig:
     root: Path = PipelinePaths().root
     host: str = "127.0.0.1"
     port: int = 8770
+    allow_hosts: tuple[str, ...] = ()    # more names the Host header may give (common.local_access)
     device: str = "auto"
     finetuned_checkpoint: Path | None = None
     directions_file: Path | None = None
@@ -101,6 +107,7 @@ class StudioConfig:
             raise ValueError(f"scorer must be one of {SCORERS}, got {self.scorer!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
+        check_allow_hosts(self.allow_hosts)
 
 
 @dataclass(frozen=True)
@@ -162,12 +169,16 @@ def run_studio(config: StudioConfig, progress: Callable[[str], None] | None = No
                stop: threading.Event | None = None) -> StudioSummary:
     """Serve the studio until Ctrl-C (or ``stop`` is set); ``progress`` gets the URL and tunnel lines."""
     app = build_app(config)
-    server = make_server(app, config.host, config.port)
+    server = make_server(app, config.host, config.port, allow_hosts=config.allow_hosts)
     start = time.perf_counter()
     say = progress or logger.info
+    warning = server.exposure_warning(EXPOSES)
+    if warning:
+        say(warning)
     say(f"studio at {server.url}  ({', '.join(app.models.available) or 'no control method'}; "
         f"{app.models.device}; Ctrl-C stops)")
-    say(f"from a laptop: {tunnel_hint(server)}")
+    if server.loopback_only:
+        say(f"from a laptop: {tunnel_hint(server)}")
     for note in app.models.notes:
         say(f"note: {note}")
     if config.open_browser:
