@@ -158,3 +158,50 @@ def test_a_page_on_another_port_cannot_drive_either_server(browser, servers, att
     assert studio.context.gate.stats()["ran"] > ran_before
     assert set(labeller.app.store.labels()) == {"000000.png"}
     assert json.loads(json.dumps(studio.context.gate.stats()))["max_running"] == 1
+
+
+@pytest.fixture()
+def exposed(tmp_path, world, single_thread):
+    """Both servers bound to every interface (token required), reached by the browser through 127.0.0.1."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(images / "000000.png")
+    app, _ = create_app(images, tmp_path / "hand_labels.csv", LabellerConfig(num=1))
+    labeller = make_labeller(app, "0.0.0.0", 0)
+    studio = make_studio(StudioApp(load_studio_models(world)), "0.0.0.0", 0)
+    threads = [_serve(labeller), _serve(studio)]
+    try:
+        yield labeller, studio
+    finally:
+        for server in (labeller, studio):
+            server.shutdown()
+            server.server_close()
+        app.close()
+        for thread in threads:
+            thread.join(timeout=5)
+
+
+def test_the_printed_url_token_lets_the_page_work_beyond_loopback(browser, exposed):
+    """Issue 19: beyond loopback the page must send the token with every request, reading it from the URL
+    once. The printed URL's token becomes a per-port HttpOnly cookie and the address bar loses it; the page's
+    own requests (fetches, images) then carry it; without it the page says what to open."""
+    labeller, studio = exposed
+    page = browser.new_page(bypass_csp=True)
+    bare = f"http://127.0.0.1:{labeller.server_address[1]}/"
+    page.goto(bare)                                           # no token: the page loads, its API refuses
+    page.wait_for_function("document.getElementById('status').textContent.includes('access token')")
+    page.goto(f"{bare}?token={labeller.access.token}")
+    page.wait_for_function("document.body.dataset.ready === '1'")
+    assert page.url == bare
+    page.wait_for_function("document.getElementById('face').naturalWidth > 0")   # /images/ carried it too
+    page.keyboard.press("1")
+    page.wait_for_function("document.body.dataset.pending === '0'")
+    assert set(labeller.app.store.labels()) == {"000000.png"}
+    studio_url = f"http://127.0.0.1:{studio.server_address[1]}/"
+    page.goto(f"{studio_url}?seed=5&token={studio.access.token}")
+    page.wait_for_function("document.body.dataset.ready === '1'", timeout=60_000)
+    assert page.url.startswith(studio_url) and "token" not in page.url and "seed=5" in page.url
+    assert studio.context.gate.stats()["ran"] >= 1
+    cookies = {c["name"] for c in page.context.cookies()}
+    assert cookies == {labeller.access.cookie_name, studio.access.cookie_name}
+    page.close()
