@@ -41,7 +41,6 @@ from stylegan.control_measures import (
     write_control_outputs,
 )
 from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
-from stylegan.finetune_schema import FinetuneRunFiles
 
 SCORERS = ("segmentation", "brightness")
 JUDGE_MODES = ("auto", "main")
@@ -154,69 +153,22 @@ class EvaluateControlSummary:
 # inputs
 
 
-def load_methods(config: EvaluateControlConfig, device) -> list[ControlMethod]:
-    """Baseline first, then the requested methods that exist (with ``refine`` on, ``directions+refine``
-    right after ``directions``, on the same generator); a clear error for a missing one."""
-    return load_methods_and_refine(config, device)[0]
-
-
 def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list[ControlMethod], str]:
-    """:func:`load_methods` plus what ``refine`` resolved to (a note for the summary; empty when off)."""
-    from common.folders import FolderOverlapError, refuse_overlap
-    from stylegan.control_methods import (
-        REFINE_AUTO,
-        RefineChoice,
-        load_baseline_method,
-        load_directions_method,
-        load_finetuned_method,
-        resolve_refine,
-        with_refiner,
-    )
-    from stylegan.finetune_schema import find_latest_checkpoint
+    """Baseline first, then the requested methods that exist (``stylegan.control_resolver``; with ``refine``
+    on, ``directions+refine`` right after ``directions``, on the same generator), and what ``refine``
+    resolved to (a note for the summary; empty when off)."""
+    from common.folders import refuse_overlap
+    from stylegan.control_resolver import resolve_control_methods
 
     paths = config.paths
-    wanted = (DIRECTIONS, FINETUNED) if config.control == "all" else (config.control,)
-    finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
-    directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
-    found = {FINETUNED: finetuned, DIRECTIONS: directions}
-    if config.control != "all" and found[config.control] is None:
-        where = (f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}; run 07_finetune_stylegan.py "
-                 "or pass --checkpoint" if config.control == FINETUNED else
-                 f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py or pass --directions")
-        raise ControlEvaluationError(where)
-    if not any(found[m] for m in wanted):
-        raise ControlEvaluationError(
-            f"no control method to evaluate: no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir} and "
-            f"no directions file {paths.directions_pt}; run step 7 (07_fit_latent_directions.py and/or "
-            "07_finetune_stylegan.py) first")
-    base_checkpoint = config.stylegan_checkpoint or paths.stylegan_checkpoint
-    refine = resolve_refine(config.refine, paths.finetuned_dir, config.checkpoint)
-    evaluates_directions = DIRECTIONS in wanted and directions is not None
-    if refine.on and not evaluates_directions and str(config.refine) == REFINE_AUTO:
-        refine = RefineChoice(None, "refine auto: not used (the directions method is not evaluated)")
-    if refine.on and not evaluates_directions:
-        raise ControlEvaluationError(f"--refine {config.refine} refines the directions method, which is not "
-                                     f"evaluated (no directions file {paths.directions_pt} or --control "
-                                     f"{config.control}); use --control directions|all or --refine off")
-    try:  # the evaluation folder never is, holds or sits inside a file it reads
-        refuse_overlap({"--out": config.out_dir},
-                       {"--checkpoint": finetuned, "--directions": directions, "--stylegan-checkpoint": base_checkpoint,
-                        "--refine": refine.checkpoint,
-                        "--normalization": config.normalization or paths.normalization_json,
-                        "--segmentation-checkpoint": config.segmentation_checkpoint or paths.segmentation_checkpoint})
-    except FolderOverlapError as exc:
-        raise ControlEvaluationError(str(exc)) from exc
-    methods: list[ControlMethod] = [load_baseline_method(base_checkpoint, device, config.batch_size)]
-    if DIRECTIONS in wanted and directions is not None:
-        methods.append(load_directions_method(base_checkpoint, directions, device, config.batch_size))
-        if refine.on:  # the same generator, directions and latents: linear vs refined, side by side
-            try:
-                methods.append(with_refiner(methods[-1], refine.checkpoint))
-            except ValueError as exc:  # mismatched or regressor-less checkpoint: the step's one-line error
-                raise ControlEvaluationError(str(exc)) from exc
-    if FINETUNED in wanted and finetuned is not None:
-        methods.append(load_finetuned_method(finetuned, device, config.batch_size, config.weights))
-    return methods, refine.note
+    plan = resolve_control_methods(paths, config.control,
+                                   {DIRECTIONS: config.directions, FINETUNED: config.checkpoint},
+                                   config.stylegan_checkpoint, config.refine, config.checkpoint)
+    # the evaluation folder never is, holds or sits inside a file it reads
+    refuse_overlap({"--out": config.out_dir},
+                   {**plan.inputs(), "--normalization": config.normalization or paths.normalization_json,
+                    "--segmentation-checkpoint": config.segmentation_checkpoint or paths.segmentation_checkpoint})
+    return plan.load(device, config.batch_size, config.weights, baseline=True), plan.refine.note
 
 
 def sweep_ranges(config: EvaluateControlConfig, methods: list[ControlMethod]) -> dict[str, tuple[float, float]]:
