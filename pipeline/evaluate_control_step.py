@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
-from common.steps import StepError
+from common.steps import Progress, ProgressCounter, StepError
 from stylegan.comparison import (
     COMPARISON_COLUMNS,
     COMPARISON_CSV,
@@ -54,7 +53,6 @@ method and swept property; FID/KID of the sweep extremes, or of the filtered spl
 _QUALITY_STREAM = 9_000_010  # random requests for the quality samples: a stream of their own
 CONTROLS = ("all", DIRECTIONS, FINETUNED)
 CROPS = ("mtcnn", "full")
-Progress = Callable[[int, int], None]
 
 
 class ControlEvaluationError(StepError, RuntimeError):
@@ -222,7 +220,8 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     z = evaluation_latents(design.seed, design.num_z, methods[0].z_dim)
     base = np.full((design.num_z, len(PROPERTY_NAMES)), np.nan, dtype=np.float32)  # only the swept one is requested
     per_method = design.num_z * design.num_values * len(PROPERTY_NAMES)
-    total, done = per_method * len(methods), 0
+    total = per_method * len(methods)
+    tick = ProgressCounter(progress, total)
     from pipeline.judging import JudgePanel
 
     panel = JudgePanel(config.paths, device, enabled=config.judges == "auto", keep_extremes=config.quality != "off")
@@ -230,12 +229,6 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     results: dict[str, ControlResult] = {}
     records = {}
     for method in methods:
-        def tick(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(done, total)
-
         judged, records[method.name] = panel.wrap(scorer, extreme)
         results[method.name] = evaluate_control(lambda zb, tb, m=method: m.render(zb, tb, return_report=True),
                                                 judged, z, base, ranges, design, gender=gender, progress=tick)

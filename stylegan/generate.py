@@ -37,7 +37,7 @@ from common.io import (
 from common.paths import GENERATION_JSON, REPO_ROOT, PipelinePaths
 from common.records import RecordError, read_json_record
 from common.runtime import resolve_device
-from common.steps import Progress, StepError
+from common.steps import Progress, ProgressCounter, StepError
 from stylegan.checkpoint import entry_for_weights, load_generator
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
@@ -304,7 +304,7 @@ def run_generate(config: GenerateConfig, progress: Progress | None = None) -> Ge
     mine = ctx.take(range(config.num))
     todo = [i for i in mine if config.overwrite or not (out_dir / names[i]).exists()]
     skipped = len(mine) - len(todo)
-    tick = _counter(progress if ctx.is_main else None, skipped, len(mine))
+    tick = ProgressCounter(progress if ctx.is_main else None, len(mine), skipped)
     _generate_images(generator, config, out_dir, names, todo, tick)
     counts = ctx.gather((len(todo), skipped))
     ctx.barrier()
@@ -370,20 +370,6 @@ def _write_lists(config: GenerateConfig, generator: StyleGANGenerator, out_dir: 
     })
     _write(out_dir / CSV_NAME, atomic_write_csv, frame, GENERATED_CSV_COLUMNS)
     return len(extra)
-
-
-def _counter(progress: Progress | None, done: int, total: int) -> Callable[[], None]:
-    """A callable that counts one finished image and reports ``progress(done, total)``."""
-    state = {"done": done}
-    if progress is not None:
-        progress(done, total)
-
-    def tick() -> None:
-        state["done"] += 1
-        if progress is not None:
-            progress(state["done"], total)
-
-    return tick
 
 
 def _generate_images(generator: StyleGANGenerator, config: GenerateConfig, out_dir: Path, names: list[str],

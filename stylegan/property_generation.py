@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
-from common.steps import StepError
+from common.steps import Progress, ProgressCounter, StepError
 from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
 from stylegan.control_resolver import resolve_control_methods
 
@@ -32,7 +32,6 @@ __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGener
 CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED, "all")
 PROPERTIES_CSV = "properties.csv"
 SWEEP_Z_OFFSET = 10_000  # sweep rows use z from (seed, 10000 + k): other people than the images
-Progress = Callable[[int, int], None]
 
 
 class PropertyGenerationError(StepError, RuntimeError):
@@ -170,14 +169,7 @@ def run_generate_with_properties(config: GeneratePropertiesConfig,
     device = resolve_device(config.device)  # a DeviceError is a StepError
     methods, refine_note = _load_methods(config, device)
     per_method = config.num + len(config.sweeps) * config.sweep_z * config.sweep_values
-    total, done = per_method * len(methods), 0
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
-
+    tick = ProgressCounter(progress, per_method * len(methods))
     runs = tuple(_generate(config, method, source, out_dir, tick) for method, source, out_dir in methods)
     return PropertyGenerationSummary(runs, time.perf_counter() - start, refine_note)
 
