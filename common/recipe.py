@@ -20,7 +20,7 @@ could adopt. Steps that read images one by one (4, 5, 6) also keep each item's i
 (:func:`item_identity`) with its row.
 
 Shards (``--shard K/N``, folders copied together later) each write ``NAME.part-K-of-N.json``;
-:func:`merge_recipes` refuses parts made by another recipe before a merge writes anything.
+:func:`merging` refuses parts made by another recipe before a merge writes anything.
 """
 from __future__ import annotations
 
@@ -146,12 +146,19 @@ def read_recipe(path: Path | str) -> Recipe | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON (truncated or edited?: {exc})") from None
         if not isinstance(data, Mapping):
             raise ValueError(f"a JSON {type(data).__name__}, not an object")
-        if data.get("format_version") != RECIPE_FORMAT_VERSION:
-            raise ValueError(f"format_version {data.get('format_version')!r}, this code reads "
-                             f"{RECIPE_FORMAT_VERSION}")
+        version = data.get("format_version")
+        if isinstance(version, int) and version > RECIPE_FORMAT_VERSION:
+            raise ValueError(f"format_version {version}, this code reads {RECIPE_FORMAT_VERSION}")
+        if version != RECIPE_FORMAT_VERSION or "settings" not in data:
+            raise RecipeMismatchError(
+                f"{path} was written by an older version of the pipeline (no recipe in it), so nothing says "
+                f"exactly how the folder's items were made; fix: {OVERWRITE_FLAG} to start over, or another --out")
         return Recipe.from_record(data)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise RecipeMismatchError(f"{path} is not a readable recipe ({exc}); nothing says how the folder's items "
@@ -336,6 +343,9 @@ def claim_output(folder: Path | str, recipe: Recipe, *, overwrite: bool, owned: 
         if overwrite:
             removed = start_over(folder, owned, record_name) if writer else 0
             continued = False
+        elif shard is not None and check_recipe(folder, recipe, lambda _folder: [], whole, what):
+            # a merged folder: its recipe covers every shard's items; a part, if any, must agree too
+            continued = check_recipe(folder, recipe, lambda _folder: [], record_name, what) or True
         else:
             continued = check_recipe(folder, recipe, owned, record_name, what)
             if shard is not None:
@@ -364,10 +374,12 @@ def shard_recipes(folder: Path | str, record_name: str = RECIPE_JSON) -> dict[Pa
     return {p: read_recipe(p) for p in sorted(folder.glob(f"{stem}.part-*-of-*.{suffix}")) if p.is_file()}
 
 
-def merge_recipes(folder: Path | str, recipe: Recipe, record_name: str = RECIPE_JSON,
-                  info: Mapping[str, Any] | None = None) -> int:
-    """Before a shard merge: every shard's recipe (and the folder's own, if any) must be ``recipe``;
-    then the folder's recipe is written and the parts removed. Returns how many parts were checked."""
+@contextlib.contextmanager
+def merging(folder: Path | str, recipe: Recipe, record_name: str = RECIPE_JSON,
+            info: Mapping[str, Any] | None = None) -> Iterator[int]:
+    """A shard merge: every shard's recipe (and the folder's own, if any) must be ``recipe`` before the
+    merge writes anything; once the merge's body has succeeded the folder's recipe is written and the
+    parts removed (a failed merge keeps them, so the shards can resume). Yields how many parts there are."""
     folder = Path(folder)
     parts = shard_recipes(folder, record_name)
     whole = read_recipe(folder / record_name)
@@ -382,7 +394,7 @@ def merge_recipes(folder: Path | str, recipe: Recipe, record_name: str = RECIPE_
                 f"{path} was made by another recipe than this merge's ({'; '.join(differences)}): its shard's "
                 "items would be mixed with the others'; fix: rerun that shard with the same flags (--overwrite "
                 "in its own folder), copy it in again, then merge with the shards' flags")
+    yield len(parts)
     atomic_write_json(folder / record_name, recipe.record(info))
     for path in parts:
         path.unlink(missing_ok=True)
-    return len(parts)

@@ -23,11 +23,11 @@ from common.recipe import (
     Recipe,
     RecipeMismatchError,
     claim_output,
-    merge_recipes,
+    merging,
     owned_by_patterns,
     part_name,
 )
-from pipeline.runner import PipelineOptions, load_script, run_pipeline
+from pipeline.runner import PipelineOptions, load_script, load_script_file, run_pipeline
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -117,7 +117,8 @@ def test_a_shard_merge_refuses_parts_of_another_recipe(tmp_path):
             pass
     assert (folder / part_name("recipe.json", 1, 2)).is_file()
     with pytest.raises(RecipeMismatchError, match=r"recipe.part-1-of-2.json was made by another recipe.*seed"):
-        merge_recipes(folder, Recipe.of("1", {"seed": 0}))
+        with merging(folder, Recipe.of("1", {"seed": 0})):
+            pass
     assert not (folder / "recipe.json").exists()
 
 
@@ -221,3 +222,62 @@ def test_step8_out_inside_an_image_folder_is_refused(root8, capsys, target):
     assert _step8(root8, folder / "sub", "--num", "1") == 2
     assert "other steps read that folder as images" in _error_line(capsys)
     assert not folder.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# step 1 and its shard merge
+
+
+@pytest.fixture(scope="module")
+def two_generators(tmp_path_factory) -> tuple[Path, Path]:
+    from tiny_models import TINY_G_16
+
+    from stylegan.checkpoint import write_random_checkpoint
+
+    folder = tmp_path_factory.mktemp("gens")
+    return (write_random_checkpoint(folder / "a.pth", seed=0, **TINY_G_16),
+            write_random_checkpoint(folder / "b.pth", seed=1, **TINY_G_16))
+
+
+def _step1(checkpoint: Path, out: Path, *extra: str) -> int:
+    return load_script("1").main(["--checkpoint", str(checkpoint), "--out", str(out), "--num", "4", "--format",
+                                  "png", "--device", "cpu", "-q", *extra])
+
+
+@pytest.mark.parametrize("case", ["ms1_foreign_seed", "ms1_foreign_ckpt"])
+def test_shard_merge_refuses_a_shard_made_by_another_recipe(two_generators, tmp_path, capsys, case):
+    """ms1_foreign_seed / ms1_foreign_ckpt: 01 --shard 0/2 --seed 0 and 01 --shard 1/2 --seed 1 (or another
+    checkpoint) into two folders, copied together (shard B's generation.json last), then merge_shards.py 1
+    --seed 1: "merged the shards' 40 images" with every even image seed 0's while latents.npy was seed 1's."""
+    import shutil
+
+    a, b = two_generators
+    first, second = tmp_path / "A", tmp_path / "B"
+    assert _step1(a, first, "--shard", "0/2", "--seed", "0") == 0
+    other = ["--seed", "1"] if case == "ms1_foreign_seed" else ["--seed", "0"]
+    assert _step1(a if case == "ms1_foreign_seed" else b, second, "--shard", "1/2", *other) == 0
+    together = tmp_path / "together"
+    shutil.copytree(first, together)
+    shutil.copytree(second, together, dirs_exist_ok=True)
+    capsys.readouterr()
+    merged_with = a if case == "ms1_foreign_seed" else b
+    assert load_script_file("merge_shards.py").main(
+        ["1", "--checkpoint", str(merged_with), "--out", str(together), "--num", "4", "--format", "png",
+         "--device", "cpu", "-q", *other]) == 2
+    line = _error_line(capsys)
+    assert "generation.part-0-of-2.json was made by another recipe" in line
+    assert ("seed: folder 0, now 1" if case == "ms1_foreign_seed" else "checkpoint: another file") in line
+    assert not (together / "generated.csv").exists() and not (together / "latents.npy").exists()
+
+
+def test_step1_out_may_not_be_a_file_or_another_steps_image_folder(two_generators, tmp_path, capsys):
+    """s1_out_file: 01 --out an existing file gave a FileExistsError traceback."""
+    target = tmp_path / "afile"
+    target.write_text("mine")
+    assert _step1(two_generators[0], target) == 2
+    assert "is a file, not a folder" in _error_line(capsys)
+    assert target.read_text() == "mine"
+    filtered = PipelinePaths(tmp_path).filtered_dir
+    assert load_script("1").main(["--root", str(tmp_path), "--checkpoint", str(two_generators[0]), "--out",
+                                  str(filtered), "--num", "1", "--device", "cpu", "-q"]) == 2
+    assert "step 4's kept-image folder" in _error_line(capsys)
