@@ -31,6 +31,7 @@ from pipeline.scorers import SegmentationScorer
 from pipeline.studio.app import StudioApp
 from pipeline.studio.landmarks import StudioLandmarkJudge
 from pipeline.studio.render import load_studio_models
+from stylegan.control_resolver import MissingMethodError, no_method_message
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def build_app(config: StudioConfig) -> StudioApp:
     models = load_studio_models(paths, device, config.finetuned_checkpoint, config.directions_file,
                                 config.weights)
     if not models.available:
-        raise FileNotFoundError(f"no control method under {paths.root}: " + "; ".join(models.notes))
+        raise MissingMethodError(no_method_message(paths, models.notes))
     factory, name = None, ""
     if config.measure and config.scorer == "brightness":
         from stylegan.control_measures import BrightnessScorer
