@@ -128,20 +128,6 @@ def add_common_args(parser: argparse.ArgumentParser, batch_size: int | None = No
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
 
 
-def add_server_args(parser: argparse.ArgumentParser, port: int, host: str = "127.0.0.1") -> None:
-    """--host, --port, --allow-host: how a local page (the labeller, the studio) is reached, one spelling for both.
-
-    The rules behind them are ``common.local_access``'s (docs/reliability.md, "Local servers").
-    """
-    parser.add_argument("--host", default=host,
-                        help="address to bind; keep 127.0.0.1 and use SSH port-forwarding on a server (any other "
-                             "address prints a warning and requires the token that the printed URL carries)")
-    parser.add_argument("--port", type=int, default=port, help="port (0 = any free port)")
-    parser.add_argument("--allow-host", dest="allow_hosts", action="append", default=[], metavar="NAME",
-                        help="one more name or address that requests may give in their Host header (repeatable; "
-                             "this machine's own names and addresses are allowed already)")
-
-
 def add_shard_arg(parser: argparse.ArgumentParser) -> None:
     """--shard K/N: this machine's share of the images (i mod N == K) when not under torchrun."""
     parser.add_argument("--shard", default=None, metavar="K/N",

@@ -19,8 +19,9 @@ import signal
 from pathlib import Path
 
 from common.checkpoints import CheckpointError
-from common.cli import add_common_args, add_server_args, apply_common_args, make_parser, paths_from_args
+from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args
 from common.io import atomic_save_image
+from common.settings import add_settings, given_values
 from pipeline.studio.params import ParamError, ViewParams
 from pipeline.studio.pngmeta import RecipeError, recipe_files, regenerate
 from pipeline.studio.server import CROPS, SCORERS, StudioConfig, run_studio
@@ -32,7 +33,7 @@ DEFAULTS = StudioConfig()
 def build_parser():
     parser = make_parser(__doc__)
     add_common_args(parser)
-    add_server_args(parser, port=DEFAULTS.port, host=DEFAULTS.host)
+    add_settings(parser, StudioConfig)  # the fields declared with common.settings: --host, --port, --allow-host
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="fine-tuned checkpoint (default: the newest in stylegan/finetuned/checkpoints)")
     parser.add_argument("--directions", type=Path, default=None,
@@ -97,8 +98,7 @@ def main(argv=None) -> int:
     try:
         if args.regenerate is not None:
             return _regenerate(args, paths)
-        config = StudioConfig(root=paths.root, host=args.host, port=args.port, allow_hosts=tuple(args.allow_hosts),
-                              device=args.device,
+        config = StudioConfig(root=paths.root, device=args.device, **given_values(StudioConfig, args),
                               finetuned_checkpoint=args.checkpoint, directions_file=args.directions,
                               weights=args.weights, crop=args.crop, measure=args.measure, scorer=args.scorer,
                               seed=args.seed, open_browser=args.open_browser)
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         return 2
     except OSError as exc:
         logger.error("cannot listen on %s:%s: %s (is another studio running? try --port)",
-                     args.host, args.port, exc.strerror or exc)
+                     config.host, config.port, exc.strerror or exc)
         return 2
     print(summary.line())
     return 0

@@ -384,6 +384,12 @@ def test_script_flags_are_the_config_and_unused_ones_are_gone(tmp_path):
             parser.parse_args(gone)
     with pytest.raises(ValueError, match="port"):
         LabellerConfig(port=70000)
+    config = script.config_from_args(parser.parse_args(["--host", "0.0.0.0", "--allow-host", "a.lan",
+                                                        "--allow-host", "b.lan,10.0.0.2"]))
+    assert (config.host, config.allow_hosts) == ("0.0.0.0", ("a.lan", "b.lan", "10.0.0.2"))
+    for bad in (["--allow-host", "http://a.lan/"], ["--port", "65536"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
 
 
 def test_sigterm_ends_the_session_with_its_summary(tmp_path):

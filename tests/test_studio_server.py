@@ -190,3 +190,24 @@ def test_studio_beyond_loopback_warns_and_needs_the_token(world):
         thread.join(timeout=20)
     with pytest.raises(ValueError, match="allow-host"):
         StudioConfig(allow_hosts=("http://studio.lan/",))
+
+
+def test_studio_server_flags():
+    import importlib.util
+    from pathlib import Path
+
+    from common.settings import given_values
+    from pipeline.studio.server import StudioConfig
+
+    path = Path(__file__).resolve().parents[1] / "stylegan_and_segmentation" / "studio.py"
+    spec = importlib.util.spec_from_file_location("studio_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    parser = script.build_parser()
+    args = parser.parse_args(["--host", "0.0.0.0", "--port", "0", "--allow-host", "studio.lan,10.0.0.2"])
+    config = StudioConfig(**given_values(StudioConfig, args))
+    assert (config.host, config.port, config.allow_hosts) == ("0.0.0.0", 0, ("studio.lan", "10.0.0.2"))
+    assert StudioConfig(**given_values(StudioConfig, parser.parse_args([]))) == StudioConfig()
+    for bad in (["--allow-host", "a b"], ["--port", "-1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)

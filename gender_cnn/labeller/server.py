@@ -31,6 +31,7 @@ from urllib.parse import unquote
 from common.images import list_images
 from common.io import CsvSchemaError
 from common.local_access import check_allow_hosts
+from common.settings import allow_hosts_setting, host_setting, port_setting
 from common.localserver import LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import REPO_ROOT, PipelinePaths
 from gender_cnn.labeller.queue import ORDERS, build_sequence, read_model_scores
@@ -65,9 +66,9 @@ class LabellerConfig:
     scores_csv: Path | None = None   # step 4's scores, for order "uncertainty" (default: its contract path)
     oof_csv: Path | None = None      # step 3's out-of-fold predictions, for the review list (ignored when absent)
     import_csv: Path | None = None   # labels to import at start-up (ours or the original's format)
-    host: str = "127.0.0.1"          # keep loopback and use SSH port-forwarding on a server
-    port: int = 8765                 # 0 = any free port
-    allow_hosts: tuple[str, ...] = ()  # more names the Host header may give (common.local_access)
+    host: str = host_setting()       # keep loopback and use SSH port-forwarding on a server
+    port: int = port_setting(8765)   # 0 = any free port
+    allow_hosts: tuple[str, ...] = allow_hosts_setting()  # more names the Host header may give
     open_browser: bool = False
     overwrite: bool = False          # move the old CSV and journal aside (never deleted) and start afresh
     num: int = 2000                 # images in the session (name order: the first N by name)

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from common.local_access import check_allow_hosts
+from common.settings import allow_hosts_setting, host_setting, port_setting
 from common.localserver import PAGE_CSP, LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import PipelinePaths
 from common.runtime import resolve_device
@@ -88,9 +89,9 @@ class StudioConfig:
     """One studio session (paths come from ``PipelinePaths``; None = the contract path / newest)."""
 
     root: Path = PipelinePaths().root
-    host: str = "127.0.0.1"
-    port: int = 8770
-    allow_hosts: tuple[str, ...] = ()    # more names the Host header may give (common.local_access)
+    host: str = host_setting()
+    port: int = port_setting(8770)
+    allow_hosts: tuple[str, ...] = allow_hosts_setting()  # more names the Host header may give
     device: str = "auto"
     finetuned_checkpoint: Path | None = None
     directions_file: Path | None = None
