@@ -383,6 +383,8 @@ def check_state_dict_fits(expected: Mapping[str, Any], found: Any, path: Path | 
                           entry: str = "", what: str = "the model") -> None:
     """Refuse, in one line naming file and entry, a state_dict that does not fit ``expected``."""
     where = f" [{entry}]" if entry else ""
+    if found is None and entry:
+        raise CheckpointError(f"{path} has no {entry!r} entry; fix: {fix}")
     if not isinstance(found, Mapping):
         raise CheckpointError(f"{path}{where} is not a state_dict (a dict of tensors) but a "
                               f"{type(found).__name__}; fix: {fix}")

@@ -163,6 +163,7 @@ def load_methods(config: EvaluateControlConfig, device) -> list[ControlMethod]:
 def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list[ControlMethod], str]:
     """:func:`load_methods` plus what ``refine`` resolved to (a note for the summary; empty when off)."""
     from common.folders import FolderOverlapError, refuse_overlap
+    from stylegan.conditional import newest_valid_checkpoint
     from stylegan.control_methods import (
         REFINE_AUTO,
         RefineChoice,
@@ -172,11 +173,10 @@ def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list
         resolve_refine,
         with_refiner,
     )
-    from stylegan.finetune_schema import find_latest_checkpoint
 
     paths = config.paths
     wanted = (DIRECTIONS, FINETUNED) if config.control == "all" else (config.control,)
-    finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
+    finetuned = config.checkpoint or newest_valid_checkpoint(paths.finetuned_dir)
     directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
     found = {FINETUNED: finetuned, DIRECTIONS: directions}
     if config.control != "all" and found[config.control] is None:

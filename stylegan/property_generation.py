@@ -155,10 +155,10 @@ def _load_methods(config: GeneratePropertiesConfig, device) -> tuple[list[tuple[
     from stylegan.control_methods import (
         load_directions_method, load_finetuned_method, resolve_refine, with_refiner,
     )
-    from stylegan.finetune_schema import find_latest_checkpoint
+    from stylegan.conditional import newest_valid_checkpoint
 
     paths = config.paths
-    finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
+    finetuned = config.checkpoint or newest_valid_checkpoint(paths.finetuned_dir)
     directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
     if config.control == "all":
         controls = [c for c, found in ((DIRECTIONS, directions), (FINETUNED, finetuned)) if found is not None]

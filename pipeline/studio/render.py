@@ -27,9 +27,14 @@ from common.paths import PROPERTY_NAMES, PipelinePaths
 from pipeline.demo import DEMO_STYLEGAN
 from pipeline.studio.params import ViewParams
 from stylegan.checkpoint import load_generator
-from stylegan.conditional import ConditionalGenerator, load_conditional_generator, property_ranges
+from stylegan.conditional import (
+    ConditionalGenerator,
+    load_conditional_generator,
+    newest_valid_checkpoint,
+    property_ranges,
+)
 from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
-from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
+from stylegan.finetune_schema import FinetuneRunFiles
 from stylegan.generate import latents_for
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
@@ -103,7 +108,7 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
     models.identity["stylegan"] = _identity(paths.stylegan_checkpoint, entry=generator.checkpoint_key)
     normalization_ranges = _ranges_from_normalization(paths.normalization_json)
 
-    checkpoint = finetuned_checkpoint or find_latest_checkpoint(paths.finetuned_dir)
+    checkpoint = finetuned_checkpoint or newest_valid_checkpoint(paths.finetuned_dir, models.notes)
     if checkpoint is None:
         models.notes.append(f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir} "
                             "(run 07_finetune_stylegan.py)")
