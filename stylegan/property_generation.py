@@ -152,10 +152,13 @@ def refined_generated_dir(paths: PipelinePaths) -> Path:
 def _load_methods(config: GeneratePropertiesConfig, device) -> tuple[list[tuple[ControlMethod, str, Path]], str]:
     """The chosen method(s), each with a description of its source and its default output folder, and
     what ``refine`` resolved to (a note for the summary; empty when no directions method runs)."""
-    from stylegan.control_methods import (
-        load_directions_method, load_finetuned_method, resolve_refine, with_refiner,
-    )
     from stylegan.conditional import newest_valid_checkpoint
+    from stylegan.control_methods import (
+        load_directions_method,
+        load_finetuned_method,
+        resolve_refine,
+        with_refiner,
+    )
 
     paths = config.paths
     finetuned = config.checkpoint or newest_valid_checkpoint(paths.finetuned_dir)
