@@ -154,10 +154,7 @@ def _load_methods(config: GeneratePropertiesConfig, device) -> tuple[list[tuple[
     what ``refine`` resolved to (a note for the summary; empty when no directions method runs)."""
     from stylegan.conditional import newest_valid_checkpoint
     from stylegan.control_methods import (
-        load_directions_method,
-        load_finetuned_method,
-        resolve_refine,
-        with_refiner,
+        load_directions_method, load_finetuned_method, resolve_refine, with_refiner,
     )
 
     paths = config.paths
