@@ -55,7 +55,7 @@ class MethodSource:
     name: str                                                 # --control value, comparison.csv's method
     flag: str                                                 # the flag that names its file
     made_by: str                                              # the script that makes the file
-    default: Callable[[PipelinePaths, list[str] | None], Path | None]  # the pipeline's file (notes: what was skipped)
+    default: Callable[[PipelinePaths], Path | None]           # the pipeline's file when no flag gives one
     absent: Callable[[PipelinePaths], str]                    # "no <file> in <where>" (no fix)
     load: Callable[[Path, MethodPlan, Any, int, str], ControlMethod]  # (file, plan, device, batch, weights)
     describe: Callable[[Path, MethodPlan, str], str]        # one line for summaries: (file, plan, weights)
@@ -65,7 +65,7 @@ class MethodSource:
         return f"{self.absent(paths)}; run {self.made_by} or pass {self.flag}"
 
 
-def _default_directions(paths: PipelinePaths, notes: list[str] | None = None) -> Path | None:
+def _default_directions(paths: PipelinePaths) -> Path | None:
     return paths.directions_pt if paths.directions_pt.is_file() else None
 
 
@@ -78,7 +78,7 @@ METHOD_SOURCES: tuple[MethodSource, ...] = (
         lambda paths: paths.directions_generated_dir),
     MethodSource(
         FINETUNED, "--checkpoint", "07_finetune_stylegan.py",
-        lambda paths, notes=None: newest_valid_checkpoint(paths.finetuned_dir, notes),
+        lambda paths: newest_valid_checkpoint(paths.finetuned_dir),  # a newer unreadable file: skipped, said
         lambda paths: f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}",
         lambda file, plan, device, batch, weights: load_finetuned_method(file, device, batch, weights),
         lambda file, plan, weights: f"{file}, {weights} weights",
@@ -88,14 +88,14 @@ METHOD_SOURCES: tuple[MethodSource, ...] = (
 _SOURCES = {source.name: source for source in METHOD_SOURCES}
 
 
-def find_method_files(paths: PipelinePaths, given: Mapping[str, Path | None] | None = None,
-                      notes: list[str] | None = None) -> dict[str, Path | None]:
+def find_method_files(paths: PipelinePaths,
+                      given: Mapping[str, Path | None] | None = None) -> dict[str, Path | None]:
     """Method -> its file: the one ``given`` (a flag), else the pipeline's, else None (absent).
 
-    The pipeline's fine-tune is its newest *valid* checkpoint: a newer file that does not read is
-    skipped with a warning (and a line in ``notes``)."""
+    The pipeline's fine-tune is its newest *valid* checkpoint (a newer file that does not read is
+    skipped with a warning)."""
     given = given or {}
-    return {s.name: (Path(given[s.name]) if given.get(s.name) is not None else s.default(paths, notes))
+    return {s.name: (Path(given[s.name]) if given.get(s.name) is not None else s.default(paths))
             for s in METHOD_SOURCES}
 
 
