@@ -27,10 +27,15 @@ from common.paths import PROPERTY_NAMES, PipelinePaths
 from pipeline.demo import DEMO_STYLEGAN
 from pipeline.studio.params import ViewParams
 from stylegan.checkpoint import load_generator
-from stylegan.conditional import ConditionalGenerator, load_conditional_generator, property_ranges
-from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
+from stylegan.conditional import (
+    ConditionalGenerator,
+    load_conditional_generator,
+    newest_valid_checkpoint,
+    property_ranges,
+)
 from stylegan.control_methods import DIRECTIONS, FINETUNED
 from stylegan.control_resolver import METHOD_SOURCES, find_method_files
+from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
 from stylegan.generate import latents_for
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
@@ -105,6 +110,8 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
     models.identity["stylegan"] = _identity(paths.stylegan_checkpoint, entry=generator.checkpoint_key)
     normalization_ranges = _ranges_from_normalization(paths.normalization_json)
 
+    if finetuned_checkpoint is None:  # the newest valid one; what it skipped goes to the page's notes
+        finetuned_checkpoint = newest_valid_checkpoint(paths.finetuned_dir, models.notes)
     files = find_method_files(paths, {FINETUNED: finetuned_checkpoint, DIRECTIONS: directions_file})
     models.notes += [source.missing(paths) for source in METHOD_SOURCES if files[source.name] is None]
     if files[FINETUNED] is not None:
