@@ -163,3 +163,11 @@ def test_every_benchmark_writes_a_record_the_catalog_knows():
         assert names, f"{script.name} writes no result record (benchmarks.records.start_record)"
         unknown = [n for n in names if n not in BENCHMARKS]
         assert not unknown, f"{script.name}: records {unknown} have no entry in benchmarks/catalog.py"
+
+
+def test_flag_tables_come_from_the_scripts_own_parsers(tmp_path):
+    out = _render(tmp_path, "<!-- flags:01_generate_images.py -->\nold\n<!-- /flags -->\n")
+    assert "| `--num` | `10000` |" in out and "| `--root` | the repository |" in out
+    assert str(REPO) not in out  # the same text in every checkout
+    with pytest.raises(report.ReportError, match="no such script"):
+        _render(tmp_path, "<!-- flags:99_nothing.py -->\n<!-- /flags -->\n")
