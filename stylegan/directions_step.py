@@ -51,7 +51,7 @@ from common.paths import (
     PipelinePaths,
 )
 from common.runtime import resolve_device
-from common.steps import StepError
+from common.steps import Progress, ProgressCounter, StepError
 from stylegan.checkpoint import load_generator
 from stylegan.directions import (
     DEFAULT_CAP,
@@ -305,21 +305,7 @@ def _input_record(config: FitDirectionsConfig) -> dict:
 # the step
 
 
-def _counting(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None] | None:
-    """Adapt the step's progress(done, total) to a callee that reports images as they are rendered."""
-    if progress is None:
-        return None
-    done = 0
-
-    def step(count: int) -> None:
-        nonlocal done
-        done += count
-        progress(min(done, total), total)
-
-    return step
-
-
-def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int, int], None] | None = None, *,
+def run_fit_directions(config: FitDirectionsConfig, progress: Progress | None = None, *,
                        scorer: Scorer | None = None, gender: Scorer | None = None) -> FitDirectionsSummary:
     """Fit, choose, report. ``scorer`` (images -> [N, 5] step-6 scores) enables the choice by control;
     ``gender`` (images -> P(woman)) adds the measured female share of the edited images; ``progress``
@@ -373,7 +359,7 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int, int
         total = len(PROPERTY_NAMES) * len(candidates) * len(ranges) * len(heldout) * config.num_values
         selection = select_by_control(candidates, w[heldout], make_renderer(generator, config.batch_size), scorer,
                                       num_values=config.num_values, layer_ranges=ranges, gender=gender,
-                                      progress=_counting(progress, total))
+                                      progress=ProgressCounter(progress, total))
         picks = {p: (v["candidate"], v["layers"]) for p, v in selection.directions.info["selected_from"].items()}
         finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options).with_guards(**guards)
                   for m in ("ridge", "svm")}
