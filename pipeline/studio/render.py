@@ -28,9 +28,9 @@ from pipeline.demo import DEMO_STYLEGAN
 from pipeline.studio.params import ViewParams
 from stylegan.checkpoint import load_generator
 from stylegan.conditional import ConditionalGenerator, load_conditional_generator, property_ranges
-from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
 from stylegan.control_methods import DIRECTIONS, FINETUNED
 from stylegan.control_resolver import METHOD_SOURCES, find_method_files
+from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
 from stylegan.generate import latents_for
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
