@@ -51,7 +51,6 @@ from stylegan.control_measures import (
     ControlResult,
     evaluate_control,
     evaluation_latents,
-    leakage_matrix,
 )
 from stylegan.control_methods import BaselineMethod, DirectionsMethod, FinetunedMethod
 from stylegan.directions import LatentDirections, available_layer_ranges, fit_directions
@@ -230,13 +229,10 @@ def fit_lab_directions(world: LabWorld, num_samples: int | None = None, **option
 
 
 def comparison_rows(method_name: str, result: ControlResult) -> pd.DataFrame:
-    """Step 9's comparison.csv rows for one method, plus ``leakage_max``: the largest off-diagonal |slope|
-    of each swept property (the lab's target is "every leakage <= 0.2", not only the mean)."""
-    rows = comparison_table({method_name: result.samples})
-    leak = leakage_matrix(result.samples).to_numpy(float).copy()
-    np.fill_diagonal(leak, np.nan)
-    rows["leakage_max"] = np.nanmax(leak, axis=1)
-    return rows
+    """Step 9's comparison.csv rows for one method, plus ``leakage_max``: the largest off-diagonal leakage of
+    each swept property (the lab's target is "every leakage <= 0.2", not only the mean)."""
+    return comparison_table({method_name: result.samples}, with_ci=True).drop(columns=["pearson_r_low",
+                                                                                       "pearson_r_high"])
 
 
 def directions_arm(world: LabWorld, directions: LatentDirections) -> pd.DataFrame:

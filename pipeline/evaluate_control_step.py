@@ -408,7 +408,7 @@ def _report(config: EvaluateControlConfig, methods: list[ControlMethod], table: 
     method_lines = "\n".join(f"- `{m.name}`: {m.description}" for m in methods)
     range_text = ", ".join(f"{p} {lo:g}..{hi:g}" for p, (lo, hi) in ranges.items())
     verdict = "\n".join(f"- {line}" for line in lines) or "- (no method besides the baseline was evaluated)"
-    shown = table[list(COMPARISON_COLUMNS) + ["pearson_r_low", "pearson_r_high"]]
+    shown = table[list(COMPARISON_COLUMNS) + ["pearson_r_low", "pearson_r_high", "leakage_max"]]
     return f"""# Control comparison (step 9)
 {chr(10).join(warnings)}
 
@@ -431,8 +431,9 @@ every request) is the floor: a method is only controlling a property where it be
 ## comparison.csv
 {markdown_table(shown)}
 
-`leakage_mean`: mean |slope| of each other property against the requested one (step-6 units; pose spans 2).
-`failed_share`: images the judge could not measure. `female_share`: gender CNN p(woman) >= 0.5 (nan: no model).
+`leakage_mean` / `leakage_max`: mean and largest over the other properties of their mean |slope| against the
+requested one (step-6 units; pose spans 2). `failed_share`: images the judge could not measure (or whose sweep
+left a slope undefined). `female_share`: gender CNN p(woman) >= 0.5 (nan: no model).
 `pearson_r_low/high`: 95% Fisher interval (report only; comparison.csv holds the contract columns).
 
 ## Files

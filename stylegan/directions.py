@@ -42,10 +42,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from common import stats
 from common.fingerprint import file_fingerprint
 from common.io import atomic_torch_save
 from common.paths import PROPERTY_NAMES
 from common.steps import StepError
+from stylegan.control_measures import sweep_measures
 from stylegan.networks import postprocess_uint8
 from stylegan.sweeps import sweep_targets
 
@@ -139,12 +141,6 @@ def _fit_one(w: np.ndarray, s: np.ndarray, method: str, svm_count: int | None, s
     return _ridge_direction(w, s) if method == "ridge" else _svm_direction(w, s, svm_count, svm_c)
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
-
-
 def _heldout_r(w: np.ndarray, s: np.ndarray, method: str, test: np.ndarray, svm_count: int | None,
                svm_c: float) -> float:
     train = np.ones(len(s), dtype=bool)
@@ -153,7 +149,7 @@ def _heldout_r(w: np.ndarray, s: np.ndarray, method: str, test: np.ndarray, svm_
         n, a, b, _, _ = _calibrate(w[train], s[train], _fit_one(w[train], s[train], method, svm_count, svm_c))
     except ValueError:
         return float("nan")
-    return _pearson(a + b * (w[test] @ n), s[test])
+    return stats.pearson(a + b * (w[test] @ n), s[test])
 
 
 def _check_inputs(latents: Any, scores: Any, property_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -718,32 +714,10 @@ class SelectionResult:
     table: Any                     # pandas DataFrame, SELECTION_COLUMNS (+ female_share when measured)
 
 
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    ok = np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 2 or np.ptp(x) == 0:
-        return float("nan")
-    xc = x - x.mean()
-    return float((xc * (y - y.mean())).sum() / (xc * xc).sum())
-
-
 def _sweep_metrics(requested: np.ndarray, measured: np.ndarray, sweep_id: np.ndarray, j: int) -> dict[str, float]:
-    """Pearson r and mean slope of property j, mean |slope| of the others, share of failed scores."""
-    ok = np.isfinite(measured[:, j])
-    slopes = {q: [] for q in range(measured.shape[1])}
-    for k in np.unique(sweep_id):
-        rows = sweep_id == k
-        for q in range(measured.shape[1]):
-            s = _slope(requested[rows], measured[rows, q])
-            if np.isfinite(s):
-                slopes[q].append(s)
-    others = [abs(s) for q, values in slopes.items() if q != j for s in values]
-    return {
-        "pearson_r": _pearson(requested[ok], measured[ok, j]),
-        "control_slope": float(np.mean(slopes[j])) if slopes[j] else float("nan"),
-        "leakage_mean": float(np.mean(others)) if others else float("nan"),
-        "failed_share": float(1.0 - ok.mean()) if len(ok) else float("nan"),
-    }
+    """The selection table's measures of property j (``stylegan.control_measures.sweep_measures``)."""
+    m = sweep_measures(requested, measured, sweep_id, j)
+    return {k: m[k] for k in ("pearson_r", "control_slope", "leakage_mean", "failed_share")}
 
 
 def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: Any, render: RenderFn,

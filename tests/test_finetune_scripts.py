@@ -160,7 +160,7 @@ def test_08_writes_images_csv_and_sweeps(trained, tmp_path):
          "--sweep", "mouth", "--sweep", "face_pose", "--sweep-z", "2", "--out", str(out), "-q"])
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "000002.png", "properties.csv",
-                                                     "sweep_face_pose.png", "sweep_mouth.png"]
+                                                     "recipe.json", "sweep_face_pose.png", "sweep_mouth.png"]
     frame = pd.read_csv(out / "properties.csv")
     assert (frame["eyes"] == 0.9).all() and (frame["face_pose"] == -0.5).all()
     config = json.loads((trained.finetuned_dir / "finetune_config.json").read_text())
@@ -230,7 +230,8 @@ def test_08_with_directions_and_with_both_routes(both_routes):
          "--sweep", "eyes", "--sweep-z", "2", "--sweep-values", "3", "-q"])
     assert rc == 0
     out = paths.directions_dir / "generated"
-    assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "properties.csv", "sweep_eyes.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "properties.csv", "recipe.json",
+                                                     "sweep_eyes.png"]
     frame = pd.read_csv(out / "properties.csv")
     assert set(frame["control"]) == {"directions"} and (frame["eyes"] == 0.6).all()
     assert frame["mouth"].isna().all()  # not requested: the directions' own rule, not a median

@@ -45,7 +45,7 @@ def test_swapped_checkpoint_at_the_same_path_is_not_skipped(tmp_path, capsys):
     write_random_checkpoint(paths.stylegan_checkpoint, seed=1, **TINY_G_16)  # same path, other generator
     assert run_pipeline(_options(tmp_path, 1, 1)) == 2  # step 1 runs, and refuses to mix two generators (a user-fixable input: exit 2)
     captured = capsys.readouterr()
-    assert "finished earlier, skipped" not in captured.out and "checkpoint_fingerprint" in captured.err
+    assert "finished earlier, skipped" not in captured.out and "checkpoint: another file" in captured.err
 
 
 def _segmentation_folder(paths: PipelinePaths) -> None:

@@ -50,6 +50,7 @@ _STATIC_FILES = {
     "/index.html": "index.html",
     "/static/app.js": "app.js",
     "/static/style.css": "style.css",
+    "/favicon.ico": "",  # 204
 }
 
 
@@ -282,12 +283,12 @@ class _Handler(LocalRequestHandler):
 
     server: LabellerServer
     server_version = "labeller/1"
+    page_dir = STATIC_DIR
+    page_files = _STATIC_FILES
 
     def get(self, path: str) -> None:
         app: LabellerApp = self.server.context
-        if path in _STATIC_FILES:
-            self.send_static(STATIC_DIR / _STATIC_FILES[path])
-        elif path.startswith("/images/"):
+        if path.startswith("/images/"):
             # Listed at start-up (whitelist) AND a regular file inside the folder right now.
             name = path[len("/images/"):]
             if unquote(name, errors="replace") not in app.images:
@@ -297,8 +298,6 @@ class _Handler(LocalRequestHandler):
             self.send_json(HTTPStatus.OK, app.state())
         elif path == "/api/review":
             self.send_json(HTTPStatus.OK, app.review_now())
-        elif path == "/favicon.ico":
-            self.send_bytes(HTTPStatus.NO_CONTENT, b"", "text/plain")
         else:
             raise RequestError(HTTPStatus.NOT_FOUND, "not found")
 

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/static/studio.js": "studio.js",
-                 "/static/studio.css": "studio.css"}
+                 "/static/studio.css": "studio.css", "/favicon.ico": ""}
 STUDIO_CSP = PAGE_CSP.replace("img-src 'self'", "img-src 'self' blob:")
 MAX_QUERY_FIELDS = 32
 CROPS: tuple[str, ...] = ("auto", "mtcnn", "full")
@@ -47,18 +47,11 @@ class _StudioHandler(LocalRequestHandler):
     """GET only: the page, its files, and the studio's JSON/PNG API."""
 
     server_version = "studio/1"
+    page_dir = STATIC_DIR
+    page_files = _STATIC_FILES
+    page_csp = STUDIO_CSP
 
     def get(self, path: str) -> None:
-        if path in _STATIC_FILES:
-            file = STATIC_DIR / _STATIC_FILES[path]
-            ctype = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                     ".css": "text/css; charset=utf-8"}[file.suffix]
-            self.send_bytes(HTTPStatus.OK, file.read_bytes(), ctype, {"Cache-Control": "no-cache"},
-                            csp=STUDIO_CSP)
-            return
-        if path == "/favicon.ico":
-            self.send_bytes(HTTPStatus.NO_CONTENT, b"", "text/plain")
-            return
         if not path.startswith("/api/"):
             raise RequestError(HTTPStatus.NOT_FOUND, "not found")
         try:

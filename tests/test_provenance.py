@@ -1,0 +1,283 @@
+"""Provenance (issue 19, section 2): a step continues only under its folder's recipe.
+
+The mechanism (``common.recipe``) first, then each step's cases from the reliability campaign
+(``cases-2026-12.md``: the id is in each test's docstring, with the reproduction).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from provenance_world import directions_root, write_directions
+
+from common.paths import PipelinePaths
+from common.recipe import (
+    LOCK_NAME,
+    FolderBusyError,
+    FolderLock,
+    Recipe,
+    RecipeMismatchError,
+    claim_output,
+    merging,
+    owned_by_patterns,
+    part_name,
+)
+from pipeline.runner import PipelineOptions, load_script, load_script_file, run_pipeline
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+OWNED = owned_by_patterns("*.png")
+
+
+def _digests(folder: Path, pattern: str = "*.png") -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob(pattern))}
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# the mechanism
+
+
+def test_a_recipe_that_differs_is_refused_naming_the_field_and_the_flag(tmp_path):
+    folder = tmp_path / "out"
+    a = Recipe.of("8", {"seed": 0, "eyes": 0.3})
+    with claim_output(folder, a, overwrite=False, owned=OWNED):
+        (folder / "000000.png").write_bytes(b"made by a")
+    with claim_output(folder, a, overwrite=False, owned=OWNED) as claim:  # the same recipe continues
+        assert claim.continued
+    with pytest.raises(RecipeMismatchError) as info:
+        with claim_output(folder, Recipe.of("8", {"seed": 0, "eyes": 0.9}), overwrite=False, owned=OWNED):
+            pass
+    message = str(info.value)
+    assert "eyes: folder 0.3, now 0.9" in message and "--overwrite" in message and "\n" not in message
+    assert "seed" not in message.split("another recipe")[1].split(")")[0]  # only what differs is named
+    assert (folder / "000000.png").read_bytes() == b"made by a"
+
+
+def test_an_input_file_is_part_of_the_recipe(tmp_path):
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"one model")
+    first = Recipe.of("5", {"crop": "full"}, {"checkpoint": model})
+    model.write_bytes(b"another model, same path")
+    second = Recipe.of("5", {"crop": "full"}, {"checkpoint": model})
+    [difference] = first.differences(second)
+    assert difference.startswith("checkpoint: another file")
+
+
+def test_items_without_a_recipe_are_refused_and_overwrite_removes_them_first(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "000000.png").write_bytes(b"older version")
+    (folder / "notes.txt").write_text("the user's, not the step's")
+    recipe = Recipe.of("8", {"seed": 0})
+    with pytest.raises(RecipeMismatchError, match="no recipe.json"):
+        with claim_output(folder, recipe, overwrite=False, owned=OWNED):
+            pass
+    with claim_output(folder, recipe, overwrite=True, owned=OWNED) as claim:
+        assert claim.removed == 1 and not (folder / "000000.png").exists()
+    assert (folder / "notes.txt").exists()  # only the step's own files go
+    assert json.loads((folder / "recipe.json").read_text())["settings"] == {"seed": 0}
+
+
+def test_a_live_lock_refuses_a_second_run_and_a_stale_one_is_recovered(tmp_path):
+    folder = tmp_path / "out"
+    recipe = Recipe.of("8", {"seed": 0})
+    with claim_output(folder, recipe, overwrite=False, owned=OWNED):
+        with pytest.raises(FolderBusyError, match=f"pid {os.getpid()}"):
+            with claim_output(folder, recipe, overwrite=False, owned=OWNED):
+                pass
+    assert not (folder / LOCK_NAME).exists()  # released
+    # a run killed with -9 leaves its lock behind: its pid no longer exists, so the next run takes over
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    held = FolderLock(folder).acquire()
+    lock = json.loads((folder / LOCK_NAME).read_text())
+    (folder / LOCK_NAME).write_text(json.dumps({**lock, "pid": dead.pid}))
+    held.held = False  # that "process" is gone without releasing
+    with claim_output(folder, recipe, overwrite=False, owned=OWNED) as claim:
+        assert claim.continued
+
+
+def test_a_shard_merge_refuses_parts_of_another_recipe(tmp_path):
+    folder = tmp_path / "out"
+    for k, seed in ((0, 0), (1, 1)):
+        with claim_output(folder, Recipe.of("1", {"seed": seed}), overwrite=False, owned=OWNED, shard=(k, 2)):
+            pass
+    assert (folder / part_name("recipe.json", 1, 2)).is_file()
+    with pytest.raises(RecipeMismatchError, match=r"recipe.part-1-of-2.json was made by another recipe.*seed"):
+        with merging(folder, Recipe.of("1", {"seed": 0})):
+            pass
+    assert not (folder / "recipe.json").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# step 8
+
+
+@pytest.fixture(scope="module")
+def root8(tmp_path_factory) -> Path:
+    return directions_root(tmp_path_factory.mktemp("prov8") / "root").root
+
+
+def _step8(root: Path, out: Path, *extra: str) -> int:
+    return load_script("8").main(["--root", str(root), "--device", "cpu", "--control", "directions", "--out",
+                                  str(out), "-q", *extra])
+
+
+def test_step8_refuses_a_folder_made_with_another_directions_file(root8, tmp_path, capsys):
+    """s8_mix_checkpoints: 08 --num 2 into a folder, then --num 4 with another checkpoint (or --weights) wrote
+    "2 images written (2 already there)": images of two models, properties.csv crediting the last."""
+    out = tmp_path / "gen"
+    assert _step8(root8, out, "--num", "2", "--eyes", "0.5") == 0
+    before = _digests(out)
+    other = write_directions(PipelinePaths(root8), seed=1, target=tmp_path / "other.pt")
+    capsys.readouterr()
+    assert _step8(root8, out, "--num", "4", "--eyes", "0.5", "--directions", str(other)) == 2
+    line = _error_line(capsys)
+    assert "directions: another file" in line and "--overwrite" in line
+    assert _digests(out) == before  # nothing written, nothing adopted
+    assert _step8(root8, out, "--num", "4", "--eyes", "0.5") == 0  # a larger --num alone is fine
+    assert "2 images written (2 already there)" in capsys.readouterr().out
+
+
+def test_step8_after_a_kill_never_adopts_images_for_other_values(root8, tmp_path, capsys):
+    """k8_kill_then_other_values: 08 --eyes 0.3 killed after 58 images, then 08 --eyes 0.9 into the same folder
+    said "142 written (58 already there)" and properties.csv called all 200 eyes=0.9."""
+    from stylegan.property_generation import GeneratePropertiesConfig, run_generate_with_properties
+
+    out = tmp_path / "gen"
+    config = GeneratePropertiesConfig(root=root8, control="directions", requested=(0.3, None, None, None, None),
+                                      num=4, batch_size=1, device="cpu", out=out)
+
+    def killed(done: int, total: int) -> None:
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_generate_with_properties(config, killed)
+    assert sorted(p.name for p in out.glob("0*.png")) == ["000000.png", "000001.png"]
+    assert not (out / LOCK_NAME).exists()
+    listed = (out / "properties.csv").read_text()
+    assert "000001.png" in listed  # each image is listed with its recipe as its batch finishes
+    capsys.readouterr()
+    assert _step8(root8, out, "--num", "4", "--eyes", "0.9") == 2
+    assert "eyes" in _error_line(capsys)
+    assert _step8(root8, out, "--num", "4", "--eyes", "0.3") == 0  # the killed run's recipe resumes
+    assert "2 images written (2 already there)" in capsys.readouterr().out
+    fresh = tmp_path / "fresh"
+    assert _step8(root8, fresh, "--num", "4", "--eyes", "0.3") == 0
+    assert _digests(out) == _digests(fresh)
+    assert _step8(root8, out, "--num", "4", "--eyes", "0.9", "--overwrite") == 0
+    assert "4 images written (0 already there)" in capsys.readouterr().out
+
+
+def test_step8_second_run_into_a_busy_folder_refuses(root8, tmp_path, capsys):
+    """cc_step8: two 08 runs with --eyes 0.2 and 0.9 started together into one folder both "wrote 200 images":
+    24 of one, 176 of the other, properties.csv saying 0.9 for all."""
+    out = tmp_path / "gen"
+    with FolderLock(out):  # another run holds the folder
+        assert _step8(root8, out, "--num", "2", "--eyes", "0.2") == 2
+    line = _error_line(capsys)
+    assert "in use by another run" in line and str(os.getpid()) in line
+    assert not list(out.glob("0*.png"))
+
+
+def test_runner_stops_at_step8_after_a_newer_model_and_never_overwrites(root8, tmp_path, capsys):
+    """rp_step8_stale: after a newer fine-tune, run_pipeline --from 8 --to 8 "ran" step 8, which wrote
+    "0 images written (4 already there)": the old model's images under a properties.csv naming the new one."""
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(root8, root)
+    options = PipelineOptions(root=root, device="cpu", quiet=True, first="8", last="8",
+                              step_args={"8": ["--control", "directions", "--num", "2"]})
+    assert run_pipeline(options) == 0
+    out = root / "stylegan" / "directions" / "generated"
+    before = _digests(out)
+    write_directions(PipelinePaths(root), seed=5)  # a newer fit at the same path
+    capsys.readouterr()
+    assert run_pipeline(options) == 2
+    err = capsys.readouterr().err
+    assert "directions: another file" in err and "--overwrite" in err and "Traceback" not in err
+    assert _digests(out) == before
+
+
+@pytest.mark.parametrize("target", ["generated_dir", "filtered_dir"])
+def test_step8_out_inside_an_image_folder_is_refused(root8, capsys, target):
+    """s8_out_eq_step1: 08 --out stylegan/synthesize_results wrote 000000.png beside step 1's 000000.jpg; the
+    next step 4 scored the two PNGs as generated faces."""
+    folder = getattr(PipelinePaths(root8), target)
+    assert _step8(root8, folder / "sub", "--num", "1") == 2
+    assert "other steps read that folder as images" in _error_line(capsys)
+    assert not folder.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# step 1 and its shard merge
+
+
+@pytest.fixture(scope="module")
+def two_generators(tmp_path_factory) -> tuple[Path, Path]:
+    from tiny_models import TINY_G_16
+
+    from stylegan.checkpoint import write_random_checkpoint
+
+    folder = tmp_path_factory.mktemp("gens")
+    return (write_random_checkpoint(folder / "a.pth", seed=0, **TINY_G_16),
+            write_random_checkpoint(folder / "b.pth", seed=1, **TINY_G_16))
+
+
+def _step1(checkpoint: Path, out: Path, *extra: str) -> int:
+    return load_script("1").main(["--checkpoint", str(checkpoint), "--out", str(out), "--num", "4", "--format",
+                                  "png", "--device", "cpu", "-q", *extra])
+
+
+@pytest.mark.parametrize("case", ["ms1_foreign_seed", "ms1_foreign_ckpt"])
+def test_shard_merge_refuses_a_shard_made_by_another_recipe(two_generators, tmp_path, capsys, case):
+    """ms1_foreign_seed / ms1_foreign_ckpt: 01 --shard 0/2 --seed 0 and 01 --shard 1/2 --seed 1 (or another
+    checkpoint) into two folders, copied together (shard B's generation.json last), then merge_shards.py 1
+    --seed 1: "merged the shards' 40 images" with every even image seed 0's while latents.npy was seed 1's."""
+    import shutil
+
+    a, b = two_generators
+    first, second = tmp_path / "A", tmp_path / "B"
+    assert _step1(a, first, "--shard", "0/2", "--seed", "0") == 0
+    other = ["--seed", "1"] if case == "ms1_foreign_seed" else ["--seed", "0"]
+    assert _step1(a if case == "ms1_foreign_seed" else b, second, "--shard", "1/2", *other) == 0
+    together = tmp_path / "together"
+    shutil.copytree(first, together)
+    shutil.copytree(second, together, dirs_exist_ok=True)
+    capsys.readouterr()
+    merged_with = a if case == "ms1_foreign_seed" else b
+    assert load_script_file("merge_shards.py").main(
+        ["1", "--checkpoint", str(merged_with), "--out", str(together), "--num", "4", "--format", "png",
+         "--device", "cpu", "-q", *other]) == 2
+    line = _error_line(capsys)
+    assert "generation.part-0-of-2.json was made by another recipe" in line
+    assert ("seed: folder 0, now 1" if case == "ms1_foreign_seed" else "checkpoint: another file") in line
+    assert not (together / "generated.csv").exists() and not (together / "latents.npy").exists()
+
+
+def test_step1_out_may_not_be_a_file_or_another_steps_image_folder(two_generators, tmp_path, capsys):
+    """s1_out_file: 01 --out an existing file gave a FileExistsError traceback."""
+    target = tmp_path / "afile"
+    target.write_text("mine")
+    assert _step1(two_generators[0], target) == 2
+    assert "is a file, not a folder" in _error_line(capsys)
+    assert target.read_text() == "mine"
+    filtered = PipelinePaths(tmp_path).filtered_dir
+    assert load_script("1").main(["--root", str(tmp_path), "--checkpoint", str(two_generators[0]), "--out",
+                                  str(filtered), "--num", "1", "--device", "cpu", "-q"]) == 2
+    assert "step 4's kept-image folder" in _error_line(capsys)
