@@ -50,6 +50,7 @@ from common.paths import PROPERTY_NAMES
 from common.steps import StepError
 from stylegan.control_measures import sweep_measures
 from stylegan.networks import postprocess_uint8
+from stylegan.sweeps import sweep_targets
 
 logger = logging.getLogger(__name__)
 
@@ -799,8 +800,7 @@ def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: 
                              "failed_share": float("nan")})
                 continue
             base = np.repeat(w, num_values, axis=0)
-            targets = np.full((len(base), len(props)), np.nan)
-            targets[:, j] = np.tile(grid, k)
+            targets = sweep_targets(np.full((k, len(props)), np.nan), j, grid)
             edited = cand.edit(base, targets)
             sweep_id = np.repeat(np.arange(k), num_values)
             for layers in layer_ranges:

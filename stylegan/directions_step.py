@@ -40,6 +40,7 @@ from common.io import (
     clean_stale_temp_files,
     read_csv_checked,
 )
+from common.markdown import markdown_table
 from common.paths import (
     DIRECTIONS_PT,
     GENERATED_CSV,
@@ -69,6 +70,7 @@ from stylegan.directions import (
     render_edit,
     select_by_control,
 )
+from stylegan.sweeps import sweep_targets
 
 logger = logging.getLogger(__name__)
 
@@ -446,10 +448,9 @@ def _female_shares(directions: LatentDirections, gender: LatentDirections | None
     for j, prop in enumerate(directions.property_names):
         if not directions.fitted[j]:
             continue
-        grid = np.linspace(lo[j], hi[j], num_values)
         base = np.repeat(w, num_values, axis=0)
-        targets = np.full((len(base), len(directions.property_names)), np.nan)
-        targets[:, j] = np.tile(grid, len(w))
+        targets = sweep_targets(np.full((len(w), len(directions.property_names)), np.nan), j,
+                                np.linspace(lo[j], hi[j], num_values))
         pred = gender.predict(directions.edit(base, targets))[:, 0]
         out[prop] = float(np.mean(pred >= 0.5))
         edited_all.append(pred)
@@ -504,10 +505,9 @@ def _write_sheets(directions: LatentDirections, generator, w: np.ndarray, out_di
     for j, prop in enumerate(directions.property_names):
         if not directions.fitted[j]:
             continue
-        grid = np.linspace(lo[j], hi[j], config.num_values)
         base = np.repeat(w, config.num_values, axis=0)
-        targets = np.full((len(base), len(directions.property_names)), np.nan)
-        targets[:, j] = np.tile(grid, len(w))
+        targets = sweep_targets(np.full((len(w), len(directions.property_names)), np.nan), j,
+                                np.linspace(lo[j], hi[j], config.num_values))
         edited, reached = directions.edit(base, targets, return_report=True)
         images = render_edit(generator, base, edited, directions.layers[j], config.batch_size)
         captions = [f"{t:.2f}" + ("" if ok else " (cap)") for t, ok in zip(targets[:, j], reached[:, j])]
@@ -521,13 +521,6 @@ def _write_sheets(directions: LatentDirections, generator, w: np.ndarray, out_di
 
 def _markdown(directions: LatentDirections, report, angles, selection, counts: dict, sheets: list[str],
               config: FitDirectionsConfig, seconds: float, generator) -> str:
-    def table(frame) -> str:
-        cols = list(frame.columns)
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for row in frame.itertuples(index=False):
-            lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |")
-        return "\n".join(lines)
-
     female = directions.info.get("female_share")
     parts = [
         "# Latent directions (step 7, second route)", "",
@@ -540,11 +533,11 @@ def _markdown(directions: LatentDirections, report, angles, selection, counts: d
         "## Per property", "",
         "held-out r: Pearson r between the calibrated prediction and the score on held-out samples "
         "(prediction, not control: step 9 measures control).", "",
-        table(report), "",
-        "## Angle between directions (degrees; 90 = independent)", "", table(angles), "",
+        markdown_table(report), "",
+        "## Angle between directions (degrees; 90 = independent)", "", markdown_table(angles), "",
     ]
     if selection is not None:
-        parts += ["## Choice by control on held-out latents", "", table(selection.table), ""]
+        parts += ["## Choice by control on held-out latents", "", markdown_table(selection.table), ""]
     if female is not None:
         guard = ("Edits hold the gender direction's prediction (gender guard on)." if directions.guard_names
                  else "Edits do not hold gender (gender guard off).")
