@@ -281,3 +281,91 @@ def test_step1_out_may_not_be_a_file_or_another_steps_image_folder(two_generator
     assert load_script("1").main(["--root", str(tmp_path), "--checkpoint", str(two_generators[0]), "--out",
                                   str(filtered), "--num", "1", "--device", "cpu", "-q"]) == 2
     assert "step 4's kept-image folder" in _error_line(capsys)
+
+
+# ----------------------------------------------------------------------------------------------
+# step 5 (a tiny parser stands in for FaceXFormer: the recipe keys the checkpoint file's bytes)
+
+
+def _step5(images: Path, out: Path, checkpoint: Path, **kwargs):
+    from segment_world import TinyParser
+
+    from segmentation.segment import SegmentConfig, run_segmentation
+
+    config = SegmentConfig(images=images, out=out, checkpoint=checkpoint, device="cpu", crop="full", batch_size=2,
+                           **kwargs)
+    return run_segmentation(config, model_loader=TinyParser)
+
+
+@pytest.fixture()
+def seg_inputs(tmp_path) -> tuple[Path, Path]:
+    from segment_world import write_image_folder
+
+    checkpoint = tmp_path / "segmentation_model.pt"
+    checkpoint.write_bytes(b"model A")
+    return write_image_folder(tmp_path / "images"), checkpoint
+
+
+def test_step5_refuses_to_continue_after_the_model_was_swapped(seg_inputs, tmp_path):
+    """rp_swapped_fx: segmentation_model.pt replaced by another FaceXFormer, then step 5 (by the runner):
+    "parsed 0 ... skipped (already done) 15", every map the old model's while steps 6-9 re-ran on them."""
+    images, checkpoint = seg_inputs
+    out = tmp_path / "seg"
+    _step5(images, out, checkpoint)
+    before = _digests(out)
+    checkpoint.write_bytes(b"model B, same path")
+    with pytest.raises(RecipeMismatchError, match=r"checkpoint: another file .*--overwrite"):
+        _step5(images, out, checkpoint)
+    assert _digests(out) == before
+    again = _step5(images, out, checkpoint, overwrite=True)
+    assert again.skipped == 0 and again.parsed == 6
+
+
+def test_step5_redoes_an_image_whose_file_changed(seg_inputs, tmp_path):
+    """Each crops.csv row keeps its input's identity (size + sha256): an edited image is parsed again."""
+    from PIL import Image
+
+    images, checkpoint = seg_inputs
+    out = tmp_path / "seg"
+    _step5(images, out, checkpoint)
+    edited = images / "000002.png"
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(edited)
+    summary = _step5(images, out, checkpoint)
+    assert (summary.parsed, summary.skipped) == (1, 6)
+    from common.recipe import item_identity
+
+    row = (out / "crops.csv").read_text().splitlines()
+    assert any(line.startswith("000002.png,") and line.endswith(item_identity(edited)) for line in row)
+
+
+def test_step5_refuses_two_images_with_one_stem(seg_inputs, tmp_path):
+    """s5_stem_collision: 000001.png (grey) beside 000001.jpg: its parse files overwrote the other's while
+    crops.csv still listed 000001.jpg; step 6 then silently lost 000001.jpg."""
+    from PIL import Image
+
+    from segmentation.segment import SegmentationError
+
+    images, checkpoint = seg_inputs
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(images / "000001.jpg")
+    out = tmp_path / "seg"
+    with pytest.raises(SegmentationError, match=r"000001.jpg and 000001.png share the stem '000001'"):
+        _step5(images, out, checkpoint)
+    assert not list(out.glob("parsing_*"))
+
+
+def test_step5_shard_merge_refuses_a_shard_of_another_crop_mode(seg_inputs, tmp_path, capsys):
+    """ms5_foreign_crop: shard 0/2 with --crop full, shard 1/2 with --crop mtcnn, copied together; merge_shards.py 5
+    --crop full: "merged 2 parts into crops.csv" mixing 8 full rows and 7 mtcnn rows."""
+    images, checkpoint = seg_inputs
+    out = tmp_path / "together"
+    _step5(images, out, checkpoint, shard="0/2")
+    _step5(images, out, checkpoint, shard="1/2", mtcnn_device="cpu")
+    part = out / "recipe.part-1-of-2.json"
+    record = json.loads(part.read_text())
+    record["settings"]["crop"] = "mtcnn"  # what shard 1's folder recorded when it ran with --crop mtcnn
+    part.write_text(json.dumps(record))
+    flags = ["--images", str(images), "--out", str(out), "--checkpoint", str(checkpoint), "--crop", "full",
+             "--device", "cpu", "-q"]
+    assert load_script_file("merge_shards.py").main(["5", *flags]) == 2
+    assert "crop: folder 'mtcnn', now 'full'" in _error_line(capsys)
+    assert not (out / "crops.csv").exists()
