@@ -27,13 +27,11 @@ import pandas as pd
 import torch
 
 from common.distributed import DistContext, init_distributed, parse_shard
-from common.fingerprint import file_fingerprint
 from common.folders import image_folders, refuse_overlap
 from common.io import (
     atomic_save_image,
     atomic_save_npy,
     atomic_write_csv,
-    atomic_write_json,
     clean_stale_temp_files,
 )
 from common.paths import GENERATION_JSON, REPO_ROOT, PipelinePaths

@@ -366,6 +366,7 @@ def test_step5_shard_merge_refuses_a_shard_of_another_crop_mode(seg_inputs, tmp_
     part.write_text(json.dumps(record))
     flags = ["--images", str(images), "--out", str(out), "--checkpoint", str(checkpoint), "--crop", "full",
              "--device", "cpu", "-q"]
+    capsys.readouterr()  # the shards' own log lines
     assert load_script_file("merge_shards.py").main(["5", *flags]) == 2
     assert "crop: folder 'mtcnn', now 'full'" in _error_line(capsys)
     assert not (out / "crops.csv").exists()
