@@ -370,3 +370,129 @@ def test_step5_shard_merge_refuses_a_shard_of_another_crop_mode(seg_inputs, tmp_
     assert load_script_file("merge_shards.py").main(["5", *flags]) == 2
     assert "crop: folder 'mtcnn', now 'full'" in _error_line(capsys)
     assert not (out / "crops.csv").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# step 7a: one reader per file kind (the same one line as step 7b), and its own provenance
+
+
+@pytest.fixture(scope="module")
+def world7a(tmp_path_factory) -> PipelinePaths:
+    from provenance_world import latent_world
+
+    return latent_world(tmp_path_factory.mktemp("prov7a") / "root")
+
+
+def _copy_root(paths: PipelinePaths, tmp_path: Path) -> PipelinePaths:
+    import shutil
+
+    shutil.copytree(paths.root, tmp_path / "root")
+    return PipelinePaths(tmp_path / "root")
+
+
+def _step7a(root: Path, *extra: str) -> int:
+    return load_script("7a").main(["--root", str(root), "--device", "cpu", "--select", "heldout-r", "--num-heldout",
+                                   "4", "--num-values", "2", "-q", *extra])
+
+
+def _w_variant(kind: str, path: Path) -> None:
+    import numpy as np
+
+    w = np.load(path)
+    if kind == "nan":
+        w[3, 5] = np.nan
+        np.save(path, w)
+    elif kind == "object":
+        np.save(path, np.array([{"a": 1}] * len(w), dtype=object), allow_pickle=True)
+    elif kind == "truncated":
+        path.write_bytes(path.read_bytes()[:500])
+    elif kind == "int64":
+        np.save(path, w.astype(np.int64))
+
+
+@pytest.mark.parametrize("kind, needle", [
+    ("nan", "row 3 holds NaN or infinite values"),                 # s7a_w_nan
+    ("object", "is not a readable step 1's w.npy"),                # s7a_w_obj (never unpickled)
+    ("truncated", "is not a readable step 1's w.npy"),             # s7a_w_trunc
+    ("int64", "holds int64 values"),                               # s7a_w_int
+])
+def test_step7a_refuses_a_bad_w_npy_in_one_line(world7a, tmp_path, capsys, kind, needle):
+    """s7a_w_nan / s7a_w_obj / s7a_w_trunc: w.npy with one NaN, an object array, or cut to 500 bytes gave
+    tracebacks ("latents contain NaN or inf", "Array can't be memory-mapped", "mmap length is greater than file
+    size"); s7a_w_int: w.npy saved as int64 was cast silently and directions were fitted on rounded codes."""
+    paths = _copy_root(world7a, tmp_path)
+    _w_variant(kind, paths.w_npy)
+    assert _step7a(paths.root) == 2
+    line = _error_line(capsys)
+    assert needle in line and "w.npy" in line
+    assert not paths.directions_pt.exists()
+
+
+@pytest.mark.parametrize("value, needle", [("inf", "got 'inf'"), ("abc", "got 'abc'")])
+def test_step7a_refuses_inf_or_text_in_all_scores_naming_the_line(world7a, tmp_path, capsys, value, needle):
+    """s7a_scores_inf / s7a_scores_text: all_scores.csv row 1 eyes = inf (or abc) gave tracebacks ("scores
+    contain inf", "could not convert string to float") where step 7b refuses the same file in one line."""
+    paths = _copy_root(world7a, tmp_path)
+    lines = paths.all_scores_csv.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[1] = value
+    lines[1] = ",".join(cells)
+    paths.all_scores_csv.write_text("\n".join(lines) + "\n")
+    assert _step7a(paths.root) == 2
+    line = _error_line(capsys)
+    assert "all_scores.csv line 2" in line and needle in line
+    assert load_script("7b").main(["--root", str(paths.root), "--device", "cpu", "--steps", "1", "-q"]) == 2
+    assert _error_line(capsys).split("error: ")[1].startswith(line.split("error: ")[1][:60])  # the same line
+
+
+@pytest.mark.parametrize("content, needle", [
+    (lambda text: text[:300], "is not valid JSON"),                                      # s7a_norm_trunc
+    (lambda text: text.replace('"format_version": 1', '"format_version": 7'), "format_version 7"),  # s7a_norm_ver
+])
+def test_step7a_reads_normalization_json_as_step_7b_does(world7a, tmp_path, capsys, content, needle):
+    """s7a_norm_trunc: normalization.json cut to 300 bytes gave a JSONDecodeError traceback; s7a_norm_ver:
+    format_version 7 was accepted and directions fitted (7b refuses it)."""
+    paths = _copy_root(world7a, tmp_path)
+    paths.normalization_json.write_text(content(paths.normalization_json.read_text()))
+    assert _step7a(paths.root) == 2
+    assert needle in _error_line(capsys)
+    assert not paths.directions_pt.exists()
+
+
+def test_step7a_refuses_an_infinite_gender_score_naming_the_row(world7a, tmp_path, capsys):
+    """s7a_qg_inf: all_image_quality_and_gender.csv row 1 gender_score = inf: the row was dropped without a word
+    and the gender guard refitted on the rest (intercept 1.0643 -> 1.0551)."""
+    paths = _copy_root(world7a, tmp_path)
+    text = paths.quality_gender_csv.read_text().splitlines()
+    cells = text[1].split(",")
+    cells[1] = "inf"
+    text[1] = ",".join(cells)
+    paths.quality_gender_csv.write_text("\n".join(text) + "\n")
+    assert _step7a(paths.root) == 2
+    line = _error_line(capsys)
+    assert "all_image_quality_and_gender.csv line 2 (000000.png): gender_score must be a finite number" in line
+
+
+def test_step7a_refuses_step_1s_latents_of_another_generator(world7a, tmp_path, capsys):
+    """s7a_other_generator: stylegan_model.pth replaced by another random generator of the same shape: 7a fitted
+    on the old generator's w.npy and stamped the new fingerprint on the directions (steps 8, 9 and the studio
+    then accepted them)."""
+    from tiny_models import TINY_G_16
+
+    from stylegan.checkpoint import write_random_checkpoint
+
+    paths = _copy_root(world7a, tmp_path)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=1, **TINY_G_16)
+    assert _step7a(paths.root) == 2
+    assert "made by another generator" in _error_line(capsys)
+    assert not paths.directions_pt.exists()
+
+
+def test_step7a_out_inside_step_1s_images_is_refused(world7a, tmp_path, capsys):
+    """s7a_out_in_images: 07_fit_latent_directions.py --out stylegan/synthesize_results wrote directions.pt, the
+    report and five sweep_*.png into step 1's image folder, where list_images picks the sheets up as faces."""
+    paths = _copy_root(world7a, tmp_path)
+    before = sorted(p.name for p in paths.generated_dir.iterdir())
+    assert _step7a(paths.root, "--out", str(paths.generated_dir)) == 2
+    assert "step 1's image folder" in _error_line(capsys)
+    assert sorted(p.name for p in paths.generated_dir.iterdir()) == before
