@@ -586,6 +586,18 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
     if normalization is not None and data["normalization"] != normalization:
         raise DirectionsMismatchError(f"{path} was fitted on another normalisation than the current "
                                       f"normalization.json; {fix}")
+    fitted = [m != "none" for m in data["methods"]]
+    for key in ("directions", "slopes", "intercepts", "proj_mean", "proj_std", "w_mean", "sigma_directions",
+                "guard_coefficients", "guard_intercepts", "guard_sigma_coefficients"):
+        try:
+            values = torch.as_tensor(data[key], dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise DirectionsMismatchError(f"{path}: its {key} is not an array of numbers; {fix}") from None
+        if key in ("slopes", "intercepts", "proj_mean", "proj_std", "directions") and len(fitted) == len(values):
+            values = values[torch.tensor(fitted, dtype=torch.bool)]  # an unfitted property may hold NaN
+        if not torch.isfinite(values).all():
+            raise DirectionsMismatchError(f"{path}: its {key} hold NaN or infinite values (a damaged or hand-edited "
+                                          f"file: every edit would fail); {fix}")
     return LatentDirections(
         directions=data["directions"].numpy(), slopes=data["slopes"].numpy(), intercepts=data["intercepts"].numpy(),
         methods=tuple(data["methods"]), proj_mean=data["proj_mean"].numpy(), proj_std=data["proj_std"].numpy(),

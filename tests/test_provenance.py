@@ -496,3 +496,113 @@ def test_step7a_out_inside_step_1s_images_is_refused(world7a, tmp_path, capsys):
     assert _step7a(paths.root, "--out", str(paths.generated_dir)) == 2
     assert "step 1's image folder" in _error_line(capsys)
     assert sorted(p.name for p in paths.generated_dir.iterdir()) == before
+
+
+# ----------------------------------------------------------------------------------------------
+# step 7b: resume only the run's own checkpoints, under the run's recipe
+
+FAST7B = ["--device", "cpu", "--batch-size", "4", "--regressor-epochs", "1", "--checkpoint-every", "1",
+          "--sample-every", "100", "-q"]
+
+
+@pytest.fixture(scope="module")
+def run7b(world7a, tmp_path_factory) -> PipelinePaths:
+    """world7a plus a 2-step fine-tune (checkpoints 1 and 2)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("prov7b") / "root"
+    shutil.copytree(world7a.root, root)
+    assert load_script("7b").main(["--root", str(root), "--steps", "2", *FAST7B]) == 0
+    return PipelinePaths(root)
+
+
+def test_step7b_refuses_to_resume_after_step_6_changed_the_normalisation(run7b, tmp_path, capsys):
+    """s7b_resume_after_renorm: 06 --method zscore re-run, then 07 --steps 24: "resumed at 16" with weights and a
+    regressor trained on min-max conditions, the mixed model labelled z-score."""
+    paths = _copy_root(run7b, tmp_path)
+    norm = json.loads(paths.normalization_json.read_text())
+    norm["method"] = "zscore"
+    paths.normalization_json.write_text(json.dumps(norm))
+    checkpoints = sorted((paths.finetuned_dir / "checkpoints").iterdir())
+    capsys.readouterr()
+    assert load_script("7b").main(["--root", str(paths.root), "--steps", "4", *FAST7B]) == 2
+    line = _error_line(capsys)
+    assert "normalization_json: another file" in line and "--overwrite" in line
+    assert sorted((paths.finetuned_dir / "checkpoints").iterdir()) == checkpoints
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"property_names": ["a", "b", "c", "d", "e"]}, "belongs to another run (properties a, b, c, d, e"),
+    ({"finetune_seed": 7}, "trained under another recipe than this run's (seed: folder 7, now 0)"),
+])
+def test_step7b_refuses_a_foreign_checkpoint_and_prunes_nothing(run7b, tmp_path, capsys, change, needle):
+    """s7b_foreign_resume: another run's checkpoint (property names a..e, internal step 16) copied in as
+    checkpoint_000024.pt: "fine-tuned steps 16->32 (resumed at 16)" from the foreign weights, then pruning
+    deleted the run's own checkpoint_000008/16 and kept the foreign file."""
+    import torch
+
+    paths = _copy_root(run7b, tmp_path)
+    folder = paths.finetuned_dir / "checkpoints"
+    foreign = torch.load(folder / "checkpoint_000002.pt", weights_only=True)
+    if "finetune_seed" in change:
+        foreign["config"]["recipe"]["settings"]["seed"] = change["finetune_seed"]
+    else:
+        foreign["config"].update(change)
+    foreign["step"] = 24
+    torch.save(foreign, folder / "checkpoint_000024.pt")
+    own = {p.name: p.read_bytes() for p in folder.iterdir()}
+    capsys.readouterr()
+    assert load_script("7b").main(["--root", str(paths.root), "--steps", "32", "--keep-checkpoints", "1",
+                                   *FAST7B]) == 2
+    assert needle in _error_line(capsys)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == own
+
+
+def test_step7b_refuses_a_checkpoint_whose_name_is_not_its_step(run7b, tmp_path, capsys):
+    """The foreign file of s7b_foreign_resume said step 24 in its name and held step 16."""
+    import shutil
+
+    paths = _copy_root(run7b, tmp_path)
+    folder = paths.finetuned_dir / "checkpoints"
+    shutil.copy(folder / "checkpoint_000001.pt", folder / "checkpoint_000024.pt")
+    assert load_script("7b").main(["--root", str(paths.root), "--steps", "32", *FAST7B]) == 2
+    assert "holds step 1 although its name says 24" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("script", ["8", "9"])
+def test_steps_8_and_9_refuse_a_fine_tune_of_other_properties_at_load(run7b, tmp_path, capsys, script):
+    """s8_ft_props / s9_ft_props: 08 (or 09) --checkpoint a step-7b checkpoint of another run (properties a..e):
+    KeyError 'eyes' traceback (step 9 after 13 s, FaceXFormer loaded first); the studio answered 500 on every
+    render. The loader (load_conditional_generator) now refuses it in one line, before any work."""
+    import torch
+
+    checkpoint = torch.load(run7b.finetuned_dir / "checkpoints" / "checkpoint_000002.pt", weights_only=True)
+    checkpoint["config"]["property_names"] = ["a", "b", "c", "d", "e"]
+    other = tmp_path / "ft_props.pt"
+    torch.save(checkpoint, other)
+    out = tmp_path / "out"
+    flags = {"8": ["--control", "finetuned", "--num", "1", "--eyes", "0.5"],
+             "9": ["--control", "finetuned", "--scorer", "brightness", "--num-z", "1", "--num-values", "2",
+                   "--quality", "off", "--judges", "main"]}[script]
+    capsys.readouterr()
+    assert load_script(script).main(["--root", str(run7b.root), "--device", "cpu", "--checkpoint", str(other),
+                                     "--out", str(out), "-q", *flags]) == 2
+    assert "fine-tuned for the properties a, b, c, d, e" in _error_line(capsys)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_directions_file_with_nan_is_refused_at_load(root8, tmp_path):
+    """st_dir_nan: studio --directions dir_nan.pt (one NaN in the directions) started, then answered 500 with
+    "SVD did not converge" on every render; steps 8 and 9 only failed at their first edit."""
+    import torch
+
+    from stylegan.control_methods import load_directions_method
+    from stylegan.directions import DirectionsMismatchError
+
+    paths = PipelinePaths(root8)
+    data = torch.load(paths.directions_pt, weights_only=True)
+    data["directions"][0, 0] = float("nan")
+    bad = tmp_path / "dir_nan.pt"
+    torch.save(data, bad)
+    with pytest.raises(DirectionsMismatchError, match="its directions hold NaN or infinite values"):
+        load_directions_method(paths.stylegan_checkpoint, bad, "cpu")
