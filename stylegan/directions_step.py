@@ -393,15 +393,21 @@ def _fit(config: FitDirectionsConfig, progress: Callable[[int, int], None] | Non
         directions.info["heldout_r"] = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan"))
                                             for m in finals} for p in PROPERTY_NAMES}
         selected_by = "control on held-out latents"
+    elif config.method == "auto" and config.select == "heldout-r":
+        # asked for explicitly (never a default: prediction is not control): per property the method whose
+        # calibrated prediction of held-out scores is better
+        finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options).with_guards(**guards)
+                  for m in ("ridge", "svm")}
+        record = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan")) for m in finals} for p in PROPERTY_NAMES}
+        picks = {p: ("svm" if not record[p]["ridge"] >= record[p]["svm"] else "ridge", "all") for p in PROPERTY_NAMES}
+        directions = combine_directions(finals, picks)
+        directions.info["heldout_r"] = record
+        selected_by = "held-out prediction r (--select heldout-r)"
     else:
-        method, selected_by = config.method, f"request ({config.method})"
-        if config.method == "auto" and config.select == "auto":
-            # no scorer to choose by control: InterFaceGAN's SVM, which controlled better than ridge on every
-            # property in the control lab although ridge predicted the scores better (README, control lab)
-            method, selected_by = "svm", "default svm (no scorer to choose by control)"
-        elif config.method == "auto":
-            selected_by = "held-out prediction r"
-        directions = fit_directions(w, scores, config.seed, method=method, **fit_options).with_guards(**guards)
+        directions = fit_directions(w, scores, config.seed, method=config.method, **fit_options).with_guards(**guards)
+        selected_by = (f"request ({config.method})" if config.method != "auto" else
+                       f"the default rule for this shape: {directions.info['default_rule']} (no scorer to choose "
+                       "by control)")
     directions.info.update({
         "inputs": recipe.record(), "selected_by": selected_by, "generator_entry": generator.checkpoint_key,
         "counts": {k: v for k, v in counts.items() if k != "generated"},
