@@ -19,12 +19,17 @@ from pipeline.studio.server import STUDIO_CSP, make_server
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("studio"))
+
+
+@pytest.fixture(scope="module")
+def server(world):
     import torch
 
     old = torch.get_num_threads()
     torch.set_num_threads(1)
-    models = load_studio_models(make_world(tmp_path_factory.mktemp("studio")))
+    models = load_studio_models(world)
     srv = make_server(StudioApp(models), "127.0.0.1", 0)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -112,6 +117,103 @@ def test_newest_view_request_wins_over_http(server, monkeypatch):
     assert results == {100: 200, 101: 409, 102: 409, 103: 409, 104: 200}
     _, data = request(server, "GET", "/api/stats")
     assert json.loads(data)["max_running"] == 1
+
+
+# ---- issue 19: the shared server rules, seen from the studio ---------------------------------------
+
+def test_a_page_on_another_port_cannot_run_renders_measures_or_saves(server):
+    """Issue 19 (st_xorigin_jobs): a page on http://127.0.0.1:19998 fired 20 fetch(no-cors) /api/measure and
+    20 /api/save; all 40 ran and the user's own render waited 32 s. Reproduction: GET /api/save with
+    Sec-Fetch-Site: same-site (what Chromium sends from another port) answered 200 and ran a render.
+    Now 403 before anything runs; the page's own requests (same-origin) still render."""
+    before = json.loads(request(server, "GET", "/api/stats")[1])["ran"]
+    for target in ("/api/save?face=base&seed=4", "/api/render?seed=4", "/api/measure?seed=4"):
+        for headers in ({"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors"},
+                        {"Origin": "http://127.0.0.1:19998"}):
+            response, data = request(server, "GET", target, headers)
+            assert response.status == 403 and "cross-site" in json.loads(data)["error"]
+    assert json.loads(request(server, "GET", "/api/stats")[1])["ran"] == before
+    response, _ = request(server, "GET", "/api/render?seed=4", {"Sec-Fetch-Site": "same-origin"})
+    assert response.status == 200
+    assert request(server, "GET", "/", {"Sec-Fetch-Site": "cross-site"})[0].status == 200
+
+
+def test_idle_half_open_connections_do_not_delay_a_render(server):
+    """Issue 19: with 33 idle half-open connections (one more than the 32 workers) a render waited 14.8 s
+    (20 connections: 0.14 s). Reproduction: open 33 connections that send nothing, then GET /api/render:
+    answered only when the first idle one timed out (15 s). Now idle connections hold no worker: the render
+    is answered in its own time (measured here ~0.1 s; asserted < 2 s, well below the old 15 s)."""
+    import socket
+
+    idle = [socket.create_connection(("127.0.0.1", server.server_address[1])) for _ in range(33)]
+    try:
+        time.sleep(0.2)
+        began = time.monotonic()
+        response, png = request(server, "GET", "/api/render?seed=6")
+        assert response.status == 200 and png[:4] == b"\x89PNG"
+        assert time.monotonic() - began < 2.0
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_studio_beyond_loopback_warns_and_needs_the_token(world):
+    """Issue 19: binding beyond loopback printed nothing and needed nothing. Reproduction: run_studio with
+    host 0.0.0.0: no warning; /api/info answered without a token. Now: a warning naming what is exposed, a
+    URL with the token, no ssh hint (there is no tunnel to make), and 403 without the token."""
+    import urllib.error
+    import urllib.request
+
+    from pipeline.studio.server import StudioConfig, run_studio
+
+    lines: list[str] = []
+    stop = threading.Event()
+    config = StudioConfig(root=world.root, host="0.0.0.0", port=0, device="cpu", measure=False,
+                          allow_hosts=("studio.lan",))
+    thread = threading.Thread(target=run_studio, args=(config, lines.append, stop), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(line.startswith("studio at") for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        warning = next(line for line in lines if line.startswith("WARNING"))
+        assert "every network interface" in warning and "render, measure and save faces" in warning
+        url = next(line for line in lines if line.startswith("studio at")).split()[2]
+        assert "?token=" in url and not any(line.startswith("from a laptop") for line in lines)
+        port, token = int(url.split(":")[2].split("/")[0]), url.split("?token=")[1]
+        info = f"http://127.0.0.1:{port}/api/info"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(info, timeout=10)
+        assert refused.value.code == 403
+        with urllib.request.urlopen(urllib.request.Request(info, headers={"X-Local-Token": token,
+                                                                          "Host": "studio.lan"}), timeout=10) as ok:
+            assert ok.status == 200
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    with pytest.raises(ValueError, match="allow-host"):
+        StudioConfig(allow_hosts=("http://studio.lan/",))
+
+
+def test_studio_server_flags():
+    import importlib.util
+    from pathlib import Path
+
+    from common.settings import given_values
+    from pipeline.studio.server import StudioConfig
+
+    path = Path(__file__).resolve().parents[1] / "stylegan_and_segmentation" / "studio.py"
+    spec = importlib.util.spec_from_file_location("studio_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    parser = script.build_parser()
+    args = parser.parse_args(["--host", "0.0.0.0", "--port", "0", "--allow-host", "studio.lan,10.0.0.2"])
+    config = StudioConfig(**given_values(StudioConfig, args))
+    assert (config.host, config.port, config.allow_hosts) == ("0.0.0.0", 0, ("studio.lan", "10.0.0.2"))
+    assert StudioConfig(**given_values(StudioConfig, parser.parse_args([]))) == StudioConfig()
+    for bad in (["--allow-host", "a b"], ["--port", "-1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
 
 
 # ---- issue 22: drag previews and exact frames over sockets ---------------------------------------

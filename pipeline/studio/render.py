@@ -29,9 +29,15 @@ from pipeline.demo import DEMO_STYLEGAN
 from pipeline.studio.frames import EXACT, PREVIEW, FaceFrames, FrameCache
 from pipeline.studio.params import ViewParams
 from stylegan.checkpoint import load_generator
-from stylegan.conditional import ConditionalGenerator, load_conditional_generator, property_ranges
+from stylegan.conditional import (
+    ConditionalGenerator,
+    load_conditional_generator,
+    newest_valid_checkpoint,
+    property_ranges,
+)
+from stylegan.control_methods import DIRECTIONS, FINETUNED
+from stylegan.control_resolver import METHOD_SOURCES, find_method_files
 from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
-from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
 from stylegan.generate import latents_for
 from stylegan.networks import StyleGANGenerator
 
@@ -94,7 +100,8 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
                        finetuned_checkpoint: Path | None = None, directions_file: Path | None = None,
                        weights: str = "ema") -> StudioModels:
     """Load what exists under ``paths``: the step-1 generator (required), the newest fine-tune and
-    the latent directions (each optional; a note says what is missing and how to make it).
+    the latent directions (each optional, found by ``stylegan.control_resolver`` as steps 8 and 9
+    find them; a note says what is missing and how to make it).
 
     Raises ``CheckpointError``/``FileNotFoundError`` (clear messages) for a missing or broken
     generator, or for an explicitly given file that does not load.
@@ -105,11 +112,12 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
     models.identity["stylegan"] = _identity(paths.stylegan_checkpoint, entry=generator.checkpoint_key)
     normalization_ranges = _ranges_from_normalization(paths.normalization_json)
 
-    checkpoint = finetuned_checkpoint or find_latest_checkpoint(paths.finetuned_dir)
-    if checkpoint is None:
-        models.notes.append(f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir} "
-                            "(run 07_finetune_stylegan.py)")
-    else:
+    if finetuned_checkpoint is None:  # the newest valid one; what it skipped goes to the page's notes
+        finetuned_checkpoint = newest_valid_checkpoint(paths.finetuned_dir, models.notes)
+    files = find_method_files(paths, {FINETUNED: finetuned_checkpoint, DIRECTIONS: directions_file})
+    models.notes += [source.missing(paths) for source in METHOD_SOURCES if files[source.name] is None]
+    if files[FINETUNED] is not None:
+        checkpoint = files[FINETUNED]
         finetuned = load_conditional_generator(checkpoint, device=device, which=weights)
         models.finetuned = finetuned
         models.identity["finetuned"] = _identity(Path(checkpoint), weights=weights, step=str(finetuned.step))
@@ -119,17 +127,13 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
     if models.finetuned is None and normalization_ranges:
         models.ranges = normalization_ranges
 
-    explicit = directions_file is not None
-    directions_file = Path(directions_file or paths.directions_pt)
-    if not directions_file.is_file() and not explicit:
-        models.notes.append("no latent directions (run 07_fit_latent_directions.py)")
-    else:
+    if files[DIRECTIONS] is not None:
         try:
-            models.directions = load_directions(directions_file, checkpoint=paths.stylegan_checkpoint,
+            models.directions = load_directions(files[DIRECTIONS], checkpoint=paths.stylegan_checkpoint,
                                                 w_dim=generator.w_space_dim)
-            models.identity["directions"] = _identity(directions_file)
+            models.identity["directions"] = _identity(files[DIRECTIONS])
         except DirectionsMismatchError as exc:
-            if explicit:
+            if directions_file is not None:
                 raise
             models.notes.append(f"latent directions not loaded: {exc}")
     if models.demo:
