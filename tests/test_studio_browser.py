@@ -459,9 +459,14 @@ def test_export_sweep_and_sheet_from_the_page_regenerate_exactly(browser, studio
     run = subprocess.run([sys.executable, str(SCRIPT), "--root", str(world32.root), "--device", "cpu",
                           "--regenerate", str(saved)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False)
     assert run.returncode == 0 and "identical pixels in every frame" in run.stdout, run.stdout + run.stderr
+    sweep_png = page.get_attribute("#export-out img", "src")
     page.click("#sheet-button")
     page.wait_for_function("document.querySelectorAll('#export-out .frames span').length === 16")
     assert "expression sheet" in page.inner_text("#export-out")
+    sheet_png = page.get_attribute("#export-out img", "src")
+    if os.environ.get("UPDATE_DOCS_IMAGES"):  # the docs page shows both exports of this run
+        for src, name in ((sweep_png, "studio_sweep.png"), (sheet_png, "studio_sheet.png")):
+            (REPO_ROOT / "images" / name).write_bytes(studio.get(src.lstrip("/"))[1])
     page.close()
 
 

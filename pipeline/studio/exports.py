@@ -36,6 +36,8 @@ SHEET_LEVELS: dict[str, tuple[float, ...]] = {"eyes": (0.15, 0.85), "mouth": (0.
                                               "face_pose": (0.15, 0.5, 0.85)}
 """Where in each trained range the expression sheet samples (fractions from the low end)."""
 LABELS = {"base": "base", "directions": "directions", "finetuned": "fine-tuned"}
+MIN_THUMB_PX = 256
+"""Contact-sheet tiles are at least this wide (small generators' frames enlarged by a whole factor)."""
 IdentityFn = Callable[[np.ndarray], tuple[np.ndarray, str]]
 """images_u8 [N, H, W, 3] -> (distance of each to images[0], NaN where no face; a one-line note)."""
 
@@ -111,7 +113,7 @@ def sheet_frames(models: StudioModels, params: ViewParams) -> list[Frame]:
                 p = level("face_pose", pose)
                 values = (e, color, length, m, p)
                 frames.append(Frame(_with(params, method, values), method,
-                                    f"{_short('eyes', e)} {_short('mouth', m)} {_short('pose', p)}"))
+                                    f"eyes {e:.2f} mouth {m:.2f} pose {p:+.2f}"))
     return frames
 
 
@@ -138,11 +140,16 @@ class Export:
         return f"studio_seed{seed}_{self.kind}_{self.digest}{suffix}"
 
     def png(self) -> bytes:
+        """The contact sheet: each frame as it is, or enlarged by a whole factor (nearest) to at least
+        256 px so its caption fits; the metadata gives each box and the factor, so a reader gets the
+        frame's own pixels back."""
         size = self.images[0].shape[0]
+        scale = max(1, math.ceil(MIN_THUMB_PX / size))
+        tiles = [np.repeat(np.repeat(image, scale, axis=0), scale, axis=1) for image in self.images]
         captions = [f.label for f in self.frames]
-        sheet = make_contact_sheet(self.images, captions, ncols=self.columns, thumb=size, title=self.title)
-        boxes = contact_sheet_boxes(len(self.images), self.columns, size, captions=True, title=True)
-        return encode_sheet_png(sheet, make_sheet(self.title, self.recipes, captions, boxes))
+        sheet = make_contact_sheet(tiles, captions, ncols=self.columns, thumb=size * scale, title=self.title)
+        boxes = contact_sheet_boxes(len(tiles), self.columns, size * scale, captions=True, title=True)
+        return encode_sheet_png(sheet, make_sheet(self.title, self.recipes, captions, boxes, scale))
 
     def webp(self) -> bytes:
         return encode_sheet_webp(self.images, make_sheet(self.title, self.recipes, [f.label for f in self.frames]))

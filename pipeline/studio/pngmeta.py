@@ -87,14 +87,16 @@ _XMP_CLOSE = '</studio:recipes></rdf:Description></rdf:RDF></x:xmpmeta><?xpacket
 
 
 def make_sheet(title: str, recipes: list[dict[str, Any]], labels: list[str],
-               boxes: list[tuple[int, int, int, int]] | None = None) -> dict[str, Any]:
-    """The metadata of a sweep or sheet: one recipe per frame (and its box in a contact sheet)."""
+               boxes: list[tuple[int, int, int, int]] | None = None, scale: int = 1) -> dict[str, Any]:
+    """The metadata of a sweep or sheet: one recipe per frame (and, in a contact sheet, its box and the
+    whole factor by which its tiles were enlarged)."""
     if len(labels) != len(recipes) or (boxes is not None and len(boxes) != len(recipes)):
         raise ValueError(f"{len(recipes)} recipes, {len(labels)} labels, {len(boxes or [])} boxes")
     sheet = {"format": SHEET_FORMAT, "format_version": SHEET_FORMAT_VERSION, "title": title,
              "labels": list(labels), "frames": list(recipes)}
     if boxes is not None:
         sheet["boxes"] = [list(map(int, box)) for box in boxes]
+        sheet["scale"] = int(scale)
     return sheet
 
 
@@ -111,7 +113,7 @@ def encode_sheet_png(image: Image.Image | np.ndarray, sheet: dict[str, Any]) -> 
 
 def encode_sheet_webp(frames_u8: list[np.ndarray], sheet: dict[str, Any], duration_ms: int = 500) -> bytes:
     """A lossless animated WebP, frame k = ``frames_u8[k]``, the recipes in its XMP packet."""
-    meta = {k: v for k, v in sheet.items() if k != "boxes"}
+    meta = {k: v for k, v in sheet.items() if k not in ("boxes", "scale")}
     text = json.dumps(meta, sort_keys=True).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames_u8]
     buffer = io.BytesIO()
@@ -206,7 +208,10 @@ def file_frames(path: Path | str) -> list[np.ndarray]:
                 out.append(np.asarray(image.convert("RGB")))
             return out
         rgb = np.asarray(image.convert("RGB"))
-        return [rgb[y:y + h, x:x + w].copy() for x, y, w, h in data["boxes"]]
+        scale = data.get("scale", 1)
+        if not isinstance(scale, int) or scale < 1:
+            raise RecipeError(f"{path}: the contact sheet's scale must be a positive integer, got {scale!r}")
+        return [rgb[y:y + h:scale, x:x + w:scale].copy() for x, y, w, h in data["boxes"]]
 
 
 def check_models(recipe: dict[str, Any], identity: dict[str, dict[str, str]], source: str = "recipe") -> None:
