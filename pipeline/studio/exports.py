@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import torch
 
 from common.contact_sheet import contact_sheet_boxes, make_contact_sheet
 from common.paths import PROPERTY_NAMES
@@ -82,9 +81,7 @@ def held_hair(models: StudioModels, params: ViewParams) -> tuple[float, float]:
     j_color, j_length = PROPERTY_NAMES.index("hair_color"), PROPERTY_NAMES.index("hair_length")
     own = None
     if models.directions is not None:
-        with torch.inference_mode():
-            w = models.generator.mapping(torch.as_tensor(models.z([params.seed]), device=models.device))["w"]
-        own = np.asarray(models.directions.predict(w.double().cpu().numpy()), dtype=np.float64)[0]
+        own = np.asarray(models.directions.predict(models.w(params.seed).double().cpu().numpy()), dtype=np.float64)[0]
     out = []
     for j in (j_color, j_length):
         low, high = models.ranges[PROPERTY_NAMES[j]]
