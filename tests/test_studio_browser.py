@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 
 import numpy as np
 import pytest
-from browser_support import BROWSER_MARKS, free_port
+from browser_support import BROWSER_MARKS, free_port, wait_for_server
 from PIL import Image
 from studio_world import make_world
 
@@ -55,18 +55,7 @@ class Studio:
             self.proc = subprocess.Popen([sys.executable, str(SCRIPT), "--root", str(self.root), "--port", str(self.port),
                                           "--device", "cpu", "--threads", "1", "--seed", "3", *self.extra, *more],
                                          stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + "api/info", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                raise RuntimeError(f"studio did not start:\n{self.log.read_text()}")
-            time.sleep(0.1)
+        wait_for_server(self.proc, self.url + "api/info", self.log, "studio")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -138,51 +138,31 @@ function clearError(key) { const box = errorBox(key); if (box.textContent) box.t
 function showErrors(errors) { for (const [key, text] of Object.entries(errors)) setError(key, text); }
 
 // ---- building the controls ----------------------------------------------------------------------
+function make(tag, props = {}, attrs = {}) {
+  const el = Object.assign(document.createElement(tag), props);
+  for (const [key, value] of Object.entries(attrs)) el.setAttribute(key, value);
+  return el;
+}
+
 function buildProperties() {
   const box = $("sliders");
   info.properties.forEach((name, j) => {
     const [lo, hi] = info.ranges[name];
     const [low, high] = ENDS[name] || ["low", "high"];
-    const row = document.createElement("div");
-    row.className = "prop";
-    row.id = `prop-${name}`;
-    const nameBox = document.createElement("div");
-    nameBox.className = "name";
-    const check = document.createElement("input");
-    check.type = "checkbox";
-    check.id = `use-${name}`;
-    const label = document.createElement("label");
-    label.htmlFor = check.id;
-    label.textContent = NAMES[name] || name;
-    const free = document.createElement("span");
-    free.className = "free";
-    free.textContent = "free";
-    nameBox.append(check, label, free);
-    const num = document.createElement("input");
-    num.type = "number";
-    num.className = "num";
-    num.id = `num-${name}`;
-    num.min = String(lo);
-    num.max = String(hi);
-    num.step = "any";
-    num.setAttribute("aria-label", `${NAMES[name] || name}, typed value from ${lo} (${low}) to ${hi} (${high})`);
-    const lowEnd = document.createElement("span");
-    lowEnd.className = "end";
-    lowEnd.textContent = low;
-    const range = document.createElement("input");
-    range.type = "range";
-    range.id = `slider-${name}`;
-    range.min = String(lo);
-    range.max = String(hi);
-    range.step = String((hi - lo) / 100);
-    range.setAttribute("aria-label", `${NAMES[name] || name}: ${low} to ${high}`);
-    const highEnd = document.createElement("span");
-    highEnd.className = "end";
-    highEnd.textContent = high;
-    const err = document.createElement("span");
-    err.className = "err";
-    err.id = `err-${name}`;
-    err.setAttribute("role", "alert");
+    const row = make("div", { className: "prop", id: `prop-${name}` });
+    const check = make("input", { type: "checkbox", id: `use-${name}` });
+    const label = make("label", { htmlFor: check.id, textContent: NAMES[name] || name });
+    const nameBox = make("div", { className: "name" });
+    nameBox.append(check, label, make("span", { className: "free", textContent: "free" }));
+    const num = make("input", { type: "number", className: "num", id: `num-${name}`, min: String(lo), max: String(hi),
+                                step: "any" },
+                     { "aria-label": `${NAMES[name] || name}, typed value from ${lo} (${low}) to ${hi} (${high})` });
+    const lowEnd = make("span", { className: "end", textContent: low });
+    const range = make("input", { type: "range", id: `slider-${name}`, min: String(lo), max: String(hi),
+                                  step: String((hi - lo) / 100) },
+                       { "aria-label": `${NAMES[name] || name}: ${low} to ${high}` });
+    const highEnd = make("span", { className: "end", textContent: high });
+    const err = make("span", { className: "err", id: `err-${name}` }, { role: "alert" });
     row.append(nameBox, num, lowEnd, range, highEnd, err);
     box.appendChild(row);
 
