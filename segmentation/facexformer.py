@@ -34,7 +34,8 @@ from common.checkpoints import (
     read_checkpoint,
     require_file,
 )
-from common.io import atomic_torch_save
+from common.fingerprint import file_fingerprint
+from common.io import atomic_torch_save, atomic_write_text
 from common.runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -449,6 +450,20 @@ def clean_checkpoint_path(path: Path | str) -> Path:
     return path.with_name(path.stem + ".weights_only.pt")
 
 
+def _clean_source_path(clean: Path) -> Path:
+    """The weights-only copy's key: the fingerprint of the file it was made from (content, never mtime)."""
+    return clean.with_name(clean.name + ".source")
+
+
+def _clean_copy_of(path: Path) -> Path | None:
+    """The weights-only copy made from these very bytes, or None (absent, or made from another file)."""
+    clean = clean_checkpoint_path(path)
+    key = _clean_source_path(clean)
+    if not (clean.is_file() and key.is_file()):
+        return None
+    return clean if key.read_text(encoding="utf-8").strip() == file_fingerprint(path) else None
+
+
 def _read_checkpoint(path: Path, trusted: bool) -> tuple[Any, Path]:
     """(content, the file it came from). A file that loads only with ``trusted`` (the reader's short
     allow-list of plain types, never code) is read that way once, and its weights are re-saved next to
@@ -463,7 +478,10 @@ def _read_checkpoint(path: Path, trusted: bool) -> tuple[Any, Path]:
     check_state_dict(state_dict, str(path))
     clean = clean_checkpoint_path(path)
 
+    key = _clean_source_path(clean)
+    key.unlink(missing_ok=True)  # the key goes first and comes back last: a kill never pairs a copy with another key
     atomic_torch_save(clean, {k: v.contiguous() for k, v in state_dict.items()})
+    atomic_write_text(key, file_fingerprint(path) + "\n")
     log.warning("wrote the weights-only copy %s; pass it as the checkpoint next time", clean)
     return state_dict, clean
 
@@ -494,8 +512,8 @@ def load_facexformer(path: Path | str, device: str | torch.device = "cpu",
     plain message.
     """
     path = require_file(path, FACEXFORMER)
-    clean = clean_checkpoint_path(path)
-    if trusted and clean.is_file() and clean.stat().st_mtime >= path.stat().st_mtime:
+    clean = _clean_copy_of(path) if trusted else None
+    if clean is not None:
         log.info("using the weights-only copy %s made earlier from %s", clean, path)
         path = clean
     obj, loaded_from = _read_checkpoint(path, trusted)

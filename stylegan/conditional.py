@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -314,8 +315,12 @@ def _checkpoint_problem(path, what: str):
     return CheckpointError(f"{path}: {what}; the file is not a valid step-7 checkpoint; fix: {FINETUNE_FIX}")
 
 
-def load_conditional_generator(path, device: str | torch.device = "cpu", which: str = "ema") -> ConditionalGenerator:
+def load_conditional_generator(path, device: str | torch.device = "cpu", which: str = "ema",
+                               property_names: Sequence[str] | None = PROPERTY_NAMES) -> ConditionalGenerator:
     """Rebuild the fine-tuned generator from one step-7 checkpoint, in eval mode (contract).
+
+    ``property_names``: what the caller will request (steps 8, 9 and the studio: the pipeline's five);
+    a fine-tune of other properties is refused here, at load, in one line (None: any).
 
     which: 'ema' (default, the averaged weights) or 'raw' (the trained G). The result takes
     ``G(z [N, z_dim], condition [N, 5])`` and carries ``finetune_settings`` (the run's
@@ -337,6 +342,10 @@ def load_conditional_generator(path, device: str | torch.device = "cpu", which: 
         settings = FinetuneSettings.from_dict(config)
     except (TypeError, ValueError) as exc:
         raise _checkpoint_problem(path, f"its settings do not read ({exc})") from exc
+    if property_names is not None and tuple(settings.property_names) != tuple(property_names):
+        raise CheckpointError(f"{path} was fine-tuned for the properties {', '.join(settings.property_names)}, not "
+                              f"{', '.join(property_names)}: another run's fine-tune (every request would fail); "
+                              f"fix: pass a checkpoint of this pipeline's step 7b ({FINETUNE_FIX})")
     state = ckpt.get(entry)
     if not isinstance(state, dict):
         raise _checkpoint_problem(path, f"entry {entry!r} is missing or not a state_dict")
