@@ -32,6 +32,7 @@ from common.checkpoints import (
     sniff_non_checkpoint,
     torch_refusal_reason,
 )
+from common.paths import PROPERTY_NAMES
 from common.pickle_globals import UNNAMED_GLOBAL, is_code_global, list_globals
 from pipeline.runner import load_script_file
 from segmentation.facexformer import load_facexformer
@@ -146,7 +147,7 @@ def _finetune_ckpt(tiny_ckpt: Path, path: Path, **changes) -> Path:
     generator = build_conditional_generator(load_generator(tiny_ckpt))
     sd = {k: v.clone() for k, v in generator.state_dict().items()}
     ckpt = {"format_version": 1, "step": 0, "generator": sd, "generator_ema": sd,
-            "config": {"generator": generator.cond_config, "property_names": ["eyes"]}}
+            "config": {"generator": generator.cond_config, "property_names": list(PROPERTY_NAMES)}}
     for key, value in changes.items():
         if key == "config_generator":
             ckpt["config"]["generator"] = value
@@ -184,15 +185,21 @@ def test_step8_nan_weights_and_not_a_checkpoint(tiny_ckpt, tmp_path):
 
 
 def test_step7_truncated_resume_checkpoint_names_its_path(tmp_path, capsys):
+    """Case s7b_corrupt_newest (kept): the resume refuses a bad newest checkpoint of its own run folder,
+    where steps 8, 9 and the studio skip it; training on from an older one would drop steps silently."""
     from test_finetune_scripts import FAST, make_root  # tests/ is on sys.path (rootdir-relative import)
 
     paths = make_root(tmp_path / "root", num=6)
-    ckpt_dir = paths.finetuned_dir / "checkpoints"
-    bad = write_bad_file("truncated_zip", ckpt_dir / "checkpoint_000004.pt")
-    rc = load_script_file("07_finetune_stylegan.py").main(["--root", str(paths.root), "--steps", "4", *FAST])
+    script = load_script_file("07_finetune_stylegan.py")
+    assert script.main(["--root", str(paths.root), "--steps", "2", "--checkpoint-every", "1", *FAST]) == 0
+    capsys.readouterr()
+    bad = paths.finetuned_dir / "checkpoints" / "checkpoint_000002.pt"
+    bad.write_bytes(bad.read_bytes()[:5000])  # the newest, cut as by an interrupted copy
+    rc = script.main(["--root", str(paths.root), "--steps", "3", "--checkpoint-every", "1", *FAST])
     err = capsys.readouterr().err
     assert rc == 2
     assert_one_line_error(err, bad, "truncated or corrupt zip", "fix:")
+    assert not (paths.finetuned_dir / "checkpoints" / "checkpoint_000003.pt").exists()
 
 
 # --- the one reader: what a refused file asks for (issue 19 §1, issue 20 §2) ----------------------
