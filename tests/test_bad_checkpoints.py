@@ -655,3 +655,19 @@ def test_a_folder_of_bad_checkpoints_has_no_finetune(tmp_path):
     assert newest_valid_checkpoint(folder, notes) is None and len(notes) == 1
     write_finetune_stub(folder / "checkpoints" / "checkpoint_000004.pt")
     assert newest_valid_checkpoint(folder) == folder / "checkpoints" / "checkpoint_000004.pt"
+
+
+def test_a_cnn_fold_of_another_shape_is_one_line_naming_the_file(tmp_path):
+    """Step 3's fold files go through the same reader and report: a state_dict of other channel widths
+    was a RuntimeError traceback from ``load_state_dict`` (size mismatch) instead of a named file."""
+    from gender_cnn.classifier import build_classifier
+    from gender_cnn.predict import model_from_blob
+
+    config = {"channels": [4, 8], "dropout": 0.0}
+    other = build_classifier({"channels": [4, 6], "dropout": 0.0}).state_dict()
+    path = tmp_path / "gender_fold0.pt"
+    with pytest.raises(CheckpointError) as info:
+        model_from_blob({"config": config, "state_dict": other}, source=path)
+    message = str(info.value)
+    assert message.startswith(f"{path} does not fit the model: ") and "wrong shape" in message
+    assert "\n" not in message and "re-run step 3" in message
