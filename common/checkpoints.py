@@ -270,6 +270,7 @@ def read_checkpoint(path: Path | str, info: CheckpointInfo | str, *, trust: bool
         raise CheckpointError(f"{kind} is empty (0 bytes): {path}; fix: {fix}")
     looks_like = sniff_non_checkpoint(path)
     if looks_like:
+        _refuse_code_pickle(path, kind, fix)  # a protocol-0/1 pickle looks like text or bytes: name its code
         raise not_a_checkpoint_error(path, looks_like, fix)
     mmap = mmap and is_zip_file(path)  # torch maps only its zip format
     try:
@@ -280,6 +281,21 @@ def read_checkpoint(path: Path | str, info: CheckpointInfo | str, *, trust: bool
         raise CheckpointError(f"{path} ({size:,} bytes) is not a readable {kind} (truncated or corrupt?): "
                               f"{_first_line(exc)}; fix: {fix}") from None
     return _read_refused(path, refusal, trust=trust, kind=kind, fix=fix, mmap=mmap)
+
+
+def _code_refusal(path: Path, code: list[str], kind: str, fix: str) -> CheckpointError:
+    return CheckpointError(f"{path}: this file asks to run code ({', '.join(code[:4])}); it is not a {kind}: "
+                           f"do not load it with any tool; fix: {fix}")
+
+
+def _refuse_code_pickle(path: Path, kind: str, fix: str) -> None:
+    """Raise the code refusal when the file decodes as a pickle that asks for code (never unpickled)."""
+    try:
+        code = [name for name in list_globals(path) if is_code_global(name)]
+    except PickleScanError:
+        return
+    if code:
+        raise _code_refusal(path, code, kind, fix)
 
 
 def _read_refused(path: Path, refusal: BaseException, *, trust: bool | None, kind: str, fix: str,
@@ -294,8 +310,7 @@ def _read_refused(path: Path, refusal: BaseException, *, trust: bool | None, kin
                               f"fix: {fix}") from None
     code = [name for name in asked if is_code_global(name)]
     if code:
-        raise CheckpointError(f"{path}: this file asks to run code ({', '.join(code[:4])}); it is not a {kind}: "
-                              f"do not load it with any tool; fix: {fix}")
+        raise _code_refusal(path, code, kind, fix)
     if _OPERAND.search(str(refusal)):  # the pickle itself, not its types, is what torch cannot read
         raise CheckpointError(f"{path} is not a readable {kind}: the safe loader refused it "
                               f"({torch_refusal_reason(refusal)}); fix: {fix}")

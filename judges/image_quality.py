@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.checkpoints import CheckpointError, CheckpointInfo, check_finite_tensors, read_checkpoint, require_file
+from common.checkpoints import (
+    CheckpointError,
+    CheckpointInfo,
+    check_finite_tensors,
+    read_checkpoint,
+    require_file,
+)
 from common.fingerprint import sha256_of_file
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"

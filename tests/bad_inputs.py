@@ -61,15 +61,16 @@ class _Payload:
 def write_payload_checkpoint(path: Path, fmt: str = "zip") -> Path:
     """A "checkpoint" whose pickle asks for ``os.system`` (touching ``<path>.PWNED`` if ever run).
 
-    fmt: ``zip`` (torch.save), ``legacy`` (torch's pre-1.6 format), ``pickle2`` / ``pickle4`` (a plain
-    pickle of that protocol; 4 names its globals with STACK_GLOBAL)."""
+    fmt: ``zip`` (torch.save), ``legacy`` (torch's pre-1.6 format), ``pickle0`` / ``pickle1`` /
+    ``pickle2`` / ``pickle4`` (a plain pickle of that protocol: 0 is text, 1 starts with no protocol
+    byte, 4 names its globals with STACK_GLOBAL)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     obj = {"generator": {"w": torch.zeros(2)}, "payload": _Payload(payload_marker(path))}
     if fmt == "zip":
         torch.save(obj, path)
     elif fmt == "legacy":
         torch.save(obj, path, _use_new_zipfile_serialization=False)
-    elif fmt in ("pickle2", "pickle4"):
+    elif fmt in ("pickle0", "pickle1", "pickle2", "pickle4"):
         path.write_bytes(pickle.dumps({"payload": _Payload(payload_marker(path))}, protocol=int(fmt[-1])))
     else:  # pragma: no cover
         raise ValueError(fmt)

@@ -212,7 +212,7 @@ def _code_refusal(message: str) -> None:
         assert advice not in message, (advice, message)
 
 
-@pytest.mark.parametrize("fmt", ["zip", "legacy", "pickle2", "pickle4"])
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "pickle0", "pickle1", "pickle2", "pickle4"])
 def test_globals_are_listed_without_unpickling(fmt, tmp_path):
     path = write_payload_checkpoint(tmp_path / f"{fmt}.pt", fmt)
     found = list_globals(path)
@@ -258,8 +258,10 @@ def test_plain_globals_are_not_called_code(name):
 
 
 @pytest.mark.parametrize("trust", [None, False, True])
-@pytest.mark.parametrize("fmt", ["zip", "legacy", "pickle2", "pickle4"])
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "pickle0", "pickle1", "pickle2", "pickle4"])
 def test_a_payload_is_refused_as_code_with_and_without_trust(fmt, trust, tmp_path):
+    """Protocols 0 and 1 carry no protocol byte (0 is text): the first-bytes check refuses them before
+    torch, and still names their code rather than calling them "plain text" or "random bytes"."""
     path = write_payload_checkpoint(tmp_path / f"{fmt}.pt", fmt)
     with pytest.raises(CheckpointError) as info:
         read_checkpoint(path, "get the real file", trust=trust)
