@@ -124,17 +124,25 @@ def test_one_dimensional_style_weight_is_named_not_an_index_error(tiny_ckpt, tmp
     assert str(path) in message and "wrong number of dimensions" in message and "\n" not in message
 
 
-def test_nan_weights_refused_before_any_output(tiny_ckpt, tmp_path, capsys):
+def _step1_on_edited(tiny_ckpt: Path, tmp_path: Path, capsys, name: str, edit) -> tuple[Path, Path, int, str]:
+    """Step 1 on the tiny generator with ``edit(state_dict)`` applied to both entries: (file, out, rc, stderr)."""
     ckpt = torch.load(tiny_ckpt, weights_only=True)
     for entry in ("generator", "generator_smooth"):
-        ckpt[entry]["synthesis.lod"] = torch.tensor(float("nan"))
-        ckpt[entry]["mapping.dense0.weight"][0, 0] = float("inf")
-    path = tmp_path / "nan.pth"
+        edit(ckpt[entry])
+    path = tmp_path / name
     torch.save(ckpt, path)
     out = tmp_path / "out"
     rc = load_script_file("01_generate_images.py").main(
         ["--checkpoint", str(path), "--out", str(out), "--num", "1", "--device", "cpu", "-q"])
-    err = capsys.readouterr().err
+    return path, out, rc, capsys.readouterr().err
+
+
+def test_nan_weights_refused_before_any_output(tiny_ckpt, tmp_path, capsys):
+    def nan_and_inf(sd):
+        sd["synthesis.lod"] = torch.tensor(float("nan"))
+        sd["mapping.dense0.weight"][0, 0] = float("inf")
+
+    path, out, rc, err = _step1_on_edited(tiny_ckpt, tmp_path, capsys, "nan.pth", nan_and_inf)
     assert rc == 2
     assert_one_line_error(err, path, "NaN or infinite", "synthesis.lod", "fix:")
     assert not (out / "generation.json").exists()
@@ -403,16 +411,9 @@ def test_an_integer_weight_in_step_1_is_refused_naming_key(tiny_ckpt, tmp_path, 
 
     Reproduction: ``01_generate_images.py --checkpoint long.pth`` where ``long.pth`` is the demo
     generator with one conv weight stored as int64 (values truncated): 2 images written, rc 0."""
-    ckpt = torch.load(tiny_ckpt, weights_only=True)
     key = "synthesis.layer1.weight"
-    for entry in ("generator", "generator_smooth"):
-        ckpt[entry][key] = ckpt[entry][key].long()
-    path = tmp_path / "long.pth"
-    torch.save(ckpt, path)
-    out = tmp_path / "out"
-    rc = load_script_file("01_generate_images.py").main(
-        ["--checkpoint", str(path), "--out", str(out), "--num", "1", "--device", "cpu", "-q"])
-    err = capsys.readouterr().err
+    path, out, rc, err = _step1_on_edited(tiny_ckpt, tmp_path, capsys, "long.pth",
+                                          lambda sd: sd.__setitem__(key, sd[key].long()))
     assert rc == 2
     assert_one_line_error(err, path, f"1 wrong dtype: {key} (file int64, expected float32)", "fix:")
     assert not list(out.glob("*.jpg"))
