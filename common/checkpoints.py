@@ -187,14 +187,19 @@ def trusted_extra_objects() -> dict[str, Any]:
 
 
 def torch_safe_global_names() -> frozenset[str]:
-    """The globals ``torch.load(weights_only=True)`` allows by itself (and any the process added)."""
-    import torch
+    """The globals ``torch.load(weights_only=True)`` allows by itself (and any the process added).
 
-    # torch's own list is private; its public get_unsafe_globals_in_checkpoint reads zip files only
-    from torch._weights_only_unpickler import _get_allowed_globals
+    Used to word a refusal, never to decide what loads (torch's unpickler decides that)."""
+    import torch
 
     added = {f"{g.__module__}.{g.__name__}" if not isinstance(g, tuple) else g[1]
              for g in torch.serialization.get_safe_globals()}
+    try:  # torch's own list is private; its public get_unsafe_globals_in_checkpoint reads zip files only
+        from torch._weights_only_unpickler import _get_allowed_globals
+    except ImportError:  # a torch without it: its tensor and storage rebuilders, as torch 2.x allows them
+        own = {"collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.complex",
+               "builtins.bytearray", "_codecs.encode", "torch.Size", "torch.Tensor", "torch.device"}
+        return frozenset(own | added)
     return frozenset(_get_allowed_globals()) | frozenset(added)
 
 
