@@ -53,11 +53,12 @@ def test_two_ranks_train_and_filter_like_one_process(tmp_path):
     # each rank scores its share in batches of its own size: another shape, so scores agree within
     # CNN_BATCH_SCORE_ATOL (issue 20: this compared the CSVs byte for byte); the keep decisions agree
     # wherever a score is farther than that from its threshold
-    scores = [pd.read_csv(PipelinePaths(root).quality_gender_csv, dtype={"img_name": str}) for root in (one, two)]
-    assert len(scores[0]) == 22
-    pd.testing.assert_frame_equal(scores[0], scores[1], check_exact=False, atol=CNN_BATCH_SCORE_ATOL, rtol=0)
-    clear = ((scores[0]["gender_score"] - 0.5).abs() > CNN_BATCH_SCORE_ATOL) & \
-            ((scores[0]["quality_score"] - 0.5).abs() > CNN_BATCH_SCORE_ATOL)
+    scores = [PipelinePaths(root).quality_gender_csv for root in (one, two)]
+    frames = [pd.read_csv(path, dtype={"img_name": str}) for path in scores]
+    assert len(frames[0]) == 22
+    pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=False, atol=CNN_BATCH_SCORE_ATOL, rtol=0)
+    clear = ((frames[0]["gender_score"] - 0.5).abs() > CNN_BATCH_SCORE_ATOL) & \
+            ((frames[0]["quality_score"] - 0.5).abs() > CNN_BATCH_SCORE_ATOL)
     kept = [set(os.listdir(PipelinePaths(root).filtered_dir)) for root in (one, two)]
-    assert kept[0] and {n for n in kept[0] ^ kept[1] if n in set(scores[0]["img_name"][clear])} == set()
+    assert kept[0] and {n for n in kept[0] ^ kept[1] if n in set(frames[0]["img_name"][clear])} == set()
     assert not list(scores[1].parent.glob("*.part-*"))  # the ranks' parts are merged and removed
