@@ -1,7 +1,8 @@
 """One command for every device figure of the speed issue: generation, FaceXFormer, fine-tuning.
 
 Full-size random-weight models (recipe weights; nothing is downloaded), one table printed, the
-same rows written as JSON. Meant for a GPU and sized to finish in under five minutes on one card
+same rows written as the record ``benchmarks/results/device_check-<device>.json`` (``--quick``:
+``device_check_quick-<device>``, never the real one). Meant for a GPU and sized to finish in under five minutes on one card
 (not yet run on a GPU: none was available when it was written):
 
     python benchmarks/device_check.py --device cuda
@@ -22,7 +23,6 @@ Rows:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -34,8 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-NOT_MEASURED = "not measured"
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.records import NOT_MEASURED, add_results_dir_argument, start_record
 
 
 def _sync(device: torch.device) -> None:
@@ -234,20 +233,23 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cuda, cuda:1, cpu")
     parser.add_argument("--quick", action="store_true", help="tiny settings (CI on a CPU)")
     parser.add_argument("--only", nargs="+", choices=sorted(CHECKS), default=None)
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/device_check_<device>.json)")
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    record = start_record("device_check_quick" if args.quick else "device_check", device.type)
     torch.manual_seed(0)
     report = run_checks(device, args.quick, args.only)
     print(format_table(report))
-    out = args.out or RESULTS / f"device_check_{device.type}{'_quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    record.tables["rows"] = report["rows"]
+    for row in report["rows"]:
+        key = f"{row['group']} | {row['what']} | {row['unit']}"
+        record.figures[key] = row["value"]
+    record.settings.update({k: report[k] for k in ("device", "device_name", "quick", "cuda", "threads")})
+    record.write(args.results_dir)
     return 0
 
 
