@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--segmentation-checkpoint", type=pathlib.Path, default=None,
                         help="FaceXFormer weights (default: segmentation/models/segmentation_model.pt)")
     parser.add_argument("--trust-checkpoint", action="store_true",
-                        help="allow the official FaceXFormer file's pickled extras (see step 5)")
+                        help="allow the FaceXFormer file's saved args or numpy values, never code (see step 5)")
     parser.add_argument("--normalization", type=pathlib.Path, default=None,
                         help="normalization.json (default: step 6's); also sets the sweep ranges")
     parser.add_argument("--gender-models", type=pathlib.Path, default=None,
