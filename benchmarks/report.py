@@ -36,6 +36,7 @@ from typing import Any
 
 from benchmarks.catalog import measure_command, needs
 from benchmarks.records import NOT_MEASURED, REPO_ROOT, RESULTS_DIR, RecordError, iter_records, record_id
+from common.markdown import markdown_rows
 
 TOLERANCES_FILE = REPO_ROOT / "tests" / "tolerances.py"
 
@@ -167,9 +168,7 @@ def _parse_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(format_value(v) for v in row) + " |" for row in rows]
-    return lines
+    return markdown_rows(header, rows, cell=format_value).splitlines()
 
 
 def render_block(spec: str, records: Records, link_base: str) -> str:
@@ -229,10 +228,8 @@ def render_promises(keys: str | None, tolerances: ModuleType) -> str:
         if unknown:
             raise ReportError(f"promises:{keys}: no promise {', '.join(unknown)} in tests/tolerances.py")
         promises = [p for p in promises if p.key in wanted]
-    rows = [(p.claim.replace("|", "\\|"), ", ".join(f"`{t}`" for t in p.tests)) for p in promises]
-    lines = ["| what the docs promise | the test that proves it |", "|---|---|"]
-    lines += [f"| {claim} | {tests} |" for claim, tests in rows]
-    return "\n".join(lines) + "\n"
+    rows = [(p.claim, ", ".join(f"`{t}`" for t in p.tests)) for p in promises]  # format_value escapes "|"
+    return markdown_rows(("what the docs promise", "the test that proves it"), rows, cell=format_value) + "\n"
 
 
 def render_value(name: str, tolerances: ModuleType) -> str:
