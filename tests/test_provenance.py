@@ -606,3 +606,106 @@ def test_a_directions_file_with_nan_is_refused_at_load(root8, tmp_path):
     torch.save(data, bad)
     with pytest.raises(DirectionsMismatchError, match="its directions hold NaN or infinite values"):
         load_directions_method(paths.stylegan_checkpoint, bad, "cpu")
+
+
+# ----------------------------------------------------------------------------------------------
+# the runner: --labels is keyed by content and never ignored; the demo never replaces someone's labels
+
+
+@pytest.fixture()
+def labelled_root(tmp_path) -> Path:
+    """Step 1 (8 images) run by the runner, then 8 hand labels imported by the labeller's path."""
+    from tiny_models import TINY_G_16
+
+    from stylegan.checkpoint import write_random_checkpoint
+
+    root = tmp_path / "root"
+    write_random_checkpoint(PipelinePaths(root).stylegan_checkpoint, seed=0, **TINY_G_16)
+    assert run_pipeline(_runner(root, "1", "1")) == 0
+    labels = tmp_path / "mylabels.csv"
+    labels.write_text("img_name,gender,quality,labeller\n" + "".join(f"{i:06d}.png,1,1,hand\n" for i in range(8)))
+    assert run_pipeline(_runner(root, "2", "2", labels=labels)) == 0
+    return root
+
+
+def _runner(root: Path, first: str, last: str, **options) -> PipelineOptions:
+    return PipelineOptions(root=root, device="cpu", quiet=True, first=first, last=last,
+                           step_args={"1": ["--num", "8", "--format", "png"]}, **options)
+
+
+def _labels(root: Path) -> dict:
+    from gender_cnn.hand_labels import read_label_state
+
+    return read_label_state(PipelinePaths(root).hand_labels_csv)
+
+
+def test_runner_imports_an_edited_labels_file_at_the_same_path(labelled_root, capsys):
+    """rpl_same_path_edited: run_pipeline --from 2 --to 2 --labels mylabels.csv, edit 5 rows of mylabels.csv,
+    run again: "2 skipped", hand_labels.csv kept the old values (the marker recorded only the path)."""
+    labels = labelled_root.parent / "mylabels.csv"
+    labels.write_text(labels.read_text().replace("000002.png,1,1", "000002.png,0,0"))
+    capsys.readouterr()
+    assert run_pipeline(_runner(labelled_root, "2", "2", labels=labels)) == 0
+    assert "finished earlier, skipped" not in capsys.readouterr().out
+    assert (_labels(labelled_root)["000002.png"].gender, _labels(labelled_root)["000002.png"].quality) == (0, 0)
+    assert run_pipeline(_runner(labelled_root, "2", "2", labels=labels)) == 0  # unchanged content: skipped
+    assert "finished earlier, skipped" in capsys.readouterr().out
+
+
+def test_runner_refuses_labels_when_step_2_does_not_run(labelled_root, capsys):
+    """rp_labels_with_from3: run_pipeline --from 3 --to 3 --labels mylabels.csv ignored --labels without a word
+    (hand_labels.csv unchanged) and step 3 trained on the old labels."""
+    other = labelled_root.parent / "other.csv"
+    other.write_text("img_name,gender,quality\n000000.png,0,0\n")
+    before = _labels(labelled_root)
+    capsys.readouterr()
+    assert run_pipeline(_runner(labelled_root, "3", "3", labels=other)) == 2
+    err = capsys.readouterr().err
+    assert "imported by step 2, which this run does not include" in err and "--from 2" in err
+    assert "== step 3" not in capsys.readouterr().out
+    assert _labels(labelled_root) == before
+
+
+def test_a_labels_file_with_a_cut_last_row_is_refused(labelled_root, capsys):
+    """rpl_truncated: --labels truncated.csv (10 rows, the last cut to "000009.jpg,1"): "10 labels imported (23
+    changed)": the cut row became gender 1, quality unsure, and under replace semantics 22 labels were removed."""
+    cut = labelled_root.parent / "truncated.csv"
+    cut.write_text("img_name,gender,quality,labeller\n000000.png,0,0,hand\n000001.png,1")
+    before = _labels(labelled_root)
+    capsys.readouterr()
+    assert run_pipeline(_runner(labelled_root, "2", "2", labels=cut)) == 2
+    err = capsys.readouterr().err
+    assert "line 3 has 2 cells where the header has 4" in err and "Traceback" not in err
+    assert _labels(labelled_root) == before
+
+
+def test_demo_refuses_a_root_with_hand_labels_and_keeps_them(labelled_root, capsys):
+    """demo_over_real_labels: run_pipeline --demo --root <a run with 32 hand labels> --from 2 --to 2 replaced
+    hand_labels.csv by 32 rule labels, with no backup and without the labeller's lock."""
+    csv = PipelinePaths(labelled_root).hand_labels_csv
+    before = csv.read_bytes()
+    capsys.readouterr()
+    assert run_pipeline(PipelineOptions(root=labelled_root, demo=True, device="cpu", quiet=True, first="2",
+                                        last="2")) == 2
+    err = capsys.readouterr().err
+    assert "--demo --root" in err and "Traceback" not in err
+    assert csv.read_bytes() == before and not list(csv.parent.glob("*.bak-*"))
+
+
+def test_demo_labels_take_the_lock_and_back_up_what_they_replace(tmp_path, capsys):
+    """Every path that replaces labels takes the labeller's lock and keeps a backup (issue 19, section 5)."""
+    from gender_cnn.hand_labels import Label
+    from gender_cnn.labeller.store import LabelStore
+    from pipeline.demo import write_demo_labels
+
+    root = tmp_path / "demo"
+    assert run_pipeline(PipelineOptions(root=root, demo=True, device="cpu", quiet=True, first="1", last="1",
+                                        step_args={"1": ["--num", "4"]})) == 0
+    paths = PipelinePaths(root)
+    with LabelStore(paths.hand_labels_csv, lock=True):
+        with pytest.raises(Exception, match="another labeller"):
+            write_demo_labels(paths)
+    with LabelStore(paths.hand_labels_csv, lock=True) as store:  # an earlier demo's labels, one of them changed
+        store.import_labels({"000000.jpg": Label(0, 0, "demo")})
+    assert "backed up to" in write_demo_labels(paths)
+    assert "backed up to" not in write_demo_labels(paths)  # nothing to replace: no backup
