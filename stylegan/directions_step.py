@@ -40,6 +40,7 @@ from common.io import (
     clean_stale_temp_files,
     read_csv_checked,
 )
+from common.markdown import markdown_table
 from common.paths import (
     DIRECTIONS_PT,
     GENERATED_CSV,
@@ -54,7 +55,7 @@ from common.paths import (
 from common.recipe import Recipe, claim_output, owned_by_patterns, read_recipe
 from common.records import read_code_array, read_normalization, read_score_table
 from common.runtime import resolve_device
-from common.steps import StepError
+from common.steps import Progress, ProgressCounter, StepError
 from stylegan.checkpoint import load_generator
 from stylegan.directions import (
     DEFAULT_CAP,
@@ -72,6 +73,7 @@ from stylegan.directions import (
     render_edit,
     select_by_control,
 )
+from stylegan.sweeps import sweep_targets
 
 logger = logging.getLogger(__name__)
 
@@ -316,21 +318,7 @@ def _refuse_foreign_latents(config: FitDirectionsConfig) -> None:
 # the step
 
 
-def _counting(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None] | None:
-    """Adapt the step's progress(done, total) to a callee that reports images as they are rendered."""
-    if progress is None:
-        return None
-    done = 0
-
-    def step(count: int) -> None:
-        nonlocal done
-        done += count
-        progress(min(done, total), total)
-
-    return step
-
-
-def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int, int], None] | None = None, *,
+def run_fit_directions(config: FitDirectionsConfig, progress: Progress | None = None, *,
                        scorer: Scorer | None = None, gender: Scorer | None = None) -> FitDirectionsSummary:
     """Fit, choose, report. ``scorer`` (images -> [N, 5] step-6 scores) enables the choice by control;
     ``gender`` (images -> P(woman)) adds the measured female share of the edited images; ``progress``
@@ -396,7 +384,7 @@ def _fit(config: FitDirectionsConfig, progress: Callable[[int, int], None] | Non
         total = len(PROPERTY_NAMES) * len(candidates) * len(ranges) * len(heldout) * config.num_values
         selection = select_by_control(candidates, w[heldout], make_renderer(generator, config.batch_size), scorer,
                                       num_values=config.num_values, layer_ranges=ranges, gender=gender,
-                                      progress=_counting(progress, total))
+                                      progress=ProgressCounter(progress, total))
         picks = {p: (v["candidate"], v["layers"]) for p, v in selection.directions.info["selected_from"].items()}
         finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options).with_guards(**guards)
                   for m in ("ridge", "svm")}
@@ -405,15 +393,21 @@ def _fit(config: FitDirectionsConfig, progress: Callable[[int, int], None] | Non
         directions.info["heldout_r"] = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan"))
                                             for m in finals} for p in PROPERTY_NAMES}
         selected_by = "control on held-out latents"
+    elif config.method == "auto" and config.select == "heldout-r":
+        # asked for explicitly (never a default: prediction is not control): per property the method whose
+        # calibrated prediction of held-out scores is better
+        finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options).with_guards(**guards)
+                  for m in ("ridge", "svm")}
+        record = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan")) for m in finals} for p in PROPERTY_NAMES}
+        picks = {p: ("svm" if not record[p]["ridge"] >= record[p]["svm"] else "ridge", "all") for p in PROPERTY_NAMES}
+        directions = combine_directions(finals, picks)
+        directions.info["heldout_r"] = record
+        selected_by = "held-out prediction r (--select heldout-r)"
     else:
-        method, selected_by = config.method, f"request ({config.method})"
-        if config.method == "auto" and config.select == "auto":
-            # no scorer to choose by control: InterFaceGAN's SVM, which controlled better than ridge on every
-            # property in the control lab although ridge predicted the scores better (README, control lab)
-            method, selected_by = "svm", "default svm (no scorer to choose by control)"
-        elif config.method == "auto":
-            selected_by = "held-out prediction r"
-        directions = fit_directions(w, scores, config.seed, method=method, **fit_options).with_guards(**guards)
+        directions = fit_directions(w, scores, config.seed, method=config.method, **fit_options).with_guards(**guards)
+        selected_by = (f"request ({config.method})" if config.method != "auto" else
+                       f"the default rule for this shape: {directions.info['default_rule']} (no scorer to choose "
+                       "by control)")
     directions.info.update({
         "inputs": recipe.record(), "selected_by": selected_by, "generator_entry": generator.checkpoint_key,
         "counts": {k: v for k, v in counts.items() if k != "generated"},
@@ -485,10 +479,9 @@ def _female_shares(directions: LatentDirections, gender: LatentDirections | None
     for j, prop in enumerate(directions.property_names):
         if not directions.fitted[j]:
             continue
-        grid = np.linspace(lo[j], hi[j], num_values)
         base = np.repeat(w, num_values, axis=0)
-        targets = np.full((len(base), len(directions.property_names)), np.nan)
-        targets[:, j] = np.tile(grid, len(w))
+        targets = sweep_targets(np.full((len(w), len(directions.property_names)), np.nan), j,
+                                np.linspace(lo[j], hi[j], num_values))
         pred = gender.predict(directions.edit(base, targets))[:, 0]
         out[prop] = float(np.mean(pred >= 0.5))
         edited_all.append(pred)
@@ -543,10 +536,9 @@ def _write_sheets(directions: LatentDirections, generator, w: np.ndarray, out_di
     for j, prop in enumerate(directions.property_names):
         if not directions.fitted[j]:
             continue
-        grid = np.linspace(lo[j], hi[j], config.num_values)
         base = np.repeat(w, config.num_values, axis=0)
-        targets = np.full((len(base), len(directions.property_names)), np.nan)
-        targets[:, j] = np.tile(grid, len(w))
+        targets = sweep_targets(np.full((len(w), len(directions.property_names)), np.nan), j,
+                                np.linspace(lo[j], hi[j], config.num_values))
         edited, reached = directions.edit(base, targets, return_report=True)
         images = render_edit(generator, base, edited, directions.layers[j], config.batch_size)
         captions = [f"{t:.2f}" + ("" if ok else " (cap)") for t, ok in zip(targets[:, j], reached[:, j])]
@@ -560,13 +552,6 @@ def _write_sheets(directions: LatentDirections, generator, w: np.ndarray, out_di
 
 def _markdown(directions: LatentDirections, report, angles, selection, counts: dict, sheets: list[str],
               config: FitDirectionsConfig, seconds: float, generator) -> str:
-    def table(frame) -> str:
-        cols = list(frame.columns)
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for row in frame.itertuples(index=False):
-            lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |")
-        return "\n".join(lines)
-
     female = directions.info.get("female_share")
     parts = [
         "# Latent directions (step 7, second route)", "",
@@ -579,11 +564,11 @@ def _markdown(directions: LatentDirections, report, angles, selection, counts: d
         "## Per property", "",
         "held-out r: Pearson r between the calibrated prediction and the score on held-out samples "
         "(prediction, not control: step 9 measures control).", "",
-        table(report), "",
-        "## Angle between directions (degrees; 90 = independent)", "", table(angles), "",
+        markdown_table(report), "",
+        "## Angle between directions (degrees; 90 = independent)", "", markdown_table(angles), "",
     ]
     if selection is not None:
-        parts += ["## Choice by control on held-out latents", "", table(selection.table), ""]
+        parts += ["## Choice by control on held-out latents", "", markdown_table(selection.table), ""]
     if female is not None:
         guard = ("Edits hold the gender direction's prediction (gender guard on)." if directions.guard_names
                  else "Edits do not hold gender (gender guard off).")

@@ -18,7 +18,7 @@ import numpy as np
 from common.paths import PROPERTY_NAMES
 
 __all__ = [
-    "FINETUNE_FORMAT_VERSION", "TRAIN_LOG_COLUMNS", "LOSS_COLUMNS", "FinetuneRunFiles", "find_latest_checkpoint",
+    "FINETUNE_FORMAT_VERSION", "TRAIN_LOG_COLUMNS", "LOSS_COLUMNS", "FinetuneRunFiles", "find_latest_checkpoint", "checkpoints_in",
     "FinetuneSettings", "property_ranges", "DEFAULT_MEDIANS",
 ]
 
@@ -80,14 +80,20 @@ class FinetuneRunFiles:
         return [p for _, p in sorted(found)]
 
 
-def find_latest_checkpoint(folder: Path | str) -> Path | None:
-    """The checkpoint_NNNNNN.pt with the highest step in ``folder`` or its checkpoints/ subfolder."""
+def checkpoints_in(folder: Path | str) -> list[Path]:
+    """Every checkpoint_NNNNNN.pt in ``folder`` or its checkpoints/ subfolder, oldest step first."""
     folder = Path(folder)
     candidates = []
     for sub in (folder, FinetuneRunFiles(folder).checkpoints_dir):
         if sub.is_dir():
             candidates += [(int(m.group(1)), p) for p in sub.iterdir() if (m := _CHECKPOINT_RE.fullmatch(p.name))]
-    return max(candidates)[1] if candidates else None
+    return [p for _, p in sorted(candidates)]
+
+
+def find_latest_checkpoint(folder: Path | str) -> Path | None:
+    """The checkpoint_NNNNNN.pt with the highest step in ``folder`` or its checkpoints/ subfolder."""
+    found = checkpoints_in(folder)
+    return found[-1] if found else None
 
 
 def property_ranges(config: Mapping[str, Any]) -> dict[str, tuple[float, float]]:

@@ -25,7 +25,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from common.checkpoints import CheckpointError, check_finite_tensors
+from common.checkpoints import (
+    CheckpointError,
+    check_finite_tensors,
+    check_state_dict_fits,
+    load_state_dict_checked,
+)
 from common.cli import WEIGHTS_CHOICES
 from common.distributed import SINGLE, DistContext, init_distributed
 from common.folders import image_folders, refuse_overlap
@@ -213,6 +218,27 @@ def resume_state(config: FinetuneStepConfig, recipe: Recipe) -> tuple[Path | Non
     return latest, state
 
 
+def restore_trainer(trainer: Finetuner, state: dict[str, Any], path: Path) -> None:
+    """Resume ``trainer`` from a checkpoint's content: each network through the one fit report, the
+    optimisers checked for their two entries; what can still differ (an optimiser's parameter groups)
+    is the ValueError torch.optim names, reported against the file."""
+    for entry, module in (("generator", trainer.G), ("generator_ema", trainer.G_ema), ("discriminator", trainer.D)):
+        check_state_dict_fits(module.state_dict(), state.get(entry), path, FINETUNE_FIX, entry=entry,
+                              what=f"the {entry.replace('_', ' ')} this run builds")
+    for entry in ("optimizer_g", "optimizer_d"):
+        saved = state.get(entry)
+        if not isinstance(saved, dict) or not {"state", "param_groups"} <= saved.keys():
+            raise CheckpointError(f"{path}: entry {entry!r} is missing or not an optimiser state; cannot resume; "
+                                  f"fix: {FINETUNE_FIX}")
+    if not isinstance(state.get("step"), int):
+        raise CheckpointError(f"{path}: entry 'step' is missing or not an integer; cannot resume; fix: {FINETUNE_FIX}")
+    try:
+        trainer.load_state_dict(state)
+    except ValueError as exc:  # torch.optim.Optimizer.load_state_dict: groups that do not match
+        raise CheckpointError(f"{path}: its optimiser state does not fit this run ({exc}); cannot resume; "
+                              f"fix: {FINETUNE_FIX}") from None
+
+
 def _refuse_foreign(path: Path, state: dict[str, Any], saved: FinetuneSettings, recipe: Recipe) -> None:
     """A checkpoint of another run (other properties, another recipe, a step that is not its name's)."""
     fix = (f"move {path.name} out of {path.parent} (the run's own checkpoints stay; nothing was pruned), or "
@@ -272,14 +298,20 @@ def property_model_for(config: FinetuneStepConfig, data: TrainingData, state: di
     if training.lambda_prop <= 0:
         return PropertyModel(None)
     if state is not None and state.get("regressor") is not None:
+        settings = state["config"].get("regressor")
         try:
-            regressor_config = RegressorConfig(**state["config"]["regressor"])
-            model = PropertyRegressor(regressor_config)
-            model.load_state_dict(state["regressor"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{latest}: its property regressor cannot be restored ({first}); "
-                                  f"fix: {FINETUNE_FIX}") from exc
+            regressor_config = RegressorConfig(**settings) if isinstance(settings, dict) else None
+        except (TypeError, ValueError) as exc:  # the file's settings do not describe a regressor
+            regressor_config = None
+            problem = str(exc)
+        else:
+            problem = "config['regressor'] is missing"
+        if regressor_config is None:
+            raise CheckpointError(f"{latest}: its property regressor cannot be restored ({problem}); "
+                                  f"fix: {FINETUNE_FIX}")
+        model = PropertyRegressor(regressor_config)
+        load_state_dict_checked(model, state["regressor"], latest, FINETUNE_FIX, entry="regressor",
+                                what="the regressor its config describes")
         return PropertyModel(model.eval().requires_grad_(False), regressor_config, state.get("regressor_metrics"))
     regressor_config = RegressorConfig()
     if ctx.is_main:
@@ -433,11 +465,7 @@ def _train(config: FinetuneStepConfig, ctx: DistContext, device: torch.device, i
                         prop.model, device, rank=ctx.rank, world_size=ctx.world_size)
     log_rows: list[dict[str, float]] = []
     if state is not None:
-        try:
-            trainer.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{latest}: cannot resume from this checkpoint ({first}); fix: {FINETUNE_FIX}") from exc
+        restore_trainer(trainer, state, latest)
         log_rows = _read_log(config.files.train_log_csv, trainer.step_count)
         logger.info("resumed from %s at step %d", latest, trainer.step_count)
     settings = _settings(config, inputs, generator, discriminator, prop, ctx.world_size, recipe)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from common.distributed import DistContext, init_distributed, parse_shard
+from common.distributed import DistContext, init_distributed
 from common.folders import image_folders, refuse_overlap
 from common.io import (
     atomic_save_image,
@@ -34,10 +34,21 @@ from common.io import (
     atomic_write_csv,
     clean_stale_temp_files,
 )
-from common.paths import GENERATION_JSON, REPO_ROOT, PipelinePaths
+from common.paths import GENERATION_JSON, PipelinePaths
+from common.settings import (
+    StepConfig,
+    batch_size_setting,
+    device_setting,
+    flag_of,
+    overwrite_setting,
+    seed_setting,
+    setting,
+    shard_setting,
+    weights_setting,
+)
 from common.recipe import FolderLock, Recipe, claim_output, merging
 from common.runtime import resolve_device
-from common.steps import Progress, StepError
+from common.steps import Progress, ProgressCounter, StepError
 from stylegan.checkpoint import entry_for_weights, load_generator
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
@@ -63,55 +74,24 @@ class GenerationWriteError(GenerationError):
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
+class GenerateConfig(StepConfig):
     """Step 1's settings; a path left None is the pipeline's default under ``root``."""
 
-    root: Path = REPO_ROOT
-    checkpoint: Path | None = None       # genforce checkpoint (default: stylegan/stylegan_model.pth)
-    out: Path | None = None              # output folder (default: stylegan/synthesize_results)
-    num: int = 10_000                    # images 0 .. num-1
-    batch_size: int = 16
-    seed: int = 0
-    trunc_psi: float = 1.0
-    trunc_layers: int = 0
-    image_format: str = "jpg"
-    jpeg_quality: int = 95               # the original's quality
-    weights: str = "auto"                # auto | ema | raw (stylegan.checkpoint.WEIGHTS_ENTRIES)
-    device: str = "auto"
-    overwrite: bool = False              # regenerate every image, drop step-1 images beyond num
-    writer_threads: int = 4              # threads encoding and writing images while the device generates
-    shard: str | None = None             # "K/N": only images i with i mod N == K (separate machines; then merge)
-
-    def __post_init__(self) -> None:
-        if self.num < 0:
-            raise ValueError(f"num must be >= 0, got {self.num}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.image_format not in FORMATS_ALLOWED:
-            raise ValueError(f"image_format must be one of {FORMATS_ALLOWED}, got {self.image_format!r}")
-        if not 0.0 <= self.trunc_psi <= 1.0:
-            raise ValueError(f"trunc_psi must be in [0, 1], got {self.trunc_psi}")
-        if self.trunc_layers < 0:
-            raise ValueError(f"trunc_layers must be >= 0, got {self.trunc_layers}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
-        if self.writer_threads < 1:
-            raise ValueError(f"writer_threads must be >= 1, got {self.writer_threads}")
-        entry_for_weights(self.weights)  # ValueError naming the allowed values
-        if self.shard is not None:
-            parse_shard(self.shard)
-
-    @property
-    def paths(self) -> PipelinePaths:
-        return PipelinePaths(Path(self.root).resolve())
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return Path(self.checkpoint) if self.checkpoint is not None else self.paths.stylegan_checkpoint
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out) if self.out is not None else self.paths.generated_dir
+    checkpoint: Path | None = setting(None, concept="stylegan_checkpoint", kept_aliases=("--checkpoint",))
+    out: Path | None = setting(None, path="generated_dir", output="dir", help="output folder")
+    num: int = setting(10_000, low=0, help="number of images 0 .. num-1 (image i: z from seed, i)")
+    batch_size: int = batch_size_setting(16)
+    seed: int = seed_setting()
+    trunc_psi: float = setting(1.0, low=0.0, high=1.0, help="truncation psi (1.0 = none, as the original)")
+    trunc_layers: int = setting(0, low=0, help="truncate layers < N (needs psi < 1)")
+    image_format: str = setting("jpg", flag="--format", choices=FORMATS_ALLOWED, help="jpg (quality 95) or png")
+    jpeg_quality: int = setting(95, flag="", low=1, high=100, help="the original's quality")
+    weights: str = weights_setting()
+    device: str = device_setting()
+    overwrite: bool = overwrite_setting("regenerate every image, drop step-1 images beyond --num")
+    writer_threads: int = setting(4, flag="", low=1, help="threads encoding and writing images while the device "
+                                                          "generates")
+    shard: str | None = shard_setting()  # "K/N": only images i with i mod N == K (separate machines; then merge)
 
 
 @dataclass(frozen=True)
@@ -250,10 +230,9 @@ def run_generate(config: GenerateConfig, progress: Progress | None = None) -> Ge
     """
     start = time.perf_counter()
     ctx = init_distributed(config.shard)
-    out_dir, checkpoint = config.out_dir, config.checkpoint_path
-    if out_dir.exists() and not out_dir.is_dir():
-        raise GenerationError(f"--out {out_dir} is a file, not a folder; fix: pass a folder (it is created)")
-    refuse_overlap({"--out": out_dir}, {"--checkpoint": checkpoint},
+    config = config.resolved()
+    out_dir, checkpoint = Path(config.out), Path(config.checkpoint)
+    refuse_overlap({"--out": out_dir}, {flag_of(config, "checkpoint"): checkpoint},
                    reserved=image_folders(config.paths, own=config.paths.generated_dir))
     generator = _load(config, ctx)
     shard = (ctx.rank, ctx.world_size) if ctx.sharded and not ctx.grouped else None
@@ -268,7 +247,7 @@ def run_generate(config: GenerateConfig, progress: Progress | None = None) -> Ge
         mine = ctx.take(range(config.num))
         todo = [i for i in mine if not (out_dir / names[i]).exists()]
         skipped = len(mine) - len(todo)
-        tick = _counter(progress if ctx.is_main else None, skipped, len(mine))
+        tick = ProgressCounter(progress if ctx.is_main else None, len(mine), skipped)
         _generate_images(generator, config, out_dir, names, todo, tick)
         counts = ctx.gather((len(todo), skipped))
         ctx.barrier()
@@ -288,10 +267,11 @@ def merge_generate_shards(config: GenerateConfig, progress: Progress | None = No
     start = time.perf_counter()
     if config.shard is not None:
         raise GenerationError("merge the shards with the flags of the run but without --shard")
-    out_dir = config.out_dir
+    config = config.resolved()
+    out_dir = Path(config.out)
     generator = _load(config, init_distributed(None))
-    with FolderLock(out_dir), merging(out_dir, _recipe(config, generator, config.checkpoint_path), MANIFEST_NAME,
-                                      info={"checkpoint_path": str(config.checkpoint_path)}):
+    with FolderLock(out_dir), merging(out_dir, _recipe(config, generator, Path(config.checkpoint)), MANIFEST_NAME,
+                                      info={"checkpoint_path": str(Path(config.checkpoint))}):
         clean_stale_temp_files(out_dir)  # every shard has finished: temp files are a killed shard's leftovers
         kept_beyond = _write_lists(config, generator, out_dir)
     if progress is not None:
@@ -306,7 +286,7 @@ def _load(config: GenerateConfig, ctx: DistContext) -> StyleGANGenerator:
         device = resolve_device(ctx.device(config.device))
     except RuntimeError as exc:
         raise GenerationError(str(exc)) from exc
-    return load_generator(config.checkpoint_path, which=entry_for_weights(config.weights), device=device)
+    return load_generator(Path(config.checkpoint), which=entry_for_weights(config.weights), device=device)
 
 
 def _write_lists(config: GenerateConfig, generator: StyleGANGenerator, out_dir: Path) -> int:
@@ -332,20 +312,6 @@ def _write_lists(config: GenerateConfig, generator: StyleGANGenerator, out_dir: 
     })
     _write(out_dir / CSV_NAME, atomic_write_csv, frame, GENERATED_CSV_COLUMNS)
     return len(extra)
-
-
-def _counter(progress: Progress | None, done: int, total: int) -> Callable[[], None]:
-    """A callable that counts one finished image and reports ``progress(done, total)``."""
-    state = {"done": done}
-    if progress is not None:
-        progress(done, total)
-
-    def tick() -> None:
-        state["done"] += 1
-        if progress is not None:
-            progress(state["done"], total)
-
-    return tick
 
 
 def _generate_images(generator: StyleGANGenerator, config: GenerateConfig, out_dir: Path, names: list[str],

@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
-from common.steps import StepError
-from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_AUTO, REFINE_OFF, ControlMethod
-from stylegan.finetune_schema import FinetuneRunFiles
+from common.steps import Progress, ProgressCounter, StepError
+from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.control_resolver import resolve_control_methods
+from stylegan.sweeps import sweep_targets
 
 __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGeneration", "PropertyGenerationError",
-           "run_generate_with_properties", "choose_control", "CONTROL_OPTIONS", "PROPERTIES_CSV"]
+           "run_generate_with_properties", "CONTROL_OPTIONS", "PROPERTIES_CSV"]
 
 CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED, "all")
 PROPERTIES_CSV = "properties.csv"
 SWEEP_Z_OFFSET = 10_000  # sweep rows use z from (seed, 10000 + k): other people than the images
-Progress = Callable[[int, int], None]
 
 
 class PropertyGenerationError(StepError, RuntimeError):
@@ -118,105 +118,25 @@ class PropertyGenerationSummary:
         return f"step 8: {'; '.join(run.text() for run in self.runs)}{note} in {self.seconds:.1f}s"
 
 
-def choose_control(paths: PipelinePaths, finetuned: Path | None, directions: Path | None,
-                   comparison_csv: Path | None = None) -> str:
-    """``auto``: the method that exists; with both, step 9's better one (real judge), else the fine-tune."""
-    if finetuned is None and directions is None:
-        raise PropertyGenerationError(
-            f"no control method: no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir} and no "
-            f"directions file {paths.directions_pt}; run step 7 (07_fit_latent_directions.py or "
-            "07_finetune_stylegan.py) or pass --checkpoint / --directions")
-    if finetuned is None or directions is None:
-        return FINETUNED if finetuned is not None else DIRECTIONS
-    csv = comparison_csv or paths.comparison_csv
-    if csv.is_file():
-        import pandas as pd
-
-        try:
-            table = pd.read_csv(csv)
-            real = table[table["judge"] == "segmentation"]
-            means = real.groupby("method")["pearson_r"].mean()
-            if DIRECTIONS in means and FINETUNED in means and np.isfinite(means).all():
-                return DIRECTIONS if means[DIRECTIONS] > means[FINETUNED] else FINETUNED
-        except (ValueError, KeyError, pd.errors.ParserError):
-            pass  # an unreadable comparison is no reason to fail: fall back to the fine-tune
-    return FINETUNED
-
-
-def refined_generated_dir(paths: PipelinePaths) -> Path:
-    """Default output of ``--control directions --refine ...``: beside the linear edits, never mixed with them."""
-    return paths.directions_refined_generated_dir
-
-
 def _load_methods(config: GeneratePropertiesConfig, device
                   ) -> tuple[list[tuple[ControlMethod, str, Path, dict[str, Path | None]]], str]:
-    """The chosen method(s), each with a description of its source, its default output folder and the
-    files it reads (its recipe's inputs), and what ``refine`` resolved to (a note for the summary; empty
-    when no directions method runs)."""
-    from stylegan.control_methods import (
-        load_directions_method, load_finetuned_method, resolve_refine, with_refiner,
-    )
-    from stylegan.finetune_schema import find_latest_checkpoint
+    """The chosen method(s) (``stylegan.control_resolver``), each with a description of its source, its
+    output folder and the files it reads (its recipe's inputs), and what ``refine`` resolved to (a note
+    for the summary; empty when off)."""
+    from common.folders import image_folders, refuse_overlap
 
-    paths = config.paths
-    finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
-    directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
-    if config.control == "all":
-        controls = [c for c, found in ((DIRECTIONS, directions), (FINETUNED, finetuned)) if found is not None]
-        if not controls:
-            choose_control(paths, None, None)  # raises the "no control method" error
-    elif config.control == "auto":
-        controls = [choose_control(paths, finetuned, directions)]
-    else:
-        controls = [config.control]
-    out, note = [], ""
-    for control in controls:
-        if control == FINETUNED:
-            if finetuned is None:
-                raise PropertyGenerationError(f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}; "
-                                              "run 07_finetune_stylegan.py or pass --checkpoint")
-            _refuse_overlap(config.out or paths.finetuned_generated_dir, {"--checkpoint": finetuned}, paths)
-            method = load_finetuned_method(finetuned, device, config.batch_size, config.weights)
-            out.append((method, f"{finetuned}, {config.weights} weights", paths.finetuned_generated_dir,
-                        {"finetuned_checkpoint": finetuned}))
-            continue
-        if directions is None:
-            raise PropertyGenerationError(f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py "
-                                          "or pass --directions")
-        base = config.stylegan_checkpoint or paths.stylegan_checkpoint
-        refine = resolve_refine(config.refine, paths.finetuned_dir, config.checkpoint)
-        default_out = refined_generated_dir(paths) if refine.on else paths.directions_generated_dir
-        _refuse_overlap(config.out or default_out, {"--directions": directions, "--stylegan-checkpoint": base,
-                                                     "--refine": refine.checkpoint}, paths)
-        method = load_directions_method(base, directions, device, config.batch_size)
-        source = f"{directions} on {base}"
-        if refine.on:
-            try:
-                method = with_refiner(method, refine.checkpoint)
-            except ValueError as exc:  # mismatched or regressor-less checkpoint: the step's one-line error
-                raise PropertyGenerationError(str(exc)) from exc
-            source += f", refined with the regressor of {refine.checkpoint}"
-        note = refine.note
-        out.append((method, source, default_out, {"directions": directions, "stylegan_checkpoint": base,
-                                                  "refine_checkpoint": refine.checkpoint if refine.on else None}))
-    if DIRECTIONS not in controls and str(config.refine) != REFINE_OFF:
-        if str(config.refine) != REFINE_AUTO:
-            raise PropertyGenerationError(f"--refine {config.refine} refines the directions route, which does not "
-                                          f"run here (control {', '.join(controls)}); use --control directions or "
-                                          "--refine off")
-        note = f"refine auto: not used (control {', '.join(controls)})"
-    return out, note
-
-
-def _refuse_overlap(out_dir: Path, inputs: dict[str, Path], paths: PipelinePaths) -> None:
-    """The output folder never is, holds or sits inside a model file it reads, nor lies in an image
-    folder other steps read (one-line error)."""
-    from common.folders import FolderOverlapError, image_folders, refuse_overlap
-
-    try:
-        refuse_overlap({"--out": out_dir}, inputs, reserved=image_folders(paths))
-    except FolderOverlapError as exc:
-        raise PropertyGenerationError(str(exc)) from exc
+    plan = resolve_control_methods(config.paths, config.control,
+                                   {DIRECTIONS: config.directions, FINETUNED: config.checkpoint},
+                                   config.stylegan_checkpoint, config.refine, config.checkpoint)
+    out_dirs = {name: Path(config.out) if config.out is not None else plan.generated_dir(name) for name in plan.names}
+    for name, out_dir in out_dirs.items():  # never is, holds or sits inside a file it reads or another step's images
+        refuse_overlap({"--out": out_dir}, plan.inputs(name), reserved=image_folders(config.paths))
+    methods = []
+    for name, out_dir in out_dirs.items():
+        files = {flag.lstrip("-").replace("-", "_"): path for flag, path in plan.inputs(name).items()}
+        methods.append((plan.load_one(name, device, config.batch_size, config.weights),
+                        plan.describe(name, config.weights), out_dir, files))
+    return methods, plan.refine.note
 
 
 OWNED = ("[0-9][0-9][0-9][0-9][0-9][0-9].png", PROPERTIES_CSV, "sweep_*.png")
@@ -252,17 +172,9 @@ def run_generate_with_properties(config: GeneratePropertiesConfig,
     device = resolve_device(config.device)  # a DeviceError is a StepError
     methods, refine_note = _load_methods(config, device)
     per_method = config.num + len(config.sweeps) * config.sweep_z * config.sweep_values
-    total, done = per_method * len(methods), 0
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
-
-    runs = tuple(_generate(config, method, source, Path(config.out) if config.out is not None else default_out, tick,
-                           files, device)
-                 for method, source, default_out, files in methods)
+    tick = ProgressCounter(progress, per_method * len(methods))
+    runs = tuple(_generate(config, method, source, out_dir, tick, files, device)
+                 for method, source, out_dir, files in methods)
     return PropertyGenerationSummary(runs, time.perf_counter() - start, refine_note)
 
 
@@ -361,8 +273,7 @@ def _sweep_sheet(method: ControlMethod, config: GeneratePropertiesConfig, centre
     values = np.linspace(ranges[prop][0], ranges[prop][1], config.sweep_values, dtype=np.float32)
     z = latents_for(config.seed, range(SWEEP_Z_OFFSET, SWEEP_Z_OFFSET + config.sweep_z), method.z_dim)
     z_rows = np.repeat(z, config.sweep_values, axis=0)
-    targets = np.repeat(centre[None], len(z_rows), axis=0)
-    targets[:, j] = np.tile(values, config.sweep_z)
+    targets = sweep_targets(np.repeat(centre[None], config.sweep_z, axis=0), j, values)
     images, reached = [], []
     for first in range(0, len(z_rows), config.batch_size):
         sl = slice(first, first + config.batch_size)

@@ -89,8 +89,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateControlConfig:
 
 
 def main(argv=None) -> int:
-    return run_step_script(build_parser(), config_from_args, run_evaluate_control, argv, desc="evaluate",
-                           errors=(ValueError,))
+    return run_step_script(build_parser(), config_from_args, run_evaluate_control, argv, desc="evaluate")
 
 
 if __name__ == "__main__":

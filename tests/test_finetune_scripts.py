@@ -248,23 +248,6 @@ def test_08_with_directions_and_with_both_routes(both_routes):
     assert rc == 2
 
 
-def test_08_auto_picks_what_exists_then_step_9s_better_route(both_routes, trained, tmp_path):
-    from stylegan.property_generation import choose_control
-
-    ckpt, directions = trained.finetuned_dir / "x.pt", both_routes.directions_pt
-    assert choose_control(trained, ckpt, None) == "finetuned"
-    assert choose_control(trained, None, directions) == "directions"
-    assert choose_control(trained, ckpt, directions, tmp_path / "absent.csv") == "finetuned"
-    table = pd.DataFrame({"method": ["directions", "finetuned", "directions", "finetuned"],
-                          "judge": ["segmentation"] * 2 + ["brightness-stand-in"] * 2,
-                          "pearson_r": [0.8, 0.3, 0.0, 0.9]})
-    table.to_csv(tmp_path / "comparison.csv", index=False)
-    assert choose_control(trained, ckpt, directions, tmp_path / "comparison.csv") == "directions"
-    table.loc[0, "judge"] = "brightness-stand-in"  # a stand-in judge never decides
-    table.to_csv(tmp_path / "comparison.csv", index=False)
-    assert choose_control(trained, ckpt, directions, tmp_path / "comparison.csv") == "finetuned"
-
-
 def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):
     paths = both_routes
     rc = load_script("9").main(

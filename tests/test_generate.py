@@ -173,8 +173,8 @@ def test_config_from_flags_and_weights_vocabulary(tiny_ckpt, tmp_path):
     config = script.config_from_args(script.build_parser().parse_args(
         ["--root", str(tmp_path), "--num", "4", "--weights", "ema", "--format", "png", "--overwrite"]))
     assert config == GenerateConfig(root=tmp_path, num=4, weights="ema", image_format="png", overwrite=True)
-    assert config.checkpoint_path == tmp_path.resolve() / "stylegan" / "stylegan_model.pth"
-    assert config.out_dir == tmp_path.resolve() / "stylegan" / "synthesize_results"
+    assert config.resolved().checkpoint == tmp_path.resolve() / "stylegan" / "stylegan_model.pth"
+    assert config.resolved().out == tmp_path.resolve() / "stylegan" / "synthesize_results"
     keys = {weights: _gen(tiny_ckpt, tmp_path / weights, num=1, weights=weights).checkpoint_key
             for weights in ("auto", "ema", "raw")}
     assert keys == {"auto": "generator_smooth", "ema": "generator_smooth", "raw": "generator"}

@@ -157,5 +157,5 @@ def test_output_folder_containing_the_checkpoint_is_refused(ckpts, tmp_path, cap
     shutil.copy(ckpts[0], ckpt)
     assert _main("--checkpoint", str(ckpt), "--out", str(tmp_path), "--num", "1") == 2
     line = _one_line(capsys.readouterr().err)
-    assert "--out" in line and "--checkpoint" in line
+    assert "--out" in line and "--stylegan-checkpoint" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stylegan_model.pth"]
