@@ -717,3 +717,59 @@ def test_demo_labels_take_the_lock_and_back_up_what_they_replace(tmp_path, capsy
         store.import_labels({"000000.jpg": Label(0, 0, "demo")})
     assert "backed up to" in write_demo_labels(paths)
     assert "backed up to" not in write_demo_labels(paths)  # nothing to replace: no backup
+
+
+# ----------------------------------------------------------------------------------------------
+# step 9: its renders resume under the recipe rule
+
+
+def _step9_config(root: Path, out: Path, **changes):
+    from pipeline.evaluate_control_step import EvaluateControlConfig
+
+    settings = dict(root=root, control="directions", scorer="brightness", num_z=2, num_values=3, batch_size=2,
+                    device="cpu", judges="main", quality="off", out=out)
+    return EvaluateControlConfig(**{**settings, **changes})
+
+
+def test_step9_resumes_a_killed_run_from_its_renders_and_refuses_another_recipe(root8, tmp_path, monkeypatch):
+    """Step 9 had no skip logic: a killed run started over. Now its renders are kept (per request, in the
+    folder whose recipe is this run's) until it finishes, and a run with other settings is refused."""
+    import pandas as pd
+
+    from pipeline.evaluate_control_step import run_evaluate_control
+    from stylegan.control_methods import DirectionsMethod
+
+    out = tmp_path / "eval"
+
+    def killed(done: int, total: int) -> None:
+        if done >= total * 3 // 4:  # inside the second method (the baseline comes first)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluate_control(_step9_config(root8, out), killed)
+    cached = list((out / "renders").rglob("*.npz"))
+    assert cached and not (out / "comparison.csv").exists()
+    with pytest.raises(RecipeMismatchError, match="num_values: folder 3, now 4"):
+        run_evaluate_control(_step9_config(root8, out, num_values=4))
+    calls = []
+    original = DirectionsMethod.render
+    monkeypatch.setattr(DirectionsMethod, "render", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    run_evaluate_control(_step9_config(root8, out))
+    resumed_calls = len(calls)
+    assert not (out / "renders").exists()  # finished: the cache is gone
+    calls.clear()
+    fresh = tmp_path / "fresh"
+    run_evaluate_control(_step9_config(root8, fresh))
+    assert resumed_calls < len(calls)  # the killed run's renders were not made again
+    pd.testing.assert_frame_equal(pd.read_csv(out / "comparison.csv"), pd.read_csv(fresh / "comparison.csv"))
+
+
+def test_step9_out_inside_step_4s_kept_images_is_refused(root8, capsys):
+    """s9_out_in_filtered: 09 --quality off --out stylegan/synthesize_results_filtered wrote comparison.csv,
+    report.md and comparison_sweeps.png among the kept images; the next step 4 deleted the figure as a "stale"
+    kept image and step 5 would have parsed it as a face."""
+    filtered = PipelinePaths(root8).filtered_dir
+    assert load_script("9").main(["--root", str(root8), "--device", "cpu", "--control", "directions", "--scorer",
+                                  "brightness", "--quality", "off", "--out", str(filtered), "-q"]) == 2
+    assert "step 4's kept-image folder" in _error_line(capsys)
+    assert not filtered.exists()
