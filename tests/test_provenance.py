@@ -773,3 +773,31 @@ def test_step9_out_inside_step_4s_kept_images_is_refused(root8, capsys):
                                   "brightness", "--quality", "off", "--out", str(filtered), "-q"]) == 2
     assert "step 4's kept-image folder" in _error_line(capsys)
     assert not filtered.exists()
+
+
+def test_step6_shard_merge_refuses_a_shard_of_another_normalisation(tmp_path, capsys):
+    """Shard merges compare recipes (issue 19, section 2): step 6's shards normalised another way are refused."""
+    import pandas as pd
+    from PIL import Image
+    from segment_world import draw
+
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    rows = []
+    for i in range(4):
+        parsing, face = draw(i)
+        Image.fromarray(parsing).save(seg / f"parsing_{i:06d}.png")
+        Image.fromarray(face).save(seg / f"face_{i:06d}.png")
+        rows.append({"img_name": f"{i:06d}.png", "face_found": 1, "x0": 0, "y0": 0, "x1": 9, "y1": 9, "prob": 0.9,
+                     "crop": "full"})
+    pd.DataFrame(rows).to_csv(seg / "crops.csv", index=False)
+    out = tmp_path / "scores"
+    flags = ["--segmentation-dir", str(seg), "--out", str(out), "--images", str(tmp_path / "none"),
+             "--landmark-judge", "off", "--no-pictures", "-q"]
+    step6 = load_script_file("06_compute_property_scores.py").main
+    assert step6([*flags, "--shard", "0/2"]) == 0
+    assert step6([*flags, "--shard", "1/2", "--method", "zscore"]) == 0
+    capsys.readouterr()
+    assert load_script_file("merge_shards.py").main(["6", *flags]) == 2
+    assert "method: folder 'zscore', now 'minmax'" in _error_line(capsys)
+    assert not (out / "all_scores.csv").exists()
