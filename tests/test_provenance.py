@@ -801,3 +801,19 @@ def test_step6_shard_merge_refuses_a_shard_of_another_normalisation(tmp_path, ca
     assert load_script_file("merge_shards.py").main(["6", *flags]) == 2
     assert "method: folder 'zscore', now 'minmax'" in _error_line(capsys)
     assert not (out / "all_scores.csv").exists()
+
+
+def test_studio_regenerate_refuses_a_recipe_nested_thousands_deep(tmp_path):
+    """st_regen_deep: studio.py --regenerate a PNG whose studio chunk held 5,000 nested lists: RecursionError
+    traceback."""
+    import numpy as np
+    from PIL import Image, PngImagePlugin
+
+    from pipeline.studio.pngmeta import CHUNK_KEY, RecipeError, read_recipe
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(CHUNK_KEY, '{"version": 1, "params": ' + "[" * 5000 + "]" * 5000 + "}")
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path, pnginfo=info)
+    with pytest.raises(RecipeError, match="nests too deep"):
+        read_recipe(path)

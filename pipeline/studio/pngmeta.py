@@ -89,6 +89,9 @@ def read_recipe(path: Path | str) -> dict[str, Any]:
         recipe = json.loads(text)
     except ValueError as exc:
         raise RecipeError(f"{path}: the '{CHUNK_KEY}' chunk is not JSON: {exc}") from None
+    except RecursionError:  # thousands of nested lists: no recipe is deeper than a few levels
+        raise RecipeError(f"{path}: the '{CHUNK_KEY}' chunk nests too deep to be a studio recipe "
+                          "(a crafted or damaged file)") from None
     if not isinstance(recipe, dict) or recipe.get("format") != FORMAT:
         raise RecipeError(f"{path}: the '{CHUNK_KEY}' chunk is not a studio recipe")
     if recipe.get("format_version") != FORMAT_VERSION:
