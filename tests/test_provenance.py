@@ -647,6 +647,20 @@ def _labels(root: Path) -> dict:
     return read_label_state(PipelinePaths(root).hand_labels_csv)
 
 
+def _refused_labels(root: Path, text: str, first: str, capsys) -> str:
+    """run_pipeline --from FIRST --to FIRST --labels <text> refused: exit 2, no step ran, the labels unchanged;
+    returns stderr."""
+    labels = root.parent / "refused.csv"
+    labels.write_text(text)
+    before = _labels(root)
+    capsys.readouterr()
+    assert run_pipeline(_runner(root, first, first, labels=labels)) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "== step 3" not in captured.out
+    assert _labels(root) == before
+    return captured.err
+
+
 def test_runner_imports_an_edited_labels_file_at_the_same_path(labelled_root, capsys):
     """rpl_same_path_edited: run_pipeline --from 2 --to 2 --labels mylabels.csv, edit 5 rows of mylabels.csv,
     run again: "2 skipped", hand_labels.csv kept the old values (the marker recorded only the path)."""
@@ -663,28 +677,16 @@ def test_runner_imports_an_edited_labels_file_at_the_same_path(labelled_root, ca
 def test_runner_refuses_labels_when_step_2_does_not_run(labelled_root, capsys):
     """rp_labels_with_from3: run_pipeline --from 3 --to 3 --labels mylabels.csv ignored --labels without a word
     (hand_labels.csv unchanged) and step 3 trained on the old labels."""
-    other = labelled_root.parent / "other.csv"
-    other.write_text("img_name,gender,quality\n000000.png,0,0\n")
-    before = _labels(labelled_root)
-    capsys.readouterr()
-    assert run_pipeline(_runner(labelled_root, "3", "3", labels=other)) == 2
-    err = capsys.readouterr().err
+    err = _refused_labels(labelled_root, "img_name,gender,quality\n000000.png,0,0\n", "3", capsys)
     assert "imported by step 2, which this run does not include" in err and "--from 2" in err
-    assert "== step 3" not in capsys.readouterr().out
-    assert _labels(labelled_root) == before
 
 
 def test_a_labels_file_with_a_cut_last_row_is_refused(labelled_root, capsys):
     """rpl_truncated: --labels truncated.csv (10 rows, the last cut to "000009.jpg,1"): "10 labels imported (23
     changed)": the cut row became gender 1, quality unsure, and under replace semantics 22 labels were removed."""
-    cut = labelled_root.parent / "truncated.csv"
-    cut.write_text("img_name,gender,quality,labeller\n000000.png,0,0,hand\n000001.png,1")
-    before = _labels(labelled_root)
-    capsys.readouterr()
-    assert run_pipeline(_runner(labelled_root, "2", "2", labels=cut)) == 2
-    err = capsys.readouterr().err
-    assert "line 3 has 2 cells where the header has 4" in err and "Traceback" not in err
-    assert _labels(labelled_root) == before
+    err = _refused_labels(labelled_root, "img_name,gender,quality,labeller\n000000.png,0,0,hand\n000001.png,1", "2",
+                          capsys)
+    assert "line 3 has 2 cells where the header has 4" in err
 
 
 def test_demo_refuses_a_root_with_hand_labels_and_keeps_them(labelled_root, capsys):
@@ -777,20 +779,9 @@ def test_step9_out_inside_step_4s_kept_images_is_refused(root8, capsys):
 
 def test_step6_shard_merge_refuses_a_shard_of_another_normalisation(tmp_path, capsys):
     """Shard merges compare recipes (issue 19, section 2): step 6's shards normalised another way are refused."""
-    import pandas as pd
-    from PIL import Image
-    from segment_world import draw
+    from segment_world import write_segmentation_folder
 
-    seg = tmp_path / "seg"
-    seg.mkdir()
-    rows = []
-    for i in range(4):
-        parsing, face = draw(i)
-        Image.fromarray(parsing).save(seg / f"parsing_{i:06d}.png")
-        Image.fromarray(face).save(seg / f"face_{i:06d}.png")
-        rows.append({"img_name": f"{i:06d}.png", "face_found": 1, "x0": 0, "y0": 0, "x1": 9, "y1": 9, "prob": 0.9,
-                     "crop": "full"})
-    pd.DataFrame(rows).to_csv(seg / "crops.csv", index=False)
+    seg = write_segmentation_folder(tmp_path / "seg", count=4, crop="full")
     out = tmp_path / "scores"
     flags = ["--segmentation-dir", str(seg), "--out", str(out), "--images", str(tmp_path / "none"),
              "--landmark-judge", "off", "--no-pictures", "-q"]
