@@ -34,7 +34,7 @@ EXAMPLES = """examples:
 def build_parser() -> argparse.ArgumentParser:
     d = EvaluateControlConfig()
     parser = make_parser(__doc__, EXAMPLES)
-    add_common_args(parser, batch_size=d.batch_size, limit="latents per sweep (caps --num-z)", overwrite=False)
+    add_common_args(parser, batch_size=d.batch_size, limit="latents per sweep (caps --num-z)")
     parser.add_argument("--control", choices=CONTROLS, default=d.control,
                         help="methods to compare with the unedited generator (all = every one that exists)")
     parser.add_argument("--num-z", type=int, default=d.num_z, help="K latents per property sweep (same for all)")
@@ -85,7 +85,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateControlConfig:
         segmentation_checkpoint=args.segmentation_checkpoint, trusted_checkpoint=args.trust_checkpoint,
         normalization=args.normalization, gender_models=args.gender_models, out=args.out,
         random_weight_models=args.random_weight_models, judges=args.judges, quality=args.quality,
-        quality_num=args.quality_num, inception=args.inception, refine=args.refine)
+        quality_num=args.quality_num, inception=args.inception, refine=args.refine, overwrite=args.overwrite)
 
 
 def main(argv=None) -> int:

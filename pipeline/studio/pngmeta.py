@@ -147,6 +147,9 @@ def _studio_json(path: Path) -> tuple[str, dict[str, Any]]:
         data = json.loads(text)
     except ValueError as exc:
         raise RecipeError(f"{path}: the studio metadata is not JSON: {exc}") from None
+    except RecursionError:  # thousands of nested lists: no recipe is deeper than a few levels
+        raise RecipeError(f"{path}: the studio metadata nests too deep to be a studio recipe "
+                          "(a crafted or damaged file)") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: the studio metadata is not a JSON object")
     return kind, data
