@@ -56,6 +56,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "bench_facexformer_vs_official": Benchmark(
         "python benchmarks/bench_facexformer_vs_official.py --official PATH",
         needs={"cpu": "a checkout of the official FaceXFormer (PATH)"}),
+    "bench_step5_vs_model": Benchmark("python benchmarks/bench_facexformer_vs_official.py"),
     "bench_judges": Benchmark("python benchmarks/bench_judges.py",
                               needs={"cpu": "the optional judge extra (requirements-judges.txt)"}),
     "bench_judges_segmentation": Benchmark(
@@ -66,8 +67,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "bench_refine": Benchmark("python benchmarks/bench_refine.py --device {device}", needs=_GPU,
                               per_device={"cpu": "python benchmarks/bench_refine.py --device cpu --threads 1"}),
     "device_check": Benchmark("python benchmarks/device_check.py --device {device}", needs=_GPU),
-    "toy_margins": Benchmark("python benchmarks/toy_margins.py --steps 400",
-                             per_device={"cpu": "python benchmarks/toy_margins.py --steps 400 --isa-sweep"}),
+    "device_check_quick": Benchmark("python benchmarks/device_check.py --quick --device {device}"),
+    "toy_margins": Benchmark("python benchmarks/toy_margins.py --steps 400 --isa-sweep"),
     "cnn_margins": Benchmark("python benchmarks/cnn_margins.py --isa-sweep"),
     "bench_demo": Benchmark("python benchmarks/bench_demo.py"),
     "bench_tests": Benchmark("python benchmarks/bench_tests.py"),

@@ -9,9 +9,12 @@ A page marks what is generated; everything between a marker and its end is repla
   (``columns=a,b`` picks and orders columns; ``where=column:value`` keeps matching rows), or its
   figures (``keys=a,b``; none: all), then one line naming the record's date, commit, machine, load
   and command;
-* ``<!-- figure:bench_demo-cpu:wall_s -->`` ... ``<!-- /figure -->``: one figure inside a sentence;
+* ``<!-- figure:bench_demo-cpu:wall_s unit=s -->`` ... ``<!-- /figure -->``: one figure inside a sentence
+  (with its unit, left out where the figure is not measured);
   a page with such figures lists their records in a ``<!-- sources -->`` ... ``<!-- /sources -->``
   block (date, commit, machine, load, command of each);
+* ``<!-- flags:01_generate_images.py -->`` ... ``<!-- /flags -->``: a script's flags, defaults and help,
+  read from its ``build_parser()``, so a page lists exactly the flags the script takes;
 * ``<!-- promises -->`` ... ``<!-- /promises -->``: the table of what the docs promise and the test
   that proves each (``tests/tolerances.py``); ``<!-- value:NAME -->`` ... ``<!-- /value -->``: one of
   its constants inside a sentence, so the docs state the number the tests assert.
@@ -37,9 +40,11 @@ from benchmarks.records import NOT_MEASURED, REPO_ROOT, RESULTS_DIR, RecordError
 TOLERANCES_FILE = REPO_ROOT / "tests" / "tolerances.py"
 
 _BLOCK = re.compile(r"<!-- figures:(?P<spec>[^>]*?) -->\n(?P<body>.*?)<!-- /figures -->", re.DOTALL)
-_INLINE = re.compile(r"<!-- figure:(?P<record>[\w.-]+):(?P<key>[^ >]+) -->(?P<body>.*?)<!-- /figure -->", re.DOTALL)
+_INLINE = re.compile(r"<!-- figure:(?P<record>[\w.-]+):(?P<key>[^ >]+)(?: unit=(?P<unit>[^>]*?))? -->(?P<body>.*?)"
+                     r"<!-- /figure -->", re.DOTALL)
 _SOURCES = re.compile(r"<!-- sources -->\n(?P<body>.*?)<!-- /sources -->", re.DOTALL)
 _PROMISES = re.compile(r"<!-- promises(?::(?P<keys>[\w,]+))? -->\n(?P<body>.*?)<!-- /promises -->", re.DOTALL)
+_FLAGS = re.compile(r"<!-- flags:(?P<script>[\w.]+) -->\n(?P<body>.*?)<!-- /flags -->", re.DOTALL)
 _VALUE = re.compile(r"<!-- value:(?P<name>\w+) -->(?P<body>.*?)<!-- /value -->", re.DOTALL)
 
 
@@ -196,14 +201,16 @@ def render_block(spec: str, records: Records, link_base: str) -> str:
     return "\n".join(lines) + f"\n\n*{provenance(record, link_base)}.*\n"
 
 
-def render_inline(rid: str, key: str, records: Records) -> str:
+def render_inline(rid: str, key: str, records: Records, unit: str | None = None) -> str:
     record = records.get(rid)
     if record is None:
-        return "not measured"
+        return NOT_MEASURED
     if key not in record["figures"]:
         raise ReportError(f"{rid}: no figure {key!r} (has: {', '.join(record['figures'])})")
     value = record["figures"][key]
-    return NOT_MEASURED if value == NOT_MEASURED else format_value(value)
+    if value == NOT_MEASURED:
+        return NOT_MEASURED
+    return format_value(value) + (f" {unit}" if unit else "")
 
 
 def render_sources(rids: Sequence[str], records: Records, link_base: str) -> str:
@@ -222,7 +229,7 @@ def render_promises(keys: str | None, tolerances: ModuleType) -> str:
         if unknown:
             raise ReportError(f"promises:{keys}: no promise {', '.join(unknown)} in tests/tolerances.py")
         promises = [p for p in promises if p.key in wanted]
-    rows = [(p.claim, ", ".join(f"`{t}`" for t in p.tests)) for p in promises]
+    rows = [(p.claim.replace("|", "\\|"), ", ".join(f"`{t}`" for t in p.tests)) for p in promises]
     lines = ["| what the docs promise | the test that proves it |", "|---|---|"]
     lines += [f"| {claim} | {tests} |" for claim, tests in rows]
     return "\n".join(lines) + "\n"
@@ -234,6 +241,53 @@ def render_value(name: str, tolerances: ModuleType) -> str:
     return format_value(getattr(tolerances, name))
 
 
+def _flag_default(action: argparse.Action) -> str:
+    default = action.default
+    if default is None or default is argparse.SUPPRESS or isinstance(action, (argparse._StoreTrueAction,
+                                                                              argparse._StoreFalseAction,
+                                                                              argparse._CountAction)):
+        return ""
+    if isinstance(default, (list, tuple)):
+        return " ".join(str(v) for v in default)
+    if isinstance(default, Path):  # the same text in every checkout
+        try:
+            default = default.resolve().relative_to(REPO_ROOT).as_posix() or "."
+        except ValueError:
+            pass
+        if default == ".":
+            return "the repository"
+    return f"`{default}`"
+
+
+def _flag_help(action: argparse.Action) -> str:
+    text = action.help or ""
+    if "%(" in text:
+        try:
+            text = text % {**vars(action), "prog": ""}
+        except (KeyError, TypeError, ValueError):
+            pass
+    text = " ".join(text.split()).replace(f"{REPO_ROOT}/", "").replace(str(REPO_ROOT), ".")  # same in every checkout
+    if action.choices is not None and not isinstance(action.choices, range):
+        text += f" (one of: {', '.join(str(c) for c in action.choices)})"
+    return text.replace("|", "\\|")
+
+
+def render_flags(script: str) -> str:
+    """A table of the script's flags from its ``build_parser()``: flag, default, what it does."""
+    from pipeline.runner import SCRIPTS_DIR, load_script_file
+
+    if not (SCRIPTS_DIR / script).is_file():
+        raise ReportError(f"flags:{script}: no such script in {_rel(SCRIPTS_DIR)}")
+    parser = load_script_file(script).build_parser()
+    rows = []
+    for action in parser._actions:
+        if action.help is argparse.SUPPRESS or not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        rows.append((", ".join(f"`{o}`" for o in action.option_strings), _flag_default(action), _flag_help(action)))
+    lines = ["| flag | default | what |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------------------------ pages
 def render_page(text: str, records: Records, tolerances: ModuleType, link_base: str) -> str:
     """The page with every generated block rendered from the records and the tolerances."""
@@ -243,7 +297,8 @@ def render_page(text: str, records: Records, tolerances: ModuleType, link_base: 
         rid = match["record"]
         if rid not in cited:
             cited.append(rid)
-        return (f"<!-- figure:{rid}:{match['key']} -->{render_inline(rid, match['key'], records)}"
+        unit = f" unit={match['unit']}" if match["unit"] else ""
+        return (f"<!-- figure:{rid}:{match['key']}{unit} -->{render_inline(rid, match['key'], records, match['unit'])}"
                 "<!-- /figure -->")
 
     text = _BLOCK.sub(lambda m: f"<!-- figures:{m['spec']} -->\n{render_block(m['spec'], records, link_base)}"
@@ -254,6 +309,7 @@ def render_page(text: str, records: Records, tolerances: ModuleType, link_base: 
                           "<!-- sources --> ... <!-- /sources --> block naming their records")
     text = _SOURCES.sub(lambda m: f"<!-- sources -->\n{render_sources(cited, records, link_base)}<!-- /sources -->",
                         text)
+    text = _FLAGS.sub(lambda m: f"<!-- flags:{m['script']} -->\n{render_flags(m['script'])}<!-- /flags -->", text)
     text = _PROMISES.sub(lambda m: (f"<!-- promises{':' + m['keys'] if m['keys'] else ''} -->\n"
                                     f"{render_promises(m['keys'], tolerances)}<!-- /promises -->"), text)
     return _VALUE.sub(lambda m: f"<!-- value:{m['name']} -->{render_value(m['name'], tolerances)}<!-- /value -->",
@@ -272,7 +328,7 @@ def _drifts(path: Path, old: str, new: str) -> list[Drift]:
     """The generated blocks of ``old`` whose rendering changed (by position: rendering never adds a block)."""
     found = []
     for pattern, label in ((_BLOCK, "figures"), (_INLINE, "figure"), (_SOURCES, "sources"), (_PROMISES, "promises"),
-                           (_VALUE, "value")):
+                           (_VALUE, "value"), (_FLAGS, "flags")):
         for a, b in zip(pattern.finditer(old), pattern.finditer(new)):
             if a.group(0) != b.group(0):
                 line = old.count("\n", 0, a.start()) + 1

@@ -32,7 +32,10 @@ DEFAULTS = StudioConfig()
 
 def build_parser():
     parser = make_parser(__doc__)
-    add_common_args(parser)
+    add_common_args(parser, seed=False)
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
+                        help="the face a fresh page opens on: image SEED of a default step-1 run (the page's "
+                             "seed box changes it)")
     add_settings(parser, StudioConfig)  # the fields declared with common.settings: --host, --port, --allow-host
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="fine-tuned checkpoint (default: the newest in stylegan/finetuned/checkpoints)")

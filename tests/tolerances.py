@@ -106,7 +106,9 @@ PROMISES: tuple[Promise, ...] = (
                           "tolerance the test states)",
             ("tests/test_generate.py::test_same_images_whatever_the_batch_size",
              "tests/test_segment_batch_invariance.py::test_logits_and_maps_do_not_depend_on_batch_size")),
-    Promise("one_spelling", "one spelling per concept in every script's flags (the table of docs/flags.md)",
+    Promise("one_spelling", "the shared spellings: `--images` for image folders, `--weights auto|ema|raw` for "
+                            "generator weights, `--root` everywhere; the old `--input`, `--which` and "
+                            "`--trusted-checkpoint` are gone",
             ("tests/test_step_flags.py::test_contract_spellings_and_one_spelling_per_concept",)),
     Promise("contract_names", "every contract file name is spelled once, in `common/paths.py`",
             ("tests/test_contract_names.py::test_contract_names_are_spelled_only_in_common_paths",)),

@@ -139,20 +139,26 @@ def build_app(config: StudioConfig) -> StudioApp:
                                 config.weights)
     if not models.available:
         raise MissingMethodError(no_method_message(paths, models.notes))
-    factory, name = None, ""
-    if config.measure and config.scorer == "brightness":
+    factory, name, measure_off = None, "", ""
+    if not config.measure:
+        measure_off = "this studio was started with --no-measure"
+    elif config.scorer == "brightness":
         from stylegan.control_measures import BrightnessScorer
 
         factory, name = BrightnessScorer, "STAND-IN brightness scorer (not a property judge)"
-    elif config.measure and paths.segmentation_checkpoint.is_file() and paths.normalization_json.is_file():
+    elif paths.segmentation_checkpoint.is_file() and paths.normalization_json.is_file():
         crop = ("full" if models.demo else "mtcnn") if config.crop == "auto" else config.crop
         factory = _scorer_factory(paths, crop, device)
         name = f"FaceXFormer segmentation + step-6 scores ({crop} crop)"
-    elif config.measure:
-        models.notes.append("Measure needs segmentation/models/segmentation_model.pt and step 6's "
-                            f"{paths.normalization_json.name}")
+    else:
+        missing = [f"{path} ({fix})" for path, fix in ((paths.segmentation_checkpoint, "download_models.py"),
+                                                      (paths.normalization_json, "step 6"))
+                   if not path.is_file()]
+        measure_off = f"Measure needs {' and '.join(missing)}"
+        models.notes.append(measure_off)
     landmarks = _landmark_factory(paths, device) if factory is not None else None
-    return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks)
+    return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks,
+                     measure_off=measure_off)
 
 
 def _landmark_factory(paths: PipelinePaths, device) -> Callable:
@@ -196,5 +202,6 @@ def run_studio(config: StudioConfig, progress: Callable[[str], None] | None = No
     finally:
         server.shutdown()
         server.server_close()
+        app.close()
     stats = app.gate.stats()
     return StudioSummary(server.url, stats["ran"], stats["dropped"], time.perf_counter() - start)
