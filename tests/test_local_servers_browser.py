@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from browser_support import BROWSER_MARKS
 from PIL import Image
+from studio_world import make_world
 
 from gender_cnn.labeller import LabellerConfig, create_app
 from gender_cnn.labeller import make_server as make_labeller
@@ -27,7 +28,6 @@ from pipeline.studio.app import StudioApp
 from pipeline.studio.render import load_studio_models
 from pipeline.studio.server import make_server as make_studio
 from stylegan.control_measures import BrightnessScorer
-from studio_world import make_world
 
 pytestmark = BROWSER_MARKS
 
