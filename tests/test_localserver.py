@@ -448,3 +448,24 @@ def test_frame_request():
     expect = head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
     assert frame_request(expect, 1000, 10) == Waiting(True)
     assert isinstance(frame_request(b"x" * 2000, 1000, 10), Refused)
+
+
+def test_a_bug_on_one_connection_closes_it_not_the_server(tmp_path, monkeypatch, caplog):
+    """The loop serves every connection: a bug while reading one (here a framing function that raises) is
+    logged once with its traceback, closes that connection, and the next client is served."""
+    import common.localserver as localserver
+
+    real = localserver.frame_request
+
+    def buggy(buffer, *args):
+        if bytes(buffer).startswith(b"BOOM"):
+            raise RuntimeError("a bug")
+        return real(buffer, *args)
+
+    monkeypatch.setattr(localserver, "frame_request", buggy)
+    with _serving(tmp_path) as srv:
+        port = srv.server_address[1]
+        assert _raw(port, b"BOOM / HTTP/1.1\r\n\r\n") == b""
+        assert _get(port, "/api/hit")[0] == 200
+    bugs = [r for r in caplog.records if r.exc_info]
+    assert len(bugs) == 1 and bugs[0].getMessage().endswith("; closed")
