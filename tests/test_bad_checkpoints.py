@@ -16,6 +16,7 @@ from PIL import Image
 from tiny_models import TINY_G_16
 
 from common.checkpoints import CheckpointError, sniff_non_checkpoint
+from common.paths import PROPERTY_NAMES
 from pipeline.runner import load_script_file
 from segmentation.facexformer import load_facexformer
 from stylegan.checkpoint import load_generator, write_random_checkpoint
@@ -129,7 +130,7 @@ def _finetune_ckpt(tiny_ckpt: Path, path: Path, **changes) -> Path:
     generator = build_conditional_generator(load_generator(tiny_ckpt))
     sd = {k: v.clone() for k, v in generator.state_dict().items()}
     ckpt = {"format_version": 1, "step": 0, "generator": sd, "generator_ema": sd,
-            "config": {"generator": generator.cond_config, "property_names": ["eyes"]}}
+            "config": {"generator": generator.cond_config, "property_names": list(PROPERTY_NAMES)}}
     for key, value in changes.items():
         if key == "config_generator":
             ckpt["config"]["generator"] = value
@@ -170,9 +171,12 @@ def test_step7_truncated_resume_checkpoint_names_its_path(tmp_path, capsys):
     from test_finetune_scripts import FAST, make_root  # tests/ is on sys.path (rootdir-relative import)
 
     paths = make_root(tmp_path / "root", num=6)
+    script = load_script_file("07_finetune_stylegan.py")
+    assert script.main(["--root", str(paths.root), "--steps", "2", *FAST]) == 0  # a run (with its recipe)
+    capsys.readouterr()
     ckpt_dir = paths.finetuned_dir / "checkpoints"
-    bad = write_bad_file("truncated_zip", ckpt_dir / "checkpoint_000004.pt")
-    rc = load_script_file("07_finetune_stylegan.py").main(["--root", str(paths.root), "--steps", "4", *FAST])
+    bad = write_bad_file("truncated_zip", ckpt_dir / "checkpoint_000004.pt")  # its newest file, truncated
+    rc = script.main(["--root", str(paths.root), "--steps", "4", *FAST])
     err = capsys.readouterr().err
     assert rc == 2
     assert_one_line_error(err, bad, "truncated or corrupt zip", "fix:")
