@@ -167,7 +167,15 @@ def test_every_benchmark_writes_a_record_the_catalog_knows():
 
 def test_flag_tables_come_from_the_scripts_own_parsers(tmp_path):
     out = _render(tmp_path, "<!-- flags:01_generate_images.py -->\nold\n<!-- /flags -->\n")
-    assert "| `--num` | `10000` |" in out and "| `--root` | the repository |" in out
+    assert "| `--num` | `10000` |" in out and "| `--weights` | `auto` |" in out
     assert str(REPO) not in out  # the same text in every checkout
     with pytest.raises(report.ReportError, match="no such script"):
         _render(tmp_path, "<!-- flags:99_nothing.py -->\n<!-- /flags -->\n")
+
+
+def test_the_concept_table_comes_from_common_concepts(tmp_path):
+    from common.concepts import CONCEPTS
+
+    out = _render(tmp_path, "<!-- concepts -->\n<!-- /concepts -->\n")
+    assert all(f"| `{c.flag}` |" in out for c in CONCEPTS.values())
+    assert "`stylegan/stylegan_model.pth`" in out and str(REPO) not in out
