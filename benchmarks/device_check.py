@@ -55,6 +55,12 @@ def _timed(fn, device: torch.device, repeats: int, warmup: bool = True):
     return (time.perf_counter() - start) / repeats, result
 
 
+def _figure(value: float) -> float:
+    """Three significant digits: a slow path (bf16 emulated on a CPU without AVX-512 BF16: 0.04 images/s
+    here) must not round to 0, which reads as "did not run"."""
+    return float(f"{value:.3g}")
+
+
 def _peak_mib(device: torch.device) -> float | str:
     if device.type != "cuda":
         return NOT_MEASURED
@@ -101,7 +107,7 @@ def check_generation(device: torch.device, quick: bool) -> list[dict]:
             return G(z)["image"].float()
 
     seconds, reference = _timed(run, device, repeats, not quick)
-    rows.append(_row(group, "fp32 channels_last (default), model only", round(batch / seconds, 1), "images/s"))
+    rows.append(_row(group, "fp32 channels_last (default), model only", _figure(batch / seconds), "images/s"))
 
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=4) as pool:
         counter = iter(range(10**9))
@@ -114,7 +120,7 @@ def check_generation(device: torch.device, quick: bool) -> list[dict]:
                 future.result()
 
         seconds, _ = _timed(run_and_write, device, repeats, not quick)
-    rows.append(_row(group, "fp32, writing JPEGs (q95, 4 threads)", round(batch / seconds, 1), "images/s"))
+    rows.append(_row(group, "fp32, writing JPEGs (q95, 4 threads)", _figure(batch / seconds), "images/s"))
 
     layers = [m for m in G.modules() if hasattr(m, "memory_format")]
     for layer in layers:
@@ -122,7 +128,7 @@ def check_generation(device: torch.device, quick: bool) -> list[dict]:
     seconds, _ = _timed(run, device, repeats, not quick)
     for layer in layers:
         layer.memory_format = torch.channels_last
-    rows.append(_row(group, "fp32 NCHW (for comparison)", round(batch / seconds, 1), "images/s"))
+    rows.append(_row(group, "fp32 NCHW (for comparison)", _figure(batch / seconds), "images/s"))
 
     ref_u8 = postprocess_uint8(reference).astype(np.int16)
     for name, dtype in _half_dtypes(device):
@@ -130,7 +136,7 @@ def check_generation(device: torch.device, quick: bool) -> list[dict]:
         diff_u8 = postprocess_uint8(out).astype(np.int16) - ref_u8
         note = (f"max |diff| vs fp32 {float((out - reference).abs().max()):.3g} (raw), "
                 f"{float((diff_u8 != 0).mean()) * 100:.2f}% of uint8 values differ (max {int(abs(diff_u8).max())})")
-        rows.append(_row(group, f"{name} autocast, model only", round(batch / seconds, 1), "images/s", note))
+        rows.append(_row(group, f"{name} autocast, model only", _figure(batch / seconds), "images/s", note))
     if device.type != "cuda":
         rows.append(_row(group, "fp16 autocast", NOT_MEASURED, "images/s", "needs CUDA"))
     return rows
@@ -150,11 +156,11 @@ def check_facexformer(device: torch.device, quick: bool) -> list[dict]:
             return model.segment(x)
 
     seconds, reference = _timed(run, device, repeats, not quick)
-    rows = [_row(group, "fp32", round(batch / seconds, 2), "images/s")]
+    rows = [_row(group, "fp32", _figure(batch / seconds), "images/s")]
     for name, dtype in _half_dtypes(device)[:1]:
         seconds, maps = _timed(lambda: run(dtype), device, repeats, not quick)
         changed = float((maps != reference).float().mean()) * 100
-        rows.append(_row(group, f"{name} autocast", round(batch / seconds, 2), "images/s",
+        rows.append(_row(group, f"{name} autocast", _figure(batch / seconds), "images/s",
                          f"{changed:.3f}% of parsing-map pixels differ from fp32"))
     if device.type != "cuda":
         rows.append(_row(group, "fp16 autocast", NOT_MEASURED, "images/s", "needs CUDA"))
@@ -188,7 +194,7 @@ def check_finetune(device: torch.device, quick: bool) -> list[dict]:
                                 images, conditions, FinetuneConfig(batch_size=batch, mixed_precision=amp),
                                 PropertyRegressor(), device)
             seconds, _ = _timed(trainer.step, device, steps, not quick)
-            rows.append(_row(group, what, round(seconds, 3), "s/step", f"peak GPU memory {_peak_mib(device)} MiB"))
+            rows.append(_row(group, what, _figure(seconds), "s/step", f"peak GPU memory {_peak_mib(device)} MiB"))
             del trainer
     return rows
 
@@ -214,9 +220,10 @@ def format_table(report: dict) -> str:
     head = f"device check on {report['device']} ({report['device_name']}), torch {report['torch']}"
     if report["quick"]:
         head += " -- QUICK MODE: tiny settings, figures only prove the script runs"
-    lines = [head, "| group | what | value | unit | note |", "|---|---|---|---|---|"]
-    lines += [f"| {r['group']} | {r['what']} | {r['value']} | {r['unit']} | {r['note']} |" for r in report["rows"]]
-    return "\n".join(lines)
+    from common.markdown import markdown_rows
+
+    columns = ("group", "what", "value", "unit", "note")
+    return head + "\n" + markdown_rows(columns, ([str(r[c]) for c in columns] for r in report["rows"]))
 
 
 def main(argv=None) -> int:

@@ -107,6 +107,16 @@ def _is_ip(name: str) -> bool:
         return False
 
 
+def check_allow_hosts(hosts: Iterable[str]) -> tuple[str, ...]:
+    """``--allow-host`` values as given; ValueError for anything that is not a bare name or address."""
+    hosts = tuple(hosts)
+    for host in hosts:
+        if not host or any(c in host for c in "/ \t@?#") or host_name(host) != host_name(host.strip()):
+            raise ValueError(f"--allow-host {host!r}: give a bare host name or address (like studio.lan or "
+                             "192.168.1.20), without scheme, path or spaces")
+    return hosts
+
+
 def cookie_value(cookie_header: str, name: str) -> str | None:
     """The value of cookie ``name`` in a ``Cookie`` header (no parser that can raise on odd input)."""
     for part in cookie_header.split(";"):
@@ -194,7 +204,8 @@ class AccessRules:
 
 
 __all__ = [
-    "ALLOWED_FETCH_SITES", "AccessRules", "LOOPBACK_NAMES", "TOKEN_HEADER", "TOKEN_QUERY_KEY", "cookie_value",
+    "ALLOWED_FETCH_SITES", "AccessRules", "LOOPBACK_NAMES", "TOKEN_HEADER", "TOKEN_QUERY_KEY", "check_allow_hosts",
+    "cookie_value",
     "host_header_names_loopback", "host_name", "is_loopback", "machine_names", "normal_address",
     "reachable_address", "split_token_query",
 ]

@@ -279,8 +279,9 @@ def _refusal(folder: Path, record: Path, problem: str, what: str) -> RecipeMisma
 
 def check_recipe(folder: Path, recipe: Recipe, owned: Owned, record_name: str = RECIPE_JSON,
                  what: str = "outputs") -> bool:
-    """Whether the folder holds no recipe and no items, or this very recipe (the step continues);
-    RecipeMismatchError when it holds another recipe or items without one."""
+    """Whether the folder holds this very recipe (the step continues); False when it holds no items yet
+    (a new folder, or a run that stopped before its first item); RecipeMismatchError when it holds items
+    of another recipe or items without one."""
     record = Path(folder) / record_name
     previous = read_recipe(record)
     if previous is None:
@@ -291,6 +292,8 @@ def check_recipe(folder: Path, recipe: Recipe, owned: Owned, record_name: str = 
                                            "made them)", what)
         return False
     differences = previous.differences(recipe)
+    if differences and not list(owned(Path(folder))):
+        return False  # a run that stopped before its first item: nothing of the old recipe to protect
     if differences:
         raise _refusal(folder, record, f"made by another recipe ({'; '.join(differences)})", what)
     return True
@@ -343,16 +346,24 @@ def claim_output(folder: Path | str, recipe: Recipe, *, overwrite: bool, owned: 
         if overwrite:
             removed = start_over(folder, owned, record_name) if writer else 0
             continued = False
-        elif shard is not None and check_recipe(folder, recipe, lambda _folder: [], whole, what):
-            # a merged folder: its recipe covers every shard's items; a part, if any, must agree too
-            continued = check_recipe(folder, recipe, lambda _folder: [], record_name, what) or True
+        elif shard is not None and read_recipe(folder / whole) is not None:
+            # a merged folder (or a one-process run's): its recipe covers every shard's items
+            continued = check_recipe(folder, recipe, owned, whole, what)
+            if (folder / record_name).is_file():
+                check_recipe(folder, recipe, owned, record_name, what)
+        elif shard is None and read_recipe(folder / record_name) is None and shard_recipes(folder, record_name):
+            # shards' items (a killed torchrun job's, or --shard runs) continued by one process: each shard's
+            # recipe must be this one; then the folder's recipe stands for them
+            with merging(folder, recipe, record_name, info, write=False):
+                continued = True
         else:
             continued = check_recipe(folder, recipe, owned, record_name, what)
-            if shard is not None:
-                check_recipe(folder, recipe, lambda _folder: [], whole, what)
         if writer:
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write_json(folder / record_name, recipe.record(info))
+            if shard is None:
+                for part in shard_recipes(folder, record_name):  # checked above, or removed by overwrite
+                    part.unlink(missing_ok=True)
         yield Claim(folder, recipe, continued, removed)
     finally:
         if held is not None:
@@ -376,7 +387,7 @@ def shard_recipes(folder: Path | str, record_name: str = RECIPE_JSON) -> dict[Pa
 
 @contextlib.contextmanager
 def merging(folder: Path | str, recipe: Recipe, record_name: str = RECIPE_JSON,
-            info: Mapping[str, Any] | None = None) -> Iterator[int]:
+            info: Mapping[str, Any] | None = None, write: bool = True) -> Iterator[int]:
     """A shard merge: every shard's recipe (and the folder's own, if any) must be ``recipe`` before the
     merge writes anything; once the merge's body has succeeded the folder's recipe is written and the
     parts removed (a failed merge keeps them, so the shards can resume). Yields how many parts there are."""
@@ -395,6 +406,7 @@ def merging(folder: Path | str, recipe: Recipe, record_name: str = RECIPE_JSON,
                 "items would be mixed with the others'; fix: rerun that shard with the same flags (--overwrite "
                 "in its own folder), copy it in again, then merge with the shards' flags")
     yield len(parts)
-    atomic_write_json(folder / record_name, recipe.record(info))
-    for path in parts:
-        path.unlink(missing_ok=True)
+    if write:
+        atomic_write_json(folder / record_name, recipe.record(info))
+        for path in parts:
+            path.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.markdown import markdown_table
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
 from common.steps import Progress, ProgressCounter, StepError
 from stylegan.comparison import (
@@ -27,6 +28,7 @@ from stylegan.comparison import (
     comparison_sheet,
     comparison_table,
     verdicts,
+    write_csv,
 )
 from stylegan.control_measures import (
     EVAL_LATENT_STREAM,
@@ -254,8 +256,7 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     table = _with_extra_columns(table, identity, quality)
     from common.io import atomic_save_image, atomic_write_csv, atomic_write_text
 
-    atomic_write_csv(out_dir / COMPARISON_CSV, table[list(COMPARISON_COLUMNS) + list(EXTRA_COLUMNS)],
-                     COMPARISON_COLUMNS)
+    write_csv(table, out_dir, EXTRA_COLUMNS)
     atomic_write_csv(out_dir / IDENTITY_CSV, identity)
     atomic_write_csv(out_dir / QUALITY_CSV, quality)
     atomic_write_csv(out_dir / AGREEMENT_CSV, agreement)
@@ -363,8 +364,6 @@ def _with_extra_columns(table: pd.DataFrame, identity: pd.DataFrame, quality: pd
 
 def _judges_report(identity: pd.DataFrame, quality: pd.DataFrame, agreement: pd.DataFrame,
                    other_judges: tuple[str, ...], missing: tuple[str, ...]) -> str:
-    from stylegan.control_measures import markdown_table
-
     missing_text = "\n".join(f"- {line}" for line in missing) or "- nothing: every judge and figure is present"
     judges_text = ", ".join(other_judges) or "none"
     sections = [f"""
@@ -398,8 +397,6 @@ Missing figures:
 
 def _report(config: EvaluateControlConfig, methods: list[ControlMethod], table: pd.DataFrame, lines: list[str],
             scorer_name: str, ranges: dict[str, tuple[float, float]], stand_in: bool) -> str:
-    from stylegan.control_measures import markdown_table
-
     warnings = []
     if config.random_weight_models:
         warnings.append("> **These models are the demo's random-weight models: the images are not faces, and "

@@ -20,6 +20,7 @@ import numpy as np
 
 from common.paths import PipelinePaths
 from common.steps import StepError
+from stylegan.conditional import newest_valid_checkpoint
 from stylegan.control_methods import (
     DIRECTIONS,
     FINETUNED,
@@ -33,7 +34,7 @@ from stylegan.control_methods import (
     resolve_refine,
     with_refiner,
 )
-from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
+from stylegan.finetune_schema import FinetuneRunFiles
 
 __all__ = ["MethodSource", "METHOD_SOURCES", "MethodPlan", "ControlMethodError", "MissingMethodError",
            "find_method_files", "no_method_message", "choose_control", "resolve_control_methods"]
@@ -77,7 +78,7 @@ METHOD_SOURCES: tuple[MethodSource, ...] = (
         lambda paths: paths.directions_generated_dir),
     MethodSource(
         FINETUNED, "--checkpoint", "07_finetune_stylegan.py",
-        lambda paths: find_latest_checkpoint(paths.finetuned_dir),
+        lambda paths: newest_valid_checkpoint(paths.finetuned_dir),  # a newer unreadable file: skipped, said
         lambda paths: f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}",
         lambda file, plan, device, batch, weights: load_finetuned_method(file, device, batch, weights),
         lambda file, plan, weights: f"{file}, {weights} weights",
@@ -89,7 +90,10 @@ _SOURCES = {source.name: source for source in METHOD_SOURCES}
 
 def find_method_files(paths: PipelinePaths,
                       given: Mapping[str, Path | None] | None = None) -> dict[str, Path | None]:
-    """Method -> its file: the one ``given`` (a flag), else the pipeline's, else None (absent)."""
+    """Method -> its file: the one ``given`` (a flag), else the pipeline's, else None (absent).
+
+    The pipeline's fine-tune is its newest *valid* checkpoint (a newer file that does not read is
+    skipped with a warning)."""
     given = given or {}
     return {s.name: (Path(given[s.name]) if given.get(s.name) is not None else s.default(paths))
             for s in METHOD_SOURCES}

@@ -24,6 +24,7 @@ from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
 from common.steps import Progress, ProgressCounter, StepError
 from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
 from stylegan.control_resolver import resolve_control_methods
+from stylegan.sweeps import sweep_targets
 
 __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGeneration", "PropertyGenerationError",
            "run_generate_with_properties", "CONTROL_OPTIONS", "PROPERTIES_CSV"]
@@ -272,8 +273,7 @@ def _sweep_sheet(method: ControlMethod, config: GeneratePropertiesConfig, centre
     values = np.linspace(ranges[prop][0], ranges[prop][1], config.sweep_values, dtype=np.float32)
     z = latents_for(config.seed, range(SWEEP_Z_OFFSET, SWEEP_Z_OFFSET + config.sweep_z), method.z_dim)
     z_rows = np.repeat(z, config.sweep_values, axis=0)
-    targets = np.repeat(centre[None], len(z_rows), axis=0)
-    targets[:, j] = np.tile(values, config.sweep_z)
+    targets = sweep_targets(np.repeat(centre[None], config.sweep_z, axis=0), j, values)
     images, reached = [], []
     for first in range(0, len(z_rows), config.batch_size):
         sl = slice(first, first + config.batch_size)

@@ -58,3 +58,25 @@ def scores_frame(names: list[str], seed: int = 0) -> pd.DataFrame:
         norm[4] = norm[4] * 2 - 1
         rows.append([name, *np.round(norm, 4), *raw, ""])
     return pd.DataFrame(rows, columns=["img_name", *PROPERTY_NAMES, *(f"raw_{p}" for p in PROPERTY_NAMES), "flags"])
+
+
+def latent_world(root: Path, num: int = 24) -> PipelinePaths:
+    """Steps 1, 4 and 6 of a tiny run for step 7a: images + w.npy, every image kept, planted scores."""
+    import shutil
+
+    from stylegan.generate import GenerateConfig, run_generate
+
+    paths = PipelinePaths(root)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY_G_16)
+    run_generate(GenerateConfig(root=root, num=num, batch_size=num, image_format="png", device="cpu"))
+    names = [f"{i:06d}.png" for i in range(num)]
+    paths.filtered_dir.mkdir(parents=True)
+    for name in names:
+        shutil.copy(paths.generated_dir / name, paths.filtered_dir / name)
+    paths.property_scores_dir.mkdir(parents=True)
+    scores_frame(names).to_csv(paths.all_scores_csv, index=False)
+    paths.normalization_json.write_text(json.dumps(NORMALIZATION))
+    paths.quality_gender_csv.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"img_name": names, "gender_score": np.linspace(0.2, 0.9, num), "quality_score": 1.0,
+                  "source": "cnn"}).to_csv(paths.quality_gender_csv, index=False)
+    return paths

@@ -1,6 +1,7 @@
 """The one control-method resolver of steps 8, 9 and the studio (``stylegan.control_resolver``).
 
-Only files and names are resolved here, nothing is loaded: these tests need no model.
+Only files and names are resolved here, nothing is loaded: these tests need no model (a fine-tune
+checkpoint is a stub that reads as one, since the pipeline's is its newest *valid* checkpoint).
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 
 import pandas as pd
 import pytest
+from bad_inputs import write_finetune_stub
 
 from common.folders import FolderOverlapError, refuse_overlap
 from common.paths import PipelinePaths
@@ -37,8 +39,8 @@ def root(tmp_path) -> PipelinePaths:
 @pytest.fixture
 def both(root) -> PipelinePaths:
     _touch(root.directions_pt)
-    _touch(root.finetuned_dir / "checkpoints" / "checkpoint_000004.pt")
-    _touch(root.finetuned_dir / "checkpoints" / "checkpoint_000002.pt")
+    write_finetune_stub(root.finetuned_dir / "checkpoints" / "checkpoint_000004.pt")
+    write_finetune_stub(root.finetuned_dir / "checkpoints" / "checkpoint_000002.pt")
     return root
 
 
@@ -69,7 +71,7 @@ def test_a_named_method_must_exist_and_all_takes_what_exists_in_table_order(root
         resolve_control_methods(root, "finetuned")
     _touch(root.directions_pt)
     assert resolve_control_methods(root, "all").names == ("directions",)
-    _touch(root.finetuned_dir / "checkpoints" / "checkpoint_000001.pt")
+    write_finetune_stub(root.finetuned_dir / "checkpoints" / "checkpoint_000001.pt")
     assert resolve_control_methods(root, "all").names == ("directions", "finetuned")
     with pytest.raises(ControlMethodError, match="unknown control method 'sefa'"):
         resolve_control_methods(root, "sefa")

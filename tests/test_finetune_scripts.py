@@ -134,7 +134,7 @@ def test_07_weights_picks_the_base_entry_and_a_change_refuses_to_resume(tmp_path
     rc = script.main(["--root", str(paths.root), "--out", str(tmp_path / "raw"), "--steps", "2", "--weights", "ema",
                       *FAST])
     assert rc == 2
-    assert "base generator entry (--weights): checkpoint 'generator', now 'generator_smooth'" in capsys.readouterr().err
+    assert "base_entry: folder 'generator', now 'generator_smooth'" in capsys.readouterr().err
 
 
 def test_07_changed_settings_refuse_to_resume(tmp_path, capsys):
@@ -142,7 +142,8 @@ def test_07_changed_settings_refuse_to_resume(tmp_path, capsys):
     script = load_script("7b")
     assert script.main(["--root", str(paths.root), "--steps", "1", *FAST]) == 0
     assert script.main(["--root", str(paths.root), "--steps", "2", "--r1-gamma", "1", *FAST]) == 2
-    assert "settings differ" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "r1_gamma: folder" in err and "--overwrite" in err
 
 
 def test_07_all_nan_scores_is_a_clear_error(tmp_path, capsys):

@@ -23,6 +23,8 @@ from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from common.local_access import check_allow_hosts
+from common.settings import allow_hosts_setting, host_setting, port_setting
 from common.localserver import PAGE_CSP, LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import PipelinePaths
 from common.runtime import resolve_device
@@ -68,10 +70,14 @@ class _StudioHandler(LocalRequestHandler):
         raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "the studio takes GET requests only")
 
 
+EXPOSES = "render, measure and save faces with this run's models, on this machine's CPU or GPU"
+"""What a visitor of a studio bound beyond loopback can do (the start-up warning says it)."""
+
+
 def make_server(app: StudioApp, host: str = "127.0.0.1", port: int = 8770,
-                limits: ServerLimits = ServerLimits()) -> LocalServer:
+                limits: ServerLimits = ServerLimits(), allow_hosts: tuple[str, ...] = ()) -> LocalServer:
     """Bind (port 0 picks a free one); the caller runs ``serve_forever``."""
-    return LocalServer((host, port), _StudioHandler, context=app, limits=limits)
+    return LocalServer((host, port), _StudioHandler, context=app, limits=limits, allow_hosts=allow_hosts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -83,8 +89,9 @@ class StudioConfig:
     """One studio session (paths come from ``PipelinePaths``; None = the contract path / newest)."""
 
     root: Path = PipelinePaths().root
-    host: str = "127.0.0.1"
-    port: int = 8770
+    host: str = host_setting()
+    port: int = port_setting(8770)
+    allow_hosts: tuple[str, ...] = allow_hosts_setting()  # more names the Host header may give
     device: str = "auto"
     finetuned_checkpoint: Path | None = None
     directions_file: Path | None = None
@@ -102,6 +109,7 @@ class StudioConfig:
             raise ValueError(f"scorer must be one of {SCORERS}, got {self.scorer!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
+        check_allow_hosts(self.allow_hosts)
 
 
 @dataclass(frozen=True)
@@ -131,20 +139,26 @@ def build_app(config: StudioConfig) -> StudioApp:
                                 config.weights)
     if not models.available:
         raise MissingMethodError(no_method_message(paths, models.notes))
-    factory, name = None, ""
-    if config.measure and config.scorer == "brightness":
+    factory, name, measure_off = None, "", ""
+    if not config.measure:
+        measure_off = "this studio was started with --no-measure"
+    elif config.scorer == "brightness":
         from stylegan.control_measures import BrightnessScorer
 
         factory, name = BrightnessScorer, "STAND-IN brightness scorer (not a property judge)"
-    elif config.measure and paths.segmentation_checkpoint.is_file() and paths.normalization_json.is_file():
+    elif paths.segmentation_checkpoint.is_file() and paths.normalization_json.is_file():
         crop = ("full" if models.demo else "mtcnn") if config.crop == "auto" else config.crop
         factory = _scorer_factory(paths, crop, device)
         name = f"FaceXFormer segmentation + step-6 scores ({crop} crop)"
-    elif config.measure:
-        models.notes.append("Measure needs segmentation/models/segmentation_model.pt and step 6's "
-                            f"{paths.normalization_json.name}")
+    else:
+        missing = [f"{path} ({fix})" for path, fix in ((paths.segmentation_checkpoint, "download_models.py"),
+                                                      (paths.normalization_json, "step 6"))
+                   if not path.is_file()]
+        measure_off = f"Measure needs {' and '.join(missing)}"
+        models.notes.append(measure_off)
     landmarks = _landmark_factory(paths, device) if factory is not None else None
-    return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks)
+    return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks,
+                     measure_off=measure_off)
 
 
 def _landmark_factory(paths: PipelinePaths, device) -> Callable:
@@ -163,12 +177,16 @@ def run_studio(config: StudioConfig, progress: Callable[[str], None] | None = No
                stop: threading.Event | None = None) -> StudioSummary:
     """Serve the studio until Ctrl-C (or ``stop`` is set); ``progress`` gets the URL and tunnel lines."""
     app = build_app(config)
-    server = make_server(app, config.host, config.port)
+    server = make_server(app, config.host, config.port, allow_hosts=config.allow_hosts)
     start = time.perf_counter()
     say = progress or logger.info
+    warning = server.exposure_warning(EXPOSES)
+    if warning:
+        say(warning)
     say(f"studio at {server.url}  ({', '.join(app.models.available) or 'no control method'}; "
         f"{app.models.device}; Ctrl-C stops)")
-    say(f"from a laptop: {tunnel_hint(server)}")
+    if server.loopback_only:
+        say(f"from a laptop: {tunnel_hint(server)}")
     for note in app.models.notes:
         say(f"note: {note}")
     if config.open_browser:
@@ -184,5 +202,6 @@ def run_studio(config: StudioConfig, progress: Callable[[str], None] | None = No
     finally:
         server.shutdown()
         server.server_close()
+        app.close()
     stats = app.gate.stats()
     return StudioSummary(server.url, stats["ran"], stats["dropped"], time.perf_counter() - start)
