@@ -38,6 +38,7 @@ from typing import Any
 
 from benchmarks.catalog import measure_command, needs
 from benchmarks.records import NOT_MEASURED, REPO_ROOT, RESULTS_DIR, RecordError, iter_records, record_id
+from common.markdown import markdown_rows
 
 TOLERANCES_FILE = REPO_ROOT / "tests" / "tolerances.py"
 
@@ -170,9 +171,8 @@ def _parse_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(format_value(v) for v in row) + " |" for row in rows]
-    return lines
+    """Through the one markdown-table writer, every cell formatted here first (separators, escaped pipes)."""
+    return markdown_rows(header, ([format_value(v) for v in row] for row in rows)).split("\n")
 
 
 def render_block(spec: str, records: Records, link_base: str) -> str:
@@ -232,10 +232,8 @@ def render_promises(keys: str | None, tolerances: ModuleType) -> str:
         if unknown:
             raise ReportError(f"promises:{keys}: no promise {', '.join(unknown)} in tests/tolerances.py")
         promises = [p for p in promises if p.key in wanted]
-    rows = [(p.claim.replace("|", "\\|"), ", ".join(f"`{t}`" for t in p.tests)) for p in promises]
-    lines = ["| what the docs promise | the test that proves it |", "|---|---|"]
-    lines += [f"| {claim} | {tests} |" for claim, tests in rows]
-    return "\n".join(lines) + "\n"
+    rows = [(p.claim, ", ".join(f"`{t}`" for t in p.tests)) for p in promises]
+    return "\n".join(_table(("what the docs promise", "the test that proves it"), rows)) + "\n"
 
 
 def render_value(name: str, tolerances: ModuleType) -> str:
@@ -272,7 +270,7 @@ def _flag_help(action: argparse.Action) -> str:
     text = " ".join(text.split()).replace(f"{REPO_ROOT}/", "").replace(str(REPO_ROOT), ".")  # same in every checkout
     if action.choices is not None and not isinstance(action.choices, range):
         text += f" (one of: {', '.join(str(c) for c in action.choices)})"
-    return text.replace("|", "\\|")
+    return text
 
 
 def render_flags(script: str) -> str:
@@ -292,8 +290,7 @@ def render_flags(script: str) -> str:
             value = stated.group(1)
             default, what = (value if " " in value else f"`{value}`"), what[:stated.start()]
         rows.append((", ".join(f"`{o}`" for o in action.option_strings), default, what))
-    lines = ["| flag | default | what |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(_table(("flag", "default", "what"), rows)) + "\n"
 
 
 def render_concepts() -> str:
@@ -302,14 +299,14 @@ def render_concepts() -> str:
     from common.paths import PipelinePaths
 
     paths = PipelinePaths(REPO_ROOT)
-    lines = ["| flag | what it names | default (under `--root`) |", "|---|---|---|"]
+    rows = []
     for concept in CONCEPTS.values():
         default = ""
         if concept.default_path:
             default = f"`{Path(getattr(paths, concept.default_path)).relative_to(REPO_ROOT).as_posix()}`"
-        lines.append(f"| `{concept.flag}` | {concept.meaning.replace('|', chr(92) + '|')} | {default} |")
-    lines += ["", "| old spelling | now |", "|---|---|"]
-    lines += [f"| `{old}` | {new} |" for old, new in OLD_SPELLINGS.items()]
+        rows.append((f"`{concept.flag}`", concept.meaning, default))
+    lines = _table(("flag", "what it names", "default (under `--root`)"), rows) + [""]
+    lines += _table(("old spelling", "now"), ((f"`{old}`", new) for old, new in OLD_SPELLINGS.items()))
     return "\n".join(lines) + "\n"
 
 
