@@ -27,6 +27,7 @@ here renders as "not measured", what it needs, and the command that measures it 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import re
 import sys
@@ -273,6 +274,7 @@ def _flag_help(action: argparse.Action) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=None)
 def render_flags(script: str) -> str:
     """A table of the script's flags from its ``build_parser()``: flag, default, what it does."""
     from pipeline.runner import SCRIPTS_DIR, load_script_file
