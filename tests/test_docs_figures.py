@@ -179,3 +179,32 @@ def test_the_concept_table_comes_from_common_concepts(tmp_path):
     out = _render(tmp_path, "<!-- concepts -->\n<!-- /concepts -->\n")
     assert all(f"| `{c.flag}` |" in out for c in CONCEPTS.values())
     assert "`stylegan/stylegan_model.pth`" in out and str(REPO) not in out
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    import re
+
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_relative_link_of_the_docs_points_at_a_file_and_heading_that_exist():
+    """A page moved or a heading renamed leaves no dead link behind (README.md and docs/*.md)."""
+    import re
+
+    missing = []
+    for page in report.default_pages(REPO):
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            path = (page.parent / file).resolve() if file else page
+            if not path.exists():
+                missing.append(f"{page.name}: {target}")
+            elif anchor and path.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), flags=re.MULTILINE)
+                if anchor not in {_slug(h) for h in headings}:
+                    missing.append(f"{page.name}: {target} (no such heading)")
+    assert not missing, "dead links:\n" + "\n".join(missing)
