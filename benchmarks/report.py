@@ -268,7 +268,8 @@ def _flag_help(action: argparse.Action) -> str:
             text = text % {**vars(action), "prog": ""}
         except (KeyError, TypeError, ValueError):
             pass
-    text = " ".join(text.split()).replace(f"{REPO_ROOT}/", "").replace(str(REPO_ROOT), ".")  # same in every checkout
+    text = " ".join(text.split()).replace("%%", "%")
+    text = text.replace(f"{REPO_ROOT}/", "").replace(str(REPO_ROOT), ".")  # the same in every checkout
     if action.choices is not None and not isinstance(action.choices, range):
         text += f" (one of: {', '.join(str(c) for c in action.choices)})"
     return text
@@ -287,7 +288,7 @@ def render_flags(script: str) -> str:
         if action.help is argparse.SUPPRESS or not action.option_strings or isinstance(action, argparse._HelpAction):
             continue
         default, what = _flag_default(action), _flag_help(action)
-        stated = re.search(r"\s*\(default: ([^()]*)\)$", what)  # settings state their default in the help
+        stated = re.search(r"(?:^|\s*\()default: ([^()]*)\)?$", what)  # a default stated in the help
         if stated and not default:
             value = stated.group(1)
             default, what = (value if " " in value else f"`{value}`"), what[:stated.start()]
