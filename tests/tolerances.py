@@ -114,8 +114,9 @@ PROMISES: tuple[Promise, ...] = (
     Promise("recompute_step6", "step 6 recomputes every run by design (the normalisation is fitted over all "
                                "images; thousands of maps per second) and unchanged inputs give the same files",
             ("tests/test_property_scores_step.py::test_rerun_is_idempotent_and_options",)),
-    Promise("resume_step7a", "step 7a keeps its result for the same inputs and settings and refits when one changes",
-            ("tests/test_directions_step.py::test_step_is_idempotent_and_refits_when_an_input_changes",)),
+    Promise("resume_step7a", "step 7a keeps its result under the same recipe and refuses another recipe in one line "
+                             "until `--overwrite`",
+            ("tests/test_directions_step.py::test_step_is_idempotent_and_refuses_another_recipe_until_overwrite",)),
     Promise("resume_step7b", "step 7b resumes exactly: 3 + 3 steps give the losses and tensors of 6",
             ("tests/test_finetune_scripts.py::test_07_resume_repeats_the_uninterrupted_losses",
              "tests/test_finetune_trainer.py::test_resume_from_state_dict_repeats_losses_exactly")),
