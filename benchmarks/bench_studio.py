@@ -83,7 +83,8 @@ def build_world(root: Path) -> Path:
 
 
 class Forward:
-    """One forward of one 256 px image by the project's generator, timed on the caller's thread."""
+    """One forward of one 256 px image by the project's generator (``generator(z)`` under
+    ``inference_mode``, as steps 1 and 8 run it), timed on the caller's thread."""
 
     def __init__(self, generator, device) -> None:
         import torch
@@ -223,8 +224,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import torch
 
+    from common.paths import PipelinePaths
     from common.runtime import resolve_device
     from pipeline.studio.server import StudioConfig, build_app, make_server
+    from stylegan import load_generator
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -235,7 +238,9 @@ def main(argv=None) -> int:
         app = build_app(StudioConfig(root=root, device=str(device), port=0, measure=False))
         server = make_server(app, "127.0.0.1", 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        forward = Forward(app.models.generator, device)
+        # the yardstick: the project's generator as steps 1 and 8 run it (the studio's own copy packs its
+        # convolution kernels once for batch-one CPU renders; this one does not)
+        forward = Forward(load_generator(PipelinePaths(root).stylegan_checkpoint, device=device), device)
         for _ in range(3):
             forward()
         try:

@@ -40,7 +40,7 @@ from stylegan.control_methods import DIRECTIONS, FINETUNED
 from stylegan.control_resolver import METHOD_SOURCES, find_method_files
 from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
 from stylegan.generate import latents_for
-from stylegan.networks import StyleGANGenerator
+from stylegan.networks import StyleGANGenerator, prepack_for_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,9 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
             if directions_file is not None:
                 raise
             models.notes.append(f"latent directions not loaded: {exc}")
+    for model in (models.generator, models.finetuned):  # batch-of-one CPU renders: kernels packed once
+        if model is not None:
+            prepack_for_cpu(model)
     if models.demo:
         models.notes.insert(0, "demo models: random weights, the images are not faces and the measures "
                                "mean nothing")
