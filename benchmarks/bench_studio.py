@@ -124,23 +124,30 @@ def get_image(url: str) -> tuple[float, str, tuple[int, int]]:
 
 def series(base_url: str, forward: Forward, seed: int, steps: int, drag: bool, method: str = "directions",
            strip: int = 1) -> dict:
-    """A warm-up exact view of ``seed``, then ``steps`` requests with eyes moved by 0.05 each, a forward
-    timed after each request (the ratio's denominator sees the same machine load)."""
+    """A warm-up exact view of ``seed``, then ``steps`` requests with eyes moved by 0.05 each, with a forward
+    timed just before and just after each request (the ratio's denominator sees the same machine load).
+
+    ``ratio_p50`` is the p50 of the requests over the p50 of the forwards; ``paired_ratio_p50`` the p50 of
+    each request over the mean of its two forwards, which a drifting load moves less.
+    """
     def url(eyes: float, drag_flag: bool) -> str:
         return (f"{base_url}api/render?method={method}&seed={seed}&eyes={eyes:.2f}&strip={strip}"
                 + ("&drag=1" if drag_flag else ""))
 
     get_image(url(0.1, False))  # warm-up: a new seed costs its base face and the edited one
-    times, frames, sizes, forwards = [], [], set(), []
+    times, frames, sizes, forwards, paired = [], [], set(), [], []
     for i in range(1, steps + 1):
+        before = forward()
         ms, frame, size = get_image(url(0.1 + STEP * i, drag))
+        after = forward()
         times.append(ms)
         frames.append(frame)
         sizes.add(size)
-        forwards.append(forward())
-    ratio = float(np.median(times) / np.median(forwards))
+        forwards += [before, after]
+        paired.append(ms / ((before + after) / 2))
     return {"p50_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95)),
-            "forward_p50_ms": float(np.median(forwards)), "ratio_p50": ratio, "n": steps,
+            "forward_p50_ms": float(np.median(forwards)), "ratio_p50": float(np.median(times) / np.median(forwards)),
+            "paired_ratio_p50": float(np.median(paired)), "n": steps,
             "frames": {f: frames.count(f) for f in sorted(set(frames))}, "sizes": sorted(sizes)}
 
 
@@ -266,9 +273,9 @@ def main(argv=None) -> int:
     for name, value in results.items():
         if value is None:
             continue
-        for key in ("p50_ms", "p95_ms", "ratio_p50", "forward_p50_ms", "alone_p50_ms"):
+        for key in ("p50_ms", "p95_ms", "ratio_p50", "paired_ratio_p50", "forward_p50_ms", "alone_p50_ms"):
             if key in value:
-                record.figures[f"{name}_{key}"] = round(value[key], 3 if key == "ratio_p50" else 1)
+                record.figures[f"{name}_{key}"] = round(value[key], 3 if "ratio" in key else 1)
         if "frames" in value:
             record.figures[f"{name}_frames"] = ", ".join(f"{k} {v}" for k, v in value["frames"].items())
             record.figures[f"{name}_sizes_px"] = ", ".join(f"{w}x{h}" for w, h in value["sizes"])
@@ -285,6 +292,8 @@ def main(argv=None) -> int:
             continue
         versus = "views without a Measure" if "alone_p50_ms" in value else "forward"
         ratio = f"{value['ratio_p50']:.2f}x {versus}" if "ratio_p50" in value else ""
+        if "paired_ratio_p50" in value:
+            ratio += f" (paired {value['paired_ratio_p50']:.2f}x)"
         print(f"  {name:24s} p50 {value['p50_ms']:7.1f} ms  p95 {value['p95_ms']:7.1f} ms  {ratio}  "
               f"{value.get('frames', '')}")
     for key, target in TARGETS.items():
