@@ -269,7 +269,7 @@ def main(argv=None) -> int:
             server.server_close()
             app.close()
     record.figures.update({"threads": args.threads, "resolution_px": 256, "dtype": "float32",
-                           "forward_p50_ms": float(np.median(forward.ms))})
+                           "forward_p50_ms": round(float(np.median(forward.ms)), 1)})
     for name, value in results.items():
         if value is None:
             continue
