@@ -40,7 +40,7 @@ from stylegan.control_measures import (
     is_stand_in,
     write_control_outputs,
 )
-from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, SEFA, ControlMethod
 from stylegan.finetune_schema import FinetuneRunFiles
 
 SCORERS = ("segmentation", "brightness")
@@ -53,7 +53,7 @@ EXTRA_COLUMNS = ("identity_distance", "identity_changed_share", "fid", "kid_mean
 """Appended to comparison.csv after the contract columns: quality next to control (per method; identity per
 method and swept property; FID/KID of the sweep extremes, or of the filtered split for the baseline)."""
 _QUALITY_STREAM = 9_000_010  # random requests for the quality samples: a stream of their own
-CONTROLS = ("all", DIRECTIONS, FINETUNED)
+CONTROLS = ("all", DIRECTIONS, FINETUNED, SEFA)
 CROPS = ("mtcnn", "full")
 Progress = Callable[[int, int], None]
 
@@ -67,7 +67,7 @@ class EvaluateControlConfig:
     """Step 9's settings; every path None = the pipeline's default under ``root``."""
 
     root: Path = REPO_ROOT
-    control: str = "all"                 # all | directions | finetuned (the baseline is always measured)
+    control: str = "all"                 # all | directions | finetuned | sefa (the baseline is always measured)
     scorer: str = "segmentation"         # segmentation = the independent judge; brightness = a labelled stand-in
     crop: str = "mtcnn"                  # face crop before parsing: mtcnn | full
     weights: str = "ema"                 # fine-tune weights: ema | raw
@@ -79,6 +79,7 @@ class EvaluateControlConfig:
     device: str = "auto"
     checkpoint: Path | None = None       # fine-tuned checkpoint (default: the newest of step 7)
     directions: Path | None = None       # directions file (default: stylegan/directions/directions.pt)
+    sefa: Path | None = None             # SeFa directions file (default: stylegan/directions/sefa.pt)
     stylegan_checkpoint: Path | None = None
     segmentation_checkpoint: Path | None = None
     trusted_checkpoint: bool = False
@@ -175,14 +176,18 @@ def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list
     from stylegan.finetune_schema import find_latest_checkpoint
 
     paths = config.paths
-    wanted = (DIRECTIONS, FINETUNED) if config.control == "all" else (config.control,)
+    wanted = (DIRECTIONS, SEFA, FINETUNED) if config.control == "all" else (config.control,)
     finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
     directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
-    found = {FINETUNED: finetuned, DIRECTIONS: directions}
+    sefa = config.sefa or (paths.sefa_pt if paths.sefa_pt.is_file() else None)
+    found = {FINETUNED: finetuned, DIRECTIONS: directions, SEFA: sefa}
     if config.control != "all" and found[config.control] is None:
-        where = (f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}; run 07_finetune_stylegan.py "
-                 "or pass --checkpoint" if config.control == FINETUNED else
-                 f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py or pass --directions")
+        where = {FINETUNED: f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}; "
+                            "run 07_finetune_stylegan.py or pass --checkpoint",
+                 DIRECTIONS: f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py or pass "
+                             "--directions",
+                 SEFA: f"no SeFa directions file {paths.sefa_pt}; run 07_fit_latent_directions.py (it writes "
+                       "sefa.pt beside directions.pt) or pass --sefa"}[config.control]
         raise ControlEvaluationError(where)
     if not any(found[m] for m in wanted):
         raise ControlEvaluationError(
@@ -200,7 +205,8 @@ def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list
                                      f"{config.control}); use --control directions|all or --refine off")
     try:  # the evaluation folder never is, holds or sits inside a file it reads
         refuse_overlap({"--out": config.out_dir},
-                       {"--checkpoint": finetuned, "--directions": directions, "--stylegan-checkpoint": base_checkpoint,
+                       {"--checkpoint": finetuned, "--directions": directions, "--sefa": sefa,
+                        "--stylegan-checkpoint": base_checkpoint,
                         "--refine": refine.checkpoint,
                         "--normalization": config.normalization or paths.normalization_json,
                         "--segmentation-checkpoint": config.segmentation_checkpoint or paths.segmentation_checkpoint})
@@ -214,6 +220,8 @@ def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list
                 methods.append(with_refiner(methods[-1], refine.checkpoint))
             except ValueError as exc:  # mismatched or regressor-less checkpoint: the step's one-line error
                 raise ControlEvaluationError(str(exc)) from exc
+    if SEFA in wanted and sefa is not None:
+        methods.append(load_directions_method(base_checkpoint, sefa, device, config.batch_size, name=SEFA))
     if FINETUNED in wanted and finetuned is not None:
         methods.append(load_finetuned_method(finetuned, device, config.batch_size, config.weights))
     return methods, refine.note

@@ -23,13 +23,13 @@ import numpy as np
 
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
 from common.steps import StepError
-from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_AUTO, REFINE_OFF, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_AUTO, REFINE_OFF, SEFA, ControlMethod
 from stylegan.finetune_schema import FinetuneRunFiles
 
 __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGeneration", "PropertyGenerationError",
            "run_generate_with_properties", "choose_control", "CONTROL_OPTIONS", "PROPERTIES_CSV"]
 
-CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED, "all")
+CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED, SEFA, "all")
 PROPERTIES_CSV = "properties.csv"
 SWEEP_Z_OFFSET = 10_000  # sweep rows use z from (seed, 10000 + k): other people than the images
 Progress = Callable[[int, int], None]
@@ -44,7 +44,7 @@ class GeneratePropertiesConfig:
     """Step 8's settings; every path None = the pipeline's default under ``root``."""
 
     root: Path = REPO_ROOT
-    control: str = "auto"                                   # auto | directions | finetuned | all
+    control: str = "auto"                                   # auto | directions | finetuned | sefa | all
     requested: tuple[float | None, ...] = (None,) * len(PROPERTY_NAMES)  # PROPERTY_NAMES order; None = not set
     num: int = 8                                            # images with these values
     seed: int = 0
@@ -56,6 +56,7 @@ class GeneratePropertiesConfig:
     device: str = "auto"
     checkpoint: Path | None = None                          # fine-tuned checkpoint (default: the newest)
     directions: Path | None = None                          # directions file (default: stylegan/directions/)
+    sefa: Path | None = None                                # SeFa directions file (default: stylegan/directions/)
     stylegan_checkpoint: Path | None = None                 # base generator of the directions
     out: Path | None = None                                 # default: <method's folder>/generated
     overwrite: bool = False
@@ -160,8 +161,10 @@ def _load_methods(config: GeneratePropertiesConfig, device) -> tuple[list[tuple[
     paths = config.paths
     finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
     directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
+    sefa = config.sefa or (paths.sefa_pt if paths.sefa_pt.is_file() else None)
     if config.control == "all":
-        controls = [c for c, found in ((DIRECTIONS, directions), (FINETUNED, finetuned)) if found is not None]
+        controls = [c for c, found in ((DIRECTIONS, directions), (SEFA, sefa), (FINETUNED, finetuned))
+                    if found is not None]
         if not controls:
             choose_control(paths, None, None)  # raises the "no control method" error
     elif config.control == "auto":
@@ -177,6 +180,15 @@ def _load_methods(config: GeneratePropertiesConfig, device) -> tuple[list[tuple[
             _refuse_overlap(config.out or paths.finetuned_generated_dir, {"--checkpoint": finetuned})
             method = load_finetuned_method(finetuned, device, config.batch_size, config.weights)
             out.append((method, f"{finetuned}, {config.weights} weights", paths.finetuned_generated_dir))
+            continue
+        if control == SEFA:
+            if sefa is None:
+                raise PropertyGenerationError(f"no SeFa directions file {paths.sefa_pt}; run "
+                                              "07_fit_latent_directions.py (it writes sefa.pt) or pass --sefa")
+            base = config.stylegan_checkpoint or paths.stylegan_checkpoint
+            _refuse_overlap(config.out or paths.sefa_generated_dir, {"--sefa": sefa, "--stylegan-checkpoint": base})
+            method = load_directions_method(base, sefa, device, config.batch_size, name=SEFA)
+            out.append((method, f"{sefa} on {base}", paths.sefa_generated_dir))
             continue
         if directions is None:
             raise PropertyGenerationError(f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py "

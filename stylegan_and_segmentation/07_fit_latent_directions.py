@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="edits keep every prediction within mean +- CAP sd of the fitted samples ('none' = off)")
     parser.add_argument("--svm-count", type=int, default=d.svm_count,
                         help="samples per end for the SVM (default: 2%% of N, at least min(N/4, 500))")
+    parser.add_argument("--sefa-components", type=int, default=d.sefa_components,
+                        help="also write sefa.pt: SeFa's label-free directions, the top N eigen-directions of the "
+                             "style weights each named by its correlation with step 6's scores (0 = no SeFa)")
     parser.add_argument("--gender-guard", action=argparse.BooleanOptionalAction, default=d.gender_guard,
                         help="edits hold step 4's gender_score (a ridge direction fitted on every generated latent)")
     parser.add_argument("--num-heldout", type=int, default=d.num_heldout,
@@ -76,7 +79,8 @@ def config_from_args(args: argparse.Namespace) -> FitDirectionsConfig:
         root=args.root, checkpoint=args.checkpoint, scores_csv=args.scores, out_dir=args.out,
         all_scored=args.all_scored, which=WHICH[args.weights], method=args.method, select=args.select,
         layer_ranges=tuple(r.strip() for r in args.layer_ranges.split(",") if r.strip()), hold=args.hold,
-        metric=args.metric, cap=args.cap, svm_count=args.svm_count, gender_guard=args.gender_guard,
+        metric=args.metric, cap=args.cap, svm_count=args.svm_count, sefa_components=args.sefa_components,
+        gender_guard=args.gender_guard,
         num_heldout=args.num_heldout, num_values=args.num_values, batch_size=args.batch_size, seed=args.seed,
         limit=args.limit, crop=args.crop, trust_checkpoint=args.trust_checkpoint, device=args.device,
         overwrite=args.overwrite)
