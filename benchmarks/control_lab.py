@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         report["directions_r_vs_samples"] = curve
 
     if "finetune" not in args.skip:
-        by_steps, info = finetune_arm(world, progress=print, regressor=regressor)
+        by_steps, info = finetune_arm(world, say=print, regressor=regressor)
         report["finetune"] = {"info": info, "r_by_steps": {
             s: {p: round(float(v), 3) for p, v in rows.set_index("property")["pearson_r"].items()}
             for s, rows in by_steps.items()}}

@@ -20,6 +20,8 @@ def resolve_device(name: str = "auto"):
     try:
         device = torch.device(name)
     except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):  # meta, mps...: not a device the steps run on
         raise DeviceError(f"--device {name}: not a device name; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"--device {name} was requested but no CUDA GPU is available; use --device cpu")

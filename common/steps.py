@@ -16,11 +16,28 @@ and exit 2, the runner reports it the same way. Anything else is a bug and keeps
 """
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import Protocol
 
 Progress = Callable[[int, int], None]
 """progress(done, total): called by a step function as work finishes."""
+
+
+class ProgressCounter:
+    """The one adapter from a step's ``progress(done, total)`` to code that reports items as they
+    finish: call it with how many just finished (default 1). ``done`` starts at the items already
+    there (resume), reported at once so a bar shows them; ``done`` never passes ``total``."""
+
+    def __init__(self, progress: Progress | None, total: int, done: int = 0) -> None:
+        self.progress, self.total, self.done = progress, total, done
+        if progress is not None and done:
+            progress(min(done, total), total)
+
+    def __call__(self, count: int = 1) -> None:
+        self.done += count
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
 
 
 class Summary(Protocol):
@@ -36,3 +53,39 @@ class StepError(Exception):
 USER_ERRORS: tuple[type[BaseException], ...] = (StepError, FileNotFoundError, NotADirectoryError,
                                                 IsADirectoryError, PermissionError)
 """Errors a script prints as one line (exit 2) instead of a traceback."""
+
+
+WRITE_FAILURES: dict[int, str] = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
+                                  errno.EFBIG: "file too large for the file system",
+                                  errno.EROFS: "read-only file system"}
+"""errno -> words, for the OSErrors that mean "an output could not be written" rather than a bug."""
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """The one line for an output that could not be written (disk full, read-only), found anywhere in the
+    exception's chain (a step may wrap the OSError); None when ``exc`` is not such a failure."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in WRITE_FAILURES:
+            where = f"cannot write {current.filename}" if current.filename else "cannot write an output file"
+            fix = ("choose a writable output folder and re-run" if current.errno == errno.EROFS
+                   else "free space and re-run")
+            return f"{where}: {WRITE_FAILURES[current.errno]}; {fix}; finished items are kept"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def interrupted_line(finished: int) -> str:
+    """What Ctrl-C prints (exit 130): every finished item is complete on disk, so a re-run continues."""
+    return f"interrupted; {finished} items finished are kept; re-run to continue"
+
+
+def announce(line: str) -> None:
+    """A line a person must act on while a step runs (a server's URL): stdout, even under -q.
+
+    Steps report results through their Summary and log everything else; only a server, which runs
+    until stopped, has something to tell the user before it returns.
+    """
+    print(line, flush=True)

@@ -67,7 +67,8 @@ __all__ = [
     "base_correlations", "comparison_rows", "summarise",
 ]
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]
+"""say(line): a line of news for a person (not ``common.steps.Progress``, which counts items)."""
 
 
 @dataclass(frozen=True)
@@ -367,12 +368,12 @@ def select_refine_layers(world: LabWorld, directions: LatentDirections, regresso
     return directions.with_options(layers=tuple(picks)), table
 
 
-def finetune_arm(world: LabWorld, progress: Progress | None = None,
+def finetune_arm(world: LabWorld, say: Say | None = None,
                  on_step: Callable[[int], None] | None = None,
                  regressor: tuple[torch.nn.Module, dict[str, Any], float] | None = None,
                  ) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
     """Fine-tune with the learned regressor (trained here unless given, as :func:`lab_regressor` returns it),
-    judge G_ema after each listed step count.
+    judge G_ema after each listed step count; ``say`` gets each step count's r as a line.
 
     Returns ({steps: comparison rows}, info with the regressor's held-out r and seconds).
     """
@@ -399,9 +400,9 @@ def finetune_arm(world: LabWorld, progress: Progress | None = None,
         g_ema.finetune_settings = settings
         method = FinetunedMethod(g_ema, cfg.batch, description=f"lab fine-tune, {steps} steps")
         out[steps] = comparison_rows("finetuned", evaluate_method(world, method))
-        if progress is not None:
+        if say is not None:
             r = out[steps].set_index("property")["pearson_r"]
-            progress(f"fine-tune {steps} steps: " + " ".join(f"{p} {r[p]:.3f}" for p in PROPERTY_NAMES))
+            say(f"fine-tune {steps} steps: " + " ".join(f"{p} {r[p]:.3f}" for p in PROPERTY_NAMES))
     info = {"regressor_seconds": regressor_seconds, "train_seconds": train_seconds,
             "regressor_r": {p: metrics.get(f"r_{p}") for p in PROPERTY_NAMES}}
     return out, info

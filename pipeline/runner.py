@@ -87,13 +87,6 @@ def steps_between(first: int | str, last: int | str) -> list[str]:
     return list(STEP_ORDER[a:b + 1])
 
 
-def lookup_step(table: dict, step: str, default=None):
-    """A per-step table entry keyed by id ("7a", "8") or, for plain numbers, by int (8) as older callers do."""
-    if step in table:
-        return table[step]
-    return table.get(int(step), default) if step.isdigit() else default
-
-
 class StepFailed(RuntimeError):
     exit_code = 1
 
@@ -116,7 +109,12 @@ class PipelineOptions:
     quiet: bool = False
     threads: int | None = None       # --threads for every step
     limit: int | None = None         # --limit for every step that has it
-    step_args: dict[int | str, list[str]] = field(default_factory=dict)  # extra flags per step id (tests, power users)
+    step_args: dict[str, list[str]] = field(default_factory=dict)  # extra flags per step id (tests, power users)
+
+    def __post_init__(self) -> None:
+        unknown = [key for key in self.step_args if key not in STEP_ORDER]
+        if unknown:  # an int key (1) would be ignored without a word
+            raise ValueError(f"step_args keys are step ids ({', '.join(STEP_ORDER)}), got {unknown}")
 
 
 @dataclass
@@ -336,8 +334,8 @@ def step_argv(number: str, options: PipelineOptions) -> list[str]:
     if options.demo:
         from pipeline.demo import DEMO_STEP_ARGS
 
-        argv += lookup_step(DEMO_STEP_ARGS, number, [])
-    argv += list(lookup_step(options.step_args, number, []))
+        argv += DEMO_STEP_ARGS.get(number, [])
+    argv += list(options.step_args.get(number, []))
     if options.limit is not None and number == "1" and "--limit" not in flags:
         argv += ["--num", str(options.limit)]  # step 1 counts its images with --num; the cap comes last, so it wins
     return argv

@@ -142,5 +142,7 @@ def comparison_sheet(sheets_by_method: Mapping[str, Mapping[str, list[np.ndarray
     return make_contact_sheet(images, captions, ncols=ncols, thumb=thumb, title="rows: method, same latent")
 
 
-def write_csv(table: pd.DataFrame, out_dir: Path | str) -> Path:
-    return atomic_write_csv(Path(out_dir) / COMPARISON_CSV, table[list(COMPARISON_COLUMNS)], COMPARISON_COLUMNS)
+def write_csv(table: pd.DataFrame, out_dir: Path | str, extra_columns: Sequence[str] = ()) -> Path:
+    """comparison.csv (step 9): the contract columns first, in their order, then ``extra_columns``."""
+    columns = list(COMPARISON_COLUMNS) + list(extra_columns)
+    return atomic_write_csv(Path(out_dir) / COMPARISON_CSV, table[columns], COMPARISON_COLUMNS)

@@ -27,13 +27,15 @@ import pandas as pd
 from common import stats
 from common.contact_sheet import make_contact_sheet
 from common.io import atomic_save_image, atomic_write_bytes, atomic_write_csv, atomic_write_text
+from common.markdown import markdown_table
 from common.paths import PROPERTY_NAMES
+from stylegan.sweeps import sweep_targets
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ControlConfig", "ControlResult", "sweep_design", "evaluate_control", "control_metrics", "leakage_matrix",
-    "BrightnessScorer", "StandInScorer", "is_stand_in", "markdown_table", "write_control_outputs", "SAMPLES_CSV", "METRICS_CSV", "LEAKAGE_CSV", "REPORT_MD",
+    "BrightnessScorer", "StandInScorer", "is_stand_in", "write_control_outputs", "SAMPLES_CSV", "METRICS_CSV", "LEAKAGE_CSV", "REPORT_MD",
     "SCATTER_PNG", "LEAKAGE_PNG", "judge_name", "evaluation_latents", "EVAL_LATENT_STREAM",
 ]
 
@@ -90,17 +92,14 @@ class ControlResult:
 def sweep_design(ranges: dict[str, tuple[float, float]], base_conditions: np.ndarray, num_values: int,
                  properties: Sequence[str] = PROPERTY_NAMES) -> pd.DataFrame:
     """Rows (property, z_index, value_index, requested_*) for every sweep; base_conditions [K, P] hold the others."""
-    rows = []
-    for prop in properties:
-        j = properties.index(prop)
-        values = np.linspace(ranges[prop][0], ranges[prop][1], num_values)
-        for k, base in enumerate(np.asarray(base_conditions, dtype=np.float64)):
-            for s, value in enumerate(values):
-                cond = base.copy()
-                cond[j] = value
-                rows.append({"property": prop, "z_index": k, "value_index": s,
-                             **{f"requested_{p}": float(cond[i]) for i, p in enumerate(properties)}})
-    return pd.DataFrame(rows)
+    base = np.asarray(base_conditions, dtype=np.float64)
+    frames = []
+    for j, prop in enumerate(properties):
+        targets = sweep_targets(base, j, np.linspace(ranges[prop][0], ranges[prop][1], num_values))
+        frame = pd.DataFrame({"property": prop, "z_index": np.repeat(np.arange(len(base)), num_values),
+                              "value_index": np.tile(np.arange(num_values), len(base))})
+        frames.append(frame.assign(**{f"requested_{p}": targets[:, i] for i, p in enumerate(properties)}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def judge_name(scorer: Scorer) -> str:
@@ -374,18 +373,6 @@ def _save_figure(fig, path: Path) -> None:
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-def markdown_table(frame: pd.DataFrame, index: bool = False, digits: int = 3) -> str:
-    frame = frame.reset_index() if index else frame
-    cols = [str(c) for c in frame.columns]
-
-    def fmt(v: Any) -> str:
-        return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def write_control_outputs(result: ControlResult, out_dir: Path | str, meta: dict[str, Any],

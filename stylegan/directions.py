@@ -43,12 +43,14 @@ import numpy as np
 import torch
 
 from common import stats
+from common.checkpoints import CheckpointError, check_finite_tensors, check_state_dict_fits, read_checkpoint
 from common.fingerprint import file_fingerprint
 from common.io import atomic_torch_save
 from common.paths import PROPERTY_NAMES
 from common.steps import StepError
 from stylegan.control_measures import sweep_measures
 from stylegan.networks import postprocess_uint8
+from stylegan.sweeps import sweep_targets
 
 logger = logging.getLogger(__name__)
 
@@ -704,6 +706,36 @@ in one line."""
 _READABLE_VERSIONS = (1, 2)
 
 
+_REFIT = "refit with 07_fit_latent_directions.py"
+
+
+def _check_saved_arrays(data: dict, path: Path) -> None:
+    """Every saved array has the shape the file's own header implies, a float dtype and finite values
+    (an intercept is NaN only for a property without direction): one line naming the file, not a
+    reshape or SVD error later."""
+    names, methods, guards, w_dim = data["property_names"], data["methods"], data["guard_names"], data["w_dim"]
+    header = [(key, value) for key, value in (("property_names", names), ("methods", methods), ("guard_names", guards))
+              if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))]
+    if header or not isinstance(w_dim, int) or isinstance(w_dim, bool) or w_dim < 1 or len(methods) != len(names):
+        bad = ", ".join(k for k, _ in header) or ("w_dim" if not isinstance(w_dim, int) or w_dim < 1 else "methods")
+        raise DirectionsMismatchError(f"{path} has an unreadable header ({bad}); {_REFIT}")
+    p, d, g = len(names), w_dim, len(guards)
+    shapes = {"directions": (p, d), "slopes": (p,), "intercepts": (p,), "proj_mean": (p,), "proj_std": (p,),
+              "sigma_directions": (d, p), "w_mean": (d,), "guard_coefficients": (g, d), "guard_intercepts": (g,),
+              "guard_sigma_coefficients": (d, g)}
+    expected = {k: torch.empty(shape, dtype=torch.float64, device="meta") for k, shape in shapes.items()}
+    found = {k: data[k] for k in shapes}
+    fitted = torch.tensor([m != "none" for m in methods], dtype=torch.bool)
+    try:
+        check_state_dict_fits(expected, found, path, _REFIT,
+                              what=f"its own header ({p} properties, {d}-d w, {g} guard{'' if g == 1 else 's'})")
+        finite = {k: v for k, v in found.items() if k != "intercepts"}
+        finite["intercepts"] = found["intercepts"][fitted]
+        check_finite_tensors(finite, path, _REFIT)
+    except CheckpointError as exc:
+        raise DirectionsMismatchError(str(exc)) from None
+
+
 def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
                     generator_fingerprint: str | None = None, w_dim: int | None = None,
                     property_names: Sequence[str] | None = PROPERTY_NAMES,
@@ -718,9 +750,9 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"directions file not found: {path} (run 07_fit_latent_directions.py)")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise DirectionsMismatchError(f"{path} is not a readable directions file: {exc}") from exc
+        data = read_checkpoint(path, _REFIT, kind="directions file")
+    except CheckpointError as exc:
+        raise DirectionsMismatchError(str(exc)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DirectionsMismatchError(f"{path} is not a latent-directions file (no format '{FORMAT}')")
     version = data.get("format_version")
@@ -732,6 +764,7 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
     if missing:
         raise DirectionsMismatchError(f"{path} is not a complete directions file (missing {', '.join(missing)}); "
                                       "refit with 07_fit_latent_directions.py")
+    _check_saved_arrays(data, path)
     if checkpoint is not None:
         generator_fingerprint = file_fingerprint(checkpoint)
     if generator_fingerprint is not None and data["generator_fingerprint"] != generator_fingerprint:
@@ -753,6 +786,13 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
         logger.warning("%s was fitted with the edit settings of format %s (hold=%s, metric=%s, cap=%s, the cap "
                        "clipping inside the scores seen); it keeps them: a refit with 07_fit_latent_directions.py "
                        "gives the new defaults", path, version, data["hold"], data["metric"], data["cap"])
+    try:
+        return _directions_from_dict(data, edit_rule)
+    except ValueError as exc:  # LatentDirections' own checks of the saved edit options and layer ranges
+        raise DirectionsMismatchError(f"{path}: {exc}; {_REFIT}") from None
+
+
+def _directions_from_dict(data: dict, edit_rule: int) -> LatentDirections:
     return LatentDirections(
         directions=data["directions"].numpy(), slopes=data["slopes"].numpy(), intercepts=data["intercepts"].numpy(),
         methods=tuple(data["methods"]), proj_mean=data["proj_mean"].numpy(), proj_std=data["proj_std"].numpy(),
@@ -931,8 +971,7 @@ def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: 
                              "failed_share": float("nan")})
                 continue
             base = np.repeat(w, num_values, axis=0)
-            targets = np.full((len(base), len(props)), np.nan)
-            targets[:, j] = np.tile(grid, k)
+            targets = sweep_targets(np.full((k, len(props)), np.nan), j, grid)
             edited = cand.edit(base, targets)
             sweep_id = np.repeat(np.arange(k), num_values)
             for layers in layer_ranges:

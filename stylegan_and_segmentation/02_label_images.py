@@ -13,6 +13,7 @@ import pathlib
 import sys
 
 from common.cli import add_common_args, make_parser, parse_step_config
+from common.settings import add_settings, given_values
 from common.steps import USER_ERRORS
 from gender_cnn.labeller.server import LabellerConfig
 from gender_cnn.labeller.step import run_labeller
@@ -51,9 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="import labels from a CSV (ours, or the original img_name,quality,gender); "
                              "images that already have a decision keep it")
     parser.add_argument("--labeller", default=d.labeller, help="value written in the labeller column")
-    parser.add_argument("--host", default=d.host,
-                        help="address to bind; keep 127.0.0.1 and use SSH port-forwarding on a server")
-    parser.add_argument("--port", type=int, default=d.port, help="port (0 = any free port)")
+    add_settings(parser, LabellerConfig)  # the fields declared with common.settings: --host, --port, --allow-host
     parser.add_argument("--open-browser", dest="open_browser", action="store_true", default=d.open_browser,
                         help="open the page in a local browser")
     parser.add_argument("--no-browser", dest="open_browser", action="store_false",
@@ -65,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> LabellerConfig:
     return LabellerConfig(root=args.root, images=args.images, labels=args.labels, scores_csv=args.scores,
-                          oof_csv=args.oof, import_csv=args.import_csv, host=args.host, port=args.port,
+                          oof_csv=args.oof, import_csv=args.import_csv, **given_values(LabellerConfig, args),
                           open_browser=args.open_browser, overwrite=args.overwrite, num=args.num, order=args.order,
                           labeller=args.labeller, compact_interval_s=args.compact_interval)
 

@@ -78,8 +78,7 @@ def config_from_args(args: argparse.Namespace) -> GeneratePropertiesConfig:
 
 
 def main(argv=None) -> int:
-    return run_step_script(build_parser(), config_from_args, run_generate_with_properties, argv, desc="generate",
-                           errors=(ValueError,))
+    return run_step_script(build_parser(), config_from_args, run_generate_with_properties, argv, desc="generate")
 
 
 if __name__ == "__main__":

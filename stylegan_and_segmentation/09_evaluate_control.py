@@ -84,7 +84,8 @@ def config_from_args(args: argparse.Namespace) -> EvaluateControlConfig:
         root=args.root, control=args.control, scorer=args.scorer, crop=args.crop, weights=args.weights,
         num_z=args.num_z if args.limit is None else min(args.num_z, args.limit), num_values=args.num_values,
         seed=args.seed, batch_size=args.batch_size, sheet_z=args.sheet_z, device=args.device,
-        checkpoint=args.checkpoint, directions=args.directions, sefa=args.sefa, stylegan_checkpoint=args.stylegan_checkpoint,
+        checkpoint=args.checkpoint, directions=args.directions, sefa=args.sefa,
+        stylegan_checkpoint=args.stylegan_checkpoint,
         segmentation_checkpoint=args.segmentation_checkpoint, trusted_checkpoint=args.trust_checkpoint,
         normalization=args.normalization, gender_models=args.gender_models, out=args.out,
         random_weight_models=args.random_weight_models, judges=args.judges, quality=args.quality,
@@ -92,8 +93,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateControlConfig:
 
 
 def main(argv=None) -> int:
-    return run_step_script(build_parser(), config_from_args, run_evaluate_control, argv, desc="evaluate",
-                           errors=(ValueError,))
+    return run_step_script(build_parser(), config_from_args, run_evaluate_control, argv, desc="evaluate")
 
 
 if __name__ == "__main__":

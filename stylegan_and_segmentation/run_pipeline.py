@@ -16,6 +16,7 @@ examples:
   python stylegan_and_segmentation/run_pipeline.py --from 7b --to 7b  # only the fine-tune
   python stylegan_and_segmentation/run_pipeline.py --labels my_labels.csv
 """
+import argparse
 import pathlib
 
 from common.cli import make_parser, verbosity
@@ -24,7 +25,7 @@ from common.runtime import setup_logging
 from pipeline.runner import DEMO_ROOT, STEP_ORDER, PipelineOptions, run_pipeline, step_id, steps_between
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__.split("\n\n")[0])
     parser.epilog = __doc__[__doc__.index("examples:"):]
     parser.add_argument("--demo", action="store_true",
@@ -44,7 +45,13 @@ def main(argv=None) -> int:
                         help="passed to every step that takes --limit (smoke runs; each step says what it counts)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars; summaries only")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    steps = ", ".join(STEP_ORDER)
     try:
         first, last = step_id(args.first, "first"), step_id(args.last, "last")
     except ValueError as exc:

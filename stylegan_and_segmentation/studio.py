@@ -21,6 +21,7 @@ from pathlib import Path
 from common.checkpoints import CheckpointError
 from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args
 from common.io import atomic_save_image
+from common.settings import add_settings, given_values
 from pipeline.studio.params import ParamError, ViewParams
 from pipeline.studio.pngmeta import RecipeError, recipe_files, regenerate
 from pipeline.studio.server import CROPS, SCORERS, StudioConfig, run_studio
@@ -31,10 +32,11 @@ DEFAULTS = StudioConfig()
 
 def build_parser():
     parser = make_parser(__doc__)
-    add_common_args(parser)
-    parser.add_argument("--host", default=DEFAULTS.host,
-                        help="address to bind; keep 127.0.0.1 and use SSH port-forwarding on a server")
-    parser.add_argument("--port", type=int, default=DEFAULTS.port, help="port (0 = any free port)")
+    add_common_args(parser, seed=False)
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
+                        help="the face a fresh page opens on: image SEED of a default step-1 run (the page's "
+                             "seed box changes it)")
+    add_settings(parser, StudioConfig)  # the fields declared with common.settings: --host, --port, --allow-host
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="fine-tuned checkpoint (default: the newest in stylegan/finetuned/checkpoints)")
     parser.add_argument("--directions", type=Path, default=None,
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
     try:
         if args.regenerate is not None:
             return _regenerate(args, paths)
-        config = StudioConfig(root=paths.root, host=args.host, port=args.port, device=args.device,
+        config = StudioConfig(root=paths.root, device=args.device, **given_values(StudioConfig, args),
                               finetuned_checkpoint=args.checkpoint, directions_file=args.directions,
                               weights=args.weights, crop=args.crop, measure=args.measure, scorer=args.scorer,
                               seed=args.seed, open_browser=args.open_browser)
@@ -114,7 +116,7 @@ def main(argv=None) -> int:
         return 2
     except OSError as exc:
         logger.error("cannot listen on %s:%s: %s (is another studio running? try --port)",
-                     args.host, args.port, exc.strerror or exc)
+                     config.host, config.port, exc.strerror or exc)
         return 2
     print(summary.line())
     return 0

@@ -173,7 +173,7 @@ def test_step9_out_holding_the_checkpoint_is_refused(tmp_path, capsys):
         ["--checkpoint", str(ckpt), "--out", str(tmp_path), "--device", "cpu", "-q"])
     assert rc == 2
     line = _one_line(capsys.readouterr().err)
-    assert "--out" in line and "--checkpoint" in line
+    assert "--out" in line and "--finetuned-checkpoint" in line
 
 
 @pytest.mark.parametrize("text,needle", [

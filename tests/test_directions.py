@@ -217,7 +217,7 @@ def test_save_load_round_trip_and_refusals(tmp_path, world):
     with pytest.raises(FileNotFoundError, match="07_fit_latent_directions"):
         load_directions(tmp_path / "absent.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
-    with pytest.raises(DirectionsMismatchError, match="not a readable directions file"):
+    with pytest.raises(DirectionsMismatchError, match="junk.pt .* is not a PyTorch checkpoint: it looks like plain text"):
         load_directions(tmp_path / "junk.pt")
 
 

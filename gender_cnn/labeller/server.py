@@ -30,6 +30,8 @@ from urllib.parse import unquote
 
 from common.images import list_images
 from common.io import CsvSchemaError
+from common.local_access import check_allow_hosts
+from common.settings import allow_hosts_setting, host_setting, port_setting
 from common.localserver import LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import REPO_ROOT, PipelinePaths
 from gender_cnn.labeller.queue import ORDERS, build_sequence, read_model_scores
@@ -50,6 +52,7 @@ _STATIC_FILES = {
     "/index.html": "index.html",
     "/static/app.js": "app.js",
     "/static/style.css": "style.css",
+    "/favicon.ico": "",  # 204
 }
 
 
@@ -63,8 +66,9 @@ class LabellerConfig:
     scores_csv: Path | None = None   # step 4's scores, for order "uncertainty" (default: its contract path)
     oof_csv: Path | None = None      # step 3's out-of-fold predictions, for the review list (ignored when absent)
     import_csv: Path | None = None   # labels to import at start-up (ours or the original's format)
-    host: str = "127.0.0.1"          # keep loopback and use SSH port-forwarding on a server
-    port: int = 8765                 # 0 = any free port
+    host: str = host_setting()       # keep loopback and use SSH port-forwarding on a server
+    port: int = port_setting(8765)   # 0 = any free port
+    allow_hosts: tuple[str, ...] = allow_hosts_setting()  # more names the Host header may give
     open_browser: bool = False
     overwrite: bool = False          # move the old CSV and journal aside (never deleted) and start afresh
     num: int = 2000                 # images in the session (name order: the first N by name)
@@ -84,6 +88,7 @@ class LabellerConfig:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.compact_interval_s <= 0:
             raise ValueError(f"compact interval must be > 0 seconds, got {self.compact_interval_s}")
+        check_allow_hosts(self.allow_hosts)
 
     def limits(self) -> ServerLimits:
         return ServerLimits(max_body_bytes=self.max_body_bytes, max_threads=self.max_threads, backlog=self.backlog)
@@ -282,12 +287,12 @@ class _Handler(LocalRequestHandler):
 
     server: LabellerServer
     server_version = "labeller/1"
+    page_dir = STATIC_DIR
+    page_files = _STATIC_FILES
 
     def get(self, path: str) -> None:
         app: LabellerApp = self.server.context
-        if path in _STATIC_FILES:
-            self.send_static(STATIC_DIR / _STATIC_FILES[path])
-        elif path.startswith("/images/"):
+        if path.startswith("/images/"):
             # Listed at start-up (whitelist) AND a regular file inside the folder right now.
             name = path[len("/images/"):]
             if unquote(name, errors="replace") not in app.images:
@@ -297,8 +302,6 @@ class _Handler(LocalRequestHandler):
             self.send_json(HTTPStatus.OK, app.state())
         elif path == "/api/review":
             self.send_json(HTTPStatus.OK, app.review_now())
-        elif path == "/favicon.ico":
-            self.send_bytes(HTTPStatus.NO_CONTENT, b"", "text/plain")
         else:
             raise RequestError(HTTPStatus.NOT_FOUND, "not found")
 
@@ -314,12 +317,17 @@ class _Handler(LocalRequestHandler):
             self.send_json(HTTPStatus.OK, app.undo())
 
 
+EXPOSES = "read every hand label, change or clear any of them, and see the images"
+"""What a visitor of a labeller bound beyond loopback can do (the start-up warning says it)."""
+
+
 class LabellerServer(LocalServer):
     """The shared local server carrying the labeller app (also as ``.app``)."""
 
     def __init__(self, address: tuple[str, int], app: LabellerApp) -> None:
         self.app = app
-        super().__init__(address, _Handler, context=app, limits=app.config.limits())
+        super().__init__(address, _Handler, context=app, limits=app.config.limits(),
+                         allow_hosts=app.config.allow_hosts)
 
 
 def make_server(app: LabellerApp, host: str = "127.0.0.1", port: int = 8765) -> LabellerServer:

@@ -23,6 +23,8 @@ from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from common.local_access import check_allow_hosts
+from common.settings import allow_hosts_setting, host_setting, port_setting
 from common.localserver import PAGE_CSP, LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import PipelinePaths
 from common.runtime import resolve_device
@@ -30,12 +32,13 @@ from pipeline.scorers import SegmentationScorer
 from pipeline.studio.app import StudioApp
 from pipeline.studio.landmarks import StudioLandmarkJudge
 from pipeline.studio.render import load_studio_models
+from stylegan.control_resolver import MissingMethodError, no_method_message
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/static/studio.js": "studio.js",
-                 "/static/studio.css": "studio.css"}
+                 "/static/studio.css": "studio.css", "/favicon.ico": ""}
 STUDIO_CSP = PAGE_CSP.replace("img-src 'self'", "img-src 'self' blob:")
 MAX_QUERY_FIELDS = 32
 CROPS: tuple[str, ...] = ("auto", "mtcnn", "full")
@@ -46,18 +49,11 @@ class _StudioHandler(LocalRequestHandler):
     """GET only: the page, its files, and the studio's JSON/PNG API."""
 
     server_version = "studio/1"
+    page_dir = STATIC_DIR
+    page_files = _STATIC_FILES
+    page_csp = STUDIO_CSP
 
     def get(self, path: str) -> None:
-        if path in _STATIC_FILES:
-            file = STATIC_DIR / _STATIC_FILES[path]
-            ctype = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                     ".css": "text/css; charset=utf-8"}[file.suffix]
-            self.send_bytes(HTTPStatus.OK, file.read_bytes(), ctype, {"Cache-Control": "no-cache"},
-                            csp=STUDIO_CSP)
-            return
-        if path == "/favicon.ico":
-            self.send_bytes(HTTPStatus.NO_CONTENT, b"", "text/plain")
-            return
         if not path.startswith("/api/"):
             raise RequestError(HTTPStatus.NOT_FOUND, "not found")
         try:
@@ -74,10 +70,14 @@ class _StudioHandler(LocalRequestHandler):
         raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "the studio takes GET requests only")
 
 
+EXPOSES = "render, measure and save faces with this run's models, on this machine's CPU or GPU"
+"""What a visitor of a studio bound beyond loopback can do (the start-up warning says it)."""
+
+
 def make_server(app: StudioApp, host: str = "127.0.0.1", port: int = 8770,
-                limits: ServerLimits = ServerLimits()) -> LocalServer:
+                limits: ServerLimits = ServerLimits(), allow_hosts: tuple[str, ...] = ()) -> LocalServer:
     """Bind (port 0 picks a free one); the caller runs ``serve_forever``."""
-    return LocalServer((host, port), _StudioHandler, context=app, limits=limits)
+    return LocalServer((host, port), _StudioHandler, context=app, limits=limits, allow_hosts=allow_hosts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -89,8 +89,9 @@ class StudioConfig:
     """One studio session (paths come from ``PipelinePaths``; None = the contract path / newest)."""
 
     root: Path = PipelinePaths().root
-    host: str = "127.0.0.1"
-    port: int = 8770
+    host: str = host_setting()
+    port: int = port_setting(8770)
+    allow_hosts: tuple[str, ...] = allow_hosts_setting()  # more names the Host header may give
     device: str = "auto"
     finetuned_checkpoint: Path | None = None
     directions_file: Path | None = None
@@ -108,6 +109,7 @@ class StudioConfig:
             raise ValueError(f"scorer must be one of {SCORERS}, got {self.scorer!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
+        check_allow_hosts(self.allow_hosts)
 
 
 @dataclass(frozen=True)
@@ -136,21 +138,27 @@ def build_app(config: StudioConfig) -> StudioApp:
     models = load_studio_models(paths, device, config.finetuned_checkpoint, config.directions_file,
                                 config.weights)
     if not models.available:
-        raise FileNotFoundError(f"no control method under {paths.root}: " + "; ".join(models.notes))
-    factory, name = None, ""
-    if config.measure and config.scorer == "brightness":
+        raise MissingMethodError(no_method_message(paths, models.notes))
+    factory, name, measure_off = None, "", ""
+    if not config.measure:
+        measure_off = "this studio was started with --no-measure"
+    elif config.scorer == "brightness":
         from stylegan.control_measures import BrightnessScorer
 
         factory, name = BrightnessScorer, "STAND-IN brightness scorer (not a property judge)"
-    elif config.measure and paths.segmentation_checkpoint.is_file() and paths.normalization_json.is_file():
+    elif paths.segmentation_checkpoint.is_file() and paths.normalization_json.is_file():
         crop = ("full" if models.demo else "mtcnn") if config.crop == "auto" else config.crop
         factory = _scorer_factory(paths, crop, device)
         name = f"FaceXFormer segmentation + step-6 scores ({crop} crop)"
-    elif config.measure:
-        models.notes.append("Measure needs segmentation/models/segmentation_model.pt and step 6's "
-                            f"{paths.normalization_json.name}")
+    else:
+        missing = [f"{path} ({fix})" for path, fix in ((paths.segmentation_checkpoint, "download_models.py"),
+                                                      (paths.normalization_json, "step 6"))
+                   if not path.is_file()]
+        measure_off = f"Measure needs {' and '.join(missing)}"
+        models.notes.append(measure_off)
     landmarks = _landmark_factory(paths, device) if factory is not None else None
-    return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks)
+    return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks,
+                     measure_off=measure_off)
 
 
 def _landmark_factory(paths: PipelinePaths, device) -> Callable:
@@ -169,12 +177,16 @@ def run_studio(config: StudioConfig, progress: Callable[[str], None] | None = No
                stop: threading.Event | None = None) -> StudioSummary:
     """Serve the studio until Ctrl-C (or ``stop`` is set); ``progress`` gets the URL and tunnel lines."""
     app = build_app(config)
-    server = make_server(app, config.host, config.port)
+    server = make_server(app, config.host, config.port, allow_hosts=config.allow_hosts)
     start = time.perf_counter()
     say = progress or logger.info
+    warning = server.exposure_warning(EXPOSES)
+    if warning:
+        say(warning)
     say(f"studio at {server.url}  ({', '.join(app.models.available) or 'no control method'}; "
         f"{app.models.device}; Ctrl-C stops)")
-    say(f"from a laptop: {tunnel_hint(server)}")
+    if server.loopback_only:
+        say(f"from a laptop: {tunnel_hint(server)}")
     for note in app.models.notes:
         say(f"note: {note}")
     if config.open_browser:
@@ -190,5 +202,6 @@ def run_studio(config: StudioConfig, progress: Callable[[str], None] | None = No
     finally:
         server.shutdown()
         server.server_close()
+        app.close()
     stats = app.gate.stats()
     return StudioSummary(server.url, stats["ran"], stats["dropped"], time.perf_counter() - start)
