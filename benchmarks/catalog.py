@@ -74,6 +74,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "bench_install": Benchmark("python benchmarks/bench_install.py"),
     "bench_studio": Benchmark("python benchmarks/bench_studio.py --device {device}", needs=_GPU),
     "control_lab": Benchmark("python benchmarks/control_lab.py"),
+    "control_lab_worlds": Benchmark("python benchmarks/control_lab.py --worlds"),
+    "control_lab_small": Benchmark("python benchmarks/control_lab.py --small-seeds 0 1 2 3 4 --isa-sweep"),
 }
 """Every benchmark whose records the docs may cite."""
 

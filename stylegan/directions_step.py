@@ -122,7 +122,7 @@ class FitDirectionsConfig:
     overwrite: bool = False
     which: str = "auto"
     method: str = "auto"           # auto | ridge | svm (auto: per property, see select)
-    select: str = "auto"           # auto: by control when a scorer is given, else svm (see run_fit_directions)
+    select: str = "auto"           # auto: by control when a scorer is given, else the default rule (ridge)
     layer_ranges: tuple[str, ...] = ("all",)   # ranges tried by control selection
     hold: bool = DEFAULT_HOLD
     metric: str = DEFAULT_METRIC
