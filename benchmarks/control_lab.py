@@ -260,6 +260,7 @@ def _worlds(args: argparse.Namespace, argv: list[str] | None) -> int:
     for half in ("tuned", "reported"):
         part = summary[summary["half"] == half].round(4)
         record.tables[half] = part.to_dict(orient="records")
+        record.tables[f"{half}_methods"] = _methods_table(part).to_dict(orient="records")
         record.tables[f"{half}_rule"] = check[check["half"] == half].round(4).to_dict(orient="records")
         rule = check[check["half"] == half]
         record.figures[f"{half}_worlds_meeting_rule"] = int(rule["met"].sum())
@@ -269,11 +270,38 @@ def _worlds(args: argparse.Namespace, argv: list[str] | None) -> int:
     tags = sorted({str(fig.get("tag")) for r in records for fig in r["arms"].values()})
     record.figures["arms_measured_at_commits"] = ", ".join(tags)
     record.figures["seeds"] = len(seeds)
+    busy = sum(fig.get("seconds", 0.0) for r in records for fig in r["arms"].values())
+    busy += sum(r.get("world", {}).get("build_seconds", 0.0) for r in records)
+    record.figures["measure_hours"] = round(busy / 3600, 1)
     record.figures["eval_latents_x_values"] = f"{args.eval_z}x{args.eval_values}"
     path = record.write()
     print(check.round(3).to_string(index=False))
     print(f"wrote {path}")
     return 0
+
+
+def _methods_table(part: pd.DataFrame) -> pd.DataFrame:
+    """One row per world: mean r / mean leakage (over the seeds) of the default, InterFaceGAN's recipe, SeFa, and
+    the candidate with the highest r whatever its leakage."""
+    from lab.world_family import CANDIDATES
+
+    names = {c.name for c in CANDIDATES}
+    rows = []
+    for world, arms in part.groupby("world", sort=False):
+        arms = arms.set_index("arm")
+        row: dict = {"world": world}
+        for label, arm in (("default", "default"), ("interfacegan", "interfacegan"), ("sefa", "sefa"),
+                           ("sefa_whitened", "sefa whitened")):
+            if arm in arms.index:
+                row[f"{label}_r"] = arms.at[arm, "mean_r"]
+                row[f"{label}_leakage"] = arms.at[arm, "leakage"]
+        cands = arms[arms.index.isin(names)]
+        if len(cands):
+            top = cands["mean_r"].idxmax()
+            row.update(highest_r_setting=top, highest_r=cands.at[top, "mean_r"],
+                       highest_r_leakage=cands.at[top, "leakage"])
+        rows.append(row)
+    return pd.DataFrame(rows).round(3)
 
 
 def _small(seeds: list[int], emit_json: bool = False) -> int:
