@@ -80,6 +80,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "bench_install": Benchmark("python benchmarks/bench_install.py"),
     "bench_studio": Benchmark("python benchmarks/bench_studio.py --device {device}", needs=_GPU, devices=_BOTH),
     "control_lab_worlds": Benchmark("python benchmarks/control_lab.py --worlds", manual=True),
+    "control_lab_small": Benchmark("python benchmarks/control_lab.py --small-seeds 0 1 2 --isa-sweep", manual=True),
 }
 """Every benchmark whose records the docs may cite."""
 

@@ -43,7 +43,7 @@ from stylegan.control_measures import (
     is_stand_in,
     write_control_outputs,
 )
-from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, SEFA, ControlMethod
 
 SCORERS = ("segmentation", "brightness")
 JUDGE_MODES = ("auto", "main")
@@ -55,7 +55,7 @@ EXTRA_COLUMNS = ("identity_distance", "identity_changed_share", "fid", "kid_mean
 """Appended to comparison.csv after the contract columns: quality next to control (per method; identity per
 method and swept property; FID/KID of the sweep extremes, or of the filtered split for the baseline)."""
 _QUALITY_STREAM = 9_000_010  # random requests for the quality samples: a stream of their own
-CONTROLS = ("all", DIRECTIONS, FINETUNED)
+CONTROLS = ("all", DIRECTIONS, FINETUNED, SEFA)
 CROPS = ("mtcnn", "full")
 
 
@@ -68,7 +68,7 @@ class EvaluateControlConfig:
     """Step 9's settings; every path None = the pipeline's default under ``root``."""
 
     root: Path = REPO_ROOT
-    control: str = "all"                 # all | directions | finetuned (the baseline is always measured)
+    control: str = "all"                 # all | directions | finetuned | sefa (the baseline is always measured)
     scorer: str = "segmentation"         # segmentation = the independent judge; brightness = a labelled stand-in
     crop: str = "mtcnn"                  # face crop before parsing: mtcnn | full
     weights: str = "ema"                 # fine-tune weights: ema | raw
@@ -80,6 +80,7 @@ class EvaluateControlConfig:
     device: str = "auto"
     checkpoint: Path | None = None       # fine-tuned checkpoint (default: the newest of step 7)
     directions: Path | None = None       # directions file (default: stylegan/directions/directions.pt)
+    sefa: Path | None = None             # SeFa directions file (default: stylegan/directions/sefa.pt)
     stylegan_checkpoint: Path | None = None
     segmentation_checkpoint: Path | None = None
     trusted_checkpoint: bool = False
@@ -166,7 +167,7 @@ def load_methods_and_refine(config: EvaluateControlConfig, device
 
     paths = config.paths
     plan = resolve_control_methods(paths, config.control,
-                                   {DIRECTIONS: config.directions, FINETUNED: config.checkpoint},
+                                   {DIRECTIONS: config.directions, SEFA: config.sefa, FINETUNED: config.checkpoint},
                                    config.stylegan_checkpoint, config.refine, config.checkpoint)
     inputs = {**plan.inputs(), "--stylegan-checkpoint": plan.stylegan,
               "--normalization": config.normalization or paths.normalization_json,

@@ -111,6 +111,10 @@ def test_step_fits_on_kept_images_and_writes_its_report(world, single_thread):
     np.testing.assert_allclose(directions.predict_guards(edited), directions.predict_guards(w), atol=1e-3)
     assert "edited_without_gender_guard" in directions.info["female_share"]
     assert "step 7 (directions)" in summary.line() and not summary.skipped
+    # SeFa's label-free directions beside them, on the same samples and guards (steps 8/9 --control sefa)
+    sefa = load_directions(out / "sefa.pt", checkpoint=paths.stylegan_checkpoint, w_dim=16)
+    assert set(sefa.methods) <= {"sefa", "none"} and "sefa" in sefa.methods
+    assert sefa.guard_names == ("gender_score",) and sefa.info["num_samples"] == expected
 
 
 def test_step_is_idempotent_and_refuses_another_recipe_until_overwrite(world, tmp_path, single_thread):

@@ -274,6 +274,38 @@ def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):
     assert set(pd.read_csv(paths.root / "eval_dir" / "comparison.csv")["method"]) == {"baseline", "directions"}
 
 
+def test_08_and_09_take_control_sefa(both_routes, tmp_path, capsys):
+    """SeFa's directions file (step 7a's sefa.pt) is a method of its own: ``--control sefa`` in steps 8 and 9,
+    and step 9's ``all`` compares it beside directions and the fine-tune, labelled ``sefa``."""
+    import shutil
+
+    from common.fingerprint import file_fingerprint
+    from stylegan.directions import fit_sefa_directions
+
+    paths = PipelinePaths(tmp_path / "root")
+    shutil.copytree(both_routes.root, paths.root)
+    generator = load_generator(paths.stylegan_checkpoint)
+    with torch.no_grad():
+        w = generator.mapping(torch.randn(64, 16, generator=torch.Generator().manual_seed(4)))["w"].numpy()
+    scores = 0.5 + 0.1 * (w @ np.random.default_rng(1).standard_normal((16, 5))) / np.sqrt(16) / w.std()
+    fit_sefa_directions(generator, w, scores, generator_fingerprint=file_fingerprint(paths.stylegan_checkpoint),
+                        normalization=json.loads(paths.normalization_json.read_text())).save(paths.sefa_pt)
+    rc = load_script("8").main(["--root", str(paths.root), "--device", "cpu", "--control", "sefa", "--num", "2",
+                                "--mouth", "0.6", "-q"])
+    assert rc == 0
+    frame = pd.read_csv(paths.sefa_generated_dir / "properties.csv")
+    assert set(frame["control"]) == {"sefa"} and (frame["mouth"] == 0.6).all()
+    rc = load_script("9").main(["--root", str(paths.root), "--device", "cpu", "--num-z", "2", "--num-values", "3",
+                                "--scorer", "brightness", "--quality", "off", "--judges", "main", "-q"])
+    assert rc == 0
+    comparison = pd.read_csv(paths.comparison_csv)
+    assert comparison["method"].drop_duplicates().tolist() == ["baseline", "directions", "sefa", "finetuned"]
+    paths.sefa_pt.unlink()
+    rc = load_script("9").main(["--root", str(paths.root), "--device", "cpu", "--scorer", "brightness",
+                                "--control", "sefa", "-q"])
+    assert rc == 2 and "no SeFa directions file" in capsys.readouterr().err
+
+
 def test_09_missing_route_is_a_clear_error(trained, capsys):
     rc = load_script("9").main(
         ["--overwrite",

@@ -131,7 +131,8 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
     if finetuned_checkpoint is None:  # the newest valid one; what it skipped goes to the page's notes
         finetuned_checkpoint = newest_valid_checkpoint(paths.finetuned_dir, models.notes)
     files = find_method_files(paths, {FINETUNED: finetuned_checkpoint, DIRECTIONS: directions_file})
-    models.notes += [source.missing(paths) for source in METHOD_SOURCES if files[source.name] is None]
+    models.notes += [source.missing(paths) for source in METHOD_SOURCES
+                     if source.name in (FINETUNED, DIRECTIONS) and files[source.name] is None]  # the ones shown
     if files[FINETUNED] is not None:
         checkpoint = files[FINETUNED]
         finetuned = load_conditional_generator(checkpoint, device=device, which=weights)
