@@ -68,6 +68,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         "python benchmarks/bench_judges.py --segmentation-checkpoint segmentation/models/segmentation_model.pt",
         needs={"cpu": "the FaceXFormer checkpoint (download_models.py) and the judge extra"}, manual=True),
     "bench_labeller": Benchmark("python benchmarks/bench_labeller.py"),
+    "bench_servers": Benchmark("python benchmarks/bench_servers.py"),
     "bench_refine": Benchmark("python benchmarks/bench_refine.py --device {device}", needs=_GPU,
                               per_device={"cpu": "python benchmarks/bench_refine.py --device cpu --threads 1"}, devices=_BOTH),
     "device_check": Benchmark("python benchmarks/device_check.py --device {device}", needs=_GPU, devices=("cuda",)),

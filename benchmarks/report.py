@@ -172,8 +172,7 @@ def _parse_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    """Through the one markdown-table writer, every cell formatted here first (separators, escaped pipes)."""
-    return markdown_rows(header, ([format_value(v) for v in row] for row in rows)).split("\n")
+    return markdown_rows(header, rows, cell=format_value).splitlines()
 
 
 def render_block(spec: str, records: Records, link_base: str) -> str:
@@ -233,8 +232,8 @@ def render_promises(keys: str | None, tolerances: ModuleType) -> str:
         if unknown:
             raise ReportError(f"promises:{keys}: no promise {', '.join(unknown)} in tests/tolerances.py")
         promises = [p for p in promises if p.key in wanted]
-    rows = [(p.claim, ", ".join(f"`{t}`" for t in p.tests)) for p in promises]
-    return "\n".join(_table(("what the docs promise", "the test that proves it"), rows)) + "\n"
+    rows = [(p.claim, ", ".join(f"`{t}`" for t in p.tests)) for p in promises]  # format_value escapes "|"
+    return markdown_rows(("what the docs promise", "the test that proves it"), rows, cell=format_value) + "\n"
 
 
 def render_value(name: str, tolerances: ModuleType) -> str:

@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="try again the images crops.csv lists as unreadable "
                              "(skipped on resume otherwise)")
     parser.add_argument("--trust-checkpoint", action="store_true",
-                        help="explicit opt-in for a checkpoint the safe loader rejects (extra optimizer "
-                             "objects): unpickle it once and save its weights next to it")
+                        help="for a FaceXFormer file the safe loader refuses because it also holds saved args or "
+                             "numpy values: load it allowing only those plain types (never code; "
+                             "docs/checkpoints.md) and save its weights next to it")
     add_shard_arg(parser)
     return parser
 

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", choices=WEIGHTS_CHOICES, default="auto", help=WEIGHTS_HELP)
     parser.add_argument("--crop", choices=("mtcnn", "full"), default=d.crop, help="scorer's face crop (as step 9)")
     parser.add_argument("--trust-checkpoint", action="store_true",
-                        help="allow the official FaceXFormer file's pickled extras (see step 5)")
+                        help="allow the FaceXFormer file's saved args or numpy values, never code (see step 5)")
     parser.add_argument("--checkpoint", type=pathlib.Path, default=None, help="default: stylegan/stylegan_model.pth")
     parser.add_argument("--scores", type=pathlib.Path, default=None, help="all_scores.csv (default: step 6's)")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="default: stylegan/directions")

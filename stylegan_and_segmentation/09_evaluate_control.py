@@ -34,7 +34,7 @@ EXAMPLES = """examples:
 def build_parser() -> argparse.ArgumentParser:
     d = EvaluateControlConfig()
     parser = make_parser(__doc__, EXAMPLES)
-    add_common_args(parser, batch_size=d.batch_size, limit="latents per sweep (caps --num-z)", overwrite=False)
+    add_common_args(parser, batch_size=d.batch_size, limit="latents per sweep (caps --num-z)")
     parser.add_argument("--control", choices=CONTROLS, default=d.control,
                         help="methods to compare with the unedited generator (all = every one that exists)")
     parser.add_argument("--num-z", type=int, default=d.num_z, help="K latents per property sweep (same for all)")
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--segmentation-checkpoint", type=pathlib.Path, default=None,
                         help="FaceXFormer weights (default: segmentation/models/segmentation_model.pt)")
     parser.add_argument("--trust-checkpoint", action="store_true",
-                        help="allow the official FaceXFormer file's pickled extras (see step 5)")
+                        help="allow the FaceXFormer file's saved args or numpy values, never code (see step 5)")
     parser.add_argument("--normalization", type=pathlib.Path, default=None,
                         help="normalization.json (default: step 6's); also sets the sweep ranges")
     parser.add_argument("--gender-models", type=pathlib.Path, default=None,
@@ -85,7 +85,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateControlConfig:
         segmentation_checkpoint=args.segmentation_checkpoint, trusted_checkpoint=args.trust_checkpoint,
         normalization=args.normalization, gender_models=args.gender_models, out=args.out,
         random_weight_models=args.random_weight_models, judges=args.judges, quality=args.quality,
-        quality_num=args.quality_num, inception=args.inception, refine=args.refine)
+        quality_num=args.quality_num, inception=args.inception, refine=args.refine, overwrite=args.overwrite)
 
 
 def main(argv=None) -> int:

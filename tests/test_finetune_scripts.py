@@ -170,7 +170,8 @@ def test_08_writes_images_csv_and_sweeps(trained, tmp_path):
 
 def test_09_writes_every_output_with_the_stand_in(trained):
     rc = load_script("9").main(
-        ["--root", str(trained.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
+        ["--overwrite",
+         "--root", str(trained.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
          "brightness", "-q"])
     assert rc == 0
     out = trained.evaluation_dir
@@ -251,7 +252,8 @@ def test_08_with_directions_and_with_both_routes(both_routes):
 def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):
     paths = both_routes
     rc = load_script("9").main(
-        ["--root", str(paths.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
+        ["--overwrite",
+         "--root", str(paths.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
          "brightness", "--random-weight-models", "-q"])
     assert rc == 0
     comparison = pd.read_csv(paths.comparison_csv)
@@ -265,7 +267,8 @@ def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):
     assert "baseline/directions/finetuned compared" in capsys.readouterr().out
     # one route only, and a missing route is a one-line error
     rc = load_script("9").main(
-        ["--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer",
+        ["--overwrite",
+         "--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer",
          "brightness", "--control", "directions", "--out", str(paths.root / "eval_dir"), "-q"])
     assert rc == 0
     assert set(pd.read_csv(paths.root / "eval_dir" / "comparison.csv")["method"]) == {"baseline", "directions"}
@@ -273,7 +276,8 @@ def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):
 
 def test_09_missing_route_is_a_clear_error(trained, capsys):
     rc = load_script("9").main(
-        ["--root", str(trained.root), "--device", "cpu", "--scorer", "brightness", "--control", "directions", "-q"])
+        ["--overwrite",
+         "--root", str(trained.root), "--device", "cpu", "--scorer", "brightness", "--control", "directions", "-q"])
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no directions file") and "07_fit_latent_directions.py" in err
@@ -284,7 +288,8 @@ def test_09_reports_quality_identity_and_names_missing_judges(trained, tmp_path)
     """FID/KID with the tiny extractor next to control; judges that cannot run are named with the reason."""
     out = tmp_path / "eval"
     rc = load_script("9").main(
-        ["--root", str(trained.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
+        ["--overwrite",
+         "--root", str(trained.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
          "brightness", "--quality", "tiny", "--quality-num", "4", "--out", str(out), "-q"])
     assert rc == 0
     comparison = pd.read_csv(out / "comparison.csv")
@@ -312,7 +317,8 @@ def test_09_reports_quality_identity_and_names_missing_judges(trained, tmp_path)
 
 def test_09_without_the_inception_file_names_the_missing_figure(trained, tmp_path, capsys):
     rc = load_script("9").main(
-        ["--root", str(trained.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer",
+        ["--overwrite",
+         "--root", str(trained.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer",
          "brightness", "--control", "finetuned", "--out", str(tmp_path / "eval")])
     assert rc == 0
     line = capsys.readouterr().out
@@ -373,7 +379,8 @@ def test_09_refine_adds_a_directions_refine_row_beside_directions(both_routes, c
     paths = both_routes
     out = paths.root / "eval_refine"
     rc = load_script("9").main(
-        ["--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer", "brightness",
+        ["--overwrite",
+         "--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer", "brightness",
          "--control", "directions", "--refine", "auto", "--judges", "main", "--quality", "off", "--out", str(out),
          "-q"])
     assert rc == 0

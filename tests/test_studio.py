@@ -340,8 +340,17 @@ def test_demo_generator_is_recognised_and_a_root_without_methods_is_a_clear_erro
 
 
 def test_a_request_beyond_the_directions_cap_is_reported_not_hidden(models):
-    """The page names properties the latent-directions edit could not reach; reachable ones are not named."""
-    capped = models.directions.with_options(cap=0.05)    # tiny cap: any real move is out of reach
+    """The page names properties the latent-directions edit could not reach; reachable ones are not named.
+
+    Since directions format 2 a target inside the scores seen in fitting is always reached, so the
+    unreachable request here lies beyond a (narrowed) seen range, with a tiny cap."""
+    import dataclasses
+
+    info = dict(models.directions.info)
+    seen = [list(map(float, row)) for row in models.directions.seen_range()]
+    seen[0] = [0.45, 0.5]                                 # eyes seen only in [0.45, 0.5]: 1.0 lies beyond
+    info["score_range"] = seen
+    capped = dataclasses.replace(models.directions.with_options(cap=0.05), info=info)  # and a tiny cap
     params = ViewParams(method="directions", seed=2, values=(1.0, None, None, None, None))
     original = models.directions
     try:
@@ -490,3 +499,12 @@ def test_no_measure_says_so_instead_of_blaming_files(world):
         app_on.close()
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("query, key", [("seed=abc", "seed"), ("eyes=7", "eyes"), ("trunc_layers=99", "trunc_layers"),
+                                        ("eyes=NaN", "eyes"), ("strip=17", "strip"), ("drag=2", "drag"),
+                                        ("seed=2147483648", "seed"), ("bogus=1", None)])
+def test_a_refused_value_names_its_key_so_the_page_corrects_it_at_its_control(models, query, key):
+    app = StudioApp(models)
+    body = json.loads(app.get("/api/render", q(query)).body)
+    assert body.get("key") == key and body["error"]
