@@ -74,6 +74,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "device_check": Benchmark("python benchmarks/device_check.py --device {device}", needs=_GPU, devices=("cuda",)),
     "device_check_quick": Benchmark("python benchmarks/device_check.py --quick --device {device}", manual=True),
     "toy_margins": Benchmark("python benchmarks/toy_margins.py --steps 400 --isa-sweep"),
+    "batch_margins": Benchmark("python benchmarks/batch_margins.py"),
     "cnn_margins": Benchmark("python benchmarks/cnn_margins.py --isa-sweep"),
     "bench_demo": Benchmark("python benchmarks/bench_demo.py"),
     "bench_tests": Benchmark("python benchmarks/bench_tests.py"),
