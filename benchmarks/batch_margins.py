@@ -5,11 +5,11 @@ batch-invariance tests (``tests/test_generate.py``, ``tests/test_segment_batch_i
 Results computed with other shapes (batch sizes, thread counts, kernels) are not bit-equal on every
 x86-64 CPU: which kernel a library picks for a shape depends on the processor. So the tests state a
 tolerance, and it must hold on every setting here with a margin. This script runs one worker process
-per setting (``ATEN_CPU_CAPABILITY`` default / avx2 / native, 1 and 2 threads), one after the other,
-and writes ``benchmarks/results/batch_margins-cpu.json``::
+per setting (``ATEN_CPU_CAPABILITY`` default / avx2 / native through ``benchmarks/_isa.py``, 1 and 2
+threads), one after the other, and writes ``benchmarks/results/batch_margins-cpu.json``::
 
-    python benchmarks/batch_margins.py            # every setting (a few minutes on 2 cores)
-    python benchmarks/batch_margins.py --worker   # one setting, this process's environment: JSON lines
+    python benchmarks/batch_margins.py                        # every setting (a few minutes on 2 cores)
+    python benchmarks/batch_margins.py --worker --threads 1   # one setting, this environment: JSON lines
 
 Per setting, against a batch of one image at a time:
 
@@ -25,20 +25,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests")]  # the tests' tiny generator settings
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # not ``tests.``: torch-fidelity installs a ``tests`` package
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tiny_models import TINY_G_32  # noqa: E402
 
-SETTINGS = [(isa, threads) for isa in ("default", "avx2", "native") for threads in (1, 2)]
+from benchmarks._isa import run_per_isa  # noqa: E402
+
+THREADS = (1, 2)
 GENERATE_BATCHES = (2, 5, 7, 15)
 
 
@@ -120,37 +120,36 @@ def _segment_rows() -> list[dict]:
     return rows
 
 
-def worker() -> None:
+def worker(emit_json: bool) -> None:
+    """This process's setting: one JSON line per row; with ``emit_json`` also all rows as the last line."""
     setting = {"aten": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
-    for row in _generator_rows() + _cnn_rows() + _segment_rows():
-        print(json.dumps({**setting, **row}), flush=True)
+    rows = [{**setting, **row} for row in _generator_rows() + _cnn_rows() + _segment_rows()]
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    if emit_json:
+        print(json.dumps({"isa": setting["aten"], "rows": rows}), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", action="store_true", help="measure this process's setting only")
     parser.add_argument("--threads", type=int, default=None, help="with --worker: torch threads")
+    parser.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)  # benchmarks/_isa.py
     args = parser.parse_args(argv)
     if args.worker:
         if args.threads:
             torch.set_num_threads(args.threads)
-        worker()
+        worker(args.emit_json)
         return 0
     from benchmarks.records import start_record
 
     record = start_record("batch_margins", "cpu")
     rows = []
-    for isa, threads in SETTINGS:
-        env = dict(os.environ)
-        env.pop("ATEN_CPU_CAPABILITY", None)
-        if isa != "native":
-            env["ATEN_CPU_CAPABILITY"] = isa
-        out = subprocess.run([sys.executable, __file__, "--worker", "--threads", str(threads)], env=env,
-                             capture_output=True, text=True, check=True)
-        for line in out.stdout.splitlines():
-            row = {"setting": isa, **json.loads(line)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    for threads in THREADS:
+        for run in run_per_isa(pathlib.Path(__file__), ["--worker", "--threads", str(threads)]):
+            for row in run["rows"]:
+                print(json.dumps(row), flush=True)
+                rows.append(row)
     record.tables["margins"] = rows
     step1 = [r for r in rows if r["what"].startswith("step 1")]
     step4 = [r for r in rows if r["what"].startswith("step 4")]
