@@ -85,7 +85,6 @@ BENCHMARKS: dict[str, Benchmark] = {
     "bench_install_cpu_torch": Benchmark('python benchmarks/bench_install.py --label cpu_torch --pip "torch==2.13.0"',
                                          needs={"cpu": "torch 2.13.0's CPU build on pip's index (a file on the "
                                                        "development machine's disk)"}),
-    "batch_margins": Benchmark("python benchmarks/batch_margins.py"),
     "bench_studio": Benchmark("python benchmarks/bench_studio.py --device {device}", needs=_GPU, devices=_BOTH),
     "control_lab_worlds": Benchmark("python benchmarks/control_lab.py --worlds", manual=True),
     "control_lab_small": Benchmark("python benchmarks/control_lab.py --small-seeds 0 1 2 --isa-sweep", manual=True),
