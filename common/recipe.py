@@ -181,6 +181,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _create_exclusive(complete: str, path: Path, content: dict) -> None:
+    """Create ``path`` only if absent (FileExistsError otherwise): a hard link of the complete temp file, so
+    no reader sees it half-written; where the filesystem has no hard links, an O_EXCL create."""
+    try:
+        os.link(complete, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network or FUSE mounts)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(content, handle)
+
+
 @dataclass
 class FolderLock:
     """``folder/.recipe.lock`` holding the holder's pid and host, created atomically (link of a complete
@@ -205,7 +218,7 @@ class FolderLock:
                 json.dump(mine, handle)
             for _ in range(3):
                 try:
-                    os.link(tmp, self.path)
+                    _create_exclusive(tmp, self.path, mine)
                     self.held = True
                     return self
                 except FileExistsError:

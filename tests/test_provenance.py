@@ -118,6 +118,20 @@ def test_a_live_lock_refuses_a_second_run_and_a_stale_one_is_recovered(tmp_path)
         assert claim.continued
 
 
+def test_the_lock_works_where_the_filesystem_has_no_hard_links(tmp_path, monkeypatch):
+    """Some network and FUSE mounts refuse os.link: the lock falls back to an exclusive create."""
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    folder = tmp_path / "out"
+    with FolderLock(folder):
+        assert json.loads((folder / LOCK_NAME).read_text())["pid"] == os.getpid()
+        with pytest.raises(FolderBusyError):
+            FolderLock(folder).acquire()
+    assert not (folder / LOCK_NAME).exists()
+
+
 def test_a_shard_merge_refuses_parts_of_another_recipe(tmp_path):
     folder = tmp_path / "out"
     for k, seed in ((0, 0), (1, 1)):
