@@ -80,7 +80,7 @@ def make_parser(description: str, examples: str = "") -> argparse.ArgumentParser
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
     """How a script runs, not what it computes (so not config fields): --threads, -v, -q."""
-    parser.add_argument("--threads", type=_threads, default=None,
+    parser.add_argument("--threads", type=_threads, default=None, metavar="N",
                         help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy small CPU")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")

@@ -403,8 +403,11 @@ class StepConfig(Settings):
         filled = {}
         for f, spec in declared_fields(type(self)):
             attr = spec.path or (CONCEPTS[spec.concept].default_path if spec.concept else None)
-            if attr is not None and getattr(self, f.name) is None:
+            value = getattr(self, f.name)
+            if attr is not None and value is None:
                 filled[f.name] = getattr(paths, attr)
+            elif isinstance(value, str) and _kind(type(self), f.name).base is Path:
+                filled[f.name] = Path(value)
         return dataclasses.replace(self, **filled) if filled else self
 
 
@@ -482,7 +485,7 @@ class _Store(argparse.Action):
 def _shown_default(spec: Setting, kind: _Kind, default: Any) -> str | None:
     if spec.show is not None:
         return spec.show
-    if default is None or default is False or default is True or default == () or _is_settings_class(kind.base):
+    if spec.has_const or default is None or default is False or default is True or default == () or _is_settings_class(kind.base):
         return None
     for word, value in spec.words:
         if value == default:

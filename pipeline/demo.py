@@ -8,10 +8,6 @@ the demo labels by rule (``labeller = demo``) and segments with ``--crop full``.
 """
 from __future__ import annotations
 
-import hashlib
-
-from common.images import list_images
-from common.io import atomic_write_csv
 from common.paths import PipelinePaths
 
 DEMO_NUM_IMAGES = 48
@@ -22,6 +18,7 @@ DEMO_STYLEGAN = dict(resolution=256, z_space_dim=64, w_space_dim=64, mapping_fma
 # both step-7 routes (7a directions, 7b fine-tune); step 9 labels its report as random-weight models.
 DEMO_STEP_ARGS: dict[str, list[str]] = {
     "1": ["--num", str(DEMO_NUM_IMAGES), "--batch-size", "16"],
+    "2": ["--rule-labels", "--num", str(DEMO_NUM_LABELLED)],  # random images: labelled by rule, not by hand
     "3": ["--folds", "2", "--epochs", "3", "--patience", "2", "--input-size", "64", "--quality-size", "32,64",
           "--batch-size", "16"],
     "4": ["--gender-threshold", "0.5", "--quality-threshold", "0.5"],
@@ -51,18 +48,3 @@ def prepare_demo(paths: PipelinePaths) -> str:
     what = "; ".join(made) if made else "demo checkpoints already there"
     return (f"demo: {what}. These are random-weight models saved in the real checkpoint formats: "
             "the demo's images are NOT faces, and its numbers say nothing about real quality.")
-
-
-def write_demo_labels(paths: PipelinePaths, num_labelled: int = DEMO_NUM_LABELLED) -> str:
-    """Step 2 of the demo: label the first images by a deterministic rule (``labeller = demo``)."""
-    from gender_cnn.demo_labels import rule_labels
-    from gender_cnn.label_csv import HAND_LABEL_COLUMNS
-
-    images = list_images(paths.generated_dir)[:num_labelled]
-    labels = rule_labels(images)
-    text = labels.to_csv(index=False)
-    if not (paths.hand_labels_csv.is_file() and paths.hand_labels_csv.read_text() == text):
-        atomic_write_csv(paths.hand_labels_csv, labels, HAND_LABEL_COLUMNS)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return (f"step 2 (demo): {len(labels)} images labelled by rule (labeller=demo, {int(labels.gender.sum())} "
-            f"'woman', {int(labels.quality.sum())} 'good') into {paths.hand_labels_csv} [{digest}]")

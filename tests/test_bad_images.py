@@ -120,7 +120,7 @@ def test_step4_scores_csv_never_overwrites_the_hand_labels(tmp_path):
     _images(images, ["a.png"])
     labels = tmp_path / "labels.csv"
     labels.write_text("img_name,gender,quality,labeller\na.png,1,1,hand\n")
-    with pytest.raises(FolderOverlapError, match="--scores-csv"):
+    with pytest.raises(FolderOverlapError, match="--quality-gender-csv"):
         run_filter(FilterConfig(images=images, labels=labels, models=tmp_path / "models", scores_csv=labels,
                                 filtered_dir=tmp_path / "kept", logs_dir=tmp_path / "logs", sheets=False,
                                 device="cpu"))
