@@ -114,9 +114,11 @@ def root_setting() -> Any:
                                                    "(default: the repository; the demo uses its own)")
 
 
-def device_setting(default: str = "auto", help: str = "") -> Any:
-    """The one ``--device`` declaration: auto | cpu | cuda | cuda:N, checked at parse time."""
-    return setting(default, concept="device", pattern=DEVICE_PATTERN, mismatch=DEVICE_MISMATCH, help=help)
+def device_setting(default: str = "auto", help: str = "", flag: str | None = None) -> Any:
+    """The one ``--device`` declaration: auto | cpu | cuda | cuda:N, checked at parse time. ``flag``: a second
+    device of the same step under its own name (step 5's ``--mtcnn-device``), the same values."""
+    return setting(default, concept=None if flag else "device", flag=flag, pattern=DEVICE_PATTERN,
+                   mismatch=DEVICE_MISMATCH, help=help or ("" if flag is None else CONCEPTS["device"].meaning))
 
 
 def seed_setting(help: str = "") -> Any:

@@ -86,7 +86,7 @@ def test_step5_not_a_checkpoint_exit_2(tmp_path, capsys):
     bad = write_bad_file("html", tmp_path / "segmentation_model.pt")
     out = tmp_path / "seg"
     rc = load_script_file("05_run_segmentation.py").main(
-        ["--images", str(images), "--checkpoint", str(bad), "--out", str(out), "--crop", "full", "--device", "cpu",
+        ["--images", str(images), "--segmentation-checkpoint", str(bad), "--out", str(out), "--crop", "full", "--device", "cpu",
          "-q"])
     err = capsys.readouterr().err
     assert rc == 2

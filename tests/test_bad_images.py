@@ -178,7 +178,7 @@ def test_step5_output_overlapping_input_is_refused(tmp_path, capsys):
     images = tmp_path / "filtered"
     _images(images, ["000000.png"])
     rc = load_script_file("05_run_segmentation.py").main(
-        ["--images", str(images), "--out", str(images), "--checkpoint", str(tmp_path / "x.pt"), "--crop", "full",
+        ["--images", str(images), "--out", str(images), "--segmentation-checkpoint", str(tmp_path / "x.pt"), "--crop", "full",
          "--device", "cpu", "-q"])
     err = capsys.readouterr().err
     assert rc == 2 and "--out" in err and "--images" in err and len(err.strip().splitlines()) == 1
