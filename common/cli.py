@@ -67,7 +67,7 @@ class StepArgumentParser(argparse.ArgumentParser):
             flags, rest = match.group(1), match.group(2)
             first = flags.split("/")[0]
             message = rest if rest.startswith(first + " ") or rest.startswith(first + ":") else f"{first}: {rest}"
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def make_parser(description: str, examples: str = "") -> argparse.ArgumentParser:

@@ -76,6 +76,7 @@ class Setting:
     concept: str | None = None               # common.concepts.CONCEPTS key: flag, meaning, default path
     path: str | None = None                  # PipelinePaths attribute: the default filled in by resolved()
     output: str | None = None                # "dir" | "file": written by the step
+    fill: bool = True                        # False: resolved() leaves None (an optional input, used when present)
     negate: bool = False                     # a bool defaulting to True: the flag (e.g. --no-sheets) sets False
     off_flag: str | None = None              # a bool: a second flag that sets False (--no-browser)
     both: bool = False                       # a bool: --x and --no-x
@@ -348,6 +349,8 @@ def _type_function(flag: str, spec: Setting, kind: _Kind, element: bool = False)
     check_kind = _Kind(kind.element, True) if element else kind
 
     def convert(text: str) -> Any:
+        if text.strip().lower() in dict(spec.words):  # a declared word is always a valid flag value
+            return dict(spec.words)[text.strip().lower()]
         try:
             value = _parse_text(spec, check_kind, text)
         except ValueError as exc:
@@ -406,7 +409,7 @@ class StepConfig(Settings):
         for f, spec in declared_fields(type(self)):
             attr = spec.path or (CONCEPTS[spec.concept].default_path if spec.concept else None)
             value = getattr(self, f.name)
-            if attr is not None and value is None:
+            if attr is not None and value is None and spec.fill:
                 filled[f.name] = getattr(paths, attr)
             elif isinstance(value, str) and _kind(type(self), f.name).base is Path:
                 filled[f.name] = Path(value)
@@ -503,7 +506,7 @@ def _help(spec: Setting, kind: _Kind, default: Any) -> str:
     attr = spec.path or (CONCEPTS[spec.concept].default_path if spec.concept else None)
     if shown is None and attr is not None and default is None:
         relative = getattr(PipelinePaths(Path("/ROOT")), attr).relative_to("/ROOT")
-        shown = f"{relative} under --root"
+        shown = f"{relative} under --root{'' if spec.fill else ', when it exists'}"
     if shown is not None and "default" not in text:
         text = f"{text} (default: {shown.replace('%', '%%')})"
     return text
@@ -558,8 +561,10 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[s
             if spec.choices is not None and kind.base is not tuple:
                 choices = list(spec.choices) + [w for w, _ in spec.words]
             metavar = spec.metavar or ("{" + ",".join(map(str, choices)) + "}" if choices else _METAVARS.get(kind.base))
-            action = parser.add_argument(*names, action=_Store, help=help_text, metavar=metavar,
-                                         type=_type_function(flag, spec, kind), **common)
+            plain_choices = (list(spec.choices) if spec.choices is not None and kind.base is not tuple
+                             and not spec.words else None)  # readable on the action; values checked by type=
+            action = parser.add_argument(*names, action=_Store, help=help_text, metavar=metavar, choices=plain_choices,
+                                         type=_type_function(flag, spec, kind, element=spec.repeat), **common)
         action.concept = spec.concept
 
 

@@ -159,9 +159,9 @@ def test_step8_out_holding_the_checkpoint_is_refused(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     ckpt = _finetune_ckpt(base, tmp_path / "run" / "checkpoint_000002.pt")
     rc = load_script_file("08_generate_with_properties.py").main(
-        ["--checkpoint", str(ckpt), "--out", str(tmp_path / "run"), "--num", "1", "--device", "cpu", "-q"])
+        ["--finetuned-checkpoint", str(ckpt), "--out", str(tmp_path / "run"), "--num", "1", "--device", "cpu", "-q"])
     assert rc == 2
-    assert "--checkpoint" in _one_line(capsys.readouterr().err)
+    assert "--finetuned-checkpoint" in _one_line(capsys.readouterr().err)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint_000002.pt"]
 
 
@@ -170,7 +170,7 @@ def test_step9_out_holding_the_checkpoint_is_refused(tmp_path, capsys):
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"not even read: the overlap is refused first")
     rc = load_script_file("09_evaluate_control.py").main(
-        ["--checkpoint", str(ckpt), "--out", str(tmp_path), "--device", "cpu", "-q"])
+        ["--finetuned-checkpoint", str(ckpt), "--out", str(tmp_path), "--device", "cpu", "-q"])
     assert rc == 2
     line = _one_line(capsys.readouterr().err)
     assert "--out" in line and "--finetuned-checkpoint" in line
