@@ -28,6 +28,7 @@ from common.cli import StepStopped, parse_step_config, progress_bar, python_comm
 from common.fingerprint import file_fingerprint
 from common.io import atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
+from common.settings import SettingError, Settings, device_setting, setting
 from common.steps import Summary
 from gender_cnn.hand_labels import hand_labels_digest
 from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
@@ -111,19 +112,38 @@ class Interrupted(StepFailed):
     exit_code = 130
 
 
+def _step_name(value: str | int) -> str:
+    return step_id(value)
+
+
 @dataclass(frozen=True)
-class PipelineOptions:
-    root: Path = REPO_ROOT
-    demo: bool = False
-    first: int | str = 1             # a step id ("7a") or number (7 = from 7a)
-    last: int | str = 9              # (7 = up to 7b)
-    device: str = "auto"
-    labels: Path | None = None
-    redo: bool = False
-    quiet: bool = False
-    threads: int | None = None       # --threads for every step
-    limit: int | None = None         # --limit for every step that has it
+class PipelineOptions(Settings):
+    """run_pipeline's settings (its flags are declared here, ranges included)."""
+
+    root: Path = setting(REPO_ROOT, concept="root", help=f"output root (default: the repository, {REPO_ROOT}; "
+                                                          f"with --demo: {DEMO_ROOT})")
+    demo: bool = setting(False, help=f"run every step on tiny random-weight models on CPU, under {DEMO_ROOT} (no "
+                                     "downloads)")
+    first: str | int = setting("1", flag="--from", validate=_step_name,
+                               help="first step to run (1-6, 7a, 7b, 8, 9; 7 = from 7a)")
+    last: str | int = setting("9", flag="--to", validate=_step_name,
+                              help="last step to run (1-6, 7a, 7b, 8, 9; 7 = up to 7b)")
+    device: str = device_setting(help="auto | cpu | cuda | cuda:N (the demo always uses cpu)")
+    labels: Path | None = setting(None, concept="hand_labels_csv",
+                                  help="hand labels CSV (ours or the original's format) to use instead of labelling "
+                                       "by hand: it replaces the hand labels (backed up first)",
+                                  show="none: label in the browser, or use the labels already there")
+    redo: bool = setting(False, help="run the selected steps even if they finished before")
+    quiet: bool = setting(False, kept_aliases=("-q",), help="no progress bars; summaries only")
+    threads: int | None = setting(None, low=1, help="CPU threads for torch in every step (default: torch's choice)")
+    limit: int | None = setting(None, low=1, help="passed to every step that takes --limit (smoke runs; each step "
+                                                  "says what it counts)")
     step_args: dict[int | str, list[str]] = field(default_factory=dict)  # extra flags per step id (tests, power users)
+
+    def check(self) -> None:
+        if not steps_between(self.first, self.last):
+            raise SettingError(f"--from must not come after --to ({', '.join(STEP_ORDER)}), got --from {self.first} "
+                               f"--to {self.last}")
 
 
 @dataclass

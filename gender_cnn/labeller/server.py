@@ -126,6 +126,7 @@ class LabellerApp:
         self.sequence = sequence
         self.review = review
         self.config = config
+        self.import_backup: Path | None = None  # set by create_app when an import moved earlier labels aside
         self._stop = threading.Event()
         self._compactor: threading.Thread | None = None
 
@@ -263,7 +264,7 @@ def create_app(images_dir: Path, csv_path: Path, config: LabellerConfig = Labell
     replace = config.replace_labels or config.rule_labels
     store = LabelStore(csv_path, undo_depth=config.undo_depth, lock=lock)
     try:
-        imported = 0
+        imported, backup = 0, None
         if import_labels is not None:  # the one import path (backup, journal folded in, then import)
             imported, backup = store.apply_import(import_labels, replace=replace)
             logger.info("imported %d labels from %s (%s%s)", imported, import_csv,
@@ -280,6 +281,7 @@ def create_app(images_dir: Path, csv_path: Path, config: LabellerConfig = Labell
                            "for the unlabelled images", scores_csv)
         sequence = build_sequence(list(all_images), store.labels(), config.num, config.order, scores)
         app = LabellerApp(store, all_images, sequence, [], config, images_dir=Path(images_dir), oof_csv=oof_csv)
+        app.import_backup = backup  # where an import moved the earlier labels (None: nothing to keep)
         app.review = app.build_review()
         if app.review:
             logger.info("review list: %d hand labels disagree with the out-of-fold predictions", len(app.review))

@@ -15,10 +15,11 @@ import webbrowser
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.images import list_images
 from common.io import CsvSchemaError
 from common.steps import Progress, StepError, announce
 from gender_cnn.labeller.server import LabellerApp, LabellerConfig, create_app, make_server
-from gender_cnn.labeller.store import StoreLock, StoreLockedError, journal_path_for
+from gender_cnn.labeller.store import StoreLock, StoreLockedError, journal_path_for, read_import_file
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +40,15 @@ class LabellerSummary:
     url: str              # "" when the page was not served (--no-serve)
     seconds: float
     paused: bool = False  # --no-serve and no labels yet: a person must label first (the runner stops here)
+    backup: Path | None = None  # where an import moved the earlier labels
 
     def line(self) -> str:
         if self.paused:
             return (f"step 2: no hand labels yet in {self.csv_path}: label the images in the browser page of "
                     "02_label_images.py, or pass existing labels: run_pipeline.py --from 2 --labels FILE")
         imported = f", {self.imported} labels imported" if self.imported else ""
+        if self.backup is not None:
+            imported += f"; previous labels backed up to {self.backup}"
         return (f"step 2: labelled {self.labelled}/{self.total} images ({self.this_session:+d} this session, "
                 f"{self.unsure} with an unsure cell{imported}); {self.rows} rows in {self.csv_path} "
                 f"[{self.seconds:.0f}s]")
@@ -65,6 +69,12 @@ def backup_aside(path: Path, stamp: str) -> Path | None:
 
 def _open_session(config: LabellerConfig) -> tuple[LabellerApp, int]:
     csv_path = Path(config.labels)
+    if config.import_csv is not None:  # a bad file is refused before the lock (or anything) is made
+        try:
+            read_import_file(config.import_csv, known_images=[p.name for p in list_images(config.images)],
+                             labeller=config.labeller)
+        except (FileNotFoundError, NotADirectoryError, CsvSchemaError) as exc:
+            raise LabellerError(f"--import {config.import_csv}: {exc}") from exc
     try:
         lock = StoreLock(csv_path)
     except (StoreLockedError, OSError) as exc:
@@ -142,7 +152,7 @@ def _summary(app: LabellerApp, imported: int, decided_before: int, url: str, sta
     return LabellerSummary(labelled=len(in_session), total=len(app.sequence),
                            this_session=len(in_session) - decided_before, unsure=unsure, rows=len(labels),
                            imported=imported, csv_path=app.store.csv_path, url=url,
-                           seconds=time.perf_counter() - start)
+                           seconds=time.perf_counter() - start, backup=app.import_backup)
 
 
 def _serve(server, app: LabellerApp) -> None:
