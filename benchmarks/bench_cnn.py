@@ -4,7 +4,8 @@ Training: one epoch (augmentation, forward, backward, AdamW) of the default gend
 quality (64x128) models at the default batch size on synthetic uint8 images. On a CPU a subset
 (--cpu-train-images) is timed and scaled linearly to 2,000 images (the JSON says so). Prediction:
 the 5-fold ensembles of both tasks on in-memory images (model only), and end to end from JPEG files
-(decoding in threads) through the same call step 4 uses. Writes JSON under benchmarks/results/.
+(decoding in threads) through the same call step 4 uses. Writes the record
+``benchmarks/results/bench_cnn-<device>.json``.
 """
 import pathlib
 import sys  # noqa: E401
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from cnn_world import write_synthetic_set
 
-from common.io import atomic_write_json
+from benchmarks.records import add_results_dir_argument, start_record
 from common.runtime import resolve_device
 from gender_cnn.classifier import SmallCNN
 from gender_cnn.predict import Ensemble, predict_images
@@ -101,27 +102,31 @@ def main(argv=None) -> int:
     parser.add_argument("--predict-images", type=int, default=512)
     parser.add_argument("--predict-files", type=int, default=256)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=None)
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    record = start_record("bench_cnn", device.type)
     config = TrainConfig()
     timed = args.n_images if device.type == "cuda" else min(args.n_images, args.cpu_train_images)
     torch.manual_seed(0)
-    result = {
-        "device": str(device),
+    train = [bench_train(t, config, args.n_images, timed, device) for t in ("gender", "quality")]
+    predict = bench_predict(config, device, args.predict_images, args.predict_files)
+    for row in train:
+        record.figures[f"{row['task']}_seconds_per_epoch_{args.n_images}_images"] = row["seconds_per_epoch_2000_images"]
+    record.figures["predict_model_only_images_per_s"] = predict["model_only_images_per_s"]
+    record.figures["predict_end_to_end_images_per_s"] = predict["end_to_end_images_per_s"]
+    record.tables["training"] = [
+        {"task": r["task"], "input": "x".join(map(str, r["input_hw"])), "batch": r["batch_size"],
+         "images timed": r["timed_train_images"], f"s per epoch of {args.n_images}": r["seconds_per_epoch_2000_images"],
+         "scaled from the timed images": r["extrapolated"]} for r in train]
+    record.settings.update({
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or platform.machine(),
-        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-        "channels": list(config.channels), "folds": config.folds, "default_max_epochs": config.epochs,
-        "train": [bench_train(t, config, args.n_images, timed, device) for t in ("gender", "quality")],
-        "predict": bench_predict(config, device, args.predict_images, args.predict_files),
-    }
-    out = args.out or Path(__file__).resolve().parent / "results" / f"bench_cnn_{device.type}.json"
-    atomic_write_json(out, result)
-    print(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+        or platform.machine(), "threads": torch.get_num_threads(), "channels": list(config.channels),
+        "folds": config.folds, "predict_images": args.predict_images, "predict_files": args.predict_files})
+    record.write(args.results_dir)
+    print(json.dumps({"train": train, "predict": predict}, indent=2))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Latent directions against InterFaceGAN's recipe, in a synthetic world whose truth is known.
 
-Three measurements (JSON under benchmarks/results/, a table on stdout):
+Three measurements (a table on stdout; the records ``bench_directions-cpu`` for 1 and 2 and
+``bench_directions_timing-cpu`` for 3, under benchmarks/results/):
 
 1. agreement: on the same rows, the cosine between our ``svm`` direction and a direction made
    by InterFaceGAN's ``train_boundary`` recipe (the 2% highest / lowest scores, 70% of them to
@@ -26,17 +27,14 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmarks.records import add_results_dir_argument, start_record  # noqa: E402
 from common.paths import PROPERTY_NAMES  # noqa: E402
 from stylegan.directions import LatentDirections, fit_directions  # noqa: E402
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 P = len(PROPERTY_NAMES)
 
 
@@ -174,7 +172,26 @@ def timing(seed: int = 0) -> dict:
     return out
 
 
-def main() -> int:
+def record_timing(results_dir) -> None:
+    record = start_record("bench_directions_timing", "cpu")
+    seconds = timing()
+    print("fit seconds (w_dim 512, 5 properties): " + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
+    rows = []
+    for n in (2000, 10000):
+        row = {"samples": n}
+        for method in ("ridge", "svm", "auto"):
+            row[f"{method}, CPU s"] = round(seconds[f"{method} N={n} cpu"], 2)
+            row[f"{method}, wall s"] = round(seconds[f"{method} N={n}"], 2)
+            record.figures[f"{method}_n{n}_cpu_seconds"] = round(seconds[f"{method} N={n} cpu"], 2)
+            record.figures[f"{method}_n{n}_wall_seconds"] = round(seconds[f"{method} N={n}"], 2)
+        rows.append(row)
+    record.tables["fit_seconds"] = rows
+    record.settings.update({"what": "fit_directions at w_dim 512, five properties, the held-out check included; "
+                                    "CPU seconds of one thread (robust to a busy machine) and wall seconds"})
+    record.write(results_dir)
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--dim", type=int, default=64)
@@ -182,32 +199,30 @@ def main() -> int:
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--timing-only", action="store_true")
-    args = parser.parse_args()
+    add_results_dir_argument(parser)
+    args = parser.parse_args(argv)
     if args.timing_only:
-        seconds = timing()
-        print("fit seconds (w_dim 512, 5 properties): " + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
-        RESULTS_DIR.mkdir(exist_ok=True)
-        (RESULTS_DIR / "bench_directions_timing.json").write_text(json.dumps(
-            {"machine": f"{platform.machine()} {os.cpu_count()} cores", "fit_seconds": seconds}, indent=2))
+        record_timing(args.results_dir)
         return 0
+    record = start_record("bench_directions", "cpu")
     runs = [run_seed(seed, args.dim, args.samples, args.noise) for seed in range(args.seeds)]
     keys = list(runs[0]["control"])
     print(f"world: w_dim {args.dim}, {args.samples} samples, score noise sd {args.noise}, {args.seeds} seeds; "
           "mean over properties and seeds (worst property in brackets)")
     print(f"{'method':34s} {'r':>14s} {'mae':>14s} {'leakage':>14s} {'refused':>8s}")
-    table = {}
+    table = []
     for key in keys:
         r = np.array([run["control"][key]["r"] for run in runs])
         mae = np.array([run["control"][key]["mae"] for run in runs])
         leak = np.array([run["control"][key]["leakage"] for run in runs])
         ref = np.array([run["control"][key]["refused"] for run in runs])
-        table[key] = {"r_mean": r.mean(), "r_worst": r.mean(0).min(), "mae_mean": mae.mean(),
-                      "mae_worst": mae.mean(0).max(), "leakage_mean": leak.mean(), "leakage_worst": leak.mean(0).max(),
-                      "refused": ref.mean(), "r_per_property": r.mean(0).tolist(),
-                      "leakage_per_property": leak.mean(0).tolist()}
-        t = table[key]
-        print(f"{key:34s} {t['r_mean']:6.3f} ({t['r_worst']:.3f}) {t['mae_mean']:6.3f} ({t['mae_worst']:.3f}) "
-              f"{t['leakage_mean']:6.3f} ({t['leakage_worst']:.3f}) {t['refused']:8.3f}")
+        t = {"direction, edit, metric": key, "r": round(r.mean(), 3), "r worst property": round(r.mean(0).min(), 3),
+             "MAE": round(mae.mean(), 3), "MAE worst": round(mae.mean(0).max(), 3),
+             "leakage": round(leak.mean(), 3), "leakage worst": round(leak.mean(0).max(), 3),
+             "refused": round(ref.mean(), 3)}
+        table.append(t)
+        print(f"{key:34s} {t['r']:6.3f} ({t['r worst property']:.3f}) {t['MAE']:6.3f} ({t['MAE worst']:.3f}) "
+              f"{t['leakage']:6.3f} ({t['leakage worst']:.3f}) {t['refused']:8.3f}")
     same = np.array([run["cosine_same_rows"] for run in runs])
     print(f"cosine(our svm, InterFaceGAN recipe) on the recipe's own fitted rows: min {same.min():.6f}")
     cos2 = np.array([run["cosine_svm_2pct_vs_interfacegan"] for run in runs])
@@ -216,19 +231,18 @@ def main() -> int:
     print(f"cosine(our svm with the default count, InterFaceGAN recipe): min {cos.min():.4f}, mean {cos.mean():.4f}")
     truth = {name: float(np.mean([run["cosine_truth"][name] for run in runs])) for name in runs[0]["cosine_truth"]}
     print("mean cosine to the true direction: " + ", ".join(f"{k} {v:.3f}" for k, v in truth.items()))
-    result = {"machine": f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})",
-              "args": vars(args), "control": table, "cosine_same_rows_min": float(same.min()),
-              "cosine_svm_2pct_vs_interfacegan_min": float(cos2.min()),
-              "cosine_svm_vs_interfacegan_min": float(cos.min()), "cosine_truth": truth,
-              "auto_methods": [run["auto_methods"] for run in runs]}
+    auto = [m for run in runs for m in run["auto_methods"]]
+    record.tables["control"] = table
+    record.figures.update({"cosine_same_rows_min": round(float(same.min()), 6),
+                           "cosine_svm_2pct_vs_interfacegan_min": round(float(cos2.min()), 4),
+                           "cosine_svm_vs_interfacegan_min": round(float(cos.min()), 4),
+                           **{f"cosine_truth_{k}": round(v, 3) for k, v in truth.items()},
+                           "auto_picked_ridge_share": round(auto.count("ridge") / len(auto), 3)})
+    record.settings.update({"w_dim": args.dim, "samples": args.samples, "noise_sd": args.noise, "seeds": args.seeds,
+                            "heldout_latents": 40, "targets_per_property": 7})
+    record.write(args.results_dir)
     if not args.skip_timing:
-        result["fit_seconds"] = timing()
-        print("fit seconds (w_dim 512, 5 properties): " + ", ".join(f"{k} {v:.1f}s"
-                                                                     for k, v in result["fit_seconds"].items()))
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / "bench_directions.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(f"wrote {path}")
+        record_timing(args.results_dir)
     return 0
 
 

@@ -7,9 +7,10 @@
    The official constructor asks torchvision for ImageNet Swin weights (a download); the benchmark
    builds the Swin empty instead (the checkpoint overwrites every tensor anyway) and changes nothing else.
    Pass your checkout of https://github.com/Kartik-3004/facexformer with ``--official PATH``;
-   without it that ratio is "not measured".
+   without it this record (``bench_facexformer_vs_official-cpu``) is not written.
 2. Step: ``run_segmentation`` (read, MTCNN crop, parse, write 3 PNGs per image) on the real test
-   faces against the model alone on the same number of crops, also in alternated pairs.
+   faces against the model alone on the same number of crops, also in alternated pairs (the record
+   ``bench_step5_vs_model-cpu``; ``--skip-step`` leaves it out).
 
     python benchmarks/bench_facexformer_vs_official.py --official ~/src/facexformer [--pairs 9]
 """
@@ -18,25 +19,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _paired import NOT_MEASURED, paired_ratio, reference_checkout
+from _paired import paired_ratio, reference_checkout
 from PIL import Image
 
+from benchmarks.records import add_results_dir_argument, start_record
 from segmentation.crop import full_image_crop, normalize_crops
 from segmentation.facexformer import FaceXFormer
 from segmentation.random_weights import recipe_state_dict
 
-RESULTS = Path(__file__).resolve().parent / "results"
-REAL_FACES = Path(os.environ.get("TESTDATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "testdata") / "real_faces"
+REAL_FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_faces"
 
 
 def official_model(root: Path) -> torch.nn.Module:
@@ -67,13 +65,13 @@ def official_inference(model: torch.nn.Module, image: torch.Tensor) -> np.ndarra
 def _faces(count: int) -> list[Path]:
     faces = sorted(REAL_FACES.glob("*.jpg"))
     if len(faces) < count:
-        print(f"error: need {count} test faces in {REAL_FACES}, found {len(faces)} (set TESTDATA_DIR)",
+        print(f"error: need {count} test faces in {REAL_FACES}, found {len(faces)}",
               file=sys.stderr)
         raise SystemExit(2)
     return faces[:count]
 
 
-def compare_model(official: Path | None, images: int, batch: int, pairs: int) -> dict:
+def compare_model(official: Path, images: int, batch: int, pairs: int) -> dict:
     state = recipe_state_dict()
     ours = FaceXFormer()
     ours.load_state_dict(state, strict=True)
@@ -83,14 +81,7 @@ def compare_model(official: Path | None, images: int, batch: int, pairs: int) ->
     def run_ours() -> np.ndarray:
         return np.concatenate([ours.segment(crops[i:i + batch]).numpy() for i in range(0, images, batch)])
 
-    row = {"what": f"FaceXFormer model, {images} images", "ours": f"segment(), batch {batch}, inference mode",
-           "official": "inference.py: batch 1, autograd on, all heads, task 0"}
-    if official is None:
-        start = time.perf_counter()
-        run_ours()
-        row["ours_images_per_s"] = round(images / (time.perf_counter() - start), 2)
-        row["speedup_median"] = NOT_MEASURED
-        return row
+    row = {}
     theirs = official_model(official)
     theirs.load_state_dict(state, strict=True)
     theirs.eval()
@@ -136,8 +127,7 @@ def compare_step(images: int, batch: int, pairs: int) -> dict:
             for i in range(0, len(x), batch):
                 model.segment(x[i:i + batch])
 
-        row = {"what": f"step 5 end to end vs model alone, {images} real faces, batch {batch}"}
-        row.update(paired_ratio(model_only, step, pairs=pairs))  # speedup = step_s / model_s
+        row = paired_ratio(model_only, step, pairs=pairs)  # speedup = step_s / model_s
         row["step_share_of_model_throughput"] = round(row["ours_s_median"] / row["reference_s_median"], 3)
         row["step_images_per_s"] = round(images / row["reference_s_median"], 2)
         row["model_images_per_s"] = round(images / row["ours_s_median"], 2)
@@ -154,20 +144,29 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=9)
     parser.add_argument("--skip-step", action="store_true", help="only the model comparison")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=RESULTS / "bench_facexformer_vs_official.json")
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     root = reference_checkout(args.official, "network/models/facexformer.py")
-    report = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-              "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "model": compare_model(root, args.images, args.batch, args.pairs)}
-    print(json.dumps(report["model"]), flush=True)
+    settings = {"images": args.images, "batch": args.batch, "pairs": args.pairs, "threads": torch.get_num_threads()}
+    if root is None:
+        print("model comparison not measured: pass --official PATH (a checkout of "
+              "https://github.com/Kartik-3004/facexformer)", file=sys.stderr)
+    else:
+        record = start_record("bench_facexformer_vs_official", "cpu")
+        record.figures.update(compare_model(root, args.images, args.batch, args.pairs))
+        record.settings.update({"what": "segment() in inference mode at --batch against the official inference.py "
+                                        "(batch 1, autograd on, every head, task 0), recipe weights", **settings})
+        record.write(args.results_dir)
+        print(json.dumps(record.figures), flush=True)
     if not args.skip_step:
-        report["step"] = compare_step(args.images, args.batch, args.pairs)
-        print(json.dumps(report["step"]), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+        record = start_record("bench_step5_vs_model", "cpu")
+        record.figures.update(compare_step(args.images, args.batch, args.pairs))
+        record.settings.update({"what": "step 5 end to end (read, MTCNN, parse, 3 PNGs) against the model alone "
+                                        "on the same crops, real faces, alternated pairs", **settings})
+        record.write(args.results_dir)
+        print(json.dumps(record.figures), flush=True)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Random genforce-architecture weights (the 256 config of celeba-partial-256), the real Finetuner
 with R1 and the property regressor on; a few warm-up steps, then the mean of ``--steps`` timed
-steps. Writes JSON to benchmarks/results/bench_finetune.json. Asserts nothing.
+steps. Writes the record ``benchmarks/results/bench_finetune-<device>.json``. Asserts nothing.
 
     python benchmarks/bench_finetune.py --device cpu --batch-sizes 4 8 --steps 2
     python benchmarks/bench_finetune.py --device cuda --steps 20
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import platform
 import resource
 import tempfile
 import time
@@ -20,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.records import add_results_dir_argument, start_record
 from common.runtime import resolve_device
 from stylegan import load_discriminator, load_generator, write_random_checkpoint
 from stylegan.conditional import build_conditional_discriminator, build_conditional_generator
@@ -67,23 +67,29 @@ def main(argv=None) -> int:
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--no-amp", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", type=pathlib.Path,
-                        default=pathlib.Path(__file__).resolve().parent / "results" / "bench_finetune.json")
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    runs = []
+    record = start_record("bench_finetune", device.type)
+    rows = []
     for batch in args.batch_sizes:
         run = bench(device, batch, args.steps, args.warmup, args.resolution, not args.no_amp)
-        print(json.dumps(run))
-        runs.append(run)
-    report = {"benchmark": "finetune step (D + G update, R1, property loss)", "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(), "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    previous[str(device.type)] = report
-    args.out.write_text(json.dumps(previous, indent=2) + "\n")
+        print(json.dumps(run), flush=True)
+        rows.append({"batch": batch, "resolution": run["resolution"], "AMP": run["mixed_precision"],
+                     "s per step": run["seconds_per_step"], "images/s": run["images_per_second"],
+                     "peak RSS, MiB": run["peak_rss_mib"],
+                     **({"peak GPU memory, MiB": run["peak_gpu_memory_mib"]} if "peak_gpu_memory_mib" in run else {})})
+        record.figures[f"batch{batch}_seconds_per_step"] = run["seconds_per_step"]
+        record.figures[f"batch{batch}_peak_rss_mib"] = run["peak_rss_mib"]
+        if "peak_gpu_memory_mib" in run:
+            record.figures[f"batch{batch}_peak_gpu_memory_mib"] = run["peak_gpu_memory_mib"]
+    record.tables["steps"] = rows
+    record.settings.update({"what": "fine-tune step (D + G update, R1, property loss), random 256 px weights",
+                            "timed_steps": args.steps, "warmup_steps": args.warmup,
+                            "threads": torch.get_num_threads()})
+    record.write(args.results_dir)
     return 0
 
 

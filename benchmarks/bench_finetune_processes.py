@@ -5,8 +5,9 @@ uses ``--micro-batches N``, so it trains as the N processes do; the largest rela
 the logged losses is reported: another thread count rounds the convolutions otherwise, so it is
 not 0). A third run, 1 process x T/N threads, tells processes from threads. Seconds per step are
 the medians of ``train_log.csv``'s ``seconds`` after the first step. A random genforce generator at
-``--resolution`` with made-up scores; asserts nothing. Writes JSON to
-benchmarks/results/bench_finetune_processes.json.
+``--resolution`` with made-up scores; asserts nothing. Writes the record
+``benchmarks/results/bench_finetune_processes-<device>.json``. With ``--device cuda`` each process
+takes ``cuda:LOCAL_RANK`` (one GPU against N GPUs).
 
     python benchmarks/bench_finetune_processes.py --processes 2 --threads 2 --resolution 32 --fmaps-max 64
 """
@@ -16,7 +17,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 import tempfile
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.records import add_results_dir_argument, start_record
 from common.io import atomic_save_image, atomic_write_csv, atomic_write_json
 from common.paths import PROPERTY_NAMES, PipelinePaths
 from stylegan import load_generator, postprocess_uint8, write_random_checkpoint
@@ -57,7 +58,7 @@ def make_root(root: pathlib.Path, resolution: int, num: int, fmaps_max: int) -> 
 
 
 def run(paths: PipelinePaths, out: pathlib.Path, processes: int, threads: int, args: argparse.Namespace) -> dict:
-    flags = ["--root", str(paths.root), "--out", str(out), "--device", "cpu", "--steps", str(args.steps),
+    flags = ["--root", str(paths.root), "--out", str(out), "--device", args.device, "--steps", str(args.steps),
              "--batch-size", str(args.batch_size), "--micro-batches", str(args.processes), "--regressor-epochs", "1",
              "--sample-every", str(10 * args.steps), "--threads", str(threads), "-q"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
@@ -81,9 +82,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=8, help="the global batch")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--images", type=int, default=32)
-    parser.add_argument("--out", type=pathlib.Path,
-                        default=pathlib.Path(__file__).resolve().parent / "results" / "bench_finetune_processes.json")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
+    record = start_record("bench_finetune_processes", args.device)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_root(pathlib.Path(tmp) / "root", args.resolution, args.images, args.fmaps_max)
         single = run(paths, pathlib.Path(tmp) / "one", 1, args.threads, args)
@@ -93,14 +95,20 @@ def main(argv=None) -> int:
         narrow.pop("losses")
     a, b = np.asarray(single.pop("losses")), np.asarray(multi.pop("losses"))
     relative = float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-6)))  # other thread counts round otherwise
-    report = {"benchmark": "step 7: 1 process vs torchrun (gloo, CPU), same global batch and micro-batches",
-              "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-              "cores": os.cpu_count(), "resolution": args.resolution, "fmaps_max": args.fmaps_max, "batch_size": args.batch_size,
-              "steps": args.steps, "max_relative_loss_difference": relative,
-              "load_average_after": [round(x, 2) for x in os.getloadavg()], "runs": [single, multi, narrow]}
-    print(json.dumps(report, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    layouts = [(f"1 process x {args.threads} threads", single),
+               (f"{args.processes} torchrun processes x {per_process} thread(s)", multi),
+               (f"1 process x {per_process} thread(s)", narrow)]
+    record.tables["layouts"] = [{"layout": name, "s per step": r["seconds_per_step"], "images/s": r["images_per_second"]}
+                                for name, r in layouts]
+    record.figures.update({"one_process_seconds_per_step": single["seconds_per_step"],
+                           "torchrun_seconds_per_step": multi["seconds_per_step"],
+                           "one_process_narrow_seconds_per_step": narrow["seconds_per_step"],
+                           "max_relative_loss_difference": round(relative, 6)})
+    record.settings.update({"what": "step 7: 1 process vs torchrun (gloo on CPU, nccl on CUDA), same global batch",
+                            "processes": args.processes, "threads": args.threads, "resolution": args.resolution,
+                            "fmaps_max": args.fmaps_max, "global_batch": args.batch_size, "steps": args.steps})
+    record.write(args.results_dir)
+    print(json.dumps(record.tables["layouts"], indent=2))
     return 0
 
 

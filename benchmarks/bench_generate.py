@@ -1,7 +1,8 @@
 """Step-1 throughput and peak memory: full 256 architecture (recipe weights), batch 1/8/32, with and without writing.
 
-Each configuration runs in its own subprocess so its peak RSS is its own. Writes JSON to
-benchmarks/results/ and prints a table. Asserts nothing; not collected by pytest.
+Each configuration runs in its own subprocess so its peak RSS is its own; a last pair of runs writes
+``--flat-nums`` images at batch 8 to show that memory does not grow with ``--num``. Writes the record
+``benchmarks/results/bench_generate-<device>.json`` and prints a table. Asserts nothing.
 
     python benchmarks/bench_generate.py --device cpu --num 32
     python benchmarks/bench_generate.py --device cuda --num 512
@@ -18,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.records import add_results_dir_argument, start_record
 
 
 def _peak_rss_mb() -> float:
@@ -72,6 +73,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--format", default="jpg")
     parser.add_argument("--checkpoint", default=None, help="a real checkpoint instead of recipe weights")
+    parser.add_argument("--flat-nums", default="16,160", help="image counts of the memory-vs---num runs ('' = none)")
+    add_results_dir_argument(parser)
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--write", action="store_true", help=argparse.SUPPRESS)
@@ -79,23 +82,45 @@ def main(argv=None) -> int:
     if args.single:
         print(json.dumps(_single(args)))
         return 0
-    rows = []
+    from common.runtime import resolve_device
+
+    record = start_record("bench_generate", resolve_device(args.device).type)
+
+    def single(num: int, batch_size: int, write: bool) -> dict:
+        cmd = [sys.executable, __file__, "--single", "--device", args.device, "--num", str(num),
+               "--batch-size", str(batch_size), "--format", args.format]
+        cmd += ["--write"] if write else []
+        cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
+        row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        print(f"{row['device']:>6} batch {row['batch_size']:>3} write={row['write']!s:5} num {num:>4} "
+              f"{row['images_per_s']:8.2f} img/s  peak RSS {row['peak_rss_mb']:8.1f} MB"
+              + (f"  peak CUDA {row['peak_cuda_mb']} MB" if row["peak_cuda_mb"] else ""), flush=True)
+        return row
+
+    table = []
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
-        for write in (False, True):
-            cmd = [sys.executable, __file__, "--single", "--device", args.device, "--num", str(max(args.num, batch_size)),
-                   "--batch-size", str(batch_size), "--format", args.format]
-            cmd += ["--write"] if write else []
-            cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            rows.append(json.loads(out))
-            r = rows[-1]
-            print(f"{r['device']:>6} batch {r['batch_size']:>3} write={str(r['write']):5} "
-                  f"{r['images_per_s']:8.2f} img/s  peak RSS {r['peak_rss_mb']:8.1f} MB"
-                  + (f"  peak CUDA {r['peak_cuda_mb']} MB" if r["peak_cuda_mb"] else ""), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    out_path = RESULTS / f"bench_generate_{rows[0]['device'].split(':')[0]}.json"
-    out_path.write_text(json.dumps(rows, indent=2))
-    print(f"wrote {out_path}")
+        num = max(args.num, batch_size)
+        model, written = single(num, batch_size, False), single(num, batch_size, True)
+        row = {"batch": batch_size, "model only, images/s": model["images_per_s"],
+               f"writing {args.format.upper()}s, images/s": written["images_per_s"],
+               "peak RSS writing, MB": written["peak_rss_mb"]}
+        if written["peak_cuda_mb"]:
+            row["peak CUDA writing, MB"] = written["peak_cuda_mb"]
+        table.append(row)
+        record.figures[f"batch{batch_size}_model_images_per_s"] = model["images_per_s"]
+        record.figures[f"batch{batch_size}_write_images_per_s"] = written["images_per_s"]
+        record.figures[f"batch{batch_size}_write_peak_rss_mb"] = written["peak_rss_mb"]
+    record.tables["throughput"] = table
+    flat = []
+    for num in [int(n) for n in args.flat_nums.split(",") if n]:
+        row = single(num, 8, True)
+        flat.append({"--num": num, "batch": 8, "peak RSS, MB": row["peak_rss_mb"]})
+        record.figures[f"num{num}_write_peak_rss_mb"] = row["peak_rss_mb"]
+    if flat:
+        record.tables["memory_vs_num"] = flat
+    record.settings.update({"num": args.num, "format": args.format, "weights": args.checkpoint or "recipe (random)",
+                            "resolution": 256, "threads": model["threads"], "device_name": model["device_name"]})
+    record.write(args.results_dir)
     return 0
 
 

@@ -4,7 +4,8 @@ Same recipe weights in both, batch 8, ``torch.inference_mode``, each model's def
 (eval mode: no style mixing), timed in alternated pairs (see ``_paired.py``). Also checks that
 the two give the same images (max |diff| of the raw output, share of uint8 pixels that differ).
 genforce is on no package registry and is not copied here: pass your checkout of
-https://github.com/genforce/genforce with ``--genforce PATH``; without it the ratio is "not measured".
+https://github.com/genforce/genforce with ``--genforce PATH``; without it nothing is recorded (the
+docs say "not measured" and this command). Writes ``benchmarks/results/bench_generate_vs_genforce-cpu.json``.
 
     python benchmarks/bench_generate_vs_genforce.py --genforce ~/src/genforce [--pairs 9] [--threads N]
 """
@@ -12,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
 import torch
-from _paired import NOT_MEASURED, paired_ratio, reference_checkout
+from _paired import paired_ratio, reference_checkout
 
+from benchmarks.records import add_results_dir_argument, start_record
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 from stylegan.random_weights import recipe_state_dict
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def genforce_generator(root: Path, resolution: int) -> torch.nn.Module:
@@ -36,24 +34,14 @@ def genforce_generator(root: Path, resolution: int) -> torch.nn.Module:
     return GenforceGenerator(resolution)
 
 
-def compare(genforce: Path | None, batch: int = 8, pairs: int = 9, resolution: int = 256) -> dict:
+def compare(genforce: Path, batch: int = 8, pairs: int = 9, resolution: int = 256) -> dict:
     ours = StyleGANGenerator(resolution)
     state = recipe_state_dict(ours)
     ours.load_state_dict(state, strict=True)
     ours.eval()
     z = torch.randn(batch, ours.z_space_dim, generator=torch.Generator().manual_seed(0))
-    row = {"benchmark": f"generation {resolution}px, batch {batch}, CPU, inference_mode", "batch": batch,
-           "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
-           "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    row = {}
     with torch.inference_mode():
-        if genforce is None:
-            ours(z)  # warm-up
-            import time
-            start = time.perf_counter()
-            ours(z)
-            row["ours_images_per_s"] = round(batch / (time.perf_counter() - start), 2)
-            row["speedup_median"] = NOT_MEASURED
-            return row
         ref = genforce_generator(genforce, resolution)
         ref.load_state_dict(state, strict=True)
         ref.eval()
@@ -74,15 +62,21 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=9, help="alternated pairs; the median ratio is reported")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "bench_generate_vs_genforce.json")
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     root = reference_checkout(args.genforce, "models/stylegan_generator.py")
-    row = compare(root, batch=args.batch, pairs=args.pairs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(row, indent=2) + "\n")
-    print(json.dumps(row))
+    if root is None:
+        print("not measured: pass --genforce PATH (a checkout of https://github.com/genforce/genforce)",
+              file=sys.stderr)
+        return 2
+    record = start_record("bench_generate_vs_genforce", "cpu")
+    record.figures.update(compare(root, batch=args.batch, pairs=args.pairs))
+    record.settings.update({"what": "generation 256 px, CPU, inference_mode, recipe weights, alternated pairs",
+                            "batch": args.batch, "pairs": args.pairs, "threads": torch.get_num_threads()})
+    record.write(args.results_dir)
+    print(json.dumps(record.figures))
     return 0
 
 

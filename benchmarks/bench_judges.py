@@ -4,7 +4,8 @@ Agreement: yaw from dlib landmarks (solvePnP against a generic face), from the s
 symmetry, and from MTCNN's five points; left vs right eye openness. Cost on one CPU thread: MTCNN
 (box + five points), dlib's 68 points, dlib's face embedding, FID features of the tiny stand-in.
 With the FaceXFormer checkpoint present (--segmentation-checkpoint), the segmentation judge's eyes, mouth
-and face_pose and FaceXFormer's pose head join the agreement table. Writes JSON under benchmarks/results/.
+and face_pose and FaceXFormer's pose head join the agreement table, in the record
+``bench_judges_segmentation-cpu`` instead of ``bench_judges-cpu`` (benchmarks/results/).
 
     python benchmarks/bench_judges.py [--segmentation-checkpoint segmentation/models/segmentation_model.pt]
 """
@@ -12,9 +13,6 @@ and face_pose and FaceXFormer's pose head join the agreement table. Writes JSON 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.records import add_results_dir_argument, start_record
 from common.images import list_images, load_rgb
 from judges import (
     SAME_PERSON_THRESHOLD,
@@ -36,7 +35,6 @@ from judges import (
 )
 
 FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_faces"
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def _segmentation_frames(faces, names, checkpoint: Path) -> dict[str, pd.DataFrame]:
@@ -55,12 +53,15 @@ def _segmentation_frames(faces, names, checkpoint: Path) -> dict[str, pd.DataFra
     return {"segmentation": frame, "facexformer_heads": pd.DataFrame({"face_pose": yaw}, index=names)}
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--segmentation-checkpoint", type=Path, default=None)
-    args = parser.parse_args()
+    add_results_dir_argument(parser)
+    args = parser.parse_args(argv)
+    record = start_record("bench_judges" if args.segmentation_checkpoint is None else "bench_judges_segmentation",
+                          "cpu")
     torch.set_num_threads(1)
     files = list_images(FACES)
     faces = [load_rgb(p) for p in files]
@@ -114,16 +115,16 @@ def main() -> None:
     print(f"left vs right eye openness (dlib): r = {eyes_lr:.2f}")
     print("identity distance: " + ", ".join(f"{k} {v:.2f}" for k, v in identity.items()))
     print("ms per face (1 thread): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores",
-        "faces": len(faces),
-        "agreement": agreement.to_dict("records"),
-        "eye_left_right_r": eyes_lr,
-        "timings": timings,
-    }
-    (RESULTS_DIR / "judges.json").write_text(json.dumps(out, indent=2))
+    record.tables["agreement"] = [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}
+                                  for row in agreement.to_dict("records")]
+    record.figures["eye_left_right_r"] = round(eyes_lr, 2)
+    record.figures.update({f"identity_{k.replace('.', '')}": round(v, 2) for k, v in identity.items()})
+    record.figures.update({k: round(v, 1) for k, v in timings.items()})
+    record.settings.update({"faces": len(faces), "threads": 1,
+                            "what": "the independent judges on the real test faces: agreement, identity, cost"})
+    record.write(args.results_dir)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -4,7 +4,7 @@ Runs the real labeller server (``create_app`` + ``make_server``) on 127.0.0.1 in
 with tiny images in a temp folder; each client opens its own connection, posts one label and
 stops (bounded: N requests per round). Every answer is fsynced to the journal before it is sent,
 so this measures the journal's fsync queue as much as HTTP. Prints p50/p95/max latency and how
-many were answered; writes JSON under benchmarks/results/.
+many were answered; writes the record ``benchmarks/results/bench_labeller-cpu.json``.
 
     python benchmarks/bench_labeller.py [--clients 200] [--rounds 5]
 """
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import socket
 import tempfile
 import threading
@@ -23,11 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.io import atomic_write_json
+from benchmarks.records import add_results_dir_argument, start_record
 from common.paths import HAND_LABELS_CSV
 from gender_cnn.labeller import LabellerConfig, create_app, make_server, read_label_state
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def _post(port: int, name: str, gender: int, barrier: threading.Barrier, timeout: float) -> tuple[int, float]:
@@ -85,23 +82,26 @@ def run(clients: int, rounds: int, timeout: float) -> dict:
     return {"clients": clients, "rounds": rounds, "answered": answered, "journaled": journaled,
             "p50_ms": round(float(np.percentile(ms, 50)), 1) if ms.size else None,
             "p95_ms": round(float(np.percentile(ms, 95)), 1) if ms.size else None,
-            "max_ms": round(float(ms.max()), 1) if ms.size else None,
-            "machine": f"{platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
-            "python": platform.python_version()}
+            "max_ms": round(float(ms.max()), 1) if ms.size else None}
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds a client waits for its answer")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "labeller.json")
-    args = parser.parse_args()
+    add_results_dir_argument(parser)
+    args = parser.parse_args(argv)
+    record = start_record("bench_labeller", "cpu")
     result = run(args.clients, args.rounds, args.timeout)
     print(f"{result['answered']}/{args.clients * args.rounds} answered, {result['journaled']} journaled; "
-          f"latency p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, max {result['max_ms']} ms "
-          f"({result['machine']})")
-    atomic_write_json(args.out, result)
+          f"latency p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, max {result['max_ms']} ms")
+    record.figures.update({"requests": args.clients * args.rounds, "answered": result["answered"],
+                           "journaled": result["journaled"], "latency_p50_ms": result["p50_ms"],
+                           "latency_p95_ms": result["p95_ms"], "latency_max_ms": result["max_ms"]})
+    record.settings.update({"what": "a burst of clients posting one decision each at the same moment (fsync each)",
+                            "clients": args.clients, "rounds": args.rounds, "timeout_s": args.timeout})
+    record.write(args.results_dir)
     return 0
 
 

@@ -2,14 +2,16 @@
 
 The maps are realistic synthetic faces (skin ellipse, hair above and down the sides, brows,
 eyes, a tilted nose, lips and an open or closed mouth) with random geometry, plus random RGB
-crops. Only scoring is timed (no PNG decoding). Writes JSON under benchmarks/results/.
+crops. Only scoring is timed (no PNG decoding). Writes the record ``bench_scores-cpu``, and with
+``--original`` also ``bench_scores_vs_original-cpu``, under benchmarks/results/.
 
     python benchmarks/bench_scores.py [--images 500] [--repeats 5] [--original PATH]
 
 ``--original PATH``: the original Oh-LoRA scoring code (``compute_property_scores.py`` of
 https://github.com/WannaBeSuperteur/AI_Projects, folder ``2025_04_08_OhLoRA/stylegan_and_segmentation``;
 PATH is that file or a folder holding it). Its five score functions run on the same maps and crops
-as ``raw_scores``, in alternated pairs (``_paired.py``); without it the ratio is "not measured".
+as ``raw_scores``, in alternated pairs (``_paired.py``); without it that record is not written
+(the docs then say "not measured" and this command).
 """
 from __future__ import annotations
 
@@ -22,18 +24,17 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _paired import NOT_MEASURED, paired_ratio  # noqa: E402
+from _paired import paired_ratio  # noqa: E402
 
+from benchmarks.records import add_results_dir_argument, start_record  # noqa: E402
 from segmentation.labels import FaceLabel  # noqa: E402
 from segmentation.property_scores import background_scores, raw_scores  # noqa: E402
 
 SIZE = 224
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def _ellipse(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float,
@@ -103,9 +104,7 @@ def original_scorer(path: str):
     return score
 
 
-def compare_with_original(path: str | None, pairs: list, rounds: int, original_images: int) -> dict:
-    if not path:
-        return {"speedup_median": NOT_MEASURED}
+def compare_with_original(path: str, pairs: list, rounds: int, original_images: int) -> dict:
     original = original_scorer(path)
     subset = pairs[:original_images]
     for parsing, face in subset[:3]:  # same definitions: the faces are synthetic, so every part exists
@@ -133,29 +132,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--original", default=None, help="the original compute_property_scores.py (or its folder)")
     parser.add_argument("--pairs", type=int, default=9, help="alternated pairs against the original")
     parser.add_argument("--original-images", type=int, default=40, help="maps per original call (it is slow)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "bench_scores.json")
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
 
+    record = start_record("bench_scores", "cpu")
     rng = np.random.default_rng(args.seed)
     pairs = [synthetic_face(rng) for _ in range(args.images)]
     hair_fraction = float(np.mean([(p == FaceLabel.HAIR).mean() for p, _ in pairs]))
     _rate(raw_scores, pairs[:20], 1)  # warm-up
-    result = {
-        "benchmark": "property scoring (raw_scores), numpy, one process",
-        "images": args.images,
-        "repeats": args.repeats,
-        "mean_hair_fraction": round(hair_fraction, 3),
-        "raw_scores_images_per_s": round(_rate(raw_scores, pairs, args.repeats), 1),
-        "background_scores_images_per_s": round(_rate(background_scores, pairs, args.repeats), 1),
-        "vs_original": compare_with_original(args.original, pairs, args.pairs, args.original_images),
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    record.figures["raw_scores_images_per_s"] = round(_rate(raw_scores, pairs, args.repeats), 1)
+    record.figures["background_scores_images_per_s"] = round(_rate(background_scores, pairs, args.repeats), 1)
+    record.settings.update({"what": "property scoring (raw_scores), numpy, one process, one core",
+                            "images": args.images, "repeats": args.repeats, "best_of_repeats": True,
+                            "mean_hair_fraction": round(hair_fraction, 3), "numpy": np.__version__})
+    record.write(args.results_dir)
+    print(json.dumps(record.figures))
+    if args.original:
+        versus = start_record("bench_scores_vs_original", "cpu")
+        ratio = compare_with_original(args.original, pairs, args.pairs, args.original_images)
+        versus.figures.update(ratio)
+        versus.settings.update({"what": "raw_scores against the original's five score functions, alternated pairs",
+                                "our_maps_per_call": len(pairs), "original_maps_per_call": args.original_images})
+        versus.write(args.results_dir)
+        print(json.dumps(ratio))
     return 0
 
 

@@ -1,8 +1,9 @@
 """Step-5 throughput: FaceXFormer parsing at batch 1/8/32, MTCNN face crop, and the whole step.
 
-Recipe-v2 weights (same cost as the real checkpoint). Runs on CPU, and also on CUDA when one is
-present (TF32 off, so numbers match the golden tolerance). Writes JSON to benchmarks/results/
-and prints a table. Asserts nothing; not collected by pytest.
+Recipe-v2 weights (same cost as the real checkpoint). ``--device auto`` runs the CPU, and also CUDA
+when one is present (TF32 off, so numbers match the golden tolerance). Writes the record
+``benchmarks/results/bench_segment-<device>.json`` (the last device measured) and prints a table.
+Asserts nothing; not collected by pytest.
 
     python benchmarks/bench_segment.py                       # batch 1,8,32, 2 timed batches each
     python benchmarks/bench_segment.py --sizes 1,8 --batches 3 --step-images 16
@@ -10,15 +11,14 @@ and prints a table. Asserts nothing; not collected by pytest.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import resource
 import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.records import add_results_dir_argument, start_record
+
 REAL_FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_faces"
 
 
@@ -138,6 +138,7 @@ def main(argv=None) -> int:
                         help="images for the end-to-end step (0: skip)")
     parser.add_argument("--step-batch-size", type=int, default=8)
     parser.add_argument("--faces", type=Path, default=REAL_FACES, help="folder of real face images")
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
 
     import torch
@@ -151,6 +152,7 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     faces = sorted(args.faces.glob("*.jpg")) if args.faces.is_dir() else []
 
+    record = start_record("bench_segment", devices[-1].type)
     rows: list[dict] = []
     for device in devices:
         rows += bench_model(device, sizes, args.batches)
@@ -160,13 +162,21 @@ def main(argv=None) -> int:
             rows.append(bench_step(faces, devices[-1], args.step_images, batch_size=args.step_batch_size))
     else:
         print(f"no real faces in {args.faces}: MTCNN and end-to-end rows skipped")
-    RESULTS.mkdir(exist_ok=True)
-    out_path = RESULTS / f"bench_segment_{devices[-1].type}.json"
-    out_path.write_text(json.dumps({"torch": torch.__version__, "load_average_1_5_15": os.getloadavg(),
-                                    "cpu_count": os.cpu_count(), "rows": rows}, indent=2))
-    print(f"load average (1/5/15 min) at the end: {os.getloadavg()} on {os.cpu_count()} CPUs "
-          "(other processes skew CPU numbers)")
-    print(f"wrote {out_path}")
+    record.tables["throughput"] = [
+        {"what": r["what"], "device": r["device"], "batch": r["batch_size"], "images": r["images"],
+         "images/s": r["images_per_s"], "peak RSS, MB": r["peak_rss_mb"],
+         **({"peak CUDA, MB": r["peak_cuda_mb"]} if r["peak_cuda_mb"] else {})} for r in rows]
+    for r in rows:
+        key = ("facexformer" if r["what"].startswith("facexformer") else "mtcnn" if r["what"].startswith("mtcnn")
+               else "step5")
+        batched = "" if key != "mtcnn" else ("_batched" if "batched" in r["what"] else "_one_per_call")
+        prefix = f"{key}{batched}_{r['device'].split(':')[0]}" + (f"_batch{r['batch_size']}" if key != "mtcnn" else "")
+        record.figures[f"{prefix}_images_per_s"] = r["images_per_s"]
+        record.figures[f"{prefix}_peak_rss_mb"] = r["peak_rss_mb"]
+    record.settings.update({"timed_batches": args.batches, "step_images": args.step_images,
+                            "step_batch_size": args.step_batch_size, "weights": "recipe v2 (random)",
+                            "device_name": rows[0]["device_name"] if rows else None})
+    record.write(args.results_dir)
     return 0
 
 

@@ -5,7 +5,8 @@ crops.csv) on copies of the real test faces with a random-weight FaceXFormer (re
 model's cost), once per layout, each into a fresh folder; the wall time includes starting Python
 and loading the 368 MB model in every process (what a user waits for). Checks that both layouts
 wrote the same files (equal bytes with the same threads per process; other thread counts move
-floats in their last bits). Writes JSON to benchmarks/results/; asserts nothing.
+floats in their last bits). Writes the record ``benchmarks/results/bench_segment_processes-<device>.json``;
+asserts nothing. With ``--device cuda`` FaceXFormer runs on ``cuda:LOCAL_RANK`` in each process.
 
     python benchmarks/bench_segment_processes.py                    # 16 images, 1x2 threads vs 2x1
     python benchmarks/bench_segment_processes.py --images 32 --procs 2 --threads 2
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.records import add_results_dir_argument, start_record
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
 REAL_FACES = REPO / "tests" / "data" / "real_faces"
 SCRIPT = REPO / "stylegan_and_segmentation" / "05_run_segmentation.py"
 
@@ -66,7 +66,10 @@ def main(argv=None) -> int:
     parser.add_argument("--procs", type=int, default=2, help="torchrun processes (1 thread each)")
     parser.add_argument("--threads", type=int, default=2, help="threads of the single process")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
+    record = start_record("bench_segment_processes", args.device)
 
     from segmentation.random_weights import save_random_facexformer_checkpoint
 
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
         for i in range(args.images):
             shutil.copy(faces[i % len(faces)], images / f"{i:06d}.jpg")
         checkpoint = save_random_facexformer_checkpoint(tmp / "segmentation_model.pt")
-        common = ["--images", str(images), "--segmentation-checkpoint", str(checkpoint), "--device", "cpu",
+        common = ["--images", str(images), "--segmentation-checkpoint", str(checkpoint), "--device", args.device,
                   "--batch-size", str(args.batch_size), "-q"]
         layouts = [
             (f"1 process x {args.threads} threads", args.threads,
@@ -103,11 +106,21 @@ def main(argv=None) -> int:
     for what, found in same.items():
         print(f"{args.procs} processes {what}: files differ {found['files_differ'] or 'none'}; label-map pixels "
               f"differ {found['map_pixels_differ']} of {found['map_pixels']}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "bench_segment_processes.json"
-    out.write_text(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "batch_size":
-                               args.batch_size, "differences": same, "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    record.tables["layouts"] = [{"layout": r["layout"], "images": r["images"], "seconds": r["seconds"],
+                                 "images/s": r["images_per_s"], "load before": r["load_1min_before"],
+                                 "load after": r["load_1min_after"]} for r in rows]
+    for key, row in zip(("one_process_threads", "one_process_one_thread", "torchrun"), rows):
+        record.figures[f"{key}_seconds"] = row["seconds"]
+        record.figures[f"{key}_images_per_s"] = row["images_per_s"]
+    record.tables["same_files"] = [{"compared": f"{args.procs} processes {what}",
+                                    "files that differ": len(found["files_differ"]),
+                                    "map pixels that differ": found["map_pixels_differ"],
+                                    "map pixels": found["map_pixels"]} for what, found in same.items()]
+    record.settings.update({"what": "step 5 from launch to exit: real faces, MTCNN crop, random-weight FaceXFormer",
+                            "images": args.images, "batch_size": args.batch_size, "threads": args.threads,
+                            "processes": args.procs})
+    record.write(args.results_dir)
+    print(json.dumps(record.tables, indent=1))
     return 0
 
 

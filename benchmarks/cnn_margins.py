@@ -10,7 +10,8 @@ minimum over seeds *and* instruction sets, so run this once per setting, one aft
 
 Seed s draws the labelled and held-out images with data seed s + 1 (the test uses data seed 1) and
 trains with ``--seed s``; the training settings are the test's. Prints one JSON line per seed and a
-min / median / max summary per task; asserts nothing.
+min / median / max summary per task; asserts nothing. ``--isa-sweep`` runs the three settings itself
+(``_isa.py``) and writes the record ``benchmarks/results/cnn_margins-cpu.json``.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from cnn_world import write_synthetic_set  # noqa: E402
 
 from common.paths import PipelinePaths  # noqa: E402
 from gender_cnn.predict import load_ensemble, predict_images  # noqa: E402
+from benchmarks._isa import run_per_isa, spread_table  # noqa: E402
+from benchmarks.records import add_results_dir_argument, start_record  # noqa: E402
 from pipeline.runner import load_script_file  # noqa: E402
 
 TEST_FLAGS = ["--folds", "3", "--epochs", "12", "--patience", "3", "--input-size", "32", "--quality-size", "32x64",
@@ -64,7 +67,21 @@ def accuracy_for_seed(seed: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--isa-sweep", action="store_true",
+                        help="run under ATEN_CPU_CAPABILITY=default, avx2 and native, one after the other; write the record")
+    parser.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
+    if args.isa_sweep:
+        record = start_record("cnn_margins", "cpu")
+        child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--isa-sweep"]
+        runs = run_per_isa(pathlib.Path(__file__), child)
+        record.tables["spread"] = spread_table(runs)
+        record.figures.update({f"{row['quantity']}_accuracy_min": row["min over all"] for row in record.tables["spread"]})
+        record.settings.update({"seeds": args.seeds, "threads": 1, "held_out_images": 80,
+                                "isa_runs": [run["isa"] for run in runs]})
+        record.write(args.results_dir)
+        return 0
     torch.set_num_threads(1)  # as the test
     isa = os.environ.get("ATEN_CPU_CAPABILITY", "native")
     rows = []
@@ -75,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     for task in ("gender", "quality"):
         values = np.array([r[task] for r in rows])
         print(f"{isa} {task}: min {values.min():.3f} median {np.median(values):.3f} max {values.max():.3f}")
+    if args.emit_json:
+        print(json.dumps({"isa": torch.backends.cpu.get_cpu_capability().lower(),
+                          "values": {task: [r[task] for r in rows] for task in ("gender", "quality")}}))
     return 0
 
 

@@ -30,6 +30,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, is_dataclass  # noqa: E402
 
@@ -85,10 +86,23 @@ def main(argv: list[str] | None = None) -> int:
                              "one after the other, and print its quantities (to measure the test's margins)")
     parser.add_argument("--out", type=pathlib.Path,
                         default=pathlib.Path(__file__).resolve().parent / "results" / "control_lab.json")
+    family = parser.add_argument_group("the family of worlds (lab/world_family.py; issue 21)")
+    family.add_argument("--worlds", nargs="*", default=None, metavar="NAME",
+                        help="instead: measure the family of worlds (these names, or all when none is given), "
+                             "then write the record control_lab_worlds-cpu.json once every world is measured")
+    family.add_argument("--seeds", type=int, nargs="+", default=None, help="world seeds (default: the family's 0 1 2)")
+    family.add_argument("--eval-z", type=int, default=10, help="latents swept per property (step 9's design, "
+                        "smaller)")
+    family.add_argument("--eval-values", type=int, default=6, help="values per sweep")
+    family.add_argument("--cache", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()) / "control_lab_worlds",
+                        help="per-world results, arm by arm (a stopped run resumes from here)")
+    family.add_argument("--no-record", action="store_true", help="measure only (e.g. two processes, one per half)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.small_seeds is not None:
         return _small(args.small_seeds)
+    if args.worlds is not None:
+        return _worlds(args, argv)
     config = LabConfig(resolution=args.resolution, num_samples=args.num_samples, finetune_steps=tuple(args.steps),
                        world_seed=args.world_seed, train_seed=args.train_seed, lambda_prop=args.lambda_prop,
                        lr_g=args.lr_g, batch_size=args.batch_size,
@@ -165,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         report["directions_r_vs_samples"] = curve
 
     if "finetune" not in args.skip:
-        by_steps, info = finetune_arm(world, progress=print, regressor=regressor)
+        by_steps, info = finetune_arm(world, say=print, regressor=regressor)
         report["finetune"] = {"info": info, "r_by_steps": {
             s: {p: round(float(v), 3) for p, v in rows.set_index("property")["pearson_r"].items()}
             for s, rows in by_steps.items()}}
@@ -197,6 +211,62 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=float))
     print(f"\nwrote {args.out} ({report['seconds']:.0f}s)")
+    return 0
+
+
+def _worlds(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Measure the family (or part of it); once all of it is cached, write the tuned and reported tables."""
+    from benchmarks.records import start_record
+    from lab.world_family import SEEDS, WORLDS, arm_summary, rule_check, run_world
+
+    record = start_record("control_lab_worlds", "cpu", argv=None if argv is None else ["benchmarks/control_lab.py",
+                                                                                     *argv])
+    chosen = [w for w in WORLDS if not args.worlds or w.name in args.worlds]
+    unknown = set(args.worlds or ()) - {w.name for w in WORLDS}
+    if unknown:
+        raise SystemExit(f"unknown world(s) {sorted(unknown)}; the family: {[w.name for w in WORLDS]}")
+    seeds = tuple(args.seeds or SEEDS)
+    start = time.perf_counter()
+    for spec in chosen:
+        for seed in seeds:
+            run_world(spec, seed, args.cache, eval_num_z=args.eval_z, eval_num_values=args.eval_values,
+                      progress=lambda line: print(line, flush=True), tag=record.git_head)
+    print(f"measured {len(chosen)} world(s) x {len(seeds)} seed(s) in {time.perf_counter() - start:.0f}s")
+    if args.no_record:
+        return 0
+    records = []
+    for spec in WORLDS:
+        for seed in seeds:
+            found = args.cache / f"{spec.name}-seed{seed}-z{args.eval_z}x{args.eval_values}.json"
+            if not found.is_file():
+                print(f"not writing the record: {spec.name} seed {seed} is not measured yet ({found})")
+                return 0
+            records.append(json.loads(found.read_text()))
+    summary = arm_summary(records)
+    check = rule_check(summary)
+    worlds = pd.DataFrame([{**{k: v for k, v in r["spec"].items()}, "seed": r["seed"], **r.get("world", {})}
+                           for r in records])
+    world_table = (worlds.groupby(["name", "half"], sort=False)
+                   .agg(resolution=("resolution", "first"), w_dim=("w_dim", "first"), entangle=("entangle", "first"),
+                        num_samples=("num_samples", "first"), judge=("judge", "first"),
+                        mean_abs_correlation=("mean_abs_correlation", "mean"),
+                        entangled_pairs=("entangled_pairs", "mean")).reset_index())
+    for half in ("tuned", "reported"):
+        part = summary[summary["half"] == half].round(4)
+        record.tables[half] = part.to_dict(orient="records")
+        record.tables[f"{half}_rule"] = check[check["half"] == half].round(4).to_dict(orient="records")
+        rule = check[check["half"] == half]
+        record.figures[f"{half}_worlds_meeting_rule"] = int(rule["met"].sum())
+        record.figures[f"{half}_worlds"] = len(rule)
+        record.figures[f"{half}_worst_r_shortfall"] = round(float(rule["r_shortfall"].max()), 4)
+    record.tables["worlds"] = world_table.round(4).to_dict(orient="records")
+    tags = sorted({str(fig.get("tag")) for r in records for fig in r["arms"].values()})
+    record.figures["arms_measured_at_commits"] = ", ".join(tags)
+    record.figures["seeds"] = len(seeds)
+    record.figures["eval_latents_x_values"] = f"{args.eval_z}x{args.eval_values}"
+    path = record.write()
+    print(check.round(3).to_string(index=False))
+    print(f"wrote {path}")
     return 0
 
 

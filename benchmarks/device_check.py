@@ -1,7 +1,8 @@
 """One command for every device figure of the speed issue: generation, FaceXFormer, fine-tuning.
 
 Full-size random-weight models (recipe weights; nothing is downloaded), one table printed, the
-same rows written as JSON. Meant for a GPU and sized to finish in under five minutes on one card
+same rows written as the record ``benchmarks/results/device_check-<device>.json`` (``--quick``:
+``device_check_quick-<device>``, never the real one). Meant for a GPU and sized to finish in under five minutes on one card
 (not yet run on a GPU: none was available when it was written):
 
     python benchmarks/device_check.py --device cuda
@@ -22,7 +23,6 @@ Rows:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -34,8 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-NOT_MEASURED = "not measured"
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.records import NOT_MEASURED, add_results_dir_argument, start_record
 
 
 def _sync(device: torch.device) -> None:
@@ -54,6 +53,12 @@ def _timed(fn, device: torch.device, repeats: int, warmup: bool = True):
         result = fn()
     _sync(device)
     return (time.perf_counter() - start) / repeats, result
+
+
+def _figure(value: float) -> float:
+    """Three significant digits: a slow path (bf16 emulated on a CPU without AVX-512 BF16: 0.04 images/s
+    here) must not round to 0, which reads as "did not run"."""
+    return float(f"{value:.3g}")
 
 
 def _peak_mib(device: torch.device) -> float | str:
@@ -102,7 +107,7 @@ def check_generation(device: torch.device, quick: bool) -> list[dict]:
             return G(z)["image"].float()
 
     seconds, reference = _timed(run, device, repeats, not quick)
-    rows.append(_row(group, "fp32 channels_last (default), model only", round(batch / seconds, 1), "images/s"))
+    rows.append(_row(group, "fp32 channels_last (default), model only", _figure(batch / seconds), "images/s"))
 
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=4) as pool:
         counter = iter(range(10**9))
@@ -115,7 +120,7 @@ def check_generation(device: torch.device, quick: bool) -> list[dict]:
                 future.result()
 
         seconds, _ = _timed(run_and_write, device, repeats, not quick)
-    rows.append(_row(group, "fp32, writing JPEGs (q95, 4 threads)", round(batch / seconds, 1), "images/s"))
+    rows.append(_row(group, "fp32, writing JPEGs (q95, 4 threads)", _figure(batch / seconds), "images/s"))
 
     layers = [m for m in G.modules() if hasattr(m, "memory_format")]
     for layer in layers:
@@ -123,7 +128,7 @@ def check_generation(device: torch.device, quick: bool) -> list[dict]:
     seconds, _ = _timed(run, device, repeats, not quick)
     for layer in layers:
         layer.memory_format = torch.channels_last
-    rows.append(_row(group, "fp32 NCHW (for comparison)", round(batch / seconds, 1), "images/s"))
+    rows.append(_row(group, "fp32 NCHW (for comparison)", _figure(batch / seconds), "images/s"))
 
     ref_u8 = postprocess_uint8(reference).astype(np.int16)
     for name, dtype in _half_dtypes(device):
@@ -131,7 +136,7 @@ def check_generation(device: torch.device, quick: bool) -> list[dict]:
         diff_u8 = postprocess_uint8(out).astype(np.int16) - ref_u8
         note = (f"max |diff| vs fp32 {float((out - reference).abs().max()):.3g} (raw), "
                 f"{float((diff_u8 != 0).mean()) * 100:.2f}% of uint8 values differ (max {int(abs(diff_u8).max())})")
-        rows.append(_row(group, f"{name} autocast, model only", round(batch / seconds, 1), "images/s", note))
+        rows.append(_row(group, f"{name} autocast, model only", _figure(batch / seconds), "images/s", note))
     if device.type != "cuda":
         rows.append(_row(group, "fp16 autocast", NOT_MEASURED, "images/s", "needs CUDA"))
     return rows
@@ -151,11 +156,11 @@ def check_facexformer(device: torch.device, quick: bool) -> list[dict]:
             return model.segment(x)
 
     seconds, reference = _timed(run, device, repeats, not quick)
-    rows = [_row(group, "fp32", round(batch / seconds, 2), "images/s")]
+    rows = [_row(group, "fp32", _figure(batch / seconds), "images/s")]
     for name, dtype in _half_dtypes(device)[:1]:
         seconds, maps = _timed(lambda: run(dtype), device, repeats, not quick)
         changed = float((maps != reference).float().mean()) * 100
-        rows.append(_row(group, f"{name} autocast", round(batch / seconds, 2), "images/s",
+        rows.append(_row(group, f"{name} autocast", _figure(batch / seconds), "images/s",
                          f"{changed:.3f}% of parsing-map pixels differ from fp32"))
     if device.type != "cuda":
         rows.append(_row(group, "fp16 autocast", NOT_MEASURED, "images/s", "needs CUDA"))
@@ -189,7 +194,7 @@ def check_finetune(device: torch.device, quick: bool) -> list[dict]:
                                 images, conditions, FinetuneConfig(batch_size=batch, mixed_precision=amp),
                                 PropertyRegressor(), device)
             seconds, _ = _timed(trainer.step, device, steps, not quick)
-            rows.append(_row(group, what, round(seconds, 3), "s/step", f"peak GPU memory {_peak_mib(device)} MiB"))
+            rows.append(_row(group, what, _figure(seconds), "s/step", f"peak GPU memory {_peak_mib(device)} MiB"))
             del trainer
     return rows
 
@@ -215,9 +220,10 @@ def format_table(report: dict) -> str:
     head = f"device check on {report['device']} ({report['device_name']}), torch {report['torch']}"
     if report["quick"]:
         head += " -- QUICK MODE: tiny settings, figures only prove the script runs"
-    lines = [head, "| group | what | value | unit | note |", "|---|---|---|---|---|"]
-    lines += [f"| {r['group']} | {r['what']} | {r['value']} | {r['unit']} | {r['note']} |" for r in report["rows"]]
-    return "\n".join(lines)
+    from common.markdown import markdown_rows
+
+    columns = ("group", "what", "value", "unit", "note")
+    return head + "\n" + markdown_rows(columns, ([str(r[c]) for c in columns] for r in report["rows"]))
 
 
 def main(argv=None) -> int:
@@ -227,20 +233,23 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cuda, cuda:1, cpu")
     parser.add_argument("--quick", action="store_true", help="tiny settings (CI on a CPU)")
     parser.add_argument("--only", nargs="+", choices=sorted(CHECKS), default=None)
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/device_check_<device>.json)")
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    record = start_record("device_check_quick" if args.quick else "device_check", device.type)
     torch.manual_seed(0)
     report = run_checks(device, args.quick, args.only)
     print(format_table(report))
-    out = args.out or RESULTS / f"device_check_{device.type}{'_quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    record.tables["rows"] = report["rows"]
+    for row in report["rows"]:
+        key = f"{row['group']} | {row['what']} | {row['unit']}"
+        record.figures[key] = row["value"]
+    record.settings.update({k: report[k] for k in ("device", "device_name", "quick", "cuda", "threads")})
+    record.write(args.results_dir)
     return 0
 
 

@@ -10,7 +10,9 @@ Keys:
 * ``name``: the benchmark (``bench_generate``, ``control_lab``, ...); ``device_kind``: ``cpu`` or ``cuda``;
 * ``figures``: figure name -> number (or ``"not measured"``), the unit in the name (``images_per_s``,
   ``peak_rss_mb``, ``ratio_to_forward``);
-* ``tables`` (optional): table name -> list of rows (dicts), for per-world or per-setting tables;
+* ``tables`` (optional): table name -> list of rows (dicts), for per-world or per-setting tables; the docs
+  render a row's keys as column headers, so benchmarks name them for readers (``"images/s"``, ``"batch"``);
+* ``settings`` (optional): what was measured (image counts, batch sizes, threads), name -> value;
 * ``command``: the command line that made it; ``git_head``, ``git_dirty`` at measurement time;
 * ``machine``: CPU model, cores, memory in GiB, GPU model or null; ``load_before``, ``load_after``: the
   1-minute load average around the measurement (a loaded machine is said, not hidden);
@@ -18,6 +20,7 @@ Keys:
 """
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import math
@@ -26,7 +29,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,9 +147,15 @@ class Measurement:
     load_before: float | None
     figures: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def write(self, results_dir: Path | str | None = None) -> Path:
-        """Write the record (atomically) to ``<results_dir>/<name>-<device kind>.json``; returns its path."""
+        """Write the record (atomically) to ``<results_dir>/<name>-<device kind>.json``; returns its path.
+
+        ``results_dir`` None is the committed ``benchmarks/results/``; tests pass a temporary folder.
+        """
+        from common.io import atomic_write_text
+
         record = {
             "schema_version": SCHEMA_VERSION,
             "name": self.name,
@@ -165,25 +173,35 @@ class Measurement:
         }
         if self.tables:
             record["tables"] = _clean(self.tables)
+        if self.settings:
+            record["settings"] = _clean(self.settings)
         folder = Path(results_dir) if results_dir is not None else RESULTS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / record_file_name(self.name, self.device_kind)
-        text = json.dumps(record, indent=1, sort_keys=False, allow_nan=False) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False, allow_nan=False) + "\n")
+        print(f"wrote {_display(path)}", file=sys.stderr)
         return path
 
 
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def record_file_name(name: str, device_kind: str) -> str:
-    return f"{name}-{device_kind}.json"
+    return f"{record_id(name, device_kind)}.json"
+
+
+def record_id(name: str, device_kind: str) -> str:
+    """How the docs name a record: ``bench_generate-cpu`` (its file name without ``.json``)."""
+    return f"{name}-{device_kind}"
+
+
+def add_results_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """``--results-dir``: where a benchmark writes its record (tests and trial runs pass a scratch folder)."""
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help="folder of the result record (default: the committed benchmarks/results/)")
 
 
 def device_kind_of(device: Any) -> str:
@@ -225,6 +243,13 @@ def read_record(path: Path | str) -> dict[str, Any]:
         raise RecordError(f"{path}: missing keys {', '.join(missing)}; re-run the benchmark that writes it")
     if not isinstance(data["figures"], dict):
         raise RecordError(f"{path}: 'figures' must be an object of name -> value")
+    tables = data.get("tables", {})
+    if not isinstance(tables, dict) or not all(isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
+                                                for rows in tables.values()):
+        raise RecordError(f"{path}: 'tables' must be an object of name -> list of rows (objects)")
+    expected = record_file_name(str(data["name"]), str(data["device_kind"]))
+    if path.name != expected:
+        raise RecordError(f"{path}: holds the record {expected!r}; rename the file or re-run its benchmark")
     return data
 
 

@@ -11,6 +11,8 @@ setting, one after the other (the machine is shared), e.g.::
     MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/toy_margins.py ...
 
 Prints one JSON line per seed and a summary (min / median / max) per quantity; asserts nothing.
+``--isa-sweep`` runs the three settings itself (``_isa.py``) and writes the record
+``benchmarks/results/toy_margins-cpu.json``, the table the docs show beside the asserted thresholds.
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from toy_worlds import one_property_toy, regressor_r_eyes, toy_control_r, two_property_results  # noqa: E402
 
+from benchmarks._isa import run_per_isa, spread_table  # noqa: E402
+from benchmarks.records import add_results_dir_argument, start_record  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,7 +42,21 @@ def main(argv: list[str] | None = None) -> int:
                         default=["control", "two", "regressor"])
     parser.add_argument("--with-plain", action="store_true",
                         help="also run lambda = 0 (the plain GAN recipe) in the two-property toy (not asserted)")
+    parser.add_argument("--isa-sweep", action="store_true",
+                        help="run under ATEN_CPU_CAPABILITY=default, avx2 and native, one after the other; write the record")
+    parser.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
+    add_results_dir_argument(parser)
     args = parser.parse_args(argv)
+    if args.isa_sweep:
+        record = start_record("toy_margins", "cpu")
+        child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--isa-sweep"]
+        runs = run_per_isa(pathlib.Path(__file__), child)
+        record.tables["spread"] = spread_table(runs)
+        record.figures.update({f"{row['quantity']}_min": row["min over all"] for row in record.tables["spread"]})
+        record.settings.update({"seeds": args.seeds, "steps": args.steps, "threads": 1,
+                                "isa_runs": [run["isa"] for run in runs]})
+        record.write(args.results_dir)
+        return 0
     torch.set_num_threads(1)
     setting = {"aten": torch.backends.cpu.get_cpu_capability(),
                "mkl": os.environ.get("MKL_ENABLE_INSTRUCTIONS", "native"),
@@ -64,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         a = np.array(values)
         print(f"{setting['aten']:8s} mkl={setting['mkl']:6s} {k:22s} min {a.min():+.3f}  median "
               f"{np.median(a):+.3f}  max {a.max():+.3f}  (|x| max {np.abs(a).max():.3f}, n={len(a)})")
+    if args.emit_json:
+        print(json.dumps({"isa": setting["aten"].lower(), "values": table}))
     return 0
 
 

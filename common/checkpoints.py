@@ -1,15 +1,32 @@
-"""What each pre-trained checkpoint is, where it goes and where to get it.
+"""Every checkpoint the pipeline reads goes through here: what each pre-trained file is and where to
+get it, the one safe reader, and the one report of how a state_dict fits a model.
 
-Kept as data next to the path (the torchvision ``Weights`` habit), so every "file missing" or
-"wrong file" message says the same true things.
+* :class:`CheckpointInfo`: what a file is, where it goes, how to get it, kept as data next to the
+  path (the torchvision ``Weights`` habit), so every "missing" or "wrong file" message says the same.
+* :func:`read_checkpoint`: existence, "is this a checkpoint at all", then ``torch.load(weights_only=True)``.
+  A refused file is explained by the globals it asks for (listed without unpickling,
+  ``common.pickle_globals``); torch's advice to turn ``weights_only`` off is never repeated. With
+  ``trust=True`` (``--trust-checkpoint``) a short documented list of plain types
+  (:data:`TRUSTED_EXTRA_GLOBALS`) is allowed as well, never code.
+* :func:`check_state_dict_fits` / :func:`load_state_dict_checked`: missing, unexpected, wrong-shape
+  and wrong-dtype keys in one line, then finite weights, then a strict load.
 """
 from __future__ import annotations
 
+import logging
+import pickle
+import re
+import struct
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from common.pickle_globals import PickleScanError, is_code_global, is_zip_file, list_globals
 from common.steps import StepError
+
+logger = logging.getLogger(__name__)
 
 
 class CheckpointError(StepError, RuntimeError):
@@ -84,7 +101,7 @@ def sniff_non_checkpoint(path: Path | str) -> str | None:
     with open(path, "rb") as handle:
         head = handle.read(4096)
     if head.startswith(_ZIP_MAGIC):
-        return None if zipfile.is_zipfile(path) else "a truncated or corrupt zip (an interrupted download or copy)"
+        return None if is_zip_file(path) else "a truncated or corrupt zip (an interrupted download or copy)"
     if head[:1] and head[0] == _PICKLE_PROTOCOL_BYTE:
         return None
     if head.startswith(b"version https://git-lfs"):
@@ -119,3 +136,266 @@ def check_finite_tensors(tensors: dict, path: Path | str, fix: str, entry: str =
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise CheckpointError(f"{path}{where} holds NaN or infinite weights in {len(bad)} tensors ({shown}): "
                               f"the file is corrupt or came from a diverged run; fix: {fix}")
+
+
+# --- the one reader --------------------------------------------------------------------------------
+
+TRUSTED_EXTRA_GLOBALS: tuple[str, ...] = (
+    "argparse.Namespace",
+    "numpy.dtype", "numpy.ndarray",
+    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+)
+"""What ``--trust-checkpoint`` allows beyond torch's own safe globals (tensors, storages, dtypes,
+``OrderedDict``, ``set``...), plus numpy's numeric dtype classes (``numpy.dtypes.Float64DType``...).
+
+Each only holds data and runs nothing when rebuilt: ``argparse.Namespace`` is the ``args`` that
+training scripts (torchvision's references, FaceXFormer's) save beside the weights; numpy scalars,
+dtypes and arrays are how ``best_acc = np.float64(...)`` or a saved array come back. Anything else
+stays refused with the flag; docs/checkpoints.md says how to report a type a real checkpoint needs.
+"""
+
+
+def _numpy_dtype_classes() -> dict[str, Any]:
+    import numpy as np
+
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is None:  # numpy < 1.25
+        return {}
+    names = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float16",
+             "Float32", "Float64", "LongDouble", "Complex64", "Complex128")
+    return {f"numpy.dtypes.{n}DType": getattr(dtypes, f"{n}DType") for n in names if hasattr(dtypes, f"{n}DType")}
+
+
+def trusted_extra_objects() -> dict[str, Any]:
+    """:data:`TRUSTED_EXTRA_GLOBALS` (and numpy's dtype classes) by the name a pickle uses for each."""
+    import argparse
+
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray
+    objects: dict[str, Any] = {"argparse.Namespace": argparse.Namespace, "numpy.dtype": np.dtype,
+                               "numpy.ndarray": np.ndarray}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        objects[f"{module}.scalar"] = multiarray.scalar
+        objects[f"{module}._reconstruct"] = multiarray._reconstruct
+    objects.update(_numpy_dtype_classes())
+    return objects
+
+
+def torch_safe_global_names() -> frozenset[str]:
+    """The globals ``torch.load(weights_only=True)`` allows by itself (and any the process added)."""
+    import torch
+
+    # torch's own list is private; its public get_unsafe_globals_in_checkpoint reads zip files only
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    added = {f"{g.__module__}.{g.__name__}" if not isinstance(g, tuple) else g[1]
+             for g in torch.serialization.get_safe_globals()}
+    return frozenset(_get_allowed_globals()) | frozenset(added)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_TORCH_ADVICE = re.compile(r"weights_only|safe_globals|allowlist|documentation|docs\.pytorch|trust|file an issue",
+                          re.IGNORECASE)
+_OPERAND = re.compile(r"Unsupported operand (\d+)")
+
+
+def torch_refusal_reason(exc: BaseException) -> str:
+    """torch's own reason for refusing a file, whole, without its advice to load it unsafely."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    sentences = [s.strip() for line in text.splitlines() for s in re.split(r"(?<=[.;])\s+", line)]
+    reason = " ".join(s for s in sentences if s and not _TORCH_ADVICE.search(s)) or type(exc).__name__
+    operand = _OPERAND.search(reason)
+    if operand:  # name the opcode: "149" alone helps nobody
+        import pickletools
+
+        names = {op.code.encode("latin-1")[0]: op for op in pickletools.opcodes}
+        op = names.get(int(operand.group(1)))
+        if op is not None:
+            reason += f" (pickle opcode {op.name} of protocol {op.proto}; torch.save writes protocol 2)"
+    return reason
+
+
+def _missing_message(path: Path, info: CheckpointInfo | str, kind: str) -> str:
+    if isinstance(info, CheckpointInfo):
+        return f"{kind} not found: {path}\n{info.describe()}"
+    return f"{kind} not found: {path}; fix: {info}"
+
+
+def _torch_load(path: Path, mmap: bool) -> Any:
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # a refusal below says what matters in one line
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+_UNREADABLE = (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, IndexError, OSError, struct.error,
+               AssertionError)
+"""What ``torch.load`` raises for a truncated or corrupt file (its C++ zip reader: RuntimeError; the legacy
+reader: struct.error for a cut storage, AssertionError for a storage key that is not in the file).
+Caught around ``torch.load`` alone, so each one is about the file."""
+
+
+def read_checkpoint(path: Path | str, info: CheckpointInfo | str, *, trust: bool | None = None,
+                    kind: str = "checkpoint", mmap: bool = False) -> Any:
+    """The content of a checkpoint, loaded safely, or a one-line :class:`CheckpointError`.
+
+    info: the :class:`CheckpointInfo` of a pre-trained file, or the fix (one sentence) for a file
+    the pipeline writes. trust: ``None`` when the caller has no ``--trust-checkpoint``, ``False``
+    when it has one that is off (a refused file of allowed types then names the flag), ``True``
+    to allow :data:`TRUSTED_EXTRA_GLOBALS` too (logged). A global that can run code is refused
+    whatever ``trust`` says. kind: how messages name the file ("directions file"). mmap: map a
+    zip file's tensors instead of reading them (large files).
+    """
+    path = Path(path)
+    fix = info.how_to_get if isinstance(info, CheckpointInfo) else info
+    if not path.is_file():
+        raise CheckpointError(_missing_message(path, info, kind))
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{kind} is empty (0 bytes): {path}; fix: {fix}")
+    looks_like = sniff_non_checkpoint(path)
+    if looks_like:
+        raise not_a_checkpoint_error(path, looks_like, fix)
+    mmap = mmap and is_zip_file(path)  # torch maps only its zip format
+    try:
+        return _torch_load(path, mmap)
+    except pickle.UnpicklingError as exc:
+        refusal = exc
+    except _UNREADABLE as exc:
+        raise CheckpointError(f"{path} ({size:,} bytes) is not a readable {kind} (truncated or corrupt?): "
+                              f"{_first_line(exc)}; fix: {fix}") from None
+    return _read_refused(path, refusal, trust=trust, kind=kind, fix=fix, mmap=mmap)
+
+
+def _read_refused(path: Path, refusal: BaseException, *, trust: bool | None, kind: str, fix: str,
+                  mmap: bool) -> Any:
+    """Name what the refused file asks for; load it restricted when trusted and only plain types are asked."""
+    import torch
+
+    try:
+        asked = list_globals(path)
+    except PickleScanError as exc:
+        raise CheckpointError(f"{path} is not a readable {kind}: {str(exc).removeprefix(f'{path}: ')}; "
+                              f"fix: {fix}") from None
+    code = [name for name in asked if is_code_global(name)]
+    if code:
+        raise CheckpointError(f"{path}: this file asks to run code ({', '.join(code[:4])}); it is not a {kind}: "
+                              f"do not load it with any tool; fix: {fix}")
+    if _OPERAND.search(str(refusal)):  # the pickle itself, not its types, is what torch cannot read
+        raise CheckpointError(f"{path} is not a readable {kind}: the safe loader refused it "
+                              f"({torch_refusal_reason(refusal)}); fix: {fix}")
+    safe = torch_safe_global_names()
+    unknown = [name for name in asked if name not in safe]
+    extra = trusted_extra_objects()
+    outside = [name for name in unknown if name not in extra]
+    if outside:
+        flag = ("; --trust-checkpoint would not help: it allows only a few plain types "
+                "(docs/checkpoints.md says how to report one a real checkpoint needs)") if trust is not None else ""
+        raise CheckpointError(f"{path} holds Python objects of types the safe loader does not allow "
+                              f"({', '.join(outside[:6])}){flag}; fix: re-save only its tensors "
+                              "(torch.save(model.state_dict(), path)) in the Python session that made it")
+    if not unknown:  # refused for another reason: an opcode torch does not read, a malformed record
+        raise CheckpointError(f"{path} is not a readable {kind}: the safe loader refused it "
+                              f"({torch_refusal_reason(refusal)}); fix: {fix}")
+    names = ", ".join(unknown)
+    if not trust:
+        hint = ("if you trust its source, --trust-checkpoint loads it with these plain types allowed (never code)"
+                if trust is False else
+                "fix: re-save only its tensors (torch.save(model.state_dict(), path)) in the Python session that made it")
+        raise CheckpointError(f"{path} holds Python objects besides tensors ({names}); {hint}")
+    logger.warning("%s: --trust-checkpoint allowed %s (plain types, besides torch's tensor types)", path, names)
+    # the whole list, not only the names asked for: rebuilding one (numpy.dtype) builds another (Float64DType)
+    with torch.serialization.safe_globals([(obj, name) for name, obj in extra.items()]):
+        try:
+            return _torch_load(path, mmap)
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(f"{path} is not a readable {kind}, even with --trust-checkpoint: "
+                                  f"{torch_refusal_reason(exc)}; fix: {fix}") from None
+        except _UNREADABLE as exc:
+            raise CheckpointError(f"{path} is not a readable {kind} (truncated or corrupt?): {_first_line(exc)}; "
+                                  f"fix: {fix}") from None
+
+
+# --- the one state_dict fit report -----------------------------------------------------------------
+
+def _short(items: list[str], limit: int) -> str:
+    return "; ".join(items[:limit]) + (f" ... and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def dtype_fits(found: Any, expected: Any) -> bool:
+    """Whether a file's tensor may be copied into a model's: floats into floats (fp16/bf16 -> fp32 is
+    exact, fp64 rounds to the model's precision), integers into integers when every value survives,
+    bool into bool. An integer tensor where the model has a float one is refused: it is not weights."""
+    import torch
+
+    if expected.is_floating_point() or expected.is_complex():
+        return found.is_floating_point() == expected.is_floating_point() and found.is_complex() == expected.is_complex()
+    if expected.dtype == torch.bool or found.dtype == torch.bool:
+        return found.dtype == expected.dtype
+    if found.is_floating_point() or found.is_complex():
+        return False
+    return found.device.type == "meta" or bool(torch.equal(found.to(expected.dtype).to(found.dtype), found))
+
+
+def state_dict_problems(expected: Mapping[str, Any], found: Mapping[str, Any], limit: int = 8) -> list[str]:
+    """Missing, unexpected, wrong-shape, wrong-dtype and non-tensor keys of ``found`` (empty when it fits).
+
+    expected: a model's ``state_dict()`` (meta tensors are fine: only shape and dtype are read).
+    """
+    import torch
+
+    missing = [k for k in expected if k not in found]
+    unexpected = [str(k) for k in found if k not in expected]
+    present = [k for k in expected if k in found]
+    not_tensors = [k for k in present if not isinstance(found[k], torch.Tensor)]
+    tensors = [k for k in present if isinstance(found[k], torch.Tensor)]
+    shapes = [f"{k} (file {list(found[k].shape)}, expected {list(expected[k].shape)})"
+              for k in tensors if tuple(found[k].shape) != tuple(expected[k].shape)]
+    dtypes = [f"{k} (file {str(found[k].dtype).removeprefix('torch.')}, "
+              f"expected {str(expected[k].dtype).removeprefix('torch.')})"
+              for k in tensors if not dtype_fits(found[k], expected[k])]
+    problems = []
+    for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes),
+                         ("wrong dtype", dtypes), ("not a tensor", not_tensors)):
+        if items:
+            problems.append(f"{len(items)} {title}: {_short(items, limit)}")
+    if unexpected and all(k.startswith("module.") for k in unexpected):
+        problems.append("(the keys start with 'module.': saved from a DataParallel wrapper)")
+    return problems
+
+
+def check_state_dict_fits(expected: Mapping[str, Any], found: Any, path: Path | str, fix: str, *,
+                          entry: str = "", what: str = "the model") -> None:
+    """Refuse, in one line naming file and entry, a state_dict that does not fit ``expected``."""
+    where = f" [{entry}]" if entry else ""
+    if found is None and entry:
+        raise CheckpointError(f"{path} has no {entry!r} entry; fix: {fix}")
+    if not isinstance(found, Mapping):
+        raise CheckpointError(f"{path}{where} is not a state_dict (a dict of tensors) but a "
+                              f"{type(found).__name__}; fix: {fix}")
+    problems = state_dict_problems(expected, found)
+    if problems:
+        raise CheckpointError(f"{path}{where} does not fit {what}: {'; '.join(problems)}; fix: {fix}")
+
+
+def load_state_dict_checked(model: Any, state_dict: Any, path: Path | str, fix: str, *, entry: str = "",
+                            what: str = "the model") -> None:
+    """The fit report, then finite weights, then a strict load: every failure is one named line."""
+    check_state_dict_fits(model.state_dict(), state_dict, path, fix, entry=entry, what=what)
+    check_finite_tensors(state_dict, path, fix, entry)
+    model.load_state_dict(state_dict, strict=True)

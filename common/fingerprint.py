@@ -34,7 +34,3 @@ def file_fingerprint(path: Path | str) -> str:
         _MEMO[key] = f"{stat.st_size}:{sha256_of_file(path)}"
     return _MEMO[key]
 
-
-def same_file_content(recorded: str | None, path: Path | str) -> bool:
-    """Whether ``path`` still holds the file a record's fingerprint names (False when absent)."""
-    return recorded is not None and Path(path).is_file() and file_fingerprint(path) == recorded

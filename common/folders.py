@@ -5,6 +5,11 @@ source images. So before any step writes, :func:`refuse_overlap` checks that no 
 contains, or sits inside an input (file or folder), and that no output file is an input file.
 Paths are compared after ``resolve()`` (symlinks and ``..`` followed), so two spellings of one
 folder are caught too.
+
+``reserved`` extends the rule to folders other steps read as images (:func:`image_folders`): an output
+folder may not be or lie inside one (step 8 writing into step 1's images made step 4 score its PNGs
+as faces; step 9 writing into step 4's kept folder lost its figure as a "stale" image). A step
+passes them without its own default output folder: the contract's paths stay allowed.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from common.paths import PipelinePaths
 from common.steps import StepError
 
 
@@ -33,10 +39,35 @@ def _relation(out: Path, inp: Path) -> str | None:
     return None
 
 
+def image_folders(paths: PipelinePaths, *, own: Path | str | None = None) -> dict[str, Path]:
+    """The image folders that steps list and read as images, by what users call them, except ``own``
+    (the calling step's default output folder, which the contract gives it)."""
+    folders = {"step 1's image folder": paths.generated_dir, "step 4's kept-image folder": paths.filtered_dir,
+               "step 5's segmentation folder": paths.segmentation_dir}
+    mine = _real(own) if own is not None else None
+    return {name: folder for name, folder in folders.items() if _real(folder) != mine}
+
+
 def refuse_overlap(out_dirs: Mapping[str, Path | str | None], inputs: Mapping[str, Path | str | None],
-                   out_files: Mapping[str, Path | str | None] | None = None) -> None:
-    """Raise FolderOverlapError if an output folder is, contains or sits inside an input, or an
-    output file is an input. Keys are the names users know (``--filtered-dir``); None values are ignored."""
+                   out_files: Mapping[str, Path | str | None] | None = None,
+                   reserved: Mapping[str, Path | str | None] | None = None) -> None:
+    """Raise FolderOverlapError if an output folder is, contains or sits inside an input, is or sits inside
+    a ``reserved`` folder, or an output file is an input. Keys are the names users know (``--filtered-dir``);
+    None values are ignored."""
+    for out_name, out_path in out_dirs.items():
+        if out_path is None:
+            continue
+        out = _real(out_path)
+        for name, folder in (reserved or {}).items():
+            if folder is None:
+                continue
+            relation = _relation(out, _real(folder))
+            if relation in ("is", "sits inside"):
+                where = "is" if relation == "is" else "sits inside"
+                raise FolderOverlapError(
+                    f"output folder {out_name} {out} {where} {name} {_real(folder)}: other steps read that folder "
+                    "as images (its files would be taken for faces, or removed as stale); fix: choose an output "
+                    "folder outside it (the step's default is fine)")
     ins = {name: _real(path) for name, path in inputs.items() if path is not None}
     for out_name, out_path in out_dirs.items():
         if out_path is None:

@@ -1,20 +1,27 @@
-"""A small, safe-by-default HTTP server for local pages (the labeller; later pages reuse it).
+"""A small, safe-by-default HTTP server for local pages (the labeller, the studio).
 
 Standard library only (``http.server``): a local page needs a handful of routes, it runs on a GPU
 box that may have nothing but the venv, and no framework means nothing to install or keep
-updated. Everything that makes such a server safe lives here once, so a second page gets it for
+updated. Everything that makes such a server safe lives here once, so every page gets it for
 free and never a second copy:
 
-* binds ``127.0.0.1`` by default (reach a remote box through ``ssh -L``); when bound to loopback,
-  the ``Host`` header must name loopback too (blocks DNS rebinding);
+* who may call it (``common.local_access``): binds ``127.0.0.1`` by default (reach a remote box
+  through ``ssh -L``); a ``Host`` allow-list on every request (DNS rebinding); requests sent by
+  another site's page (``Sec-Fetch-Site`` cross-site or same-site, or a foreign ``Origin``) get
+  403 on every route but the page's own files; bound beyond loopback, a warning, and a token
+  that the printed URL carries (stored in a cookie when the page opens; scripts send a header);
+* slow or idle clients cost no worker: one event loop reads every connection and hands a
+  request to a worker only when it is complete (headers and body); a request must arrive within
+  ``ServerLimits.request_deadline_s`` of the connection (or of the previous answer on a kept-alive
+  one), not per read; answers are sent by the loop, so a client that reads slowly holds no worker
+  either; at most ``max_connections`` are open (the one closest to its deadline makes room);
+* a client that resets or drops its connection is one debug line, never a traceback;
 * strict headers on every answer: a Content-Security-Policy (pages: scripts, styles and images
   only from this server; everything else: nothing), ``nosniff``, no referrer, no framing;
 * POST bodies: ``Content-Type: application/json`` only (a cross-site form cannot send that
   without a CORS preflight, which is never granted), ``Content-Length`` required and bounded, no
   chunked bodies; malformed JSON, too deep JSON included, is a 400, never a 500;
 * every malformed request is a 4xx; an unexpected error is a JSON 500 and the server keeps running;
-* a listen backlog of ``ServerLimits.backlog`` and at most ``max_threads`` worker threads: a
-  burst of clients waits in the kernel's queue instead of being refused or spawning a thread each;
 * files are served only when they are regular files whose resolved path lies inside the given
   folder (no symlink out, no ``..``, no device or FIFO).
 
@@ -23,10 +30,11 @@ API::
     from common.localserver import LocalRequestHandler, LocalServer, RequestError, ServerLimits
 
     class Handler(LocalRequestHandler):
+        page_dir = STATIC_DIR                       # the page's own files: exempt from the cross-site
+        page_files = {"/": "index.html", "/static/app.js": "app.js"}   # rule and the token
+
         def get(self, path):                        # path without the query string
-            if path == "/":
-                self.send_static(STATIC_DIR / "index.html")
-            elif path.startswith("/files/"):
+            if path.startswith("/files/"):
                 self.send_file_in(FOLDER, path[len("/files/"):])   # 404 unless a regular file inside
             elif path == "/api/state":
                 self.send_json(200, self.server.context.state())
@@ -45,14 +53,19 @@ exceptions become a logged 500. ``self.server.context`` is whatever object the p
 """
 from __future__ import annotations
 
-import ipaddress
+import io
 import json
 import logging
 import mimetypes
 import os
+import queue
+import selectors
 import socket
 import stat
 import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -60,27 +73,52 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from common.http_framing import Framed, Refused, Waiting, frame_request
+from common.local_access import (
+    LOOPBACK_NAMES,
+    AccessRules,
+    host_header_names_loopback,
+    is_loopback,
+    reachable_address,
+    split_token_query,
+)
+
 logger = logging.getLogger(__name__)
 
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 PAGE_CSP = ("default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 DATA_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".json": "application/json",
-                 ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".svg": "image/svg+xml"}
+                 ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".svg": "image/svg+xml",
+                 ".ico": "image/x-icon"}
+SAFE_HEADERS: tuple[tuple[str, str], ...] = (
+    ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Resource-Policy", "same-origin"))
+"""Sent with every answer, the event loop's own (408, 414, 431) included."""
+QUIET_ERRORS = (ConnectionError, TimeoutError)
+"""A client that resets, drops or stalls its connection: normal for a closed tab; one debug line."""
 
 
 @dataclass(frozen=True)
 class ServerLimits:
     """Bounds of one local server (defaults fit one person's page plus scripted bursts)."""
 
-    max_body_bytes: int = 1 << 20    # larger POST bodies get 413 and are not read
-    max_json_depth: int = 32         # deeper JSON bodies get 400 (handlers may walk them recursively)
-    max_file_bytes: int = 64 << 20   # larger files are not served (413)
-    backlog: int = 1024              # listen() queue: a burst of connections waits instead of failing
-    max_threads: int = 32            # worker pool; when all are busy, accepting pauses
-    idle_timeout_s: float = 15.0     # a kept-alive or half-sent connection is closed after this
+    max_body_bytes: int = 1 << 20     # larger POST bodies get 413 and are not read
+    max_json_depth: int = 32          # deeper JSON bodies get 400 (handlers may walk them recursively)
+    max_file_bytes: int = 64 << 20    # larger files are not served (413)
+    max_header_bytes: int = 64 << 10  # a request line and headers larger than this get 414 / 431
+    backlog: int = 1024               # listen() queue: a burst of connections waits instead of failing
+    max_threads: int = 32             # workers running complete requests (reading and sending need none)
+    max_connections: int = 512        # open connections; beyond, the waiting one nearest its deadline closes
+    request_deadline_s: float = 10.0  # a whole request must arrive within this of the connection / last answer
+    send_timeout_s: float = 30.0      # an answer the client has not taken within this closes the connection
+
+    def __post_init__(self) -> None:
+        if self.max_threads < 1 or self.max_connections < 1:
+            raise ValueError("max_threads and max_connections must be >= 1")
+        if not (self.request_deadline_s > 0 and self.send_timeout_s > 0):
+            raise ValueError("request_deadline_s and send_timeout_s must be > 0")
 
 
 class RequestError(Exception):
@@ -92,23 +130,13 @@ class RequestError(Exception):
         self.message = message
 
 
-def is_loopback(host: str) -> bool:
-    """Whether a bind address only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def host_header_names_loopback(host: str) -> bool:
-    """``Host: localhost:8765`` / ``127.0.0.1`` / ``[::1]:80`` -> True; anything else False."""
-    if host.startswith("["):
-        name = host[1:].split("]", 1)[0]
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    return name.lower() in LOOPBACK_NAMES
+def error_response(status: int, message: str) -> bytes:
+    """A complete JSON error answer that closes the connection (for the loop, which has no handler)."""
+    body = json.dumps({"error": message}).encode("utf-8")
+    phrase = HTTPStatus(status).phrase
+    lines = [f"HTTP/1.1 {int(status)} {phrase}", "Content-Type: application/json", f"Content-Length: {len(body)}",
+             f"Content-Security-Policy: {DATA_CSP}", *(f"{k}: {v}" for k, v in SAFE_HEADERS), "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def regular_file_inside(folder: Path | str, name: str) -> Path | None:
@@ -167,13 +195,31 @@ def read_regular_file(path: Path, max_bytes: int) -> bytes:
         os.close(fd)
 
 
+class _Request:
+    """What a worker gets from the loop: the socket (for its address only) and one complete request."""
+
+    __slots__ = ("sock", "data")
+
+    def __init__(self, sock: socket.socket, data: bytes) -> None:
+        self.sock = sock
+        self.data = data
+
+
 class LocalRequestHandler(BaseHTTPRequestHandler):
-    """Base handler: subclasses implement ``get(path)`` and ``post(path)``; see the module docstring."""
+    """Base handler: subclasses implement ``get(path)`` and ``post(path)``; see the module docstring.
+
+    One instance answers one complete request read by the server's loop: ``rfile`` holds exactly
+    its bytes and ``wfile`` collects the answer, which the loop sends. The handler never blocks
+    on the client.
+    """
 
     server: LocalServer
     protocol_version = "HTTP/1.1"
     server_version = "localpage/1"
     default_request_version = "HTTP/1.0"  # error replies to garbage always carry a status line
+    page_dir: Path | None = None           # folder of the page's own files
+    page_files: Mapping[str, str] = {}     # URL path -> file name in page_dir (no cross-site rule, no token)
+    page_csp: str = PAGE_CSP
 
     # ---- to implement ----------------------------------------------------------------------------
     def get(self, path: str) -> None:  # pragma: no cover - overridden
@@ -189,14 +235,10 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Security-Policy", csp)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        for key, value in SAFE_HEADERS:
+            self.send_header(key, value)
         for key, value in (extra or {}).items():
             self.send_header(key, value)
-        if self.server.saturated():
-            self.close_connection = True  # free the worker for the connections waiting in the backlog
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -210,7 +252,7 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
     def send_static(self, file: Path) -> None:
         """One of the page's own files (a fixed path chosen by the route, never from the URL)."""
         ctype = CONTENT_TYPES.get(file.suffix.lower(), "application/octet-stream")
-        self.send_bytes(HTTPStatus.OK, file.read_bytes(), ctype, {"Cache-Control": "no-cache"}, csp=PAGE_CSP)
+        self.send_bytes(HTTPStatus.OK, file.read_bytes(), ctype, {"Cache-Control": "no-cache"}, csp=self.page_csp)
 
     def send_file_in(self, folder: Path | str, name: str, cache: str = "private, max-age=3600") -> None:
         """Serve ``folder/name`` (URL-decoded by the caller or not): 404 unless a regular file inside."""
@@ -264,8 +306,24 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
 
     # ---- plumbing ----------------------------------------------------------------------------------
     def setup(self) -> None:
-        self.timeout = self.server.limits.idle_timeout_s
-        super().setup()
+        request: _Request = self.request
+        self.connection = request.sock
+        self.rfile = io.BytesIO(request.data)
+        self.wfile = io.BytesIO()
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+
+    def finish(self) -> None:
+        pass
+
+    def answer(self) -> bytes:
+        """Everything this handler wrote (the loop sends it)."""
+        return self.wfile.getvalue()
+
+    def handle_expect_100(self) -> bool:
+        return True  # the loop already sent "100 Continue" before reading the body
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The stdlib's parser answers a few malformed requests with 5xx; they are client errors."""
@@ -278,26 +336,54 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         logger.debug("%s %s", self.address_string(), format % args)
 
+    def _local_address(self) -> str:
+        try:
+            return str(self.connection.getsockname()[0])
+        except OSError:
+            return ""
+
+    def _send_page_file(self, method: str, path: str) -> None:
+        """The page's own files; the printed URL's ``?token=`` becomes a cookie, then the same URL without it."""
+        access = self.server.access
+        token, rest = split_token_query(urlsplit(self.path).query)
+        if token is not None and access.token is not None:
+            if not access.token_matches(token):
+                raise RequestError(HTTPStatus.FORBIDDEN, "wrong access token: open the URL the server printed")
+            self.send_bytes(HTTPStatus.SEE_OTHER, b"", "text/plain",
+                            {"Location": path + (f"?{rest}" if rest else ""), "Set-Cookie": access.token_cookie(),
+                             "Cache-Control": "no-store"})
+            return
+        name = self.page_files[path]
+        if self.page_dir is None or not name:
+            self.send_bytes(HTTPStatus.NO_CONTENT, b"", "text/plain")
+            return
+        self.send_static(Path(self.page_dir) / name)
+
     def _dispatch(self, method: str) -> None:
         try:
-            if self.server.loopback_only and not host_header_names_loopback(self.headers.get("Host", "")):
-                raise RequestError(HTTPStatus.FORBIDDEN, "Host header must name localhost (DNS rebinding guard)")
+            access = self.server.access
+            host = self.headers.get("Host", "")
+            refusal = access.host_refusal(host, self._local_address())
+            if refusal:
+                raise RequestError(HTTPStatus.FORBIDDEN, refusal)
             path = urlsplit(self.path).path
+            if method in ("GET", "HEAD") and path in self.page_files:
+                self._send_page_file(method, path)
+                return
+            refusal = access.cross_site_refusal(self.headers, host) or access.token_refusal(self.headers)
+            if refusal:
+                raise RequestError(HTTPStatus.FORBIDDEN, refusal)
             if method in ("GET", "HEAD"):
                 self.get(path)
             else:
                 self.post(path)
         except RequestError as exc:
             self.send_json(exc.status, {"error": exc.message})
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True
         except Exception:  # noqa: BLE001 - a bug must not stop the page
             logger.exception("internal error on %s %s", method, self.path[:200])
             self.close_connection = True
-            try:
-                self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error (see the server log)"})
-            except OSError:
-                pass
+            self.wfile, self._headers_buffer = io.BytesIO(), []  # drop a half-written answer
+            self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error (see the server log)"})
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         self._dispatch("GET")
@@ -315,84 +401,311 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed  # noqa: N815
 
 
+class _Conn:
+    """One open connection as the loop sees it."""
+
+    __slots__ = ("sock", "addr", "inbox", "outbox", "deadline", "state", "close_after", "continued")
+
+    READING, BUSY, SENDING, CLOSED = "reading", "busy", "sending", "closed"
+
+    def __init__(self, sock: socket.socket, addr: Any, deadline: float) -> None:
+        self.sock = sock
+        self.addr = addr
+        self.inbox = bytearray()    # bytes read and not yet handed to a worker
+        self.outbox = memoryview(b"")
+        self.deadline = deadline
+        self.state = _Conn.READING
+        self.close_after = False
+        self.continued = False      # "100 Continue" sent for the request being read
+
+
 class LocalServer(HTTPServer):
-    """HTTPServer with a listen backlog, a bounded worker pool and a ``context`` for the handlers."""
+    """The shared local server: one event loop for all socket I/O, a pool of workers for complete requests.
+
+    The loop accepts, reads each connection until a whole request is in (``common.http_framing``),
+    queues it for a worker, and sends the worker's answer; idle, slow and half-open connections
+    cost a little memory, never a worker. ``AccessRules`` (``common.local_access``) are built
+    once after binding; ``context`` is whatever object the handlers need.
+    """
 
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], handler: type[LocalRequestHandler], context: Any = None,
-                 limits: ServerLimits = ServerLimits()) -> None:
+                 limits: ServerLimits = ServerLimits(), allow_hosts: Iterable[str] = ()) -> None:
         self.context = context
         self.limits = limits
         self.request_queue_size = int(limits.backlog)  # used by listen() in server_activate
-        self.loopback_only = is_loopback(address[0])
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        self._slots = threading.BoundedSemaphore(limits.max_threads)
-        self._active = 0
-        self._active_lock = threading.Lock()
-        self._stopping = threading.Event()
-        super().__init__(address, handler)
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._finished: deque[tuple[_Conn, bytes, bool]] = deque()
+        self._conns: set[_Conn] = set()
+        self._workers: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._wake_r, self._wake_w = socket.socketpair()  # workers wake the loop when an answer is ready
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        try:
+            super().__init__(address, handler)
+        except BaseException:
+            self._wake_r.close()
+            self._wake_w.close()
+            raise
+        self.access = AccessRules(address[0], self.server_address[1], allow_hosts)
+
+    # ---- what a person is told -------------------------------------------------------------------
+    @property
+    def loopback_only(self) -> bool:
+        return not self.access.exposed
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        shown = host
+        if host in ("0.0.0.0", "", "::"):
+            shown = reachable_address()
         if ":" in shown:
             shown = f"[{shown}]"
-        return f"http://{shown}:{port}/"
+        token = f"?token={self.access.token}" if self.access.token else ""
+        return f"http://{shown}:{port}/{token}"
 
-    def saturated(self) -> bool:
-        """All workers busy: handlers close kept-alive connections so waiting clients get a turn."""
-        with self._active_lock:
-            return self._active >= self.limits.max_threads
+    def exposure_warning(self, what: str) -> str | None:
+        """None on loopback; else a warning naming the bind, ``what`` a visitor can do, and the Host allow-list."""
+        return self.access.warning(what, self.server_address[1])
 
-    def process_request(self, request, client_address) -> None:
-        # Wait for a free worker; meanwhile new connections queue in the listen backlog.
-        while not self._slots.acquire(timeout=0.2):
-            if self._stopping.is_set():
-                self.shutdown_request(request)
-                return
-        with self._active_lock:
-            self._active += 1
-        # A daemon thread per connection, at most max_threads at once (the semaphore): a bounded
-        # pool that never delays the process's exit on an idle kept-alive connection.
-        thread = threading.Thread(target=self._work, args=(request, client_address), daemon=True,
-                                  name="localserver-worker")
+    # ---- the loop --------------------------------------------------------------------------------
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Serve until ``shutdown()`` (from another thread) or an exception such as KeyboardInterrupt."""
+        self._stop.clear()
+        self._stopped.clear()
+        selector = selectors.DefaultSelector()
         try:
-            thread.start()
-        except RuntimeError:  # cannot start a thread (interpreter shutting down)
-            self._done()
-            self.shutdown_request(request)
-
-    def _done(self) -> None:
-        with self._active_lock:
-            self._active -= 1
-        self._slots.release()
-
-    def _work(self, request, client_address) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 - log and keep serving
-            self.handle_error(request, client_address)
+            self.socket.setblocking(False)
+            selector.register(self.socket, selectors.EVENT_READ, None)
+            selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+            self._workers = [threading.Thread(target=self._work, name="localserver-worker", daemon=True)
+                             for _ in range(self.limits.max_threads)]
+            for worker in self._workers:
+                worker.start()
+            while not self._stop.is_set():
+                for key, mask in selector.select(self._timeout(poll_interval)):
+                    if key.data is None:
+                        self._accept(selector)
+                    elif key.data == "wake":
+                        self._drain_wake()
+                    elif mask & selectors.EVENT_WRITE:
+                        self._send(selector, key.data)
+                    else:
+                        self._read(selector, key.data)
+                self._take_finished(selector)
+                self._expire(selector)
         finally:
-            self.shutdown_request(request)
-            self._done()
+            self._wind_down(selector)
 
-    def handle_error(self, request, client_address) -> None:
-        logger.exception("error while serving %s", client_address)
+    def _timeout(self, poll_interval: float) -> float:
+        waiting = [c.deadline for c in self._conns if c.state in (_Conn.READING, _Conn.SENDING)]
+        if not waiting:
+            return poll_interval
+        return max(0.0, min(poll_interval, min(waiting) - time.monotonic()))
+
+    def _accept(self, selector: selectors.BaseSelector) -> None:
+        while True:
+            try:
+                sock, addr = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of file descriptors: the backlog keeps the rest waiting
+                logger.warning("cannot accept a connection: %s", exc.strerror or exc)
+                return
+            if len(self._conns) >= self.limits.max_connections and not self._make_room(selector):
+                self._close(selector, _Conn(sock, addr, 0.0))
+                continue
+            sock.setblocking(False)
+            conn = _Conn(sock, addr, time.monotonic() + self.limits.request_deadline_s)
+            self._conns.add(conn)
+            selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _make_room(self, selector: selectors.BaseSelector) -> bool:
+        """Close the waiting connection nearest its deadline (a slow or idle one); False if all are busy."""
+        waiting = [c for c in self._conns if c.state == _Conn.READING]
+        if not waiting:
+            return False
+        self._close(selector, min(waiting, key=lambda c: c.deadline))
+        return True
+
+    def _read(self, selector: selectors.BaseSelector, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            logger.debug("%s: connection dropped while sending its request (%s)", conn.addr, exc)
+            self._close(selector, conn)
+            return
+        if not data:
+            self._close(selector, conn)
+            return
+        conn.inbox += data
+        self._frame(selector, conn)
+
+    def _frame(self, selector: selectors.BaseSelector, conn: _Conn) -> None:
+        """Hand a complete request to a worker, refuse an impossible one, or keep reading."""
+        framed = frame_request(conn.inbox, self.limits.max_header_bytes, self.limits.max_body_bytes)
+        if framed is None:
+            return
+        if isinstance(framed, Waiting):
+            if framed.expects_continue and not conn.continued:
+                conn.continued = True
+                self._reply(selector, conn, b"HTTP/1.1 100 Continue\r\n\r\n", close=False, keep_reading=True)
+            return
+        if isinstance(framed, Refused):
+            self._reply(selector, conn, error_response(framed.status, framed.message), close=True)
+            return
+        assert isinstance(framed, Framed)
+        request, conn.inbox = bytes(conn.inbox[:framed.size]), conn.inbox[framed.size:]
+        conn.close_after, conn.continued = framed.close, False
+        conn.state = _Conn.BUSY
+        selector.unregister(conn.sock)
+        self._jobs.put((conn, request))
+
+    def _work(self) -> None:
+        """A worker: run complete requests; the answer goes back to the loop."""
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            conn, request = job
+            answer, close = b"", True
+            try:
+                handler = self.RequestHandlerClass(_Request(conn.sock, request), conn.addr, self)
+                answer, close = handler.answer(), bool(handler.close_connection)
+            except QUIET_ERRORS as exc:
+                logger.debug("%s: connection lost while answering (%s)", conn.addr, exc)
+            except Exception:  # noqa: BLE001 - log and keep serving
+                logger.exception("error while serving %s", conn.addr)
+            self._finished.append((conn, answer, close))
+            self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:  # the pipe is full (the loop is already awake) or closed (stopping)
+            pass
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _take_finished(self, selector: selectors.BaseSelector) -> None:
+        while self._finished:
+            conn, answer, close = self._finished.popleft()
+            if conn.state == _Conn.BUSY:
+                self._reply(selector, conn, answer, close=close or conn.close_after)
+
+    def _reply(self, selector: selectors.BaseSelector, conn: _Conn, data: bytes, *, close: bool,
+               keep_reading: bool = False) -> None:
+        """Send ``data`` (what does not fit now is sent as the client reads), then read on or close."""
+        if keep_reading:  # "100 Continue": tiny, and the body is still to be read
+            try:
+                conn.sock.send(data)
+            except OSError:
+                self._close(selector, conn)
+            return
+        registered = conn.state in (_Conn.READING, _Conn.SENDING)
+        conn.outbox, conn.close_after = memoryview(data), close
+        conn.state, conn.deadline = _Conn.SENDING, time.monotonic() + self.limits.send_timeout_s
+        if registered:
+            selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
+        else:
+            selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+        self._send(selector, conn)
+
+    def _send(self, selector: selectors.BaseSelector, conn: _Conn) -> None:
+        try:
+            while conn.outbox:
+                sent = conn.sock.send(conn.outbox)
+                conn.outbox = conn.outbox[sent:]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            logger.debug("%s: connection dropped while taking its answer (%s)", conn.addr, exc)
+            self._close(selector, conn)
+            return
+        if conn.close_after:
+            self._close(selector, conn)
+            return
+        conn.state, conn.deadline = _Conn.READING, time.monotonic() + self.limits.request_deadline_s
+        selector.modify(conn.sock, selectors.EVENT_READ, conn)
+        if conn.inbox:  # a pipelined request already read
+            self._frame(selector, conn)
+
+    def _expire(self, selector: selectors.BaseSelector) -> None:
+        now = time.monotonic()
+        for conn in [c for c in self._conns if c.state in (_Conn.READING, _Conn.SENDING) and c.deadline <= now]:
+            if conn.state == _Conn.READING and conn.inbox.strip():
+                logger.debug("%s: request not complete within %.0f s; closed", conn.addr,
+                             self.limits.request_deadline_s)
+                self._reply(selector, conn, error_response(
+                    HTTPStatus.REQUEST_TIMEOUT,
+                    f"the request did not arrive within {self.limits.request_deadline_s:g} s"), close=True)
+                if conn in self._conns:
+                    self._close(selector, conn)  # best effort: no second wait for a stalled client
+            else:
+                self._close(selector, conn)
+
+    def _close(self, selector: selectors.BaseSelector, conn: _Conn) -> None:
+        self._conns.discard(conn)
+        if conn.state in (_Conn.READING, _Conn.SENDING):
+            try:
+                selector.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+        conn.state = _Conn.CLOSED
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        conn.sock.close()
+
+    def _wind_down(self, selector: selectors.BaseSelector) -> None:
+        """Let running requests finish (a decision being written, say), then close every connection."""
+        for _ in self._workers:
+            self._jobs.put(None)
+        deadline = time.monotonic() + 5.0
+        for worker in self._workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._workers = []
+        for conn in list(self._conns):
+            self._close(selector, conn)
+        self._finished.clear()
+        selector.close()
+        self._stopped.set()
+
+    # ---- socketserver's surface -------------------------------------------------------------------
+    def handle_request(self) -> None:  # pragma: no cover - guard
+        raise NotImplementedError("LocalServer serves with serve_forever() only")
 
     def shutdown(self) -> None:
-        self._stopping.set()
-        super().shutdown()
+        """Stop ``serve_forever`` (running in another thread) and wait until it has."""
+        self._stop.set()
+        self._wake()
+        self._stopped.wait()
 
     def server_close(self) -> None:
-        self._stopping.set()
+        self._stop.set()
+        self._wake()
         super().server_close()
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 __all__ = [
     "CONTENT_TYPES", "DATA_CSP", "LOOPBACK_NAMES", "LocalRequestHandler", "LocalServer", "PAGE_CSP",
-    "RequestError", "ServerLimits", "host_header_names_loopback", "is_loopback", "json_depth", "read_regular_file",
-    "regular_file_inside",
+    "QUIET_ERRORS", "RequestError", "SAFE_HEADERS", "ServerLimits", "error_response", "host_header_names_loopback",
+    "is_loopback", "json_depth", "read_regular_file", "regular_file_inside",
 ]

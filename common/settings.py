@@ -33,6 +33,7 @@ from typing import Any
 
 from common.concepts import CONCEPTS
 from common.distributed import parse_shard
+from common.local_access import check_allow_hosts
 from common.paths import REPO_ROOT, PipelinePaths
 from common.steps import StepError
 
@@ -140,6 +141,25 @@ def overwrite_setting(help: str = "") -> Any:
 
 def shard_setting() -> Any:
     return setting(None, concept="shard", metavar="K/N", validate=parse_shard)
+
+
+def host_setting() -> Any:
+    """``--host`` of a local page (the labeller, the studio): the rules are ``common.local_access``'s."""
+    return setting("127.0.0.1", help="address to bind; keep 127.0.0.1 and use SSH port-forwarding on a server "
+                                     "(any other address prints a warning and needs the token the printed URL "
+                                     "carries)")
+
+
+def port_setting(default: int) -> Any:
+    return setting(default, low=0, high=65535, help="port (0 = any free port)")
+
+
+def allow_hosts_setting() -> Any:
+    """``--allow-host NAME`` (repeatable, or comma-separated): more names a request's Host header may give."""
+    return setting((), flag="--allow-host", repeat=True, metavar="NAME", validate=check_allow_hosts,
+                   collect=lambda given: tuple(name for names in given for name in names),
+                   help="one more name or address of this server that requests may give in their Host header "
+                        "(repeatable; this machine's own names and addresses are allowed already)")
 
 
 WEIGHTS_CHOICES: tuple[str, ...] = ("auto", "ema", "raw")
@@ -564,7 +584,7 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[s
             plain_choices = (list(spec.choices) if spec.choices is not None and kind.base is not tuple
                              and not spec.words else None)  # readable on the action; values checked by type=
             action = parser.add_argument(*names, action=_Store, help=help_text, metavar=metavar, choices=plain_choices,
-                                         type=_type_function(flag, spec, kind, element=spec.repeat), **common)
+                                         type=_type_function(flag, spec, kind), **common)
         action.concept = spec.concept
 
 
@@ -575,6 +595,11 @@ def _element_value(spec: Setting, default: Any, given: Mapping[int, Any]) -> tup
 
 def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
     """The config of ``cls`` from parsed flags; flags not given keep the field defaults. ``fixed``: set by the script."""
+    return cls(**given_values(cls, args, **fixed))
+
+
+def given_values(cls: type, args: argparse.Namespace, **fixed: Any) -> dict[str, Any]:
+    """field -> value of the declared fields of ``cls`` whose flags were given (``config_from_args``'s keywords)."""
     given = vars(args)
     kwargs: dict[str, Any] = {}
     later: list[tuple[str, str]] = []
@@ -596,7 +621,7 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
     for name, other in later:
         if other in kwargs:
             kwargs[name] = kwargs[other]
-    return cls(**kwargs)
+    return kwargs
 
 
 def parser_concepts(parser: argparse.ArgumentParser) -> dict[str, str | None]:

@@ -24,6 +24,22 @@ Progress = Callable[[int, int], None]
 """progress(done, total): called by a step function as work finishes."""
 
 
+class ProgressCounter:
+    """The one adapter from a step's ``progress(done, total)`` to code that reports items as they
+    finish: call it with how many just finished (default 1). ``done`` starts at the items already
+    there (resume), reported at once so a bar shows them; ``done`` never passes ``total``."""
+
+    def __init__(self, progress: Progress | None, total: int, done: int = 0) -> None:
+        self.progress, self.total, self.done = progress, total, done
+        if progress is not None and done:
+            progress(min(done, total), total)
+
+    def __call__(self, count: int = 1) -> None:
+        self.done += count
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
+
+
 class Summary(Protocol):
     """What every step function returns: its figures as fields, and one line for people."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.checkpoints import CheckpointError
+from common.checkpoints import CheckpointError, load_state_dict_checked, read_checkpoint
 from gender_cnn.classifier import FORMAT_VERSION, build_classifier
 from gender_cnn.data import InputSpec, iter_image_crops, normalize_batch
 
@@ -42,13 +42,13 @@ def fold_files(models_dir: Path, task: str) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
+CNN_FIX = "re-run step 3 with --overwrite"
+
+
 def load_model_file(path: Path | str) -> dict:
-    """Load a fold model file (plain dict) with ``weights_only=True`` and check its format."""
+    """Load a fold model file (plain dict) with the one safe reader and check its format."""
     path = Path(path)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated / foreign files
-        raise CheckpointError(f"cannot load CNN model {path}: {exc}; re-run step 3 with --overwrite") from exc
+    blob = read_checkpoint(path, CNN_FIX, kind="CNN model file")
     if not isinstance(blob, dict) or "state_dict" not in blob or "config" not in blob:
         raise CheckpointError(f"{path} is not a CNN model file written by step 3")
     version = blob.get("format_version")
@@ -57,13 +57,11 @@ def load_model_file(path: Path | str) -> dict:
     return blob
 
 
-def model_from_blob(blob: dict, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """Rebuild the network (strict keys) and put it in eval mode."""
+def model_from_blob(blob: dict, device: torch.device | str = "cpu", source: Path | str = "CNN model file"
+                    ) -> torch.nn.Module:
+    """Rebuild the network (the one fit report: keys, shapes, dtypes; finite weights) in eval mode."""
     model = build_classifier(blob["config"])
-    result = model.load_state_dict(blob["state_dict"], strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"CNN state_dict mismatch: missing {result.missing_keys}, "
-                              f"unexpected {result.unexpected_keys}")
+    load_state_dict_checked(model, blob["state_dict"], source, CNN_FIX)
     return model.to(device).eval()
 
 
@@ -126,7 +124,7 @@ def load_ensemble(models_dir: Path | str, task: str, device: torch.device | str 
     return Ensemble(
         task=task,
         spec=InputSpec.from_dict(first["input"]),
-        models=[model_from_blob(b, device) for b in blobs],
+        models=[model_from_blob(b, device, p) for b, p in zip(blobs, files.values())],
         means=[list(c["mean"]) for c in configs],
         stds=[list(c["std"]) for c in configs],
         temperature=float(first["temperature"]),

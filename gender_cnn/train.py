@@ -41,7 +41,7 @@ from common.settings import (
     setting,
 )
 from common.runtime import resolve_device
-from common.steps import Progress, StepError
+from common.steps import Progress, ProgressCounter, StepError
 from gender_cnn.classifier import DEFAULT_CHANNELS, FORMAT_VERSION, SmallCNN
 from gender_cnn.data import (
     QUALITY_REGION,
@@ -517,7 +517,7 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
             images = images.to(device)  # the whole cache fits easily; no per-batch copies
         tasks[task] = (images, list(decided["img_name"]), decided[task].to_numpy(), n_unsure)
     total = sum(1 for j in range(len(tasks) * config.folds) if ctx.owns(j))
-    on_fold = _fold_counter(progress if ctx.is_main else None, total)
+    on_fold = ProgressCounter(progress if ctx.is_main else None, total)
     if ctx.sharded:  # torchrun: rank r trains the folds j = task_index * folds + fold with j mod N == r
         counts = {}
         for t, (task, (images, names, task_labels, _)) in enumerate(tasks.items()):
@@ -546,18 +546,6 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     return TrainSummary(results=results, n_images=len(cache.names), failed=cache.failed, models_dir=config.models_dir,
                         logs_dir=config.logs_dir, seconds=time.perf_counter() - start, device=str(device),
                         world_size=ctx.world_size, folds_here=folds_here)
-
-
-def _fold_counter(progress: Progress | None, total: int) -> Callable[[], None]:
-    done = 0
-
-    def on_fold() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    return on_fold
 
 
 def _train_and_report(tasks: dict[str, tuple], config: TrainConfig, device: torch.device,

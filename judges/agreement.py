@@ -7,25 +7,18 @@ constant column, r is NaN and the row says why.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from common import stats
+
 
 def pearson_r(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
-    """(r, n) over the pairs where both are finite; r is NaN for n < 3 or a constant side."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    keep = np.isfinite(a) & np.isfinite(b)
-    n = int(keep.sum())
-    if n < 3:
-        return math.nan, n
-    a, b = a[keep], b[keep]
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return math.nan, n
-    from scipy.stats import pearsonr
-
-    return float(pearsonr(a, b).statistic), n
+    """(r, n) over the pairs where both are finite; r follows ``common.stats.pearson`` (NaN for n < 3 or a
+    constant side)."""
+    x, y = stats.finite_pairs(a, b)
+    return stats.pearson(x, y), len(x)
 
 
 def judge_agreement(judges: Mapping[str, object], properties: Sequence[str]):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.checkpoints import CheckpointError, CheckpointInfo, require_file
+from common.checkpoints import CheckpointError, CheckpointInfo, read_checkpoint, require_file
 from common.fingerprint import sha256_of_file
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -67,10 +67,8 @@ def load_inception_extractor(path: Path | str, device: str | torch.device = "cpu
             f"{path} is not the FID Inception file: sha256 {digest} does not start with "
             f"{INCEPTION_SHA256_PREFIX}\n{INCEPTION.describe()}"
         )
-    try:  # proves the file holds plain tensors only, so the library's own load below runs no code
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a plain state_dict"
-        raise CheckpointError(f"{path} cannot be loaded safely (weights_only=True): {exc}") from exc
+    # proves the file holds plain tensors only, so the library's own load below runs no code
+    read_checkpoint(path, INCEPTION, kind="FID Inception file")
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
     except ImportError as exc:

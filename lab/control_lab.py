@@ -51,7 +51,6 @@ from stylegan.control_measures import (
     ControlResult,
     evaluate_control,
     evaluation_latents,
-    leakage_matrix,
 )
 from stylegan.control_methods import BaselineMethod, DirectionsMethod, FinetunedMethod
 from stylegan.directions import LatentDirections, available_layer_ranges, fit_directions
@@ -68,7 +67,8 @@ __all__ = [
     "base_correlations", "comparison_rows", "summarise",
 ]
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]
+"""say(line): a line of news for a person (not ``common.steps.Progress``, which counts items)."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,13 @@ class LabConfig:
 
     resolution: int = 32
     world_seed: int = 0
-    width: int = 32                      # fmaps_max of the random generator (and z/w dims)
+    width: int = 32                      # fmaps_max of the random generator (and z/w dims unless w_dim is set)
     num_samples: int = 2000              # scored base samples (step 1 + step 6 of a real run)
+    w_dim: int | None = None             # z and w size (None: width); 512 is a real run's
+    entangle: float = 0.0                # 0: the generator's own entanglement; > 0: each property also reads
+    #                                      this share of its neighbour's (cyclic), see LabJudge
+    score_noise: float = 0.0             # sd of the measurement noise on the scored samples, as a share of each
+    #                                      property's range (the scorer's test-retest noise); judging stays exact
     # directions
     directions_method: str = "auto"      # auto | ridge | svm (one for all properties)
     hold: bool = True
@@ -106,6 +111,8 @@ class LabConfig:
             raise ValueError(f"the lab's worlds are 16, 32 or 64 px, got {self.resolution}")
         if self.num_samples < 50:
             raise ValueError(f"num_samples must be >= 50, got {self.num_samples}")
+        if self.entangle < 0 or self.score_noise < 0:
+            raise ValueError(f"entangle and score_noise must be >= 0, got {self.entangle}, {self.score_noise}")
         if list(self.finetune_steps) != sorted(set(self.finetune_steps)):
             raise ValueError(f"finetune_steps must be increasing, got {self.finetune_steps}")
 
@@ -140,16 +147,44 @@ def lab_raw_properties(images_u8: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class LabJudge:
-    """images_u8 -> [N, 5] exact properties on step 6's normalised scale (the lab's scorer)."""
+    """images_u8 -> [N, 5] exact properties on step 6's normalised scale (the lab's scorer).
+
+    With a ``mixing`` matrix M [5, 5] (a strongly entangled world) the properties are first standardised
+    with fixed constants (``centre``, ``scale``: the base samples' mean and sd) and mixed, property i
+    reading ``M[i] @ standardised``; still a fixed function of the image that nothing trains on.
+    """
 
     name = "lab truth (exact image properties, step-6 normaliser)"
 
-    def __init__(self, normalizer: PropertyNormalizer):
+    def __init__(self, normalizer: PropertyNormalizer, mixing: np.ndarray | None = None,
+                 centre: np.ndarray | None = None, scale: np.ndarray | None = None):
         self.normalizer = normalizer
+        self.mixing, self.centre, self.scale = mixing, centre, scale
+
+    def raw(self, images_u8: np.ndarray) -> dict[str, np.ndarray]:
+        """The (mixed) raw properties before step 6's normaliser."""
+        return mix_properties(lab_raw_properties(images_u8), self.mixing, self.centre, self.scale)
 
     def __call__(self, images_u8: np.ndarray) -> np.ndarray:
-        normalised = self.normalizer.apply(lab_raw_properties(images_u8))
+        normalised = self.normalizer.apply(self.raw(images_u8))
         return np.stack([np.asarray(normalised[p], dtype=np.float64) for p in PROPERTY_NAMES], axis=1)
+
+
+def entangling_matrix(strength: float) -> np.ndarray | None:
+    """[5, 5]: property i reads itself plus ``strength`` x property i+1 (cyclic); None for strength 0."""
+    if strength == 0:
+        return None
+    p = len(PROPERTY_NAMES)
+    return np.eye(p) + strength * np.roll(np.eye(p), 1, axis=1)
+
+
+def mix_properties(raw: dict[str, np.ndarray], mixing: np.ndarray | None, centre: np.ndarray | None,
+                   scale: np.ndarray | None) -> dict[str, np.ndarray]:
+    if mixing is None:
+        return raw
+    x = (np.stack([raw[p] for p in PROPERTY_NAMES], axis=1) - centre) / scale
+    mixed = x @ mixing.T
+    return {p: mixed[:, j] for j, p in enumerate(PROPERTY_NAMES)}
 
 
 @dataclass
@@ -160,19 +195,22 @@ class LabWorld:
     z: np.ndarray                  # [N, z_dim] base latents (step 1)
     w: np.ndarray                  # [N, w_dim] their w codes
     images_u8: np.ndarray          # [N, R, R, 3]
-    scores: np.ndarray             # [N, 5] normalised truth of the base samples (step 6)
+    scores: np.ndarray             # [N, 5] the base samples' scores as the pipeline sees them (step 6: the truth,
+    #                                plus the scorer's noise in a noisy world)
     normalizer: PropertyNormalizer
     judge: LabJudge
     ranges: dict[str, tuple[float, float]]
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
+    exact_scores: np.ndarray | None = None  # [N, 5] the truth itself (equal to scores without noise)
 
 
 def build_world(config: LabConfig = LabConfig()) -> LabWorld:
     """The frozen random generator, its base samples (z, w, images) and their normalised true scores."""
     start = time.perf_counter()
+    w_dim = config.w_dim or config.width
     dims = dict(fmaps_base=config.width * config.resolution * 2, fmaps_max=config.width,
-                z_space_dim=config.width, w_space_dim=config.width, mapping_fmaps=config.width)
+                z_space_dim=w_dim, w_space_dim=w_dim, mapping_fmaps=w_dim)
     with tempfile.TemporaryDirectory() as tmp:
         path = write_random_checkpoint(Path(tmp) / "g.pth", resolution=config.resolution, seed=config.world_seed,
                                        **dims)
@@ -188,20 +226,30 @@ def build_world(config: LabConfig = LabConfig()) -> LabWorld:
             images.append(postprocess_uint8(out["image"]))
     w, images_u8 = np.concatenate(ws), np.concatenate(images)
     raw = lab_raw_properties(images_u8)
-    normalizer = PropertyNormalizer.fit(raw)
-    judge = LabJudge(normalizer)
-    scores = judge(images_u8).astype(np.float32)
-    stats = {p: {"min": float(scores[:, j].min()), "max": float(scores[:, j].max()),
-                 "median": float(np.median(scores[:, j])), "mean": float(scores[:, j].mean()),
-                 "std": float(scores[:, j].std())} for j, p in enumerate(PROPERTY_NAMES)}
+    mixing = entangling_matrix(config.entangle)
+    centre = scale = None
+    if mixing is not None:
+        stacked = np.stack([raw[p] for p in PROPERTY_NAMES], axis=1)
+        centre, scale = stacked.mean(axis=0), np.where(stacked.std(axis=0) > 0, stacked.std(axis=0), 1.0)
+    normalizer = PropertyNormalizer.fit(mix_properties(raw, mixing, centre, scale))
+    judge = LabJudge(normalizer, mixing, centre, scale)
+    exact = judge(images_u8).astype(np.float32)
+    scores = exact
+    if config.score_noise > 0:
+        span = np.array([2.0 if p == "face_pose" else 1.0 for p in PROPERTY_NAMES])
+        noise = np.random.default_rng([config.world_seed, 3]).standard_normal(exact.shape)
+        scores = (exact + config.score_noise * span * noise).astype(np.float32)
+    stats = {p: {"min": float(exact[:, j].min()), "max": float(exact[:, j].max()),
+                 "median": float(np.median(exact[:, j])), "mean": float(exact[:, j].mean()),
+                 "std": float(exact[:, j].std())} for j, p in enumerate(PROPERTY_NAMES)}
     ranges = property_ranges({"normalization": normalizer.to_dict(), "property_names": list(PROPERTY_NAMES)})
     return LabWorld(config, generator, discriminator, z, w, images_u8, scores, normalizer, judge, ranges, stats,
-                    time.perf_counter() - start)
+                    time.perf_counter() - start, exact)
 
 
 def base_correlations(world: LabWorld) -> pd.DataFrame:
     """Pearson r between the properties over the base samples (the entanglement to overcome)."""
-    return pd.DataFrame(np.corrcoef(world.scores.T.astype(np.float64)), index=list(PROPERTY_NAMES),
+    return pd.DataFrame(np.corrcoef(world.exact_scores.T.astype(np.float64)), index=list(PROPERTY_NAMES),
                         columns=list(PROPERTY_NAMES))
 
 
@@ -229,13 +277,10 @@ def fit_lab_directions(world: LabWorld, num_samples: int | None = None, **option
 
 
 def comparison_rows(method_name: str, result: ControlResult) -> pd.DataFrame:
-    """Step 9's comparison.csv rows for one method, plus ``leakage_max``: the largest off-diagonal |slope|
-    of each swept property (the lab's target is "every leakage <= 0.2", not only the mean)."""
-    rows = comparison_table({method_name: result.samples})
-    leak = leakage_matrix(result.samples).to_numpy(float).copy()
-    np.fill_diagonal(leak, np.nan)
-    rows["leakage_max"] = np.nanmax(leak, axis=1)
-    return rows
+    """Step 9's comparison.csv rows for one method, plus ``leakage_max``: the largest off-diagonal leakage of
+    each swept property (the lab's target is "every leakage <= 0.2", not only the mean)."""
+    return comparison_table({method_name: result.samples}, with_ci=True).drop(columns=["pearson_r_low",
+                                                                                       "pearson_r_high"])
 
 
 def directions_arm(world: LabWorld, directions: LatentDirections) -> pd.DataFrame:
@@ -323,12 +368,12 @@ def select_refine_layers(world: LabWorld, directions: LatentDirections, regresso
     return directions.with_options(layers=tuple(picks)), table
 
 
-def finetune_arm(world: LabWorld, progress: Progress | None = None,
+def finetune_arm(world: LabWorld, say: Say | None = None,
                  on_step: Callable[[int], None] | None = None,
                  regressor: tuple[torch.nn.Module, dict[str, Any], float] | None = None,
                  ) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
     """Fine-tune with the learned regressor (trained here unless given, as :func:`lab_regressor` returns it),
-    judge G_ema after each listed step count.
+    judge G_ema after each listed step count; ``say`` gets each step count's r as a line.
 
     Returns ({steps: comparison rows}, info with the regressor's held-out r and seconds).
     """
@@ -355,9 +400,9 @@ def finetune_arm(world: LabWorld, progress: Progress | None = None,
         g_ema.finetune_settings = settings
         method = FinetunedMethod(g_ema, cfg.batch, description=f"lab fine-tune, {steps} steps")
         out[steps] = comparison_rows("finetuned", evaluate_method(world, method))
-        if progress is not None:
+        if say is not None:
             r = out[steps].set_index("property")["pearson_r"]
-            progress(f"fine-tune {steps} steps: " + " ".join(f"{p} {r[p]:.3f}" for p in PROPERTY_NAMES))
+            say(f"fine-tune {steps} steps: " + " ".join(f"{p} {r[p]:.3f}" for p in PROPERTY_NAMES))
     info = {"regressor_seconds": regressor_seconds, "train_seconds": train_seconds,
             "regressor_r": {p: metrics.get(f"r_{p}") for p in PROPERTY_NAMES}}
     return out, info

@@ -12,25 +12,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from common.markdown import markdown_table
 from common.paths import PROPERTY_NAMES
 from common.settings import (
     StepConfig,
     batch_size_setting,
     device_setting,
-    flag_of,
     limit_setting,
     seed_setting,
     setting,
     weights_setting,
 )
-from common.steps import StepError
+from common.steps import Progress, ProgressCounter, StepError
 from stylegan.comparison import (
     COMPARISON_COLUMNS,
     COMPARISON_CSV,
@@ -38,6 +37,7 @@ from stylegan.comparison import (
     comparison_sheet,
     comparison_table,
     verdicts,
+    write_csv,
 )
 from stylegan.control_measures import (
     EVAL_LATENT_STREAM,
@@ -51,7 +51,6 @@ from stylegan.control_measures import (
     write_control_outputs,
 )
 from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_HELP, ControlMethod
-from stylegan.finetune_schema import FinetuneRunFiles
 
 SCORERS = ("segmentation", "brightness")
 JUDGE_MODES = ("auto", "main")
@@ -65,7 +64,6 @@ method and swept property; FID/KID of the sweep extremes, or of the filtered spl
 _QUALITY_STREAM = 9_000_010  # random requests for the quality samples: a stream of their own
 CONTROLS = ("all", DIRECTIONS, FINETUNED)
 CROPS = ("mtcnn", "full")
-Progress = Callable[[int, int], None]
 
 
 class ControlEvaluationError(StepError, RuntimeError):
@@ -166,69 +164,22 @@ class EvaluateControlSummary:
 # inputs
 
 
-def load_methods(config: EvaluateControlConfig, device) -> list[ControlMethod]:
-    """Baseline first, then the requested methods that exist (with ``refine`` on, ``directions+refine``
-    right after ``directions``, on the same generator); a clear error for a missing one."""
-    return load_methods_and_refine(config, device)[0]
-
-
 def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list[ControlMethod], str]:
-    """:func:`load_methods` plus what ``refine`` resolved to (a note for the summary; empty when off)."""
-    from common.folders import FolderOverlapError, refuse_overlap
-    from stylegan.control_methods import (
-        REFINE_AUTO,
-        RefineChoice,
-        load_baseline_method,
-        load_directions_method,
-        load_finetuned_method,
-        resolve_refine,
-        with_refiner,
-    )
-    from stylegan.finetune_schema import find_latest_checkpoint
+    """Baseline first, then the requested methods that exist (``stylegan.control_resolver``; with ``refine``
+    on, ``directions+refine`` right after ``directions``, on the same generator), and what ``refine``
+    resolved to (a note for the summary; empty when off)."""
+    from common.folders import refuse_overlap
+    from stylegan.control_resolver import resolve_control_methods
 
     paths = config.paths
-    wanted = (DIRECTIONS, FINETUNED) if config.control == "all" else (config.control,)
-    finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
-    directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
-    found = {FINETUNED: finetuned, DIRECTIONS: directions}
-    if config.control != "all" and found[config.control] is None:
-        where = (f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}; run 07_finetune_stylegan.py "
-                 f"or pass {flag_of(config, 'checkpoint')}" if config.control == FINETUNED else
-                 f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py or pass --directions")
-        raise ControlEvaluationError(where)
-    if not any(found[m] for m in wanted):
-        raise ControlEvaluationError(
-            f"no control method to evaluate: no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir} and "
-            f"no directions file {paths.directions_pt}; run step 7 (07_fit_latent_directions.py and/or "
-            "07_finetune_stylegan.py) first")
-    base_checkpoint = config.stylegan_checkpoint or paths.stylegan_checkpoint
-    refine = resolve_refine(config.refine, paths.finetuned_dir, config.checkpoint)
-    evaluates_directions = DIRECTIONS in wanted and directions is not None
-    if refine.on and not evaluates_directions and str(config.refine) == REFINE_AUTO:
-        refine = RefineChoice(None, "refine auto: not used (the directions method is not evaluated)")
-    if refine.on and not evaluates_directions:
-        raise ControlEvaluationError(f"--refine {config.refine} refines the directions method, which is not "
-                                     f"evaluated (no directions file {paths.directions_pt} or --control "
-                                     f"{config.control}); use --control directions|all or --refine off")
-    try:  # the evaluation folder never is, holds or sits inside a file it reads
-        refuse_overlap({"--out": config.resolved().out},
-                       {flag_of(config, "checkpoint"): finetuned, "--directions": directions, "--stylegan-checkpoint": base_checkpoint,
-                        "--refine": refine.checkpoint,
-                        "--normalization": config.normalization or paths.normalization_json,
-                        "--segmentation-checkpoint": config.segmentation_checkpoint or paths.segmentation_checkpoint})
-    except FolderOverlapError as exc:
-        raise ControlEvaluationError(str(exc)) from exc
-    methods: list[ControlMethod] = [load_baseline_method(base_checkpoint, device, config.batch_size)]
-    if DIRECTIONS in wanted and directions is not None:
-        methods.append(load_directions_method(base_checkpoint, directions, device, config.batch_size))
-        if refine.on:  # the same generator, directions and latents: linear vs refined, side by side
-            try:
-                methods.append(with_refiner(methods[-1], refine.checkpoint))
-            except ValueError as exc:  # mismatched or regressor-less checkpoint: the step's one-line error
-                raise ControlEvaluationError(str(exc)) from exc
-    if FINETUNED in wanted and finetuned is not None:
-        methods.append(load_finetuned_method(finetuned, device, config.batch_size, config.weights))
-    return methods, refine.note
+    plan = resolve_control_methods(paths, config.control,
+                                   {DIRECTIONS: config.directions, FINETUNED: config.checkpoint},
+                                   config.stylegan_checkpoint, config.refine, config.checkpoint)
+    # the evaluation folder never is, holds or sits inside a file it reads
+    refuse_overlap({"--out": config.resolved().out},
+                   {**plan.inputs(), "--normalization": config.normalization or paths.normalization_json,
+                    "--segmentation-checkpoint": config.segmentation_checkpoint or paths.segmentation_checkpoint})
+    return plan.load(device, config.batch_size, config.weights, baseline=True), plan.refine.note
 
 
 def sweep_ranges(config: EvaluateControlConfig, methods: list[ControlMethod]) -> dict[str, tuple[float, float]]:
@@ -283,7 +234,8 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     z = evaluation_latents(design.seed, design.num_z, methods[0].z_dim)
     base = np.full((design.num_z, len(PROPERTY_NAMES)), np.nan, dtype=np.float32)  # only the swept one is requested
     per_method = design.num_z * design.num_values * len(PROPERTY_NAMES)
-    total, done = per_method * len(methods), 0
+    total = per_method * len(methods)
+    tick = ProgressCounter(progress, total)
     from pipeline.judging import JudgePanel
 
     panel = JudgePanel(config.paths, device, enabled=config.judges == "auto", keep_extremes=config.quality != "off")
@@ -291,12 +243,6 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     results: dict[str, ControlResult] = {}
     records = {}
     for method in methods:
-        def tick(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(done, total)
-
         judged, records[method.name] = panel.wrap(scorer, extreme)
         results[method.name] = evaluate_control(lambda zb, tb, m=method: m.render(zb, tb, return_report=True),
                                                 judged, z, base, ranges, design, gender=gender, progress=tick)
@@ -322,8 +268,7 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     table = _with_extra_columns(table, identity, quality)
     from common.io import atomic_save_image, atomic_write_csv, atomic_write_text
 
-    atomic_write_csv(out_dir / COMPARISON_CSV, table[list(COMPARISON_COLUMNS) + list(EXTRA_COLUMNS)],
-                     COMPARISON_COLUMNS)
+    write_csv(table, out_dir, EXTRA_COLUMNS)
     atomic_write_csv(out_dir / IDENTITY_CSV, identity)
     atomic_write_csv(out_dir / QUALITY_CSV, quality)
     atomic_write_csv(out_dir / AGREEMENT_CSV, agreement)
@@ -431,8 +376,6 @@ def _with_extra_columns(table: pd.DataFrame, identity: pd.DataFrame, quality: pd
 
 def _judges_report(identity: pd.DataFrame, quality: pd.DataFrame, agreement: pd.DataFrame,
                    other_judges: tuple[str, ...], missing: tuple[str, ...]) -> str:
-    from stylegan.control_measures import markdown_table
-
     missing_text = "\n".join(f"- {line}" for line in missing) or "- nothing: every judge and figure is present"
     judges_text = ", ".join(other_judges) or "none"
     sections = [f"""
@@ -466,8 +409,6 @@ Missing figures:
 
 def _report(config: EvaluateControlConfig, methods: list[ControlMethod], table: pd.DataFrame, lines: list[str],
             scorer_name: str, ranges: dict[str, tuple[float, float]], stand_in: bool) -> str:
-    from stylegan.control_measures import markdown_table
-
     warnings = []
     if config.random_weight_models:
         warnings.append("> **These models are the demo's random-weight models: the images are not faces, and "
@@ -479,7 +420,7 @@ def _report(config: EvaluateControlConfig, methods: list[ControlMethod], table: 
     method_lines = "\n".join(f"- `{m.name}`: {m.description}" for m in methods)
     range_text = ", ".join(f"{p} {lo:g}..{hi:g}" for p, (lo, hi) in ranges.items())
     verdict = "\n".join(f"- {line}" for line in lines) or "- (no method besides the baseline was evaluated)"
-    shown = table[list(COMPARISON_COLUMNS) + ["pearson_r_low", "pearson_r_high"]]
+    shown = table[list(COMPARISON_COLUMNS) + ["pearson_r_low", "pearson_r_high", "leakage_max"]]
     return f"""# Control comparison (step 9)
 {chr(10).join(warnings)}
 
@@ -502,8 +443,9 @@ every request) is the floor: a method is only controlling a property where it be
 ## comparison.csv
 {markdown_table(shown)}
 
-`leakage_mean`: mean |slope| of each other property against the requested one (step-6 units; pose spans 2).
-`failed_share`: images the judge could not measure. `female_share`: gender CNN p(woman) >= 0.5 (nan: no model).
+`leakage_mean` / `leakage_max`: mean and largest over the other properties of their mean |slope| against the
+requested one (step-6 units; pose spans 2). `failed_share`: images the judge could not measure (or whose sweep
+left a slope undefined). `female_share`: gender CNN p(woman) >= 0.5 (nan: no model).
 `pearson_r_low/high`: 95% Fisher interval (report only; comparison.csv holds the contract columns).
 
 ## Files

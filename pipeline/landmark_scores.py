@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pandas as pd
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import atomic_write_csv, read_csv_checked
 from common.paths import REPO_ROOT, PipelinePaths
+from common.steps import Progress
 from judges import LandmarkJudge, detect_face_boxes, judge_agreement, measure_landmarks, yaw_five_points
 from segmentation.normalize import PropertyNormalizer
 from segmentation.tables import HEADS_PREFIX
@@ -46,7 +46,6 @@ RAW_COLUMNS = (
 LANDMARK_COLUMNS = ("img_name", "eyes", "mouth", "face_pose") + RAW_COLUMNS[1:]
 JUDGE_PROPERTIES = ("eyes", "mouth", "face_pose")
 AGREEMENT_COLUMNS = ("property", "judge_a", "judge_b", "pearson_r", "n")
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

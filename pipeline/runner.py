@@ -89,13 +89,6 @@ def steps_between(first: int | str, last: int | str) -> list[str]:
     return list(STEP_ORDER[a:b + 1])
 
 
-def lookup_step(table: dict, step: str, default=None):
-    """A per-step table entry keyed by id ("7a", "8") or, for plain numbers, by int (8) as older callers do."""
-    if step in table:
-        return table[step]
-    return table.get(int(step), default) if step.isdigit() else default
-
-
 class StepFailed(RuntimeError):
     exit_code = 1
 
@@ -138,9 +131,12 @@ class PipelineOptions(Settings):
     threads: int | None = setting(None, low=1, help="CPU threads for torch in every step (default: torch's choice)")
     limit: int | None = setting(None, low=1, help="passed to every step that takes --limit (smoke runs; each step "
                                                   "says what it counts)")
-    step_args: dict[int | str, list[str]] = field(default_factory=dict)  # extra flags per step id (tests, power users)
+    step_args: dict[str, list[str]] = field(default_factory=dict)  # extra flags per step id (tests, power users)
 
     def check(self) -> None:
+        unknown = [key for key in self.step_args if key not in STEP_ORDER]
+        if unknown:  # an int key (1) would be ignored without a word
+            raise SettingError(f"step_args keys are step ids ({', '.join(STEP_ORDER)}), got {unknown}")
         if not steps_between(self.first, self.last):
             raise SettingError(f"--from must not come after --to ({', '.join(STEP_ORDER)}), got --from {self.first} "
                                f"--to {self.last}")
@@ -326,8 +322,8 @@ def step_argv(number: str, options: PipelineOptions) -> list[str]:
     if options.demo:
         from pipeline.demo import DEMO_STEP_ARGS
 
-        argv += lookup_step(DEMO_STEP_ARGS, number, [])
-    argv += list(lookup_step(options.step_args, number, []))
+        argv += DEMO_STEP_ARGS.get(number, [])
+    argv += list(options.step_args.get(number, []))
     if options.limit is not None and number == "1" and "--limit" not in flags:
         argv += ["--num", str(options.limit)]  # step 1 counts its images with --num; the cap comes last, so it wins
     return argv

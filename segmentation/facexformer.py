@@ -18,8 +18,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,11 +30,12 @@ from common.checkpoints import (
     FACEXFORMER,
     CheckpointError,
     check_finite_tensors,
-    not_a_checkpoint_error,
+    check_state_dict_fits,
+    read_checkpoint,
     require_file,
-    sniff_non_checkpoint,
 )
-from common.io import atomic_torch_save
+from common.fingerprint import file_fingerprint
+from common.io import atomic_torch_save, atomic_write_text
 from common.runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -421,20 +420,16 @@ def swin_relative_position_index(window: int = 7) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=1)
-def _key_shapes() -> tuple[tuple[str, tuple[int, ...]], ...]:
+def _expected_state() -> dict[str, torch.Tensor]:
+    """The model's state_dict on the meta device: every key with its shape and dtype, no memory."""
     with torch.device("meta"):
         model = FaceXFormer()
-    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+    return dict(model.state_dict())
 
 
 def facexformer_key_shapes() -> dict[str, tuple[int, ...]]:
     """Every state_dict key of the model with its shape, in state_dict order (built on the meta device)."""
-    return dict(_key_shapes())
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return {k: tuple(v.shape) for k, v in _expected_state().items()}
 
 
 def _short_list(items: list[str], limit: int = 8) -> str:
@@ -443,46 +438,10 @@ def _short_list(items: list[str], limit: int = 8) -> str:
 
 
 def check_state_dict(state_dict: Mapping[str, Any], source: str = "state_dict") -> None:
-    """Raise CheckpointError in plain words if keys or shapes differ from the model's."""
-    expected = facexformer_key_shapes()
-    if not isinstance(state_dict, Mapping):
-        raise CheckpointError(f"{source}: expected a dict of tensors, got {type(state_dict).__name__}")
-    not_tensors = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [str(k) for k in state_dict if k not in expected]
-    wrong_shape = [
-        f"{k} (file {list(state_dict[k].shape)}, model {list(shape)})"
-        for k, shape in expected.items()
-        if k in state_dict and isinstance(state_dict[k], torch.Tensor) and tuple(state_dict[k].shape) != shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_short_list(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_short_list(unexpected)}")
-    if wrong_shape:
-        problems.append(f"{len(wrong_shape)} keys with the wrong shape: {_short_list(wrong_shape, 4)}")
-    if not_tensors:
-        problems.append(f"{len(not_tensors)} entries that are not tensors: {_short_list(not_tensors)}")
-    if problems:
-        hint = ""
-        if unexpected and all(k.startswith("module.") for k in unexpected):
-            hint = "\n  (keys start with 'module.': the file was saved from a DataParallel wrapper)"
-        raise CheckpointError(
-            f"{source} is not a FaceXFormer state_dict (expected the {len(expected)} official keys):\n  "
-            + "\n  ".join(problems) + hint + f"\n{FACEXFORMER.describe()}"
-        )
-
-
-def _torch_load(path: Path, weights_only: bool) -> Any:
-    """torch.load on CPU, memory-mapped when the file format allows it (the real file is 1.1 GB)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc):
-            raise
-        # legacy (non-zip) serialization cannot be memory-mapped: same load without mmap
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    """Raise CheckpointError in one line if keys, shapes or dtypes differ from the model's (the common report)."""
+    expected = _expected_state()
+    check_state_dict_fits(expected, state_dict, source, FACEXFORMER.how_to_get,
+                          what=f"FaceXFormer (the {len(expected)} official keys)")
 
 
 def clean_checkpoint_path(path: Path | str) -> Path:
@@ -491,39 +450,38 @@ def clean_checkpoint_path(path: Path | str) -> Path:
     return path.with_name(path.stem + ".weights_only.pt")
 
 
+def _clean_source_path(clean: Path) -> Path:
+    """The weights-only copy's key: the fingerprint of the file it was made from (content, never mtime)."""
+    return clean.with_name(clean.name + ".source")
+
+
+def _clean_copy_of(path: Path) -> Path | None:
+    """The weights-only copy made from these very bytes, or None (absent, or made from another file)."""
+    clean = clean_checkpoint_path(path)
+    key = _clean_source_path(clean)
+    if not (clean.is_file() and key.is_file()):
+        return None
+    return clean if key.read_text(encoding="utf-8").strip() == file_fingerprint(path) else None
+
+
 def _read_checkpoint(path: Path, trusted: bool) -> tuple[Any, Path]:
+    """(content, the file it came from). A file that loads only with ``trusted`` (the reader's short
+    allow-list of plain types, never code) is read that way once, and its weights are re-saved next to
+    it (:func:`clean_checkpoint_path`), which later runs load without the flag."""
     try:
-        return _torch_load(path, weights_only=True), path
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise CheckpointError(f"{path} is not a PyTorch checkpoint ({exc.__class__.__name__}: "
-                                  f"{_first_line(exc)})\n{FACEXFORMER.describe()}") from None
+        return read_checkpoint(path, FACEXFORMER, trust=False, mmap=True), path
+    except CheckpointError:
         if not trusted:
-            raise CheckpointError(
-                f"{path} holds objects other than tensors (probably optimizer/scheduler state), so the safe "
-                f"loader (torch.load weights_only=True) refused it.\n"
-                f"  If you trust this file (e.g. you downloaded it from the official Hugging Face repo), "
-                f"rerun with --trust-checkpoint (or load_facexformer(..., trusted=True)): it is unpickled "
-                f"once and only its weights are re-saved to {clean_checkpoint_path(path)}, which later runs "
-                f"can use with the safe loader.\n  Loader message: {_first_line(exc)}"
-            ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
-            AttributeError) as exc:
-        raise CheckpointError(
-            f"cannot read {path} as a PyTorch checkpoint (truncated or interrupted download? "
-            f"size {path.stat().st_size:,} bytes): {_first_line(exc)}; fix: {FACEXFORMER.how_to_get}"
-        ) from None
-    # explicit opt-in for a trusted file: unpickle once, keep only the weights
-    log.warning("loading %s with weights_only=False because trusted=True was given", path)
-    try:
-        obj = _torch_load(path, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file here
-        raise CheckpointError(f"cannot read {path} even as a trusted checkpoint: {exc}") from None
+            raise
+    obj = read_checkpoint(path, FACEXFORMER, trust=True, mmap=True)
     state_dict = _extract_state_dict(obj, path)
     check_state_dict(state_dict, str(path))
     clean = clean_checkpoint_path(path)
 
+    key = _clean_source_path(clean)
+    key.unlink(missing_ok=True)  # the key goes first and comes back last: a kill never pairs a copy with another key
     atomic_torch_save(clean, {k: v.contiguous() for k, v in state_dict.items()})
+    atomic_write_text(key, file_fingerprint(path) + "\n")
     log.warning("wrote the weights-only copy %s; pass it as the checkpoint next time", clean)
     return state_dict, clean
 
@@ -546,18 +504,16 @@ def load_facexformer(path: Path | str, device: str | torch.device = "cpu",
                      trusted: bool = False) -> FaceXFormer:
     """Load the official checkpoint (dict with ``state_dict_backbone``) or a bare state_dict, strictly.
 
-    Safe by default (``weights_only=True``). ``trusted=True`` is the explicit opt-in for an
-    official file whose extra (optimizer) entries the safe loader rejects: it is unpickled once
-    and its weights are re-saved next to it (:func:`clean_checkpoint_path`). Returns the model
+    Safe by default (``weights_only=True``). ``trusted=True`` is the explicit opt-in for a file
+    whose extra entries (saved ``args``, numpy scalars) the safe loader rejects: it is read once with
+    the reader's short allow-list of plain types (never code, never a full unpickle) and its weights
+    are re-saved next to it (:func:`clean_checkpoint_path`). Returns the model
     in eval mode on ``device`` ("auto" allowed). Wrong files raise :class:`CheckpointError` with a
     plain message.
     """
     path = require_file(path, FACEXFORMER)
-    looks_like = sniff_non_checkpoint(path)
-    if looks_like:  # before torch.load: its message would suggest --trust-checkpoint for a non-checkpoint
-        raise not_a_checkpoint_error(path, looks_like, FACEXFORMER.how_to_get)
-    clean = clean_checkpoint_path(path)
-    if trusted and clean.is_file() and clean.stat().st_mtime >= path.stat().st_mtime:
+    clean = _clean_copy_of(path) if trusted else None
+    if clean is not None:
         log.info("using the weights-only copy %s made earlier from %s", clean, path)
         path = clean
     obj, loaded_from = _read_checkpoint(path, trusted)

@@ -3,7 +3,9 @@
 The original reloaded the model for every image (~5 s/image). Here the model is loaded once,
 crops are made on a background thread one batch ahead of the model, PNG encoding runs on a
 small writer pool, and ``crops.csv`` only lists an image once its PNGs are complete, so a
-killed run resumes where it stopped.
+killed run resumes where it stopped. It resumes only under the folder's recipe (``common.recipe``:
+crop mode, devices, the FaceXFormer file's fingerprint), and an image only if its row was made from
+the same file (``input_fingerprint``); two images sharing a stem are refused (their outputs collide).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from common.distributed import init_distributed
-from common.folders import refuse_overlap
+from common.folders import image_folders, refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import (
     atomic_save_image,
@@ -31,6 +33,7 @@ from common.io import (
     read_csv_checked,
 )
 from common.paths import CROPS_CSV
+from common.recipe import FolderLock, Recipe, claim_output, item_identity, merging
 from common.settings import (
     StepConfig,
     batch_size_setting,
@@ -52,6 +55,7 @@ from segmentation.tables import (
     CROPS_EXTRA_COLUMNS,
     FACE_PREFIX,
     HEADS_PREFIX,
+    INPUT_COLUMN,
     PARSING_PREFIX,
     VISUALIZATION_PREFIX,
     check_crops_frame,
@@ -167,13 +171,14 @@ def write_crops_csv(path: Path, rows: dict[str, dict[str, str]]) -> None:
 
 def _is_done(path: Path, row: dict[str, str] | None, crop: str, out_dir: Path,
              retry_unreadable: bool) -> bool:
-    """Finished earlier with the same crop mode: a row, and all three PNGs if the image was parsed.
+    """Finished earlier with the same crop mode from this very file (its row's input fingerprint): a row,
+    and all three PNGs if the image was parsed.
 
     Unreadable images are done too (their row says why) unless ``retry_unreadable``: retrying them
     on every resume would reload the 1.1 GB model for nothing.
     """
-    if row is None or row.get("crop") != crop:
-        return False
+    if row is None or row.get("crop") != crop or row.get(INPUT_COLUMN) != item_identity(path):
+        return False  # not listed, or listed for another file of that name (an edited or replaced image)
     if row.get("error"):
         return not retry_unreadable
     if row.get("face_found") != "1":
@@ -185,9 +190,13 @@ def _row(path: Path, crop_mode: str, crop: FaceCrop | None, error: str = "") -> 
     found = crop is not None and crop.found
     box = crop.box if found and crop.box is not None else ("", "", "", "")
     prob = "" if not found or crop.prob is None else repr(float(crop.prob))
+    try:
+        identity = item_identity(path)
+    except OSError:  # gone or unreadable: the row says why, and a re-run tries it again
+        identity = ""
     return {"img_name": path.name, "face_found": "1" if found else "0",
             "x0": str(box[0]), "y0": str(box[1]), "x1": str(box[2]), "y1": str(box[3]),
-            "prob": prob, "crop": crop_mode, "error": error}
+            "prob": prob, "crop": crop_mode, "error": error, INPUT_COLUMN: identity}
 
 
 @dataclass
@@ -430,26 +439,76 @@ def run_segmentation(config: SegmentConfig, progress: Progress | None = None, *,
     input_dir, out_dir, checkpoint = Path(config.images), Path(config.out), Path(config.checkpoint)
     if not input_dir.is_dir():
         raise SegmentationError(f"input folder not found: {input_dir} (run step 4 first, or pass --images)")
-    refuse_overlap({"--out": out_dir}, {"--images": input_dir, flag_of(config, "checkpoint"): checkpoint})
+    refuse_overlap({"--out": out_dir}, {"--images": input_dir, flag_of(config, "checkpoint"): checkpoint},
+                   reserved=image_folders(config.paths, own=config.paths.segmentation_dir))
     device, mtcnn_device = _devices(replace(config, device=ctx.device(config.device),
                                             mtcnn_device=ctx.device(config.mtcnn_device)))
     config = replace(config, mtcnn_device=mtcnn_device)
     if not ctx.is_main:
         progress = None  # one bar: rank 0's share
-    paths = list_images(input_dir)[: config.limit]
+    listed = list_images(input_dir)
+    refuse_stem_collisions(listed, input_dir)
+    paths = listed[: config.limit]
     mine = [paths[i] for i in ctx.take(range(len(paths)))]
     csv_path = config.crops_csv
-    known = _known_rows(csv_path)  # kept and merged, also with overwrite (other images' rows stay valid)
+    shard = (ctx.rank, ctx.world_size) if ctx.sharded and not ctx.grouped else None
+    with claim_output(out_dir, segmentation_recipe(config, device), overwrite=config.overwrite,
+                      owned=_owned(csv_path, mine if shard else None), shard=shard,
+                      writer=ctx.is_main or not ctx.grouped, what="segmentation outputs"):
+        ctx.barrier()  # rank 0 has claimed (and, with overwrite, emptied) the folder
+        return _segment_claimed(config, ctx, device, mine, paths, csv_path, progress, start, model_loader)
+
+
+def segmentation_recipe(config: SegmentConfig, device: torch.device) -> Recipe:
+    """What step 5's maps are made from: the crop, the devices (FaceXFormer's bits differ between CPU and
+    CUDA) and the FaceXFormer file; not --batch-size, --limit or --shard. Each image's own identity is
+    its crops.csv row's ``input_fingerprint``."""
+    settings = {"crop": config.crop, "device_type": device.type, "dtype": "float32"}
+    if config.crop == "mtcnn":
+        settings["mtcnn_device_type"] = torch.device(config.mtcnn_device).type
+    return Recipe.of("5", settings, {"checkpoint": config.checkpoint})
+
+
+def refuse_stem_collisions(images: Sequence[Path], folder: Path) -> None:
+    """Two images with one stem (``000002.png`` beside ``000002.jpg``) would write the same parse files."""
+    seen: dict[str, str] = {}
+    for path in images:
+        if path.stem in seen:
+            raise SegmentationError(f"{folder}: {seen[path.stem]} and {path.name} share the stem {path.stem!r}, so "
+                                    f"their outputs ({PARSING_PREFIX}{path.stem}.png ...) would overwrite each other; "
+                                    "fix: rename or move one of them")
+        seen[path.stem] = path.name
+
+
+def _owned(csv_path: Path, share: Sequence[Path] | None) -> Callable[[Path], list[Path]]:
+    """Step 5's files in its folder (``share``: only those of these images and this shard's list)."""
+    def owned(folder: Path) -> list[Path]:
+        if share is None:
+            patterns = [f"{prefix}*" for prefix in (PARSING_PREFIX, FACE_PREFIX, HEADS_PREFIX)]
+            found = {p for pattern in patterns for p in folder.glob(pattern) if p.is_file()}
+            found |= {p for p in (csv_path, folder / RUN_JSON) if p.is_file()}
+            found |= {part for _, _, part in found_parts(csv_path)}
+            return sorted(found)
+        files = [f for path in share for f in (*output_paths(folder, path.stem), heads_path(folder, path.stem))]
+        return [f for f in files if f.is_file()]
+
+    return owned
+
+
+def _segment_claimed(config: SegmentConfig, ctx, device: torch.device, mine: list[Path], paths: list[Path],
+                     csv_path: Path, progress: Progress | None, start: float,
+                     model_loader: Callable[[], torch.nn.Module] | None) -> SegmentSummary:
+    """Parse this process's share into a folder whose recipe is this run's."""
+    out_dir, checkpoint = Path(config.out), Path(config.checkpoint)
+    known = _known_rows(csv_path)
     list_path = ctx.part_path(csv_path) if ctx.sharded else csv_path
     rows = read_crops_csv(list_path) if ctx.sharded else known  # what this process's list holds
-    todo = [p for p in mine if config.overwrite or not _is_done(p, known.get(p.name), config.crop, out_dir,
-                                                                    config.retry_unreadable)]
+    todo = [p for p in mine if not _is_done(p, known.get(p.name), config.crop, out_dir, config.retry_unreadable)]
     skipped = len(mine) - len(todo)
     done = skipped
     if progress is not None:
         progress(done, len(mine))
     counts = _Counts()
-    out_dir.mkdir(parents=True, exist_ok=True)
     if not ctx.sharded:
         clean_stale_temp_files(out_dir)  # with several processes, only once all have finished (the merge)
     if todo:
@@ -490,10 +549,13 @@ def merge_segmentation_shards(config: SegmentConfig, progress: Progress | None =
     start = time.perf_counter()
     config = config.resolved()
     csv_path = config.crops_csv
-    parts = complete_parts(csv_path, "run the missing shards (--shard K/N, same flags) or copy their output "
-                                     "folders in, then merge again")
-    merge_crops_parts(csv_path)
-    clean_stale_temp_files(Path(config.out))
+    device, mtcnn_device = _devices(config)
+    recipe = segmentation_recipe(replace(config, mtcnn_device=mtcnn_device), device)
+    with FolderLock(Path(config.out)), merging(config.out, recipe):  # parts of another recipe: refused first
+        parts = complete_parts(csv_path, "run the missing shards (--shard K/N, same flags) or copy their output "
+                                         "folders in, then merge again")
+        merge_crops_parts(csv_path)
+        clean_stale_temp_files(Path(config.out))
     counts = _Counts()
     for row in read_crops_csv(csv_path).values():
         counts.add(row)

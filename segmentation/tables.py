@@ -23,8 +23,11 @@ HEADS_PREFIX = "heads_"                           # heads_{stem}.json: FaceXForm
 # --- step 5: crops.csv ---------------------------------------------------------------------------
 CROPS_COLUMNS: tuple[str, ...] = ("img_name", "face_found", "x0", "y0", "x1", "y1", "prob", "crop")
 """crops.csv's contract columns (pipeline.md, step 5)."""
-CROPS_EXTRA_COLUMNS: tuple[str, ...] = ("error",)
-"""Written after the contract columns: why an image could not be read (empty otherwise)."""
+INPUT_COLUMN = "input_fingerprint"
+"""The identity (``size:sha256``, ``common.recipe.item_identity``) of the image file a row was made from."""
+CROPS_EXTRA_COLUMNS: tuple[str, ...] = ("error", INPUT_COLUMN)
+"""Written after the contract columns: why an image could not be read (empty otherwise), and which file the
+row describes (a resume redoes an image whose file changed)."""
 FACE_FOUND_VALUES = ("0", "1")
 
 # --- step 6: all_scores.csv ----------------------------------------------------------------------

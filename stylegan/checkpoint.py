@@ -9,9 +9,7 @@ override that contradicts the file is an error, not a silent change (the torchvi
 from __future__ import annotations
 
 import logging
-import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +18,8 @@ import torch
 from common.checkpoints import (
     STYLEGAN_CELEBA_PARTIAL_256,
     CheckpointError,
-    check_finite_tensors,
-    not_a_checkpoint_error,
-    require_file,
-    sniff_non_checkpoint,
+    load_state_dict_checked,
+    read_checkpoint,
 )
 from common.io import atomic_torch_save
 from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator
@@ -35,30 +31,6 @@ WHICH_ALLOWED = ("auto", "generator_smooth", "generator")
 WEIGHTS_ENTRIES: dict[str, str] = {"auto": "auto", "ema": "generator_smooth", "raw": "generator"}
 """The scripts' ``--weights`` (``common.settings.WEIGHTS_CHOICES``) -> genforce's entry: ema = the smoothed copy."""
 _GENFORCE_DEFAULT_FMAPS_BASE = 16 << 10
-
-
-def read_checkpoint(path: Path | str) -> Any:
-    """``torch.load(..., weights_only=True)`` with plain-word errors for missing, truncated or unsafe files."""
-    path = require_file(path, STYLEGAN_CELEBA_PARTIAL_256)
-    looks_like = sniff_non_checkpoint(path)
-    if looks_like:
-        raise not_a_checkpoint_error(path, looks_like, STYLEGAN_CELEBA_PARTIAL_256.how_to_get)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path} holds objects other than tensors and plain containers, so it cannot be loaded safely "
-            f"with weights_only=True ({str(exc).splitlines()[0]}). Re-save just the state_dicts from a trusted "
-            "Python session: torch.save({'generator': G.state_dict(), ...}, path)."
-        ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError,
-            TypeError, AttributeError) as exc:
-        size = path.stat().st_size
-        raise CheckpointError(
-            f"{path} ({size:,} bytes) is not a readable PyTorch checkpoint (truncated or corrupt download?): "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
-            f"fix: {STYLEGAN_CELEBA_PARTIAL_256.how_to_get}"
-        ) from exc
 
 
 def _strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -183,28 +155,10 @@ def _merge_overrides(inferred: dict[str, Any], overrides: dict[str, Any], path: 
     return {**inferred, **overrides}
 
 
-def describe_mismatch(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], limit: int = 8) -> str:
-    """Plain-words list of missing, unexpected and wrong-shape keys ('' when the dict fits)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    shapes = [f"{k}: checkpoint {list(state_dict[k].shape)}, model {list(v.shape)}"
-              for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
-    parts = []
-    for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
-        if items:
-            more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
-            parts.append(f"{len(items)} {title}: " + "; ".join(items[:limit]) + more)
-    return "\n  ".join(parts)
-
-
 def load_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: Path | str, entry: str) -> None:
-    """Strict load after two checks in plain words: keys/shapes fit, and every weight is finite."""
-    problems = describe_mismatch(model, state_dict)
-    if problems:
-        raise CheckpointError(f"{path} [{entry}] does not fit the model it describes:\n  {problems}")
-    check_finite_tensors(state_dict, path, STYLEGAN_CELEBA_PARTIAL_256.how_to_get, entry)
-    model.load_state_dict(state_dict, strict=True)
+    """Strict load after the one fit report (keys, shapes, dtypes) and a finite-weights check."""
+    load_state_dict_checked(model, state_dict, path, STYLEGAN_CELEBA_PARTIAL_256.how_to_get, entry=entry,
+                            what="the model its shapes describe")
 
 
 def _config_or_error(infer, sd: dict[str, torch.Tensor], path: Path | str, entry: str) -> dict[str, Any]:
@@ -224,7 +178,7 @@ def load_generator(path: Path | str, which: str = "auto", device: str | torch.de
     """
     if which not in WHICH_ALLOWED:
         raise ValueError(f"invalid which={which!r}; allowed: {WHICH_ALLOWED}")
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, STYLEGAN_CELEBA_PARTIAL_256)
     key, sd = select_entry(ckpt, which, path)
     config = _merge_overrides(_config_or_error(infer_generator_config, sd, path, key), overrides, path)
     generator = StyleGANGenerator(**config)
@@ -237,7 +191,7 @@ def load_generator(path: Path | str, which: str = "auto", device: str | torch.de
 
 def load_discriminator(path: Path | str, device: str | torch.device = "cpu", **overrides: Any) -> StyleGANDiscriminator:
     """Load a genforce discriminator (the ``discriminator`` entry) in eval mode."""
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, STYLEGAN_CELEBA_PARTIAL_256)
     key, sd = select_entry(ckpt, "discriminator", path)
     config = _merge_overrides(_config_or_error(infer_discriminator_config, sd, path, key), overrides, path)
     discriminator = StyleGANDiscriminator(**config)

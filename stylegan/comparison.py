@@ -7,9 +7,11 @@ row per (method, judge, property). Arrays and tables only: no models, no segment
 Columns (``COMPARISON_COLUMNS``, a contract):
 - ``pearson_r``, ``spearman_rho``, ``mae``, ``monotonic_share``, ``control_slope``: as in
   ``stylegan.control_measures.control_metrics`` (the sweeps of that property only).
-- ``leakage_mean``: mean over the other properties q of the mean |least-squares slope| of measured
-  q against the requested property, in step-6 units (pose spans 2, the others 1); ideal 0.
-- ``failed_share``: share of that property's sweep images the judge could not measure (NaN).
+- ``leakage_mean``: mean over the other properties q of the mean over sweeps of |least-squares slope| of
+  measured q against the requested property, in step-6 units (pose spans 2, the others 1); ideal 0. A
+  NaN slope is left out and counted in ``failed_share``.
+- ``failed_share``: share of that property's sweep images that count for nothing: the judge could not
+  measure the property (NaN), or the image's sweep left a slope NaN.
 - ``female_share``: share of those images the gender CNN calls a woman (p >= 0.5); NaN without one.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pandas as pd
 from common.contact_sheet import make_contact_sheet
 from common.io import atomic_write_csv
 from common.paths import COMPARISON_CSV, PROPERTY_NAMES
-from stylegan.control_measures import control_metrics, leakage_matrix
+from stylegan.control_measures import control_metrics, samples_measures
 
 __all__ = ["COMPARISON_COLUMNS", "COMPARISON_CSV", "COMPARISON_PNG", "comparison_table", "verdicts",
            "comparison_sheet", "method_label"]
@@ -34,14 +36,16 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
     "leakage_mean", "failed_share", "female_share",
 )
 _CI_COLUMNS = ("pearson_r_low", "pearson_r_high")
+_REPORT_COLUMNS = (*_CI_COLUMNS, "leakage_max")
 
 
 def comparison_table(samples_by_method: Mapping[str, pd.DataFrame],
                      properties: Sequence[str] = PROPERTY_NAMES, with_ci: bool = False) -> pd.DataFrame:
     """One row per method x judge x property (method order as given, judges in order of appearance).
 
-    with_ci adds ``pearson_r_low`` / ``pearson_r_high`` (95% Fisher interval) for the report;
-    comparison.csv itself holds exactly ``COMPARISON_COLUMNS``.
+    Every figure is ``stylegan.control_measures.sweep_measures``' (the one definition). with_ci adds
+    ``pearson_r_low`` / ``pearson_r_high`` (95% Fisher interval) and ``leakage_max`` (the largest
+    off-diagonal leakage) for the report; comparison.csv itself holds exactly ``COMPARISON_COLUMNS``.
     """
     properties = tuple(properties)
     rows = []
@@ -50,25 +54,21 @@ def comparison_table(samples_by_method: Mapping[str, pd.DataFrame],
         for judge in judges:
             part = samples[samples["judge"] == judge] if "judge" in samples else samples
             metrics = control_metrics(part, properties).set_index("property")
-            leak = leakage_matrix(part, properties)
             for prop in properties:
-                m = metrics.loc[prop]
-                others = [leak.at[prop, q] for q in properties if q != prop]
-                others = [v for v in others if np.isfinite(v)]
+                m = samples_measures(part, prop, properties)
                 swept = part[part["property"] == prop]
                 female = swept["female_prob"].to_numpy(float) if "female_prob" in swept else np.array([])
                 female = female[np.isfinite(female)]
                 rows.append({
-                    "method": method, "judge": judge, "property": prop, "pearson_r": m["pearson_r"],
-                    "spearman_rho": m["spearman_rho"], "mae": m["mae"], "monotonic_share": m["monotonic_share"],
-                    "control_slope": m["control_slope"],
-                    "leakage_mean": float(np.mean(others)) if others else float("nan"),
-                    "failed_share": (1.0 - m["num_valid"] / m["num_images"]) if m["num_images"] else float("nan"),
+                    "method": method, "judge": judge, "property": prop,
+                    **{k: m[k] for k in ("pearson_r", "spearman_rho", "mae", "monotonic_share", "control_slope",
+                                         "leakage_mean", "failed_share")},
                     "female_share": float(np.mean(female >= 0.5)) if len(female) else float("nan"),
-                    "pearson_r_low": m["pearson_r_low"], "pearson_r_high": m["pearson_r_high"],
+                    "pearson_r_low": metrics.at[prop, "pearson_r_low"],
+                    "pearson_r_high": metrics.at[prop, "pearson_r_high"], "leakage_max": m["leakage_max"],
                 })
-    columns = list(COMPARISON_COLUMNS) + (list(_CI_COLUMNS) if with_ci else [])
-    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS) + list(_CI_COLUMNS))[columns]
+    columns = list(COMPARISON_COLUMNS) + (list(_REPORT_COLUMNS) if with_ci else [])
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS) + list(_REPORT_COLUMNS))[columns]
 
 
 def _fmt(v: float) -> str:
@@ -142,5 +142,7 @@ def comparison_sheet(sheets_by_method: Mapping[str, Mapping[str, list[np.ndarray
     return make_contact_sheet(images, captions, ncols=ncols, thumb=thumb, title="rows: method, same latent")
 
 
-def write_csv(table: pd.DataFrame, out_dir: Path | str) -> Path:
-    return atomic_write_csv(Path(out_dir) / COMPARISON_CSV, table[list(COMPARISON_COLUMNS)], COMPARISON_COLUMNS)
+def write_csv(table: pd.DataFrame, out_dir: Path | str, extra_columns: Sequence[str] = ()) -> Path:
+    """comparison.csv (step 9): the contract columns first, in their order, then ``extra_columns``."""
+    columns = list(COMPARISON_COLUMNS) + list(extra_columns)
+    return atomic_write_csv(Path(out_dir) / COMPARISON_CSV, table[columns], COMPARISON_COLUMNS)

@@ -19,7 +19,9 @@ equals the pretrained D. A projection suits continuous conditions (no class tabl
 from __future__ import annotations
 
 import copy
+import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +29,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.checkpoints import (
-    CheckpointError,
-    check_finite_tensors,
-    not_a_checkpoint_error,
-    sniff_non_checkpoint,
-)
+from common.checkpoints import CheckpointError, load_state_dict_checked, read_checkpoint
 from common.paths import PROPERTY_NAMES
-from stylegan.finetune_schema import FINETUNE_FORMAT_VERSION, FinetuneSettings, property_ranges
+from stylegan.finetune_schema import (
+    FINETUNE_FORMAT_VERSION,
+    FinetuneSettings,
+    checkpoints_in,
+    property_ranges,
+)
 from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator, _pixel_norm
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ConditionalGenerator", "ConditionalDiscriminator", "build_conditional_generator",
     "build_conditional_discriminator", "freeze_synthesis", "set_trainable_d_layers", "d_layer_names",
-    "load_conditional_generator", "read_finetune_checkpoint", "FINETUNE_FORMAT_VERSION", "FINETUNE_FIX",
-    "property_ranges",
+    "load_conditional_generator", "read_finetune_checkpoint", "newest_valid_checkpoint", "FINETUNE_FORMAT_VERSION",
+    "FINETUNE_FIX", "property_ranges",
 ]
 
 _LRELU_SLOPE = 0.2
@@ -265,19 +269,14 @@ FINETUNE_FIX = ("pass another --checkpoint (an older checkpoint_NNNNNN.pt of the
                 "away and re-run step 7, which resumes from the newest readable checkpoint")
 
 
-def read_finetune_checkpoint(path) -> dict[str, Any]:
-    """torch.load(weights_only=True) of a step-7 checkpoint; any other file is a one-line CheckpointError."""
+def read_finetune_checkpoint(path, *, mmap: bool = False) -> dict[str, Any]:
+    """A step-7 checkpoint read by the one safe reader; any other file is a one-line CheckpointError.
+
+    mmap: map the tensors instead of reading them (enough to tell whether the file is usable)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"fine-tuned checkpoint not found: {path} (run step 7 first)")
-    looks_like = sniff_non_checkpoint(path)
-    if looks_like:
-        raise not_a_checkpoint_error(path, looks_like, FINETUNE_FIX)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same plain message
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable fine-tuned checkpoint ({first}); fix: {FINETUNE_FIX}") from exc
+    ckpt = read_checkpoint(path, FINETUNE_FIX, kind="fine-tuned checkpoint", mmap=mmap)
     if (not isinstance(ckpt, dict) or ckpt.get("format_version") != FINETUNE_FORMAT_VERSION
             or not isinstance(ckpt.get("config"), dict)):
         raise CheckpointError(f"{path} is not a step-7 checkpoint (format_version {FINETUNE_FORMAT_VERSION}, "
@@ -285,12 +284,43 @@ def read_finetune_checkpoint(path) -> dict[str, Any]:
     return ckpt
 
 
+def newest_valid_checkpoint(folder: Path | str, notes: list[str] | None = None) -> Path | None:
+    """The newest checkpoint_NNNNNN.pt of a fine-tune folder that reads as a step-7 checkpoint.
+
+    For the consumers of a finished run (steps 8, 9, the studio): a newer file that is truncated,
+    corrupt or not a checkpoint is skipped with a warning (and a line in ``notes``), so one bad copy
+    does not stop them while a valid older checkpoint sits beside it. Step 7's own resume does not
+    use this: it refuses a bad newest file, since training on from an older one would lose steps.
+    """
+    skipped = []
+    for path in reversed(checkpoints_in(folder)):
+        try:
+            read_finetune_checkpoint(path, mmap=True)
+        except CheckpointError as exc:
+            skipped.append(f"skipped a fine-tuned checkpoint: {str(exc).split('; fix: ')[0]}")
+            continue
+        if skipped:
+            skipped.append(f"using the newest valid fine-tuned checkpoint {path}")
+        break
+    else:
+        path = None
+    for note in skipped:
+        logger.warning("%s", note)
+    if notes is not None:
+        notes.extend(skipped)
+    return path
+
+
 def _checkpoint_problem(path, what: str):
     return CheckpointError(f"{path}: {what}; the file is not a valid step-7 checkpoint; fix: {FINETUNE_FIX}")
 
 
-def load_conditional_generator(path, device: str | torch.device = "cpu", which: str = "ema") -> ConditionalGenerator:
+def load_conditional_generator(path, device: str | torch.device = "cpu", which: str = "ema",
+                               property_names: Sequence[str] | None = PROPERTY_NAMES) -> ConditionalGenerator:
     """Rebuild the fine-tuned generator from one step-7 checkpoint, in eval mode (contract).
+
+    ``property_names``: what the caller will request (steps 8, 9 and the studio: the pipeline's five);
+    a fine-tune of other properties is refused here, at load, in one line (None: any).
 
     which: 'ema' (default, the averaged weights) or 'raw' (the trained G). The result takes
     ``G(z [N, z_dim], condition [N, 5])`` and carries ``finetune_settings`` (the run's
@@ -312,15 +342,14 @@ def load_conditional_generator(path, device: str | torch.device = "cpu", which: 
         settings = FinetuneSettings.from_dict(config)
     except (TypeError, ValueError) as exc:
         raise _checkpoint_problem(path, f"its settings do not read ({exc})") from exc
+    if property_names is not None and tuple(settings.property_names) != tuple(property_names):
+        raise CheckpointError(f"{path} was fine-tuned for the properties {', '.join(settings.property_names)}, not "
+                              f"{', '.join(property_names)}: another run's fine-tune (every request would fail); "
+                              f"fix: pass a checkpoint of this pipeline's step 7b ({FINETUNE_FIX})")
     state = ckpt.get(entry)
     if not isinstance(state, dict):
         raise _checkpoint_problem(path, f"entry {entry!r} is missing or not a state_dict")
-    check_finite_tensors(state, path, FINETUNE_FIX, entry)
-    try:
-        generator.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise _checkpoint_problem(path, f"entry {entry!r} does not fit its config "
-                                        f"({str(exc).strip().splitlines()[0]})") from exc
+    load_state_dict_checked(generator, state, path, FINETUNE_FIX, entry=entry, what="the generator its config describes")
     generator.finetune_settings = settings
     generator.step = int(ckpt.get("step", 0))
     generator.requires_grad_(False)

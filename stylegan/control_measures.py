@@ -23,17 +23,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from common import stats
 from common.contact_sheet import make_contact_sheet
 from common.io import atomic_save_image, atomic_write_bytes, atomic_write_csv, atomic_write_text
+from common.markdown import markdown_table
 from common.paths import PROPERTY_NAMES
+from stylegan.sweeps import sweep_targets
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ControlConfig", "ControlResult", "sweep_design", "evaluate_control", "control_metrics", "leakage_matrix",
-    "BrightnessScorer", "StandInScorer", "is_stand_in", "markdown_table", "write_control_outputs", "SAMPLES_CSV", "METRICS_CSV", "LEAKAGE_CSV", "REPORT_MD",
+    "BrightnessScorer", "StandInScorer", "is_stand_in", "write_control_outputs", "SAMPLES_CSV", "METRICS_CSV", "LEAKAGE_CSV", "REPORT_MD",
     "SCATTER_PNG", "LEAKAGE_PNG", "judge_name", "evaluation_latents", "EVAL_LATENT_STREAM",
 ]
 
@@ -90,17 +92,14 @@ class ControlResult:
 def sweep_design(ranges: dict[str, tuple[float, float]], base_conditions: np.ndarray, num_values: int,
                  properties: Sequence[str] = PROPERTY_NAMES) -> pd.DataFrame:
     """Rows (property, z_index, value_index, requested_*) for every sweep; base_conditions [K, P] hold the others."""
-    rows = []
-    for prop in properties:
-        j = properties.index(prop)
-        values = np.linspace(ranges[prop][0], ranges[prop][1], num_values)
-        for k, base in enumerate(np.asarray(base_conditions, dtype=np.float64)):
-            for s, value in enumerate(values):
-                cond = base.copy()
-                cond[j] = value
-                rows.append({"property": prop, "z_index": k, "value_index": s,
-                             **{f"requested_{p}": float(cond[i]) for i, p in enumerate(properties)}})
-    return pd.DataFrame(rows)
+    base = np.asarray(base_conditions, dtype=np.float64)
+    frames = []
+    for j, prop in enumerate(properties):
+        targets = sweep_targets(base, j, np.linspace(ranges[prop][0], ranges[prop][1], num_values))
+        frame = pd.DataFrame({"property": prop, "z_index": np.repeat(np.arange(len(base)), num_values),
+                              "value_index": np.tile(np.arange(num_values), len(base))})
+        frames.append(frame.assign(**{f"requested_{p}": targets[:, i] for i, p in enumerate(properties)}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def judge_name(scorer: Scorer) -> str:
@@ -159,103 +158,123 @@ def evaluate_control(generate: GenerateFn, scorer: Scorer, z: np.ndarray, base_c
     return ControlResult(samples, sheets, properties)
 
 
-def _finite_pair(a: np.ndarray, b: np.ndarray) -> bool:
-    return len(a) >= 2 and np.ptp(a) > 0 and np.ptp(b) > 0
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    return float(stats.pearsonr(a, b).statistic) if _finite_pair(a, b) else float("nan")
-
-
-def _pearson_ci(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Fisher-z confidence interval of Pearson's r (scipy); NaN where r is undefined or n <= 3."""
-    if not _finite_pair(a, b) or len(a) <= 3:
-        return float("nan"), float("nan")
-    ci = stats.pearsonr(a, b).confidence_interval(level)
-    return float(ci.low), float(ci.high)
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return float(stats.spearmanr(a, b).statistic) if _finite_pair(a, b) else float("nan")
-
-
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of y on x (scipy.stats.linregress); NaN when x does not vary."""
-    if len(x) < 2 or np.ptp(x) == 0:
-        return float("nan")
-    if np.ptp(y) == 0:
-        return 0.0
-    return float(stats.linregress(x, y).slope)
-
-
-def _mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of a mean over few sweeps (20 by default); NaN for fewer than 2 values."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    if np.ptp(values) == 0:
-        return float(values[0]), float(values[0])
-    low, high = stats.t.interval(level, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
-    return float(low), float(high)
-
-
 def _single_judge(samples: pd.DataFrame) -> None:
     if "judge" in samples and samples["judge"].nunique() > 1:
         raise ValueError(f"samples hold several judges ({sorted(samples['judge'].unique())}); select one first")
 
 
+# ----------------------------------------------------------------------------------------------
+# the measures, defined once (step 7a's choice, step 9, the lab and the studio call these)
+
+MEASURE_KEYS = ("pearson_r", "spearman_rho", "mae", "control_slope", "leakage_mean", "leakage_max",
+                "monotonic_share", "failed_share")
+"""What :func:`sweep_measures` returns per swept property (besides the leakage row and the counts)."""
+
+
+def sweep_measures(requested: Any, measured: Any, sweep_id: Any, j: int) -> dict[str, Any]:
+    """Every control measure of property j from its sweeps: the one definition of each.
+
+    requested [N]: the requested value of property j (the swept one) per image; measured [N, P]: what the
+    judge measured (step-6 units, pose spans 2; NaN = the judge failed); sweep_id [N]: which sweep (latent)
+    each image belongs to. Statistics follow ``common.stats``' rule (NaN pairs left out).
+
+    - ``pearson_r`` / ``spearman_rho`` / ``mae``: requested against measured j over every measured image;
+    - ``control_slope``: mean over sweeps of the least-squares slope of measured j on requested j;
+    - ``leakage_row`` [P]: per property q, mean over sweeps of |slope of measured q on requested j| (the
+      diagonal entry is |control slope|); ``leakage_mean`` / ``leakage_max``: mean and largest over q != j;
+      a NaN slope (a sweep with fewer than two measured images of q) is left out; a property the judge
+      measured on none of these images (the landmark judge has no hair) has NaN leakage, left out too;
+    - ``monotonic_share``: share of the sweeps without a failed image whose measured j never decreases along
+      the requested values and ends above its start (a flat sweep is not control);
+    - ``failed_share``: share of the images that count for nothing: the judge failed on j, or their sweep
+      left a slope of a property it measures NaN.
+    """
+    requested = np.asarray(requested, dtype=np.float64).reshape(-1)
+    measured = np.asarray(measured, dtype=np.float64)
+    sweep_id = np.asarray(sweep_id).reshape(-1)
+    if measured.ndim != 2 or len(measured) != len(requested) or len(sweep_id) != len(requested):
+        raise ValueError(f"requested [N], measured [N, P] and sweep_id [N] must agree, got {requested.shape}, "
+                         f"{measured.shape}, {sweep_id.shape}")
+    num_props = measured.shape[1]
+    ok = np.isfinite(measured[:, j])
+    judged = np.isfinite(measured).any(axis=0)    # a property this judge never measures fails nothing
+    slopes = []                                    # [sweeps, P]
+    monotonic = []
+    failed = ~ok
+    for k in pd.unique(sweep_id):
+        rows = np.flatnonzero(sweep_id == k)
+        rows = rows[np.argsort(requested[rows], kind="stable")]
+        row_slopes = np.array([stats.slope(requested[rows], measured[rows, q]) for q in range(num_props)])
+        slopes.append(row_slopes)
+        if not np.isfinite(row_slopes[judged]).all():
+            failed[rows] = True
+        m = measured[rows, j]
+        if np.isfinite(m).all() and len(m) >= 2:
+            monotonic.append(bool(np.all(np.diff(m) >= 0) and m[-1] > m[0]))
+    slopes_arr = np.array(slopes).reshape(-1, num_props)
+    leakage_row = np.array([_nanmean(np.abs(slopes_arr[:, q])) for q in range(num_props)])
+    others = np.delete(leakage_row, j)
+    others = others[np.isfinite(others)]
+    return {
+        "pearson_r": stats.pearson(requested, measured[:, j]),
+        "spearman_rho": stats.spearman(requested, measured[:, j]),
+        "mae": float(np.abs(measured[ok, j] - requested[ok]).mean()) if ok.any() else float("nan"),
+        "control_slope": _nanmean(slopes_arr[:, j]),
+        "leakage_mean": float(others.mean()) if len(others) else float("nan"),
+        "leakage_max": float(others.max()) if len(others) else float("nan"),
+        "monotonic_share": float(np.mean(monotonic)) if monotonic else float("nan"),
+        "failed_share": float(failed.mean()) if len(failed) else float("nan"),
+        "leakage_row": leakage_row,
+        "control_slopes": slopes_arr[:, j][np.isfinite(slopes_arr[:, j])],
+        "num_images": int(len(requested)), "num_valid": int(ok.sum()), "num_sweeps": int(len(slopes)),
+        "num_complete_sweeps": int(len(monotonic)),
+    }
+
+
+def overall(values: Any) -> float:
+    """The overall figure of a per-property measure (leakage, r): the mean over properties, NaN ones left out."""
+    return _nanmean(np.asarray(values, dtype=np.float64))
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def samples_measures(samples: pd.DataFrame, prop: str, properties: Sequence[str] = PROPERTY_NAMES) -> dict[str, Any]:
+    """:func:`sweep_measures` of one property from step 9's sample table (its sweeps only; one judge)."""
+    _single_judge(samples)
+    part = samples[samples["property"] == prop]
+    measured = part[[f"measured_{p}" for p in properties]].to_numpy(float)
+    return sweep_measures(part[f"requested_{prop}"].to_numpy(float), measured, part["z_index"].to_numpy(),
+                          list(properties).index(prop))
+
+
 def control_metrics(samples: pd.DataFrame, properties: Sequence[str] = PROPERTY_NAMES) -> pd.DataFrame:
     """Per property: Pearson r (95% CI), Spearman rho, MAE, monotonic share, mean control slope (95% CI), counts.
 
-    Only the sweeps of that property count, and only images the scorer measured (finite value
-    of that property). A sweep is monotonic when every step is >= 0 and the end is above the
-    start (a flat sweep is not control); sweeps with a failed image are left out of that share.
-    ``samples`` must hold one judge (see ``comparison_table`` for several).
+    The measures are :func:`sweep_measures`' (the sweeps of that property only); the intervals are
+    ``common.stats``' (Fisher z for r, Student t for the mean slope over sweeps, since 20 sweeps is a small
+    sample). ``samples`` must hold one judge (see ``comparison_table`` for several).
     """
-    _single_judge(samples)
     rows = []
     for prop in properties:
+        m = samples_measures(samples, prop, properties)
         part = samples[samples["property"] == prop]
-        req, meas = part[f"requested_{prop}"].to_numpy(float), part[f"measured_{prop}"].to_numpy(float)
-        ok = np.isfinite(meas)
-        sweeps = [g.sort_values("value_index") for _, g in part.groupby("z_index")]
-        measured = [g[f"measured_{prop}"].to_numpy(float) for g in sweeps]
-        complete = [m for m in measured if np.isfinite(m).all()]
-        monotonic = [bool(np.all(np.diff(m) >= 0) and m[-1] > m[0]) for m in complete]
-        slopes = [_slope(g[f"requested_{prop}"].to_numpy(float)[np.isfinite(m)], m[np.isfinite(m)])
-                  for g, m in zip(sweeps, measured)]
-        slopes = [v for v in slopes if np.isfinite(v)]
-        r_low, r_high = _pearson_ci(req[ok], meas[ok])
-        s_low, s_high = _mean_ci(slopes)
-        rows.append({
-            "property": prop, "pearson_r": _pearson(req[ok], meas[ok]), "pearson_r_low": r_low,
-            "pearson_r_high": r_high, "spearman_rho": _spearman(req[ok], meas[ok]),
-            "mae": float(np.abs(meas[ok] - req[ok]).mean()) if ok.any() else float("nan"),
-            "monotonic_share": float(np.mean(monotonic)) if monotonic else float("nan"),
-            "control_slope": float(np.mean(slopes)) if slopes else float("nan"),
-            "control_slope_low": s_low, "control_slope_high": s_high,
-            "num_images": int(len(part)), "num_valid": int(ok.sum()), "num_sweeps": len(sweeps),
-            "num_complete_sweeps": len(complete),
-        })
+        r_low, r_high = stats.pearson_ci(part[f"requested_{prop}"], part[f"measured_{prop}"])
+        s_low, s_high = stats.mean_ci(m["control_slopes"])
+        rows.append({"property": prop, **{k: m[k] for k in ("pearson_r", "spearman_rho", "mae", "monotonic_share",
+                                                             "control_slope", "num_images", "num_valid",
+                                                             "num_sweeps", "num_complete_sweeps")},
+                     "pearson_r_low": r_low, "pearson_r_high": r_high,
+                     "control_slope_low": s_low, "control_slope_high": s_high})
     return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
 
 
 def leakage_matrix(samples: pd.DataFrame, properties: Sequence[str] = PROPERTY_NAMES) -> pd.DataFrame:
     """L[p, q]: mean over sweeps of p of |slope of measured q against requested p| (rows: swept p)."""
-    _single_judge(samples)
-    matrix = np.full((len(properties), len(properties)), np.nan)
-    for i, prop in enumerate(properties):
-        part = samples[samples["property"] == prop]
-        for j, other in enumerate(properties):
-            slopes = []
-            for _, g in part.groupby("z_index"):
-                x, y = g[f"requested_{prop}"].to_numpy(float), g[f"measured_{other}"].to_numpy(float)
-                ok = np.isfinite(y)
-                s = _slope(x[ok], y[ok])
-                if np.isfinite(s):
-                    slopes.append(abs(s))
-            if slopes:
-                matrix[i, j] = float(np.mean(slopes))
+    matrix = np.stack([samples_measures(samples, prop, properties)["leakage_row"] for prop in properties])
     return pd.DataFrame(matrix, index=list(properties), columns=list(properties))
 
 
@@ -354,18 +373,6 @@ def _save_figure(fig, path: Path) -> None:
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-def markdown_table(frame: pd.DataFrame, index: bool = False, digits: int = 3) -> str:
-    frame = frame.reset_index() if index else frame
-    cols = [str(c) for c in frame.columns]
-
-    def fmt(v: Any) -> str:
-        return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def write_control_outputs(result: ControlResult, out_dir: Path | str, meta: dict[str, Any],

@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from common.checkpoints import load_state_dict_checked
 from common.paths import PROPERTY_NAMES
 from common.steps import StepError
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
@@ -267,10 +268,10 @@ def load_refiner(finetune_checkpoint: Path | str, generator: StyleGANGenerator, 
                          f"directions were fitted on; {fix}")
     try:
         regressor = PropertyRegressor(RegressorConfig(**settings))
-        regressor.load_state_dict(state)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ControlMethodError(f"{finetune_checkpoint}: its property regressor cannot be rebuilt ({first}); {fix}") from exc
+    except (TypeError, ValueError) as exc:  # the file's settings do not describe a regressor
+        raise ControlMethodError(f"{finetune_checkpoint}: its property regressor cannot be rebuilt ({exc}); {fix}") from None
+    load_state_dict_checked(regressor, state, finetune_checkpoint, fix.removeprefix("fix: "), entry="regressor",
+                            what="the regressor its config describes")
     device = next(generator.parameters()).device
     return EditRefiner.for_directions(generator, regressor.to(device), directions, config or RefineConfig())
 
@@ -338,12 +339,12 @@ def resolve_refine(refine: str | Path, finetuned_dir: Path, checkpoint: Path | N
     """``off`` -> none; ``auto`` -> ``checkpoint`` (the step's --checkpoint) or the newest step-7b
     checkpoint in ``finetuned_dir`` when it carries a regressor, else none (said in the note);
     anything else is a path that must exist (its regressor is checked when loaded)."""
-    from stylegan.finetune_schema import find_latest_checkpoint
+    from stylegan.conditional import newest_valid_checkpoint
 
     if str(refine) == REFINE_OFF:
         return RefineChoice(None, "")
     if str(refine) == REFINE_AUTO:
-        found = checkpoint or find_latest_checkpoint(finetuned_dir)
+        found = checkpoint or newest_valid_checkpoint(finetuned_dir)
         if found is None:
             return RefineChoice(None, f"refine auto: off (no step-7b checkpoint in {finetuned_dir})")
         if not _has_regressor(Path(found)):

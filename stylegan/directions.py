@@ -42,11 +42,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from common import stats
+from common.checkpoints import CheckpointError, check_finite_tensors, check_state_dict_fits, read_checkpoint
 from common.fingerprint import file_fingerprint
 from common.io import atomic_torch_save
 from common.paths import PROPERTY_NAMES
 from common.steps import StepError
+from stylegan.control_measures import sweep_measures
 from stylegan.networks import postprocess_uint8
+from stylegan.sweeps import sweep_targets
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +58,22 @@ __all__ = [
     "LatentDirections", "fit_directions", "load_directions", "DirectionsMismatchError", "METHODS_ALLOWED",
     "METRICS_ALLOWED", "LAYER_RANGES", "layer_mask", "mix_layers", "render_edit", "select_by_control",
     "SelectionResult", "default_svm_count", "DEFAULT_HOLD", "DEFAULT_METRIC", "DEFAULT_CAP", "make_renderer",
-    "available_layer_ranges", "combine_directions",
+    "available_layer_ranges", "combine_directions", "default_settings", "DefaultSettings", "directions_from_normals",
+    "fit_sefa_directions", "sefa_weight", "SEFA", "SEFA_COMPONENTS",
 ]
 
 METHODS_ALLOWED: tuple[str, ...] = ("auto", "ridge", "svm")
-"""``auto`` picks, per property, the method whose calibrated model predicts held-out samples best."""
+"""``auto`` takes :func:`default_settings`' method for the data's shape (never the held-out prediction r)."""
 METRICS_ALLOWED: tuple[str, ...] = ("euclidean", "whitened")
 LAYER_RANGES: tuple[str, ...] = ("all", "coarse", "middle", "fine")
 FORMAT = "latent_directions"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the cap never clips a value inside the scores seen in fitting, and the step limit only shortens edits
+whose request lies outside them (``edit_rule`` 2). A version-1 file loads with its own settings and rule."""
+EDIT_RULE = 2
+"""How the cap acts (stored per file, so an older file edits as it did when it was fitted): 1 = bounds of mean
++- cap sd of the *predicted* values and a step limit on every edit (format 1); 2 = those bounds widened to
+the range of scores seen in fitting, and the step limit only where a request lies outside that range."""
 DEFAULT_HOLD = True
 """Edits hold unrequested properties by default: in benchmarks/bench_directions.py's ground-truth world
 holding cut the mean leakage from 0.21 to 0.01 at the same r (ridge, 5 seeds). benchmarks/control_lab.py measures
@@ -79,6 +90,24 @@ class DirectionsMismatchError(StepError, ValueError):
 
 # ----------------------------------------------------------------------------------------------
 # fitting
+
+
+@dataclass(frozen=True)
+class DefaultSettings:
+    """What ``fit_directions`` / ``edit`` use when not told: one rule of the data's shape (see default_settings)."""
+
+    method: str
+    hold: bool
+    metric: str
+    cap: float | None
+    rule: str        # the rule in words, recorded in the fitted file's info
+
+
+def default_settings(num_samples: int, w_dim: int) -> DefaultSettings:
+    """The default method and edit settings for ``num_samples`` scored w codes of size ``w_dim``.
+
+    Placeholder until the lab family decides (benchmarks/control_lab.py --worlds)."""
+    return DefaultSettings("svm", DEFAULT_HOLD, DEFAULT_METRIC, DEFAULT_CAP, "svm, hold, euclidean, cap 3")
 
 
 def default_svm_count(num_samples: int) -> int:
@@ -109,12 +138,15 @@ def _svm_direction(w: np.ndarray, s: np.ndarray, count: int | None, c: float) ->
     return coef
 
 
-def _ridge_direction(w: np.ndarray, s: np.ndarray) -> np.ndarray:
+def _ridge_directions(w: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """[K, D]: ridge coefficients of each of K score columns [N, K] on w, the penalty per column by
+    leave-one-out error (one SVD of w, or of the Gram matrix, for all columns)."""
     from sklearn.linear_model import RidgeCV
 
-    # leave-one-out error through one SVD of w (more samples than dimensions) or of the Gram matrix
     mode = "svd" if len(w) > w.shape[1] else "eigen"
-    return RidgeCV(alphas=_RIDGE_ALPHAS, gcv_mode=mode).fit(w, s).coef_.reshape(-1).astype(np.float64)
+    s = s.reshape(len(s), -1)
+    model = RidgeCV(alphas=_RIDGE_ALPHAS, gcv_mode=mode, alpha_per_target=s.shape[1] > 1)
+    return model.fit(w, s if s.shape[1] > 1 else s[:, 0]).coef_.reshape(s.shape[1], -1).astype(np.float64)
 
 
 def _calibrate(w: np.ndarray, s: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, float, float, float, float]:
@@ -134,25 +166,13 @@ def _calibrate(w: np.ndarray, s: np.ndarray, direction: np.ndarray) -> tuple[np.
     return n, a, b, float(proj.mean()), float(proj.std())
 
 
-def _fit_one(w: np.ndarray, s: np.ndarray, method: str, svm_count: int | None, svm_c: float) -> np.ndarray:
-    return _ridge_direction(w, s) if method == "ridge" else _svm_direction(w, s, svm_count, svm_c)
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def _heldout_r(w: np.ndarray, s: np.ndarray, method: str, test: np.ndarray, svm_count: int | None,
-               svm_c: float) -> float:
-    train = np.ones(len(s), dtype=bool)
-    train[test] = False
+def _heldout_r(w: np.ndarray, s: np.ndarray, direction: np.ndarray, train: np.ndarray) -> float:
+    """Pearson r between the calibrated prediction of a direction fitted on ``train`` rows and the other rows."""
     try:
-        n, a, b, _, _ = _calibrate(w[train], s[train], _fit_one(w[train], s[train], method, svm_count, svm_c))
+        n, a, b, _, _ = _calibrate(w[train], s[train], direction)
     except ValueError:
         return float("nan")
-    return _pearson(a + b * (w[test] @ n), s[test])
+    return stats.pearson(a + b * (w[~train] @ n), s[~train])
 
 
 def _check_inputs(latents: Any, scores: Any, property_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -171,21 +191,22 @@ def _check_inputs(latents: Any, scores: Any, property_names: Sequence[str]) -> t
 
 
 def fit_directions(latents: Any, scores: Any, seed: int = 0, *, method: str | Sequence[str] = "auto",
-                   property_names: Sequence[str] = PROPERTY_NAMES, hold: bool = DEFAULT_HOLD,
-                   metric: str = DEFAULT_METRIC, cap: float | None = DEFAULT_CAP, svm_count: int | None = None,
+                   property_names: Sequence[str] = PROPERTY_NAMES, hold: bool | None = None,
+                   metric: str | None = None, cap: float | None | str = "default", svm_count: int | None = None,
                    svm_c: float = 1.0, heldout_share: float = 0.2, min_samples: int = 10,
                    generator_fingerprint: str | None = None, normalization: dict | None = None) -> "LatentDirections":
     """Fit one calibrated direction per property from w codes [N, w_dim] and step-6 scores [N, P].
 
     A NaN score leaves that row out for that property only. ``method``: ``auto`` | ``ridge`` |
-    ``svm`` or one per property; ``auto`` picks per property the method with the higher held-out
-    Pearson r (a ``heldout_share`` of that property's rows, drawn with ``seed``), so the default
-    depends on these arguments alone. Every property's held-out r is recorded either way. The
-    final directions are refitted on all rows. A property with fewer than ``min_samples`` scores
-    or no spread gets no direction (predict gives NaN; edits for it are reported as not reached).
-    ``hold``, ``metric`` and ``cap`` are the default edit settings (see :meth:`LatentDirections.edit`).
-    ``generator_fingerprint`` (``common.fingerprint.file_fingerprint`` of the checkpoint) and
-    ``normalization`` (step 6's normalization.json) are recorded for :func:`load_directions`.
+    ``svm`` or one per property; ``auto`` takes :func:`default_settings`' method for the data's shape
+    (never the held-out prediction r: prediction is not control). Each property's held-out Pearson r
+    (a ``heldout_share`` of its rows, drawn with ``seed``) is recorded as a note on the fit; the final
+    directions use all rows. A property with fewer than ``min_samples`` scores or no spread gets no
+    direction (predict gives NaN; edits for it are reported as not reached). ``hold``, ``metric`` and
+    ``cap`` are the default edit settings (see :meth:`LatentDirections.edit`); None / ``"default"``
+    take :func:`default_settings`' for the data's shape. ``generator_fingerprint``
+    (``common.fingerprint.file_fingerprint`` of the checkpoint) and ``normalization`` (step 6's
+    normalization.json) are recorded for :func:`load_directions`.
     """
     property_names = tuple(property_names)
     w, s = _check_inputs(latents, scores, property_names)
@@ -197,50 +218,168 @@ def fit_directions(latents: Any, scores: Any, seed: int = 0, *, method: str | Se
             raise ValueError(f"method must be one of {METHODS_ALLOWED}, got {m!r}")
     if not 0.0 < heldout_share < 1.0:
         raise ValueError(f"heldout_share must be in (0, 1), got {heldout_share}")
+    counts = [int(np.isfinite(s[:, j]).sum()) for j in range(len(property_names))]
+    defaults = default_settings(max(counts, default=0), w.shape[1])
+    hold = defaults.hold if hold is None else hold
+    metric = defaults.metric if metric is None else metric
+    cap = defaults.cap if isinstance(cap, str) and cap == "default" else cap
+    _check_edit_options(hold, metric, cap)
+    picks = tuple(defaults.method if m == "auto" else m for m in methods)
     rng = np.random.default_rng(seed)
-    d, p_count = w.shape[1], len(property_names)
+    normals: list[np.ndarray | None] = [None] * len(property_names)
+    heldout: dict[str, dict[str, float]] = {name: {} for name in property_names}
+    # properties scored on the same rows share one held-out split and one ridge solve
+    groups: dict[bytes, list[int]] = {}
+    for j, name in enumerate(property_names):
+        ok = np.isfinite(s[:, j])
+        if ok.sum() < max(min_samples, 4) or np.ptp(s[ok, j]) == 0:
+            logger.warning("%s: %d scored samples%s; no direction fitted", name, ok.sum(),
+                           " with no spread" if ok.sum() else "")
+            continue
+        groups.setdefault(ok.tobytes(), []).append(j)
+    for key, members in groups.items():
+        ok = np.frombuffer(key, dtype=bool)
+        wg, sg = w[ok], s[ok][:, members]
+        train = np.ones(len(wg), dtype=bool)
+        train[rng.permutation(len(wg))[:max(2, int(round(heldout_share * len(wg))))]] = False
+        ridge = [k for k, j in enumerate(members) if picks[j] == "ridge"]
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if ridge:
+            part, full = _ridge_directions(wg[train], sg[train][:, ridge]), _ridge_directions(wg, sg[:, ridge])
+            found.update({members[k]: (part[i], full[i]) for i, k in enumerate(ridge)})
+        for k, j in enumerate(members):
+            if picks[j] == "svm":
+                found[j] = (_svm_direction(wg[train], sg[train, k], svm_count, svm_c),
+                            _svm_direction(wg, sg[:, k], svm_count, svm_c))
+            heldout[property_names[j]][picks[j]] = _heldout_r(wg, sg[:, k], found[j][0], train)
+            normals[j] = found[j][1]
+    info = {"heldout_r": heldout, "seed": int(seed), "heldout_share": float(heldout_share), "svm_count": svm_count,
+            "svm_c": float(svm_c), "requested_method": list(methods), "default_rule": defaults.rule}
+    return directions_from_normals(w, s, normals, picks, property_names=property_names, hold=hold, metric=metric,
+                                   cap=cap, generator_fingerprint=generator_fingerprint, normalization=normalization,
+                                   info=info)
+
+
+def directions_from_normals(latents: Any, scores: Any, normals: Sequence[np.ndarray | None], methods: Sequence[str], *,
+                            property_names: Sequence[str] = PROPERTY_NAMES, hold: bool = DEFAULT_HOLD,
+                            metric: str = DEFAULT_METRIC, cap: float | None = DEFAULT_CAP,
+                            generator_fingerprint: str | None = None, normalization: dict | None = None,
+                            layers: Sequence[str] | None = None, info: dict | None = None) -> "LatentDirections":
+    """Calibrate given directions (one vector [D] per property, or None) on scored w codes: the one
+    calibration every route shares (ridge, SVM, SeFa, the lab's InterFaceGAN reference).
+
+    Each direction is made a unit vector oriented so its score rises along it, and ``value = a + b (w . n)``
+    is fitted by least squares on the rows where that property's score is finite; ``methods`` labels each
+    (``none`` where there is no direction or it cannot be calibrated).
+    """
+    property_names = tuple(property_names)
+    w, s = _check_inputs(latents, scores, property_names)
+    p_count, d = len(property_names), w.shape[1]
     directions = np.zeros((p_count, d))
     intercepts = np.full(p_count, np.nan)
     slopes = np.zeros(p_count)
     proj_mean, proj_std = np.zeros(p_count), np.zeros(p_count)
-    chosen: list[str] = []
-    heldout: dict[str, dict[str, float]] = {}
-    counts: list[int] = []
+    labels: list[str] = []
     for j, name in enumerate(property_names):
         ok = np.isfinite(s[:, j])
-        wj, sj = w[ok], s[ok, j]
-        counts.append(int(ok.sum()))
-        heldout[name] = {}
-        if ok.sum() < max(min_samples, 4) or np.ptp(sj) == 0:
-            logger.warning("%s: %d scored samples%s; no direction fitted", name, ok.sum(),
-                           " with no spread" if ok.sum() else "")
-            chosen.append("none")
+        if normals[j] is None:
+            labels.append("none")
             continue
-        test = rng.permutation(len(sj))[:max(2, int(round(heldout_share * len(sj))))]
-        candidates = ("ridge", "svm") if methods[j] == "auto" else (methods[j],)
-        for m in candidates:
-            heldout[name][m] = _heldout_r(wj, sj, m, test, svm_count, svm_c)
-        pick = candidates[0]
-        if methods[j] == "auto":
-            r_ridge, r_svm = heldout[name]["ridge"], heldout[name]["svm"]
-            pick = "svm" if np.isnan(r_ridge) or (np.isfinite(r_svm) and r_svm >= r_ridge) else "ridge"
         try:
-            n, a, b, pm, ps = _calibrate(wj, sj, _fit_one(wj, sj, pick, svm_count, svm_c))
+            n, a, b, pm, ps = _calibrate(w[ok], s[ok, j], np.asarray(normals[j], dtype=np.float64).reshape(d))
         except ValueError as exc:
             logger.warning("%s: %s; no direction fitted", name, exc)
-            chosen.append("none")
+            labels.append("none")
             continue
         directions[j], intercepts[j], slopes[j], proj_mean[j], proj_std[j] = n, a, b, pm, ps
-        chosen.append(pick)
+        labels.append(methods[j])
     cov = _shrunk_covariance(w)
     score_range = [[float(np.nanmin(s[:, j])), float(np.nanmax(s[:, j]))] if np.isfinite(s[:, j]).any()
                    else [float("nan"), float("nan")] for j in range(p_count)]
-    info = {"num_samples": counts, "heldout_r": heldout, "score_range": score_range, "seed": int(seed),
-            "heldout_share": float(heldout_share), "svm_count": svm_count, "svm_c": float(svm_c),
-            "requested_method": list(methods)}
-    return LatentDirections(directions, slopes, intercepts, tuple(chosen), proj_mean, proj_std, cov @ directions.T,
+    info = {**(info or {}), "num_samples": [int(np.isfinite(s[:, j]).sum()) for j in range(p_count)],
+            "score_range": score_range}
+    return LatentDirections(directions, slopes, intercepts, tuple(labels), proj_mean, proj_std, cov @ directions.T,
                             property_names, w.mean(axis=0), hold=hold, metric=metric, cap=cap,
-                            generator_fingerprint=generator_fingerprint, normalization=normalization, info=info)
+                            generator_fingerprint=generator_fingerprint, normalization=normalization,
+                            layers=None if layers is None else tuple(layers), info=info)
+
+
+SEFA = "sefa"
+"""SeFa's method label (``LatentDirections.methods``, comparison.csv, ``--control sefa``)."""
+SEFA_COMPONENTS = 16
+"""Eigen-directions SeFa offers the properties by default: the top of the spectrum, where Shen and Zhou found
+the semantic directions of a face GAN (the tail is mostly texture and noise)."""
+
+
+def sefa_weight(generator: torch.nn.Module, layers: str = "all") -> np.ndarray:
+    """float64 [R, D]: the style-modulation weights (w -> per-channel scale and shift) of the synthesis
+    layers of a range, stacked, each row scaled to unit norm as SeFa does."""
+    mask = layer_mask(generator.num_layers, layers)
+    rows = []
+    for i in np.flatnonzero(mask):
+        style = getattr(generator.synthesis, f"layer{i}").style
+        rows.append((style.weight.detach().double().cpu() * style.scale).numpy())
+    weight = np.concatenate(rows)
+    norms = np.linalg.norm(weight, axis=1, keepdims=True)
+    return weight / np.where(norms > 0, norms, 1.0)
+
+
+def fit_sefa_directions(generator: torch.nn.Module, latents: Any, scores: Any, seed: int = 0, *,
+                        num_components: int = SEFA_COMPONENTS, layers: str = "all",
+                        property_names: Sequence[str] = PROPERTY_NAMES, hold: bool | None = None,
+                        metric: str | None = None, cap: float | None | str = "default", min_samples: int = 10,
+                        generator_fingerprint: str | None = None, normalization: dict | None = None,
+                        ) -> "LatentDirections":
+    """SeFa (Shen and Zhou, "Closed-Form Factorization of Latent Semantics in GANs", CVPR 2021): label-free
+    directions from the generator's weights alone, named and calibrated with the step-6 scores.
+
+    The candidates are the top ``num_components`` eigenvectors of A'A, A the stacked style-modulation
+    weights of the ``layers`` range (:func:`sefa_weight`): the directions of w that change the styles
+    most. The scores only *name* them: each property takes the candidate whose projection correlates
+    best with its score on the scored samples (|Pearson r|, each candidate to at most one property, the
+    assignment that maximises the total), oriented so the score rises, and calibrated like every other
+    direction (:func:`directions_from_normals`). Edits apply to the ``layers`` range. Usable through the
+    same ``edit``, ``save`` and :func:`load_directions`; ``methods`` are ``sefa``. ``seed`` is accepted
+    for the common signature: the factorisation is deterministic. Edit defaults as ``fit_directions``.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    property_names = tuple(property_names)
+    w, s = _check_inputs(latents, scores, property_names)
+    if w.shape[1] != generator.w_space_dim:
+        raise ValueError(f"latents are {w.shape[1]}-d, the generator's w is {generator.w_space_dim}-d")
+    if num_components < 1:
+        raise ValueError(f"num_components must be >= 1, got {num_components}")
+    weight = sefa_weight(generator, layers)
+    eigenvalues, eigenvectors = np.linalg.eigh(weight.T @ weight)
+    order = np.argsort(eigenvalues)[::-1][:min(num_components, w.shape[1])]
+    candidates = eigenvectors[:, order].T                                   # [K, D], unit rows
+    proj = w @ candidates.T
+    counts = [int(np.isfinite(s[:, j]).sum()) for j in range(len(property_names))]
+    eligible = [j for j in range(len(property_names)) if counts[j] >= max(min_samples, 4)
+                and np.ptp(s[np.isfinite(s[:, j]), j]) > 0]
+    corr = np.array([[stats.pearson(proj[:, k], s[:, j]) for k in range(len(candidates))] for j in eligible])
+    normals: list[np.ndarray | None] = [None] * len(property_names)
+    component = [-1] * len(property_names)
+    correlation = [float("nan")] * len(property_names)
+    if eligible:
+        strength = np.nan_to_num(np.abs(corr), nan=0.0)
+        rows, cols = linear_sum_assignment(-strength)
+        for i, k in zip(rows, cols):
+            j = eligible[i]
+            if strength[i, k] > 0:
+                normals[j] = candidates[k] * np.sign(corr[i, k])
+                component[j], correlation[j] = int(k), float(corr[i, k])
+    defaults = default_settings(max(counts, default=0), w.shape[1])
+    hold = defaults.hold if hold is None else hold
+    metric = defaults.metric if metric is None else metric
+    cap = defaults.cap if isinstance(cap, str) and cap == "default" else cap
+    info = {"seed": int(seed), "sefa": {"layers": layers, "num_components": len(candidates),
+                                        "eigenvalues": eigenvalues[order].tolist(), "component": component,
+                                        "correlation": correlation}, "default_rule": defaults.rule}
+    return directions_from_normals(w, s, normals, (SEFA,) * len(property_names), property_names=property_names,
+                                   hold=hold, metric=metric, cap=cap, generator_fingerprint=generator_fingerprint,
+                                   normalization=normalization, layers=(layers,) * len(property_names), info=info)
 
 
 def _shrunk_covariance(w: np.ndarray) -> np.ndarray:
@@ -249,7 +388,7 @@ def _shrunk_covariance(w: np.ndarray) -> np.ndarray:
 
     if len(w) < 2:
         return np.eye(w.shape[1])
-    return LedoitWolf().fit(w).covariance_
+    return LedoitWolf(store_precision=False).fit(w).covariance_
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,6 +424,7 @@ class LatentDirections:
     guard_coefficients: np.ndarray | None = None       # [G, D]: guard value = intercept + coefficients @ w
     guard_intercepts: np.ndarray | None = None         # [G]
     guard_sigma_coefficients: np.ndarray | None = None  # [D, G]: w's covariance times each guard's coefficients
+    edit_rule: int = EDIT_RULE                         # how the cap acts (see EDIT_RULE); 1 for format-1 files
 
     def __post_init__(self) -> None:
         self.directions = np.asarray(self.directions, dtype=np.float64)
@@ -310,6 +450,8 @@ class LatentDirections:
             self.layers = ("all",) * p
         self.layers = tuple(self.layers)
         _check_edit_options(self.hold, self.metric, self.cap)
+        if self.edit_rule not in (1, 2):
+            raise ValueError(f"edit_rule must be 1 or 2, got {self.edit_rule!r}")
         for name in self.layers:
             if name not in LAYER_RANGES:
                 raise ValueError(f"layer range must be one of {LAYER_RANGES}, got {name!r}")
@@ -330,7 +472,9 @@ class LatentDirections:
         return self.slopes[:, None] * self.directions
 
     def bounds(self, cap: float | None | str = "default") -> tuple[np.ndarray, np.ndarray]:
-        """Lowest and highest value the cap allows per property (mean +- cap sd of the fitted predictions).
+        """Lowest and highest value the cap allows per property: mean +- cap sd of the fitted predictions,
+        widened to the range of scores seen in fitting (a target inside that range is never clipped;
+        predictions are narrower than scores). A format-1 file (``edit_rule`` 1) keeps the narrower bounds.
 
         ``cap="default"`` uses the stored cap; ``None`` means no cap (infinite bounds).
         """
@@ -339,7 +483,17 @@ class LatentDirections:
         if cap is None:
             return np.full_like(centre, -np.inf), np.full_like(centre, np.inf)
         half = cap * self.slopes * self.proj_std
-        return centre - half, centre + half
+        lo, hi = centre - half, centre + half
+        if self.edit_rule >= 2:
+            seen = self.seen_range()
+            lo, hi = np.fmin(lo, seen[:, 0]), np.fmax(hi, seen[:, 1])
+        return lo, hi
+
+    def seen_range(self) -> np.ndarray:
+        """[P, 2]: the lowest and highest score each property had in fitting (NaN where unknown)."""
+        seen = np.asarray(self.info.get("score_range", [[np.nan, np.nan]] * len(self.property_names)),
+                          dtype=np.float64)
+        return seen.reshape(len(self.property_names), 2)
 
     def sweep_range(self, cap: float | None | str = "default") -> tuple[np.ndarray, np.ndarray]:
         """The values worth requesting per property: the cap's bounds within the fitted scores' min..max.
@@ -348,7 +502,7 @@ class LatentDirections:
         the female share sweep this range.
         """
         lo, hi = self.bounds(cap)
-        seen = np.asarray(self.info.get("score_range", [[-np.inf, np.inf]] * len(lo)), dtype=np.float64)
+        seen = self.seen_range()
         seen = np.where(np.isfinite(seen), seen, [-np.inf, np.inf])
         return np.maximum(lo, seen[:, 0]), np.minimum(hi, seen[:, 1])
 
@@ -407,10 +561,12 @@ class LatentDirections:
         """Edited w codes (float32 [N, D]) whose calibrated values equal ``targets`` [N, P] (NaN = no request).
 
         ``hold`` / ``metric`` / ``cap`` override the defaults stored at fit time (``cap=None`` turns
-        the cap off). A requested value outside the cap's bounds is moved to the bound, and a
-        change longer than ``2 * cap`` standard deviations of w along its own direction (whitened:
-        Mahalanobis length) is shortened to that (a full sweep across the bounds fits; a joint
-        solve between nearly parallel directions does not); both are reported: with
+        the cap off). A requested value outside the cap's bounds (:meth:`bounds`: never inside the
+        scores seen in fitting) is moved to the bound, and when a request lies outside the scores
+        seen in fitting, a change longer than ``2 * cap`` standard deviations of w along its own
+        direction (whitened: Mahalanobis length) is shortened to that (a joint solve between nearly
+        parallel directions can ask for a huge move); a request inside that range is always met
+        (format-1 files: every change is limited, as they were). Both are reported: with
         ``return_report=True`` the result is ``(latents, reached)``, ``reached`` bool [N, P], False
         where a request was not met (unrequested properties count as reached).
         Guards (:meth:`with_guards`) are held unless ``guard=False``.
@@ -450,6 +606,10 @@ class LatentDirections:
             # a joint solve between nearly parallel directions can ask for a huge move: shorten it
             # (held properties and guards keep their values, the requests fall short and are reported)
             too_far = step > 2.0 * cap
+            if self.edit_rule >= 2:   # only where a request lies beyond the scores seen in fitting
+                seen = self.seen_range()
+                beyond = requested & ((t < seen[None, :, 0] - _REACH_TOL) | (t > seen[None, :, 1] + _REACH_TOL))
+                too_far &= beyond.any(axis=1)
             if too_far.any():
                 shrink = (2.0 * cap / step[too_far])[:, None]
                 edited[too_far] = w[too_far] + (edited[too_far] - w[too_far]) * shrink
@@ -517,6 +677,7 @@ class LatentDirections:
             "guard_coefficients": torch.from_numpy(self.guard_coefficients.copy()),
             "guard_intercepts": torch.from_numpy(self.guard_intercepts.copy()),
             "guard_sigma_coefficients": torch.from_numpy(self.guard_sigma_coefficients.copy()),
+            "edit_rule": int(self.edit_rule),
         }
 
     def save(self, path: Path | str) -> Path:
@@ -540,7 +701,39 @@ def _check_edit_options(hold: bool, metric: str, cap: float | None) -> None:
 _SAVED_KEYS = ("generator_fingerprint", "w_dim", "property_names", "normalization", "directions", "slopes",
                "intercepts", "methods", "proj_mean", "proj_std", "sigma_directions", "w_mean", "hold", "metric", "cap",
                "layers", "info", "guard_names", "guard_coefficients", "guard_intercepts", "guard_sigma_coefficients")
-"""Every entry :meth:`LatentDirections.save` writes; a file lacking one is refused in one line."""
+"""Every entry :meth:`LatentDirections.save` writes (format 2 adds ``edit_rule``); a file lacking one is refused
+in one line."""
+_READABLE_VERSIONS = (1, 2)
+
+
+_REFIT = "refit with 07_fit_latent_directions.py"
+
+
+def _check_saved_arrays(data: dict, path: Path) -> None:
+    """Every saved array has the shape the file's own header implies, a float dtype and finite values
+    (an intercept is NaN only for a property without direction): one line naming the file, not a
+    reshape or SVD error later."""
+    names, methods, guards, w_dim = data["property_names"], data["methods"], data["guard_names"], data["w_dim"]
+    header = [(key, value) for key, value in (("property_names", names), ("methods", methods), ("guard_names", guards))
+              if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))]
+    if header or not isinstance(w_dim, int) or isinstance(w_dim, bool) or w_dim < 1 or len(methods) != len(names):
+        bad = ", ".join(k for k, _ in header) or ("w_dim" if not isinstance(w_dim, int) or w_dim < 1 else "methods")
+        raise DirectionsMismatchError(f"{path} has an unreadable header ({bad}); {_REFIT}")
+    p, d, g = len(names), w_dim, len(guards)
+    shapes = {"directions": (p, d), "slopes": (p,), "intercepts": (p,), "proj_mean": (p,), "proj_std": (p,),
+              "sigma_directions": (d, p), "w_mean": (d,), "guard_coefficients": (g, d), "guard_intercepts": (g,),
+              "guard_sigma_coefficients": (d, g)}
+    expected = {k: torch.empty(shape, dtype=torch.float64, device="meta") for k, shape in shapes.items()}
+    found = {k: data[k] for k in shapes}
+    fitted = torch.tensor([m != "none" for m in methods], dtype=torch.bool)
+    try:
+        check_state_dict_fits(expected, found, path, _REFIT,
+                              what=f"its own header ({p} properties, {d}-d w, {g} guard{'' if g == 1 else 's'})")
+        finite = {k: v for k, v in found.items() if k != "intercepts"}
+        finite["intercepts"] = found["intercepts"][fitted]
+        check_finite_tensors(finite, path, _REFIT)
+    except CheckpointError as exc:
+        raise DirectionsMismatchError(str(exc)) from None
 
 
 def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
@@ -557,19 +750,21 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"directions file not found: {path} (run 07_fit_latent_directions.py)")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise DirectionsMismatchError(f"{path} is not a readable directions file: {exc}") from exc
+        data = read_checkpoint(path, _REFIT, kind="directions file")
+    except CheckpointError as exc:
+        raise DirectionsMismatchError(str(exc)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DirectionsMismatchError(f"{path} is not a latent-directions file (no format '{FORMAT}')")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise DirectionsMismatchError(f"{path} has format version {data.get('format_version')}, "
-                                      f"this code reads {FORMAT_VERSION}; refit with 07_fit_latent_directions.py")
+    version = data.get("format_version")
+    if version not in _READABLE_VERSIONS:
+        raise DirectionsMismatchError(f"{path} has format version {version}, this code reads "
+                                      f"{', '.join(map(str, _READABLE_VERSIONS))}; refit with 07_fit_latent_directions.py")
     fix = "refit with 07_fit_latent_directions.py for this generator and these scores"
-    missing = [key for key in _SAVED_KEYS if key not in data]
+    missing = [key for key in _SAVED_KEYS + (("edit_rule",) if version >= 2 else ()) if key not in data]
     if missing:
         raise DirectionsMismatchError(f"{path} is not a complete directions file (missing {', '.join(missing)}); "
                                       "refit with 07_fit_latent_directions.py")
+    _check_saved_arrays(data, path)
     if checkpoint is not None:
         generator_fingerprint = file_fingerprint(checkpoint)
     if generator_fingerprint is not None and data["generator_fingerprint"] != generator_fingerprint:
@@ -586,6 +781,18 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
     if normalization is not None and data["normalization"] != normalization:
         raise DirectionsMismatchError(f"{path} was fitted on another normalisation than the current "
                                       f"normalization.json; {fix}")
+    edit_rule = int(data["edit_rule"]) if version >= 2 else 1
+    if edit_rule < EDIT_RULE:
+        logger.warning("%s was fitted with the edit settings of format %s (hold=%s, metric=%s, cap=%s, the cap "
+                       "clipping inside the scores seen); it keeps them: a refit with 07_fit_latent_directions.py "
+                       "gives the new defaults", path, version, data["hold"], data["metric"], data["cap"])
+    try:
+        return _directions_from_dict(data, edit_rule)
+    except ValueError as exc:  # LatentDirections' own checks of the saved edit options and layer ranges
+        raise DirectionsMismatchError(f"{path}: {exc}; {_REFIT}") from None
+
+
+def _directions_from_dict(data: dict, edit_rule: int) -> LatentDirections:
     return LatentDirections(
         directions=data["directions"].numpy(), slopes=data["slopes"].numpy(), intercepts=data["intercepts"].numpy(),
         methods=tuple(data["methods"]), proj_mean=data["proj_mean"].numpy(), proj_std=data["proj_std"].numpy(),
@@ -594,7 +801,7 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
         generator_fingerprint=data["generator_fingerprint"], normalization=data["normalization"],
         layers=tuple(data["layers"]), info=data["info"], guard_names=tuple(data["guard_names"]),
         guard_coefficients=data["guard_coefficients"].numpy(), guard_intercepts=data["guard_intercepts"].numpy(),
-        guard_sigma_coefficients=data["guard_sigma_coefficients"].numpy())
+        guard_sigma_coefficients=data["guard_sigma_coefficients"].numpy(), edit_rule=edit_rule)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -717,32 +924,10 @@ class SelectionResult:
     table: Any                     # pandas DataFrame, SELECTION_COLUMNS (+ female_share when measured)
 
 
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    ok = np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 2 or np.ptp(x) == 0:
-        return float("nan")
-    xc = x - x.mean()
-    return float((xc * (y - y.mean())).sum() / (xc * xc).sum())
-
-
 def _sweep_metrics(requested: np.ndarray, measured: np.ndarray, sweep_id: np.ndarray, j: int) -> dict[str, float]:
-    """Pearson r and mean slope of property j, mean |slope| of the others, share of failed scores."""
-    ok = np.isfinite(measured[:, j])
-    slopes = {q: [] for q in range(measured.shape[1])}
-    for k in np.unique(sweep_id):
-        rows = sweep_id == k
-        for q in range(measured.shape[1]):
-            s = _slope(requested[rows], measured[rows, q])
-            if np.isfinite(s):
-                slopes[q].append(s)
-    others = [abs(s) for q, values in slopes.items() if q != j for s in values]
-    return {
-        "pearson_r": _pearson(requested[ok], measured[ok, j]),
-        "control_slope": float(np.mean(slopes[j])) if slopes[j] else float("nan"),
-        "leakage_mean": float(np.mean(others)) if others else float("nan"),
-        "failed_share": float(1.0 - ok.mean()) if len(ok) else float("nan"),
-    }
+    """The selection table's measures of property j (``stylegan.control_measures.sweep_measures``)."""
+    m = sweep_measures(requested, measured, sweep_id, j)
+    return {k: m[k] for k in ("pearson_r", "control_slope", "leakage_mean", "failed_share")}
 
 
 def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: Any, render: RenderFn,
@@ -786,8 +971,7 @@ def select_by_control(candidates: dict[str, LatentDirections], heldout_latents: 
                              "failed_share": float("nan")})
                 continue
             base = np.repeat(w, num_values, axis=0)
-            targets = np.full((len(base), len(props)), np.nan)
-            targets[:, j] = np.tile(grid, k)
+            targets = sweep_targets(np.full((k, len(props)), np.nan), j, grid)
             edited = cand.edit(base, targets)
             sweep_id = np.repeat(np.arange(k), num_values)
             for layers in layer_ranges:
@@ -845,4 +1029,4 @@ def combine_directions(candidates: dict[str, LatentDirections], picks: dict[str,
         cap=first.cap, generator_fingerprint=first.generator_fingerprint, normalization=first.normalization,
         layers=tuple(picks[p][1] for p in first.property_names), info=info, guard_names=first.guard_names,
         guard_coefficients=first.guard_coefficients, guard_intercepts=first.guard_intercepts,
-        guard_sigma_coefficients=first.guard_sigma_coefficients)
+        guard_sigma_coefficients=first.guard_sigma_coefficients, edit_rule=first.edit_rule)

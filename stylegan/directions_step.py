@@ -19,7 +19,6 @@ is kept (``overwrite`` refits).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import torch
 
 from common.contact_sheet import make_contact_sheet
 from common.fingerprint import file_fingerprint
+from common.folders import image_folders, refuse_overlap
 from common.io import (
     atomic_save_image,
     atomic_write_csv,
@@ -40,26 +40,31 @@ from common.io import (
     clean_stale_temp_files,
     read_csv_checked,
 )
+from common.markdown import markdown_table
 from common.paths import (
     DIRECTIONS_PT,
     GENERATED_CSV,
+    GENERATION_JSON,
     IMAGE_SUFFIXES,
     LATENTS_NPY,
     PROPERTY_NAMES,
     W_NPY,
 )
+from common.recipe import Recipe, claim_output, owned_by_patterns, read_recipe
+from common.records import read_code_array, read_normalization, read_score_table
 from common.runtime import resolve_device
-from common.steps import StepError
 from common.settings import (
     StepConfig,
     batch_size_setting,
     device_setting,
+    flag_of,
     limit_setting,
     overwrite_setting,
     seed_setting,
     setting,
     weights_setting,
 )
+from common.steps import Progress, ProgressCounter, StepError
 from stylegan.checkpoint import entry_for_weights, load_generator
 from stylegan.directions import (
     DEFAULT_CAP,
@@ -77,6 +82,7 @@ from stylegan.directions import (
     render_edit,
     select_by_control,
 )
+from stylegan.sweeps import sweep_targets
 
 logger = logging.getLogger(__name__)
 
@@ -211,22 +217,15 @@ def load_w_codes(generator: torch.nn.Module, generated_dir: Path, indices: np.nd
     what is returned; a truncation of only some layers has no single w per image and is refused.
     """
     w_path, z_path = generated_dir / W_NPY, generated_dir / LATENTS_NPY
+    rows = int(indices.max(initial=-1)) + 1
     if w_path.is_file():
-        w_all = np.load(w_path, mmap_mode="r", allow_pickle=False)
-        if w_all.ndim != 2 or w_all.shape[1] != generator.w_space_dim or len(w_all) <= indices.max(initial=-1):
-            raise FitDirectionsInputError(f"{w_path} has shape {list(w_all.shape)}; expected [N >= "
-                                          f"{indices.max(initial=-1) + 1}, {generator.w_space_dim}]; rerun step 1")
-        w = np.asarray(w_all[indices], dtype=np.float32)
+        w = read_code_array(w_path, "step 1's w.npy", generator.w_space_dim, rows)[indices]
     else:
-        z_all = np.load(_require(z_path, "step 1's latents.npy", "run step 1"), mmap_mode="r", allow_pickle=False)
-        if z_all.ndim != 2 or z_all.shape[1] != generator.z_space_dim or len(z_all) <= indices.max(initial=-1):
-            raise FitDirectionsInputError(f"{z_path} has shape {list(z_all.shape)}; expected [N >= "
-                                          f"{indices.max(initial=-1) + 1}, {generator.z_space_dim}] for this "
-                                          "generator; rerun step 1 with it")
+        z_all = read_code_array(z_path, "step 1's latents.npy", generator.z_space_dim, rows)
         device = next(generator.parameters()).device
         parts = []
         for first in range(0, len(indices), batch_size):
-            z = torch.from_numpy(np.asarray(z_all[indices[first:first + batch_size]], dtype=np.float32)).to(device)
+            z = torch.from_numpy(z_all[indices[first:first + batch_size]]).to(device)
             parts.append(generator.mapping(z)["w"].float().cpu().numpy())
         w = np.concatenate(parts) if parts else np.zeros((0, generator.w_space_dim), np.float32)
     if trunc_psi < 1.0 and trunc_layers > 0:
@@ -253,13 +252,11 @@ def _matched_rows(config: FitDirectionsConfig) -> tuple[Any, dict[str, Any]]:
     scores_csv = _require(config.scores_csv, "step 6's all_scores.csv", "run steps 5 and 6")
     try:
         generated = read_csv_checked(generated_csv, ["img_name", "index", "truncation_psi", "truncation_layers"],
-                                     dtype={"img_name": str})
-        scores = read_csv_checked(scores_csv, ["img_name", *PROPERTY_NAMES], dtype={"img_name": str})
+                                     whole_rows=True, dtype={"img_name": str})
     except ValueError as exc:
         raise FitDirectionsInputError(str(exc)) from exc
-    if scores["img_name"].duplicated().any():
-        dup = scores.loc[scores["img_name"].duplicated(), "img_name"].iloc[0]
-        raise FitDirectionsInputError(f"{scores_csv}: img_name {dup!r} appears twice; rerun step 6")
+    text, values = read_score_table(scores_csv, PROPERTY_NAMES, "correct that row, or re-run step 6")
+    scores = text[["img_name"]].assign(**{p: values[:, j] for j, p in enumerate(PROPERTY_NAMES)})
     merged = scores.merge(generated[["img_name", "index"]], on="img_name", how="left")
     unmatched = int(merged["index"].isna().sum())
     if unmatched == len(merged):
@@ -289,41 +286,44 @@ def _matched_rows(config: FitDirectionsConfig) -> tuple[Any, dict[str, Any]]:
     return merged, counts
 
 
-def _input_record(config: FitDirectionsConfig) -> dict:
-    files = {"checkpoint": config.checkpoint, "generated_csv": config.generated_dir / GENERATED_CSV,
-             "scores_csv": config.scores_csv, "normalization_json": config.normalization_json}
-    for name in (W_NPY, LATENTS_NPY):
-        if (config.generated_dir / name).is_file():
-            files[name] = config.generated_dir / name
-    if config.quality_gender_csv is not None and Path(config.quality_gender_csv).is_file():
-        files["quality_gender_csv"] = config.quality_gender_csv
-    record = {k: file_fingerprint(v) for k, v in files.items()}
+def _recipe(config: FitDirectionsConfig, device: torch.device, judged: bool) -> Recipe:
+    """What directions.pt is fitted from: the settings that change it, the kept images' names and the
+    fingerprint of every file read (with a scorer, its model and crop too); not paths or --batch-size."""
+    files: dict[str, Path | None] = {
+        "checkpoint": config.checkpoint, "generated_csv": config.generated_dir / GENERATED_CSV,
+        "generation_json": config.generated_dir / GENERATION_JSON, "scores_csv": config.scores_csv,
+        "normalization_json": config.normalization_json, W_NPY: config.generated_dir / W_NPY,
+        LATENTS_NPY: config.generated_dir / LATENTS_NPY, "quality_gender_csv": config.quality_gender_csv}
+    settings = dict(config.fingerprint_settings(), device_type=device.type, judged_by_scorer=judged)
+    if judged:
+        files["segmentation_checkpoint"] = config.segmentation_checkpoint
+        settings["crop"] = config.crop
     if config.filtered_dir is not None and Path(config.filtered_dir).is_dir():
         names = "\n".join(sorted(_kept_names(Path(config.filtered_dir))))
-        record["kept_images_sha256"] = hashlib.sha256(names.encode()).hexdigest()
-    record["settings"] = json.loads(json.dumps(config.fingerprint_settings()))
-    return record
+        settings["kept_images_sha256"] = hashlib.sha256(names.encode()).hexdigest()
+    return Recipe.of("7a", settings, files)
+
+
+def _refuse_foreign_latents(config: FitDirectionsConfig) -> None:
+    """w.npy and the images must come from this generator: step 1's generation.json (its recipe) says which."""
+    record = config.generated_dir / GENERATION_JSON
+    made_by = read_recipe(record)
+    fix = ("pass the generator step 1 used (--stylegan-checkpoint), or rerun step 1 with this one (--overwrite) "
+           "and steps 4-6 after it")
+    if made_by is None:
+        raise FitDirectionsInputError(f"{record} not found: nothing says which generator made step 1's w.npy and "
+                                      f"images; fix: {fix}")
+    if made_by.inputs.get("checkpoint") != file_fingerprint(config.checkpoint):
+        raise FitDirectionsInputError(f"step 1's images and w codes in {config.generated_dir} were made by another "
+                                      f"generator than {config.checkpoint} (its {record.name} records another "
+                                      f"checkpoint fingerprint); fix: {fix}")
 
 
 # ----------------------------------------------------------------------------------------------
 # the step
 
 
-def _counting(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None] | None:
-    """Adapt the step's progress(done, total) to a callee that reports images as they are rendered."""
-    if progress is None:
-        return None
-    done = 0
-
-    def step(count: int) -> None:
-        nonlocal done
-        done += count
-        progress(min(done, total), total)
-
-    return step
-
-
-def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int, int], None] | None = None, *,
+def run_fit_directions(config: FitDirectionsConfig, progress: Progress | None = None, *,
                        scorer: Scorer | None = None, gender: Scorer | None = None) -> FitDirectionsSummary:
     """Fit, choose, report. ``scorer`` (images -> [N, 5] step-6 scores) enables the choice by control;
     ``gender`` (images -> P(woman)) adds the measured female share of the edited images; ``progress``
@@ -333,17 +333,29 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int, int
     out_dir = Path(config.out_dir)
     _require(config.checkpoint, "StyleGAN checkpoint", "run download_models.py (or the demo)")
     normalization_json = _require(config.normalization_json, "step 6's normalization.json", "run step 6")
-    record = _input_record(config)
-    target = out_dir / DIRECTIONS_PT
+    inputs = {flag_of(config, "checkpoint"): config.checkpoint, "step 1's folder": config.generated_dir,
+              flag_of(config, "scores_csv"): config.scores_csv, "--normalization": config.normalization_json,
+              "step 4's kept images": config.filtered_dir, "--quality-gender-csv": config.quality_gender_csv}
+    paths = config.paths
+    refuse_overlap({"--out": out_dir}, inputs, reserved=image_folders(paths, own=paths.directions_dir))
+    _refuse_foreign_latents(config)
     device = resolve_device(config.device)
-    clean_stale_temp_files(out_dir)
-    if target.is_file() and not config.overwrite:
-        try:
-            previous = load_directions(target)
-            if previous.info.get("inputs") == record:
-                return _summary_of(previous, out_dir, time.perf_counter() - start, skipped=True)
-        except (ValueError, KeyError):
-            pass
+    target = out_dir / DIRECTIONS_PT
+    owned = owned_by_patterns(DIRECTIONS_PT, REPORT_MD, REPORT_CSV, ANGLES_CSV, SELECTION_CSV, SUMMARY_JSON,
+                              "sweep_*.png")
+    recipe = _recipe(config, device, scorer is not None)
+    with claim_output(out_dir, recipe, overwrite=config.overwrite, owned=owned, what="directions") as claim:
+        if claim.continued and target.is_file():  # finished earlier under this very recipe
+            return _summary_of(load_directions(target), out_dir, time.perf_counter() - start, skipped=True)
+        clean_stale_temp_files(out_dir)
+        return _fit(config, progress, scorer, gender, recipe, device, normalization_json, start)
+
+
+def _fit(config: FitDirectionsConfig, progress: Callable[[int, int], None] | None, scorer: Scorer | None,
+         gender: Scorer | None, recipe: Recipe, device: torch.device, normalization_json: Path,
+         start: float) -> FitDirectionsSummary:
+    """The fit, the choice and the report, into a folder whose recipe is this run's."""
+    out_dir, target = Path(config.out_dir), Path(config.out_dir) / DIRECTIONS_PT
     rows, counts = _matched_rows(config)
     generator = load_generator(config.checkpoint, which=entry_for_weights(config.weights), device=device)
     if counts["checkpoint_key"] not in (None, generator.checkpoint_key):
@@ -353,7 +365,7 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int, int
     w = load_w_codes(generator, config.generated_dir, rows["index"].to_numpy(), counts["trunc_psi"],
                      counts["trunc_layers"])
     scores = rows[list(PROPERTY_NAMES)].to_numpy(np.float64)
-    normalization = json.loads(normalization_json.read_text())
+    normalization = read_normalization(normalization_json)
     fingerprint = file_fingerprint(config.checkpoint)
     fit_options = dict(hold=config.hold, metric=config.metric, cap=config.cap, svm_count=config.svm_count,
                        generator_fingerprint=fingerprint, normalization=normalization)
@@ -378,7 +390,7 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int, int
         total = len(PROPERTY_NAMES) * len(candidates) * len(ranges) * len(heldout) * config.num_values
         selection = select_by_control(candidates, w[heldout], make_renderer(generator, config.batch_size), scorer,
                                       num_values=config.num_values, layer_ranges=ranges, gender=gender,
-                                      progress=_counting(progress, total))
+                                      progress=ProgressCounter(progress, total))
         picks = {p: (v["candidate"], v["layers"]) for p, v in selection.directions.info["selected_from"].items()}
         finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options).with_guards(**guards)
                   for m in ("ridge", "svm")}
@@ -387,17 +399,23 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Callable[[int, int
         directions.info["heldout_r"] = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan"))
                                             for m in finals} for p in PROPERTY_NAMES}
         selected_by = "control on held-out latents"
+    elif config.method == "auto" and config.select == "heldout-r":
+        # asked for explicitly (never a default: prediction is not control): per property the method whose
+        # calibrated prediction of held-out scores is better
+        finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options).with_guards(**guards)
+                  for m in ("ridge", "svm")}
+        record = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan")) for m in finals} for p in PROPERTY_NAMES}
+        picks = {p: ("svm" if not record[p]["ridge"] >= record[p]["svm"] else "ridge", "all") for p in PROPERTY_NAMES}
+        directions = combine_directions(finals, picks)
+        directions.info["heldout_r"] = record
+        selected_by = "held-out prediction r (--select heldout-r)"
     else:
-        method, selected_by = config.method, f"request ({config.method})"
-        if config.method == "auto" and config.select == "auto":
-            # no scorer to choose by control: InterFaceGAN's SVM, which controlled better than ridge on every
-            # property in the control lab although ridge predicted the scores better (README, control lab)
-            method, selected_by = "svm", "default svm (no scorer to choose by control)"
-        elif config.method == "auto":
-            selected_by = "held-out prediction r"
-        directions = fit_directions(w, scores, config.seed, method=method, **fit_options).with_guards(**guards)
+        directions = fit_directions(w, scores, config.seed, method=config.method, **fit_options).with_guards(**guards)
+        selected_by = (f"request ({config.method})" if config.method != "auto" else
+                       f"the default rule for this shape: {directions.info['default_rule']} (no scorer to choose "
+                       "by control)")
     directions.info.update({
-        "inputs": record, "selected_by": selected_by, "generator_entry": generator.checkpoint_key,
+        "inputs": recipe.record(), "selected_by": selected_by, "generator_entry": generator.checkpoint_key,
         "counts": {k: v for k, v in counts.items() if k != "generated"},
         "heldout_indices": rows["index"].to_numpy()[heldout].tolist(),
     })
@@ -442,9 +460,11 @@ def _gender_direction(config: FitDirectionsConfig, generator, counts: dict) -> L
     """A ridge direction for step 4's gender_score over every generated latent that has one (or None)."""
     if config.quality_gender_csv is None or not Path(config.quality_gender_csv).is_file():
         return None
-    table = read_csv_checked(config.quality_gender_csv, ["img_name", "gender_score"], dtype={"img_name": str})
+    text, values = read_score_table(config.quality_gender_csv, ["gender_score"], "correct that row, or re-run step 4")
+    table = text[["img_name"]].assign(gender_score=values[:, 0])
     merged = table.merge(counts["generated"][["img_name", "index"]], on="img_name")
-    merged = merged[np.isfinite(merged["gender_score"].astype(float))]
+    counts["gender_score_missing"] = int(merged["gender_score"].isna().sum())  # stated in the report
+    merged = merged[merged["gender_score"].notna()]
     if len(merged) < 10 or merged["gender_score"].nunique() < 2:
         return None
     w = load_w_codes(generator, config.generated_dir, merged["index"].to_numpy(np.int64), counts["trunc_psi"],
@@ -465,10 +485,9 @@ def _female_shares(directions: LatentDirections, gender: LatentDirections | None
     for j, prop in enumerate(directions.property_names):
         if not directions.fitted[j]:
             continue
-        grid = np.linspace(lo[j], hi[j], num_values)
         base = np.repeat(w, num_values, axis=0)
-        targets = np.full((len(base), len(directions.property_names)), np.nan)
-        targets[:, j] = np.tile(grid, len(w))
+        targets = sweep_targets(np.full((len(w), len(directions.property_names)), np.nan), j,
+                                np.linspace(lo[j], hi[j], num_values))
         pred = gender.predict(directions.edit(base, targets))[:, 0]
         out[prop] = float(np.mean(pred >= 0.5))
         edited_all.append(pred)
@@ -523,10 +542,9 @@ def _write_sheets(directions: LatentDirections, generator, w: np.ndarray, out_di
     for j, prop in enumerate(directions.property_names):
         if not directions.fitted[j]:
             continue
-        grid = np.linspace(lo[j], hi[j], config.num_values)
         base = np.repeat(w, config.num_values, axis=0)
-        targets = np.full((len(base), len(directions.property_names)), np.nan)
-        targets[:, j] = np.tile(grid, len(w))
+        targets = sweep_targets(np.full((len(w), len(directions.property_names)), np.nan), j,
+                                np.linspace(lo[j], hi[j], config.num_values))
         edited, reached = directions.edit(base, targets, return_report=True)
         images = render_edit(generator, base, edited, directions.layers[j], config.batch_size)
         captions = [f"{t:.2f}" + ("" if ok else " (cap)") for t, ok in zip(targets[:, j], reached[:, j])]
@@ -540,13 +558,6 @@ def _write_sheets(directions: LatentDirections, generator, w: np.ndarray, out_di
 
 def _markdown(directions: LatentDirections, report, angles, selection, counts: dict, sheets: list[str],
               config: FitDirectionsConfig, seconds: float, generator) -> str:
-    def table(frame) -> str:
-        cols = list(frame.columns)
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for row in frame.itertuples(index=False):
-            lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |")
-        return "\n".join(lines)
-
     female = directions.info.get("female_share")
     parts = [
         "# Latent directions (step 7, second route)", "",
@@ -559,17 +570,18 @@ def _markdown(directions: LatentDirections, report, angles, selection, counts: d
         "## Per property", "",
         "held-out r: Pearson r between the calibrated prediction and the score on held-out samples "
         "(prediction, not control: step 9 measures control).", "",
-        table(report), "",
-        "## Angle between directions (degrees; 90 = independent)", "", table(angles), "",
+        markdown_table(report), "",
+        "## Angle between directions (degrees; 90 = independent)", "", markdown_table(angles), "",
     ]
     if selection is not None:
-        parts += ["## Choice by control on held-out latents", "", table(selection.table), ""]
+        parts += ["## Choice by control on held-out latents", "", markdown_table(selection.table), ""]
     if female is not None:
         guard = ("Edits hold the gender direction's prediction (gender guard on)." if directions.guard_names
                  else "Edits do not hold gender (gender guard off).")
         parts += ["## Female share (gender direction fitted on step 4's gender_score)", "",
                   "Share of held-out kept latents the gender direction predicts as women (score >= 0.5), "
-                  f"unedited and over each property's sweep. {guard}", "",
+                  f"unedited and over each property's sweep. {guard} Images without a gender_score in step 4's "
+                  f"table (left out of the gender direction): {counts.get('gender_score_missing', 0)}.", "",
                   ", ".join(f"{k} {v:.0%}" for k, v in female.items()), ""]
     parts += ["## Sweeps", ""] + [f"![{s}]({s})" for s in sheets] + [""]
     return "\n".join(parts)

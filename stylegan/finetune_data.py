@@ -15,19 +15,15 @@ import numpy as np
 from PIL import Image
 
 from common.images import ImageReadError, load_rgb
-from common.io import read_csv_checked
 from common.paths import PROPERTY_NAMES
-from common.records import RecordError, read_json_record
+from common.records import NORMALIZATION_FORMAT_VERSION, RecordError, read_score_table
+from common.records import read_normalization as read_common_normalization
 from common.steps import StepError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FinetuneError", "FinetuneDataError", "TrainingData", "load_training_data", "read_normalization",
            "checked_scores", "NORMALIZATION_FORMAT_VERSION"]
-
-NORMALIZATION_FORMAT_VERSION = 1
-"""The normalization.json format step 6 writes (segmentation.normalize.FORMAT_VERSION; packages stay apart)."""
-
 
 class FinetuneError(StepError, RuntimeError):
     """Step 7 cannot go on for a reason the user can fix; the message says what to do."""
@@ -48,53 +44,32 @@ class TrainingData:
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-_NAN_TEXT = ("", "nan", "null")
-_SCORES_FIX = "fix: correct that row, or re-run step 6, which writes all_scores.csv"
+_SCORES_FIX = "correct that row, or re-run step 6, which writes all_scores.csv"
 
 
-def checked_scores(frame, path: Path, images_dir: Path) -> np.ndarray:
-    """float64 [rows, P] of all_scores.csv read as text; a one-line FinetuneDataError for a header-only
-    file, an img_name that is not a plain file name of the image folder, or a non-numeric score."""
-    import pandas as pd
-
-    if frame.empty:
-        raise FinetuneDataError(f"{path} holds no rows (only a header); {_SCORES_FIX}")
+def checked_scores(scores_csv: Path, images_dir: Path) -> tuple[Any, np.ndarray]:
+    """(all_scores.csv as text, float64 [rows, P]) through the one scores reader
+    (:func:`common.records.read_score_table`), plus step 7's own rule: an img_name must be a plain file
+    name of the image folder (training reads only that folder). One-line FinetuneDataError otherwise."""
+    try:
+        frame, values = read_score_table(scores_csv, PROPERTY_NAMES, _SCORES_FIX)
+    except RecordError as exc:
+        raise FinetuneDataError(str(exc)) from exc
     for position, name in enumerate(frame["img_name"]):
         plain = Path(name)
         if not name.strip() or plain.is_absolute() or len(plain.parts) != 1 or name in (".", ".."):
             raise FinetuneDataError(
-                f"{path} line {position + 2}: img_name {name!r} is not a plain file name in {images_dir} "
-                f"(absolute paths, folders and '..' are refused: training reads only that folder); {_SCORES_FIX}")
-    values = np.empty((len(frame), len(PROPERTY_NAMES)), dtype=np.float64)
-    for column, prop in enumerate(PROPERTY_NAMES):
-        text = frame[prop].astype(str).str.strip()
-        numbers = pd.to_numeric(text.where(~text.str.lower().isin(_NAN_TEXT)), errors="coerce")
-        bad = numbers.isna() & ~text.str.lower().isin(_NAN_TEXT) | np.isinf(numbers.to_numpy(dtype=np.float64))
-        if bad.any():
-            position = int(np.flatnonzero(bad.to_numpy())[0])
-            raise FinetuneDataError(
-                f"{path} line {position + 2} ({frame['img_name'].iloc[position]}): {prop} must be a finite number "
-                f"or empty, got {text.iloc[position]!r}; {_SCORES_FIX}")
-        values[:, column] = numbers.to_numpy(dtype=np.float64)
-    return values
+                f"{scores_csv} line {position + 2}: img_name {name!r} is not a plain file name in {images_dir} "
+                f"(absolute paths, folders and '..' are refused: training reads only that folder); fix: {_SCORES_FIX}")
+    return frame, values
 
 
 def read_normalization(path: Path) -> dict[str, Any]:
-    """normalization.json of step 6 as a dict, checked enough to train on (one-line FinetuneDataError)."""
-    fix = "re-run step 6, which writes normalization.json"
+    """normalization.json of step 6 through the one reader (:func:`common.records.read_normalization`)."""
     try:
-        data = read_json_record(path, fix, required=("properties", "scales", "method"),
-                                format_versions=(NORMALIZATION_FORMAT_VERSION,))
-        if list(data["properties"]) != list(PROPERTY_NAMES):
-            raise RecordError(f"{path}: properties {data['properties']!r} are not {list(PROPERTY_NAMES)}; fix: {fix}")
-        scales = data["scales"]
-        missing = [p for p in PROPERTY_NAMES if not isinstance(scales, dict) or not isinstance(scales.get(p), dict)
-                   or "kind" not in scales[p]]
-        if missing:
-            raise RecordError(f"{path}: no fitted scale for {missing}; fix: {fix}")
-    except (RecordError, TypeError) as exc:
+        return read_common_normalization(path)
+    except RecordError as exc:
         raise FinetuneDataError(str(exc)) from exc
-    return data
 
 
 def load_training_data(images_dir: Path, scores_csv: Path, resolution: int, limit: int | None = None) -> TrainingData:
@@ -104,8 +79,7 @@ def load_training_data(images_dir: Path, scores_csv: Path, resolution: int, limi
         raise FinetuneDataError(f"image folder not found: {images_dir} (run steps 1-4 first)")
     if not scores_csv.is_file():
         raise FinetuneDataError(f"scores not found: {scores_csv} (run steps 5-6 first)")
-    frame = read_csv_checked(scores_csv, ["img_name", *PROPERTY_NAMES], dtype=str, keep_default_na=False)
-    values = checked_scores(frame, scores_csv, images_dir)
+    frame, values = checked_scores(scores_csv, images_dir)
     nan_rows = np.isnan(values).any(axis=1)
     names, images, conds, missing = [], [], [], 0
     for name, row, bad in zip(frame["img_name"].astype(str), values, nan_rows):

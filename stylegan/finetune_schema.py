@@ -18,7 +18,7 @@ import numpy as np
 from common.paths import PROPERTY_NAMES
 
 __all__ = [
-    "FINETUNE_FORMAT_VERSION", "TRAIN_LOG_COLUMNS", "LOSS_COLUMNS", "FinetuneRunFiles", "find_latest_checkpoint",
+    "FINETUNE_FORMAT_VERSION", "TRAIN_LOG_COLUMNS", "LOSS_COLUMNS", "FinetuneRunFiles", "find_latest_checkpoint", "checkpoints_in",
     "FinetuneSettings", "property_ranges", "DEFAULT_MEDIANS",
 ]
 
@@ -80,14 +80,20 @@ class FinetuneRunFiles:
         return [p for _, p in sorted(found)]
 
 
-def find_latest_checkpoint(folder: Path | str) -> Path | None:
-    """The checkpoint_NNNNNN.pt with the highest step in ``folder`` or its checkpoints/ subfolder."""
+def checkpoints_in(folder: Path | str) -> list[Path]:
+    """Every checkpoint_NNNNNN.pt in ``folder`` or its checkpoints/ subfolder, oldest step first."""
     folder = Path(folder)
     candidates = []
     for sub in (folder, FinetuneRunFiles(folder).checkpoints_dir):
         if sub.is_dir():
             candidates += [(int(m.group(1)), p) for p in sub.iterdir() if (m := _CHECKPOINT_RE.fullmatch(p.name))]
-    return max(candidates)[1] if candidates else None
+    return [p for _, p in sorted(candidates)]
+
+
+def find_latest_checkpoint(folder: Path | str) -> Path | None:
+    """The checkpoint_NNNNNN.pt with the highest step in ``folder`` or its checkpoints/ subfolder."""
+    found = checkpoints_in(folder)
+    return found[-1] if found else None
 
 
 def property_ranges(config: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
@@ -144,7 +150,7 @@ class FinetuneSettings:
     regressor_metrics: dict[str, Any] | None = None
     world_size: int = 1
     format_version: int = FINETUNE_FORMAT_VERSION
-
+    recipe: dict[str, Any] | None = None  # the run folder's recipe (common.recipe) it was trained under
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FinetuneSettings:
         """The typed view of a checkpoint's ``config``; keys an older run did not write take their defaults.
@@ -166,7 +172,8 @@ class FinetuneSettings:
             base_checkpoint=data.get("base_checkpoint"), base_entry=data.get("base_entry"),
             num_train_images=int(num) if num is not None else None, regressor=_optional_dict(data, "regressor"),
             regressor_metrics=_optional_dict(data, "regressor_metrics"), world_size=int(data.get("world_size", 1)),
-            format_version=int(data.get("format_version", FINETUNE_FORMAT_VERSION)))
+            format_version=int(data.get("format_version", FINETUNE_FORMAT_VERSION)),
+            recipe=_optional_dict(data, "recipe"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only (``torch.load(weights_only=True)`` and JSON read it back)."""
@@ -177,7 +184,7 @@ class FinetuneSettings:
             "base_checkpoint": self.base_checkpoint, "base_entry": self.base_entry,
             "num_train_images": self.num_train_images, "world_size": self.world_size,
             "property_ranges": {k: list(v) for k, v in self.ranges.items()},
-            "regressor": self.regressor, "regressor_metrics": self.regressor_metrics,
+            "regressor": self.regressor, "regressor_metrics": self.regressor_metrics, "recipe": self.recipe,
         }
 
     @property

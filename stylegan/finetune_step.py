@@ -25,11 +25,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from common.checkpoints import CheckpointError, check_finite_tensors
+from common.checkpoints import (
+    CheckpointError,
+    check_finite_tensors,
+    check_state_dict_fits,
+    load_state_dict_checked,
+)
 from common.distributed import SINGLE, DistContext, init_distributed
-from common.folders import refuse_overlap
+from common.folders import image_folders, refuse_overlap
 from common.io import atomic_save_image, atomic_torch_save, atomic_write_csv, atomic_write_json
 from common.paths import PROPERTY_NAMES
+from common.recipe import Recipe, claim_output
 from common.settings import StepConfig, device_setting, flag_of, overwrite_setting, setting, weights_setting
 from common.runtime import resolve_device
 from common.steps import Progress
@@ -62,7 +68,7 @@ from stylegan.property_regressor import PropertyRegressor, RegressorConfig, trai
 logger = logging.getLogger(__name__)
 
 __all__ = ["FinetuneStepConfig", "FinetuneSummary", "FinetuneDivergedError", "run_finetune", "load_inputs",
-           "resume_state", "property_model_for", "FinetuneRun", "RESUMABLE_CHANGES"]
+           "resume_state", "finetune_recipe", "property_model_for", "FinetuneRun", "RESUMABLE_CHANGES"]
 
 RESUMABLE_CHANGES: tuple[str, ...] = ("steps", "checkpoint_every", "sample_every", "keep_checkpoints",
                                       "sample_values", "micro_batches")
@@ -144,7 +150,8 @@ def load_inputs(config: FinetuneStepConfig) -> FinetuneInputs:
         raise FinetuneDataError(f"normalization not found: {config.normalization} (run step 6 first)")
     refuse_overlap({"--out": config.out},
                    {"--images": config.images, flag_of(config, "scores"): config.scores,
-                    "--normalization": config.normalization, flag_of(config, "checkpoint"): config.checkpoint})
+                    "--normalization": config.normalization, flag_of(config, "checkpoint"): config.checkpoint},
+                   reserved=image_folders(config.paths))
     normalization = read_normalization(config.normalization)
     base_g = load_generator(config.checkpoint, which=entry_for_weights(config.weights))
     base_d = load_discriminator(config.checkpoint)
@@ -154,20 +161,15 @@ def load_inputs(config: FinetuneStepConfig) -> FinetuneInputs:
     return FinetuneInputs(normalization, base_g, base_d, data)
 
 
-def resume_state(config: FinetuneStepConfig, base_entry: str, ctx: DistContext = SINGLE
-                 ) -> tuple[Path | None, dict[str, Any] | None]:
+def resume_state(config: FinetuneStepConfig, recipe: Recipe) -> tuple[Path | None, dict[str, Any] | None]:
     """(newest checkpoint, its contents) to resume from, or (None, None) for a fresh start.
 
-    With ``overwrite`` the run's old checkpoints are deleted first (by rank 0). Settings that differ
-    from the checkpoint's (other than :data:`RESUMABLE_CHANGES`) refuse to resume.
+    The run folder's recipe was checked first (``common.recipe``: the training settings other than
+    :data:`RESUMABLE_CHANGES`, the base entry, the files read, normalization.json among them); the
+    newest checkpoint must then be this run's own: trained under this recipe, for these properties,
+    at the step its name says. A checkpoint dropped in from another run is refused, never resumed from.
     """
-    files = config.files
-    if config.overwrite:
-        if ctx.is_main:
-            for old in files.checkpoints():
-                old.unlink()
-        return None, None
-    checkpoints = files.checkpoints()
+    checkpoints = config.files.checkpoints()
     if not checkpoints:
         return None, None
     latest = checkpoints[-1]
@@ -179,24 +181,69 @@ def resume_state(config: FinetuneStepConfig, base_entry: str, ctx: DistContext =
     if saved.training is None:
         raise CheckpointError(f"{latest}: config['finetune'] (the run's settings) is missing; cannot resume; "
                               f"fix: {FINETUNE_FIX}")
+    _refuse_foreign(latest, state, saved, recipe)
     check_finite_tensors({k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, latest, FINETUNE_FIX)
     for entry in ("generator", "generator_ema", "discriminator"):
         if isinstance(state.get(entry), dict):
             check_finite_tensors(state[entry], latest, FINETUNE_FIX, entry)
-    _check_resume_settings(saved, config.training, base_entry, latest)
     return latest, state
 
 
-def _check_resume_settings(saved: FinetuneSettings, training: FinetuneConfig, base_entry: str, path: Path) -> None:
-    now = asdict(training)
-    differing = {k: (saved.training.get(k), v) for k, v in now.items()
-                 if k not in RESUMABLE_CHANGES and saved.training.get(k) != v}
-    if saved.base_entry is not None and saved.base_entry != base_entry:
-        differing["base generator entry (--weights)"] = (saved.base_entry, base_entry)
-    if differing:
-        details = ", ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in differing.items())
-        raise FinetuneDataError(f"cannot resume from {path}: settings differ ({details}). "
-                                "Use the same settings, another --out, or --overwrite to start again.")
+def restore_trainer(trainer: Finetuner, state: dict[str, Any], path: Path) -> None:
+    """Resume ``trainer`` from a checkpoint's content: each network through the one fit report, the
+    optimisers checked for their two entries; what can still differ (an optimiser's parameter groups)
+    is the ValueError torch.optim names, reported against the file."""
+    for entry, module in (("generator", trainer.G), ("generator_ema", trainer.G_ema), ("discriminator", trainer.D)):
+        check_state_dict_fits(module.state_dict(), state.get(entry), path, FINETUNE_FIX, entry=entry,
+                              what=f"the {entry.replace('_', ' ')} this run builds")
+    for entry in ("optimizer_g", "optimizer_d"):
+        saved = state.get(entry)
+        if not isinstance(saved, dict) or not {"state", "param_groups"} <= saved.keys():
+            raise CheckpointError(f"{path}: entry {entry!r} is missing or not an optimiser state; cannot resume; "
+                                  f"fix: {FINETUNE_FIX}")
+    if not isinstance(state.get("step"), int):
+        raise CheckpointError(f"{path}: entry 'step' is missing or not an integer; cannot resume; fix: {FINETUNE_FIX}")
+    try:
+        trainer.load_state_dict(state)
+    except ValueError as exc:  # torch.optim.Optimizer.load_state_dict: groups that do not match
+        raise CheckpointError(f"{path}: its optimiser state does not fit this run ({exc}); cannot resume; "
+                              f"fix: {FINETUNE_FIX}") from None
+
+
+def _refuse_foreign(path: Path, state: dict[str, Any], saved: FinetuneSettings, recipe: Recipe) -> None:
+    """A checkpoint of another run (other properties, another recipe, a step that is not its name's)."""
+    fix = (f"move {path.name} out of {path.parent} (the run's own checkpoints stay; nothing was pruned), or "
+           "--overwrite to start the run over")
+    if tuple(saved.property_names) != tuple(PROPERTY_NAMES):
+        raise FinetuneDataError(f"{path} belongs to another run (properties {', '.join(saved.property_names)}, this "
+                                f"run trains {', '.join(PROPERTY_NAMES)}); cannot resume from it; fix: {fix}")
+    named = int(path.stem.rsplit("_", 1)[-1])
+    if int(state.get("step", -1)) != named:
+        raise FinetuneDataError(f"{path} holds step {state.get('step')} although its name says {named}: another "
+                                f"run's checkpoint renamed; cannot resume from it; fix: {fix}")
+    trained_under = Recipe.from_record(saved.recipe) if isinstance(saved.recipe, dict) else None
+    differences = trained_under.differences(recipe) if trained_under is not None else ["no recipe recorded"]
+    if differences:
+        raise FinetuneDataError(f"{path} was trained under another recipe than this run's ({'; '.join(differences)}): "
+                                f"another run's checkpoint; cannot resume from it; fix: {fix}")
+
+
+def finetune_recipe(config: FinetuneStepConfig, base_entry: str, device: torch.device) -> Recipe:
+    """What the run's checkpoints are made from: not the settings a resume may change, --limit or paths."""
+    config = config.resolved()
+    training = {k: v for k, v in asdict(config.training).items() if k not in RESUMABLE_CHANGES}
+    return Recipe.of("7b", {**training, "base_entry": base_entry, "property_names": list(PROPERTY_NAMES),
+                            "device_type": device.type},
+                     {"stylegan_checkpoint": config.checkpoint, "scores_csv": config.scores,
+                      "normalization_json": config.normalization})
+
+
+def _owned(folder: Path) -> list[Path]:
+    """The run's files (``--overwrite`` removes them; found without a recipe, they are refused)."""
+    files = FinetuneRunFiles(folder)
+    found = [*files.checkpoints(), files.train_log_csv, files.settings_json, files.regressor_json,
+             *(sorted(files.samples_dir.glob("step_*.png")) if files.samples_dir.is_dir() else [])]
+    return [p for p in found if p.is_file()]
 
 
 @dataclass
@@ -223,14 +270,20 @@ def property_model_for(config: FinetuneStepConfig, data: TrainingData, state: di
     if training.lambda_prop <= 0:
         return PropertyModel(None)
     if state is not None and state.get("regressor") is not None:
+        settings = state["config"].get("regressor")
         try:
-            regressor_config = RegressorConfig(**state["config"]["regressor"])
-            model = PropertyRegressor(regressor_config)
-            model.load_state_dict(state["regressor"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{latest}: its property regressor cannot be restored ({first}); "
-                                  f"fix: {FINETUNE_FIX}") from exc
+            regressor_config = RegressorConfig(**settings) if isinstance(settings, dict) else None
+        except (TypeError, ValueError) as exc:  # the file's settings do not describe a regressor
+            regressor_config = None
+            problem = str(exc)
+        else:
+            problem = "config['regressor'] is missing"
+        if regressor_config is None:
+            raise CheckpointError(f"{latest}: its property regressor cannot be restored ({problem}); "
+                                  f"fix: {FINETUNE_FIX}")
+        model = PropertyRegressor(regressor_config)
+        load_state_dict_checked(model, state["regressor"], latest, FINETUNE_FIX, entry="regressor",
+                                what="the regressor its config describes")
         return PropertyModel(model.eval().requires_grad_(False), regressor_config, state.get("regressor_metrics"))
     regressor_config = RegressorConfig()
     if ctx.is_main:
@@ -327,14 +380,14 @@ class FinetuneRun:
 
 
 def _settings(config: FinetuneStepConfig, inputs: FinetuneInputs, generator, discriminator,
-              prop: PropertyModel, world_size: int) -> FinetuneSettings:
+              prop: PropertyModel, world_size: int, recipe: Recipe) -> FinetuneSettings:
     return FinetuneSettings(
         generator=generator.cond_config, discriminator=discriminator.cond_config, property_names=PROPERTY_NAMES,
         normalization=inputs.normalization, condition_stats=inputs.data.stats, training=asdict(config.training),
         embed_dim=generator.embed_dim, base_checkpoint=str(config.resolved().checkpoint),
         base_entry=inputs.base_g.checkpoint_key, num_train_images=len(inputs.data.names),
         regressor=asdict(prop.config) if prop.config is not None else None, regressor_metrics=prop.metrics,
-        world_size=world_size)
+        world_size=world_size, recipe={k: v for k, v in recipe.record().items() if k != "info"})
 
 
 def _device(name: str) -> torch.device:
@@ -364,26 +417,30 @@ def run_finetune(config: FinetuneStepConfig, progress: Progress | None = None) -
                             "process(es)") from exc
     device = _device(ctx.device(config.device))
     inputs = load_inputs(config)
+    recipe = finetune_recipe(config, inputs.base_g.checkpoint_key, device)
+    with claim_output(config.files.folder, recipe, overwrite=config.overwrite, owned=_owned,
+                      writer=ctx.is_main or not ctx.grouped, what="fine-tune checkpoints"):
+        ctx.barrier()  # rank 0 has claimed (with --overwrite: emptied) the run folder
+        return _train(config, ctx, device, inputs, recipe, progress, start)
+
+
+def _train(config: FinetuneStepConfig, ctx: DistContext, device: torch.device, inputs: FinetuneInputs,
+           recipe: Recipe, progress: Progress | None, start: float) -> FinetuneSummary:
+    """Train in a run folder whose recipe is this run's, from its newest checkpoint or from the start."""
     training = config.training
-    latest, state = resume_state(config, inputs.base_g.checkpoint_key, ctx)
+    latest, state = resume_state(config, recipe)
     generator = build_conditional_generator(inputs.base_g, training.embed_dim, training.embed_hidden,
                                             training.cond_lr_mul, seed=training.seed)
     discriminator = build_conditional_discriminator(inputs.base_d, seed=training.seed)
-    if ctx.is_main:
-        config.files.folder.mkdir(parents=True, exist_ok=True)
     prop = property_model_for(config, inputs.data, state, latest, device, ctx)
     trainer = Finetuner(generator, discriminator, inputs.data.images_u8, inputs.data.conditions, training,
                         prop.model, device, rank=ctx.rank, world_size=ctx.world_size)
     log_rows: list[dict[str, float]] = []
     if state is not None:
-        try:
-            trainer.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{latest}: cannot resume from this checkpoint ({first}); fix: {FINETUNE_FIX}") from exc
+        restore_trainer(trainer, state, latest)
         log_rows = _read_log(config.files.train_log_csv, trainer.step_count)
         logger.info("resumed from %s at step %d", latest, trainer.step_count)
-    settings = _settings(config, inputs, generator, discriminator, prop, ctx.world_size)
+    settings = _settings(config, inputs, generator, discriminator, prop, ctx.world_size, recipe)
     if ctx.is_main:
         atomic_write_json(config.files.settings_json, settings.to_dict())
     run = FinetuneRun(config, trainer, settings, prop, log_rows, writes=ctx.is_main)

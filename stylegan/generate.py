@@ -4,8 +4,10 @@
   so 90% of its images were style-mixed.
 * Image i's z comes from ``numpy.random.default_rng([seed, i])`` alone (the NVlabs habit), so
   an image is the same whatever the batch size and any single image can be regenerated.
-* Every file is written atomically; a re-run skips images that exist, so a killed run, re-run,
-  ends with exactly the files an uninterrupted run makes.
+* Every file is written atomically; the folder's ``generation.json`` is its recipe (``common.recipe``:
+  settings + the checkpoint's size:sha256, written before the first image), and a re-run skips images
+  that exist only under the same recipe, so a killed run, re-run, ends with exactly the files an
+  uninterrupted run makes, and other settings are refused in one line.
 * Encoding and writing happen in a thread pool while the device generates the next batch.
 """
 from __future__ import annotations
@@ -25,13 +27,11 @@ import pandas as pd
 import torch
 
 from common.distributed import DistContext, init_distributed
-from common.fingerprint import file_fingerprint
-from common.folders import refuse_overlap
+from common.folders import image_folders, refuse_overlap
 from common.io import (
     atomic_save_image,
     atomic_save_npy,
     atomic_write_csv,
-    atomic_write_json,
     clean_stale_temp_files,
 )
 from common.paths import GENERATION_JSON, PipelinePaths
@@ -46,9 +46,9 @@ from common.settings import (
     shard_setting,
     weights_setting,
 )
-from common.records import RecordError, read_json_record
+from common.recipe import FolderLock, Recipe, claim_output, merging
 from common.runtime import resolve_device
-from common.steps import Progress, StepError
+from common.steps import Progress, ProgressCounter, StepError
 from stylegan.checkpoint import entry_for_weights, load_generator
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
@@ -62,18 +62,11 @@ MANIFEST_NAME = GENERATION_JSON
 LATENTS_NAME = PipelinePaths().latents_npy.name  # the contract names, spelled once in common.paths
 CSV_NAME = PipelinePaths().generated_csv.name
 W_NAME = PipelinePaths().w_npy.name
-MANIFEST_FORMAT_VERSION = 1
-MANIFEST_INFO_KEYS = ("checkpoint_path",)
-"""Recorded for people, not compared: the fingerprint is the checkpoint's identity, not its path."""
 _IMAGE_NAME_RE = re.compile(r"(\d{6})\.(?:jpg|png)")
 
 
 class GenerationError(StepError, RuntimeError):
     """Step 1 cannot run as asked (e.g. ``--device cuda`` without a GPU); the message says the fix."""
-
-
-class GenerationConflictError(GenerationError):
-    """The output folder holds images made with other settings; mixing them would be silent garbage."""
 
 
 class GenerationWriteError(GenerationError):
@@ -169,52 +162,24 @@ def synthesize_uint8(generator: StyleGANGenerator, z: np.ndarray | torch.Tensor,
     return postprocess_uint8(out["image"])
 
 
-def _manifest(config: GenerateConfig, generator: StyleGANGenerator, checkpoint: Path) -> dict:
-    return {
-        "format_version": MANIFEST_FORMAT_VERSION,
+def _recipe(config: GenerateConfig, generator: StyleGANGenerator, checkpoint: Path) -> Recipe:
+    """What step 1's images are made from (its ``generation.json``): not --num, --batch-size or --shard."""
+    device = next(generator.parameters()).device
+    return Recipe.of("1", {
         "seed": config.seed, "trunc_psi": config.trunc_psi, "trunc_layers": config.trunc_layers,
         "image_format": config.image_format, "jpeg_quality": config.jpeg_quality,
-        "checkpoint_key": generator.checkpoint_key, "checkpoint_fingerprint": file_fingerprint(checkpoint),
-        "resolution": generator.resolution, "z_space_dim": generator.z_space_dim,
-        "checkpoint_path": str(checkpoint),
-    }
+        "checkpoint_key": generator.checkpoint_key, "resolution": generator.resolution,
+        "z_space_dim": generator.z_space_dim, "device_type": device.type, "dtype": "float32",
+    }, {"checkpoint": checkpoint})
 
 
-def read_manifest(path: Path) -> dict:
-    """A folder's generation.json, or a one-line GenerationConflictError saying what is wrong and the fix."""
-    fix = ("restore it, use another --out, or --overwrite to regenerate every image "
-           "(the manifest is step 1's record of how the folder's images were made)")
-    try:  # 0 / absent: written before format_version existed
-        return read_json_record(path, fix, format_versions=(None, 0, MANIFEST_FORMAT_VERSION))
-    except RecordError as exc:
-        raise GenerationConflictError(str(exc)) from exc
+def _owned(ctx: DistContext) -> Callable[[Path], list[Path]]:
+    """Step 1's images in a folder; under ``--shard K/N`` only this shard's (shards may share a folder)."""
+    def owned(folder: Path) -> list[Path]:
+        return [folder / name for index, name in sorted(_existing_images(folder).items())
+                if ctx.grouped or ctx.owns(index)]
 
-
-def _check_manifest(out_dir: Path, manifest: dict, overwrite: bool) -> None:
-    path = out_dir / MANIFEST_NAME
-    if overwrite:
-        return
-    if not path.exists():
-        foreign = _existing_images(out_dir)
-        if foreign:
-            raise GenerationConflictError(
-                f"{out_dir} holds {len(foreign)} images named like step 1's ({min(foreign.values())} ...) but no "
-                f"{MANIFEST_NAME}, so nothing says how they were made; fix: use another --out, or --overwrite "
-                "to replace them")
-        return
-    previous = read_manifest(path)
-    differing = {k: (previous.get(k), v) for k, v in manifest.items()
-                 if k not in MANIFEST_INFO_KEYS and previous.get(k) != v}
-    differing.pop("format_version", None)
-    if differing:
-        details = ", ".join(f"{k}: folder has {a!r}, now {b!r}" for k, (a, b) in differing.items())
-        hint = ""
-        if "checkpoint_fingerprint" in differing and previous.get("checkpoint_fingerprint") is None:
-            hint = (" (the folder's manifest predates checkpoint fingerprints: if you are sure its images come from "
-                    "this checkpoint, add its checkpoint_fingerprint to the manifest by hand)")
-        raise GenerationConflictError(
-            f"{out_dir} already holds images generated with other settings ({details}){hint}. "
-            "Use another --out, or --overwrite to regenerate every image.")
+    return owned
 
 
 def _existing_images(out_dir: Path) -> dict[int, str]:
@@ -267,31 +232,28 @@ def run_generate(config: GenerateConfig, progress: Progress | None = None) -> Ge
     ctx = init_distributed(config.shard)
     config = config.resolved()
     out_dir, checkpoint = Path(config.out), Path(config.checkpoint)
-    refuse_overlap({"--out": out_dir}, {flag_of(config, "checkpoint"): checkpoint})
+    refuse_overlap({"--out": out_dir}, {flag_of(config, "checkpoint"): checkpoint},
+                   reserved=image_folders(config.paths, own=config.paths.generated_dir))
     generator = _load(config, ctx)
-    manifest = _manifest(config, generator, checkpoint)
-    _check_manifest(out_dir, manifest, config.overwrite)  # every rank sees the same folder: all refuse alike
-    names = [image_name(i, config.image_format) for i in range(config.num)]
-    if ctx.is_main or not ctx.grouped:  # a shard prepares its own (possibly separate) folder
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not ctx.sharded:
+    shard = (ctx.rank, ctx.world_size) if ctx.sharded and not ctx.grouped else None
+    # torchrun: rank 0 claims the folder, the others check the same recipe (all refuse alike) and never write it
+    with claim_output(out_dir, _recipe(config, generator, checkpoint), overwrite=config.overwrite, owned=_owned(ctx),
+                      record_name=MANIFEST_NAME, info={"checkpoint_path": str(checkpoint)}, shard=shard,
+                      writer=ctx.is_main or not ctx.grouped, what="images"):
+        names = [image_name(i, config.image_format) for i in range(config.num)]
+        if (ctx.is_main or not ctx.grouped) and not ctx.sharded:
             clean_stale_temp_files(out_dir)  # never under shards sharing a folder: another may be writing
-        _write(out_dir / MANIFEST_NAME, atomic_write_json, manifest)
-        if config.overwrite:
-            for index, name in _existing_images(out_dir).items():
-                if index >= config.num or name != names[index]:
-                    (out_dir / name).unlink(missing_ok=True)
-    ctx.barrier()
-    mine = ctx.take(range(config.num))
-    todo = [i for i in mine if config.overwrite or not (out_dir / names[i]).exists()]
-    skipped = len(mine) - len(todo)
-    tick = _counter(progress if ctx.is_main else None, skipped, len(mine))
-    _generate_images(generator, config, out_dir, names, todo, tick)
-    counts = ctx.gather((len(todo), skipped))
-    ctx.barrier()
-    kept_beyond = 0
-    if ctx.is_main and not (ctx.sharded and not ctx.grouped):
-        kept_beyond = _write_lists(config, generator, out_dir)
+        ctx.barrier()
+        mine = ctx.take(range(config.num))
+        todo = [i for i in mine if not (out_dir / names[i]).exists()]
+        skipped = len(mine) - len(todo)
+        tick = ProgressCounter(progress if ctx.is_main else None, len(mine), skipped)
+        _generate_images(generator, config, out_dir, names, todo, tick)
+        counts = ctx.gather((len(todo), skipped))
+        ctx.barrier()
+        kept_beyond = 0
+        if ctx.is_main and not (ctx.sharded and not ctx.grouped):
+            kept_beyond = _write_lists(config, generator, out_dir)
     written, skipped = (sum(c[0] for c in counts), sum(c[1] for c in counts)) if counts else (len(todo), skipped)
     return GenerateSummary(out_dir, config.num, written, skipped, generator.checkpoint_key,
                            time.perf_counter() - start, kept_beyond=kept_beyond,
@@ -308,12 +270,10 @@ def merge_generate_shards(config: GenerateConfig, progress: Progress | None = No
     config = config.resolved()
     out_dir = Path(config.out)
     generator = _load(config, init_distributed(None))
-    _check_manifest(out_dir, _manifest(config, generator, Path(config.checkpoint)), overwrite=False)
-    if not (out_dir / MANIFEST_NAME).is_file():
-        raise GenerationError(f"{out_dir} holds no {MANIFEST_NAME}: no shard of step 1 has run there; fix: run "
-                              "01_generate_images.py --shard K/N for every K, copy the folders together, then merge")
-    clean_stale_temp_files(out_dir)  # every shard has finished: temp files are a killed shard's leftovers
-    kept_beyond = _write_lists(config, generator, out_dir)
+    with FolderLock(out_dir), merging(out_dir, _recipe(config, generator, Path(config.checkpoint)), MANIFEST_NAME,
+                                      info={"checkpoint_path": str(Path(config.checkpoint))}):
+        clean_stale_temp_files(out_dir)  # every shard has finished: temp files are a killed shard's leftovers
+        kept_beyond = _write_lists(config, generator, out_dir)
     if progress is not None:
         progress(config.num, config.num)
     return GenerateSummary(out_dir, config.num, 0, config.num, generator.checkpoint_key, time.perf_counter() - start,
@@ -352,20 +312,6 @@ def _write_lists(config: GenerateConfig, generator: StyleGANGenerator, out_dir: 
     })
     _write(out_dir / CSV_NAME, atomic_write_csv, frame, GENERATED_CSV_COLUMNS)
     return len(extra)
-
-
-def _counter(progress: Progress | None, done: int, total: int) -> Callable[[], None]:
-    """A callable that counts one finished image and reports ``progress(done, total)``."""
-    state = {"done": done}
-    if progress is not None:
-        progress(done, total)
-
-    def tick() -> None:
-        state["done"] += 1
-        if progress is not None:
-            progress(state["done"], total)
-
-    return tick
 
 
 def _generate_images(generator: StyleGANGenerator, config: GenerateConfig, out_dir: Path, names: list[str],

@@ -408,6 +408,33 @@ class _Synthesis(nn.Module):
         results["image"] = image.contiguous()  # NCHW whatever layout the inference path used
         return results
 
+    def run_layers(self, wp: torch.Tensor, start: int, stop: int, x: torch.Tensor | None = None,
+                   randomize_noise: bool = False) -> torch.Tensor:
+        """The activation after layers ``start .. stop-1``; ``x``: the output of layer ``start - 1`` (None at 0).
+
+        The same layer calls as :meth:`forward` at lod 0, so a render resumed from a kept activation
+        gives the same bits as one that ran every layer (the studio keeps the layers before an edit's
+        first layer). No layer writes to its input: a kept activation stays valid.
+        """
+        if wp.ndim != 3 or wp.shape[1] != self.num_layers:
+            raise ValueError(f"wp must have shape [batch, {self.num_layers}, w_dim], got {list(wp.shape)}")
+        if not 0 <= start <= stop <= self.num_layers or (x is None) != (start == 0):
+            raise ValueError(f"need 0 <= start <= stop <= {self.num_layers} and x exactly when start > 0, "
+                             f"got start={start}, stop={stop}, x={'given' if x is not None else None}")
+        for i in range(start, stop):
+            x, _ = getattr(self, f"layer{i}")(x, wp[:, i], randomize_noise)
+        return x
+
+    def block_image(self, x: torch.Tensor, block: int) -> torch.Tensor:
+        """Block ``block``'s to-RGB of its last layer's output: the image at ``4 * 2**block`` px, NCHW.
+
+        The last block gives :meth:`forward`'s image at lod 0; an earlier one the progressive-growing
+        output of that resolution (forward at an integer lod, before its nearest upsampling).
+        """
+        if not 0 <= block < self.num_blocks:
+            raise ValueError(f"block must be in 0..{self.num_blocks - 1}, got {block}")
+        return getattr(self, f"output{block}")(x).contiguous()
+
 
 class StyleGANGenerator(nn.Module):
     """StyleGAN (v1) generator, genforce-compatible.

@@ -13,7 +13,6 @@ Image i uses z from (seed, i) as step 1 does, so the same seed gives the same pe
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -21,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common.paths import PROPERTY_NAMES, PipelinePaths
+from common.paths import PROPERTY_NAMES
 from common.settings import (
     SettingError,
     StepConfig,
-    flag_of,
     batch_size_setting,
     device_setting,
     limit_setting,
@@ -34,24 +32,17 @@ from common.settings import (
     setting,
     weights_setting,
 )
-from common.steps import StepError
-from stylegan.control_methods import (
-    DIRECTIONS,
-    FINETUNED,
-    REFINE_AUTO,
-    REFINE_HELP,
-    REFINE_OFF,
-    ControlMethod,
-)
-from stylegan.finetune_schema import FinetuneRunFiles
+from common.steps import Progress, ProgressCounter, StepError
+from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_HELP, REFINE_OFF, ControlMethod
+from stylegan.control_resolver import resolve_control_methods
+from stylegan.sweeps import sweep_targets
 
 __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGeneration", "PropertyGenerationError",
-           "run_generate_with_properties", "choose_control", "CONTROL_OPTIONS", "PROPERTIES_CSV"]
+           "run_generate_with_properties", "CONTROL_OPTIONS", "PROPERTIES_CSV"]
 
 CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED, "all")
 PROPERTIES_CSV = "properties.csv"
 SWEEP_Z_OFFSET = 10_000  # sweep rows use z from (seed, 10000 + k): other people than the images
-Progress = Callable[[int, int], None]
 
 
 class PropertyGenerationError(StepError, RuntimeError):
@@ -63,6 +54,11 @@ def sweep_list(chosen: Sequence[str]) -> tuple[str, ...]:
     if "all" in chosen:
         return PROPERTY_NAMES
     return tuple(p for p in PROPERTY_NAMES if p in chosen)
+
+
+def _sweeps_given(given: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+    """Every --sweep (each may list several, comma-separated) -> unique properties in PROPERTY_NAMES order."""
+    return sweep_list([name for names in given for name in names])
 
 
 @dataclass(frozen=True)
@@ -77,8 +73,8 @@ class GeneratePropertiesConfig(StepConfig):
         metavar="X", help="normalised {flag} (default: not requested; see --control)")
     num: int = setting(8, low=0, help="images with these values (image i: z from seed, i)")
     seed: int = seed_setting()
-    sweeps: tuple[str, ...] = setting((), flag="--sweep", repeat=True, collect=sweep_list, choices=PROPERTY_NAMES,
-                                      words={"all": "all"}, metavar="{" + ",".join(PROPERTY_NAMES) + ",all}",
+    sweeps: tuple[str, ...] = setting((), flag="--sweep", repeat=True, collect=_sweeps_given, choices=PROPERTY_NAMES,
+                                      words={"all": PROPERTY_NAMES}, metavar="{" + ",".join(PROPERTY_NAMES) + ",all}",
                                       help="write a sweep grid of this property (repeatable; 'all' = every property)")
     sweep_z: int = setting(4, low=1, help="rows (latents) of each sweep grid")
     sweep_values: int = setting(7, low=2, help="columns (values) of each sweep grid")
@@ -147,130 +143,53 @@ class PropertyGenerationSummary:
         return f"step 8: {'; '.join(run.text() for run in self.runs)}{note} in {self.seconds:.1f}s"
 
 
-def choose_control(paths: PipelinePaths, finetuned: Path | None, directions: Path | None,
-                   comparison_csv: Path | None = None) -> str:
-    """``auto``: the method that exists; with both, step 9's better one (real judge), else the fine-tune."""
-    if finetuned is None and directions is None:
-        raise PropertyGenerationError(
-            f"no control method: no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir} and no "
-            f"directions file {paths.directions_pt}; run step 7 (07_fit_latent_directions.py or "
-            "07_finetune_stylegan.py) or pass --finetuned-checkpoint / --directions")
-    if finetuned is None or directions is None:
-        return FINETUNED if finetuned is not None else DIRECTIONS
-    csv = comparison_csv or paths.comparison_csv
-    if csv.is_file():
-        import pandas as pd
+def _load_methods(config: GeneratePropertiesConfig, device
+                  ) -> tuple[list[tuple[ControlMethod, str, Path, dict[str, Path | None]]], str]:
+    """The chosen method(s) (``stylegan.control_resolver``), each with a description of its source, its
+    output folder and the files it reads (its recipe's inputs), and what ``refine`` resolved to (a note
+    for the summary; empty when off)."""
+    from common.folders import image_folders, refuse_overlap
 
-        try:
-            table = pd.read_csv(csv)
-            real = table[table["judge"] == "segmentation"]
-            means = real.groupby("method")["pearson_r"].mean()
-            if DIRECTIONS in means and FINETUNED in means and np.isfinite(means).all():
-                return DIRECTIONS if means[DIRECTIONS] > means[FINETUNED] else FINETUNED
-        except (ValueError, KeyError, pd.errors.ParserError):
-            pass  # an unreadable comparison is no reason to fail: fall back to the fine-tune
-    return FINETUNED
+    plan = resolve_control_methods(config.paths, config.control,
+                                   {DIRECTIONS: config.directions, FINETUNED: config.checkpoint},
+                                   config.stylegan_checkpoint, config.refine, config.checkpoint)
+    out_dirs = {name: Path(config.out) if config.out is not None else plan.generated_dir(name) for name in plan.names}
+    for name, out_dir in out_dirs.items():  # never is, holds or sits inside a file it reads or another step's images
+        refuse_overlap({"--out": out_dir}, plan.inputs(name), reserved=image_folders(config.paths))
+    methods = []
+    for name, out_dir in out_dirs.items():
+        files = {flag.lstrip("-").replace("-", "_"): path for flag, path in plan.inputs(name).items()}
+        methods.append((plan.load_one(name, device, config.batch_size, config.weights),
+                        plan.describe(name, config.weights), out_dir, files))
+    return methods, plan.refine.note
 
 
-def refined_generated_dir(paths: PipelinePaths) -> Path:
-    """Default output of ``--control directions --refine ...``: beside the linear edits, never mixed with them."""
-    return paths.directions_refined_generated_dir
+OWNED = ("[0-9][0-9][0-9][0-9][0-9][0-9].png", PROPERTIES_CSV, "sweep_*.png")
+"""Step 8's own files in its folder (``--overwrite`` removes them; found without a recipe, they are refused)."""
 
 
-def _load_methods(config: GeneratePropertiesConfig, device) -> tuple[list[tuple[ControlMethod, str, Path]], str]:
-    """The chosen method(s), each with a description of its source and its default output folder, and
-    what ``refine`` resolved to (a note for the summary; empty when no directions method runs)."""
-    from stylegan.control_methods import (
-        load_directions_method, load_finetuned_method, resolve_refine, with_refiner,
-    )
-    from stylegan.finetune_schema import find_latest_checkpoint
-
-    paths = config.paths
-    finetuned = config.checkpoint or find_latest_checkpoint(paths.finetuned_dir)
-    directions = config.directions or (paths.directions_pt if paths.directions_pt.is_file() else None)
-    if config.control == "all":
-        controls = [c for c, found in ((DIRECTIONS, directions), (FINETUNED, finetuned)) if found is not None]
-        if not controls:
-            choose_control(paths, None, None)  # raises the "no control method" error
-    elif config.control == "auto":
-        controls = [choose_control(paths, finetuned, directions)]
-    else:
-        controls = [config.control]
-    out, note = [], ""
-    for control in controls:
-        if control == FINETUNED:
-            if finetuned is None:
-                raise PropertyGenerationError(f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}; "
-                                              f"run 07_finetune_stylegan.py or pass {flag_of(config, 'checkpoint')}")
-            _refuse_overlap(config.out or paths.finetuned_generated_dir, {flag_of(config, "checkpoint"): finetuned})
-            method = load_finetuned_method(finetuned, device, config.batch_size, config.weights)
-            out.append((method, f"{finetuned}, {config.weights} weights", paths.finetuned_generated_dir))
-            continue
-        if directions is None:
-            raise PropertyGenerationError(f"no directions file {paths.directions_pt}; run 07_fit_latent_directions.py "
-                                          "or pass --directions")
-        base = config.stylegan_checkpoint or paths.stylegan_checkpoint
-        refine = resolve_refine(config.refine, paths.finetuned_dir, config.checkpoint)
-        default_out = refined_generated_dir(paths) if refine.on else paths.directions_generated_dir
-        _refuse_overlap(config.out or default_out, {"--directions": directions, "--stylegan-checkpoint": base,
-                                                     "--refine": refine.checkpoint})
-        method = load_directions_method(base, directions, device, config.batch_size)
-        source = f"{directions} on {base}"
-        if refine.on:
-            try:
-                method = with_refiner(method, refine.checkpoint)
-            except ValueError as exc:  # mismatched or regressor-less checkpoint: the step's one-line error
-                raise PropertyGenerationError(str(exc)) from exc
-            source += f", refined with the regressor of {refine.checkpoint}"
-        note = refine.note
-        out.append((method, source, default_out))
-    if DIRECTIONS not in controls and str(config.refine) != REFINE_OFF:
-        if str(config.refine) != REFINE_AUTO:
-            raise PropertyGenerationError(f"--refine {config.refine} refines the directions route, which does not "
-                                          f"run here (control {', '.join(controls)}); use --control directions or "
-                                          "--refine off")
-        note = f"refine auto: not used (control {', '.join(controls)})"
-    return out, note
-
-
-def _refuse_overlap(out_dir: Path, inputs: dict[str, Path]) -> None:
-    """The output folder never is, holds or sits inside a model file it reads (one-line error)."""
-    from common.folders import FolderOverlapError, refuse_overlap
-
-    try:
-        refuse_overlap({"--out": out_dir}, inputs)
-    except FolderOverlapError as exc:
-        raise PropertyGenerationError(str(exc)) from exc
-
-
-def _same(a: float, b: float) -> bool:
-    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9
-
-
-def _check_existing(csv_path: Path, out_dir: Path, names: list[str], frame, control: str, seed: int):
-    """Refuse a folder holding images made with other values, seed or method (resume needs the same ones)."""
+def _known_reached(csv_path: Path, out_dir: Path) -> dict[str, bool]:
+    """img_name -> reached, for the images properties.csv lists and the folder holds (this recipe's:
+    the folder's recipe was checked first)."""
     from common.io import read_csv_checked
 
-    old = read_csv_checked(csv_path, ["img_name", "seed", *PROPERTY_NAMES]).set_index("img_name")
-    new = frame.set_index("img_name")
-    for name in names:
-        if name in old.index and (out_dir / name).exists():
-            row = old.loc[name]
-            same_method = str(row.get("control", FINETUNED)) == control
-            same_values = all(_same(float(row[p]), float(new.at[name, p])) for p in PROPERTY_NAMES)
-            if int(row["seed"]) != seed or not same_values or not same_method:
-                raise PropertyGenerationError(f"{out_dir} holds {name} made with other values, seed or method; use "
-                                              "another --out or --overwrite")
-    return old
+    if not csv_path.is_file():
+        return {}
+    old = read_csv_checked(csv_path, ["img_name", "reached"], dtype={"img_name": str, "reached": str})
+    return {name: reached.strip() == "True" for name, reached in zip(old["img_name"], old["reached"])
+            if (out_dir / name).is_file()}
 
 
 def run_generate_with_properties(config: GeneratePropertiesConfig,
                                  progress: Progress | None = None) -> PropertyGenerationSummary:
     """Write ``num`` images for one property vector and a sweep grid per requested property, per method.
 
-    Resumable: images that exist are skipped, provided properties.csv says they were made with the
-    same values, seed and method (otherwise an error, or overwrite). Every model is loaded (and
-    checked) before anything is written. progress(done, total) after every batch.
+    Resumable under the recipe rule (``common.recipe``): each method's folder records its recipe (method,
+    values, seed, weights, device type, the fingerprints of the files it reads) before the first image,
+    and properties.csv lists each image as its batch is written; an image that properties.csv lists is
+    skipped when the folder's recipe is this run's, and a folder made by another recipe is refused
+    (``overwrite`` starts over). Every model is loaded (and checked) before anything is written.
+    progress(done, total) after every batch.
     """
     from common.runtime import resolve_device
 
@@ -279,58 +198,77 @@ def run_generate_with_properties(config: GeneratePropertiesConfig,
     device = resolve_device(config.device)  # a DeviceError is a StepError
     methods, refine_note = _load_methods(config, device)
     per_method = config.num + len(config.sweeps) * config.sweep_z * config.sweep_values
-    total, done = per_method * len(methods), 0
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
-
-    runs = tuple(_generate(config, method, source, Path(config.out) if config.out is not None else default_out, tick)
-                 for method, source, default_out in methods)
+    tick = ProgressCounter(progress, per_method * len(methods))
+    runs = tuple(_generate(config, method, source, out_dir, tick, files, device)
+                 for method, source, out_dir, files in methods)
     return PropertyGenerationSummary(runs, time.perf_counter() - start, refine_note)
 
 
+def _recipe(config: GeneratePropertiesConfig, method: ControlMethod, targets: np.ndarray,
+            files: dict[str, Path | None], device):
+    """What step 8's images are made from: not --num, --batch-size, the sweeps (redrawn every run) or paths."""
+    from common.recipe import Recipe
+
+    settings = {"control": method.name, "requested": dict(zip(PROPERTY_NAMES, targets.tolist())),
+                "seed": config.seed, "device_type": getattr(device, "type", str(device)), "dtype": "float32"}
+    if method.name == FINETUNED:
+        settings["weights"] = config.weights
+    return Recipe.of("8", settings, files)
+
+
 def _generate(config: GeneratePropertiesConfig, method: ControlMethod, source: str, out_dir: Path,
-              tick: Callable[[int], None]) -> MethodGeneration:
+              tick: Callable[[int], None], files: dict[str, Path | None], device) -> MethodGeneration:
+    from common.recipe import claim_output, owned_by_patterns
+
+    targets = config.targets()
+    if method.name == FINETUNED:  # what the conditional generator is actually given
+        targets = np.where(np.isnan(targets), method.median.astype(np.float64), targets)
+    recipe = _recipe(config, method, targets, files, device)
+    with claim_output(out_dir, recipe, overwrite=config.overwrite, owned=owned_by_patterns(*OWNED),
+                      info={"source": source}, what="images") as claim:
+        return _render_into(config, method, source, out_dir, targets, tick, claim.continued)
+
+
+def _render_into(config: GeneratePropertiesConfig, method: ControlMethod, source: str, out_dir: Path,
+                 targets: np.ndarray, tick: Callable[[int], None], continued: bool) -> MethodGeneration:
     import pandas as pd
 
     from common.io import atomic_save_image, atomic_write_csv
     from stylegan.generate import latents_for
 
-    targets = config.targets()
-    if method.name == FINETUNED:  # what the conditional generator is actually given
-        targets = np.where(np.isnan(targets), method.median.astype(np.float64), targets)
     names = [f"{i:06d}.png" for i in range(config.num)]
-    frame = pd.DataFrame({"img_name": names, "index": range(config.num), "seed": config.seed,
-                          **{p: float(targets[j]) for j, p in enumerate(PROPERTY_NAMES)},
-                          "control": method.name, "source": source})
     csv_path = out_dir / PROPERTIES_CSV
-    reached_all = np.ones(config.num, dtype=bool)
-    if csv_path.is_file() and not config.overwrite:
-        old = _check_existing(csv_path, out_dir, names, frame, method.name, config.seed)
-        if "reached" in old:  # images kept from an earlier run keep their report
-            known = old["reached"].reindex(names)
-            reached_all = np.where(known.isna(), True, known.astype(str) == "True").astype(bool)
-    todo = [i for i in range(config.num) if config.overwrite or not (out_dir / names[i]).exists()]
+    known = _known_reached(csv_path, out_dir) if continued else {}
+    reached_all = {name: ok for name, ok in known.items()}
+    todo = [i for i in range(config.num) if names[i] not in known]
     tick(config.num - len(todo))
+
+    def write_list() -> None:
+        """properties.csv for every image written so far (kept beyond --num too): written after each batch."""
+        listed = sorted(reached_all)
+        index = [int(Path(n).stem) for n in listed]
+        frame = pd.DataFrame({"img_name": listed, "index": index, "seed": config.seed,
+                              **{p: float(targets[j]) for j, p in enumerate(PROPERTY_NAMES)},
+                              "control": method.name, "source": source, "reached": [reached_all[n] for n in listed]})
+        atomic_write_csv(csv_path, frame)
+
     for first in range(0, len(todo), config.batch_size):
         batch = todo[first:first + config.batch_size]
         z = latents_for(config.seed, batch, method.z_dim)
         images, reached = method.render(z, np.repeat(targets[None], len(batch), axis=0), return_report=True)
         for i, image, ok in zip(batch, images, reached):
             atomic_save_image(out_dir / names[i], image)
-            reached_all[i] = bool(ok.all())
+            reached_all[names[i]] = bool(ok.all())
+        write_list()
         tick(len(batch))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frame["reached"] = reached_all
-    atomic_write_csv(csv_path, frame)
+    if not todo:
+        write_list()
     ranges = _ranges(config, method)
     for prop in config.sweeps:
         atomic_save_image(out_dir / f"sweep_{prop}.png", _sweep_sheet(method, config, targets, ranges, prop))
         tick(config.sweep_z * config.sweep_values)
-    return MethodGeneration(out_dir, method.name, len(todo), config.num - len(todo), int((~reached_all).sum()),
+    unreached = sum(not reached_all[n] for n in names)
+    return MethodGeneration(out_dir, method.name, len(todo), config.num - len(todo), unreached,
                             tuple(config.sweeps), source)
 
 
@@ -361,8 +299,7 @@ def _sweep_sheet(method: ControlMethod, config: GeneratePropertiesConfig, centre
     values = np.linspace(ranges[prop][0], ranges[prop][1], config.sweep_values, dtype=np.float32)
     z = latents_for(config.seed, range(SWEEP_Z_OFFSET, SWEEP_Z_OFFSET + config.sweep_z), method.z_dim)
     z_rows = np.repeat(z, config.sweep_values, axis=0)
-    targets = np.repeat(centre[None], len(z_rows), axis=0)
-    targets[:, j] = np.tile(values, config.sweep_z)
+    targets = sweep_targets(np.repeat(centre[None], config.sweep_z, axis=0), j, values)
     images, reached = [], []
     for first in range(0, len(z_rows), config.batch_size):
         sl = slice(first, first + config.batch_size)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from scipy import stats
 
+from common import stats
 from common.paths import PROPERTY_NAMES
 
 logger = logging.getLogger(__name__)
@@ -58,18 +58,11 @@ class PropertyRegressor(nn.Module):
         return self.head(self.features(x))
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """scipy's Pearson r; NaN where it is undefined (fewer than 2 pairs, or a constant side)."""
-    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(stats.pearsonr(a, b).statistic)
-
-
 def regressor_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """Per-property Pearson r and MAE on held-out pairs (the regressor's own quality, logged)."""
     out: dict[str, float] = {}
     for j, name in enumerate(PROPERTY_NAMES[: pred.shape[1]]):
-        out[f"r_{name}"] = _pearson(pred[:, j], target[:, j])
+        out[f"r_{name}"] = stats.pearson(pred[:, j], target[:, j])
         out[f"mae_{name}"] = float(np.abs(pred[:, j] - target[:, j]).mean()) if len(pred) else float("nan")
     return out
 

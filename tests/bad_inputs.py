@@ -57,3 +57,13 @@ def write_png_bomb(path: Path, side: int = 15000) -> Path:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", b"".join(parts))
                      + _chunk(b"IEND", b""))
     return path
+
+
+def write_finetune_stub(path: Path) -> Path:
+    """A file that reads as a step-7 checkpoint (format version and config, no networks): enough for code
+    that only finds the newest valid checkpoint of a folder; loading a generator from it is refused."""
+    from stylegan.finetune_schema import FINETUNE_FORMAT_VERSION
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format_version": FINETUNE_FORMAT_VERSION, "step": 0, "config": {}}, path)
+    return path

@@ -21,7 +21,8 @@ CHROMIUM_ARGS = [
 
 BROWSER_MARKS = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not installed at {CHROMIUM} (CI installs it)"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not installed at {CHROMIUM}; install Debian's: "
+                                                     "`sudo apt-get install chromium` (CI does), or set CHROMIUM"),
 ]
 
 

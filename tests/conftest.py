@@ -59,11 +59,25 @@ def browser():
     """Debian's Chromium driven by Playwright, offline flags on (never a browser download)."""
     from browser_support import CHROMIUM, CHROMIUM_ARGS
 
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    try:  # Chromium is there (the marks skip otherwise): a missing driver is a broken install, not a skip
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("playwright is not installed: `.venv/bin/python -m pip install -r requirements.txt`", pytrace=False)
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After pytest's own summary: one line per kind of skipped test saying how to include them."""
+    from skip_summary import skip_lines, skip_reason
+
+    result = yield
+    for line in skip_lines(skip_reason(r) for r in terminalreporter.stats.get("skipped", [])):
+        terminalreporter.write_line(line, yellow=True, bold=True)
+    return result
 
 
 def pytest_collection_modifyitems(config, items):

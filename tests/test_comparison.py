@@ -74,6 +74,9 @@ def test_comparison_csv_has_the_contract_columns_and_one_row_per_method_judge_pr
     assert len(set(keys)) == len(keys)
     assert frame["method"].drop_duplicates().tolist() == ["baseline", "directions", "finetuned"]
     assert set(frame.loc[frame["method"] == "finetuned", "judge"]) == {"brightness-stand-in", "second-judge"}
+    # step 9 writes it through the same function, its extra columns after the contract's
+    frame = pd.read_csv(write_csv(table.assign(fid=1.5), tmp_path, ["fid"]))
+    assert list(frame.columns) == [*COMPARISON_COLUMNS, "fid"] and (frame["fid"] == 1.5).all()
 
 
 def test_baseline_shows_no_control_where_perfect_control_shows_full_control(generator):

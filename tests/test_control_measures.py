@@ -135,3 +135,30 @@ def test_heatmap_labels_show_small_slopes_instead_of_zero():
 
     assert heatmap_label(0.1234) == "0.12" and heatmap_label(0.0) == "0.00" and heatmap_label(float("nan")) == "nan"
     assert heatmap_label(0.0031) == "3.1e-03" and heatmap_label(-0.00042) == "-4.2e-04"
+
+
+def test_one_definition_of_leakage_and_failed_share():
+    """Leakage of p = mean over q != p of (mean over sweeps of |slope of q on p|), a NaN slope left out and its
+    sweep's images counted as failed; a property the judge never measures fails nothing.
+
+    Before the one definition, stylegan.directions pooled every (property, sweep) slope into one mean, and step 9
+    averaged per property: the same figure only while no slope is NaN (here it is)."""
+    from stylegan.control_measures import overall, sweep_measures
+
+    requested = np.tile(np.linspace(0.0, 1.0, 5), 3)
+    sweep = np.repeat(np.arange(3), 5)
+    measured = np.zeros((15, 4))
+    measured[:, 0] = requested                              # control
+    measured[:, 1] = 0.2 * requested                        # leaks 0.2 into q=1
+    measured[:, 2] = np.where(sweep == 0, 0.6, 0.0) * requested   # leaks 0.6 in sweep 0 only
+    measured[sweep == 2, 2] = np.nan                         # ...and sweep 2 fails on q=2 (NaN slope)
+    measured[:, 3] = np.nan                                  # a property this judge does not measure
+    m = sweep_measures(requested, measured, sweep, 0)
+    assert m["pearson_r"] == pytest.approx(1.0) and m["control_slope"] == pytest.approx(1.0)
+    assert np.isnan(m["leakage_row"][3])
+    assert m["leakage_row"][2] == pytest.approx(0.3)         # (0.6 + 0.0) / 2 sweeps, the NaN one left out
+    assert m["leakage_mean"] == pytest.approx((0.2 + 0.3) / 2)
+    assert m["leakage_max"] == pytest.approx(0.3)
+    assert m["failed_share"] == pytest.approx(1 / 3)         # sweep 2's images
+    assert m["monotonic_share"] == 1.0
+    assert overall([0.1, np.nan, 0.3]) == pytest.approx(0.2)

@@ -153,13 +153,20 @@ def test_svm_on_extremes_recovers_a_planted_direction():
     np.testing.assert_allclose(model.slopes, 0.2 * np.linalg.norm(beta, axis=1), rtol=0.05)
 
 
-def test_auto_picks_per_property_and_records_heldout_r(world):
+def test_auto_follows_the_shape_rule_never_the_heldout_prediction_r(world):
+    """Issue 21 §1: ``method="auto"`` is the default rule for the data's shape; the held-out prediction r of
+    the method used is only recorded. Reproduction (before): auto fitted ridge and SVM and kept, per property,
+    the one with the higher held-out r."""
+    from stylegan.directions import default_settings
+
     w, scores, _ = world
     model = fit_directions(w, scores)
-    assert set(model.methods) <= {"ridge", "svm"}
+    rule = default_settings(len(w), w.shape[1])
+    assert set(model.methods) == {rule.method} and model.info["default_rule"] == rule.rule
+    assert (model.hold, model.metric, model.cap) == (rule.hold, rule.metric, rule.cap)
     for name in PROPERTY_NAMES:
         r = model.info["heldout_r"][name]
-        assert set(r) == {"ridge", "svm"} and min(r.values()) > 0.9
+        assert set(r) == {rule.method} and r[rule.method] > 0.9
 
 
 def test_bad_shapes_give_clear_errors(world):
@@ -210,7 +217,7 @@ def test_save_load_round_trip_and_refusals(tmp_path, world):
     with pytest.raises(FileNotFoundError, match="07_fit_latent_directions"):
         load_directions(tmp_path / "absent.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
-    with pytest.raises(DirectionsMismatchError, match="not a readable directions file"):
+    with pytest.raises(DirectionsMismatchError, match="junk.pt .* is not a PyTorch checkpoint: it looks like plain text"):
         load_directions(tmp_path / "junk.pt")
 
 
@@ -319,19 +326,45 @@ def test_sweep_range_stays_within_the_cap_and_the_scores_seen(world):
     np.testing.assert_allclose(narrow_hi, b_hi)
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "whitened"])
-def test_cap_shortens_a_huge_joint_move_between_nearly_parallel_directions(metric):
+def _parallel_world(metric: str):
+    """eyes and mouth nearly parallel (< 15 degrees): holding mouth while moving eyes needs a huge joint move."""
     w, scores, beta = linear_world(n=800, seed=5, noise=0.002)
     rng = np.random.default_rng(5)
     w64 = w.astype(np.float64)
     scores[:, 3] = (w64 @ (beta[0] + 0.03 * rng.standard_normal(D))) * 0.2 + 0.5   # mouth ~ eyes
-    model = fit_directions(w, scores, method="ridge", hold=True, metric=metric)
+    model = fit_directions(w, scores, method="ridge", hold=True, metric=metric, cap=3.0)
     assert np.degrees(np.arccos(model.directions[0] @ model.directions[3])) < 15
-    lo, hi = model.bounds()
+    return w, scores, model
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "whitened"])
+def test_a_target_inside_the_scores_seen_is_reached_however_long_the_move(metric):
+    """Issue 21 §1: neither the value cap nor the step limit stops a target inside the fitted scores' range.
+
+    Reproduction (format 1): eyes requested 2 sd of the predictions away while mouth, nearly parallel, is held:
+    about 2 / sin(15 degrees) = 7.7 sd of w along the move, beyond 2 * cap = 6, so the step limit cut it short
+    and reported it not reached although the scores seen in fitting go that far."""
+    w, scores, model = _parallel_world(metric)
     t = np.full((20, P), np.nan)
     start, sd = model.predict(w[:20])[:, 0], model.slopes[0] * model.proj_std[0]
-    t[:, 0] = np.where(start + 2 * sd <= hi[0], start + 2 * sd, start - 2 * sd)   # eyes 2 sd, mouth held:
-    # roughly 2 / sin(15 degrees) = 7.7 sd of w along the move, beyond 2 * cap = 6
+    t[:, 0] = np.where(start + 2 * sd <= scores[:, 0].max(), start + 2 * sd, start - 2 * sd)
+    assert (t[:, 0] >= scores[:, 0].min()).all() and (t[:, 0] <= scores[:, 0].max()).all()
+    edited, reached = model.edit(w[:20], t, return_report=True)
+    assert reached.all()
+    np.testing.assert_allclose(model.predict(edited)[:, 0], t[:, 0], atol=1e-4)
+    # the value cap never clips inside the range seen: its bounds hold the scores' min..max
+    lo, hi = model.bounds(cap=0.5)
+    assert (lo <= scores.min(axis=0) + 1e-12).all() and (hi >= scores.max(axis=0) - 1e-12).all()
+    old = model.with_options(edit_rule=1)              # a format-1 file keeps its rule
+    assert not old.edit(w[:20], t, return_report=True)[1][:, 0].all()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "whitened"])
+def test_cap_shortens_a_huge_joint_move_beyond_the_scores_seen(metric):
+    w, scores, model = _parallel_world(metric)
+    lo, hi = model.bounds()
+    t = np.full((20, P), np.nan)
+    t[:, 0] = scores[:, 0].max() + 0.5 * np.ptp(scores[:, 0])          # beyond the scores seen
     capped, reached = model.edit(w[:20], t, return_report=True)
     free, reached_free = model.edit(w[:20], t, return_report=True, cap=None)
     assert reached_free.all() and not reached[:, 0].any()
@@ -357,6 +390,29 @@ def test_a_file_missing_an_entry_is_refused_in_one_line(tmp_path):
     torch.save(data, path)
     with pytest.raises(DirectionsMismatchError, match="missing guard_names"):
         load_directions(path)
+
+
+def test_a_format_1_file_keeps_its_fit_time_settings_and_says_a_refit_gives_the_new_defaults(tmp_path, caplog):
+    w, scores, _ = linear_world(n=300, seed=2)
+    model = fit_directions(w, scores, method="ridge", hold=False, metric="whitened", cap=2.0)
+    data = model.to_dict()
+    assert data["format_version"] == 2 and data["edit_rule"] == 2
+    data["format_version"] = 1
+    del data["edit_rule"]
+    path = tmp_path / "v1.pt"
+    torch.save(data, path)
+    with caplog.at_level("WARNING", logger="stylegan.directions"):
+        old = load_directions(path)
+    assert (old.hold, old.metric, old.cap, old.edit_rule) == (False, "whitened", 2.0, 1)
+    notes = [r.getMessage() for r in caplog.records if "refit" in r.getMessage()]
+    assert len(notes) == 1 and "\n" not in notes[0] and "new defaults" in notes[0]
+    lo_old, hi_old = old.bounds()
+    lo_new, hi_new = model.bounds()
+    assert (hi_old <= hi_new + 1e-12).all() and (hi_old < scores.max(axis=0)).any()   # the narrower format-1 cap
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="stylegan.directions"):
+        load_directions(model.save(tmp_path / "v2.pt"))
+    assert not caplog.records
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from provenance_world import NORMALIZATION
 import torch
 from tiny_models import TINY_G_32_2MAP
 
@@ -45,7 +46,7 @@ def world(tmp_path_factory):
     table = table[kept]                                             # step 6 ran on the kept images
     paths.property_scores_dir.mkdir(parents=True)
     table.to_csv(paths.all_scores_csv, index=False)
-    paths.normalization_json.write_text(json.dumps({"method": "minmax", "planted": True}))
+    paths.normalization_json.write_text(json.dumps(NORMALIZATION))  # 7a reads it with step 7b's reader
     gender = pd.DataFrame({"img_name": names, "gender_score": np.clip(0.8 + 0.1 * w[:, 0], 0, 1),
                            "quality_score": 1.0, "source": "cnn"})
     paths.quality_gender_csv.parent.mkdir(parents=True)
@@ -87,7 +88,7 @@ def test_step_fits_on_kept_images_and_writes_its_report(world, single_thread):
                  *(f"sweep_{p}.png" for p in PROPERTY_NAMES)):
         assert (out / name).is_file(), name
     directions = load_directions(out / "directions.pt", checkpoint=paths.stylegan_checkpoint, w_dim=16,
-                                 normalization={"method": "minmax", "planted": True})
+                                 normalization=NORMALIZATION)
     expected = [int(kept.sum())] * 5
     expected[2] = int((kept & np.isfinite(scores[:, 2])).sum())
     assert directions.info["num_samples"] == expected
@@ -112,14 +113,19 @@ def test_step_fits_on_kept_images_and_writes_its_report(world, single_thread):
     assert "step 7 (directions)" in summary.line() and not summary.skipped
 
 
-def test_step_is_idempotent_and_refits_when_an_input_changes(world, tmp_path, single_thread):
+def test_step_is_idempotent_and_refuses_another_recipe_until_overwrite(world, tmp_path, single_thread):
+    from common.recipe import RecipeMismatchError
+
     paths, _, _, _ = world
     out = tmp_path / "dirs"
     run_fit_directions(_config(paths, select="heldout-r", out_dir=out))
     before = (out / "directions.pt").read_bytes()
     again = run_fit_directions(_config(paths, select="heldout-r", out_dir=out))
     assert again.skipped and (out / "directions.pt").read_bytes() == before
-    changed = run_fit_directions(_config(paths, select="heldout-r", out_dir=out, cap=2.0))
+    with pytest.raises(RecipeMismatchError, match=r"cap: folder 3.0, now 2.0.*--overwrite"):
+        run_fit_directions(_config(paths, select="heldout-r", out_dir=out, cap=2.0))
+    assert (out / "directions.pt").read_bytes() == before
+    changed = run_fit_directions(_config(paths, select="heldout-r", out_dir=out, cap=2.0, overwrite=True))
     assert not changed.skipped and load_directions(out / "directions.pt").cap == 2.0
 
 

@@ -134,7 +134,7 @@ def test_07_weights_picks_the_base_entry_and_a_change_refuses_to_resume(tmp_path
     rc = script.main(["--root", str(paths.root), "--out", str(tmp_path / "raw"), "--steps", "2", "--weights", "ema",
                       *FAST])
     assert rc == 2
-    assert "base generator entry (--weights): checkpoint 'generator', now 'generator_smooth'" in capsys.readouterr().err
+    assert "base_entry: folder 'generator', now 'generator_smooth'" in capsys.readouterr().err
 
 
 def test_07_changed_settings_refuse_to_resume(tmp_path, capsys):
@@ -142,7 +142,8 @@ def test_07_changed_settings_refuse_to_resume(tmp_path, capsys):
     script = load_script("7b")
     assert script.main(["--root", str(paths.root), "--steps", "1", *FAST]) == 0
     assert script.main(["--root", str(paths.root), "--steps", "2", "--r1-gamma", "1", *FAST]) == 2
-    assert "settings differ" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "r1_gamma: folder" in err and "--overwrite" in err
 
 
 def test_07_all_nan_scores_is_a_clear_error(tmp_path, capsys):
@@ -160,7 +161,7 @@ def test_08_writes_images_csv_and_sweeps(trained, tmp_path):
          "--sweep", "mouth", "--sweep", "face_pose", "--sweep-z", "2", "--out", str(out), "-q"])
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "000002.png", "properties.csv",
-                                                     "sweep_face_pose.png", "sweep_mouth.png"]
+                                                     "recipe.json", "sweep_face_pose.png", "sweep_mouth.png"]
     frame = pd.read_csv(out / "properties.csv")
     assert (frame["eyes"] == 0.9).all() and (frame["face_pose"] == -0.5).all()
     config = json.loads((trained.finetuned_dir / "finetune_config.json").read_text())
@@ -230,7 +231,8 @@ def test_08_with_directions_and_with_both_routes(both_routes):
          "--sweep", "eyes", "--sweep-z", "2", "--sweep-values", "3", "-q"])
     assert rc == 0
     out = paths.directions_dir / "generated"
-    assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "properties.csv", "sweep_eyes.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "properties.csv", "recipe.json",
+                                                     "sweep_eyes.png"]
     frame = pd.read_csv(out / "properties.csv")
     assert set(frame["control"]) == {"directions"} and (frame["eyes"] == 0.6).all()
     assert frame["mouth"].isna().all()  # not requested: the directions' own rule, not a median
@@ -244,23 +246,6 @@ def test_08_with_directions_and_with_both_routes(both_routes):
         ["--root", str(paths.root), "--device", "cpu", "--control", "directions", "--num", "2", "--eyes", "0.6",
          "--out", str(paths.finetuned_dir / "generated"), "-q"])
     assert rc == 2
-
-
-def test_08_auto_picks_what_exists_then_step_9s_better_route(both_routes, trained, tmp_path):
-    from stylegan.property_generation import choose_control
-
-    ckpt, directions = trained.finetuned_dir / "x.pt", both_routes.directions_pt
-    assert choose_control(trained, ckpt, None) == "finetuned"
-    assert choose_control(trained, None, directions) == "directions"
-    assert choose_control(trained, ckpt, directions, tmp_path / "absent.csv") == "finetuned"
-    table = pd.DataFrame({"method": ["directions", "finetuned", "directions", "finetuned"],
-                          "judge": ["segmentation"] * 2 + ["brightness-stand-in"] * 2,
-                          "pearson_r": [0.8, 0.3, 0.0, 0.9]})
-    table.to_csv(tmp_path / "comparison.csv", index=False)
-    assert choose_control(trained, ckpt, directions, tmp_path / "comparison.csv") == "directions"
-    table.loc[0, "judge"] = "brightness-stand-in"  # a stand-in judge never decides
-    table.to_csv(tmp_path / "comparison.csv", index=False)
-    assert choose_control(trained, ckpt, directions, tmp_path / "comparison.csv") == "finetuned"
 
 
 def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):

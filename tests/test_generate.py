@@ -19,11 +19,11 @@ import stylegan.generate as generate_module
 from common.checkpoints import CheckpointError
 from pipeline.runner import load_script
 from stylegan import write_random_checkpoint
+from common.recipe import RecipeMismatchError
 from stylegan.generate import (
     GENERATED_CSV_COLUMNS,
     GenerateConfig,
     GenerateSummary,
-    GenerationConflictError,
     run_generate,
     z_for,
 )
@@ -138,7 +138,7 @@ def test_sigkill_mid_run_then_resume(tiny_ckpt, tmp_path):
 
 def test_folder_made_with_other_settings_is_refused(tiny_ckpt, tmp_path):
     _gen(tiny_ckpt, tmp_path, num=2, seed=0)
-    with pytest.raises(GenerationConflictError, match="seed: folder has 0, now 1"):
+    with pytest.raises(RecipeMismatchError, match="seed: folder 0, now 1"):
         _gen(tiny_ckpt, tmp_path, num=2, seed=1)
     summary = _gen(tiny_ckpt, tmp_path, num=2, seed=1, overwrite=True)
     assert summary.written == 2

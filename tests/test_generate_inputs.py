@@ -52,12 +52,12 @@ def test_other_checkpoint_into_the_same_folder_is_refused(ckpts, tmp_path, capsy
     out = tmp_path / "out"
     assert _main("--checkpoint", str(a), "--out", str(out), "--num", "2") == 0
     manifest = json.loads((out / "generation.json").read_text())
-    assert manifest["checkpoint_fingerprint"] == file_fingerprint(a)
-    assert manifest["checkpoint_key"] == "generator_smooth"
+    assert manifest["inputs"]["checkpoint"] == file_fingerprint(a)
+    assert manifest["settings"]["checkpoint_key"] == "generator_smooth"
     capsys.readouterr()
     assert _main("--checkpoint", str(b), "--out", str(out), "--num", "3") == 2
     line = _one_line(capsys.readouterr().err)
-    assert "checkpoint_fingerprint" in line and str(out) in line
+    assert "checkpoint: another file" in line and str(out) in line
     assert sorted(p.name for p in out.glob("*.png")) == ["000000.png", "000001.png"]
     # the same bytes at another path are the same checkpoint
     copy = tmp_path / "copy.pth"
@@ -70,7 +70,7 @@ def test_other_checkpoint_into_the_same_folder_is_refused(ckpts, tmp_path, capsy
     ("", "not valid JSON"),
     ("[]", "not an object"),
     ('{"format_version": 99}', "format_version 99"),
-    ('{"format_version": 1}', "other settings"),  # missing keys: every setting differs
+    ('{"format_version": 1}', "older version"),  # no recipe in it: an older version's manifest
 ])
 def test_corrupt_manifest_is_one_line(ckpts, tmp_path, capsys, content, needle):
     out = tmp_path / "out"

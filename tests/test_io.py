@@ -44,13 +44,14 @@ def test_null_reads_back_as_no_value_in_normalization(tmp_path):
     assert out["hair_length"][0] == 0.0 and out["hair_length"][1] == 1.0 and math.isnan(out["hair_length"][2])
 
 
-def test_generation_manifest_with_null_round_trips(tmp_path):
-    """generation.json holding a None (written from NaN) compares equal to itself on resume."""
-    from stylegan.generate import MANIFEST_NAME, _check_manifest
+def test_recipe_with_null_round_trips(tmp_path):
+    """A recipe holding NaN (written as null) compares equal to itself on resume."""
+    from common.recipe import Recipe, claim_output, owned_by_patterns
 
-    manifest = {"seed": 1, "truncation_psi": None, "num": 3}
-    atomic_write_json(tmp_path / MANIFEST_NAME, {**manifest, "truncation_psi": float("nan")})
-    _check_manifest(tmp_path, manifest, overwrite=False)  # no conflict: null reads back as None
+    recipe = Recipe.of("1", {"seed": 1, "truncation_psi": float("nan"), "num": 3})
+    for _ in range(2):
+        with claim_output(tmp_path, recipe, overwrite=False, owned=owned_by_patterns("*.png")):
+            pass
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])

@@ -287,3 +287,31 @@ def test_review_on_demand_words_and_untinted_grid(browser, start_server, tmp_pat
     assert opacity == "1"                # unlabelled images keep their colours
     page.close()
     assert server.stop() == 0
+
+
+def test_end_of_list_says_all_done_only_when_every_image_has_a_decision(browser, start_server, tmp_path):
+    """Issue 22: the page said "All images of this list have a decision" at 46 of 48 labelled when the end was
+    reached with earlier images skipped (the message only looked at the position). Reproduction: 4 images,
+    label 1, skip 2 with the right arrow, label 4: the end said "All images ... have a decision" at 2/4.
+    Now it names how many are open; n goes to the first open one; "all done" comes after the last decision."""
+    names = _small_images(tmp_path / "images", 4)
+    server = start_server(tmp_path / "images", tmp_path / "hand_labels.csv", [], tmp_path / "server.log")
+    page = _open(browser, server.url)
+    _press(page, "1", names[1])
+    _press(page, "ArrowRight", names[2])
+    _press(page, "ArrowRight", names[3])
+    page.keyboard.press("2")                                   # the last image: the end of the list
+    page.wait_for_function("document.body.dataset.img === '' && document.body.dataset.pending === '0'")
+    assert page.is_hidden("#done"), page.inner_text("#done")
+    assert page.is_visible("#open") and "2 images are without a decision" in page.inner_text("#open")
+    _press(page, "n", names[1])
+    _press(page, "3", names[2])
+    _press(page, "n", names[2])
+    page.keyboard.press("4")                                   # every image decided now
+    _wait_shown(page, names[3])
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector("#done", state="visible")
+    assert page.is_hidden("#open") and "All images of this list have a decision" in page.inner_text("#done")
+    assert page.inner_text("#progress").startswith("4 / 4")
+    page.close()
+    assert server.stop() == 0

@@ -384,6 +384,12 @@ def test_script_flags_are_the_config_and_unused_ones_are_gone(tmp_path):
             parser.parse_args(gone)
     with pytest.raises(ValueError, match="port"):
         LabellerConfig(port=70000)
+    config = script.config_from_args(parser.parse_args(["--host", "0.0.0.0", "--allow-host", "a.lan",
+                                                        "--allow-host", "b.lan,10.0.0.2"]))
+    assert (config.host, config.allow_hosts) == ("0.0.0.0", ("a.lan", "b.lan", "10.0.0.2"))
+    for bad in (["--allow-host", "http://a.lan/"], ["--port", "65536"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
 
 
 def test_sigterm_ends_the_session_with_its_summary(tmp_path):
@@ -416,3 +422,97 @@ def test_sigterm_ends_the_session_with_its_summary(tmp_path):
     assert proc.returncode == 0, err
     assert out.strip().splitlines()[-1].startswith("step 2: labelled 1/3 images (+1 this session")
     assert csv.read_text().splitlines() == ["img_name,gender,quality,labeller", f"{NAMES[0]},1,0,hand"]
+
+
+# ---- issue 19: the shared server rules, seen from the labeller -------------------------------------
+
+def test_forty_slow_clients_do_not_stop_the_labeller(server):
+    """Issue 19 (lab_slowloris): slowloris.py 40 connections, one header line every 10 s: all 32 workers held,
+    every normal GET /api/state timed out for as long as it lasted. Reproduction: 40 connections send a
+    partial request and one header line every 0.5 s; GET /api/state got no answer in 5 s. Now (default
+    limits) the state is answered within 1 s (measured: a few ms) while the 40 keep trickling."""
+    import time
+
+    port = server.server_address[1]
+    slow = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.wait(0.5):
+            for sock in slow:
+                try:
+                    sock.sendall(b"X-a: b\r\n")
+                except OSError:
+                    pass
+
+    for sock in slow:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    threading.Thread(target=trickle, daemon=True).start()
+    try:
+        time.sleep(1.2)
+        for _ in range(3):
+            began = time.monotonic()
+            status, data, _ = _request(server, "GET", "/api/state")
+            assert status == 200 and json.loads(data)["total"] == 4
+            assert time.monotonic() - began < 1.0
+    finally:
+        stop.set()
+        for sock in slow:
+            sock.close()
+
+
+def test_cross_site_label_posts_are_refused_before_anything_is_written(server):
+    """Issue 19: the cross-site rule holds on the labeller's write API too (before it, such a POST was
+    refused only by its Content-Type). Reproduction: POST /api/label as JSON with Sec-Fetch-Site: same-site:
+    200 and the label written. Now 403 and nothing in the journal."""
+    body = json.dumps({"img": NAMES[0], "gender": 1, "quality": 1}).encode()
+    for headers in ({"Sec-Fetch-Site": "same-site"}, {"Origin": "http://127.0.0.1:19999"}):
+        status, data, _ = _request(server, "POST", "/api/label", body, {"Content-Type": "application/json", **headers})
+        assert status == 403 and "cross-site" in json.loads(data)["error"]
+    assert server.app.store.get(NAMES[0]) is None
+    assert _request(server, "GET", "/images/" + NAMES[0], headers={"Sec-Fetch-Site": "cross-site"})[0] == 403
+    status, _, _ = _request(server, "POST", "/api/label", body,
+                            {"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin",
+                             "Origin": f"http://127.0.0.1:{server.server_address[1]}"})
+    assert status == 200 and server.app.store.get(NAMES[0]) == Label(1, 1)
+
+
+def test_labeller_on_all_interfaces_warns_checks_host_and_needs_the_token(tmp_path):
+    """Issue 19 (lab_host_all): 02_label_images.py --host 0.0.0.0 bound with no warning, printed
+    http://127.0.0.1:PORT/, and a LAN request with Host: evil.example got every label. Reproduction: the
+    script below answered GET /api/state with Host: evil.example and no token: 200. Now a warning naming
+    what is exposed, the URL carries a token, and Host and token are checked."""
+    import subprocess
+    import sys
+
+    images = _make_images(tmp_path / "images")
+    script = REPO_ROOT / "stylegan_and_segmentation" / "02_label_images.py"
+    proc = subprocess.Popen([sys.executable, str(script), "--images", str(images), "--labels",
+                             str(tmp_path / "hand_labels.csv"), "--host", "0.0.0.0", "--port", "0", "--num", "3",
+                             "--allow-host", "labels.lan", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        warning = proc.stdout.readline()
+        assert warning.startswith("WARNING: listening on every network interface"), warning + proc.stderr.read()
+        assert "change or clear any of them" in warning and "labels.lan" in warning
+        first = proc.stdout.readline()
+        assert first.startswith("Labeller: http://") and "?token=" in first, first
+        url = first.split()[1]
+        port, token = int(url.split(":")[2].split("/")[0]), url.split("?token=")[1]
+
+        def state(headers):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/api/state", headers=headers)
+            status = conn.getresponse().status
+            conn.close()
+            return status
+
+        assert state({"Host": "evil.example"}) == 403
+        assert state({"Host": f"127.0.0.1:{port}"}) == 403
+        assert state({"Host": "evil.example", "X-Local-Token": token}) == 403
+        assert state({"Host": "labels.lan:80", "X-Local-Token": token}) == 200
+        assert state({"Host": f"127.0.0.1:{port}", "X-Local-Token": token}) == 200
+    finally:
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=30)
+    assert "ssh -N -L" not in rest  # no tunnel hint: the page is reached directly

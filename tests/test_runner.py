@@ -34,7 +34,7 @@ def root(tmp_path) -> Path:
 
 
 def _options(root, **kwargs):
-    return PipelineOptions(root=root, device="cpu", quiet=True, step_args={1: ["--num", "4", "--format", "png"]},
+    return PipelineOptions(root=root, device="cpu", quiet=True, step_args={"1": ["--num", "4", "--format", "png"]},
                            **kwargs)
 
 
@@ -47,7 +47,7 @@ def test_from_to_runs_only_selected_steps_and_skips_finished_ones(root, capsys):
     assert "step 1: finished earlier, skipped" in capsys.readouterr().out
     # other arguments: the step runs again (and, being resumable, only adds the new images)
     options = PipelineOptions(root=root, device="cpu", quiet=True, first=1, last=1,
-                              step_args={1: ["--num", "6", "--format", "png"]})
+                              step_args={"1": ["--num", "6", "--format", "png"]})
     assert run_pipeline(options) == 0
     assert "6 images in" in capsys.readouterr().out
     assert len(list(PipelinePaths(root).generated_dir.glob("*.png"))) == 6
@@ -241,3 +241,10 @@ def test_an_error_is_a_line_of_its_own_even_with_a_progress_bar(tmp_path, capsys
     errors = [line for line in lines if "error:" in line]
     assert len(errors) == 1 and errors[0].startswith("error: ")  # not glued to the bar's last frame
     assert not any("img" in line for line in lines[lines.index(errors[0]):])  # and no bar frame after it
+
+
+def test_step_args_are_keyed_by_step_id_and_another_key_is_refused():
+    """An int key (``{1: [...]}``) was once looked up as a fallback; now it is an error, never ignored."""
+    assert PipelineOptions(step_args={"7a": ["--num-values", "3"]}).step_args["7a"] == ["--num-values", "3"]
+    with pytest.raises(ValueError, match="step_args keys are step ids"):
+        PipelineOptions(step_args={1: ["--num", "4"]})

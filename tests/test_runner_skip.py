@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def _options(root: Path, first: int, last: int) -> PipelineOptions:
     return PipelineOptions(root=root, device="cpu", quiet=True, first=first, last=last,
-                           step_args={1: ["--num", "3", "--format", "png"]})
+                           step_args={"1": ["--num", "3", "--format", "png"]})
 
 
 def test_deleted_outputs_run_the_step_again(tmp_path, capsys):
@@ -45,7 +45,7 @@ def test_swapped_checkpoint_at_the_same_path_is_not_skipped(tmp_path, capsys):
     write_random_checkpoint(paths.stylegan_checkpoint, seed=1, **TINY_G_16)  # same path, other generator
     assert run_pipeline(_options(tmp_path, 1, 1)) == 2  # step 1 runs, and refuses to mix two generators (a user-fixable input: exit 2)
     captured = capsys.readouterr()
-    assert "finished earlier, skipped" not in captured.out and "checkpoint_fingerprint" in captured.err
+    assert "finished earlier, skipped" not in captured.out and "checkpoint: another file" in captured.err
 
 
 def _segmentation_folder(paths: PipelinePaths) -> None:
@@ -65,7 +65,7 @@ def test_step6_is_not_skipped_after_its_outputs_were_deleted(tmp_path, capsys):
     paths = PipelinePaths(tmp_path)
     _segmentation_folder(paths)
     options = PipelineOptions(root=tmp_path, device="cpu", quiet=True, first=6, last=6,
-                              step_args={6: ["--no-pictures"]})
+                              step_args={"6": ["--no-pictures"]})
     assert run_pipeline(options) == 0
     assert run_pipeline(options) == 0
     assert "step 6: finished earlier, skipped" in capsys.readouterr().out

@@ -174,12 +174,17 @@ def test_crop_full_parses_every_readable_image(folder, checkpoint, tmp_path):
     assert (out / "parsing_blank.png").is_file()
 
 
-def test_switching_crop_mode_redoes_the_images(folder, checkpoint, first_run, tmp_path):
+def test_switching_crop_mode_is_refused_and_overwrite_starts_over(folder, checkpoint, first_run, tmp_path, capsys):
+    """A folder holds one recipe: another crop mode never mixes its rows with the folder's (common.recipe)."""
     out = _copy_run(first_run, tmp_path)
+    capsys.readouterr()
+    assert script.main(_argv(folder, checkpoint, out, "--crop", "full", "--limit", "1")) == 2
+    err = capsys.readouterr().err
+    assert "crop: folder 'mtcnn', now 'full'" in err and "--overwrite" in err and "Traceback" not in err
     # blank.png: no face before
-    assert _counts(_run(folder, checkpoint, out, "--crop", "full", "--limit", "1")) == (1, 0, 0, 0)
+    assert _counts(_run(folder, checkpoint, out, "--crop", "full", "--limit", "1", "--overwrite")) == (1, 0, 0, 0)
     table = _csv(out)
-    assert table.loc["blank.png", "crop"] == "full" and table.loc["face_000.jpg", "crop"] == "mtcnn"
+    assert list(table.index) == ["blank.png"] and table.loc["blank.png", "crop"] == "full"
 
 
 def test_missing_checkpoint_is_a_clear_error(folder, tmp_path, capsys):
@@ -190,9 +195,8 @@ def test_missing_checkpoint_is_a_clear_error(folder, tmp_path, capsys):
     assert "Traceback" not in err
 
 
-def test_broken_crops_csv_is_a_clear_error(folder, checkpoint, tmp_path, capsys):
-    out = tmp_path / "seg"
-    out.mkdir()
+def test_broken_crops_csv_is_a_clear_error(folder, checkpoint, first_run, tmp_path, capsys):
+    out = _copy_run(first_run, tmp_path)
     (out / "crops.csv").write_text("name,something\nx,1\n")
     assert script.main(_argv(folder, checkpoint, out)) == 2
     err = capsys.readouterr().err
@@ -228,11 +232,12 @@ def test_default_paths_follow_root(tmp_path, real_faces, checkpoint, capsys):
     assert (out / "parsing_000000.png").is_file() and (out / "crops.csv").is_file()
 
 
-def test_overwrite_redoes_the_selected_images_and_keeps_other_rows(folder, checkpoint, first_run, tmp_path):
+def test_overwrite_starts_over(folder, checkpoint, first_run, tmp_path):
+    """--overwrite removes the folder's step-5 outputs first (so nothing of the old recipe stays), then parses."""
     out = _copy_run(first_run, tmp_path)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     # blank, corrupt, face_000
     assert _counts(_run(folder, checkpoint, out, "--limit", "3", "--overwrite")) == (1, 1, 1, 0)
-    assert len(_csv(out)) == 4
+    assert len(_csv(out)) == 3
     assert (out / "parsing_face_000.png").stat().st_mtime_ns != stamps["parsing_face_000.png"]
-    assert (out / "parsing_face_001.png").stat().st_mtime_ns == stamps["parsing_face_001.png"]
+    assert not (out / "parsing_face_001.png").exists()

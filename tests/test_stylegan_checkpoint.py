@@ -102,7 +102,8 @@ def test_wrong_keys_and_shapes_are_listed(tiny_ckpt, tmp_path):
     message = str(info.value)
     assert "1 missing: synthesis.layer1.apply_noise.noise" in message
     assert "1 unexpected: synthesis.extra.weight" in message
-    assert "synthesis.layer3.style.weight: checkpoint [5, 12]" in message
+    assert "synthesis.layer3.style.weight (file [5, 12], expected [" in message
+    assert "\n" not in message
 
 
 def test_not_a_stylegan_file(tmp_path):
@@ -118,8 +119,9 @@ def test_unsafe_pickle_is_refused(tmp_path):
     import fractions
 
     torch.save({"generator": fractions.Fraction(1, 3)}, tmp_path / "unsafe.pth")
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match="fractions.Fraction") as info:
         load_generator(tmp_path / "unsafe.pth")
+    assert "weights_only" not in str(info.value) and "trust" not in str(info.value)
 
 
 def test_override_conflicting_with_shapes_is_an_error(tiny_ckpt):

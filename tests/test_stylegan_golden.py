@@ -6,9 +6,24 @@ import json
 import numpy as np
 import pytest
 import torch
+from tolerances import (
+    GOLDEN_DISCRIMINATOR_ATOL,
+    GOLDEN_IMAGE_ATOL,
+    GOLDEN_IMAGE_RTOL,
+    GOLDEN_LATENT_ATOL,
+    GOLDEN_SMALL_IMAGE_ATOL,
+    RECIPE_RANDN_RELATIVE,
+)
 
 from stylegan.networks import StyleGANDiscriminator, StyleGANGenerator, postprocess_uint8
 from stylegan.random_weights import recipe_state_dict
+
+# the tolerances the docs state (tests/tolerances.py), as assert_close keywords
+IMAGE = {"atol": GOLDEN_IMAGE_ATOL, "rtol": GOLDEN_IMAGE_RTOL}
+SLICE_256 = {"atol": GOLDEN_SMALL_IMAGE_ATOL, "rtol": GOLDEN_IMAGE_RTOL}
+SMALL = {"atol": GOLDEN_SMALL_IMAGE_ATOL, "rtol": 0}
+LATENT = {"atol": GOLDEN_LATENT_ATOL, "rtol": 0}
+DISC = {"atol": GOLDEN_DISCRIMINATOR_ATOL, "rtol": 0}
 
 
 def _load(reference_dir, name):
@@ -20,7 +35,7 @@ def _load(reference_dir, name):
 
 def _check_checksums(state_dict, checksums, exact: bool):
     """Bit-exact recipe weights where randn is (conftest's randn_bit_exact); elsewhere each value within
-    1e-5 of the tensor's mean |value| (randn's scalar fallback moves the last ~20 bits' worth: <= 2e-6 of std)."""
+    RECIPE_RANDN_RELATIVE of the tensor's mean |value| (randn's scalar fallback moves the last ~20 bits' worth: <= 2e-6 of std)."""
     for key, (total, total_abs, first4) in checksums.items():
         flat = state_dict[key].double().flatten()
         if exact:
@@ -28,9 +43,9 @@ def _check_checksums(state_dict, checksums, exact: bool):
             assert flat.abs().sum().item() == pytest.approx(total_abs, rel=1e-9, abs=1e-6), key
             assert flat[:4].tolist() == pytest.approx(first4, rel=0, abs=0), key
         else:
-            tol = 1e-5 * total_abs + 1e-9
+            tol = RECIPE_RANDN_RELATIVE * total_abs + 1e-9
             assert abs(flat.sum().item() - total) <= tol and abs(flat.abs().sum().item() - total_abs) <= tol, key
-            assert flat[:4].tolist() == pytest.approx(first4, rel=0, abs=1e-5 * total_abs / flat.numel()), key
+            assert flat[:4].tolist() == pytest.approx(first4, rel=0, abs=RECIPE_RANDN_RELATIVE * total_abs / flat.numel()), key
 
 
 def _assert_uint8_close(mine: np.ndarray, golden: torch.Tensor) -> None:
@@ -65,7 +80,7 @@ def test_256_generator_outputs_no_grad_path(golden256):
     golden, G, _, _, _, _, _ = golden256
     with torch.no_grad():
         out = G(golden["z"])
-    torch.testing.assert_close(out["image"], golden["image"], atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(out["image"], golden["image"], **IMAGE)
     _assert_uint8_close(postprocess_uint8(out["image"]), golden["image_uint8_nhwc"])
 
 
@@ -87,16 +102,16 @@ def test_256_recipe_weights_match_checksums(golden256, randn_bit_exact):
 
 def test_256_generator_outputs(golden256):
     golden, _, _, _, _, out, out_trunc = golden256
-    torch.testing.assert_close(out["z"], golden["z_normalized"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(out["w"], golden["w"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(out["wp"], golden["wp"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(out_trunc["wp"], golden["wp_trunc"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["z"], golden["z_normalized"], **LATENT)
+    torch.testing.assert_close(out["w"], golden["w"], **LATENT)
+    torch.testing.assert_close(out["wp"], golden["wp"], **LATENT)
+    torch.testing.assert_close(out_trunc["wp"], golden["wp_trunc"], **LATENT)
     for name, style in golden["styles"].items():
-        torch.testing.assert_close(out[name], style, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out[name], style, **LATENT)
     for name, style in golden["styles_trunc"].items():
-        torch.testing.assert_close(out_trunc[name], style, atol=1e-5, rtol=0)
-    torch.testing.assert_close(out["image"], golden["image"], atol=1e-3, rtol=1e-4)
-    torch.testing.assert_close(out_trunc["image"], golden["image_trunc"], atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(out_trunc[name], style, **LATENT)
+    torch.testing.assert_close(out["image"], golden["image"], **IMAGE)
+    torch.testing.assert_close(out_trunc["image"], golden["image_trunc"], **IMAGE)
     _assert_uint8_close(postprocess_uint8(out["image"]), golden["image_uint8_nhwc"])
     _assert_uint8_close(postprocess_uint8(out_trunc["image"]), golden["image_trunc_uint8_nhwc"])
 
@@ -111,17 +126,17 @@ def test_256_intermediate_features(golden256, mode):
         for stage, slices in stages.items():
             t = features[layer][stage]
             c = t.shape[2] // 2
-            torch.testing.assert_close(t[:, :8, :4, :4], slices["top_left"], atol=5e-4, rtol=1e-4)
-            torch.testing.assert_close(t[:, :8, c - 2:c + 2, c - 2:c + 2], slices["center"], atol=5e-4, rtol=1e-4)
+            torch.testing.assert_close(t[:, :8, :4, :4], slices["top_left"], **SLICE_256)
+            torch.testing.assert_close(t[:, :8, c - 2:c + 2, c - 2:c + 2], slices["center"], **SLICE_256)
 
 
 def test_256_discriminator(golden256):
     golden, _, D, _, _, _, _ = golden256
     with torch.no_grad():
-        torch.testing.assert_close(D(golden["image"]), golden["disc_on_image"], atol=1e-4, rtol=0)
-        torch.testing.assert_close(D(golden["image_trunc"]), golden["disc_on_image_trunc"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(D(golden["image"]), golden["disc_on_image"], **DISC)
+        torch.testing.assert_close(D(golden["image_trunc"]), golden["disc_on_image_trunc"], **DISC)
         both = torch.cat([golden["image"], golden["image_trunc"]])
-        torch.testing.assert_close(D(both), golden["disc_on_batch4"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(D(both), golden["disc_on_batch4"], **DISC)
 
 
 @pytest.mark.parametrize("name", ["golden_stylegan_small.pt", "golden_stylegan_small_cond.pt"])
@@ -136,8 +151,8 @@ def test_small_configs(reference_dir, name, randn_bit_exact):
             assert torch.equal(value, golden["G_state_dict"][key]), key
         else:
             reference = golden["G_state_dict"][key]
-            torch.testing.assert_close(value, reference, rtol=0, atol=1e-5 * reference.abs().mean().item() + 1e-9,
-                                       msg=key)
+            atol = RECIPE_RANDN_RELATIVE * reference.abs().mean().item() + 1e-9
+            torch.testing.assert_close(value, reference, rtol=0, atol=atol, msg=key)
     G.eval(), D.eval()
     label = golden.get("label")
     with torch.no_grad():
@@ -145,32 +160,32 @@ def test_small_configs(reference_dir, name, randn_bit_exact):
         out_trunc = G(golden["z"], label=label, trunc_psi=0.7, trunc_layers=8)
         features: dict = {}
         G(golden["z"], label=label, features=features)
-    torch.testing.assert_close(out["w"], golden["w"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(out["wp"], golden["wp"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(out_trunc["wp"], golden["wp_trunc"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["w"], golden["w"], **LATENT)
+    torch.testing.assert_close(out["wp"], golden["wp"], **LATENT)
+    torch.testing.assert_close(out_trunc["wp"], golden["wp_trunc"], **LATENT)
     for name_, style in golden["styles"].items():
-        torch.testing.assert_close(out[name_], style, atol=1e-5, rtol=0)
-    torch.testing.assert_close(out["image"], golden["image"], atol=5e-4, rtol=0)
-    torch.testing.assert_close(out_trunc["image"], golden["image_trunc"], atol=5e-4, rtol=0)
+        torch.testing.assert_close(out[name_], style, **LATENT)
+    torch.testing.assert_close(out["image"], golden["image"], **SMALL)
+    torch.testing.assert_close(out_trunc["image"], golden["image_trunc"], **SMALL)
     _assert_uint8_close(postprocess_uint8(out["image"]), golden["image_uint8_nhwc"])
     for layer, stages in golden["features"].items():
         for stage, value in stages.items():
             t = features[layer][stage]
             if isinstance(value, dict):
                 c = t.shape[2] // 2
-                torch.testing.assert_close(t[:, :8, :4, :4], value["top_left"], atol=5e-4, rtol=0)
-                torch.testing.assert_close(t[:, :8, c - 2:c + 2, c - 2:c + 2], value["center"], atol=5e-4, rtol=0)
+                torch.testing.assert_close(t[:, :8, :4, :4], value["top_left"], **SMALL)
+                torch.testing.assert_close(t[:, :8, c - 2:c + 2, c - 2:c + 2], value["center"], **SMALL)
             else:
-                torch.testing.assert_close(t, value, atol=5e-4, rtol=0)
+                torch.testing.assert_close(t, value, **SMALL)
     if label is not None:
-        torch.testing.assert_close(out["embedding"], golden["embedding"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(out["embedding"], golden["embedding"], **LATENT)
     with torch.no_grad():
-        torch.testing.assert_close(D(golden["image"], label=label), golden["disc_on_image"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(D(golden["image"], label=label), golden["disc_on_image"], **DISC)
         torch.testing.assert_close(D(golden["image_trunc"], label=label), golden["disc_on_image_trunc"],
-                                   atol=1e-4, rtol=0)
+                                   **DISC)
         both = torch.cat([golden["image"], golden["image_trunc"]])
         both_label = None if label is None else torch.cat([label, label])
-        torch.testing.assert_close(D(both, label=both_label), golden["disc_on_batch4"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(D(both, label=both_label), golden["disc_on_batch4"], **DISC)
 
 
 def test_small_randomize_noise_and_lod(reference_dir):
@@ -182,11 +197,11 @@ def test_small_randomize_noise_and_lod(reference_dir):
     with torch.no_grad():
         torch.manual_seed(1234)
         noisy = G(golden["z"], randomize_noise=True)["image"]
-        torch.testing.assert_close(noisy, golden["image_randomize_noise_seed1234"], atol=5e-4, rtol=0)
+        torch.testing.assert_close(noisy, golden["image_randomize_noise_seed1234"], **SMALL)
         for lod, image in golden["image_lod"].items():
-            torch.testing.assert_close(G(golden["z"], lod=lod)["image"], image, atol=5e-4, rtol=0)
+            torch.testing.assert_close(G(golden["z"], lod=lod)["image"], image, **SMALL)
         for lod, score in golden["disc_lod"].items():
-            torch.testing.assert_close(D(golden["image"], lod=lod), score, atol=1e-4, rtol=0)
+            torch.testing.assert_close(D(golden["image"], lod=lod), score, **DISC)
 
 
 def test_train_mode_has_no_side_effects(reference_dir):
@@ -200,7 +215,7 @@ def test_train_mode_has_no_side_effects(reference_dir):
         outs = [G(golden["z"])["image"] for _ in range(5)]
     assert torch.equal(G.truncation.w_avg, w_avg)
     for image in outs:
-        torch.testing.assert_close(image, golden["image"], atol=5e-4, rtol=0)
+        torch.testing.assert_close(image, golden["image"], **SMALL)
     with torch.no_grad():
         G(golden["z"], update_w_avg=True)
     assert not torch.equal(G.truncation.w_avg, w_avg)
@@ -214,8 +229,8 @@ def test_truncation_needs_both_psi_and_layers(reference_dir):
     with torch.no_grad():
         psi_only = G(golden["z"], trunc_psi=0.5)["wp"]
         layers_only = G(golden["z"], trunc_layers=4)["wp"]
-    torch.testing.assert_close(psi_only, golden["wp"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(layers_only, golden["wp"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(psi_only, golden["wp"], **LATENT)
+    torch.testing.assert_close(layers_only, golden["wp"], **LATENT)
 
 
 def test_bad_inputs_get_clear_errors():

@@ -31,7 +31,15 @@ from urllib.parse import unquote
 from common.images import list_images
 from common.io import CsvSchemaError
 from common.localserver import LocalRequestHandler, LocalServer, RequestError, ServerLimits
-from common.settings import SettingError, StepConfig, overwrite_setting, setting
+from common.settings import (
+    SettingError,
+    StepConfig,
+    allow_hosts_setting,
+    host_setting,
+    overwrite_setting,
+    port_setting,
+    setting,
+)
 from gender_cnn.demo_labels import demo_rule_labels
 from gender_cnn.hand_labels import LABELLER_RE
 from gender_cnn.labeller.queue import ORDERS, build_sequence, read_model_scores
@@ -52,6 +60,7 @@ _STATIC_FILES = {
     "/index.html": "index.html",
     "/static/app.js": "app.js",
     "/static/style.css": "style.css",
+    "/favicon.ico": "",  # 204
 }
 
 
@@ -68,8 +77,9 @@ class LabellerConfig(StepConfig):
     import_csv: Path | None = setting(None, flag="--import", help="import labels from a CSV (ours, or the original "
                                                                   "img_name,quality,gender); images that already "
                                                                   "have a decision keep it")
-    host: str = setting("127.0.0.1", help="address to bind; keep 127.0.0.1 and use SSH port-forwarding on a server")
-    port: int = setting(8765, low=0, high=65535, help="port (0 = any free port)")
+    host: str = host_setting()
+    port: int = port_setting(8765)
+    allow_hosts: tuple[str, ...] = allow_hosts_setting()
     open_browser: bool = setting(False, off_flag="--no-browser", help="open the page in a local browser "
                                                                       "(--no-browser: do not, the default)")
     overwrite: bool = overwrite_setting("start afresh: move the old CSV and journal aside to *.bak-<time> "
@@ -296,12 +306,12 @@ class _Handler(LocalRequestHandler):
 
     server: LabellerServer
     server_version = "labeller/1"
+    page_dir = STATIC_DIR
+    page_files = _STATIC_FILES
 
     def get(self, path: str) -> None:
         app: LabellerApp = self.server.context
-        if path in _STATIC_FILES:
-            self.send_static(STATIC_DIR / _STATIC_FILES[path])
-        elif path.startswith("/images/"):
+        if path.startswith("/images/"):
             # Listed at start-up (whitelist) AND a regular file inside the folder right now.
             name = path[len("/images/"):]
             if unquote(name, errors="replace") not in app.images:
@@ -311,8 +321,6 @@ class _Handler(LocalRequestHandler):
             self.send_json(HTTPStatus.OK, app.state())
         elif path == "/api/review":
             self.send_json(HTTPStatus.OK, app.review_now())
-        elif path == "/favicon.ico":
-            self.send_bytes(HTTPStatus.NO_CONTENT, b"", "text/plain")
         else:
             raise RequestError(HTTPStatus.NOT_FOUND, "not found")
 
@@ -328,12 +336,17 @@ class _Handler(LocalRequestHandler):
             self.send_json(HTTPStatus.OK, app.undo())
 
 
+EXPOSES = "read every hand label, change or clear any of them, and see the images"
+"""What a visitor of a labeller bound beyond loopback can do (the start-up warning says it)."""
+
+
 class LabellerServer(LocalServer):
     """The shared local server carrying the labeller app (also as ``.app``)."""
 
     def __init__(self, address: tuple[str, int], app: LabellerApp) -> None:
         self.app = app
-        super().__init__(address, _Handler, context=app, limits=app.config.limits())
+        super().__init__(address, _Handler, context=app, limits=app.config.limits(),
+                         allow_hosts=app.config.allow_hosts)
 
 
 def make_server(app: LabellerApp, host: str = "127.0.0.1", port: int = 8765) -> LabellerServer:

@@ -18,7 +18,7 @@ from pathlib import Path
 from common.images import list_images
 from common.io import CsvSchemaError
 from common.steps import Progress, StepError, announce
-from gender_cnn.labeller.server import LabellerApp, LabellerConfig, create_app, make_server
+from gender_cnn.labeller.server import EXPOSES, LabellerApp, LabellerConfig, create_app, make_server
 from gender_cnn.labeller.store import StoreLock, StoreLockedError, journal_path_for, read_import_file
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,9 @@ def run_labeller(config: LabellerConfig, progress: Progress | None = None) -> La
     if progress is not None:
         progress(decided_before, len(app.sequence))
     port = server.server_address[1]
+    warning = server.exposure_warning(EXPOSES)
+    if warning:
+        say(warning)
     say(f"Labeller: {server.url}  ({decided_before}/{len(app.sequence)} already labelled"
         f"{f', {imported} imported' if imported else ''}; Ctrl-C to stop)")
     if app.review:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from common.paths import PROPERTY_NAMES
+from common.paths import NORMALIZATION_JSON, PROPERTY_NAMES
 
 JUDGE_NAME = "dlib 68 landmarks in MTCNN's box"
 
@@ -48,11 +48,20 @@ class StudioLandmarkJudge:
         self.device = str(device)
         self.normalizer: Any | None = None
         self.scale_note = ""
+        raw = ("landmark values are raw (eyes: eye aspect ratio, mouth: lip gap / width, face_pose: yaw in "
+               "degrees), not on step 6's scale: ")
+        normalization_json = Path(normalization_json)
+        if not normalization_json.is_file():
+            step6 = normalization_json.with_name(NORMALIZATION_JSON)  # written by every step-6 run
+            self.scale_note = raw + (
+                f"step 6 ran without the landmark judge, so there is no {normalization_json.name}; re-run step 6 "
+                "now that the judge is installed" if step6.is_file()
+                else f"no {normalization_json.name} (run step 6 with the landmark judge installed)")
+            return
         try:
             self.normalizer = PropertyNormalizer.load(normalization_json)
         except (FileNotFoundError, ValueError) as exc:
-            self.scale_note = (f"landmark values are raw (eyes: eye aspect ratio, mouth: lip gap / width, "
-                               f"face_pose: yaw in degrees), not on step 6's scale: {exc}")
+            self.scale_note = raw + str(exc)
 
     def __call__(self, images_u8: np.ndarray) -> LandmarkReading:
         from pipeline.landmark_scores import measure_images

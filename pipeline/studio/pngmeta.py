@@ -8,6 +8,7 @@ same device and dtype.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -32,16 +33,35 @@ class RecipeError(ValueError):
 
 
 def make_recipe(params: ViewParams, face: str, identity: dict[str, dict[str, str]],
-                device: torch.device) -> dict:
-    """The JSON stored in the PNG: only the model files this face depends on."""
+                device: torch.device, threads: int | None = None) -> dict:
+    """The JSON stored in the PNG: only the model files this face depends on.
+
+    ``threads``: the torch thread count that rendered it (float reductions are split by thread,
+    so regeneration uses the same count).
+    """
     if face not in FACES:
         raise ParamError(f"face must be one of {FACES}, got {face!r}")
     single = params if face == "base" or params.method == face else params.with_method(face)
-    return {
+    recipe = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "face": face, "params": single.to_json(),
         "models": {role: identity[role] for role in _ROLES_BY_FACE[face] if role in identity},
         "device": torch.device(device).type, "dtype": "float32", "torch": torch.__version__,
     }
+    if threads is not None:
+        recipe["threads"] = int(threads)
+    return recipe
+
+
+def recipe_hash(recipe: dict[str, Any]) -> str:
+    """8 hex digits of what makes the face (face, view, model fingerprints, device, threads)."""
+    what = {key: recipe.get(key) for key in ("face", "params", "device", "dtype", "threads")}
+    what["models"] = {role: entry.get("fingerprint") for role, entry in recipe.get("models", {}).items()}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode("utf-8")).hexdigest()[:8]
+
+
+def saved_name(recipe: dict[str, Any], suffix: str = ".png") -> str:
+    """``studio_seed<seed>_<face>_<hash>.png``: the seed and a short recipe hash, so saves never collide."""
+    return f"studio_seed{recipe['params']['seed']}_{recipe['face']}_{recipe_hash(recipe)}{suffix}"
 
 
 def encode_png(image_u8: np.ndarray, recipe: dict[str, Any]) -> bytes:
@@ -100,8 +120,10 @@ def recipe_params(recipe: dict[str, Any]) -> tuple[ViewParams, str]:
 def regenerate(path: Path | str, models: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(regenerated face, the PNG's pixels, recipe): the face rendered again from the PNG's recipe.
 
-    Refuses (:class:`RecipeError`) when ``models`` are not the files the recipe names.
+    Refuses (:class:`RecipeError`) when ``models`` are not the files the recipe names. Renders on
+    the recipe's torch thread count when it records one (the bits depend on it).
     """
+    from pipeline.studio.gate import PinnedWorker
     from pipeline.studio.render import render_face
 
     recipe = read_recipe(path)
@@ -113,7 +135,13 @@ def regenerate(path: Path | str, models: Any) -> tuple[np.ndarray, np.ndarray, d
                           "(pass --device to match: pixels are exact only on the same device type)")
     with Image.open(path) as image:
         saved = np.asarray(image.convert("RGB"))
-    return render_face(models, params, face), saved, recipe
+    threads = recipe.get("threads")
+    if threads is None:
+        return render_face(models, params, face), saved, recipe
+    if not isinstance(threads, int) or threads < 1:
+        raise RecipeError(f"{path}: recipe threads must be a positive integer, got {threads!r}")
+    with PinnedWorker("regenerate", threads) as worker:
+        return worker.call(lambda: render_face(models, params, face)), saved, recipe
 
 
 def recipe_files(path: Path | str) -> dict[str, Path]:

@@ -4,8 +4,9 @@ Where packages meet: the base generator (step 1), the fine-tuned conditional gen
 and the latent directions (step 7's training-free route) are loaded once and rendered from the
 same z. Truncation (psi, layers) applies to every method alike, after the edit, so "base vs
 edited" compares like with like. Everything runs in float32 under ``torch.inference_mode`` with
-the generators' stored noise, so a view is a pure function of its :class:`ViewParams` on a given
-device: that is what lets a saved PNG regenerate exactly.
+the generators' stored noise, one face at a time (``pipeline.studio.frames``), so a face is a
+pure function of its :class:`ViewParams` and seed on a given device and thread count: that is
+what lets a saved PNG, or any tile of a strip, regenerate exactly.
 
 Why not ``ControlMethod.render(z, targets)`` of steps 8/9: the studio also needs truncation and a
 layer range per view; those are render-time arguments here, on the same generator objects.
@@ -25,13 +26,20 @@ import torch
 from common.fingerprint import file_fingerprint
 from common.paths import PROPERTY_NAMES, PipelinePaths
 from pipeline.demo import DEMO_STYLEGAN
+from pipeline.studio.frames import EXACT, PREVIEW, FaceFrames, FrameCache
 from pipeline.studio.params import ViewParams
 from stylegan.checkpoint import load_generator
-from stylegan.conditional import ConditionalGenerator, load_conditional_generator, property_ranges
+from stylegan.conditional import (
+    ConditionalGenerator,
+    load_conditional_generator,
+    newest_valid_checkpoint,
+    property_ranges,
+)
+from stylegan.control_methods import DIRECTIONS, FINETUNED
+from stylegan.control_resolver import METHOD_SOURCES, find_method_files
 from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
-from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
 from stylegan.generate import latents_for
-from stylegan.networks import StyleGANGenerator, postprocess_uint8
+from stylegan.networks import StyleGANGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +100,8 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
                        finetuned_checkpoint: Path | None = None, directions_file: Path | None = None,
                        weights: str = "ema") -> StudioModels:
     """Load what exists under ``paths``: the step-1 generator (required), the newest fine-tune and
-    the latent directions (each optional; a note says what is missing and how to make it).
+    the latent directions (each optional, found by ``stylegan.control_resolver`` as steps 8 and 9
+    find them; a note says what is missing and how to make it).
 
     Raises ``CheckpointError``/``FileNotFoundError`` (clear messages) for a missing or broken
     generator, or for an explicitly given file that does not load.
@@ -103,11 +112,12 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
     models.identity["stylegan"] = _identity(paths.stylegan_checkpoint, entry=generator.checkpoint_key)
     normalization_ranges = _ranges_from_normalization(paths.normalization_json)
 
-    checkpoint = finetuned_checkpoint or find_latest_checkpoint(paths.finetuned_dir)
-    if checkpoint is None:
-        models.notes.append(f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir} "
-                            "(run 07_finetune_stylegan.py)")
-    else:
+    if finetuned_checkpoint is None:  # the newest valid one; what it skipped goes to the page's notes
+        finetuned_checkpoint = newest_valid_checkpoint(paths.finetuned_dir, models.notes)
+    files = find_method_files(paths, {FINETUNED: finetuned_checkpoint, DIRECTIONS: directions_file})
+    models.notes += [source.missing(paths) for source in METHOD_SOURCES if files[source.name] is None]
+    if files[FINETUNED] is not None:
+        checkpoint = files[FINETUNED]
         finetuned = load_conditional_generator(checkpoint, device=device, which=weights)
         models.finetuned = finetuned
         models.identity["finetuned"] = _identity(Path(checkpoint), weights=weights, step=str(finetuned.step))
@@ -117,17 +127,13 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
     if models.finetuned is None and normalization_ranges:
         models.ranges = normalization_ranges
 
-    explicit = directions_file is not None
-    directions_file = Path(directions_file or paths.directions_pt)
-    if not directions_file.is_file() and not explicit:
-        models.notes.append("no latent directions (run 07_fit_latent_directions.py)")
-    else:
+    if files[DIRECTIONS] is not None:
         try:
-            models.directions = load_directions(directions_file, checkpoint=paths.stylegan_checkpoint,
+            models.directions = load_directions(files[DIRECTIONS], checkpoint=paths.stylegan_checkpoint,
                                                 w_dim=generator.w_space_dim)
-            models.identity["directions"] = _identity(directions_file)
+            models.identity["directions"] = _identity(files[DIRECTIONS])
         except DirectionsMismatchError as exc:
-            if explicit:
+            if directions_file is not None:
                 raise
             models.notes.append(f"latent directions not loaded: {exc}")
     if models.demo:
@@ -155,8 +161,7 @@ def edit_layer_mask(directions: Any, num_layers: int, layers: str, targets: np.n
     """bool [L]: the synthesis layers that get the edited w (the others keep the original w).
 
     ``auto`` = the union of the ranges step 7 chose for the requested properties
-    (``LatentDirections.layer_mask_for``; every layer when nothing is requested). A view's rows
-    share their targets, so one mask serves the batch.
+    (``LatentDirections.layer_mask_for``; every layer when nothing is requested).
     """
     if layers == "auto":
         return directions.layer_mask_for(np.asarray(targets), num_layers)
@@ -168,80 +173,97 @@ def layer_choices(num_layers: int) -> tuple[str, ...]:
     return ("auto",) + available_layer_ranges(num_layers)
 
 
-@torch.inference_mode()
-def render_faces(models: StudioModels, method: str, z: np.ndarray, targets: np.ndarray, psi: float = 1.0,
-                 trunc_layers: int = 0, layers: str = "auto", reached: list | None = None) -> np.ndarray:
-    """uint8 NHWC faces: z [N, z_dim], targets [N, P] (NaN = no request); method base|directions|finetuned.
+@dataclass(frozen=True)
+class FaceLatent:
+    """What one face is before synthesis: the generator that draws it and its ``wp`` [1, L, D]."""
 
-    One batch on the device. Truncation ``w_avg + psi (wp - w_avg)`` on the first ``trunc_layers``
-    layers comes after the edit for every method. ``reached``: when given, the directions' report
-    (bool [N, P], False = the cap stopped the edit short of the request) is appended to it.
+    generator: StyleGANGenerator
+    wp: torch.Tensor
+    reached: np.ndarray | None = None   # directions: bool [P], False = the cap stopped the edit short
+
+
+@torch.inference_mode()
+def face_latent(models: StudioModels, face: str, seed: int, targets: Any, psi: float = 1.0,
+                trunc_layers: int = 0, layers: str = "auto") -> FaceLatent:
+    """The ``wp`` of one face (base | directions | finetuned) of seed ``seed`` (one z, batch of one).
+
+    Truncation ``w_avg + psi (wp - w_avg)`` on the first ``trunc_layers`` layers comes after the
+    edit for every method, as each generator's own forward applies it.
     """
     device = models.device
-    zt = torch.as_tensor(np.asarray(z, dtype=np.float32), device=device)
-    targets = np.asarray(targets, dtype=np.float32)
+    z = torch.as_tensor(models.z([seed]), device=device)
+    targets = np.asarray(targets, dtype=np.float32).reshape(1, -1)
     generator = models.generator
-    if method == "base":
-        out = generator(zt, trunc_psi=psi, trunc_layers=trunc_layers, randomize_noise=False)
-    elif method == "finetuned":
+    reached = None
+    if face == "base":
+        wp = generator.truncation(generator.mapping(z)["w"])
+    elif face == "finetuned":
         if models.finetuned is None:
             raise ValueError("no fine-tuned generator loaded")
+        generator = models.finetuned
         cond = np.where(np.isnan(targets), models.medians[None], targets).astype(np.float32)
-        out = models.finetuned(zt, torch.as_tensor(cond, device=device), trunc_psi=psi,
-                               trunc_layers=trunc_layers, randomize_noise=False)
-    elif method == "directions":
+        wp = generator.truncation(generator.map(z, torch.as_tensor(cond, device=device))["w"])
+    elif face == "directions":
         if models.directions is None:
             raise ValueError("no latent directions loaded")
-        w = generator.mapping(zt)["w"]
+        w = generator.mapping(z)["w"]
         w_edit, ok = models.directions.edit(w.double().cpu().numpy(), targets, return_report=True)
-        if reached is not None:
-            reached.append(np.asarray(ok, dtype=bool))
+        reached = np.asarray(ok, dtype=bool)[0]
         w_edit = torch.as_tensor(np.asarray(w_edit, dtype=np.float32), device=device)
         mask = torch.from_numpy(edit_layer_mask(models.directions, generator.num_layers, layers, targets))
         wp = torch.where(mask.to(device)[None, :, None], w_edit[:, None, :], w[:, None, :])
-        image = generator.synthesis(generator.truncation(wp, psi, trunc_layers), None, False)["image"]
-        out = {"image": torch.tanh(image) if generator.final_tanh else image}
     else:
-        raise ValueError(f"unknown method {method!r}")
-    return postprocess_uint8(out["image"].float())
+        raise ValueError(f"unknown face {face!r}")
+    return FaceLatent(generator, generator.truncation(wp, psi, trunc_layers), reached)
+
+
+def render_face(models: StudioModels, params: ViewParams, face: str, frames: FaceFrames | None = None,
+                kind: str = EXACT, seed: int | None = None) -> np.ndarray:
+    """One face [S, S, 3]: ``face`` (base or a single method) at ``seed`` (default ``params.seed``).
+
+    Views, saves, exports and regeneration all call this (one face, batch of one), so a saved PNG
+    and any tile of a strip regenerate bit for bit on the same device and thread count.
+    """
+    latent = face_latent(models, face, params.seed if seed is None else seed, params.targets, params.psi,
+                         params.trunc_layers, params.layers)
+    return (frames or FaceFrames(FrameCache(0))).frame(latent.generator, latent.wp, kind)
 
 
 @dataclass(frozen=True)
 class ViewRender:
     """A rendered view: a sheet with one row per seed and columns base | method(s)."""
 
-    sheet_u8: np.ndarray          # [rows * R, cols * R, 3]
+    sheet_u8: np.ndarray          # [rows * S, cols * S, 3]; S = resolution (exact) or 64 (preview)
     columns: tuple[str, ...]      # "base", then the methods
     seeds: tuple[int, ...]
     render_seconds: float
     unreached: tuple[str, ...] = ()  # properties latent directions could not reach within the cap (any row)
+    frame: str = EXACT            # exact | preview
 
     def layout(self) -> dict[str, Any]:
+        """``X-Studio-Layout``: the same for a preview and the exact frame of one view."""
         return {"columns": list(self.columns), "seeds": list(self.seeds), "unreached": list(self.unreached)}
 
 
-def render_view(models: StudioModels, params: ViewParams) -> ViewRender:
-    """The page's image: for seeds seed..seed+strip-1 (one batch per column), base then each method."""
-    start = time.perf_counter()
-    seeds = list(range(params.seed, params.seed + params.strip))
-    z = models.z(seeds)
-    targets = np.repeat(np.asarray([params.targets], np.float32), len(seeds), axis=0)
-    columns = ("base",) + params.methods
-    reached: list[np.ndarray] = []
-    tiles = [render_faces(models, column, z, targets, params.psi, params.trunc_layers, params.layers, reached)
-             for column in columns]
-    sheet = np.concatenate([np.concatenate(list(column), axis=0) for column in tiles], axis=1)
-    short = (~np.concatenate(reached)).any(axis=0) if reached else np.zeros(len(PROPERTY_NAMES), bool)
-    unreached = tuple(name for name, miss in zip(PROPERTY_NAMES, short) if miss)
-    return ViewRender(sheet, columns, tuple(seeds), time.perf_counter() - start, unreached)
+def render_view(models: StudioModels, params: ViewParams, frames: FaceFrames | None = None,
+                kind: str = EXACT) -> ViewRender:
+    """The page's image: for seeds seed..seed+strip-1 (each face a batch of one), base then each method.
 
-
-def render_face(models: StudioModels, params: ViewParams, face: str) -> np.ndarray:
-    """One face [R, R, 3]: ``face`` (base or a single method) at ``params.seed``, batch of one.
-
-    Save and regenerate both call this, so a saved PNG regenerates bit for bit on the same device.
+    ``kind=preview`` (a slider is moving): the exact sheet when every face of it is in the cache,
+    else a sheet of 64 px previews (generators of 64 px or less: always exact).
     """
-    z = models.z([params.seed])
-    targets = np.asarray([params.targets], np.float32)
-    return render_faces(models, face, z, targets, params.psi, params.trunc_layers, params.layers)[0]
-
+    start = time.perf_counter()
+    frames = frames or FaceFrames(FrameCache(0))
+    seeds = tuple(range(params.seed, params.seed + params.strip))
+    columns = ("base",) + params.methods
+    latents = [[face_latent(models, column, seed, params.targets, params.psi, params.trunc_layers, params.layers)
+                for seed in seeds] for column in columns]
+    if kind == PREVIEW and (not frames.can_preview(models.generator) or all(
+            frames.cached(f.generator, f.wp) is not None for column in latents for f in column)):
+        kind = EXACT
+    tiles = [[frames.frame(f.generator, f.wp, kind) for f in column] for column in latents]
+    sheet = np.concatenate([np.concatenate(column, axis=0) for column in tiles], axis=1)
+    reached = [f.reached for column in latents for f in column if f.reached is not None]
+    short = (~np.stack(reached)).any(axis=0) if reached else np.zeros(len(PROPERTY_NAMES), bool)
+    unreached = tuple(name for name, miss in zip(PROPERTY_NAMES, short) if miss)
+    return ViewRender(sheet, columns, seeds, time.perf_counter() - start, unreached, kind)

@@ -25,18 +25,28 @@ from urllib.parse import parse_qs, urlsplit
 
 from common.localserver import PAGE_CSP, LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import PipelinePaths
-from common.settings import StepConfig, device_setting, seed_setting, setting, weights_setting
+from common.settings import (
+    StepConfig,
+    allow_hosts_setting,
+    device_setting,
+    host_setting,
+    port_setting,
+    seed_setting,
+    setting,
+    weights_setting,
+)
 from common.runtime import resolve_device
 from pipeline.scorers import SegmentationScorer
 from pipeline.studio.app import StudioApp
 from pipeline.studio.landmarks import StudioLandmarkJudge
 from pipeline.studio.render import load_studio_models
+from stylegan.control_resolver import MissingMethodError, no_method_message
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/static/studio.js": "studio.js",
-                 "/static/studio.css": "studio.css"}
+                 "/static/studio.css": "studio.css", "/favicon.ico": ""}
 STUDIO_CSP = PAGE_CSP.replace("img-src 'self'", "img-src 'self' blob:")
 MAX_QUERY_FIELDS = 32
 CROPS: tuple[str, ...] = ("auto", "mtcnn", "full")
@@ -47,18 +57,11 @@ class _StudioHandler(LocalRequestHandler):
     """GET only: the page, its files, and the studio's JSON/PNG API."""
 
     server_version = "studio/1"
+    page_dir = STATIC_DIR
+    page_files = _STATIC_FILES
+    page_csp = STUDIO_CSP
 
     def get(self, path: str) -> None:
-        if path in _STATIC_FILES:
-            file = STATIC_DIR / _STATIC_FILES[path]
-            ctype = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                     ".css": "text/css; charset=utf-8"}[file.suffix]
-            self.send_bytes(HTTPStatus.OK, file.read_bytes(), ctype, {"Cache-Control": "no-cache"},
-                            csp=STUDIO_CSP)
-            return
-        if path == "/favicon.ico":
-            self.send_bytes(HTTPStatus.NO_CONTENT, b"", "text/plain")
-            return
         if not path.startswith("/api/"):
             raise RequestError(HTTPStatus.NOT_FOUND, "not found")
         try:
@@ -75,10 +78,14 @@ class _StudioHandler(LocalRequestHandler):
         raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "the studio takes GET requests only")
 
 
+EXPOSES = "render, measure and save faces with this run's models, on this machine's CPU or GPU"
+"""What a visitor of a studio bound beyond loopback can do (the start-up warning says it)."""
+
+
 def make_server(app: StudioApp, host: str = "127.0.0.1", port: int = 8770,
-                limits: ServerLimits = ServerLimits()) -> LocalServer:
+                limits: ServerLimits = ServerLimits(), allow_hosts: tuple[str, ...] = ()) -> LocalServer:
     """Bind (port 0 picks a free one); the caller runs ``serve_forever``."""
-    return LocalServer((host, port), _StudioHandler, context=app, limits=limits)
+    return LocalServer((host, port), _StudioHandler, context=app, limits=limits, allow_hosts=allow_hosts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,8 +98,9 @@ class StudioConfig(StepConfig):
 
     The fields are the studio script's flags (``common.settings``): declared once, with their ranges."""
 
-    host: str = setting("127.0.0.1", help="address to bind; keep 127.0.0.1 and use SSH port-forwarding on a server")
-    port: int = setting(8770, low=0, high=65535, help="port (0 = any free port)")
+    host: str = host_setting()
+    port: int = port_setting(8770)
+    allow_hosts: tuple[str, ...] = allow_hosts_setting()
     device: str = device_setting()
     finetuned_checkpoint: Path | None = setting(None, concept="finetuned_checkpoint", aliases=("--checkpoint",))
     directions_file: Path | None = setting(None, concept="directions", fill=False)
@@ -103,7 +111,8 @@ class StudioConfig(StepConfig):
                             help="do not offer Measure (never loads FaceXFormer)")
     scorer: str = setting("segmentation", choices=SCORERS,
                           help="Measure's judge: segmentation (the real one) or brightness (a labelled stand-in)")
-    seed: int = seed_setting("the face a fresh page opens on")
+    seed: int = seed_setting("the face a fresh page opens on: image SEED of a default step-1 run (the page's seed "
+                             "box changes it)")
     open_browser: bool = setting(False, off_flag="--no-browser",
                                  help="open the page in a local browser (--no-browser: do not, the default)")
 
@@ -134,21 +143,27 @@ def build_app(config: StudioConfig) -> StudioApp:
     models = load_studio_models(paths, device, config.finetuned_checkpoint, config.directions_file,
                                 config.weights)
     if not models.available:
-        raise FileNotFoundError(f"no control method under {paths.root}: " + "; ".join(models.notes))
-    factory, name = None, ""
-    if config.measure and config.scorer == "brightness":
+        raise MissingMethodError(no_method_message(paths, models.notes))
+    factory, name, measure_off = None, "", ""
+    if not config.measure:
+        measure_off = "this studio was started with --no-measure"
+    elif config.scorer == "brightness":
         from stylegan.control_measures import BrightnessScorer
 
         factory, name = BrightnessScorer, "STAND-IN brightness scorer (not a property judge)"
-    elif config.measure and paths.segmentation_checkpoint.is_file() and paths.normalization_json.is_file():
+    elif paths.segmentation_checkpoint.is_file() and paths.normalization_json.is_file():
         crop = ("full" if models.demo else "mtcnn") if config.crop == "auto" else config.crop
         factory = _scorer_factory(paths, crop, device)
         name = f"FaceXFormer segmentation + step-6 scores ({crop} crop)"
-    elif config.measure:
-        models.notes.append("Measure needs segmentation/models/segmentation_model.pt and step 6's "
-                            f"{paths.normalization_json.name}")
+    else:
+        missing = [f"{path} ({fix})" for path, fix in ((paths.segmentation_checkpoint, "download_models.py"),
+                                                      (paths.normalization_json, "step 6"))
+                   if not path.is_file()]
+        measure_off = f"Measure needs {' and '.join(missing)}"
+        models.notes.append(measure_off)
     landmarks = _landmark_factory(paths, device) if factory is not None else None
-    return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks)
+    return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks,
+                     measure_off=measure_off)
 
 
 def _landmark_factory(paths: PipelinePaths, device) -> Callable:
@@ -167,12 +182,16 @@ def run_studio(config: StudioConfig, progress: Callable[[str], None] | None = No
                stop: threading.Event | None = None) -> StudioSummary:
     """Serve the studio until Ctrl-C (or ``stop`` is set); ``progress`` gets the URL and tunnel lines."""
     app = build_app(config)
-    server = make_server(app, config.host, config.port)
+    server = make_server(app, config.host, config.port, allow_hosts=config.allow_hosts)
     start = time.perf_counter()
     say = progress or logger.info
+    warning = server.exposure_warning(EXPOSES)
+    if warning:
+        say(warning)
     say(f"studio at {server.url}  ({', '.join(app.models.available) or 'no control method'}; "
         f"{app.models.device}; Ctrl-C stops)")
-    say(f"from a laptop: {tunnel_hint(server)}")
+    if server.loopback_only:
+        say(f"from a laptop: {tunnel_hint(server)}")
     for note in app.models.notes:
         say(f"note: {note}")
     if config.open_browser:
@@ -188,5 +207,6 @@ def run_studio(config: StudioConfig, progress: Callable[[str], None] | None = No
     finally:
         server.shutdown()
         server.server_close()
+        app.close()
     stats = app.gate.stats()
     return StudioSummary(server.url, stats["ran"], stats["dropped"], time.perf_counter() - start)

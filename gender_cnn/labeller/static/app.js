@@ -81,7 +81,11 @@ function renderSingle() {
   const idx = S.idx[S.list];
   const name = list[idx];
   document.body.dataset.img = name || "";
-  $("done").hidden = name !== undefined;
+  // At the end of the list, "all done" only when every image of it has a decision (skipped ones count).
+  const open = name === undefined ? list.filter((n) => !S.labels[n]).length : 0;
+  $("done").hidden = name !== undefined || open > 0;
+  $("open").hidden = name !== undefined || open === 0;
+  $("open-count").textContent = open === 1 ? "1 image is" : `${open} images are`;
   $("face").hidden = name === undefined;
   $("name").textContent = name || "";
   setBadge($("current"), name ? S.labels[name] : null);

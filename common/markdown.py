@@ -1,0 +1,28 @@
+"""The one markdown-table writer (step reports, step 9's comparison, the device check).
+
+Floats (Python or numpy) are printed with a fixed number of digits so a report reads the same
+whichever dtype a column has; everything else with ``str``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _cell(value: Any, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def markdown_rows(columns: Sequence[Any], rows: Iterable[Sequence[Any]], digits: int = 3) -> str:
+    """A GitHub markdown table: a header of ``columns``, then one line per row."""
+    lines = ["| " + " | ".join(str(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_table(frame: Any, index: bool = False, digits: int = 3) -> str:
+    """A pandas DataFrame as a markdown table (``index``: its index as the first column(s))."""
+    frame = frame.reset_index() if index else frame
+    return markdown_rows(list(frame.columns), frame.itertuples(index=False), digits)

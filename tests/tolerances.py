@@ -1,0 +1,125 @@
+"""What the docs promise and the tests assert, written once: the docs render these, the tests import them.
+
+``python -m benchmarks.report`` renders ``<!-- value:NAME -->`` and the ``<!-- promises -->`` table from
+this file, and ``tests/test_docs_figures.py`` checks that every test named here exists and uses the
+constants its promise states, so a tolerance in the docs and the one a test asserts cannot differ.
+Imported as ``from tolerances import ...`` (torch-fidelity installs a top-level ``tests`` package).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- golden outputs of the official code (tests/data/reference/) ----------------------------------------------
+GOLDEN_IMAGE_ATOL = 1e-3
+"""StyleGAN 256 px images (values in [-1, 1]) against genforce's: absolute tolerance."""
+GOLDEN_IMAGE_RTOL = 1e-4
+"""... and relative tolerance."""
+GOLDEN_SMALL_IMAGE_ATOL = 5e-4
+"""Images and intermediate features of the smaller golden configs (and feature slices at 256 px)."""
+GOLDEN_LATENT_ATOL = 1e-5
+"""z after pixel norm, w, wp and the per-layer styles."""
+GOLDEN_DISCRIMINATOR_ATOL = 1e-4
+"""Discriminator scores."""
+FACEXFORMER_ATOL = 1e-4
+"""FaceXFormer parsing logits and every head against the official model: absolute tolerance."""
+FACEXFORMER_RTOL = 1e-4
+"""... and relative tolerance."""
+RECIPE_RANDN_RELATIVE = 1e-5
+"""Recipe weights where ``torch.randn`` is not the vectorised sampler (``ATEN_CPU_CAPABILITY=default``):
+within this fraction of their mean |value| (bit for bit elsewhere)."""
+
+# --- thresholds on trained toys (margins measured by benchmarks/toy_margins.py and cnn_margins.py) -------------
+TOY_R_MIN = 0.8
+"""One-property toy fine-tune: requested-vs-measured r after 400 steps."""
+TWO_R_MIN = 0.35
+"""Two-property toy: r of either property after 400 steps."""
+REGRESSOR_R_MIN = 0.8
+"""Property regressor: held-out r on a brightness signal."""
+CNN_ACCURACY_MIN = 0.9
+"""Step-3 CNNs: held-out accuracy on 80 synthetic images, each task."""
+
+
+@dataclass(frozen=True)
+class Promise:
+    """One sentence the docs state, the constants it quotes and the tests that prove it."""
+
+    key: str
+    claim: str
+    tests: tuple[str, ...]
+    constants: tuple[str, ...] = ()
+
+
+def _g(value: float) -> str:
+    return f"{value:g}"
+
+
+PROMISES: tuple[Promise, ...] = (
+    Promise("golden_stylegan",
+            f"StyleGAN (genforce's code) golden outputs: 256 px images within atol {_g(GOLDEN_IMAGE_ATOL)} and rtol "
+            f"{_g(GOLDEN_IMAGE_RTOL)}; smaller configs' images and feature slices within {_g(GOLDEN_SMALL_IMAGE_ATOL)}; "
+            f"z, w, wp and styles within {_g(GOLDEN_LATENT_ATOL)}; discriminator scores within "
+            f"{_g(GOLDEN_DISCRIMINATOR_ATOL)}",
+            ("tests/test_stylegan_golden.py::test_256_generator_outputs",
+             "tests/test_stylegan_golden.py::test_256_generator_outputs_no_grad_path",
+             "tests/test_stylegan_golden.py::test_256_intermediate_features",
+             "tests/test_stylegan_golden.py::test_256_discriminator",
+             "tests/test_stylegan_golden.py::test_small_configs"),
+            ("GOLDEN_IMAGE_ATOL", "GOLDEN_IMAGE_RTOL", "GOLDEN_SMALL_IMAGE_ATOL", "GOLDEN_LATENT_ATOL",
+             "GOLDEN_DISCRIMINATOR_ATOL")),
+    Promise("golden_facexformer",
+            f"FaceXFormer golden outputs (official model): parsing logits and every head within atol "
+            f"{_g(FACEXFORMER_ATOL)} and rtol {_g(FACEXFORMER_RTOL)}, argmax as the official softmax + argmax",
+            ("tests/test_facexformer.py::test_seg_logits_match_golden",
+             "tests/test_facexformer.py::test_heads_match_golden",
+             "tests/test_facexformer.py::test_preprocess_golden_tensor_to_logits",
+             "tests/test_facexformer.py::test_segment_is_official_softmax_argmax"),
+            ("FACEXFORMER_ATOL", "FACEXFORMER_RTOL")),
+    Promise("golden_any_cpu",
+            f"the golden tests pass on a CPU without AVX2 too: recipe weights bit for bit where randn is vectorised, "
+            f"within {_g(RECIPE_RANDN_RELATIVE)} of their mean |value| elsewhere; outputs keep their tolerances",
+            ("tests/test_stylegan_golden.py::test_small_configs",
+             "tests/test_facexformer.py::test_recipe_weights_match_golden_checksums"),
+            ("RECIPE_RANDN_RELATIVE",)),
+    Promise("resume_step1", "step 1 resumes: a killed run (even `kill -9`) re-run ends byte-identical to an "
+                            "uninterrupted one",
+            ("tests/test_generate.py::test_interrupted_then_resumed_run_is_byte_identical",
+             "tests/test_generate.py::test_sigkill_mid_run_then_resume")),
+    Promise("resume_step2", "step 2 loses no acknowledged decision to `kill -9`; a restart resumes",
+            ("tests/test_labeller_store.py::test_real_kill9_during_writes_loses_no_acknowledged_decision",
+             "tests/test_labeller_store.py::test_kill_resume_loses_nothing")),
+    Promise("resume_step3", "step 3 skips folds trained on the same labels and settings; changed labels retrain",
+            ("tests/test_cnn_scripts.py::test_folds_resume_and_overwrite",)),
+    Promise("recompute_step4", "step 4 recomputes every run by design (no randomness; seconds per thousand "
+                               "images) and a re-run gives the same files",
+            ("tests/test_filter.py::test_rerun_is_idempotent_and_new_thresholds_remove_stale_files",)),
+    Promise("resume_step5", "step 5 skips images already parsed and redoes a missing map",
+            ("tests/test_segment.py::test_rerun_redoes_nothing_and_resumes_a_missing_map",)),
+    Promise("recompute_step6", "step 6 recomputes every run by design (the normalisation is fitted over all "
+                               "images; thousands of maps per second) and unchanged inputs give the same files",
+            ("tests/test_property_scores_step.py::test_rerun_is_idempotent_and_options",)),
+    Promise("resume_step7a", "step 7a keeps its result for the same inputs and settings and refits when one changes",
+            ("tests/test_directions_step.py::test_step_is_idempotent_and_refits_when_an_input_changes",)),
+    Promise("resume_step7b", "step 7b resumes exactly: 3 + 3 steps give the losses and tensors of 6",
+            ("tests/test_finetune_scripts.py::test_07_resume_repeats_the_uninterrupted_losses",
+             "tests/test_finetune_trainer.py::test_resume_from_state_dict_repeats_losses_exactly")),
+    Promise("batch_size", "step 1's images and step 5's maps do not depend on `--batch-size` (within the "
+                          "tolerance the test states)",
+            ("tests/test_generate.py::test_same_images_whatever_the_batch_size",
+             "tests/test_segment_batch_invariance.py::test_logits_and_maps_do_not_depend_on_batch_size")),
+    Promise("one_spelling", "the shared spellings: `--images` for image folders, `--weights auto|ema|raw` for "
+                            "generator weights, `--root` everywhere; the old `--input`, `--which` and "
+                            "`--trusted-checkpoint` are gone",
+            ("tests/test_step_flags.py::test_contract_spellings_and_one_spelling_per_concept",)),
+    Promise("contract_names", "every contract file name is spelled once, in `common/paths.py`",
+            ("tests/test_contract_names.py::test_contract_names_are_spelled_only_in_common_paths",)),
+    Promise("toy_thresholds",
+            f"trained-toy thresholds hold on any x86-64 CPU: one-property toy r > {_g(TOY_R_MIN)}, two-property "
+            f"toy r > {_g(TWO_R_MIN)}, regressor r > {_g(REGRESSOR_R_MIN)}, step-3 CNN accuracy >= "
+            f"{_g(CNN_ACCURACY_MIN)}, each below the minimum over five seeds and three instruction sets",
+            ("tests/test_finetune_trainer.py::test_toy_control_experiment",
+             "tests/test_finetune_trainer.py::test_toy_two_entangled_properties",
+             "tests/test_finetune_trainer.py::test_property_regressor_learns_a_simple_signal",
+             "tests/test_cnn_scripts.py::test_training_reaches_090_on_held_out_images_and_filter_runs"),
+            ("TOY_R_MIN", "TWO_R_MIN", "REGRESSOR_R_MIN", "CNN_ACCURACY_MIN")),
+)
+"""Every promise the docs state, in the order of the docs' table."""
