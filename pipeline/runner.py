@@ -129,8 +129,9 @@ class PipelineOptions(Settings):
     redo: bool = setting(False, help="run the selected steps even if they finished before")
     quiet: bool = setting(False, kept_aliases=("-q",), help="no progress bars; summaries only")
     threads: int | None = setting(None, low=1, help="CPU threads for torch in every step (default: torch's choice)")
-    limit: int | None = setting(None, low=1, help="passed to every step that takes --limit (smoke runs; each step "
-                                                  "says what it counts)")
+    limit: int | None = setting(None, concept="limit", low=1,
+                                help="passed to every step that takes --limit (smoke runs; each step says what it "
+                                     "counts)")
     step_args: dict[str, list[str]] = field(default_factory=dict)  # extra flags per step id (tests, power users)
 
     def check(self) -> None:

@@ -17,6 +17,7 @@ pixels are identical (exit 0) or not (exit 1).
 import argparse
 import logging
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import settings
@@ -31,15 +32,21 @@ from pipeline.studio.server import StudioConfig, run_studio
 logger = logging.getLogger("studio")
 
 
+@dataclass(frozen=True)
+class RegenerateOptions(settings.Settings):
+    """--regenerate: a one-off command beside the session's settings (StudioConfig)."""
+
+    regenerate: Path | None = settings.setting(None, metavar="FACE.png", help="render a saved face again from its "
+                                                                              "embedded recipe, compare, and exit")
+    out: Path | None = settings.setting(None, help="with --regenerate: write the regenerated PNG here")
+    overwrite: bool = settings.overwrite_setting("with --regenerate: replace an existing --out (never the input)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """StudioConfig's declared flags, then --regenerate (a one-off command, not a setting of the session)."""
+    """StudioConfig's declared flags, then --regenerate's."""
     parser = make_parser(__doc__)
     settings.add_settings(parser, StudioConfig)
-    parser.add_argument("--regenerate", type=Path, default=None, metavar="FACE.png",
-                        help="render a saved face again from its embedded recipe, compare, and exit")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="with --regenerate: write the regenerated PNG here")
-    parser.add_argument("--overwrite", action="store_true", help="with --regenerate: replace an existing --out")
+    settings.add_settings(parser, RegenerateOptions)
     add_run_args(parser)
     return parser
 
@@ -52,7 +59,7 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt
 
 
-def _regenerate(args: argparse.Namespace, config: StudioConfig) -> int:
+def _regenerate(args: RegenerateOptions, config: StudioConfig) -> int:
     from common.runtime import resolve_device
     from pipeline.studio.render import load_studio_models
 
@@ -85,11 +92,12 @@ def main(argv=None) -> int:
     apply_common_args(args, parser)
     try:
         config = config_from_args(args)
+        regen = settings.config_from_args(RegenerateOptions, args)
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        if args.regenerate is not None:
-            return _regenerate(args, config)
+        if regen.regenerate is not None:
+            return _regenerate(regen, config)
     except (CheckpointError, FileNotFoundError, RecipeError, ParamError, StepError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
