@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import re
 import sys
 import typing
@@ -172,7 +173,8 @@ def run_guarded(run: Callable[[ConfigT, Progress | None], Summary], config: Conf
             progress(done, total)
 
     try:
-        check_outputs_writable(config.resolved() if hasattr(config, "resolved") else config)
+        if dataclasses.is_dataclass(config):
+            check_outputs_writable(config.resolved() if hasattr(config, "resolved") else config)
         return run(config, counting)
     except KeyboardInterrupt:
         raise StepStopped(interrupted_line(finished), 130) from None

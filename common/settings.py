@@ -441,6 +441,8 @@ def output_paths(config: Any) -> dict[str, tuple[Path, str]]:
     out = {}
     for f, spec in declared_fields(type(config)):
         value = getattr(config, f.name)
+        if value is None and spec.output and spec.path and hasattr(config, "paths"):
+            value = getattr(config.paths, spec.path)  # an unfilled default (it depends on the run): checked too
         if spec.output and value is not None:
             out[_flag(f.name, spec)] = (Path(value), spec.output)
     return out

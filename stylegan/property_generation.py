@@ -86,8 +86,9 @@ class GeneratePropertiesConfig(StepConfig):
     directions: Path | None = setting(None, concept="directions", fill=False)
     stylegan_checkpoint: Path | None = setting(None, concept="stylegan_checkpoint",
                                                help="directions only: the base generator")
-    out: Path | None = setting(None, output="dir", help="output folder (default: stylegan/finetuned/generated or "
-                                                        "stylegan/directions/generated)")
+    out: Path | None = setting(None, output="dir", path="finetuned_generated_dir", fill=False,
+                               help="output folder (default: stylegan/finetuned/generated or "
+                                    "stylegan/directions/generated, by method)")
     overwrite: bool = overwrite_setting()
     refine: str = setting(REFINE_OFF, metavar="{off,auto,PATH}", pattern=r"\s*\S.*",
                           mismatch="must be off, auto or the path of a step-7b checkpoint",
