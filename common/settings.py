@@ -112,8 +112,8 @@ def setting(default: Any = MISSING, *, default_factory: Any = MISSING, **declara
 
 
 def root_setting() -> Any:
-    return setting(REPO_ROOT, concept="root", help="root that every default input/output path is relative to "
-                                                   "(default: the repository; the demo uses its own)")
+    return setting(REPO_ROOT, concept="root", show="the repository",
+                   help="root that every default input/output path is relative to (the demo uses its own)")
 
 
 def device_setting(default: str = "auto", help: str = "", flag: str | None = None) -> Any:
@@ -522,16 +522,21 @@ def _shown_default(spec: Setting, kind: _Kind, default: Any) -> str | None:
     return str(default)
 
 
-def _help(spec: Setting, kind: _Kind, default: Any) -> str:
+def _help_parts(spec: Setting, kind: _Kind, default: Any) -> tuple[str, str | None]:
+    """(what the flag does, its default as shown) from the declaration; the default is None when the help
+    says it already or there is none to show."""
     text = spec.help or (CONCEPTS[spec.concept].meaning.replace("%", "%%") if spec.concept else "")
     shown = _shown_default(spec, kind, default)
     attr = spec.path or (CONCEPTS[spec.concept].default_path if spec.concept else None)
     if shown is None and attr is not None and default is None:
         relative = getattr(PipelinePaths(Path("/ROOT")), attr).relative_to("/ROOT")
         shown = f"{relative} under --root{'' if spec.fill else ', when it exists'}"
-    if shown is not None and "default" not in text:
-        text = f"{text} (default: {shown.replace('%', '%%')})"
-    return text
+    return text, (None if shown is None or "(default" in text else shown)
+
+
+def _help(spec: Setting, kind: _Kind, default: Any) -> str:
+    text, shown = _help_parts(spec, kind, default)
+    return text if shown is None else f"{text} (default: {shown.replace('%', '%%')})"
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -588,6 +593,7 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[s
             action = parser.add_argument(*names, action=_Store, help=help_text, metavar=metavar, choices=plain_choices,
                                          type=_type_function(flag, spec, kind), **common)
         action.concept = spec.concept
+        action.declared_help, action.declared_default = _help_parts(spec, kind, default)  # for docs tables
 
 
 def _element_value(spec: Setting, default: Any, given: Mapping[int, Any]) -> tuple:
