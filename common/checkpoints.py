@@ -187,14 +187,19 @@ def trusted_extra_objects() -> dict[str, Any]:
 
 
 def torch_safe_global_names() -> frozenset[str]:
-    """The globals ``torch.load(weights_only=True)`` allows by itself (and any the process added)."""
-    import torch
+    """The globals ``torch.load(weights_only=True)`` allows by itself (and any the process added).
 
-    # torch's own list is private; its public get_unsafe_globals_in_checkpoint reads zip files only
-    from torch._weights_only_unpickler import _get_allowed_globals
+    Used to word a refusal, never to decide what loads (torch's unpickler decides that)."""
+    import torch
 
     added = {f"{g.__module__}.{g.__name__}" if not isinstance(g, tuple) else g[1]
              for g in torch.serialization.get_safe_globals()}
+    try:  # torch's own list is private; its public get_unsafe_globals_in_checkpoint reads zip files only
+        from torch._weights_only_unpickler import _get_allowed_globals
+    except ImportError:  # a torch without it: its tensor and storage rebuilders, as torch 2.x allows them
+        own = {"collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.complex",
+               "builtins.bytearray", "_codecs.encode", "torch.Size", "torch.Tensor", "torch.device"}
+        return frozenset(own | added)
     return frozenset(_get_allowed_globals()) | frozenset(added)
 
 
@@ -270,6 +275,7 @@ def read_checkpoint(path: Path | str, info: CheckpointInfo | str, *, trust: bool
         raise CheckpointError(f"{kind} is empty (0 bytes): {path}; fix: {fix}")
     looks_like = sniff_non_checkpoint(path)
     if looks_like:
+        _refuse_code_pickle(path, kind, fix)  # a protocol-0/1 pickle looks like text or bytes: name its code
         raise not_a_checkpoint_error(path, looks_like, fix)
     mmap = mmap and is_zip_file(path)  # torch maps only its zip format
     try:
@@ -280,6 +286,21 @@ def read_checkpoint(path: Path | str, info: CheckpointInfo | str, *, trust: bool
         raise CheckpointError(f"{path} ({size:,} bytes) is not a readable {kind} (truncated or corrupt?): "
                               f"{_first_line(exc)}; fix: {fix}") from None
     return _read_refused(path, refusal, trust=trust, kind=kind, fix=fix, mmap=mmap)
+
+
+def _code_refusal(path: Path, code: list[str], kind: str, fix: str) -> CheckpointError:
+    return CheckpointError(f"{path}: this file asks to run code ({', '.join(code[:4])}); it is not a {kind}: "
+                           f"do not load it with any tool; fix: {fix}")
+
+
+def _refuse_code_pickle(path: Path, kind: str, fix: str) -> None:
+    """Raise the code refusal when the file decodes as a pickle that asks for code (never unpickled)."""
+    try:
+        code = [name for name in list_globals(path) if is_code_global(name)]
+    except PickleScanError:
+        return
+    if code:
+        raise _code_refusal(path, code, kind, fix)
 
 
 def _read_refused(path: Path, refusal: BaseException, *, trust: bool | None, kind: str, fix: str,
@@ -294,8 +315,7 @@ def _read_refused(path: Path, refusal: BaseException, *, trust: bool | None, kin
                               f"fix: {fix}") from None
     code = [name for name in asked if is_code_global(name)]
     if code:
-        raise CheckpointError(f"{path}: this file asks to run code ({', '.join(code[:4])}); it is not a {kind}: "
-                              f"do not load it with any tool; fix: {fix}")
+        raise _code_refusal(path, code, kind, fix)
     if _OPERAND.search(str(refusal)):  # the pickle itself, not its types, is what torch cannot read
         raise CheckpointError(f"{path} is not a readable {kind}: the safe loader refused it "
                               f"({torch_refusal_reason(refusal)}); fix: {fix}")

@@ -63,7 +63,7 @@ def is_code_global(name: str) -> bool:
     """
     if name == UNNAMED_GLOBAL or ":" in name or " " in name or not name:
         return True  # unnamed, or an attribute chain (module:a.b) that can reach anything
-    module, _, qualname = name.rpartition(".")
+    module = name.rpartition(".")[0]
     if not module:
         return True  # a bare name is no importable global
     root = module.split(".", 1)[0]

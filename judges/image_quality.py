@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.checkpoints import CheckpointError, CheckpointInfo, read_checkpoint, require_file
+from common.checkpoints import (
+    CheckpointError,
+    CheckpointInfo,
+    check_finite_tensors,
+    read_checkpoint,
+    require_file,
+)
 from common.fingerprint import sha256_of_file
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -68,7 +74,9 @@ def load_inception_extractor(path: Path | str, device: str | torch.device = "cpu
             f"{INCEPTION_SHA256_PREFIX}\n{INCEPTION.describe()}"
         )
     # proves the file holds plain tensors only, so the library's own load below runs no code
-    read_checkpoint(path, INCEPTION, kind="FID Inception file")
+    weights = read_checkpoint(path, INCEPTION, kind="FID Inception file")
+    if isinstance(weights, dict):
+        check_finite_tensors(weights, path, INCEPTION.how_to_get)
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
     except ImportError as exc:

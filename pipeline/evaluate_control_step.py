@@ -94,7 +94,8 @@ class EvaluateControlConfig(StepConfig):
                                                help="base generator for the baseline and the directions")
     segmentation_checkpoint: Path | None = setting(None, concept="segmentation_checkpoint")
     trust_checkpoint: bool = setting(False, concept="trust_checkpoint",
-                                     help="allow the official FaceXFormer file's pickled extras (see step 5)")
+                                     help="allow the FaceXFormer file's saved args or numpy values, never code (see "
+                                          "step 5)")
     normalization: Path | None = setting(None, concept="normalization_json",
                                          help="step 6's normalization.json; also sets the sweep ranges")
     gender_models: Path | None = setting(None, path="cnn_models_dir", fill=False,

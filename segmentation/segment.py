@@ -88,8 +88,9 @@ class SegmentConfig(StepConfig):
     retry_unreadable: bool = setting(False, help="try again the images crops.csv lists as unreadable (skipped on "
                                                  "resume otherwise)")
     trust_checkpoint: bool = setting(False, concept="trust_checkpoint",
-                                     help="explicit opt-in for a checkpoint the safe loader rejects (extra "
-                                          "optimizer objects): unpickle it once and save its weights next to it")
+                                     help="for a FaceXFormer file the safe loader refuses because it also holds saved "
+                                          "args or numpy values: load it allowing only those plain types (never "
+                                          "code; docs/checkpoints.md) and save its weights next to it")
     mtcnn_device: str = device_setting("cpu", flag="--mtcnn-device",
                                        help="device for face detection (the official demo used the CPU; cuda is "
                                             "faster but boxes may move by float rounding)")

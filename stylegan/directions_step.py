@@ -126,7 +126,8 @@ class FitDirectionsConfig(StepConfig):
     cnn_models_dir: Path | None = setting(None, flag="", path="cnn_models_dir", help="step 3's CNN models")
     crop: str = setting("mtcnn", choices=("mtcnn", "full"), help="scorer's face crop (as step 9)")
     trust_checkpoint: bool = setting(False, concept="trust_checkpoint",
-                                     help="allow the official FaceXFormer file's pickled extras (see step 5)")
+                                     help="allow the FaceXFormer file's saved args or numpy values, never code (see "
+                                          "step 5)")
     device: str = device_setting()
     overwrite: bool = overwrite_setting()
     weights: str = weights_setting()

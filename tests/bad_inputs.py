@@ -1,6 +1,8 @@
 """Bad input files for the reliability tests (issue 9): made on the fly, small, deterministic."""
 from __future__ import annotations
 
+import os
+import pickle
 import struct
 import zlib
 from pathlib import Path
@@ -42,6 +44,44 @@ def write_bad_checkpoint(kind: str, path: Path) -> Path:
     return path
 
 
+CODE_GLOBAL = f"{os.system.__module__}.system"
+"""How a pickle names ``os.system`` on this OS (``posix.system``; ``nt.system`` on Windows)."""
+
+
+class _Payload:
+    """Unpickling this runs ``os.system`` (it touches ``marker``): a file holding it must never load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+def write_payload_checkpoint(path: Path, fmt: str = "zip") -> Path:
+    """A "checkpoint" whose pickle asks for ``os.system`` (touching ``<path>.PWNED`` if ever run).
+
+    fmt: ``zip`` (torch.save), ``legacy`` (torch's pre-1.6 format), ``pickle0`` / ``pickle1`` /
+    ``pickle2`` / ``pickle4`` (a plain pickle of that protocol: 0 is text, 1 starts with no protocol
+    byte, 4 names its globals with STACK_GLOBAL)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    obj = {"generator": {"w": torch.zeros(2)}, "payload": _Payload(payload_marker(path))}
+    if fmt == "zip":
+        torch.save(obj, path)
+    elif fmt == "legacy":
+        torch.save(obj, path, _use_new_zipfile_serialization=False)
+    elif fmt in ("pickle0", "pickle1", "pickle2", "pickle4"):
+        path.write_bytes(pickle.dumps({"payload": _Payload(payload_marker(path))}, protocol=int(fmt[-1])))
+    else:  # pragma: no cover
+        raise ValueError(fmt)
+    return path
+
+
+def payload_marker(path: Path) -> Path:
+    """The file a payload checkpoint's code would create: it must never exist."""
+    return path.with_name(path.name + ".PWNED")
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -67,3 +107,12 @@ def write_finetune_stub(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format_version": FINETUNE_FORMAT_VERSION, "step": 0, "config": {}}, path)
     return path
+
+
+def cheap_facexformer_state_dict() -> dict[str, torch.Tensor]:
+    """FaceXFormer's keys, shapes and dtypes, stored as stride-0 views of one element: a tiny file that
+    loads (every weight 0)."""
+    from segmentation.facexformer import facexformer_key_shapes
+
+    return {k: torch.zeros(1, dtype=torch.int64 if k.endswith("_index") else torch.float32).expand(shape)
+            for k, shape in facexformer_key_shapes().items()}
