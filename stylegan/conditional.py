@@ -265,7 +265,7 @@ def clone_frozen(module: nn.Module) -> nn.Module:
 _ENTRY_ALLOWED = ("ema", "raw")
 
 
-FINETUNE_FIX = ("pass another --checkpoint (an older checkpoint_NNNNNN.pt of the same run), or move this one "
+FINETUNE_FIX = ("pass another --finetuned-checkpoint (an older checkpoint_NNNNNN.pt of the same run), or move this one "
                 "away and re-run step 7, which resumes from the newest readable checkpoint")
 
 
