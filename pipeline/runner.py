@@ -29,7 +29,7 @@ from common.fingerprint import file_fingerprint
 from common.io import atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
 from common.settings import SettingError, Settings, device_setting, setting
-from common.steps import Summary
+from common.steps import USER_ERRORS, Summary
 from gender_cnn.hand_labels import hand_labels_digest
 from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
 from stylegan.generate import MANIFEST_NAME
@@ -299,6 +299,14 @@ def _call_step(number: str, argv: list[str], quiet: bool = False) -> Summary:
                              f"run it alone to see why: {run_alone_hint(number, argv)}") from exc
 
 
+def _labels_identity(labels: Path | None) -> str | None:
+    """What step 2's marker keeps of ``--labels FILE``: its content (an edited file at the same path is
+    imported again), never only its path."""
+    if labels is None:
+        return None
+    return file_fingerprint(labels) if Path(labels).is_file() else f"missing:{labels}"
+
+
 def _flags_of(number: str) -> set[str]:
     """The option strings a step's script accepts (a script offers only flags it uses)."""
     module = load_script(number)
@@ -357,17 +365,25 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
     start = time.perf_counter()
     paths = PipelinePaths(options.root)
     report = PipelineReport()
-    if options.demo:
-        from pipeline.demo import prepare_demo
-
-        print(prepare_demo(paths))
     upstream_ran = False
     try:
-        for number in steps_between(options.first, options.last):
+        selected = steps_between(options.first, options.last)
+        if options.labels is not None and "2" not in selected:
+            raise BadInput(f"--labels {options.labels} is imported by step 2, which this run does not include "
+                           f"(--from {options.first} --to {options.last}); fix: start at step 2 (--from 2), or drop "
+                           "--labels to use the hand labels already there")
+        if options.demo:
+            from pipeline.demo import prepare_demo
+
+            try:
+                print(prepare_demo(paths))
+            except USER_ERRORS as exc:
+                raise BadInput(f"demo: {exc}") from None
+        for number in selected:
             step_start = time.perf_counter()
             argv = step_argv(number, options)
             marker = _marker(options.root, number)
-            record = {"argv": argv, "labels": str(options.labels) if options.labels else None,
+            record = {"argv": argv, "labels": _labels_identity(options.labels) if number == "2" else None,
                       "inputs": input_fingerprints(number, paths)}
             previous = _marker_record(marker) if marker.is_file() else None
             if not options.redo and not upstream_ran and previous and previous.get("record") == record:

@@ -48,6 +48,7 @@ from common.paths import (
     IMAGE_SUFFIXES,
     LATENTS_NPY,
     PROPERTY_NAMES,
+    SEFA_PT,
     W_NPY,
 )
 from common.recipe import Recipe, claim_output, owned_by_patterns, read_recipe
@@ -72,11 +73,13 @@ from stylegan.directions import (
     DEFAULT_METRIC,
     LAYER_RANGES,
     METHODS_ALLOWED,
+    SEFA_COMPONENTS,
     METRICS_ALLOWED,
     LatentDirections,
     available_layer_ranges,
     combine_directions,
     fit_directions,
+    fit_sefa_directions,
     load_directions,
     make_renderer,
     render_edit,
@@ -136,8 +139,8 @@ class FitDirectionsConfig(StepConfig):
                                "extremes, or auto (chosen per property, see --select)")
     select: str = setting("auto", choices=SELECT_ALLOWED,
                           help="how auto chooses: control = edits rendered and scored on held-out latents (needs "
-                               "the segmentation model); heldout-r = prediction r; auto = control when possible, "
-                               "else svm (the control lab: prediction r is a poor guide to control)")
+                               "the segmentation model); heldout-r = prediction r (asked for only: prediction is not control); auto = control "
+                               "when possible, else the default rule (ridge, chosen on the control lab's worlds)")
     layer_ranges: tuple[str, ...] = setting(("all",), choices=LAYER_RANGES, metavar="RANGE,...",
                                             help=f"synthesis layer ranges tried by --select control, from "
                                                  f"{', '.join(LAYER_RANGES)}")
@@ -147,10 +150,15 @@ class FitDirectionsConfig(StepConfig):
     metric: str = setting(DEFAULT_METRIC, choices=METRICS_ALLOWED,
                           help="edits move the least in this metric (whitened = w's covariance)")
     cap: float | None = setting(DEFAULT_CAP, low=0.0, low_open=True, words={"none": None, "off": None},
-                                help="edits keep every prediction within mean +- CAP sd of the fitted samples "
-                                     "(> 0; 'none' = no cap)")
+                                help="edits keep every prediction within mean +- CAP sd of the fitted samples, "
+                                     "widened to the scores seen in fitting, which are always reachable (> 0; "
+                                     "'none' = off)")
     svm_count: int | None = setting(None, low=1, help="samples per end for the SVM (default: 2%% of N, at least "
                                                       "min(N/4, 500))")
+    sefa_components: int = setting(SEFA_COMPONENTS, low=0,
+                                   help="also write sefa.pt: SeFa's label-free directions, the top N eigen-directions "
+                                        "of the style weights each named by its correlation with step 6's scores (0 = "
+                                        "no SeFa)")
     gender_guard: bool = setting(True, both=True, help="edits hold step 4's gender_score (a ridge direction fitted "
                                                        "on every generated latent)")
     num_heldout: int = setting(16, low=2, help="scored latents the control choice judges on (its candidates are "
@@ -342,11 +350,12 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Progress | None = 
     _refuse_foreign_latents(config)
     device = resolve_device(config.device)
     target = out_dir / DIRECTIONS_PT
-    owned = owned_by_patterns(DIRECTIONS_PT, REPORT_MD, REPORT_CSV, ANGLES_CSV, SELECTION_CSV, SUMMARY_JSON,
-                              "sweep_*.png")
+    owned = owned_by_patterns(DIRECTIONS_PT, SEFA_PT, REPORT_MD, REPORT_CSV, ANGLES_CSV, SELECTION_CSV,
+                              SUMMARY_JSON, "sweep_*.png")
     recipe = _recipe(config, device, scorer is not None)
     with claim_output(out_dir, recipe, overwrite=config.overwrite, owned=owned, what="directions") as claim:
-        if claim.continued and target.is_file():  # finished earlier under this very recipe
+        finished = target.is_file() and (config.sefa_components == 0 or (out_dir / SEFA_PT).is_file())
+        if claim.continued and finished:  # finished earlier under this very recipe
             return _summary_of(load_directions(target), out_dir, time.perf_counter() - start, skipped=True)
         clean_stale_temp_files(out_dir)
         return _fit(config, progress, scorer, gender, recipe, device, normalization_json, start)
@@ -405,10 +414,12 @@ def _fit(config: FitDirectionsConfig, progress: Callable[[int, int], None] | Non
         # calibrated prediction of held-out scores is better
         finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options).with_guards(**guards)
                   for m in ("ridge", "svm")}
-        record = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan")) for m in finals} for p in PROPERTY_NAMES}
-        picks = {p: ("svm" if not record[p]["ridge"] >= record[p]["svm"] else "ridge", "all") for p in PROPERTY_NAMES}
+        heldout_r = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan")) for m in finals}
+                     for p in PROPERTY_NAMES}
+        picks = {p: ("svm" if not heldout_r[p]["ridge"] >= heldout_r[p]["svm"] else "ridge", "all")
+                 for p in PROPERTY_NAMES}
         directions = combine_directions(finals, picks)
-        directions.info["heldout_r"] = record
+        directions.info["heldout_r"] = heldout_r
         selected_by = "held-out prediction r (--select heldout-r)"
     else:
         directions = fit_directions(w, scores, config.seed, method=config.method, **fit_options).with_guards(**guards)
@@ -438,6 +449,14 @@ def _fit(config: FitDirectionsConfig, progress: Callable[[int, int], None] | Non
                                                     config, seconds, generator))
     atomic_write_json(out_dir / SUMMARY_JSON, {"seconds": seconds, "num_samples": len(w), "selected_by": selected_by,
                                                "methods": dict(zip(PROPERTY_NAMES, directions.methods))})
+    if config.sefa_components > 0:   # SeFa's label-free directions, named and calibrated on the same scores
+        sefa = fit_sefa_directions(generator, w, scores, config.seed, num_components=config.sefa_components,
+                                   hold=config.hold, metric=config.metric, cap=config.cap,
+                                   generator_fingerprint=fingerprint, normalization=normalization)
+        sefa = sefa.with_guards(**guards)
+        sefa.info.update({"inputs": recipe.record(), "selected_by": "SeFa (label-free; named by step 6's scores)",
+                          "generator_entry": generator.checkpoint_key})
+        sefa.save(out_dir / SEFA_PT)
     directions.save(target)   # last: its presence means the step finished
     return _summary_of(directions, out_dir, seconds)
 

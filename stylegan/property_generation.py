@@ -33,14 +33,14 @@ from common.settings import (
     weights_setting,
 )
 from common.steps import Progress, ProgressCounter, StepError
-from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_HELP, REFINE_OFF, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_HELP, REFINE_OFF, SEFA, ControlMethod
 from stylegan.control_resolver import resolve_control_methods
 from stylegan.sweeps import sweep_targets
 
 __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGeneration", "PropertyGenerationError",
            "run_generate_with_properties", "CONTROL_OPTIONS", "PROPERTIES_CSV"]
 
-CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED, "all")
+CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED, SEFA, "all")
 PROPERTIES_CSV = "properties.csv"
 SWEEP_Z_OFFSET = 10_000  # sweep rows use z from (seed, 10000 + k): other people than the images
 
@@ -84,6 +84,9 @@ class GeneratePropertiesConfig(StepConfig):
     device: str = device_setting()
     checkpoint: Path | None = setting(None, concept="finetuned_checkpoint", aliases=("--checkpoint",))
     directions: Path | None = setting(None, concept="directions", fill=False)
+    sefa: Path | None = setting(None, path="sefa_pt", fill=False,
+                                help="SeFa directions for --control sefa (default: stylegan/directions/sefa.pt, from "
+                                     "step 7a)")
     stylegan_checkpoint: Path | None = setting(None, concept="stylegan_checkpoint",
                                                help="directions only: the base generator")
     out: Path | None = setting(None, output="dir", path="finetuned_generated_dir", fill=False,
@@ -152,7 +155,7 @@ def _load_methods(config: GeneratePropertiesConfig, device
     from common.folders import image_folders, refuse_overlap
 
     plan = resolve_control_methods(config.paths, config.control,
-                                   {DIRECTIONS: config.directions, FINETUNED: config.checkpoint},
+                                   {DIRECTIONS: config.directions, SEFA: config.sefa, FINETUNED: config.checkpoint},
                                    config.stylegan_checkpoint, config.refine, config.checkpoint)
     out_dirs = {name: Path(config.out) if config.out is not None else plan.generated_dir(name) for name in plan.names}
     for name, out_dir in out_dirs.items():  # never is, holds or sits inside a file it reads or another step's images

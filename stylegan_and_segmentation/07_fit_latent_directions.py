@@ -19,7 +19,7 @@ EXAMPLES = """examples:
   python stylegan_and_segmentation/07_fit_latent_directions.py                  # after steps 1-6
   python stylegan_and_segmentation/07_fit_latent_directions.py --method svm --no-hold  # InterFaceGAN-like edits
   python stylegan_and_segmentation/07_fit_latent_directions.py --layer-ranges all,coarse,middle,fine
-  python stylegan_and_segmentation/07_fit_latent_directions.py --select heldout-r    # no segmentation model needed
+  python stylegan_and_segmentation/07_fit_latent_directions.py --select heldout-r    # by prediction r (asked only)
 """
 
 

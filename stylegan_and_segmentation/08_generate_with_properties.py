@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   python stylegan_and_segmentation/08_generate_with_properties.py --num 0 --sweep face_pose --sweep hair_length
   python stylegan_and_segmentation/08_generate_with_properties.py --sweep all --sweep-z 6
   python stylegan_and_segmentation/08_generate_with_properties.py --control directions --refine auto --eyes 0.9
+  python stylegan_and_segmentation/08_generate_with_properties.py --control sefa --mouth 0.8   # SeFa's directions
 """
 
 

@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   python stylegan_and_segmentation/09_evaluate_control.py --control directions --num-z 40 --num-values 11
   python stylegan_and_segmentation/09_evaluate_control.py --scorer brightness --device cpu   # demo stand-in only
   python stylegan_and_segmentation/09_evaluate_control.py --control directions --refine auto  # linear vs refined
+  python stylegan_and_segmentation/09_evaluate_control.py --control sefa          # SeFa's label-free directions
 """
 
 

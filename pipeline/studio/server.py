@@ -163,7 +163,7 @@ def build_app(config: StudioConfig) -> StudioApp:
         models.notes.append(measure_off)
     landmarks = _landmark_factory(paths, device) if factory is not None else None
     return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks,
-                     measure_off=measure_off)
+                     measure_off=measure_off, identity_factory=_landmark_factory(paths, device))
 
 
 def _landmark_factory(paths: PipelinePaths, device) -> Callable:
