@@ -368,10 +368,11 @@ def score_properties(config: PropertyScoresConfig, progress: Progress | None = N
     out = Path(config.out)
     refuse_overlap({"--out": out}, {"--segmentation-dir": config.segmentation_dir, "--images": config.images},
                    reserved=image_folders(config.paths))
+    inputs = find_score_inputs(config.segmentation_dir, config.images)  # a bad crops.csv: refused before any write
     shard = (ctx.rank, ctx.world_size) if ctx.sharded and not ctx.grouped else None
     with claim_output(out, scores_recipe(config), overwrite=False, owned=lambda _folder: [], shard=shard,
                       writer=ctx.is_main or not ctx.grouped, recompute=True):
-        return _score_claimed(config, ctx, out, progress, start)
+        return _score_claimed(config, ctx, out, inputs, progress, start)
 
 
 def scores_recipe(config: PropertyScoresConfig) -> Recipe:
@@ -382,9 +383,9 @@ def scores_recipe(config: PropertyScoresConfig) -> Recipe:
     return Recipe.of("6", settings, {"crops_csv": Path(config.segmentation_dir) / PipelinePaths().crops_csv.name})
 
 
-def _score_claimed(config: PropertyScoresConfig, ctx, out: Path, progress: Progress | None,
-                   start: float) -> PropertyScoresSummary:
-    items, no_face = find_score_inputs(config.segmentation_dir, config.images)
+def _score_claimed(config: PropertyScoresConfig, ctx, out: Path, inputs: tuple[list[ScoreItem], int],
+                   progress: Progress | None, start: float) -> PropertyScoresSummary:
+    items, no_face = inputs
     items = items[: config.limit]
     mine = ctx.take(range(len(items)))
     scored = _score(items, mine, config.background, progress if ctx.is_main else None)
