@@ -33,6 +33,7 @@ let retryTimer = null;
 let dragging = false;     // the pointer holds a range input
 let dragEntry = false;    // this drag already has its history entry
 let lastObjectUrl = null;
+let shownColumns = [];    // the columns of the image on screen (base, then a face per method)
 let measuring = false;
 
 // What the browser tests and the benchmark read: nothing here changes behaviour.
@@ -410,14 +411,7 @@ async function paint(blob, layout, frame, job) {
   const grid = $("grid");
   grid.textContent = "";
   grid.classList.toggle("pixelated", frame === "exact" && face < tile);
-  const captions = $("captions");
-  captions.textContent = "";
-  for (const column of layout.columns) {
-    const span = document.createElement("span");
-    span.style.width = `${tile}px`;
-    span.textContent = LABELS[column];
-    captions.appendChild(span);
-  }
+  shownColumns = layout.columns;
   const query = job.query;
   layout.seeds.forEach((seed, r) => {
     const cell = document.createElement("div");
@@ -458,6 +452,7 @@ async function paint(blob, layout, frame, job) {
     cell.append(label, tiles);
     grid.appendChild(cell);
   });
+  drawCaptions(tile);
   $("view-hint").hidden = rows < 2;
   await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
   if (lastObjectUrl) URL.revokeObjectURL(lastObjectUrl);
@@ -692,7 +687,7 @@ function relayout() {
   // sizes follow the window; the image itself is the one on screen
   const faces = $("grid").querySelectorAll(".face");
   if (!faces.length) return;
-  const cols = $("captions").children.length;
+  const cols = shownColumns.length;
   const rows = $("grid").children.length;
   const tile = tileSize(rows, cols);
   for (const el of faces) {
@@ -702,7 +697,28 @@ function relayout() {
     el.style.backgroundSize = `${tile * cols}px ${tile * rows}px`;
     el.style.backgroundPosition = `${-c * tile}px ${-r * tile}px`;
   }
-  for (const span of $("captions").children) span.style.width = `${tile}px`;
+  drawCaptions(tile);
+}
+
+function drawCaptions(tile) {
+  // the column names over every cell of the grid's first row: wrapped rows of the strip line up below them
+  const captions = $("captions");
+  captions.textContent = "";
+  const cells = Array.from($("grid").children);
+  const top = cells.length ? cells[0].offsetTop : 0;
+  const perRow = Math.max(1, cells.filter((cell) => cell.offsetTop === top).length);
+  for (let i = 0; i < perRow; i++) {
+    const group = document.createElement("div");
+    group.className = "group";
+    if (cells[i]) group.style.width = `${cells[i].offsetWidth}px`;
+    for (const column of shownColumns) {
+      const span = document.createElement("span");
+      span.style.width = `${tile}px`;
+      span.textContent = LABELS[column];
+      group.appendChild(span);
+    }
+    captions.appendChild(group);
+  }
 }
 
 async function start() {
