@@ -226,6 +226,7 @@ def test_sliders_methods_fast_drag_strip_save_and_regenerate(browser, studio, wo
     assert again["painted"][-1] == stats["query"]
     assert other.input_value("#slider-eyes") == page.input_value("#slider-eyes")
     other.close()
+    page.mouse.move(0, 0)                                # no hover outline in the docs figure
     _shot(page, tmp_path / "laptop.png", "laptop")
     page.close()
 
