@@ -520,6 +520,8 @@ def test_a_held_slider_shows_previews_and_the_exact_frame_follows_when_it_rests(
     page = _open(browser, studio128.url + "?method=directions&eyes=0.2")
     stats = _settle(page)
     assert stats["frames"] == ["exact"]
+    page.evaluate("""() => { window.busyShown = 0; const busy = document.getElementById('busy');
+        new MutationObserver(() => { if (!busy.hidden) window.busyShown++; }).observe(busy, {attributes: true}); }""")
     box = page.locator("#slider-eyes").bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + 0.25 * box["width"], y)
@@ -538,6 +540,7 @@ def test_a_held_slider_shows_previews_and_the_exact_frame_follows_when_it_rests(
     page.mouse.up()
     stats = _settle(page)
     assert stats["frames"][-1] == "exact" and stats["painted"][-1] == stats["query"]
+    assert page.evaluate("window.busyShown") > 0 and page.locator("#busy").is_hidden()   # busy while rendering
     previews = [i for i, f in enumerate(stats["frames"]) if f == "preview"]
     assert all(stats["sentDrag"][stats["sent"].index(stats["painted"][i])] for i in previews)
     page.close()
