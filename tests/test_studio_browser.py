@@ -504,6 +504,26 @@ def test_the_page_catches_up_when_the_server_comes_back(browser, world32, tmp_pa
         server.stop()
 
 
+def test_sefa_is_offered_where_step_7a_made_it(browser, studio, tmp_path):
+    """SeFa's directions are a method of the page where sefa.pt exists, hidden where it does not."""
+    page = _open(browser, studio.url + "?method=directions")
+    _settle(page)
+    assert page.locator("input[name=method][value=sefa]").is_hidden()
+    page.close()
+    server = Studio(make_world(tmp_path / "root", sefa=True).root, tmp_path / "studio.log", ("--no-measure",))
+    try:
+        page = _open(browser, server.url + "?method=sefa&eyes=0.7")
+        stats = _settle(page)
+        assert _query(stats["query"]).method == "sefa" and stats["errors"] == 0
+        assert page.locator("#captions span").all_inner_texts() == ["base (unedited)", "SeFa directions"]
+        assert page.locator("#layers-set").is_visible() and "SeFa directions leave it" in page.inner_text("#free-hint")
+        page.check("input[name=method][value=both]")
+        assert _query(_settle(page)["query"]).method == "both"
+        page.close()
+    finally:
+        server.stop()
+
+
 # ---- previews while dragging (a 128 px world: its 64 px output is a preview) ---------------------------
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const LABELS = { base: "base (unedited)", directions: "latent directions", finetuned: "fine-tuned" };
+const LABELS = { base: "base (unedited)", directions: "latent directions", sefa: "SeFa directions",
+                 finetuned: "fine-tuned" };
 const NAMES = { eyes: "eyes", hair_color: "hair colour", hair_length: "hair length", mouth: "mouth",
                 face_pose: "pose" };
 const ENDS = { eyes: ["closed", "wide open"], hair_color: ["dark", "light"], hair_length: ["short", "long"],
@@ -209,6 +210,7 @@ function showState() {
   for (const radio of document.querySelectorAll("input[name=method]")) {
     radio.checked = radio.value === state.method;
     radio.disabled = !methodLoaded(radio.value);
+    if (radio.value === "sefa") radio.parentElement.hidden = radio.disabled;   // optional: shown where step 7a made it
   }
   $("seed").value = String(state.seed);
   $("strip").value = String(state.strip);
@@ -227,8 +229,9 @@ function showState() {
   $("trunc_layers").value = String(state.trunc_layers);
   $("trunc_layers-num").value = String(state.trunc_layers);
   $("layers").value = state.layers;
-  const directions = methodNeeds(state.method).includes("directions");
-  const finetuned = methodNeeds(state.method).includes("finetuned");
+  const needs = methodNeeds(state.method);
+  const directions = needs.includes("directions") || needs.includes("sefa");   // both edit w
+  const finetuned = needs.includes("finetuned");
   $("layers-set").hidden = !directions;
   $("trunc-hint").textContent = `Of the generator's ${info.num_layers} synthesis layers, coarse first; ` +
     "0 = no truncation.";
@@ -237,8 +240,8 @@ function showState() {
     : `psi: 1 keeps this face's own style on the first ${state.trunc_layers} layers, 0 gives the average ` +
       "face there.";
   const free = [];
-  if (directions) free.push("latent directions leave it to their edit (held at this face's own value when " +
-                            "step 7 fitted them to hold)");
+  if (directions) free.push(`${needs.includes("sefa") ? "SeFa" : "latent"} directions leave it to their edit ` +
+                            "(held at this face's own value when step 7 fitted them to hold)");
   if (finetuned) free.push("the fine-tune uses its training median");
   $("free-hint").textContent = "Tick a property to request a value (drag, or type it). " +
     `"free" = not requested: ${free.join("; ")}.`;
