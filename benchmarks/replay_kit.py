@@ -54,8 +54,10 @@ class Run:
             for ln in stream.splitlines():
                 if re.match(r"\s*(error|ERROR|.*: error:)", ln) or ln.startswith("step ") and "error" in ln:
                     return ln.strip()[:300]
-        for stream in (self.err, self.out):
-            lines = [ln for ln in stream.splitlines() if ln.strip()]
+        streams = (self.out, self.err) if self.rc == 0 else (self.err, self.out)
+        for stream in streams:  # the summary, never a progress bar
+            lines = [ln for ln in stream.replace("\r", "\n").splitlines()
+                     if ln.strip() and not re.search(r"\d+%\|", ln)]
             if lines:
                 return lines[-1].strip()[:300]
         return ""

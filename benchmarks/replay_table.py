@@ -946,9 +946,9 @@ def http_status(addr: str, port: int, path: str, method: str = "GET", body: str 
     return int(m.group(1)) if m else None
 
 
-def http_get(url: str, timeout: float = 60) -> str:
+def http_get(url: str, timeout: float = 60) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read().decode()
+        return r.read()
 
 
 def timed(fn) -> float:
