@@ -95,7 +95,7 @@ def _(ctx: Ctx):
 @case("st_xorigin_jobs", "server", "SECURITY", 183)
 def _(ctx: Ctx):
     port = free_port()
-    with ctx.server("studio", "--root", ctx.base, "--port", port, "--no-browser") as srv:
+    with ctx.server("studio", "--root", ctx.base, "--port", port, "--no-browser", "-vv") as srv:
         studio = f"http://127.0.0.1:{port}/"
         before = json.loads(http_get(studio + "api/stats"))
         page = ("<!doctype html><script>(async () => {const s = [];"
@@ -115,7 +115,7 @@ def _(ctx: Ctx):
     ran = {k: after.get(k, 0) - before.get(k, 0) for k in after if isinstance(after.get(k), (int, float))}
     forbidden = len(re.findall(r'"GET /api/(?:measure|save)[^"]*" 403', log))
     extra_runs = ran.get("ran", 0) - 1  # the user's own render
-    cls = "SECURITY" if extra_runs > 0 else "CLEAR"
+    cls = "SECURITY" if extra_runs > 0 else ("CLEAR" if forbidden == 40 else "CLEAR (weak)")
     return (cls, "studio --root t/base; Chromium on http://127.0.0.1:<other port> sends 20 fetch(no-cors) "
                  "/api/measure and 20 /api/save; then the user's GET /api/render",
             f"stats delta {ran}; 403 lines in the log: {forbidden}; user's render answered in {render_s:.2f}s", "")
