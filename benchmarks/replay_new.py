@@ -122,18 +122,21 @@ def _(ctx: Ctx):
 
 
 # ------------------------------------------------------------------------------------- FIFOs (hangs)
-def fifo_case(ctx: Ctx, name: str, rel: str, argv_of) -> tuple:
+def fifo_case(ctx: Ctx, name: str, rel: str, argv_of, optional: str = "") -> tuple:
     root = ctx.mkroot(name)
     p = root / rel
     p.unlink()
     os.mkfifo(p)
     r = ctx.py(*argv_of(root), timeout=120)
+    if r.rc == 0 and optional:  # the step treats a FIFO as an absent file, and that file is optional
+        return O(ctx, "CLEAR", r, f"{p.name} is optional: {optional}")
     return O(ctx, "HANG" if r.timed_out else refusal(r, must=[p.name]), r)
 
 
 case("n_fifo_w_npy", "inputs", "HANG")(lambda ctx: fifo_case(
     ctx, "nfifo_w", "stylegan/synthesize_results/w.npy", lambda root: ("07a", "--root", root, *demo("7a"),
-                                                                      "--out", fresh(ctx.k / "nfifo_w"))))
+                                                                      "--out", fresh(ctx.k / "nfifo_w")),
+    optional="without w.npy step 7a maps latents.npy (stylegan.directions_step.load_w_codes)"))
 case("n_fifo_all_scores_7b", "inputs", "HANG")(lambda ctx: fifo_case(
     ctx, "nfifo_s", SCORES, lambda root: ("07b", "--root", root, *demo("7b"), "--out", fresh(ctx.k / "nfifo_s"))))
 
@@ -161,17 +164,16 @@ def _(ctx: Ctx):
 
 
 # --------------------------------------------------------------------------------- payloads elsewhere
-def _payload(short: str, *args, flag: str | None = None, new_flag: str | None = None, trust: bool = False):
+def _payload(short: str, *args, flag: str | None = None, new_flag: str | None = None, must: str = "posix.system"):
     def fn(ctx: Ctx):
         f = ctx.flag(short, new_flag) if new_flag else flag
-        base = [short, "--root", ctx.base, *args, f, ctx.bad / "torch_payload.pth"]
-        argvs = [base] + ([base + ["--trust-checkpoint"]] if trust else [])
-        return payload_case(ctx, argvs)
+        return payload_case(ctx, [[short, "--root", ctx.base, *args, f, ctx.bad / "torch_payload.pth"]], must=must)
     return fn
 
 
 case("n_s7a_stylegan_payload", "security", "SECURITY")(
-    _payload("07a", *demo("7a"), "--out", "k/n7apay", flag="--checkpoint", new_flag="--stylegan-checkpoint"))
+    _payload("07a", *demo("7a"), "--out", "k/n7apay", flag="--checkpoint", new_flag="--stylegan-checkpoint",
+             must="torch_payload.pth"))
 case("n_s8_refine_payload", "security", "SECURITY")(
     _payload("08", "--control", "directions", "--num", "1", "--out", "k/n8pay", flag="--refine"))
 

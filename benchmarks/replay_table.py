@@ -45,8 +45,9 @@ def pwned(ctx: Ctx, *runs: Run) -> bool:
     return any(ctx.bad.glob("PWNED*")) or any("PWNED" in r.out for r in runs)
 
 
-def payload_case(ctx: Ctx, runs_of: list[list[str]]) -> tuple:
-    """A pickle whose global is posix.system, refused without advice to unpickle; with --trust-checkpoint too."""
+def payload_case(ctx: Ctx, runs_of: list[list[str]], must: str = "posix.system") -> tuple:
+    """A pickle whose global is posix.system, refused without advice to unpickle; with --trust-checkpoint too.
+    ``must``: what the refusal names (a step that refuses the file before loading it names the file)."""
     for p in ctx.bad.glob("PWNED*"):
         p.unlink()
     runs = [ctx.py(*argv) for argv in runs_of]
@@ -55,7 +56,7 @@ def payload_case(ctx: Ctx, runs_of: list[list[str]]) -> tuple:
         notes.append("the payload ran")
     if PWNED_ADVICE.search(runs[0].err):
         notes.append("the refusal advises --trust-checkpoint")
-    cls = "SECURITY" if notes else worst(*(refusal(r, must=["posix.system"]) for r in runs))
+    cls = "SECURITY" if notes else worst(*(refusal(r, must=[must]) for r in runs))
     return O(ctx, cls, runs, "; ".join(notes) or "payload not run, no trust advice")
 
 
