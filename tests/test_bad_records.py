@@ -50,12 +50,17 @@ def test_step6_face_found_abc_names_the_line(tmp_path, capsys):
 
 
 def test_step5_resume_with_face_found_abc_is_an_error_not_no_face(tmp_path):
-    seg = _seg_dir(tmp_path, "000000.png,abc,,,,,,full,\n")
+    """A folder step 5 made (its recipe.json is there) whose crops.csv was damaged: resuming reads it and stops
+    on the bad row, never taking 'abc' for "no face"."""
     images = tmp_path / "images"
     images.mkdir()
+    seg = tmp_path / "seg"
+    config = SegmentConfig(images=images, checkpoint=tmp_path / "x.pt", out=seg, device="cpu", crop="full")
+    run_segmentation(config, model_loader=lambda: None)  # nothing to segment: the folder and its recipe
+    assert (seg / "recipe.json").is_file()
+    (seg / "crops.csv").write_text(CROPS_HEADER + "000000.png,abc,,,,,,full,\n")
     with pytest.raises(CsvSchemaError, match="face_found must be 0 or 1"):
-        run_segmentation(SegmentConfig(images=images, checkpoint=tmp_path / "x.pt", out=seg, device="cpu", crop="full"),
-                         model_loader=lambda: None)
+        run_segmentation(config, model_loader=lambda: None)
 
 
 def test_step6_without_any_face_refuses_and_writes_nothing(tmp_path, capsys):
@@ -159,9 +164,9 @@ def test_step8_out_holding_the_checkpoint_is_refused(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     ckpt = _finetune_ckpt(base, tmp_path / "run" / "checkpoint_000002.pt")
     rc = load_script_file("08_generate_with_properties.py").main(
-        ["--checkpoint", str(ckpt), "--out", str(tmp_path / "run"), "--num", "1", "--device", "cpu", "-q"])
+        ["--finetuned-checkpoint", str(ckpt), "--out", str(tmp_path / "run"), "--num", "1", "--device", "cpu", "-q"])
     assert rc == 2
-    assert "--checkpoint" in _one_line(capsys.readouterr().err)
+    assert "--finetuned-checkpoint" in _one_line(capsys.readouterr().err)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint_000002.pt"]
 
 
@@ -170,7 +175,7 @@ def test_step9_out_holding_the_checkpoint_is_refused(tmp_path, capsys):
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"not even read: the overlap is refused first")
     rc = load_script_file("09_evaluate_control.py").main(
-        ["--checkpoint", str(ckpt), "--out", str(tmp_path), "--device", "cpu", "-q"])
+        ["--finetuned-checkpoint", str(ckpt), "--out", str(tmp_path), "--device", "cpu", "-q"])
     assert rc == 2
     line = _one_line(capsys.readouterr().err)
     assert "--out" in line and "--finetuned-checkpoint" in line
