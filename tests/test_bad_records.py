@@ -195,3 +195,24 @@ def test_normalizer_load_of_a_corrupt_file_is_a_value_error_naming_it(tmp_path, 
     with pytest.raises(ValueError, match=needle) as info:
         PropertyNormalizer.load(path)
     assert str(path) in str(info.value)
+
+
+def test_normalizer_load_of_a_cut_file_is_a_step_error_with_the_fix(tmp_path):
+    """Replay case n_s9_norm_trunc (issue 19): ``09_evaluate_control.py`` with ``normalization.json`` cut to
+    its first 200 bytes ended in a traceback ("ValueError: .../normalization.json: normalization JSON is not
+    valid JSON: Unterminated string ...") from ``PropertyNormalizer.load`` in step 9's judge, while steps 7a
+    and 7b refuse the same file in one line. Reproduction: ``python benchmarks/replay_cases.py --only
+    n_s9_norm_trunc``. The loader's error is now the readers' RecordError, which every script prints as one
+    line (exit 2); it stays a ValueError for callers that go on without the file (the studio's Measure)."""
+    from common.steps import StepError
+    from segmentation.normalize import PropertyNormalizer
+
+    whole = PropertyNormalizer.fit(pd.DataFrame({p: [1.0, 2.0, 3.0] for p in
+                                                 ("eyes", "hair_color", "hair_length", "mouth", "face_pose")}))
+    path = tmp_path / "normalization.json"
+    path.write_text(whole.to_json()[:200])
+    with pytest.raises(StepError) as info:
+        PropertyNormalizer.load(path)
+    assert isinstance(info.value, ValueError)
+    assert str(path) in str(info.value) and "fix: re-run step 6" in str(info.value)
+    assert "\n" not in str(info.value)
