@@ -52,19 +52,20 @@ def test_demo_runs_every_step_and_touches_no_real_output(tmp_path):
     assert paths.normalization_json.is_file()
     assert list((paths.finetuned_dir / "checkpoints").glob("checkpoint_*.pt"))
     assert (paths.finetuned_dir / "train_log.csv").is_file()
-    # both step-7 routes, step 8 with both, and step 9's comparison of both against the unedited generator
-    assert paths.directions_pt.is_file()
-    for folder in (paths.directions_dir / "generated", paths.finetuned_dir / "generated"):
+    # both step-7 routes (7a also writes SeFa's directions), step 8 with every method, and step 9's comparison
+    # of all three against the unedited generator
+    assert paths.directions_pt.is_file() and paths.sefa_pt.is_file()
+    for folder in (paths.directions_dir / "generated", paths.sefa_generated_dir, paths.finetuned_dir / "generated"):
         assert len(pd.read_csv(folder / "properties.csv")) == 4 and (folder / "sweep_eyes.png").is_file()
     comparison = pd.read_csv(paths.comparison_csv)
     assert list(comparison.columns[:len(COMPARISON_COLUMNS)]) == list(COMPARISON_COLUMNS)
     quality = pd.read_csv(paths.evaluation_dir / "quality.csv")  # FID/KID with the tiny stand-in extractor
     assert set(quality["features"].str.startswith("tiny stand-in")) == {True} and quality["fid"].notna().all()
-    assert comparison["method"].drop_duplicates().tolist() == ["baseline", "directions", "finetuned"]
-    assert len(comparison) == 3 * 5 and set(comparison["judge"]) == {"segmentation"}
+    assert comparison["method"].drop_duplicates().tolist() == ["baseline", "directions", "sefa", "finetuned"]
+    assert len(comparison) == 4 * 5 and set(comparison["judge"]) == {"segmentation"}
     report = (paths.evaluation_dir / "report.md").read_text()
     assert "random-weight models" in report and "Which method controls which property better" in report
-    for method in ("baseline", "directions", "finetuned"):
+    for method in ("baseline", "directions", "sefa", "finetuned"):
         assert (paths.evaluation_dir / method / "control_metrics.csv").is_file()
 
     # a second run skips every finished step
