@@ -493,3 +493,33 @@ def _(ctx: Ctx):
     changed = sha(maps[0]) != before
     cls = ("CLEAR" if changed else "SILENT") if r.rc == 0 else refusal(r, must=["--overwrite"])
     return O(ctx, cls, r, f"{maps[0].name} re-parsed: {changed}")
+
+
+@case("n_regen_payload_in_recipe", "security", "SECURITY")
+def _(ctx: Ctx):
+    """A saved face whose recipe names a pickle payload as its model file: --regenerate must refuse it unrun."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    face = _saved_face(ctx)
+    with Image.open(face) as im:
+        recipe = json.loads(im.text["studio"])
+        pixels = im.copy()
+
+    def swap(node):
+        if isinstance(node, dict):
+            return {k: swap(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [swap(v) for v in node]
+        if isinstance(node, str) and node.endswith((".pt", ".pth")):
+            return str(ctx.bad / "torch_payload.pth")
+        return node
+    info = PngInfo()
+    info.add_text("studio", json.dumps(swap(recipe)))
+    evil = ctx.k / "evil_face.png"
+    pixels.save(evil, pnginfo=info)
+    for p in ctx.bad.glob("PWNED*"):
+        p.unlink()
+    r = ctx.py("studio", "--root", ctx.base, "--regenerate", evil, "--out", fresh(ctx.k / "evil_out") / "x.png")
+    ran = any(ctx.bad.glob("PWNED*")) or "PWNED" in r.out
+    return O(ctx, "SECURITY" if ran else refusal(r, must=["torch_payload.pth"]), r, f"payload ran: {ran}")
