@@ -520,6 +520,8 @@ def _(ctx: Ctx):
     pixels.save(evil, pnginfo=info)
     for p in ctx.bad.glob("PWNED*"):
         p.unlink()
-    r = ctx.py("studio", "--root", ctx.base, "--regenerate", evil, "--out", fresh(ctx.k / "evil_out") / "x.png")
+    out = ctx.k / "evil_out.png"
+    out.unlink(missing_ok=True)
+    r = ctx.py("studio", "--root", ctx.base, "--regenerate", evil, "--out", out)
     ran = any(ctx.bad.glob("PWNED*")) or "PWNED" in r.out
     return O(ctx, "SECURITY" if ran else refusal(r, must=["torch_payload.pth"]), r, f"payload ran: {ran}")
