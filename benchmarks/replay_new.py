@@ -506,8 +506,13 @@ def _(ctx: Ctx):
         recipe = json.loads(im.text["studio"])
         pixels = im.copy()
 
+    from common.fingerprint import file_fingerprint
+    payload_fp = file_fingerprint(ctx.bad / "torch_payload.pth")
+
     def swap(node):
         if isinstance(node, dict):
+            if "fingerprint" in node:  # the model the recipe names: the payload, by path and by content
+                node = {**node, "fingerprint": payload_fp}
             return {k: swap(v) for k, v in node.items()}
         if isinstance(node, list):
             return [swap(v) for v in node]
@@ -524,4 +529,4 @@ def _(ctx: Ctx):
     out.unlink(missing_ok=True)
     r = ctx.py("studio", "--root", ctx.base, "--regenerate", evil, "--out", out)
     ran = any(ctx.bad.glob("PWNED*")) or "PWNED" in r.out
-    return O(ctx, "SECURITY" if ran else refusal(r, must=["torch_payload.pth"]), r, f"payload ran: {ran}")
+    return O(ctx, "SECURITY" if ran else refusal(r), r, f"payload ran: {ran}")
