@@ -216,3 +216,33 @@ def test_a_full_disk_in_step6_is_one_line_naming_the_file(tmp_path, monkeypatch,
     line = _one_line(capsys.readouterr().err)
     assert line.startswith(f"error: cannot write {out}") and "disk full; free space and re-run" in line
     assert not list(out.glob(".tmp-*"))
+
+
+def test_a_full_disk_under_studio_regenerate_is_one_line(tmp_path, monkeypatch, capsys):
+    """Replay case n_df_studio_save (issue 19): ``studio.py --regenerate FACE --out /mnt/full/face.png`` (a full
+    16 KB tmpfs) ended in an "OSError: [Errno 28] No space left on device" traceback: the studio script kept an
+    except list of its own instead of the one boundary. Reproduction: ``python benchmarks/replay_cases.py
+    --only n_df_studio_save``. Simulated here: every fsync reports a full disk."""
+    from urllib.parse import parse_qs
+
+    from studio_world import make_world
+
+    from pipeline.runner import load_script_file
+    from pipeline.studio.app import StudioApp
+    from pipeline.studio.render import load_studio_models
+
+    world = make_world(tmp_path / "root")
+    models = load_studio_models(world)
+    saved = tmp_path / "base.png"
+    saved.write_bytes(StudioApp(models).get("/api/save", parse_qs("face=base&seed=1")).body)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "again.png"
+    rc = load_script_file("studio.py").main(["--root", str(world.root), "--regenerate", str(saved), "--out", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"cannot write {out}" in err and "disk full; free space and re-run" in err
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
