@@ -317,20 +317,18 @@ case("n_df_studio_save", "boundary", "TRACEBACK")(lambda ctx: full_case(
 
 
 def _df_merge(ctx: Ctx) -> tuple:
+    """merge_shards.py 1 where both shards' files fit but the merged lists (latents, w, CSV) do not."""
     a, b = fresh(ctx.k / "nshA"), fresh(ctx.k / "nshB")
     ctx.py("01", "--root", ctx.base, "--num", "40", "--shard", "0/2", "--out", a)
     ctx.py("01", "--root", ctx.base, "--num", "40", "--shard", "1/2", "--out", b)
+    files = [p for d in (a, b) for p in d.iterdir() if p.is_file()]
+    need_kb = sum(-(-p.stat().st_size // 4096) * 4 for p in files) + 8
 
     def argv(m: Path):
         merge_copy(a, m / "sh")
-        for p in list(b.iterdir())[:6]:
-            if p.is_file():
-                try:
-                    shutil.copy2(p, m / "sh" / p.name)
-                except OSError:
-                    break
+        merge_copy(b, m / "sh")
         return ("ms", "1", "--root", ctx.base, "--num", "40", "--out", m / "sh")
-    return full_case(ctx, "nfull_ms", argv, size="300k")
+    return full_case(ctx, "nfull_ms", argv, size=f"{need_kb}k")
 
 
 def _saved_face(ctx: Ctx) -> Path:
