@@ -301,7 +301,7 @@ case("n_int_step3", "boundary", "TRACEBACK")(lambda ctx: interrupt_case(
     ctx, ["03", "--root", ctx.mkroot("nint3"), *demo("3", drop=("--epochs",)), "--epochs", "50", "--overwrite"],
     None, after=20))
 case("n_int_step7a", "boundary", "TRACEBACK")(lambda ctx: interrupt_case(
-    ctx, ["07a", "--root", ctx.base, *demo("7a"), "--out", fresh(ctx.k / "nint7a")], None, after=12))
+    ctx, ["07a", "--root", ctx.base, *demo("7a"), "--out", fresh(ctx.k / "nint7a")], None, after=6))
 case("n_ro_step7a", "boundary", "TRACEBACK")(lambda ctx: ro_case(
     ctx, lambda m: ("07a", "--root", ctx.base, *demo("7a"), "--out", m / "out")))
 case("n_ro_step7b", "boundary", "TRACEBACK")(lambda ctx: ro_case(
