@@ -246,3 +246,25 @@ def test_a_full_disk_under_studio_regenerate_is_one_line(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"cannot write {out}" in err and "disk full; free space and re-run" in err
     assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_ctrl_c_while_a_script_imports_torch_is_one_line(tmp_path):
+    """Replay case n_int_step7a (issue 19): Ctrl-C 6 s into ``07_fit_latent_directions.py`` on a loaded machine
+    landed while torch was still importing, before the script's error boundary runs: a 20-line
+    ``KeyboardInterrupt`` traceback from torch/_ops.py. Reproduction: ``python benchmarks/replay_cases.py --only
+    n_int_step7a``. Made deterministic here: a stand-in ``torch`` package first on the path raises
+    KeyboardInterrupt when imported, exactly where the real Ctrl-C landed."""
+    import signal
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "stylegan_and_segmentation" / "01_generate_images.py"), "--help"],
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{fake.parent}{os.pathsep}{repo}"})
+    assert proc.returncode in (130, -signal.SIGINT)  # Python exits by the signal, as a shell expects
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["interrupted (Ctrl-C) before any work; nothing was written; re-run to start"]
