@@ -104,6 +104,8 @@ class StudioConfig(StepConfig):
     device: str = device_setting()
     finetuned_checkpoint: Path | None = setting(None, concept="finetuned_checkpoint", aliases=("--checkpoint",))
     directions_file: Path | None = setting(None, concept="directions", fill=False)
+    sefa_file: Path | None = setting(None, flag="--sefa", path="sefa_pt", fill=False,
+                                     help="SeFa directions (default: stylegan/directions/sefa.pt, written by step 7a)")
     weights: str = weights_setting("ema", choices=("ema", "raw"), help="fine-tune: EMA or raw generator weights")
     crop: str = setting("auto", choices=CROPS,
                         help="Measure's face crop: auto = full image for the demo's models, MTCNN otherwise")
@@ -141,7 +143,7 @@ def build_app(config: StudioConfig) -> StudioApp:
     paths = PipelinePaths(Path(config.root).resolve())
     device = resolve_device(config.device)
     models = load_studio_models(paths, device, config.finetuned_checkpoint, config.directions_file,
-                                config.weights)
+                                config.weights, config.sefa_file)
     if not models.available:
         raise MissingMethodError(no_method_message(paths, models.notes))
     factory, name, measure_off = None, "", ""
