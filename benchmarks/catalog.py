@@ -69,6 +69,10 @@ BENCHMARKS: dict[str, Benchmark] = {
         needs={"cpu": "the FaceXFormer checkpoint (download_models.py) and the judge extra"}, manual=True),
     "bench_labeller": Benchmark("python benchmarks/bench_labeller.py"),
     "bench_servers": Benchmark("python benchmarks/bench_servers.py"),
+    "replay_cases": Benchmark("python stylegan_and_segmentation/run_pipeline.py --demo --root /tmp/replay/demo_run -q && "
+                              "python benchmarks/replay_cases.py --demo /tmp/replay/demo_run --scratch /tmp/replay/scratch "
+                              "&& python benchmarks/replay_cases.py --scratch /tmp/replay/scratch --record",
+                              manual=True),  # about 1.5 h on 2 loaded cores; mounts small tmpfs (root)
     "bench_refine": Benchmark("python benchmarks/bench_refine.py --device {device}", needs=_GPU,
                               per_device={"cpu": "python benchmarks/bench_refine.py --device cpu --threads 1"}, devices=_BOTH),
     "device_check": Benchmark("python benchmarks/device_check.py --device {device}", needs=_GPU, devices=("cuda",)),

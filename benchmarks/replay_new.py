@@ -301,7 +301,7 @@ case("n_int_step3", "boundary", "TRACEBACK")(lambda ctx: interrupt_case(
     ctx, ["03", "--root", ctx.mkroot("nint3"), *demo("3", drop=("--epochs",)), "--epochs", "50", "--overwrite"],
     None, after=20))
 case("n_int_step7a", "boundary", "TRACEBACK")(lambda ctx: interrupt_case(
-    ctx, ["07a", "--root", ctx.base, *demo("7a"), "--out", fresh(ctx.k / "nint7a")], None, after=12))
+    ctx, ["07a", "--root", ctx.base, *demo("7a"), "--out", fresh(ctx.k / "nint7a")], None, after=6))
 case("n_ro_step7a", "boundary", "TRACEBACK")(lambda ctx: ro_case(
     ctx, lambda m: ("07a", "--root", ctx.base, *demo("7a"), "--out", m / "out")))
 case("n_ro_step7b", "boundary", "TRACEBACK")(lambda ctx: ro_case(
@@ -317,20 +317,18 @@ case("n_df_studio_save", "boundary", "TRACEBACK")(lambda ctx: full_case(
 
 
 def _df_merge(ctx: Ctx) -> tuple:
+    """merge_shards.py 1 where both shards' files fit but the merged lists (latents, w, CSV) do not."""
     a, b = fresh(ctx.k / "nshA"), fresh(ctx.k / "nshB")
     ctx.py("01", "--root", ctx.base, "--num", "40", "--shard", "0/2", "--out", a)
     ctx.py("01", "--root", ctx.base, "--num", "40", "--shard", "1/2", "--out", b)
+    files = [p for d in (a, b) for p in d.iterdir() if p.is_file()]
+    need_kb = sum(-(-p.stat().st_size // 4096) * 4 for p in files) + 8
 
     def argv(m: Path):
         merge_copy(a, m / "sh")
-        for p in list(b.iterdir())[:6]:
-            if p.is_file():
-                try:
-                    shutil.copy2(p, m / "sh" / p.name)
-                except OSError:
-                    break
+        merge_copy(b, m / "sh")
         return ("ms", "1", "--root", ctx.base, "--num", "40", "--out", m / "sh")
-    return full_case(ctx, "nfull_ms", argv, size="300k")
+    return full_case(ctx, "nfull_ms", argv, size=f"{need_kb}k")
 
 
 def _saved_face(ctx: Ctx) -> Path:
@@ -493,3 +491,40 @@ def _(ctx: Ctx):
     changed = sha(maps[0]) != before
     cls = ("CLEAR" if changed else "SILENT") if r.rc == 0 else refusal(r, must=["--overwrite"])
     return O(ctx, cls, r, f"{maps[0].name} re-parsed: {changed}")
+
+
+@case("n_regen_payload_in_recipe", "security", "SECURITY")
+def _(ctx: Ctx):
+    """A saved face whose recipe names a pickle payload as its model file: --regenerate must refuse it unrun."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    face = _saved_face(ctx)
+    with Image.open(face) as im:
+        recipe = json.loads(im.text["studio"])
+        pixels = im.copy()
+
+    from common.fingerprint import file_fingerprint
+    payload_fp = file_fingerprint(ctx.bad / "torch_payload.pth")
+
+    def swap(node):
+        if isinstance(node, dict):
+            if "fingerprint" in node:  # the model the recipe names: the payload, by path and by content
+                node = {**node, "fingerprint": payload_fp}
+            return {k: swap(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [swap(v) for v in node]
+        if isinstance(node, str) and node.endswith((".pt", ".pth")):
+            return str(ctx.bad / "torch_payload.pth")
+        return node
+    info = PngInfo()
+    info.add_text("studio", json.dumps(swap(recipe)))
+    evil = ctx.k / "evil_face.png"
+    pixels.save(evil, pnginfo=info)
+    for p in ctx.bad.glob("PWNED*"):
+        p.unlink()
+    out = ctx.k / "evil_out.png"
+    out.unlink(missing_ok=True)
+    r = ctx.py("studio", "--root", ctx.base, "--regenerate", evil, "--out", out)
+    ran = any(ctx.bad.glob("PWNED*")) or "PWNED" in r.out
+    return O(ctx, "SECURITY" if ran else refusal(r), r, f"payload ran: {ran}")

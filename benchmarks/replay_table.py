@@ -783,7 +783,7 @@ def interrupt_case(ctx: Ctx, argv: list, when, after: float | None = None) -> tu
         return O(ctx, "HANG", r)
     if r.traceback:
         return O(ctx, "TRACEBACK", r)
-    cls = "CLEAR" if r.rc == 130 and re.search(r"interrupt", r.text, re.I) else ("SILENT" if r.rc == 0 else "CLEAR (weak)")
+    cls = "CLEAR" if r.rc in (130, -2) and re.search(r"interrupt", r.text, re.I) else ("SILENT" if r.rc == 0 else "CLEAR (weak)")
     return O(ctx, cls, r)
 
 

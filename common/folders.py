@@ -62,7 +62,7 @@ def refuse_overlap(out_dirs: Mapping[str, Path | str | None], inputs: Mapping[st
         for in_name, inp in ins.items():
             relation = _relation(out, inp)
             if relation:
-                what = "the same path as" if relation == "is" else f"{relation} the input"
+                what = "is the same path as" if relation == "is" else f"{relation} the input"
                 raise FolderOverlapError(
                     f"output folder {out_name} {out} {what} {in_name} {inp}: this step removes or overwrites "
                     f"files in its output folder, so it could destroy its input; fix: choose an output folder "

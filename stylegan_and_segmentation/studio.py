@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import settings
 from common.checkpoints import CheckpointError
-from common.cli import add_run_args, apply_common_args, make_parser
+from common.cli import StepStopped, add_run_args, apply_common_args, make_parser, run_guarded
 from common.io import atomic_save_image
 from common.steps import StepError
 from pipeline.studio.params import ParamError, ViewParams
@@ -116,8 +116,11 @@ def main(argv=None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        if regen.regenerate is not None:
-            return _regenerate(regen, config)
+        if regen.regenerate is not None:  # through the one error boundary: a full disk or Ctrl-C is one line
+            return run_guarded(lambda options, _progress: _regenerate(options, config), regen)
+    except StepStopped as exc:
+        logger.error("%s", exc)
+        return exc.exit_code
     except (CheckpointError, FileNotFoundError, RecipeError, ParamError, StepError, ValueError) as exc:
         logger.error("%s", exc)
         return 2

@@ -233,3 +233,12 @@ def test_normalizer_load_of_a_cut_file_is_a_step_error_with_the_fix(tmp_path):
     assert isinstance(info.value, ValueError)
     assert str(path) in str(info.value) and "fix: re-run step 6" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_an_output_equal_to_an_input_is_said_in_a_sentence(tmp_path):
+    """Replay case s7a_out_in_images (issue 19): the refusal read "output folder --out X the same path as step 1's
+    folder X: ..." (no verb; fine in meaning, wrong as a sentence). Now "... is the same path as ..."."""
+    from common.folders import FolderOverlapError, refuse_overlap
+
+    with pytest.raises(FolderOverlapError, match=r"^output folder --out \S+ is the same path as --images \S+: "):
+        refuse_overlap({"--out": tmp_path}, {"--images": tmp_path})

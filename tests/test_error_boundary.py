@@ -216,3 +216,55 @@ def test_a_full_disk_in_step6_is_one_line_naming_the_file(tmp_path, monkeypatch,
     line = _one_line(capsys.readouterr().err)
     assert line.startswith(f"error: cannot write {out}") and "disk full; free space and re-run" in line
     assert not list(out.glob(".tmp-*"))
+
+
+def test_a_full_disk_under_studio_regenerate_is_one_line(tmp_path, monkeypatch, capsys):
+    """Replay case n_df_studio_save (issue 19): ``studio.py --regenerate FACE --out /mnt/full/face.png`` (a full
+    16 KB tmpfs) ended in an "OSError: [Errno 28] No space left on device" traceback: the studio script kept an
+    except list of its own instead of the one boundary. Reproduction: ``python benchmarks/replay_cases.py
+    --only n_df_studio_save``. Simulated here: every fsync reports a full disk."""
+    from urllib.parse import parse_qs
+
+    from studio_world import make_world
+
+    from pipeline.runner import load_script_file
+    from pipeline.studio.app import StudioApp
+    from pipeline.studio.render import load_studio_models
+
+    world = make_world(tmp_path / "root")
+    models = load_studio_models(world)
+    saved = tmp_path / "base.png"
+    saved.write_bytes(StudioApp(models).get("/api/save", parse_qs("face=base&seed=1")).body)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "again.png"
+    rc = load_script_file("studio.py").main(["--root", str(world.root), "--regenerate", str(saved), "--out", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"cannot write {out}" in err and "disk full; free space and re-run" in err
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_ctrl_c_while_a_script_imports_torch_is_one_line(tmp_path):
+    """Replay case n_int_step7a (issue 19): Ctrl-C 6 s into ``07_fit_latent_directions.py`` on a loaded machine
+    landed while torch was still importing, before the script's error boundary runs: a 20-line
+    ``KeyboardInterrupt`` traceback from torch/_ops.py. Reproduction: ``python benchmarks/replay_cases.py --only
+    n_int_step7a``. Made deterministic here: a stand-in ``torch`` package first on the path raises
+    KeyboardInterrupt when imported, exactly where the real Ctrl-C landed."""
+    import signal
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "stylegan_and_segmentation" / "01_generate_images.py"), "--help"],
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{fake.parent}{os.pathsep}{repo}"})
+    assert proc.returncode in (130, -signal.SIGINT)  # Python exits by the signal, as a shell expects
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["interrupted (Ctrl-C) before any work; nothing was written; re-run to start"]
