@@ -115,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--render", action="store_true", help="print the markdown table of SCRATCH/results.jsonl")
     ap.add_argument("--record", action="store_true", help="write benchmarks/results/replay_cases-cpu.json")
+    ap.add_argument("--also", type=Path, action="append", default=[],
+                    help="with --render/--record: also read SCRATCH2/results.jsonl (cases split over scratch roots)")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     results = a.scratch.resolve() / "results.jsonl"
@@ -123,7 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{c.id:32s} {c.group:12s} {c.source:11s} {c.before}")
         return 0
     if a.render or a.record:
-        rows = list(_load(results).values())
+        merged: dict[str, dict] = {}
+        for extra in a.also:
+            merged.update(_load(extra.resolve() / "results.jsonl"))
+        merged.update(_load(results))
+        rows = list(merged.values())
         if a.render:
             print(render(rows))
             for label, subset, key in (("table rows, before", [r for r in rows if r["source"] != "new"], "before"),

@@ -180,6 +180,7 @@ class Ctx:
         start = time.monotonic()
         proc = subprocess.Popen(["nice", "-n", "10", *argv], cwd=self.scratch, env=env or self.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                preexec_fn=_default_sigint,
                                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL)
         if signal_after is not None or signal_when is not None:
             def fire():
@@ -212,7 +213,8 @@ class Ctx:
         log = self.scratch / f"server-{short}-{time.monotonic_ns()}.log"
         fh = log.open("w")
         proc = subprocess.Popen(["nice", "-n", "10", *argv], cwd=self.scratch, env=self.env, stdout=fh,
-                                stderr=subprocess.STDOUT, start_new_session=True, stdin=subprocess.DEVNULL)
+                                stderr=subprocess.STDOUT, start_new_session=True, stdin=subprocess.DEVNULL,
+                                preexec_fn=_default_sigint)
         srv = Server(proc, log, argv)
         try:
             deadline = time.monotonic() + timeout
@@ -274,6 +276,12 @@ class Server:
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT at its default. A driver started in the background of a non-interactive shell
+    inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored, so Ctrl-C cases would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _copy_tree(src: Path, dst: Path, link_from: Path | None) -> None:

@@ -32,7 +32,7 @@ def flag_case(short: str, *args, must: str, root_fn=None, out: str | None = None
 
 case("n_s1_psi_inf", "flags", "TRACEBACK")(flag_case("01", "--num", "2", "--trunc-psi", "inf", must="psi", out="n1psi"))
 case("n_s8_haircolor_ninf", "flags", "SILENT")(
-    flag_case("08", "--control", "directions", "--num", "1", "--hair-color", "-inf", must="hair", out="n8hc"))
+    flag_case("08", "--control", "directions", "--num", "1", "--hair-color=-inf", must="hair", out="n8hc"))
 case("n_s8_dev_mps", "flags", "TRACEBACK")(
     flag_case("08", "--control", "directions", "--num", "1", "--device", "mps", must="mps", out="n8mps"))
 case("n_s9_seed_neg", "flags", "TRACEBACK")(

@@ -545,7 +545,7 @@ def _(ctx: Ctx):
     d = ctx.k / "labels_dir"
     d.mkdir(exist_ok=True)
     r = ctx.py("02", "--root", ctx.base, "--labels", d, "--port", free_port(), "--no-browser", timeout=60)
-    cls = refusal(r, must=["labels_dir", "director"])
+    cls = refusal(r, must=["labels_dir"])
     if cls == "CLEAR" and re.search(r"free some space", r.text):
         cls = "CLEAR (weak)"
     return O(ctx, "HANG" if r.timed_out else cls, r)

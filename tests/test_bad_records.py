@@ -49,6 +49,23 @@ def test_step6_face_found_abc_names_the_line(tmp_path, capsys):
     assert not (tmp_path / "scores").exists()
 
 
+def test_step6_crops_csv_cut_inside_the_last_fingerprint_names_the_line(tmp_path, capsys):
+    """Replay case n_s6_crops_cut_row (issue 19): crops.csv cut inside its last row's input_fingerprint cell
+    ("000031.jpg,1,0,0,256,256,,full,,35") was read by ``06_compute_property_scores.py`` without a word (exit 0)
+    and "35" was written into all_scores.csv as that image's identity. Reproduction: ``python
+    benchmarks/replay_cases.py --only n_s6_crops_cut_row``. Now the crops.csv reader (steps 5 and 6) refuses
+    the row in one line, before anything is written."""
+    whole = "1234:" + "ab" * 32
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    (seg / "crops.csv").write_text(CROPS_HEADER.strip() + ",input_fingerprint\n"
+                                   f"000000.png,1,0,0,9,9,0.9,full,,{whole}\n000001.png,1,0,0,9,9,0.9,full,,35")
+    assert _step6(seg, tmp_path / "scores") == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "crops.csv line 3 (000001.png)" in line and "input_fingerprint" in line and "'35'" in line
+    assert "fix:" in line and not (tmp_path / "scores").exists()
+
+
 def test_step5_resume_with_face_found_abc_is_an_error_not_no_face(tmp_path):
     """A folder step 5 made (its recipe.json is there) whose crops.csv was damaged: resuming reads it and stops
     on the bad row, never taking 'abc' for "no face"."""

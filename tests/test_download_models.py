@@ -5,6 +5,8 @@ import socket
 import subprocess
 import sys
 import time
+
+import pytest
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,3 +99,19 @@ def test_inception_with_the_wrong_sha256_is_refused_and_not_saved(tmp_path):
     assert "25 bytes, sha256" in proc.stderr and "should start with 6726825d" in proc.stderr
     folder = tmp_path / "judges" / "models"
     assert not list(folder.glob("*")) if folder.exists() else True  # neither the file nor a temp file
+
+
+@pytest.mark.parametrize("flag,value", [("--endpoint", "notaurl"), ("--inception-url", "file:///etc/passwd")])
+def test_a_value_that_is_not_an_http_url_is_refused_at_parse_time(tmp_path, capsys, flag, value):
+    """Replay case dl_endpoint_bogus (issue 19): ``download_models.py --endpoint notaurl --inception-url
+    file:///etc/passwd`` said "no internet: cannot reach notaurl (Connection refused)", blaming the network
+    for a typo. Reproduction: ``python benchmarks/replay_cases.py --only dl_endpoint_bogus``. Now the flag is
+    refused when parsed (exit 2), naming the flag and the value, and nothing is written."""
+    import download_models
+
+    with pytest.raises(SystemExit) as info:
+        download_models.main(["--root", str(tmp_path), flag, value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and value in err and "http" in err and "no internet" not in err
+    assert not any(tmp_path.iterdir())
