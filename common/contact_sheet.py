@@ -52,8 +52,17 @@ def make_contact_sheet(
             pil = pil.resize((thumb, thumb), Image.BILINEAR)
         sheet.paste(pil, (x, y))
         if captions is not None:
-            draw.text((x + 2, y + thumb + 1), str(captions[i])[: thumb // 7], fill=(0, 0, 0), font=font)
+            caption = _fit(draw, str(captions[i]), font, thumb - 4)
+            draw.text((x + 2, y + thumb + 1), caption, fill=(0, 0, 0), font=font)
     return sheet
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+    """The longest start of ``text`` that is drawn within ``width`` px. Measured, not counted: a fixed
+    7 px per character cut "directions eyes=0.00" and "...=0.50" to the same "directions eyes=0."."""
+    while text and draw.textlength(text, font=font) > width:
+        text = text[:-1]
+    return text
 
 
 def _font(size: int = 12) -> ImageFont.ImageFont:

@@ -313,6 +313,22 @@ def _flags_of(number: str) -> set[str]:
     return set(module.build_parser()._option_string_actions)
 
 
+DISPLAY_ONLY_FLAGS = frozenset({"-q"})
+"""Flags of step_argv that change what a step prints, never what it writes: not part of a marker's record."""
+
+
+def _recipe_argv(argv: list[str]) -> list[str]:
+    """``argv`` without the display-only flags: a finished demo re-run with ``-q`` is skipped, not run again."""
+    return [part for part in argv if part not in DISPLAY_ONLY_FLAGS]
+
+
+def _same_record(previous: object, record: dict) -> bool:
+    """A marker's record against this run's, display-only flags left out of both (older markers hold them)."""
+    if not isinstance(previous, dict) or not isinstance(previous.get("argv"), list):
+        return False
+    return {**previous, "argv": _recipe_argv(previous["argv"])} == record
+
+
 def step_argv(number: str, options: PipelineOptions) -> list[str]:
     flags = _flags_of(number)
     argv = ["--root", str(options.root)]
@@ -383,10 +399,10 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
             step_start = time.perf_counter()
             argv = step_argv(number, options)
             marker = _marker(options.root, number)
-            record = {"argv": argv, "labels": _labels_identity(options.labels) if number == "2" else None,
+            record = {"argv": _recipe_argv(argv), "labels": _labels_identity(options.labels) if number == "2" else None,
                       "inputs": input_fingerprints(number, paths)}
             previous = _marker_record(marker) if marker.is_file() else None
-            if not options.redo and not upstream_ran and previous and previous.get("record") == record:
+            if not options.redo and not upstream_ran and previous and _same_record(previous.get("record"), record):
                 missing = missing_outputs(number, paths)
                 if not missing:  # skipped only when the marker matches AND the outputs are there
                     print(f"step {number}: finished earlier, skipped ({previous.get('summary', '')})")

@@ -580,7 +580,7 @@ def _markdown(directions: LatentDirections, report, angles, selection, counts: d
               config: FitDirectionsConfig, seconds: float, generator) -> str:
     female = directions.info.get("female_share")
     parts = [
-        "# Latent directions (step 7, second route)", "",
+        "# Latent directions (step 7a)", "",
         f"Generator: `{config.checkpoint}` [{generator.checkpoint_key}], w_dim {directions.w_dim}, "
         f"{generator.resolution} px. Samples: {counts['scored']} scored images, {counts['unmatched']} not in "
         f"generated.csv, {counts.get('not_kept', 0)} not kept by step 4 (left out); "

@@ -143,8 +143,10 @@ class PropertyGenerationSummary:
     refine_note: str = ""    # what --refine resolved to (directions only; empty when off or not asked)
 
     def line(self) -> str:
-        note = f"; {self.refine_note}" if self.refine_note else ""
-        return f"step 8: {'; '.join(run.text() for run in self.runs)}{note} in {self.seconds:.1f}s"
+        body = "; ".join(run.text() for run in self.runs)
+        # a refine that ran is named by its method's text already; the note says why one did not
+        note = f"; {self.refine_note}" if self.refine_note and self.refine_note not in body else ""
+        return f"step 8: {body}{note} in {self.seconds:.1f}s"
 
 
 def _load_methods(config: GeneratePropertiesConfig, device

@@ -1,4 +1,4 @@
-"""Step 7: fine-tune the pretrained StyleGAN so that 5 normalised properties condition the image.
+"""Step 7b: fine-tune the pretrained StyleGAN so that 5 normalised properties condition the image.
 
 Condition columns on the first mapping layer (zero at start: step 0 = the pretrained generator),
 frozen synthesis, projection-conditioned D, R1, EMA G, and an auxiliary property loss through a

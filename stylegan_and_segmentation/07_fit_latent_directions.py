@@ -1,4 +1,4 @@
-"""Step 7, second route: latent directions in w space (no training; minutes).
+"""Step 7a: latent directions in w space (no training; minutes).
 
 Fits one calibrated direction per property from step 1's w codes (w.npy, else latents.npy through
 the mapping network) and step 6's scores, on the images step 4 kept, and writes

@@ -390,6 +390,7 @@ def test_08_refine_auto_changes_the_images_and_the_summary_says_so(both_routes, 
     line = capsys.readouterr().out
     newest = paths.finetuned_dir / "checkpoints" / "checkpoint_000004.pt"
     assert "directions+refine: 2 images written" in line and f"refined with the regressor of {newest}" in line
+    assert line.count("refined with the regressor of") == 1  # the summary named it twice
     refined = paths.directions_dir / "generated_refine"   # never mixed with the linear edits' folder
     assert set(pd.read_csv(refined / "properties.csv")["control"]) == {"directions+refine"}
     for name in ("000000.png", "000001.png"):

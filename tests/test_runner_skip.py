@@ -89,3 +89,20 @@ def test_every_step_names_inputs_and_outputs(tmp_path):
         assert missing_outputs(number, paths)  # nothing exists in an empty root
     assert paths.stylegan_checkpoint in step_inputs(1, paths)
     assert paths.segmentation_checkpoint in step_inputs(5, paths)
+
+
+def test_quiet_or_not_a_finished_step_is_skipped(tmp_path, capsys):
+    """Reproduction: `run_pipeline.py --demo` then `run_pipeline.py --demo -q` on the same root ran all ten
+    steps again (step 9 re-judged for 245 s on the demo): the marker's argv held the display flag -q."""
+    paths = PipelinePaths(tmp_path)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY_G_16)
+    loud = PipelineOptions(root=tmp_path, device="cpu", quiet=False, first=1, last=1,
+                           step_args={"1": ["--num", "3", "--format", "png"]})
+    assert run_pipeline(loud) == 0
+    capsys.readouterr()
+    assert run_pipeline(_options(tmp_path, 1, 1)) == 0  # quiet=True
+    assert "step 1: finished earlier, skipped" in capsys.readouterr().out
+    other = PipelineOptions(root=tmp_path, device="cpu", quiet=True, first=1, last=1,
+                            step_args={"1": ["--num", "4", "--format", "png"]})
+    assert run_pipeline(other) == 0  # a real argument still counts
+    assert "finished earlier, skipped" not in capsys.readouterr().out

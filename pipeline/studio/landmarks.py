@@ -54,8 +54,9 @@ class StudioLandmarkJudge:
         if not normalization_json.is_file():
             step6 = normalization_json.with_name(NORMALIZATION_JSON)  # written by every step-6 run
             self.scale_note = raw + (
-                f"step 6 ran without the landmark judge, so there is no {normalization_json.name}; re-run step 6 "
-                "now that the judge is installed" if step6.is_file()
+                f"step 6 ran without the landmark judge (not installed then, or --landmark-judge off, as in the "
+                f"demo), so there is no {normalization_json.name}; re-run step 6 with the judge installed and "
+                "--landmark-judge auto" if step6.is_file()
                 else f"no {normalization_json.name} (run step 6 with the landmark judge installed)")
             return
         try:
