@@ -295,8 +295,10 @@ def test_08_and_09_take_control_sefa(both_routes, tmp_path, capsys):
     assert rc == 0
     frame = pd.read_csv(paths.sefa_generated_dir / "properties.csv")
     assert set(frame["control"]) == {"sefa"} and (frame["mouth"] == 0.6).all()
+    # --overwrite: the copied root may hold an evaluation folder of an earlier test, made without sefa.pt (another
+    # recipe: refused without it)
     rc = load_script("9").main(["--root", str(paths.root), "--device", "cpu", "--num-z", "2", "--num-values", "3",
-                                "--scorer", "brightness", "--quality", "off", "--judges", "main", "-q"])
+                                "--scorer", "brightness", "--quality", "off", "--judges", "main", "--overwrite", "-q"])
     assert rc == 0
     comparison = pd.read_csv(paths.comparison_csv)
     assert comparison["method"].drop_duplicates().tolist() == ["baseline", "directions", "sefa", "finetuned"]
