@@ -58,7 +58,7 @@ OLD_SPELLINGS: dict[str, str] = {
     "--scores-csv": "--quality-gender-csv",
     "--trusted-checkpoint": "--trust-checkpoint",
     "--which": "--weights",
-    "--input": "--images",
+    "--input": "--images (an image folder) or --segmentation-dir (step 6's input: step 5's results)",
 }
 """Spellings that meant different things in different scripts: only an alias of the concept flag may use them."""
 

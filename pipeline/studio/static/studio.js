@@ -742,7 +742,7 @@ async function start() {
   for (const choice of info.layer_choices) {
     const option = document.createElement("option");
     option.value = choice;
-    option.textContent = choice === "auto" ? "step 7's choice" : `${choice} layers`;
+    option.textContent = choice === "auto" ? "step 7a's choice" : `${choice} layers`;
     $("layers").appendChild(option);
   }
   $("models").textContent = `${info.available.map((m) => LABELS[m]).join(" + ") || "no control method"} on ` +
