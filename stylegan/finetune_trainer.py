@@ -76,6 +76,7 @@ class FinetuneConfig:
     cond_lr_mul: float = 1.0
     mixed_precision: bool = True       # CUDA only; always off on CPU
     micro_batches: int | None = None   # parts of the global batch (each with its own stream); None = world size
+    decorrelate: float = 0.0           # share of fake conditions drawn property by property (independent pairs)
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -86,6 +87,8 @@ class FinetuneConfig:
         for name in ("lr_g", "lr_d", "checkpoint_every", "sample_every", "ema_half_life_kimg"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.decorrelate <= 1.0:
+            raise ValueError(f"decorrelate must be in [0, 1], got {self.decorrelate}")
         if self.r1_gamma < 0 or self.lambda_prop < 0:
             raise ValueError(f"r1_gamma and lambda_prop must be >= 0, got {self.r1_gamma}, {self.lambda_prop}")
         if self.ema_beta is not None and not 0.0 <= self.ema_beta < 1.0:
@@ -192,10 +195,21 @@ class Finetuner:
         return images, self.conditions[idx].to(self.device)
 
     def _fake_inputs(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """z ~ N(0, I) and conditions drawn from the real conditions, independent of the real batch."""
-        idx = torch.randint(len(self.conditions), (self.micro_batch,), generator=gen)
+        """z ~ N(0, I) and conditions drawn from the real conditions, independent of the real batch.
+
+        A share ``decorrelate`` of the rows takes each property from its own random real row (the product of
+        the marginals): every property then varies independently of the others, as a sweep asks for.
+        """
+        n, num_props = len(self.conditions), self.conditions.shape[1]
+        idx = torch.randint(n, (self.micro_batch,), generator=gen)
         z = torch.randn(self.micro_batch, self.G.z_space_dim, generator=gen)
-        return z.to(self.device), self.conditions[idx].to(self.device)
+        conditions = self.conditions[idx]
+        if self.config.decorrelate > 0:   # drawn only then: runs without it keep their streams
+            rows = torch.randint(n, (self.micro_batch, num_props), generator=gen)
+            independent = self.conditions[rows, torch.arange(num_props)]
+            chosen = torch.rand(self.micro_batch, generator=gen) < self.config.decorrelate
+            conditions = torch.where(chosen[:, None], independent, conditions)
+        return z.to(self.device), conditions.to(self.device)
 
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
