@@ -1,7 +1,8 @@
 """The README's install, measured: a fresh virtual environment, the pinned requirements, its time and size.
 
 Clones nothing: it makes a new venv in a temporary folder and runs the README's install command into
-it against this checkout (``pip install -r requirements.txt -e .`` by default; ``--pip`` replaces the
+it against this checkout (``pip install -r requirements.txt -r requirements-dev.txt -e .`` by default: the
+runtime and the tests' tools, docs/install.md; ``--pip`` replaces the
 arguments after ``pip install``, e.g. the CPU-only torch wheels), then records the wall time and the
 venv's size on disk, and removes the venv. Uses whatever package index pip is configured with (a
 local wheel cache makes the time the install's own, not the network's). Writes the record
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.records import REPO_ROOT, add_results_dir_argument, start_record
 
-README_PIP = "-r requirements.txt -e ."
+README_PIP = "-r requirements.txt -r requirements-dev.txt -e ."
 
 
 def folder_gib(folder: Path) -> float:

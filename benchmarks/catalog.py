@@ -19,6 +19,10 @@ class Benchmark:
     """A device kind's own command where it differs (torchrun for several GPUs)."""
     needs: dict[str, str] = field(default_factory=dict)
     """What a device kind needs beyond a checkout (``{"cuda": "a CUDA GPU"}``), said next to "not measured"."""
+    devices: tuple[str, ...] = ("cpu",)
+    """The device kinds whose records it writes (``run_all.py --device`` runs only those)."""
+    manual: bool = False
+    """Not run by ``run_all.py``: it needs a file or checkout this repository does not ship, or hours."""
 
     def command_for(self, device_kind: str) -> str:
         return self.per_device.get(device_kind, self.command).format(device=device_kind)
@@ -26,54 +30,64 @@ class Benchmark:
 
 _GPU = {"cuda": "a CUDA GPU"}
 _GPUS = {"cuda": "a machine with several CUDA GPUs"}
+_BOTH = ("cpu", "cuda")
 
 BENCHMARKS: dict[str, Benchmark] = {
     "bench_generate": Benchmark("python benchmarks/bench_generate.py --device {device}", needs=_GPU,
-                                per_device={"cuda": "python benchmarks/bench_generate.py --device cuda --num 512"}),
-    "bench_segment": Benchmark("python benchmarks/bench_segment.py --device {device}", needs=_GPU),
+                                per_device={"cuda": "python benchmarks/bench_generate.py --device cuda --num 512"}, devices=_BOTH),
+    "bench_segment": Benchmark("python benchmarks/bench_segment.py --device {device}", needs=_GPU, devices=_BOTH),
     "bench_scores": Benchmark("python benchmarks/bench_scores.py"),
     "bench_scores_vs_original": Benchmark(
         "python benchmarks/bench_scores.py --original PATH/compute_property_scores.py",
-        needs={"cpu": "a checkout of the original Oh-LoRA code (PATH)"}),
-    "bench_cnn": Benchmark("python benchmarks/bench_cnn.py --device {device}", needs=_GPU),
-    "bench_directions": Benchmark("python benchmarks/bench_directions.py"),
+        needs={"cpu": "a checkout of the original Oh-LoRA code (PATH)"}, manual=True),
+    "bench_cnn": Benchmark("python benchmarks/bench_cnn.py --device {device}", needs=_GPU, devices=_BOTH),
+    "bench_directions": Benchmark("python benchmarks/bench_directions.py --skip-timing"),
     "bench_directions_timing": Benchmark("python benchmarks/bench_directions.py --timing-only"),
     "bench_finetune": Benchmark("python benchmarks/bench_finetune.py --device {device}", needs=_GPU,
-                                per_device={"cpu": "python benchmarks/bench_finetune.py --device cpu --steps 2"}),
+                                per_device={"cpu": "python benchmarks/bench_finetune.py --device cpu --steps 2"}, devices=_BOTH),
     "bench_finetune_processes": Benchmark(
         "python benchmarks/bench_finetune_processes.py --device {device}", needs=_GPUS,
         per_device={"cuda": "python benchmarks/bench_finetune_processes.py --device cuda --processes 4 "
-                            "--resolution 256 --fmaps-max 512 --batch-size 32"}),
+                            "--resolution 256 --fmaps-max 512 --batch-size 32"}, devices=_BOTH),
     "bench_generate_processes": Benchmark(
         "python benchmarks/bench_generate_processes.py --device {device}", needs=_GPUS,
-        per_device={"cuda": "python benchmarks/bench_generate_processes.py --device cuda --processes 4 --num 512"}),
+        per_device={"cuda": "python benchmarks/bench_generate_processes.py --device cuda --processes 4 --num 512"}, devices=_BOTH),
     "bench_segment_processes": Benchmark(
         "python benchmarks/bench_segment_processes.py --device {device}", needs=_GPUS,
-        per_device={"cuda": "python benchmarks/bench_segment_processes.py --device cuda --procs 4 --images 64"}),
+        per_device={"cuda": "python benchmarks/bench_segment_processes.py --device cuda --procs 4 --images 64"}, devices=_BOTH),
     "bench_generate_vs_genforce": Benchmark(
         "python benchmarks/bench_generate_vs_genforce.py --genforce PATH",
-        needs={"cpu": "a checkout of genforce (PATH)", "cuda": "a checkout of genforce (PATH) and a CUDA GPU"}),
+        needs={"cpu": "a checkout of genforce (PATH)"}, manual=True),
     "bench_facexformer_vs_official": Benchmark(
         "python benchmarks/bench_facexformer_vs_official.py --official PATH",
-        needs={"cpu": "a checkout of the official FaceXFormer (PATH)"}),
+        needs={"cpu": "a checkout of the official FaceXFormer (PATH)"}, manual=True),
     "bench_step5_vs_model": Benchmark("python benchmarks/bench_facexformer_vs_official.py"),
     "bench_judges": Benchmark("python benchmarks/bench_judges.py",
                               needs={"cpu": "the optional judge extra (requirements-judges.txt)"}),
     "bench_judges_segmentation": Benchmark(
         "python benchmarks/bench_judges.py --segmentation-checkpoint segmentation/models/segmentation_model.pt",
-        needs={"cpu": "the FaceXFormer checkpoint (download_models.py) and the judge extra"}),
+        needs={"cpu": "the FaceXFormer checkpoint (download_models.py) and the judge extra"}, manual=True),
     "bench_labeller": Benchmark("python benchmarks/bench_labeller.py"),
+    "bench_servers": Benchmark("python benchmarks/bench_servers.py"),
     "bench_refine": Benchmark("python benchmarks/bench_refine.py --device {device}", needs=_GPU,
-                              per_device={"cpu": "python benchmarks/bench_refine.py --device cpu --threads 1"}),
-    "device_check": Benchmark("python benchmarks/device_check.py --device {device}", needs=_GPU),
-    "device_check_quick": Benchmark("python benchmarks/device_check.py --quick --device {device}"),
+                              per_device={"cpu": "python benchmarks/bench_refine.py --device cpu --threads 1"}, devices=_BOTH),
+    "device_check": Benchmark("python benchmarks/device_check.py --device {device}", needs=_GPU, devices=("cuda",)),
+    "device_check_quick": Benchmark("python benchmarks/device_check.py --quick --device {device}", manual=True),
     "toy_margins": Benchmark("python benchmarks/toy_margins.py --steps 400 --isa-sweep"),
+    "batch_margins": Benchmark("python benchmarks/batch_margins.py"),
     "cnn_margins": Benchmark("python benchmarks/cnn_margins.py --isa-sweep"),
     "bench_demo": Benchmark("python benchmarks/bench_demo.py"),
     "bench_tests": Benchmark("python benchmarks/bench_tests.py"),
     "bench_install": Benchmark("python benchmarks/bench_install.py"),
-    "bench_studio": Benchmark("python benchmarks/bench_studio.py --device {device}", needs=_GPU),
-    "control_lab": Benchmark("python benchmarks/control_lab.py"),
+    "bench_install_package_only": Benchmark('python benchmarks/bench_install.py --label package_only --pip "-e ."'),
+    "bench_install_judges": Benchmark("python benchmarks/bench_install.py --label judges --pip "
+                                      '"-r requirements.txt -r requirements-dev.txt -r requirements-judges.txt -e ."'),
+    "bench_install_cpu_torch": Benchmark('python benchmarks/bench_install.py --label cpu_torch --pip "torch==2.13.0"',
+                                         needs={"cpu": "torch 2.13.0's CPU build on pip's index (a file on the "
+                                                       "development machine's disk)"}),
+    "bench_studio": Benchmark("python benchmarks/bench_studio.py --device {device}", needs=_GPU, devices=_BOTH),
+    "control_lab_worlds": Benchmark("python benchmarks/control_lab.py --worlds", manual=True),
+    "control_lab_small": Benchmark("python benchmarks/control_lab.py --small-seeds 0 1 2 --isa-sweep", manual=True),
 }
 """Every benchmark whose records the docs may cite."""
 

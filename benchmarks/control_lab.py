@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small-seeds", type=int, nargs="+", default=None,
                         help="instead: run the CI's small lab (lab.control_lab.small_lab) for these seeds, "
                              "one after the other, and print its quantities (to measure the test's margins)")
+    parser.add_argument("--isa-sweep", action="store_true",
+                        help="with --small-seeds: run under ATEN_CPU_CAPABILITY=default, avx2 and native, one after "
+                             "the other, and write the record control_lab_small-cpu.json")
+    parser.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=pathlib.Path,
                         default=pathlib.Path(__file__).resolve().parent / "results" / "control_lab.json")
     family = parser.add_argument_group("the family of worlds (lab/world_family.py; issue 21)")
@@ -100,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.small_seeds is not None:
-        return _small(args.small_seeds)
+        if args.isa_sweep:
+            return _small_isa_sweep(args, argv)
+        return _small(args.small_seeds, args.emit_json)
     if args.worlds is not None:
         return _worlds(args, argv)
     config = LabConfig(resolution=args.resolution, num_samples=args.num_samples, finetune_steps=tuple(args.steps),
@@ -254,6 +260,7 @@ def _worlds(args: argparse.Namespace, argv: list[str] | None) -> int:
     for half in ("tuned", "reported"):
         part = summary[summary["half"] == half].round(4)
         record.tables[half] = part.to_dict(orient="records")
+        record.tables[f"{half}_methods"] = _methods_table(part).to_dict(orient="records")
         record.tables[f"{half}_rule"] = check[check["half"] == half].round(4).to_dict(orient="records")
         rule = check[check["half"] == half]
         record.figures[f"{half}_worlds_meeting_rule"] = int(rule["met"].sum())
@@ -263,6 +270,9 @@ def _worlds(args: argparse.Namespace, argv: list[str] | None) -> int:
     tags = sorted({str(fig.get("tag")) for r in records for fig in r["arms"].values()})
     record.figures["arms_measured_at_commits"] = ", ".join(tags)
     record.figures["seeds"] = len(seeds)
+    busy = sum(fig.get("seconds", 0.0) for r in records for fig in r["arms"].values())
+    busy += sum(r.get("world", {}).get("build_seconds", 0.0) for r in records)
+    record.figures["measure_hours"] = round(busy / 3600, 1)
     record.figures["eval_latents_x_values"] = f"{args.eval_z}x{args.eval_values}"
     path = record.write()
     print(check.round(3).to_string(index=False))
@@ -270,7 +280,31 @@ def _worlds(args: argparse.Namespace, argv: list[str] | None) -> int:
     return 0
 
 
-def _small(seeds: list[int]) -> int:
+def _methods_table(part: pd.DataFrame) -> pd.DataFrame:
+    """One row per world: mean r / mean leakage (over the seeds) of the default, InterFaceGAN's recipe, SeFa, and
+    the candidate with the highest r whatever its leakage."""
+    from lab.world_family import CANDIDATES
+
+    names = {c.name for c in CANDIDATES}
+    rows = []
+    for world, arms in part.groupby("world", sort=False):
+        arms = arms.set_index("arm")
+        row: dict = {"world": world}
+        for label, arm in (("default", "default"), ("interfacegan", "interfacegan"), ("sefa", "sefa"),
+                           ("sefa_whitened", "sefa whitened")):
+            if arm in arms.index:
+                row[f"{label}_r"] = arms.at[arm, "mean_r"]
+                row[f"{label}_leakage"] = arms.at[arm, "leakage"]
+        cands = arms[arms.index.isin(names)]
+        if len(cands):
+            top = cands["mean_r"].idxmax()
+            row.update(highest_r_setting=top, highest_r=cands.at[top, "mean_r"],
+                       highest_r_leakage=cands.at[top, "leakage"])
+        rows.append(row)
+    return pd.DataFrame(rows).round(3)
+
+
+def _small(seeds: list[int], emit_json: bool = False) -> int:
     from lab.control_lab import small_lab
 
     isa = torch.backends.cpu.get_cpu_capability()
@@ -279,13 +313,34 @@ def _small(seeds: list[int]) -> int:
         start = time.perf_counter()
         result = small_lab(seed)
         flat = {f"{m}:{k}": round(v, 4) for m, values in result.items() for k, v in values.items()}
+        flat["seconds"] = round(time.perf_counter() - start, 1)
         for k, v in flat.items():
             table.setdefault(k, []).append(v)
-        print(json.dumps({"aten": isa, "seed": seed, "seconds": round(time.perf_counter() - start, 1), **flat}),
-              flush=True)
+        print(json.dumps({"aten": isa, "seed": seed, **flat}), flush=True)
     for k, values in table.items():
         if "baseline" not in k:
             print(f"{isa:8s} {k:32s} min {min(values):+.3f} max {max(values):+.3f} (n={len(values)})")
+    if emit_json:
+        print(json.dumps({"isa": isa.lower(), "values": table}))
+    return 0
+
+
+def _small_isa_sweep(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """The small lab under each instruction set (benchmarks/_isa.py), one after the other: the CI test's margins."""
+    import sys
+
+    from benchmarks._isa import run_per_isa, spread_table
+    from benchmarks.records import start_record
+
+    record = start_record("control_lab_small", "cpu")
+    child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--isa-sweep"]
+    runs = run_per_isa(pathlib.Path(__file__), child)
+    record.tables["spread"] = spread_table(runs)
+    record.figures.update({f"{row['quantity']}_min": row["min over all"] for row in record.tables["spread"]})
+    seconds = [s for run in runs for s in run["values"].get("seconds", [])]
+    record.figures["seconds_max"] = max(seconds) if seconds else None
+    record.settings.update({"seeds": args.small_seeds, "threads": 1, "isa_runs": [run["isa"] for run in runs]})
+    print(f"wrote {record.write()}")
     return 0
 
 

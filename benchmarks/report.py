@@ -15,6 +15,8 @@ A page marks what is generated; everything between a marker and its end is repla
   block (date, commit, machine, load, command of each);
 * ``<!-- flags:01_generate_images.py -->`` ... ``<!-- /flags -->``: a script's flags, defaults and help,
   read from its ``build_parser()``, so a page lists exactly the flags the script takes;
+* ``<!-- concepts -->`` ... ``<!-- /concepts -->``: the one-flag-per-concept table of ``common/concepts.py``
+  and the old spellings it replaces;
 * ``<!-- promises -->`` ... ``<!-- /promises -->``: the table of what the docs promise and the test
   that proves each (``tests/tolerances.py``); ``<!-- value:NAME -->`` ... ``<!-- /value -->``: one of
   its constants inside a sentence, so the docs state the number the tests assert.
@@ -25,6 +27,7 @@ here renders as "not measured", what it needs, and the command that measures it 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import re
 import sys
@@ -36,6 +39,7 @@ from typing import Any
 
 from benchmarks.catalog import measure_command, needs
 from benchmarks.records import NOT_MEASURED, REPO_ROOT, RESULTS_DIR, RecordError, iter_records, record_id
+from common.markdown import markdown_rows
 
 TOLERANCES_FILE = REPO_ROOT / "tests" / "tolerances.py"
 
@@ -45,6 +49,7 @@ _INLINE = re.compile(r"<!-- figure:(?P<record>[\w.-]+):(?P<key>[^ >]+)(?: unit=(
 _SOURCES = re.compile(r"<!-- sources -->\n(?P<body>.*?)<!-- /sources -->", re.DOTALL)
 _PROMISES = re.compile(r"<!-- promises(?::(?P<keys>[\w,]+))? -->\n(?P<body>.*?)<!-- /promises -->", re.DOTALL)
 _FLAGS = re.compile(r"<!-- flags:(?P<script>[\w.]+) -->\n(?P<body>.*?)<!-- /flags -->", re.DOTALL)
+_CONCEPTS = re.compile(r"<!-- concepts -->\n(?P<body>.*?)<!-- /concepts -->", re.DOTALL)
 _VALUE = re.compile(r"<!-- value:(?P<name>\w+) -->(?P<body>.*?)<!-- /value -->", re.DOTALL)
 
 
@@ -167,9 +172,7 @@ def _parse_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(format_value(v) for v in row) + " |" for row in rows]
-    return lines
+    return markdown_rows(header, rows, cell=format_value).splitlines()
 
 
 def render_block(spec: str, records: Records, link_base: str) -> str:
@@ -229,10 +232,8 @@ def render_promises(keys: str | None, tolerances: ModuleType) -> str:
         if unknown:
             raise ReportError(f"promises:{keys}: no promise {', '.join(unknown)} in tests/tolerances.py")
         promises = [p for p in promises if p.key in wanted]
-    rows = [(p.claim.replace("|", "\\|"), ", ".join(f"`{t}`" for t in p.tests)) for p in promises]
-    lines = ["| what the docs promise | the test that proves it |", "|---|---|"]
-    lines += [f"| {claim} | {tests} |" for claim, tests in rows]
-    return "\n".join(lines) + "\n"
+    rows = [(p.claim, ", ".join(f"`{t}`" for t in p.tests)) for p in promises]  # format_value escapes "|"
+    return markdown_rows(("what the docs promise", "the test that proves it"), rows, cell=format_value) + "\n"
 
 
 def render_value(name: str, tolerances: ModuleType) -> str:
@@ -266,12 +267,14 @@ def _flag_help(action: argparse.Action) -> str:
             text = text % {**vars(action), "prog": ""}
         except (KeyError, TypeError, ValueError):
             pass
-    text = " ".join(text.split()).replace(f"{REPO_ROOT}/", "").replace(str(REPO_ROOT), ".")  # same in every checkout
+    text = " ".join(text.split()).replace("%%", "%")
+    text = text.replace(f"{REPO_ROOT}/", "").replace(str(REPO_ROOT), ".")  # the same in every checkout
     if action.choices is not None and not isinstance(action.choices, range):
         text += f" (one of: {', '.join(str(c) for c in action.choices)})"
-    return text.replace("|", "\\|")
+    return text
 
 
+@functools.lru_cache(maxsize=None)
 def render_flags(script: str) -> str:
     """A table of the script's flags from its ``build_parser()``: flag, default, what it does."""
     from pipeline.runner import SCRIPTS_DIR, load_script_file
@@ -283,8 +286,29 @@ def render_flags(script: str) -> str:
     for action in parser._actions:
         if action.help is argparse.SUPPRESS or not action.option_strings or isinstance(action, argparse._HelpAction):
             continue
-        rows.append((", ".join(f"`{o}`" for o in action.option_strings), _flag_default(action), _flag_help(action)))
-    lines = ["| flag | default | what |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+        default, what = _flag_default(action), _flag_help(action)
+        stated = re.search(r"(?:^|\s*\()default: ([^()]*)\)?$", what)  # a default stated in the help
+        if stated and not default:
+            value = stated.group(1)
+            default, what = (value if " " in value else f"`{value}`"), what[:stated.start()]
+        rows.append((", ".join(f"`{o}`" for o in action.option_strings), default, what))
+    return "\n".join(_table(("flag", "default", "what"), rows)) + "\n"
+
+
+def render_concepts() -> str:
+    """``common.concepts``: each concept's one flag, what it names, its default path; then the old spellings."""
+    from common.concepts import CONCEPTS, OLD_SPELLINGS
+    from common.paths import PipelinePaths
+
+    paths = PipelinePaths(REPO_ROOT)
+    rows = []
+    for concept in CONCEPTS.values():
+        default = ""
+        if concept.default_path:
+            default = f"`{Path(getattr(paths, concept.default_path)).relative_to(REPO_ROOT).as_posix()}`"
+        rows.append((f"`{concept.flag}`", concept.meaning, default))
+    lines = _table(("flag", "what it names", "default (under `--root`)"), rows) + [""]
+    lines += _table(("old spelling", "now"), ((f"`{old}`", new) for old, new in OLD_SPELLINGS.items()))
     return "\n".join(lines) + "\n"
 
 
@@ -310,6 +334,7 @@ def render_page(text: str, records: Records, tolerances: ModuleType, link_base: 
     text = _SOURCES.sub(lambda m: f"<!-- sources -->\n{render_sources(cited, records, link_base)}<!-- /sources -->",
                         text)
     text = _FLAGS.sub(lambda m: f"<!-- flags:{m['script']} -->\n{render_flags(m['script'])}<!-- /flags -->", text)
+    text = _CONCEPTS.sub(lambda m: f"<!-- concepts -->\n{render_concepts()}<!-- /concepts -->", text)
     text = _PROMISES.sub(lambda m: (f"<!-- promises{':' + m['keys'] if m['keys'] else ''} -->\n"
                                     f"{render_promises(m['keys'], tolerances)}<!-- /promises -->"), text)
     return _VALUE.sub(lambda m: f"<!-- value:{m['name']} -->{render_value(m['name'], tolerances)}<!-- /value -->",
@@ -328,7 +353,8 @@ def _drifts(path: Path, old: str, new: str) -> list[Drift]:
     """The generated blocks of ``old`` whose rendering changed (by position: rendering never adds a block)."""
     found = []
     for pattern, label in ((_BLOCK, "figures"), (_INLINE, "figure"), (_SOURCES, "sources"), (_PROMISES, "promises"),
-                           (_VALUE, "value"), (_FLAGS, "flags")):
+                           (_VALUE, "value"), (_FLAGS, "flags"),
+                           (_CONCEPTS, "concepts")):
         for a, b in zip(pattern.finditer(old), pattern.finditer(new)):
             if a.group(0) != b.group(0):
                 line = old.count("\n", 0, a.start()) + 1

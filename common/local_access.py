@@ -204,8 +204,18 @@ class AccessRules:
 
 
 __all__ = [
-    "ALLOWED_FETCH_SITES", "AccessRules", "LOOPBACK_NAMES", "TOKEN_HEADER", "TOKEN_QUERY_KEY", "check_allow_hosts",
+    "ALLOWED_FETCH_SITES",
+    "LOOPBACK_NAMES",
+    "TOKEN_HEADER",
+    "TOKEN_QUERY_KEY",
+    "AccessRules",
+    "check_allow_hosts",
     "cookie_value",
-    "host_header_names_loopback", "host_name", "is_loopback", "machine_names", "normal_address",
-    "reachable_address", "split_token_query",
+    "host_header_names_loopback",
+    "host_name",
+    "is_loopback",
+    "machine_names",
+    "normal_address",
+    "reachable_address",
+    "split_token_query",
 ]

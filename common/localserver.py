@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from common.http_framing import Framed, Refused, Waiting, frame_request
@@ -198,7 +198,7 @@ def read_regular_file(path: Path, max_bytes: int) -> bytes:
 class _Request:
     """What a worker gets from the loop: the socket (for its address only) and one complete request."""
 
-    __slots__ = ("sock", "data")
+    __slots__ = ("data", "sock")
 
     def __init__(self, sock: socket.socket, data: bytes) -> None:
         self.sock = sock
@@ -218,7 +218,7 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
     server_version = "localpage/1"
     default_request_version = "HTTP/1.0"  # error replies to garbage always carry a status line
     page_dir: Path | None = None           # folder of the page's own files
-    page_files: Mapping[str, str] = {}     # URL path -> file name in page_dir (no cross-site rule, no token)
+    page_files: ClassVar[Mapping[str, str]] = {}  # URL path -> file in page_dir (no cross-site rule, no token)
     page_csp: str = PAGE_CSP
 
     # ---- to implement ----------------------------------------------------------------------------
@@ -404,7 +404,7 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
 class _Conn:
     """One open connection as the loop sees it."""
 
-    __slots__ = ("sock", "addr", "inbox", "outbox", "deadline", "state", "close_after", "continued")
+    __slots__ = ("addr", "close_after", "continued", "deadline", "inbox", "outbox", "sock", "state")
 
     READING, BUSY, SENDING, CLOSED = "reading", "busy", "sending", "closed"
 
@@ -495,14 +495,21 @@ class LocalServer(HTTPServer):
                         self._accept(selector)
                     elif key.data == "wake":
                         self._drain_wake()
-                    elif mask & selectors.EVENT_WRITE:
-                        self._send(selector, key.data)
                     else:
-                        self._read(selector, key.data)
+                        self._guarded(selector, key.data, self._send if mask & selectors.EVENT_WRITE else self._read)
                 self._take_finished(selector)
                 self._expire(selector)
         finally:
             self._wind_down(selector)
+
+    def _guarded(self, selector: selectors.BaseSelector, conn: _Conn, step, *args: Any, **kwargs: Any) -> None:
+        """A bug while handling one connection closes that connection, never the server."""
+        try:
+            step(selector, conn, *args, **kwargs)
+        except Exception:  # noqa: BLE001 - log and keep serving the others
+            logger.exception("error on the connection from %s; closed", conn.addr)
+            if conn in self._conns:
+                self._close(selector, conn)
 
     def _timeout(self, poll_interval: float) -> float:
         waiting = [c.deadline for c in self._conns if c.state in (_Conn.READING, _Conn.SENDING)]
@@ -605,7 +612,7 @@ class LocalServer(HTTPServer):
         while self._finished:
             conn, answer, close = self._finished.popleft()
             if conn.state == _Conn.BUSY:
-                self._reply(selector, conn, answer, close=close or conn.close_after)
+                self._guarded(selector, conn, self._reply, answer, close=close or conn.close_after)
 
     def _reply(self, selector: selectors.BaseSelector, conn: _Conn, data: bytes, *, close: bool,
                keep_reading: bool = False) -> None:
@@ -705,7 +712,20 @@ class LocalServer(HTTPServer):
 
 
 __all__ = [
-    "CONTENT_TYPES", "DATA_CSP", "LOOPBACK_NAMES", "LocalRequestHandler", "LocalServer", "PAGE_CSP",
-    "QUIET_ERRORS", "RequestError", "SAFE_HEADERS", "ServerLimits", "error_response", "host_header_names_loopback",
-    "is_loopback", "json_depth", "read_regular_file", "regular_file_inside",
+    "CONTENT_TYPES",
+    "DATA_CSP",
+    "LOOPBACK_NAMES",
+    "PAGE_CSP",
+    "QUIET_ERRORS",
+    "SAFE_HEADERS",
+    "LocalRequestHandler",
+    "LocalServer",
+    "RequestError",
+    "ServerLimits",
+    "error_response",
+    "host_header_names_loopback",
+    "is_loopback",
+    "json_depth",
+    "read_regular_file",
+    "regular_file_inside",
 ]

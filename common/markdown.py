@@ -1,11 +1,12 @@
-"""The one markdown-table writer (step reports, step 9's comparison, the device check).
+"""The one markdown-table writer (step reports, step 9's comparison, the device check, the docs' figures).
 
-Floats (Python or numpy) are printed with a fixed number of digits so a report reads the same
-whichever dtype a column has; everything else with ``str``.
+By default floats (Python or numpy) are printed with a fixed number of digits so a report reads the
+same whichever dtype a column has, everything else with ``str``; a caller with its own rule for a cell
+(the docs' thousands separators) passes ``cell``.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,12 @@ def _cell(value: Any, digits: int) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (float, np.floating)) else str(value)
 
 
-def markdown_rows(columns: Sequence[Any], rows: Iterable[Sequence[Any]], digits: int = 3) -> str:
-    """A GitHub markdown table: a header of ``columns``, then one line per row."""
+def markdown_rows(columns: Sequence[Any], rows: Iterable[Sequence[Any]], digits: int = 3,
+                  cell: Callable[[Any], str] | None = None) -> str:
+    """A GitHub markdown table: a header of ``columns``, then one line per row (``cell`` formats a value)."""
+    fmt = cell or (lambda value: _cell(value, digits))
     lines = ["| " + " | ".join(str(c) for c in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ CROPS_CSV = "crops.csv"
 ALL_SCORES_CSV = "all_scores.csv"
 NORMALIZATION_JSON = "normalization.json"
 DIRECTIONS_PT = "directions.pt"
+SEFA_PT = "sefa.pt"
 COMPARISON_CSV = "comparison.csv"
 
 
@@ -126,6 +127,16 @@ class PipelinePaths:
     @property
     def directions_pt(self) -> Path:
         return self.directions_dir / DIRECTIONS_PT
+
+    @property
+    def sefa_pt(self) -> Path:
+        """Step 7a's SeFa directions (label-free, named by step 6's scores), beside directions.pt."""
+        return self.directions_dir / SEFA_PT
+
+    @property
+    def sefa_generated_dir(self) -> Path:
+        """Step 8's images with --control sefa."""
+        return self.directions_dir / "generated_sefa"
 
     @property
     def directions_generated_dir(self) -> Path:

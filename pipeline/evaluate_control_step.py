@@ -11,6 +11,7 @@ scorer. Writes, under ``stylegan/finetuned/evaluation/``: ``comparison.csv``,
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import pandas as pd
 
 from common.markdown import markdown_table
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.recipe import Recipe
 from common.steps import Progress, ProgressCounter, StepError
 from stylegan.comparison import (
     COMPARISON_COLUMNS,
@@ -41,7 +43,7 @@ from stylegan.control_measures import (
     is_stand_in,
     write_control_outputs,
 )
-from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, SEFA, ControlMethod
 
 SCORERS = ("segmentation", "brightness")
 JUDGE_MODES = ("auto", "main")
@@ -53,7 +55,7 @@ EXTRA_COLUMNS = ("identity_distance", "identity_changed_share", "fid", "kid_mean
 """Appended to comparison.csv after the contract columns: quality next to control (per method; identity per
 method and swept property; FID/KID of the sweep extremes, or of the filtered split for the baseline)."""
 _QUALITY_STREAM = 9_000_010  # random requests for the quality samples: a stream of their own
-CONTROLS = ("all", DIRECTIONS, FINETUNED)
+CONTROLS = ("all", DIRECTIONS, FINETUNED, SEFA)
 CROPS = ("mtcnn", "full")
 
 
@@ -66,7 +68,7 @@ class EvaluateControlConfig:
     """Step 9's settings; every path None = the pipeline's default under ``root``."""
 
     root: Path = REPO_ROOT
-    control: str = "all"                 # all | directions | finetuned (the baseline is always measured)
+    control: str = "all"                 # all | directions | finetuned | sefa (the baseline is always measured)
     scorer: str = "segmentation"         # segmentation = the independent judge; brightness = a labelled stand-in
     crop: str = "mtcnn"                  # face crop before parsing: mtcnn | full
     weights: str = "ema"                 # fine-tune weights: ema | raw
@@ -78,6 +80,7 @@ class EvaluateControlConfig:
     device: str = "auto"
     checkpoint: Path | None = None       # fine-tuned checkpoint (default: the newest of step 7)
     directions: Path | None = None       # directions file (default: stylegan/directions/directions.pt)
+    sefa: Path | None = None             # SeFa directions file (default: stylegan/directions/sefa.pt)
     stylegan_checkpoint: Path | None = None
     segmentation_checkpoint: Path | None = None
     trusted_checkpoint: bool = False
@@ -90,6 +93,7 @@ class EvaluateControlConfig:
     quality_num: int = 200               # images per FID/KID set (every set cut to the same count)
     inception: Path | None = None        # FID Inception file (default: judges/models/, see download_models.py)
     refine: str = "off"                  # off | auto | a step-7b checkpoint: adds the directions+refine method
+    overwrite: bool = False              # start over in a folder made by another recipe (common.recipe)
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("control", self.control, CONTROLS), ("scorer", self.scorer, SCORERS),
@@ -153,22 +157,79 @@ class EvaluateControlSummary:
 # inputs
 
 
-def load_methods_and_refine(config: EvaluateControlConfig, device) -> tuple[list[ControlMethod], str]:
+def load_methods_and_refine(config: EvaluateControlConfig, device
+                            ) -> tuple[list[ControlMethod], str, dict[str, Path | None]]:
     """Baseline first, then the requested methods that exist (``stylegan.control_resolver``; with ``refine``
-    on, ``directions+refine`` right after ``directions``, on the same generator), and what ``refine``
-    resolved to (a note for the summary; empty when off)."""
-    from common.folders import refuse_overlap
+    on, ``directions+refine`` right after ``directions``, on the same generator), what ``refine``
+    resolved to (a note for the summary; empty when off), and every file the step reads (flag -> path)."""
+    from common.folders import image_folders, refuse_overlap
     from stylegan.control_resolver import resolve_control_methods
 
     paths = config.paths
     plan = resolve_control_methods(paths, config.control,
-                                   {DIRECTIONS: config.directions, FINETUNED: config.checkpoint},
+                                   {DIRECTIONS: config.directions, SEFA: config.sefa, FINETUNED: config.checkpoint},
                                    config.stylegan_checkpoint, config.refine, config.checkpoint)
-    # the evaluation folder never is, holds or sits inside a file it reads
-    refuse_overlap({"--out": config.out_dir},
-                   {**plan.inputs(), "--normalization": config.normalization or paths.normalization_json,
-                    "--segmentation-checkpoint": config.segmentation_checkpoint or paths.segmentation_checkpoint})
-    return plan.load(device, config.batch_size, config.weights, baseline=True), plan.refine.note
+    inputs = {**plan.inputs(), "--stylegan-checkpoint": plan.stylegan,
+              "--normalization": config.normalization or paths.normalization_json,
+              "--segmentation-checkpoint": config.segmentation_checkpoint or paths.segmentation_checkpoint}
+    # the evaluation folder never is, holds or sits inside a file it reads, nor lies in an image folder
+    refuse_overlap({"--out": config.out_dir}, inputs, reserved=image_folders(paths))
+    return plan.load(device, config.batch_size, config.weights, baseline=True), plan.refine.note, inputs
+
+
+OWNED = (COMPARISON_CSV, COMPARISON_PNG, REPORT_MD, QUALITY_CSV, IDENTITY_CSV, AGREEMENT_CSV, "*/*.csv", "*/*.png",
+         "*/*.md", "*/*.json", "renders/*/*.npz")
+"""Step 9's files in its folder: the comparison, each method's folder, and the render cache of a killed run."""
+RENDERS = "renders"
+
+
+def evaluation_recipe(config: EvaluateControlConfig, inputs: dict[str, Path | None], device) -> Recipe:
+    """What step 9's renders and figures are made from: the design, judges and every file read (each
+    method's, the judge's, normalization.json, step 3's gender models, the Inception file when used);
+    not --batch-size, --sheet-z or paths."""
+    from common.recipe import Recipe
+
+    settings = {key: getattr(config, key) for key in ("control", "scorer", "crop", "weights", "num_z", "num_values",
+                                                       "seed", "judges", "quality", "quality_num",
+                                                       "random_weight_models")}
+    settings.update(refine=str(config.refine) not in ("off",), device_type=getattr(device, "type", str(device)))
+    files = {flag.lstrip("-").replace("-", "_"): path for flag, path in inputs.items()}
+    models = Path(config.gender_models or config.paths.cnn_models_dir)
+    for model in sorted(models.glob("gender_fold*.pt")) if models.is_dir() else []:
+        files[f"gender_model_{model.stem}"] = model
+    if config.quality == "inception":
+        files["inception"] = config.inception or config.paths.inception_weights
+    return Recipe.of("9", settings, files)
+
+
+class CachedRenders:
+    """A control method whose renders are kept in ``folder`` (one ``.npz`` per call, keyed by the request's
+    bytes) until step 9 finishes: a killed run, re-run under the same recipe, renders nothing twice."""
+
+    def __init__(self, method: ControlMethod, folder: Path):
+        self.method, self.folder = method, Path(folder)
+
+    def __getattr__(self, name: str):
+        return getattr(self.method, name)
+
+    def render(self, z: np.ndarray, targets: np.ndarray, return_report: bool = False):
+        import hashlib
+        import io
+
+        from common.io import atomic_write_bytes
+
+        z, targets = np.ascontiguousarray(z, np.float32), np.ascontiguousarray(targets, np.float32)
+        key = hashlib.sha256(z.tobytes() + b"|" + targets.tobytes() + str(z.shape).encode()).hexdigest()[:32]
+        path = self.folder / f"{key}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                images, reached = saved["images"], saved["reached"]
+        except (OSError, ValueError, KeyError):  # absent, or torn by a kill: render again
+            images, reached = self.method.render(z, targets, return_report=True)
+            buffer = io.BytesIO()
+            np.savez(buffer, images=np.asarray(images), reached=np.asarray(reached))
+            atomic_write_bytes(path, buffer.getvalue())
+        return (images, reached) if return_report else images
 
 
 def sweep_ranges(config: EvaluateControlConfig, methods: list[ControlMethod]) -> dict[str, tuple[float, float]]:
@@ -215,8 +276,23 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
 
     start = time.perf_counter()
     device = resolve_device(config.device)  # a DeviceError is a StepError
-    methods, refine_note = load_methods_and_refine(config, device)
-    scorer, gender = make_judges(config, device)
+    methods, refine_note, inputs = load_methods_and_refine(config, device)
+    judges = make_judges(config, device)  # every model is loaded (and checked) before the folder is claimed
+    from common.recipe import claim_output, owned_by_patterns
+
+    with claim_output(config.out_dir, evaluation_recipe(config, inputs, device), overwrite=config.overwrite,
+                      owned=owned_by_patterns(*OWNED), what="evaluation outputs"):
+        renders = config.out_dir / RENDERS
+        methods = [CachedRenders(method, renders / method.name.replace("+", "_")) for method in methods]
+        summary = _evaluate(config, device, methods, judges, refine_note, start, progress)
+        shutil.rmtree(renders, ignore_errors=True)  # finished: the cache only ever serves a killed run's re-run
+    return summary
+
+
+def _evaluate(config: EvaluateControlConfig, device, methods: list[ControlMethod], judges, refine_note: str,
+              start: float, progress: Progress | None) -> EvaluateControlSummary:
+    """Judge every method into a folder whose recipe is this run's."""
+    scorer, gender = judges
     ranges = sweep_ranges(config, methods)
     design = config.design
     z = evaluation_latents(design.seed, design.num_z, methods[0].z_dim)

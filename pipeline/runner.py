@@ -291,6 +291,14 @@ def _import_labels_file(source: Path, paths: PipelinePaths) -> str:
             f"({changed} changed{kept})")
 
 
+def _labels_identity(labels: Path | None) -> str | None:
+    """What step 2's marker keeps of ``--labels FILE``: its content (an edited file at the same path is
+    imported again), never only its path."""
+    if labels is None:
+        return None
+    return file_fingerprint(labels) if Path(labels).is_file() else f"missing:{labels}"
+
+
 def _labels_step(options: PipelineOptions, paths: PipelinePaths) -> str | None:
     """Step 2 in a pipeline run: use --labels, the demo rule, or existing labels; else pause with instructions."""
     from gender_cnn.hand_labels import journal_path_for, load_hand_labels
@@ -300,7 +308,10 @@ def _labels_step(options: PipelineOptions, paths: PipelinePaths) -> str | None:
     if options.demo:
         from pipeline.demo import write_demo_labels
 
-        return write_demo_labels(paths)
+        try:
+            return write_demo_labels(paths)
+        except USER_ERRORS as exc:
+            raise BadInput(f"step 2 (demo): {exc}") from None
     if paths.hand_labels_csv.is_file() or journal_path_for(paths.hand_labels_csv).is_file():
         from common.io import CsvSchemaError
 
@@ -351,17 +362,25 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
     start = time.perf_counter()
     paths = PipelinePaths(options.root)
     report = PipelineReport()
-    if options.demo:
-        from pipeline.demo import prepare_demo
-
-        print(prepare_demo(paths))
     upstream_ran = False
     try:
-        for number in steps_between(options.first, options.last):
+        selected = steps_between(options.first, options.last)
+        if options.labels is not None and "2" not in selected:
+            raise BadInput(f"--labels {options.labels} is imported by step 2, which this run does not include "
+                           f"(--from {options.first} --to {options.last}); fix: start at step 2 (--from 2), or drop "
+                           "--labels to use the hand labels already there")
+        if options.demo:
+            from pipeline.demo import prepare_demo
+
+            try:
+                print(prepare_demo(paths))
+            except USER_ERRORS as exc:
+                raise BadInput(f"demo: {exc}") from None
+        for number in selected:
             step_start = time.perf_counter()
             argv = step_argv(number, options)
             marker = _marker(options.root, number)
-            record = {"argv": argv, "labels": str(options.labels) if options.labels else None,
+            record = {"argv": argv, "labels": _labels_identity(options.labels) if number == "2" else None,
                       "inputs": input_fingerprints(number, paths)}
             previous = _marker_record(marker) if marker.is_file() else None
             if not options.redo and not upstream_ran and previous and previous.get("record") == record:

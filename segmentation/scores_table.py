@@ -30,7 +30,7 @@ from PIL import Image
 
 from common.contact_sheet import make_contact_sheet
 from common.distributed import init_distributed, parse_shard
-from common.folders import refuse_overlap
+from common.folders import image_folders, refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb, open_image
 from common.io import (
     atomic_save_image,
@@ -41,6 +41,7 @@ from common.io import (
     read_csv_checked,
 )
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.recipe import FolderLock, Recipe, claim_output, merging
 from common.steps import Progress, StepError, Summary
 from segmentation.labels import overlay
 from segmentation.normalize import METHODS, POSE_SCALINGS, PropertyNormalizer
@@ -53,6 +54,7 @@ from segmentation.tables import (
     FLAG_MISSING_MAP,
     FLAG_UNREADABLE,
     PARSING_PREFIX,
+    INPUT_COLUMN,
     SCORES_COLUMNS,
     VISUALIZATION_PREFIX,
     check_crops_frame,
@@ -184,6 +186,15 @@ def _names_from_crops(input_dir: Path) -> tuple[dict[str, str], set[str], int]:
     found = frame["face_found"].str.strip() == "1"
     with_face = {Path(name).stem for name in frame.loc[found, "img_name"]}
     return names, with_face, int((~found).sum())
+
+
+def _input_fingerprints(input_dir: Path) -> dict[str, str]:
+    """img_name -> the identity of the image step 5 parsed (crops.csv's ``input_fingerprint``, if any)."""
+    path = input_dir / PipelinePaths().crops_csv.name
+    if not path.is_file():
+        return {}
+    frame = read_csv_checked(path, ["img_name"], dtype=str, keep_default_na=False)
+    return dict(zip(frame["img_name"], frame[INPUT_COLUMN])) if INPUT_COLUMN in frame.columns else {}
 
 
 def find_score_inputs(input_dir: Path, images_dir: Path | None = None) -> tuple[list[ScoreItem], int]:
@@ -366,7 +377,24 @@ def score_properties(config: PropertyScoresConfig, progress: Progress | None = N
     config = config.resolved()
     ctx = init_distributed(config.shard)
     out = Path(config.out)
-    refuse_overlap({"--out": out}, {"--segmentation-dir": config.segmentation_dir, "--images": config.images})
+    refuse_overlap({"--out": out}, {"--segmentation-dir": config.segmentation_dir, "--images": config.images},
+                   reserved=image_folders(config.paths))
+    shard = (ctx.rank, ctx.world_size) if ctx.sharded and not ctx.grouped else None
+    with claim_output(out, scores_recipe(config), overwrite=False, owned=lambda _folder: [], shard=shard,
+                      writer=ctx.is_main or not ctx.grouped, recompute=True):
+        return _score_claimed(config, ctx, out, progress, start)
+
+
+def scores_recipe(config: PropertyScoresConfig) -> Recipe:
+    """What step 6's tables are made from (it recomputes every score, so this records, never gates):
+    the normalisation and columns asked for, and step 5's crops.csv (each row also keeps its image's
+    identity, ``input_fingerprint``)."""
+    settings = {"method": config.method, "pose_scaling": config.pose_scaling, "background": config.background}
+    return Recipe.of("6", settings, {"crops_csv": Path(config.segmentation_dir) / PipelinePaths().crops_csv.name})
+
+
+def _score_claimed(config: PropertyScoresConfig, ctx, out: Path, progress: Progress | None,
+                   start: float) -> PropertyScoresSummary:
     items, no_face = find_score_inputs(config.segmentation_dir, config.images)
     items = items[: config.limit]
     mine = ctx.take(range(len(items)))
@@ -414,9 +442,10 @@ def merge_score_shards(config: PropertyScoresConfig) -> PropertyScoresSummary:
         return PropertyScoresSummary(scored=len(table), no_face=no_face, flag_counts=dict(sorted(flags.items())),
                                      method=config.method, pose_scaling=config.pose_scaling, out_dir=out, written=(),
                                      seconds=time.perf_counter() - start)  # merged before: nothing to do
-    summary = _finish(config, items, no_face, _read_parts(parts, items), start)
-    for path in parts:
-        path.unlink(missing_ok=True)
+    with FolderLock(out), merging(out, scores_recipe(config)):  # parts of another recipe: refused first
+        summary = _finish(config, items, no_face, _read_parts(parts, items), start)
+        for path in parts:
+            path.unlink(missing_ok=True)
     return dataclasses.replace(summary, merged_parts=len(parts))
 
 
@@ -453,6 +482,8 @@ def _finish(config: PropertyScoresConfig, items: Sequence[ScoreItem], no_face: i
     if config.background:
         for name in BACKGROUND_COLUMNS:
             table[name] = raw[name].to_numpy()
+    sources = _input_fingerprints(Path(config.segmentation_dir))
+    table[INPUT_COLUMN] = [sources.get(item.img_name, "") for item in items]
 
     written = [atomic_write_csv(out / paths.all_scores_csv.name, table, columns=SCORES_COLUMNS),
                normalizer.save(out / paths.normalization_json.name)]

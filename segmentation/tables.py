@@ -13,6 +13,7 @@ from typing import Any
 
 from common.io import CsvSchemaError
 from common.paths import PROPERTY_NAMES
+from common.recipe import INPUT_COLUMN  # the identity (size:sha256) of the image file a row was made from
 
 # --- step 5: per-image files in its results folder (``{PREFIX}{stem}.png``) ---------------------
 PARSING_PREFIX = "parsing_"                       # 224x224 uint8 label map
@@ -23,8 +24,6 @@ HEADS_PREFIX = "heads_"                           # heads_{stem}.json: FaceXForm
 # --- step 5: crops.csv ---------------------------------------------------------------------------
 CROPS_COLUMNS: tuple[str, ...] = ("img_name", "face_found", "x0", "y0", "x1", "y1", "prob", "crop")
 """crops.csv's contract columns (pipeline.md, step 5)."""
-INPUT_COLUMN = "input_fingerprint"
-"""The identity (``size:sha256``, ``common.recipe.item_identity``) of the image file a row was made from."""
 CROPS_EXTRA_COLUMNS: tuple[str, ...] = ("error", INPUT_COLUMN)
 """Written after the contract columns: why an image could not be read (empty otherwise), and which file the
 row describes (a resume redoes an image whose file changed)."""

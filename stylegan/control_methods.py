@@ -26,17 +26,20 @@ import torch
 
 from common.checkpoints import load_state_dict_checked
 from common.paths import PROPERTY_NAMES
+from stylegan.directions import SEFA
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
 __all__ = [
     "ControlMethod", "BaselineMethod", "FinetunedMethod", "DirectionsMethod", "BASELINE", "DIRECTIONS", "FINETUNED",
+    "SEFA",
     "fill_unrequested", "render_batched", "load_baseline_method", "load_finetuned_method", "load_directions_method",
     "load_refiner", "REFINE_HELP", "DIRECTIONS_REFINE", "REFINE_OFF", "REFINE_AUTO", "RefineChoice",
     "resolve_refine", "with_refiner",
 ]
 
 BASELINE, FINETUNED, DIRECTIONS = "baseline", "finetuned", "directions"
-"""The methods' names: the ``method`` column of comparison.csv and the values of ``--control``."""
+"""The methods' names: the ``method`` column of comparison.csv and the values of ``--control``; ``SEFA`` (``sefa``)
+is the directions route with SeFa's label-free directions (``stylegan.directions.fit_sefa_directions``)."""
 DIRECTIONS_REFINE = "directions+refine"
 """The directions method with the "refine" option on: its own row in comparison.csv beside ``directions``."""
 REFINE_OFF, REFINE_AUTO = "off", "auto"
@@ -273,12 +276,13 @@ def load_refiner(finetune_checkpoint: Path | str, generator: StyleGANGenerator, 
 def load_directions_method(stylegan_checkpoint: Path | str, directions_path: Path | str,
                            device: str | torch.device = "cpu", batch_size: int = 16,
                            which: str = "auto", refine_checkpoint: Path | str | None = None,
-                           refine_config: Any = None) -> DirectionsMethod:
+                           refine_config: Any = None, name: str = DIRECTIONS) -> DirectionsMethod:
     """The step-1 generator plus a directions file fitted for it (refused if fitted for another one).
 
     ``refine_checkpoint``: a step-7b checkpoint whose learned regressor refines every edit (the
     directions route's "refine" option, :func:`load_refiner`); None = the linear edit alone.
-    A refined method is named ``directions+refine`` (its own row in step 9)."""
+    A refined method is named ``directions+refine`` (its own row in step 9). ``name``: the method's
+    name (``sefa`` for SeFa's file, step 7a's ``sefa.pt``)."""
     from stylegan.checkpoint import load_generator
     from stylegan.conditional import property_ranges
     from stylegan.directions import load_directions
@@ -298,11 +302,11 @@ def load_directions_method(stylegan_checkpoint: Path | str, directions_path: Pat
     if refine_checkpoint is not None:
         refiner = load_refiner(refine_checkpoint, generator, directions, refine_config)
         options += f"; refined with the regressor of {refine_checkpoint}"
+    kind = "SeFa directions" if name == SEFA else "latent directions"
     method = DirectionsMethod(generator, directions, batch_size, ranges,
-                              description=f"latent directions {directions_path} on {stylegan_checkpoint} "
+                              description=f"{kind} {directions_path} on {stylegan_checkpoint} "
                                           f"({methods}; {options})", refiner=refiner)
-    if refiner is not None:
-        method.name = DIRECTIONS_REFINE
+    method.name = DIRECTIONS_REFINE if refiner is not None else name
     return method
 
 

@@ -24,6 +24,7 @@ from stylegan.conditional import newest_valid_checkpoint
 from stylegan.control_methods import (
     DIRECTIONS,
     FINETUNED,
+    SEFA,
     REFINE_AUTO,
     REFINE_OFF,
     ControlMethod,
@@ -69,6 +70,10 @@ def _default_directions(paths: PipelinePaths) -> Path | None:
     return paths.directions_pt if paths.directions_pt.is_file() else None
 
 
+def _default_sefa(paths: PipelinePaths) -> Path | None:
+    return paths.sefa_pt if paths.sefa_pt.is_file() else None
+
+
 METHOD_SOURCES: tuple[MethodSource, ...] = (
     MethodSource(
         DIRECTIONS, "--directions", "07_fit_latent_directions.py", _default_directions,
@@ -76,6 +81,13 @@ METHOD_SOURCES: tuple[MethodSource, ...] = (
         lambda file, plan, device, batch, weights: load_directions_method(plan.stylegan, file, device, batch),
         lambda file, plan, weights: f"{file} on {plan.stylegan}",
         lambda paths: paths.directions_generated_dir),
+    MethodSource(
+        SEFA, "--sefa", "07_fit_latent_directions.py", _default_sefa,
+        lambda paths: f"no SeFa directions file {paths.sefa_pt}",
+        lambda file, plan, device, batch, weights: load_directions_method(plan.stylegan, file, device, batch,
+                                                                          name=SEFA),
+        lambda file, plan, weights: f"{file} (SeFa) on {plan.stylegan}",
+        lambda paths: paths.sefa_generated_dir),
     MethodSource(
         FINETUNED, "--checkpoint", "07_finetune_stylegan.py",
         lambda paths: newest_valid_checkpoint(paths.finetuned_dir),  # a newer unreadable file: skipped, said
@@ -151,8 +163,9 @@ class MethodPlan:
         """Flag -> file that the methods (or one of them) read: for ``common.folders.refuse_overlap``."""
         names = self.names if name is None else (name,)
         files: dict[str, Path | None] = {_SOURCES[n].flag: self.files[n] for n in names}
-        if name is None or name == DIRECTIONS:
+        if name is None or name in (DIRECTIONS, SEFA):
             files["--stylegan-checkpoint"] = self.stylegan
+        if name is None or name == DIRECTIONS:
             files["--refine"] = self.refine.checkpoint
         return files
 

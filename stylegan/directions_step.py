@@ -49,6 +49,7 @@ from common.paths import (
     LATENTS_NPY,
     PROPERTY_NAMES,
     REPO_ROOT,
+    SEFA_PT,
     W_NPY,
     PipelinePaths,
 )
@@ -63,11 +64,13 @@ from stylegan.directions import (
     DEFAULT_METRIC,
     LAYER_RANGES,
     METHODS_ALLOWED,
+    SEFA_COMPONENTS,
     METRICS_ALLOWED,
     LatentDirections,
     available_layer_ranges,
     combine_directions,
     fit_directions,
+    fit_sefa_directions,
     load_directions,
     make_renderer,
     render_edit,
@@ -119,12 +122,13 @@ class FitDirectionsConfig:
     overwrite: bool = False
     which: str = "auto"
     method: str = "auto"           # auto | ridge | svm (auto: per property, see select)
-    select: str = "auto"           # auto: by control when a scorer is given, else svm (see run_fit_directions)
+    select: str = "auto"           # auto: by control when a scorer is given, else the default rule (ridge)
     layer_ranges: tuple[str, ...] = ("all",)   # ranges tried by control selection
     hold: bool = DEFAULT_HOLD
     metric: str = DEFAULT_METRIC
     cap: float | None = DEFAULT_CAP
     svm_count: int | None = None
+    sefa_components: int = SEFA_COMPONENTS  # SeFa eigen-directions offered to the properties (sefa.pt); 0 = no SeFa
     gender_guard: bool = True      # edits hold step 4's gender_score (a ridge direction) when its table is there
     num_heldout: int = 16          # scored latents the control choice's candidates are not fitted on; sheet rows
     num_values: int = 5            # targets per sweep (control choice and sheets)
@@ -158,6 +162,8 @@ class FitDirectionsConfig:
                 raise ValueError(f"layer range must be one of {LAYER_RANGES}, got {name!r}")
         if self.cap is not None and not self.cap > 0:
             raise ValueError(f"cap must be > 0 (standard deviations) or None, got {self.cap}")
+        if self.sefa_components < 0:
+            raise ValueError(f"sefa_components must be >= 0 (0 = no SeFa), got {self.sefa_components}")
         if self.num_heldout < 2 or self.num_values < 2 or self.batch_size < 1 or self.sheet_rows < 1:
             raise ValueError("need num_heldout >= 2, num_values >= 2, batch_size >= 1, sheet_rows >= 1")
 
@@ -335,11 +341,12 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Progress | None = 
     _refuse_foreign_latents(config)
     device = resolve_device(config.device)
     target = out_dir / DIRECTIONS_PT
-    owned = owned_by_patterns(DIRECTIONS_PT, REPORT_MD, REPORT_CSV, ANGLES_CSV, SELECTION_CSV, SUMMARY_JSON,
-                              "sweep_*.png")
+    owned = owned_by_patterns(DIRECTIONS_PT, SEFA_PT, REPORT_MD, REPORT_CSV, ANGLES_CSV, SELECTION_CSV,
+                              SUMMARY_JSON, "sweep_*.png")
     recipe = _recipe(config, device, scorer is not None)
     with claim_output(out_dir, recipe, overwrite=config.overwrite, owned=owned, what="directions") as claim:
-        if claim.continued and target.is_file():  # finished earlier under this very recipe
+        finished = target.is_file() and (config.sefa_components == 0 or (out_dir / SEFA_PT).is_file())
+        if claim.continued and finished:  # finished earlier under this very recipe
             return _summary_of(load_directions(target), out_dir, time.perf_counter() - start, skipped=True)
         clean_stale_temp_files(out_dir)
         return _fit(config, progress, scorer, gender, recipe, device, normalization_json, start)
@@ -398,10 +405,12 @@ def _fit(config: FitDirectionsConfig, progress: Callable[[int, int], None] | Non
         # calibrated prediction of held-out scores is better
         finals = {m: fit_directions(w, scores, config.seed, method=m, **fit_options).with_guards(**guards)
                   for m in ("ridge", "svm")}
-        record = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan")) for m in finals} for p in PROPERTY_NAMES}
-        picks = {p: ("svm" if not record[p]["ridge"] >= record[p]["svm"] else "ridge", "all") for p in PROPERTY_NAMES}
+        heldout_r = {p: {m: finals[m].info["heldout_r"][p].get(m, float("nan")) for m in finals}
+                     for p in PROPERTY_NAMES}
+        picks = {p: ("svm" if not heldout_r[p]["ridge"] >= heldout_r[p]["svm"] else "ridge", "all")
+                 for p in PROPERTY_NAMES}
         directions = combine_directions(finals, picks)
-        directions.info["heldout_r"] = record
+        directions.info["heldout_r"] = heldout_r
         selected_by = "held-out prediction r (--select heldout-r)"
     else:
         directions = fit_directions(w, scores, config.seed, method=config.method, **fit_options).with_guards(**guards)
@@ -431,6 +440,14 @@ def _fit(config: FitDirectionsConfig, progress: Callable[[int, int], None] | Non
                                                     config, seconds, generator))
     atomic_write_json(out_dir / SUMMARY_JSON, {"seconds": seconds, "num_samples": len(w), "selected_by": selected_by,
                                                "methods": dict(zip(PROPERTY_NAMES, directions.methods))})
+    if config.sefa_components > 0:   # SeFa's label-free directions, named and calibrated on the same scores
+        sefa = fit_sefa_directions(generator, w, scores, config.seed, num_components=config.sefa_components,
+                                   hold=config.hold, metric=config.metric, cap=config.cap,
+                                   generator_fingerprint=fingerprint, normalization=normalization)
+        sefa = sefa.with_guards(**guards)
+        sefa.info.update({"inputs": recipe.record(), "selected_by": "SeFa (label-free; named by step 6's scores)",
+                          "generator_entry": generator.checkpoint_key})
+        sefa.save(out_dir / SEFA_PT)
     directions.save(target)   # last: its presence means the step finished
     return _summary_of(directions, out_dir, seconds)
 

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,7 +248,7 @@ def run_generate(config: GenerateConfig, progress: Progress | None = None) -> Ge
         todo = [i for i in mine if not (out_dir / names[i]).exists()]
         skipped = len(mine) - len(todo)
         tick = ProgressCounter(progress if ctx.is_main else None, len(mine), skipped)
-        _generate_images(generator, config, out_dir, names, todo, tick)
+        _generate_images(generator, config, out_dir, names, mine, todo, tick)
         counts = ctx.gather((len(todo), skipped))
         ctx.barrier()
         kept_beyond = 0
@@ -315,18 +315,30 @@ def _write_lists(config: GenerateConfig, generator: StyleGANGenerator, out_dir: 
 
 
 def _generate_images(generator: StyleGANGenerator, config: GenerateConfig, out_dir: Path, names: list[str],
-                     todo: list[int], tick: Callable[[], None]) -> None:
-    """Generate the images ``todo`` in batches; a thread pool encodes and writes while the device works."""
+                     mine: Sequence[int], todo: list[int], tick: Callable[[], None]) -> None:
+    """Generate the images ``todo`` in the batches an uninterrupted run has (``mine`` cut every
+    ``batch_size`` images), a whole batch even where some of its images exist; a thread pool encodes
+    and writes while the device works.
+
+    Why whole batches: a batch of another size is another computation, and a kernel may then round a
+    pixel the other way (+-1 in about 1e-4 of the uint8 values, ``benchmarks/batch_margins.py``). A
+    resumed run repeats the first run's batches, so it ends bit-identical to an uninterrupted run on
+    the same machine, for the price of at most a batch's worth of images already there.
+    """
+    wanted = set(todo)
     pending: deque[Future] = deque()
     max_pending = max(2 * config.batch_size, 8)
     with ThreadPoolExecutor(max_workers=config.writer_threads) as pool:
-        for first in range(0, len(todo), config.batch_size):
-            batch = todo[first:first + config.batch_size]
+        for first in range(0, len(mine), config.batch_size):
+            batch = list(mine[first:first + config.batch_size])
+            if wanted.isdisjoint(batch):
+                continue
             images = synthesize_uint8(generator, latents_for(config.seed, batch, generator.z_space_dim),
                                       config.trunc_psi, config.trunc_layers)
             for index, image in zip(batch, images):
-                pending.append(pool.submit(_write, out_dir / names[index], atomic_save_image, image,
-                                           config.jpeg_quality))
+                if index in wanted:
+                    pending.append(pool.submit(_write, out_dir / names[index], atomic_save_image, image,
+                                               config.jpeg_quality))
             while len(pending) > max_pending:  # bounded memory: never more than ~2 batches in flight
                 pending.popleft().result()
                 tick()

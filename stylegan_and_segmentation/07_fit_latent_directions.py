@@ -20,7 +20,7 @@ EXAMPLES = """examples:
   python stylegan_and_segmentation/07_fit_latent_directions.py                  # after steps 1-6
   python stylegan_and_segmentation/07_fit_latent_directions.py --method svm --no-hold  # InterFaceGAN-like edits
   python stylegan_and_segmentation/07_fit_latent_directions.py --layer-ranges all,coarse,middle,fine
-  python stylegan_and_segmentation/07_fit_latent_directions.py --select heldout-r    # no segmentation model needed
+  python stylegan_and_segmentation/07_fit_latent_directions.py --select heldout-r    # by prediction r (asked only)
 """
 
 
@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "extremes, or auto (chosen per property, see --select)")
     parser.add_argument("--select", choices=SELECT_ALLOWED, default=d.select,
                         help="how auto chooses: control = edits rendered and scored on held-out latents "
-                             "(needs the segmentation model); heldout-r = prediction r; auto = control when possible, "
-                             "else svm (the control lab: prediction r is a poor guide to control)")
+                             "(needs the segmentation model); heldout-r = prediction r (asked for only: prediction is "
+                             "not control); auto = control when possible, else the default rule (ridge, chosen on the "
+                             "control lab's family of worlds)")
     parser.add_argument("--layer-ranges", default=",".join(d.layer_ranges),
                         help=f"synthesis layer ranges tried by --select control, comma-separated from {LAYER_RANGES}")
     parser.add_argument("--hold", action=argparse.BooleanOptionalAction, default=d.hold,
@@ -50,9 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metric", choices=METRICS_ALLOWED, default=d.metric,
                         help="edits move the least in this metric (whitened = w's covariance)")
     parser.add_argument("--cap", type=_cap, default=d.cap,
-                        help="edits keep every prediction within mean +- CAP sd of the fitted samples ('none' = off)")
+                        help="edits keep every prediction within mean +- CAP sd of the fitted samples, widened to the "
+                             "scores seen in fitting, which are always reachable ('none' = off)")
     parser.add_argument("--svm-count", type=int, default=d.svm_count,
                         help="samples per end for the SVM (default: 2%% of N, at least min(N/4, 500))")
+    parser.add_argument("--sefa-components", type=int, default=d.sefa_components,
+                        help="also write sefa.pt: SeFa's label-free directions, the top N eigen-directions of the "
+                             "style weights each named by its correlation with step 6's scores (0 = no SeFa)")
     parser.add_argument("--gender-guard", action=argparse.BooleanOptionalAction, default=d.gender_guard,
                         help="edits hold step 4's gender_score (a ridge direction fitted on every generated latent)")
     parser.add_argument("--num-heldout", type=int, default=d.num_heldout,
@@ -76,7 +81,8 @@ def config_from_args(args: argparse.Namespace) -> FitDirectionsConfig:
         root=args.root, checkpoint=args.checkpoint, scores_csv=args.scores, out_dir=args.out,
         all_scored=args.all_scored, which=WHICH[args.weights], method=args.method, select=args.select,
         layer_ranges=tuple(r.strip() for r in args.layer_ranges.split(",") if r.strip()), hold=args.hold,
-        metric=args.metric, cap=args.cap, svm_count=args.svm_count, gender_guard=args.gender_guard,
+        metric=args.metric, cap=args.cap, svm_count=args.svm_count, sefa_components=args.sefa_components,
+        gender_guard=args.gender_guard,
         num_heldout=args.num_heldout, num_values=args.num_values, batch_size=args.batch_size, seed=args.seed,
         limit=args.limit, crop=args.crop, trust_checkpoint=args.trust_checkpoint, device=args.device,
         overwrite=args.overwrite)

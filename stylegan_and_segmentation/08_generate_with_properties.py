@@ -29,6 +29,7 @@ EXAMPLES = """examples:
   python stylegan_and_segmentation/08_generate_with_properties.py --num 0 --sweep face_pose --sweep hair_length
   python stylegan_and_segmentation/08_generate_with_properties.py --sweep all --sweep-z 6
   python stylegan_and_segmentation/08_generate_with_properties.py --control directions --refine auto --eyes 0.9
+  python stylegan_and_segmentation/08_generate_with_properties.py --control sefa --mouth 0.8   # SeFa's directions
 """
 
 
@@ -52,13 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fine-tuned checkpoint (default: the newest in stylegan/finetuned/checkpoints)")
     parser.add_argument("--directions", type=pathlib.Path, default=None,
                         help="latent directions (default: stylegan/directions/directions.pt)")
+    parser.add_argument("--sefa", type=pathlib.Path, default=None,
+                        help="SeFa directions for --control sefa (default: stylegan/directions/sefa.pt, from step 7a)")
     parser.add_argument("--stylegan-checkpoint", type=pathlib.Path, default=None,
                         help="directions only: the base generator (default: stylegan/stylegan_model.pth)")
     parser.add_argument("--refine", default=d.refine, metavar="{off,auto,PATH}",
                         help=REFINE_HELP + " (default: %(default)s; output default: stylegan/directions/"
                              "generated_refine)")
     parser.add_argument("--out", type=pathlib.Path, default=None,
-                        help="output folder (default: stylegan/finetuned/generated or stylegan/directions/generated)")
+                        help="output folder (default: stylegan/finetuned/generated, stylegan/directions/generated or "
+                             "stylegan/directions/generated_sefa)")
     return parser
 
 
@@ -69,7 +73,7 @@ def config_from_args(args: argparse.Namespace) -> GeneratePropertiesConfig:
         num=args.num if args.limit is None else min(args.num, args.limit), seed=args.seed,
         sweeps=sweep_list(args.sweep), sweep_z=args.sweep_z, sweep_values=args.sweep_values,
         weights=args.weights, batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
-        directions=args.directions, stylegan_checkpoint=args.stylegan_checkpoint, out=args.out,
+        directions=args.directions, sefa=args.sefa, stylegan_checkpoint=args.stylegan_checkpoint, out=args.out,
         overwrite=args.overwrite, refine=args.refine)
 
 

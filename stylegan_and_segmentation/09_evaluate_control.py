@@ -28,13 +28,14 @@ EXAMPLES = """examples:
   python stylegan_and_segmentation/09_evaluate_control.py --control directions --num-z 40 --num-values 11
   python stylegan_and_segmentation/09_evaluate_control.py --scorer brightness --device cpu   # demo stand-in only
   python stylegan_and_segmentation/09_evaluate_control.py --control directions --refine auto  # linear vs refined
+  python stylegan_and_segmentation/09_evaluate_control.py --control sefa          # SeFa's label-free directions
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = EvaluateControlConfig()
     parser = make_parser(__doc__, EXAMPLES)
-    add_common_args(parser, batch_size=d.batch_size, limit="latents per sweep (caps --num-z)", overwrite=False)
+    add_common_args(parser, batch_size=d.batch_size, limit="latents per sweep (caps --num-z)")
     parser.add_argument("--control", choices=CONTROLS, default=d.control,
                         help="methods to compare with the unedited generator (all = every one that exists)")
     parser.add_argument("--num-z", type=int, default=d.num_z, help="K latents per property sweep (same for all)")
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fine-tuned checkpoint (default: the newest in stylegan/finetuned/checkpoints)")
     parser.add_argument("--directions", type=pathlib.Path, default=None,
                         help="latent directions (default: stylegan/directions/directions.pt)")
+    parser.add_argument("--sefa", type=pathlib.Path, default=None,
+                        help="SeFa directions (default: stylegan/directions/sefa.pt, written by step 7a)")
     parser.add_argument("--stylegan-checkpoint", type=pathlib.Path, default=None,
                         help="base generator for the baseline and the directions (default: stylegan/stylegan_model.pth)")
     parser.add_argument("--segmentation-checkpoint", type=pathlib.Path, default=None,
@@ -81,11 +84,12 @@ def config_from_args(args: argparse.Namespace) -> EvaluateControlConfig:
         root=args.root, control=args.control, scorer=args.scorer, crop=args.crop, weights=args.weights,
         num_z=args.num_z if args.limit is None else min(args.num_z, args.limit), num_values=args.num_values,
         seed=args.seed, batch_size=args.batch_size, sheet_z=args.sheet_z, device=args.device,
-        checkpoint=args.checkpoint, directions=args.directions, stylegan_checkpoint=args.stylegan_checkpoint,
+        checkpoint=args.checkpoint, directions=args.directions, sefa=args.sefa,
+        stylegan_checkpoint=args.stylegan_checkpoint,
         segmentation_checkpoint=args.segmentation_checkpoint, trusted_checkpoint=args.trust_checkpoint,
         normalization=args.normalization, gender_models=args.gender_models, out=args.out,
         random_weight_models=args.random_weight_models, judges=args.judges, quality=args.quality,
-        quality_num=args.quality_num, inception=args.inception, refine=args.refine)
+        quality_num=args.quality_num, inception=args.inception, refine=args.refine, overwrite=args.overwrite)
 
 
 def main(argv=None) -> int:

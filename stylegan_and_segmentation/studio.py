@@ -9,7 +9,8 @@ on a GPU server, forward the port from your laptop::
     ssh -N -L 8770:127.0.0.1:8770 you@gpu-box                         # on the laptop
     http://localhost:8770/
 
-``--regenerate FACE.png`` renders a saved face again from its recipe and says whether the
+``--regenerate FILE`` renders a saved face, or every frame of a sweep or expression sheet (its
+PNG contact sheet or animated WebP), again from the recipes in the file and says whether the
 pixels are identical (exit 0) or not (exit 1).
 """
 
@@ -23,7 +24,7 @@ from common.cli import add_common_args, apply_common_args, make_parser, paths_fr
 from common.io import atomic_save_image
 from common.settings import add_settings, given_values
 from pipeline.studio.params import ParamError, ViewParams
-from pipeline.studio.pngmeta import RecipeError, recipe_files, regenerate
+from pipeline.studio.pngmeta import RecipeError, read_studio_file, recipe_files, regenerate, regenerate_frames
 from pipeline.studio.server import CROPS, SCORERS, StudioConfig, run_studio
 
 logger = logging.getLogger("studio")
@@ -55,8 +56,9 @@ def build_parser():
                         help="open the page in a local browser")
     parser.add_argument("--no-browser", dest="open_browser", action="store_false",
                         help="do not open a browser (the default)")
-    parser.add_argument("--regenerate", type=Path, default=None, metavar="FACE.png",
-                        help="render a saved face again from its embedded recipe, compare, and exit")
+    parser.add_argument("--regenerate", type=Path, default=None, metavar="FILE",
+                        help="render a saved face (PNG) or every frame of a sweep / expression sheet (PNG or "
+                             "WebP) again from its embedded recipes, compare, and exit")
     parser.add_argument("--out", type=Path, default=None,
                         help="with --regenerate: write the regenerated PNG here")
     return parser
@@ -66,10 +68,23 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt
 
 
+def _difference(image, saved) -> str:
+    if image.shape != saved.shape:
+        return f"shape differs {image.shape} vs {saved.shape}"
+    if (image == saved).all():
+        return "identical pixels"
+    return f"pixels DIFFER (max |diff| {int(abs(image.astype(int) - saved.astype(int)).max())})"
+
+
 def _regenerate(args, paths) -> int:
     from common.runtime import resolve_device
     from pipeline.studio.render import load_studio_models
 
+    _, recipes, _, _ = read_studio_file(args.regenerate)
+    if args.out is not None and len(recipes) > 1:
+        logger.error("--out takes a saved face; %s is a sheet of %d frames (each is compared in place)",
+                     args.regenerate, len(recipes))
+        return 2
     if args.out is not None and (args.out.resolve() == args.regenerate.resolve() or
                                  (args.out.exists() and not args.overwrite)):
         logger.error("--out %s exists (or is the input); choose another path or pass --overwrite "
@@ -80,17 +95,21 @@ def _regenerate(args, paths) -> int:
                                 args.checkpoint or files.get("finetuned"),
                                 args.directions or files.get("directions"),
                                 args.weights)
-    image, saved, recipe = regenerate(args.regenerate, models)
-    if args.out is not None:
-        atomic_save_image(args.out, image)
-    same = image.shape == saved.shape and bool((image == saved).all())
-    params = ViewParams.from_json(recipe["params"])
-    diff = "identical pixels" if same else (
-        f"pixels DIFFER (max |diff| {int(abs(image.astype(int) - saved.astype(int)).max())})"
-        if image.shape == saved.shape else f"shape differs {image.shape} vs {saved.shape}")
-    print(f"studio: regenerated {recipe['face']} face, seed {params.seed}, from {args.regenerate}: {diff}"
-          + (f"; written to {args.out}" if args.out else ""))
-    return 0 if same else 1
+    if len(recipes) == 1:
+        image, saved, recipe = regenerate(args.regenerate, models)
+        if args.out is not None:
+            atomic_save_image(args.out, image)
+        params = ViewParams.from_json(recipe["params"])
+        diff = _difference(image, saved)
+        print(f"studio: regenerated {recipe['face']} face, seed {params.seed}, from {args.regenerate}: {diff}"
+              + (f"; written to {args.out}" if args.out else ""))
+        return 0 if diff == "identical pixels" else 1
+    images, saved, labels = regenerate_frames(args.regenerate, models)
+    differ = [f"frame {k} ({label}): {_difference(a, b)}" for k, (a, b, label) in enumerate(zip(images, saved, labels))
+              if _difference(a, b) != "identical pixels"]
+    result = "identical pixels in every frame" if not differ else f"{len(differ)} frames differ: " + "; ".join(differ)
+    print(f"studio: regenerated {len(images)} frames of {args.regenerate}: {result}")
+    return 0 if not differ else 1
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,3 +34,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for_server(proc: subprocess.Popen, url: str, log: Path, what: str, timeout: float = 90) -> None:
+    """Return once ``url`` answers 200; if ``proc`` exits or ``timeout`` passes, kill it and raise with its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{what} did not start:\n{log.read_text()}")
+        time.sleep(0.1)

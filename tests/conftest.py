@@ -62,7 +62,7 @@ def browser():
     try:  # Chromium is there (the marks skip otherwise): a missing driver is a broken install, not a skip
         from playwright import sync_api
     except ImportError:
-        pytest.fail("playwright is not installed: `.venv/bin/python -m pip install -r requirements.txt`", pytrace=False)
+        pytest.fail("playwright is not installed: `.venv/bin/python -m pip install -r requirements-dev.txt`", pytrace=False)
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield chromium

@@ -63,3 +63,20 @@ def draw(i: int) -> tuple[np.ndarray, np.ndarray]:
     face = np.full((224, 224, 3), 60 + 30 * i, dtype=np.uint8)
     face[::7, ::5] = (250, 10, 10)
     return p, face
+
+
+def write_segmentation_folder(folder: Path, count: int = 5, crop: str = "mtcnn",
+                              box: tuple[int, int, int, int] = (0, 0, 256, 256), prob: float = 0.99) -> Path:
+    """What step 5 leaves for step 6: ``parsing_``/``face_`` PNGs of :func:`draw` and their crops.csv rows."""
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(count):
+        parsing, face = draw(i)
+        Image.fromarray(parsing).save(folder / f"parsing_{i:06d}.png")
+        Image.fromarray(face).save(folder / f"face_{i:06d}.png")
+        rows.append({"img_name": f"{i:06d}.png", "face_found": 1, "x0": box[0], "y0": box[1], "x1": box[2],
+                     "y1": box[3], "prob": prob, "crop": crop})
+    pd.DataFrame(rows).to_csv(folder / "crops.csv", index=False)
+    return folder

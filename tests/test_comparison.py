@@ -141,7 +141,7 @@ def test_methods_share_latents_and_fill_unrequested_values(generator):
     z = evaluation_latents(0, 3, 16)
     assert not np.allclose(z, latents_for(0, range(3), 16))  # never step 1's latents
     assert np.array_equal(z, evaluation_latents(0, 3, 16))
-    baseline = BaselineMethod(generator, batch_size=2)
+    baseline = BaselineMethod(generator, batch_size=3)  # one batch: the direct call's computation, bit for bit
     assert isinstance(baseline, ControlMethod)
     nothing = np.full((3, 5), np.nan, np.float32)
     images, reached = baseline.render(z, nothing, return_report=True)
@@ -172,7 +172,7 @@ def test_directions_method_renders_through_the_mapping_and_its_layer_ranges(gene
     z = evaluation_latents(1, 2, 16)
     nothing = np.full((2, 5), np.nan, np.float32)
     directions = _directions(generator)
-    method = DirectionsMethod(generator, directions, batch_size=1)
+    method = DirectionsMethod(generator, directions, batch_size=2)  # the batch of make_generate_fn below
     assert isinstance(method, ControlMethod)
     # no request: the unedited image, the baseline's (up to a uint8 step from the float64 solve)
     unedited = method.render(z, nothing).astype(int) - BaselineMethod(generator).render(z, nothing)

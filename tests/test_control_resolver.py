@@ -46,7 +46,7 @@ def both(root) -> PipelinePaths:
 
 def test_the_pipelines_files_are_found_and_a_flag_wins(both, tmp_path):
     found = find_method_files(both)
-    assert found == {"directions": both.directions_pt,
+    assert found == {"directions": both.directions_pt, "sefa": None,
                      "finetuned": both.finetuned_dir / "checkpoints" / "checkpoint_000004.pt"}  # the newest
     given = tmp_path / "mine.pt"
     assert find_method_files(both, {"finetuned": given})["finetuned"] == given
@@ -73,8 +73,16 @@ def test_a_named_method_must_exist_and_all_takes_what_exists_in_table_order(root
     assert resolve_control_methods(root, "all").names == ("directions",)
     write_finetune_stub(root.finetuned_dir / "checkpoints" / "checkpoint_000001.pt")
     assert resolve_control_methods(root, "all").names == ("directions", "finetuned")
-    with pytest.raises(ControlMethodError, match="unknown control method 'sefa'"):
+    with pytest.raises(ControlMethodError, match="unknown control method 'stylespace'"):
+        resolve_control_methods(root, "stylespace")
+    with pytest.raises(MissingMethodError, match=r"^no SeFa directions file .*sefa.pt; run 07_fit_latent_directions.py "
+                                                 r"or pass --sefa$"):
         resolve_control_methods(root, "sefa")
+    _touch(root.sefa_pt)   # step 7a writes it beside directions.pt
+    assert resolve_control_methods(root, "all").names == ("directions", "sefa", "finetuned")
+    plan = resolve_control_methods(root, "sefa")
+    assert plan.inputs("sefa") == {"--sefa": root.sefa_pt, "--stylegan-checkpoint": root.stylegan_checkpoint}
+    assert plan.generated_dir("sefa") == root.sefa_generated_dir != root.directions_generated_dir
 
 
 def test_auto_picks_what_exists_then_step_9s_better_route(root, tmp_path):
@@ -124,12 +132,12 @@ def test_the_plan_names_each_methods_inputs_and_output_folder(both):
 
 
 def test_a_new_method_is_one_row_of_the_table(root, monkeypatch, tmp_path):
-    """What SeFa (or any new method) needs from the resolver: a row; steps 8, 9 and the studio follow."""
-    extra = dataclasses.replace(METHOD_SOURCES[0], name="sefa", flag="--sefa", made_by="07_sefa.py",
-                                default=lambda paths: None, absent=lambda paths: "no sefa file")
+    """What a new method needs from the resolver (as SeFa had): a row; steps 8, 9 and the studio follow."""
+    extra = dataclasses.replace(METHOD_SOURCES[0], name="stylespace", flag="--stylespace", made_by="07_ss.py",
+                                default=lambda paths: None, absent=lambda paths: "no stylespace file")
     monkeypatch.setattr(control_resolver, "METHOD_SOURCES", (*METHOD_SOURCES, extra))
     monkeypatch.setattr(control_resolver, "_SOURCES", {s.name: s for s in (*METHOD_SOURCES, extra)})
-    with pytest.raises(MissingMethodError, match="no sefa file; run 07_sefa.py or pass --sefa"):
-        resolve_control_methods(root, "sefa")
-    plan = resolve_control_methods(root, "all", {"sefa": tmp_path / "s.pt"})
-    assert plan.names == ("sefa",) and plan.inputs("sefa") == {"--sefa": tmp_path / "s.pt"}
+    with pytest.raises(MissingMethodError, match="no stylespace file; run 07_ss.py or pass --stylespace"):
+        resolve_control_methods(root, "stylespace")
+    plan = resolve_control_methods(root, "all", {"stylespace": tmp_path / "s.pt"})
+    assert plan.names == ("stylespace",) and plan.inputs("stylespace") == {"--stylespace": tmp_path / "s.pt"}

@@ -111,6 +111,10 @@ def test_step_fits_on_kept_images_and_writes_its_report(world, single_thread):
     np.testing.assert_allclose(directions.predict_guards(edited), directions.predict_guards(w), atol=1e-3)
     assert "edited_without_gender_guard" in directions.info["female_share"]
     assert "step 7 (directions)" in summary.line() and not summary.skipped
+    # SeFa's label-free directions beside them, on the same samples and guards (steps 8/9 --control sefa)
+    sefa = load_directions(out / "sefa.pt", checkpoint=paths.stylegan_checkpoint, w_dim=16)
+    assert set(sefa.methods) <= {"sefa", "none"} and "sefa" in sefa.methods
+    assert sefa.guard_names == ("gender_score",) and sefa.info["num_samples"] == expected
 
 
 def test_step_is_idempotent_and_refuses_another_recipe_until_overwrite(world, tmp_path, single_thread):
@@ -177,7 +181,9 @@ def test_generate_fn_for_step_9_edits_and_renders(world, single_thread):
     np.testing.assert_array_equal(generate(z, none), synthesize_uint8(generator, z))   # no request: step 1's image
     targets = none.copy()
     targets[:, 1] = directions.sweep_range()[1][1]
-    expected = render_edit(generator, w[:3], directions.edit(w[:3], targets))
+    with torch.inference_mode():  # w of these 3 latents as generate() maps them: one batch of 3, the same bits
+        w3 = generator.mapping(torch.from_numpy(z))["w"].numpy()  # (w.npy was mapped in other batches)
+    expected = render_edit(generator, w3, directions.edit(w3, targets))
     np.testing.assert_array_equal(generate(z, targets), expected)
     assert not np.array_equal(expected, synthesize_uint8(generator, z))
 

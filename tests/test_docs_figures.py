@@ -143,10 +143,6 @@ def test_record_file_holds_the_schema(tmp_path, clean_record):
     assert {"git_head", "git_dirty", "machine", "load_before", "load_after", "torch", "python", "date"} <= set(data)
 
 
-PENDING = {"bench_studio.py", "control_lab.py"}
-"""Converted by their owners (the studio and control issues); until then they write free-form JSON."""
-
-
 def test_every_benchmark_writes_a_record_the_catalog_knows():
     """Each benchmark script writes through ``start_record`` under a name catalog.py says how to measure."""
     import re
@@ -154,11 +150,9 @@ def test_every_benchmark_writes_a_record_the_catalog_knows():
     from benchmarks.catalog import BENCHMARKS
 
     scripts = sorted(p for p in (REPO / "benchmarks").glob("*.py")
-                     if p.name.startswith(("bench_", "device_check", "toy_margins", "cnn_margins")))
+                     if p.name.startswith(("bench_", "device_check", "control_lab")) or p.stem.endswith("_margins"))
     assert scripts
     for script in scripts:
-        if script.name in PENDING:
-            continue
         names = re.findall(r'start_record\(\s*"(\w+)"', script.read_text(encoding="utf-8"))
         assert names, f"{script.name} writes no result record (benchmarks.records.start_record)"
         unknown = [n for n in names if n not in BENCHMARKS]
@@ -167,7 +161,55 @@ def test_every_benchmark_writes_a_record_the_catalog_knows():
 
 def test_flag_tables_come_from_the_scripts_own_parsers(tmp_path):
     out = _render(tmp_path, "<!-- flags:01_generate_images.py -->\nold\n<!-- /flags -->\n")
-    assert "| `--num` | `10000` |" in out and "| `--root` | the repository |" in out
+    assert "| `--num` | `10000` |" in out and "| `--weights` | `auto` |" in out
     assert str(REPO) not in out  # the same text in every checkout
     with pytest.raises(report.ReportError, match="no such script"):
         _render(tmp_path, "<!-- flags:99_nothing.py -->\n<!-- /flags -->\n")
+
+
+def test_the_concept_table_comes_from_common_concepts(tmp_path):
+    from common.concepts import CONCEPTS
+
+    out = _render(tmp_path, "<!-- concepts -->\n<!-- /concepts -->\n")
+    assert all(f"| `{c.flag}` |" in out for c in CONCEPTS.values())
+    assert "`stylegan/stylegan_model.pth`" in out and str(REPO) not in out
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    import re
+
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_relative_link_of_the_docs_points_at_a_file_and_heading_that_exist():
+    """A page moved or a heading renamed leaves no dead link behind (README.md and docs/*.md)."""
+    import re
+
+    missing = []
+    for page in report.default_pages(REPO):
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            path = (page.parent / file).resolve() if file else page
+            if not path.exists():
+                missing.append(f"{page.name}: {target}")
+            elif anchor and path.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), flags=re.MULTILINE)
+                if anchor not in {_slug(h) for h in headings}:
+                    missing.append(f"{page.name}: {target} (no such heading)")
+    assert not missing, "dead links:\n" + "\n".join(missing)
+
+
+def test_run_all_plans_only_what_the_device_records_and_leaves_manual_ones_out():
+    from benchmarks.run_all import plan
+
+    cpu = dict(plan("cpu", None, []))
+    assert "bench_generate" in cpu and "bench_tests" == list(cpu)[-1]
+    assert "bench_generate_vs_genforce" not in cpu and "device_check" not in cpu  # a checkout; a GPU's figures
+    cuda = dict(plan("cuda", None, []))
+    assert cuda["bench_generate"].endswith("--device cuda --num 512") and "bench_scores" not in cuda
+    assert dict(plan("cpu", ["bench_scores"], [])) == {"bench_scores": "python benchmarks/bench_scores.py"}

@@ -85,8 +85,8 @@ def test_hand_labels_win_and_thresholds_are_inclusive(setup):
     tmp_path, calls = setup
     summary = _run(tmp_path)
     frame = pd.read_csv(tmp_path / "scores.csv")
-    assert list(frame.columns) == list(QUALITY_GENDER_COLUMNS)
-    rows = frame.set_index("img_name")
+    assert list(frame.columns) == [*QUALITY_GENDER_COLUMNS, "input_fingerprint"]  # + each image's identity
+    rows = frame.set_index("img_name")[list(QUALITY_GENDER_COLUMNS[1:])]
     assert rows.loc["a.png"].tolist() == [1.0, 1.0, "hand"]
     assert rows.loc["b.png"].tolist() == [0.0, 1.0, "hand"]
     assert rows.loc["f.png"].tolist() == [1.0, 0.95, "cnn"]

@@ -170,7 +170,8 @@ def test_08_writes_images_csv_and_sweeps(trained, tmp_path):
 
 def test_09_writes_every_output_with_the_stand_in(trained):
     rc = load_script("9").main(
-        ["--root", str(trained.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
+        ["--overwrite",
+         "--root", str(trained.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
          "brightness", "-q"])
     assert rc == 0
     out = trained.evaluation_dir
@@ -251,7 +252,8 @@ def test_08_with_directions_and_with_both_routes(both_routes):
 def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):
     paths = both_routes
     rc = load_script("9").main(
-        ["--root", str(paths.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
+        ["--overwrite",
+         "--root", str(paths.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
          "brightness", "--random-weight-models", "-q"])
     assert rc == 0
     comparison = pd.read_csv(paths.comparison_csv)
@@ -265,15 +267,49 @@ def test_09_compares_both_routes_and_the_baseline(both_routes, capsys):
     assert "baseline/directions/finetuned compared" in capsys.readouterr().out
     # one route only, and a missing route is a one-line error
     rc = load_script("9").main(
-        ["--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer",
+        ["--overwrite",
+         "--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer",
          "brightness", "--control", "directions", "--out", str(paths.root / "eval_dir"), "-q"])
     assert rc == 0
     assert set(pd.read_csv(paths.root / "eval_dir" / "comparison.csv")["method"]) == {"baseline", "directions"}
 
 
+def test_08_and_09_take_control_sefa(both_routes, tmp_path, capsys):
+    """SeFa's directions file (step 7a's sefa.pt) is a method of its own: ``--control sefa`` in steps 8 and 9,
+    and step 9's ``all`` compares it beside directions and the fine-tune, labelled ``sefa``."""
+    import shutil
+
+    from common.fingerprint import file_fingerprint
+    from stylegan.directions import fit_sefa_directions
+
+    paths = PipelinePaths(tmp_path / "root")
+    shutil.copytree(both_routes.root, paths.root)
+    generator = load_generator(paths.stylegan_checkpoint)
+    with torch.no_grad():
+        w = generator.mapping(torch.randn(64, 16, generator=torch.Generator().manual_seed(4)))["w"].numpy()
+    scores = 0.5 + 0.1 * (w @ np.random.default_rng(1).standard_normal((16, 5))) / np.sqrt(16) / w.std()
+    fit_sefa_directions(generator, w, scores, generator_fingerprint=file_fingerprint(paths.stylegan_checkpoint),
+                        normalization=json.loads(paths.normalization_json.read_text())).save(paths.sefa_pt)
+    rc = load_script("8").main(["--root", str(paths.root), "--device", "cpu", "--control", "sefa", "--num", "2",
+                                "--mouth", "0.6", "-q"])
+    assert rc == 0
+    frame = pd.read_csv(paths.sefa_generated_dir / "properties.csv")
+    assert set(frame["control"]) == {"sefa"} and (frame["mouth"] == 0.6).all()
+    rc = load_script("9").main(["--root", str(paths.root), "--device", "cpu", "--num-z", "2", "--num-values", "3",
+                                "--scorer", "brightness", "--quality", "off", "--judges", "main", "-q"])
+    assert rc == 0
+    comparison = pd.read_csv(paths.comparison_csv)
+    assert comparison["method"].drop_duplicates().tolist() == ["baseline", "directions", "sefa", "finetuned"]
+    paths.sefa_pt.unlink()
+    rc = load_script("9").main(["--root", str(paths.root), "--device", "cpu", "--scorer", "brightness",
+                                "--control", "sefa", "-q"])
+    assert rc == 2 and "no SeFa directions file" in capsys.readouterr().err
+
+
 def test_09_missing_route_is_a_clear_error(trained, capsys):
     rc = load_script("9").main(
-        ["--root", str(trained.root), "--device", "cpu", "--scorer", "brightness", "--control", "directions", "-q"])
+        ["--overwrite",
+         "--root", str(trained.root), "--device", "cpu", "--scorer", "brightness", "--control", "directions", "-q"])
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no directions file") and "07_fit_latent_directions.py" in err
@@ -284,7 +320,8 @@ def test_09_reports_quality_identity_and_names_missing_judges(trained, tmp_path)
     """FID/KID with the tiny extractor next to control; judges that cannot run are named with the reason."""
     out = tmp_path / "eval"
     rc = load_script("9").main(
-        ["--root", str(trained.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
+        ["--overwrite",
+         "--root", str(trained.root), "--device", "cpu", "--num-z", "2", "--num-values", "3", "--scorer",
          "brightness", "--quality", "tiny", "--quality-num", "4", "--out", str(out), "-q"])
     assert rc == 0
     comparison = pd.read_csv(out / "comparison.csv")
@@ -312,7 +349,8 @@ def test_09_reports_quality_identity_and_names_missing_judges(trained, tmp_path)
 
 def test_09_without_the_inception_file_names_the_missing_figure(trained, tmp_path, capsys):
     rc = load_script("9").main(
-        ["--root", str(trained.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer",
+        ["--overwrite",
+         "--root", str(trained.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer",
          "brightness", "--control", "finetuned", "--out", str(tmp_path / "eval")])
     assert rc == 0
     line = capsys.readouterr().out
@@ -373,7 +411,8 @@ def test_09_refine_adds_a_directions_refine_row_beside_directions(both_routes, c
     paths = both_routes
     out = paths.root / "eval_refine"
     rc = load_script("9").main(
-        ["--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer", "brightness",
+        ["--overwrite",
+         "--root", str(paths.root), "--device", "cpu", "--num-z", "1", "--num-values", "2", "--scorer", "brightness",
          "--control", "directions", "--refine", "auto", "--judges", "main", "--quality", "off", "--out", str(out),
          "-q"])
     assert rc == 0

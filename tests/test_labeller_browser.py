@@ -12,12 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from browser_support import BROWSER_MARKS, free_port
+from browser_support import BROWSER_MARKS, free_port, wait_for_server
 
 from gender_cnn.label_csv import read_hand_labels
 from gender_cnn.labeller import read_label_state
@@ -43,18 +42,7 @@ class _Server:
                 [sys.executable, str(SCRIPT), "--images", str(images), "--labels", str(csv),
                  "--port", str(self.port), "--no-browser", "--compact-interval", "0.3", *extra],
                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, preexec_fn=preexec_fn)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + "api/state", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                raise RuntimeError(f"labeller did not start:\n{log.read_text()}")
-            time.sleep(0.1)
+        wait_for_server(self.proc, self.url + "api/state", log, "labeller", timeout=60)
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -9,6 +9,7 @@ Then the servers' own pages are opened and work, which proves the rule does not 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 from browser_support import BROWSER_MARKS
 from PIL import Image
+from studio_world import make_world
 
 from gender_cnn.labeller import LabellerConfig, create_app
 from gender_cnn.labeller import make_server as make_labeller
@@ -26,7 +28,6 @@ from pipeline.studio.app import StudioApp
 from pipeline.studio.render import load_studio_models
 from pipeline.studio.server import make_server as make_studio
 from stylegan.control_measures import BrightnessScorer
-from studio_world import make_world
 
 pytestmark = BROWSER_MARKS
 
@@ -67,6 +68,21 @@ def _serve(server) -> threading.Thread:
     return thread
 
 
+@contextlib.contextmanager
+def _running(labeller, studio, labeller_app):
+    """Both servers serving; stopped, closed and the labels compacted whatever happens."""
+    threads = [_serve(labeller), _serve(studio)]
+    try:
+        yield
+    finally:
+        for server in (labeller, studio):
+            server.shutdown()
+            server.server_close()
+        labeller_app.close()
+        for thread in threads:
+            thread.join(timeout=5)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return make_world(tmp_path_factory.mktemp("studio"))
@@ -87,18 +103,12 @@ def servers(tmp_path, world, single_thread):
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
     logger.addHandler(log)
-    threads = [_serve(labeller), _serve(studio)]
     try:
-        yield labeller, studio, log
+        with _running(labeller, studio, app):
+            yield labeller, studio, log
     finally:
         logger.removeHandler(log)
         logger.setLevel(old_level)
-        for server in (labeller, studio):
-            server.shutdown()
-            server.server_close()
-        app.close()
-        for thread in threads:
-            thread.join(timeout=5)
 
 
 def _attacker(page_html: str) -> ThreadingHTTPServer:
@@ -169,16 +179,8 @@ def exposed(tmp_path, world, single_thread):
     app, _ = create_app(images, tmp_path / "hand_labels.csv", LabellerConfig(num=1))
     labeller = make_labeller(app, "0.0.0.0", 0)
     studio = make_studio(StudioApp(load_studio_models(world)), "0.0.0.0", 0)
-    threads = [_serve(labeller), _serve(studio)]
-    try:
+    with _running(labeller, studio, app):
         yield labeller, studio
-    finally:
-        for server in (labeller, studio):
-            server.shutdown()
-            server.server_close()
-        app.close()
-        for thread in threads:
-            thread.join(timeout=5)
 
 
 def test_the_printed_url_token_lets_the_page_work_beyond_loopback(browser, exposed):

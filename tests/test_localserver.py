@@ -330,6 +330,31 @@ def test_slow_or_idle_connections_hold_no_worker(tmp_path, send_head):
                 sock.close()
 
 
+def test_a_client_that_does_not_read_its_answer_holds_no_worker(tmp_path):
+    """One worker; a client asks for 4 MB and reads nothing. Before the shared loop the worker blocked in
+    sendall for up to 15 s per write and the next client waited. Now the loop sends the answer as the client
+    takes it: the next request is answered at once, and the stalled one is closed after send_timeout_s."""
+    with _serving(tmp_path, max_threads=1, send_timeout_s=1.0) as srv:
+        port = srv.server_address[1]
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", port))
+        stalled.sendall(f"GET /files/big.png HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        try:
+            time.sleep(0.3)
+            began = time.monotonic()
+            assert _get(port, "/api/hit")[0] == 200 and time.monotonic() - began < 1.0
+            time.sleep(1.5)  # past the send timeout: the server has closed its end
+            stalled.settimeout(5)
+            received = 0
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := stalled.recv(1 << 20):
+                    received += len(chunk)
+            assert received < 4 << 20
+        finally:
+            stalled.close()
+
+
 def test_the_connection_cap_closes_a_waiting_connection_not_a_newcomer(tmp_path):
     stop = threading.Event()
     with _serving(tmp_path, max_connections=4, request_deadline_s=30) as srv:
@@ -423,3 +448,24 @@ def test_frame_request():
     expect = head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
     assert frame_request(expect, 1000, 10) == Waiting(True)
     assert isinstance(frame_request(b"x" * 2000, 1000, 10), Refused)
+
+
+def test_a_bug_on_one_connection_closes_it_not_the_server(tmp_path, monkeypatch, caplog):
+    """The loop serves every connection: a bug while reading one (here a framing function that raises) is
+    logged once with its traceback, closes that connection, and the next client is served."""
+    import common.localserver as localserver
+
+    real = localserver.frame_request
+
+    def buggy(buffer, *args):
+        if bytes(buffer).startswith(b"BOOM"):
+            raise RuntimeError("a bug")
+        return real(buffer, *args)
+
+    monkeypatch.setattr(localserver, "frame_request", buggy)
+    with _serving(tmp_path) as srv:
+        port = srv.server_address[1]
+        assert _raw(port, b"BOOM / HTTP/1.1\r\n\r\n") == b""
+        assert _get(port, "/api/hit")[0] == 200
+    bugs = [r for r in caplog.records if r.exc_info]
+    assert len(bugs) == 1 and bugs[0].getMessage().endswith("; closed")

@@ -61,13 +61,13 @@ def test_scores_csv_json_pictures(seg_dir, tmp_path):
     assert summary.scored == 6 and summary.flag_counts["unreadable"] == 1 and summary.no_face == 1
     assert (summary.method, summary.pose_scaling, summary.out_dir) == ("minmax", "minmax", out)
     assert summary.pictures == len(PROPERTY_NAMES) + 1  # a contact sheet per property, the histograms
-    assert {p.name for p in summary.written} == {p.name for p in out.iterdir()}
+    assert {p.name for p in summary.written} == {p.name for p in out.iterdir()} - {"recipe.json"}  # + its recipe
     assert summary.landmarks is None and "no image folder" in summary.landmark_note or "not installed" in \
         summary.landmark_note
 
     table = pd.read_csv(out / "all_scores.csv")
     table["flags"] = table["flags"].fillna("")
-    assert list(table.columns) == EXPECTED_COLUMNS == list(SCORES_COLUMNS)
+    assert list(table.columns) == [*EXPECTED_COLUMNS, "input_fingerprint"] and EXPECTED_COLUMNS == list(SCORES_COLUMNS)
     assert table["img_name"].tolist() == [f"{i:06d}.png" for i in range(6)]
 
     raws = [raw_scores(*draw(i)) for i in range(5)]
@@ -111,7 +111,7 @@ def test_rerun_is_idempotent_and_options(seg_dir, tmp_path):
                   "--background-scores", "--limit", "3", "--landmark-judge", "off")
     assert summary.scored == 3 and summary.pictures == 0 and summary.landmark_note == ""
     table = pd.read_csv(out / "all_scores.csv")
-    assert list(table.columns) == EXPECTED_COLUMNS + ["background_mean", "background_std"]
+    assert list(table.columns) == EXPECTED_COLUMNS + ["background_mean", "background_std", "input_fingerprint"]
     assert len(table) == 3
     assert table["eyes"].tolist() == [-1.0, 0.0, 1.0]  # raw 3, 4, 5: z-scores with ddof=1
     pose = table["raw_face_pose"].to_numpy()

@@ -38,6 +38,14 @@ def _digests(folder: Path, pattern: str = "*.png") -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob(pattern))}
 
 
+def _rc(main, argv: list[str]) -> int:
+    """A script's exit code, whether its parser refused (SystemExit) or its run did (return value)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
 def _error_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err
@@ -108,6 +116,20 @@ def test_a_live_lock_refuses_a_second_run_and_a_stale_one_is_recovered(tmp_path)
     held.held = False  # that "process" is gone without releasing
     with claim_output(folder, recipe, overwrite=False, owned=OWNED) as claim:
         assert claim.continued
+
+
+def test_the_lock_works_where_the_filesystem_has_no_hard_links(tmp_path, monkeypatch):
+    """Some network and FUSE mounts refuse os.link: the lock falls back to an exclusive create."""
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    folder = tmp_path / "out"
+    with FolderLock(folder):
+        assert json.loads((folder / LOCK_NAME).read_text())["pid"] == os.getpid()
+        with pytest.raises(FolderBusyError):
+            FolderLock(folder).acquire()
+    assert not (folder / LOCK_NAME).exists()
 
 
 def test_a_shard_merge_refuses_parts_of_another_recipe(tmp_path):
@@ -240,8 +262,8 @@ def two_generators(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _step1(checkpoint: Path, out: Path, *extra: str) -> int:
-    return load_script("1").main(["--checkpoint", str(checkpoint), "--out", str(out), "--num", "4", "--format",
-                                  "png", "--device", "cpu", "-q", *extra])
+    return _rc(load_script("1").main, ["--checkpoint", str(checkpoint), "--out", str(out), "--num", "4",
+                                        "--format", "png", "--device", "cpu", "-q", *extra])
 
 
 @pytest.mark.parametrize("case", ["ms1_foreign_seed", "ms1_foreign_ckpt"])
@@ -275,7 +297,7 @@ def test_step1_out_may_not_be_a_file_or_another_steps_image_folder(two_generator
     target = tmp_path / "afile"
     target.write_text("mine")
     assert _step1(two_generators[0], target) == 2
-    assert "is a file, not a folder" in _error_line(capsys)
+    assert "is a file, not a folder" in _error_line(capsys)  # the flag's own check, at parse time
     assert target.read_text() == "mine"
     filtered = PipelinePaths(tmp_path).filtered_dir
     assert load_script("1").main(["--root", str(tmp_path), "--checkpoint", str(two_generators[0]), "--out",
@@ -606,3 +628,197 @@ def test_a_directions_file_with_nan_is_refused_at_load(root8, tmp_path):
     torch.save(data, bad)
     with pytest.raises(DirectionsMismatchError, match=r"dir_nan.pt holds NaN or infinite weights .*\(directions\)"):
         load_directions_method(paths.stylegan_checkpoint, bad, "cpu")
+
+
+# ----------------------------------------------------------------------------------------------
+# the runner: --labels is keyed by content and never ignored; the demo never replaces someone's labels
+
+
+@pytest.fixture()
+def labelled_root(tmp_path) -> Path:
+    """Step 1 (8 images) run by the runner, then 8 hand labels imported by the labeller's path."""
+    from tiny_models import TINY_G_16
+
+    from stylegan.checkpoint import write_random_checkpoint
+
+    root = tmp_path / "root"
+    write_random_checkpoint(PipelinePaths(root).stylegan_checkpoint, seed=0, **TINY_G_16)
+    assert run_pipeline(_runner(root, "1", "1")) == 0
+    labels = tmp_path / "mylabels.csv"
+    labels.write_text("img_name,gender,quality,labeller\n" + "".join(f"{i:06d}.png,1,1,hand\n" for i in range(8)))
+    assert run_pipeline(_runner(root, "2", "2", labels=labels)) == 0
+    return root
+
+
+def _runner(root: Path, first: str, last: str, **options) -> PipelineOptions:
+    return PipelineOptions(root=root, device="cpu", quiet=True, first=first, last=last,
+                           step_args={"1": ["--num", "8", "--format", "png"]}, **options)
+
+
+def _labels(root: Path) -> dict:
+    from gender_cnn.hand_labels import read_label_state
+
+    return read_label_state(PipelinePaths(root).hand_labels_csv)
+
+
+def _refused_labels(root: Path, text: str, first: str, capsys) -> str:
+    """run_pipeline --from FIRST --to FIRST --labels <text> refused: exit 2, no step ran, the labels unchanged;
+    returns stderr."""
+    labels = root.parent / "refused.csv"
+    labels.write_text(text)
+    before = _labels(root)
+    capsys.readouterr()
+    assert run_pipeline(_runner(root, first, first, labels=labels)) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "== step 3" not in captured.out
+    assert _labels(root) == before
+    return captured.err
+
+
+def test_runner_imports_an_edited_labels_file_at_the_same_path(labelled_root, capsys):
+    """rpl_same_path_edited: run_pipeline --from 2 --to 2 --labels mylabels.csv, edit 5 rows of mylabels.csv,
+    run again: "2 skipped", hand_labels.csv kept the old values (the marker recorded only the path)."""
+    labels = labelled_root.parent / "mylabels.csv"
+    labels.write_text(labels.read_text().replace("000002.png,1,1", "000002.png,0,0"))
+    capsys.readouterr()
+    assert run_pipeline(_runner(labelled_root, "2", "2", labels=labels)) == 0
+    assert "finished earlier, skipped" not in capsys.readouterr().out
+    assert (_labels(labelled_root)["000002.png"].gender, _labels(labelled_root)["000002.png"].quality) == (0, 0)
+    assert run_pipeline(_runner(labelled_root, "2", "2", labels=labels)) == 0  # unchanged content: skipped
+    assert "finished earlier, skipped" in capsys.readouterr().out
+
+
+def test_runner_refuses_labels_when_step_2_does_not_run(labelled_root, capsys):
+    """rp_labels_with_from3: run_pipeline --from 3 --to 3 --labels mylabels.csv ignored --labels without a word
+    (hand_labels.csv unchanged) and step 3 trained on the old labels."""
+    err = _refused_labels(labelled_root, "img_name,gender,quality\n000000.png,0,0\n", "3", capsys)
+    assert "imported by step 2, which this run does not include" in err and "--from 2" in err
+
+
+def test_a_labels_file_with_a_cut_last_row_is_refused(labelled_root, capsys):
+    """rpl_truncated: --labels truncated.csv (10 rows, the last cut to "000009.jpg,1"): "10 labels imported (23
+    changed)": the cut row became gender 1, quality unsure, and under replace semantics 22 labels were removed."""
+    err = _refused_labels(labelled_root, "img_name,gender,quality,labeller\n000000.png,0,0,hand\n000001.png,1", "2",
+                          capsys)
+    assert "line 3 has 2 cells where the header has 4" in err
+
+
+def test_demo_refuses_a_root_with_hand_labels_and_keeps_them(labelled_root, capsys):
+    """demo_over_real_labels: run_pipeline --demo --root <a run with 32 hand labels> --from 2 --to 2 replaced
+    hand_labels.csv by 32 rule labels, with no backup and without the labeller's lock."""
+    csv = PipelinePaths(labelled_root).hand_labels_csv
+    before = csv.read_bytes()
+    capsys.readouterr()
+    assert run_pipeline(PipelineOptions(root=labelled_root, demo=True, device="cpu", quiet=True, first="2",
+                                        last="2")) == 2
+    err = capsys.readouterr().err
+    assert "--demo --root" in err and "Traceback" not in err
+    assert csv.read_bytes() == before and not list(csv.parent.glob("*.bak-*"))
+
+
+def test_demo_labels_take_the_lock_and_back_up_what_they_replace(tmp_path, capsys):
+    """Every path that replaces labels takes the labeller's lock and keeps a backup (issue 19, section 5)."""
+    from gender_cnn.hand_labels import Label
+    from gender_cnn.labeller.store import LabelStore
+    from pipeline.demo import write_demo_labels
+
+    root = tmp_path / "demo"
+    assert run_pipeline(PipelineOptions(root=root, demo=True, device="cpu", quiet=True, first="1", last="1",
+                                        step_args={"1": ["--num", "4"]})) == 0
+    paths = PipelinePaths(root)
+    with LabelStore(paths.hand_labels_csv, lock=True):
+        with pytest.raises(Exception, match="another labeller"):
+            write_demo_labels(paths)
+    with LabelStore(paths.hand_labels_csv, lock=True) as store:  # an earlier demo's labels, one of them changed
+        store.import_labels({"000000.jpg": Label(0, 0, "demo")})
+    assert "backed up to" in write_demo_labels(paths)
+    assert "backed up to" not in write_demo_labels(paths)  # nothing to replace: no backup
+
+
+# ----------------------------------------------------------------------------------------------
+# step 9: its renders resume under the recipe rule
+
+
+def _step9_config(root: Path, out: Path, **changes):
+    from pipeline.evaluate_control_step import EvaluateControlConfig
+
+    settings = dict(root=root, control="directions", scorer="brightness", num_z=2, num_values=3, batch_size=2,
+                    device="cpu", judges="main", quality="off", out=out)
+    return EvaluateControlConfig(**{**settings, **changes})
+
+
+def test_step9_resumes_a_killed_run_from_its_renders_and_refuses_another_recipe(root8, tmp_path, monkeypatch):
+    """Step 9 had no skip logic: a killed run started over. Now its renders are kept (per request, in the
+    folder whose recipe is this run's) until it finishes, and a run with other settings is refused."""
+    import pandas as pd
+
+    from pipeline.evaluate_control_step import run_evaluate_control
+    from stylegan.control_methods import DirectionsMethod
+
+    out = tmp_path / "eval"
+
+    def killed(done: int, total: int) -> None:
+        if done >= total * 3 // 4:  # inside the second method (the baseline comes first)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluate_control(_step9_config(root8, out), killed)
+    cached = list((out / "renders").rglob("*.npz"))
+    assert cached and not (out / "comparison.csv").exists()
+    with pytest.raises(RecipeMismatchError, match="num_values: folder 3, now 4"):
+        run_evaluate_control(_step9_config(root8, out, num_values=4))
+    calls = []
+    original = DirectionsMethod.render
+    monkeypatch.setattr(DirectionsMethod, "render", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    run_evaluate_control(_step9_config(root8, out))
+    resumed_calls = len(calls)
+    assert not (out / "renders").exists()  # finished: the cache is gone
+    calls.clear()
+    fresh = tmp_path / "fresh"
+    run_evaluate_control(_step9_config(root8, fresh))
+    assert resumed_calls < len(calls)  # the killed run's renders were not made again
+    pd.testing.assert_frame_equal(pd.read_csv(out / "comparison.csv"), pd.read_csv(fresh / "comparison.csv"))
+
+
+def test_step9_out_inside_step_4s_kept_images_is_refused(root8, capsys):
+    """s9_out_in_filtered: 09 --quality off --out stylegan/synthesize_results_filtered wrote comparison.csv,
+    report.md and comparison_sweeps.png among the kept images; the next step 4 deleted the figure as a "stale"
+    kept image and step 5 would have parsed it as a face."""
+    filtered = PipelinePaths(root8).filtered_dir
+    assert load_script("9").main(["--root", str(root8), "--device", "cpu", "--control", "directions", "--scorer",
+                                  "brightness", "--quality", "off", "--out", str(filtered), "-q"]) == 2
+    assert "step 4's kept-image folder" in _error_line(capsys)
+    assert not filtered.exists()
+
+
+def test_step6_shard_merge_refuses_a_shard_of_another_normalisation(tmp_path, capsys):
+    """Shard merges compare recipes (issue 19, section 2): step 6's shards normalised another way are refused."""
+    from segment_world import write_segmentation_folder
+
+    seg = write_segmentation_folder(tmp_path / "seg", count=4, crop="full")
+    out = tmp_path / "scores"
+    flags = ["--segmentation-dir", str(seg), "--out", str(out), "--images", str(tmp_path / "none"),
+             "--landmark-judge", "off", "--no-pictures", "-q"]
+    step6 = load_script_file("06_compute_property_scores.py").main
+    assert step6([*flags, "--shard", "0/2"]) == 0
+    assert step6([*flags, "--shard", "1/2", "--method", "zscore"]) == 0
+    capsys.readouterr()
+    assert load_script_file("merge_shards.py").main(["6", *flags]) == 2
+    assert "method: folder 'zscore', now 'minmax'" in _error_line(capsys)
+    assert not (out / "all_scores.csv").exists()
+
+
+def test_studio_regenerate_refuses_a_recipe_nested_thousands_deep(tmp_path):
+    """st_regen_deep: studio.py --regenerate a PNG whose studio chunk held 5,000 nested lists: RecursionError
+    traceback."""
+    import numpy as np
+    from PIL import Image, PngImagePlugin
+
+    from pipeline.studio.pngmeta import CHUNK_KEY, RecipeError, read_recipe
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(CHUNK_KEY, '{"version": 1, "params": ' + "[" * 5000 + "]" * 5000 + "}")
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path, pnginfo=info)
+    with pytest.raises(RecipeError, match="nests too deep"):
+        read_recipe(path)

@@ -8,10 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from PIL import Image
-from segment_world import TinyParser, draw, folder_bytes, write_image_folder
+from segment_world import TinyParser, folder_bytes, write_image_folder, write_segmentation_folder
 
 from pipeline.runner import load_script_file
 from segmentation.segment import SegmentConfig, merge_segmentation_shards, run_segmentation
@@ -114,17 +112,7 @@ def test_step5_a_restarted_job_resumes_what_a_killed_rank_left(images, one_proce
 
 @pytest.fixture()
 def seg_dir(tmp_path) -> Path:
-    seg = tmp_path / "seg"
-    seg.mkdir()
-    rows = []
-    for i in range(5):
-        parsing, face = draw(i)
-        Image.fromarray(parsing).save(seg / f"parsing_{i:06d}.png")
-        Image.fromarray(face).save(seg / f"face_{i:06d}.png")
-        rows.append({"img_name": f"{i:06d}.png", "face_found": 1, "x0": 0, "y0": 0, "x1": 256, "y1": 256,
-                     "prob": 0.99, "crop": "mtcnn"})
-    pd.DataFrame(rows).to_csv(seg / "crops.csv", index=False)
-    return seg
+    return write_segmentation_folder(tmp_path / "seg")
 
 
 def _step6_flags(seg: Path, out: Path) -> list[str]:

@@ -499,3 +499,12 @@ def test_no_measure_says_so_instead_of_blaming_files(world):
         app_on.close()
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("query, key", [("seed=abc", "seed"), ("eyes=7", "eyes"), ("trunc_layers=99", "trunc_layers"),
+                                        ("eyes=NaN", "eyes"), ("strip=17", "strip"), ("drag=2", "drag"),
+                                        ("seed=2147483648", "seed"), ("bogus=1", None)])
+def test_a_refused_value_names_its_key_so_the_page_corrects_it_at_its_control(models, query, key):
+    app = StudioApp(models)
+    body = json.loads(app.get("/api/render", q(query)).body)
+    assert body.get("key") == key and body["error"]

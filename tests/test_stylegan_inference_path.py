@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from tiny_models import TINY_G_32
 
 from stylegan.networks import StyleGANGenerator
 from stylegan.random_weights import recipe_state_dict
@@ -81,3 +82,46 @@ def test_training_and_no_grad_keep_genforces_op_order(single_thread):
     with torch.inference_mode():
         G(z)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("fused_scale", [False, True])
+def test_prepacked_kernels_compute_the_same_image_and_follow_weight_changes(fused_scale, single_thread):
+    """prepack_for_cpu: batch-of-one inference renders use oneDNN kernels packed once (same maths,
+    float rounding apart); a batch of two, no_grad and a weight update keep working."""
+    from stylegan.networks import prepack_for_cpu
+
+    G = _random(StyleGANGenerator(**dict(TINY_G_32, fused_scale=fused_scale))).eval()
+    plain = copy.deepcopy(G)
+    assert prepack_for_cpu(G) == G.synthesis.num_layers - 1        # every layer but the constant one
+    z = torch.randn(2, G.z_space_dim, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        for batch in (z[:1], z):
+            torch.testing.assert_close(G(batch)["image"], plain(batch)["image"], atol=1e-4, rtol=1e-4)
+        first = G(z[:1])["image"].clone()
+        assert torch.equal(first, G(z[:1])["image"])                  # the packed kernel is reused, same bits
+    with torch.no_grad():
+        G.synthesis.layer5.weight.mul_(1.5)
+        plain.synthesis.layer5.weight.mul_(1.5)
+        torch.testing.assert_close(G(z[:1])["image"], plain(z[:1])["image"], atol=1e-4, rtol=1e-4)
+    with torch.inference_mode():
+        after = G(z[:1])["image"]
+    assert not torch.allclose(after, first) and torch.allclose(after, plain(z[:1])["image"], atol=1e-4, rtol=1e-4)
+
+
+def test_run_layers_and_block_image_are_forward_in_pieces(single_thread):
+    """Synthesis resumed from a kept activation gives the bits of one forward; an earlier block's to-RGB is
+    forward's image at that integer lod before its nearest upsampling."""
+    G = _random(StyleGANGenerator(**TINY_G_32)).eval()
+    z = torch.randn(1, G.z_space_dim, generator=torch.Generator().manual_seed(3))
+    synthesis = G.synthesis
+    with torch.inference_mode():
+        wp = G.truncation(G.mapping(z)["w"])
+        whole = synthesis(wp)["image"]
+        x = synthesis.run_layers(wp, 0, 4)
+        x = synthesis.run_layers(wp, 4, 6, x)
+        x = synthesis.run_layers(wp, 6, synthesis.num_layers, x)
+        assert torch.equal(synthesis.block_image(x, synthesis.num_blocks - 1), whole)
+        early = synthesis.block_image(synthesis.run_layers(wp, 0, 6), 2)       # 16 px
+        assert early.shape[-1] == 16 and torch.equal(early, synthesis(wp, lod=1)["image"][:, :, ::2, ::2])
+    with pytest.raises(ValueError, match="x exactly when start > 0"):
+        synthesis.run_layers(wp, 2, 4)

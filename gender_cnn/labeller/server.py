@@ -31,9 +31,9 @@ from urllib.parse import unquote
 from common.images import list_images
 from common.io import CsvSchemaError
 from common.local_access import check_allow_hosts
-from common.settings import allow_hosts_setting, host_setting, port_setting
 from common.localserver import LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import REPO_ROOT, PipelinePaths
+from common.settings import allow_hosts_setting, host_setting, port_setting
 from gender_cnn.labeller.queue import ORDERS, build_sequence, read_model_scores
 from gender_cnn.labeller.review import ReviewItem, build_review_list, read_oof_scores
 from gender_cnn.labeller.store import (

@@ -17,6 +17,10 @@ Routes (all GET; the view routes take the :class:`ViewParams` query)::
     /api/measure   the independent scorers on the seed's faces: measured next to requested
                    (segmentation + step 6 scores, and the dlib landmark judge where installed);
                    runs beside rendering, one at a time (409 while one runs)
+    /api/export    a sweep (``kind=sweep&property=P&count=N``) or an expression sheet (``kind=sheet``) of
+                   the view's main face: ``format=json`` (frames, labels, identity distances), ``png``
+                   (contact sheet) or ``webp`` (lossless animation), recipes by frame in both files;
+                   rendered beside the views, one at a time
     /api/stats     the render gate's counters (renders run, dropped, most ever running at once)
 """
 from __future__ import annotations
@@ -26,6 +30,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -37,6 +42,7 @@ import torch
 from common.io import encode_image
 from common.paths import PROPERTY_NAMES
 from judges import JudgeUnavailable
+from pipeline.studio.exports import KINDS, MAX_SWEEP, Export, build_export
 from pipeline.studio.frames import DEFAULT_CACHE_MB, EXACT, PREVIEW, PREVIEW_PX, FaceFrames, FrameCache
 from pipeline.studio.gate import BackgroundJobs, Busy, NewestWinsGate, PinnedWorker, Superseded
 from pipeline.studio.landmarks import JUDGE_NAME, LandmarkReading, no_face_note
@@ -49,6 +55,9 @@ logger = logging.getLogger(__name__)
 BACKGROUND_THREADS = 1
 """Measure and exports run on one thread beside the render worker (on two cores a view keeps one)."""
 BACKGROUND_CACHE_MB = 64
+MAX_EXPORTS = 4
+"""Exports kept after rendering (the page fetches one as JSON, then its PNG and WebP)."""
+EXPORT_KEYS = ("kind", "property", "count", "format")
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """images_u8 [N, H, W, 3] -> normalised scores [N, P] (NaN where a face or a score is missing)."""
@@ -69,8 +78,9 @@ class Response:
                    {"Cache-Control": "no-store"})
 
     @classmethod
-    def error(cls, status: int, message: str) -> Response:
-        return cls.json({"error": message}, status)
+    def error(cls, status: int, message: str, key: str | None = None) -> Response:
+        """``{"error": message}``, plus the query ``key`` at fault when one is."""
+        return cls.json({"error": message} if key is None else {"error": message, "key": key}, status)
 
 
 class StudioApp:
@@ -90,7 +100,7 @@ class StudioApp:
                  scorer_name: str = "", seed: int = 0,
                  landmark_factory: Callable[[], LandmarkMeter] | None = None,
                  measure_off: str = "", render_threads: int | None = None,
-                 cache_mb: int = DEFAULT_CACHE_MB) -> None:
+                 cache_mb: int = DEFAULT_CACHE_MB, identity_factory: Callable[[], Any] | None = None) -> None:
         self.models = models
         self.render_worker = PinnedWorker("render", render_threads or torch.get_num_threads())
         self.background_worker = PinnedWorker("background", BACKGROUND_THREADS)
@@ -106,6 +116,10 @@ class StudioApp:
         self.landmark_factory = landmark_factory
         self._landmarks: LandmarkMeter | None = None
         self._landmarks_missing = "" if landmark_factory else "landmark judge: not offered by this studio"
+        self.identity_factory = identity_factory
+        self._identity: Any | None = None
+        self._identity_missing = "" if identity_factory else "identity distance: not offered by this studio"
+        self._exports: OrderedDict[str, Export] = OrderedDict()
         available = models.available
         method = "both" if len(available) == 2 else (available[0] if available else "directions")
         self.defaults = ViewParams(method=method, seed=seed)
@@ -122,8 +136,7 @@ class StudioApp:
         choices = layer_choices(self.models.num_layers)
         if params.layers not in choices:
             raise ParamError(f"layers={params.layers} does not exist in a {self.models.resolution} px "
-                             "generator; "
-                             f"use one of {choices}")
+                             f"generator; use one of {choices}", "layers")
         return params
 
     def info(self) -> dict[str, Any]:
@@ -142,6 +155,7 @@ class StudioApp:
             "threads": self.render_worker.threads,
             "scorer": self.scorer_name if self.scorer_factory is not None else None,
             "measure": {"offered": self.scorer_factory is not None, "why_not": self.measure_off},
+            "max_sweep": MAX_SWEEP, "export_kinds": list(KINDS),
         }
 
     def stats(self) -> dict[str, Any]:
@@ -161,8 +175,10 @@ class StudioApp:
                 return self.save(query)
             if path == "/api/measure":
                 return self.measure(query)
+            if path == "/api/export":
+                return self.export(query)
         except ParamError as exc:
-            return Response.error(HTTPStatus.BAD_REQUEST, str(exc))
+            return Response.error(HTTPStatus.BAD_REQUEST, str(exc), exc.key)
         except Busy as exc:
             return Response.error(HTTPStatus.CONFLICT, str(exc))
         return Response.error(HTTPStatus.NOT_FOUND, "not found")
@@ -199,7 +215,7 @@ class StudioApp:
         params = self._params(query, extra_keys=("face", "tile", "drag"))
         face = _one_choice(query, "face", FACES, params.methods[0])
         if face != "base" and face not in params.methods:
-            raise ParamError(f"face {face!r} is not shown in a {params.method!r} view")
+            raise ParamError(f"face {face!r} is not shown in a {params.method!r} view", "face")
         tile = _one_int(query, "tile", 0, params.strip - 1, 0)
         single = replace(params if face == "base" or params.method == face else params.with_method(face),
                          seed=params.seed + tile, strip=1)
@@ -224,6 +240,16 @@ class StudioApp:
                 except (JudgeUnavailable, ImportError) as exc:
                     self._landmarks_missing = f"landmark judge not available: {exc}"
             return self._landmarks
+
+    def identity_meter(self) -> Callable[[np.ndarray], tuple[np.ndarray, str]] | None:
+        """The identity judge's ``identity`` (built once, on the background thread); None when absent."""
+        with self._scorer_lock:
+            if self._identity is None and not self._identity_missing:
+                try:
+                    self._identity = self.identity_factory()
+                except (JudgeUnavailable, ImportError) as exc:
+                    self._identity_missing = f"identity distance needs the optional dlib judge: {exc}"
+            return None if self._identity is None else self._identity.identity
 
     def _measure_landmarks(self, faces: tuple[str, ...], images: np.ndarray) -> dict[str, Any]:
         meter = self.landmark_meter()
@@ -270,11 +296,37 @@ class StudioApp:
                               "query": params.to_query(), "seed": params.seed,
                               "seconds": round(time.perf_counter() - start, 3)})
 
+    def export(self, query: Mapping[str, Sequence[str]]) -> Response:
+        """A sweep or expression sheet of the view's main face, as JSON, PNG or WebP (cached: the page asks
+        for the JSON, then shows the PNG and links both files without rendering again)."""
+        params = replace(self._params(query, extra_keys=EXPORT_KEYS), strip=1)
+        kind = _one_choice(query, "kind", KINDS, "sweep")
+        prop = _one_choice(query, "property", PROPERTY_NAMES, "eyes")
+        count = _one_int(query, "count", 2, MAX_SWEEP, 5)
+        fmt = _one_choice(query, "format", ("json", "png", "webp"), "json")
+        key = json.dumps([params.to_query(), kind, prop if kind == "sweep" else "", count if kind == "sweep" else 0])
+        made = self._exports.get(key)
+        if made is None:
+            def job() -> Export:
+                meter = self.identity_meter()
+                return build_export(self.models, params, kind, self.background_frames, self.background_worker.threads,
+                                    prop, count, meter, self._identity_missing)
+
+            made = self.background.run("export", f"{kind} of seed {params.seed}", job)
+            self._exports[key] = made
+            while len(self._exports) > MAX_EXPORTS:
+                self._exports.popitem(last=False)
+        if fmt == "json":
+            return Response.json(made.summary())
+        body = made.png() if fmt == "png" else made.webp()
+        return Response(HTTPStatus.OK, body, f"image/{fmt}", {
+            "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="{made.file_name("." + fmt)}"'})
+
 
 def _one(query: Mapping[str, Sequence[str]], key: str) -> str | None:
     values = query.get(key, [])
     if len(values) > 1:
-        raise ParamError(f"query key {key!r} given {len(values)} times; give it once")
+        raise ParamError(f"query key {key!r} given {len(values)} times; give it once", key)
     return values[0] if values else None
 
 
@@ -284,7 +336,7 @@ def _one_choice(query: Mapping[str, Sequence[str]], key: str, choices: Sequence[
     if text is None:
         return default
     if text not in choices:
-        raise ParamError(f"{key} must be one of {'|'.join(choices)}, got {text[:40]!r}")
+        raise ParamError(f"{key} must be one of {'|'.join(choices)}, got {text[:40]!r}", key)
     return text
 
 
@@ -295,9 +347,9 @@ def _one_int(query: Mapping[str, Sequence[str]], key: str, low: int, high: int, 
     try:
         value = int(text)
     except ValueError:
-        raise ParamError(f"{key} must be an integer in {low}..{high}, got {text[:40]!r}") from None
+        raise ParamError(f"{key} must be an integer in {low}..{high}, got {text[:40]!r}", key) from None
     if not low <= value <= high:
-        raise ParamError(f"{key} must be in {low}..{high}, got {value}")
+        raise ParamError(f"{key} must be in {low}..{high}, got {value}", key)
     return value
 
 

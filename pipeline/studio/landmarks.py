@@ -79,6 +79,26 @@ class StudioLandmarkJudge:
                                tuple(notes))
 
 
+    def identity(self, images_u8: np.ndarray) -> tuple[np.ndarray, str]:
+        """dlib embedding distance of each face to ``images_u8[0]`` (NaN where MTCNN finds no face) and a note.
+
+        Below ``judges.SAME_PERSON_THRESHOLD`` (0.6) dlib calls two faces the same person.
+        """
+        from judges import SAME_PERSON_THRESHOLD, detect_face_boxes, identity_distances
+
+        images = [np.ascontiguousarray(im) for im in images_u8]
+        embeddings = np.full((len(images), 128), np.nan)
+        for i, (image, box) in enumerate(zip(images, detect_face_boxes(images, device=self.device))):
+            if box.found:
+                embeddings[i] = self.judge.descriptor(image, box.box)
+        distances = identity_distances(np.repeat(embeddings[:1], len(images), axis=0), embeddings)
+        found = int(np.isfinite(distances).sum())
+        if not np.isfinite(embeddings[0]).all():
+            return distances, "identity distance: no face found in the base frame, so none is measured"
+        return distances, (f"identity distance to the base face (dlib embedding; below {SAME_PERSON_THRESHOLD} "
+                           f"= the same person): measured on {found} of {len(images)} frames")
+
+
 def no_face_note(faces: tuple[str, ...], values: np.ndarray, demo: bool) -> str:
     """One line naming the faces in which MTCNN found no face (empty when it found all)."""
     missed = [face for face, row in zip(faces, values) if not any(math.isfinite(v) for v in row)]

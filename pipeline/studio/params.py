@@ -28,7 +28,15 @@ Ranges = Mapping[str, tuple[float, float]]
 
 
 class ParamError(ValueError):
-    """A query value the studio cannot use; the message names the key, the value and what is allowed."""
+    """A query value the studio cannot use; the message names the key, the value and what is allowed.
+
+    ``key``: the query key at fault (None when no single key is), so the page can show the message
+    next to that control and correct it there.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -53,22 +61,22 @@ class ViewParams:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ParamError(f"method must be one of {METHODS}, got {self.method!r}")
+            raise ParamError(f"method must be one of {METHODS}, got {self.method!r}", "method")
         if not 0 <= self.seed <= MAX_SEED:
-            raise ParamError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
+            raise ParamError(f"seed must be in 0..{MAX_SEED}, got {self.seed}", "seed")
         if len(self.values) != len(PROPERTY_NAMES):
             raise ParamError(f"values must have {len(PROPERTY_NAMES)} entries ({', '.join(PROPERTY_NAMES)})")
         for name, value in zip(PROPERTY_NAMES, self.values):
             if value is not None and not math.isfinite(value):
-                raise ParamError(f"{name} must be a finite number or empty (no request), got {value!r}")
+                raise ParamError(f"{name} must be a finite number or empty (no request), got {value!r}", name)
         if not (math.isfinite(self.psi) and 0.0 <= self.psi <= 1.0):
-            raise ParamError(f"psi must be in [0, 1], got {self.psi!r}")
+            raise ParamError(f"psi must be in [0, 1], got {self.psi!r}", "psi")
         if self.trunc_layers < 0:
-            raise ParamError(f"trunc_layers must be >= 0, got {self.trunc_layers}")
+            raise ParamError(f"trunc_layers must be >= 0, got {self.trunc_layers}", "trunc_layers")
         if self.layers not in LAYER_CHOICES:
-            raise ParamError(f"layers must be one of {LAYER_CHOICES}, got {self.layers!r}")
+            raise ParamError(f"layers must be one of {LAYER_CHOICES}, got {self.layers!r}", "layers")
         if not 1 <= self.strip <= MAX_STRIP:
-            raise ParamError(f"strip must be in 1..{MAX_STRIP}, got {self.strip}")
+            raise ParamError(f"strip must be in 1..{MAX_STRIP}, got {self.strip}", "strip")
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -89,14 +97,14 @@ class ViewParams:
             if method not in available:
                 have = ", ".join(available) or "none"
                 raise ParamError(f"method {method!r} is not loaded in this studio (available: {have}); "
-                                 "run its step 7 script first")
+                                 "run its step 7 script first", "method")
         for name, value in zip(PROPERTY_NAMES, self.values):
             low, high = ranges[name]
             if value is not None and not low - _RANGE_TOLERANCE <= value <= high + _RANGE_TOLERANCE:
-                raise ParamError(f"{name}={value:g} is outside its trained range [{low:g}, {high:g}]")
+                raise ParamError(f"{name}={value:g} is outside its trained range [{low:g}, {high:g}]", name)
         if self.trunc_layers > num_layers:
             raise ParamError(f"trunc_layers must be in 0..{num_layers} (the generator's synthesis layers), "
-                             f"got {self.trunc_layers}")
+                             f"got {self.trunc_layers}", "trunc_layers")
 
     # --- the URL query --------------------------------------------------------------------------
     def to_query(self) -> str:
@@ -161,17 +169,17 @@ def parse_query(query: Mapping[str, Sequence[str]], extra_keys: Sequence[str] = 
         if key in extra_keys:
             continue
         if len(texts) != 1:
-            raise ParamError(f"query key {key!r} given {len(texts)} times; give it once")
+            raise ParamError(f"query key {key!r} given {len(texts)} times; give it once", key)
         text = texts[0].strip()
         if len(text) > _MAX_VALUE_CHARS:
-            raise ParamError(f"{key} value too long ({len(text)} characters)")
+            raise ParamError(f"{key} value too long ({len(text)} characters)", key)
         if key in _STR_KEYS:
             fields[key] = text
         elif key in _INT_KEYS:
             try:
                 fields[key] = int(text)
             except ValueError:
-                raise ParamError(f"{key} must be an integer, got {text!r}") from None
+                raise ParamError(f"{key} must be an integer, got {text!r}", key) from None
         else:
             fields[key] = _parse_float(key, text, allow_empty=key in PROPERTY_NAMES)
     values = tuple(fields.pop(name) if name in fields else default
@@ -186,7 +194,7 @@ def _parse_float(key: str, text: str, allow_empty: bool) -> float | None:
         value = float(text)
     except ValueError:
         raise ParamError(f"{key} must be a number{' or empty (no request)' if allow_empty else ''}, "
-                         f"got {text!r}") from None
+                         f"got {text!r}", key) from None
     if not math.isfinite(value):
-        raise ParamError(f"{key} must be finite, got {text!r}")
+        raise ParamError(f"{key} must be finite, got {text!r}", key)
     return value

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,14 @@ from stylegan.control_methods import DIRECTIONS, FINETUNED
 from stylegan.control_resolver import METHOD_SOURCES, find_method_files
 from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
 from stylegan.generate import latents_for
-from stylegan.networks import StyleGANGenerator
+from stylegan.networks import StyleGANGenerator, prepack_for_cpu
 
 logger = logging.getLogger(__name__)
 
 STEP1_SEED = 0
 """Studio seed s is image s of a default step-1 run: z = z_for(STEP1_SEED, s)."""
+W_CACHE_SEEDS = 1024
+"""Seeds whose w the studio keeps (2 KB each at 512-d)."""
 DEFAULT_RANGES: dict[str, tuple[float, float]] = {p: ((-1.0, 1.0) if p == "face_pose" else (0.0, 1.0))
                                                   for p in PROPERTY_NAMES}
 
@@ -86,6 +89,19 @@ class StudioModels:
     def z(self, seeds: list[int]) -> np.ndarray:
         return latents_for(STEP1_SEED, seeds, self.generator.z_space_dim)
 
+    def w(self, seed: int) -> torch.Tensor:
+        """The base generator's w [1, D] of one seed, mapped once per thread count (the bits depend on it)."""
+        cache = self.__dict__.setdefault("_w_by_seed", OrderedDict())
+        key = (seed, torch.get_num_threads())
+        w = cache.get(key)
+        if w is None:
+            with torch.inference_mode():
+                w = self.generator.mapping(torch.as_tensor(self.z([seed]), device=self.device))["w"]
+            cache[key] = w
+            while len(cache) > W_CACHE_SEEDS:
+                cache.popitem(last=False)
+        return w
+
 
 def is_demo_generator(generator: StyleGANGenerator) -> bool:
     """The demo's tiny random-weight architecture (``pipeline.demo.DEMO_STYLEGAN``)."""
@@ -115,7 +131,8 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
     if finetuned_checkpoint is None:  # the newest valid one; what it skipped goes to the page's notes
         finetuned_checkpoint = newest_valid_checkpoint(paths.finetuned_dir, models.notes)
     files = find_method_files(paths, {FINETUNED: finetuned_checkpoint, DIRECTIONS: directions_file})
-    models.notes += [source.missing(paths) for source in METHOD_SOURCES if files[source.name] is None]
+    models.notes += [source.missing(paths) for source in METHOD_SOURCES
+                     if source.name in (FINETUNED, DIRECTIONS) and files[source.name] is None]  # the ones shown
     if files[FINETUNED] is not None:
         checkpoint = files[FINETUNED]
         finetuned = load_conditional_generator(checkpoint, device=device, which=weights)
@@ -136,6 +153,9 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
             if directions_file is not None:
                 raise
             models.notes.append(f"latent directions not loaded: {exc}")
+    for model in (models.generator, models.finetuned):  # batch-of-one CPU renders: kernels packed once
+        if model is not None:
+            prepack_for_cpu(model)
     if models.demo:
         models.notes.insert(0, "demo models: random weights, the images are not faces and the measures "
                                "mean nothing")
@@ -191,22 +211,22 @@ def face_latent(models: StudioModels, face: str, seed: int, targets: Any, psi: f
     edit for every method, as each generator's own forward applies it.
     """
     device = models.device
-    z = torch.as_tensor(models.z([seed]), device=device)
     targets = np.asarray(targets, dtype=np.float32).reshape(1, -1)
     generator = models.generator
     reached = None
     if face == "base":
-        wp = generator.truncation(generator.mapping(z)["w"])
+        wp = generator.truncation(models.w(seed))
     elif face == "finetuned":
         if models.finetuned is None:
             raise ValueError("no fine-tuned generator loaded")
         generator = models.finetuned
+        z = torch.as_tensor(models.z([seed]), device=device)
         cond = np.where(np.isnan(targets), models.medians[None], targets).astype(np.float32)
         wp = generator.truncation(generator.map(z, torch.as_tensor(cond, device=device))["w"])
     elif face == "directions":
         if models.directions is None:
             raise ValueError("no latent directions loaded")
-        w = generator.mapping(z)["w"]
+        w = models.w(seed)
         w_edit, ok = models.directions.edit(w.double().cpu().numpy(), targets, return_report=True)
         reached = np.asarray(ok, dtype=bool)[0]
         w_edit = torch.as_tensor(np.asarray(w_edit, dtype=np.float32), device=device)

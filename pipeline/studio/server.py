@@ -24,10 +24,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from common.local_access import check_allow_hosts
-from common.settings import allow_hosts_setting, host_setting, port_setting
 from common.localserver import PAGE_CSP, LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import PipelinePaths
 from common.runtime import resolve_device
+from common.settings import allow_hosts_setting, host_setting, port_setting
 from pipeline.scorers import SegmentationScorer
 from pipeline.studio.app import StudioApp
 from pipeline.studio.landmarks import StudioLandmarkJudge
@@ -158,7 +158,7 @@ def build_app(config: StudioConfig) -> StudioApp:
         models.notes.append(measure_off)
     landmarks = _landmark_factory(paths, device) if factory is not None else None
     return StudioApp(models, factory, name, seed=config.seed, landmark_factory=landmarks,
-                     measure_off=measure_off)
+                     measure_off=measure_off, identity_factory=_landmark_factory(paths, device))
 
 
 def _landmark_factory(paths: PipelinePaths, device) -> Callable:
