@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embed-dim", type=int, default=None, help="condition embedding size (default: z_dim)")
     parser.add_argument("--cond-lr-mul", type=float, default=t.cond_lr_mul,
                         help="equalised-lr multiplier of the new condition columns")
+    parser.add_argument("--decorrelate", type=float, default=t.decorrelate,
+                        help="share (0-1) of fake conditions drawn property by property, so that property pairs "
+                             "vary independently (recorded in the recipe and the checkpoints)")
     parser.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA (always off on CPU)")
     parser.add_argument("--micro-batches", type=int, default=t.micro_batches,
                         help="split each step's --batch-size (the global batch, all processes together) into N "
@@ -74,7 +77,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneStepConfig:
         lambda_prop=args.lambda_prop, regressor_epochs=args.regressor_epochs,
         checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
         keep_checkpoints=args.keep_checkpoints, seed=args.seed, train_d_layers=args.train_d_layers,
-        embed_dim=args.embed_dim, cond_lr_mul=args.cond_lr_mul, mixed_precision=not args.no_amp,
+        embed_dim=args.embed_dim, cond_lr_mul=args.cond_lr_mul, decorrelate=args.decorrelate, mixed_precision=not args.no_amp,
         micro_batches=args.micro_batches)
     return FinetuneStepConfig(
         root=args.root, checkpoint=args.checkpoint, images=args.images, scores=args.scores,
