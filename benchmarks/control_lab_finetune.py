@@ -7,6 +7,7 @@ a rerun skips the checkpoints it has, but trains from step 0 again), and the rec
 checkpoint, so a run stopped by a deadline still leaves an honest record of what it reached.
 
     python benchmarks/control_lab_finetune.py --worlds t1 --seeds 0 --variants default decorrelate=1
+    python benchmarks/control_lab_finetune.py --worlds t1 --seeds 0 --variants default decorrelate=1 --publish-only
 """
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-values", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()) / "control_lab_ft")
+    parser.add_argument("--publish-only", action="store_true",
+                        help="train nothing: write the record from the checkpoints the cache holds (e.g. after "
+                             "one process per variant)")
     add_results_dir_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -108,7 +112,7 @@ def main(argv=None) -> int:
                     "world": world_name, "seed": seed, "variant": name, "checkpoints": {}}
                 results[key] = res
                 todo = [s for s in args.steps if str(s) not in res["checkpoints"]]
-                if not todo:
+                if not todo or args.publish_only:
                     continue
                 world = build_world(config)
                 regressor = cached_lab_regressor(world, args.cache / f"regressor-{world_name}-s{seed}")
