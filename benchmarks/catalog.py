@@ -70,7 +70,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "bench_labeller": Benchmark("python benchmarks/bench_labeller.py"),
     "bench_servers": Benchmark("python benchmarks/bench_servers.py"),
     "bench_refine": Benchmark("python benchmarks/bench_refine.py --device {device}", needs=_GPU,
-                              per_device={"cpu": "python benchmarks/bench_refine.py --device cpu --threads 1"}, devices=_BOTH),
+                              per_device={"cpu": "python benchmarks/bench_refine.py --device cpu --threads 2"}, devices=_BOTH),
     "device_check": Benchmark("python benchmarks/device_check.py --device {device}", needs=_GPU, devices=("cuda",)),
     "device_check_quick": Benchmark("python benchmarks/device_check.py --quick --device {device}", manual=True),
     "toy_margins": Benchmark("python benchmarks/toy_margins.py --steps 400 --isa-sweep"),

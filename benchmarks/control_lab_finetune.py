@@ -25,13 +25,13 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from benchmarks.records import add_results_dir_argument, start_record  # noqa: E402
-from common.io import atomic_write_text  # noqa: E402
-from common.paths import PROPERTY_NAMES  # noqa: E402
-from lab.control_lab import build_world, finetune_arm  # noqa: E402
-from lab.regressor_cache import cached_lab_regressor  # noqa: E402
-from lab.world_family import WORLDS  # noqa: E402
-from stylegan.finetune_trainer import FinetuneConfig  # noqa: E402
+from benchmarks.records import add_results_dir_argument, start_record
+from common.io import atomic_write_text
+from common.paths import PROPERTY_NAMES
+from lab.control_lab import build_world, finetune_arm
+from lab.regressor_cache import cached_lab_regressor
+from lab.world_family import WORLDS
+from stylegan.finetune_trainer import FinetuneConfig
 
 R_TARGET, LEAK_TARGET, TARGET_STEPS = 0.9, 0.2, 2400
 EXACT_WORLDS = tuple(w.name for w in WORLDS if w.judge == "exact")
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
 
     def publish() -> None:
         rows, met = [], {}
-        for key, res in results.items():
+        for res in results.values():
             for steps, c in sorted(res["checkpoints"].items(), key=lambda kv: int(kv[0])):
                 rows.append({"world": res["world"], "seed": res["seed"], "variant": res["variant"],
                              "steps": int(steps), "r_min": round(min(c["r"]), 3),
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
                 regressor = cached_lab_regressor(world, args.cache / f"regressor-{world_name}-s{seed}")
                 start = time.perf_counter()
 
-                def keep(steps: int, table, res=res, path=path, start=start) -> None:
+                def keep(steps: int, table, res=res, path=path, start=start, key=key) -> None:
                     rows = table.set_index("property")
                     res["checkpoints"][str(steps)] = {
                         "r": [round(float(rows.at[p, "pearson_r"]), 4) for p in PROPERTY_NAMES],

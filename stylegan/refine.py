@@ -19,6 +19,9 @@ Two methods (``RefineConfig.method``):
   the refined image is the best one rendered, so no render is repeated. With the default 6
   corrections an image costs about 8 generator forwards (the original, the linear edit, 6
   corrections); ``benchmarks/bench_refine.py`` measures the ratio.
+* ``learned``: a small MLP trained once per generator, regressor and directions on the gradient
+  method's objective (``stylegan.refine_correction``) corrects the linear edit in one pass; the
+  image is one render (``steps`` > 0 adds gradient steps from that start).
 * ``gradient`` (default): the first version (Adam on the codes through G and R, about 30 steps), minimising
 
       sum_requested ((R_j(G(w')) - t_j) / s_j)^2
@@ -40,10 +43,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["RefineConfig", "EditRefiner", "w_spread", "REFINE_METHODS"]
+__all__ = ["REFINE_METHODS", "EditRefiner", "RefineConfig", "w_spread"]
 
-REFINE_METHODS = ("gradient", "secant")
-_DEFAULT_STEPS = {"gradient": 30, "secant": 6}
+REFINE_METHODS = ("gradient", "secant", "learned")
+_DEFAULT_STEPS = {"gradient": 30, "secant": 6, "learned": 0}
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ class RefineConfig:
 
     steps: int | None = None         # secant: corrections after the linear edit (one render each, default 6);
     #                                  gradient: Adam steps (default 30)
-    method: str = "gradient"         # gradient | secant (see the module's docstring)
+    method: str = "gradient"         # gradient | secant | learned (see the module's docstring)
+    #                                  learned: steps = gradient steps after the learned correction (default 0)
     lr: float = 0.1                  # gradient: Adam's first step, in units of w's per-dimension standard deviation
     #                                  (cosine decay to zero over the steps)
     hold_weight: float = 1.0         # gradient only
@@ -94,7 +98,7 @@ class EditRefiner:
     """
 
     def __init__(self, generator: torch.nn.Module, property_model: torch.nn.Module, property_scale: np.ndarray,
-                 config: RefineConfig = RefineConfig(), directions: Any = None):
+                 config: RefineConfig = RefineConfig(), directions: Any = None, correction: Any = None):
         self.generator = generator
         self.property_model = property_model.eval()
         self.property_model.requires_grad_(False)
@@ -107,17 +111,21 @@ class EditRefiner:
             raise ValueError("the secant refine moves along the directions' vectors: build it with "
                              "EditRefiner.for_directions(generator, regressor, directions), or use "
                              "RefineConfig(method='gradient')")
+        if config.method == "learned" and correction is None:
+            raise ValueError("the learned refine needs its correction: stylegan.refine_correction."
+                             "fit_edit_correction(generator, regressor, directions), passed as correction=")
         self.inv_scale = torch.from_numpy(1.0 / scale).to(self.device)
         self.directions = directions
+        self.correction = correction
         self._w_std: torch.Tensor | None = None
 
     @classmethod
     def for_directions(cls, generator: torch.nn.Module, property_model: torch.nn.Module, directions: Any,
-                       config: RefineConfig = RefineConfig()) -> "EditRefiner":
+                       config: RefineConfig = RefineConfig(), correction: Any = None) -> EditRefiner:
         """A refiner whose property scales are the spreads of the directions' calibrated predictions
         (``slopes * proj_std``; 1 for a property without direction)."""
         scale = np.asarray(directions.slopes * directions.proj_std, dtype=np.float64)
-        return cls(generator, property_model, np.where(scale > 0, scale, 1.0), config, directions)
+        return cls(generator, property_model, np.where(scale > 0, scale, 1.0), config, directions, correction)
 
     @property
     def w_std(self) -> torch.Tensor:
@@ -147,8 +155,14 @@ class EditRefiner:
             w1 = w_edited.detach().clone().float().to(self.device)
             mask = layer_mask.detach().clone().bool().to(self.device)[:, :, None]            # [N, L, 1]
             t = torch.tensor(np.array(targets, dtype=np.float32), device=self.device)
+            if self.config.method == "learned":
+                with torch.no_grad():
+                    w1 = self.correction.to(self.device)(w0, w1, t).detach()
             if self.config.steps == 0:
                 return _mix(w0, w1[:, None, :], mask), None
+            if self.config.method == "learned":   # its steps: gradient steps from the corrected start
+                with torch.enable_grad():
+                    return self._gradient(w0, w1, t, mask), None
             if self.config.method == "gradient":
                 with torch.enable_grad():
                     return self._gradient(w0, w1, t, mask), None
