@@ -228,6 +228,19 @@ def main(argv=None) -> int:
                     atomic_write_text(path, json.dumps(found[0]))
                 rows.append(json.loads(path.read_text()))
         record.tables["cost"] = rows
+        default = f"{RefineConfig().method}:{RefineConfig().steps}"   # the option steps 8 and 9 run (--refine)
+        per_image = []
+        for row in (r for r in rows if r["method"] == default):
+            whole = "refine, s per image" in row
+            refined = row["refine, s per image"] if whole else row["ratio, composed"] * row["one forward, s per image"]
+            per_image.append({"batch": row["batch"], "resolution": row["resolution"], "method": default,
+                              "linear, s per image": row["one forward, s per image"],
+                              "refined, s per image": round(refined, 3),
+                              "how": "end to end" if whole else "composed from unit costs"})
+            if row["batch"] == 1:
+                record.figures["batch1_linear_seconds_per_image"] = row["one forward, s per image"]
+                record.figures["batch1_refine_seconds_per_image"] = round(refined, 2)
+        record.tables["per_image"] = per_image
     torch.set_num_threads(args.quality_threads)
     quality_rows = []
     for world in args.worlds:
