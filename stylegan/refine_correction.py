@@ -122,7 +122,7 @@ def fit_edit_correction(generator: torch.nn.Module, property_model: torch.nn.Mod
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if say is not None and (step + 1) % 250 == 0:
                 say(f"correction step {step + 1}: loss {np.mean(losses[-250:]):.3f}")
     model.eval().requires_grad_(False)
