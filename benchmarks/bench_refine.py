@@ -31,7 +31,7 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from benchmarks.records import add_results_dir_argument, start_record
+from benchmarks.records import NOT_MEASURED, add_results_dir_argument, start_record
 from common.paths import PROPERTY_NAMES
 from stylegan.networks import StyleGANGenerator
 from stylegan.property_regressor import PropertyRegressor
@@ -73,7 +73,7 @@ def _median_time(fn, repeats: int, device: torch.device | None = None, warm_up: 
     return float(np.median(times))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _timing_directions(w_dim: int):
     from stylegan.directions import fit_directions
     rng = np.random.default_rng(0)
@@ -85,7 +85,7 @@ def _timing_directions(w_dim: int):
 _UNIT_COSTS: dict[tuple, dict[str, float]] = {}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _timing_models(resolution: int, device: torch.device):
     torch.manual_seed(0)
     generator = StyleGANGenerator(resolution=resolution).to(device).eval().requires_grad_(False)
@@ -155,7 +155,7 @@ def measure_cost(methods: list[str], resolution: int, batch: int, repeats: int, 
 
 
 def measure_quality(world_name: str, seed: int, methods: list[str], cache: pathlib.Path, say,
-                    correction_config: CorrectionConfig | None = None) -> dict[str, dict]:
+                    correction_config: CorrectionConfig | None = None, cached_only: bool = False) -> dict[str, dict]:
     """{method: {"r": [P], "leakage_max": [P], ...}} of the lab's refine arm in one world and seed."""
     from common.io import atomic_write_text
     from lab.control_lab import build_world, comparison_rows, evaluate_method, fit_lab_directions
@@ -172,8 +172,8 @@ def measure_quality(world_name: str, seed: int, methods: list[str], cache: pathl
         return f"{text}, correction {correction_config.steps} steps" if text.startswith("learned") else text
 
     todo = [m for m in ["linear", *methods] if key(m) not in done]
-    if not todo:
-        return {m: done[key(m)] for m in ["linear", *methods]}
+    if not todo or cached_only:
+        return {m: done[key(m)] for m in ["linear", *methods] if key(m) in done}
     world = build_world(spec.config(seed, 10, 6))
     regressor, _, _ = cached_lab_regressor(world, cache / f"regressor-{world_name}-s{seed}")
     directions = fit_lab_directions(world, method="svm")[0].with_options(hold=True, metric="euclidean")
@@ -215,6 +215,9 @@ def main(argv=None) -> int:
     parser.add_argument("--correction-steps", type=int, default=CorrectionConfig().steps,
                         help="training steps of the learned correction (the learned method)")
     parser.add_argument("--skip-cost", action="store_true")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="measure nothing: the record from what --cache holds (e.g. after one process measured "
+                             "the cost and another the quality); what it lacks is 'not measured'")
     parser.add_argument("--cache", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()) / "control_lab_ft")
     add_results_dir_argument(parser)
     args = parser.parse_args(argv)
@@ -235,6 +238,8 @@ def main(argv=None) -> int:
         for text in args.methods:
             for batch, resolution, whole in ((1, args.resolution, True), (args.large_batch, args.batch_resolution, False)):
                 path = args.cache / f"cost-{device.type}-{args.threads}t-{text}-b{batch}-{resolution}px.json"
+                if not path.is_file() and args.cached_only:
+                    continue
                 if not path.is_file():
                     found = measure_cost([text], resolution, batch, args.repeats if batch == 1 else 1, end_to_end=whole,
                                          device=device)
@@ -255,12 +260,14 @@ def main(argv=None) -> int:
                 record.figures["batch1_linear_seconds_per_image"] = row["one forward, s per image"]
                 record.figures["batch1_refine_seconds_per_image"] = round(refined, 2)
         record.tables["per_image"] = per_image
+    for key in ("batch1_linear_seconds_per_image", "batch1_refine_seconds_per_image"):
+        record.figures.setdefault(key, NOT_MEASURED)
     torch.set_num_threads(args.quality_threads)
     quality_rows = []
     for world in args.worlds:
         for seed in args.seeds:
             found = measure_quality(world, seed, args.methods, args.cache, print,
-                                    CorrectionConfig(steps=args.correction_steps))
+                                    CorrectionConfig(steps=args.correction_steps), args.cached_only)
             for text, q in found.items():
                 if text in args.methods or text == "linear":
                     quality_rows.append({"world": world, "seed": seed, "method": text, "r_min": min(q["r"]),
@@ -273,12 +280,13 @@ def main(argv=None) -> int:
     for text in args.methods:
         cost = next((r for r in record.tables.get("cost", []) if r["method"] == text and r["batch"] == 1), None)
         q = [r for r in quality_rows if r["method"] == text]
-        ratio = cost["ratio_measured"] if cost else None
+        ratio = cost["ratio_measured"] if cost else NOT_MEASURED
         quality_ok = bool(q) and all(r["r_min"] >= R_TARGET and r["leakage_max"] <= LEAK_TARGET for r in q)
-        cost_ok = ratio is not None and ratio <= FORWARD_BUDGET
-        verdict[text] = (f"{'met' if quality_ok and cost_ok else 'NOT met'}: {ratio} forwards at batch 1; "
+        cost_ok = cost is not None and ratio <= FORWARD_BUDGET
+        cost_text = f"{ratio} forwards at batch 1" if cost else "cost not measured"
+        verdict[text] = (f"{'met' if quality_ok and cost_ok else 'NOT met'}: {cost_text}; "
                          f"r min {min(r['r_min'] for r in q):.3f}, leakage max {max(r['leakage_max'] for r in q):.3f}"
-                         f" over {len(q)} world-seed(s)" if q else f"{ratio} forwards; quality not measured")
+                         f" over {len(q)} world-seed(s)" if q else f"NOT met: {cost_text}; quality not measured")
         record.figures[f"ratio_batch1_{text}"] = ratio
         record.figures[f"target_{text}"] = verdict[text]
     print(json.dumps(verdict, indent=1))
