@@ -46,6 +46,15 @@ def sha256_of(path: Path, chunk: int = 1 << 24) -> str:
     return digest.hexdigest()
 
 
+def http_url(text: str) -> str:
+    """argparse type of the address flags: an http(s) URL with a host. A bare word or a file:// path is a typo,
+    and reporting it as "no internet: cannot reach ..." sent users looking at their network."""
+    url = urlparse(text)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise argparse.ArgumentTypeError(f"{text} is not an http:// or https:// URL (e.g. {DEFAULT_ENDPOINT})")
+    return text
+
+
 def check_online(endpoint: str, timeout: float = 5.0, hugging_face: bool = True) -> None:
     """Fail fast (seconds) when offline, instead of letting the download hang on retries."""
     if hugging_face and os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
@@ -129,9 +138,10 @@ def fetch_inception(target: Path, url: str, force: bool) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=PipelinePaths().root, help="repository root")
-    parser.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT))
+    parser.add_argument("--endpoint", type=http_url, default=os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT),
+                        help="the Hugging Face address (env HF_ENDPOINT)")
     parser.add_argument("--force", action="store_true", help="download again even if the file exists")
-    parser.add_argument("--inception-url", default=os.environ.get("FID_INCEPTION_URL", INCEPTION_URL),
+    parser.add_argument("--inception-url", type=http_url, default=os.environ.get("FID_INCEPTION_URL", INCEPTION_URL),
                         help="where the FID Inception weights come from (env FID_INCEPTION_URL)")
     args = parser.parse_args(argv)
     paths = PipelinePaths(args.root.resolve())

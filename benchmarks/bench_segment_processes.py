@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         for i in range(args.images):
             shutil.copy(faces[i % len(faces)], images / f"{i:06d}.jpg")
         checkpoint = save_random_facexformer_checkpoint(tmp / "segmentation_model.pt")
-        common = ["--images", str(images), "--checkpoint", str(checkpoint), "--device", args.device,
+        common = ["--images", str(images), "--segmentation-checkpoint", str(checkpoint), "--device", args.device,
                   "--batch-size", str(args.batch_size), "-q"]
         layouts = [
             (f"1 process x {args.threads} threads", args.threads,

@@ -178,7 +178,8 @@ def beside_measure(models, moves: int = 5) -> dict:
         base = f"{server.url}api/render?method=directions&seed=7"
         get_image(f"{base}&eyes=0.10")
         alone = [get_image(f"{base}&eyes={0.15 + STEP * i:.2f}")[0] for i in range(moves)]
-        measuring = threading.Thread(target=lambda: get_image(f"{server.url}api/measure?method=directions&seed=7"))
+        measure_url = f"{server.url}api/measure?method=directions&seed=7"
+        measuring = threading.Thread(target=lambda: urllib.request.urlopen(measure_url, timeout=600).read())
         measuring.start()
         busy.wait(600)
         during = [get_image(f"{base}&eyes={0.45 + STEP * i:.2f}")[0] for i in range(moves)]

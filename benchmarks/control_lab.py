@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
 def _worlds(args: argparse.Namespace, argv: list[str] | None) -> int:
     """Measure the family (or part of it); once all of it is cached, write the tuned and reported tables."""
     from benchmarks.records import start_record
-    from lab.world_family import SEEDS, WORLDS, arm_summary, rule_check, run_world
+    from lab.world_family import SEEDS, WORLDS, arm_summary, rule_by_arm, rule_check, run_world
+    from stylegan.directions import default_settings
 
     record = start_record("control_lab_worlds", "cpu", argv=None if argv is None else ["benchmarks/control_lab.py",
                                                                                      *argv])
@@ -262,11 +263,14 @@ def _worlds(args: argparse.Namespace, argv: list[str] | None) -> int:
         record.tables[half] = part.to_dict(orient="records")
         record.tables[f"{half}_methods"] = _methods_table(part).to_dict(orient="records")
         record.tables[f"{half}_rule"] = check[check["half"] == half].round(4).to_dict(orient="records")
+        record.tables[f"{half}_rule_by_arm"] = rule_by_arm(part).round(4).to_dict(orient="records")
         rule = check[check["half"] == half]
         record.figures[f"{half}_worlds_meeting_rule"] = int(rule["met"].sum())
         record.figures[f"{half}_worlds"] = len(rule)
         record.figures[f"{half}_worst_r_shortfall"] = round(float(rule["r_shortfall"].max()), 4)
     record.tables["worlds"] = world_table.round(4).to_dict(orient="records")
+    rules = sorted({default_settings(w.num_samples, w.w_dim).rule for w in WORLDS})
+    record.figures["default_setting"] = "; ".join(rules)
     tags = sorted({str(fig.get("tag")) for r in records for fig in r["arms"].values()})
     record.figures["arms_measured_at_commits"] = ", ".join(tags)
     record.figures["seeds"] = len(seeds)

@@ -243,6 +243,9 @@ def render_value(name: str, tolerances: ModuleType) -> str:
 
 
 def _flag_default(action: argparse.Action) -> str:
+    if hasattr(action, "declared_default"):  # a flag declared with common.settings: its default as --help shows it
+        shown = action.declared_default
+        return "" if shown is None else (shown if " " in shown else f"`{shown}`")  # prose stays prose
     default = action.default
     if default is None or default is argparse.SUPPRESS or isinstance(action, (argparse._StoreTrueAction,
                                                                               argparse._StoreFalseAction,
@@ -261,7 +264,7 @@ def _flag_default(action: argparse.Action) -> str:
 
 
 def _flag_help(action: argparse.Action) -> str:
-    text = action.help or ""
+    text = getattr(action, "declared_help", None) or action.help or ""
     if "%(" in text:
         try:
             text = text % {**vars(action), "prog": ""}

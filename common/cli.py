@@ -1,8 +1,10 @@
-"""Flags every numbered script shares, so they behave alike."""
+"""What every script shares: its parser (one-line errors), the run flags, the progress bar and the one
+error boundary (:func:`run_guarded`) that scripts and the runner both use."""
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import re
 import sys
 import typing
@@ -11,16 +13,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from common.distributed import torchrun_env
-from common.paths import REPO_ROOT, PipelinePaths
 from common.settings import add_settings, check_outputs_writable
 from common.steps import USER_ERRORS, Progress, Summary, interrupted_line, write_failure
 
 ConfigT = TypeVar("ConfigT")
-
-
-WEIGHTS_CHOICES: tuple[str, ...] = ("auto", "ema", "raw")
-WEIGHTS_HELP = ("generator weights: ema = the smoothed copy (genforce's generator_smooth, the fine-tune's EMA), "
-                "raw = the trained weights, auto = ema when the checkpoint has it")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -67,7 +63,7 @@ class StepArgumentParser(argparse.ArgumentParser):
             flags, rest = match.group(1), match.group(2)
             first = flags.split("/")[0]
             message = rest if rest.startswith(first + " ") or rest.startswith(first + ":") else f"{first}: {rest}"
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def make_parser(description: str, examples: str = "") -> argparse.ArgumentParser:
@@ -80,7 +76,7 @@ def make_parser(description: str, examples: str = "") -> argparse.ArgumentParser
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
     """How a script runs, not what it computes (so not config fields): --threads, -v, -q."""
-    parser.add_argument("--threads", type=_threads, default=None,
+    parser.add_argument("--threads", type=_threads, default=None, metavar="N",
                         help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy small CPU")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
@@ -104,37 +100,6 @@ def step_parser(config_cls: type, description: str, examples: str = "") -> argpa
     return parser
 
 
-# legacy helpers, removed once every script declares its flags in its config
-def add_common_args(parser: argparse.ArgumentParser, batch_size: int | None = None, *, device: bool = True,
-                    seed: bool = True, limit: str | None = "items", overwrite: bool = True) -> None:
-    """The shared flags, each only where the script uses it: --root, --threads, -v/-q always;
-    --device (runs a model), --batch-size, --seed, --limit (``limit`` says what it counts), --overwrite."""
-    parser.add_argument("--root", type=Path, default=REPO_ROOT,
-                        help="root that all default input/output paths are relative to (default: the repository; "
-                             "the demo uses its own)")
-    if device:
-        parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    if batch_size is not None:
-        parser.add_argument("--batch-size", type=int, default=batch_size, help="items per forward pass")
-    if seed:
-        parser.add_argument("--seed", type=int, default=0, help="random seed (results are reproducible)")
-    if limit:
-        parser.add_argument("--limit", type=int, default=None, help=f"process at most N {limit} (smoke runs)")
-    if overwrite:
-        parser.add_argument("--overwrite", action="store_true", help="ignore finished work and redo it")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy small CPU")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
-
-
-def add_shard_arg(parser: argparse.ArgumentParser) -> None:
-    """--shard K/N: this machine's share of the images (i mod N == K) when not under torchrun."""
-    parser.add_argument("--shard", default=None, metavar="K/N",
-                        help="process only images with index i mod N == K (K from 0), for N separate machines; "
-                             "merge afterwards with merge_shards.py (under torchrun the ranks split the work instead)")
-
-
 @contextlib.contextmanager
 def progress_bar(desc: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
     """A tqdm bar as the ``progress(done, total)`` callback that package step functions take."""
@@ -146,10 +111,6 @@ def progress_bar(desc: str, quiet: bool = False) -> Iterator[Callable[[int, int]
             bar.update(done - bar.n)
 
         yield progress
-
-
-def paths_from_args(args: argparse.Namespace) -> PipelinePaths:
-    return PipelinePaths(Path(args.root).resolve())
 
 
 def verbosity(args: argparse.Namespace) -> int:
@@ -212,7 +173,8 @@ def run_guarded(run: Callable[[ConfigT, Progress | None], Summary], config: Conf
             progress(done, total)
 
     try:
-        check_outputs_writable(config.resolved() if hasattr(config, "resolved") else config)
+        if dataclasses.is_dataclass(config):
+            check_outputs_writable(config.resolved() if hasattr(config, "resolved") else config)
         return run(config, counting)
     except KeyboardInterrupt:
         raise StepStopped(interrupted_line(finished), 130) from None

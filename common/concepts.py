@@ -29,8 +29,8 @@ CONCEPTS: dict[str, Concept] = {
     "finetuned_checkpoint": Concept("--finetuned-checkpoint",
                                     "a fine-tuned checkpoint of step 7b (default: the newest in "
                                     "stylegan/finetuned/checkpoints)"),
-    "trust_checkpoint": Concept("--trust-checkpoint", "explicit opt-in for a FaceXFormer file the safe loader "
-                                                      "rejects"),
+    "trust_checkpoint": Concept("--trust-checkpoint", "allow the FaceXFormer file's saved args or numpy values, "
+                                                      "never code (docs/checkpoints.md)"),
     "directions": Concept("--directions", "the latent directions file of step 7a", "directions_pt"),
     "hand_labels_csv": Concept("--labels", "the hand labels CSV of step 2 (its journal sits next to it)",
                                "hand_labels_csv"),

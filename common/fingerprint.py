@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 _CHUNK = 1 << 22
@@ -33,4 +34,12 @@ def file_fingerprint(path: Path | str) -> str:
     if key not in _MEMO:
         _MEMO[key] = f"{stat.st_size}:{sha256_of_file(path)}"
     return _MEMO[key]
+
+
+_FINGERPRINT = re.compile(r"\d+:[0-9a-f]{64}")
+
+
+def is_file_fingerprint(text: str) -> bool:
+    """Whether ``text`` has the shape :func:`file_fingerprint` writes (a cut or hand-edited cell does not)."""
+    return _FINGERPRINT.fullmatch(text) is not None
 

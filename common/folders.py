@@ -51,9 +51,22 @@ def image_folders(paths: PipelinePaths, *, own: Path | str | None = None) -> dic
 def refuse_overlap(out_dirs: Mapping[str, Path | str | None], inputs: Mapping[str, Path | str | None],
                    out_files: Mapping[str, Path | str | None] | None = None,
                    reserved: Mapping[str, Path | str | None] | None = None) -> None:
-    """Raise FolderOverlapError if an output folder is, contains or sits inside an input, is or sits inside
-    a ``reserved`` folder, or an output file is an input. Keys are the names users know (``--filtered-dir``);
+    """Raise FolderOverlapError if an output folder is, contains or sits inside an input (checked first: the
+    message names the input's flag), is or sits inside a ``reserved`` folder, or an output file is an input. Keys are the names users know (``--filtered-dir``);
     None values are ignored."""
+    ins = {name: _real(path) for name, path in inputs.items() if path is not None}
+    for out_name, out_path in out_dirs.items():
+        if out_path is None:
+            continue
+        out = _real(out_path)
+        for in_name, inp in ins.items():
+            relation = _relation(out, inp)
+            if relation:
+                what = "the same path as" if relation == "is" else f"{relation} the input"
+                raise FolderOverlapError(
+                    f"output folder {out_name} {out} {what} {in_name} {inp}: this step removes or overwrites "
+                    f"files in its output folder, so it could destroy its input; fix: choose an output folder "
+                    f"outside every input")
     for out_name, out_path in out_dirs.items():
         if out_path is None:
             continue
@@ -68,19 +81,6 @@ def refuse_overlap(out_dirs: Mapping[str, Path | str | None], inputs: Mapping[st
                     f"output folder {out_name} {out} {where} {name} {_real(folder)}: other steps read that folder "
                     "as images (its files would be taken for faces, or removed as stale); fix: choose an output "
                     "folder outside it (the step's default is fine)")
-    ins = {name: _real(path) for name, path in inputs.items() if path is not None}
-    for out_name, out_path in out_dirs.items():
-        if out_path is None:
-            continue
-        out = _real(out_path)
-        for in_name, inp in ins.items():
-            relation = _relation(out, inp)
-            if relation:
-                what = "the same path as" if relation == "is" else f"{relation} the input"
-                raise FolderOverlapError(
-                    f"output folder {out_name} {out} {what} {in_name} {inp}: this step removes or overwrites "
-                    f"files in its output folder, so it could destroy its input; fix: choose an output folder "
-                    f"outside every input")
     for out_name, out_path in (out_files or {}).items():
         if out_path is None:
             continue

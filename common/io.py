@@ -53,8 +53,11 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     the umask), so outputs are shared the way the user's umask says.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     try:
         try:
             os.fchmod(fd, 0o666 & ~current_umask())
@@ -65,13 +68,21 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from exc
         raise
     return path
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """The same error (same errno, so the same OSError subclass) naming the file the caller asked for, not
+    the temp file or nothing: a full disk's one line then says which output could not be written."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path)) if exc.errno else exc
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:

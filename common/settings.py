@@ -77,6 +77,7 @@ class Setting:
     concept: str | None = None               # common.concepts.CONCEPTS key: flag, meaning, default path
     path: str | None = None                  # PipelinePaths attribute: the default filled in by resolved()
     output: str | None = None                # "dir" | "file": written by the step
+    fill: bool = True                        # False: resolved() leaves None (an optional input, used when present)
     negate: bool = False                     # a bool defaulting to True: the flag (e.g. --no-sheets) sets False
     off_flag: str | None = None              # a bool: a second flag that sets False (--no-browser)
     both: bool = False                       # a bool: --x and --no-x
@@ -111,13 +112,15 @@ def setting(default: Any = MISSING, *, default_factory: Any = MISSING, **declara
 
 
 def root_setting() -> Any:
-    return setting(REPO_ROOT, concept="root", help="root that every default input/output path is relative to "
-                                                   "(default: the repository; the demo uses its own)")
+    return setting(REPO_ROOT, concept="root", show="the repository",
+                   help="root that every default input/output path is relative to (the demo uses its own)")
 
 
-def device_setting(default: str = "auto", help: str = "") -> Any:
-    """The one ``--device`` declaration: auto | cpu | cuda | cuda:N, checked at parse time."""
-    return setting(default, concept="device", pattern=DEVICE_PATTERN, mismatch=DEVICE_MISMATCH, help=help)
+def device_setting(default: str = "auto", help: str = "", flag: str | None = None) -> Any:
+    """The one ``--device`` declaration: auto | cpu | cuda | cuda:N, checked at parse time. ``flag``: a second
+    device of the same step under its own name (step 5's ``--mtcnn-device``), the same values."""
+    return setting(default, concept=None if flag else "device", flag=flag, pattern=DEVICE_PATTERN,
+                   mismatch=DEVICE_MISMATCH, help=help or ("" if flag is None else CONCEPTS["device"].meaning))
 
 
 def seed_setting(help: str = "") -> Any:
@@ -366,6 +369,8 @@ def _type_function(flag: str, spec: Setting, kind: _Kind, element: bool = False)
     check_kind = _Kind(kind.element, True) if element else kind
 
     def convert(text: str) -> Any:
+        if text.strip().lower() in dict(spec.words):  # a declared word is always a valid flag value
+            return dict(spec.words)[text.strip().lower()]
         try:
             value = _parse_text(spec, check_kind, text)
         except ValueError as exc:
@@ -423,8 +428,11 @@ class StepConfig(Settings):
         filled = {}
         for f, spec in declared_fields(type(self)):
             attr = spec.path or (CONCEPTS[spec.concept].default_path if spec.concept else None)
-            if attr is not None and getattr(self, f.name) is None:
+            value = getattr(self, f.name)
+            if attr is not None and value is None and spec.fill:
                 filled[f.name] = getattr(paths, attr)
+            elif isinstance(value, str) and _kind(type(self), f.name).base is Path:
+                filled[f.name] = Path(value)
         return dataclasses.replace(self, **filled) if filled else self
 
 
@@ -433,6 +441,8 @@ def output_paths(config: Any) -> dict[str, tuple[Path, str]]:
     out = {}
     for f, spec in declared_fields(type(config)):
         value = getattr(config, f.name)
+        if value is None and spec.output and spec.path and hasattr(config, "paths"):
+            value = getattr(config.paths, spec.path)  # an unfilled default (it depends on the run): checked too
         if spec.output and value is not None:
             out[_flag(f.name, spec)] = (Path(value), spec.output)
     return out
@@ -502,7 +512,7 @@ class _Store(argparse.Action):
 def _shown_default(spec: Setting, kind: _Kind, default: Any) -> str | None:
     if spec.show is not None:
         return spec.show
-    if default is None or default is False or default is True or default == () or _is_settings_class(kind.base):
+    if spec.has_const or default is None or default is False or default is True or default == () or _is_settings_class(kind.base):
         return None
     for word, value in spec.words:
         if value == default:
@@ -512,16 +522,21 @@ def _shown_default(spec: Setting, kind: _Kind, default: Any) -> str | None:
     return str(default)
 
 
-def _help(spec: Setting, kind: _Kind, default: Any) -> str:
+def _help_parts(spec: Setting, kind: _Kind, default: Any) -> tuple[str, str | None]:
+    """(what the flag does, its default as shown) from the declaration; the default is None when the help
+    says it already or there is none to show."""
     text = spec.help or (CONCEPTS[spec.concept].meaning.replace("%", "%%") if spec.concept else "")
     shown = _shown_default(spec, kind, default)
     attr = spec.path or (CONCEPTS[spec.concept].default_path if spec.concept else None)
     if shown is None and attr is not None and default is None:
         relative = getattr(PipelinePaths(Path("/ROOT")), attr).relative_to("/ROOT")
-        shown = f"{relative} under --root"
-    if shown is not None and "default" not in text:
-        text = f"{text} (default: {shown.replace('%', '%%')})"
-    return text
+        shown = f"{relative} under --root{'' if spec.fill else ', when it exists'}"
+    return text, (None if shown is None or "(default" in text else shown)
+
+
+def _help(spec: Setting, kind: _Kind, default: Any) -> str:
+    text, shown = _help_parts(spec, kind, default)
+    return text if shown is None else f"{text} (default: {shown.replace('%', '%%')})"
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -573,9 +588,12 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[s
             if spec.choices is not None and kind.base is not tuple:
                 choices = list(spec.choices) + [w for w, _ in spec.words]
             metavar = spec.metavar or ("{" + ",".join(map(str, choices)) + "}" if choices else _METAVARS.get(kind.base))
-            action = parser.add_argument(*names, action=_Store, help=help_text, metavar=metavar,
+            plain_choices = (list(spec.choices) if spec.choices is not None and kind.base is not tuple
+                             and not spec.words else None)  # readable on the action; values checked by type=
+            action = parser.add_argument(*names, action=_Store, help=help_text, metavar=metavar, choices=plain_choices,
                                          type=_type_function(flag, spec, kind), **common)
         action.concept = spec.concept
+        action.declared_help, action.declared_default = _help_parts(spec, kind, default)  # for docs tables
 
 
 def _element_value(spec: Setting, default: Any, given: Mapping[int, Any]) -> tuple:

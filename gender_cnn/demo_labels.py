@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from common.images import load_rgb
+from gender_cnn.hand_labels import Label
 from gender_cnn.label_csv import HAND_LABEL_COLUMNS
 
 DEMO_LABELLER = "demo"
@@ -34,3 +35,10 @@ def rule_labels(image_paths: Sequence[Path], woman_share: float = 0.6, good_shar
         "img_name": [Path(p).name for p in image_paths], "gender": gender, "quality": quality,
         "labeller": DEMO_LABELLER,
     })[list(HAND_LABEL_COLUMNS)]
+
+
+def demo_rule_labels(image_paths: Sequence[Path]) -> dict[str, Label]:
+    """:func:`rule_labels` as the labeller's store imports them (``--rule-labels``)."""
+    frame = rule_labels(image_paths)
+    return {row.img_name: Label(int(row.gender), int(row.quality), DEMO_LABELLER)
+            for row in frame.itertuples(index=False)}

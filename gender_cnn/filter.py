@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from common.contact_sheet import make_contact_sheet
-from common.distributed import init_distributed, parse_shard
+from common.distributed import init_distributed
 from common.folders import image_folders, refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import (
@@ -37,8 +37,16 @@ from common.io import (
     atomic_write_json,
     clean_stale_temp_files,
 )
-from common.paths import REPO_ROOT, PipelinePaths, path_or
 from common.recipe import INPUT_COLUMN, FolderLock, Recipe, claim_output, item_identity, merging
+from common.settings import (
+    StepConfig,
+    batch_size_setting,
+    device_setting,
+    flag_of,
+    limit_setting,
+    setting,
+    shard_setting,
+)
 from common.runtime import resolve_device
 from common.steps import Progress, StepError
 from gender_cnn.hand_labels import journal_path_for, load_hand_labels
@@ -55,51 +63,32 @@ class FilterInputError(StepError, ValueError):
 
 
 @dataclass(frozen=True)
-class FilterConfig:
+class FilterConfig(StepConfig):
     """Step 4's settings; a path left None is the pipeline's default under ``root``."""
 
-    root: Path = REPO_ROOT
-    images: Path | None = None        # step 1's images (default: stylegan/synthesize_results)
-    labels: Path | None = None        # hand labels (default: gender_cnn/hand_labels.csv, used when present)
-    models: Path | None = None        # step 3's fold models (default: gender_cnn/models)
-    scores_csv: Path | None = None    # default: gender_cnn/all_image_quality_and_gender.csv
-    filtered_dir: Path | None = None  # kept images (default: stylegan/synthesize_results_filtered)
-    logs_dir: Path | None = None      # contact sheets, filter_config.json (default: gender_cnn/logs)
-    gender_threshold: float = 0.7
-    quality_threshold: float = 0.9
-    batch_size: int = 64
-    device: str = "auto"
-    limit: int | None = None          # score only the first N images by name (smoke runs)
-    link: bool = True                 # hard-link kept images (no extra disk); False: copy them
-    sheets: bool = True
-    sheet_images: int = 48
-    workers: int = 2                  # image-decoding threads
-    shard: str | None = None          # "K/N": score only images i (name order) with i mod N == K, then merge
+    images: Path | None = setting(None, path="generated_dir", help="image folder (step 1's output)")
+    labels: Path | None = setting(None, concept="hand_labels_csv", help="hand labels CSV (step 2's "
+                                                                        "gender_cnn/hand_labels.csv, used when present)")
+    models: Path | None = setting(None, path="cnn_models_dir", help="CNN model folder (step 3's)")
+    scores_csv: Path | None = setting(None, concept="quality_gender_csv", aliases=("--scores-csv",), output="file",
+                                      help="scores CSV to write")
+    filtered_dir: Path | None = setting(None, path="filtered_dir", output="dir",
+                                        help="folder that will hold exactly the kept images")
+    logs_dir: Path | None = setting(None, flag="", path="cnn_logs_dir", output="dir",
+                                    help="contact sheets, filter_config.json")
+    gender_threshold: float = setting(0.7, low=0.0, high=1.0, help="keep if gender_score >= this (1 = woman)")
+    quality_threshold: float = setting(0.9, low=0.0, high=1.0, help="keep if quality_score >= this (1 = good)")
+    batch_size: int = batch_size_setting(64)
+    device: str = device_setting()
+    limit: int | None = limit_setting("images (the first N by name)")
+    link: bool = setting(True, flag="--copy", negate=True, help="copy kept images instead of hard-linking them")
+    sheets: bool = setting(True, flag="--no-sheets", negate=True, help="skip the contact sheets")
+    sheet_images: int = setting(48, flag="", low=1, help="images per contact sheet")
+    workers: int = setting(2, flag="", low=1, help="image-decoding threads")
+    shard: str | None = shard_setting()
 
-    def __post_init__(self) -> None:
-        for name in ("gender_threshold", "quality_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.batch_size < 1 or self.sheet_images < 1 or self.workers < 1:
-            raise ValueError("batch_size, sheet_images and workers must be >= 1")
-        if self.limit is not None and self.limit < 0:
-            raise ValueError(f"limit must be >= 0, got {self.limit}")
-        if self.shard is not None:
-            parse_shard(self.shard)
 
-    @property
-    def paths(self) -> PipelinePaths:
-        return PipelinePaths(Path(self.root).resolve())
-
-    def resolved(self) -> dict[str, Path]:
-        """Every input and output path, defaults filled in from ``root``."""
-        paths = self.paths
-
-        return {"images": path_or(self.images, paths.generated_dir), "labels": path_or(self.labels, paths.hand_labels_csv),
-                "models": path_or(self.models, paths.cnn_models_dir),
-                "scores_csv": path_or(self.scores_csv, paths.quality_gender_csv),
-                "filtered_dir": path_or(self.filtered_dir, paths.filtered_dir),
-                "logs_dir": path_or(self.logs_dir, paths.cnn_logs_dir)}
+PATH_FIELDS: tuple[str, ...] = ("images", "labels", "models", "scores_csv", "filtered_dir", "logs_dir")
 
 
 def combine_scores(names: Sequence[str], hand: pd.DataFrame | None,
@@ -308,11 +297,13 @@ def run_filter(config: FilterConfig, progress: Progress | None = None) -> Filter
     """
     start = time.perf_counter()
     ctx = init_distributed(config.shard)
-    io = config.resolved()
-    images_dir, labels_csv, out_csv = io["images"], io["labels"], io["scores_csv"]
-    refuse_overlap({"--filtered-dir": io["filtered_dir"], "logs folder": io["logs_dir"]},
-                   {"--images": images_dir, "--labels": labels_csv, "--models": io["models"]},
-                   {"--scores-csv": out_csv}, reserved=image_folders(config.paths, own=config.paths.filtered_dir))
+    labels_given = config.labels is not None
+    config = config.resolved()
+    images_dir, labels_csv, out_csv = Path(config.images), Path(config.labels), Path(config.scores_csv)
+    refuse_overlap({"--filtered-dir": config.filtered_dir, "logs folder": config.logs_dir},
+                   {"--images": images_dir, "--labels": labels_csv, "--models": config.models},
+                   {flag_of(config, "scores_csv"): out_csv},
+                   reserved=image_folders(config.paths, own=Path(config.filtered_dir)))
     try:
         device = resolve_device(ctx.device(config.device))
     except RuntimeError as exc:
@@ -320,7 +311,7 @@ def run_filter(config: FilterConfig, progress: Progress | None = None) -> Filter
     shard = (ctx.rank, ctx.world_size) if ctx.sharded and not ctx.grouped else None
     with claim_output(out_csv.parent, filter_recipe(config, device), overwrite=False, owned=lambda _folder: [],
                       record_name=FILTER_RECIPE, shard=shard, writer=ctx.is_main or not ctx.grouped, recompute=True):
-        return _filter_claimed(config, ctx, io, device, progress, start)
+        return _filter_claimed(config, ctx, labels_given, device, progress, start)
 
 
 FILTER_RECIPE = "filter_recipe.json"
@@ -332,45 +323,48 @@ def filter_recipe(config: FilterConfig, device) -> Recipe:
     the hand labels as read (CSV + journal); each row of the scores CSV keeps its image's identity."""
     from gender_cnn.hand_labels import hand_labels_digest
 
-    io = config.resolved()
-    models = sorted(Path(io["models"]).glob("*.pt")) if Path(io["models"]).is_dir() else []
+    config = config.resolved()
+    models = sorted(Path(config.models).glob("*.pt")) if Path(config.models).is_dir() else []
     settings = {"gender_threshold": config.gender_threshold, "quality_threshold": config.quality_threshold,
                 "device_type": getattr(device, "type", str(device)),
-                "hand_labels": hand_labels_digest(io["labels"]) if Path(io["labels"]).is_file() else None}
+                "hand_labels": hand_labels_digest(Path(config.labels)) if Path(config.labels).is_file() else None}
     return Recipe.of("4", settings, {f"model {path.name}": path for path in models})
 
 
-def _filter_claimed(config: FilterConfig, ctx, io: dict[str, Path], device, progress: Progress | None,
+def _filter_claimed(config: FilterConfig, ctx, labels_given: bool, device, progress: Progress | None,
                     start: float) -> FilterSummary:
-    images_dir, labels_csv, out_csv = io["images"], io["labels"], io["scores_csv"]
+    images_dir, labels_csv, out_csv = Path(config.images), Path(config.labels), Path(config.scores_csv)
     paths = list_images(images_dir)
     all_names = [p.name for p in paths]
     if config.limit is not None:
         paths = paths[:config.limit]
-    hand = _hand_labels(labels_csv, config.labels is not None, all_names)
+    hand = _hand_labels(labels_csv, labels_given, all_names)
     share = [paths[i] for i in ctx.take(range(len(paths)))]
-    rows, failed = _score(share, hand, io["models"], device, config, progress if ctx.is_main else None)
+    rows, failed = _score(share, hand, Path(config.models), device, config, progress if ctx.is_main else None)
     if not ctx.sharded:
         return _finish(config, rows, failed, str(device), start)
     _write_part(ctx.part_path(out_csv), rows, failed)
     ctx.barrier()
     if ctx.grouped and ctx.is_main:
-        return merge_filter_shards(config, world_size=ctx.world_size, device=str(device), start=start)
+        return _merge_parts(config, None, ctx.world_size, str(device), start)
     return FilterSummary(total=len(rows), counts=_counts(rows, keep_mask(rows, config.gender_threshold,
                                                                          config.quality_threshold)),
                          failed=failed, sync=SyncResult(0, 0, 0), csv_path=ctx.part_path(out_csv),
-                         filtered_dir=io["filtered_dir"], seconds=time.perf_counter() - start, device=str(device),
+                         filtered_dir=config.filtered_dir, seconds=time.perf_counter() - start, device=str(device),
                          rank=ctx.rank, shard=config.shard)
 
 
-def merge_filter_shards(config: FilterConfig, progress: Progress | None = None, *, world_size: int | None = None,
-                        device: str = "cpu", start: float | None = None) -> FilterSummary:
-    """Merge the shards' part files into the scores CSV, then fill the kept folder, the sheets and
-    filter_config.json exactly as a one-process run; the parts are removed. ``world_size`` None:
-    found from the part files (``merge_shards.py 4`` after ``--shard K/N`` runs)."""
-    start = time.perf_counter() if start is None else start
-    io = config.resolved()
-    out_csv, record = io["scores_csv"], io["logs_dir"] / "filter_config.json"
+def merge_filter_shards(config: FilterConfig, progress: Progress | None = None) -> FilterSummary:
+    """``merge_shards.py 4`` after ``--shard K/N`` runs: merge the shards' part files into the scores CSV,
+    then fill the kept folder, the sheets and filter_config.json exactly as a one-process run; the parts
+    are removed."""
+    return _merge_parts(config.resolved(), progress, None, "cpu", time.perf_counter())
+
+
+def _merge_parts(config: FilterConfig, progress: Progress | None, world_size: int | None, device: str,
+                 start: float) -> FilterSummary:
+    """The merge (torchrun's rank 0 passes its world size; None: found from the part files)."""
+    out_csv, record = Path(config.scores_csv), Path(config.logs_dir) / "filter_config.json"
     if world_size is None and not _part_files(out_csv) and out_csv.is_file() and record.is_file():
         # merged before: merging again finishes from the merged CSV, the same way
         failed = json.loads(record.read_text(encoding="utf-8")).get("unreadable_images", {})
@@ -442,21 +436,20 @@ def _counts(frame: pd.DataFrame, kept: np.ndarray) -> dict[str, tuple[int, int]]
 def _finish(config: FilterConfig, rows: pd.DataFrame, failed: dict[str, str], device: str,
             start: float) -> FilterSummary:
     """Everything after scoring: the CSV (sorted by name), the kept folder, the sheets, the record."""
-    io = config.resolved()
     failed = dict(sorted(failed.items()))
     if failed:
         logger.warning("%d unreadable images left out (not scored, not kept): %s", len(failed),
                        ", ".join(list(failed)[:5]) + (" ..." if len(failed) > 5 else ""))
     frame = rows.sort_values("img_name", kind="mergesort").reset_index(drop=True)
-    frame[INPUT_COLUMN] = [item_identity(io["images"] / name) for name in frame["img_name"]]
-    atomic_write_csv(io["scores_csv"], frame, QUALITY_GENDER_COLUMNS)
+    frame[INPUT_COLUMN] = [item_identity(Path(config.images) / name) for name in frame["img_name"]]
+    atomic_write_csv(config.scores_csv, frame, QUALITY_GENDER_COLUMNS)
     kept = keep_mask(frame, config.gender_threshold, config.quality_threshold)
-    sync = sync_kept_images(io["images"], io["filtered_dir"], frame["img_name"][kept].tolist(), link=config.link)
+    sync = sync_kept_images(config.images, config.filtered_dir, frame["img_name"][kept].tolist(), link=config.link)
     if config.sheets:
-        write_contact_sheets(frame, kept, io["images"], io["logs_dir"], config)
-    atomic_write_json(io["logs_dir"] / "filter_config.json", _record(config, io, device, failed))
+        write_contact_sheets(frame, kept, config.images, Path(config.logs_dir), config)
+    atomic_write_json(Path(config.logs_dir) / "filter_config.json", _record(config, device, failed))
     return FilterSummary(total=len(frame), counts=_counts(frame, kept), failed=failed, sync=sync,
-                         csv_path=io["scores_csv"], filtered_dir=io["filtered_dir"],
+                         csv_path=config.scores_csv, filtered_dir=config.filtered_dir,
                          seconds=time.perf_counter() - start, device=device)
 
 
@@ -506,9 +499,9 @@ def _find_parts(out_csv: Path, world_size: int | None) -> list[Path]:
     return parts
 
 
-def _record(config: FilterConfig, io: dict[str, Path], device: str, failed: dict[str, str]) -> dict:
+def _record(config: FilterConfig, device: str, failed: dict[str, str]) -> dict:
     """filter_config.json: the settings and paths as used (for people and for a re-run)."""
     settings = {name: getattr(config, name) for name in (
         "gender_threshold", "quality_threshold", "batch_size", "link", "sheets", "sheet_images", "workers", "limit")}
-    return {**settings, **{name: str(path) for name, path in io.items()}, "device": device,
+    return {**settings, **{name: str(getattr(config, name)) for name in PATH_FIELDS}, "device": device,
             "unreadable_images": failed}

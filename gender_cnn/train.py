@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,15 @@ import torch.nn.functional as F
 from common.distributed import init_distributed
 from common.images import list_images
 from common.io import atomic_torch_save, atomic_write_csv, atomic_write_json
-from common.paths import REPO_ROOT, PipelinePaths, path_or
+from common.settings import (
+    SettingError,
+    StepConfig,
+    device_setting,
+    limit_setting,
+    overwrite_setting,
+    seed_setting,
+    setting,
+)
 from common.runtime import resolve_device
 from common.steps import Progress, ProgressCounter, StepError
 from gender_cnn.classifier import DEFAULT_CHANNELS, FORMAT_VERSION, SmallCNN
@@ -63,75 +71,67 @@ class TrainInputError(StepError, ValueError):
     """Step 3 cannot train on what it was given (too few labels, an unknown task); the message says the fix."""
 
 
+class TrainDivergedError(StepError, RuntimeError):
+    """A fold's losses became NaN/inf in every epoch (a learning rate far too high): nothing to keep."""
+
+
+_NO_AUGMENT = AugmentConfig(hflip=False, max_shift_frac=0.0, brightness=0.0, contrast=0.0)
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(StepConfig):
     """Step 3's settings; a path left None is the pipeline's default under ``root``.
 
     Only the training fields (not paths, device, overwrite, limit, workers) decide whether a saved fold
     model is reused: see :data:`NOT_TRAINING_FIELDS`.
     """
 
-    root: Path = REPO_ROOT
-    images: Path | None = None       # step 1's images (default: stylegan/synthesize_results)
-    labels: Path | None = None       # hand labels (default: gender_cnn/hand_labels.csv)
-    models_dir: Path | None = None   # fold models (default: gender_cnn/models)
-    logs_dir: Path | None = None     # epochs/folds CSVs, train_config.json (default: gender_cnn/logs)
-    oof_csv: Path | None = None      # out-of-fold predictions (default: gender_cnn/logs/oof_predictions.csv)
-    tasks: tuple[str, ...] = TASKS
-    folds: int = 5
-    epochs: int = 40
-    patience: int = 6
-    min_epochs: int = 5  # no early stop before this: BatchNorm running stats lag in the first epochs
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
-    input_size: int = 128
-    quality_region: tuple[int, int, int, int] = QUALITY_REGION
-    quality_size: tuple[int, int] | None = None  # None: the region's own size (64x128)
-    channels: tuple[int, ...] = DEFAULT_CHANNELS
-    dropout: float = 0.3
-    inner_val_fraction: float = 0.15
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    seed: int = 0
-    device: str = "auto"
-    overwrite: bool = False          # retrain every fold even when a matching model exists
-    limit: int | None = None         # train on at most the first N labelled images by name (smoke runs)
-    workers: int = 2                 # image-decoding threads
+    images: Path | None = setting(None, path="generated_dir", help="image folder (step 1's output)")
+    labels: Path | None = setting(None, concept="hand_labels_csv")
+    models_dir: Path | None = setting(None, flag="", path="cnn_models_dir", output="dir", help="fold models")
+    logs_dir: Path | None = setting(None, flag="", path="cnn_logs_dir", output="dir",
+                                    help="epochs/folds CSVs, train_config.json")
+    oof_csv: Path | None = setting(None, flag="", path="oof_predictions_csv", output="file",
+                                   help="out-of-fold predictions")
+    tasks: tuple[str, ...] = setting(TASKS, choices=TASKS, metavar="TASK,...", help="comma-separated: gender,quality")
+    folds: int = setting(5, low=2, help="k of the k-fold ensemble (at least 2)")
+    epochs: int = setting(40, low=1, help="maximum epochs per fold")
+    patience: int = setting(6, low=1, help="early-stopping patience (epochs)")
+    min_epochs: int = setting(5, low=0, help="never stop early before this epoch (BatchNorm statistics settle "
+                                            "first)")
+    batch_size: int = setting(64, concept="batch_size", low=2)
+    lr: float = setting(2e-3, low=0.0, high=1.0, low_open=True, help="AdamW learning rate (cosine schedule)")
+    weight_decay: float = setting(1e-2, low=0.0, help="AdamW weight decay")
+    input_size: int = setting(128, low=8, help="gender model input (square)")
+    quality_region: tuple[int, int, int, int] = setting(QUALITY_REGION, low=0, metavar="R0,R1,C0,C1",
+                                                        help="row0,row1,col0,col1 (end-exclusive, pixels of a 256 "
+                                                             "image) the quality model sees")
+    quality_size: tuple[int, int] | None = setting(None, low=1, sep="x,", metavar="HxW",
+                                                   help="HxW the quality region is resized to (default: its own "
+                                                        "size)")
+    channels: tuple[int, ...] = setting(DEFAULT_CHANNELS, low=1, metavar="W,W,...", help="CNN stage widths")
+    dropout: float = setting(0.3, low=0.0, high=1.0, high_open=True, help="dropout before the head (training only)")
+    inner_val_fraction: float = setting(0.15, flag="", low=0.0, high=1.0, low_open=True, high_open=True,
+                                        help="share of a fold's training images held out for early stopping")
+    augment: AugmentConfig = setting(default_factory=AugmentConfig, flag="--no-augment", has_const=True,
+                                     const=_NO_AUGMENT, help="no flip/shift/colour jitter")
+    seed: int = seed_setting()
+    device: str = device_setting()
+    overwrite: bool = overwrite_setting("retrain every fold even when a matching model exists")
+    limit: int | None = limit_setting("labelled images (the first N by name)")
+    workers: int = setting(2, flag="", low=1, help="image-decoding threads")
 
-    def __post_init__(self) -> None:
-        unknown = [t for t in self.tasks if t not in TASKS]
-        if unknown or not self.tasks:
-            raise ValueError(f"tasks must be some of {TASKS}, got {self.tasks}")
-        if self.folds < 2:
-            raise ValueError(f"folds must be at least 2, got {self.folds}")
-        if self.epochs < 1 or self.patience < 1 or self.batch_size < 2:
-            raise ValueError("epochs and patience must be >= 1 and batch_size >= 2")
-        if not 0.0 < self.inner_val_fraction < 1.0:
-            raise ValueError(f"inner_val_fraction must be in (0, 1), got {self.inner_val_fraction}")
-        if not self.channels or min(self.channels) < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("channels must be positive widths and dropout in [0, 1)")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
+    def check(self) -> None:
+        if not self.tasks:
+            raise SettingError("tasks must name at least one of gender, quality")
         for task in self.tasks:
             self.spec(task)  # ValueError for a bad input size or region
 
     def spec(self, task: str) -> InputSpec:
         return default_input_spec(task, self.input_size, self.quality_region, self.quality_size)
 
-    @property
-    def paths(self) -> PipelinePaths:
-        return PipelinePaths(Path(self.root).resolve())
 
-    def resolved(self) -> dict[str, Path]:
-        """Every input and output path, defaults filled in from ``root``."""
-        paths = self.paths
-
-        return {"images": path_or(self.images, paths.generated_dir), "labels": path_or(self.labels, paths.hand_labels_csv),
-                "models_dir": path_or(self.models_dir, paths.cnn_models_dir),
-                "logs_dir": path_or(self.logs_dir, paths.cnn_logs_dir),
-                "oof_csv": path_or(self.oof_csv, paths.oof_predictions_csv)}
-
-
+PATH_FIELDS: tuple[str, ...] = ("images", "labels", "models_dir", "logs_dir", "oof_csv")
 NOT_TRAINING_FIELDS: tuple[str, ...] = ("root", "images", "labels", "models_dir", "logs_dir", "oof_csv", "tasks",
                                         "device", "overwrite", "limit", "workers")
 """Config fields that do not change a fold's model (left out of its fingerprint)."""
@@ -259,7 +259,9 @@ def train_fold(images_u8: torch.Tensor, labels: np.ndarray, train_idx: np.ndarra
             if bad_epochs >= config.patience and epoch >= config.min_epochs:
                 logger.debug("fold %d: early stop at epoch %d (best %d)", fold, epoch, best_epoch)
                 break
-    assert best_state is not None
+    if best_state is None:  # every validation loss was NaN/inf: the weights blew up
+        raise TrainDivergedError(f"fold {fold}: training diverged (no epoch had a finite validation loss, last "
+                                 f"{val_loss}); fix: lower --lr (now {config.lr:g})")
     return {"state_dict": best_state, "mean": mean, "std": std, "history": history, "best_epoch": best_epoch}
 
 
@@ -487,20 +489,20 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     """
     start = time.perf_counter()
     ctx = init_distributed(None)
-    io = config.resolved()
+    config = config.resolved()
     try:
         device = resolve_device(ctx.device(config.device))
     except RuntimeError as exc:
         raise TrainInputError(str(exc)) from exc
-    paths = list_images(io["images"])
+    paths = list_images(config.images)
     by_name = {p.name: p for p in paths}
-    labels = load_hand_labels(io["labels"], known_images=by_name)  # CSV + journal replay
+    labels = load_hand_labels(config.labels, known_images=by_name)  # CSV + journal replay
     labels = labels.sort_values("img_name", kind="mergesort").reset_index(drop=True)
     wanted = labels[labels[list(config.tasks)].notna().any(axis=1)]
     if config.limit is not None:
         wanted = wanted.iloc[:config.limit]
     if wanted.empty:
-        raise TrainInputError(f"{io['labels']} has no decided {'/'.join(config.tasks)} labels: label images in "
+        raise TrainInputError(f"{config.labels} has no decided {'/'.join(config.tasks)} labels: label images in "
                               "step 2")
     specs = [config.spec(t) for t in config.tasks]
     cache: ImageCache = build_image_cache([by_name[n] for n in wanted["img_name"]], specs, workers=config.workers)
@@ -519,7 +521,7 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     if ctx.sharded:  # torchrun: rank r trains the folds j = task_index * folds + fold with j mod N == r
         counts = {}
         for t, (task, (images, names, task_labels, _)) in enumerate(tasks.items()):
-            _, trained, skipped, _ = fit_folds(task, images, names, task_labels, config, io["models_dir"], device,
+            _, trained, skipped, _ = fit_folds(task, images, names, task_labels, config, config.models_dir, device,
                                                overwrite=config.overwrite, on_fold=on_fold,
                                                owns=lambda fold, t=t: ctx.owns(t * config.folds + fold))
             counts[task] = (trained, skipped)
@@ -528,33 +530,33 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
         ctx.barrier()
         if not ctx.is_main:
             return TrainSummary(results={}, n_images=len(cache.names), failed=cache.failed,
-                                models_dir=io["models_dir"], logs_dir=io["logs_dir"],
+                                models_dir=config.models_dir, logs_dir=config.logs_dir,
                                 seconds=time.perf_counter() - start, device=str(device), rank=ctx.rank,
                                 world_size=ctx.world_size, folds_here=folds_here)
         totals = {task: tuple(sum(c[task][i] for c in gathered) for i in (0, 1)) for task in tasks}
-        results = _train_and_report(tasks, config, io, device, overwrite=False, on_fold=None)  # every fold resumes
+        results = _train_and_report(tasks, config, device, overwrite=False, on_fold=None)  # every fold resumes
         results = {task: replace(r, trained=totals[task][0], skipped=totals[task][1]) for task, r in results.items()}
     else:
-        results = _train_and_report(tasks, config, io, device, overwrite=config.overwrite, on_fold=on_fold)
+        results = _train_and_report(tasks, config, device, overwrite=config.overwrite, on_fold=on_fold)
         folds_here = sum(r.trained + r.skipped for r in results.values())
     record = {k: v for k, v in asdict(config).items() if k not in NOT_TRAINING_FIELDS or k in ("tasks", "limit")}
-    record.update({name: str(path) for name, path in io.items()})
+    record.update({name: str(getattr(config, name)) for name in PATH_FIELDS})
     record.update({"device": str(device), "unreadable_images": cache.failed})
-    atomic_write_json(io["logs_dir"] / "train_config.json", record)
-    return TrainSummary(results=results, n_images=len(cache.names), failed=cache.failed, models_dir=io["models_dir"],
-                        logs_dir=io["logs_dir"], seconds=time.perf_counter() - start, device=str(device),
+    atomic_write_json(config.logs_dir / "train_config.json", record)
+    return TrainSummary(results=results, n_images=len(cache.names), failed=cache.failed, models_dir=config.models_dir,
+                        logs_dir=config.logs_dir, seconds=time.perf_counter() - start, device=str(device),
                         world_size=ctx.world_size, folds_here=folds_here)
 
 
-def _train_and_report(tasks: dict[str, tuple], config: TrainConfig, io: dict[str, Path], device: torch.device,
+def _train_and_report(tasks: dict[str, tuple], config: TrainConfig, device: torch.device,
                       overwrite: bool, on_fold: Callable[[], None] | None) -> dict[str, TaskResult]:
     """Every task's folds (trained or resumed), calibrated; the epoch, fold and OOF CSVs written."""
     results: dict[str, TaskResult] = {}
     for task, (images, names, task_labels, n_unsure) in tasks.items():
-        result = train_task(task, images, names, task_labels, config, io["models_dir"], device, overwrite=overwrite,
+        result = train_task(task, images, names, task_labels, config, config.models_dir, device, overwrite=overwrite,
                             n_unsure=n_unsure, on_fold=on_fold)
         results[task] = result
-        atomic_write_csv(io["logs_dir"] / f"{task}_epochs.csv", result.epochs, EPOCH_COLUMNS)
-        atomic_write_csv(io["logs_dir"] / f"{task}_folds.csv", result.fold_metrics, FOLD_COLUMNS)
-    atomic_write_csv(io["oof_csv"], _merge_oof(io["oof_csv"], {t: r.oof for t, r in results.items()}), OOF_COLUMNS)
+        atomic_write_csv(config.logs_dir / f"{task}_epochs.csv", result.epochs, EPOCH_COLUMNS)
+        atomic_write_csv(config.logs_dir / f"{task}_folds.csv", result.fold_metrics, FOLD_COLUMNS)
+    atomic_write_csv(config.oof_csv, _merge_oof(config.oof_csv, {t: r.oof for t, r in results.items()}), OOF_COLUMNS)
     return results

@@ -64,6 +64,7 @@ __all__ = [
     "Candidate",
     "WorldSpec",
     "arm_summary",
+    "rule_by_arm",
     "rule_check",
     "run_world",
 ]
@@ -320,3 +321,24 @@ def rule_check(summary: pd.DataFrame, default_arm: Callable[[str], str] | None =
                     "r_shortfall": shortfall, "leakage_ok": leak_ok,
                     "met": bool(shortfall == 0.0 and leak_ok), "lowest_leakage": float(lowest)})
     return pd.DataFrame(out)
+
+
+def rule_by_arm(summary: pd.DataFrame) -> pd.DataFrame:
+    """Issue 21's rule with every arm in turn standing for the default, over the worlds of ``summary`` (one half):
+    per arm, the worlds where it meets the rule, the worst shortfall in r, the worlds where its own leakage is
+    allowed, and its mean r and leakage over those worlds. The defaults are chosen from the tuned half's table
+    (most worlds met, then the smallest worst shortfall); the reported half's says what else would have held."""
+    rows = []
+    for arm in summary["arm"].unique():
+        check = rule_check(summary, default_arm=lambda _world, arm=arm: arm)
+        if check.empty:
+            continue
+        rows.append({"arm": arm, "worlds_met": int(check["met"].sum()), "worlds": len(check),
+                     "worst_r_shortfall": float(check["r_shortfall"].max()),
+                     "worlds_leakage_ok": int(check["leakage_ok"].sum()),
+                     "mean_r": float(check["default_r"].mean()), "mean_leakage": float(check["default_leakage"].mean())})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.sort_values(["worlds_met", "worst_r_shortfall", "mean_leakage"], ascending=[False, True, True],
+                             kind="stable").reset_index(drop=True)

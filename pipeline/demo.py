@@ -8,12 +8,9 @@ the demo labels by rule (``labeller = demo``) and segments with ``--crop full``.
 """
 from __future__ import annotations
 
-import hashlib
-
 import json
 
 from common.fingerprint import file_fingerprint
-from common.images import list_images
 from common.io import atomic_write_json
 from common.paths import PipelinePaths
 from common.steps import StepError
@@ -34,6 +31,7 @@ DEMO_STYLEGAN = dict(resolution=256, z_space_dim=64, w_space_dim=64, mapping_fma
 # both step-7 routes (7a directions, 7b fine-tune); step 9 labels its report as random-weight models.
 DEMO_STEP_ARGS: dict[str, list[str]] = {
     "1": ["--num", str(DEMO_NUM_IMAGES), "--batch-size", "16"],
+    "2": ["--rule-labels", "--num", str(DEMO_NUM_LABELLED)],  # random images: labelled by rule, not by hand
     "3": ["--folds", "2", "--epochs", "3", "--patience", "2", "--input-size", "64", "--quality-size", "32,64",
           "--batch-size", "16"],
     "4": ["--gender-threshold", "0.5", "--quality-threshold", "0.5"],
@@ -102,28 +100,3 @@ def prepare_demo(paths: PipelinePaths) -> str:
     what = "; ".join(made) if made else "demo checkpoints already there"
     return (f"demo: {what}. These are random-weight models saved in the real checkpoint formats: "
             "the demo's images are NOT faces, and its numbers say nothing about real quality.")
-
-
-def write_demo_labels(paths: PipelinePaths, num_labelled: int = DEMO_NUM_LABELLED) -> str:
-    """Step 2 of the demo: label the first images by a deterministic rule (``labeller = demo``).
-
-    Through the labeller's import path: its lock (never while a labeller runs) and a backup of the labels
-    it replaces; a root whose labels are not the demo's is refused first (:func:`check_demo_root`)."""
-    from gender_cnn.demo_labels import DEMO_LABELLER, rule_labels
-    from gender_cnn.hand_labels import label_from_floats
-    from gender_cnn.labeller.store import LabelStore, StoreLockedError
-
-    check_demo_root(paths)
-    images = list_images(paths.generated_dir)[:num_labelled]
-    labels = rule_labels(images)
-    wanted = {row.img_name: label_from_floats(float(row.gender), float(row.quality), DEMO_LABELLER)
-              for row in labels.itertuples(index=False)}
-    try:
-        with LabelStore(paths.hand_labels_csv, lock=True) as store:
-            backup = store.apply_import(wanted, replace=True)[1] if store.labels() != wanted else None
-    except StoreLockedError as exc:
-        raise DemoRootError(str(exc)) from None
-    digest = hashlib.sha256(labels.to_csv(index=False).encode()).hexdigest()[:12]
-    kept = f"; previous labels backed up to {backup}" if backup else ""
-    return (f"step 2 (demo): {len(labels)} images labelled by rule (labeller=demo, {int(labels.gender.sum())} "
-            f"'woman', {int(labels.quality.sum())} 'good') into {paths.hand_labels_csv} [{digest}]{kept}")

@@ -13,14 +13,24 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from common.markdown import markdown_table
-from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.paths import PROPERTY_NAMES
+from common.settings import (
+    StepConfig,
+    batch_size_setting,
+    device_setting,
+    limit_setting,
+    overwrite_setting,
+    seed_setting,
+    setting,
+    weights_setting,
+)
 from common.recipe import Recipe
 from common.steps import Progress, ProgressCounter, StepError
 from stylegan.comparison import (
@@ -43,7 +53,7 @@ from stylegan.control_measures import (
     is_stand_in,
     write_control_outputs,
 )
-from stylegan.control_methods import DIRECTIONS, FINETUNED, SEFA, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_HELP, SEFA, ControlMethod
 
 SCORERS = ("segmentation", "brightness")
 JUDGE_MODES = ("auto", "main")
@@ -64,61 +74,65 @@ class ControlEvaluationError(StepError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class EvaluateControlConfig:
+class EvaluateControlConfig(StepConfig):
     """Step 9's settings; every path None = the pipeline's default under ``root``."""
 
-    root: Path = REPO_ROOT
-    control: str = "all"                 # all | directions | finetuned | sefa (the baseline is always measured)
-    scorer: str = "segmentation"         # segmentation = the independent judge; brightness = a labelled stand-in
-    crop: str = "mtcnn"                  # face crop before parsing: mtcnn | full
-    weights: str = "ema"                 # fine-tune weights: ema | raw
-    num_z: int = 20                      # latents per property sweep (the same for every method)
-    num_values: int = 9                  # grid points per sweep
-    seed: int = 0                        # seed of the evaluation latents (own stream, never step 1's)
-    batch_size: int = 16
-    sheet_z: int = 3                     # latents shown in each method's sweep sheets
-    device: str = "auto"
-    checkpoint: Path | None = None       # fine-tuned checkpoint (default: the newest of step 7)
-    directions: Path | None = None       # directions file (default: stylegan/directions/directions.pt)
-    sefa: Path | None = None             # SeFa directions file (default: stylegan/directions/sefa.pt)
-    stylegan_checkpoint: Path | None = None
-    segmentation_checkpoint: Path | None = None
-    trusted_checkpoint: bool = False
-    normalization: Path | None = None
-    gender_models: Path | None = None
-    out: Path | None = None
-    random_weight_models: bool = False   # the demo's models: the report says so in its first line
-    judges: str = "auto"                 # auto: also every installed independent judge; main: only the main one
-    quality: str = "inception"           # FID/KID feature extractor: inception (file on disk) | tiny (stand-in) | off
-    quality_num: int = 200               # images per FID/KID set (every set cut to the same count)
-    inception: Path | None = None        # FID Inception file (default: judges/models/, see download_models.py)
-    refine: str = "off"                  # off | auto | a step-7b checkpoint: adds the directions+refine method
-    overwrite: bool = False              # start over in a folder made by another recipe (common.recipe)
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in (("control", self.control, CONTROLS), ("scorer", self.scorer, SCORERS),
-                                     ("crop", self.crop, CROPS), ("weights", self.weights, ("auto", "ema", "raw")),
-                                     ("judges", self.judges, JUDGE_MODES), ("quality", self.quality, QUALITY_MODES)):
-            if value not in allowed:
-                raise ValueError(f"invalid {name}={value!r}; allowed: {allowed}")
-        if not str(self.refine).strip():
-            raise ValueError("refine must be off, auto or the path of a step-7b checkpoint, got ''")
-        if self.quality_num < 4:
-            raise ValueError(f"quality_num must be >= 4, got {self.quality_num}")
-        self.design  # validates the sweep settings
+    control: str = setting("all", choices=CONTROLS, help="methods to compare with the unedited generator (all = "
+                                                         "every one that exists; the baseline is always measured)")
+    scorer: str = setting("segmentation", choices=SCORERS,
+                          help="segmentation = the real, independent judge; brightness = a labelled stand-in")
+    crop: str = setting("mtcnn", choices=CROPS, help="face crop before parsing")
+    weights: str = weights_setting("ema", help="fine-tune: ema = the EMA generator, raw = the trained weights, auto "
+                                               "= ema when the checkpoint has it")
+    num_z: int = setting(20, low=1, help="K latents per property sweep (the same for every method; own stream, "
+                                         "never step 1's)")
+    num_values: int = setting(9, low=2, help="grid points per sweep")
+    seed: int = seed_setting("seed of the evaluation latents (own stream, never step 1's)")
+    batch_size: int = batch_size_setting(16)
+    sheet_z: int = setting(3, low=1, help="latents shown in each method's sweep sheets")
+    device: str = device_setting()
+    checkpoint: Path | None = setting(None, concept="finetuned_checkpoint", aliases=("--checkpoint",))
+    directions: Path | None = setting(None, concept="directions", fill=False)
+    sefa: Path | None = setting(None, path="sefa_pt", fill=False,
+                                help="SeFa directions (default: stylegan/directions/sefa.pt, written by step 7a)")
+    stylegan_checkpoint: Path | None = setting(None, concept="stylegan_checkpoint",
+                                               help="base generator for the baseline and the directions")
+    segmentation_checkpoint: Path | None = setting(None, concept="segmentation_checkpoint")
+    trust_checkpoint: bool = setting(False, concept="trust_checkpoint",
+                                     help="allow the FaceXFormer file's saved args or numpy values, never code (see "
+                                          "step 5)")
+    normalization: Path | None = setting(None, concept="normalization_json",
+                                         help="step 6's normalization.json; also sets the sweep ranges")
+    gender_models: Path | None = setting(None, path="cnn_models_dir", fill=False,
+                                         help="gender CNN folder for the female share (skipped if absent)")
+    out: Path | None = setting(None, path="evaluation_dir", output="dir", help="output folder")
+    random_weight_models: bool = setting(False, help="say in the report that the models have random weights (the "
+                                                     "demo sets it)")
+    judges: str = setting("auto", choices=JUDGE_MODES,
+                          help="auto: also the independent judges that are installed (dlib landmarks and identity, "
+                               "FaceXFormer's pose head); main: only the main judge")
+    quality: str = setting("inception", choices=QUALITY_MODES,
+                           help="FID/KID features: inception (the file download_models.py fetches), tiny (a "
+                                "stand-in for demos/tests, not comparable with published FID) or off")
+    quality_num: int = setting(200, low=4, help="images per FID/KID set (every set is cut to the same count)")
+    inception: Path | None = setting(None, path="inception_weights", fill=False, help="FID Inception weights")
+    refine: str = setting("off", metavar="{off,auto,PATH}", pattern=r"\s*\S.*",
+                          mismatch="must be off, auto or the path of a step-7b checkpoint",
+                          help=REFINE_HELP + "; on: a directions+refine row beside directions (default: off)")
+    limit: int | None = limit_setting("latents per sweep (caps --num-z)")
+    overwrite: bool = overwrite_setting("start over in a folder made by another recipe (common.recipe)")
 
     @property
     def design(self) -> ControlConfig:
         return ControlConfig(num_z=self.num_z, num_values=self.num_values, seed=self.seed,
                              batch_size=self.batch_size, sheet_z=self.sheet_z)
 
-    @property
-    def paths(self) -> PipelinePaths:
-        return PipelinePaths(Path(self.root).resolve())
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out) if self.out is not None else self.paths.evaluation_dir
+    def resolved(self) -> EvaluateControlConfig:
+        """Default paths filled in, and ``--limit`` applied to ``--num-z``."""
+        resolved = super().resolved()
+        if self.limit is not None:
+            resolved = replace(resolved, num_z=min(self.num_z, self.limit), limit=None)
+        return resolved
 
 
 @dataclass(frozen=True)
@@ -173,7 +187,7 @@ def load_methods_and_refine(config: EvaluateControlConfig, device
               "--normalization": config.normalization or paths.normalization_json,
               "--segmentation-checkpoint": config.segmentation_checkpoint or paths.segmentation_checkpoint}
     # the evaluation folder never is, holds or sits inside a file it reads, nor lies in an image folder
-    refuse_overlap({"--out": config.out_dir}, inputs, reserved=image_folders(paths))
+    refuse_overlap({"--out": Path(config.resolved().out)}, inputs, reserved=image_folders(paths))
     return plan.load(device, config.batch_size, config.weights, baseline=True), plan.refine.note, inputs
 
 
@@ -257,7 +271,7 @@ def make_judges(config: EvaluateControlConfig, device):
     if config.scorer == "segmentation":
         scorer = SegmentationScorer(config.segmentation_checkpoint or paths.segmentation_checkpoint,
                                     config.normalization or paths.normalization_json, config.crop, device,
-                                    trusted=config.trusted_checkpoint)
+                                    trusted=config.trust_checkpoint)
     else:
         scorer = BrightnessScorer()
     return scorer, gender_callable(config.gender_models or paths.cnn_models_dir, device)
@@ -275,14 +289,15 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     from common.runtime import resolve_device
 
     start = time.perf_counter()
+    config = config.resolved()
     device = resolve_device(config.device)  # a DeviceError is a StepError
     methods, refine_note, inputs = load_methods_and_refine(config, device)
     judges = make_judges(config, device)  # every model is loaded (and checked) before the folder is claimed
     from common.recipe import claim_output, owned_by_patterns
 
-    with claim_output(config.out_dir, evaluation_recipe(config, inputs, device), overwrite=config.overwrite,
+    with claim_output(Path(config.out), evaluation_recipe(config, inputs, device), overwrite=config.overwrite,
                       owned=owned_by_patterns(*OWNED), what="evaluation outputs"):
-        renders = config.out_dir / RENDERS
+        renders = Path(config.out) / RENDERS
         methods = [CachedRenders(method, renders / method.name.replace("+", "_")) for method in methods]
         summary = _evaluate(config, device, methods, judges, refine_note, start, progress)
         shutil.rmtree(renders, ignore_errors=True)  # finished: the cache only ever serves a killed run's re-run
@@ -310,7 +325,7 @@ def _evaluate(config: EvaluateControlConfig, device, methods: list[ControlMethod
         judged, records[method.name] = panel.wrap(scorer, extreme)
         results[method.name] = evaluate_control(lambda zb, tb, m=method: m.render(zb, tb, return_report=True),
                                                 judged, z, base, ranges, design, gender=gender, progress=tick)
-    out_dir = config.out_dir
+    out_dir = Path(config.out)
     stand_in = is_stand_in(scorer)
     meta = {"scorer": getattr(scorer, "name", type(scorer).__name__), "stand_in": stand_in, "num_z": design.num_z,
             "sheet_z": design.sheet_z, "weights": config.weights,

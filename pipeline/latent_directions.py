@@ -14,6 +14,7 @@ from stylegan.directions_step import FitDirectionsConfig, FitDirectionsSummary, 
 
 def run_fit_latent_directions(config: FitDirectionsConfig, progress: Progress | None = None) -> FitDirectionsSummary:
     """Step 7a: the scorer is used when ``select`` asks for control (auto: when its model file exists)."""
+    config = config.resolved()
     scorer = gender = None
     wants_control = config.method == "auto" and config.select != "heldout-r"
     if wants_control and (config.select == "control" or config.segmentation_checkpoint.is_file()):

@@ -44,10 +44,11 @@ def run_property_scores(config: PropertyScoresConfig, progress: Progress | None 
     return _with_landmark_judge(config, summary, progress)
 
 
-def merge_property_scores_shards(config: PropertyScoresConfig) -> PropertyScoresSummary:
+def merge_property_scores_shards(config: PropertyScoresConfig,
+                                 progress: Progress | None = None) -> PropertyScoresSummary:
     """``merge_shards.py 6``: normalise every shard's raw scores together, then the landmark judge."""
     config = config.resolved()
-    return _with_landmark_judge(config, merge_score_shards(config), None)
+    return _with_landmark_judge(config, merge_score_shards(config), progress)
 
 
 def _with_landmark_judge(config: PropertyScoresConfig, summary: PropertyScoresSummary,

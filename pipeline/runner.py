@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.cli import parse_step_config, progress_bar, python_command
+from common.cli import StepStopped, parse_step_config, progress_bar, python_command, run_guarded
 from common.fingerprint import file_fingerprint
 from common.io import atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
+from common.settings import SettingError, Settings, device_setting, setting
 from common.steps import USER_ERRORS, Summary
 from gender_cnn.hand_labels import hand_labels_digest
 from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
@@ -46,12 +47,13 @@ class Step:
     id: str
     script: str
     what: str
-    run: str | None  # "package.module:function", imported when the step runs; None = step 2 (labels, see below)
+    run: str                          # "package.module:function" the script calls, imported when the step runs
+    unattended: tuple[str, ...] = ()  # flags the runner adds: no person is there (step 2 serves no page)
 
 
 STEPS: dict[str, Step] = {step.id: step for step in (
     Step("1", "01_generate_images.py", "generate images", "stylegan.generate:run_generate"),
-    Step("2", "02_label_images.py", "hand labels", None),
+    Step("2", "02_label_images.py", "hand labels", "gender_cnn.labeller.step:run_labeller", ("--no-serve",)),
     Step("3", "03_train_gender_cnn.py", "train gender/quality CNNs", "gender_cnn.train:run_training"),
     Step("4", "04_filter_images.py", "filter good-quality women", "gender_cnn.filter:run_filter"),
     Step("5", "05_run_segmentation.py", "segment faces", "segmentation.segment:run_segmentation"),
@@ -92,45 +94,69 @@ class StepFailed(RuntimeError):
 
 
 class BadInput(StepFailed):
-    """Input the user can fix (e.g. a bad ``--labels`` file): a one-line error, exit code 2."""
+    """Input the user can fix (e.g. a bad ``--labels`` file, a full disk): a one-line error, exit code 2."""
 
     exit_code = 2
 
 
+class Interrupted(StepFailed):
+    """Ctrl-C: finished items are kept, a re-run continues; exit code 130."""
+
+    exit_code = 130
+
+
+def _step_name(value: str | int) -> str:
+    return step_id(value)
+
+
 @dataclass(frozen=True)
-class PipelineOptions:
-    root: Path = REPO_ROOT
-    demo: bool = False
-    first: int | str = 1             # a step id ("7a") or number (7 = from 7a)
-    last: int | str = 9              # (7 = up to 7b)
-    device: str = "auto"
-    labels: Path | None = None
-    redo: bool = False
-    quiet: bool = False
-    threads: int | None = None       # --threads for every step
-    limit: int | None = None         # --limit for every step that has it
+class PipelineOptions(Settings):
+    """run_pipeline's settings (its flags are declared here, ranges included)."""
+
+    root: Path = setting(REPO_ROOT, concept="root", help=f"output root (default: the repository, {REPO_ROOT}; "
+                                                          f"with --demo: {DEMO_ROOT})")
+    demo: bool = setting(False, help=f"run every step on tiny random-weight models on CPU, under {DEMO_ROOT} (no "
+                                     "downloads)")
+    first: str | int = setting("1", flag="--from", validate=_step_name,
+                               help="first step to run (1-6, 7a, 7b, 8, 9; 7 = from 7a)")
+    last: str | int = setting("9", flag="--to", validate=_step_name,
+                              help="last step to run (1-6, 7a, 7b, 8, 9; 7 = up to 7b)")
+    device: str = device_setting(help="auto | cpu | cuda | cuda:N (the demo always uses cpu)")
+    labels: Path | None = setting(None, concept="hand_labels_csv",
+                                  help="hand labels CSV (ours or the original's format) to use instead of labelling "
+                                       "by hand: it replaces the hand labels (backed up first)",
+                                  show="none: label in the browser, or use the labels already there")
+    redo: bool = setting(False, help="run the selected steps even if they finished before")
+    quiet: bool = setting(False, kept_aliases=("-q",), help="no progress bars; summaries only")
+    threads: int | None = setting(None, low=1, help="CPU threads for torch in every step (default: torch's choice)")
+    limit: int | None = setting(None, concept="limit", low=1,
+                                help="passed to every step that takes --limit (smoke runs; each step says what it "
+                                     "counts)")
     step_args: dict[str, list[str]] = field(default_factory=dict)  # extra flags per step id (tests, power users)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         unknown = [key for key in self.step_args if key not in STEP_ORDER]
         if unknown:  # an int key (1) would be ignored without a word
-            raise ValueError(f"step_args keys are step ids ({', '.join(STEP_ORDER)}), got {unknown}")
+            raise SettingError(f"step_args keys are step ids ({', '.join(STEP_ORDER)}), got {unknown}")
+        if not steps_between(self.first, self.last):
+            raise SettingError(f"--from must not come after --to ({', '.join(STEP_ORDER)}), got --from {self.first} "
+                               f"--to {self.last}")
 
 
 @dataclass
 class StepResult:
     number: str  # the step id: "1" .. "6", "7a", "7b", "8", "9"
-    status: str  # ran | skipped | paused
+    status: str  # ran | skipped | paused | interrupted
     seconds: float = 0.0
     summary: str = ""                  # the step's one-line report
-    result: Summary | None = None      # the step function's Summary (None when skipped, paused, or step 2)
+    result: Summary | None = None      # the step function's Summary (None when skipped)
 
 
 @dataclass
 class PipelineReport:
     results: list[StepResult] = field(default_factory=list)
     seconds: float = 0.0
-    exit_code: int = 0  # 0 also when paused for labelling; 2 = input to fix; 1 = a step failed
+    exit_code: int = 0  # 0 also when paused for labelling; 2 = input to fix; 1 = a step failed; 130 = Ctrl-C
 
     def table(self) -> str:
         total = max(self.seconds, 1e-9)
@@ -254,41 +280,23 @@ def run_alone_hint(number: str, argv: list[str]) -> str:
 
 
 def _call_step(number: str, argv: list[str], quiet: bool = False) -> Summary:
-    """Config from the step's own flags, then its package function; returns its Summary."""
+    """Config from the step's own flags, then its package function inside the one error boundary."""
     module = load_script(number)
     try:
         config, _ = parse_step_config(module.build_parser(), module.config_from_args, argv)
-    except SystemExit:  # argparse printed its one-line error
+    except SystemExit:  # the parser printed its one-line error
         raise BadInput(f"step {number}: invalid flags ({' '.join(argv)}); see: {run_alone_hint(number, ['--help'])}") \
             from None
     with progress_bar(STEPS[number].what, quiet) as progress:
         try:
-            return step_function(number)(config, progress)
-        except USER_ERRORS as exc:
-            raise BadInput(f"step {number} ({STEPS[number].script}): {exc}") from None
+            return run_guarded(step_function(number), config, progress)
+        except StepStopped as exc:
+            kind = Interrupted if exc.exit_code == 130 else BadInput
+            raise kind(f"step {number} ({STEPS[number].script}): {exc}") from None
         except Exception as exc:  # a bug: keep the traceback in the log, say how to reproduce
             logger.exception("step %s failed", number)
             raise StepFailed(f"step {number} ({STEPS[number].script}) failed: {type(exc).__name__}: {exc}; "
                              f"run it alone to see why: {run_alone_hint(number, argv)}") from exc
-
-
-def _import_labels_file(source: Path, paths: PipelinePaths) -> str:
-    """``--labels FILE`` through the labeller's import path: validated against the image folder,
-    the old labels (CSV + journal) backed up, the journal folded in first, then replaced."""
-    from common.images import list_images
-    from common.io import CsvSchemaError
-    from gender_cnn.labeller.store import LabelStore, StoreLockedError, read_import_file
-
-    try:
-        names = [p.name for p in list_images(paths.generated_dir)]
-        labels = read_import_file(source, known_images=names)  # validate before touching anything
-        with LabelStore(paths.hand_labels_csv, lock=True) as store:
-            changed, backup = store.apply_import(labels, replace=True)
-    except (FileNotFoundError, NotADirectoryError, CsvSchemaError, StoreLockedError, OSError) as exc:
-        raise BadInput(f"--labels {source}: {exc}") from None
-    kept = f"; previous labels backed up to {backup}" if backup else ""
-    return (f"step 2: {len(labels)} labels imported from {source} into {paths.hand_labels_csv} "
-            f"({changed} changed{kept})")
 
 
 def _labels_identity(labels: Path | None) -> str | None:
@@ -297,31 +305,6 @@ def _labels_identity(labels: Path | None) -> str | None:
     if labels is None:
         return None
     return file_fingerprint(labels) if Path(labels).is_file() else f"missing:{labels}"
-
-
-def _labels_step(options: PipelineOptions, paths: PipelinePaths) -> str | None:
-    """Step 2 in a pipeline run: use --labels, the demo rule, or existing labels; else pause with instructions."""
-    from gender_cnn.hand_labels import journal_path_for, load_hand_labels
-
-    if options.labels is not None:
-        return _import_labels_file(options.labels, paths)
-    if options.demo:
-        from pipeline.demo import write_demo_labels
-
-        try:
-            return write_demo_labels(paths)
-        except USER_ERRORS as exc:
-            raise BadInput(f"step 2 (demo): {exc}") from None
-    if paths.hand_labels_csv.is_file() or journal_path_for(paths.hand_labels_csv).is_file():
-        from common.io import CsvSchemaError
-
-        try:
-            labels = load_hand_labels(paths.hand_labels_csv)  # CSV + journal replay, as step 3 reads them
-        except (CsvSchemaError, OSError) as exc:
-            raise BadInput(f"hand labels: {exc}") from None
-        done = int(labels[["gender", "quality"]].notna().any(axis=1).sum())
-        return f"step 2: using {done} hand labels in {paths.hand_labels_csv}"
-    return None
 
 
 def _flags_of(number: str) -> set[str]:
@@ -340,6 +323,9 @@ def step_argv(number: str, options: PipelineOptions) -> list[str]:
     if options.limit is not None and "--limit" in flags:
         argv += ["--limit", str(options.limit)]
 
+    if options.labels is not None and "--replace-labels" in flags:  # the labels file replaces the hand labels
+        argv += ["--import", str(options.labels), "--replace-labels"]
+    argv += list(STEPS[number].unattended)
     if options.quiet:
         argv.append("-q")
     if options.demo:
@@ -350,6 +336,23 @@ def step_argv(number: str, options: PipelineOptions) -> list[str]:
     if options.limit is not None and number == "1" and "--limit" not in flags:
         argv += ["--num", str(options.limit)]  # step 1 counts its images with --num; the cap comes last, so it wins
     return argv
+
+
+def _pause_note(number: str, summary: str) -> str:
+    following = STEP_ORDER[STEP_ORDER.index(number) + 1] if number != STEP_ORDER[-1] else number
+    return (f"\nPaused at step {number}: {summary}\n"
+            f"  run the step by itself:\n    {run_alone_hint(number, [])}\n"
+            f"  then continue with:\n    {shlex.quote(python_command())} stylegan_and_segmentation/run_pipeline.py "
+            f"--from {following}")
+
+
+def _stop(report: PipelineReport, exc: StepFailed, start: float) -> PipelineReport:
+    """End the run on a stop line (exit 2), Ctrl-C (130) or a bug (1), with the table of what ran."""
+    print(f"{'' if isinstance(exc, Interrupted) else 'error: '}{exc}", file=sys.stderr)
+    report.seconds = time.perf_counter() - start
+    print(report.table())
+    report.exit_code = exc.exit_code
+    return report
 
 
 def run_pipeline(options: PipelineOptions) -> int:
@@ -392,35 +395,22 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
                 print(f"step {number}: finished earlier, but outputs are missing ({', '.join(missing)}): "
                       "running it again")
             print(f"== step {number}: {STEP_SCRIPTS[number][1]}", flush=True)
-            if number == "2":
-                summary = _labels_step(options, paths)
-                if summary is None:
-                    report.results.append(StepResult(number, "paused"))
-                    print(
-                        f"\nPaused at step 2: no hand labels yet ({paths.hand_labels_csv}).\n"
-                        "  Label the images in your browser:\n"
-                        f"    {run_alone_hint('2', [])}\n"
-                        "  (on a remote GPU box: ssh -L 8765:127.0.0.1:8765 host, then open http://127.0.0.1:8765)\n"
-                        "  then continue with:\n"
-                        f"    {shlex.quote(python_command())} stylegan_and_segmentation/run_pipeline.py "
-                        "--from 3\n"
-                        "  or pass existing labels: run_pipeline.py --from 2 --labels FILE")
-                    break
-                print(summary)
-            else:
-                result = _call_step(number, argv, options.quiet)
-                summary = result.line()
-                print(summary)
+            result = _call_step(number, argv, options.quiet)
+            summary = result.line()
+            if getattr(result, "paused", False):  # a person has work to do before the next step
+                report.results.append(StepResult(number, "paused", result=result))
+                print(_pause_note(number, summary))
+                break
+            print(summary)
             seconds = time.perf_counter() - step_start
-            report.results.append(StepResult(number, "ran", seconds, summary, None if number == "2" else result))
+            report.results.append(StepResult(number, "ran", seconds, summary, result))
             atomic_write_json(marker, {"record": record, "summary": summary, "seconds": round(seconds, 2)})
             upstream_ran = True
+    except KeyboardInterrupt:  # between steps (inside one, the boundary says how many items are kept)
+        return _stop(report, Interrupted("interrupted between steps; finished steps are kept; re-run to continue"),
+                     start)
     except StepFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        report.seconds = time.perf_counter() - start
-        print(report.table())
-        report.exit_code = exc.exit_code
-        return report
+        return _stop(report, exc, start)
     report.seconds = time.perf_counter() - start
     print(report.table())
     if options.demo:

@@ -23,6 +23,7 @@ import numpy as np
 
 from common.io import atomic_write_text
 from common.paths import PROPERTY_NAMES
+from common.records import RecordError
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +258,12 @@ class PropertyNormalizer:
 
     @classmethod
     def load(cls, path: Path | str) -> PropertyNormalizer:
+        """A damaged file is the file readers' RecordError (a ValueError and a StepError): one line with the
+        fix in every script that loads it (step 9's judge, the studio's Measure), never a traceback."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"normalization file not found: {path} (run step 6 first)")
         try:
             return cls.from_json(path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from exc
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RecordError(f"{path}: {exc}; fix: re-run step 6, which writes it") from exc

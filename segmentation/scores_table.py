@@ -21,7 +21,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from common.contact_sheet import make_contact_sheet
-from common.distributed import init_distributed, parse_shard
+from common.distributed import init_distributed
 from common.folders import image_folders, refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb, open_image
 from common.io import (
@@ -40,8 +40,9 @@ from common.io import (
     clean_stale_temp_files,
     read_csv_checked,
 )
-from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.paths import PROPERTY_NAMES, PipelinePaths
 from common.recipe import FolderLock, Recipe, claim_output, merging
+from common.settings import StepConfig, device_setting, limit_setting, setting, shard_setting
 from common.steps import Progress, StepError, Summary
 from segmentation.labels import overlay
 from segmentation.normalize import METHODS, POSE_SCALINGS, PropertyNormalizer
@@ -86,45 +87,33 @@ class ScoreItem:
 
 
 @dataclass(frozen=True)
-class PropertyScoresConfig:
+class PropertyScoresConfig(StepConfig):
     """Step 6's settings; every path None = the pipeline's default under ``root``."""
 
-    root: Path = REPO_ROOT
-    segmentation_dir: Path | None = None  # step 5's results (parsing_*.png, face_*.png, crops.csv)
-    images: Path | None = None            # step 4's filtered images: names maps crops.csv lacks; landmark judge
-    out: Path | None = None               # segmentation/property_score_results
-    method: str = "minmax"                # minmax (the spec) | zscore
-    pose_scaling: str = "minmax"          # minmax | symmetric (raw / max|raw|, 0 = frontal)
-    limit: int | None = None              # only the first N maps by img_name (smoke runs)
-    background: bool = False              # extra raw columns background_mean, background_std
-    per_group: int = 6                    # faces per row of each contact sheet
-    pictures: bool = True                 # contact sheets and histograms
-    landmark_judge: bool = True           # also run the optional dlib judge when it is installed
-    device: str = "cpu"                   # the landmark judge's face detector (MTCNN), as step 5's
-    shard: str | None = None              # "K/N": score only maps i with i mod N == K (see merge_score_shards)
-
-    def __post_init__(self) -> None:
-        if self.shard is not None:
-            parse_shard(self.shard)
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.pose_scaling not in POSE_SCALINGS:
-            raise ValueError(f"pose_scaling must be one of {POSE_SCALINGS}, got {self.pose_scaling!r}")
-        if self.limit is not None and self.limit < 0:
-            raise ValueError(f"limit must be >= 0, got {self.limit}")
-        if self.per_group < 1:
-            raise ValueError(f"per_group must be >= 1, got {self.per_group}")
-
-    @property
-    def paths(self) -> PipelinePaths:
-        return PipelinePaths(Path(self.root).resolve())
-
-    def resolved(self) -> PropertyScoresConfig:
-        """This config with every path filled in from ``root``."""
-        paths = self.paths
-        return replace(self, segmentation_dir=Path(self.segmentation_dir or paths.segmentation_dir),
-                       images=Path(self.images or paths.filtered_dir),
-                       out=Path(self.out or paths.property_scores_dir))
+    segmentation_dir: Path | None = setting(None, path="segmentation_dir",
+                                            help="step 5's results folder (parsing_*.png, face_*.png, crops.csv)")
+    images: Path | None = setting(None, path="filtered_dir",
+                                  help="the filtered images: names maps that crops.csv does not list, and what the "
+                                       "landmark judge measures")
+    out: Path | None = setting(None, path="property_scores_dir", output="dir", help="output folder")
+    method: str = setting("minmax", choices=METHODS,
+                          help="minmax: [0,1] ([-1,1] for face_pose), the spec; zscore: (x-mean)/std, ddof=1")
+    pose_scaling: str = setting("minmax", choices=POSE_SCALINGS,
+                                help="minmax: face_pose like the other properties; symmetric: raw / max|raw|, "
+                                     "which keeps 0 = frontal")
+    limit: int | None = limit_setting("label maps (the first N by image name)")
+    background: bool = setting(False, flag="--background-scores",
+                               help="add background_mean, background_std (raw) columns after flags, as the "
+                                    "original had")
+    per_group: int = setting(6, low=1, help="faces per row (lowest / middle / highest) in each contact sheet")
+    pictures: bool = setting(True, flag="--no-pictures", negate=True, help="skip contact sheets and histograms")
+    landmark_judge: bool = setting(True, words={"auto": True, "off": False}, metavar="{auto,off}",
+                                   help="auto: also measure the filtered images with the optional dlib landmark "
+                                        "judge (requirements-judges.txt) and write landmark_scores.csv + "
+                                        "judge_agreement.csv; without it, a note says so")
+    device: str = device_setting("cpu", help="the landmark judge's face detector (MTCNN): cpu (as step 5's default) "
+                                             "| cuda | auto")
+    shard: str | None = shard_setting()
 
 
 @dataclass(frozen=True)
@@ -379,10 +368,11 @@ def score_properties(config: PropertyScoresConfig, progress: Progress | None = N
     out = Path(config.out)
     refuse_overlap({"--out": out}, {"--segmentation-dir": config.segmentation_dir, "--images": config.images},
                    reserved=image_folders(config.paths))
+    inputs = find_score_inputs(config.segmentation_dir, config.images)  # a bad crops.csv: refused before any write
     shard = (ctx.rank, ctx.world_size) if ctx.sharded and not ctx.grouped else None
     with claim_output(out, scores_recipe(config), overwrite=False, owned=lambda _folder: [], shard=shard,
                       writer=ctx.is_main or not ctx.grouped, recompute=True):
-        return _score_claimed(config, ctx, out, progress, start)
+        return _score_claimed(config, ctx, out, inputs, progress, start)
 
 
 def scores_recipe(config: PropertyScoresConfig) -> Recipe:
@@ -393,9 +383,9 @@ def scores_recipe(config: PropertyScoresConfig) -> Recipe:
     return Recipe.of("6", settings, {"crops_csv": Path(config.segmentation_dir) / PipelinePaths().crops_csv.name})
 
 
-def _score_claimed(config: PropertyScoresConfig, ctx, out: Path, progress: Progress | None,
-                   start: float) -> PropertyScoresSummary:
-    items, no_face = find_score_inputs(config.segmentation_dir, config.images)
+def _score_claimed(config: PropertyScoresConfig, ctx, out: Path, inputs: tuple[list[ScoreItem], int],
+                   progress: Progress | None, start: float) -> PropertyScoresSummary:
+    items, no_face = inputs
     items = items[: config.limit]
     mine = ctx.take(range(len(items)))
     scored = _score(items, mine, config.background, progress if ctx.is_main else None)

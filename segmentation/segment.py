@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.distributed import init_distributed, parse_shard
+from common.distributed import init_distributed
 from common.folders import image_folders, refuse_overlap
 from common.images import ImageReadError, list_images, load_rgb
 from common.io import (
@@ -32,8 +32,18 @@ from common.io import (
     clean_stale_temp_files,
     read_csv_checked,
 )
-from common.paths import REPO_ROOT, PipelinePaths
+from common.paths import CROPS_CSV
 from common.recipe import FolderLock, Recipe, claim_output, item_identity, merging
+from common.settings import (
+    StepConfig,
+    batch_size_setting,
+    device_setting,
+    flag_of,
+    limit_setting,
+    overwrite_setting,
+    setting,
+    shard_setting,
+)
 from common.runtime import resolve_device
 from common.steps import Progress, StepError
 from segmentation.crop import FaceCrop, detect_and_crop, full_image_crop, normalize_crops
@@ -62,51 +72,36 @@ class SegmentationError(StepError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class SegmentConfig:
+class SegmentConfig(StepConfig):
     """Step 5's settings; every path None = the pipeline's default under ``root``."""
 
-    root: Path = REPO_ROOT
-    images: Path | None = None      # step 4's filtered images
-    checkpoint: Path | None = None  # FaceXFormer (segmentation/models/segmentation_model.pt)
-    out: Path | None = None         # segmentation/segmentation_results
-    device: str = "auto"           # FaceXFormer's device
-    crop: str = "mtcnn"            # mtcnn: official face crop; full: whole image resized to 224
-    batch_size: int = 8            # images per FaceXFormer forward
-    limit: int | None = None       # only the first N images of the folder (smoke runs)
-    overwrite: bool = False        # redo images that are already done
-    retry_unreadable: bool = False  # try again images whose row says they could not be read
-    trust_checkpoint: bool = False  # explicit opt-in for a checkpoint weights_only=True rejects
-    mtcnn_device: str = "cpu"      # the official demo ran MTCNN on the CPU
-    writer_threads: int = 2        # PNG encoders
-    csv_flush_seconds: float = 10.0  # rewrite crops.csv at most this often while running
-    shard: str | None = None       # "K/N": only images i with i mod N == K (separate machines; see merge)
-
-    def __post_init__(self) -> None:
-        if self.shard is not None:
-            parse_shard(self.shard)
-        if self.crop not in CROP_MODES:
-            raise ValueError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.limit is not None and self.limit < 0:
-            raise ValueError(f"limit must be >= 0, got {self.limit}")
-        if self.writer_threads < 1:
-            raise ValueError(f"writer_threads must be >= 1, got {self.writer_threads}")
-
-    @property
-    def paths(self) -> PipelinePaths:
-        return PipelinePaths(Path(self.root).resolve())
-
-    def resolved(self) -> SegmentConfig:
-        """This config with every path filled in from ``root`` (what the run and its record use)."""
-        paths = self.paths
-        return replace(self, images=Path(self.images or paths.filtered_dir),
-                       checkpoint=Path(self.checkpoint or paths.segmentation_checkpoint),
-                       out=Path(self.out or paths.segmentation_dir))
+    images: Path | None = setting(None, path="filtered_dir", help="folder of images (step 4's kept images)")
+    checkpoint: Path | None = setting(None, concept="segmentation_checkpoint", aliases=("--checkpoint",))
+    out: Path | None = setting(None, path="segmentation_dir", output="dir", help="output folder")
+    device: str = device_setting(help="FaceXFormer's device: auto | cpu | cuda | cuda:N")
+    crop: str = setting("mtcnn", choices=CROP_MODES,
+                        help="mtcnn: official face crop (largest face, +50%% box, 224 bicubic); full: the whole "
+                             "image resized to 224 (random-weight demos, or a fallback)")
+    batch_size: int = batch_size_setting(8, help="images per FaceXFormer forward")
+    limit: int | None = limit_setting("images (the first N of the folder, by name)")
+    overwrite: bool = overwrite_setting("redo images that are already done")
+    retry_unreadable: bool = setting(False, help="try again the images crops.csv lists as unreadable (skipped on "
+                                                 "resume otherwise)")
+    trust_checkpoint: bool = setting(False, concept="trust_checkpoint",
+                                     help="for a FaceXFormer file the safe loader refuses because it also holds saved "
+                                          "args or numpy values: load it allowing only those plain types (never "
+                                          "code; docs/checkpoints.md) and save its weights next to it")
+    mtcnn_device: str = device_setting("cpu", flag="--mtcnn-device",
+                                       help="device for face detection (the official demo used the CPU; cuda is "
+                                            "faster but boxes may move by float rounding)")
+    writer_threads: int = setting(2, flag="", low=1, help="PNG encoders")
+    csv_flush_seconds: float = setting(10.0, flag="", low=0.0, low_open=True,
+                                       help="rewrite crops.csv at most this often while running")
+    shard: str | None = shard_setting()
 
     @property
     def crops_csv(self) -> Path:
-        return Path(self.resolved().out) / self.paths.crops_csv.name
+        return Path(self.resolved().out) / CROPS_CSV
 
 
 @dataclass(frozen=True)
@@ -445,7 +440,7 @@ def run_segmentation(config: SegmentConfig, progress: Progress | None = None, *,
     input_dir, out_dir, checkpoint = Path(config.images), Path(config.out), Path(config.checkpoint)
     if not input_dir.is_dir():
         raise SegmentationError(f"input folder not found: {input_dir} (run step 4 first, or pass --images)")
-    refuse_overlap({"--out": out_dir}, {"--images": input_dir, "--checkpoint": checkpoint},
+    refuse_overlap({"--out": out_dir}, {"--images": input_dir, flag_of(config, "checkpoint"): checkpoint},
                    reserved=image_folders(config.paths, own=config.paths.segmentation_dir))
     device, mtcnn_device = _devices(replace(config, device=ctx.device(config.device),
                                             mtcnn_device=ctx.device(config.mtcnn_device)))
@@ -547,7 +542,7 @@ def _segment_claimed(config: SegmentConfig, ctx, device: torch.device, mine: lis
     return summary
 
 
-def merge_segmentation_shards(config: SegmentConfig) -> SegmentSummary:
+def merge_segmentation_shards(config: SegmentConfig, progress: Progress | None = None) -> SegmentSummary:
     """After ``--shard K/N`` runs (their output folders copied into one): fold every part into crops.csv.
 
     The result is the crops.csv one process writes; a second merge finds no parts and changes nothing.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from common.fingerprint import is_file_fingerprint
 from common.io import CsvSchemaError
 from common.paths import PROPERTY_NAMES
 from common.recipe import INPUT_COLUMN  # the identity (size:sha256) of the image file a row was made from
@@ -41,7 +42,8 @@ FLAG_MISSING_FACE = "missing_face"
 
 
 def check_crops_frame(frame: Any, path: Path | str) -> None:
-    """Raise CsvSchemaError for the first row whose img_name is empty or face_found is not 0/1.
+    """Raise CsvSchemaError for the first row whose img_name is empty, face_found is not 0/1, or whose
+    input_fingerprint is neither empty nor a file fingerprint.
 
     ``frame`` is read with ``dtype=str`` and ``keep_default_na=False`` (empty cells are "").
     """
@@ -59,3 +61,8 @@ def check_crops_frame(frame: Any, path: Path | str) -> None:
     duplicated = names[names.duplicated()]
     if len(duplicated):
         raise CsvSchemaError(f"{path}: img_name {duplicated.iloc[0]!r} appears more than once; {fix}")
+    if INPUT_COLUMN in frame.columns:  # a cut last cell would be carried into all_scores.csv as the image's identity
+        for position, cell in enumerate(frame[INPUT_COLUMN].astype(str).str.strip()):
+            if cell and not is_file_fingerprint(cell):
+                raise CsvSchemaError(f"{path} line {position + 2} ({names.iloc[position]}): {INPUT_COLUMN} must be "
+                                     f"'<size>:<sha256>' or empty, got {cell[:80]!r} (a cut or edited file?); {fix}")

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 WHICH_ALLOWED = ("auto", "generator_smooth", "generator")
 WEIGHTS_ENTRIES: dict[str, str] = {"auto": "auto", "ema": "generator_smooth", "raw": "generator"}
-"""The scripts' ``--weights`` (``common.cli.WEIGHTS_CHOICES``) -> genforce's entry: ema = the smoothed copy."""
+"""The scripts' ``--weights`` (``common.settings.WEIGHTS_CHOICES``) -> genforce's entry: ema = the smoothed copy."""
 _GENFORCE_DEFAULT_FMAPS_BASE = 16 << 10
 
 

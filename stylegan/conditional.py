@@ -99,7 +99,7 @@ class ConditionalGenerator(StyleGANGenerator):
         super().__init__(**base_config)
         self.base_config = base_config
         self.num_properties = num_properties
-        self.embed_dim = int(embed_dim or self.z_space_dim)
+        self.embed_dim = int(self.z_space_dim if embed_dim is None else embed_dim)  # 0 is refused, not "default"
         self.embed_hidden = embed_hidden
         self.cond_lr_mul = cond_lr_mul
         out_dim = self.mapping.dense0.weight.shape[0]
@@ -265,7 +265,7 @@ def clone_frozen(module: nn.Module) -> nn.Module:
 _ENTRY_ALLOWED = ("ema", "raw")
 
 
-FINETUNE_FIX = ("pass another --checkpoint (an older checkpoint_NNNNNN.pt of the same run), or move this one "
+FINETUNE_FIX = ("pass another --finetuned-checkpoint (an older checkpoint_NNNNNN.pt of the same run), or move this one "
                 "away and re-run step 7, which resumes from the newest readable checkpoint")
 
 

@@ -26,6 +26,7 @@ import torch
 
 from common.checkpoints import load_state_dict_checked
 from common.paths import PROPERTY_NAMES
+from common.steps import StepError
 from stylegan.directions import SEFA
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
 
@@ -45,13 +46,18 @@ DIRECTIONS_REFINE = "directions+refine"
 REFINE_OFF, REFINE_AUTO = "off", "auto"
 """``--refine`` of steps 8 and 9: off | auto (the newest step-7b checkpoint's regressor, if any) | a path."""
 REFINE_HELP = ("directions only: refine each linear edit through the generator and the learned property "
-               "regressor of a step-7b checkpoint (never the judge): off, auto (--checkpoint or the newest "
+               "regressor of a step-7b checkpoint (never the judge): off, auto (--finetuned-checkpoint or the newest "
                "step-7b checkpoint, when it carries a regressor; else off), or a checkpoint's path. Costs 30 generator+regressor "
                "forward/backward passes per image (measured: about 45 s per 256 px image on one x86_64 CPU "
                "thread, vs 0.6 s linear: a GPU job); "
                "in the control lab it cut the directions' largest leakage from 0.2-0.8 to <= 0.19")
 
 Ranges = dict[str, tuple[float, float]]
+
+
+class ControlMethodError(StepError, ValueError):
+    """A control method's files do not fit together (directions vs generator, a regressor-less or mismatched
+    refine checkpoint, an incomplete directions file): one line naming the file and the fix."""
 
 
 @runtime_checkable
@@ -183,7 +189,7 @@ class DirectionsMethod:
     def __init__(self, generator: StyleGANGenerator, directions: Any, batch_size: int = 16,
                  ranges: Ranges | None = None, description: str | None = None, refiner: Any = None):
         if directions.w_dim != generator.w_space_dim:
-            raise ValueError(f"directions are {directions.w_dim}-d, the generator's w is {generator.w_space_dim}-d")
+            raise ControlMethodError(f"directions are {directions.w_dim}-d, the generator's w is {generator.w_space_dim}-d")
         self.generator = generator
         self.directions = directions
         self.refiner = refiner   # a stylegan.refine.EditRefiner for the same generator, or None (linear edit only)
@@ -253,20 +259,20 @@ def load_refiner(finetune_checkpoint: Path | str, generator: StyleGANGenerator, 
     state, settings = ckpt.get("regressor"), ckpt["config"].get("regressor")
     fix = "fix: use a checkpoint of 07_finetune_stylegan.py trained with lambda_prop > 0 on the same step-6 scores"
     if not isinstance(state, dict) or not isinstance(settings, dict):
-        raise ValueError(f"{finetune_checkpoint} carries no property regressor; {fix}")
+        raise ControlMethodError(f"{finetune_checkpoint} carries no property regressor; {fix}")
     saved_names = tuple(ckpt["config"].get("property_names") or PROPERTY_NAMES)
     names = tuple(getattr(directions, "property_names", PROPERTY_NAMES))
     if saved_names != names:
-        raise ValueError(f"{finetune_checkpoint}'s regressor predicts {', '.join(saved_names)}, the directions "
+        raise ControlMethodError(f"{finetune_checkpoint}'s regressor predicts {', '.join(saved_names)}, the directions "
                          f"{', '.join(names)}; {fix}")
     saved_norm, norm = ckpt["config"].get("normalization"), getattr(directions, "normalization", None)
     if norm is not None and saved_norm is not None and saved_norm != norm:
-        raise ValueError(f"{finetune_checkpoint}'s regressor was trained on another normalisation than the "
+        raise ControlMethodError(f"{finetune_checkpoint}'s regressor was trained on another normalisation than the "
                          f"directions were fitted on; {fix}")
     try:
         regressor = PropertyRegressor(RegressorConfig(**settings))
     except (TypeError, ValueError) as exc:  # the file's settings do not describe a regressor
-        raise ValueError(f"{finetune_checkpoint}: its property regressor cannot be rebuilt ({exc}); {fix}") from None
+        raise ControlMethodError(f"{finetune_checkpoint}: its property regressor cannot be rebuilt ({exc}); {fix}") from None
     load_state_dict_checked(regressor, state, finetune_checkpoint, fix.removeprefix("fix: "), entry="regressor",
                             what="the regressor its config describes")
     device = next(generator.parameters()).device
@@ -291,7 +297,7 @@ def load_directions_method(stylegan_checkpoint: Path | str, directions_path: Pat
     try:
         directions = load_directions(directions_path, checkpoint=stylegan_checkpoint, w_dim=generator.w_space_dim)
     except (KeyError, TypeError) as exc:  # a file from another version of the format: refit, never a traceback
-        raise ValueError(f"{directions_path} is not a complete directions file (missing or odd entry {exc}); refit "
+        raise ControlMethodError(f"{directions_path} is not a complete directions file (missing or odd entry {exc}); refit "
                          "with 07_fit_latent_directions.py") from exc
     normalization = getattr(directions, "normalization", None)
     ranges = property_ranges({"normalization": normalization}) if normalization else None

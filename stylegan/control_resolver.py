@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from common.concepts import CONCEPTS
 from common.paths import PipelinePaths
 from common.steps import StepError
 from stylegan.conditional import newest_valid_checkpoint
@@ -76,7 +77,7 @@ def _default_sefa(paths: PipelinePaths) -> Path | None:
 
 METHOD_SOURCES: tuple[MethodSource, ...] = (
     MethodSource(
-        DIRECTIONS, "--directions", "07_fit_latent_directions.py", _default_directions,
+        DIRECTIONS, CONCEPTS["directions"].flag, "07_fit_latent_directions.py", _default_directions,
         lambda paths: f"no directions file {paths.directions_pt}",
         lambda file, plan, device, batch, weights: load_directions_method(plan.stylegan, file, device, batch),
         lambda file, plan, weights: f"{file} on {plan.stylegan}",
@@ -89,7 +90,7 @@ METHOD_SOURCES: tuple[MethodSource, ...] = (
         lambda file, plan, weights: f"{file} (SeFa) on {plan.stylegan}",
         lambda paths: paths.sefa_generated_dir),
     MethodSource(
-        FINETUNED, "--checkpoint", "07_finetune_stylegan.py",
+        FINETUNED, CONCEPTS["finetuned_checkpoint"].flag, "07_finetune_stylegan.py",
         lambda paths: newest_valid_checkpoint(paths.finetuned_dir),  # a newer unreadable file: skipped, said
         lambda paths: f"no fine-tuned checkpoint in {FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir}",
         lambda file, plan, device, batch, weights: load_finetuned_method(file, device, batch, weights),
@@ -213,7 +214,7 @@ def resolve_control_methods(paths: PipelinePaths, control: str,
     :func:`choose_control`, a method's name = that one (its file must exist).
 
     ``given``: method -> the file its flag names (None = the pipeline's). ``refine``: off | auto | a
-    step-7b checkpoint; ``auto`` prefers ``refine_checkpoint`` (the step's --checkpoint). It refines
+    step-7b checkpoint; ``auto`` prefers ``refine_checkpoint`` (the step's --finetuned-checkpoint). It refines
     the directions only: with a path and no directions run it is an error, with auto a note.
     """
     found = find_method_files(paths, given)

@@ -119,11 +119,12 @@ def default_settings(num_samples: int, w_dim: int) -> DefaultSettings:
     among the settings ``fit_directions`` and ``edit`` offer, the default must be within 0.02 of the best
     mean r of those with mean leakage <= 0.2 (or within 0.02 of the lowest leakage when none is), with
     such a leakage itself. Ridge (every sample, the penalty by leave-one-out error), holding the
-    unrequested properties, Euclidean, cap 3 met it on every tuned world at every shape, so no shape
-    dependence is written: the SVM on the score extremes controls more when edits are left free but
-    leaks far more (InterFaceGAN's own recipe: leakage 0.5-0.6), and with the others held the SVM's
-    direction, fitted on a few extremes, holds them less well than ridge's. The arguments stay so a rule
-    of shape can be written here, where ``method="auto"`` and every default read it.
+    unrequested properties, Euclidean, cap 3 met it on every tuned world (5 of 5) at every shape, so no
+    shape dependence is written: free edits control more but leak far more (InterFaceGAN's own recipe:
+    mean leakage 0.42-0.59 on the tuned worlds), and with the others held the SVM's direction, fitted on
+    a few extremes, either leaks more or falls short in r. On the reported half it met the rule in 4 of 5
+    worlds; it fell 0.24 short in r in a 32-d, strongly entangled world (docs/control.md). The arguments
+    stay so a rule of shape can be written here, where ``method="auto"`` and every default read it.
     """
     return DefaultSettings(DEFAULT_METHOD, DEFAULT_HOLD, DEFAULT_METRIC, DEFAULT_CAP,
                            f"{DEFAULT_METHOD}, {'hold' if DEFAULT_HOLD else 'free'}, {DEFAULT_METRIC}, "

@@ -22,7 +22,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +48,25 @@ from common.paths import (
     IMAGE_SUFFIXES,
     LATENTS_NPY,
     PROPERTY_NAMES,
-    REPO_ROOT,
     SEFA_PT,
     W_NPY,
-    PipelinePaths,
 )
 from common.recipe import Recipe, claim_output, owned_by_patterns, read_recipe
 from common.records import read_code_array, read_normalization, read_score_table
 from common.runtime import resolve_device
+from common.settings import (
+    StepConfig,
+    batch_size_setting,
+    device_setting,
+    flag_of,
+    limit_setting,
+    overwrite_setting,
+    seed_setting,
+    setting,
+    weights_setting,
+)
 from common.steps import Progress, ProgressCounter, StepError
-from stylegan.checkpoint import load_generator
+from stylegan.checkpoint import entry_for_weights, load_generator
 from stylegan.directions import (
     DEFAULT_CAP,
     DEFAULT_HOLD,
@@ -99,77 +108,76 @@ class FitDirectionsInputError(StepError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class FitDirectionsConfig:
-    """Settings of step 7a. Every path None = the pipeline's default under ``root`` (filled in at
-    construction, so ``config.checkpoint`` etc. are always paths); ``all_scored`` fits on every scored
-    image instead of those step 4 kept (then ``filtered_dir`` is None)."""
+class FitDirectionsConfig(StepConfig):
+    """Settings of step 7a. Every path None = the pipeline's default under ``root`` (``resolved()``);
+    ``all_scored`` fits on every scored image instead of those step 4 kept (then ``filtered_dir`` is unused)."""
 
-    root: Path = REPO_ROOT
-    checkpoint: Path | None = None         # stylegan/stylegan_model.pth
-    generated_dir: Path | None = None      # step 1: generated.csv, latents.npy, optionally w.npy
-    scores_csv: Path | None = None         # step 6: all_scores.csv
-    normalization_json: Path | None = None  # step 6: normalization.json
-    out_dir: Path | None = None            # stylegan/directions
-    filtered_dir: Path | None = None       # step 4's kept images (ignored with all_scored)
-    quality_gender_csv: Path | None = None  # step 4's gender_score table (gender direction, female share)
-    all_scored: bool = False
+    checkpoint: Path | None = setting(None, concept="stylegan_checkpoint", aliases=("--checkpoint",))
+    generated_dir: Path | None = setting(None, flag="", path="generated_dir",
+                                         help="step 1: generated.csv, latents.npy, optionally w.npy")
+    scores_csv: Path | None = setting(None, concept="all_scores_csv", aliases=("--scores",))
+    normalization_json: Path | None = setting(None, concept="normalization_json")
+    out_dir: Path | None = setting(None, flag="--out", path="directions_dir", output="dir", help="output folder")
+    filtered_dir: Path | None = setting(None, flag="", path="filtered_dir", help="step 4's kept images")
+    quality_gender_csv: Path | None = setting(None, concept="quality_gender_csv",
+                                              help="step 4's scores CSV: a gender direction, the female share")
+    all_scored: bool = setting(False, help="fit on every scored image, not only those step 4 kept (faces may then "
+                                           "be men)")
     # the control choice's scorer (built by pipeline.latent_directions): segmentation + step 6, gender CNN
-    segmentation_checkpoint: Path | None = None
-    cnn_models_dir: Path | None = None
-    crop: str = "mtcnn"                    # mtcnn | full (as step 9)
-    trust_checkpoint: bool = False
-    device: str = "auto"
-    overwrite: bool = False
-    which: str = "auto"
-    method: str = "auto"           # auto | ridge | svm (auto: per property, see select)
-    select: str = "auto"           # auto: by control when a scorer is given, else the default rule (ridge)
-    layer_ranges: tuple[str, ...] = ("all",)   # ranges tried by control selection
-    hold: bool = DEFAULT_HOLD
-    metric: str = DEFAULT_METRIC
-    cap: float | None = DEFAULT_CAP
-    svm_count: int | None = None
-    sefa_components: int = SEFA_COMPONENTS  # SeFa eigen-directions offered to the properties (sefa.pt); 0 = no SeFa
-    gender_guard: bool = True      # edits hold step 4's gender_score (a ridge direction) when its table is there
-    num_heldout: int = 16          # scored latents the control choice's candidates are not fitted on; sheet rows
-    num_values: int = 5            # targets per sweep (control choice and sheets)
-    sheet_rows: int = 4
-    batch_size: int = 16
-    seed: int = 0
-    limit: int | None = None
+    segmentation_checkpoint: Path | None = setting(None, concept="segmentation_checkpoint",
+                                                   help="the FaceXFormer checkpoint of the control choice's scorer")
+    cnn_models_dir: Path | None = setting(None, flag="", path="cnn_models_dir", help="step 3's CNN models")
+    crop: str = setting("mtcnn", choices=("mtcnn", "full"), help="scorer's face crop (as step 9)")
+    trust_checkpoint: bool = setting(False, concept="trust_checkpoint",
+                                     help="allow the FaceXFormer file's saved args or numpy values, never code (see "
+                                          "step 5)")
+    device: str = device_setting()
+    overwrite: bool = overwrite_setting()
+    weights: str = weights_setting()
+    method: str = setting("auto", choices=METHODS_ALLOWED,
+                          help="direction per property: ridge on all scored samples, InterFaceGAN's SVM on the "
+                               "extremes, or auto (chosen per property, see --select)")
+    select: str = setting("auto", choices=SELECT_ALLOWED,
+                          help="how auto chooses: control = edits rendered and scored on held-out latents (needs "
+                               "the segmentation model); heldout-r = prediction r (asked for only: prediction is not control); auto = control "
+                               "when possible, else the default rule (ridge, chosen on the control lab's worlds)")
+    layer_ranges: tuple[str, ...] = setting(("all",), choices=LAYER_RANGES, metavar="RANGE,...",
+                                            help=f"synthesis layer ranges tried by --select control, from "
+                                                 f"{', '.join(LAYER_RANGES)}")
+    hold: bool = setting(DEFAULT_HOLD, both=True,
+                         help="edits hold unrequested properties at their current values (joint solve); --no-hold "
+                              "leaves them free (InterFaceGAN's single-direction move)")
+    metric: str = setting(DEFAULT_METRIC, choices=METRICS_ALLOWED,
+                          help="edits move the least in this metric (whitened = w's covariance)")
+    cap: float | None = setting(DEFAULT_CAP, low=0.0, low_open=True, words={"none": None, "off": None},
+                                help="edits keep every prediction within mean +- CAP sd of the fitted samples, "
+                                     "widened to the scores seen in fitting, which are always reachable (> 0; "
+                                     "'none' = off)")
+    svm_count: int | None = setting(None, low=1, help="samples per end for the SVM (default: 2%% of N, at least "
+                                                      "min(N/4, 500))")
+    sefa_components: int = setting(SEFA_COMPONENTS, low=0,
+                                   help="also write sefa.pt: SeFa's label-free directions, the top N eigen-directions "
+                                        "of the style weights each named by its correlation with step 6's scores (0 = "
+                                        "no SeFa)")
+    gender_guard: bool = setting(True, both=True, help="edits hold step 4's gender_score (a ridge direction fitted "
+                                                       "on every generated latent)")
+    num_heldout: int = setting(16, low=2, help="scored latents the control choice judges on (its candidates are "
+                                               "fitted without them) and the sheets show")
+    num_values: int = setting(5, low=2, help="targets per sweep")
+    sheet_rows: int = setting(4, flag="", low=1, help="rows of each sweep sheet")
+    batch_size: int = batch_size_setting(16)
+    seed: int = seed_setting()
+    limit: int | None = limit_setting("scored images fitted on")
 
-    def __post_init__(self) -> None:
-        paths = PipelinePaths(Path(self.root).resolve())
-        defaults = {"checkpoint": paths.stylegan_checkpoint, "generated_dir": paths.generated_dir,
-                    "scores_csv": paths.all_scores_csv, "normalization_json": paths.normalization_json,
-                    "out_dir": paths.directions_dir, "filtered_dir": paths.filtered_dir,
-                    "quality_gender_csv": paths.quality_gender_csv,
-                    "segmentation_checkpoint": paths.segmentation_checkpoint, "cnn_models_dir": paths.cnn_models_dir}
-        for key, default in defaults.items():
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, default)
-        if self.all_scored:
-            object.__setattr__(self, "filtered_dir", None)
-        if self.crop not in ("mtcnn", "full"):
-            raise ValueError(f"crop must be 'mtcnn' or 'full', got {self.crop!r}")
-        if self.method not in METHODS_ALLOWED:
-            raise ValueError(f"method must be one of {METHODS_ALLOWED}, got {self.method!r}")
-        if self.select not in SELECT_ALLOWED:
-            raise ValueError(f"select must be one of {SELECT_ALLOWED}, got {self.select!r}")
-        if self.metric not in METRICS_ALLOWED:
-            raise ValueError(f"metric must be one of {METRICS_ALLOWED}, got {self.metric!r}")
-        for name in self.layer_ranges:
-            if name not in LAYER_RANGES:
-                raise ValueError(f"layer range must be one of {LAYER_RANGES}, got {name!r}")
-        if self.cap is not None and not self.cap > 0:
-            raise ValueError(f"cap must be > 0 (standard deviations) or None, got {self.cap}")
-        if self.sefa_components < 0:
-            raise ValueError(f"sefa_components must be >= 0 (0 = no SeFa), got {self.sefa_components}")
-        if self.num_heldout < 2 or self.num_values < 2 or self.batch_size < 1 or self.sheet_rows < 1:
-            raise ValueError("need num_heldout >= 2, num_values >= 2, batch_size >= 1, sheet_rows >= 1")
+    def resolved(self) -> FitDirectionsConfig:
+        """Default paths filled in; with ``all_scored`` no filtered folder (every scored image is fitted on)."""
+        resolved = super().resolved()
+        return replace(resolved, filtered_dir=None) if self.all_scored else resolved
 
     def fingerprint_settings(self) -> dict:
         """The settings that change the result (not where files live, not batch size)."""
         out = asdict(self)
+        out["which"] = entry_for_weights(out.pop("weights"))  # the generator entry, as fitted files record it
         for key in ("root", "checkpoint", "generated_dir", "scores_csv", "normalization_json", "out_dir", "filtered_dir",
                     "quality_gender_csv", "batch_size", "sheet_rows", "segmentation_checkpoint", "cnn_models_dir",
                     "crop", "trust_checkpoint", "device", "overwrite"):
@@ -330,13 +338,14 @@ def run_fit_directions(config: FitDirectionsConfig, progress: Progress | None = 
     ``gender`` (images -> P(woman)) adds the measured female share of the edited images; ``progress``
     is called with the number of images rendered (a tqdm bar's update)."""
     start = time.perf_counter()
+    config = config.resolved()
     out_dir = Path(config.out_dir)
     _require(config.checkpoint, "StyleGAN checkpoint", "run download_models.py (or the demo)")
     normalization_json = _require(config.normalization_json, "step 6's normalization.json", "run step 6")
-    inputs = {"--stylegan-checkpoint": config.checkpoint, "--generated-dir": config.generated_dir,
-              "--scores": config.scores_csv, "--normalization": config.normalization_json,
-              "--filtered-dir": config.filtered_dir, "--quality-gender-csv": config.quality_gender_csv}
-    paths = PipelinePaths(Path(config.root).resolve())
+    inputs = {flag_of(config, "checkpoint"): config.checkpoint, "step 1's folder": config.generated_dir,
+              flag_of(config, "scores_csv"): config.scores_csv, "--normalization": config.normalization_json,
+              "step 4's kept images": config.filtered_dir, "--quality-gender-csv": config.quality_gender_csv}
+    paths = config.paths
     refuse_overlap({"--out": out_dir}, inputs, reserved=image_folders(paths, own=paths.directions_dir))
     _refuse_foreign_latents(config)
     device = resolve_device(config.device)
@@ -358,7 +367,7 @@ def _fit(config: FitDirectionsConfig, progress: Callable[[int, int], None] | Non
     """The fit, the choice and the report, into a folder whose recipe is this run's."""
     out_dir, target = Path(config.out_dir), Path(config.out_dir) / DIRECTIONS_PT
     rows, counts = _matched_rows(config)
-    generator = load_generator(config.checkpoint, which=config.which, device=device)
+    generator = load_generator(config.checkpoint, which=entry_for_weights(config.weights), device=device)
     if counts["checkpoint_key"] not in (None, generator.checkpoint_key):
         raise FitDirectionsInputError(
             f"step 1 made its images with the '{counts['checkpoint_key']}' entry of the checkpoint, this run loads "

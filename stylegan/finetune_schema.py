@@ -177,15 +177,18 @@ class FinetuneSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only (``torch.load(weights_only=True)`` and JSON read it back)."""
-        return {
+        out = {
             "format_version": self.format_version, "property_names": list(self.property_names),
             "generator": self.generator, "discriminator": self.discriminator, "embed_dim": self.embed_dim,
             "normalization": self.normalization, "condition_stats": self.condition_stats, "finetune": self.training,
             "base_checkpoint": self.base_checkpoint, "base_entry": self.base_entry,
             "num_train_images": self.num_train_images, "world_size": self.world_size,
             "property_ranges": {k: list(v) for k, v in self.ranges.items()},
-            "regressor": self.regressor, "regressor_metrics": self.regressor_metrics, "recipe": self.recipe,
+            "regressor": self.regressor, "regressor_metrics": self.regressor_metrics,
         }
+        if self.recipe is not None:  # an older checkpoint (no recipe) reads back as it was written
+            out["recipe"] = self.recipe
+        return out
 
     @property
     def ranges(self) -> dict[str, tuple[float, float]]:

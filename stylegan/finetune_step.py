@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +31,15 @@ from common.checkpoints import (
     check_state_dict_fits,
     load_state_dict_checked,
 )
-from common.cli import WEIGHTS_CHOICES
 from common.distributed import SINGLE, DistContext, init_distributed
 from common.folders import image_folders, refuse_overlap
 from common.io import atomic_save_image, atomic_torch_save, atomic_write_csv, atomic_write_json
-from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.paths import PROPERTY_NAMES
 from common.recipe import Recipe, claim_output
+from common.settings import StepConfig, device_setting, flag_of, overwrite_setting, setting, weights_setting
 from common.runtime import resolve_device
 from common.steps import Progress
-from stylegan.checkpoint import load_discriminator, load_generator
+from stylegan.checkpoint import entry_for_weights, load_discriminator, load_generator
 from stylegan.conditional import (
     FINETUNE_FIX,
     build_conditional_discriminator,
@@ -68,10 +68,7 @@ from stylegan.property_regressor import PropertyRegressor, RegressorConfig, trai
 logger = logging.getLogger(__name__)
 
 __all__ = ["FinetuneStepConfig", "FinetuneSummary", "FinetuneDivergedError", "run_finetune", "load_inputs",
-           "resume_state", "finetune_recipe", "property_model_for", "FinetuneRun", "WEIGHTS_ENTRY", "RESUMABLE_CHANGES"]
-
-WEIGHTS_ENTRY: dict[str, str] = {"auto": "auto", "ema": "generator_smooth", "raw": "generator"}
-"""--weights -> the genforce checkpoint entry of the base generator (auto: generator_smooth when present)."""
+           "resume_state", "finetune_recipe", "property_model_for", "FinetuneRun", "RESUMABLE_CHANGES"]
 
 RESUMABLE_CHANGES: tuple[str, ...] = ("steps", "checkpoint_every", "sample_every", "keep_checkpoints",
                                       "sample_values", "micro_batches")
@@ -92,52 +89,25 @@ class FinetuneDivergedError(FinetuneError):
 
 
 @dataclass(frozen=True)
-class FinetuneStepConfig:
+class FinetuneStepConfig(StepConfig):
     """Step 7's settings; every path None = the pipeline's default under ``root``."""
 
-    root: Path = REPO_ROOT
-    checkpoint: Path | None = None          # pretrained genforce checkpoint (stylegan/stylegan_model.pth)
-    images: Path | None = None              # training images (step 4's filtered folder)
-    scores: Path | None = None              # step 6's all_scores.csv
-    normalization: Path | None = None       # step 6's normalization.json
-    out: Path | None = None                 # the run folder (stylegan/finetuned)
-    weights: str = "auto"                   # base generator entry: auto | ema | raw
-    device: str = "auto"
-    num_images: int | None = None           # train on at most N images (--limit; None = all)
-    overwrite: bool = False                 # False: resume from the newest checkpoint in out
-    training: FinetuneConfig = field(default_factory=FinetuneConfig)
-
-    def __post_init__(self) -> None:
-        if self.weights not in WEIGHTS_CHOICES:
-            raise ValueError(f"invalid weights={self.weights!r}; allowed: {WEIGHTS_CHOICES}")
-        if self.num_images is not None and self.num_images < 1:
-            raise ValueError(f"num_images (--limit) must be >= 1, got {self.num_images}")
-        if not isinstance(self.training, FinetuneConfig):
-            raise ValueError(f"training must be a FinetuneConfig, got {type(self.training).__name__}")
-
-    @property
-    def paths(self) -> PipelinePaths:
-        return PipelinePaths(Path(self.root).resolve())
-
-    @property
-    def base_checkpoint(self) -> Path:
-        return Path(self.checkpoint or self.paths.stylegan_checkpoint)
-
-    @property
-    def images_dir(self) -> Path:
-        return Path(self.images or self.paths.filtered_dir)
-
-    @property
-    def scores_csv(self) -> Path:
-        return Path(self.scores or self.paths.all_scores_csv)
-
-    @property
-    def normalization_json(self) -> Path:
-        return Path(self.normalization or self.paths.normalization_json)
+    checkpoint: Path | None = setting(None, concept="stylegan_checkpoint", aliases=("--checkpoint",))
+    images: Path | None = setting(None, path="filtered_dir", help="training images (step 4's kept images)")
+    scores: Path | None = setting(None, concept="all_scores_csv", aliases=("--scores",))
+    normalization: Path | None = setting(None, concept="normalization_json")
+    out: Path | None = setting(None, path="finetuned_dir", output="dir", help="run folder")
+    weights: str = weights_setting(help="base generator of the pretrained checkpoint: ema = genforce's "
+                                        "generator_smooth, raw = generator, auto = ema when the checkpoint has it")
+    device: str = device_setting()
+    num_images: int | None = setting(None, concept="limit", low=1, help="train on at most N images (smoke runs)")
+    overwrite: bool = overwrite_setting("start afresh (default: resume from the newest checkpoint in --out)")
+    training: FinetuneConfig = setting(default_factory=FinetuneConfig, help="the training settings")
 
     @property
     def files(self) -> FinetuneRunFiles:
-        return FinetuneRunFiles(Path(self.out or self.paths.finetuned_dir))
+        """The run folder's files (checkpoints, log, samples)."""
+        return FinetuneRunFiles(Path(self.resolved().out))
 
 
 @dataclass(frozen=True)
@@ -180,16 +150,17 @@ class FinetuneInputs:
 
 def load_inputs(config: FinetuneStepConfig) -> FinetuneInputs:
     """Read and check every input; a missing or unusable one is a one-line StepError."""
-    if not config.normalization_json.is_file():
-        raise FinetuneDataError(f"normalization not found: {config.normalization_json} (run step 6 first)")
-    refuse_overlap({"--out": config.files.folder},
-                   {"--images": config.images_dir, "--scores": config.scores_csv,
-                    "--normalization": config.normalization_json, "--checkpoint": config.base_checkpoint},
+    config = config.resolved()
+    if not config.normalization.is_file():
+        raise FinetuneDataError(f"normalization not found: {config.normalization} (run step 6 first)")
+    refuse_overlap({"--out": config.out},
+                   {"--images": config.images, flag_of(config, "scores"): config.scores,
+                    "--normalization": config.normalization, flag_of(config, "checkpoint"): config.checkpoint},
                    reserved=image_folders(config.paths))
-    normalization = read_normalization(config.normalization_json)
-    base_g = load_generator(config.base_checkpoint, which=WEIGHTS_ENTRY[config.weights])
-    base_d = load_discriminator(config.base_checkpoint)
-    data = load_training_data(config.images_dir, config.scores_csv, base_g.resolution, config.num_images)
+    normalization = read_normalization(config.normalization)
+    base_g = load_generator(config.checkpoint, which=entry_for_weights(config.weights))
+    base_d = load_discriminator(config.checkpoint)
+    data = load_training_data(config.images, config.scores, base_g.resolution, config.num_images)
     logger.info("training data: %d images (%d rows with NaN scores, %d without an image left out)",
                 len(data.names), data.num_nan, data.num_missing_image)
     return FinetuneInputs(normalization, base_g, base_d, data)
@@ -264,12 +235,13 @@ def _refuse_foreign(path: Path, state: dict[str, Any], saved: FinetuneSettings, 
 
 def finetune_recipe(config: FinetuneStepConfig, base_entry: str, device: torch.device) -> Recipe:
     """What the run's checkpoints are made from: not the settings a resume may change, --limit or paths."""
+    config = config.resolved()
     training = {k: v for k, v in asdict(config.training).items() if k not in RESUMABLE_CHANGES
                 and not (k in ADDED_SETTINGS and v == ADDED_SETTINGS[k])}
     return Recipe.of("7b", {**training, "base_entry": base_entry, "property_names": list(PROPERTY_NAMES),
                             "device_type": device.type},
-                     {"stylegan_checkpoint": config.base_checkpoint, "scores_csv": config.scores_csv,
-                      "normalization_json": config.normalization_json})
+                     {"stylegan_checkpoint": config.checkpoint, "scores_csv": config.scores,
+                      "normalization_json": config.normalization})
 
 
 def _owned(folder: Path) -> list[Path]:
@@ -418,7 +390,7 @@ def _settings(config: FinetuneStepConfig, inputs: FinetuneInputs, generator, dis
     return FinetuneSettings(
         generator=generator.cond_config, discriminator=discriminator.cond_config, property_names=PROPERTY_NAMES,
         normalization=inputs.normalization, condition_stats=inputs.data.stats, training=asdict(config.training),
-        embed_dim=generator.embed_dim, base_checkpoint=str(config.base_checkpoint),
+        embed_dim=generator.embed_dim, base_checkpoint=str(config.resolved().checkpoint),
         base_entry=inputs.base_g.checkpoint_key, num_train_images=len(inputs.data.names),
         regressor=asdict(prop.config) if prop.config is not None else None, regressor_metrics=prop.metrics,
         world_size=world_size, recipe={k: v for k, v in recipe.record().items() if k != "info"})
@@ -435,14 +407,14 @@ def _device(name: str) -> torch.device:
 # the step
 
 
-def run_finetune(config: FinetuneStepConfig = FinetuneStepConfig(), progress: Progress | None = None
-                 ) -> FinetuneSummary:
+def run_finetune(config: FinetuneStepConfig, progress: Progress | None = None) -> FinetuneSummary:
     """The whole step: data, regressor, conditional G/D, training with checkpoints, log and sample sheets.
 
     Resumes from the newest checkpoint in the run folder unless ``config.overwrite``.
     progress(done, total) is called after every training step (by rank 0 under torchrun).
     """
     start = time.perf_counter()
+    config = config.resolved()
     ctx = init_distributed()
     try:
         batch_split(config.training, ctx.world_size)

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.settings import SettingError, Settings, setting
 from stylegan.conditional import (
     ConditionalDiscriminator,
     ConditionalGenerator,
@@ -52,51 +53,56 @@ __all__ = ["FinetuneConfig", "Finetuner", "batch_split", "cpu_state", "ema_beta_
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
-    steps: int = 20_000
-    batch_size: int = 8                # must be a multiple of D's minibatch-std group (4) when >= 4
-    lr_g: float = 0.001                # Adam; the mapping keeps genforce's lr_mul 0.01, the new columns cond_lr_mul
-    lr_d: float = 0.001
-    beta1: float = 0.0
-    beta2: float = 0.99
-    ema_beta: float | None = None      # None: derived from ema_half_life_kimg and the batch size
-    ema_half_life_kimg: float = 10.0
-    r1_gamma: float = 10.0
-    lambda_prop: float = 1.0           # 0 = plain GAN (the original's recipe)
-    regressor_epochs: int = 10
-    regressor_batch_size: int = 32
-    checkpoint_every: int = 1000
-    sample_every: int = 500
-    keep_checkpoints: int = 2          # older checkpoint_*.pt files are deleted
-    sample_values: int = 7             # columns of the sweep grids
-    seed: int = 0
-    train_d_layers: str = "all"        # 'all' or N (projection + the N D layers nearest the output)
-    embed_dim: int | None = None       # None = z_dim
-    embed_hidden: int = 64
-    cond_lr_mul: float = 1.0
-    mixed_precision: bool = True       # CUDA only; always off on CPU
-    micro_batches: int | None = None   # parts of the global batch (each with its own stream); None = world size
-    decorrelate: float = 0.0           # share of fake conditions drawn property by property (independent pairs)
+class FinetuneConfig(Settings):
+    """The training settings of step 7b (the script's training flags are declared here)."""
 
-    def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.micro_batches is not None and self.micro_batches < 1:
-            raise ValueError(f"micro_batches must be >= 1, got {self.micro_batches}")
-        micro_batch_size(self, self.micro_batches or 1)
-        for name in ("lr_g", "lr_d", "checkpoint_every", "sample_every", "ema_half_life_kimg"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0.0 <= self.decorrelate <= 1.0:
-            raise ValueError(f"decorrelate must be in [0, 1], got {self.decorrelate}")
-        if self.r1_gamma < 0 or self.lambda_prop < 0:
-            raise ValueError(f"r1_gamma and lambda_prop must be >= 0, got {self.r1_gamma}, {self.lambda_prop}")
-        if self.ema_beta is not None and not 0.0 <= self.ema_beta < 1.0:
-            raise ValueError(f"ema_beta must be in [0, 1), got {self.ema_beta}")
-        if self.train_d_layers != "all" and not str(self.train_d_layers).isdigit():
-            raise ValueError(f"train_d_layers must be 'all' or a number, got {self.train_d_layers!r}")
-        if self.sample_values < 2:
-            raise ValueError(f"sample_values must be >= 2, got {self.sample_values}")
+    steps: int = setting(20_000, low=0, help="total training steps (a resumed run continues)")
+    batch_size: int = setting(8, concept="batch_size", low=1,
+                              help="images per step, all processes together (a multiple of D's minibatch-std "
+                                   "group, 4, when >= 4)")
+    lr_g: float = setting(0.001, flag="--lr", low=0.0, high=1.0, low_open=True,
+                          help="Adam learning rate of G (the mapping keeps genforce's lr_mul 0.01, the new columns "
+                               "--cond-lr-mul)")
+    lr_d: float = setting(0.001, flag="--lr-d", same_as="lr_g", low=0.0, high=1.0, low_open=True,
+                          help="Adam learning rate of D (default: --lr)", show="--lr")
+    beta1: float = setting(0.0, flag="", low=0.0, high=1.0, high_open=True, help="Adam beta1")
+    beta2: float = setting(0.99, flag="", low=0.0, high=1.0, high_open=True, help="Adam beta2")
+    ema_beta: float | None = setting(None, low=0.0, high=1.0, high_open=True,
+                                     help="EMA decay per step (default: from --ema-half-life-kimg)")
+    ema_half_life_kimg: float = setting(10.0, low=0.0, low_open=True, help="EMA half-life in thousands of images")
+    r1_gamma: float = setting(10.0, low=0.0, help="R1 penalty weight on real images")
+    lambda_prop: float = setting(1.0, low=0.0, help="weight of the property loss (0 = plain conditional GAN, the "
+                                                    "original's recipe)")
+    regressor_epochs: int = setting(10, low=0, help="epochs of the property-regression CNN trained before the GAN")
+    regressor_batch_size: int = setting(32, flag="", low=1, help="the regressor's batch size")
+    checkpoint_every: int = setting(1000, low=1, help="checkpoint every N steps")
+    sample_every: int = setting(500, low=1, help="sweep grid every N steps")
+    keep_checkpoints: int = setting(2, low=0, help="keep the newest N checkpoints (0 = all); older "
+                                                   "checkpoint_*.pt files are deleted")
+    sample_values: int = setting(7, flag="", low=2, help="columns of the sweep grids")
+    seed: int = setting(0, concept="seed", low=0)
+    train_d_layers: str = setting("all", pattern=r"all|\d+", mismatch="must be 'all' or a number",
+                                  help="'all', or N: train D's projection and its N layers nearest the output")
+    embed_dim: int | None = setting(None, low=1, help="condition embedding size (default: z_dim)")
+    embed_hidden: int = setting(64, flag="", low=1, help="hidden width of the condition embedding")
+    cond_lr_mul: float = setting(1.0, low=0.0, low_open=True,
+                                 help="equalised-lr multiplier of the new condition columns")
+    mixed_precision: bool = setting(True, flag="--no-amp", negate=True,
+                                    help="no mixed precision on CUDA (always off on CPU)")
+    micro_batches: int | None = setting(None, low=1,
+                                        help="split each step's --batch-size (the global batch, all processes "
+                                             "together) into N parts, each with its own random stream (default: "
+                                             "one per process); one process with --micro-batches N trains as N "
+                                             "processes under torchrun do")
+    decorrelate: float = setting(0.0, low=0.0, high=1.0,
+                                 help="share (0-1) of fake conditions drawn property by property, each from its own "
+                                      "random real row, so that property pairs vary independently")
+
+    def check(self) -> None:
+        try:
+            micro_batch_size(self, self.micro_batches or 1)
+        except ValueError as exc:
+            raise SettingError(str(exc)) from None
 
 
 def micro_batch_size(config: FinetuneConfig, parts: int) -> int:

@@ -15,14 +15,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from common.paths import PROPERTY_NAMES, REPO_ROOT, PipelinePaths
+from common.paths import PROPERTY_NAMES
+from common.settings import (
+    SettingError,
+    StepConfig,
+    batch_size_setting,
+    device_setting,
+    limit_setting,
+    overwrite_setting,
+    seed_setting,
+    setting,
+    weights_setting,
+)
 from common.steps import Progress, ProgressCounter, StepError
-from stylegan.control_methods import DIRECTIONS, FINETUNED, SEFA, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_HELP, REFINE_OFF, SEFA, ControlMethod
 from stylegan.control_resolver import resolve_control_methods
 from stylegan.sweeps import sweep_targets
 
@@ -38,50 +49,67 @@ class PropertyGenerationError(StepError, RuntimeError):
     """A missing input or a conflicting output folder (the script prints one line and exits 2)."""
 
 
+def sweep_list(chosen: Sequence[str]) -> tuple[str, ...]:
+    """--sweep values (repeatable, 'all' = every property) -> unique properties in PROPERTY_NAMES order."""
+    if "all" in chosen:
+        return PROPERTY_NAMES
+    return tuple(p for p in PROPERTY_NAMES if p in chosen)
+
+
+def _sweeps_given(given: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+    """Every --sweep (each may list several, comma-separated) -> unique properties in PROPERTY_NAMES order."""
+    return sweep_list([name for names in given for name in names])
+
+
 @dataclass(frozen=True)
-class GeneratePropertiesConfig:
+class GeneratePropertiesConfig(StepConfig):
     """Step 8's settings; every path None = the pipeline's default under ``root``."""
 
-    root: Path = REPO_ROOT
-    control: str = "auto"                                   # auto | directions | finetuned | sefa | all
-    requested: tuple[float | None, ...] = (None,) * len(PROPERTY_NAMES)  # PROPERTY_NAMES order; None = not set
-    num: int = 8                                            # images with these values
-    seed: int = 0
-    sweeps: tuple[str, ...] = ()                            # properties to write a sweep grid for
-    sweep_z: int = 4                                        # rows (latents) per sweep grid
-    sweep_values: int = 7                                   # columns (values) per sweep grid
-    weights: str = "ema"                                    # fine-tune: ema | raw
-    batch_size: int = 16
-    device: str = "auto"
-    checkpoint: Path | None = None                          # fine-tuned checkpoint (default: the newest)
-    directions: Path | None = None                          # directions file (default: stylegan/directions/)
-    sefa: Path | None = None                                # SeFa directions file (default: stylegan/directions/)
-    stylegan_checkpoint: Path | None = None                 # base generator of the directions
-    out: Path | None = None                                 # default: <method's folder>/generated
-    overwrite: bool = False
-    refine: str = "off"                                     # directions: off | auto | a step-7b checkpoint path
+    control: str = setting("auto", choices=CONTROL_OPTIONS,
+                           help="auto = the one that exists (with both: step 9's better one, else finetuned); all = "
+                                "every one, each into its own folder")
+    requested: tuple[float | None, ...] = setting(  # PROPERTY_NAMES order; None = not requested
+        (None,) * len(PROPERTY_NAMES), element_flags=tuple(f"--{p.replace('_', '-')}" for p in PROPERTY_NAMES),
+        metavar="X", help="normalised {flag} (default: not requested; see --control)")
+    num: int = setting(8, low=0, help="images with these values (image i: z from seed, i)")
+    seed: int = seed_setting()
+    sweeps: tuple[str, ...] = setting((), flag="--sweep", repeat=True, collect=_sweeps_given, choices=PROPERTY_NAMES,
+                                      words={"all": PROPERTY_NAMES}, metavar="{" + ",".join(PROPERTY_NAMES) + ",all}",
+                                      help="write a sweep grid of this property (repeatable; 'all' = every property)")
+    sweep_z: int = setting(4, low=1, help="rows (latents) of each sweep grid")
+    sweep_values: int = setting(7, low=2, help="columns (values) of each sweep grid")
+    weights: str = weights_setting("ema", help="fine-tune: ema = the EMA generator, raw = the trained weights, auto = "
+                                               "ema when the checkpoint has it")
+    batch_size: int = batch_size_setting(16)
+    device: str = device_setting()
+    checkpoint: Path | None = setting(None, concept="finetuned_checkpoint", aliases=("--checkpoint",))
+    directions: Path | None = setting(None, concept="directions", fill=False)
+    sefa: Path | None = setting(None, path="sefa_pt", fill=False,
+                                help="SeFa directions for --control sefa (default: stylegan/directions/sefa.pt, from "
+                                     "step 7a)")
+    stylegan_checkpoint: Path | None = setting(None, concept="stylegan_checkpoint",
+                                               help="directions only: the base generator")
+    out: Path | None = setting(None, output="dir", path="finetuned_generated_dir", fill=False,
+                               help="output folder (default: stylegan/finetuned/generated or "
+                                    "stylegan/directions/generated, by method)")
+    overwrite: bool = overwrite_setting()
+    refine: str = setting(REFINE_OFF, metavar="{off,auto,PATH}", pattern=r"\s*\S.*",
+                          mismatch="must be off, auto or the path of a step-7b checkpoint",
+                          help=REFINE_HELP + " (default: off; output default: stylegan/directions/generated_refine)")
+    limit: int | None = limit_setting("images (caps --num)")
 
-    def __post_init__(self) -> None:
-        if self.control not in CONTROL_OPTIONS:
-            raise ValueError(f"invalid control={self.control!r}; allowed: {CONTROL_OPTIONS}")
-        if len(self.requested) != len(PROPERTY_NAMES):
-            raise ValueError(f"requested needs {len(PROPERTY_NAMES)} values ({PROPERTY_NAMES}), got {self.requested}")
-        if self.num < 0 or self.sweep_z < 1 or self.sweep_values < 2 or self.batch_size < 1:
-            raise ValueError("need num >= 0, sweep_z >= 1, sweep_values >= 2 and batch_size >= 1")
-        unknown = [s for s in self.sweeps if s not in PROPERTY_NAMES]
-        if unknown:
-            raise ValueError(f"unknown sweep properties {unknown}; allowed: {PROPERTY_NAMES}")
-        if self.weights not in ("auto", "ema", "raw"):
-            raise ValueError(f"invalid weights={self.weights!r}; allowed: ('auto', 'ema', 'raw')")
-        if not str(self.refine).strip():
-            raise ValueError("refine must be off, auto or the path of a step-7b checkpoint, got ''")
+    def check(self) -> None:
         if self.control == "all" and self.out is not None:
-            raise ValueError("control='all' writes each method into its own folder; drop out (--out) or pick one "
-                             "method")
+            raise SettingError("--control all writes each method into its own folder; drop --out or pick one "
+                               "method")
 
-    @property
-    def paths(self) -> PipelinePaths:
-        return PipelinePaths(Path(self.root).resolve())
+    def resolved(self) -> GeneratePropertiesConfig:
+        """Default paths filled in (the output folder depends on the method: see run_generate_with_properties),
+        and ``--limit`` applied to ``--num``."""
+        resolved = super().resolved()
+        if self.limit is not None:
+            resolved = replace(resolved, num=min(self.num, self.limit), limit=None)
+        return resolved
 
     def targets(self) -> np.ndarray:
         """float64 [P]: the requested values as typed, NaN where not set."""
@@ -170,6 +198,7 @@ def run_generate_with_properties(config: GeneratePropertiesConfig,
     from common.runtime import resolve_device
 
     start = time.perf_counter()
+    config = config.resolved()
     device = resolve_device(config.device)  # a DeviceError is a StepError
     methods, refine_note = _load_methods(config, device)
     per_method = config.num + len(config.sweeps) * config.sweep_z * config.sweep_values
@@ -286,14 +315,3 @@ def _sweep_sheet(method: ControlMethod, config: GeneratePropertiesConfig, centre
              + ("; x = not reached" if not all(reached) else ""))
     return make_contact_sheet(images, captions, ncols=config.sweep_values, thumb=96, title=title)
 
-
-def requested_from(values: dict[str, float | None]) -> tuple[float | None, ...]:
-    """{property: value or None} -> the config's ``requested`` tuple (PROPERTY_NAMES order)."""
-    return tuple(values.get(p) for p in PROPERTY_NAMES)
-
-
-def sweep_list(chosen: Sequence[str]) -> tuple[str, ...]:
-    """--sweep values (repeatable, 'all' = every property) -> unique properties in PROPERTY_NAMES order."""
-    if "all" in chosen:
-        return PROPERTY_NAMES
-    return tuple(p for p in PROPERTY_NAMES if p in chosen)

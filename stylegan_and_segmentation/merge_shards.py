@@ -13,7 +13,7 @@ from common.cli import run_step_script
 from pipeline.runner import load_script
 
 MERGERS: dict[str, tuple[str, str]] = {
-    # step id -> (package module, merge function taking the step's config and returning a Summary)
+    # step id -> (package module, merge function): merge(config, progress) -> Summary, the step contract's shape
     "1": ("stylegan.generate", "merge_generate_shards"),
     "4": ("gender_cnn.filter", "merge_filter_shards"),
     "5": ("segmentation.segment", "merge_segmentation_shards"),
@@ -37,8 +37,7 @@ def main(argv=None) -> int:
     module_name, function_name = MERGERS[step]
     merge = getattr(importlib.import_module(module_name), function_name)
     script = load_script(step)
-    return run_step_script(script.build_parser(), script.config_from_args, lambda config, _progress: merge(config),
-                           rest, desc=f"merge step {step}")
+    return run_step_script(script.build_parser(), script.config_from_args, merge, rest, desc=f"merge step {step}")
 
 
 if __name__ == "__main__":

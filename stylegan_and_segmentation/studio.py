@@ -15,53 +15,47 @@ pixels are identical (exit 0) or not (exit 1).
 """
 
 
+import argparse
 import logging
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
+from common import settings
 from common.checkpoints import CheckpointError
-from common.cli import add_common_args, apply_common_args, make_parser, paths_from_args
+from common.cli import add_run_args, apply_common_args, make_parser
 from common.io import atomic_save_image
-from common.settings import add_settings, given_values
+from common.steps import StepError
 from pipeline.studio.params import ParamError, ViewParams
 from pipeline.studio.pngmeta import RecipeError, read_studio_file, recipe_files, regenerate, regenerate_frames
-from pipeline.studio.server import CROPS, SCORERS, StudioConfig, run_studio
+from pipeline.studio.server import StudioConfig, run_studio
 
 logger = logging.getLogger("studio")
-DEFAULTS = StudioConfig()
 
 
-def build_parser():
+@dataclass(frozen=True)
+class RegenerateOptions(settings.Settings):
+    """--regenerate: a one-off command beside the session's settings (StudioConfig)."""
+
+    regenerate: Path | None = settings.setting(None, metavar="FILE", help="render a saved face (PNG) or every frame of "
+                                                                          "a sweep / expression sheet (PNG or WebP) "
+                                                                          "again from its embedded recipes, compare, "
+                                                                          "and exit")
+    out: Path | None = settings.setting(None, help="with --regenerate: write the regenerated PNG here")
+    overwrite: bool = settings.overwrite_setting("with --regenerate: replace an existing --out (never the input)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """StudioConfig's declared flags, then --regenerate's."""
     parser = make_parser(__doc__)
-    add_common_args(parser, seed=False)
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
-                        help="the face a fresh page opens on: image SEED of a default step-1 run (the page's "
-                             "seed box changes it)")
-    add_settings(parser, StudioConfig)  # the fields declared with common.settings: --host, --port, --allow-host
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="fine-tuned checkpoint (default: the newest in stylegan/finetuned/checkpoints)")
-    parser.add_argument("--directions", type=Path, default=None,
-                        help="latent directions file (default: stylegan/directions/directions.pt)")
-    parser.add_argument("--weights", choices=("ema", "raw"), default=DEFAULTS.weights,
-                        help="fine-tune: EMA or raw generator weights")
-    parser.add_argument("--crop", choices=CROPS, default=DEFAULTS.crop,
-                        help="Measure's face crop: auto = full image for the demo's models, MTCNN otherwise")
-    parser.add_argument("--scorer", choices=SCORERS, default=DEFAULTS.scorer,
-                        help="Measure's judge: segmentation (the real one) or brightness (a labelled "
-                             "stand-in)")
-    parser.add_argument("--no-measure", dest="measure", action="store_false", default=DEFAULTS.measure,
-                        help="do not offer Measure (never loads FaceXFormer)")
-    parser.add_argument("--open-browser", dest="open_browser", action="store_true",
-                        default=DEFAULTS.open_browser,
-                        help="open the page in a local browser")
-    parser.add_argument("--no-browser", dest="open_browser", action="store_false",
-                        help="do not open a browser (the default)")
-    parser.add_argument("--regenerate", type=Path, default=None, metavar="FILE",
-                        help="render a saved face (PNG) or every frame of a sweep / expression sheet (PNG or "
-                             "WebP) again from its embedded recipes, compare, and exit")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="with --regenerate: write the regenerated PNG here")
+    settings.add_settings(parser, StudioConfig)
+    settings.add_settings(parser, RegenerateOptions)
+    add_run_args(parser)
     return parser
+
+
+def config_from_args(args: argparse.Namespace) -> StudioConfig:
+    return settings.config_from_args(StudioConfig, args)
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -76,7 +70,7 @@ def _difference(image, saved) -> str:
     return f"pixels DIFFER (max |diff| {int(abs(image.astype(int) - saved.astype(int)).max())})"
 
 
-def _regenerate(args, paths) -> int:
+def _regenerate(args: RegenerateOptions, config: StudioConfig) -> int:
     from common.runtime import resolve_device
     from pipeline.studio.render import load_studio_models
 
@@ -91,10 +85,10 @@ def _regenerate(args, paths) -> int:
                      "(the input is never overwritten)", args.out)
         return 2
     files = recipe_files(args.regenerate)
-    models = load_studio_models(paths, resolve_device(args.device),
-                                args.checkpoint or files.get("finetuned"),
-                                args.directions or files.get("directions"),
-                                args.weights)
+    models = load_studio_models(config.paths, resolve_device(config.device),
+                                config.finetuned_checkpoint or files.get("finetuned"),
+                                config.directions_file or files.get("directions"),
+                                config.weights, config.sefa_file or files.get("sefa"))
     if len(recipes) == 1:
         image, saved, recipe = regenerate(args.regenerate, models)
         if args.out is not None:
@@ -116,21 +110,21 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     apply_common_args(args, parser)
-    paths = paths_from_args(args)
     try:
-        if args.regenerate is not None:
-            return _regenerate(args, paths)
-        config = StudioConfig(root=paths.root, device=args.device, **given_values(StudioConfig, args),
-                              finetuned_checkpoint=args.checkpoint, directions_file=args.directions,
-                              weights=args.weights, crop=args.crop, measure=args.measure, scorer=args.scorer,
-                              seed=args.seed, open_browser=args.open_browser)
-    except (CheckpointError, FileNotFoundError, RecipeError, ParamError, ValueError) as exc:
+        config = config_from_args(args)
+        regen = settings.config_from_args(RegenerateOptions, args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        if regen.regenerate is not None:
+            return _regenerate(regen, config)
+    except (CheckpointError, FileNotFoundError, RecipeError, ParamError, StepError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         summary = run_studio(config, progress=lambda line: print(line, flush=True))
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (CheckpointError, FileNotFoundError, StepError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
     except OSError as exc:

@@ -1,6 +1,7 @@
 """A tiny studio world for tests: a pipeline root with a 32-px random generator, a fine-tuned
 checkpoint in step 7's format whose condition visibly changes the image, and latent directions
-fitted (``stylegan.directions.fit_directions``) on synthetic scores that are linear in w.
+fitted (``stylegan.directions.fit_directions``) on synthetic scores that are linear in w; with
+``sefa=True`` also step 7a's SeFa directions (``fit_sefa_directions``) named by the same scores.
 
 Not a test module (no ``test_`` prefix); imported by the studio's unit and browser tests.
 """
@@ -19,13 +20,13 @@ from common.paths import PROPERTY_NAMES, PipelinePaths
 from stylegan import write_random_checkpoint
 from stylegan.checkpoint import load_generator
 from stylegan.conditional import build_conditional_generator, property_ranges
-from stylegan.directions import fit_directions
+from stylegan.directions import fit_directions, fit_sefa_directions
 
 MEDIANS = {"eyes": 0.4, "hair_color": 0.5, "hair_length": 0.6, "mouth": 0.3, "face_pose": 0.0}
 
 
-def make_world(root: Path, resolution: int = 32) -> PipelinePaths:
-    """Write the generator, normalization.json and one fine-tuned checkpoint under ``root``."""
+def make_world(root: Path, resolution: int = 32, sefa: bool = False) -> PipelinePaths:
+    """Write the generator, normalization.json, one fine-tuned checkpoint and the directions under ``root``."""
     paths = PipelinePaths(Path(root))
     write_random_checkpoint(paths.stylegan_checkpoint, seed=1, **dict(TINY_G_32, resolution=resolution))
     scales = {p: {"kind": "minmax", "count": 10, "min": 0.0, "max": 100.0,
@@ -63,4 +64,8 @@ def make_world(root: Path, resolution: int = 32) -> PipelinePaths:
                                 generator_fingerprint=file_fingerprint(paths.stylegan_checkpoint),
                                 normalization=normalization)
     directions.save(paths.directions_pt)
+    if sefa:
+        fit_sefa_directions(base, w.astype(np.float32), scores.astype(np.float32),
+                            generator_fingerprint=file_fingerprint(paths.stylegan_checkpoint),
+                            normalization=normalization).save(paths.sefa_pt)
     return paths

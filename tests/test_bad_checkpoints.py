@@ -104,7 +104,7 @@ def test_step5_not_a_checkpoint_exit_2(tmp_path, capsys):
     bad = write_bad_file("html", tmp_path / "segmentation_model.pt")
     out = tmp_path / "seg"
     rc = load_script_file("05_run_segmentation.py").main(
-        ["--images", str(images), "--checkpoint", str(bad), "--out", str(out), "--crop", "full", "--device", "cpu",
+        ["--images", str(images), "--segmentation-checkpoint", str(bad), "--out", str(out), "--crop", "full", "--device", "cpu",
          "-q"])
     err = capsys.readouterr().err
     assert rc == 2
@@ -174,7 +174,7 @@ def test_finetuned_checkpoint_round_trip_is_fine(tiny_ckpt, tmp_path):
 def test_step8_bad_config_is_a_checkpoint_error_not_type_error(tiny_ckpt, tmp_path, capsys, bad_config):
     path = _finetune_ckpt(tiny_ckpt, tmp_path / "checkpoint_000004.pt", config_generator=bad_config)
     rc = load_script_file("08_generate_with_properties.py").main(
-        ["--checkpoint", str(path), "--out", str(tmp_path / "gen"), "--num", "1", "--device", "cpu", "-q"])
+        ["--finetuned-checkpoint", str(path), "--out", str(tmp_path / "gen"), "--num", "1", "--device", "cpu", "-q"])
     err = capsys.readouterr().err
     assert rc == 2
     assert_one_line_error(err, path, "config['generator']", "fix:")
@@ -437,8 +437,8 @@ def _step5(tmp_path, checkpoint: Path, *extra: str) -> int:
     images.mkdir(exist_ok=True)
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(images / "000000.png")
     rc = load_script_file("05_run_segmentation.py").main(
-        ["--images", str(images), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "seg"), "--crop", "full",
-         "--device", "cpu", "-q", *extra])
+        ["--images", str(images), "--segmentation-checkpoint", str(checkpoint), "--out", str(tmp_path / "seg"),
+         "--crop", "full", "--device", "cpu", "-q", *extra])
     return rc
 
 

@@ -120,7 +120,7 @@ def test_step4_scores_csv_never_overwrites_the_hand_labels(tmp_path):
     _images(images, ["a.png"])
     labels = tmp_path / "labels.csv"
     labels.write_text("img_name,gender,quality,labeller\na.png,1,1,hand\n")
-    with pytest.raises(FolderOverlapError, match="--scores-csv"):
+    with pytest.raises(FolderOverlapError, match="--quality-gender-csv"):
         run_filter(FilterConfig(images=images, labels=labels, models=tmp_path / "models", scores_csv=labels,
                                 filtered_dir=tmp_path / "kept", logs_dir=tmp_path / "logs", sheets=False,
                                 device="cpu"))
@@ -178,7 +178,7 @@ def test_step5_output_overlapping_input_is_refused(tmp_path, capsys):
     images = tmp_path / "filtered"
     _images(images, ["000000.png"])
     rc = load_script_file("05_run_segmentation.py").main(
-        ["--images", str(images), "--out", str(images), "--checkpoint", str(tmp_path / "x.pt"), "--crop", "full",
+        ["--images", str(images), "--out", str(images), "--segmentation-checkpoint", str(tmp_path / "x.pt"), "--crop", "full",
          "--device", "cpu", "-q"])
     err = capsys.readouterr().err
     assert rc == 2 and "--out" in err and "--images" in err and len(err.strip().splitlines()) == 1

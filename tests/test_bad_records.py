@@ -49,13 +49,35 @@ def test_step6_face_found_abc_names_the_line(tmp_path, capsys):
     assert not (tmp_path / "scores").exists()
 
 
+def test_step6_crops_csv_cut_inside_the_last_fingerprint_names_the_line(tmp_path, capsys):
+    """Replay case n_s6_crops_cut_row (issue 19): crops.csv cut inside its last row's input_fingerprint cell
+    ("000031.jpg,1,0,0,256,256,,full,,35") was read by ``06_compute_property_scores.py`` without a word (exit 0)
+    and "35" was written into all_scores.csv as that image's identity. Reproduction: ``python
+    benchmarks/replay_cases.py --only n_s6_crops_cut_row``. Now the crops.csv reader (steps 5 and 6) refuses
+    the row in one line, before anything is written."""
+    whole = "1234:" + "ab" * 32
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    (seg / "crops.csv").write_text(CROPS_HEADER.strip() + ",input_fingerprint\n"
+                                   f"000000.png,1,0,0,9,9,0.9,full,,{whole}\n000001.png,1,0,0,9,9,0.9,full,,35")
+    assert _step6(seg, tmp_path / "scores") == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "crops.csv line 3 (000001.png)" in line and "input_fingerprint" in line and "'35'" in line
+    assert "fix:" in line and not (tmp_path / "scores").exists()
+
+
 def test_step5_resume_with_face_found_abc_is_an_error_not_no_face(tmp_path):
-    seg = _seg_dir(tmp_path, "000000.png,abc,,,,,,full,\n")
+    """A folder step 5 made (its recipe.json is there) whose crops.csv was damaged: resuming reads it and stops
+    on the bad row, never taking 'abc' for "no face"."""
     images = tmp_path / "images"
     images.mkdir()
+    seg = tmp_path / "seg"
+    config = SegmentConfig(images=images, checkpoint=tmp_path / "x.pt", out=seg, device="cpu", crop="full")
+    run_segmentation(config, model_loader=lambda: None)  # nothing to segment: the folder and its recipe
+    assert (seg / "recipe.json").is_file()
+    (seg / "crops.csv").write_text(CROPS_HEADER + "000000.png,abc,,,,,,full,\n")
     with pytest.raises(CsvSchemaError, match="face_found must be 0 or 1"):
-        run_segmentation(SegmentConfig(images=images, checkpoint=tmp_path / "x.pt", out=seg, device="cpu", crop="full"),
-                         model_loader=lambda: None)
+        run_segmentation(config, model_loader=lambda: None)
 
 
 def test_step6_without_any_face_refuses_and_writes_nothing(tmp_path, capsys):
@@ -159,9 +181,9 @@ def test_step8_out_holding_the_checkpoint_is_refused(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     ckpt = _finetune_ckpt(base, tmp_path / "run" / "checkpoint_000002.pt")
     rc = load_script_file("08_generate_with_properties.py").main(
-        ["--checkpoint", str(ckpt), "--out", str(tmp_path / "run"), "--num", "1", "--device", "cpu", "-q"])
+        ["--finetuned-checkpoint", str(ckpt), "--out", str(tmp_path / "run"), "--num", "1", "--device", "cpu", "-q"])
     assert rc == 2
-    assert "--checkpoint" in _one_line(capsys.readouterr().err)
+    assert "--finetuned-checkpoint" in _one_line(capsys.readouterr().err)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint_000002.pt"]
 
 
@@ -170,7 +192,7 @@ def test_step9_out_holding_the_checkpoint_is_refused(tmp_path, capsys):
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"not even read: the overlap is refused first")
     rc = load_script_file("09_evaluate_control.py").main(
-        ["--checkpoint", str(ckpt), "--out", str(tmp_path), "--device", "cpu", "-q"])
+        ["--finetuned-checkpoint", str(ckpt), "--out", str(tmp_path), "--device", "cpu", "-q"])
     assert rc == 2
     line = _one_line(capsys.readouterr().err)
     assert "--out" in line and "--finetuned-checkpoint" in line
@@ -190,3 +212,24 @@ def test_normalizer_load_of_a_corrupt_file_is_a_value_error_naming_it(tmp_path, 
     with pytest.raises(ValueError, match=needle) as info:
         PropertyNormalizer.load(path)
     assert str(path) in str(info.value)
+
+
+def test_normalizer_load_of_a_cut_file_is_a_step_error_with_the_fix(tmp_path):
+    """Replay case n_s9_norm_trunc (issue 19): ``09_evaluate_control.py`` with ``normalization.json`` cut to
+    its first 200 bytes ended in a traceback ("ValueError: .../normalization.json: normalization JSON is not
+    valid JSON: Unterminated string ...") from ``PropertyNormalizer.load`` in step 9's judge, while steps 7a
+    and 7b refuse the same file in one line. Reproduction: ``python benchmarks/replay_cases.py --only
+    n_s9_norm_trunc``. The loader's error is now the readers' RecordError, which every script prints as one
+    line (exit 2); it stays a ValueError for callers that go on without the file (the studio's Measure)."""
+    from common.steps import StepError
+    from segmentation.normalize import PropertyNormalizer
+
+    whole = PropertyNormalizer.fit(pd.DataFrame({p: [1.0, 2.0, 3.0] for p in
+                                                 ("eyes", "hair_color", "hair_length", "mouth", "face_pose")}))
+    path = tmp_path / "normalization.json"
+    path.write_text(whole.to_json()[:200])
+    with pytest.raises(StepError) as info:
+        PropertyNormalizer.load(path)
+    assert isinstance(info.value, ValueError)
+    assert str(path) in str(info.value) and "fix: re-run step 6" in str(info.value)
+    assert "\n" not in str(info.value)

@@ -1,7 +1,9 @@
-"""The control lab (lab/control_lab.py): its truth functions, and a small lab run in CI (slow, ~0.5-1.2 min).
+"""The control lab (lab/control_lab.py): its truth functions, and a small lab run in CI (slow; 1.7-2 min at load ~9
+on 2 shared cores, avx2).
 
-The small lab fits SVM latent directions (linear edits, and the same edits refined through the learned regressor) and
-runs a 300-step fine-tune with that *learned* property regressor in a 32 px world whose five properties are exact
+The small lab fits latent directions with the library's defaults (ridge, hold, Euclidean, cap 3: linear edits, and
+the same edits refined through the learned regressor), SeFa's and InterFaceGAN's recipe beside them, and runs a
+300-step fine-tune with that *learned* property regressor in a 32 px world whose five properties are exact
 functions of the image, and judges them (and the unedited generator) with step 9's ``evaluate_control`` on step 9's
 own latents.
 """
@@ -46,29 +48,40 @@ def test_lab_judge_uses_step6_scale():
         assert scores[:, j].min() == pytest.approx(low) and scores[:, j].max() == pytest.approx(high)
 
 
-# The small lab's thresholds: below the minimum over training seeds 0-4 under ATEN_CPU_CAPABILITY=default, avx2 and
-# avx512 (native; 2-core Intel Xeon), measured with `python benchmarks/control_lab.py --small-seeds 0 1 2 3 4`.
-# The SVM directions gave the same r for every seed and instruction set (their fit is float64 and deterministic);
-# face_pose is not asserted for them: in this narrow world the held edit moves pose the wrong way (r -0.17), which
-# the README reports. The 300-step fine-tune varies widely by seed and instruction set (one property swung from
-# r -0.64 to 0.57 for the same seed), so only its mean r over the five properties is asserted.
-# Directions, r (every seed and ISA; re-measured 2026-12-02): eyes 0.722, hair_color 0.705, hair_length 0.887, mouth
-# 0.782, face_pose -0.169 (mean 0.586).
-# Fine-tune, mean r over the five properties: min 0.21, median 0.49, max 0.83 (15 runs); the unedited generator: 0.
-# (The fine-tune margin, 0.21, is smaller than its spread, 0.62: the assertion only says that control emerges.)
-# The same directions with the refine option (learned regressor, 30 steps), r min over the 15 runs: eyes 0.861,
-# hair_color 0.748, hair_length 0.858, mouth 0.855, face_pose 0.437; its mean r 0.772-0.928, at least 0.186 above the
-# linear edit's 0.586. Every run 26-28 s (avx2, avx512, quiet box) and 40-69 s (default, load 4-6).
-DIRECTIONS_R_MIN = {"eyes": 0.6, "hair_color": 0.55, "hair_length": 0.75, "mouth": 0.6}
+# The small lab's thresholds: below the minimum over training seeds 0-2 under ATEN_CPU_CAPABILITY=default and avx2 (the
+# native set of the 2-core AMD EPYC that measured them), the record control_lab_small-cpu
+# (`python benchmarks/control_lab.py --small-seeds 0 1 2 --isa-sweep`; the figures are its `spread` table).
+# The default directions, SeFa and the held linear edits are float64 fits of a world that is the same for every seed:
+# their r was the same in every run. Default directions, r: eyes 0.356, hair_color -0.034, hair_length 0.793, mouth
+# 0.816, face_pose 0.556 (mean 0.497); hair_color is not asserted: in this narrow world (16 channels, 400 samples) the
+# held edit cannot move it while holding the others (docs/control.md reports it). Mean leakage over the properties
+# 0.224; InterFaceGAN's free move leaked at least 0.11 (pose) to 1.08 (eyes) per property (mean >= 0.56) at
+# r >= 0.74-0.90 (pose 0.20): holding costs r and saves leakage, the trade-off the world family measures.
+# SeFa, held: mean r 0.337 (pose -0.71: the named component moves pose the wrong way once the others are held).
+# Refined (30 steps through the learned regressor), r min over the 6 runs: eyes 0.821, hair_color 0.742, hair_length
+# 0.872, mouth 0.857, face_pose 0.838; its mean r at least 0.32 above the linear edit's.
+# The 300-step fine-tune varies by seed and instruction set (hair_length -0.50 to 0.57); the per-property minima
+# average 0.07, so only its mean r > 0 is asserted: control emerges, and little more.
+# Seconds per run: 103-122 (avx2), 453-743 (default: no vector kernels), at load 6.6-8.9.
+DIRECTIONS_R_MIN = {"eyes": 0.25, "hair_length": 0.7, "mouth": 0.7, "face_pose": 0.45}
+DIRECTIONS_LEAKAGE_MAX = 0.3             # mean over properties of the default's leakage (measured 0.224)
+HOLD_LEAKAGE_RATIO_MAX = 0.7             # the default's mean leakage over InterFaceGAN's free move's (measured <= 0.40)
+INTERFACEGAN_MEAN_R_MIN = 0.6            # measured >= 0.72
+SEFA_MEAN_R_MIN = 0.2                    # measured 0.337
 FINETUNE_MEAN_R_MIN = 0.0
-REFINED_R_MIN = {"eyes": 0.8, "hair_color": 0.7, "hair_length": 0.8, "mouth": 0.8, "face_pose": 0.35}
-REFINE_GAIN_MIN = 0.1      # refined mean r above the linear edit's mean r
+REFINED_R_MIN = {"eyes": 0.7, "hair_color": 0.6, "hair_length": 0.75, "mouth": 0.75, "face_pose": 0.7}
+REFINE_GAIN_MIN = 0.2      # refined mean r above the linear edit's mean r (measured >= 0.32)
+
+
+def _mean(result: dict[str, dict[str, float]], method: str, quantity: str) -> float:
+    return float(np.mean([result[method][f"{p}_{quantity}"] for p in PROPERTY_NAMES]))
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("single_thread")
 def test_small_control_lab(record_property):
-    """Both routes give control well above the unedited generator's r = 0, judged by the exact properties."""
+    """Every route gives control well above the unedited generator's r = 0, judged by the exact properties; the
+    default's held edit leaks far less than InterFaceGAN's free move."""
     result = small_lab(seed=0)
     record_property("small_control_lab", result)
     print("small control lab:", result)
@@ -76,12 +89,15 @@ def test_small_control_lab(record_property):
     assert all(result["baseline"][f"{p}_pearson_r"] == pytest.approx(0.0, abs=1e-9) for p in PROPERTY_NAMES)
     for p, low in DIRECTIONS_R_MIN.items():
         assert result["directions"][f"{p}_pearson_r"] > low, p
-    mean_r = np.mean([result["finetuned"][f"{p}_pearson_r"] for p in PROPERTY_NAMES])
-    assert mean_r > FINETUNE_MEAN_R_MIN
+    leakage = _mean(result, "directions", "leakage_mean")
+    assert leakage < DIRECTIONS_LEAKAGE_MAX
+    assert leakage < HOLD_LEAKAGE_RATIO_MAX * _mean(result, "interfacegan", "leakage_mean")
+    assert _mean(result, "interfacegan", "pearson_r") > INTERFACEGAN_MEAN_R_MIN
+    assert _mean(result, "sefa", "pearson_r") > SEFA_MEAN_R_MIN
+    assert _mean(result, "finetuned", "pearson_r") > FINETUNE_MEAN_R_MIN
     for p, low in REFINED_R_MIN.items():
         assert result["refined"][f"{p}_pearson_r"] > low, p
-    gain = np.mean([result["refined"][f"{p}_pearson_r"] - result["directions"][f"{p}_pearson_r"] for p in PROPERTY_NAMES])
-    assert gain > REFINE_GAIN_MIN
+    assert _mean(result, "refined", "pearson_r") - _mean(result, "directions", "pearson_r") > REFINE_GAIN_MIN
 
 
 @pytest.mark.usefixtures("single_thread")

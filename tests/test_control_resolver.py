@@ -120,10 +120,10 @@ def test_the_plan_names_each_methods_inputs_and_output_folder(both):
     ckpt = both.finetuned_dir / "checkpoints" / "checkpoint_000004.pt"
     plan = resolve_control_methods(both, "all", refine=str(ckpt))
     assert plan.refine.on and plan.refine.checkpoint == ckpt
-    assert plan.inputs("finetuned") == {"--checkpoint": ckpt}
+    assert plan.inputs("finetuned") == {"--finetuned-checkpoint": ckpt}
     assert plan.inputs("directions") == {"--directions": both.directions_pt,
                                          "--stylegan-checkpoint": both.stylegan_checkpoint, "--refine": ckpt}
-    assert set(plan.inputs()) == {"--checkpoint", "--directions", "--stylegan-checkpoint", "--refine"}
+    assert set(plan.inputs()) == {"--finetuned-checkpoint", "--directions", "--stylegan-checkpoint", "--refine"}
     assert plan.generated_dir("directions") == both.directions_refined_generated_dir  # never the linear edits'
     assert plan.generated_dir("finetuned") == both.finetuned_generated_dir
     assert "refined with the regressor of" in plan.describe("directions", "ema")

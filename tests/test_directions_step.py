@@ -193,4 +193,4 @@ def test_another_generator_entry_than_step_1_used_is_refused(world, tmp_path):
 
     paths, _, _, _ = world
     with pytest.raises(FitDirectionsInputError, match="'generator_smooth' entry .* pass --weights ema"):
-        run_fit_directions(_config(paths, select="heldout-r", out_dir=tmp_path / "d", which="generator"))
+        run_fit_directions(_config(paths, select="heldout-r", out_dir=tmp_path / "d", weights="raw"))

@@ -172,13 +172,14 @@ def test_config_from_flags_and_validation(tmp_path):
     parser = script.build_parser()
     assert script.config_from_args(parser.parse_args([])) == FilterConfig()
     config = script.config_from_args(parser.parse_args(
-        ["--root", str(tmp_path), "--scores-csv", "s.csv", "--limit", "5", "--copy", "--gender-threshold", "0.5"]))
+        ["--root", str(tmp_path), "--quality-gender-csv", "s.csv", "--limit", "5", "--copy", "--gender-threshold",
+         "0.5"]))
     assert config == FilterConfig(root=tmp_path, scores_csv=Path("s.csv"), limit=5, link=False, gender_threshold=0.5)
-    assert config.resolved()["filtered_dir"] == tmp_path.resolve() / "stylegan" / "synthesize_results_filtered"
-    for gone in (["--out", "x.csv"], ["--seed", "1"], ["--overwrite"]):  # renamed (--scores-csv) or never used
+    assert config.resolved().filtered_dir == tmp_path.resolve() / "stylegan" / "synthesize_results_filtered"
+    for gone in (["--out", "x.csv"], ["--seed", "1"], ["--overwrite"]):  # renamed or never used
         with pytest.raises(SystemExit):
             parser.parse_args(gone)
-    with pytest.raises(ValueError, match="gender_threshold must lie in"):
+    with pytest.raises(ValueError, match=r"gender_threshold must be in \[0, 1\]"):
         FilterConfig(gender_threshold=1.5)
 
 

@@ -378,7 +378,7 @@ def test_script_flags_are_the_config_and_unused_ones_are_gone(tmp_path):
     config = script.config_from_args(parser.parse_args(
         ["--root", str(tmp_path), "--num", "7", "--port", "0", "--import", "x.csv", "--overwrite"]))
     assert config == LabellerConfig(root=tmp_path, num=7, port=0, import_csv=Path("x.csv"), overwrite=True)
-    assert config.resolved()["labels"] == tmp_path.resolve() / "gender_cnn" / "hand_labels.csv"
+    assert config.resolved().labels == tmp_path.resolve() / "gender_cnn" / "hand_labels.csv"
     for gone in (["--seed", "1"], ["--device", "cpu"], ["--limit", "3"]):  # accepted and ignored before
         with pytest.raises(SystemExit):
             parser.parse_args(gone)

@@ -516,7 +516,8 @@ def test_step7a_out_inside_step_1s_images_is_refused(world7a, tmp_path, capsys):
     paths = _copy_root(world7a, tmp_path)
     before = sorted(p.name for p in paths.generated_dir.iterdir())
     assert _step7a(paths.root, "--out", str(paths.generated_dir)) == 2
-    assert "step 1's image folder" in _error_line(capsys)
+    line = _error_line(capsys)
+    assert "--out" in line and "step 1's" in line  # named as step 1's input or as its image folder
     assert sorted(p.name for p in paths.generated_dir.iterdir()) == before
 
 
@@ -717,22 +718,27 @@ def test_demo_refuses_a_root_with_hand_labels_and_keeps_them(labelled_root, caps
 
 
 def test_demo_labels_take_the_lock_and_back_up_what_they_replace(tmp_path, capsys):
-    """Every path that replaces labels takes the labeller's lock and keeps a backup (issue 19, section 5)."""
+    """Every path that replaces labels takes the labeller's lock and keeps a backup (issue 19, section 5): the
+    demo's rule labels are step 2's ``--rule-labels`` import, the labeller's one import path."""
     from gender_cnn.hand_labels import Label
     from gender_cnn.labeller.store import LabelStore
-    from pipeline.demo import write_demo_labels
 
     root = tmp_path / "demo"
     assert run_pipeline(PipelineOptions(root=root, demo=True, device="cpu", quiet=True, first="1", last="1",
                                         step_args={"1": ["--num", "4"]})) == 0
     paths = PipelinePaths(root)
+    step2 = load_script_file("02_label_images.py").main
+    argv = ["--root", str(root), "--rule-labels", "--num", "4", "--no-serve", "-q"]
+    capsys.readouterr()
     with LabelStore(paths.hand_labels_csv, lock=True):
-        with pytest.raises(Exception, match="another labeller"):
-            write_demo_labels(paths)
+        assert step2(argv) == 2
+        assert "another labeller" in capsys.readouterr().err
     with LabelStore(paths.hand_labels_csv, lock=True) as store:  # an earlier demo's labels, one of them changed
         store.import_labels({"000000.jpg": Label(0, 0, "demo")})
-    assert "backed up to" in write_demo_labels(paths)
-    assert "backed up to" not in write_demo_labels(paths)  # nothing to replace: no backup
+    assert step2(argv) == 0
+    assert "backed up to" in "".join(capsys.readouterr())
+    assert step2(argv) == 0
+    assert "backed up to" not in "".join(capsys.readouterr())  # nothing to replace: no backup
 
 
 # ----------------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def _copy_run(first_run, tmp_path: Path) -> Path:
 
 
 def _argv(folder: Path, checkpoint: Path, out: Path, *extra: str) -> list[str]:
-    return ["--images", str(folder), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
+    return ["--images", str(folder), "--segmentation-checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
             "--batch-size", "3", "-q", *extra]
 
 

@@ -70,7 +70,7 @@ def test_step5_two_torchrun_ranks_write_what_one_process_writes(images, one_proc
     wrapper = tmp_path / "step5_tiny.py"
     wrapper.write_text(textwrap.dedent(STEP5_WRAPPER.format(repo=str(REPO), tests=str(REPO / "tests"))))
     out = tmp_path / "two"
-    result = _torchrun(wrapper, "--images", str(images), "--out", str(out), "--checkpoint",
+    result = _torchrun(wrapper, "--images", str(images), "--out", str(out), "--segmentation-checkpoint",
                        str(images.parent / "unused.pt"), "--device", "cpu", "--crop", "full", "--batch-size", "2",
                        "-q")
     assert folder_bytes(out) == one_process  # maps, crops, heads and crops.csv; no part left behind

@@ -19,7 +19,7 @@ def test_contract_spellings_and_one_spelling_per_concept():
     for name, options in flags.items():
         assert {"--root", "--help"} <= options, name
         assert "--input" not in options and "--which" not in options and "--trusted-checkpoint" not in options, name
-    assert {"--checkpoint", "--num", "--out"} <= flags["1"]
+    assert {"--checkpoint", "--stylegan-checkpoint", "--num", "--out"} <= flags["1"]
     assert {"--images", "--labels", "--host", "--port"} <= flags["2"]
     assert "--images" in flags["5"] and "--segmentation-dir" in flags["6"]
     for name in ("1", "7a", "7b", "8", "9"):
@@ -40,12 +40,16 @@ def test_help_prints_each_default_once_and_keeps_example_line_breaks():
 
 
 def test_a_device_that_does_not_exist_is_one_line_and_exit_2(tmp_path, capsys):
+    """Refused while parsing (the one --device declaration), before any model loads; resolve_device agrees."""
     import pytest
 
     from common.runtime import DeviceError, resolve_device
 
-    with pytest.raises(DeviceError, match="not a device name"):
-        resolve_device("gpu")
-    assert load_script("8").main(["--root", str(tmp_path), "--device", "gpu", "-q"]) == 2
+    for name in ("gpu", "meta", "mps"):
+        with pytest.raises(DeviceError, match="not a device name"):
+            resolve_device(name)
+    with pytest.raises(SystemExit) as info:
+        load_script("8").main(["--root", str(tmp_path), "--device", "gpu", "-q"])
+    assert info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --device gpu: not a device name") and "Traceback" not in err
+    assert err.startswith("error: --device gpu: not a device name") and len(err.splitlines()) == 1

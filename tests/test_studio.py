@@ -116,6 +116,38 @@ def test_directions_face_is_rendered_from_the_edited_w(models):
     assert np.array_equal(image, postprocess_uint8(raw)[0])
 
 
+def test_sefa_directions_are_a_method_of_their_own_through_the_same_edit(tmp_path_factory, single_thread, tmp_path):
+    """Step 7a's SeFa directions (sefa.pt) are offered beside the fitted ones: the face is the synthesis
+    of exactly the w SeFa's edit returns, the route shows it, and a save records sefa.pt and regenerates."""
+    import torch
+
+    from stylegan.networks import postprocess_uint8
+
+    models = load_studio_models(make_world(tmp_path_factory.mktemp("studio_sefa"), sefa=True))
+    assert models.available == ("directions", "sefa", "finetuned") and "sefa" in models.identity
+    app = StudioApp(models)
+    assert app.defaults.method == "both"
+    params = ViewParams(method="sefa", seed=5, values=(0.8, None, None, 0.3, None), layers="all")
+    image = render_face(models, params, "sefa")
+    w_edit = models.sefa.edit(models.w(5).double().numpy(), np.asarray([params.targets], np.float32))
+    with torch.inference_mode():
+        wp = models.generator.truncation(torch.from_numpy(np.asarray(w_edit, np.float32)))
+        raw = models.generator.synthesis(wp, None, False)["image"]
+    assert np.array_equal(image, postprocess_uint8(raw)[0])
+    assert not np.array_equal(image, render_face(models, params, "directions"))   # another file, another edit
+
+    response = app.get("/api/render", q(params.to_query()))
+    assert response.status == 200 and json.loads(response.headers["X-Studio-Layout"])["columns"] == ["base", "sefa"]
+    saved = app.get("/api/save", q(params.to_query() + "&face=sefa"))
+    path = tmp_path / "sefa.png"
+    path.write_bytes(saved.body)
+    recipe = read_recipe(path)
+    assert set(recipe["models"]) == {"stylegan", "sefa"}
+    again, which = recipe_params(recipe)
+    assert which == "sefa" and np.array_equal(np.asarray(Image.open(path).convert("RGB")),
+                                              render_face(models, again, which))
+
+
 def test_every_strip_tile_is_the_face_of_its_seed_bit_for_bit(models):
     """Issue 22: with strip > 1 a saved face differed from the tile shown by 1 in 4-10 of 196,608
     values (tiles were one batch of N, a save a batch of one). Every tile is now a batch of one."""
@@ -215,6 +247,7 @@ def test_saved_png_regenerates_exactly_and_refuses_other_models(models, tmp_path
     ("/api/render", "eyes=1.5", 400, "outside its trained range"),
     ("/api/render", "bogus=1", 400, "unknown query key"),
     ("/api/render", "method=directions&layers=fine", 400, "use one of ('auto', 'all', 'coarse', 'middle')"),
+    ("/api/render", "method=sefa", 400, "method 'sefa' is not loaded in this studio"),
     ("/api/save", "face=nose", 400, "face must be one of"),
     ("/api/save", "method=directions&face=finetuned", 400, "not shown in a 'directions' view"),
     ("/api/measure", "", 409, "Measure is not offered"),

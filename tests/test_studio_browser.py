@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "stylegan_and_segmentation" / "studio.py"
 DOCS_SHOTS = {"laptop": REPO_ROOT / "images" / "studio.png", "phone": REPO_ROOT / "images" / "studio_phone.png"}
 MAX_SHOT_BYTES = 300_000
-LAPTOP = {"width": 1280, "height": 900}
+LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 pytestmark = BROWSER_MARKS
@@ -136,6 +136,19 @@ def _shot(page, path: Path, name: str) -> None:
         shutil.copy(path, DOCS_SHOTS[name])
 
 
+_UNCAPTIONED = """() => {
+  const names = {base: 'base (unedited)', directions: 'latent directions', finetuned: 'fine-tuned'};
+  const captions = Array.from(document.querySelectorAll('#captions span'));
+  return Array.from(document.querySelectorAll('#grid .face')).filter(face => {
+    const x = face.getBoundingClientRect().left;
+    const above = captions.find(c => Math.abs(c.getBoundingClientRect().left - x) < 1);
+    return !above || above.textContent !== names[face.dataset.column];
+  }).map(face => face.getAttribute('aria-label'));
+}"""
+"""Faces of the strip with no caption of their column straight above them (a strip wrapped two seeds
+to a row on a laptop had captions over its first cell only)."""
+
+
 # ---- the main flow ---------------------------------------------------------------------------------
 
 def test_sliders_methods_fast_drag_strip_save_and_regenerate(browser, studio, world32, tmp_path):
@@ -187,6 +200,7 @@ def test_sliders_methods_fast_drag_strip_save_and_regenerate(browser, studio, wo
     stats = _settle(page)
     assert page.locator(".seed-label").all_inner_texts() == ["seed 4 (main face)", "seed 5", "seed 6"]
     assert page.locator("#sheet").evaluate("img => img.naturalHeight") == 3 * 32
+    assert page.evaluate(_UNCAPTIONED) == []              # the wrapped grid keeps its column names
 
     # save any tile: the file is that tile bit for bit, named by its seed and a recipe hash
     _, sheet = studio.get(f"api/render?{stats['query']}")
@@ -212,6 +226,7 @@ def test_sliders_methods_fast_drag_strip_save_and_regenerate(browser, studio, wo
     assert again["painted"][-1] == stats["query"]
     assert other.input_value("#slider-eyes") == page.input_value("#slider-eyes")
     other.close()
+    page.mouse.move(0, 0)                                # no hover outline in the docs figure
     _shot(page, tmp_path / "laptop.png", "laptop")
     page.close()
 
@@ -292,6 +307,8 @@ def test_typed_values_are_checked_corrected_and_shown_where_typed(browser, studi
 
 
 def test_back_and_forward_move_through_views_and_reset(browser, studio):
+    """Issue 22: the page only replaced its history entry (history.replaceState), so Back left the
+    studio instead of going to the previous view; there was no reset."""
     page = _open(browser, studio.url + "?method=directions&seed=10")
     _settle(page)
     page.click("#next")
@@ -487,6 +504,26 @@ def test_the_page_catches_up_when_the_server_comes_back(browser, world32, tmp_pa
         server.stop()
 
 
+def test_sefa_is_offered_where_step_7a_made_it(browser, studio, tmp_path):
+    """SeFa's directions are a method of the page where sefa.pt exists, hidden where it does not."""
+    page = _open(browser, studio.url + "?method=directions")
+    _settle(page)
+    assert page.locator("input[name=method][value=sefa]").is_hidden()
+    page.close()
+    server = Studio(make_world(tmp_path / "root", sefa=True).root, tmp_path / "studio.log", ("--no-measure",))
+    try:
+        page = _open(browser, server.url + "?method=sefa&eyes=0.7")
+        stats = _settle(page)
+        assert _query(stats["query"]).method == "sefa" and stats["errors"] == 0
+        assert page.locator("#captions span").all_inner_texts() == ["base (unedited)", "SeFa directions"]
+        assert page.locator("#layers-set").is_visible() and "SeFa directions leave it" in page.inner_text("#free-hint")
+        page.check("input[name=method][value=both]")
+        assert _query(_settle(page)["query"]).method == "both"
+        page.close()
+    finally:
+        server.stop()
+
+
 # ---- previews while dragging (a 128 px world: its 64 px output is a preview) ---------------------------
 
 @pytest.fixture(scope="module")
@@ -498,9 +535,13 @@ def studio128(tmp_path_factory):
 
 
 def test_a_held_slider_shows_previews_and_the_exact_frame_follows_when_it_rests(browser, studio128):
+    """Issue 22: nothing faster than an exact view existed while dragging, and nothing on the page said
+    which frame it showed."""
     page = _open(browser, studio128.url + "?method=directions&eyes=0.2")
     stats = _settle(page)
     assert stats["frames"] == ["exact"]
+    page.evaluate("""() => { window.busyShown = 0; const busy = document.getElementById('busy');
+        new MutationObserver(() => { if (!busy.hidden) window.busyShown++; }).observe(busy, {attributes: true}); }""")
     box = page.locator("#slider-eyes").bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + 0.25 * box["width"], y)
@@ -519,6 +560,7 @@ def test_a_held_slider_shows_previews_and_the_exact_frame_follows_when_it_rests(
     page.mouse.up()
     stats = _settle(page)
     assert stats["frames"][-1] == "exact" and stats["painted"][-1] == stats["query"]
+    assert page.evaluate("window.busyShown") > 0 and page.locator("#busy").is_hidden()   # busy while rendering
     previews = [i for i, f in enumerate(stats["frames"]) if f == "preview"]
     assert all(stats["sentDrag"][stats["sent"].index(stats["painted"][i])] for i in previews)
     page.close()

@@ -9,7 +9,7 @@ import pytest
 
 import lab.world_family as family
 from lab.control_lab import interfacegan_boundary, interfacegan_count
-from lab.world_family import CANDIDATES, WorldSpec, arm_summary, rule_check, run_world
+from lab.world_family import CANDIDATES, WorldSpec, arm_summary, rule_by_arm, rule_check, run_world
 
 
 def _summary(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
@@ -34,6 +34,22 @@ def test_the_rule_compares_the_default_with_the_best_candidate_that_leaks_little
     # the reference and SeFa are measured beside, never candidates
     ref = rule_check(_summary([(a, 0.80, 0.15), ("interfacegan", 0.99, 0.01), ("default", 0.79, 0.15)]))
     assert ref.iloc[0]["best_arm"] == a and ref.iloc[0]["met"]
+
+
+
+def test_rule_by_arm_ranks_each_setting_as_if_it_were_the_default():
+    """The defaults are read off this table (tuned half): most worlds met, then the smallest worst shortfall."""
+    a, b, c = (cand.name for cand in CANDIDATES[:3])
+    rows = [("w1", a, 0.90, 0.30), ("w1", b, 0.80, 0.15), ("w1", c, 0.70, 0.10),
+            ("w2", a, 0.95, 0.25), ("w2", b, 0.70, 0.18), ("w2", c, 0.75, 0.12)]
+    summary = pd.DataFrame([{"world": w, "half": "tuned", "arm": arm, "mean_r": r, "leakage": leak}
+                            for w, arm, r, leak in rows])
+    table = rule_by_arm(summary).set_index("arm")
+    assert list(table.index) == [b, c, a]        # one world each; b falls shorter elsewhere: 0.03 < 0.08
+    assert table.at[c, "worlds_met"] == 1 and table.at[c, "worst_r_shortfall"] == pytest.approx(0.08)  # w1: 0.8-0.02
+    assert table.at[b, "worlds_met"] == 1 and table.at[b, "worst_r_shortfall"] == pytest.approx(0.03)  # w2: 0.75-0.02
+    assert table.at[a, "worlds_met"] == 0 and table.at[a, "worlds_leakage_ok"] == 0
+    assert table.at[c, "worlds"] == 2 and table.at[c, "mean_r"] == pytest.approx(0.725)
 
 
 def test_interfacegan_boundary_follows_its_recipe():

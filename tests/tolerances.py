@@ -132,10 +132,24 @@ PROMISES: tuple[Promise, ...] = (
              "tests/test_segment_batch_invariance.py::test_logits_and_maps_do_not_depend_on_batch_size",
              "tests/test_segment.py::test_mixed_folder_flags_rows_and_writes_maps"),
             ("BATCH_U8_MAX_DIFF", "BATCH_U8_DIFFER_SHARE", "SEGMENT_BATCH_LOGIT_ATOL")),
-    Promise("one_spelling", "the shared spellings: `--images` for image folders, `--weights auto|ema|raw` for "
-                            "generator weights, `--root` everywhere; the old `--input`, `--which` and "
+    Promise("one_spelling", "one flag per concept in every script (`common/concepts.py`: `--stylegan-checkpoint`, "
+                            "`--segmentation-checkpoint`, `--finetuned-checkpoint`, `--quality-gender-csv`, "
+                            "`--all-scores-csv`, `--images`, `--weights auto|ema|raw`, `--root` ...); an old "
+                            "spelling is only an alias with its old meaning; `--input`, `--which` and "
                             "`--trusted-checkpoint` are gone",
-            ("tests/test_step_flags.py::test_contract_spellings_and_one_spelling_per_concept",)),
+            ("tests/test_flag_concepts.py::test_every_concept_has_its_one_spelling",
+             "tests/test_flag_concepts.py::test_old_spellings_are_only_aliases_with_their_old_meaning",
+             "tests/test_step_flags.py::test_contract_spellings_and_one_spelling_per_concept")),
+    Promise("parse_time", "a flag value outside its declared range, NaN or inf is one line at parse time (exit 2), "
+                          "before any input is read",
+            ("tests/test_flag_cases.py::test_a_bad_flag_is_one_line_at_parse_time",
+             "tests/test_settings.py::test_a_value_outside_the_declaration_is_one_line_at_parse_time")),
+    Promise("error_boundary", "Ctrl-C is one line and exit 130 with the finished items kept; a full disk or a "
+                              "read-only output is one line naming the file and the fix (a read-only output is "
+                              "refused before the work)",
+            ("tests/test_error_boundary.py::test_ctrl_c_in_step1_is_one_line_exit_130_and_resumes",
+             "tests/test_error_boundary.py::test_a_full_disk_in_step6_is_one_line_naming_the_file",
+             "tests/test_error_boundary.py::test_a_read_only_output_is_refused_before_any_work")),
     Promise("contract_names", "every contract file name is spelled once, in `common/paths.py`",
             ("tests/test_contract_names.py::test_contract_names_are_spelled_only_in_common_paths",)),
     Promise("toy_thresholds",

@@ -30,10 +30,18 @@ from urllib.parse import unquote
 
 from common.images import list_images
 from common.io import CsvSchemaError
-from common.local_access import check_allow_hosts
 from common.localserver import LocalRequestHandler, LocalServer, RequestError, ServerLimits
-from common.paths import REPO_ROOT, PipelinePaths
-from common.settings import allow_hosts_setting, host_setting, port_setting
+from common.settings import (
+    SettingError,
+    StepConfig,
+    allow_hosts_setting,
+    host_setting,
+    overwrite_setting,
+    port_setting,
+    setting,
+)
+from gender_cnn.demo_labels import demo_rule_labels
+from gender_cnn.hand_labels import LABELLER_RE
 from gender_cnn.labeller.queue import ORDERS, build_sequence, read_model_scores
 from gender_cnn.labeller.review import ReviewItem, build_review_list, read_oof_scores
 from gender_cnn.labeller.store import (
@@ -57,52 +65,57 @@ _STATIC_FILES = {
 
 
 @dataclass(frozen=True)
-class LabellerConfig:
+class LabellerConfig(StepConfig):
     """Step 2's settings: the session and, for ``run_labeller``, the paths (None = the default under ``root``)."""
 
-    root: Path = REPO_ROOT
-    images: Path | None = None       # step 1's images (default: stylegan/synthesize_results)
-    labels: Path | None = None       # hand labels CSV (default: gender_cnn/hand_labels.csv); journal next to it
-    scores_csv: Path | None = None   # step 4's scores, for order "uncertainty" (default: its contract path)
-    oof_csv: Path | None = None      # step 3's out-of-fold predictions, for the review list (ignored when absent)
-    import_csv: Path | None = None   # labels to import at start-up (ours or the original's format)
-    host: str = host_setting()       # keep loopback and use SSH port-forwarding on a server
-    port: int = port_setting(8765)   # 0 = any free port
-    allow_hosts: tuple[str, ...] = allow_hosts_setting()  # more names the Host header may give
-    open_browser: bool = False
-    overwrite: bool = False          # move the old CSV and journal aside (never deleted) and start afresh
-    num: int = 2000                 # images in the session (name order: the first N by name)
-    order: str = "name"             # name | uncertainty (needs the step-4 scores CSV)
-    labeller: str = "hand"          # value of the labeller column
-    compact_interval_s: float = 2.0  # how often the CSV is rewritten from the journal
-    max_body_bytes: int = 1 << 20   # larger POST bodies get 413
-    max_items: int = 10_000         # most images one bulk POST may change
-    undo_depth: int = 500           # undo steps kept across restarts
-    max_threads: int = 32           # concurrent requests; more wait in the listen backlog
-    backlog: int = 1024             # listen backlog (a burst of requests is queued, not refused)
+    images: Path | None = setting(None, path="generated_dir", help="image folder")
+    labels: Path | None = setting(None, concept="hand_labels_csv", output="file")
+    scores_csv: Path | None = setting(None, concept="quality_gender_csv", aliases=("--scores",),
+                                      help="step 4's scores CSV, for --order uncertainty")
+    oof_csv: Path | None = setting(None, flag="--oof", path="oof_predictions_csv",
+                                   help="step 3's out-of-fold predictions for the review list (ignored when absent)")
+    import_csv: Path | None = setting(None, flag="--import", help="import labels from a CSV (ours, or the original "
+                                                                  "img_name,quality,gender); images that already "
+                                                                  "have a decision keep it")
+    host: str = host_setting()
+    port: int = port_setting(8765)
+    allow_hosts: tuple[str, ...] = allow_hosts_setting()
+    open_browser: bool = setting(False, off_flag="--no-browser", help="open the page in a local browser "
+                                                                      "(--no-browser: do not, the default)")
+    overwrite: bool = overwrite_setting("start afresh: move the old CSV and journal aside to *.bak-<time> "
+                                        "(never deleted)")
+    num: int = setting(2000, low=0, help="name order: label the first NUM images by name; uncertainty order: queue "
+                                         "the NUM most uncertain unlabelled images (already labelled ones stay "
+                                         "reachable)")
+    order: str = setting("name", choices=ORDERS, help="uncertainty: most uncertain model scores first (needs step "
+                                                      "4's all_image_quality_and_gender.csv)")
+    labeller: str = setting("hand", pattern=LABELLER_RE.pattern,
+                            mismatch="must be 1 to 64 letters, digits, spaces or _ . @ -",
+                            help="value written in the labeller column")
+    compact_interval_s: float = setting(2.0, flag="--compact-interval", low=0.0, low_open=True,
+                                        help="seconds between CSV rewrites from the journal")
+    replace_labels: bool = setting(False, help="with --import: the file's labels replace every hand label (the old "
+                                               "CSV and journal are backed up first); run_pipeline --labels does this")
+    rule_labels: bool = setting(False, help="label the first --num images by the demo's rule (labeller=demo) "
+                                            "instead of by hand: random-weight demos only; replaces the labels "
+                                            "(backed up first)")
+    serve: bool = setting(True, flag="--no-serve", negate=True,
+                          help="do not serve the page: apply --import / --rule-labels, report the labels and stop "
+                               "(run_pipeline's step 2; with no labels yet it reports a pause)")
+    max_body_bytes: int = setting(1 << 20, flag="", low=1, help="larger POST bodies get 413")
+    max_items: int = setting(10_000, flag="", low=1, help="most images one bulk POST may change")
+    undo_depth: int = setting(500, flag="", low=0, help="undo steps kept across restarts")
+    max_threads: int = setting(32, flag="", low=1, help="concurrent requests; more wait in the listen backlog")
+    backlog: int = setting(1024, flag="", low=1, help="listen backlog (a burst of requests is queued, not refused)")
 
-    def __post_init__(self) -> None:
-        if self.num < 0:
-            raise ValueError(f"num must be >= 0, got {self.num}")
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be in 0..65535, got {self.port}")
-        if self.compact_interval_s <= 0:
-            raise ValueError(f"compact interval must be > 0 seconds, got {self.compact_interval_s}")
-        check_allow_hosts(self.allow_hosts)
+    def check(self) -> None:
+        if self.rule_labels and self.import_csv is not None:
+            raise SettingError("--rule-labels and --import exclude each other: pick where the labels come from")
+        if self.replace_labels and self.import_csv is None:
+            raise SettingError("--replace-labels needs --import FILE (the labels that replace the current ones)")
 
     def limits(self) -> ServerLimits:
         return ServerLimits(max_body_bytes=self.max_body_bytes, max_threads=self.max_threads, backlog=self.backlog)
-
-    def resolved(self) -> dict[str, Path]:
-        """The image folder and the CSVs, defaults filled in from ``root``."""
-        paths = PipelinePaths(Path(self.root).resolve())
-
-        def pick(value: Path | None, default: Path) -> Path:
-            return Path(value) if value is not None else default
-
-        return {"images": pick(self.images, paths.generated_dir), "labels": pick(self.labels, paths.hand_labels_csv),
-                "scores_csv": pick(self.scores_csv, paths.quality_gender_csv),
-                "oof_csv": pick(self.oof_csv, paths.oof_predictions_csv)}
 
 
 def _label_json(label: Label | None) -> dict | None:
@@ -123,6 +136,7 @@ class LabellerApp:
         self.sequence = sequence
         self.review = review
         self.config = config
+        self.import_backup: Path | None = None  # set by create_app when an import moved earlier labels aside
         self._stop = threading.Event()
         self._compactor: threading.Thread | None = None
 
@@ -255,13 +269,17 @@ def create_app(images_dir: Path, csv_path: Path, config: LabellerConfig = Labell
     import_labels = None
     if import_csv is not None:  # validate before touching the store
         import_labels = read_import_file(import_csv, known_images=all_images, labeller=config.labeller)
+    elif config.rule_labels:
+        import_labels, import_csv = demo_rule_labels(sorted(all_images.values())[:config.num]), "the demo's rule"
+    replace = config.replace_labels or config.rule_labels
     store = LabelStore(csv_path, undo_depth=config.undo_depth, lock=lock)
     try:
-        imported = 0
+        imported, backup = 0, None
         if import_labels is not None:  # the one import path (backup, journal folded in, then import)
-            imported, backup = store.apply_import(import_labels)
-            logger.info("imported %d labels from %s (%d already decided here were kept%s)", imported,
-                        import_csv, len(import_labels) - imported,
+            imported, backup = store.apply_import(import_labels, replace=replace)
+            logger.info("imported %d labels from %s (%s%s)", imported, import_csv,
+                        "they replace every earlier label" if replace
+                        else f"{len(import_labels) - imported} already decided here were kept",
                         f"; previous labels backed up to {backup}" if backup else "")
         unknown = sorted(set(store.labels()) - set(all_images))
         if unknown:
@@ -273,6 +291,7 @@ def create_app(images_dir: Path, csv_path: Path, config: LabellerConfig = Labell
                            "for the unlabelled images", scores_csv)
         sequence = build_sequence(list(all_images), store.labels(), config.num, config.order, scores)
         app = LabellerApp(store, all_images, sequence, [], config, images_dir=Path(images_dir), oof_csv=oof_csv)
+        app.import_backup = backup  # where an import moved the earlier labels (None: nothing to keep)
         app.review = app.build_review()
         if app.review:
             logger.info("review list: %d hand labels disagree with the out-of-fold predictions", len(app.review))

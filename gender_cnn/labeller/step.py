@@ -12,14 +12,14 @@ import socket
 import threading
 import time
 import webbrowser
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.images import list_images
 from common.io import CsvSchemaError
-from common.steps import Progress, StepError
+from common.steps import Progress, StepError, announce
 from gender_cnn.labeller.server import EXPOSES, LabellerApp, LabellerConfig, create_app, make_server
-from gender_cnn.labeller.store import StoreLock, StoreLockedError, journal_path_for
+from gender_cnn.labeller.store import StoreLock, StoreLockedError, journal_path_for, read_import_file
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,18 @@ class LabellerSummary:
     rows: int              # rows in the CSV (images outside the session included)
     imported: int
     csv_path: Path
-    url: str
+    url: str              # "" when the page was not served (--no-serve)
     seconds: float
+    paused: bool = False  # --no-serve and no labels yet: a person must label first (the runner stops here)
+    backup: Path | None = None  # where an import moved the earlier labels
 
     def line(self) -> str:
-        imported = f", {self.imported} imported" if self.imported else ""
+        if self.paused:
+            return (f"step 2: no hand labels yet in {self.csv_path}: label the images in the browser page of "
+                    "02_label_images.py, or pass existing labels: run_pipeline.py --from 2 --labels FILE")
+        imported = f", {self.imported} labels imported" if self.imported else ""
+        if self.backup is not None:
+            imported += f"; previous labels backed up to {self.backup}"
         return (f"step 2: labelled {self.labelled}/{self.total} images ({self.this_session:+d} this session, "
                 f"{self.unsure} with an unsure cell{imported}); {self.rows} rows in {self.csv_path} "
                 f"[{self.seconds:.0f}s]")
@@ -61,8 +68,13 @@ def backup_aside(path: Path, stamp: str) -> Path | None:
 
 
 def _open_session(config: LabellerConfig) -> tuple[LabellerApp, int]:
-    io = config.resolved()
-    csv_path = io["labels"]
+    csv_path = Path(config.labels)
+    if config.import_csv is not None:  # a bad file is refused before the lock (or anything) is made
+        try:
+            read_import_file(config.import_csv, known_images=[p.name for p in list_images(config.images)],
+                             labeller=config.labeller)
+        except (FileNotFoundError, NotADirectoryError, CsvSchemaError) as exc:
+            raise LabellerError(f"--import {config.import_csv}: {exc}") from exc
     try:
         lock = StoreLock(csv_path)
     except (StoreLockedError, OSError) as exc:
@@ -74,8 +86,8 @@ def _open_session(config: LabellerConfig) -> tuple[LabellerApp, int]:
                 moved = backup_aside(old, stamp)
                 if moved:
                     logger.warning("--overwrite: moved %s to %s", old, moved)
-        return create_app(io["images"], csv_path, config, scores_csv=io["scores_csv"], oof_csv=io["oof_csv"],
-                          import_csv=config.import_csv, lock=lock)
+        return create_app(Path(config.images), csv_path, config, scores_csv=config.scores_csv,
+                          oof_csv=config.oof_csv, import_csv=config.import_csv, lock=lock)
     except (FileNotFoundError, NotADirectoryError, CsvSchemaError, StoreLockedError, ValueError, OSError) as exc:
         lock.release()
         raise LabellerError(str(exc)) from exc
@@ -85,17 +97,24 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt
 
 
-def run_labeller(config: LabellerConfig, progress: Progress | None = None, *,
-                 announce: Callable[[str], None] | None = None) -> LabellerSummary:
+def run_labeller(config: LabellerConfig, progress: Progress | None = None) -> LabellerSummary:
     """Serve the labelling page until Ctrl-C or SIGTERM; returns what the session labelled.
 
-    ``announce(line)`` receives what a person needs to reach the page (URL, SSH hint, review list);
-    without it the lines are logged. progress(labelled, total) at start-up and at shutdown.
+    What a person needs to reach the page (URL, SSH hint, review list) is announced on stdout
+    (``common.steps.announce``). progress(labelled, total) at start-up and at shutdown.
     """
-    say = announce or logger.info
+    say = announce
     start = time.perf_counter()
+    config = config.resolved()
+    if not config.serve and config.import_csv is None and not config.rule_labels and not _has_labels(config):
+        return LabellerSummary(0, 0, 0, 0, 0, 0, Path(config.labels), "", time.perf_counter() - start, paused=True)
     app, imported = _open_session(config)
     decided_before = app.decided()
+    if not config.serve:
+        try:
+            return _summary(app, imported, decided_before, "", start, progress)
+        finally:
+            app.close()
     try:
         server = make_server(app, config.host, config.port)
     except OSError as exc:
@@ -118,6 +137,16 @@ def run_labeller(config: LabellerConfig, progress: Progress | None = None, *,
     if config.open_browser:
         threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
     _serve(server, app)
+    return _summary(app, imported, decided_before, server.url, start, progress)
+
+
+def _has_labels(config: LabellerConfig) -> bool:
+    labels = Path(config.labels)
+    return labels.is_file() or journal_path_for(labels).is_file()
+
+
+def _summary(app: LabellerApp, imported: int, decided_before: int, url: str, start: float,
+             progress: Progress | None) -> LabellerSummary:
     labels = app.store.labels()
     in_session = [labels[n] for n in app.sequence if n in labels]
     if progress is not None:
@@ -125,8 +154,8 @@ def run_labeller(config: LabellerConfig, progress: Progress | None = None, *,
     unsure = sum(1 for label in in_session if label.gender is None or label.quality is None)
     return LabellerSummary(labelled=len(in_session), total=len(app.sequence),
                            this_session=len(in_session) - decided_before, unsure=unsure, rows=len(labels),
-                           imported=imported, csv_path=app.store.csv_path, url=server.url,
-                           seconds=time.perf_counter() - start)
+                           imported=imported, csv_path=app.store.csv_path, url=url,
+                           seconds=time.perf_counter() - start, backup=app.import_backup)
 
 
 def _serve(server, app: LabellerApp) -> None:

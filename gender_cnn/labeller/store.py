@@ -363,9 +363,12 @@ class LabelStore:
         then folds the import into the CSV and trims the journal, so no older journal line can
         ever re-apply over the imported labels. ``replace=False`` fills only images without a
         decision; ``replace=True`` makes the labels exactly ``labels``. Returns (images changed,
-        backup path or None).
+        backup path or None). Labels that already are exactly ``labels`` are left alone: no backup, so
+        re-running the same import (the demo's rule labels) does not pile up copies.
         """
         with self._lock:
+            if replace and self.labels() == dict(labels):
+                return 0, None
             backup = self.backup_csv()
             changed = self.import_labels(labels, replace=replace)
             self._checkpoint()

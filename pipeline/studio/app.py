@@ -46,7 +46,7 @@ from pipeline.studio.exports import KINDS, MAX_SWEEP, Export, build_export
 from pipeline.studio.frames import DEFAULT_CACHE_MB, EXACT, PREVIEW, PREVIEW_PX, FaceFrames, FrameCache
 from pipeline.studio.gate import BackgroundJobs, Busy, NewestWinsGate, PinnedWorker, Superseded
 from pipeline.studio.landmarks import JUDGE_NAME, LandmarkReading, no_face_note
-from pipeline.studio.params import MAX_SEED, MAX_STRIP, METHODS, ParamError, ViewParams, parse_query
+from pipeline.studio.params import BOTH, MAX_SEED, MAX_STRIP, METHODS, ParamError, ViewParams, parse_query
 from pipeline.studio.pngmeta import FACES, encode_png, make_recipe, saved_name
 from pipeline.studio.render import StudioModels, face_latent, layer_choices, render_face, render_view
 
@@ -121,7 +121,8 @@ class StudioApp:
         self._identity_missing = "" if identity_factory else "identity distance: not offered by this studio"
         self._exports: OrderedDict[str, Export] = OrderedDict()
         available = models.available
-        method = "both" if len(available) == 2 else (available[0] if available else "directions")
+        both = all(m in available for m in BOTH)  # latent directions beside the fine-tune, where both load
+        method = "both" if both else (available[0] if available else "directions")
         self.defaults = ViewParams(method=method, seed=seed)
 
     def close(self) -> None:

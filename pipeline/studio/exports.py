@@ -34,7 +34,7 @@ MAX_SWEEP = 13
 SHEET_LEVELS: dict[str, tuple[float, ...]] = {"eyes": (0.15, 0.85), "mouth": (0.15, 0.85),
                                               "face_pose": (0.15, 0.5, 0.85)}
 """Where in each trained range the expression sheet samples (fractions from the low end)."""
-LABELS = {"base": "base", "directions": "directions", "finetuned": "fine-tuned"}
+LABELS = {"base": "base", "directions": "directions", "sefa": "SeFa", "finetuned": "fine-tuned"}
 MIN_THUMB_PX = 256
 """Contact-sheet tiles are at least this wide (small generators' frames enlarged by a whole factor)."""
 IdentityFn = Callable[[np.ndarray], tuple[np.ndarray, str]]
@@ -80,8 +80,9 @@ def held_hair(models: StudioModels, params: ViewParams) -> tuple[float, float]:
     """Hair colour and length to hold across a sheet: the view's requests, else this face's own."""
     j_color, j_length = PROPERTY_NAMES.index("hair_color"), PROPERTY_NAMES.index("hair_length")
     own = None
-    if models.directions is not None:
-        own = np.asarray(models.directions.predict(models.w(params.seed).double().cpu().numpy()), dtype=np.float64)[0]
+    reader = models.directions if models.directions is not None else models.sefa
+    if reader is not None:
+        own = np.asarray(reader.predict(models.w(params.seed).double().cpu().numpy()), dtype=np.float64)[0]
     out = []
     for j in (j_color, j_length):
         low, high = models.ranges[PROPERTY_NAMES[j]]

@@ -15,9 +15,11 @@ from urllib.parse import urlencode
 
 from common.paths import PROPERTY_NAMES
 
-METHODS: tuple[str, ...] = ("directions", "finetuned", "both")
-"""``both`` renders the two methods side by side for the same latent."""
-SINGLE_METHODS: tuple[str, ...] = ("directions", "finetuned")
+METHODS: tuple[str, ...] = ("directions", "sefa", "finetuned", "both")
+"""``sefa``: step 7a's SeFa directions through the same edit as ``directions``; ``both`` renders latent
+directions and the fine-tune side by side for the same latent."""
+SINGLE_METHODS: tuple[str, ...] = ("directions", "sefa", "finetuned")
+BOTH: tuple[str, ...] = ("directions", "finetuned")
 LAYER_CHOICES: tuple[str, ...] = ("auto", "all", "coarse", "middle", "fine")
 """Synthesis layers an edit of w reaches (directions only); ``auto`` = step 7's per-property choice."""
 MAX_SEED = 2**31 - 1
@@ -43,7 +45,7 @@ class ParamError(ValueError):
 class ViewParams:
     """One view of the studio.
 
-    method: directions | finetuned | both.   seed: which face; z = ``z_for(0, seed)``, i.e. image
+    method: directions | sefa | finetuned | both.   seed: which face; z = ``z_for(0, seed)``, i.e. image
     ``seed`` of a default step-1 run.   values: requested value per property (``PROPERTY_NAMES``
     order, step 6's scale), None = no request (latent directions leave it free or held, the
     fine-tune uses its training median).   psi / trunc_layers: truncation towards w_avg on the
@@ -81,7 +83,7 @@ class ViewParams:
     @property
     def methods(self) -> tuple[str, ...]:
         """The single methods this view renders (``both`` -> directions, finetuned)."""
-        return SINGLE_METHODS if self.method == "both" else (self.method,)
+        return BOTH if self.method == "both" else (self.method,)
 
     @property
     def targets(self) -> list[float]:

@@ -26,8 +26,8 @@ from pipeline.studio.params import ParamError, ViewParams
 CHUNK_KEY = "studio"
 FORMAT = "studio-face"
 FORMAT_VERSION = 1
-FACES: tuple[str, ...] = ("base", "directions", "finetuned")
-_ROLES_BY_FACE = {"base": ("stylegan",), "directions": ("stylegan", "directions"),
+FACES: tuple[str, ...] = ("base", "directions", "sefa", "finetuned")
+_ROLES_BY_FACE = {"base": ("stylegan",), "directions": ("stylegan", "directions"), "sefa": ("stylegan", "sefa"),
                   "finetuned": ("finetuned",)}
 
 

@@ -1,8 +1,8 @@
 """The studio's render backend: the models of one pipeline root and what a view renders.
 
 Where packages meet: the base generator (step 1), the fine-tuned conditional generator (step 7)
-and the latent directions (step 7's training-free route) are loaded once and rendered from the
-same z. Truncation (psi, layers) applies to every method alike, after the edit, so "base vs
+and the latent directions (step 7's training-free route, fitted or SeFa's) are loaded once and
+rendered from the same z. Truncation (psi, layers) applies to every method alike, after the edit, so "base vs
 edited" compares like with like. Everything runs in float32 under ``torch.inference_mode`` with
 the generators' stored noise, one face at a time (``pipeline.studio.frames``), so a face is a
 pure function of its :class:`ViewParams` and seed on a given device and thread count: that is
@@ -36,7 +36,7 @@ from stylegan.conditional import (
     newest_valid_checkpoint,
     property_ranges,
 )
-from stylegan.control_methods import DIRECTIONS, FINETUNED
+from stylegan.control_methods import DIRECTIONS, FINETUNED, SEFA
 from stylegan.control_resolver import METHOD_SOURCES, find_method_files
 from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
 from stylegan.generate import latents_for
@@ -63,6 +63,7 @@ class StudioModels:
     generator: StyleGANGenerator
     finetuned: ConditionalGenerator | None = None
     directions: Any | None = None          # stylegan.directions.LatentDirections
+    sefa: Any | None = None                # the same class, SeFa's directions (step 7a's sefa.pt)
     identity: dict[str, dict[str, str]] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_RANGES))
     medians: np.ndarray = field(default_factory=lambda: np.array([0.5, 0.5, 0.5, 0.5, 0.0], np.float32))
@@ -75,8 +76,15 @@ class StudioModels:
 
     @property
     def available(self) -> tuple[str, ...]:
-        return tuple(m for m, obj in (("directions", self.directions), ("finetuned", self.finetuned))
-                     if obj is not None)
+        return tuple(m for m, obj in (("directions", self.directions), ("sefa", self.sefa),
+                                      ("finetuned", self.finetuned)) if obj is not None)
+
+    def edits(self, face: str) -> Any:
+        """The directions object of an edit face (``directions`` or ``sefa``)."""
+        found = {"directions": self.directions, "sefa": self.sefa}[face]
+        if found is None:
+            raise ValueError(f"no {'SeFa' if face == 'sefa' else 'latent'} directions loaded")
+        return found
 
     @property
     def num_layers(self) -> int:
@@ -114,7 +122,7 @@ def _identity(path: Path, **extra: str) -> dict[str, str]:
 
 def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
                        finetuned_checkpoint: Path | None = None, directions_file: Path | None = None,
-                       weights: str = "ema") -> StudioModels:
+                       weights: str = "ema", sefa_file: Path | None = None) -> StudioModels:
     """Load what exists under ``paths``: the step-1 generator (required), the newest fine-tune and
     the latent directions (each optional, found by ``stylegan.control_resolver`` as steps 8 and 9
     find them; a note says what is missing and how to make it).
@@ -130,9 +138,10 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
 
     if finetuned_checkpoint is None:  # the newest valid one; what it skipped goes to the page's notes
         finetuned_checkpoint = newest_valid_checkpoint(paths.finetuned_dir, models.notes)
-    files = find_method_files(paths, {FINETUNED: finetuned_checkpoint, DIRECTIONS: directions_file})
+    files = find_method_files(paths, {FINETUNED: finetuned_checkpoint, DIRECTIONS: directions_file,
+                                      SEFA: sefa_file})
     models.notes += [source.missing(paths) for source in METHOD_SOURCES
-                     if source.name in (FINETUNED, DIRECTIONS) and files[source.name] is None]  # the ones shown
+                     if source.name in (FINETUNED, DIRECTIONS) and files[source.name] is None]  # SeFa: optional
     if files[FINETUNED] is not None:
         checkpoint = files[FINETUNED]
         finetuned = load_conditional_generator(checkpoint, device=device, which=weights)
@@ -144,15 +153,17 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
     if models.finetuned is None and normalization_ranges:
         models.ranges = normalization_ranges
 
-    if files[DIRECTIONS] is not None:
+    for name, given in ((DIRECTIONS, directions_file), (SEFA, sefa_file)):
+        if files[name] is None:
+            continue
         try:
-            models.directions = load_directions(files[DIRECTIONS], checkpoint=paths.stylegan_checkpoint,
-                                                w_dim=generator.w_space_dim)
-            models.identity["directions"] = _identity(files[DIRECTIONS])
+            setattr(models, name, load_directions(files[name], checkpoint=paths.stylegan_checkpoint,
+                                                  w_dim=generator.w_space_dim))
+            models.identity[name] = _identity(files[name])
         except DirectionsMismatchError as exc:
-            if directions_file is not None:
+            if given is not None:
                 raise
-            models.notes.append(f"latent directions not loaded: {exc}")
+            models.notes.append(f"{'SeFa' if name == SEFA else 'latent'} directions not loaded: {exc}")
     for model in (models.generator, models.finetuned):  # batch-of-one CPU renders: kernels packed once
         if model is not None:
             prepack_for_cpu(model)
@@ -205,7 +216,7 @@ class FaceLatent:
 @torch.inference_mode()
 def face_latent(models: StudioModels, face: str, seed: int, targets: Any, psi: float = 1.0,
                 trunc_layers: int = 0, layers: str = "auto") -> FaceLatent:
-    """The ``wp`` of one face (base | directions | finetuned) of seed ``seed`` (one z, batch of one).
+    """The ``wp`` of one face (base | directions | sefa | finetuned) of seed ``seed`` (one z, batch of one).
 
     Truncation ``w_avg + psi (wp - w_avg)`` on the first ``trunc_layers`` layers comes after the
     edit for every method, as each generator's own forward applies it.
@@ -223,14 +234,13 @@ def face_latent(models: StudioModels, face: str, seed: int, targets: Any, psi: f
         z = torch.as_tensor(models.z([seed]), device=device)
         cond = np.where(np.isnan(targets), models.medians[None], targets).astype(np.float32)
         wp = generator.truncation(generator.map(z, torch.as_tensor(cond, device=device))["w"])
-    elif face == "directions":
-        if models.directions is None:
-            raise ValueError("no latent directions loaded")
+    elif face in ("directions", "sefa"):
+        directions = models.edits(face)
         w = models.w(seed)
-        w_edit, ok = models.directions.edit(w.double().cpu().numpy(), targets, return_report=True)
+        w_edit, ok = directions.edit(w.double().cpu().numpy(), targets, return_report=True)
         reached = np.asarray(ok, dtype=bool)[0]
         w_edit = torch.as_tensor(np.asarray(w_edit, dtype=np.float32), device=device)
-        mask = torch.from_numpy(edit_layer_mask(models.directions, generator.num_layers, layers, targets))
+        mask = torch.from_numpy(edit_layer_mask(directions, generator.num_layers, layers, targets))
         wp = torch.where(mask.to(device)[None, :, None], w_edit[:, None, :], w[:, None, :])
     else:
         raise ValueError(f"unknown face {face!r}")

@@ -23,11 +23,19 @@ from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from common.local_access import check_allow_hosts
 from common.localserver import PAGE_CSP, LocalRequestHandler, LocalServer, RequestError, ServerLimits
 from common.paths import PipelinePaths
+from common.settings import (
+    StepConfig,
+    allow_hosts_setting,
+    device_setting,
+    host_setting,
+    port_setting,
+    seed_setting,
+    setting,
+    weights_setting,
+)
 from common.runtime import resolve_device
-from common.settings import allow_hosts_setting, host_setting, port_setting
 from pipeline.scorers import SegmentationScorer
 from pipeline.studio.app import StudioApp
 from pipeline.studio.landmarks import StudioLandmarkJudge
@@ -85,31 +93,30 @@ def make_server(app: StudioApp, host: str = "127.0.0.1", port: int = 8770,
 
 
 @dataclass(frozen=True)
-class StudioConfig:
-    """One studio session (paths come from ``PipelinePaths``; None = the contract path / newest)."""
+class StudioConfig(StepConfig):
+    """One studio session (paths come from ``PipelinePaths``; None = the contract path / newest).
 
-    root: Path = PipelinePaths().root
+    The fields are the studio script's flags (``common.settings``): declared once, with their ranges."""
+
     host: str = host_setting()
     port: int = port_setting(8770)
-    allow_hosts: tuple[str, ...] = allow_hosts_setting()  # more names the Host header may give
-    device: str = "auto"
-    finetuned_checkpoint: Path | None = None
-    directions_file: Path | None = None
-    weights: str = "ema"                 # fine-tune: EMA or raw generator weights
-    crop: str = "auto"                   # Measure: auto = full image for the demo's models, else MTCNN
-    measure: bool = True                 # offer Measure when the segmentation model exists
-    scorer: str = "segmentation"         # brightness = step 9's labelled stand-in (tests, no FaceXFormer)
-    seed: int = 0                        # the face a fresh page opens on
-    open_browser: bool = False
-
-    def __post_init__(self) -> None:
-        if self.crop not in CROPS:
-            raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
-        if self.scorer not in SCORERS:
-            raise ValueError(f"scorer must be one of {SCORERS}, got {self.scorer!r}")
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be in 0..65535, got {self.port}")
-        check_allow_hosts(self.allow_hosts)
+    allow_hosts: tuple[str, ...] = allow_hosts_setting()
+    device: str = device_setting()
+    finetuned_checkpoint: Path | None = setting(None, concept="finetuned_checkpoint", aliases=("--checkpoint",))
+    directions_file: Path | None = setting(None, concept="directions", fill=False)
+    sefa_file: Path | None = setting(None, flag="--sefa", path="sefa_pt", fill=False,
+                                     help="SeFa directions (default: stylegan/directions/sefa.pt, written by step 7a)")
+    weights: str = weights_setting("ema", choices=("ema", "raw"), help="fine-tune: EMA or raw generator weights")
+    crop: str = setting("auto", choices=CROPS,
+                        help="Measure's face crop: auto = full image for the demo's models, MTCNN otherwise")
+    measure: bool = setting(True, flag="--no-measure", negate=True,
+                            help="do not offer Measure (never loads FaceXFormer)")
+    scorer: str = setting("segmentation", choices=SCORERS,
+                          help="Measure's judge: segmentation (the real one) or brightness (a labelled stand-in)")
+    seed: int = seed_setting("the face a fresh page opens on: image SEED of a default step-1 run (the page's seed "
+                             "box changes it)")
+    open_browser: bool = setting(False, off_flag="--no-browser",
+                                 help="open the page in a local browser (--no-browser: do not, the default)")
 
 
 @dataclass(frozen=True)
@@ -136,7 +143,7 @@ def build_app(config: StudioConfig) -> StudioApp:
     paths = PipelinePaths(Path(config.root).resolve())
     device = resolve_device(config.device)
     models = load_studio_models(paths, device, config.finetuned_checkpoint, config.directions_file,
-                                config.weights)
+                                config.weights, config.sefa_file)
     if not models.available:
         raise MissingMethodError(no_method_message(paths, models.notes))
     factory, name, measure_off = None, "", ""

@@ -10,7 +10,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const LABELS = { base: "base (unedited)", directions: "latent directions", finetuned: "fine-tuned" };
+const LABELS = { base: "base (unedited)", directions: "latent directions", sefa: "SeFa directions",
+                 finetuned: "fine-tuned" };
 const NAMES = { eyes: "eyes", hair_color: "hair colour", hair_length: "hair length", mouth: "mouth",
                 face_pose: "pose" };
 const ENDS = { eyes: ["closed", "wide open"], hair_color: ["dark", "light"], hair_length: ["short", "long"],
@@ -33,6 +34,7 @@ let retryTimer = null;
 let dragging = false;     // the pointer holds a range input
 let dragEntry = false;    // this drag already has its history entry
 let lastObjectUrl = null;
+let shownColumns = [];    // the columns of the image on screen (base, then a face per method)
 let measuring = false;
 
 // What the browser tests and the benchmark read: nothing here changes behaviour.
@@ -208,6 +210,7 @@ function showState() {
   for (const radio of document.querySelectorAll("input[name=method]")) {
     radio.checked = radio.value === state.method;
     radio.disabled = !methodLoaded(radio.value);
+    if (radio.value === "sefa") radio.parentElement.hidden = radio.disabled;   // optional: shown where step 7a made it
   }
   $("seed").value = String(state.seed);
   $("strip").value = String(state.strip);
@@ -226,8 +229,9 @@ function showState() {
   $("trunc_layers").value = String(state.trunc_layers);
   $("trunc_layers-num").value = String(state.trunc_layers);
   $("layers").value = state.layers;
-  const directions = methodNeeds(state.method).includes("directions");
-  const finetuned = methodNeeds(state.method).includes("finetuned");
+  const needs = methodNeeds(state.method);
+  const directions = needs.includes("directions") || needs.includes("sefa");   // both edit w
+  const finetuned = needs.includes("finetuned");
   $("layers-set").hidden = !directions;
   $("trunc-hint").textContent = `Of the generator's ${info.num_layers} synthesis layers, coarse first; ` +
     "0 = no truncation.";
@@ -236,8 +240,8 @@ function showState() {
     : `psi: 1 keeps this face's own style on the first ${state.trunc_layers} layers, 0 gives the average ` +
       "face there.";
   const free = [];
-  if (directions) free.push("latent directions leave it to their edit (held at this face's own value when " +
-                            "step 7 fitted them to hold)");
+  if (directions) free.push(`${needs.includes("sefa") ? "SeFa" : "latent"} directions leave it to their edit ` +
+                            "(held at this face's own value when step 7 fitted them to hold)");
   if (finetuned) free.push("the fine-tune uses its training median");
   $("free-hint").textContent = "Tick a property to request a value (drag, or type it). " +
     `"free" = not requested: ${free.join("; ")}.`;
@@ -410,14 +414,7 @@ async function paint(blob, layout, frame, job) {
   const grid = $("grid");
   grid.textContent = "";
   grid.classList.toggle("pixelated", frame === "exact" && face < tile);
-  const captions = $("captions");
-  captions.textContent = "";
-  for (const column of layout.columns) {
-    const span = document.createElement("span");
-    span.style.width = `${tile}px`;
-    span.textContent = LABELS[column];
-    captions.appendChild(span);
-  }
+  shownColumns = layout.columns;
   const query = job.query;
   layout.seeds.forEach((seed, r) => {
     const cell = document.createElement("div");
@@ -458,6 +455,7 @@ async function paint(blob, layout, frame, job) {
     cell.append(label, tiles);
     grid.appendChild(cell);
   });
+  drawCaptions(tile);
   $("view-hint").hidden = rows < 2;
   await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
   if (lastObjectUrl) URL.revokeObjectURL(lastObjectUrl);
@@ -692,7 +690,7 @@ function relayout() {
   // sizes follow the window; the image itself is the one on screen
   const faces = $("grid").querySelectorAll(".face");
   if (!faces.length) return;
-  const cols = $("captions").children.length;
+  const cols = shownColumns.length;
   const rows = $("grid").children.length;
   const tile = tileSize(rows, cols);
   for (const el of faces) {
@@ -702,7 +700,28 @@ function relayout() {
     el.style.backgroundSize = `${tile * cols}px ${tile * rows}px`;
     el.style.backgroundPosition = `${-c * tile}px ${-r * tile}px`;
   }
-  for (const span of $("captions").children) span.style.width = `${tile}px`;
+  drawCaptions(tile);
+}
+
+function drawCaptions(tile) {
+  // the column names over every cell of the grid's first row: wrapped rows of the strip line up below them
+  const captions = $("captions");
+  captions.textContent = "";
+  const cells = Array.from($("grid").children);
+  const top = cells.length ? cells[0].offsetTop : 0;
+  const perRow = Math.max(1, cells.filter((cell) => cell.offsetTop === top).length);
+  for (let i = 0; i < perRow; i++) {
+    const group = document.createElement("div");
+    group.className = "group";
+    if (cells[i]) group.style.width = `${cells[i].offsetWidth}px`;
+    for (const column of shownColumns) {
+      const span = document.createElement("span");
+      span.style.width = `${tile}px`;
+      span.textContent = LABELS[column];
+      group.appendChild(span);
+    }
+    captions.appendChild(group);
+  }
 }
 
 async function start() {
