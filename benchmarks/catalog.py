@@ -74,7 +74,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                               "&& python benchmarks/replay_cases.py --scratch /tmp/replay/scratch --record",
                               manual=True),  # about 1.5 h on 2 loaded cores; mounts small tmpfs (root)
     "bench_refine": Benchmark("python benchmarks/bench_refine.py --device {device}", needs=_GPU,
-                              per_device={"cpu": "python benchmarks/bench_refine.py --device cpu --threads 1"}, devices=_BOTH),
+                              per_device={"cpu": "python benchmarks/bench_refine.py --device cpu --threads 2"}, devices=_BOTH),
     "device_check": Benchmark("python benchmarks/device_check.py --device {device}", needs=_GPU, devices=("cuda",)),
     "device_check_quick": Benchmark("python benchmarks/device_check.py --quick --device {device}", manual=True),
     "toy_margins": Benchmark("python benchmarks/toy_margins.py --steps 400 --isa-sweep"),
@@ -91,6 +91,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                                                        "development machine's disk)"}),
     "bench_studio": Benchmark("python benchmarks/bench_studio.py --device {device}", needs=_GPU, devices=_BOTH),
     "control_lab_worlds": Benchmark("python benchmarks/control_lab.py --worlds", manual=True),
+    "control_lab_finetune": Benchmark("python benchmarks/control_lab_finetune.py --variants default decorrelate=1.0",
+                                      manual=True),
     "control_lab_small": Benchmark("python benchmarks/control_lab.py --small-seeds 0 1 2 --isa-sweep", manual=True),
 }
 """Every benchmark whose records the docs may cite."""

@@ -413,9 +413,13 @@ def select_refine_layers(world: LabWorld, directions: LatentDirections, regresso
 def finetune_arm(world: LabWorld, say: Say | None = None,
                  on_step: Callable[[int], None] | None = None,
                  regressor: tuple[torch.nn.Module, dict[str, Any], float] | None = None,
+                 training: dict[str, Any] | None = None,
+                 on_checkpoint: Callable[[int, pd.DataFrame], None] | None = None,
                  ) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
     """Fine-tune with the learned regressor (trained here unless given, as :func:`lab_regressor` returns it),
-    judge G_ema after each listed step count; ``say`` gets each step count's r as a line.
+    judge G_ema after each listed step count; ``say`` gets each step count's r as a line, ``on_checkpoint``
+    (steps, rows) each judged checkpoint as soon as it is judged. ``training``: ``FinetuneConfig`` settings
+    that replace the lab's (e.g. ``{"decorrelate": 1.0}``).
 
     Returns ({steps: comparison rows}, info with the regressor's held-out r and seconds).
     """
@@ -423,6 +427,8 @@ def finetune_arm(world: LabWorld, say: Say | None = None,
     regressor, metrics, regressor_seconds = regressor if regressor is not None else lab_regressor(world)
     config = FinetuneConfig(steps=max(cfg.finetune_steps), batch_size=cfg.batch_size, lr_g=cfg.lr_g, lr_d=cfg.lr_d,
                             lambda_prop=cfg.lambda_prop, ema_beta=cfg.ema_beta, seed=cfg.train_seed)
+    if training:
+        config = replace(config, **training)
     trainer = Finetuner(build_conditional_generator(world.generator, seed=cfg.train_seed),
                         build_conditional_discriminator(world.discriminator, seed=cfg.train_seed),
                         world.images_u8, world.scores, config, regressor)
@@ -442,6 +448,8 @@ def finetune_arm(world: LabWorld, say: Say | None = None,
         g_ema.finetune_settings = settings
         method = FinetunedMethod(g_ema, cfg.batch, description=f"lab fine-tune, {steps} steps")
         out[steps] = comparison_rows("finetuned", evaluate_method(world, method))
+        if on_checkpoint is not None:
+            on_checkpoint(steps, out[steps])
         if say is not None:
             r = out[steps].set_index("property")["pearson_r"]
             say(f"fine-tune {steps} steps: " + " ".join(f"{p} {r[p]:.3f}" for p in PROPERTY_NAMES))

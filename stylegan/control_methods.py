@@ -209,8 +209,8 @@ class DirectionsMethod:
             w_edit = torch.from_numpy(np.asarray(w_edit, dtype=np.float32)).to(device)
             masks = np.stack([self.directions.layer_mask_for(np.isfinite(row), num_layers) for row in tb])
             if self.refiner is not None:   # the "refine" option: the linear edit polished by the learned regressor
-                wp = self.refiner.refine(w, w_edit, tb, torch.from_numpy(masks).to(device))
-                return _synthesize(self.generator, wp), reached
+                wp, images = self.refiner.refine_and_render(w, w_edit, tb, torch.from_numpy(masks).to(device))
+                return (images if images is not None else _synthesize(self.generator, wp)), reached
             mask = torch.from_numpy(masks).to(device)[:, :, None]          # [N, L, 1]
             wp = torch.where(mask, w_edit[:, None, :], w[:, None, :])      # [N, L, D]
             return _synthesize(self.generator, wp), reached

@@ -75,6 +75,11 @@ RESUMABLE_CHANGES: tuple[str, ...] = ("steps", "checkpoint_every", "sample_every
 """Training settings that may change when a run is resumed (the number of processes too); every other one must
 match the checkpoint."""
 
+ADDED_SETTINGS: dict[str, Any] = {"decorrelate": 0.0}
+"""Training settings added after runs were recorded, with the value those runs trained with: at that value a
+setting is left out of the recipe, so a run recorded before it existed still resumes (a checkpoint's
+``config['finetune']`` always holds every setting)."""
+
 SAMPLE_Z_STREAM = 7
 """Second word of the seed of the sample sheets' latent: ``default_rng([seed, 7])``."""
 
@@ -231,7 +236,8 @@ def _refuse_foreign(path: Path, state: dict[str, Any], saved: FinetuneSettings, 
 def finetune_recipe(config: FinetuneStepConfig, base_entry: str, device: torch.device) -> Recipe:
     """What the run's checkpoints are made from: not the settings a resume may change, --limit or paths."""
     config = config.resolved()
-    training = {k: v for k, v in asdict(config.training).items() if k not in RESUMABLE_CHANGES}
+    training = {k: v for k, v in asdict(config.training).items() if k not in RESUMABLE_CHANGES
+                and not (k in ADDED_SETTINGS and v == ADDED_SETTINGS[k])}
     return Recipe.of("7b", {**training, "base_entry": base_entry, "property_names": list(PROPERTY_NAMES),
                             "device_type": device.type},
                      {"stylegan_checkpoint": config.checkpoint, "scores_csv": config.scores,

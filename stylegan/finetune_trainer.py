@@ -94,6 +94,9 @@ class FinetuneConfig(Settings):
                                              "together) into N parts, each with its own random stream (default: "
                                              "one per process); one process with --micro-batches N trains as N "
                                              "processes under torchrun do")
+    decorrelate: float = setting(0.0, low=0.0, high=1.0,
+                                 help="share (0-1) of fake conditions drawn property by property, each from its own "
+                                      "random real row, so that property pairs vary independently")
 
     def check(self) -> None:
         try:
@@ -198,10 +201,21 @@ class Finetuner:
         return images, self.conditions[idx].to(self.device)
 
     def _fake_inputs(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """z ~ N(0, I) and conditions drawn from the real conditions, independent of the real batch."""
-        idx = torch.randint(len(self.conditions), (self.micro_batch,), generator=gen)
+        """z ~ N(0, I) and conditions drawn from the real conditions, independent of the real batch.
+
+        A share ``decorrelate`` of the rows takes each property from its own random real row (the product of
+        the marginals): every property then varies independently of the others, as a sweep asks for.
+        """
+        n, num_props = len(self.conditions), self.conditions.shape[1]
+        idx = torch.randint(n, (self.micro_batch,), generator=gen)
         z = torch.randn(self.micro_batch, self.G.z_space_dim, generator=gen)
-        return z.to(self.device), self.conditions[idx].to(self.device)
+        conditions = self.conditions[idx]
+        if self.config.decorrelate > 0:   # drawn only then: runs without it keep their streams
+            rows = torch.randint(n, (self.micro_batch, num_props), generator=gen)
+            independent = self.conditions[rows, torch.arange(num_props)]
+            chosen = torch.rand(self.micro_batch, generator=gen) < self.config.decorrelate
+            conditions = torch.where(chosen[:, None], independent, conditions)
+        return z.to(self.device), conditions.to(self.device)
 
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)

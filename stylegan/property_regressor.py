@@ -52,7 +52,11 @@ class PropertyRegressor(nn.Module):
                                   nn.LeakyReLU(0.2), nn.Linear(128, config.num_outputs))
 
     def forward(self, images_pm1: torch.Tensor) -> torch.Tensor:
-        x = images_pm1
+        # clipped to [-1, 1] as every image the judge scores is (``postprocess_uint8``) and every training image
+        # was: a generator's raw output can overshoot far (a random lab generator's by 10x on most pixels), and
+        # unclipped the regressor would be asked about images nobody will ever see; the clip's zero gradient on
+        # saturated pixels is the judge's own (a saturated pixel does not change what it measures)
+        x = images_pm1.clamp(-1.0, 1.0)
         if x.shape[-1] != self.config.input_size or x.shape[-2] != self.config.input_size:
             x = F.interpolate(x, size=(self.config.input_size, self.config.input_size), mode="area")
         return self.head(self.features(x))

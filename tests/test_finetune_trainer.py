@@ -131,3 +131,37 @@ def test_toy_two_entangled_properties(record_property):
     record_property("toy_two_properties", {str(k): v for k, v in results.items()})
     print("two toy properties:", results)
     assert results[(3.0, 0)]["r"] > TWO_R_MIN and results[(3.0, 3)]["r"] > TWO_R_MIN
+
+
+def test_decorrelate_draws_each_property_from_its_own_row(toy):
+    """decorrelate=1: every fake condition takes each property from an independent real row, so two properties that
+    are perfectly correlated in the real conditions are uncorrelated in what the generator is asked for; 0 keeps
+    the real rows (and the random stream of runs made before the setting existed)."""
+    trainer = _trainer(toy, decorrelate=1.0)
+    n = len(trainer.conditions)
+    linked = torch.rand(n, generator=torch.Generator().manual_seed(0))
+    trainer.conditions = torch.stack([linked, linked, *trainer.conditions[:, 2:].T], dim=1)
+    gen = torch.Generator().manual_seed(1)
+    fake = torch.cat([trainer._fake_inputs(gen)[1] for _ in range(200)]).numpy()
+    r = np.corrcoef(fake[:, 0], fake[:, 1])[0, 1]
+    assert abs(r) < 0.1, r           # 1,600 independent pairs: |r| above 0.1 has odds below 1e-4
+    kept = _trainer(toy)
+    kept.conditions = trainer.conditions
+    rows = torch.cat([kept._fake_inputs(torch.Generator().manual_seed(1))[1] for _ in range(20)]).numpy()
+    assert np.array_equal(rows[:, 0], rows[:, 1])
+    with pytest.raises(ValueError, match="decorrelate"):
+        FinetuneConfig(decorrelate=1.5)
+
+
+def test_a_setting_added_later_leaves_old_recipes_resumable(tmp_path):
+    """At the value runs trained with before it existed, ``decorrelate`` is not in the step-7b recipe (a folder
+    recorded then still resumes); any other value is, so a changed setting is refused as before."""
+    from stylegan.finetune_step import ADDED_SETTINGS, FinetuneStepConfig, finetune_recipe
+
+    def settings(**training):
+        config = FinetuneStepConfig(root=tmp_path, training=FinetuneConfig(**training))
+        return finetune_recipe(config, "generator", torch.device("cpu")).settings
+
+    assert ADDED_SETTINGS == {"decorrelate": 0.0}
+    assert "decorrelate" not in settings()
+    assert settings(decorrelate=0.5)["decorrelate"] == 0.5

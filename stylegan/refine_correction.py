@@ -1,0 +1,131 @@
+"""A learned one-step correction of linear latent edits (the ``learned`` refine method, issue 21 §4).
+
+The gradient refine (``stylegan.refine``) costs 70-180 generator forwards per image because it optimises
+each image's code on its own. This module amortises that optimisation: a small MLP reads the original
+code w, the linear edit's change and the request, and returns a correction of the edited code, trained
+once per (generator, regressor, directions) on the gradient refine's own objective
+
+    sum_requested ((R_j(G(w')) - t_j) / s_j)^2 + hold_weight * sum_unrequested ((R_j(G(w')) - R_j(G(w))) / s_j)^2
+    + anchor_weight * mean((correction / sd_w)^2)
+
+through the frozen generator and the frozen learned regressor R (never the judge), on random codes and
+random single-property requests inside the scores seen in fitting. Applying it costs one MLP pass; the
+refined image is then one render. Training costs ``steps`` gradient steps of ``batch`` images.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["CorrectionConfig", "EditCorrection", "fit_edit_correction"]
+
+
+@dataclass(frozen=True)
+class CorrectionConfig:
+    """How the correction is trained (measured in the control lab, docs/control.md)."""
+
+    steps: int = 1500
+    batch: int = 32
+    lr: float = 2e-3
+    hold_weight: float = 3.0
+    anchor_weight: float = 0.01
+    hidden: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch < 1 or self.hidden < 1:
+            raise ValueError(f"correction steps >= 0, batch >= 1 and hidden >= 1 needed, got {self}")
+        if not self.lr > 0 or self.hold_weight < 0 or self.anchor_weight < 0:
+            raise ValueError(f"correction lr > 0 and weights >= 0 needed, got {self}")
+
+
+class EditCorrection(nn.Module):
+    """(w [N, D], linearly edited w [N, D], targets [N, P] with NaN = hold) -> corrected edited w [N, D]."""
+
+    def __init__(self, w_dim: int, num_properties: int, hidden: int = 512):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * w_dim + 2 * num_properties, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, w_dim))
+        nn.init.zeros_(self.net[-1].weight)   # starts as the linear edit itself
+        nn.init.zeros_(self.net[-1].bias)
+        for name, size in (("w_mean", w_dim), ("w_std", w_dim), ("target_centre", num_properties),
+                           ("target_half", num_properties)):
+            self.register_buffer(name, torch.zeros(size) if "mean" in name or "centre" in name else torch.ones(size))
+
+    def delta(self, w: torch.Tensor, w_edit: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The correction [N, D] (in w's units) added to ``w_edit``."""
+        asked = torch.isfinite(targets)
+        t = torch.where(asked, (torch.nan_to_num(targets) - self.target_centre) / self.target_half,
+                        torch.zeros_like(targets))
+        x = torch.cat([(w - self.w_mean) / self.w_std, (w_edit - w) / self.w_std, t, asked.float()], dim=1)
+        return self.net(x) * self.w_std
+
+    def forward(self, w: torch.Tensor, w_edit: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return w_edit + self.delta(w, w_edit, targets)
+
+
+def _render(generator: torch.nn.Module, w: torch.Tensor) -> torch.Tensor:
+    return generator.synthesis(w[:, None, :].expand(-1, generator.num_layers, -1), None, False)["image"]
+
+
+def fit_edit_correction(generator: torch.nn.Module, property_model: torch.nn.Module, directions: Any,
+                        config: CorrectionConfig = CorrectionConfig(), say=None) -> tuple[EditCorrection, dict]:
+    """Train the correction of ``directions.edit`` for this generator and regressor (both stay frozen).
+
+    Returns (the frozen correction, info: its settings, the final mean loss, the seconds). Requests are one
+    property at a time (as step 9's sweeps and the studio's sliders ask), uniform in the scores seen in fitting.
+    """
+    import time
+
+    device = next(generator.parameters()).device
+    property_model = property_model.eval().requires_grad_(False)
+    gen = torch.Generator().manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    fitted = np.flatnonzero(directions.fitted)
+    num_props = len(directions.property_names)
+    seen = directions.seen_range()
+    low = np.where(np.isfinite(seen[:, 0]), seen[:, 0], 0.0)
+    high = np.where(np.isfinite(seen[:, 1]), seen[:, 1], 1.0)
+    scale = np.asarray(directions.slopes * directions.proj_std, dtype=np.float64)
+    inv = torch.from_numpy(1.0 / np.where(scale > 0, scale, 1.0)).float().to(device)
+    with torch.no_grad():
+        z = torch.randn(4096, generator.z_space_dim, generator=gen).to(device)
+        w_all = torch.cat([generator.mapping(z[i:i + 512])["w"].float() for i in range(0, len(z), 512)])
+    model = EditCorrection(w_all.shape[1], num_props, config.hidden).to(device)
+    model.w_mean.copy_(w_all.mean(0))
+    model.w_std.copy_(w_all.std(0).clamp_min(1e-6))
+    model.target_centre.copy_(torch.from_numpy((low + high) / 2).float())
+    model.target_half.copy_(torch.from_numpy(np.maximum((high - low) / 2, 1e-6)).float())
+    opt = torch.optim.Adam(model.net.parameters(), lr=config.lr)
+    start, losses = time.perf_counter(), []
+    with torch.inference_mode(False), torch.enable_grad():
+        for step in range(config.steps):
+            with torch.no_grad():
+                w = generator.mapping(torch.randn(config.batch, generator.z_space_dim, generator=gen).to(device))["w"]
+                targets = np.full((config.batch, num_props), np.nan, np.float32)
+                which = fitted[rng.integers(0, len(fitted), config.batch)]
+                targets[np.arange(config.batch), which] = rng.uniform(low[which], high[which])
+                w_edit = torch.from_numpy(directions.edit(w.cpu().numpy(), targets)).float().to(device)
+                base = property_model(_render(generator, w)).float()
+            t = torch.from_numpy(targets).to(device)
+            asked = torch.isfinite(t)
+            goal = torch.where(asked, torch.nan_to_num(t), base)
+            weight = torch.where(asked, torch.ones_like(t), torch.full_like(t, config.hold_weight))
+            delta = model.delta(w, w_edit, t)
+            values = property_model(_render(generator, w_edit + delta)).float()
+            loss = ((((values - goal) * inv).square() * weight).sum(1)
+                    + config.anchor_weight * (delta / model.w_std).square().mean(1)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            if say is not None and (step + 1) % 250 == 0:
+                say(f"correction step {step + 1}: loss {np.mean(losses[-250:]):.3f}")
+    model.eval().requires_grad_(False)
+    info = {"config": asdict(config), "final_loss": float(np.mean(losses[-100:])) if losses else None,
+            "seconds": round(time.perf_counter() - start, 1)}
+    return model, info
