@@ -1,11 +1,21 @@
 """Shared fixtures: where the golden files and real test faces are, and test markers."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config) -> None:  # noqa: ARG001 - pytest's hook signature
+    """Ctrl-C tests stop real subprocesses with SIGINT. A pytest started in the background of a non-interactive
+    shell (``cmd &`` in a script) inherits SIGINT *ignored*, passes that on to every child, and Python keeps an
+    ignored SIGINT ignored: the servers would never stop and those tests would time out for a reason that is
+    not the code's. SIGINT is put back to Python's default here, once, for this process and its children."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 DATA_DIR = REPO_ROOT / "tests" / "data"
