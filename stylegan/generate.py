@@ -339,7 +339,9 @@ def _generate_images(generator: StyleGANGenerator, config: GenerateConfig, out_d
                 if index in wanted:
                     pending.append(pool.submit(_write, out_dir / names[index], atomic_save_image, image,
                                                config.jpeg_quality))
-            while len(pending) > max_pending:  # bounded memory: never more than ~2 batches in flight
+            # count each write as it lands (a Ctrl-C then says how many are kept), and never hold more than
+            # ~2 batches in flight (bounded memory)
+            while pending and (len(pending) > max_pending or pending[0].done()):
                 pending.popleft().result()
                 tick()
         while pending:

@@ -172,6 +172,7 @@ def test_ctrl_c_in_step1_is_one_line_exit_130_and_resumes(root, tmp_path, capsys
     assert line.startswith("interrupted; ") and line.endswith("items finished are kept; re-run to continue")
     kept = sorted(out.glob("*.png"))
     assert 2 <= len(kept) < 24 and not list(out.glob(".tmp-*"))
+    assert int(line.split()[1]) <= len(kept)  # the line never claims more than is on disk (writes count as they land)
     for path in kept:
         assert np.asarray(Image.open(path)).shape == (16, 16, 3)  # complete files only
     assert load_script("1").main(argv) == 0
