@@ -449,6 +449,25 @@ def refine_world(tmp_path_factory):
     return generator, model, w, scores
 
 
+def _regressor_errors(generator, model, directions, base, linear, wp,
+                      targets) -> tuple[float, float, float, float]:
+    """(requested error before, after; held drift before, after) of a refine, in units of each direction's
+    calibrated spread, as the learned regressor sees them."""
+    start = _model_values(generator, model, torch.from_numpy(base)[:, None].expand(-1, generator.num_layers, -1))
+    before = _model_values(generator, model, torch.from_numpy(linear)[:, None].expand(-1, generator.num_layers, -1))
+    after = _model_values(generator, model, wp)
+    ask = np.isfinite(targets)
+    scale = directions.slopes * directions.proj_std
+
+    def err(v):
+        return np.abs((v - targets) / scale)[ask].mean()
+
+    def drift(v):
+        return np.abs((v - start) / scale)[~ask].mean()
+
+    return err(before), err(after), drift(before), drift(after)
+
+
 def _model_values(generator, model, wp: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return model(generator.synthesis(wp, None, False)["image"]).numpy()
@@ -475,17 +494,11 @@ def test_refine_reaches_requests_and_holds_the_rest_better_than_the_linear_edit(
     mask = torch.ones(len(base), generator.num_layers, dtype=torch.bool)
     wp = refiner.refine(torch.from_numpy(base), torch.from_numpy(linear), targets, mask)
     assert wp.shape == (len(base), generator.num_layers, base.shape[1]) and not wp.requires_grad
-    start = _model_values(generator, model, torch.from_numpy(base)[:, None].expand(-1, generator.num_layers, -1))
-    before = _model_values(generator, model, torch.from_numpy(linear)[:, None].expand(-1, generator.num_layers, -1))
-    after = _model_values(generator, model, wp)
-    ask = np.isfinite(targets)
-    scale = directions.slopes * directions.proj_std
-    err = lambda v: np.abs((v - targets) / scale)[ask].mean()             # noqa: E731
-    drift = lambda v: np.abs((v - start) / scale)[~ask].mean()            # noqa: E731
-    print(f"requested error {err(before):.3f} -> {err(after):.3f}, held drift {drift(before):.3f} -> "
-          f"{drift(after):.3f}")
-    assert err(after) < 0.5 * err(before)
-    assert drift(after) < 0.5 * drift(before)
+    err_before, err_after, drift_before, drift_after = _regressor_errors(generator, model, directions, base, linear, wp,
+                                                                      targets)
+    print(f"requested error {err_before:.3f} -> {err_after:.3f}, held drift {drift_before:.3f} -> {drift_after:.3f}")
+    assert err_after < 0.5 * err_before
+    assert drift_after < 0.5 * drift_before
 
 
 def test_refine_keeps_unmasked_layers_and_zero_steps_is_the_linear_edit(refine_world):
@@ -566,14 +579,7 @@ def _refine_errors(refine_world, config, correction_steps: int = 0, seed: int = 
     wp, images = refiner.refine_and_render(torch.from_numpy(base), torch.from_numpy(linear), targets, mask)
     if images is not None:   # the image it returns is the refined codes' own render
         assert torch.allclose(images, generator.synthesis(wp, None, False)["image"], atol=1e-5)
-    start = _model_values(generator, model, torch.from_numpy(base)[:, None].expand(-1, generator.num_layers, -1))
-    before = _model_values(generator, model, torch.from_numpy(linear)[:, None].expand(-1, generator.num_layers, -1))
-    after = _model_values(generator, model, wp)
-    ask = np.isfinite(targets)
-    scale = directions.slopes * directions.proj_std
-    err = lambda v: np.abs((v - targets) / scale)[ask].mean()             # noqa: E731
-    drift = lambda v: np.abs((v - start) / scale)[~ask].mean()            # noqa: E731
-    return err(before), err(after), drift(before), drift(after)
+    return _regressor_errors(generator, model, directions, base, linear, wp, targets)
 
 
 # Margins of the cheap methods (tiny 16 px world, generator seed 3, target seeds 1 and 2, ATEN_CPU_CAPABILITY default
