@@ -2,11 +2,13 @@
 
 Target: at the 2,400-step checkpoint, mean over seeds, r >= 0.9 on every property with every off-diagonal
 leakage <= 0.2. Control can fall back between checkpoints, so every checkpoint is judged and kept. Each
-(world, seed, variant) is cached in ``--cache`` checkpoint by checkpoint (a stopped run keeps what it judged;
-a rerun skips the checkpoints it has, but trains from step 0 again), and the record is rewritten after each
-checkpoint, so a run stopped by a deadline still leaves an honest record of what it reached.
+(world, seed, variant) is cached in ``--cache`` checkpoint by checkpoint, with the trainer's state at the last
+one (a stopped run keeps what it judged and resumes training from that state), and the record is rewritten
+after each checkpoint, so a run stopped by a deadline still leaves an honest record of what it reached.
+``train_s`` is the training time since the process started (a resumed run counts from its resume).
 
     python benchmarks/control_lab_finetune.py --worlds t1 --seeds 0 --variants default decorrelate=1
+    python benchmarks/control_lab_finetune.py --worlds t1 --seeds 0 --variants pair_weight=3.0
     python benchmarks/control_lab_finetune.py --worlds t1 --seeds 0 --variants default decorrelate=1 --publish-only
 """
 from __future__ import annotations
@@ -47,7 +49,10 @@ def parse_variant(text: str) -> tuple[str, dict]:
         key, _, value = part.partition("=")
         if key not in fields or not value:
             raise SystemExit(f"variant {text!r}: {key!r} is not a FinetuneConfig setting (key=value)")
-        out[key] = type(getattr(FinetuneConfig(), key))(value)
+        kind = type(getattr(FinetuneConfig(), key))
+        if kind is bool and value.lower() not in ("true", "false", "1", "0"):
+            raise SystemExit(f"variant {text!r}: {key} takes true or false")
+        out[key] = value.lower() in ("true", "1") if kind is bool else kind(value)
     return text, out
 
 
@@ -132,7 +137,9 @@ def main(argv=None) -> int:
                     print(f"{key} {steps}: r {c['r']} leakage max {c['leakage_max']}", flush=True)
                     publish()
 
-                finetune_arm(world, regressor=regressor, training=training, on_checkpoint=keep)
+                finetune_arm(replace(world, config=replace(config, finetune_steps=tuple(todo))),
+                             regressor=regressor, training=training, on_checkpoint=keep,
+                             state_file=args.cache / f"{key}-state.pt")
     publish()
     return 0
 

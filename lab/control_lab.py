@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from common.io import atomic_torch_save
 from common.paths import PROPERTY_NAMES
 from segmentation.normalize import PropertyNormalizer
 from stylegan.checkpoint import load_discriminator, load_generator, write_random_checkpoint
@@ -415,11 +416,14 @@ def finetune_arm(world: LabWorld, say: Say | None = None,
                  regressor: tuple[torch.nn.Module, dict[str, Any], float] | None = None,
                  training: dict[str, Any] | None = None,
                  on_checkpoint: Callable[[int, pd.DataFrame], None] | None = None,
+                 state_file: Path | None = None,
                  ) -> tuple[dict[int, pd.DataFrame], dict[str, Any]]:
     """Fine-tune with the learned regressor (trained here unless given, as :func:`lab_regressor` returns it),
     judge G_ema after each listed step count; ``say`` gets each step count's r as a line, ``on_checkpoint``
     (steps, rows) each judged checkpoint as soon as it is judged. ``training``: ``FinetuneConfig`` settings
-    that replace the lab's (e.g. ``{"decorrelate": 1.0}``).
+    that replace the lab's (e.g. ``{"decorrelate": 1.0}``). ``state_file``: the trainer's state is written there
+    (atomically) at each listed step count and read back when present, so a stopped run resumes its training
+    exactly (every draw of step s comes from (seed, s)); step counts already passed are not judged again.
 
     Returns ({steps: comparison rows}, info with the regressor's held-out r and seconds).
     """
@@ -432,10 +436,14 @@ def finetune_arm(world: LabWorld, say: Say | None = None,
     trainer = Finetuner(build_conditional_generator(world.generator, seed=cfg.train_seed),
                         build_conditional_discriminator(world.discriminator, seed=cfg.train_seed),
                         world.images_u8, world.scores, config, regressor)
+    if state_file is not None and Path(state_file).is_file():
+        trainer.load_state_dict(torch.load(state_file, map_location="cpu", weights_only=True))
     settings = FinetuneSettings(normalization=world.normalizer.to_dict(), condition_stats=world.stats)
     out: dict[int, pd.DataFrame] = {}
     train_seconds = 0.0
     for steps in cfg.finetune_steps:
+        if trainer.step_count > steps:   # resumed past it: judged before the stop
+            continue
         t0 = time.perf_counter()
         while trainer.step_count < steps:
             row = trainer.step()
@@ -444,6 +452,8 @@ def finetune_arm(world: LabWorld, say: Say | None = None,
             if on_step is not None:
                 on_step(1)
         train_seconds += time.perf_counter() - t0
+        if state_file is not None:
+            atomic_torch_save(state_file, trainer.state_dict())
         g_ema = clone_frozen(trainer.G_ema)
         g_ema.finetune_settings = settings
         method = FinetunedMethod(g_ema, cfg.batch, description=f"lab fine-tune, {steps} steps")

@@ -12,6 +12,8 @@ Recipe, and why each part is there (pipeline.md step 7, and what went wrong in t
   the generated image; weight ``lambda_prop`` (0 = the original's plain GAN recipe, which did
   not learn the properties). Each property's squared error is divided by the variance of its
   real conditions, so the five weigh alike.
+* Optional paired term (``pair_weight``, issue 21 §3): the same z rendered again with one property's
+  condition changed; the regressor's change in the other properties is penalised (leakage, as a sweep sees it).
 * EMA generator (half-life in images, as NVlabs); mixed precision (fp16 autocast + GradScaler)
   on CUDA only.
 * Every random draw of step s comes from a generator seeded by (seed, s), so a run resumed from a
@@ -97,6 +99,13 @@ class FinetuneConfig(Settings):
     decorrelate: float = setting(0.0, low=0.0, high=1.0,
                                  help="share (0-1) of fake conditions drawn property by property, each from its own "
                                       "random real row, so that property pairs vary independently")
+    pair_weight: float = setting(0.0, low=0.0,
+                                 help="weight of the paired term: each z is rendered again with ONE property's "
+                                      "condition changed (to another real row's value), and the change the "
+                                      "learned regressor sees in every other property is penalised (squared, in "
+                                      "each property's sd units); 0 = off")
+    pair_match: bool = setting(False, help="the paired term also asks the regressor's change in the changed "
+                                           "property to equal the requested change")
 
     def check(self) -> None:
         try:
@@ -158,8 +167,8 @@ class Finetuner:
             raise ValueError(f"need as many conditions as images (>0), got {len(images_u8)} and {len(conditions)}")
         if np.isnan(conditions).any():
             raise ValueError("conditions must not contain NaN (leave those rows out)")
-        if config.lambda_prop > 0 and property_model is None:
-            raise ValueError("lambda_prop > 0 needs a property model")
+        if (config.lambda_prop > 0 or config.pair_weight > 0) and property_model is None:
+            raise ValueError("lambda_prop > 0 or pair_weight > 0 needs a property model")
         res = generator.resolution
         if images_u8.shape[1:] != (res, res, 3):
             raise ValueError(f"images must be [N, {res}, {res}, 3], got {list(images_u8.shape)}")
@@ -220,11 +229,42 @@ class Finetuner:
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
 
-    def property_loss(self, images: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Variance-weighted MSE between the frozen model's prediction and the requested condition."""
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen property model's prediction, in fp32 (outside autocast)."""
         with torch.autocast(device_type=self.device.type, enabled=False):
-            pred = self.property_model(images.float())
+            return self.property_model(images.float())
+
+    def property_loss(self, images: torch.Tensor, conditions: torch.Tensor,
+                      pred: torch.Tensor | None = None) -> torch.Tensor:
+        """Variance-weighted MSE between the frozen model's prediction and the requested condition."""
+        pred = self.predict(images) if pred is None else pred
         return ((pred - conditions).square() * self.prop_weights).mean()
+
+    def paired_conditions(self, conditions: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c', changed): each row of ``conditions`` with ONE random property set to another random real row's
+        value (so c' stays inside the real marginals); ``changed`` holds that property's index per row."""
+        rows, num_props = conditions.shape
+        changed = torch.randint(num_props, (rows,), generator=gen)
+        donors = torch.randint(len(self.conditions), (rows,), generator=gen)
+        paired = conditions.clone()
+        paired[torch.arange(rows), changed.to(conditions.device)] = self.conditions[donors, changed].to(conditions)
+        return paired, changed.to(conditions.device)
+
+    def pair_loss(self, pred: torch.Tensor, pred_paired: torch.Tensor, conditions: torch.Tensor,
+                  paired: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
+        """What a sweep asks: between a render with c and one with c' (one property p changed), the regressor's
+        change in every other property q != p, squared in sd units, averaged over the q (and, with
+        ``pair_match``, plus the squared miss of p's change against the requested change)."""
+        rows, num_props = pred.shape
+        weighted = (pred_paired - pred).square() * self.prop_weights
+        others = torch.ones_like(weighted).scatter_(1, changed[:, None], 0.0)
+        loss = (weighted * others).sum(dim=1) / max(num_props - 1, 1)
+        if self.config.pair_match:
+            index = torch.arange(rows, device=pred.device)
+            seen = pred_paired[index, changed] - pred[index, changed]
+            asked = paired[index, changed] - conditions[index, changed]
+            loss = loss + (seen - asked).square() * self.prop_weights[changed]
+        return loss.mean()
 
     # --- one step -----------------------------------------------------------------------------
     def _d_part(self, gen: torch.Generator) -> torch.Tensor:
@@ -257,9 +297,16 @@ class Finetuner:
         with self._autocast():
             images = self.G(z, c_fake)["image"]
             loss_adv = F.softplus(-self.D(images, c_fake).float()).mean()
-        loss_prop = (self.property_loss(images, c_fake) if self.property_model is not None
-                     else torch.zeros((), device=self.device))
+        zero = torch.zeros((), device=self.device)
+        pred = self.predict(images) if self.property_model is not None else None
+        loss_prop = self.property_loss(images, c_fake, pred) if pred is not None else zero
         loss_g = loss_adv + self.config.lambda_prop * loss_prop
+        if self.config.pair_weight > 0:   # drawn only then: runs without it keep their streams
+            paired, changed = self.paired_conditions(c_fake, gen)
+            with self._autocast():
+                images_paired = self.G(z, paired)["image"]
+            loss_g = loss_g + self.config.pair_weight * self.pair_loss(pred, self.predict(images_paired), c_fake,
+                                                                       paired, changed)
         self.scaler_g.scale(self._share(loss_g)).backward()
         return torch.stack([loss_g, loss_adv, loss_prop]).detach()
 

@@ -162,6 +162,50 @@ def test_a_setting_added_later_leaves_old_recipes_resumable(tmp_path):
         config = FinetuneStepConfig(root=tmp_path, training=FinetuneConfig(**training))
         return finetune_recipe(config, "generator", torch.device("cpu")).settings
 
-    assert ADDED_SETTINGS == {"decorrelate": 0.0}
-    assert "decorrelate" not in settings()
+    assert ADDED_SETTINGS == {"decorrelate": 0.0, "pair_weight": 0.0, "pair_match": False}
+    assert not set(ADDED_SETTINGS) & set(settings())
     assert settings(decorrelate=0.5)["decorrelate"] == 0.5
+    assert settings(pair_weight=2.0, pair_match=True)["pair_weight"] == 2.0
+
+
+def test_paired_conditions_change_one_property_to_a_real_value(toy):
+    """The paired term's c' is c with exactly ONE property p per row replaced by the value of a real row (inside the
+    real marginals); every property gets its turn."""
+    trainer = _trainer(toy, pair_weight=1.0)
+    real = trainer.conditions.clone()
+    real[:, 1:] = torch.rand(real.shape[0], real.shape[1] - 1, generator=torch.Generator().manual_seed(2))
+    trainer.conditions = real
+    gen = torch.Generator().manual_seed(3)
+    c = trainer._fake_inputs(gen)[1]
+    seen = set()
+    for _ in range(40):
+        paired, changed = trainer.paired_conditions(c, gen)
+        differs = paired != c
+        for row, p in enumerate(changed.tolist()):
+            assert differs[row].nonzero().flatten().tolist() in ([], [p])
+        for row, p in enumerate(changed.tolist()):
+            assert paired[row, p] in real[:, p]
+        seen.update(changed.tolist())
+    assert seen == set(range(real.shape[1]))
+
+
+def test_pair_loss_counts_only_the_other_properties_in_sd_units(toy):
+    """For a row whose property p was changed, the regressor's change in p is free (unless ``pair_match``), and
+    the change in each other property q costs (change / sd_q)^2, averaged over the four q."""
+    trainer = _trainer(toy, pair_weight=1.0)
+    trainer.prop_weights = torch.tensor([1.0, 4.0, 1.0, 1.0, 1.0])           # sd 1, 0.5, 1, 1, 1
+    pred = torch.zeros(2, 5)
+    c = torch.zeros(2, 5)
+    paired, changed = c.clone(), torch.tensor([0, 1])
+    paired[0, 0], paired[1, 1] = 0.5, 0.5
+    moved = pred.clone()
+    moved[0, 0] = 3.0                      # row 0: only the changed property moves (by 3, asked 0.5)
+    moved[1, 0] = 1.0                      # row 1: another property moves by 1 (1 sd)
+    moved[1, 1] = 0.5                      # ... and the changed one by the requested 0.5
+    assert trainer.pair_loss(pred, moved, c, paired, changed).item() == pytest.approx((0.0 + 1.0 / 4) / 2)
+    matching = _trainer(toy, pair_weight=1.0, pair_match=True)
+    matching.prop_weights = trainer.prop_weights
+    assert matching.pair_loss(pred, moved, c, paired, changed).item() == pytest.approx((2.5**2 + 1.0 / 4) / 2)
+    with pytest.raises(ValueError, match="pair_weight"):
+        Finetuner(toy["base_g"], toy["base_d"], toy["images_u8"], toy["conditions"],
+                  FinetuneConfig(lambda_prop=0.0, pair_weight=1.0), None)
