@@ -287,7 +287,7 @@ def _call_step(number: str, argv: list[str], quiet: bool = False) -> Summary:
     except SystemExit:  # the parser printed its one-line error
         raise BadInput(f"step {number}: invalid flags ({' '.join(argv)}); see: {run_alone_hint(number, ['--help'])}") \
             from None
-    with progress_bar(STEPS[number].what, quiet) as progress:
+    with progress_bar(STEPS[number].what, quiet, getattr(config, "progress_unit", "img")) as progress:
         try:
             return run_guarded(step_function(number), config, progress)
         except StepStopped as exc:

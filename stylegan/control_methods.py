@@ -235,8 +235,8 @@ def load_finetuned_method(checkpoint: Path | str, device: str | torch.device = "
     """A step-7 fine-tuned checkpoint (EMA weights by default)."""
     from stylegan.conditional import load_conditional_generator
 
-    weights = "ema" if weights == "auto" else weights  # a fine-tune checkpoint always holds both
     generator = load_conditional_generator(checkpoint, device=device, which=weights)
+    weights = "raw" if weights == "raw" else "ema"   # what was loaded ("auto" is ema: both are always there)
     generator.checkpoint_path = str(checkpoint)
     return FinetunedMethod(generator, batch_size,
                            description=f"fine-tuned generator {checkpoint} (step {generator.step}, {weights} weights; "

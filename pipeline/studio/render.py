@@ -146,7 +146,8 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
         checkpoint = files[FINETUNED]
         finetuned = load_conditional_generator(checkpoint, device=device, which=weights)
         models.finetuned = finetuned
-        models.identity["finetuned"] = _identity(Path(checkpoint), weights=weights, step=str(finetuned.step))
+        loaded = "raw" if weights == "raw" else "ema"   # "auto" loads ema: one identity for one set of weights
+        models.identity["finetuned"] = _identity(Path(checkpoint), weights=loaded, step=str(finetuned.step))
         settings = finetuned.finetune_settings
         models.ranges = {k: (float(v[0]), float(v[1])) for k, v in settings.ranges.items()}
         models.medians = settings.median_vector()

@@ -106,7 +106,8 @@ class StudioConfig(StepConfig):
     directions_file: Path | None = setting(None, concept="directions", fill=False)
     sefa_file: Path | None = setting(None, flag="--sefa", path="sefa_pt", fill=False,
                                      help="SeFa directions (default: stylegan/directions/sefa.pt, written by step 7a)")
-    weights: str = weights_setting("ema", choices=("ema", "raw"), help="fine-tune: EMA or raw generator weights")
+    weights: str = weights_setting("ema", help="fine-tune: ema = the EMA generator, raw = the trained weights, auto = "
+                                              "ema (a fine-tune checkpoint always holds both)")
     crop: str = setting("auto", choices=CROPS,
                         help="Measure's face crop: auto = full image for the demo's models, MTCNN otherwise")
     measure: bool = setting(True, flag="--no-measure", negate=True,
