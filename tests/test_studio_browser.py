@@ -552,6 +552,32 @@ def test_sefa_is_offered_where_step_7a_made_it(browser, studio, tmp_path):
         server.stop()
 
 
+def test_directions_refine_is_offered_where_a_step_7b_regressor_exists(browser, studio, tmp_path):
+    """Issue 21 §4: directions+refine is a method of the page where the fine-tune carries a regressor (hidden
+    where it does not); its URL value keeps the "+" (encoded), its caption and Measure row name it."""
+    page = _open(browser, studio.url + "?method=directions")
+    _settle(page)
+    assert page.locator("input[name='method'][value='directions+refine']").is_hidden()
+    page.close()
+    server = Studio(make_world(tmp_path / "root", regressor=True).root, tmp_path / "studio.log",
+                    ("--scorer", "brightness"))
+    try:
+        page = _open(browser, server.url + "?method=directions%2Brefine&eyes=0.7")
+        stats = _settle(page)
+        assert _query(stats["query"]).method == "directions+refine" and stats["errors"] == 0
+        assert page.is_checked("input[name='method'][value='directions+refine']")
+        assert page.locator("#captions span").all_inner_texts() == ["base (unedited)", "latent directions, refined"]
+        page.click("#measure")
+        page.wait_for_selector("#measure-out table")
+        rows = page.locator("#measure-out tbody th[scope=row]").all_inner_texts()
+        assert "refined" in rows and "base" in rows
+        page.check("input[name='method'][value='directions']")
+        assert _query(_settle(page)["query"]).method == "directions"
+        page.close()
+    finally:
+        server.stop()
+
+
 # ---- previews while dragging (a 128 px world: its 64 px output is a preview) ---------------------------
 
 @pytest.fixture(scope="module")

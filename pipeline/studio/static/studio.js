@@ -10,9 +10,11 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const LABELS = { base: "base (unedited)", directions: "latent directions", sefa: "SeFa directions",
+const LABELS = { base: "base (unedited)", directions: "latent directions",
+                 "directions+refine": "latent directions, refined", sefa: "SeFa directions",
                  finetuned: "fine-tuned" };
-const SHORT = { base: "base", directions: "directions", sefa: "SeFa", finetuned: "fine-tuned" };
+const SHORT = { base: "base", directions: "directions", "directions+refine": "refined", sefa: "SeFa",
+                finetuned: "fine-tuned" };
 const NAMES = { eyes: "eyes", hair_color: "hair colour", hair_length: "hair length", mouth: "mouth",
                 face_pose: "pose" };
 const ENDS = { eyes: ["closed", "wide open"], hair_color: ["dark", "light"], hair_length: ["short", "long"],
@@ -211,7 +213,8 @@ function showState() {
   for (const radio of document.querySelectorAll("input[name=method]")) {
     radio.checked = radio.value === state.method;
     radio.disabled = !methodLoaded(radio.value);
-    if (radio.value === "sefa") radio.parentElement.hidden = radio.disabled;   // optional: shown where step 7a made it
+    // optional methods: shown where step 7a made SeFa's file, where a step-7b regressor refines the directions
+    if (radio.value === "sefa" || radio.value === "directions+refine") radio.parentElement.hidden = radio.disabled;
   }
   $("seed").value = String(state.seed);
   $("strip").value = String(state.strip);
@@ -446,7 +449,7 @@ async function paint(blob, layout, frame, job) {
       faceEl.style.backgroundPosition = `${-c * tile}px ${-r * tile}px`;
       const save = document.createElement("a");
       save.className = "save";
-      save.href = `/api/save?${query}&face=${column}&tile=${r}`;
+      save.href = `/api/save?${query}&face=${encodeURIComponent(column)}&tile=${r}`;
       save.download = "";                   // the server's name: seed and a short recipe hash
       save.textContent = "save";
       save.setAttribute("aria-label", `save seed ${seed}, ${LABELS[column]}`);
