@@ -130,8 +130,8 @@ class PipelineOptions(Settings):
     quiet: bool = setting(False, kept_aliases=("-q",), help="no progress bars; summaries only")
     threads: int | None = setting(None, low=1, help="CPU threads for torch in every step (default: torch's choice)")
     limit: int | None = setting(None, concept="limit", low=1,
-                                help="passed to every step that takes --limit (smoke runs; each step says what it "
-                                     "counts)")
+                                help="passed to every step that takes --limit, and to step 1 as --num (smoke runs; "
+                                     "each step says what it counts)")
     step_args: dict[str, list[str]] = field(default_factory=dict)  # extra flags per step id (tests, power users)
 
     def check(self) -> None:
