@@ -45,8 +45,8 @@ import torch
 
 __all__ = ["REFINE_METHODS", "EditRefiner", "RefineConfig", "w_spread"]
 
-REFINE_METHODS = ("gradient", "secant", "learned")
-_DEFAULT_STEPS = {"gradient": 30, "secant": 6, "learned": 0}
+REFINE_METHODS = ("gradient", "secant", "learned", "polyak", "broyden")
+_DEFAULT_STEPS = {"gradient": 30, "secant": 6, "learned": 0, "polyak": 3, "broyden": 3}
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class RefineConfig:
     hold_weight: float = 1.0         # gradient only
     anchor_weight: float = 0.01      # gradient only
     wplus: bool = False              # gradient only: one code per edited layer instead of one shared w
+    step_scale: float = 2.0          # polyak only: the step is step_scale * loss / |gradient|^2 along the gradient
 
     def __post_init__(self) -> None:
         if self.method not in REFINE_METHODS:
@@ -74,6 +75,8 @@ class RefineConfig:
             raise ValueError(f"refine lr must be > 0, got {self.lr}")
         if self.hold_weight < 0 or self.anchor_weight < 0:
             raise ValueError(f"refine weights must be >= 0, got {self.hold_weight}, {self.anchor_weight}")
+        if not self.step_scale > 0:
+            raise ValueError(f"refine step_scale must be > 0, got {self.step_scale}")
         if self.wplus and self.method != "gradient":
             raise ValueError("refine wplus needs method='gradient' (the secant method moves one shared w)")
 
@@ -166,6 +169,8 @@ class EditRefiner:
             if self.config.method == "gradient":
                 with torch.enable_grad():
                     return self._gradient(w0, w1, t, mask), None
+            if self.config.method in ("polyak", "broyden"):
+                return self._few_steps(w0, w1, t, mask)
             with torch.no_grad():
                 return self._secant(w0, w1, t, mask)
 
@@ -210,6 +215,96 @@ class EditRefiner:
             best_images = torch.where(better[:, None, None, None], images, best_images)
         return _mix(w0, (w1 + b @ basis.T)[:, None, :], mask), best_images
 
+    # --- the few-step methods (polyak, broyden): a handful of gradient passes that know the loss is a sum of squares
+    def _few_steps(self, w0: torch.Tensor, w1: torch.Tensor, t: torch.Tensor, mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``steps`` passes (render, regressor, one backward) and one last render; the refined code is the best
+        one rendered (its image comes with it, so no render is repeated).
+
+        The objective is the gradient method's, written as ||e||^2 + a ||u||^2 with the residuals
+        e_j = sqrt(weight_j) (R_j(G(w')) - goal_j) / s_j and u the change of w' in units of w's spread.
+        ``polyak``: each pass steps along the gradient by step_scale * loss / |gradient|^2 (zero is the
+        optimum, so the loss itself says how far to go; step_scale 2 is the Gauss-Newton length when the
+        residuals respond alike); a pass that made things worse sends the next step back from the previous
+        code, shortened by the parabola through the two losses and the slope.
+        ``broyden``: a Gauss-Newton step on a Jacobian estimate J [P, D], started from the directions' linear
+        model and corrected by every pass: the backward pass gives J^T e exactly (adjoint update) and each
+        step's observed change of e gives J du (secant update); a step that made things worse is retried from
+        the best code with Levenberg damping.
+        """
+        cfg = self.config
+        n, num_layers, dim = len(w0), mask.shape[1], w0.shape[1]
+        requested = torch.isfinite(t)
+        with torch.no_grad():
+            start = self.property_model(self._images(w0[:, None, :].expand(-1, num_layers, -1).contiguous())).float()
+        goal = torch.where(requested, torch.nan_to_num(t), start)
+        sw = torch.where(requested, torch.ones_like(t), torch.full_like(t, cfg.hold_weight)).sqrt() * self.inv_scale
+        w_std = self.w_std
+        a = cfg.anchor_weight / dim                       # the anchor as a sum over u's dimensions
+        jac = self._linear_jacobian(sw, w_std) if cfg.method == "broyden" else None       # [N, P, D]
+        u = torch.zeros(n, dim, device=w0.device)
+        best = {"loss": torch.full((n,), math.inf, device=w0.device), "u": u.clone(), "e": None, "images": None}
+        prev_u = prev_e = prev_loss = prev_grad = prev_alpha = None
+        damping = torch.zeros(n, device=w0.device)
+        for k in range(cfg.steps + 1):
+            last = k == cfg.steps
+            with torch.enable_grad() if not last else torch.no_grad():
+                uu = u.clone().requires_grad_(not last)
+                images = self._images(_mix(w0, (w1 + uu * w_std)[:, None, :], mask))
+                e = (self.property_model(images).float() - goal) * sw
+                if not last:
+                    (jte,) = torch.autograd.grad(e.square().sum(), uu)
+                    jte = jte / 2                                                       # J^T e
+            e, images = e.detach(), images.detach()
+            loss = e.square().sum(1) + a * u.square().sum(1)
+            better = loss < best["loss"]
+            best["loss"] = torch.where(better, loss, best["loss"])
+            best["u"] = torch.where(better[:, None], u, best["u"])
+            best["e"] = e if best["e"] is None else torch.where(better[:, None], e, best["e"])
+            best["images"] = images if best["images"] is None else torch.where(better[:, None, None, None], images,
+                                                                               best["images"])
+            if last:
+                break
+            if cfg.method == "polyak":
+                grad = 2 * (jte + a * u)                                                # the loss's gradient
+                alpha = cfg.step_scale * loss / grad.square().sum(1).clamp_min(1e-12)
+                step = -alpha[:, None] * grad
+                if prev_u is not None:   # worse than the code before: back there, by the parabola's minimum
+                    worse = loss > prev_loss
+                    slope = prev_grad.square().sum(1)
+                    curve = (loss - prev_loss + slope * prev_alpha) / prev_alpha.square()
+                    back = (slope / (2 * curve.clamp_min(1e-12))).clamp(0.1 * prev_alpha, 0.5 * prev_alpha)
+                    retry = prev_u - back[:, None] * prev_grad - u       # from u: to the retried code
+                    step = torch.where(worse[:, None], retry, step)
+                    alpha = torch.where(worse, back, alpha)
+                    grad = torch.where(worse[:, None], prev_grad, grad)
+                    u_from = torch.where(worse[:, None], prev_u, u)
+                    loss = torch.where(worse, prev_loss, loss)
+                else:
+                    u_from = u
+                prev_u, prev_loss, prev_grad, prev_alpha = u_from, loss, grad, alpha
+                u = u + step
+            else:
+                if prev_u is not None:   # secant: what the last step really did
+                    du, de = u - prev_u, e - prev_e
+                    miss = de - (jac @ du[:, :, None])[:, :, 0]
+                    jac = jac + miss[:, :, None] * du[:, None, :] / du.square().sum(1).clamp_min(1e-12)[:, None, None]
+                    damping = torch.where(better, damping * 0.1,
+                                          torch.maximum(damping * 10, jac.square().sum((1, 2)) / jac.shape[1] * 0.1))
+                # adjoint: J^T e is known exactly at this code
+                miss = jte - (jac.transpose(1, 2) @ e[:, :, None])[:, :, 0]
+                jac = jac + e[:, :, None] * miss[:, None, :] / e.square().sum(1).clamp_min(1e-12)[:, None, None]
+                prev_u, prev_e = u, e
+                u = best["u"] + _damped_gauss_newton(jac, best["e"], best["u"], a, damping)
+        return _mix(w0, (w1 + best["u"] * w_std)[:, None, :], mask), best["images"]
+
+    def _linear_jacobian(self, sw: torch.Tensor, w_std: torch.Tensor) -> torch.Tensor:
+        """[N, P, D]: the directions' linear model of the residuals' response to u (zero rows without direction)."""
+        coef = torch.from_numpy(np.asarray(self.directions.coefficients, dtype=np.float32)).to(sw.device)
+        coef = torch.where(torch.from_numpy(np.asarray(self.directions.fitted))[:, None].to(sw.device), coef,
+                           torch.zeros_like(coef))
+        return sw[:, :, None] * (coef * w_std[None, :])[None]
+
     # --- the gradient method (the first version) -----------------------------------------------
     def _gradient(self, w0: torch.Tensor, w1: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -236,6 +331,18 @@ class EditRefiner:
             loss.sum().backward()
             opt.step()
         return _mix(w0, w1[:, None, :] + u.detach() * w_std, mask).detach()
+
+
+def _damped_gauss_newton(jac: torch.Tensor, e: torch.Tensor, u: torch.Tensor, a: float, damping: torch.Tensor
+                         ) -> torch.Tensor:
+    """The step d [N, D] minimising ||e + J d||^2 + a ||u + d||^2 + damping ||d||^2 (per code), solved in the
+    P-dimensional residual space: d = -(g - J^T (J J^T + s)^-1 J g) / s with g = J^T e + a u, s = a + damping."""
+    jac, e, u = jac.double(), e.double(), u.double()      # float64: the two terms nearly cancel when s is small
+    s = (a + damping.double()).clamp_min(1e-8)
+    g = (jac.transpose(1, 2) @ e[:, :, None])[:, :, 0] + a * u
+    eye = torch.eye(jac.shape[1], device=jac.device, dtype=jac.dtype)
+    inner = torch.linalg.solve(jac @ jac.transpose(1, 2) + s[:, None, None] * eye, (jac @ g[:, :, None]))
+    return (-(g - (jac.transpose(1, 2) @ inner)[:, :, 0]) / s[:, None]).float()
 
 
 def _error(values: torch.Tensor, goal: torch.Tensor, inv_scale: torch.Tensor) -> torch.Tensor:
