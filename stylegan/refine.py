@@ -163,9 +163,8 @@ class EditRefiner:
                     w1 = self.correction.to(self.device)(w0, w1, t).detach()
             if self.config.steps == 0:
                 return _mix(w0, w1[:, None, :], mask), None
-            if self.config.method == "learned":   # its steps: gradient steps from the corrected start
-                with torch.enable_grad():
-                    return self._gradient(w0, w1, t, mask), None
+            if self.config.method == "learned":   # its steps: Broyden passes from the corrected start
+                return self._few_steps(w0, w1, t, mask)
             if self.config.method == "gradient":
                 with torch.enable_grad():
                     return self._gradient(w0, w1, t, mask), None
@@ -241,7 +240,8 @@ class EditRefiner:
         sw = torch.where(requested, torch.ones_like(t), torch.full_like(t, cfg.hold_weight)).sqrt() * self.inv_scale
         w_std = self.w_std
         a = cfg.anchor_weight / dim                       # the anchor as a sum over u's dimensions
-        jac = self._linear_jacobian(sw, w_std) if cfg.method == "broyden" else None       # [N, P, D]
+        polyak = cfg.method == "polyak"                   # else Broyden (the learned method's steps too)
+        jac = None if polyak else self._linear_jacobian(sw, w_std)                         # [N, P, D]
         u = torch.zeros(n, dim, device=w0.device)
         best = {"loss": torch.full((n,), math.inf, device=w0.device), "u": u.clone(), "e": None, "images": None}
         prev_u = prev_e = prev_loss = prev_grad = prev_alpha = None
@@ -265,7 +265,7 @@ class EditRefiner:
                                                                                best["images"])
             if last:
                 break
-            if cfg.method == "polyak":
+            if polyak:
                 grad = 2 * (jte + a * u)                                                # the loss's gradient
                 alpha = cfg.step_scale * loss / grad.square().sum(1).clamp_min(1e-12)
                 step = -alpha[:, None] * grad
