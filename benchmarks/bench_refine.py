@@ -45,7 +45,7 @@ COST_COLUMNS = {"one forward, s per image": "forward_s", "refine, s per image": 
 
 
 def parse_method(text: str) -> RefineConfig:
-    """``gradient:30``, ``secant:6``, ``learned:0``, ``polyak:3,step_scale=1`` -> RefineConfig(method, steps, options)."""
+    """``gradient:30``, ``secant:6``, ``learned:3``, ``broyden:3,hold_weight=2`` -> RefineConfig(method, steps, options)."""
     method, _, rest = text.partition(":")
     steps, *options = rest.split(",") if rest else [""]
     settings = {}
@@ -65,7 +65,7 @@ def passes(config: RefineConfig) -> dict[str, int]:
         return {"render+R": 2 + config.steps}
     if config.method == "learned" and config.steps == 0:
         return {"render": 1}
-    # polyak, broyden, learned with steps: the last pass renders the refined image (no render after it)
+    # broyden, learned with steps: the last pass renders the refined image (no render after it)
     return {"render+R": 2, "gradient": config.steps}
 
 

@@ -9,8 +9,16 @@ as its loss, never the judge) on the rendered image G(w'), per image aiming at
     R_j(G(w')) = t_j          for the requested properties,
     R_j(G(w')) = R_j(G(w))    for the others (held where the original image has them).
 
-Two methods (``RefineConfig.method``):
+Four methods (``RefineConfig.method``), measured in the control lab by ``benchmarks/bench_refine.py``:
 
+* ``learned`` (the one that meets issue 21's figures at <= 10 forwards): a small MLP trained once per generator,
+  regressor and directions on the gradient method's objective (``stylegan.refine_correction``) corrects the
+  linear edit in one pass; ``steps`` Broyden passes (below) then finish it. ``learned`` with 3 steps costs
+  about 9 generator forwards; with 0 steps the image is one render.
+* ``broyden``: ``steps`` passes (render, regressor, one backward) of damped Gauss-Newton steps on a Jacobian
+  estimate started from the directions' linear model and corrected by each pass (the backward gives J^T e
+  exactly, each step's observed change gives J du); the refined code is the best one rendered, so the last
+  pass's image is the result (no render repeated). 3 steps cost about 9 forwards.
 * ``secant``: the edit moves only inside the span of the directions' own vectors (the
   space the linear edit moves in; one coordinate per property with a direction), so the task is
   P equations in P unknowns. Broyden's method solves them from forward passes alone: the linear
@@ -18,11 +26,9 @@ Two methods (``RefineConfig.method``):
   step that made things worse is halved. Each correction costs one render and one regressor pass;
   the refined image is the best one rendered, so no render is repeated. With the default 6
   corrections an image costs about 8 generator forwards (the original, the linear edit, 6
-  corrections); ``benchmarks/bench_refine.py`` measures the ratio.
-* ``learned``: a small MLP trained once per generator, regressor and directions on the gradient
-  method's objective (``stylegan.refine_correction``) corrects the linear edit in one pass; the
-  image is one render (``steps`` > 0 adds gradient steps from that start).
-* ``gradient`` (default): the first version (Adam on the codes through G and R, about 30 steps), minimising
+  corrections).
+* ``gradient`` (default: it needs nothing but the regressor): the first version (Adam on the codes through G and
+  R, about 30 steps), minimising
 
       sum_requested ((R_j(G(w')) - t_j) / s_j)^2
     + hold_weight * sum_unrequested ((R_j(G(w')) - R_j(G(w))) / s_j)^2
@@ -45,8 +51,8 @@ import torch
 
 __all__ = ["REFINE_METHODS", "EditRefiner", "RefineConfig", "w_spread"]
 
-REFINE_METHODS = ("gradient", "secant", "learned", "polyak", "broyden")
-_DEFAULT_STEPS = {"gradient": 30, "secant": 6, "learned": 0, "polyak": 3, "broyden": 3}
+REFINE_METHODS = ("gradient", "secant", "learned", "broyden")
+_DEFAULT_STEPS = {"gradient": 30, "secant": 6, "learned": 0, "broyden": 3}
 
 
 @dataclass(frozen=True)
@@ -54,15 +60,14 @@ class RefineConfig:
     """Settings of the refinement (defaults measured in the control lab, docs/control.md)."""
 
     steps: int | None = None         # secant: corrections after the linear edit (one render each, default 6);
-    #                                  gradient: Adam steps (default 30)
-    method: str = "gradient"         # gradient | secant | learned (see the module's docstring)
-    #                                  learned: steps = gradient steps after the learned correction (default 0)
-    lr: float = 0.1                  # gradient: Adam's first step, in units of w's per-dimension standard deviation
+    #                                  gradient: Adam steps (default 30); broyden: passes (default 3)
+    method: str = "gradient"         # gradient | secant | learned | broyden (see the module's docstring)
+    #                                  learned: steps = Broyden passes after the learned correction (default 0)
+    lr: float = 0.1                  # gradient only: Adam's first step, in units of w's per-dimension standard deviation
     #                                  (cosine decay to zero over the steps)
-    hold_weight: float = 1.0         # gradient only
-    anchor_weight: float = 0.01      # gradient only
+    hold_weight: float = 1.0         # gradient, broyden, learned's steps
+    anchor_weight: float = 0.01      # gradient, broyden, learned's steps
     wplus: bool = False              # gradient only: one code per edited layer instead of one shared w
-    step_scale: float = 2.0          # polyak only: the step is step_scale * loss / |gradient|^2 along the gradient
 
     def __post_init__(self) -> None:
         if self.method not in REFINE_METHODS:
@@ -75,8 +80,6 @@ class RefineConfig:
             raise ValueError(f"refine lr must be > 0, got {self.lr}")
         if self.hold_weight < 0 or self.anchor_weight < 0:
             raise ValueError(f"refine weights must be >= 0, got {self.hold_weight}, {self.anchor_weight}")
-        if not self.step_scale > 0:
-            raise ValueError(f"refine step_scale must be > 0, got {self.step_scale}")
         if self.wplus and self.method != "gradient":
             raise ValueError("refine wplus needs method='gradient' (the secant method moves one shared w)")
 
@@ -110,8 +113,9 @@ class EditRefiner:
         scale = np.asarray(property_scale, dtype=np.float32)
         if scale.ndim != 1 or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             raise ValueError(f"property_scale must be positive and finite per property, got {scale}")
-        if config.method == "secant" and directions is None:
-            raise ValueError("the secant refine moves along the directions' vectors: build it with "
+        needs_directions = config.method in ("secant", "broyden") or (config.method == "learned" and config.steps > 0)
+        if needs_directions and directions is None:
+            raise ValueError(f"the {config.method} refine starts from the directions' linear model: build it with "
                              "EditRefiner.for_directions(generator, regressor, directions), or use "
                              "RefineConfig(method='gradient')")
         if config.method == "learned" and correction is None:
@@ -151,8 +155,8 @@ class EditRefiner:
 
     def refine_and_render(self, w_original: torch.Tensor, w_edited: torch.Tensor, targets: np.ndarray,
                           layer_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(wp, its raw images or None): the secant method returns the image it already rendered for the
-        refined codes (the caller need not render it again); the gradient method returns None."""
+        """(wp, its raw images or None): the secant and broyden methods (and learned with steps) return the image
+        they already rendered for the refined codes (the caller need not render it again); the others None."""
         with torch.inference_mode(False):   # fresh tensors: the gradient method needs them outside inference mode
             w0 = w_original.detach().clone().float().to(self.device)
             w1 = w_edited.detach().clone().float().to(self.device)
@@ -164,12 +168,12 @@ class EditRefiner:
             if self.config.steps == 0:
                 return _mix(w0, w1[:, None, :], mask), None
             if self.config.method == "learned":   # its steps: Broyden passes from the corrected start
-                return self._few_steps(w0, w1, t, mask)
+                return self._broyden(w0, w1, t, mask)
             if self.config.method == "gradient":
                 with torch.enable_grad():
                     return self._gradient(w0, w1, t, mask), None
-            if self.config.method in ("polyak", "broyden"):
-                return self._few_steps(w0, w1, t, mask)
+            if self.config.method == "broyden":
+                return self._broyden(w0, w1, t, mask)
             with torch.no_grad():
                 return self._secant(w0, w1, t, mask)
 
@@ -214,22 +218,19 @@ class EditRefiner:
             best_images = torch.where(better[:, None, None, None], images, best_images)
         return _mix(w0, (w1 + b @ basis.T)[:, None, :], mask), best_images
 
-    # --- the few-step methods (polyak, broyden): a handful of gradient passes that know the loss is a sum of squares
-    def _few_steps(self, w0: torch.Tensor, w1: torch.Tensor, t: torch.Tensor, mask: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    # --- the Broyden method: a few gradient passes on a Jacobian estimate that each pass corrects ---------
+    def _broyden(self, w0: torch.Tensor, w1: torch.Tensor, t: torch.Tensor, mask: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """``steps`` passes (render, regressor, one backward) and one last render; the refined code is the best
         one rendered (its image comes with it, so no render is repeated).
 
         The objective is the gradient method's, written as ||e||^2 + a ||u||^2 with the residuals
-        e_j = sqrt(weight_j) (R_j(G(w')) - goal_j) / s_j and u the change of w' in units of w's spread.
-        ``polyak``: each pass steps along the gradient by step_scale * loss / |gradient|^2 (zero is the
-        optimum, so the loss itself says how far to go; step_scale 2 is the Gauss-Newton length when the
-        residuals respond alike); a pass that made things worse sends the next step back from the previous
-        code, shortened by the parabola through the two losses and the slope.
-        ``broyden``: a Gauss-Newton step on a Jacobian estimate J [P, D], started from the directions' linear
-        model and corrected by every pass: the backward pass gives J^T e exactly (adjoint update) and each
-        step's observed change of e gives J du (secant update); a step that made things worse is retried from
-        the best code with Levenberg damping.
+        e_j = sqrt(weight_j) (R_j(G(w')) - goal_j) / s_j and u the change of w' in units of w's spread: a sum
+        of squares whose optimum is near zero, so Gauss-Newton steps fit it better than Adam's lr-sized ones.
+        The Jacobian estimate J [P, D] starts from the directions' linear model; the backward pass gives
+        J^T e exactly at each code (adjoint update) and each step's observed change of e gives J du (secant
+        update). Each step is the damped Gauss-Newton step from the best code so far; a step that made things
+        worse raises the (Levenberg) damping, one that helped lowers it.
         """
         cfg = self.config
         n, num_layers, dim = len(w0), mask.shape[1], w0.shape[1]
@@ -240,11 +241,10 @@ class EditRefiner:
         sw = torch.where(requested, torch.ones_like(t), torch.full_like(t, cfg.hold_weight)).sqrt() * self.inv_scale
         w_std = self.w_std
         a = cfg.anchor_weight / dim                       # the anchor as a sum over u's dimensions
-        polyak = cfg.method == "polyak"                   # else Broyden (the learned method's steps too)
-        jac = None if polyak else self._linear_jacobian(sw, w_std)                         # [N, P, D]
+        jac = self._linear_jacobian(sw, w_std)            # [N, P, D]
         u = torch.zeros(n, dim, device=w0.device)
         best = {"loss": torch.full((n,), math.inf, device=w0.device), "u": u.clone(), "e": None, "images": None}
-        prev_u = prev_e = prev_loss = prev_grad = prev_alpha = None
+        prev_u = prev_e = None
         damping = torch.zeros(n, device=w0.device)
         for k in range(cfg.steps + 1):
             last = k == cfg.steps
@@ -265,37 +265,17 @@ class EditRefiner:
                                                                                best["images"])
             if last:
                 break
-            if polyak:
-                grad = 2 * (jte + a * u)                                                # the loss's gradient
-                alpha = cfg.step_scale * loss / grad.square().sum(1).clamp_min(1e-12)
-                step = -alpha[:, None] * grad
-                if prev_u is not None:   # worse than the code before: back there, by the parabola's minimum
-                    worse = loss > prev_loss
-                    slope = prev_grad.square().sum(1)
-                    curve = (loss - prev_loss + slope * prev_alpha) / prev_alpha.square()
-                    back = (slope / (2 * curve.clamp_min(1e-12))).clamp(0.1 * prev_alpha, 0.5 * prev_alpha)
-                    retry = prev_u - back[:, None] * prev_grad - u       # from u: to the retried code
-                    step = torch.where(worse[:, None], retry, step)
-                    alpha = torch.where(worse, back, alpha)
-                    grad = torch.where(worse[:, None], prev_grad, grad)
-                    u_from = torch.where(worse[:, None], prev_u, u)
-                    loss = torch.where(worse, prev_loss, loss)
-                else:
-                    u_from = u
-                prev_u, prev_loss, prev_grad, prev_alpha = u_from, loss, grad, alpha
-                u = u + step
-            else:
-                if prev_u is not None:   # secant: what the last step really did
-                    du, de = u - prev_u, e - prev_e
-                    miss = de - (jac @ du[:, :, None])[:, :, 0]
-                    jac = jac + miss[:, :, None] * du[:, None, :] / du.square().sum(1).clamp_min(1e-12)[:, None, None]
-                    damping = torch.where(better, damping * 0.1,
-                                          torch.maximum(damping * 10, jac.square().sum((1, 2)) / jac.shape[1] * 0.1))
-                # adjoint: J^T e is known exactly at this code
-                miss = jte - (jac.transpose(1, 2) @ e[:, :, None])[:, :, 0]
-                jac = jac + e[:, :, None] * miss[:, None, :] / e.square().sum(1).clamp_min(1e-12)[:, None, None]
-                prev_u, prev_e = u, e
-                u = best["u"] + _damped_gauss_newton(jac, best["e"], best["u"], a, damping)
+            if prev_u is not None:   # secant: what the last step really did
+                du, de = u - prev_u, e - prev_e
+                miss = de - (jac @ du[:, :, None])[:, :, 0]
+                jac = jac + miss[:, :, None] * du[:, None, :] / du.square().sum(1).clamp_min(1e-12)[:, None, None]
+                damping = torch.where(better, damping * 0.1,
+                                      torch.maximum(damping * 10, jac.square().sum((1, 2)) / jac.shape[1] * 0.1))
+            # adjoint: J^T e is known exactly at this code
+            miss = jte - (jac.transpose(1, 2) @ e[:, :, None])[:, :, 0]
+            jac = jac + e[:, :, None] * miss[:, None, :] / e.square().sum(1).clamp_min(1e-12)[:, None, None]
+            prev_u, prev_e = u, e
+            u = best["u"] + _damped_gauss_newton(jac, best["e"], best["u"], a, damping)
         return _mix(w0, (w1 + best["u"] * w_std)[:, None, :], mask), best["images"]
 
     def _linear_jacobian(self, sw: torch.Tensor, w_std: torch.Tensor) -> torch.Tensor:

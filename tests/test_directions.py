@@ -627,9 +627,10 @@ def test_refine_methods_need_their_inputs(refine_world):
     from stylegan.refine import EditRefiner, RefineConfig
 
     generator, model, _, _ = refine_world
-    assert [RefineConfig(method=m).steps for m in ("gradient", "secant", "learned")] == [30, 6, 0]
-    with pytest.raises(ValueError, match="directions"):
-        EditRefiner(generator, model, np.ones(P), RefineConfig(method="secant"))
+    assert [RefineConfig(method=m).steps for m in ("gradient", "secant", "learned", "broyden")] == [30, 6, 0, 3]
+    for config in (RefineConfig(method="secant"), RefineConfig(method="broyden")):
+        with pytest.raises(ValueError, match="directions"):
+            EditRefiner(generator, model, np.ones(P), config)
     with pytest.raises(ValueError, match="correction"):
         EditRefiner(generator, model, np.ones(P), RefineConfig(method="learned"))
     with pytest.raises(ValueError, match="method"):
