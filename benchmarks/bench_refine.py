@@ -11,9 +11,10 @@ at a cost of at most 10 generator forwards of the same image (batch 1, 2 threads
    method's ratio composed from its pass counts (said so in the table).
 2. Quality. Each method in the lab worlds (``--worlds``, ``--seeds``): the lab's refine arm (SVM
    directions, hold, Euclidean; step 9's sweeps judged by the exact properties), cached per world, seed and
-   method in ``--cache``.
+   method in ``--cache`` (the learned method's correction too, trained once per world and seed with
+   ``--correction-steps``; its training seconds are a column).
 
-    python benchmarks/bench_refine.py --worlds t1 --seeds 0 --methods gradient:30 learned:0 secant:6
+    python benchmarks/bench_refine.py --worlds t1 --seeds 0 --methods gradient:30 learned:3 broyden:3
 """
 from __future__ import annotations
 
@@ -308,7 +309,9 @@ def main(argv=None) -> int:
                                          "leakage_max": max(q["leakage_max"]),
                                          **{f"r_{p}": q["r"][i] for i, p in enumerate(PROPERTY_NAMES)},
                                          **{f"leak_{p}": q["leakage_max"][i] for i, p in enumerate(PROPERTY_NAMES)},
-                                         "seconds": q["seconds"]})
+                                         "seconds": q["seconds"],
+                                         # the learned method's one-time training (its first row's seconds hold it too)
+                                         "correction_s": (q.get("correction") or {}).get("seconds", "")})
     record.tables["quality"] = quality_rows
     verdict = {}
     for text in args.methods:
