@@ -239,7 +239,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="where the cost is measured (the lab's quality: always CPU)")
-    parser.add_argument("--methods", nargs="+", default=["gradient:30", "gradient:2", "secant:6", "learned:0"])
+    parser.add_argument("--methods", nargs="+", default=["gradient:30", "gradient:2", "secant:6", "broyden:3", "learned:0",
+                                                         "learned:2", "learned:3"])
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch-resolution", type=int, default=64, help="resolution of the batch-64 unit costs")
     parser.add_argument("--large-batch", type=int, default=64)
