@@ -89,6 +89,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "bench_install_cpu_torch": Benchmark('python benchmarks/bench_install.py --label cpu_torch --pip "torch==2.13.0"',
                                          needs={"cpu": "torch 2.13.0's CPU build on pip's index (a file on the "
                                                        "development machine's disk)"}),
+    "bench_venv_sizes": Benchmark("python benchmarks/bench_venv_sizes.py --cpu-wheel PATH_TO_A_CPU_TORCH_WHEEL",
+                                  manual=True),
     "bench_studio": Benchmark("python benchmarks/bench_studio.py --device {device}", needs=_GPU, devices=_BOTH),
     "control_lab_worlds": Benchmark("python benchmarks/control_lab.py --worlds", manual=True),
     "control_lab_finetune": Benchmark("python benchmarks/control_lab_finetune.py --variants default decorrelate=1.0",

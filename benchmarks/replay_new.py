@@ -9,15 +9,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import time
 from pathlib import Path
 
-from benchmarks.replay_kit import Ctx, O, Run, case, refusal, worst
-from benchmarks.replay_table import (NORM, SCORES, appeared, demo, edit_csv_cell, free_port, fresh, full_case,
-                                     http_status, interrupt_case, merge_copy, payload_case, ro_case, s7a, s8,
-                                     together, with_file)
+from benchmarks.replay_kit import Ctx, O, case, refusal, worst
+from benchmarks.replay_table import (NORM, SCORES, appeared, demo, free_port, fresh, full_case,
+                                     http_status, interrupt_case, merge_copy, payload_case, ro_case, together, with_file)
 
 
 # ------------------------------------------------------------------------------ flags: NaN, inf, range

@@ -311,8 +311,27 @@ def render_concepts() -> str:
             default = f"`{Path(getattr(paths, concept.default_path)).relative_to(REPO_ROOT).as_posix()}`"
         rows.append((f"`{concept.flag}`", concept.meaning, default))
     lines = _table(("flag", "what it names", "default (under `--root`)"), rows) + [""]
-    lines += _table(("old spelling", "now"), ((f"`{old}`", new) for old, new in OLD_SPELLINGS.items()))
+    accepted = _old_spellings_accepted()
+    lines += _table(("old spelling", "now", "still accepted (with a one-line note) by"),
+                    ((f"`{old}`", new, ", ".join(accepted[old]) or "none: removed")
+                     for old, new in OLD_SPELLINGS.items()))
     return "\n".join(lines) + "\n"
+
+
+def _old_spellings_accepted() -> dict[str, list[str]]:
+    """old spelling -> the scripts whose parser still takes it (read from the parsers, so never out of date)."""
+    from common.concepts import OLD_SPELLINGS
+    from pipeline.runner import STEPS, load_script_file
+
+    scripts = [(f"step {step.id}", step.script) for step in STEPS.values()]
+    scripts += [("run_pipeline", "run_pipeline.py"), ("studio", "studio.py")]
+    accepted: dict[str, list[str]] = {old: [] for old in OLD_SPELLINGS}
+    for name, script in scripts:
+        actions = load_script_file(script).build_parser()._option_string_actions
+        for old in OLD_SPELLINGS:
+            if old in actions:
+                accepted[old].append(name)
+    return accepted
 
 
 # ------------------------------------------------------------------------------------------------ pages

@@ -44,8 +44,9 @@ class CheckpointInfo:
     size_bytes: int | None = None
 
     def describe(self) -> str:
-        text = (f"{self.name}: {self.what}\n  expected at: {self.contract_path} (about {self.approx_size})\n"
-                f"  how to get it: {self.how_to_get}")
+        # "default path", not "expected at": the first line of every message names the path actually given
+        text = (f"{self.name}: {self.what}\n  default path: {self.contract_path} (about {self.approx_size}; "
+                f"a step's checkpoint flag names another)\n  how to get it: {self.how_to_get}")
         if self.sha256:
             text += f"\n  sha256: {self.sha256}"
         return text

@@ -10,7 +10,7 @@ import sys
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from common.distributed import torchrun_env
 from common.settings import add_settings, check_outputs_writable
@@ -101,16 +101,27 @@ def step_parser(config_cls: type, description: str, examples: str = "") -> argpa
 
 
 @contextlib.contextmanager
-def progress_bar(desc: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
-    """A tqdm bar as the ``progress(done, total)`` callback that package step functions take."""
+def progress_bar(desc: str, quiet: bool = False, unit: str = "img") -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar as the ``progress(done, total)`` callback that package step functions take.
+
+    The bar appears at the first report (a step that reports nothing prints no empty bar); ``unit`` is
+    what ``done`` counts (a config's ``progress_unit``: images, folds, training steps, labels)."""
     from tqdm import tqdm
 
-    with tqdm(unit="img", desc=desc, disable=quiet) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bars: list[Any] = []
 
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(unit=unit, desc=desc, disable=quiet, total=total))
+        bar = bars[0]
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
         yield progress
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def verbosity(args: argparse.Namespace) -> int:
@@ -201,7 +212,7 @@ def run_step_script(parser: argparse.ArgumentParser, config_from_args: Callable[
     other_rank = env is not None and env[0] != 0  # under torchrun only rank 0 shows progress
     failure: StepStopped | None = None
     quiet = getattr(args, "quiet", False) or other_rank or not bar
-    with progress_bar(desc or parser.prog, quiet) as progress:
+    with progress_bar(desc or parser.prog, quiet, getattr(config, "progress_unit", "img")) as progress:
         try:
             summary = run_guarded(run, config, progress)
         except StepStopped as exc:

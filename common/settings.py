@@ -417,6 +417,7 @@ class StepConfig(Settings):
     """A step's settings: every input and output, a path None = the pipeline default under ``root``."""
 
     root: Path = root_setting()
+    progress_unit = "img"   # what the step's progress(done, total) counts (the bar's unit; not a setting)
 
     @property
     def paths(self) -> PipelinePaths:

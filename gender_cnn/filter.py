@@ -15,6 +15,7 @@ import contextlib
 import filecmp
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -193,6 +194,12 @@ def _sheet(paths: Sequence[Path], captions: Sequence[str], title: str, out: Path
         atomic_save_image(out, make_contact_sheet(images, caps, ncols=8, thumb=128, title=title), jpeg_quality=90)
 
 
+def score_text(value: float) -> str:
+    """A score on a contact sheet, rounded DOWN to 3 decimals: a rejected 0.4997 must not read "0.50"
+    under the title "gender >= 0.5" (thresholds have at most 3 decimals)."""
+    return f"{math.floor(value * 1000 + 1e-9) / 1000:.3f}"
+
+
 def write_contact_sheets(frame: pd.DataFrame, kept: np.ndarray, images_dir: Path, logs_dir: Path,
                          config: FilterConfig) -> list[Path]:
     """kept_sheet.jpg (an even sample of kept images) and near_threshold_rejected.jpg (the rejected
@@ -200,7 +207,8 @@ def write_contact_sheets(frame: pd.DataFrame, kept: np.ndarray, images_dir: Path
     written = []
 
     def caption(row) -> str:
-        return f"{Path(row.img_name).stem} g{row.gender_score:.2f} q{row.quality_score:.2f} {row.source[0]}"
+        return (f"{Path(row.img_name).stem} g{score_text(row.gender_score)} q{score_text(row.quality_score)} "
+                f"{row.source[0]}")
 
     kept_rows = frame[kept]
     if len(kept_rows):

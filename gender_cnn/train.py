@@ -86,6 +86,8 @@ class TrainConfig(StepConfig):
     model is reused: see :data:`NOT_TRAINING_FIELDS`.
     """
 
+    progress_unit = "fold"
+
     images: Path | None = setting(None, path="generated_dir", help="image folder (step 1's output)")
     labels: Path | None = setting(None, concept="hand_labels_csv")
     models_dir: Path | None = setting(None, flag="", path="cnn_models_dir", output="dir", help="fold models")

@@ -53,7 +53,7 @@ from stylegan.control_measures import (
     is_stand_in,
     write_control_outputs,
 )
-from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_HELP, SEFA, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_OFF, SEFA, ControlMethod, refine_setting
 
 SCORERS = ("segmentation", "brightness")
 JUDGE_MODES = ("auto", "main")
@@ -116,9 +116,7 @@ class EvaluateControlConfig(StepConfig):
                                 "stand-in for demos/tests, not comparable with published FID) or off")
     quality_num: int = setting(200, low=4, help="images per FID/KID set (every set is cut to the same count)")
     inception: Path | None = setting(None, path="inception_weights", fill=False, help="FID Inception weights")
-    refine: str = setting("off", metavar="{off,auto,PATH}", pattern=r"\s*\S.*",
-                          mismatch="must be off, auto or the path of a step-7b checkpoint",
-                          help=REFINE_HELP + "; on: a directions+refine row beside directions (default: off)")
+    refine: str = refine_setting(REFINE_OFF, "; on: a directions+refine row beside directions (default: off)")
     limit: int | None = limit_setting("latents per sweep (caps --num-z)")
     overwrite: bool = overwrite_setting("start over in a folder made by another recipe (common.recipe)")
 

@@ -130,8 +130,8 @@ class PipelineOptions(Settings):
     quiet: bool = setting(False, kept_aliases=("-q",), help="no progress bars; summaries only")
     threads: int | None = setting(None, low=1, help="CPU threads for torch in every step (default: torch's choice)")
     limit: int | None = setting(None, concept="limit", low=1,
-                                help="passed to every step that takes --limit (smoke runs; each step says what it "
-                                     "counts)")
+                                help="passed to every step that takes --limit, and to step 1 as --num (smoke runs; "
+                                     "each step says what it counts)")
     step_args: dict[str, list[str]] = field(default_factory=dict)  # extra flags per step id (tests, power users)
 
     def check(self) -> None:
@@ -287,7 +287,7 @@ def _call_step(number: str, argv: list[str], quiet: bool = False) -> Summary:
     except SystemExit:  # the parser printed its one-line error
         raise BadInput(f"step {number}: invalid flags ({' '.join(argv)}); see: {run_alone_hint(number, ['--help'])}") \
             from None
-    with progress_bar(STEPS[number].what, quiet) as progress:
+    with progress_bar(STEPS[number].what, quiet, getattr(config, "progress_unit", "img")) as progress:
         try:
             return run_guarded(step_function(number), config, progress)
         except StepStopped as exc:

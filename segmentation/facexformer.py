@@ -38,6 +38,10 @@ from common.fingerprint import file_fingerprint
 from common.io import atomic_torch_save, atomic_write_text
 from common.runtime import resolve_device
 
+
+RANDOM_WEIGHTS_KEY = "random_weights_recipe"
+"""A key only random-weight checkpoints (demo, tests) carry beside ``state_dict_backbone``: the loader
+then says so instead of warning that the file is not the official upload's size."""
 log = logging.getLogger(__name__)
 
 INPUT_SIZE = 224
@@ -520,7 +524,9 @@ def load_facexformer(path: Path | str, device: str | torch.device = "cpu",
     state_dict = _extract_state_dict(obj, path)
     official_format = isinstance(obj, Mapping) and "state_dict_backbone" in obj
     size = path.stat().st_size
-    if official_format and FACEXFORMER.size_bytes and size != FACEXFORMER.size_bytes:
+    if official_format and RANDOM_WEIGHTS_KEY in obj:   # the demo's own file: its size is known to differ
+        log.info("%s holds random weights (%s): its parsing means nothing", path, obj[RANDOM_WEIGHTS_KEY])
+    elif official_format and FACEXFORMER.size_bytes and size != FACEXFORMER.size_bytes:
         log.warning("%s is %s bytes, the official upload is %s bytes (an older upload or a re-saved file?); "
                     "keys and shapes are checked strictly, so loading goes on", path, f"{size:,}",
                     f"{FACEXFORMER.size_bytes:,}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from common.io import atomic_torch_save
-from segmentation.facexformer import facexformer_key_shapes, swin_relative_position_index
+from segmentation.facexformer import RANDOM_WEIGHTS_KEY, facexformer_key_shapes, swin_relative_position_index
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,15 @@ def recipe_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def save_random_facexformer_checkpoint(path: Path | str, seed: int = 0) -> Path:
-    """Write ``{'state_dict_backbone': recipe weights}``, the official file's layout (~368 MB).
+    """Write ``{'state_dict_backbone': recipe weights}``, the official file's layout (~368 MB), plus
+    ``RANDOM_WEIGHTS_KEY`` naming the recipe (so the loader does not warn that its size is not the
+    official upload's: it is known not to be).
 
     For demos and tests without the real checkpoint: the parsing it gives is meaningless but
     non-degenerate, and it loads through exactly the same code path as the real file.
     """
     path = Path(path)
-    atomic_torch_save(path, {"state_dict_backbone": recipe_state_dict(seed)})
+    atomic_torch_save(path, {"state_dict_backbone": recipe_state_dict(seed),
+                             RANDOM_WEIGHTS_KEY: f"recipe v2, seed {seed}"})
     log.info("wrote a random-weight FaceXFormer checkpoint (recipe v2, seed %d) to %s", seed, path)
     return path

@@ -262,7 +262,7 @@ def clone_frozen(module: nn.Module) -> nn.Module:
 # ----------------------------------------------------------------------------------------------
 # fine-tune checkpoints (the format step 7 writes; steps 8-9 and outside checks read it)
 
-_ENTRY_ALLOWED = ("ema", "raw")
+_ENTRY_ALLOWED = ("ema", "raw", "auto")   # auto = ema: a fine-tune checkpoint always holds both
 
 
 FINETUNE_FIX = ("pass another --finetuned-checkpoint (an older checkpoint_NNNNNN.pt of the same run), or move this one "
@@ -322,7 +322,8 @@ def load_conditional_generator(path, device: str | torch.device = "cpu", which: 
     ``property_names``: what the caller will request (steps 8, 9 and the studio: the pipeline's five);
     a fine-tune of other properties is refused here, at load, in one line (None: any).
 
-    which: 'ema' (default, the averaged weights) or 'raw' (the trained G). The result takes
+    which: 'ema' (default, the averaged weights; 'auto' is the same, as every step's ``--weights auto``) or
+    'raw' (the trained G). The result takes
     ``G(z [N, z_dim], condition [N, 5])`` and carries ``finetune_settings`` (the run's
     :class:`FinetuneSettings`: property names, normalisation, ranges, medians) and ``step``.
     """
@@ -331,7 +332,7 @@ def load_conditional_generator(path, device: str | torch.device = "cpu", which: 
 
     ckpt = read_finetune_checkpoint(path)
     config = ckpt["config"]
-    entry = "generator_ema" if which == "ema" else "generator"
+    entry = "generator" if which == "raw" else "generator_ema"
     if not isinstance(config.get("generator"), dict):
         raise _checkpoint_problem(path, "config['generator'] (the generator's settings) is missing or not a dict")
     try:

@@ -26,6 +26,7 @@ import torch
 
 from common.checkpoints import load_state_dict_checked
 from common.paths import PROPERTY_NAMES
+from common.settings import setting
 from common.steps import StepError
 from stylegan.directions import SEFA
 from stylegan.networks import StyleGANGenerator, postprocess_uint8
@@ -47,12 +48,16 @@ REFINE_OFF, REFINE_AUTO = "off", "auto"
 """``--refine`` of steps 8 and 9: off | auto (the newest step-7b checkpoint's regressor, if any) | a path."""
 REFINE_HELP = ("directions only: refine each linear edit through the generator and the learned property "
                "regressor of a step-7b checkpoint (never the judge): off, auto (--finetuned-checkpoint or the newest "
-               "step-7b checkpoint, when it carries a regressor; else off), or a checkpoint's path. Costs 30 generator+regressor "
-               "forward/backward passes per image (measured: about 45 s per 256 px image on one x86_64 CPU "
-               "thread, vs 0.6 s linear: a GPU job); "
-               "in the control lab it cut the directions' largest leakage from 0.2-0.8 to <= 0.19")
+               "step-7b checkpoint, when it carries a regressor; else off), or a checkpoint's path. Its price per "
+               "image and its control in the lab: docs/control.md, 'Fine-tune and refine'")
 
 Ranges = dict[str, tuple[float, float]]
+
+
+def refine_setting(default: str, help_tail: str) -> Any:
+    """The one ``--refine`` declaration (steps 8, 9 and the studio): off | auto | a step-7b checkpoint's path."""
+    return setting(default, metavar="{off,auto,PATH}", pattern=r"\s*\S.*",
+                   mismatch="must be off, auto or the path of a step-7b checkpoint", help=REFINE_HELP + help_tail)
 
 
 class ControlMethodError(StepError, ValueError):
@@ -235,8 +240,8 @@ def load_finetuned_method(checkpoint: Path | str, device: str | torch.device = "
     """A step-7 fine-tuned checkpoint (EMA weights by default)."""
     from stylegan.conditional import load_conditional_generator
 
-    weights = "ema" if weights == "auto" else weights  # a fine-tune checkpoint always holds both
     generator = load_conditional_generator(checkpoint, device=device, which=weights)
+    weights = "raw" if weights == "raw" else "ema"   # what was loaded ("auto" is ema: both are always there)
     generator.checkpoint_path = str(checkpoint)
     return FinetunedMethod(generator, batch_size,
                            description=f"fine-tuned generator {checkpoint} (step {generator.step}, {weights} weights; "

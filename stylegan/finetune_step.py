@@ -92,6 +92,8 @@ class FinetuneDivergedError(FinetuneError):
 class FinetuneStepConfig(StepConfig):
     """Step 7's settings; every path None = the pipeline's default under ``root``."""
 
+    progress_unit = "step"
+
     checkpoint: Path | None = setting(None, concept="stylegan_checkpoint", aliases=("--checkpoint",))
     images: Path | None = setting(None, path="filtered_dir", help="training images (step 4's kept images)")
     scores: Path | None = setting(None, concept="all_scores_csv", aliases=("--scores",))

@@ -226,6 +226,7 @@ class _SynthesisLayer(nn.Module):
     def _packed_ok(self, x: torch.Tensor) -> bool:
         """The prepacked oneDNN path applies: opted in, one float32 image on the CPU, channels_last."""
         return (self.prepacked and x.shape[0] == 1 and x.device.type == "cpu" and x.dtype == torch.float32
+                and not x.requires_grad   # oneDNN's packed kernel has no backward (the studio's refine needs one)
                 and x.is_contiguous(memory_format=torch.channels_last))
 
     def _packed_conv(self, x: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from common.settings import (
     weights_setting,
 )
 from common.steps import Progress, ProgressCounter, StepError
-from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_HELP, REFINE_OFF, SEFA, ControlMethod
+from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_OFF, SEFA, ControlMethod, refine_setting
 from stylegan.control_resolver import resolve_control_methods
 from stylegan.sweeps import sweep_targets
 
@@ -93,9 +93,7 @@ class GeneratePropertiesConfig(StepConfig):
                                help="output folder (default: stylegan/finetuned/generated or "
                                     "stylegan/directions/generated, by method)")
     overwrite: bool = overwrite_setting()
-    refine: str = setting(REFINE_OFF, metavar="{off,auto,PATH}", pattern=r"\s*\S.*",
-                          mismatch="must be off, auto or the path of a step-7b checkpoint",
-                          help=REFINE_HELP + " (default: off; output default: stylegan/directions/generated_refine)")
+    refine: str = refine_setting(REFINE_OFF, " (default: off; output default: stylegan/directions/generated_refine)")
     limit: int | None = limit_setting("images (caps --num)")
 
     def check(self) -> None:

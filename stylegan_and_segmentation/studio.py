@@ -88,7 +88,8 @@ def _regenerate(args: RegenerateOptions, config: StudioConfig) -> int:
     models = load_studio_models(config.paths, resolve_device(config.device),
                                 config.finetuned_checkpoint or files.get("finetuned"),
                                 config.directions_file or files.get("directions"),
-                                config.weights, config.sefa_file or files.get("sefa"))
+                                config.weights, config.sefa_file or files.get("sefa"),
+                                files.get("refine") or config.refine)
     if len(recipes) == 1:
         image, saved, recipe = regenerate(args.regenerate, models)
         if args.out is not None:

@@ -21,12 +21,16 @@ from stylegan import write_random_checkpoint
 from stylegan.checkpoint import load_generator
 from stylegan.conditional import build_conditional_generator, property_ranges
 from stylegan.directions import fit_directions, fit_sefa_directions
+from stylegan.property_regressor import PropertyRegressor, RegressorConfig
 
 MEDIANS = {"eyes": 0.4, "hair_color": 0.5, "hair_length": 0.6, "mouth": 0.3, "face_pose": 0.0}
 
 
-def make_world(root: Path, resolution: int = 32, sefa: bool = False) -> PipelinePaths:
-    """Write the generator, normalization.json, one fine-tuned checkpoint and the directions under ``root``."""
+def make_world(root: Path, resolution: int = 32, sefa: bool = False, regressor: bool = False) -> PipelinePaths:
+    """Write the generator, normalization.json, one fine-tuned checkpoint and the directions under ``root``.
+
+    ``regressor=True``: the fine-tune checkpoint carries a (random, tiny) learned property regressor, as step 7b's
+    do, so the directions+refine method is offered."""
     paths = PipelinePaths(Path(root))
     write_random_checkpoint(paths.stylegan_checkpoint, seed=1, **dict(TINY_G_32, resolution=resolution))
     scales = {p: {"kind": "minmax", "count": 10, "min": 0.0, "max": 100.0,
@@ -46,9 +50,13 @@ def make_world(root: Path, resolution: int = 32, sefa: bool = False) -> Pipeline
               "normalization": normalization, "condition_stats": stats}
     config["property_ranges"] = {k: list(v) for k, v in property_ranges(config).items()}
     state = {k: v.clone() for k, v in generator.state_dict().items()}
-    atomic_torch_save(paths.finetuned_dir / "checkpoints" / "checkpoint_000004.pt",
-                      {"format_version": 1, "config": config, "generator": state, "generator_ema": state,
-                       "step": 4})
+    payload = {"format_version": 1, "config": config, "generator": state, "generator_ema": state, "step": 4}
+    if regressor:
+        settings = {"input_size": 16, "width": 4, "num_outputs": len(PROPERTY_NAMES)}
+        torch.manual_seed(1)
+        config["regressor"] = settings
+        payload["regressor"] = PropertyRegressor(RegressorConfig(**settings)).state_dict()
+    atomic_torch_save(paths.finetuned_dir / "checkpoints" / "checkpoint_000004.pt", payload)
 
     # latent directions fitted on synthetic scores that are linear in w (plus noise), in range
     rng = np.random.default_rng(0)

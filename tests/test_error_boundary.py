@@ -42,7 +42,7 @@ def _ctrl_c_after(count: int):
     """The progress bar's callback raises KeyboardInterrupt once ``count`` items are done: Ctrl-C arriving in
     the main thread while the step works (what SIGINT's default handler does)."""
     @contextlib.contextmanager
-    def bar(desc: str, quiet: bool = False):
+    def bar(desc: str, quiet: bool = False, unit: str = "img"):
         def progress(done: int, total: int) -> None:
             if done >= count:
                 raise KeyboardInterrupt

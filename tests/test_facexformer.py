@@ -179,6 +179,18 @@ def test_load_official_format(official_file, recipe_sd, caplog):
     assert any("bytes" in r.getMessage() for r in caplog.records)  # size differs from the real upload: warned
 
 
+def test_the_demos_random_checkpoint_loads_without_the_official_size_warning(tmp_path, caplog):
+    """Noticed on the demo: steps 5, 9 and the studio warned that the demo's own random FaceXFormer "is not
+    the official upload's size" (it never is). Its file names its recipe; a real file still warns."""
+    from segmentation.random_weights import save_random_facexformer_checkpoint
+
+    path = save_random_facexformer_checkpoint(tmp_path / "demo.pt", seed=0)
+    with caplog.at_level(logging.INFO, logger="segmentation.facexformer"):
+        load_facexformer(path, device="cpu")
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [] and any("random weights" in r.getMessage() for r in caplog.records)
+
+
 def test_load_bare_state_dict_gives_same_outputs(tmp_path, recipe_sd, golden_pre):
     path = tmp_path / "bare.pt"
     torch.save(recipe_sd, path)

@@ -222,3 +222,13 @@ def test_sheet_titles_name_thresholds_that_differ_from_the_defaults():
     assert thresholds_text(FilterConfig()) == "gender >= 0.7, quality >= 0.9"
     assert thresholds_text(FilterConfig(gender_threshold=0.5, quality_threshold=0.5)) == \
         "gender >= 0.5 (default 0.7), quality >= 0.5 (default 0.9)"
+
+
+def test_sheet_scores_round_down_so_a_rejected_score_never_reads_as_passing():
+    """Noticed on the demo: near_threshold_rejected.jpg captioned a rejected 0.4997 as "g0.50" under the
+    title "gender >= 0.5" (two-decimal rounding)."""
+    from gender_cnn.filter import score_text
+
+    assert score_text(0.4997) == "0.499"
+    assert score_text(0.5) == "0.500" and score_text(0.57) == "0.570" and score_text(0.29) == "0.290"
+    assert score_text(0.0) == "0.000" and score_text(1.0) == "1.000"

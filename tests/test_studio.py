@@ -541,3 +541,71 @@ def test_a_refused_value_names_its_key_so_the_page_corrects_it_at_its_control(mo
     app = StudioApp(models)
     body = json.loads(app.get("/api/render", q(query)).body)
     assert body.get("key") == key and body["error"]
+
+
+def test_directions_refine_is_a_method_where_a_step_7b_regressor_exists(tmp_path_factory, single_thread, tmp_path):
+    """Issue 21 §4: the studio offers directions+refine (the label steps 8 and 9 use). Its exact face is the
+    refiner's code for the linear edit (so not the linear face), a preview while a slider moves is the linear
+    edit, a save regenerates bit for bit and records the regressor's file, and --refine off / a checkpoint without
+    a regressor leave it out with a note."""
+    import torch
+
+    from stylegan.networks import postprocess_uint8
+
+    world = make_world(tmp_path_factory.mktemp("studio_refine"), regressor=True)
+    models = load_studio_models(world)
+    assert models.available == ("directions", "directions+refine", "finetuned") and "refine" in models.identity
+    params = ViewParams(method="directions+refine", seed=4, values=(0.8, None, None, 0.3, None), layers="all")
+    refined = render_face(models, params, "directions+refine")
+    linear = render_face(models, params, "directions")
+    assert not np.array_equal(refined, linear)
+    w, targets = models.w(4), np.asarray([params.targets], np.float32)
+    w_edit = torch.from_numpy(np.asarray(models.directions.edit(w.double().numpy(), targets), np.float32))
+    mask = torch.ones(1, models.num_layers, dtype=torch.bool)
+    with torch.inference_mode(False):
+        wp = models.refiner.refine(w, w_edit, targets, mask)
+    with torch.inference_mode():
+        assert np.array_equal(refined, postprocess_uint8(models.generator.synthesis(wp, None, False)["image"])[0])
+
+    app = StudioApp(models)
+    response = app.get("/api/render", q(params.to_query() + "&drag=1"))   # 32 px: a drag frame is exact, refined
+    assert response.status == 200
+    layout = json.loads(response.headers["X-Studio-Layout"])
+    assert layout["columns"] == ["base", "directions+refine"] and response.headers["X-Studio-Frame"] == "exact"
+    sheet = np.asarray(Image.open(__import__("io").BytesIO(response.body)).convert("RGB"))
+    assert np.array_equal(sheet[:, models.resolution:], refined)
+    saved = app.get("/api/save", q(params.to_query() + "&face=directions%2Brefine"))
+    assert saved.status == 200 and "directions-refine" in saved.headers["Content-Disposition"]
+    path = tmp_path / "refined.png"
+    path.write_bytes(saved.body)
+    recipe = read_recipe(path)
+    assert set(recipe["models"]) == {"stylegan", "directions", "refine"}
+    check_models(recipe, models.identity)
+    again, which = recipe_params(recipe)
+    assert which == "directions+refine" and np.array_equal(np.asarray(Image.open(path).convert("RGB")), refined)
+    assert parse_query(q("method=directions+refine")).method == "directions+refine"   # "+" typed in a URL
+
+    off = load_studio_models(world, refine="off")
+    assert "directions+refine" not in off.available
+    plain = load_studio_models(make_world(tmp_path_factory.mktemp("studio_plain")))
+    assert "directions+refine" not in plain.available
+    assert any("directions+refine not offered" in note and "no property regressor" in note for note in plain.notes)
+
+
+def test_a_moving_slider_shows_directions_refine_as_its_linear_edit_preview(tmp_path_factory, single_thread):
+    """A refine costs several generator passes: while a slider moves (a 128 px world, where previews exist) the
+    directions+refine column is the linear edit's preview; the exact frame at rest is refined."""
+    models = load_studio_models(make_world(tmp_path_factory.mktemp("studio_refine128"), resolution=128,
+                                           regressor=True))
+    app = StudioApp(models)
+    query = "seed=2&eyes=0.7&layers=all&drag=1"
+    moving = app.get("/api/render", q("method=directions%2Brefine&" + query))
+    linear = app.get("/api/render", q("method=directions&" + query))
+    assert moving.headers["X-Studio-Frame"] == linear.headers["X-Studio-Frame"] == "preview"
+    assert moving.body == linear.body
+    rest = app.get("/api/render", q("method=directions%2Brefine&seed=2&eyes=0.7&layers=all"))
+    assert rest.headers["X-Studio-Frame"] == "exact"
+    params = ViewParams(method="directions+refine", seed=2, values=(0.7, None, None, None, None), layers="all")
+    sheet = np.asarray(Image.open(__import__("io").BytesIO(rest.body)).convert("RGB"))
+    assert np.array_equal(sheet[:, models.resolution:], render_face(models, params, "directions+refine"))
+    assert not np.array_equal(sheet[:, models.resolution:], render_face(models, params, "directions"))

@@ -448,6 +448,34 @@ def test_measure_during_a_drag_is_one_at_a_time_and_its_table_goes_stale(browser
     page.close()
 
 
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_measure_table_fits_its_column_one_row_per_face(browser, studio, viewport):
+    """Issue 22: with both methods shown, Measure's table had a column per face and judge under long
+    titles ("measured: latent directions") and ran past the controls column at 1280x800 (clipped,
+    scrolled sideways inside it). Now one column per property, one row per face."""
+    page = _open(browser, studio.url + "?method=both&eyes=0.7&mouth=0.4", viewport=viewport)
+    _settle(page)
+    page.click("#measure")
+    page.wait_for_selector("#measure-out table")
+    fit = page.evaluate("""() => { const out = document.getElementById('measure-out');
+        const table = out.querySelector('table'); const column = document.getElementById('controls');
+        return [table.getBoundingClientRect().right, column.getBoundingClientRect().right,
+                out.scrollWidth, out.clientWidth]; }""")
+    assert fit[0] <= fit[1] + 0.5 and fit[2] <= fit[3], fit
+    heads = page.locator("#measure-out thead th").all_inner_texts()
+    assert heads[1:] == ["eyes", "hair colour", "hair length", "mouth", "pose"]
+    groups = page.evaluate("""() => Array.from(document.querySelectorAll('#measure-out tbody')).map(group =>
+        Array.from(group.rows).map(row => Array.from(row.cells).map(cell => cell.textContent)))""")
+    requested = groups[0][0]
+    assert requested[0] == "requested" and requested[1] == "0.7" and requested[4] == "0.4" and requested[2] == "free"
+    scorer = {row[0]: row[1:] for row in groups[1][1:]}
+    assert groups[1][0] == ["scorer"] and set(scorer) == {"base", "directions", "fine-tuned"}
+    for values in scorer.values():                     # the brightness stand-in scores every face
+        assert len(values) == 5 and all(np.isfinite(float(v)) for v in values)
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    page.close()
+
+
 def test_export_sweep_and_sheet_from_the_page_regenerate_exactly(browser, studio, world32, tmp_path):
     page = _open(browser, studio.url + "?method=directions&seed=7&mouth=0.6")
     _settle(page)
@@ -519,6 +547,32 @@ def test_sefa_is_offered_where_step_7a_made_it(browser, studio, tmp_path):
         assert page.locator("#layers-set").is_visible() and "SeFa directions leave it" in page.inner_text("#free-hint")
         page.check("input[name=method][value=both]")
         assert _query(_settle(page)["query"]).method == "both"
+        page.close()
+    finally:
+        server.stop()
+
+
+def test_directions_refine_is_offered_where_a_step_7b_regressor_exists(browser, studio, tmp_path):
+    """Issue 21 §4: directions+refine is a method of the page where the fine-tune carries a regressor (hidden
+    where it does not); its URL value keeps the "+" (encoded), its caption and Measure row name it."""
+    page = _open(browser, studio.url + "?method=directions")
+    _settle(page)
+    assert page.locator("input[name='method'][value='directions+refine']").is_hidden()
+    page.close()
+    server = Studio(make_world(tmp_path / "root", regressor=True).root, tmp_path / "studio.log",
+                    ("--scorer", "brightness"))
+    try:
+        page = _open(browser, server.url + "?method=directions%2Brefine&eyes=0.7")
+        stats = _settle(page)
+        assert _query(stats["query"]).method == "directions+refine" and stats["errors"] == 0
+        assert page.is_checked("input[name='method'][value='directions+refine']")
+        assert page.locator("#captions span").all_inner_texts() == ["base (unedited)", "latent directions, refined"]
+        page.click("#measure")
+        page.wait_for_selector("#measure-out table")
+        rows = page.locator("#measure-out tbody th[scope=row]").all_inner_texts()
+        assert "refined" in rows and "base" in rows
+        page.check("input[name='method'][value='directions']")
+        assert _query(_settle(page)["query"]).method == "directions"
         page.close()
     finally:
         server.stop()

@@ -115,12 +115,18 @@ PROMISES: tuple[Promise, ...] = (
     Promise("recompute_step6", "step 6 recomputes every run by design (the normalisation is fitted over all "
                                "images; thousands of maps per second) and unchanged inputs give the same files",
             ("tests/test_property_scores_step.py::test_rerun_is_idempotent_and_options",)),
-    Promise("resume_step7a", "step 7a keeps its result under the same recipe and refuses another recipe in one line "
-                             "until `--overwrite`",
+    Promise("resume_step7a", "step 7a keeps a finished fit under the same recipe (a killed fit starts again) and "
+                             "refuses another recipe in one line until `--overwrite`",
             ("tests/test_directions_step.py::test_step_is_idempotent_and_refuses_another_recipe_until_overwrite",)),
     Promise("resume_step7b", "step 7b resumes exactly: 3 + 3 steps give the losses and tensors of 6",
             ("tests/test_finetune_scripts.py::test_07_resume_repeats_the_uninterrupted_losses",
              "tests/test_finetune_trainer.py::test_resume_from_state_dict_repeats_losses_exactly")),
+    Promise("resume_step8", "step 8 resumes a killed run under its recipe (ending with the files of an "
+                            "uninterrupted one) and refuses other values in the same folder",
+            ("tests/test_provenance.py::test_step8_after_a_kill_never_adopts_images_for_other_values",)),
+    Promise("resume_step9", "step 9 keeps a killed run's renders and renders nothing twice under the same recipe; "
+                            "another recipe is refused",
+            ("tests/test_provenance.py::test_step9_resumes_a_killed_run_from_its_renders_and_refuses_another_recipe",)),
     Promise("batch_size",
             f"step 1's images and step 5's maps do not depend on `--batch-size` beyond rounding: uint8 values move "
             f"by at most {BATCH_U8_MAX_DIFF} in at most {_g(BATCH_U8_DIFFER_SHARE)} of them; parsing logits within "

@@ -68,6 +68,8 @@ _STATIC_FILES = {
 class LabellerConfig(StepConfig):
     """Step 2's settings: the session and, for ``run_labeller``, the paths (None = the default under ``root``)."""
 
+    progress_unit = "label"
+
     images: Path | None = setting(None, path="generated_dir", help="image folder")
     labels: Path | None = setting(None, concept="hand_labels_csv", output="file")
     scores_csv: Path | None = setting(None, concept="quality_gender_csv", aliases=("--scores",),

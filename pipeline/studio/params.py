@@ -15,10 +15,12 @@ from urllib.parse import urlencode
 
 from common.paths import PROPERTY_NAMES
 
-METHODS: tuple[str, ...] = ("directions", "sefa", "finetuned", "both")
+REFINED = "directions+refine"
+"""Latent directions whose edit the step-7b regressor refines (steps 8 and 9's label; ``stylegan.refine``)."""
+METHODS: tuple[str, ...] = ("directions", REFINED, "sefa", "finetuned", "both")
 """``sefa``: step 7a's SeFa directions through the same edit as ``directions``; ``both`` renders latent
 directions and the fine-tune side by side for the same latent."""
-SINGLE_METHODS: tuple[str, ...] = ("directions", "sefa", "finetuned")
+SINGLE_METHODS: tuple[str, ...] = ("directions", REFINED, "sefa", "finetuned")
 BOTH: tuple[str, ...] = ("directions", "finetuned")
 LAYER_CHOICES: tuple[str, ...] = ("auto", "all", "coarse", "middle", "fine")
 """Synthesis layers an edit of w reaches (directions only); ``auto`` = step 7's per-property choice."""
@@ -45,7 +47,7 @@ class ParamError(ValueError):
 class ViewParams:
     """One view of the studio.
 
-    method: directions | sefa | finetuned | both.   seed: which face; z = ``z_for(0, seed)``, i.e. image
+    method: directions | directions+refine | sefa | finetuned | both.   seed: which face; z = ``z_for(0, seed)``, i.e. image
     ``seed`` of a default step-1 run.   values: requested value per property (``PROPERTY_NAMES``
     order, step 6's scale), None = no request (latent directions leave it free or held, the
     fine-tune uses its training median).   psi / trunc_layers: truncation towards w_avg on the
@@ -175,7 +177,9 @@ def parse_query(query: Mapping[str, Sequence[str]], extra_keys: Sequence[str] = 
         text = texts[0].strip()
         if len(text) > _MAX_VALUE_CHARS:
             raise ParamError(f"{key} value too long ({len(text)} characters)", key)
-        if key in _STR_KEYS:
+        if key == "method":   # a "+" typed into a URL arrives as a space: "directions refine"
+            fields[key] = text.replace(" ", "+")
+        elif key in _STR_KEYS:
             fields[key] = text
         elif key in _INT_KEYS:
             try:

@@ -21,14 +21,14 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
-from pipeline.studio.params import ParamError, ViewParams
+from pipeline.studio.params import REFINED, ParamError, ViewParams
 
 CHUNK_KEY = "studio"
 FORMAT = "studio-face"
 FORMAT_VERSION = 1
-FACES: tuple[str, ...] = ("base", "directions", "sefa", "finetuned")
+FACES: tuple[str, ...] = ("base", "directions", REFINED, "sefa", "finetuned")
 _ROLES_BY_FACE = {"base": ("stylegan",), "directions": ("stylegan", "directions"), "sefa": ("stylegan", "sefa"),
-                  "finetuned": ("finetuned",)}
+                  REFINED: ("stylegan", "directions", "refine"), "finetuned": ("finetuned",)}
 
 
 class RecipeError(ValueError):
@@ -64,7 +64,8 @@ def recipe_hash(recipe: dict[str, Any]) -> str:
 
 def saved_name(recipe: dict[str, Any], suffix: str = ".png") -> str:
     """``studio_seed<seed>_<face>_<hash>.png``: the seed and a short recipe hash, so saves never collide."""
-    return f"studio_seed{recipe['params']['seed']}_{recipe['face']}_{recipe_hash(recipe)}{suffix}"
+    face = str(recipe["face"]).replace("+", "-")   # directions+refine -> directions-refine: a plain file name
+    return f"studio_seed{recipe['params']['seed']}_{face}_{recipe_hash(recipe)}{suffix}"
 
 
 def encode_png(image_u8: np.ndarray, recipe: dict[str, Any]) -> bytes:

@@ -28,7 +28,7 @@ from common.fingerprint import file_fingerprint
 from common.paths import PROPERTY_NAMES, PipelinePaths
 from pipeline.demo import DEMO_STYLEGAN
 from pipeline.studio.frames import EXACT, PREVIEW, FaceFrames, FrameCache
-from pipeline.studio.params import ViewParams
+from pipeline.studio.params import REFINED, ViewParams
 from stylegan.checkpoint import load_generator
 from stylegan.conditional import (
     ConditionalGenerator,
@@ -36,7 +36,7 @@ from stylegan.conditional import (
     newest_valid_checkpoint,
     property_ranges,
 )
-from stylegan.control_methods import DIRECTIONS, FINETUNED, SEFA
+from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_AUTO, SEFA, load_refiner, resolve_refine
 from stylegan.control_resolver import METHOD_SOURCES, find_method_files
 from stylegan.directions import DirectionsMismatchError, available_layer_ranges, layer_mask, load_directions
 from stylegan.generate import latents_for
@@ -64,6 +64,7 @@ class StudioModels:
     finetuned: ConditionalGenerator | None = None
     directions: Any | None = None          # stylegan.directions.LatentDirections
     sefa: Any | None = None                # the same class, SeFa's directions (step 7a's sefa.pt)
+    refiner: Any | None = None             # stylegan.refine.EditRefiner on the directions: directions+refine
     identity: dict[str, dict[str, str]] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_RANGES))
     medians: np.ndarray = field(default_factory=lambda: np.array([0.5, 0.5, 0.5, 0.5, 0.0], np.float32))
@@ -76,12 +77,12 @@ class StudioModels:
 
     @property
     def available(self) -> tuple[str, ...]:
-        return tuple(m for m, obj in (("directions", self.directions), ("sefa", self.sefa),
+        return tuple(m for m, obj in (("directions", self.directions), (REFINED, self.refiner), ("sefa", self.sefa),
                                       ("finetuned", self.finetuned)) if obj is not None)
 
     def edits(self, face: str) -> Any:
-        """The directions object of an edit face (``directions`` or ``sefa``)."""
-        found = {"directions": self.directions, "sefa": self.sefa}[face]
+        """The directions object of an edit face (``directions``, ``directions+refine`` or ``sefa``)."""
+        found = {"directions": self.directions, REFINED: self.directions, "sefa": self.sefa}[face]
         if found is None:
             raise ValueError(f"no {'SeFa' if face == 'sefa' else 'latent'} directions loaded")
         return found
@@ -122,10 +123,13 @@ def _identity(path: Path, **extra: str) -> dict[str, str]:
 
 def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
                        finetuned_checkpoint: Path | None = None, directions_file: Path | None = None,
-                       weights: str = "ema", sefa_file: Path | None = None) -> StudioModels:
+                       weights: str = "ema", sefa_file: Path | None = None, refine: str = REFINE_AUTO) -> StudioModels:
     """Load what exists under ``paths``: the step-1 generator (required), the newest fine-tune and
     the latent directions (each optional, found by ``stylegan.control_resolver`` as steps 8 and 9
     find them; a note says what is missing and how to make it).
+
+    ``refine`` (steps 8 and 9's ``--refine``: off | auto | a step-7b checkpoint): the regressor that refines
+    the directions' edits, offered as the method ``directions+refine`` (auto: the fine-tune's, when it has one).
 
     Raises ``CheckpointError``/``FileNotFoundError`` (clear messages) for a missing or broken
     generator, or for an explicitly given file that does not load.
@@ -146,7 +150,8 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
         checkpoint = files[FINETUNED]
         finetuned = load_conditional_generator(checkpoint, device=device, which=weights)
         models.finetuned = finetuned
-        models.identity["finetuned"] = _identity(Path(checkpoint), weights=weights, step=str(finetuned.step))
+        loaded = "raw" if weights == "raw" else "ema"   # "auto" loads ema: one identity for one set of weights
+        models.identity["finetuned"] = _identity(Path(checkpoint), weights=loaded, step=str(finetuned.step))
         settings = finetuned.finetune_settings
         models.ranges = {k: (float(v[0]), float(v[1])) for k, v in settings.ranges.items()}
         models.medians = settings.median_vector()
@@ -164,6 +169,17 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
             if given is not None:
                 raise
             models.notes.append(f"{'SeFa' if name == SEFA else 'latent'} directions not loaded: {exc}")
+    if models.directions is not None:
+        choice = resolve_refine(refine, paths.finetuned_dir, files[FINETUNED])
+        if choice.on:
+            models.refiner = load_refiner(choice.checkpoint, generator, models.directions)
+            config = models.refiner.config
+            how = f"{config.method}, {config.steps} steps"
+            # the fingerprint names the regressor's file and the refine settings: another either way is refused
+            models.identity["refine"] = {"path": str(choice.checkpoint), "settings": how,
+                                         "fingerprint": f"{file_fingerprint(choice.checkpoint)} ({how})"}
+        elif choice.note:
+            models.notes.append(f"directions+refine not offered: {choice.note}")
     for model in (models.generator, models.finetuned):  # batch-of-one CPU renders: kernels packed once
         if model is not None:
             prepack_for_cpu(model)
@@ -204,6 +220,28 @@ def layer_choices(num_layers: int) -> tuple[str, ...]:
     return ("auto",) + available_layer_ranges(num_layers)
 
 
+REFINED_CACHE = 64
+"""Refined codes the studio keeps (a refine costs several generator passes; a view asks for its faces again)."""
+
+
+def refined_wp(models: StudioModels, seed: int, targets: np.ndarray, layers: str, w: torch.Tensor,
+               w_edit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The refined ``wp`` [1, L, D] of one face (before truncation), computed once per seed, request, layers
+    and thread count (the bits depend on it)."""
+    cache = models.__dict__.setdefault("_refined", OrderedDict())
+    key = (seed, np.asarray(targets, np.float32).tobytes(), layers, torch.get_num_threads())
+    wp = cache.get(key)
+    if wp is None:
+        with torch.inference_mode(False):
+            wp = models.refiner.refine(w, w_edit, targets, mask[None]).detach()
+        cache[key] = wp
+        while len(cache) > REFINED_CACHE:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return wp
+
+
 @dataclass(frozen=True)
 class FaceLatent:
     """What one face is before synthesis: the generator that draws it and its ``wp`` [1, L, D]."""
@@ -215,11 +253,14 @@ class FaceLatent:
 
 @torch.inference_mode()
 def face_latent(models: StudioModels, face: str, seed: int, targets: Any, psi: float = 1.0,
-                trunc_layers: int = 0, layers: str = "auto") -> FaceLatent:
-    """The ``wp`` of one face (base | directions | sefa | finetuned) of seed ``seed`` (one z, batch of one).
+                trunc_layers: int = 0, layers: str = "auto", refine: bool = True) -> FaceLatent:
+    """The ``wp`` of one face (base | directions | directions+refine | sefa | finetuned) of seed ``seed`` (one z,
+    batch of one).
 
     Truncation ``w_avg + psi (wp - w_avg)`` on the first ``trunc_layers`` layers comes after the
-    edit for every method, as each generator's own forward applies it.
+    edit for every method, as each generator's own forward applies it. ``refine=False``: a
+    directions+refine face is its linear edit (a preview while a slider moves; the refined code is the
+    exact frame's).
     """
     device = models.device
     targets = np.asarray(targets, dtype=np.float32).reshape(1, -1)
@@ -234,14 +275,17 @@ def face_latent(models: StudioModels, face: str, seed: int, targets: Any, psi: f
         z = torch.as_tensor(models.z([seed]), device=device)
         cond = np.where(np.isnan(targets), models.medians[None], targets).astype(np.float32)
         wp = generator.truncation(generator.map(z, torch.as_tensor(cond, device=device))["w"])
-    elif face in ("directions", "sefa"):
+    elif face in ("directions", "sefa", REFINED):
         directions = models.edits(face)
         w = models.w(seed)
         w_edit, ok = directions.edit(w.double().cpu().numpy(), targets, return_report=True)
         reached = np.asarray(ok, dtype=bool)[0]
         w_edit = torch.as_tensor(np.asarray(w_edit, dtype=np.float32), device=device)
         mask = torch.from_numpy(edit_layer_mask(directions, generator.num_layers, layers, targets))
-        wp = torch.where(mask.to(device)[None, :, None], w_edit[:, None, :], w[:, None, :])
+        if face == REFINED and refine:
+            wp = refined_wp(models, seed, targets, layers, w, w_edit, mask.to(device))
+        else:
+            wp = torch.where(mask.to(device)[None, :, None], w_edit[:, None, :], w[:, None, :])
     else:
         raise ValueError(f"unknown face {face!r}")
     return FaceLatent(generator, generator.truncation(wp, psi, trunc_layers), reached)
@@ -286,11 +330,13 @@ def render_view(models: StudioModels, params: ViewParams, frames: FaceFrames | N
     frames = frames or FaceFrames(FrameCache(0))
     seeds = tuple(range(params.seed, params.seed + params.strip))
     columns = ("base",) + params.methods
-    latents = [[face_latent(models, column, seed, params.targets, params.psi, params.trunc_layers, params.layers)
-                for seed in seeds] for column in columns]
+    latents = [[face_latent(models, column, seed, params.targets, params.psi, params.trunc_layers, params.layers,
+                            refine=kind == EXACT) for seed in seeds] for column in columns]
     if kind == PREVIEW and (not frames.can_preview(models.generator) or all(
             frames.cached(f.generator, f.wp) is not None for column in latents for f in column)):
-        kind = EXACT
+        kind = EXACT   # an exact frame after all: directions+refine's faces are the refined ones, not the previews'
+        latents = [[face_latent(models, column, seed, params.targets, params.psi, params.trunc_layers, params.layers)
+                    for seed in seeds] if column == REFINED else faces for column, faces in zip(columns, latents)]
     tiles = [[frames.frame(f.generator, f.wp, kind) for f in column] for column in latents]
     sheet = np.concatenate([np.concatenate(column, axis=0) for column in tiles], axis=1)
     reached = [f.reached for column in latents for f in column if f.reached is not None]

@@ -40,6 +40,7 @@ from pipeline.scorers import SegmentationScorer
 from pipeline.studio.app import StudioApp
 from pipeline.studio.landmarks import StudioLandmarkJudge
 from pipeline.studio.render import load_studio_models
+from stylegan.control_methods import REFINE_AUTO, refine_setting
 from stylegan.control_resolver import MissingMethodError, no_method_message
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,10 @@ class StudioConfig(StepConfig):
     directions_file: Path | None = setting(None, concept="directions", fill=False)
     sefa_file: Path | None = setting(None, flag="--sefa", path="sefa_pt", fill=False,
                                      help="SeFa directions (default: stylegan/directions/sefa.pt, written by step 7a)")
-    weights: str = weights_setting("ema", choices=("ema", "raw"), help="fine-tune: EMA or raw generator weights")
+    weights: str = weights_setting("ema", help="fine-tune: ema = the EMA generator, raw = the trained weights, auto = "
+                                              "ema (a fine-tune checkpoint always holds both)")
+    refine: str = refine_setting(REFINE_AUTO, "; offered as the method directions+refine: its exact frames are "
+                                              "refined, a moving slider shows the linear edit (default: auto)")
     crop: str = setting("auto", choices=CROPS,
                         help="Measure's face crop: auto = full image for the demo's models, MTCNN otherwise")
     measure: bool = setting(True, flag="--no-measure", negate=True,
@@ -143,7 +147,7 @@ def build_app(config: StudioConfig) -> StudioApp:
     paths = PipelinePaths(Path(config.root).resolve())
     device = resolve_device(config.device)
     models = load_studio_models(paths, device, config.finetuned_checkpoint, config.directions_file,
-                                config.weights, config.sefa_file)
+                                config.weights, config.sefa_file, config.refine)
     if not models.available:
         raise MissingMethodError(no_method_message(paths, models.notes))
     factory, name, measure_off = None, "", ""

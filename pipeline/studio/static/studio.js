@@ -10,8 +10,11 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const LABELS = { base: "base (unedited)", directions: "latent directions", sefa: "SeFa directions",
+const LABELS = { base: "base (unedited)", directions: "latent directions",
+                 "directions+refine": "latent directions, refined", sefa: "SeFa directions",
                  finetuned: "fine-tuned" };
+const SHORT = { base: "base", directions: "directions", "directions+refine": "refined", sefa: "SeFa",
+                finetuned: "fine-tuned" };
 const NAMES = { eyes: "eyes", hair_color: "hair colour", hair_length: "hair length", mouth: "mouth",
                 face_pose: "pose" };
 const ENDS = { eyes: ["closed", "wide open"], hair_color: ["dark", "light"], hair_length: ["short", "long"],
@@ -210,7 +213,8 @@ function showState() {
   for (const radio of document.querySelectorAll("input[name=method]")) {
     radio.checked = radio.value === state.method;
     radio.disabled = !methodLoaded(radio.value);
-    if (radio.value === "sefa") radio.parentElement.hidden = radio.disabled;   // optional: shown where step 7a made it
+    // optional methods: shown where step 7a made SeFa's file, where a step-7b regressor refines the directions
+    if (radio.value === "sefa" || radio.value === "directions+refine") radio.parentElement.hidden = radio.disabled;
   }
   $("seed").value = String(state.seed);
   $("strip").value = String(state.strip);
@@ -445,7 +449,7 @@ async function paint(blob, layout, frame, job) {
       faceEl.style.backgroundPosition = `${-c * tile}px ${-r * tile}px`;
       const save = document.createElement("a");
       save.className = "save";
-      save.href = `/api/save?${query}&face=${column}&tile=${r}`;
+      save.href = `/api/save?${query}&face=${encodeURIComponent(column)}&tile=${r}`;
       save.download = "";                   // the server's name: seed and a short recipe hash
       save.textContent = "save";
       save.setAttribute("aria-label", `save seed ${seed}, ${LABELS[column]}`);
@@ -508,27 +512,48 @@ async function measure() {
 }
 
 function showMeasure(out, body, snapshot, query) {
+  // One column per property and one row per face, so the table fits the controls column at laptop width
+  // (a column per face and judge made it 8 columns of long titles, clipped there).
   const marks = body.landmarks || { rows: [], notes: [] };
   out.textContent = "";
   out.dataset.query = query;
   const table = document.createElement("table");
   const caption = table.createCaption();
   caption.textContent = `Measured: ${describe(snapshot)}`;
-  const head = table.insertRow();
-  const titles = ["property", "requested"].concat(body.rows.map((r) => `measured: ${LABELS[r.face]}`),
-                                                   marks.rows.map((r) => `landmarks: ${LABELS[r.face]}`));
-  for (const text of titles) {
+  const head = table.createTHead().insertRow();
+  for (const text of [""].concat(body.properties.map((name) => NAMES[name] || name))) {
     const th = document.createElement("th");
+    th.scope = "col";
     th.textContent = text;
     head.appendChild(th);
   }
-  body.properties.forEach((name, j) => {
-    const row = table.insertRow();
-    row.insertCell().textContent = NAMES[name] || name;
-    row.insertCell().textContent = body.requested[j] === null ? "free" : fmt(body.requested[j]);
-    for (const r of body.rows) row.insertCell().textContent = r.measured[j] === null ? "n/a" : fmt(r.measured[j]);
-    for (const r of marks.rows) row.insertCell().textContent = r.measured[j] === null ? "-" : fmt(r.measured[j]);
-  });
+  const addRow = (group, label, title, cells) => {
+    const row = group.insertRow();
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = label;
+    if (title) th.title = title;
+    row.appendChild(th);
+    for (const text of cells) row.insertCell().textContent = text;
+  };
+  const addGroup = (title, rows, missing) => {
+    if (!rows.length) return;
+    const group = table.createTBody();
+    const th = document.createElement("th");
+    th.scope = "rowgroup";
+    th.colSpan = body.properties.length + 1;
+    th.className = "group";
+    th.textContent = title;
+    group.insertRow().appendChild(th);
+    for (const r of rows) {
+      addRow(group, SHORT[r.face] || r.face, LABELS[r.face],
+             r.measured.map((v) => (v === null ? missing : fmt(v))));
+    }
+  };
+  const requested = table.createTBody();
+  addRow(requested, "requested", "", body.requested.map((v) => (v === null ? "free" : fmt(v))));
+  addGroup("scorer", body.rows, "n/a");              // which scorer and judge: the notes below
+  addGroup("landmark judge", marks.rows, "-");
   const stale = document.createElement("p");
   stale.id = "measure-stale";
   stale.className = "note";
