@@ -14,7 +14,7 @@ Four methods (``RefineConfig.method``), measured in the control lab by ``benchma
 * ``learned`` (the one that meets issue 21's figures at <= 10 forwards): a small MLP trained once per generator,
   regressor and directions on the gradient method's objective (``stylegan.refine_correction``) corrects the
   linear edit in one pass; ``steps`` Broyden passes (below) then finish it. ``learned`` with 3 steps costs
-  about 9 generator forwards; with 0 steps the image is one render.
+  about 9 generator forwards (quiet CPU; a backward pass weighs more under load); with 0 steps one render.
 * ``broyden``: ``steps`` passes (render, regressor, one backward) of damped Gauss-Newton steps on a Jacobian
   estimate started from the directions' linear model and corrected by each pass (the backward gives J^T e
   exactly, each step's observed change gives J du); the refined code is the best one rendered, so the last
