@@ -11,9 +11,10 @@ at a cost of at most 10 generator forwards of the same image (batch 1, 2 threads
    method's ratio composed from its pass counts (said so in the table).
 2. Quality. Each method in the lab worlds (``--worlds``, ``--seeds``): the lab's refine arm (SVM
    directions, hold, Euclidean; step 9's sweeps judged by the exact properties), cached per world, seed and
-   method in ``--cache``.
+   method in ``--cache`` (the learned method's correction too, trained once per world and seed with
+   ``--correction-steps``; its training seconds are a column).
 
-    python benchmarks/bench_refine.py --worlds t1 --seeds 0 --methods gradient:30 learned:0 secant:6
+    python benchmarks/bench_refine.py --worlds t1 --seeds 0 --methods gradient:30 learned:3 broyden:3
 """
 from __future__ import annotations
 
@@ -45,9 +46,16 @@ COST_COLUMNS = {"one forward, s per image": "forward_s", "refine, s per image": 
 
 
 def parse_method(text: str) -> RefineConfig:
-    """``gradient:30``, ``secant:6``, ``learned:0`` -> RefineConfig(method, steps)."""
-    method, _, steps = text.partition(":")
-    return RefineConfig(method=method, steps=int(steps) if steps else None)
+    """``gradient:30``, ``secant:6``, ``learned:3``, ``broyden:3,hold_weight=2`` -> RefineConfig(method, steps, options)."""
+    method, _, rest = text.partition(":")
+    steps, *options = rest.split(",") if rest else [""]
+    settings = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key not in RefineConfig.__dataclass_fields__ or key in ("method", "steps") or not value:
+            raise ValueError(f"refine method {text!r}: {option!r} is no RefineConfig setting (key=value)")
+        settings[key] = value.lower() == "true" if value.lower() in ("true", "false") else float(value)
+    return RefineConfig(method=method, steps=int(steps) if steps else None, **settings)
 
 
 def passes(config: RefineConfig) -> dict[str, int]:
@@ -56,7 +64,10 @@ def passes(config: RefineConfig) -> dict[str, int]:
         return {"render+R": 1, "gradient": config.steps, "render": 1}
     if config.method == "secant":
         return {"render+R": 2 + config.steps}
-    return ({"render": 1} if config.steps == 0 else {"render+R": 1, "gradient": config.steps, "render": 1})
+    if config.method == "learned" and config.steps == 0:
+        return {"render": 1}
+    # broyden, learned with steps: the last pass renders the refined image (no render after it)
+    return {"render+R": 2, "gradient": config.steps}
 
 
 def _median_time(fn, repeats: int, device: torch.device | None = None, warm_up: bool = True) -> float:
@@ -162,7 +173,6 @@ def measure_quality(world_name: str, seed: int, methods: list[str], cache: pathl
     from lab.regressor_cache import cached_lab_regressor
     from lab.world_family import WORLDS
     from stylegan.control_methods import DirectionsMethod
-    from stylegan.refine_correction import fit_edit_correction
 
     correction_config = correction_config or CorrectionConfig()
     spec = next(w for w in WORLDS if w.name == world_name)
@@ -184,8 +194,9 @@ def measure_quality(world_name: str, seed: int, methods: list[str], cache: pathl
         if text != "linear":
             config = parse_method(text)
             if config.method == "learned" and correction is None:
-                correction, correction_info = fit_edit_correction(world.generator, regressor, directions,
-                                                                  correction_config, say=say)
+                correction, correction_info = _cached_correction(
+                    cache / f"correction-{world_name}-s{seed}-{correction_config.steps}", world.generator, regressor,
+                    directions, correction_config, say)
             refiner = EditRefiner.for_directions(world.generator, regressor, directions, config, correction)
         method = DirectionsMethod(world.generator, directions, world.config.batch, world.ranges, refiner=refiner)
         rows = comparison_rows("directions", evaluate_method(world, method)).set_index("property")
@@ -200,11 +211,36 @@ def measure_quality(world_name: str, seed: int, methods: list[str], cache: pathl
     return {m: done[key(m)] for m in ["linear", *methods]}
 
 
+def _cached_correction(stem: pathlib.Path, generator, regressor, directions, config: CorrectionConfig, say
+                       ) -> tuple[EditCorrection, dict]:
+    """``fit_edit_correction``, kept as ``<stem>.pt`` + ``<stem>.json`` (its settings, loss and training seconds):
+    a stopped or second run reuses it; a cache trained with other settings is retrained."""
+    from dataclasses import asdict
+
+    from common.io import atomic_write_text
+    from stylegan.refine_correction import fit_edit_correction
+
+    weights, meta = stem.with_suffix(".pt"), stem.with_suffix(".json")
+    if weights.is_file() and meta.is_file():
+        info = json.loads(meta.read_text())
+        if info.get("config") == asdict(config):
+            model = EditCorrection(generator.w_space_dim, len(directions.property_names), config.hidden)
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            return model.eval().requires_grad_(False), info
+    model, info = fit_edit_correction(generator, regressor, directions, config, say=say)
+    tmp = weights.with_suffix(".pt.tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(weights)
+    atomic_write_text(meta, json.dumps(info))
+    return model, info
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="where the cost is measured (the lab's quality: always CPU)")
-    parser.add_argument("--methods", nargs="+", default=["gradient:30", "gradient:2", "secant:6", "learned:0"])
+    parser.add_argument("--methods", nargs="+", default=["gradient:30", "gradient:2", "secant:6", "broyden:3", "learned:0",
+                                                         "learned:2", "learned:3"])
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch-resolution", type=int, default=64, help="resolution of the batch-64 unit costs")
     parser.add_argument("--large-batch", type=int, default=64)
@@ -274,7 +310,9 @@ def main(argv=None) -> int:
                                          "leakage_max": max(q["leakage_max"]),
                                          **{f"r_{p}": q["r"][i] for i, p in enumerate(PROPERTY_NAMES)},
                                          **{f"leak_{p}": q["leakage_max"][i] for i, p in enumerate(PROPERTY_NAMES)},
-                                         "seconds": q["seconds"]})
+                                         "seconds": q["seconds"],
+                                         # the learned method's one-time training (its first row's seconds hold it too)
+                                         "correction_s": (q.get("correction") or {}).get("seconds", "")})
     record.tables["quality"] = quality_rows
     verdict = {}
     for text in args.methods:
