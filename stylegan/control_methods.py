@@ -49,7 +49,7 @@ REFINE_OFF, REFINE_AUTO = "off", "auto"
 REFINE_HELP = ("directions only: refine each linear edit through the generator and the learned property "
                "regressor of a step-7b checkpoint (never the judge): off, auto (--finetuned-checkpoint or the newest "
                "step-7b checkpoint, when it carries a regressor; else off), or a checkpoint's path. Its price per "
-               "image and its control in the lab: docs/control.md, 'Fine-tune and refine'")
+               "image and its control in the lab: docs/finetune-refine.md")
 
 Ranges = dict[str, tuple[float, float]]
 
