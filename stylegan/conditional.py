@@ -269,18 +269,19 @@ FINETUNE_FIX = ("pass another --finetuned-checkpoint (an older checkpoint_NNNNNN
                 "away and re-run step 7, which resumes from the newest readable checkpoint")
 
 
-def read_finetune_checkpoint(path, *, mmap: bool = False) -> dict[str, Any]:
+def read_finetune_checkpoint(path, *, mmap: bool = False, fix: str = FINETUNE_FIX) -> dict[str, Any]:
     """A step-7 checkpoint read by the one safe reader; any other file is a one-line CheckpointError.
 
-    mmap: map the tensors instead of reading them (enough to tell whether the file is usable)."""
+    mmap: map the tensors instead of reading them (enough to tell whether the file is usable). fix: the error's
+    advice, naming the flag the file came from (``--finetuned-checkpoint`` by default, ``--refine`` for a refiner)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"fine-tuned checkpoint not found: {path} (run step 7 first)")
-    ckpt = read_checkpoint(path, FINETUNE_FIX, kind="fine-tuned checkpoint", mmap=mmap)
+    ckpt = read_checkpoint(path, fix, kind="fine-tuned checkpoint", mmap=mmap)
     if (not isinstance(ckpt, dict) or ckpt.get("format_version") != FINETUNE_FORMAT_VERSION
             or not isinstance(ckpt.get("config"), dict)):
         raise CheckpointError(f"{path} is not a step-7 checkpoint (format_version {FINETUNE_FORMAT_VERSION}, "
-                              f"keys generator, generator_ema, config ...); fix: {FINETUNE_FIX}")
+                              f"keys generator, generator_ema, config ...); fix: {fix}")
     return ckpt
 
 

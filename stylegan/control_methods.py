@@ -46,6 +46,8 @@ DIRECTIONS_REFINE = "directions+refine"
 """The directions method with the "refine" option on: its own row in comparison.csv beside ``directions``."""
 REFINE_OFF, REFINE_AUTO = "off", "auto"
 """``--refine`` of steps 8 and 9: off | auto (the newest step-7b checkpoint's regressor, if any) | a path."""
+REFINE_FIX = "pass --refine a step-7b checkpoint_NNNNNN.pt that carries a property regressor, or auto, or off"
+"""The advice of an unreadable ``--refine`` file (not the fine-tune reader's ``--finetuned-checkpoint`` advice)."""
 REFINE_HELP = ("directions only: refine each linear edit through the generator and the learned property "
                "regressor of a step-7b checkpoint (never the judge): off, auto (--finetuned-checkpoint or the newest "
                "step-7b checkpoint, when it carries a regressor; else off), or a checkpoint's path. Its price per "
@@ -260,7 +262,7 @@ def load_refiner(finetune_checkpoint: Path | str, generator: StyleGANGenerator, 
     from stylegan.property_regressor import PropertyRegressor, RegressorConfig
     from stylegan.refine import EditRefiner, RefineConfig
 
-    ckpt = read_finetune_checkpoint(finetune_checkpoint)
+    ckpt = read_finetune_checkpoint(finetune_checkpoint, fix=REFINE_FIX)
     state, settings = ckpt.get("regressor"), ckpt["config"].get("regressor")
     fix = "fix: use a checkpoint of 07_finetune_stylegan.py trained with lambda_prop > 0 on the same step-6 scores"
     if not isinstance(state, dict) or not isinstance(settings, dict):

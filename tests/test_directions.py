@@ -649,3 +649,18 @@ def test_refine_methods_need_their_inputs(refine_world):
         EditRefiner(generator, model, np.ones(P), RefineConfig(method="learned"))
     with pytest.raises(ValueError, match="method"):
         RefineConfig(method="newton")
+
+
+def test_an_unreadable_refine_file_names_the_refine_flag(tmp_path, refine_world):
+    """Hostile pass: `studio --refine JUNK` said "pass another --finetuned-checkpoint", a flag the user had not
+    used; the advice now names --refine."""
+    from common.checkpoints import CheckpointError
+    from stylegan.control_methods import load_refiner
+
+    generator, _, w, scores = refine_world
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError) as info:
+        load_refiner(junk, generator, fit_directions(w, scores, method="ridge"))
+    assert "--refine" in str(info.value) and "--finetuned-checkpoint" not in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
