@@ -19,15 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.records import REPO_ROOT, add_results_dir_argument, start_record
+from benchmarks.records import REPO_ROOT, add_results_dir_argument, folder_bytes, start_record
 from pipeline.runner import MARKER_DIR, STEP_ORDER, STEP_SCRIPTS
 
 RUN_PIPELINE = REPO_ROOT / "stylegan_and_segmentation" / "run_pipeline.py"
 
-
-def folder_mb(folder: Path) -> float:
-    """Bytes of every regular file under ``folder``, in MB (10^6)."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
 
 
 def main(argv=None) -> int:
@@ -56,7 +52,7 @@ def main(argv=None) -> int:
             steps.append({"step": number, "what": STEP_SCRIPTS[number][1], "seconds": seconds})
             record.figures[f"step{number}_seconds"] = seconds
         record.figures.update({"wall_s": round(wall, 1), "steps_s": round(sum(s["seconds"] or 0 for s in steps), 1),
-                               "peak_rss_mb": round(peak_mb), "outputs_mb": round(folder_mb(root), 1)})
+                               "peak_rss_mb": round(peak_mb), "outputs_mb": round(folder_bytes(root) / 1e6, 1)})
     record.tables["steps"] = steps
     record.settings.update({"what": "run_pipeline.py --demo in a fresh root, launch to exit, one process",
                             "threads": args.threads or "run_pipeline's default"})

@@ -21,13 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.records import REPO_ROOT, add_results_dir_argument, start_record
+from benchmarks.records import REPO_ROOT, add_results_dir_argument, folder_bytes, start_record
 
 README_PIP = "-r requirements.txt -r requirements-dev.txt -e ."
-
-
-def folder_gib(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) / 2**30
 
 
 def main(argv=None) -> int:
@@ -48,7 +44,7 @@ def main(argv=None) -> int:
         if done.returncode != 0:
             print(f"error: the install failed (exit {done.returncode}); nothing recorded", file=sys.stderr)
             return 1
-        size = folder_gib(venv)
+        size = folder_bytes(venv) / 2**30
     record.figures.update({"install_s": round(wall), "venv_gib": round(size, 2)})
     record.settings.update({"pip_install": args.pip, "what": "python -m venv, then pip install into it"})
     record.write(args.results_dir)

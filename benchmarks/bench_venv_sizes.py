@@ -18,7 +18,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from benchmarks.records import add_results_dir_argument, start_record
+from benchmarks.records import add_results_dir_argument, folder_bytes, start_record
 
 CUDA_BUILD = ("nvidia", "triton", "torch")
 """What PyPI's torch brings on Linux x86-64: NVIDIA's CUDA libraries, Triton and torch itself."""
@@ -27,8 +27,7 @@ JUDGE_EXTRA = ("cv2", "face_recognition_models")
 
 
 def folder_mb(folder: Path) -> float:
-    """Bytes of the regular files under ``folder`` (links not followed), in MB (10^6), as ``du`` counts apparent size."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+    return folder_bytes(folder) / 1e6
 
 
 def site_packages(python: Path | None) -> Path:

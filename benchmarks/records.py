@@ -63,6 +63,11 @@ def git_state() -> tuple[str | None, bool | None]:
     return head, bool(status) if status is not None else None
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every regular file under ``folder`` (links not followed): what the disk-size figures count."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink())
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

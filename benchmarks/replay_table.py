@@ -240,7 +240,7 @@ def _(ctx: Ctx):
     os.utime(b_file, (old, old))
     b_file.replace(model)
     r2 = ctx.py("05", *common, "--overwrite", "--out", fresh(ctx.k / "trustB"))
-    r3 = ctx.py("05", "--root", ctx.base, ck, model, "--trust-checkpoint", "--crop", "full", "--limit", "2",
+    ctx.py("05", "--root", ctx.base, ck, model, "--trust-checkpoint", "--crop", "full", "--limit", "2",
                 "--out", fresh(ctx.k / "trustB_fresh"))
     if a.rc or b.rc:
         raise Skip(f"could not make the FaceXFormer files: {a.err[-300:]} {b.err[-300:]}")
