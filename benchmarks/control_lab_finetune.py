@@ -56,6 +56,58 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return text, out
 
 
+def checkpoint_rows(results) -> list[dict]:
+    """One row per (world, seed, variant, judged checkpoint): r and largest off-diagonal leakage per property."""
+    rows = []
+    for res in results:
+        for steps, c in sorted(res["checkpoints"].items(), key=lambda kv: int(kv[0])):
+            rows.append({"world": res["world"], "seed": res["seed"], "variant": res["variant"],
+                         "steps": int(steps), "r_min": round(min(c["r"]), 3),
+                         "leakage_max": round(max(c["leakage_max"]), 3),
+                         **{f"r_{p}": c["r"][i] for i, p in enumerate(PROPERTY_NAMES)},
+                         **{f"leak_{p}": c["leakage_max"][i] for i, p in enumerate(PROPERTY_NAMES)},
+                         "train_s": c["train_s"]})
+    return rows
+
+
+def mean_over_seeds(rows: list[dict]) -> list[dict]:
+    """Per (world, variant, checkpoint), the mean over the seeds judged there (issue 21 §3 is a mean over seeds):
+    each property's r and largest leakage, then the smallest mean r and the largest mean leakage. ``seeds`` names
+    the seeds averaged, so a checkpoint that fewer seeds reached says so. The mean of each property's *largest*
+    leakage is never below the largest entry of the mean leakage matrix: a met target here is met there too."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["world"], row["variant"], row["steps"]), []).append(row)
+    out = []
+    for (world, variant, steps), part in groups.items():
+        r = np.mean([[x[f"r_{p}"] for p in PROPERTY_NAMES] for x in part], axis=0)
+        leak = np.mean([[x[f"leak_{p}"] for p in PROPERTY_NAMES] for x in part], axis=0)
+        out.append({"world": world, "variant": variant, "steps": steps,
+                    "seeds": ",".join(str(s) for s in sorted(x["seed"] for x in part)),
+                    "r_min": round(float(r.min()), 3), "leakage_max": round(float(leak.max()), 3),
+                    "met": bool(r.min() >= R_TARGET and leak.max() <= LEAK_TARGET),
+                    **{f"r_{p}": round(float(v), 4) for p, v in zip(PROPERTY_NAMES, r)},
+                    **{f"leak_{p}": round(float(v), 4) for p, v in zip(PROPERTY_NAMES, leak)}})
+    return sorted(out, key=lambda m: (m["world"], m["variant"], m["steps"]))
+
+
+def target_verdicts(rows: list[dict], means: list[dict]) -> dict[str, str]:
+    """'world variant' -> whether the mean over seeds meets the target at TARGET_STEPS (or how far it got), for
+    every (world, variant) with a judged checkpoint."""
+    met = {}
+    for world, name in dict.fromkeys((r["world"], r["variant"]) for r in rows):
+        at = [m for m in means if m["world"] == world and m["variant"] == name and m["steps"] == TARGET_STEPS]
+        if not at:
+            reached = max(r["steps"] for r in rows if r["world"] == world and r["variant"] == name)
+            met[f"{world} {name}"] = f"not reached (checkpoints judged up to step {reached})"
+            continue
+        m = at[0]
+        seeds = m["seeds"].split(",")
+        met[f"{world} {name}"] = (f"{'met' if m['met'] else 'NOT met'} over {len(seeds)} seed(s) ({m['seeds']}): "
+                                  f"r min {m['r_min']:.3f}, leakage max {m['leakage_max']:.3f}")
+    return met
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worlds", nargs="+", default=list(EXACT_WORLDS), choices=[w.name for w in WORLDS])
@@ -82,29 +134,11 @@ def main(argv=None) -> int:
     results: dict[str, dict] = {}
 
     def publish() -> None:
-        rows, met = [], {}
-        for res in results.values():
-            for steps, c in sorted(res["checkpoints"].items(), key=lambda kv: int(kv[0])):
-                rows.append({"world": res["world"], "seed": res["seed"], "variant": res["variant"],
-                             "steps": int(steps), "r_min": round(min(c["r"]), 3),
-                             "leakage_max": round(max(c["leakage_max"]), 3),
-                             **{f"r_{p}": c["r"][i] for i, p in enumerate(PROPERTY_NAMES)},
-                             **{f"leak_{p}": c["leakage_max"][i] for i, p in enumerate(PROPERTY_NAMES)},
-                             "train_s": c["train_s"]})
+        rows = checkpoint_rows(results.values())
+        means = mean_over_seeds(rows)
         record.tables["checkpoints"] = rows
-        for world in args.worlds:
-            for name in variants:
-                at = [r for r in rows if r["world"] == world and r["variant"] == name and r["steps"] == TARGET_STEPS]
-                if not at:
-                    reached = max((r["steps"] for r in rows if r["world"] == world and r["variant"] == name), default=0)
-                    met[f"{world} {name}"] = f"not reached (checkpoints judged up to step {reached})"
-                    continue
-                r = np.mean([[x[f"r_{p}"] for p in PROPERTY_NAMES] for x in at], axis=0)
-                leak = np.mean([[x[f"leak_{p}"] for p in PROPERTY_NAMES] for x in at], axis=0)
-                ok = bool(r.min() >= R_TARGET and leak.max() <= LEAK_TARGET)
-                met[f"{world} {name}"] = (f"{'met' if ok else 'NOT met'} over {len(at)} seed(s): r min "
-                                          f"{r.min():.3f}, leakage max {leak.max():.3f}")
-        for label, text in met.items():
+        record.tables["mean_over_seeds"] = means
+        for label, text in target_verdicts(rows, means).items():
             record.figures[f"target_2400_{label.replace(' ', '_')}"] = text
         record.write(args.results_dir)
 
