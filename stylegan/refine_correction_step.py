@@ -1,0 +1,235 @@
+"""Step 7c: the refine option's learned edit correction (``stylegan.refine_correction``), trained and kept.
+
+The directions route's "refine" option (steps 8 and 9's ``--refine``, the studio's ``directions+refine``)
+polishes each linear edit with step 7b's learned property regressor. Without this step it runs the
+gradient method; with it, the ``learned`` method: this correction plus three Broyden passes, a
+fraction of the gradient method's forwards (``benchmarks/bench_refine.py`` measures both). The correction
+belongs to one generator, one directions file (7a) and one regressor (7b): the file records their
+fingerprints, and steps 8, 9 and the studio use it only when all three are the ones they use
+(:func:`find_edit_correction`), else they fall back to the gradient method and say why.
+
+Training is resumable: every ``save_every`` steps the trainer's whole state (model, Adam's moments,
+both random generators) is written atomically, so a killed run goes on where it was and ends with the
+same correction an uninterrupted one would have (same device and threads).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+from common.checkpoints import CheckpointError, load_state_dict_checked, read_checkpoint
+from common.fingerprint import file_fingerprint
+from common.folders import image_folders, refuse_overlap
+from common.io import atomic_torch_save, clean_stale_temp_files
+from common.paths import EDIT_CORRECTION_PT
+from common.recipe import Recipe, claim_output, owned_by_patterns
+from common.runtime import resolve_device
+from common.settings import (
+    StepConfig,
+    device_setting,
+    overwrite_setting,
+    seed_setting,
+    setting,
+    weights_setting,
+)
+from common.steps import Progress, ProgressCounter, StepError
+from stylegan.checkpoint import entry_for_weights, load_generator
+from stylegan.refine import RefineConfig
+from stylegan.refine_correction import CorrectionConfig, CorrectionTrainer, EditCorrection
+
+__all__ = ["FitCorrectionConfig", "FitCorrectionSummary", "LEARNED_REFINE", "find_edit_correction",
+           "read_edit_correction", "run_fit_edit_correction"]
+
+FORMAT = "edit_correction"
+FORMAT_VERSION = 1
+STATE_PT = "correction_state.pt"
+LEARNED_REFINE = RefineConfig(method="learned", steps=3)
+"""The refine that a matching correction gives steps 8, 9 and the studio: the correction plus 3 Broyden passes
+(the control lab's measured choice at <= 10 forwards, docs/finetune-refine.md)."""
+_FIX = "retrain it with 07_fit_edit_correction.py --overwrite"
+_ROLES = ("stylegan_checkpoint", "directions", "regressor_checkpoint")
+"""The files a correction is trained for (the recipe's inputs, kept in the file too)."""
+
+
+class FitCorrectionInputError(StepError, RuntimeError):
+    """An input of step 7c is missing or does not fit; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class FitCorrectionConfig(StepConfig):
+    """Settings of step 7c. Paths None = the pipeline's defaults under ``root``; the regressor is the one
+    steps 8 and 9's ``--refine auto`` use (``--finetuned-checkpoint``, else step 7b's newest checkpoint)."""
+
+    stylegan_checkpoint: Path | None = setting(None, concept="stylegan_checkpoint")
+    directions: Path | None = setting(None, concept="directions")
+    finetuned_checkpoint: Path | None = setting(
+        None, concept="finetuned_checkpoint", fill=False,
+        help="the step-7b checkpoint whose property regressor the correction is trained with (default: the newest "
+             "in stylegan/finetuned, as --refine auto picks)")
+    out_dir: Path | None = setting(None, flag="--out", path="edit_correction_dir", output="dir", help="output folder")
+    steps: int = setting(CorrectionConfig.steps, low=1, help="training steps")
+    batch: int = setting(CorrectionConfig.batch, low=1,
+                         help="codes per training step (part of the recipe: it changes the correction)")
+    lr: float = setting(CorrectionConfig.lr, low=0.0, low_open=True, help="Adam's learning rate")
+    hidden: int = setting(CorrectionConfig.hidden, low=1, help="width of the correction's two hidden layers")
+    save_every: int = setting(100, low=1, help="steps between resumable saves of the training state")
+    device: str = device_setting()
+    weights: str = weights_setting()
+    overwrite: bool = overwrite_setting()
+    seed: int = seed_setting()
+    progress_unit = "step"
+
+    def correction_config(self) -> CorrectionConfig:
+        return CorrectionConfig(steps=self.steps, batch=self.batch, lr=self.lr, hidden=self.hidden, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class FitCorrectionSummary:
+    path: Path
+    regressor: Path
+    steps: int
+    resumed_from: int
+    final_loss: float | None
+    seconds: float
+    skipped: bool = False
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"step 7c (edit correction): {self.path} is up to date (inputs unchanged); kept it"
+        resumed = f", resumed at step {self.resumed_from}" if self.resumed_from else ""
+        loss = "" if self.final_loss is None else f", final loss {self.final_loss:.3f}"
+        return (f"step 7c (edit correction): {self.steps} steps{resumed}{loss} with the regressor of "
+                f"{self.regressor}; wrote {self.path} in {self.seconds:.1f}s (steps 8, 9 and the studio now refine "
+                f"with it: --refine auto)")
+
+
+def _regressor_checkpoint(config: FitCorrectionConfig) -> Path:
+    from stylegan.control_methods import REFINE_AUTO, resolve_refine
+
+    choice = resolve_refine(REFINE_AUTO, config.paths.finetuned_dir, config.finetuned_checkpoint)
+    if not choice.on:
+        raise FitCorrectionInputError(f"step 7c needs step 7b's property regressor: {choice.note.removeprefix('refine auto: ')}"
+                                      "; fix: run 07_finetune_stylegan.py (with lambda_prop > 0) or pass "
+                                      "--finetuned-checkpoint")
+    return Path(choice.checkpoint)
+
+
+def _inputs(config: FitCorrectionConfig, regressor: Path) -> dict[str, Path]:
+    return dict(zip(_ROLES, (Path(config.stylegan_checkpoint), Path(config.directions), regressor)))
+
+
+def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | None = None) -> FitCorrectionSummary:
+    """Train (or resume, or keep) the edit correction of step 7a's directions with step 7b's regressor."""
+    from stylegan.control_methods import ControlMethodError, load_regressor
+    from stylegan.directions import DirectionsMismatchError, load_directions
+
+    start = time.perf_counter()
+    config = config.resolved()
+    out_dir = Path(config.out_dir)
+    for path, fix in ((config.stylegan_checkpoint, "run download_models.py (or the demo)"),
+                      (config.directions, "run step 7a (07_fit_latent_directions.py)")):
+        if not Path(path).is_file():
+            raise FitCorrectionInputError(f"{path} not found; fix: {fix}")
+    regressor_path = _regressor_checkpoint(config)
+    files = _inputs(config, regressor_path)
+    refuse_overlap({"--out": out_dir}, dict(zip(("--stylegan-checkpoint", "--directions", "--finetuned-checkpoint"),
+                                                files.values())), reserved=image_folders(config.paths))
+    device = resolve_device(config.device)
+    settings = dict(asdict(config.correction_config()), which=entry_for_weights(config.weights),
+                    device_type=device.type)
+    recipe = Recipe.of("7c", settings, files)
+    target, state_path = out_dir / EDIT_CORRECTION_PT, out_dir / STATE_PT
+    with claim_output(out_dir, recipe, overwrite=config.overwrite, owned=owned_by_patterns(EDIT_CORRECTION_PT, STATE_PT),
+                      what="edit correction") as claim:
+        if claim.continued and target.is_file():
+            return FitCorrectionSummary(target, regressor_path, config.steps, 0, None,
+                                        time.perf_counter() - start, skipped=True)
+        clean_stale_temp_files(out_dir)
+        generator = load_generator(config.stylegan_checkpoint, which=entry_for_weights(config.weights), device=device)
+        generator.requires_grad_(False)
+        try:
+            directions = load_directions(config.directions, checkpoint=config.stylegan_checkpoint,
+                                         w_dim=generator.w_space_dim)
+            regressor = load_regressor(regressor_path, directions, device)
+        except (DirectionsMismatchError, ControlMethodError) as exc:
+            raise FitCorrectionInputError(str(exc)) from None
+        trainer = CorrectionTrainer(generator, regressor, directions, config.correction_config())
+        if claim.continued and state_path.is_file():
+            _resume(trainer, state_path)
+        resumed_from = trainer.step
+        tick = ProgressCounter(progress, config.steps, trainer.step)
+        while trainer.step < config.steps:
+            trainer.train_step()
+            tick()
+            if trainer.step % config.save_every == 0 and trainer.step < config.steps:
+                atomic_torch_save(state_path, trainer.state_dict())
+        model = trainer.frozen()
+        atomic_torch_save(target, {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "w_dim": int(model.w_mean.numel()),
+            "num_properties": len(directions.property_names), "property_names": list(directions.property_names),
+            "config": asdict(config.correction_config()), "state_dict": model.state_dict(),
+            "made_from": dict(recipe.inputs), "final_loss": trainer.final_loss, "refine": asdict(LEARNED_REFINE)})
+        state_path.unlink(missing_ok=True)   # the finished file holds everything the state did
+        return FitCorrectionSummary(target, regressor_path, config.steps, resumed_from, trainer.final_loss,
+                                    time.perf_counter() - start)
+
+
+def _resume(trainer: CorrectionTrainer, state_path: Path) -> None:
+    """Continue from a killed run's state (this recipe's: the folder's recipe was checked)."""
+    fix = f"remove {state_path} to start the training over, or re-run with --overwrite"
+    state = read_checkpoint(state_path, fix, kind="edit-correction training state")
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{state_path} is not a training state of this correction ({exc}); fix: {fix}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# the consumers' side (steps 8, 9, the studio)
+
+
+def read_edit_correction(path: Path | str, w_dim: int | None = None, num_properties: int | None = None
+                         ) -> EditCorrection:
+    """The frozen correction of a step-7c file, or a one-line :class:`CheckpointError` (the fix: retrain)."""
+    data = read_checkpoint(path, _FIX, kind="edit-correction file")
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a step-7c edit-correction file (no format '{FORMAT}'); fix: {_FIX}")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {data.get('format_version')}, this code reads "
+                              f"{FORMAT_VERSION}; fix: {_FIX}")
+    try:
+        saved_w, saved_p, hidden = int(data["w_dim"]), int(data["num_properties"]), int(data["config"]["hidden"])
+        model = EditCorrection(saved_w, saved_p, hidden)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a complete edit-correction file (missing or odd entry {exc}); "
+                              f"fix: {_FIX}") from None
+    for what, saved, wanted in (("w size", saved_w, w_dim), ("property count", saved_p, num_properties)):
+        if wanted is not None and saved != wanted:
+            raise CheckpointError(f"{path} was trained for a {what} of {saved}, not {wanted}; fix: {_FIX}")
+    load_state_dict_checked(model, data.get("state_dict"), path, _FIX, entry="state_dict",
+                            what="the correction its config describes")
+    return model.eval().requires_grad_(False)
+
+
+def find_edit_correction(path: Path | str, stylegan_checkpoint: Path | str, directions: Path | str,
+                         regressor_checkpoint: Path | str) -> tuple[Path | None, str]:
+    """(``path``, "") when it is a step-7c correction trained for exactly these three files, else (None, why):
+    a correction of other directions or another regressor would correct the wrong edits."""
+    path = Path(path)
+    if not path.is_file():
+        return None, f"no step-7c edit correction at {path} (07_fit_edit_correction.py trains one)"
+    try:
+        data = read_checkpoint(path, _FIX, kind="edit-correction file")
+    except CheckpointError as exc:
+        return None, str(exc)
+    made_from = data.get("made_from") if isinstance(data, dict) else None
+    if not isinstance(made_from, dict):
+        return None, f"{path} does not say what it was trained for; {_FIX}"
+    now = dict(zip(_ROLES, (stylegan_checkpoint, directions, regressor_checkpoint)))
+    for role, file in now.items():
+        if made_from.get(role) != file_fingerprint(file):
+            return None, f"{path} was trained for another {role.replace('_', ' ')} than {file}; {_FIX}"
+    return path, ""
+

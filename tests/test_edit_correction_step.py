@@ -1,0 +1,136 @@
+"""Step 7c: the refine option's learned edit correction is trained, kept, resumed and used (issue 21 §4).
+
+Before it, nothing trained and stored the correction: steps 8, 9 and the studio could only refine with the
+gradient method (many times the forwards of ``learned:3``: ``bench_refine-cpu``)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from studio_world import make_world
+
+from common.paths import PipelinePaths
+from pipeline.runner import load_script
+from stylegan.control_resolver import resolve_control_methods
+from stylegan.refine_correction_step import STATE_PT, find_edit_correction, read_edit_correction
+
+FAST = ["--device", "cpu", "--steps", "6", "--batch", "4", "--hidden", "16", "--save-every", "3", "-q"]
+
+
+def _fit(paths: PipelinePaths, *extra: str) -> int:
+    return load_script("7c").main(["--root", str(paths.root), *FAST, *extra])
+
+
+@pytest.fixture()
+def world(tmp_path, single_thread) -> PipelinePaths:
+    return make_world(tmp_path / "root", regressor=True)
+
+
+def test_step_7c_trains_a_correction_that_steps_8_9_and_the_studio_refine_with(world, capsys):
+    """The file is written under the directions folder, a re-run keeps it, and --refine auto in steps 8 and 9 (the
+    resolver) and the studio then run the learned refine with it; their recipes and saved images name it."""
+    from pipeline.studio.render import load_studio_models
+
+    before = resolve_control_methods(world, "directions", refine="auto")
+    assert before.refine.on and before.refine.correction is None and "gradient method" in before.refine.note
+    assert _fit(world) == 0
+    assert "step 7c (edit correction): 6 steps" in capsys.readouterr().out
+    assert world.edit_correction_pt.is_file() and not (world.edit_correction_dir / STATE_PT).exists()
+    assert _fit(world) == 0 and "up to date" in capsys.readouterr().out
+
+    plan = resolve_control_methods(world, "directions", refine="auto")
+    assert plan.refine.correction == world.edit_correction_pt
+    assert plan.inputs("directions")["edit-correction"] == world.edit_correction_pt   # steps 8 and 9's recipes
+    refined = plan.load("cpu", 4, "auto")[-1]
+    assert refined.name == "directions+refine" and refined.refiner.config.method == "learned"
+    assert refined.refiner.config.steps == 3 and refined.refiner.correction is not None
+    assert plan.describe("directions", "auto").endswith(f"step 7c's edit correction {world.edit_correction_pt}")
+
+    models = load_studio_models(world)
+    assert models.refiner.config.method == "learned"
+    assert str(world.edit_correction_pt) in models.identity["refine"]["settings"]
+    off = load_studio_models(world, refine="off")
+    assert off.refiner is None
+
+
+def test_a_killed_7c_resumes_where_it_was_and_ends_with_the_uninterrupted_correction(world, tmp_path, monkeypatch):
+    """Ctrl-C at step 5 of 6 (state saved at step 3) exits 130; the re-run resumes at step 3 and its correction
+    equals an uninterrupted run's on a copy of the same inputs (the same computation, so to 1e-6)."""
+    from stylegan.refine_correction import CorrectionTrainer
+
+    straight = make_world(tmp_path / "straight", regressor=True)
+    assert _fit(straight) == 0
+    real_step = CorrectionTrainer.train_step
+
+    def interrupted(self):
+        if self.step == 4:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(CorrectionTrainer, "train_step", interrupted)
+    assert _fit(world) == 130
+    assert (world.edit_correction_dir / STATE_PT).is_file() and not world.edit_correction_pt.exists()
+    monkeypatch.setattr(CorrectionTrainer, "train_step", real_step)
+    resumed_from = []
+    real_load = CorrectionTrainer.load_state_dict
+    monkeypatch.setattr(CorrectionTrainer, "load_state_dict",
+                        lambda self, state: (real_load(self, state), resumed_from.append(self.step)))
+    assert _fit(world) == 0 and resumed_from == [3]
+    a = read_edit_correction(world.edit_correction_pt).state_dict()
+    b = read_edit_correction(straight.edit_correction_pt).state_dict()
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+
+
+def test_a_correction_is_used_only_with_the_directions_and_regressor_it_was_trained_for(world, capsys):
+    """Refitted directions make the kept correction another recipe's: steps 8, 9 and the studio fall back to the
+    gradient method and say why, step 7c refuses the folder in one line naming --overwrite, and --overwrite
+    retrains it for the new directions."""
+    from stylegan.directions import load_directions
+
+    assert _fit(world) == 0
+    capsys.readouterr()
+    directions = load_directions(world.directions_pt)
+    directions.intercepts = directions.intercepts + 0.01          # another fit
+    directions.save(world.directions_pt)
+    found, why = find_edit_correction(world.edit_correction_pt, world.stylegan_checkpoint, world.directions_pt,
+                                      sorted((world.finetuned_dir / "checkpoints").glob("*.pt"))[-1])
+    assert found is None and "another directions" in why
+    plan = resolve_control_methods(world, "directions", refine="auto")
+    assert plan.refine.on and plan.refine.correction is None and "another directions" in plan.refine.note
+    assert plan.load("cpu", 4, "auto")[-1].refiner.config.method == "gradient"
+    assert _fit(world) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0] and "directions" in err[0]
+    assert _fit(world, "--overwrite") == 0
+    assert resolve_control_methods(world, "directions", refine="auto").refine.correction == world.edit_correction_pt
+
+
+def test_step_7c_without_a_regressor_or_with_a_damaged_file_says_one_line(tmp_path, single_thread, capsys):
+    """No step-7b regressor: one line naming the fix. A damaged correction file: the consumers fall back with the
+    reason (never a traceback), and reading it directly is a one-line CheckpointError."""
+    from common.checkpoints import CheckpointError
+
+    plain = make_world(tmp_path / "plain")
+    assert _fit(plain) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "property regressor" in err[0] and "07_finetune_stylegan.py" in err[0]
+
+    paths = make_world(tmp_path / "damaged", regressor=True)
+    paths.edit_correction_dir.mkdir(parents=True)
+    paths.edit_correction_pt.write_text("not a checkpoint")
+    plan = resolve_control_methods(paths, "directions", refine="auto")
+    assert plan.refine.on and plan.refine.correction is None and "edit_correction.pt" in plan.refine.note
+    with pytest.raises(CheckpointError) as info:
+        read_edit_correction(paths.edit_correction_pt)
+    assert "\n" not in str(info.value) and "07_fit_edit_correction.py" in str(info.value)
+    torch.save({"format": "edit_correction", "format_version": 1, "w_dim": 7}, paths.edit_correction_pt)
+    with pytest.raises(CheckpointError, match="not a complete edit-correction file"):
+        read_edit_correction(paths.edit_correction_pt)
+
+
+def test_the_runner_runs_7c_after_7b_and_7_means_all_three():
+    from pipeline.runner import STEP_ORDER, step_id, steps_between
+
+    assert STEP_ORDER.index("7c") == STEP_ORDER.index("7b") + 1 and STEP_ORDER.index("8") == STEP_ORDER.index("7c") + 1
+    assert step_id("7", "first") == "7a" and step_id("7", "last") == "7c"
+    assert steps_between("7", "7") == ["7a", "7b", "7c"]
+    assert len(steps_between(1, 9)) == 11
