@@ -50,7 +50,8 @@ REFINE_FIX = "pass --refine a step-7b checkpoint_NNNNNN.pt that carries a proper
 """The advice of an unreadable ``--refine`` file (not the fine-tune reader's ``--finetuned-checkpoint`` advice)."""
 REFINE_HELP = ("directions only: refine each linear edit through the generator and the learned property "
                "regressor of a step-7b checkpoint (never the judge): off, auto (--finetuned-checkpoint or the newest "
-               "step-7b checkpoint, when it carries a regressor; else off), or a checkpoint's path. Its price per "
+               "step-7b checkpoint, when it carries a regressor; else off), or a checkpoint's path. With step 7c's "
+               "edit correction for these files the learned method, else the slower gradient method. Its price per "
                "image and its control in the lab: docs/finetune-refine.md")
 
 Ranges = dict[str, tuple[float, float]]
