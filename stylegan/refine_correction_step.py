@@ -74,7 +74,8 @@ class FitCorrectionConfig(StepConfig):
                          help="codes per training step (part of the recipe: it changes the correction)")
     lr: float = setting(CorrectionConfig.lr, low=0.0, low_open=True, help="Adam's learning rate")
     hidden: int = setting(CorrectionConfig.hidden, low=1, help="width of the correction's two hidden layers")
-    save_every: int = setting(100, low=1, help="steps between resumable saves of the training state")
+    save_every: int = setting(50, low=1, help="steps between resumable saves of the training state (a kill loses "
+                                              "at most these)")
     device: str = device_setting()
     weights: str = weights_setting()
     overwrite: bool = overwrite_setting()
@@ -159,18 +160,22 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
         if claim.continued and state_path.is_file():
             _resume(trainer, state_path)
         resumed_from = trainer.step
+        # the bar counts saved steps: a Ctrl-C reports as finished only what a re-run keeps
         tick = ProgressCounter(progress, config.steps, trainer.step)
+        saved = trainer.step
         while trainer.step < config.steps:
             trainer.train_step()
-            tick()
             if trainer.step % config.save_every == 0 and trainer.step < config.steps:
                 atomic_torch_save(state_path, trainer.state_dict())
+                tick(trainer.step - saved)
+                saved = trainer.step
         model = trainer.frozen()
         atomic_torch_save(target, {
             "format": FORMAT, "format_version": FORMAT_VERSION, "w_dim": int(model.w_mean.numel()),
             "num_properties": len(directions.property_names), "property_names": list(directions.property_names),
             "config": asdict(config.correction_config()), "state_dict": model.state_dict(),
             "made_from": dict(recipe.inputs), "final_loss": trainer.final_loss, "refine": asdict(LEARNED_REFINE)})
+        tick(trainer.step - saved)
         state_path.unlink(missing_ok=True)   # the finished file holds everything the state did
         return FitCorrectionSummary(target, regressor_path, config.steps, resumed_from, trainer.final_loss,
                                     time.perf_counter() - start)

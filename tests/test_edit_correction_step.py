@@ -52,9 +52,11 @@ def test_step_7c_trains_a_correction_that_steps_8_9_and_the_studio_refine_with(w
     assert off.refiner is None
 
 
-def test_a_killed_7c_resumes_where_it_was_and_ends_with_the_uninterrupted_correction(world, tmp_path, monkeypatch):
-    """Ctrl-C at step 5 of 6 (state saved at step 3) exits 130; the re-run resumes at step 3 and its correction
-    equals an uninterrupted run's on a copy of the same inputs (the same computation, so to 1e-6)."""
+def test_a_killed_7c_resumes_where_it_was_and_ends_with_the_uninterrupted_correction(world, tmp_path, monkeypatch,
+                                                                                      capsys):
+    """Ctrl-C at step 5 of 6 (state saved at step 3) exits 130 and reports the 3 saved steps as kept (it said 4, one
+    a re-run trains again); the re-run resumes at step 3 and its correction equals an uninterrupted run's on a copy
+    of the same inputs (the same computation, so to 1e-6)."""
     from stylegan.refine_correction import CorrectionTrainer
 
     straight = make_world(tmp_path / "straight", regressor=True)
@@ -67,7 +69,9 @@ def test_a_killed_7c_resumes_where_it_was_and_ends_with_the_uninterrupted_correc
         return real_step(self)
 
     monkeypatch.setattr(CorrectionTrainer, "train_step", interrupted)
+    capsys.readouterr()
     assert _fit(world) == 130
+    assert "interrupted; 3 items finished are kept" in capsys.readouterr().err
     assert (world.edit_correction_dir / STATE_PT).is_file() and not world.edit_correction_pt.exists()
     monkeypatch.setattr(CorrectionTrainer, "train_step", real_step)
     resumed_from = []
