@@ -17,7 +17,10 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import torch
 
 from common.checkpoints import CheckpointError, load_state_dict_checked, read_checkpoint
 from common.fingerprint import file_fingerprint
@@ -45,6 +48,7 @@ __all__ = ["FitCorrectionConfig", "FitCorrectionSummary", "LEARNED_REFINE", "fin
 FORMAT = "edit_correction"
 FORMAT_VERSION = 1
 STATE_PT = "correction_state.pt"
+SHEET_PNG = "correction_sheet.png"
 LEARNED_REFINE = RefineConfig(method="learned", steps=3)
 """The refine that a matching correction gives steps 8, 9 and the studio: the correction plus 3 Broyden passes
 (the control lab's measured choice at <= 10 forwards, docs/finetune-refine.md)."""
@@ -142,8 +146,8 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
                     device_type=device.type)
     recipe = Recipe.of("7c", settings, files)
     target, state_path = out_dir / EDIT_CORRECTION_PT, out_dir / STATE_PT
-    with claim_output(out_dir, recipe, overwrite=config.overwrite, owned=owned_by_patterns(EDIT_CORRECTION_PT, STATE_PT),
-                      what="edit correction") as claim:
+    owned = owned_by_patterns(EDIT_CORRECTION_PT, STATE_PT, SHEET_PNG)
+    with claim_output(out_dir, recipe, overwrite=config.overwrite, owned=owned, what="edit correction") as claim:
         if claim.continued and target.is_file():
             return FitCorrectionSummary(target, regressor_path, config.steps, 0, None,
                                         time.perf_counter() - start, skipped=True)
@@ -170,6 +174,7 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
                 tick(trainer.step - saved)
                 saved = trainer.step
         model = trainer.frozen()
+        _write_sheet(generator, regressor, directions, model, out_dir / SHEET_PNG, config.seed)
         atomic_torch_save(target, {
             "format": FORMAT, "format_version": FORMAT_VERSION, "w_dim": int(model.w_mean.numel()),
             "num_properties": len(directions.property_names), "property_names": list(directions.property_names),
@@ -179,6 +184,50 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
         state_path.unlink(missing_ok=True)   # the finished file holds everything the state did
         return FitCorrectionSummary(target, regressor_path, config.steps, resumed_from, trainer.final_loss,
                                     time.perf_counter() - start)
+
+
+@torch.no_grad()
+def _write_sheet(generator: torch.nn.Module, regressor: torch.nn.Module, directions: Any, model: EditCorrection,
+                 path: Path, seed: int, faces: int = 4) -> None:
+    """The picture to check: per face, the base and, per property with a direction, its linear edit and the
+    corrected one toward the top of the scores seen in fitting, each captioned with what the regressor (step 7b's,
+    the training signal, not a judge) reads for the requested property."""
+    from common.contact_sheet import make_contact_sheet
+    from common.io import atomic_save_image
+    from stylegan.networks import postprocess_uint8
+
+    device = next(generator.parameters()).device
+    gen = torch.Generator().manual_seed(seed + 1)
+    w = generator.mapping(torch.randn(faces, generator.z_space_dim, generator=gen).to(device))["w"].float()
+    seen = directions.seen_range()
+    fitted = [j for j in range(len(directions.property_names)) if directions.fitted[j]]
+    images, captions = [], []
+
+    def render(codes: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        raw = generator.synthesis(codes[:, None, :].expand(-1, generator.num_layers, -1), None, False)["image"]
+        values = regressor(torch.tanh(raw) if getattr(generator, "final_tanh", False) else raw).float().cpu().numpy()
+        return postprocess_uint8(raw), values
+
+    base_images, _ = render(w)
+    columns = [(base_images, ["base"] * faces)]
+    for j in fitted:
+        target = float(seen[j, 0] + 0.9 * (seen[j, 1] - seen[j, 0]))
+        targets = np.full((faces, len(directions.property_names)), np.nan, np.float32)
+        targets[:, j] = target
+        linear = torch.from_numpy(np.asarray(directions.edit(w.cpu().numpy(), targets), np.float32)).to(device)
+        corrected = model(w, linear, torch.from_numpy(targets).to(device))
+        name = directions.property_names[j]
+        for label, codes in ((f"{name} linear", linear), ("corrected", corrected)):
+            shown, values = render(codes)
+            columns.append((shown, [f"{label} {v:.2f}" for v in values[:, j]]))
+    for face in range(faces):
+        for shown, labels in columns:
+            images.append(shown[face])
+            captions.append(labels[face])
+    sheet = make_contact_sheet(images, captions, ncols=len(columns), thumb=128,
+                               title="step 7c: each property's linear edit and its correction, asked for 90% of the range seen in "
+                                     "fitting; captions: what the 7b regressor reads")
+    atomic_save_image(path, np.asarray(sheet))
 
 
 def _resume(trainer: CorrectionTrainer, state_path: Path) -> None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 from studio_world import make_world
 
 from common.paths import PipelinePaths
 from pipeline.runner import load_script
 from stylegan.control_resolver import resolve_control_methods
-from stylegan.refine_correction_step import STATE_PT, find_edit_correction, read_edit_correction
+from stylegan.refine_correction_step import SHEET_PNG, STATE_PT, find_edit_correction, read_edit_correction
 
 FAST = ["--device", "cpu", "--steps", "6", "--batch", "4", "--hidden", "16", "--save-every", "3", "-q"]
 
@@ -35,6 +36,8 @@ def test_step_7c_trains_a_correction_that_steps_8_9_and_the_studio_refine_with(w
     assert _fit(world) == 0
     assert "step 7c (edit correction): 6 steps" in capsys.readouterr().out
     assert world.edit_correction_pt.is_file() and not (world.edit_correction_dir / STATE_PT).exists()
+    sheet = Image.open(world.edit_correction_dir / SHEET_PNG)   # base + (linear, corrected) per property, 4 faces
+    assert sheet.width == 128 * (1 + 2 * 5) and sheet.height > 4 * 128
     assert _fit(world) == 0 and "up to date" in capsys.readouterr().out
 
     plan = resolve_control_methods(world, "directions", refine="auto")
