@@ -68,8 +68,22 @@ class EditCorrection(nn.Module):
         return w_edit + self.delta(w, w_edit, targets)
 
 
-def _render(generator: torch.nn.Module, w: torch.Tensor) -> torch.Tensor:
-    return generator.synthesis(w[:, None, :].expand(-1, generator.num_layers, -1), None, False)["image"]
+def render_raw(generator: torch.nn.Module, w: torch.Tensor, edited: torch.Tensor | None = None,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The image the regressor reads (the refiner's: tanh where the generator ends in one) of ``w``, or of ``edited``
+    on the masked layers [N, L] and ``w`` elsewhere (as the directions method and the refiner render an edit: only
+    on the layers fitted for the requested properties)."""
+    wp = w[:, None, :].expand(-1, generator.num_layers, -1)
+    if edited is not None:
+        wp = torch.where(mask[:, :, None], edited[:, None, :], wp)
+    image = generator.synthesis(wp.contiguous(), None, False)["image"]
+    return torch.tanh(image) if getattr(generator, "final_tanh", False) else image
+
+
+def edit_layers(directions: Any, targets: np.ndarray, num_layers: int, device: torch.device) -> torch.Tensor:
+    """[N, L] bool: the synthesis layers each request's edit goes to (its properties' fitted layer ranges)."""
+    return torch.from_numpy(np.stack([directions.layer_mask_for(np.isfinite(row), num_layers)
+                                      for row in targets])).to(device)
 
 
 class CorrectionTrainer:
@@ -118,13 +132,14 @@ class CorrectionTrainer:
                 which = self.fitted[self.rng.integers(0, len(self.fitted), cfg.batch)]
                 targets[np.arange(cfg.batch), which] = self.rng.uniform(self.low[which], self.high[which])
                 w_edit = torch.from_numpy(self.directions.edit(w.cpu().numpy(), targets)).float().to(device)
-                base = self.property_model(_render(gen, w)).float()
+                base = self.property_model(render_raw(gen, w)).float()
             t = torch.from_numpy(targets).to(device)
             asked = torch.isfinite(t)
             goal = torch.where(asked, torch.nan_to_num(t), base)
             weight = torch.where(asked, torch.ones_like(t), torch.full_like(t, cfg.hold_weight))
             delta = self.model.delta(w, w_edit, t)
-            values = self.property_model(_render(gen, w_edit + delta)).float()
+            mask = edit_layers(self.directions, targets, gen.num_layers, device)
+            values = self.property_model(render_raw(gen, w, w_edit + delta, mask)).float()
             loss = ((((values - goal) * self.inv).square() * weight).sum(1)
                     + cfg.anchor_weight * (delta / self.model.w_std).square().mean(1)).mean()
             self.opt.zero_grad(set_to_none=True)

@@ -40,7 +40,7 @@ from common.settings import (
 from common.steps import Progress, ProgressCounter, StepError
 from stylegan.checkpoint import entry_for_weights, load_generator
 from stylegan.refine import RefineConfig
-from stylegan.refine_correction import CorrectionConfig, CorrectionTrainer, EditCorrection
+from stylegan.refine_correction import CorrectionConfig, CorrectionTrainer, EditCorrection, edit_layers, render_raw
 
 __all__ = ["FitCorrectionConfig", "FitCorrectionSummary", "LEARNED_REFINE", "find_edit_correction",
            "read_edit_correction", "run_fit_edit_correction"]
@@ -203,12 +203,12 @@ def _write_sheet(generator: torch.nn.Module, regressor: torch.nn.Module, directi
     fitted = [j for j in range(len(directions.property_names)) if directions.fitted[j]]
     images, captions = [], []
 
-    def render(codes: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        raw = generator.synthesis(codes[:, None, :].expand(-1, generator.num_layers, -1), None, False)["image"]
-        values = regressor(torch.tanh(raw) if getattr(generator, "final_tanh", False) else raw).float().cpu().numpy()
-        return postprocess_uint8(raw), values
+    def render(codes: torch.Tensor | None = None, targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        mask = None if codes is None else edit_layers(directions, targets, generator.num_layers, device)
+        image = render_raw(generator, w, codes, mask)
+        return postprocess_uint8(image), regressor(image).float().cpu().numpy()
 
-    base_images, _ = render(w)
+    base_images, _ = render()
     columns = [(base_images, ["base"] * faces)]
     for j in fitted:
         target = float(seen[j, 0] + 0.9 * (seen[j, 1] - seen[j, 0]))
@@ -218,7 +218,7 @@ def _write_sheet(generator: torch.nn.Module, regressor: torch.nn.Module, directi
         corrected = model(w, linear, torch.from_numpy(targets).to(device))
         name = directions.property_names[j]
         for label, codes in ((f"{name} linear", linear), ("corrected", corrected)):
-            shown, values = render(codes)
+            shown, values = render(codes, targets)
             columns.append((shown, [f"{label} {v:.2f}" for v in values[:, j]]))
     for face in range(faces):
         for shown, labels in columns:

@@ -622,6 +622,34 @@ def test_learned_correction_cuts_the_requested_error_in_one_pass(refine_world, s
     assert e2 < 0.75 * e1
 
 
+def test_the_correction_trains_on_edits_rendered_only_on_the_requested_propertys_layers(refine_world, monkeypatch):
+    """The directions method and the refiner put an edit only on the layers fitted for the requested property; the
+    correction used to be trained on edits rendered on every layer, so a coarse-only property was corrected for an
+    image nobody renders. Every edited render in training keeps w on the other layers."""
+    import dataclasses
+
+    from stylegan.refine_correction import CorrectionConfig, CorrectionTrainer
+
+    generator, model, w, scores = refine_world
+    directions = dataclasses.replace(fit_directions(w, scores, method="ridge", hold=True), layers=("coarse",) * P)
+    coarse = layer_mask(generator.num_layers, "coarse")
+    assert coarse.any() and not coarse.all()
+    seen = []
+    real = generator.synthesis.forward
+
+    def spy(wp, *args, **kwargs):
+        seen.append(wp.detach().clone())
+        return real(wp, *args, **kwargs)
+
+    monkeypatch.setattr(generator.synthesis, "forward", spy)
+    trainer = CorrectionTrainer(generator, model, directions, CorrectionConfig(steps=1, batch=4, hidden=16, seed=1))
+    seen.clear()
+    trainer.train_step()
+    base, edited = seen            # the base images (w everywhere), then the corrected edits
+    assert torch.equal(edited[:, ~torch.from_numpy(coarse)], base[:, ~torch.from_numpy(coarse)])
+    assert not torch.equal(edited[:, torch.from_numpy(coarse)], base[:, torch.from_numpy(coarse)])
+
+
 # Margins of the Broyden method (same tiny world; generator seeds 3-5 x target seeds 1-3, ATEN_CPU_CAPABILITY default
 # and avx2 identical, AMD EPYC): after 3 passes requested error after / before 0.25-0.61, held drift 0.32-0.75; with
 # the fixture's generator (seed 3) 0.29-0.43 and 0.47-0.65; asserted < 0.6 and < 0.85.
