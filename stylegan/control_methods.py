@@ -16,6 +16,7 @@ This module never imports segmentation: scoring is the caller's business.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -371,6 +372,8 @@ class RefineChoice:
             return self
         found, why = find_edit_correction(correction_pt, stylegan_checkpoint, directions, self.checkpoint)
         if found is None:
+            if Path(correction_pt).exists():   # said now: the slower method may take hours where 7c's took minutes
+                logging.getLogger(__name__).warning("the refine runs the slower gradient method: %s", why)
             return replace(self, note=f"{self.note} (gradient method: {why})", correction_note=why)
         return replace(self, correction=found, note=f"{self.note} and step 7c's edit correction {found}")
 

@@ -14,7 +14,13 @@ same correction an uninterrupted one would have (same device and threads).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,10 +46,18 @@ from common.settings import (
 from common.steps import Progress, ProgressCounter, StepError
 from stylegan.checkpoint import entry_for_weights, load_generator
 from stylegan.refine import RefineConfig
-from stylegan.refine_correction import CorrectionConfig, CorrectionTrainer, EditCorrection, edit_layers, render_raw
+from stylegan.refine_correction import (
+    CorrectionConfig,
+    CorrectionTrainer,
+    EditCorrection,
+    edit_layers,
+    render_raw,
+)
 
 __all__ = ["FitCorrectionConfig", "FitCorrectionSummary", "LEARNED_REFINE", "find_edit_correction",
            "read_edit_correction", "run_fit_edit_correction"]
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "edit_correction"
 FORMAT_VERSION = 1
@@ -98,16 +112,16 @@ class FitCorrectionSummary:
     resumed_from: int
     final_loss: float | None
     seconds: float
+    used_by: str = ""     # whether steps 8, 9 and the studio will use it, and if not why
     skipped: bool = False
 
     def line(self) -> str:
         if self.skipped:
-            return f"step 7c (edit correction): {self.path} is up to date (inputs unchanged); kept it"
+            return f"step 7c (edit correction): {self.path} is up to date (inputs unchanged); kept it; {self.used_by}"
         resumed = f", resumed at step {self.resumed_from}" if self.resumed_from else ""
-        loss = "" if self.final_loss is None else f", final loss {self.final_loss:.3f}"
+        loss = "" if self.final_loss is None else f", loss of the last 100 steps {self.final_loss:.3f}"
         return (f"step 7c (edit correction): {self.steps} steps{resumed}{loss} with the regressor of "
-                f"{self.regressor}; wrote {self.path} in {self.seconds:.1f}s (steps 8, 9 and the studio now refine "
-                f"with it: --refine auto)")
+                f"{self.regressor}; wrote {self.path} and {SHEET_PNG} in {self.seconds:.1f}s; {self.used_by}")
 
 
 def _regressor_checkpoint(config: FitCorrectionConfig) -> Path:
@@ -115,9 +129,10 @@ def _regressor_checkpoint(config: FitCorrectionConfig) -> Path:
 
     choice = resolve_refine(REFINE_AUTO, config.paths.finetuned_dir, config.finetuned_checkpoint)
     if not choice.on:
-        raise FitCorrectionInputError(f"step 7c needs step 7b's property regressor: {choice.note.removeprefix('refine auto: ')}"
-                                      "; fix: run 07_finetune_stylegan.py (with lambda_prop > 0) or pass "
-                                      "--finetuned-checkpoint")
+        why = choice.note.removeprefix("refine auto: off (").removesuffix(")")
+        fix = ("pass a checkpoint of a run trained with lambda_prop > 0" if config.finetuned_checkpoint is not None
+               else "run 07_finetune_stylegan.py (with lambda_prop > 0) or pass --finetuned-checkpoint")
+        raise FitCorrectionInputError(f"step 7c trains with step 7b's property regressor: {why}; fix: {fix}")
     return Path(choice.checkpoint)
 
 
@@ -149,8 +164,11 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
     owned = owned_by_patterns(EDIT_CORRECTION_PT, STATE_PT, SHEET_PNG)
     with claim_output(out_dir, recipe, overwrite=config.overwrite, owned=owned, what="edit correction") as claim:
         if claim.continued and target.is_file():
-            return FitCorrectionSummary(target, regressor_path, config.steps, 0, None,
-                                        time.perf_counter() - start, skipped=True)
+            problem = _finished_problem(target, recipe, config)
+            if problem is None:
+                return FitCorrectionSummary(target, regressor_path, config.steps, 0, None,
+                                            time.perf_counter() - start, used_by=_used_by(config, target), skipped=True)
+            logger.warning("%s; training it again", problem)
         clean_stale_temp_files(out_dir)
         generator = load_generator(config.stylegan_checkpoint, which=entry_for_weights(config.weights), device=device)
         generator.requires_grad_(False)
@@ -164,26 +182,80 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
         if claim.continued and state_path.is_file():
             _resume(trainer, state_path)
         resumed_from = trainer.step
-        # the bar counts saved steps: a Ctrl-C reports as finished only what a re-run keeps
         tick = ProgressCounter(progress, config.steps, trainer.step)
-        saved = trainer.step
-        while trainer.step < config.steps:
-            trainer.train_step()
-            if trainer.step % config.save_every == 0 and trainer.step < config.steps:
-                atomic_torch_save(state_path, trainer.state_dict())
-                tick(trainer.step - saved)
-                saved = trainer.step
+        # Ctrl-C waits for the step in flight, whose state is then saved: what the bar counted is what a re-run keeps
+        with deferred_interrupt() as interrupted:
+            while trainer.step < config.steps:
+                loss = trainer.train_step()
+                if not np.isfinite(loss):
+                    raise FitCorrectionInputError(
+                        f"the correction's training diverged (loss {loss} at step {trainer.step}); nothing was "
+                        f"written beyond the last good save; fix: a smaller --lr (now {config.lr:g}) with --overwrite")
+                tick()
+                if interrupted() or (trainer.step % config.save_every == 0 and trainer.step < config.steps):
+                    atomic_torch_save(state_path, trainer.state_dict())
+                if interrupted():
+                    raise KeyboardInterrupt
         model = trainer.frozen()
         _write_sheet(generator, regressor, directions, model, out_dir / SHEET_PNG, config.seed)
         atomic_torch_save(target, {
             "format": FORMAT, "format_version": FORMAT_VERSION, "w_dim": int(model.w_mean.numel()),
             "num_properties": len(directions.property_names), "property_names": list(directions.property_names),
-            "config": asdict(config.correction_config()), "state_dict": model.state_dict(),
-            "made_from": dict(recipe.inputs), "final_loss": trainer.final_loss, "refine": asdict(LEARNED_REFINE)})
-        tick(trainer.step - saved)
+            "config": asdict(config.correction_config()), "which": settings["which"],
+            "state_dict": model.state_dict(), "made_from": dict(recipe.inputs), "final_loss": trainer.final_loss,
+            "refine": asdict(LEARNED_REFINE)})
         state_path.unlink(missing_ok=True)   # the finished file holds everything the state did
         return FitCorrectionSummary(target, regressor_path, config.steps, resumed_from, trainer.final_loss,
-                                    time.perf_counter() - start)
+                                    time.perf_counter() - start, used_by=_used_by(config, target))
+
+
+def _finished_problem(target: Path, recipe: Recipe, config: FitCorrectionConfig) -> str | None:
+    """Why the finished file in a folder of this recipe cannot be kept (damaged, or another recipe's), else None."""
+    try:
+        read_edit_correction(target)
+        data = read_checkpoint(target, _FIX, kind="edit-correction file")
+    except CheckpointError as exc:
+        return str(exc)
+    if data.get("made_from") != dict(recipe.inputs) or data.get("config") != asdict(config.correction_config()):
+        return f"{target} was trained with other inputs or settings than its folder's recipe.json says"
+    return None
+
+
+def _used_by(config: FitCorrectionConfig, target: Path) -> str:
+    """Whether steps 8, 9 and the studio (``--refine auto``, default paths) will refine with ``target``; if not, why."""
+    from stylegan.control_methods import REFINE_AUTO, resolve_refine
+
+    paths = config.paths
+    if target.resolve() != paths.edit_correction_pt.resolve():
+        return f"steps 8, 9 and the studio look for it at {paths.edit_correction_pt} only: copy it there to use it"
+    choice = resolve_refine(REFINE_AUTO, paths.finetuned_dir)
+    if not choice.on:
+        return f"steps 8, 9 and the studio will not use it: {choice.note}"
+    found, why = find_edit_correction(target, paths.stylegan_checkpoint, paths.directions_pt, choice.checkpoint)
+    if found is None:
+        return f"steps 8, 9 and the studio will not use it with their default files: {why}"
+    return "steps 8, 9 and the studio refine with it (--refine auto)"
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Within the block a Ctrl-C (SIGINT) only sets a flag the caller polls between units of work, so a unit is never
+    cut in half; outside the main thread, or where SIGINT is ignored, nothing changes."""
+    asked: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield lambda: False
+        return
+
+    def handler(signum, frame) -> None:
+        if not asked:
+            print("\nCtrl-C: stopping after this training step (its state is saved)", file=sys.stderr, flush=True)
+        asked.append(signum)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(asked)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @torch.no_grad()
@@ -225,8 +297,8 @@ def _write_sheet(generator: torch.nn.Module, regressor: torch.nn.Module, directi
             images.append(shown[face])
             captions.append(labels[face])
     sheet = make_contact_sheet(images, captions, ncols=len(columns), thumb=128,
-                               title="step 7c: each property's linear edit and its correction, asked for 90% of the range seen in "
-                                     "fitting; captions: what the 7b regressor reads")
+                               title="step 7c: each property's linear edit and its correction, asked for 90% of "
+                                     "the range seen in fitting; captions: what the 7b regressor reads")
     atomic_save_image(path, np.asarray(sheet))
 
 
@@ -275,10 +347,11 @@ def find_edit_correction(path: Path | str, stylegan_checkpoint: Path | str, dire
     if not path.is_file():
         return None, f"no step-7c edit correction at {path} (07_fit_edit_correction.py trains one)"
     try:
+        read_edit_correction(path)    # damaged, another version, NaN weights: the same fallback as a missing file
         data = read_checkpoint(path, _FIX, kind="edit-correction file")
     except CheckpointError as exc:
         return None, str(exc)
-    made_from = data.get("made_from") if isinstance(data, dict) else None
+    made_from = data.get("made_from")
     if not isinstance(made_from, dict):
         return None, f"{path} does not say what it was trained for; {_FIX}"
     now = dict(zip(_ROLES, (stylegan_checkpoint, directions, regressor_checkpoint)))

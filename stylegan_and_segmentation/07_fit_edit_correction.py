@@ -4,8 +4,8 @@ Trains a small network that corrects step 7a's linear edits through the generato
 learned property regressor (never a judge), and writes stylegan/directions/edit_correction/
 edit_correction.pt. With it, the directions route's refine option (steps 8 and 9's --refine, the
 studio's directions+refine) costs a fraction of the gradient method's forwards per image (measured in
-docs/finetune-refine.md); the file is used only with the generator, directions file and regressor it was trained for. A killed
-run resumes where it was (re-run the same command).
+docs/finetune-refine.md); the file is used only with the generator, directions file and regressor it
+was trained for. A killed run resumes where it was (re-run the same command).
 """
 import argparse
 

@@ -34,7 +34,8 @@ def test_step_7c_trains_a_correction_that_steps_8_9_and_the_studio_refine_with(w
     before = resolve_control_methods(world, "directions", refine="auto")
     assert before.refine.on and before.refine.correction is None and "gradient method" in before.refine.note
     assert _fit(world) == 0
-    assert "step 7c (edit correction): 6 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "step 7c (edit correction): 6 steps" in out and "studio refine with it (--refine auto)" in out
     assert world.edit_correction_pt.is_file() and not (world.edit_correction_dir / STATE_PT).exists()
     sheet = Image.open(world.edit_correction_dir / SHEET_PNG)   # base + (linear, corrected) per property, 4 faces
     assert sheet.width == 128 * (1 + 2 * 5) and sheet.height > 4 * 128
@@ -57,9 +58,13 @@ def test_step_7c_trains_a_correction_that_steps_8_9_and_the_studio_refine_with(w
 
 def test_a_killed_7c_resumes_where_it_was_and_ends_with_the_uninterrupted_correction(world, tmp_path, monkeypatch,
                                                                                       capsys):
-    """Ctrl-C at step 5 of 6 (state saved at step 3) exits 130 and reports the 3 saved steps as kept (it said 4, one
-    a re-run trains again); the re-run resumes at step 3 and its correction equals an uninterrupted run's on a copy
-    of the same inputs (the same computation, so to 1e-6)."""
+    """A real Ctrl-C (SIGINT) during step 5 of 6 is held until that step ends, whose state is then saved: exit 130,
+    "5 items finished are kept" (the bar counted them, and a re-run keeps them; before, the state of the last
+    --save-every was all that survived). The re-run resumes at step 5 and its correction equals an uninterrupted
+    run's on a copy of the same inputs (the same computation, so to 1e-6)."""
+    import os
+    import signal
+
     from stylegan.refine_correction import CorrectionTrainer
 
     straight = make_world(tmp_path / "straight", regressor=True)
@@ -68,23 +73,63 @@ def test_a_killed_7c_resumes_where_it_was_and_ends_with_the_uninterrupted_correc
 
     def interrupted(self):
         if self.step == 4:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)   # arrives in the middle of the step
         return real_step(self)
 
     monkeypatch.setattr(CorrectionTrainer, "train_step", interrupted)
     capsys.readouterr()
     assert _fit(world) == 130
-    assert "interrupted; 3 items finished are kept" in capsys.readouterr().err
+    assert "interrupted; 5 items finished are kept" in capsys.readouterr().err
     assert (world.edit_correction_dir / STATE_PT).is_file() and not world.edit_correction_pt.exists()
     monkeypatch.setattr(CorrectionTrainer, "train_step", real_step)
     resumed_from = []
     real_load = CorrectionTrainer.load_state_dict
     monkeypatch.setattr(CorrectionTrainer, "load_state_dict",
                         lambda self, state: (real_load(self, state), resumed_from.append(self.step)))
-    assert _fit(world) == 0 and resumed_from == [3]
+    assert _fit(world) == 0 and resumed_from == [5]
     a = read_edit_correction(world.edit_correction_pt).state_dict()
     b = read_edit_correction(straight.edit_correction_pt).state_dict()
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+
+
+def test_a_damaged_or_foreign_finished_file_is_trained_again_not_kept(world, capsys):
+    """"Up to date" used to trust whatever file lay at edit_correction.pt: a cut copy was "kept" (and the consumers
+    then fell back to the slow method). Now it is checked, and retrained."""
+    assert _fit(world) == 0
+    good = world.edit_correction_pt.read_bytes()
+    world.edit_correction_pt.write_bytes(good[:5000])
+    capsys.readouterr()
+    assert _fit(world) == 0
+    out = capsys.readouterr().out
+    assert "up to date" not in out and "6 steps" in out
+    assert read_edit_correction(world.edit_correction_pt) is not None
+
+
+def test_a_diverged_training_writes_nothing_and_says_so(world, capsys):
+    """A learning rate that blows the loss up used to write a correction of NaN weights and report success (the
+    studio then refused to start); now one line names the fix and no correction is written."""
+    assert _fit(world, "--lr", "1e30") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "diverged" in err[0] and "--lr" in err[0]
+    assert not world.edit_correction_pt.exists()
+
+
+def test_step_7c_never_takes_another_steps_folder(world, capsys):
+    """--out at step 8's folder used to replace its recipe.json (exit 0), and step 8 then refused its own images.
+    Refused in one line, with or without --overwrite, and the folder is left as it was."""
+    from common.io import atomic_write_json
+    from common.recipe import Recipe
+
+    folder = world.directions_generated_dir
+    folder.mkdir(parents=True)
+    atomic_write_json(folder / "recipe.json", Recipe.of("8", {"seed": 0}).record())
+    before = (folder / "recipe.json").read_bytes()
+    for extra in ((), ("--overwrite",)):
+        assert _fit(world, "--out", str(folder), *extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "step 8's outputs" in err[0] and "--out" in err[0]
+    assert (folder / "recipe.json").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["recipe.json"]
 
 
 def test_a_correction_is_used_only_with_the_directions_and_regressor_it_was_trained_for(world, capsys):
@@ -104,6 +149,7 @@ def test_a_correction_is_used_only_with_the_directions_and_regressor_it_was_trai
     plan = resolve_control_methods(world, "directions", refine="auto")
     assert plan.refine.on and plan.refine.correction is None and "another directions" in plan.refine.note
     assert plan.load("cpu", 4, "auto")[-1].refiner.config.method == "gradient"
+    assert "slower gradient method" in capsys.readouterr().err   # said when the plan is made, not only at the end
     assert _fit(world) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--overwrite" in err[0] and "directions" in err[0]
@@ -120,6 +166,7 @@ def test_step_7c_without_a_regressor_or_with_a_damaged_file_says_one_line(tmp_pa
     assert _fit(plain) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "property regressor" in err[0] and "07_finetune_stylegan.py" in err[0]
+    assert "off (" not in err[0]
 
     paths = make_world(tmp_path / "damaged", regressor=True)
     paths.edit_correction_dir.mkdir(parents=True)
@@ -132,6 +179,14 @@ def test_step_7c_without_a_regressor_or_with_a_damaged_file_says_one_line(tmp_pa
     torch.save({"format": "edit_correction", "format_version": 1, "w_dim": 7}, paths.edit_correction_pt)
     with pytest.raises(CheckpointError, match="not a complete edit-correction file"):
         read_edit_correction(paths.edit_correction_pt)
+    # a readable file of NaN weights: the same fallback (it stopped step 8 and the studio)
+    assert _fit(paths, "--overwrite") == 0   # the hand-made file has no recipe: refused without it
+    data = torch.load(paths.edit_correction_pt, weights_only=True)
+    data["state_dict"] = {k: torch.full_like(v, float("nan")) for k, v in data["state_dict"].items()}
+    torch.save(data, paths.edit_correction_pt)
+    plan = resolve_control_methods(paths, "directions", refine="auto")
+    assert plan.refine.on and plan.refine.correction is None and "NaN" in plan.refine.note
+    assert plan.load("cpu", 4, "auto")[-1].refiner.config.method == "gradient"
 
 
 def test_the_runner_runs_7c_after_7b_and_7_means_all_three():
