@@ -75,6 +75,9 @@ BENCHMARKS: dict[str, Benchmark] = {
                               manual=True),  # about 1.5 h on 2 loaded cores; mounts small tmpfs (root)
     "bench_refine": Benchmark("python benchmarks/bench_refine.py --device {device}", needs=_GPU,
                               per_device={"cpu": "python benchmarks/bench_refine.py --device cpu --threads 2"}, devices=_BOTH),
+    "bench_edit_correction": Benchmark("python benchmarks/bench_edit_correction.py --device {device}", needs=_GPU,
+                                       per_device={"cpu": "python benchmarks/bench_edit_correction.py --device cpu "
+                                                          "--threads 2 --timed-steps 2"}, devices=_BOTH),
     "device_check": Benchmark("python benchmarks/device_check.py --device {device}", needs=_GPU, devices=("cuda",)),
     "device_check_quick": Benchmark("python benchmarks/device_check.py --quick --device {device}", manual=True),
     "toy_margins": Benchmark("python benchmarks/toy_margins.py --steps 400 --isa-sweep"),

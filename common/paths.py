@@ -29,6 +29,7 @@ ALL_SCORES_CSV = "all_scores.csv"
 NORMALIZATION_JSON = "normalization.json"
 DIRECTIONS_PT = "directions.pt"
 SEFA_PT = "sefa.pt"
+EDIT_CORRECTION_PT = "edit_correction.pt"
 COMPARISON_CSV = "comparison.csv"
 
 
@@ -132,6 +133,15 @@ class PipelinePaths:
     def sefa_pt(self) -> Path:
         """Step 7a's SeFa directions (label-free, named by step 6's scores), beside directions.pt."""
         return self.directions_dir / SEFA_PT
+
+    @property
+    def edit_correction_dir(self) -> Path:
+        """Step 7c: the refine option's learned edit correction (for step 7a's directions and step 7b's regressor)."""
+        return self.directions_dir / "edit_correction"
+
+    @property
+    def edit_correction_pt(self) -> Path:
+        return self.edit_correction_dir / EDIT_CORRECTION_PT
 
     @property
     def sefa_generated_dir(self) -> Path:

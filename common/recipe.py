@@ -337,6 +337,19 @@ class Claim:
     removed: int = 0
 
 
+def refuse_another_steps_folder(folder: Path, recipe: Recipe, record_name: str = RECIPE_JSON) -> None:
+    """A folder whose recipe is another step's is never claimed, not even with ``--overwrite``: its recipe would be
+    replaced and that step would then refuse its own finished work (step 7c run with ``--out`` at step 8's folder
+    did). One line naming the step and the fix."""
+    try:
+        previous = read_recipe(Path(folder) / record_name)
+    except RecipeMismatchError:   # a damaged or old recipe: the claim's own checks (and --overwrite) handle it
+        return
+    if previous is not None and previous.step != recipe.step:
+        raise RecipeError(f"{folder} holds step {previous.step}'s outputs ({record_name} says so); step {recipe.step} "
+                          "never writes into another step's folder; fix: choose another output folder (--out)")
+
+
 @contextlib.contextmanager
 def claim_output(folder: Path | str, recipe: Recipe, *, overwrite: bool, owned: Owned,
                  record_name: str = RECIPE_JSON, info: Mapping[str, Any] | None = None,
@@ -353,6 +366,7 @@ def claim_output(folder: Path | str, recipe: Recipe, *, overwrite: bool, owned: 
     """
     folder = Path(folder)
     whole = record_name
+    refuse_another_steps_folder(folder, recipe, record_name)
     lock_name = LOCK_NAME
     if shard is not None:
         record_name, lock_name = part_name(record_name, *shard), f"{LOCK_NAME}.part-{shard[0]}-of-{shard[1]}"

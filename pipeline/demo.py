@@ -40,6 +40,7 @@ DEMO_STEP_ARGS: dict[str, list[str]] = {
     "7a": ["--select", "heldout-r", "--batch-size", "8", "--num-heldout", "4", "--num-values", "3"],
     "7b": ["--steps", "16", "--batch-size", "4", "--regressor-epochs", "3", "--checkpoint-every", "8",
            "--sample-every", "8"],
+    "7c": ["--steps", "4", "--batch", "2", "--hidden", "32", "--save-every", "2"],
     "8": ["--control", "all", "--num", "4", "--sweep", "all", "--sweep-z", "1", "--sweep-values", "5"],
     "9": ["--control", "all", "--num-z", "1", "--num-values", "3", "--crop", "full", "--batch-size", "8",
           "--random-weight-models", "--judges", "main", "--quality", "tiny", "--quality-num", "8"],

@@ -4,7 +4,8 @@ Each step's config is built by its own script from the same flags a person would
 (``build_parser`` + ``config_from_args``), then the step's package function is called from one
 table (``STEPS``) and its ``Summary`` object is read: no step's printed text is parsed. Steps are named "1" .. "9"; step 7 has two routes that
 both lead to steps 8 and 9 and both run: "7a" (latent directions, no training; first) and "7b" (the
-fine-tune). ``--from 7`` starts at 7a, ``--to 7`` ends after 7b. A finished step leaves a marker
+fine-tune), then "7c" (the refine option's edit correction, which needs both). ``--from 7`` starts at 7a,
+``--to 7`` ends after 7c. A finished step leaves a marker
 ``{root}/.pipeline/step{ID}.json`` holding its arguments and the fingerprints (size + sha256) of the
 files it read; a later run skips a step only when its marker matches AND its outputs exist, until
 an earlier step actually ran again (then every later step runs too: each is resumable, so only new
@@ -61,6 +62,8 @@ STEPS: dict[str, Step] = {step.id: step for step in (
     Step("7a", "07_fit_latent_directions.py", "fit latent directions (no training)",
          "pipeline.latent_directions:run_fit_latent_directions"),
     Step("7b", "07_finetune_stylegan.py", "fine-tune conditional StyleGAN", "stylegan.finetune_step:run_finetune"),
+    Step("7c", "07_fit_edit_correction.py", "train the refine's edit correction",
+         "stylegan.refine_correction_step:run_fit_edit_correction"),
     Step("8", "08_generate_with_properties.py", "generate from properties",
          "stylegan.property_generation:run_generate_with_properties"),
     Step("9", "09_evaluate_control.py", "compare control methods", "pipeline.evaluate_control_step:run_evaluate_control"),
@@ -68,7 +71,7 @@ STEPS: dict[str, Step] = {step.id: step for step in (
 STEP_SCRIPTS: dict[str, tuple[str, str]] = {key: (step.script, step.what) for key, step in STEPS.items()}
 """id -> (script file, what it does): the same table, for callers that only need names."""
 STEP_ORDER: tuple[str, ...] = tuple(STEP_SCRIPTS)
-STEP_GROUPS: dict[str, tuple[str, ...]] = {"7": ("7a", "7b")}
+STEP_GROUPS: dict[str, tuple[str, ...]] = {"7": ("7a", "7b", "7c")}
 """A bare number that names several steps: ``--from 7`` starts at the first, ``--to 7`` ends at the last."""
 
 
@@ -79,7 +82,7 @@ def step_id(step: int | str, end: str = "first") -> str:
         members = STEP_GROUPS[text]
         return members[0] if end == "first" else members[-1]
     if text not in STEP_SCRIPTS:
-        raise ValueError(f"unknown step {step!r}; steps are {', '.join(STEP_ORDER)} (7 = 7a and 7b)")
+        raise ValueError(f"unknown step {step!r}; steps are {', '.join(STEP_ORDER)} (7 = 7a, 7b and 7c)")
     return text
 
 
@@ -118,9 +121,9 @@ class PipelineOptions(Settings):
     demo: bool = setting(False, help=f"run every step on tiny random-weight models on CPU, under {DEMO_ROOT} (no "
                                      "downloads)")
     first: str | int = setting("1", flag="--from", validate=_step_name,
-                               help="first step to run (1-6, 7a, 7b, 8, 9; 7 = from 7a)")
+                               help="first step to run (1-6, 7a, 7b, 7c, 8, 9; 7 = from 7a)")
     last: str | int = setting("9", flag="--to", validate=_step_name,
-                              help="last step to run (1-6, 7a, 7b, 8, 9; 7 = up to 7b)")
+                              help="last step to run (1-6, 7a, 7b, 7c, 8, 9; 7 = up to 7c)")
     device: str = device_setting(help="auto | cpu | cuda | cuda:N (the demo always uses cpu)")
     labels: Path | None = setting(None, concept="hand_labels_csv",
                                   help="hand labels CSV (ours or the original's format) to use instead of labelling "
@@ -145,7 +148,7 @@ class PipelineOptions(Settings):
 
 @dataclass
 class StepResult:
-    number: str  # the step id: "1" .. "6", "7a", "7b", "8", "9"
+    number: str  # the step id: "1" .. "6", "7a", "7b", "7c", "8", "9"
     status: str  # ran | skipped | paused | interrupted
     seconds: float = 0.0
     summary: str = ""                  # the step's one-line report
@@ -177,7 +180,7 @@ def load_script_file(name: str):
 
 
 def load_script(number: int | str):
-    """The step script of a step id ("1" .. "9", "7a", "7b"; 7 = the fine-tune, 7b) as a module."""
+    """The step script of a step id ("1" .. "9", "7a", "7b", "7c"; 7 = its last member, 7c) as a module."""
     return load_script_file(STEP_SCRIPTS[step_id(number, "last")][0])
 
 
@@ -207,8 +210,9 @@ def step_inputs(number: str, paths: PipelinePaths) -> list[Path]:
         "7a": [paths.stylegan_checkpoint, paths.generated_csv, paths.all_scores_csv, paths.normalization_json,
                paths.quality_gender_csv],
         "7b": [paths.stylegan_checkpoint, paths.all_scores_csv, paths.normalization_json],
-        "8": [*_latest_finetuned(paths), paths.directions_pt],
-        "9": [*_latest_finetuned(paths), paths.directions_pt, paths.segmentation_checkpoint,
+        "7c": [paths.stylegan_checkpoint, paths.directions_pt, *_latest_finetuned(paths)],
+        "8": [*_latest_finetuned(paths), paths.directions_pt, paths.edit_correction_pt],
+        "9": [*_latest_finetuned(paths), paths.directions_pt, paths.edit_correction_pt, paths.segmentation_checkpoint,
               paths.normalization_json],
     }
     return table[step_id(number)]
@@ -233,6 +237,7 @@ def step_outputs(number: str, paths: PipelinePaths) -> list[tuple[Path, str]]:
         "6": [_file(paths.all_scores_csv), _file(paths.normalization_json)],
         "7a": [_file(paths.directions_pt)],
         "7b": [(FinetuneRunFiles(paths.finetuned_dir).checkpoints_dir, "checkpoint_*.pt")],
+        "7c": [_file(paths.edit_correction_pt)],
         "8": [(paths.root / "stylegan", "*/generated/*.png")],  # finetuned/ or directions/, whichever ran
         "9": [_file(paths.comparison_csv)],
     }

@@ -16,8 +16,9 @@ This module never imports segmentation: scoring is the caller's business.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,7 +36,7 @@ __all__ = [
     "ControlMethod", "BaselineMethod", "FinetunedMethod", "DirectionsMethod", "BASELINE", "DIRECTIONS", "FINETUNED",
     "SEFA",
     "fill_unrequested", "render_batched", "load_baseline_method", "load_finetuned_method", "load_directions_method",
-    "load_refiner", "REFINE_HELP", "DIRECTIONS_REFINE", "REFINE_OFF", "REFINE_AUTO", "RefineChoice",
+    "load_refiner", "load_regressor", "REFINE_HELP", "DIRECTIONS_REFINE", "REFINE_OFF", "REFINE_AUTO", "RefineChoice",
     "resolve_refine", "with_refiner",
 ]
 
@@ -50,7 +51,8 @@ REFINE_FIX = "pass --refine a step-7b checkpoint_NNNNNN.pt that carries a proper
 """The advice of an unreadable ``--refine`` file (not the fine-tune reader's ``--finetuned-checkpoint`` advice)."""
 REFINE_HELP = ("directions only: refine each linear edit through the generator and the learned property "
                "regressor of a step-7b checkpoint (never the judge): off, auto (--finetuned-checkpoint or the newest "
-               "step-7b checkpoint, when it carries a regressor; else off), or a checkpoint's path. Its price per "
+               "step-7b checkpoint, when it carries a regressor; else off), or a checkpoint's path. With step 7c's "
+               "edit correction for these files the learned method, else the slower gradient method. Its price per "
                "image and its control in the lab: docs/finetune-refine.md")
 
 Ranges = dict[str, tuple[float, float]]
@@ -250,17 +252,15 @@ def load_finetuned_method(checkpoint: Path | str, device: str | torch.device = "
                                        "unrequested properties at the training median)")
 
 
-def load_refiner(finetune_checkpoint: Path | str, generator: StyleGANGenerator, directions: Any,
-                 config: Any = None) -> Any:
-    """The "refine" option for a directions method: the learned property regressor that a step-7b
-    (fine-tune) checkpoint carries, frozen, wrapped in a ``stylegan.refine.EditRefiner`` for ``generator``.
+def load_regressor(finetune_checkpoint: Path | str, directions: Any, device: str | torch.device = "cpu") -> Any:
+    """The learned property regressor that a step-7b (fine-tune) checkpoint carries, frozen, on ``device``:
+    what refines the directions' edits (:func:`load_refiner`) and what step 7c trains their correction with.
 
-    Refused in one line (``ValueError``) when the checkpoint has no regressor or was trained on
+    Refused in one line (``ControlMethodError``) when the checkpoint has no regressor or was trained on
     another normalisation than the directions were fitted on (their property scales would differ).
     """
     from stylegan.conditional import read_finetune_checkpoint
     from stylegan.property_regressor import PropertyRegressor, RegressorConfig
-    from stylegan.refine import EditRefiner, RefineConfig
 
     ckpt = read_finetune_checkpoint(finetune_checkpoint, fix=REFINE_FIX)
     state, settings = ckpt.get("regressor"), ckpt["config"].get("regressor")
@@ -282,8 +282,30 @@ def load_refiner(finetune_checkpoint: Path | str, generator: StyleGANGenerator, 
         raise ControlMethodError(f"{finetune_checkpoint}: its property regressor cannot be rebuilt ({exc}); {fix}") from None
     load_state_dict_checked(regressor, state, finetune_checkpoint, fix.removeprefix("fix: "), entry="regressor",
                             what="the regressor its config describes")
+    return regressor.to(device).eval().requires_grad_(False)
+
+
+def load_refiner(finetune_checkpoint: Path | str, generator: StyleGANGenerator, directions: Any,
+                 config: Any = None, correction: Path | str | None = None) -> Any:
+    """The "refine" option for a directions method: the regressor of a step-7b checkpoint
+    (:func:`load_regressor`) wrapped in a ``stylegan.refine.EditRefiner`` for ``generator``.
+
+    ``correction``: step 7c's edit correction for these directions and this regressor (its file, checked
+    by :func:`stylegan.refine_correction_step.find_edit_correction`): the refine is then the ``learned``
+    method (the correction plus a few Broyden passes, a fraction of the gradient method's cost) unless
+    ``config`` says otherwise; without one the gradient method.
+    """
+    from stylegan.refine import EditRefiner, RefineConfig
+    from stylegan.refine_correction_step import LEARNED_REFINE, read_edit_correction
+
     device = next(generator.parameters()).device
-    return EditRefiner.for_directions(generator, regressor.to(device), directions, config or RefineConfig())
+    regressor = load_regressor(finetune_checkpoint, directions, device)
+    model = None
+    if correction is not None:
+        model = read_edit_correction(correction, w_dim=generator.w_space_dim,
+                                     num_properties=len(directions.property_names)).to(device)
+        config = config or LEARNED_REFINE
+    return EditRefiner.for_directions(generator, regressor, directions, config or RefineConfig(), model)
 
 
 def load_directions_method(stylegan_checkpoint: Path | str, directions_path: Path | str,
@@ -333,10 +355,27 @@ class RefineChoice:
 
     checkpoint: Path | None
     note: str     # one line for the step's summary
+    correction: Path | None = None   # step 7c's edit correction for these directions and this regressor, if any
+    correction_note: str = ""        # why there is none (empty when there is one or the refine is off)
 
     @property
     def on(self) -> bool:
         return self.checkpoint is not None
+
+    def with_correction(self, correction_pt: Path, stylegan_checkpoint: Path, directions: Path | None) -> RefineChoice:
+        """This choice with step 7c's correction when ``correction_pt`` was trained for exactly this generator,
+        directions file and regressor (the ``learned`` refine, a fraction of the cost), else as it is, its
+        note saying why not (:func:`stylegan.refine_correction_step.find_edit_correction`)."""
+        from stylegan.refine_correction_step import find_edit_correction
+
+        if not self.on or directions is None:
+            return self
+        found, why = find_edit_correction(correction_pt, stylegan_checkpoint, directions, self.checkpoint)
+        if found is None:
+            if Path(correction_pt).exists():   # said now: the slower method may take hours where 7c's took minutes
+                logging.getLogger(__name__).warning("the refine runs the slower gradient method: %s", why)
+            return replace(self, note=f"{self.note} (gradient method: {why})", correction_note=why)
+        return replace(self, correction=found, note=f"{self.note} and step 7c's edit correction {found}")
 
 
 def _has_regressor(checkpoint: Path) -> bool:
@@ -368,12 +407,15 @@ def resolve_refine(refine: str | Path, finetuned_dir: Path, checkpoint: Path | N
     return RefineChoice(path, f"refined with the regressor of {path}")
 
 
-def with_refiner(method: DirectionsMethod, checkpoint: Path | str, config: Any = None) -> DirectionsMethod:
+def with_refiner(method: DirectionsMethod, checkpoint: Path | str, config: Any = None,
+                 correction: Path | str | None = None) -> DirectionsMethod:
     """A second directions method on the same generator and directions whose edits are refined by the
-    regressor of ``checkpoint`` (:func:`load_refiner`), named ``directions+refine``."""
-    refiner = load_refiner(checkpoint, method.generator, method.directions, config)
+    regressor of ``checkpoint`` (:func:`load_refiner`; with step 7c's ``correction`` the learned method),
+    named ``directions+refine``."""
+    refiner = load_refiner(checkpoint, method.generator, method.directions, config, correction)
+    how = f", {refiner.config.method} refine" + (f" with the edit correction {correction}" if correction else "")
     refined = DirectionsMethod(method.generator, method.directions, method.batch_size, method.ranges,
-                               description=f"{method.description}; refined with the regressor of {checkpoint}",
+                               description=f"{method.description}; refined with the regressor of {checkpoint}{how}",
                                refiner=refiner)
     refined.name = DIRECTIONS_REFINE
     return refined

@@ -168,12 +168,14 @@ class MethodPlan:
             files["--stylegan-checkpoint"] = self.stylegan
         if name is None or name == DIRECTIONS:
             files["--refine"] = self.refine.checkpoint
+            if self.refine.correction is not None:   # step 7c's file: a recipe input of the refined edits
+                files["edit-correction"] = self.refine.correction
         return files
 
     def describe(self, name: str, weights: str) -> str:
         text = _SOURCES[name].describe(self.files[name], self, weights)
         if name == DIRECTIONS and self.refine.on:
-            text += f", refined with the regressor of {self.refine.checkpoint}"
+            text += f", {self.refine.note}"   # the regressor, and the edit correction or why none
         return text
 
     def generated_dir(self, name: str) -> Path:
@@ -201,7 +203,7 @@ class MethodPlan:
 
     def _refined(self, method: ControlMethod) -> ControlMethod:
         try:
-            return with_refiner(method, self.refine.checkpoint)
+            return with_refiner(method, self.refine.checkpoint, correction=self.refine.correction)
         except ValueError as exc:  # mismatched or regressor-less checkpoint: one line
             raise ControlMethodError(str(exc)) from exc
 
@@ -236,6 +238,8 @@ def resolve_control_methods(paths: PipelinePaths, control: str,
             choice = resolve_refine(refine, paths.finetuned_dir, refine_checkpoint)
         except FileNotFoundError as exc:
             raise MissingMethodError(str(exc)) from exc
+        choice = choice.with_correction(paths.edit_correction_pt, Path(stylegan_checkpoint or paths.stylegan_checkpoint),
+                                        found[DIRECTIONS])
     elif str(refine) == REFINE_OFF:
         choice = RefineChoice(None, "")
     elif str(refine) == REFINE_AUTO:

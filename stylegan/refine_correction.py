@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CorrectionConfig", "EditCorrection", "fit_edit_correction"]
+__all__ = ["CorrectionConfig", "CorrectionTrainer", "EditCorrection", "fit_edit_correction"]
 
 
 @dataclass(frozen=True)
@@ -68,64 +68,134 @@ class EditCorrection(nn.Module):
         return w_edit + self.delta(w, w_edit, targets)
 
 
-def _render(generator: torch.nn.Module, w: torch.Tensor) -> torch.Tensor:
-    return generator.synthesis(w[:, None, :].expand(-1, generator.num_layers, -1), None, False)["image"]
+def render_raw(generator: torch.nn.Module, w: torch.Tensor, edited: torch.Tensor | None = None,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The image the regressor reads (the refiner's: tanh where the generator ends in one) of ``w``, or of ``edited``
+    on the masked layers [N, L] and ``w`` elsewhere (as the directions method and the refiner render an edit: only
+    on the layers fitted for the requested properties)."""
+    wp = w[:, None, :].expand(-1, generator.num_layers, -1)
+    if edited is not None:
+        wp = torch.where(mask[:, :, None], edited[:, None, :], wp)
+    image = generator.synthesis(wp.contiguous(), None, False)["image"]
+    return torch.tanh(image) if getattr(generator, "final_tanh", False) else image
+
+
+def edit_layers(directions: Any, targets: np.ndarray, num_layers: int, device: torch.device) -> torch.Tensor:
+    """[N, L] bool: the synthesis layers each request's edit goes to (its properties' fitted layer ranges)."""
+    return torch.from_numpy(np.stack([directions.layer_mask_for(np.isfinite(row), num_layers)
+                                      for row in targets])).to(device)
+
+
+class CorrectionTrainer:
+    """Trains the correction of ``directions.edit`` for one generator and regressor (both stay frozen), one
+    step at a time, with a state that resumes exactly: the model, Adam's moments, the step and both random
+    generators' states (a resumed run draws the very codes and requests an uninterrupted one would).
+
+    Requests are one property at a time (as step 9's sweeps and the studio's sliders ask), uniform in the
+    scores seen in fitting."""
+
+    def __init__(self, generator: torch.nn.Module, property_model: torch.nn.Module, directions: Any,
+                 config: CorrectionConfig = CorrectionConfig()):
+        self.generator, self.directions, self.config = generator, directions, config
+        self.device = next(generator.parameters()).device
+        self.property_model = property_model.eval().requires_grad_(False)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.fitted = np.flatnonzero(directions.fitted)
+        self.num_props = len(directions.property_names)
+        seen = directions.seen_range()
+        self.low = np.where(np.isfinite(seen[:, 0]), seen[:, 0], 0.0)
+        self.high = np.where(np.isfinite(seen[:, 1]), seen[:, 1], 1.0)
+        scale = np.asarray(directions.slopes * directions.proj_std, dtype=np.float64)
+        self.inv = torch.from_numpy(1.0 / np.where(scale > 0, scale, 1.0)).float().to(self.device)
+        with torch.no_grad():
+            z = torch.randn(4096, generator.z_space_dim, generator=self.gen).to(self.device)
+            w_all = torch.cat([generator.mapping(z[i:i + 512])["w"].float() for i in range(0, len(z), 512)])
+        with torch.random.fork_rng(devices=[]):   # the layers' initial weights come from the seed, not global state
+            torch.manual_seed(config.seed)
+            self.model = EditCorrection(w_all.shape[1], self.num_props, config.hidden).to(self.device)
+        self.model.w_mean.copy_(w_all.mean(0))
+        self.model.w_std.copy_(w_all.std(0).clamp_min(1e-6))
+        self.model.target_centre.copy_(torch.from_numpy((self.low + self.high) / 2).float())
+        self.model.target_half.copy_(torch.from_numpy(np.maximum((self.high - self.low) / 2, 1e-6)).float())
+        self.opt = torch.optim.Adam(self.model.net.parameters(), lr=config.lr)
+        self.step = 0
+        self.losses: list[float] = []
+
+    def train_step(self) -> float:
+        """One gradient step on a fresh batch of codes and requests; returns its loss."""
+        cfg, gen, device = self.config, self.generator, self.device
+        with torch.inference_mode(False), torch.enable_grad():
+            with torch.no_grad():
+                w = gen.mapping(torch.randn(cfg.batch, gen.z_space_dim, generator=self.gen).to(device))["w"]
+                targets = np.full((cfg.batch, self.num_props), np.nan, np.float32)
+                which = self.fitted[self.rng.integers(0, len(self.fitted), cfg.batch)]
+                targets[np.arange(cfg.batch), which] = self.rng.uniform(self.low[which], self.high[which])
+                w_edit = torch.from_numpy(self.directions.edit(w.cpu().numpy(), targets)).float().to(device)
+                base = self.property_model(render_raw(gen, w)).float()
+            t = torch.from_numpy(targets).to(device)
+            asked = torch.isfinite(t)
+            goal = torch.where(asked, torch.nan_to_num(t), base)
+            weight = torch.where(asked, torch.ones_like(t), torch.full_like(t, cfg.hold_weight))
+            delta = self.model.delta(w, w_edit, t)
+            mask = edit_layers(self.directions, targets, gen.num_layers, device)
+            values = self.property_model(render_raw(gen, w, w_edit + delta, mask)).float()
+            loss = ((((values - goal) * self.inv).square() * weight).sum(1)
+                    + cfg.anchor_weight * (delta / self.model.w_std).square().mean(1)).mean()
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        self.step += 1
+        self.losses = (self.losses + [float(loss.detach())])[-_LOSS_WINDOW:]
+        return self.losses[-1]
+
+    @property
+    def final_loss(self) -> float | None:
+        """The mean loss of the last 100 steps (None before the first)."""
+        return float(np.mean(self.losses[-100:])) if self.losses else None
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs (tensors and plain values: ``torch.load(weights_only=True)``)."""
+        rng = self.rng.bit_generator.state
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
+                "losses": list(self.losses), "torch_rng": self.gen.get_state(),
+                "numpy_rng": {"bit_generator": rng["bit_generator"], "state": str(rng["state"]["state"]),
+                              "inc": str(rng["state"]["inc"]), "has_uint32": rng["has_uint32"],
+                              "uinteger": rng["uinteger"]}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.step, self.losses = int(state["step"]), [float(x) for x in state["losses"]]
+        self.gen.set_state(state["torch_rng"])
+        saved = state["numpy_rng"]
+        self.rng.bit_generator.state = {"bit_generator": saved["bit_generator"],
+                                        "state": {"state": int(saved["state"]), "inc": int(saved["inc"])},
+                                        "has_uint32": int(saved["has_uint32"]), "uinteger": int(saved["uinteger"])}
+
+    def frozen(self) -> EditCorrection:
+        """The trained correction, frozen (the model itself: training it further changes it)."""
+        return self.model.eval().requires_grad_(False)
+
+
+_LOSS_WINDOW = 100
 
 
 def fit_edit_correction(generator: torch.nn.Module, property_model: torch.nn.Module, directions: Any,
                         config: CorrectionConfig = CorrectionConfig(), say=None) -> tuple[EditCorrection, dict]:
     """Train the correction of ``directions.edit`` for this generator and regressor (both stay frozen).
 
-    Returns (the frozen correction, info: its settings, the final mean loss, the seconds). Requests are one
-    property at a time (as step 9's sweeps and the studio's sliders ask), uniform in the scores seen in fitting.
+    Returns (the frozen correction, info: its settings, the final mean loss, the seconds). Step 7c
+    (``stylegan.refine_correction_step``) trains the same way, resumably, and keeps the file.
     """
     import time
 
-    device = next(generator.parameters()).device
-    property_model = property_model.eval().requires_grad_(False)
-    gen = torch.Generator().manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    fitted = np.flatnonzero(directions.fitted)
-    num_props = len(directions.property_names)
-    seen = directions.seen_range()
-    low = np.where(np.isfinite(seen[:, 0]), seen[:, 0], 0.0)
-    high = np.where(np.isfinite(seen[:, 1]), seen[:, 1], 1.0)
-    scale = np.asarray(directions.slopes * directions.proj_std, dtype=np.float64)
-    inv = torch.from_numpy(1.0 / np.where(scale > 0, scale, 1.0)).float().to(device)
-    with torch.no_grad():
-        z = torch.randn(4096, generator.z_space_dim, generator=gen).to(device)
-        w_all = torch.cat([generator.mapping(z[i:i + 512])["w"].float() for i in range(0, len(z), 512)])
-    model = EditCorrection(w_all.shape[1], num_props, config.hidden).to(device)
-    model.w_mean.copy_(w_all.mean(0))
-    model.w_std.copy_(w_all.std(0).clamp_min(1e-6))
-    model.target_centre.copy_(torch.from_numpy((low + high) / 2).float())
-    model.target_half.copy_(torch.from_numpy(np.maximum((high - low) / 2, 1e-6)).float())
-    opt = torch.optim.Adam(model.net.parameters(), lr=config.lr)
-    start, losses = time.perf_counter(), []
-    with torch.inference_mode(False), torch.enable_grad():
-        for step in range(config.steps):
-            with torch.no_grad():
-                w = generator.mapping(torch.randn(config.batch, generator.z_space_dim, generator=gen).to(device))["w"]
-                targets = np.full((config.batch, num_props), np.nan, np.float32)
-                which = fitted[rng.integers(0, len(fitted), config.batch)]
-                targets[np.arange(config.batch), which] = rng.uniform(low[which], high[which])
-                w_edit = torch.from_numpy(directions.edit(w.cpu().numpy(), targets)).float().to(device)
-                base = property_model(_render(generator, w)).float()
-            t = torch.from_numpy(targets).to(device)
-            asked = torch.isfinite(t)
-            goal = torch.where(asked, torch.nan_to_num(t), base)
-            weight = torch.where(asked, torch.ones_like(t), torch.full_like(t, config.hold_weight))
-            delta = model.delta(w, w_edit, t)
-            values = property_model(_render(generator, w_edit + delta)).float()
-            loss = ((((values - goal) * inv).square() * weight).sum(1)
-                    + config.anchor_weight * (delta / model.w_std).square().mean(1)).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            if say is not None and (step + 1) % 250 == 0:
-                say(f"correction step {step + 1}: loss {np.mean(losses[-250:]):.3f}")
-    model.eval().requires_grad_(False)
-    info = {"config": asdict(config), "final_loss": float(np.mean(losses[-100:])) if losses else None,
+    start = time.perf_counter()
+    trainer = CorrectionTrainer(generator, property_model, directions, config)
+    for step in range(config.steps):
+        trainer.train_step()
+        if say is not None and (step + 1) % 250 == 0:
+            say(f"correction step {step + 1}: loss {trainer.final_loss:.3f}")
+    info = {"config": asdict(config), "final_loss": trainer.final_loss,
             "seconds": round(time.perf_counter() - start, 1)}
-    return model, info
+    return trainer.frozen(), info

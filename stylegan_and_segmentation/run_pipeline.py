@@ -1,8 +1,9 @@
 """Run the pipeline's steps 1-9 in order, or the no-download demo of all of them.
 
 Step 7 has two routes, and both run: 7a fits latent directions (no training), 7b fine-tunes the
-generator; steps 8 and 9 use both (9 compares them). Steps are 1-6, 7a, 7b, 8, 9; a bare 7 means
-both (--from 7 starts at 7a, --to 7 stops after 7b).
+generator; steps 8 and 9 use both (9 compares them). 7c trains the refine option's edit correction
+from 7a's directions and 7b's regressor. Steps are 1-6, 7a, 7b, 7c, 8, 9; a bare 7 means all three
+(--from 7 starts at 7a, --to 7 stops after 7c).
 
 Each step is its own script (run it alone to inspect or tune it); this runner calls them in
 order with consistent paths, prints each step's summary line and the total time, and skips

@@ -596,11 +596,12 @@ def test_secant_refine_cuts_the_requested_error_at_a_few_renders(refine_world, s
     assert e1 < 0.8 * e0
 
 
-# Learned correction followed by 2 Broyden passes (150 training steps; generator seeds 3-5 x target seeds 1-2,
-# ATEN_CPU_CAPABILITY default and avx2, which train slightly differently): requested error after / linear 0.108-0.361,
-# held drift 0.254-0.453, and 0.245-0.672 of the correction alone's error; with the fixture's generator (seed 3)
-# 0.108-0.147, 0.254-0.318 and 0.245-0.336 (native instruction set, seed 1: 0.147, 0.347, 0.374).
-# Asserted < 0.3, < 0.5 and < 0.6.
+# Learned correction followed by 2 Broyden passes (150 training steps, the correction's initial weights from its seed
+# since step 7c; generator seeds 3-5 x correction seeds 1-2 x ATEN_CPU_CAPABILITY default and avx2, AMD EPYC,
+# 2026-12-07): correction alone / linear requested error 0.37-0.86, after the passes / linear 0.06-0.32, held drift
+# 0.22-0.47 of the linear edit's, and 0.16-0.74 of the correction alone's error; with the fixture's generator (seed 3)
+# and seed 1: 0.43, 0.22-0.23, 0.27-0.34, 0.52-0.53 on both instruction sets. Asserted < 0.9, < 0.35, < 0.5 and < 0.75
+# (every measured case passes).
 @pytest.mark.parametrize("seed", [1])
 def test_learned_correction_cuts_the_requested_error_in_one_pass(refine_world, seed):
     """The learned one-step correction, trained through the generator and the property model, moves the linear
@@ -613,12 +614,40 @@ def test_learned_correction_cuts_the_requested_error_in_one_pass(refine_world, s
                                         CorrectionConfig(steps=150, batch=16, hidden=64, seed=seed))
     e0, e1, d0, d1 = _refine_errors(refine_world, RefineConfig(method="learned"), seed=seed, correction=correction)
     print(f"learned: requested error {e0:.3f} -> {e1:.3f}, held drift {d0:.3f} -> {d1:.3f}")
-    assert e1 < 0.8 * e0
+    assert e1 < 0.9 * e0
     _, e2, _, d2 = _refine_errors(refine_world, RefineConfig(method="learned", steps=2), seed=seed,
                                   correction=correction)
     print(f"learned + 2 passes: requested error {e0:.3f} -> {e2:.3f}, held drift {d0:.3f} -> {d2:.3f}")
-    assert e2 < 0.3 * e0 and d2 < 0.5 * d0
-    assert e2 < 0.6 * e1
+    assert e2 < 0.35 * e0 and d2 < 0.5 * d0
+    assert e2 < 0.75 * e1
+
+
+def test_the_correction_trains_on_edits_rendered_only_on_the_requested_propertys_layers(refine_world, monkeypatch):
+    """The directions method and the refiner put an edit only on the layers fitted for the requested property; the
+    correction used to be trained on edits rendered on every layer, so a coarse-only property was corrected for an
+    image nobody renders. Every edited render in training keeps w on the other layers."""
+    import dataclasses
+
+    from stylegan.refine_correction import CorrectionConfig, CorrectionTrainer
+
+    generator, model, w, scores = refine_world
+    directions = dataclasses.replace(fit_directions(w, scores, method="ridge", hold=True), layers=("coarse",) * P)
+    coarse = layer_mask(generator.num_layers, "coarse")
+    assert coarse.any() and not coarse.all()
+    seen = []
+    real = generator.synthesis.forward
+
+    def spy(wp, *args, **kwargs):
+        seen.append(wp.detach().clone())
+        return real(wp, *args, **kwargs)
+
+    monkeypatch.setattr(generator.synthesis, "forward", spy)
+    trainer = CorrectionTrainer(generator, model, directions, CorrectionConfig(steps=1, batch=4, hidden=16, seed=1))
+    seen.clear()
+    trainer.train_step()
+    base, edited = seen            # the base images (w everywhere), then the corrected edits
+    assert torch.equal(edited[:, ~torch.from_numpy(coarse)], base[:, ~torch.from_numpy(coarse)])
+    assert not torch.equal(edited[:, torch.from_numpy(coarse)], base[:, torch.from_numpy(coarse)])
 
 
 # Margins of the Broyden method (same tiny world; generator seeds 3-5 x target seeds 1-3, ATEN_CPU_CAPABILITY default

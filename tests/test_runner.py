@@ -131,15 +131,16 @@ def test_cli_rejects_bad_step_range():
 
 
 def test_step_ids_and_ranges():
-    """Step 7 has two routes, both run, directions (7a) first; a bare 7 means both."""
-    assert STEP_ORDER == ("1", "2", "3", "4", "5", "6", "7a", "7b", "8", "9")
-    assert steps_between(7, 7) == ["7a", "7b"] and steps_between("7b", 9) == ["7b", "8", "9"]
+    """Step 7 has two routes, both run, directions (7a) first, then the refine's correction (7c, from both); a
+    bare 7 means all three."""
+    assert STEP_ORDER == ("1", "2", "3", "4", "5", "6", "7a", "7b", "7c", "8", "9")
+    assert steps_between(7, 7) == ["7a", "7b", "7c"] and steps_between("7b", 9) == ["7b", "7c", "8", "9"]
     assert steps_between(6, "7a") == ["6", "7a"] and steps_between(9, 1) == []
     with pytest.raises(ValueError, match="unknown step"):
-        step_id("7c")
+        step_id("7d")
     module = load_script_file("run_pipeline.py")
     with pytest.raises(SystemExit):
-        module.main(["--from", "7c"])
+        module.main(["--from", "7d"])
     with pytest.raises(SystemExit):
         module.main(["--from", "8", "--to", "7b"])
 

@@ -122,6 +122,11 @@ PROMISES: tuple[Promise, ...] = (
     Promise("resume_step7b", "step 7b resumes exactly: 3 + 3 steps give the losses and tensors of 6",
             ("tests/test_finetune_scripts.py::test_07_resume_repeats_the_uninterrupted_losses",
              "tests/test_finetune_trainer.py::test_resume_from_state_dict_repeats_losses_exactly")),
+    Promise("resume_step7c", "step 7c resumes a killed training from its last save and ends with the correction of "
+                             "an uninterrupted run (within 1e-6); refitted directions make it another recipe's: "
+                             "refused until `--overwrite`, and steps 8, 9 and the studio do not use it",
+            ("tests/test_edit_correction_step.py::test_a_killed_7c_resumes_where_it_was_and_ends_with_the_uninterrupted_correction",
+             "tests/test_edit_correction_step.py::test_a_correction_is_used_only_with_the_directions_and_regressor_it_was_trained_for")),
     Promise("resume_step8", "step 8 resumes a killed run under its recipe (ending with the files of an "
                             "uninterrupted one) and refuses other values in the same folder",
             ("tests/test_provenance.py::test_step8_after_a_kill_never_adopts_images_for_other_values",)),

@@ -171,13 +171,20 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
             models.notes.append(f"{'SeFa' if name == SEFA else 'latent'} directions not loaded: {exc}")
     if models.directions is not None:
         choice = resolve_refine(refine, paths.finetuned_dir, files[FINETUNED])
+        choice = choice.with_correction(paths.edit_correction_pt, paths.stylegan_checkpoint, files[DIRECTIONS])
         if choice.on:
-            models.refiner = load_refiner(choice.checkpoint, generator, models.directions)
+            models.refiner = load_refiner(choice.checkpoint, generator, models.directions,
+                                          correction=choice.correction)
             config = models.refiner.config
             how = f"{config.method}, {config.steps} steps"
+            fingerprint = f"{file_fingerprint(choice.checkpoint)} ({how})"
+            if choice.correction is not None:   # step 7c's correction: another one refines differently
+                how += f", edit correction {choice.correction}"
+                fingerprint += f" + {file_fingerprint(choice.correction)}"
             # the fingerprint names the regressor's file and the refine settings: another either way is refused
-            models.identity["refine"] = {"path": str(choice.checkpoint), "settings": how,
-                                         "fingerprint": f"{file_fingerprint(choice.checkpoint)} ({how})"}
+            models.identity["refine"] = {"path": str(choice.checkpoint), "settings": how, "fingerprint": fingerprint}
+            if choice.correction is None:
+                models.notes.append(f"directions+refine runs the slower gradient method: {choice.correction_note}")
         elif choice.note:
             models.notes.append(f"directions+refine not offered: {choice.note}")
     for model in (models.generator, models.finetuned):  # batch-of-one CPU renders: kernels packed once
