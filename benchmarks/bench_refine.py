@@ -38,6 +38,7 @@ from stylegan.networks import StyleGANGenerator
 from stylegan.property_regressor import PropertyRegressor
 from stylegan.refine import EditRefiner, RefineConfig
 from stylegan.refine_correction import CorrectionConfig, EditCorrection
+from stylegan.refine_correction_step import LEARNED_REFINE
 
 R_TARGET, LEAK_TARGET, FORWARD_BUDGET = 0.9, 0.2, 10.0
 COST_COLUMNS = {"one forward, s per image": "forward_s", "refine, s per image": "refine_s",
@@ -300,19 +301,23 @@ def main(argv=None) -> int:
                     atomic_write_text(path, json.dumps(found[0]))
                 rows.append(json.loads(path.read_text()))
         record.tables["cost"] = [{COST_COLUMNS.get(k, k): v for k, v in row.items()} for row in rows]
-        default = f"{RefineConfig().method}:{RefineConfig().steps}"   # the option steps 8 and 9 run (--refine)
+        default = f"{RefineConfig().method}:{RefineConfig().steps}"   # --refine without step 7c's correction
+        learned = f"{LEARNED_REFINE.method}:{LEARNED_REFINE.steps}"    # --refine with it
         per_image = []
-        for row in (r for r in rows if r["method"] == default):
+        for row in (r for r in rows if r["method"] in (default, learned)):
             whole = "refine, s per image" in row
             refined = row["refine, s per image"] if whole else row["ratio, composed"] * row["one forward, s per image"]
             # (the cached rows keep the measuring names; the record's "cost" table renames them)
-            per_image.append({"batch": row["batch"], "resolution": row["resolution"], "method": default,
+            per_image.append({"batch": row["batch"], "resolution": row["resolution"], "method": row["method"],
+                              "when": "without step 7c" if row["method"] == default else "with step 7c's correction",
                               "linear, s per image": row["one forward, s per image"],
                               "refined, s per image": round(refined, 3),
                               "how": "end to end" if whole else "composed from unit costs"})
-            if row["batch"] == 1:
+            if row["batch"] == 1 and row["method"] == default:
                 record.figures["batch1_linear_seconds_per_image"] = row["one forward, s per image"]
                 record.figures["batch1_refine_seconds_per_image"] = round(refined, 2)
+            if row["batch"] == 1 and row["method"] == learned:
+                record.figures["batch1_learned_refine_seconds_per_image"] = round(refined, 2)
         record.tables["per_image"] = per_image
     for key in ("batch1_linear_seconds_per_image", "batch1_refine_seconds_per_image"):
         record.figures.setdefault(key, NOT_MEASURED)
