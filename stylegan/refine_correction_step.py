@@ -212,8 +212,7 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
 def _finished_problem(target: Path, recipe: Recipe, config: FitCorrectionConfig) -> str | None:
     """Why the finished file in a folder of this recipe cannot be kept (damaged, or another recipe's), else None."""
     try:
-        read_edit_correction(target)
-        data = read_checkpoint(target, _FIX, kind="edit-correction file")
+        data = _read_checked(target)[1]
     except CheckpointError as exc:
         return str(exc)
     if data.get("made_from") != dict(recipe.inputs) or data.get("config") != asdict(config.correction_config()):
@@ -319,6 +318,12 @@ def _resume(trainer: CorrectionTrainer, state_path: Path) -> None:
 def read_edit_correction(path: Path | str, w_dim: int | None = None, num_properties: int | None = None
                          ) -> EditCorrection:
     """The frozen correction of a step-7c file, or a one-line :class:`CheckpointError` (the fix: retrain)."""
+    return _read_checked(path, w_dim, num_properties)[0]
+
+
+def _read_checked(path: Path | str, w_dim: int | None = None, num_properties: int | None = None
+                  ) -> tuple[EditCorrection, dict]:
+    """(the frozen correction, the file's whole content), read once and checked."""
     data = read_checkpoint(path, _FIX, kind="edit-correction file")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a step-7c edit-correction file (no format '{FORMAT}'); fix: {_FIX}")
@@ -336,7 +341,7 @@ def read_edit_correction(path: Path | str, w_dim: int | None = None, num_propert
             raise CheckpointError(f"{path} was trained for a {what} of {saved}, not {wanted}; fix: {_FIX}")
     load_state_dict_checked(model, data.get("state_dict"), path, _FIX, entry="state_dict",
                             what="the correction its config describes")
-    return model.eval().requires_grad_(False)
+    return model.eval().requires_grad_(False), data
 
 
 def find_edit_correction(path: Path | str, stylegan_checkpoint: Path | str, directions: Path | str,
@@ -347,8 +352,7 @@ def find_edit_correction(path: Path | str, stylegan_checkpoint: Path | str, dire
     if not path.is_file():
         return None, f"no step-7c edit correction at {path} (07_fit_edit_correction.py trains one)"
     try:
-        read_edit_correction(path)    # damaged, another version, NaN weights: the same fallback as a missing file
-        data = read_checkpoint(path, _FIX, kind="edit-correction file")
+        data = _read_checked(path)[1]   # damaged, another version, NaN weights: the same fallback as a missing file
     except CheckpointError as exc:
         return None, str(exc)
     made_from = data.get("made_from")
