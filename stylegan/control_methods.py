@@ -317,17 +317,20 @@ def load_directions_method(stylegan_checkpoint: Path | str, directions_path: Pat
     ``refine_checkpoint``: a step-7b checkpoint whose learned regressor refines every edit (the
     directions route's "refine" option, :func:`load_refiner`); None = the linear edit alone.
     A refined method is named ``directions+refine`` (its own row in step 9). ``name``: the method's
-    name (``sefa`` for SeFa's file, step 7a's ``sefa.pt``)."""
+    name (``sefa`` for SeFa's file, step 7a's ``sefa.pt``). ``which="auto"`` renders with the checkpoint entry
+    the directions were fitted in (``LatentDirections.generator_entry``; smoothed when the file does not say)."""
     from stylegan.checkpoint import load_generator
     from stylegan.conditional import property_ranges
-    from stylegan.directions import load_directions
+    from stylegan.directions import load_directions, require_w_dim
 
-    generator = load_generator(stylegan_checkpoint, which=which, device=device)
     try:
-        directions = load_directions(directions_path, checkpoint=stylegan_checkpoint, w_dim=generator.w_space_dim)
+        directions = load_directions(directions_path, checkpoint=stylegan_checkpoint)
     except (KeyError, TypeError) as exc:  # a file from another version of the format: refit, never a traceback
         raise ControlMethodError(f"{directions_path} is not a complete directions file (missing or odd entry {exc}); refit "
                          "with 07_fit_latent_directions.py") from exc
+    generator = load_generator(stylegan_checkpoint, which=directions.generator_entry if which == "auto" else which,
+                               device=device)
+    require_w_dim(directions_path, directions.w_dim, generator.w_space_dim)
     normalization = getattr(directions, "normalization", None)
     ranges = property_ranges({"normalization": normalization}) if normalization else None
     options = f"hold={getattr(directions, 'hold', '?')}, metric={getattr(directions, 'metric', '?')}, " \

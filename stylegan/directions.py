@@ -67,7 +67,7 @@ __all__ = [
     "SelectionResult", "default_svm_count", "DEFAULT_METHOD", "DEFAULT_HOLD", "DEFAULT_METRIC", "DEFAULT_CAP",
     "make_renderer",
     "available_layer_ranges", "combine_directions", "default_settings", "DefaultSettings", "directions_from_normals",
-    "fit_sefa_directions", "sefa_weight", "SEFA", "SEFA_COMPONENTS",
+    "fit_sefa_directions", "sefa_weight", "SEFA", "SEFA_COMPONENTS", "require_w_dim",
 ]
 
 METHODS_ALLOWED: tuple[str, ...] = ("auto", "ridge", "svm")
@@ -483,6 +483,14 @@ class LatentDirections:
         return int(self.directions.shape[1])
 
     @property
+    def generator_entry(self) -> str:
+        """The checkpoint entry (``generator_smooth`` / ``generator``) whose w space these directions were fitted
+        in (step 7a records it), ``auto`` when the file does not say. The two entries have their own mapping
+        networks, so an edit rendered by the other one moves another face: renders load this one."""
+        entry = self.info.get("generator_entry") if isinstance(self.info, dict) else None
+        return entry if entry in ("generator_smooth", "generator") else "auto"
+
+    @property
     def fitted(self) -> np.ndarray:
         """bool [P]: which properties have a direction."""
         return np.array([m != "none" for m in self.methods])
@@ -793,9 +801,8 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
         raise DirectionsMismatchError(
             f"{path} was fitted for generator {data['generator_fingerprint']}, not this one{where} "
             f"({generator_fingerprint}); {fix}")
-    if w_dim is not None and int(data["w_dim"]) != int(w_dim):
-        raise DirectionsMismatchError(f"{path} holds {data['w_dim']}-d directions, the generator's w has "
-                                      f"{w_dim}; {fix}")
+    if w_dim is not None:
+        require_w_dim(path, int(data["w_dim"]), w_dim)
     if property_names is not None and list(data["property_names"]) != list(property_names):
         raise DirectionsMismatchError(f"{path} has properties {data['property_names']}, expected "
                                       f"{list(property_names)}; {fix}")
@@ -811,6 +818,13 @@ def load_directions(path: Path | str, *, checkpoint: Path | str | None = None,
         return _directions_from_dict(data, edit_rule)
     except ValueError as exc:  # LatentDirections' own checks of the saved edit options and layer ranges
         raise DirectionsMismatchError(f"{path}: {exc}; {_REFIT}") from None
+
+
+def require_w_dim(path: Path | str, saved: int, w_dim: int) -> None:
+    """Refuse directions of ``saved`` dimensions for a generator whose w has ``w_dim`` (one line, the fix)."""
+    if int(saved) != int(w_dim):
+        raise DirectionsMismatchError(f"{path} holds {saved}-d directions, the generator's w has {w_dim}; refit with "
+                                      "07_fit_latent_directions.py for this generator and these scores")
 
 
 def _directions_from_dict(data: dict, edit_rule: int) -> LatentDirections:

@@ -95,7 +95,8 @@ class FitCorrectionConfig(StepConfig):
     save_every: int = setting(50, low=1, help="steps between resumable saves of the training state (a kill loses "
                                               "at most these)")
     device: str = device_setting()
-    weights: str = weights_setting()
+    weights: str = weights_setting(help="generator weights to train on: auto = the entry the directions were fitted "
+                                        "in (which steps 8, 9 and the studio render with); ema / raw must name it")
     overwrite: bool = overwrite_setting()
     seed: int = seed_setting()
     progress_unit = "step"
@@ -143,7 +144,7 @@ def _inputs(config: FitCorrectionConfig, regressor: Path) -> dict[str, Path]:
 def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | None = None) -> FitCorrectionSummary:
     """Train (or resume, or keep) the edit correction of step 7a's directions with step 7b's regressor."""
     from stylegan.control_methods import ControlMethodError, load_regressor
-    from stylegan.directions import DirectionsMismatchError, load_directions
+    from stylegan.directions import DirectionsMismatchError, load_directions, require_w_dim
 
     start = time.perf_counter()
     config = config.resolved()
@@ -170,14 +171,15 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
                                             time.perf_counter() - start, used_by=_used_by(config, target), skipped=True)
             logger.warning("%s; training it again", problem)
         clean_stale_temp_files(out_dir)
-        generator = load_generator(config.stylegan_checkpoint, which=entry_for_weights(config.weights), device=device)
-        generator.requires_grad_(False)
         try:
-            directions = load_directions(config.directions, checkpoint=config.stylegan_checkpoint,
-                                         w_dim=generator.w_space_dim)
+            directions = load_directions(config.directions, checkpoint=config.stylegan_checkpoint)
+            generator = load_generator(config.stylegan_checkpoint, which=_generator_entry(config, directions),
+                                       device=device)
+            require_w_dim(config.directions, directions.w_dim, generator.w_space_dim)
             regressor = load_regressor(regressor_path, directions, device)
         except (DirectionsMismatchError, ControlMethodError) as exc:
             raise FitCorrectionInputError(str(exc)) from None
+        generator.requires_grad_(False)
         trainer = CorrectionTrainer(generator, regressor, directions, config.correction_config())
         if claim.continued and state_path.is_file():
             _resume(trainer, state_path)
@@ -202,11 +204,27 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
             "format": FORMAT, "format_version": FORMAT_VERSION, "w_dim": int(model.w_mean.numel()),
             "num_properties": len(directions.property_names), "property_names": list(directions.property_names),
             "config": asdict(config.correction_config()), "which": settings["which"],
+            "generator_entry": generator.checkpoint_key,
             "state_dict": model.state_dict(), "made_from": dict(recipe.inputs), "final_loss": trainer.final_loss,
             "refine": asdict(LEARNED_REFINE)})
         state_path.unlink(missing_ok=True)   # the finished file holds everything the state did
         return FitCorrectionSummary(target, regressor_path, config.steps, resumed_from, trainer.final_loss,
                                     time.perf_counter() - start, used_by=_used_by(config, target))
+
+
+def _generator_entry(config: FitCorrectionConfig, directions: Any) -> str:
+    """The checkpoint entry to train on: the one the directions were fitted in, which steps 8, 9 and the studio
+    render their edits with (``--weights auto``); an explicit ``--weights`` naming the other one is refused."""
+    fitted_in = directions.generator_entry
+    if config.weights == "auto":
+        return fitted_in
+    asked = entry_for_weights(config.weights)
+    if fitted_in not in ("auto", asked):
+        right = "ema" if fitted_in == "generator_smooth" else "raw"
+        raise FitCorrectionInputError(
+            f"{config.directions} was fitted in the '{fitted_in}' entry of {config.stylegan_checkpoint} (steps 8, 9 "
+            f"and the studio render its edits with it), this run asks for '{asked}'; fix: --weights {right} or auto")
+    return asked
 
 
 def _finished_problem(target: Path, recipe: Recipe, config: FitCorrectionConfig) -> str | None:
@@ -217,6 +235,8 @@ def _finished_problem(target: Path, recipe: Recipe, config: FitCorrectionConfig)
         return str(exc)
     if data.get("made_from") != dict(recipe.inputs) or data.get("config") != asdict(config.correction_config()):
         return f"{target} was trained with other inputs or settings than its folder's recipe.json says"
+    if data.get("generator_entry") is None:
+        return f"{target} does not say which generator entry it was trained on"
     return None
 
 
@@ -356,7 +376,8 @@ def find_edit_correction(path: Path | str, stylegan_checkpoint: Path | str, dire
     except CheckpointError as exc:
         return None, str(exc)
     made_from = data.get("made_from")
-    if not isinstance(made_from, dict):
+    if not isinstance(made_from, dict) or data.get("generator_entry") is None:
+        # the entry: step 7c trains on the one the directions were fitted in; an older file may have used another
         return None, f"{path} does not say what it was trained for; {_FIX}"
     now = dict(zip(_ROLES, (stylegan_checkpoint, directions, regressor_checkpoint)))
     for role, file in now.items():

@@ -11,6 +11,7 @@ from studio_world import make_world
 
 from common.paths import PipelinePaths
 from pipeline.runner import load_script
+from stylegan.checkpoint import load_generator
 from stylegan.control_resolver import resolve_control_methods
 from stylegan.refine_correction_step import SHEET_PNG, STATE_PT, find_edit_correction, read_edit_correction
 
@@ -154,6 +155,67 @@ def test_a_correction_is_used_only_with_the_directions_and_regressor_it_was_trai
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--overwrite" in err[0] and "directions" in err[0]
     assert _fit(world, "--overwrite") == 0
+    assert resolve_control_methods(world, "directions", refine="auto").refine.correction == world.edit_correction_pt
+
+
+def _fitted_in_the_raw_entry(paths: PipelinePaths) -> None:
+    """Make the checkpoint's raw and smoothed entries map z to different w codes, and say (as step 7a does for a run
+    whose step 1 used ``--weights raw``) that the directions were fitted in the raw one."""
+    from common.fingerprint import file_fingerprint
+    from stylegan.directions import load_directions
+
+    ckpt = torch.load(paths.stylegan_checkpoint, map_location="cpu", weights_only=True)
+    first = next(k for k in ckpt["generator"] if k.startswith("mapping") and k.endswith("weight"))
+    ckpt["generator"][first] = ckpt["generator"][first] * 1.5
+    torch.save(ckpt, paths.stylegan_checkpoint)
+    directions = load_directions(paths.directions_pt)
+    directions.generator_fingerprint = file_fingerprint(paths.stylegan_checkpoint)
+    directions.info["generator_entry"] = "generator"
+    directions.save(paths.directions_pt)
+
+
+def test_directions_render_and_7c_trains_in_the_entry_the_directions_were_fitted_in(world, capsys):
+    """Steps 8, 9 and the studio loaded the smoothed generator for the directions whatever entry step 7a had fitted
+    them in, and step 7c trained on whatever --weights said: a run made with the raw weights got its edits moved in
+    another w space, silently. Now the directions' entry renders them, 7c trains on it (another --weights is one
+    line naming the fix), and its file says which."""
+    from pipeline.studio.render import load_studio_models
+    from stylegan.refine_correction_step import _read_checked
+
+    _fitted_in_the_raw_entry(world)
+    plan = resolve_control_methods(world, "directions", refine="auto")
+    linear, refined = plan.load("cpu", 4, "auto")
+    assert linear.generator.checkpoint_key == refined.generator.checkpoint_key == "generator"
+    models = load_studio_models(world, refine="off")
+    assert models.generator.checkpoint_key == "generator" and models.identity["stylegan"]["entry"] == "generator"
+    z = torch.randn(2, linear.generator.z_space_dim, generator=torch.Generator().manual_seed(0))
+    smooth = load_generator(world.stylegan_checkpoint, which="generator_smooth")
+    with torch.no_grad():   # the test's premise: the two entries map z to other w codes
+        assert not torch.allclose(linear.generator.mapping(z)["w"], smooth.mapping(z)["w"])
+
+    assert _fit(world, "--weights", "ema") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'generator' entry" in err[0] and "--weights raw or auto" in err[0]
+    assert not world.edit_correction_pt.exists()
+    assert _fit(world) == 0
+    assert _read_checked(world.edit_correction_pt)[1]["generator_entry"] == "generator"
+    assert resolve_control_methods(world, "directions", refine="auto").refine.correction == world.edit_correction_pt
+
+
+def test_a_correction_that_does_not_say_its_generator_entry_is_not_used_and_is_retrained(world, capsys):
+    """A file from before step 7c recorded the entry it trained on may have used another one than the directions':
+    the consumers fall back to the gradient method and say why, and a re-run of 7c trains it again."""
+    assert _fit(world) == 0
+    data = torch.load(world.edit_correction_pt, map_location="cpu", weights_only=True)
+    del data["generator_entry"]
+    torch.save(data, world.edit_correction_pt)
+    found, why = find_edit_correction(world.edit_correction_pt, world.stylegan_checkpoint, world.directions_pt,
+                                      sorted((world.finetuned_dir / "checkpoints").glob("*.pt"))[-1])
+    assert found is None and "does not say what it was trained for" in why
+    capsys.readouterr()
+    assert _fit(world) == 0
+    captured = capsys.readouterr()
+    assert "up to date" not in captured.out and "does not say which generator entry" in captured.err
     assert resolve_control_methods(world, "directions", refine="auto").refine.correction == world.edit_correction_pt
 
 

@@ -169,6 +169,13 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
             if given is not None:
                 raise
             models.notes.append(f"{'SeFa' if name == SEFA else 'latent'} directions not loaded: {exc}")
+    fitted_in = next((d.generator_entry for d in (models.directions, models.sefa) if d is not None), "auto")
+    if fitted_in not in ("auto", generator.checkpoint_key):
+        # the directions live in that entry's w space (step 1 made its faces with it): every face renders with it
+        generator = load_generator(paths.stylegan_checkpoint, which=fitted_in, device=device)
+        generator.requires_grad_(False)
+        models.generator = generator
+        models.identity["stylegan"] = _identity(paths.stylegan_checkpoint, entry=generator.checkpoint_key)
     if models.directions is not None:
         choice = resolve_refine(refine, paths.finetuned_dir, files[FINETUNED])
         choice = choice.with_correction(paths.edit_correction_pt, paths.stylegan_checkpoint, files[DIRECTIONS])
