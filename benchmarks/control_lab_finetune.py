@@ -30,7 +30,7 @@ if __package__ in (None, ""):
 from benchmarks.records import add_results_dir_argument, start_record
 from common.io import atomic_write_text
 from common.paths import PROPERTY_NAMES
-from lab.control_lab import build_world, finetune_arm
+from lab.control_lab import build_world, finetune_arm, finetune_as_regressor_sees_it
 from lab.regressor_cache import cached_lab_regressor
 from lab.world_family import WORLDS
 from stylegan.finetune_trainer import FinetuneConfig
@@ -108,6 +108,23 @@ def target_verdicts(rows: list[dict], means: list[dict]) -> dict[str, str]:
     return met
 
 
+def regressor_view_rows(results) -> list[dict]:
+    """One row per (world, seed, variant) whose TARGET_STEPS state was judged by its own regressor too: the
+    smallest r and the largest leakage (and its property) as the judge and as the regressor see them."""
+    rows = []
+    for res in results:
+        view, judged = res.get("regressor_view"), res["checkpoints"].get(str(TARGET_STEPS))
+        if not view or not judged:
+            continue
+        row = {"world": res["world"], "seed": res["seed"], "variant": res["variant"], "steps": TARGET_STEPS}
+        for who, c in (("judge", judged), ("regressor", view)):
+            worst = int(np.argmax(c["leakage_max"]))
+            row.update({f"{who}_r_min": round(min(c["r"]), 3), f"{who}_leakage_max": round(c["leakage_max"][worst], 3),
+                        f"{who}_leaks_most": PROPERTY_NAMES[worst]})
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worlds", nargs="+", default=list(EXACT_WORLDS), choices=[w.name for w in WORLDS])
@@ -121,6 +138,9 @@ def main(argv=None) -> int:
     parser.add_argument("--publish-only", action="store_true",
                         help="train nothing: write the record from the checkpoints the cache holds (e.g. after "
                              "one process per variant)")
+    parser.add_argument("--regressor-view", action="store_true",
+                        help=f"also judge each run's saved {TARGET_STEPS}-step state by its own learned regressor "
+                             "(a diagnostic: where it sees no leakage the judge does, the regressor is the limit)")
     add_results_dir_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -138,6 +158,9 @@ def main(argv=None) -> int:
         means = mean_over_seeds(rows)
         record.tables["checkpoints"] = rows
         record.tables["mean_over_seeds"] = means
+        view = regressor_view_rows(results.values())
+        if view:
+            record.tables["regressor_view"] = view
         for label, text in target_verdicts(rows, means).items():
             record.figures[f"target_2400_{label.replace(' ', '_')}"] = text
         record.write(args.results_dir)
@@ -153,10 +176,25 @@ def main(argv=None) -> int:
                     "world": world_name, "seed": seed, "variant": name, "checkpoints": {}}
                 results[key] = res
                 todo = [s for s in args.steps if str(s) not in res["checkpoints"]]
-                if not todo or args.publish_only:
+                state_file = args.cache / f"{key}-state.pt"
+                view = (args.regressor_view and "regressor_view" not in res and state_file.is_file()
+                        and str(TARGET_STEPS) in res["checkpoints"] and max(map(int, res["checkpoints"])) == TARGET_STEPS)
+                if args.publish_only or not (todo or view):
                     continue
                 world = build_world(config)
                 regressor = cached_lab_regressor(world, args.cache / f"regressor-{world_name}-s{seed}")
+                if not todo:   # finished at TARGET_STEPS (the state's step): judge it by its own regressor
+                    steps, table = finetune_as_regressor_sees_it(world, regressor[0], training, state_file)
+                    if steps == TARGET_STEPS:
+                        rows = table.set_index("property")
+                        res["regressor_view"] = {
+                            "r": [round(float(rows.at[p, "pearson_r"]), 4) for p in PROPERTY_NAMES],
+                            "leakage_max": [round(float(rows.at[p, "leakage_max"]), 4) for p in PROPERTY_NAMES]}
+                        atomic_write_text(path, json.dumps(res))
+                        print(f"{key} {steps}, as its regressor sees it: r {res['regressor_view']['r']} "
+                              f"leakage max {res['regressor_view']['leakage_max']}", flush=True)
+                        publish()
+                    continue
                 start = time.perf_counter()
 
                 def keep(steps: int, table, res=res, path=path, start=start, key=key) -> None:
@@ -173,7 +211,7 @@ def main(argv=None) -> int:
 
                 finetune_arm(replace(world, config=replace(config, finetune_steps=tuple(todo))),
                              regressor=regressor, training=training, on_checkpoint=keep,
-                             state_file=args.cache / f"{key}-state.pt")
+                             state_file=state_file)
     publish()
     return 0
 

@@ -72,7 +72,7 @@ __all__ = [
     "fit_lab_directions", "directions_arm", "baseline_arm", "finetune_arm", "lab_regressor", "refine_arm",
     "RegressorScorer", "select_refine_layers", "interfacegan_boundary", "interfacegan_directions",
     "interfacegan_count",
-    "base_correlations", "comparison_rows", "summarise",
+    "base_correlations", "comparison_rows", "summarise", "finetune_as_regressor_sees_it",
 ]
 
 Say = Callable[[str], None]
@@ -429,15 +429,7 @@ def finetune_arm(world: LabWorld, say: Say | None = None,
     """
     cfg = world.config
     regressor, metrics, regressor_seconds = regressor if regressor is not None else lab_regressor(world)
-    config = FinetuneConfig(steps=max(cfg.finetune_steps), batch_size=cfg.batch_size, lr_g=cfg.lr_g, lr_d=cfg.lr_d,
-                            lambda_prop=cfg.lambda_prop, ema_beta=cfg.ema_beta, seed=cfg.train_seed)
-    if training:
-        config = replace(config, **training)
-    trainer = Finetuner(build_conditional_generator(world.generator, seed=cfg.train_seed),
-                        build_conditional_discriminator(world.discriminator, seed=cfg.train_seed),
-                        world.images_u8, world.scores, config, regressor)
-    if state_file is not None and Path(state_file).is_file():
-        trainer.load_state_dict(torch.load(state_file, map_location="cpu", weights_only=True))
+    trainer = _lab_finetuner(world, regressor, training, state_file)
     settings = FinetuneSettings(normalization=world.normalizer.to_dict(), condition_stats=world.stats)
     out: dict[int, pd.DataFrame] = {}
     train_seconds = 0.0
@@ -466,6 +458,35 @@ def finetune_arm(world: LabWorld, say: Say | None = None,
     info = {"regressor_seconds": regressor_seconds, "train_seconds": train_seconds,
             "regressor_r": {p: metrics.get(f"r_{p}") for p in PROPERTY_NAMES}}
     return out, info
+
+
+def _lab_finetuner(world: LabWorld, regressor: torch.nn.Module, training: dict[str, Any] | None,
+                   state_file: Path | None) -> Finetuner:
+    """The lab's fine-tune trainer (``training`` replaces the lab's settings), at ``state_file``'s state when given."""
+    cfg = world.config
+    config = FinetuneConfig(steps=max(cfg.finetune_steps), batch_size=cfg.batch_size, lr_g=cfg.lr_g, lr_d=cfg.lr_d,
+                            lambda_prop=cfg.lambda_prop, ema_beta=cfg.ema_beta, seed=cfg.train_seed)
+    if training:
+        config = replace(config, **training)
+    trainer = Finetuner(build_conditional_generator(world.generator, seed=cfg.train_seed),
+                        build_conditional_discriminator(world.discriminator, seed=cfg.train_seed),
+                        world.images_u8, world.scores, config, regressor)
+    if state_file is not None and Path(state_file).is_file():
+        trainer.load_state_dict(torch.load(state_file, map_location="cpu", weights_only=True))
+    return trainer
+
+
+def finetune_as_regressor_sees_it(world: LabWorld, regressor: torch.nn.Module, training: dict[str, Any] | None,
+                                  state_file: Path) -> tuple[int, pd.DataFrame]:
+    """(the state's step, comparison rows) of a saved fine-tune judged by its own learned regressor instead of the
+    exact properties: a diagnostic, never the judge. Where the judge sees leakage the regressor does not, the
+    regressor's error is the limit; where the regressor sees it too, the training is."""
+    trainer = _lab_finetuner(world, regressor, training, state_file)
+    g_ema = clone_frozen(trainer.G_ema)
+    g_ema.finetune_settings = FinetuneSettings(normalization=world.normalizer.to_dict(), condition_stats=world.stats)
+    method = FinetunedMethod(g_ema, world.config.batch, description=f"lab fine-tune, {trainer.step_count} steps")
+    rows = comparison_rows("finetuned", evaluate_method(replace(world, judge=RegressorScorer(regressor)), method))
+    return trainer.step_count, rows
 
 
 def summarise(rows: pd.DataFrame, columns: Sequence[str] = ("pearson_r", "spearman_rho", "mae", "leakage_mean", "leakage_max")

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.control_lab_finetune import checkpoint_rows, mean_over_seeds, parse_variant, target_verdicts
+from benchmarks.control_lab_finetune import (
+    checkpoint_rows,
+    mean_over_seeds,
+    parse_variant,
+    regressor_view_rows,
+    target_verdicts,
+)
 from common.paths import PROPERTY_NAMES
 
 
@@ -47,3 +53,43 @@ def test_parse_variant_rejects_unknown_settings():
         "pair_weight=3.0,decorrelate=1.0", {"pair_weight": 3.0, "decorrelate": 1.0})
     with pytest.raises(SystemExit, match="not a FinetuneConfig setting"):
         parse_variant("pair_wieght=3")
+
+
+def test_regressor_view_rows_put_the_judge_beside_the_regressor_and_name_the_worst_property():
+    n = len(PROPERTY_NAMES)
+    res = _result(0, "v", {2400: ([0.95] * n, [0.1] * (n - 1) + [0.39])})
+    res["regressor_view"] = {"r": [0.99] * n, "leakage_max": [0.22] + [0.05] * (n - 1)}
+    unjudged = _result(1, "v", {2400: ([0.95] * n, [0.1] * n)})      # no view yet: no row
+    (row,) = regressor_view_rows([res, unjudged])
+    assert row["judge_leakage_max"] == pytest.approx(0.39) and row["judge_leaks_most"] == PROPERTY_NAMES[-1]
+    assert row["regressor_leakage_max"] == pytest.approx(0.22) and row["regressor_leaks_most"] == PROPERTY_NAMES[0]
+    assert row["judge_r_min"] == pytest.approx(0.95) and row["regressor_r_min"] == pytest.approx(0.99)
+
+
+def test_a_saved_fine_tune_is_re_judged_by_its_own_regressor(tmp_path, single_thread):
+    """The diagnostic loads the saved state and judges it with the learned regressor: the same figures as the
+    fine-tune judged by that regressor when it was trained, and not the exact judge's."""
+    from dataclasses import replace
+
+    from lab.control_lab import (
+        LabConfig,
+        RegressorScorer,
+        build_world,
+        finetune_arm,
+        finetune_as_regressor_sees_it,
+        lab_regressor,
+    )
+
+    world = build_world(LabConfig(resolution=16, width=8, num_samples=60, regressor_epochs=1, regressor_width=4,
+                                  finetune_steps=(2,), batch_size=4, eval_num_z=3, eval_num_values=3, batch=16))
+    regressor = lab_regressor(world)
+    state = tmp_path / "state.pt"
+    exact = finetune_arm(world, regressor=regressor, state_file=state)[0][2].set_index("property")
+    seen = finetune_arm(replace(world, judge=RegressorScorer(regressor[0])), regressor=regressor,
+                        state_file=tmp_path / "again.pt")[0][2].set_index("property")
+    steps, view = finetune_as_regressor_sees_it(world, regressor[0], None, state)
+    view = view.set_index("property")
+    assert steps == 2
+    for column in ("pearson_r", "leakage_max"):
+        assert view[column].to_numpy() == pytest.approx(seen[column].to_numpy(), abs=1e-6, nan_ok=True)
+    assert not view["pearson_r"].to_numpy() == pytest.approx(exact["pearson_r"].to_numpy(), abs=1e-3, nan_ok=True)
