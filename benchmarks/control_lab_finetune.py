@@ -49,7 +49,8 @@ def parse_variant(text: str) -> tuple[str, dict]:
         key, _, value = part.partition("=")
         if key not in fields or not value:
             raise SystemExit(f"variant {text!r}: {key!r} is not a FinetuneConfig setting (key=value)")
-        kind = type(getattr(FinetuneConfig(), key))
+        default = getattr(FinetuneConfig(), key)
+        kind = float if default is None else type(default)   # the optional settings (ema_beta) are numbers
         if kind is bool and value.lower() not in ("true", "false", "1", "0"):
             raise SystemExit(f"variant {text!r}: {key} takes true or false")
         out[key] = value.lower() in ("true", "1") if kind is bool else kind(value)
