@@ -384,7 +384,7 @@ class RefineChoice:
 def _has_regressor(checkpoint: Path) -> bool:
     from stylegan.conditional import read_finetune_checkpoint
 
-    ckpt = read_finetune_checkpoint(checkpoint)
+    ckpt = read_finetune_checkpoint(checkpoint, fix=REFINE_FIX)
     return isinstance(ckpt.get("regressor"), dict) and isinstance(ckpt["config"].get("regressor"), dict)
 
 
@@ -407,6 +407,9 @@ def resolve_refine(refine: str | Path, finetuned_dir: Path, checkpoint: Path | N
     if not path.is_file():
         raise FileNotFoundError(f"--refine {path}: no such file; pass a step-7b checkpoint "
                                 "(07_finetune_stylegan.py), auto or off")
+    if not _has_regressor(path):   # checked now (a damaged file raises here): nothing is planned around a bad file
+        raise ControlMethodError(f"--refine {path} carries no property regressor; fix: use a checkpoint of "
+                                 "07_finetune_stylegan.py trained with lambda_prop > 0, auto or off")
     return RefineChoice(path, f"refined with the regressor of {path}")
 
 

@@ -29,6 +29,7 @@ from stylegan.control_methods import (
     REFINE_AUTO,
     REFINE_OFF,
     ControlMethod,
+    DirectionsMethod,
     RefineChoice,
     load_baseline_method,
     load_directions_method,
@@ -193,12 +194,13 @@ class MethodPlan:
         """Every chosen method, in table order; ``baseline`` puts the unedited generator first, and
         with ``--refine`` on ``directions+refine`` follows ``directions`` on the same generator (step 9)."""
         methods: list[ControlMethod] = []
-        if baseline:
-            methods.append(load_baseline_method(self.stylegan, device, batch_size))
         for name in self.names:
             methods.append(_SOURCES[name].load(self.files[name], self, device, batch_size, weights))
             if name == DIRECTIONS and self.refine.on:
                 methods.append(self._refined(methods[-1]))
+        if baseline:   # the unedited faces in the entry the directions render in (step 1's), else the smoothed one
+            entry = next((m.generator.checkpoint_key for m in methods if isinstance(m, DirectionsMethod)), "auto")
+            methods.insert(0, load_baseline_method(self.stylegan, device, batch_size, which=entry))
         return methods
 
     def _refined(self, method: ControlMethod) -> ControlMethod:

@@ -158,7 +158,18 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
     refuse_overlap({"--out": out_dir}, dict(zip(("--stylegan-checkpoint", "--directions", "--finetuned-checkpoint"),
                                                 files.values())), reserved=image_folders(config.paths))
     device = resolve_device(config.device)
-    settings = dict(asdict(config.correction_config()), which=entry_for_weights(config.weights),
+    # every input is checked before the folder is claimed: a refused run leaves a finished correction as it was
+    try:
+        directions = load_directions(config.directions, checkpoint=config.stylegan_checkpoint)
+        entry = _generator_entry(config, directions)
+        generator = load_generator(config.stylegan_checkpoint, which=entry, device=device)
+        require_w_dim(config.directions, directions.w_dim, generator.w_space_dim)
+        regressor = load_regressor(regressor_path, directions, device)
+    except (DirectionsMismatchError, ControlMethodError) as exc:
+        raise FitCorrectionInputError(str(exc)) from None
+    generator.requires_grad_(False)
+    # the entry trained on follows from the directions (an input): how --weights spelled it changes nothing
+    settings = dict(asdict(config.correction_config()), which="auto" if entry in ("auto", "generator_smooth") else entry,
                     device_type=device.type)
     recipe = Recipe.of("7c", settings, files)
     target, state_path = out_dir / EDIT_CORRECTION_PT, out_dir / STATE_PT
@@ -171,15 +182,6 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
                                             time.perf_counter() - start, used_by=_used_by(config, target), skipped=True)
             logger.warning("%s; training it again", problem)
         clean_stale_temp_files(out_dir)
-        try:
-            directions = load_directions(config.directions, checkpoint=config.stylegan_checkpoint)
-            generator = load_generator(config.stylegan_checkpoint, which=_generator_entry(config, directions),
-                                       device=device)
-            require_w_dim(config.directions, directions.w_dim, generator.w_space_dim)
-            regressor = load_regressor(regressor_path, directions, device)
-        except (DirectionsMismatchError, ControlMethodError) as exc:
-            raise FitCorrectionInputError(str(exc)) from None
-        generator.requires_grad_(False)
         trainer = CorrectionTrainer(generator, regressor, directions, config.correction_config())
         if claim.continued and state_path.is_file():
             _resume(trainer, state_path)

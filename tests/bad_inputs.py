@@ -99,13 +99,15 @@ def write_png_bomb(path: Path, side: int = 15000) -> Path:
     return path
 
 
-def write_finetune_stub(path: Path) -> Path:
+def write_finetune_stub(path: Path, regressor: bool = False) -> Path:
     """A file that reads as a step-7 checkpoint (format version and config, no networks): enough for code
-    that only finds the newest valid checkpoint of a folder; loading a generator from it is refused."""
+    that only finds the newest valid checkpoint of a folder; loading a generator from it is refused.
+    ``regressor``: it says it carries a property regressor (empty), as ``--refine`` asks when it plans."""
     from stylegan.finetune_schema import FINETUNE_FORMAT_VERSION
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format_version": FINETUNE_FORMAT_VERSION, "step": 0, "config": {}}, path)
+    extra = {"regressor": {}} if regressor else {}
+    torch.save({"format_version": FINETUNE_FORMAT_VERSION, "step": 0, "config": {**extra}, **extra}, path)
     return path
 
 

@@ -117,7 +117,7 @@ def test_refine_without_the_directions_route_is_an_error_for_a_path_and_a_note_f
 
 
 def test_the_plan_names_each_methods_inputs_and_output_folder(both):
-    ckpt = both.finetuned_dir / "checkpoints" / "checkpoint_000004.pt"
+    ckpt = write_finetune_stub(both.finetuned_dir / "checkpoints" / "checkpoint_000004.pt", regressor=True)
     plan = resolve_control_methods(both, "all", refine=str(ckpt))
     assert plan.refine.on and plan.refine.checkpoint == ckpt
     assert plan.inputs("finetuned") == {"--finetuned-checkpoint": ckpt}

@@ -188,6 +188,8 @@ def test_directions_render_and_7c_trains_in_the_entry_the_directions_were_fitted
     assert linear.generator.checkpoint_key == refined.generator.checkpoint_key == "generator"
     models = load_studio_models(world, refine="off")
     assert models.generator.checkpoint_key == "generator" and models.identity["stylegan"]["entry"] == "generator"
+    # step 9's unedited faces come from the same entry (its identity measure compares each edit to them)
+    assert plan.load("cpu", 4, "auto", baseline=True)[0].generator.checkpoint_key == "generator"
     z = torch.randn(2, linear.generator.z_space_dim, generator=torch.Generator().manual_seed(0))
     smooth = load_generator(world.stylegan_checkpoint, which="generator_smooth")
     with torch.no_grad():   # the test's premise: the two entries map z to other w codes
@@ -200,6 +202,14 @@ def test_directions_render_and_7c_trains_in_the_entry_the_directions_were_fitted
     assert _fit(world) == 0
     assert _read_checked(world.edit_correction_pt)[1]["generator_entry"] == "generator"
     assert resolve_control_methods(world, "directions", refine="auto").refine.correction == world.edit_correction_pt
+    # naming the same entry is the same recipe (it recorded the spelling: "auto" vs "raw" refused a finished run)
+    capsys.readouterr()
+    assert _fit(world, "--weights", "raw") == 0 and "up to date" in capsys.readouterr().out
+    # a refused run checks its inputs before it claims the folder: with --overwrite it deleted the finished file
+    kept = {p.name: p.read_bytes() for p in world.edit_correction_dir.iterdir()}
+    assert _fit(world, "--weights", "ema", "--overwrite") == 2
+    assert "--weights raw or auto" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in world.edit_correction_dir.iterdir()} == kept
 
 
 def test_a_correction_that_does_not_say_its_generator_entry_is_not_used_and_is_retrained(world, capsys):
@@ -258,3 +268,37 @@ def test_the_runner_runs_7c_after_7b_and_7_means_all_three():
     assert step_id("7", "first") == "7a" and step_id("7", "last") == "7c"
     assert steps_between("7", "7") == ["7a", "7b", "7c"]
     assert len(steps_between(1, 9)) == 11
+
+
+def test_a_bad_refine_file_is_one_line_with_no_word_about_the_correction_first(world, capsys):
+    """With a step-7c correction present, step 8 ``--refine <not a step-7b checkpoint>`` printed a warning that the
+    correction was "trained for another regressor checkpoint" and that the slow method would run, then the error.
+    The file is checked when --refine is resolved: one line, the error."""
+    assert _fit(world) == 0
+    capsys.readouterr()
+    rc = load_script("8").main(["--root", str(world.root), "--control", "directions", "--num", "1", "--device", "cpu",
+                                "--refine", str(world.stylegan_checkpoint), "--eyes", "0.5", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "gradient method" not in err[0]
+    assert str(world.stylegan_checkpoint) in err[0]
+
+
+def test_the_studio_does_not_render_sefa_fitted_in_another_entry_than_the_directions(tmp_path, single_thread):
+    """The studio renders every face with one generator, the latent directions' entry; a sefa.pt fitted in the other
+    entry was rendered with it anyway (its edits moved in another w space). It is left out, with a note."""
+    from common.fingerprint import file_fingerprint
+    from pipeline.studio.render import load_studio_models
+    from stylegan.directions import load_directions
+
+    paths = make_world(tmp_path / "root", sefa=True)
+    _fitted_in_the_raw_entry(paths)
+    sefa = load_directions(paths.sefa_pt)
+    sefa.generator_fingerprint = file_fingerprint(paths.stylegan_checkpoint)
+    sefa.info["generator_entry"] = "generator_smooth"
+    sefa.save(paths.sefa_pt)
+    models = load_studio_models(paths, refine="off")
+    assert models.generator.checkpoint_key == "generator" and models.sefa is None and "sefa" not in models.available
+    assert any("SeFa directions not loaded" in n and "'generator_smooth' entry" in n for n in models.notes)
+    sefa.info["generator_entry"] = "generator"           # fitted in the same entry: offered
+    sefa.save(paths.sefa_pt)
+    assert load_studio_models(paths, refine="off").sefa is not None
