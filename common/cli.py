@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from common.distributed import torchrun_env
 from common.settings import add_settings, check_outputs_writable
-from common.steps import USER_ERRORS, Progress, Summary, interrupted_line, write_failure
+from common.steps import USER_ERRORS, Progress, Summary, interrupted_line, memory_failure, write_failure
 
 ConfigT = TypeVar("ConfigT")
 
@@ -172,7 +172,8 @@ def run_guarded(run: Callable[[ConfigT, Progress | None], Summary], config: Conf
     """The one error boundary around a step function (scripts and the runner both call it).
 
     Before the work: every declared output can be written. Then a user-fixable problem
-    (``USER_ERRORS``), an output that could not be written (disk full, read-only) or Ctrl-C becomes
+    (``USER_ERRORS``), an output that could not be written (disk full, read-only), a request too big for
+    memory (MemoryError, torch's allocator error) or Ctrl-C becomes
     :class:`StepStopped` with its one line; anything else is a bug and keeps its traceback.
     """
     finished = 0
@@ -192,7 +193,7 @@ def run_guarded(run: Callable[[ConfigT, Progress | None], Summary], config: Conf
     except USER_ERRORS as exc:
         raise StepStopped(str(exc), 2) from exc
     except Exception as exc:
-        line = write_failure(exc)
+        line = write_failure(exc) or memory_failure(exc)
         if line is None:
             raise
         raise StepStopped(line, 2) from exc

@@ -77,6 +77,25 @@ def write_failure(exc: BaseException) -> str | None:
     return None
 
 
+MEMORY_WORDS = ("can't allocate memory", "out of memory")
+"""torch's words for an allocation that failed (CPU ``DefaultCPUAllocator``, CUDA), raised as RuntimeError."""
+
+
+def memory_failure(exc: BaseException) -> str | None:
+    """The one line for a request too big for this machine's memory (a huge size flag, a big batch): a
+    MemoryError or torch's allocation RuntimeError anywhere in the chain; None when ``exc`` is not one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MemoryError) or (
+                isinstance(current, RuntimeError) and any(w in str(current).lower() for w in MEMORY_WORDS)):
+            return ("out of memory: the request is too big for this machine; re-run with smaller sizes "
+                    "(fewer images or values, a smaller --batch-size or model); finished items are kept")
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def interrupted_line(finished: int) -> str:
     """What Ctrl-C prints (exit 130): every finished item is complete on disk, so a re-run continues."""
     return f"interrupted; {finished} items finished are kept; re-run to continue"

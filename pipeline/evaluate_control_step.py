@@ -101,8 +101,9 @@ class EvaluateControlConfig(StepConfig):
     trust_checkpoint: bool = setting(False, concept="trust_checkpoint",
                                      help="allow the FaceXFormer file's saved args or numpy values, never code (see "
                                           "step 5)")
-    normalization: Path | None = setting(None, concept="normalization_json",
-                                         help="step 6's normalization.json; also sets the sweep ranges")
+    normalization: Path | None = setting(None, concept="normalization_json", fill=False,
+                                         help="step 6's normalization.json; also sets the sweep ranges (a file "
+                                              "given must be one; without the default file: the methods' ranges)")
     gender_models: Path | None = setting(None, path="cnn_models_dir", fill=False,
                                          help="gender CNN folder for the female share (skipped if absent)")
     out: Path | None = setting(None, path="evaluation_dir", output="dir", help="output folder")
@@ -245,16 +246,25 @@ class CachedRenders:
 
 
 def sweep_ranges(config: EvaluateControlConfig, methods: list[ControlMethod]) -> dict[str, tuple[float, float]]:
-    """One set of sweep ranges for every method: step 6's normalisation, else the first method that knows."""
+    """One set of sweep ranges for every method: step 6's normalisation, else the first method that knows.
+
+    A ``--normalization`` file given by the flag must exist and hold a fitted scale per property (one line
+    otherwise: a run on default ranges was silently another evaluation); only the default file may be absent.
+    """
+    from common.records import read_normalization
     from stylegan.conditional import property_ranges
 
     normalization = config.normalization or config.paths.normalization_json
-    if Path(normalization).is_file():
+    if config.normalization is not None or Path(normalization).is_file():
+        fix = ("give step 6's normalization.json to --normalization (or drop the flag), or re-run step 6"
+               if config.normalization is not None else "re-run step 6, which writes normalization.json")
         try:
-            return property_ranges({"normalization": json.loads(Path(normalization).read_text())})
-        except (ValueError, AttributeError) as exc:
+            return property_ranges({"normalization": read_normalization(normalization, fix=fix)})
+        except (ValueError, TypeError, AttributeError) as exc:
+            if isinstance(exc, StepError):
+                raise
             raise ControlEvaluationError(f"{normalization} is not a readable normalization.json ({exc}); "
-                                         "re-run step 6") from exc
+                                         f"fix: {fix}") from exc
     for method in methods:
         if method.ranges:
             return dict(method.ranges)
@@ -291,22 +301,23 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     device = resolve_device(config.device)  # a DeviceError is a StepError
     methods, refine_note, inputs = load_methods_and_refine(config, device)
     judges = make_judges(config, device)  # every model is loaded (and checked) before the folder is claimed
+    ranges = sweep_ranges(config, methods)  # and the normalization file read
     from common.recipe import claim_output, owned_by_patterns
 
     with claim_output(Path(config.out), evaluation_recipe(config, inputs, device), overwrite=config.overwrite,
                       owned=owned_by_patterns(*OWNED), what="evaluation outputs"):
         renders = Path(config.out) / RENDERS
         methods = [CachedRenders(method, renders / method.name.replace("+", "_")) for method in methods]
-        summary = _evaluate(config, device, methods, judges, refine_note, start, progress)
+        summary = _evaluate(config, device, methods, judges, ranges, refine_note, start, progress)
         shutil.rmtree(renders, ignore_errors=True)  # finished: the cache only ever serves a killed run's re-run
     return summary
 
 
-def _evaluate(config: EvaluateControlConfig, device, methods: list[ControlMethod], judges, refine_note: str,
-              start: float, progress: Progress | None) -> EvaluateControlSummary:
-    """Judge every method into a folder whose recipe is this run's."""
+def _evaluate(config: EvaluateControlConfig, device, methods: list[ControlMethod], judges,
+              ranges: dict[str, tuple[float, float]], refine_note: str, start: float,
+              progress: Progress | None) -> EvaluateControlSummary:
+    """Judge every method, swept over ``ranges``, into a folder whose recipe is this run's."""
     scorer, gender = judges
-    ranges = sweep_ranges(config, methods)
     design = config.design
     z = evaluation_latents(design.seed, design.num_z, methods[0].z_dim)
     base = np.full((design.num_z, len(PROPERTY_NAMES)), np.nan, dtype=np.float32)  # only the swept one is requested

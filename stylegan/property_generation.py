@@ -43,6 +43,9 @@ __all__ = ["GeneratePropertiesConfig", "PropertyGenerationSummary", "MethodGener
 CONTROL_OPTIONS = ("auto", DIRECTIONS, FINETUNED, SEFA, "all")
 PROPERTIES_CSV = "properties.csv"
 SWEEP_Z_OFFSET = 10_000  # sweep rows use z from (seed, 10000 + k): other people than the images
+SWEEP_MAX = 256  # rows or columns of a sweep grid: a sheet of 96-pixel thumbnails, still an image one can open
+REQUEST_LIMIT = 1e6  # a normalised request beyond this is no face any method makes (and past float32 it overflowed
+#                      to an unedited image reported as reached)
 
 
 class PropertyGenerationError(StepError, RuntimeError):
@@ -70,14 +73,15 @@ class GeneratePropertiesConfig(StepConfig):
                                 "every one, each into its own folder")
     requested: tuple[float | None, ...] = setting(  # PROPERTY_NAMES order; None = not requested
         (None,) * len(PROPERTY_NAMES), element_flags=tuple(f"--{p.replace('_', '-')}" for p in PROPERTY_NAMES),
-        metavar="X", help="normalised {flag} (default: not requested; see --control)")
+        metavar="X", low=-REQUEST_LIMIT, high=REQUEST_LIMIT,
+        help="normalised {flag} (default: not requested; see --control)")
     num: int = setting(8, low=0, help="images with these values (image i: z from seed, i)")
     seed: int = seed_setting()
     sweeps: tuple[str, ...] = setting((), flag="--sweep", repeat=True, collect=_sweeps_given, choices=PROPERTY_NAMES,
                                       words={"all": PROPERTY_NAMES}, metavar="{" + ",".join(PROPERTY_NAMES) + ",all}",
                                       help="write a sweep grid of this property (repeatable; 'all' = every property)")
-    sweep_z: int = setting(4, low=1, help="rows (latents) of each sweep grid")
-    sweep_values: int = setting(7, low=2, help="columns (values) of each sweep grid")
+    sweep_z: int = setting(4, low=1, high=SWEEP_MAX, help="rows (latents) of each sweep grid")
+    sweep_values: int = setting(7, low=2, high=SWEEP_MAX, help="columns (values) of each sweep grid")
     weights: str = weights_setting("ema", help="fine-tune: ema = the EMA generator, raw = the trained weights, auto = "
                                                "ema when the checkpoint has it")
     batch_size: int = batch_size_setting(16)

@@ -91,7 +91,7 @@ class FitCorrectionConfig(StepConfig):
     batch: int = setting(CorrectionConfig.batch, low=1,
                          help="codes per training step (part of the recipe: it changes the correction)")
     lr: float = setting(CorrectionConfig.lr, low=0.0, low_open=True, help="Adam's learning rate")
-    hidden: int = setting(CorrectionConfig.hidden, low=1, help="width of the correction's two hidden layers")
+    hidden: int = setting(CorrectionConfig.hidden, low=1, high=4096, help="width of the correction's two hidden layers")
     save_every: int = setting(50, low=1, help="steps between resumable saves of the training state (a kill loses "
                                               "at most these)")
     device: str = device_setting()

@@ -71,6 +71,7 @@ def _difference(image, saved) -> str:
 
 
 def _regenerate(args: RegenerateOptions, config: StudioConfig) -> int:
+    from common.folders import image_folders, refuse_overlap
     from common.runtime import resolve_device
     from pipeline.studio.render import load_studio_models
 
@@ -84,6 +85,8 @@ def _regenerate(args: RegenerateOptions, config: StudioConfig) -> int:
         logger.error("--out %s exists (or is the input); choose another path or pass --overwrite "
                      "(the input is never overwritten)", args.out)
         return 2
+    if args.out is not None:  # a face written into a pipeline image folder would be listed and scored as one
+        refuse_overlap({"--out": args.out.parent}, {}, reserved=image_folders(config.paths))
     files = recipe_files(args.regenerate)
     models = load_studio_models(config.paths, resolve_device(config.device),
                                 config.finetuned_checkpoint or files.get("finetuned"),

@@ -242,3 +242,24 @@ def test_an_output_equal_to_an_input_is_said_in_a_sentence(tmp_path):
 
     with pytest.raises(FolderOverlapError, match=r"^output folder --out \S+ is the same path as --images \S+: "):
         refuse_overlap({"--out": tmp_path}, {"--images": tmp_path})
+
+
+@pytest.mark.parametrize("text", [None, '{"method": "minmax", "properties": {"eyes": {"min": "a"}}}'])
+def test_step9_a_normalization_given_by_the_flag_must_be_one(tmp_path, text):
+    """Hostile tester, defect 9: ``09_evaluate_control.py ... --scorer brightness --normalization
+    /tmp/nonexist.json --out /tmp/o9a`` completed on default sweep ranges (its recipe said normalization none),
+    and so did a hollow file ``{"method":"minmax","properties":{"eyes":{"min":"a"}}}``. A file given by the flag
+    is now read by the one reader (common.records.read_normalization): missing or hollow is one line naming it
+    and the fix; only the default file may be absent (then the methods' ranges)."""
+    from common.steps import StepError
+    from pipeline.evaluate_control_step import EvaluateControlConfig, sweep_ranges
+    from stylegan.conditional import property_ranges
+
+    given = tmp_path / "given.json"
+    if text is not None:
+        given.write_text(text)
+    with pytest.raises(StepError) as info:
+        sweep_ranges(EvaluateControlConfig(root=tmp_path, normalization=given).resolved(), [])
+    line = str(info.value)
+    assert str(given) in line and "--normalization" in line and "\n" not in line
+    assert sweep_ranges(EvaluateControlConfig(root=tmp_path).resolved(), []) == property_ranges({})

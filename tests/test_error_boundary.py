@@ -20,7 +20,7 @@ from tiny_models import TINY_G_16
 import common.cli as cli
 from common.cli import StepStopped, run_guarded
 from common.paths import PipelinePaths
-from common.steps import interrupted_line, write_failure
+from common.steps import interrupted_line, memory_failure, write_failure
 from pipeline.runner import STEPS, PipelineOptions, load_script, run_steps
 from stylegan import write_random_checkpoint
 
@@ -91,6 +91,31 @@ def test_a_failed_write_is_one_line_naming_the_file_even_when_wrapped(code, word
         run_guarded(run, object())
     assert info.value.exit_code == 2
     assert str(info.value) == f"cannot write {target}: {words}; {fix}; finished items are kept"
+
+
+@pytest.mark.parametrize("failure", [
+    MemoryError("Unable to allocate 74.5 PiB for an array with shape (100000000, 3, 96, 96)"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 40000000000000000 bytes. Error code 12 (Cannot allocate memory)"),
+    RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+])
+def test_a_request_too_big_for_memory_is_one_line(failure):
+    """Hostile tester, defect 5: ``08 --num 0 --sweep eyes --sweep-values 100000000`` ended in numpy's
+    _ArrayMemoryError traceback, ``07_fit_edit_correction.py --hidden 100000000`` in torch's "DefaultCPUAllocator:
+    can't allocate memory" traceback (rc 1). Those flags are bounded now; any size still too big for the
+    machine is one line naming the fix, exit 2, even when a step wraps the error."""
+    def run(config, progress):
+        try:
+            raise failure
+        except (MemoryError, RuntimeError) as exc:
+            raise ValueError("a step that wraps it") from exc
+
+    with pytest.raises(StepStopped) as info:
+        run_guarded(run, object())
+    assert info.value.exit_code == 2
+    line = str(info.value)
+    assert line.startswith("out of memory:") and "smaller" in line and "\n" not in line
+    assert memory_failure(RuntimeError("shape mismatch")) is None and memory_failure(ValueError("x")) is None
 
 
 def test_a_bug_keeps_its_traceback():

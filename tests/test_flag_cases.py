@@ -44,6 +44,20 @@ CASES = [
      "07_fit_latent_directions.py", ["--select", "heldout-r", "--cap", "0"], "error: --cap 0: must be > 0"),
     ("s7b_embeddim0: 0 silently became z_dim (64)",
      "07_finetune_stylegan.py", ["--embed-dim", "0", "--overwrite"], "error: --embed-dim 0: must be >= 1"),
+    ("s8_eyes_huge: 1e308 overflowed float32 to an unedited image with reached=True (hostile tester, defect 4: "
+     "`08 --control directions --num 1 --eyes 1e308`)",
+     "08_generate_with_properties.py", ["--control", "directions", "--eyes", "1e308", "--num", "1"],
+     "error: --eyes 1e308: must be in [-1000000, 1000000]"),
+    ("s8_sweepvalues_huge: numpy _ArrayMemoryError traceback (defect 5: `08 --num 0 --sweep eyes "
+     "--sweep-values 100000000`)",
+     "08_generate_with_properties.py", ["--num", "0", "--sweep", "eyes", "--sweep-values", "100000000"],
+     "error: --sweep-values 100000000: must be in 2..256"),
+    ("s8_sweepz_huge: the same traceback from --sweep-z (defect 5)",
+     "08_generate_with_properties.py", ["--num", "0", "--sweep", "eyes", "--sweep-z", "100000000"],
+     "error: --sweep-z 100000000: must be in 1..256"),
+    ("s7c_hidden_huge: 'DefaultCPUAllocator: can't allocate memory' traceback, rc 1, recipe.json left in --out "
+     "(defect 5: `07_fit_edit_correction.py --hidden 100000000 --out /tmp/ec_y`)",
+     "07_fit_edit_correction.py", ["--hidden", "100000000"], "error: --hidden 100000000: must be in 1..4096"),
     ("st_limit_ignored: accepted and never read",
      "studio.py", ["--limit", "3"], "error: unrecognized arguments: --limit 3"),
 ]
@@ -80,6 +94,10 @@ def test_eyes_inf_is_refused_by_the_config_too():
     for value in (float("inf"), float("nan")):
         with pytest.raises(SettingError, match="requested values must be a finite number"):
             GeneratePropertiesConfig(requested=(value, None, None, None, None))
+    # defect 4 of the hostile tester: 1e308 is finite in float64 but overflowed the float32 render to an
+    # unedited image reported as reached; a config made in code is refused like the flag
+    with pytest.raises(SettingError, match=r"requested values must be in \[-1000000, 1000000\]"):
+        GeneratePropertiesConfig(requested=(1e308, None, None, None, None))
 
 
 def test_embed_dim_zero_is_refused_by_the_config_and_the_generator():

@@ -341,6 +341,35 @@ def test_regenerate_refuses_a_swapped_generator(world, tmp_path, single_thread, 
     assert "was made with stylegan file" in capsys.readouterr().err
 
 
+def test_regenerate_never_writes_into_a_pipeline_image_folder(world, tmp_path, single_thread):
+    """Hostile tester, defect 6: ``studio.py --root w --regenerate saved.png --out
+    w/stylegan/synthesize_results/999999.png`` wrote the face into step 1's image folder (step 4 then scored it
+    as a face). Refused in one line as steps 8 and 9 refuse image folders (common.folders.image_folders).
+    The line is read from the studio logger (the script resets the root logger's handlers, capsys's included)."""
+    import logging
+
+    from common.paths import PipelinePaths
+    from pipeline.runner import load_script_file
+
+    saved = tmp_path / "base.png"
+    saved.write_bytes(StudioApp(load_studio_models(world)).get("/api/save", q("seed=3&face=base")).body)
+    errors: list[str] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = lambda record: errors.append(record.getMessage())
+    logging.getLogger("studio").addHandler(handler)
+    try:
+        for folder in (PipelinePaths(world.root).generated_dir, PipelinePaths(world.root).filtered_dir):
+            out = folder / "999999.png"
+            errors.clear()
+            rc = load_script_file("studio.py").main(["--root", str(world.root), "--regenerate", str(saved), "--out",
+                                                     str(out)])
+            assert rc == 2 and not out.exists()
+            assert len(errors) == 1 and "\n" not in errors[0], errors
+            assert "--out" in errors[0] and "image folder" in errors[0] and "fix:" in errors[0], errors
+    finally:
+        logging.getLogger("studio").removeHandler(handler)
+
+
 @pytest.mark.gpu
 def test_cuda_render_matches_cpu_and_regenerates_exactly(world, tmp_path):
     cuda = load_studio_models(world, device="cuda")
