@@ -19,6 +19,7 @@ import pathlib
 import sys
 import tempfile
 import time
+import typing
 from dataclasses import replace
 
 import numpy as np
@@ -49,8 +50,8 @@ def parse_variant(text: str) -> tuple[str, dict]:
         key, _, value = part.partition("=")
         if key not in fields or not value:
             raise SystemExit(f"variant {text!r}: {key!r} is not a FinetuneConfig setting (key=value)")
-        default = getattr(FinetuneConfig(), key)
-        kind = float if default is None else type(default)   # the optional settings (ema_beta) are numbers
+        hint = typing.get_type_hints(FinetuneConfig)[key]     # an optional setting (ema_beta): its number type
+        kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
         if kind is bool and value.lower() not in ("true", "false", "1", "0"):
             raise SystemExit(f"variant {text!r}: {key} takes true or false")
         out[key] = value.lower() in ("true", "1") if kind is bool else kind(value)

@@ -10,7 +10,6 @@ scorer. Writes, under ``stylegan/finetuned/evaluation/``: ``comparison.csv``,
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field, replace

@@ -161,15 +161,16 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
     # every input is checked before the folder is claimed: a refused run leaves a finished correction as it was
     try:
         directions = load_directions(config.directions, checkpoint=config.stylegan_checkpoint)
-        entry = _generator_entry(config, directions)
-        generator = load_generator(config.stylegan_checkpoint, which=entry, device=device)
+        generator = load_generator(config.stylegan_checkpoint, which=directions.generator_entry, device=device)
+        _refuse_other_weights(config, generator)
         require_w_dim(config.directions, directions.w_dim, generator.w_space_dim)
         regressor = load_regressor(regressor_path, directions, device)
     except (DirectionsMismatchError, ControlMethodError) as exc:
         raise FitCorrectionInputError(str(exc)) from None
     generator.requires_grad_(False)
     # the entry trained on follows from the directions (an input): how --weights spelled it changes nothing
-    settings = dict(asdict(config.correction_config()), which="auto" if entry in ("auto", "generator_smooth") else entry,
+    entry = generator.checkpoint_key
+    settings = dict(asdict(config.correction_config()), which="auto" if entry == "generator_smooth" else entry,
                     device_type=device.type)
     recipe = Recipe.of("7c", settings, files)
     target, state_path = out_dir / EDIT_CORRECTION_PT, out_dir / STATE_PT
@@ -214,19 +215,17 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
                                     time.perf_counter() - start, used_by=_used_by(config, target))
 
 
-def _generator_entry(config: FitCorrectionConfig, directions: Any) -> str:
-    """The checkpoint entry to train on: the one the directions were fitted in, which steps 8, 9 and the studio
-    render their edits with (``--weights auto``); an explicit ``--weights`` naming the other one is refused."""
-    fitted_in = directions.generator_entry
+def _refuse_other_weights(config: FitCorrectionConfig, generator: Any) -> None:
+    """7c trains on the entry steps 8, 9 and the studio render the directions' edits with (the one the directions
+    were fitted in, else the default's); an explicit ``--weights`` naming another entry is refused in one line."""
     if config.weights == "auto":
-        return fitted_in
-    asked = entry_for_weights(config.weights)
-    if fitted_in not in ("auto", asked):
-        right = "ema" if fitted_in == "generator_smooth" else "raw"
+        return
+    asked, used = entry_for_weights(config.weights), generator.checkpoint_key
+    if asked != used:
+        right = "ema" if used == "generator_smooth" else "raw"
         raise FitCorrectionInputError(
-            f"{config.directions} was fitted in the '{fitted_in}' entry of {config.stylegan_checkpoint} (steps 8, 9 "
-            f"and the studio render its edits with it), this run asks for '{asked}'; fix: --weights {right} or auto")
-    return asked
+            f"the edits of {config.directions} render in the '{used}' entry of {config.stylegan_checkpoint} (steps "
+            f"8, 9 and the studio use it), this run asks for '{asked}'; fix: --weights {right} or auto")
 
 
 def _finished_problem(target: Path, recipe: Recipe, config: FitCorrectionConfig) -> str | None:

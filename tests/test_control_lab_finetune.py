@@ -51,7 +51,9 @@ def test_target_verdicts_say_how_far_a_variant_got_and_skip_variants_never_run()
 def test_parse_variant_rejects_unknown_settings():
     assert parse_variant("pair_weight=3.0,decorrelate=1.0") == (
         "pair_weight=3.0,decorrelate=1.0", {"pair_weight": 3.0, "decorrelate": 1.0})
-    assert parse_variant("ema_beta=0.99")[1] == {"ema_beta": 0.99}    # a setting whose default is None
+    assert parse_variant("ema_beta=0.99")[1] == {"ema_beta": 0.99}    # settings whose default is None
+    assert parse_variant("embed_dim=64")[1] == {"embed_dim": 64} and isinstance(parse_variant("embed_dim=64")[1]
+                                                                                ["embed_dim"], int)
     with pytest.raises(SystemExit, match="not a FinetuneConfig setting"):
         parse_variant("pair_wieght=3")
 

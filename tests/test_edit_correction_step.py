@@ -302,3 +302,15 @@ def test_the_studio_does_not_render_sefa_fitted_in_another_entry_than_the_direct
     sefa.info["generator_entry"] = "generator"           # fitted in the same entry: offered
     sefa.save(paths.sefa_pt)
     assert load_studio_models(paths, refine="off").sefa is not None
+    del sefa.info["generator_entry"]                      # a file that does not say renders in the default entry
+    sefa.save(paths.sefa_pt)
+    assert load_studio_models(paths, refine="off").sefa is None
+
+
+def test_7c_with_directions_that_do_not_say_their_entry_trains_where_they_render(world, capsys):
+    """Directions from before step 7a recorded its entry render in the default (smoothed) entry; 7c --weights raw
+    trained on the raw one anyway, and steps 8, 9 and the studio then used that correction with smoothed renders."""
+    assert _fit(world, "--weights", "raw") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'generator_smooth' entry" in err[0] and "--weights ema or auto" in err[0]
+    assert _fit(world, "--weights", "ema") == 0

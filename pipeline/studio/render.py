@@ -169,16 +169,18 @@ def load_studio_models(paths: PipelinePaths, device: str | torch.device = "cpu",
             if given is not None:
                 raise
             models.notes.append(f"{'SeFa' if name == SEFA else 'latent'} directions not loaded: {exc}")
-    fitted_in = next((d.generator_entry for d in (models.directions, models.sefa) if d is not None), "auto")
-    if models.directions is not None and models.sefa is not None and models.sefa.generator_entry not in ("auto",
-                                                                                                        fitted_in):
+    def entry_of(directions: Any) -> str:   # a file that does not say renders in the default entry (loaded above)
+        return generator.checkpoint_key if directions.generator_entry == "auto" else directions.generator_entry
+
+    fitted_in = next((entry_of(d) for d in (models.directions, models.sefa) if d is not None), generator.checkpoint_key)
+    if models.directions is not None and models.sefa is not None and entry_of(models.sefa) != fitted_in:
         # one generator renders every face here, as the latent directions' entry: SeFa's would be moved in another
-        models.notes.append(f"SeFa directions not loaded: {files[SEFA]} was fitted in the "
-                            f"'{models.sefa.generator_entry}' entry, the latent directions in '{fitted_in}'; fix: fit "
-                            "both with one --weights in step 7a")
+        models.notes.append(f"SeFa directions not loaded: {files[SEFA]} renders in the '{entry_of(models.sefa)}' "
+                            f"entry, the latent directions in '{fitted_in}'; fix: fit both with one --weights in "
+                            "step 7a")
         models.sefa = None
         models.identity.pop(SEFA, None)
-    if fitted_in not in ("auto", generator.checkpoint_key):
+    if fitted_in != generator.checkpoint_key:
         # the directions live in that entry's w space (step 1 made its faces with it): every face renders with it
         generator = load_generator(paths.stylegan_checkpoint, which=fitted_in, device=device)
         generator.requires_grad_(False)
