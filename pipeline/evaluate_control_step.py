@@ -195,16 +195,19 @@ OWNED = (COMPARISON_CSV, COMPARISON_PNG, REPORT_MD, QUALITY_CSV, IDENTITY_CSV, A
 RENDERS = "renders"
 
 
-def evaluation_recipe(config: EvaluateControlConfig, inputs: dict[str, Path | None], device) -> Recipe:
+def evaluation_recipe(config: EvaluateControlConfig, inputs: dict[str, Path | None], device,
+                      generator_entry: str | None = None) -> Recipe:
     """What step 9's renders and figures are made from: the design, judges and every file read (each
-    method's, the judge's, normalization.json, step 3's gender models, the Inception file when used);
-    not --batch-size, --sheet-z or paths."""
+    method's, the judge's, normalization.json, step 3's gender models, the Inception file when used), and the
+    base generator's entry when it is not the default; not --batch-size, --sheet-z or paths."""
     from common.recipe import Recipe
+    from stylegan.control_methods import generator_entry_setting
 
     settings = {key: getattr(config, key) for key in ("control", "scorer", "crop", "weights", "num_z", "num_values",
                                                        "seed", "judges", "quality", "quality_num",
                                                        "random_weight_models")}
     settings.update(refine=str(config.refine) not in ("off",), device_type=getattr(device, "type", str(device)))
+    settings.update(generator_entry_setting(generator_entry))
     files = {flag.lstrip("-").replace("-", "_"): path for flag, path in inputs.items()}
     models = Path(config.gender_models or config.paths.cnn_models_dir)
     for model in sorted(models.glob("gender_fold*.pt")) if models.is_dir() else []:
@@ -303,7 +306,8 @@ def run_evaluate_control(config: EvaluateControlConfig, progress: Progress | Non
     ranges = sweep_ranges(config, methods)  # and the normalization file read
     from common.recipe import claim_output, owned_by_patterns
 
-    with claim_output(Path(config.out), evaluation_recipe(config, inputs, device), overwrite=config.overwrite,
+    recipe = evaluation_recipe(config, inputs, device, methods[0].generator.checkpoint_key)   # [0]: the baseline
+    with claim_output(Path(config.out), recipe, overwrite=config.overwrite,
                       owned=owned_by_patterns(*OWNED), what="evaluation outputs"):
         renders = Path(config.out) / RENDERS
         methods = [CachedRenders(method, renders / method.name.replace("+", "_")) for method in methods]

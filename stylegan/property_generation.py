@@ -33,7 +33,15 @@ from common.settings import (
     weights_setting,
 )
 from common.steps import Progress, ProgressCounter, StepError
-from stylegan.control_methods import DIRECTIONS, FINETUNED, REFINE_OFF, SEFA, ControlMethod, refine_setting
+from stylegan.control_methods import (
+    DIRECTIONS,
+    FINETUNED,
+    REFINE_OFF,
+    SEFA,
+    ControlMethod,
+    generator_entry_setting,
+    refine_setting,
+)
 from stylegan.control_resolver import resolve_control_methods
 from stylegan.sweeps import sweep_targets
 
@@ -221,6 +229,8 @@ def _recipe(config: GeneratePropertiesConfig, method: ControlMethod, targets: np
                 "seed": config.seed, "device_type": getattr(device, "type", str(device)), "dtype": "float32"}
     if method.name == FINETUNED:
         settings["weights"] = config.weights
+    else:
+        settings.update(generator_entry_setting(method.generator.checkpoint_key))
     return Recipe.of("8", settings, files)
 
 

@@ -4,6 +4,8 @@ Before it, nothing trained and stored the correction: steps 8, 9 and the studio 
 gradient method (many times the forwards of ``learned:3``: ``bench_refine-cpu``)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from PIL import Image
@@ -194,6 +196,12 @@ def test_directions_render_and_7c_trains_in_the_entry_the_directions_were_fitted
     smooth = load_generator(world.stylegan_checkpoint, which="generator_smooth")
     with torch.no_grad():   # the test's premise: the two entries map z to other w codes
         assert not torch.allclose(linear.generator.mapping(z)["w"], smooth.mapping(z)["w"])
+
+    # step 8's folder records the entry (only when not the default, so older default folders keep their recipe)
+    out = world.root / "gen8"
+    assert load_script("8").main(["--root", str(world.root), "--control", "directions", "--num", "1", "--device",
+                                  "cpu", "--eyes", "0.5", "--out", str(out), "-q"]) == 0
+    assert json.loads((out / "recipe.json").read_text())["settings"]["generator_entry"] == "generator"
 
     assert _fit(world, "--weights", "ema") == 2
     err = capsys.readouterr().err.strip().splitlines()
