@@ -75,7 +75,7 @@ RESUMABLE_CHANGES: tuple[str, ...] = ("steps", "checkpoint_every", "sample_every
 """Training settings that may change when a run is resumed (the number of processes too); every other one must
 match the checkpoint."""
 
-ADDED_SETTINGS: dict[str, Any] = {"decorrelate": 0.0, "pair_weight": 0.0, "pair_match": False}
+ADDED_SETTINGS: dict[str, Any] = {"decorrelate": 0.0, "pair_weight": 0.0, "pair_match": False, "lr_rampdown": 0.0}
 """Training settings added after runs were recorded, with the value those runs trained with: at that value a
 setting is left out of the recipe, so a run recorded before it existed still resumes (a checkpoint's
 ``config['finetune']`` always holds every setting)."""

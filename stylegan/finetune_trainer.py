@@ -31,6 +31,7 @@ same update, so the weights stay identical everywhere. Hence 2 processes equal 1
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ from stylegan.conditional import (
 )
 from stylegan.finetune_schema import LOSS_COLUMNS
 
-__all__ = ["FinetuneConfig", "Finetuner", "batch_split", "cpu_state", "ema_beta_for", "micro_batch_size", "step_generator"]
+__all__ = ["FinetuneConfig", "Finetuner", "batch_split", "cpu_state", "ema_beta_for", "lr_factor", "micro_batch_size",
+           "step_generator"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ class FinetuneConfig(Settings):
                                       "each property's sd units); 0 = off")
     pair_match: bool = setting(False, help="the paired term also asks the regressor's change in the changed "
                                            "property to equal the requested change")
+    lr_rampdown: float = setting(0.0, low=0.0, high=1.0,
+                                 help="share (0-1) of the final --steps over which both learning rates fall to 0 "
+                                      "along a half cosine, so the run ends settled instead of mid-swing; "
+                                      "0 = constant rates")
 
     def check(self) -> None:
         try:
@@ -139,6 +145,18 @@ def ema_beta_for(config: FinetuneConfig) -> float:
     if config.ema_beta is not None:
         return config.ema_beta
     return 0.5 ** (config.batch_size / (config.ema_half_life_kimg * 1000.0))
+
+
+def lr_factor(config: FinetuneConfig, step: int) -> float:
+    """The learning rates' multiplier at ``step`` (0-based): 1, then a half cosine to 0 over the final
+    ``lr_rampdown`` share of ``config.steps`` (NVlabs' projector ramps its rate down the same way)."""
+    length = config.lr_rampdown * config.steps
+    if length <= 0:
+        return 1.0
+    left = (config.steps - step) / length      # 1 where the ramp starts, 0 at the last step
+    if left >= 1.0:
+        return 1.0
+    return 0.5 - 0.5 * math.cos(math.pi * max(left, 0.0))
 
 
 def step_generator(seed: int, step: int, stream: int, part: int = 0) -> torch.Generator:
@@ -338,6 +356,10 @@ class Finetuner:
         cfg = self.config
         step = self.step_count
         start = time.perf_counter()
+        factor = lr_factor(cfg, step)
+        for opt, base in ((self.opt_d, cfg.lr_d), (self.opt_g, cfg.lr_g)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
 
         # discriminator
         for p in self.d_params:

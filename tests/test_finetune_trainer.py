@@ -10,7 +10,7 @@ from tolerances import REGRESSOR_R_MIN, TOY_R_MIN, TWO_R_MIN
 from toy_worlds import one_property_toy, regressor_r_eyes, toy_control_r, toy_trainer, two_property_results
 
 from stylegan.conditional import d_layer_names
-from stylegan.finetune_trainer import FinetuneConfig, Finetuner, ema_beta_for
+from stylegan.finetune_trainer import FinetuneConfig, Finetuner, ema_beta_for, lr_factor
 from stylegan.property_regressor import PropertyRegressor
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -159,10 +159,35 @@ def test_a_setting_added_later_leaves_old_recipes_resumable(tmp_path):
         config = FinetuneStepConfig(root=tmp_path, training=FinetuneConfig(**training))
         return finetune_recipe(config, "generator", torch.device("cpu")).settings
 
-    assert ADDED_SETTINGS == {"decorrelate": 0.0, "pair_weight": 0.0, "pair_match": False}
+    assert ADDED_SETTINGS == {"decorrelate": 0.0, "pair_weight": 0.0, "pair_match": False, "lr_rampdown": 0.0}
     assert not set(ADDED_SETTINGS) & set(settings())
     assert settings(decorrelate=0.5)["decorrelate"] == 0.5
     assert settings(pair_weight=2.0, pair_match=True)["pair_weight"] == 2.0
+    assert settings(lr_rampdown=0.25)["lr_rampdown"] == 0.25
+
+
+def test_lr_rampdown_is_a_half_cosine_over_the_final_share():
+    """Constant rates until the final ``lr_rampdown`` share of --steps, then a half cosine down to (almost) 0 at
+    the last step; 0 keeps the rates constant."""
+    config = FinetuneConfig(steps=100, lr_rampdown=0.5)
+    factors = [lr_factor(config, s) for s in range(100)]
+    assert factors[:51] == [1.0] * 51
+    assert all(a > b for a, b in zip(factors[50:], factors[51:]))
+    assert factors[75] == pytest.approx(0.5)
+    assert 0.0 < factors[-1] < 0.01
+    assert {lr_factor(FinetuneConfig(steps=100), s) for s in range(100)} == {1.0}
+
+
+def test_the_trainer_applies_the_rampdown_to_both_optimisers(toy):
+    """Each step sets G's and D's rates to base x factor(step); resuming (which restores the optimisers) keeps it."""
+    trainer = _trainer(toy, steps=4, lr_rampdown=0.5, lr_g=0.002, lr_d=0.001)
+    seen = []
+    for _ in range(4):
+        trainer.step()
+        seen.append((trainer.opt_g.param_groups[0]["lr"], trainer.opt_d.param_groups[0]["lr"]))
+    expected = [lr_factor(trainer.config, s) for s in range(4)]
+    assert seen == [pytest.approx((0.002 * f, 0.001 * f)) for f in expected]
+    assert expected[0] == 1.0 and expected[-1] < 0.5
 
 
 def test_paired_conditions_change_one_property_to_a_real_value(toy):
