@@ -7,9 +7,10 @@ both lead to steps 8 and 9 and both run: "7a" (latent directions, no training; f
 fine-tune), then "7c" (the refine option's edit correction, which needs both). ``--from 7`` starts at 7a,
 ``--to 7`` ends after 7c. A finished step leaves a marker
 ``{root}/.pipeline/step{ID}.json`` holding its arguments and the fingerprints (size + sha256) of the
-files it read; a later run skips a step only when its marker matches AND its outputs exist, until
-an earlier step actually ran again (then every later step runs too: each is resumable, so only new
-work is done). A swapped checkpoint at the same path, or deleted outputs, make the step run again.
+files it read and of the single files it wrote; a later run skips a step only when its marker matches AND its
+outputs exist unchanged, until an earlier step actually ran again (then every later step runs too: each is
+resumable, so only new work is done). A swapped checkpoint at the same path, or deleted or damaged outputs, make
+the step run again.
 """
 from __future__ import annotations
 
@@ -250,6 +251,34 @@ def missing_outputs(number: str, paths: PipelinePaths) -> list[str]:
             if not (folder.is_dir() and any(p.is_file() for p in folder.glob(pattern)))]
 
 
+def output_fingerprints(number: str, paths: PipelinePaths) -> dict[str, str | None]:
+    """root-relative path -> ``file_fingerprint`` of each single-file output, None when absent.
+
+    Recorded when the step finishes, so a later run does not skip a step whose file was since damaged or
+    replaced (a truncated ``edit_correction.pt`` would otherwise count as done). Step 2's hand labels are left
+    out: they grow while a person labels, and that is not a reason to run step 2 again.
+    """
+    number = step_id(number)
+    if number == "2":
+        return {}
+    out: dict[str, str | None] = {}
+    for folder, pattern in step_outputs(number, paths):
+        if any(ch in pattern for ch in "*?["):
+            continue
+        path = folder / pattern
+        key = str(path.relative_to(paths.root)) if path.is_relative_to(paths.root) else str(path)
+        out[key] = file_fingerprint(path) if path.is_file() else None
+    return out
+
+
+def changed_outputs(number: str, paths: PipelinePaths, recorded: object) -> list[str]:
+    """The single-file outputs that differ from what the step wrote (empty for a marker that did not record them)."""
+    if not isinstance(recorded, dict):
+        return []
+    now = output_fingerprints(number, paths)
+    return [key for key, value in now.items() if key in recorded and recorded[key] != value]
+
+
 def input_fingerprints(number: str, paths: PipelinePaths) -> dict[str, str | None]:
     """root-relative path -> ``file_fingerprint`` (size:sha256) of each input, None when absent."""
     out: dict[str, str | None] = {}
@@ -409,12 +438,17 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
             previous = _marker_record(marker) if marker.is_file() else None
             if not options.redo and not upstream_ran and previous and _same_record(previous.get("record"), record):
                 missing = missing_outputs(number, paths)
-                if not missing:  # skipped only when the marker matches AND the outputs are there
+                changed = changed_outputs(number, paths, previous.get("outputs"))
+                if not missing and not changed:  # skipped only when the marker matches AND its outputs are intact
                     print(f"step {number}: finished earlier, skipped ({previous.get('summary', '')})")
                     report.results.append(StepResult(number, "skipped"))
                     continue
-                print(f"step {number}: finished earlier, but outputs are missing ({', '.join(missing)}): "
-                      "running it again")
+                if missing:
+                    print(f"step {number}: finished earlier, but outputs are missing ({', '.join(missing)}): "
+                          "running it again")
+                else:
+                    print(f"step {number}: finished earlier, but its outputs changed since ({', '.join(changed)}): "
+                          "running it again")
             print(f"== step {number}: {STEP_SCRIPTS[number][1]}", flush=True)
             result = _call_step(number, argv, options.quiet)
             summary = result.line()
@@ -425,7 +459,8 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
             print(summary)
             seconds = time.perf_counter() - step_start
             report.results.append(StepResult(number, "ran", seconds, summary, result))
-            atomic_write_json(marker, {"record": record, "summary": summary, "seconds": round(seconds, 2)})
+            atomic_write_json(marker, {"record": record, "outputs": output_fingerprints(number, paths),
+                                       "summary": summary, "seconds": round(seconds, 2)})
             upstream_ran = True
     except KeyboardInterrupt:  # between steps (inside one, the boundary says how many items are kept)
         return _stop(report, Interrupted("interrupted between steps; finished steps are kept; re-run to continue"),

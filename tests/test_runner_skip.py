@@ -82,6 +82,38 @@ def test_step6_is_not_skipped_after_its_outputs_were_deleted(tmp_path, capsys):
     assert "finished earlier, skipped" not in capsys.readouterr().out
 
 
+def test_a_damaged_output_file_runs_the_step_again(tmp_path, capsys):
+    """Hostile-review defect 7: the marker matched and the file existed, so a truncated output (there
+    ``edit_correction.pt``; here step 6's table, the same rule) counted as done. The marker now records each
+    single-file output's fingerprint; a file changed since runs the step again, which writes it whole."""
+    import json
+
+    paths = PipelinePaths(tmp_path)
+    _segmentation_folder(paths)
+    options = PipelineOptions(root=tmp_path, device="cpu", quiet=True, first=6, last=6,
+                              step_args={"6": ["--no-pictures"]})
+    assert run_pipeline(options) == 0
+    table = paths.property_scores_dir / "all_scores.csv"
+    written = table.read_bytes()
+    table.write_bytes(written[: len(written) // 2])          # a torn copy, a disk that filled, a stray edit
+    capsys.readouterr()
+    assert run_pipeline(options) == 0
+    out = capsys.readouterr().out
+    assert "finished earlier, skipped" not in out
+    assert f"its outputs changed since ({table.relative_to(tmp_path)}): running it again" in out
+    assert table.read_bytes() == written
+    assert run_pipeline(options) == 0
+    assert "step 6: finished earlier, skipped" in capsys.readouterr().out
+    # a marker written before outputs were recorded is trusted as before (no run again on upgrade)
+    marker = tmp_path / ".pipeline" / "step6.json"
+    record = json.loads(marker.read_text())
+    del record["outputs"]
+    marker.write_text(json.dumps(record))
+    table.write_bytes(written[:10])
+    assert run_pipeline(options) == 0
+    assert "step 6: finished earlier, skipped" in capsys.readouterr().out
+
+
 def test_every_step_names_inputs_and_outputs(tmp_path):
     paths = PipelinePaths(tmp_path)
     for number in range(1, 10):
