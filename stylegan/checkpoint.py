@@ -51,6 +51,12 @@ def entry_for_weights(weights: str) -> str:
         raise ValueError(f"invalid weights={weights!r}; allowed: {tuple(WEIGHTS_ENTRIES)}") from None
 
 
+def recorded_entry(entry: str | None) -> str:
+    """A generator entry as recipes record it: ``auto`` for the default (smoothed) one however it was reached
+    (``None``, ``auto``, ``generator_smooth``), else the entry itself, so one folder keeps one recipe."""
+    return "auto" if entry in (None, "auto", "generator_smooth") else entry
+
+
 def select_entry(ckpt: Any, which: str, path: Path | str = "checkpoint") -> tuple[str, dict[str, torch.Tensor]]:
     """Pick the generator entry: ``auto`` = generator_smooth if present, else generator (genforce's rule)."""
     if which not in WHICH_ALLOWED + ("discriminator",):

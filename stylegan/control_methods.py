@@ -235,7 +235,10 @@ def generator_entry_setting(entry: str | None) -> dict[str, str]:
     """The base generator's entry as a recipe setting of steps 8 and 9, written only when it is not the default
     (smoothed) one: folders made before the directions rendered in their own entry keep their recipe, and those
     made in another entry than now are refused."""
-    return {} if entry in (None, "auto", "generator_smooth") else {"generator_entry": entry}
+    from stylegan.checkpoint import recorded_entry
+
+    entry = recorded_entry(entry)
+    return {} if entry == "auto" else {"generator_entry": entry}
 
 
 def load_baseline_method(stylegan_checkpoint: Path | str, device: str | torch.device = "cpu",

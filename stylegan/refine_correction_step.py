@@ -44,7 +44,7 @@ from common.settings import (
     weights_setting,
 )
 from common.steps import Progress, ProgressCounter, StepError
-from stylegan.checkpoint import entry_for_weights, load_generator
+from stylegan.checkpoint import entry_for_weights, load_generator, recorded_entry
 from stylegan.refine import RefineConfig
 from stylegan.refine_correction import (
     CorrectionConfig,
@@ -170,7 +170,7 @@ def run_fit_edit_correction(config: FitCorrectionConfig, progress: Progress | No
     generator.requires_grad_(False)
     # the entry trained on follows from the directions (an input): how --weights spelled it changes nothing
     entry = generator.checkpoint_key
-    settings = dict(asdict(config.correction_config()), which="auto" if entry == "generator_smooth" else entry,
+    settings = dict(asdict(config.correction_config()), which=recorded_entry(entry),
                     device_type=device.type)
     recipe = Recipe.of("7c", settings, files)
     target, state_path = out_dir / EDIT_CORRECTION_PT, out_dir / STATE_PT
