@@ -65,8 +65,9 @@ def refine_setting(default: str, help_tail: str) -> Any:
 
 
 class ControlMethodError(StepError, ValueError):
-    """A control method's files do not fit together (directions vs generator, a regressor-less or mismatched
-    refine checkpoint, an incomplete directions file): one line naming the file and the fix."""
+    """A control method a step cannot use as asked, or whose files do not fit together (an unknown method,
+    directions vs generator, a regressor-less or mismatched refine checkpoint, an incomplete directions file):
+    one line naming the file or flag and the fix. The one class for steps 7c, 8, 9 and the studio."""
 
 
 @runtime_checkable

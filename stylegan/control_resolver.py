@@ -20,7 +20,6 @@ import numpy as np
 
 from common.concepts import CONCEPTS
 from common.paths import PipelinePaths
-from common.steps import StepError
 from stylegan.conditional import newest_valid_checkpoint
 from stylegan.control_methods import (
     DIRECTIONS,
@@ -29,6 +28,7 @@ from stylegan.control_methods import (
     REFINE_AUTO,
     REFINE_OFF,
     ControlMethod,
+    ControlMethodError,
     DirectionsMethod,
     RefineChoice,
     load_baseline_method,
@@ -41,10 +41,6 @@ from stylegan.finetune_schema import FinetuneRunFiles
 
 __all__ = ["MethodSource", "METHOD_SOURCES", "MethodPlan", "ControlMethodError", "MissingMethodError",
            "find_method_files", "no_method_message", "choose_control", "resolve_control_methods"]
-
-
-class ControlMethodError(StepError):
-    """A control method a step cannot use as asked (one line naming the file or flag and the fix)."""
 
 
 class MissingMethodError(ControlMethodError, FileNotFoundError):
@@ -194,12 +190,24 @@ class MethodPlan:
         """Every chosen method, in table order; ``baseline`` puts the unedited generator first, and
         with ``--refine`` on ``directions+refine`` follows ``directions`` on the same generator (step 9)."""
         methods: list[ControlMethod] = []
+        entries: dict[str, str] = {}    # method -> the generator entry it renders in (the latent-direction ones)
         for name in self.names:
             methods.append(_SOURCES[name].load(self.files[name], self, device, batch_size, weights))
+            if isinstance(methods[-1], DirectionsMethod):
+                entries[name] = methods[-1].generator.checkpoint_key
             if name == DIRECTIONS and self.refine.on:
                 methods.append(self._refined(methods[-1]))
         if baseline:   # the unedited faces in the entry the directions render in (step 1's), else the smoothed one
-            entry = next((m.generator.checkpoint_key for m in methods if isinstance(m, DirectionsMethod)), "auto")
+            if len(set(entries.values())) > 1:
+                # one unedited face per latent is the reference of every method's identity and FID: edits made
+                # in another entry's w space would be judged against another face
+                raise ControlMethodError(
+                    "the latent-direction methods render in different generator entries ("
+                    + ", ".join(f"{label}: '{entry}'" for label, entry in entries.items())
+                    + f") of {self.stylegan}; step 9 compares them against one unedited face per latent; fix: "
+                    "fit directions.pt and sefa.pt with one --weights in step 7a, or compare them in separate "
+                    "runs (--control directions / --control sefa, each with its own --out)")
+            entry = next(iter(entries.values()), "auto")
             methods.insert(0, load_baseline_method(self.stylegan, device, batch_size, which=entry))
         return methods
 

@@ -322,3 +322,29 @@ def test_7c_with_directions_that_do_not_say_their_entry_trains_where_they_render
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'generator_smooth' entry" in err[0] and "--weights ema or auto" in err[0]
     assert _fit(world, "--weights", "ema") == 0
+
+
+def test_step_9_refuses_methods_that_render_in_different_entries(tmp_path, single_thread, capsys):
+    """Step 9 judges every method's identity against one unedited face per latent, made in the directions' entry;
+    a sefa.pt fitted in the other entry was compared against faces of another w space (silent garbage). Both
+    together are refused in one line; each alone is judged against its own entry's faces."""
+    from common.fingerprint import file_fingerprint
+    from stylegan.directions import load_directions
+
+    paths = make_world(tmp_path / "root", sefa=True)
+    _fitted_in_the_raw_entry(paths)
+    sefa = load_directions(paths.sefa_pt)
+    sefa.generator_fingerprint = file_fingerprint(paths.stylegan_checkpoint)
+    sefa.info["generator_entry"] = "generator_smooth"
+    sefa.save(paths.sefa_pt)
+    rc = load_script("9").main(["--root", str(paths.root), "--control", "all", "--device", "cpu",
+                                "--num-z", "2", "--num-values", "3", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "directions: 'generator'" in err[0] and "sefa: 'generator_smooth'" in err[0] and "fix:" in err[0]
+    alone = resolve_control_methods(paths, "sefa").load("cpu", 4, "auto", baseline=True)
+    assert [m.generator.checkpoint_key for m in alone] == ["generator_smooth", "generator_smooth"]
+    sefa.info["generator_entry"] = "generator"           # fitted in the same entry: compared together
+    sefa.save(paths.sefa_pt)
+    both = resolve_control_methods(paths, "all").load("cpu", 4, "auto", baseline=True)
+    assert both[0].generator.checkpoint_key == "generator" and len(both) == 4    # baseline, finetuned, both edits
