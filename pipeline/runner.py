@@ -10,7 +10,8 @@ fine-tune), then "7c" (the refine option's edit correction, which needs both). `
 files it read and of the single files it wrote; a later run skips a step only when its marker matches AND its
 outputs exist unchanged, until an earlier step actually ran again (then every later step runs too: each is
 resumable, so only new work is done). A swapped checkpoint at the same path, or deleted or damaged outputs, make
-the step run again.
+the step run again; outputs made again by the step's own script under other settings (the recipe.json beside them
+changed too) are a person's and are kept.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from common.cli import StepStopped, parse_step_config, progress_bar, python_comm
 from common.fingerprint import file_fingerprint
 from common.io import atomic_write_json
 from common.paths import REPO_ROOT, PipelinePaths
+from common.recipe import RECIPE_JSON
 from common.settings import SettingError, Settings, device_setting, setting
 from common.steps import USER_ERRORS, Summary
 from gender_cnn.hand_labels import hand_labels_digest
@@ -279,6 +281,28 @@ def changed_outputs(number: str, paths: PipelinePaths, recorded: object) -> list
     return [key for key, value in now.items() if key in recorded and recorded[key] != value]
 
 
+def output_recipes(number: str, paths: PipelinePaths) -> dict[str, str | None]:
+    """root-relative path -> ``file_fingerprint`` of the ``recipe.json`` beside each single-file output, None when
+    absent: a step's script rewrites it only when it runs, so a person who made the outputs again by hand under
+    other settings changed it, and a torn or stray-edited output left it as it was."""
+    out: dict[str, str | None] = {}
+    for key in output_fingerprints(number, paths):
+        recipe = (paths.root / key).parent / RECIPE_JSON
+        name = str(recipe.relative_to(paths.root)) if recipe.is_relative_to(paths.root) else str(recipe)
+        out[name] = file_fingerprint(recipe) if recipe.is_file() else None
+    return out
+
+
+def remade_by_hand(number: str, paths: PipelinePaths, recorded: object) -> bool:
+    """True when a recipe recorded beside the step's outputs was since replaced by another one (its script ran
+    again, by hand, under other settings): the outputs are the person's, not damage, so they are kept (running
+    the step again under the runner's flags would replace them, or be refused by the step's own recipe)."""
+    if not isinstance(recorded, dict):
+        return False
+    now = output_recipes(number, paths)
+    return any(key in recorded and value is not None and recorded[key] != value for key, value in now.items())
+
+
 def input_fingerprints(number: str, paths: PipelinePaths) -> dict[str, str | None]:
     """root-relative path -> ``file_fingerprint`` (size:sha256) of each input, None when absent."""
     out: dict[str, str | None] = {}
@@ -439,6 +463,14 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
             if not options.redo and not upstream_ran and previous and _same_record(previous.get("record"), record):
                 missing = missing_outputs(number, paths)
                 changed = changed_outputs(number, paths, previous.get("outputs"))
+                if not missing and changed and remade_by_hand(number, paths, previous.get("recipes")):
+                    print(f"step {number}: its outputs were made again since by its own script under other "
+                          f"settings ({', '.join(changed)}): kept, not run again (to make them with this run's flags, run "
+                          f"the step alone with them plus --overwrite: {run_alone_hint(number, argv)} --overwrite)")
+                    atomic_write_json(marker, {**previous, "outputs": output_fingerprints(number, paths),
+                                               "recipes": output_recipes(number, paths)})
+                    report.results.append(StepResult(number, "skipped"))
+                    continue
                 if not missing and not changed:  # skipped only when the marker matches AND its outputs are intact
                     print(f"step {number}: finished earlier, skipped ({previous.get('summary', '')})")
                     report.results.append(StepResult(number, "skipped"))
@@ -460,7 +492,8 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
             seconds = time.perf_counter() - step_start
             report.results.append(StepResult(number, "ran", seconds, summary, result))
             atomic_write_json(marker, {"record": record, "outputs": output_fingerprints(number, paths),
-                                       "summary": summary, "seconds": round(seconds, 2)})
+                                       "recipes": output_recipes(number, paths), "summary": summary,
+                                       "seconds": round(seconds, 2)})
             upstream_ran = True
     except KeyboardInterrupt:  # between steps (inside one, the boundary says how many items are kept)
         return _stop(report, Interrupted("interrupted between steps; finished steps are kept; re-run to continue"),

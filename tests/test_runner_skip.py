@@ -12,7 +12,7 @@ from segment_world import draw
 from tiny_models import TINY_G_16
 
 from common.paths import PipelinePaths
-from pipeline.runner import PipelineOptions, missing_outputs, run_pipeline, step_inputs
+from pipeline.runner import PipelineOptions, load_script_file, missing_outputs, run_pipeline, step_inputs
 from stylegan import write_random_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -112,6 +112,34 @@ def test_a_damaged_output_file_runs_the_step_again(tmp_path, capsys):
     table.write_bytes(written[:10])
     assert run_pipeline(options) == 0
     assert "step 6: finished earlier, skipped" in capsys.readouterr().out
+
+
+def test_outputs_a_person_made_again_with_the_steps_script_are_kept(tmp_path, capsys):
+    """Reproduction (hostile review 6): run_pipeline --from 7a after `07_fit_latent_directions.py --no-hold
+    --overwrite` by hand ran 7a again under the runner's flags because directions.pt had changed; 7a refused (the
+    folder's recipe is the person's) and every later run refused the same way, with a fix (--overwrite) the
+    runner cannot pass. Step 6, which never gates, silently replaced the person's normalisation. A changed output
+    beside a changed recipe.json was made by the step's own script on purpose: kept, not run again (a damaged
+    file, its recipe unchanged, still runs the step again)."""
+    paths = PipelinePaths(tmp_path)
+    _segmentation_folder(paths)
+    options = PipelineOptions(root=tmp_path, device="cpu", quiet=True, first=6, last=6,
+                              step_args={"6": ["--no-pictures"]})
+    assert run_pipeline(options) == 0
+    norm = paths.property_scores_dir / "normalization.json"
+    runner_made = norm.read_bytes()
+    script = load_script_file("06_compute_property_scores.py")
+    assert script.main(["--root", str(tmp_path), "--no-pictures", "--method", "zscore", "-q"]) == 0
+    by_hand = norm.read_bytes()
+    assert by_hand != runner_made
+    capsys.readouterr()
+    assert run_pipeline(options) == 0
+    out = capsys.readouterr().out
+    assert "made again since by its own script" in out and "kept" in out
+    assert norm.read_bytes() == by_hand
+    assert run_pipeline(options) == 0       # adopted: the next run skips it quietly
+    assert "step 6: finished earlier, skipped" in capsys.readouterr().out
+    assert norm.read_bytes() == by_hand
 
 
 def test_every_step_names_inputs_and_outputs(tmp_path):
