@@ -5,6 +5,8 @@ gradient method (many times the forwards of ``learned:3``: ``bench_refine-cpu``)
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -176,6 +178,20 @@ def _fitted_in_the_raw_entry(paths: PipelinePaths) -> None:
     directions.save(paths.directions_pt)
 
 
+def _sefa_in_the_smoothed_entry(root: Path) -> tuple[PipelinePaths, Any]:
+    """A world whose directions.pt was fitted in the raw entry and whose sefa.pt in the smoothed one."""
+    from common.fingerprint import file_fingerprint
+    from stylegan.directions import load_directions
+
+    paths = make_world(root, sefa=True)
+    _fitted_in_the_raw_entry(paths)
+    sefa = load_directions(paths.sefa_pt)
+    sefa.generator_fingerprint = file_fingerprint(paths.stylegan_checkpoint)
+    sefa.info["generator_entry"] = "generator_smooth"
+    sefa.save(paths.sefa_pt)
+    return paths, sefa
+
+
 def test_directions_render_and_7c_trains_in_the_entry_the_directions_were_fitted_in(world, capsys):
     """Steps 8, 9 and the studio loaded the smoothed generator for the directions whatever entry step 7a had fitted
     them in, and step 7c trained on whatever --weights said: a run made with the raw weights got its edits moved in
@@ -294,16 +310,9 @@ def test_a_bad_refine_file_is_one_line_with_no_word_about_the_correction_first(w
 def test_the_studio_does_not_render_sefa_fitted_in_another_entry_than_the_directions(tmp_path, single_thread):
     """The studio renders every face with one generator, the latent directions' entry; a sefa.pt fitted in the other
     entry was rendered with it anyway (its edits moved in another w space). It is left out, with a note."""
-    from common.fingerprint import file_fingerprint
     from pipeline.studio.render import load_studio_models
-    from stylegan.directions import load_directions
 
-    paths = make_world(tmp_path / "root", sefa=True)
-    _fitted_in_the_raw_entry(paths)
-    sefa = load_directions(paths.sefa_pt)
-    sefa.generator_fingerprint = file_fingerprint(paths.stylegan_checkpoint)
-    sefa.info["generator_entry"] = "generator_smooth"
-    sefa.save(paths.sefa_pt)
+    paths, sefa = _sefa_in_the_smoothed_entry(tmp_path / "root")
     models = load_studio_models(paths, refine="off")
     assert models.generator.checkpoint_key == "generator" and models.sefa is None and "sefa" not in models.available
     assert any("SeFa directions not loaded" in n and "'generator_smooth' entry" in n for n in models.notes)
@@ -328,15 +337,7 @@ def test_step_9_refuses_methods_that_render_in_different_entries(tmp_path, singl
     """Step 9 judges every method's identity against one unedited face per latent, made in the directions' entry;
     a sefa.pt fitted in the other entry was compared against faces of another w space (silent garbage). Both
     together are refused in one line; each alone is judged against its own entry's faces."""
-    from common.fingerprint import file_fingerprint
-    from stylegan.directions import load_directions
-
-    paths = make_world(tmp_path / "root", sefa=True)
-    _fitted_in_the_raw_entry(paths)
-    sefa = load_directions(paths.sefa_pt)
-    sefa.generator_fingerprint = file_fingerprint(paths.stylegan_checkpoint)
-    sefa.info["generator_entry"] = "generator_smooth"
-    sefa.save(paths.sefa_pt)
+    paths, sefa = _sefa_in_the_smoothed_entry(tmp_path / "root")
     rc = load_script("9").main(["--root", str(paths.root), "--control", "all", "--device", "cpu",
                                 "--num-z", "2", "--num-values", "3", "-q"])
     err = capsys.readouterr().err.strip().splitlines()
