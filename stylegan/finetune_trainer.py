@@ -31,7 +31,6 @@ same update, so the weights stay identical everywhere. Hence 2 processes equal 1
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.schedules import cosine_rampdown
 from common.settings import SettingError, Settings, setting
 from stylegan.conditional import (
     ConditionalDiscriminator,
@@ -150,13 +150,7 @@ def ema_beta_for(config: FinetuneConfig) -> float:
 def lr_factor(config: FinetuneConfig, step: int) -> float:
     """The learning rates' multiplier at ``step`` (0-based): 1, then a half cosine to 0 over the final
     ``lr_rampdown`` share of ``config.steps`` (NVlabs' projector ramps its rate down the same way)."""
-    length = config.lr_rampdown * config.steps
-    if length <= 0:
-        return 1.0
-    left = (config.steps - step) / length      # 1 where the ramp starts, 0 at the last step
-    if left >= 1.0:
-        return 1.0
-    return 0.5 - 0.5 * math.cos(math.pi * max(left, 0.0))
+    return cosine_rampdown(step, config.steps, config.lr_rampdown)
 
 
 def step_generator(seed: int, step: int, stream: int, part: int = 0) -> torch.Generator:

@@ -49,6 +49,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.schedules import cosine_rampdown
+
 __all__ = ["REFINE_METHODS", "EditRefiner", "RefineConfig", "w_spread"]
 
 REFINE_METHODS = ("gradient", "secant", "learned", "broyden")
@@ -302,7 +304,7 @@ class EditRefiner:
             # cosine decay to zero: Adam's constant-size steps would otherwise leave every code
             # jittering around the optimum by about lr, which the judge sees as leakage
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * k / cfg.steps))
+                group["lr"] = cfg.lr * cosine_rampdown(k, cfg.steps)
             wp = _mix(w0, w1[:, None, :] + u * w_std, mask)
             pred = self.property_model(self._images(wp))
             err = ((pred - goal) * self.inv_scale).square() * weight

@@ -188,6 +188,32 @@ def test_the_trainer_applies_the_rampdown_to_both_optimisers(toy):
     expected = [lr_factor(trainer.config, s) for s in range(4)]
     assert seen == [pytest.approx((0.002 * f, 0.001 * f)) for f in expected]
     assert expected[0] == 1.0 and expected[-1] < 0.5
+    # resumed with a larger --steps: the optimisers' state restores the rate of the step saved last, the next step
+    # sets its own from the new --steps (here before the new ramp: the full rate again, as docs/step7b says)
+    saved = trainer.state_dict()
+    resumed = _trainer(toy, steps=8, lr_rampdown=0.5, lr_g=0.002, lr_d=0.001)
+    resumed.load_state_dict(saved)
+    assert resumed.opt_g.param_groups[0]["lr"] == pytest.approx(0.002 * expected[-1])
+    resumed.step()
+    assert lr_factor(resumed.config, 4) == 1.0
+    assert (resumed.opt_g.param_groups[0]["lr"], resumed.opt_d.param_groups[0]["lr"]) == (0.002, 0.001)
+
+
+def test_the_refine_and_the_fine_tune_ramp_down_along_one_formula():
+    """The refine's gradient method decayed its rate with its own copy of the half cosine; both now use
+    ``common.schedules.cosine_rampdown`` (the refine's is the fine-tune's with the whole run as the ramp)."""
+    import inspect
+    import math
+
+    from common.schedules import cosine_rampdown
+    from stylegan import refine
+
+    assert "cosine_rampdown(" in inspect.getsource(refine.EditRefiner._gradient)
+    config = FinetuneConfig(steps=30, lr_rampdown=1.0)
+    for k in range(30):
+        assert cosine_rampdown(k, 30) == pytest.approx(0.5 * (1.0 + math.cos(math.pi * k / 30)), abs=1e-12)
+        assert lr_factor(config, k) == cosine_rampdown(k, 30)
+    assert cosine_rampdown(0, 0, 0.5) == cosine_rampdown(5, 10, 0.0) == 1.0
 
 
 def test_paired_conditions_change_one_property_to_a_real_value(toy):
