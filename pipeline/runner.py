@@ -253,6 +253,11 @@ def missing_outputs(number: str, paths: PipelinePaths) -> list[str]:
             if not (folder.is_dir() and any(p.is_file() for p in folder.glob(pattern)))]
 
 
+def _root_key(path: Path, paths: PipelinePaths) -> str:
+    """How a marker names a file: relative to the root when under it (a moved root keeps its markers)."""
+    return str(path.relative_to(paths.root)) if path.is_relative_to(paths.root) else str(path)
+
+
 def output_fingerprints(number: str, paths: PipelinePaths) -> dict[str, str | None]:
     """root-relative path -> ``file_fingerprint`` of each single-file output, None when absent.
 
@@ -260,17 +265,17 @@ def output_fingerprints(number: str, paths: PipelinePaths) -> dict[str, str | No
     replaced (a truncated ``edit_correction.pt`` would otherwise count as done). Step 2's hand labels are left
     out: they grow while a person labels, and that is not a reason to run step 2 again.
     """
+    return {_root_key(path, paths): file_fingerprint(path) if path.is_file() else None
+            for path in _single_file_outputs(number, paths)}
+
+
+def _single_file_outputs(number: str, paths: PipelinePaths) -> list[Path]:
+    """The outputs a step names as one file (not a glob), step 2's hand labels left out."""
     number = step_id(number)
     if number == "2":
-        return {}
-    out: dict[str, str | None] = {}
-    for folder, pattern in step_outputs(number, paths):
-        if any(ch in pattern for ch in "*?["):
-            continue
-        path = folder / pattern
-        key = str(path.relative_to(paths.root)) if path.is_relative_to(paths.root) else str(path)
-        out[key] = file_fingerprint(path) if path.is_file() else None
-    return out
+        return []
+    return [folder / pattern for folder, pattern in step_outputs(number, paths)
+            if not any(ch in pattern for ch in "*?[")]
 
 
 def changed_outputs(number: str, paths: PipelinePaths, recorded: object) -> list[str]:
@@ -285,12 +290,9 @@ def output_recipes(number: str, paths: PipelinePaths) -> dict[str, str | None]:
     """root-relative path -> ``file_fingerprint`` of the ``recipe.json`` beside each single-file output, None when
     absent: a step's script rewrites it only when it runs, so a person who made the outputs again by hand under
     other settings changed it, and a torn or stray-edited output left it as it was."""
-    out: dict[str, str | None] = {}
-    for key in output_fingerprints(number, paths):
-        recipe = (paths.root / key).parent / RECIPE_JSON
-        name = str(recipe.relative_to(paths.root)) if recipe.is_relative_to(paths.root) else str(recipe)
-        out[name] = file_fingerprint(recipe) if recipe.is_file() else None
-    return out
+    recipes = {path.parent / RECIPE_JSON for path in _single_file_outputs(number, paths)}
+    return {_root_key(recipe, paths): file_fingerprint(recipe) if recipe.is_file() else None
+            for recipe in sorted(recipes)}
 
 
 def remade_by_hand(number: str, paths: PipelinePaths, recorded: object) -> bool:
@@ -308,8 +310,7 @@ def input_fingerprints(number: str, paths: PipelinePaths) -> dict[str, str | Non
     out: dict[str, str | None] = {}
     number = step_id(number)
     for path in step_inputs(number, paths):
-        key = str(path.relative_to(paths.root)) if path.is_relative_to(paths.root) else str(path)
-        out[key] = file_fingerprint(path) if path.is_file() else None
+        out[_root_key(path, paths)] = file_fingerprint(path) if path.is_file() else None
     if number in READS_HAND_LABELS:
         # the labels as read (CSV + journal replay): a compaction that keeps the labels changes nothing
         out["hand_labels"] = hand_labels_digest(paths.hand_labels_csv)
