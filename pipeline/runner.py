@@ -10,7 +10,7 @@ fine-tune), then "7c" (the refine option's edit correction, which needs both). `
 files it read and of the single files it wrote; a later run skips a step only when its marker matches AND its
 outputs exist unchanged, until an earlier step actually ran again (then every later step runs too: each is
 resumable, so only new work is done). A swapped checkpoint at the same path, or deleted or damaged outputs, make
-the step run again; outputs made again by the step's own script under other settings (the recipe.json beside them
+the step run again; outputs made again by the step's own script under other settings (the recipe beside them
 changed too) are a person's and are kept.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 from common.cli import StepStopped, parse_step_config, progress_bar, python_command, run_guarded
 from common.fingerprint import file_fingerprint
 from common.io import atomic_write_json
-from common.paths import REPO_ROOT, PipelinePaths
+from common.paths import GENERATION_JSON, REPO_ROOT, PipelinePaths
 from common.recipe import RECIPE_JSON
 from common.settings import SettingError, Settings, device_setting, setting
 from common.steps import USER_ERRORS, Summary
@@ -286,23 +286,30 @@ def changed_outputs(number: str, paths: PipelinePaths, recorded: object) -> list
     return [key for key, value in now.items() if key in recorded and recorded[key] != value]
 
 
+RECIPE_FILES = (RECIPE_JSON, GENERATION_JSON)
+"""The names a step's recipe has in its output folder (step 1's is its manifest, generation.json)."""
+
+
 def output_recipes(number: str, paths: PipelinePaths) -> dict[str, str | None]:
-    """root-relative path -> ``file_fingerprint`` of the ``recipe.json`` beside each single-file output, None when
+    """root-relative path -> ``file_fingerprint`` of the recipe file beside each single-file output, None when
     absent: a step's script rewrites it only when it runs, so a person who made the outputs again by hand under
     other settings changed it, and a torn or stray-edited output left it as it was."""
-    recipes = {path.parent / RECIPE_JSON for path in _single_file_outputs(number, paths)}
+    recipes = {path.parent / name for path in _single_file_outputs(number, paths) for name in RECIPE_FILES}
     return {_root_key(recipe, paths): file_fingerprint(recipe) if recipe.is_file() else None
             for recipe in sorted(recipes)}
 
 
 def remade_by_hand(number: str, paths: PipelinePaths, recorded: object) -> bool:
-    """True when a recipe recorded beside the step's outputs was since replaced by another one (its script ran
-    again, by hand, under other settings): the outputs are the person's, not damage, so they are kept (running
-    the step again under the runner's flags would replace them, or be refused by the step's own recipe)."""
+    """True when a recipe recorded beside the step's outputs was since replaced by another readable one (its
+    script ran again, by hand, under other settings): the outputs are the person's, not damage, so they are kept
+    (running the step again under the runner's flags would replace them, or be refused by the step's recipe)."""
     if not isinstance(recorded, dict):
         return False
-    now = output_recipes(number, paths)
-    return any(key in recorded and value is not None and recorded[key] != value for key, value in now.items())
+    for key, value in output_recipes(number, paths).items():
+        if key in recorded and value is not None and recorded[key] != value:
+            if _json_object(paths.root / key) is not None:    # a torn recipe is damage, not a new one
+                return True
+    return False
 
 
 def input_fingerprints(number: str, paths: PipelinePaths) -> dict[str, str | None]:
@@ -317,10 +324,10 @@ def input_fingerprints(number: str, paths: PipelinePaths) -> dict[str, str | Non
     return out
 
 
-def _marker_record(marker: Path) -> dict | None:
-    """A marker's record, or None when it is unreadable (then the step simply runs again)."""
+def _json_object(path: Path) -> dict | None:
+    """A marker's (or a recipe's) JSON object, or None when it is unreadable (then the step simply runs again)."""
     try:
-        data = json.loads(marker.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -460,7 +467,7 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
             marker = _marker(options.root, number)
             record = {"argv": _recipe_argv(argv), "labels": _labels_identity(options.labels) if number == "2" else None,
                       "inputs": input_fingerprints(number, paths)}
-            previous = _marker_record(marker) if marker.is_file() else None
+            previous = _json_object(marker) if marker.is_file() else None
             if not options.redo and not upstream_ran and previous and _same_record(previous.get("record"), record):
                 missing = missing_outputs(number, paths)
                 changed = changed_outputs(number, paths, previous.get("outputs"))

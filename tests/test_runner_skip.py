@@ -166,3 +166,26 @@ def test_quiet_or_not_a_finished_step_is_skipped(tmp_path, capsys):
                             step_args={"1": ["--num", "4", "--format", "png"]})
     assert run_pipeline(other) == 0  # a real argument still counts
     assert "finished earlier, skipped" not in capsys.readouterr().out
+
+
+def test_step_1s_images_a_person_made_again_by_hand_are_kept(tmp_path, capsys):
+    """Reproduction (hostile review 6): step 1 run again by hand (`01_generate_images.py --trunc-psi 0.5
+    --overwrite`) changed generated.csv; the runner ran step 1 again under its own flags, which step 1 refused (the
+    folder's recipe, generation.json, is the person's), and every later run refused the same way. Its recipe file
+    changed with the outputs: kept. A torn generation.json is damage: the step runs again."""
+    paths = PipelinePaths(tmp_path)
+    write_random_checkpoint(paths.stylegan_checkpoint, seed=0, **TINY_G_16)
+    assert run_pipeline(_options(tmp_path, 1, 1)) == 0
+    hand = ["--root", str(tmp_path), "--num", "3", "--format", "png", "--trunc-psi", "0.5", "--overwrite", "-q",
+            "--device", "cpu"]
+    assert load_script_file("01_generate_images.py").main(hand) == 0
+    by_hand = (paths.generated_dir / "w.npy").read_bytes()
+    capsys.readouterr()
+    assert run_pipeline(_options(tmp_path, 1, 1)) == 0
+    assert "made again since by its own script" in capsys.readouterr().out
+    assert (paths.generated_dir / "w.npy").read_bytes() == by_hand
+    manifest = paths.generated_dir / "generation.json"
+    manifest.write_bytes(manifest.read_bytes()[:20])
+    assert run_pipeline(_options(tmp_path, 1, 1)) == 2     # run again: step 1 refuses its torn manifest in one line
+    out = capsys.readouterr()
+    assert "made again since" not in out.out and "outputs changed since" in out.out
