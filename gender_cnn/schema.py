@@ -6,3 +6,6 @@ QUALITY_GENDER_COLUMNS: tuple[str, ...] = ("img_name", "gender_score", "quality_
 
 OOF_COLUMNS: tuple[str, ...] = ("img_name", "task", "label", "oof_score", "fold")
 """Step 3's ``oof_predictions.csv`` (read by the labeller's mistake review)."""
+
+TRAIN_CONFIG_JSON = "train_config.json"
+"""Step 3's record of the settings its fold models were trained with, in its logs folder."""

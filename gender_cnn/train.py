@@ -58,7 +58,7 @@ from gender_cnn.data import (
 )
 from gender_cnn.hand_labels import load_hand_labels
 from gender_cnn.predict import TASKS, fold_files, load_model_file, model_logits, model_path
-from gender_cnn.schema import OOF_COLUMNS
+from gender_cnn.schema import OOF_COLUMNS, TRAIN_CONFIG_JSON
 
 logger = logging.getLogger(__name__)
 
@@ -544,7 +544,7 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     record = {k: v for k, v in asdict(config).items() if k not in NOT_TRAINING_FIELDS or k in ("tasks", "limit")}
     record.update({name: str(getattr(config, name)) for name in PATH_FIELDS})
     record.update({"device": str(device), "unreadable_images": cache.failed})
-    atomic_write_json(config.logs_dir / "train_config.json", record)
+    atomic_write_json(config.logs_dir / TRAIN_CONFIG_JSON, record)
     return TrainSummary(results=results, n_images=len(cache.names), failed=cache.failed, models_dir=config.models_dir,
                         logs_dir=config.logs_dir, seconds=time.perf_counter() - start, device=str(device),
                         world_size=ctx.world_size, folds_here=folds_here)

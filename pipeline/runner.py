@@ -34,7 +34,9 @@ from common.paths import GENERATION_JSON, REPO_ROOT, PipelinePaths
 from common.recipe import RECIPE_JSON
 from common.settings import SettingError, Settings, device_setting, setting
 from common.steps import USER_ERRORS, Summary
+from gender_cnn.filter import FILTER_RECIPE
 from gender_cnn.hand_labels import hand_labels_digest
+from gender_cnn.schema import TRAIN_CONFIG_JSON
 from stylegan.finetune_schema import FinetuneRunFiles, find_latest_checkpoint
 from stylegan.generate import MANIFEST_NAME
 
@@ -234,7 +236,7 @@ def step_outputs(number: str, paths: PipelinePaths) -> list[tuple[Path, str]]:
         "1": [_file(paths.generated_csv), _file(paths.latents_npy), _file(paths.w_npy),
               _file(paths.generated_dir / MANIFEST_NAME)],
         "2": [_file(paths.hand_labels_csv)],
-        "3": [(paths.cnn_models_dir, "*_fold*.pt"), (paths.cnn_logs_dir, "train_config.json")],
+        "3": [(paths.cnn_models_dir, "*_fold*.pt"), _file(paths.cnn_logs_dir / TRAIN_CONFIG_JSON)],
         "4": [_file(paths.quality_gender_csv), (paths.filtered_dir, "*")],
         "5": [_file(paths.crops_csv)],
         "6": [_file(paths.all_scores_csv), _file(paths.normalization_json)],
@@ -286,8 +288,9 @@ def changed_outputs(number: str, paths: PipelinePaths, recorded: object) -> list
     return [key for key, value in now.items() if key in recorded and recorded[key] != value]
 
 
-RECIPE_FILES = (RECIPE_JSON, GENERATION_JSON)
-"""The names a step's recipe has in its output folder (step 1's is its manifest, generation.json)."""
+RECIPE_FILES = (RECIPE_JSON, GENERATION_JSON, FILTER_RECIPE, TRAIN_CONFIG_JSON)
+"""The names a step's record of its settings has in its output folder: ``common.recipe``'s, step 1's manifest,
+step 4's recipe, step 3's train_config.json (step 3's only single-file output is its own record)."""
 
 
 def output_recipes(number: str, paths: PipelinePaths) -> dict[str, str | None]:
