@@ -61,11 +61,15 @@ def _segmentation_folder(paths: PipelinePaths) -> None:
     pd.DataFrame(rows).to_csv(seg / "crops.csv", index=False)
 
 
-def test_step6_is_not_skipped_after_its_outputs_were_deleted(tmp_path, capsys):
-    paths = PipelinePaths(tmp_path)
+def _step6_world(root: Path) -> tuple[PipelinePaths, PipelineOptions]:
+    """Step 5's folder under ``root`` and the runner's options for step 6 alone."""
+    paths = PipelinePaths(root)
     _segmentation_folder(paths)
-    options = PipelineOptions(root=tmp_path, device="cpu", quiet=True, first=6, last=6,
-                              step_args={"6": ["--no-pictures"]})
+    return paths, PipelineOptions(root=root, device="cpu", quiet=True, first=6, last=6,
+                                  step_args={"6": ["--no-pictures"]})
+
+def test_step6_is_not_skipped_after_its_outputs_were_deleted(tmp_path, capsys):
+    paths, options = _step6_world(tmp_path)
     assert run_pipeline(options) == 0
     assert run_pipeline(options) == 0
     assert "step 6: finished earlier, skipped" in capsys.readouterr().out
@@ -88,10 +92,7 @@ def test_a_damaged_output_file_runs_the_step_again(tmp_path, capsys):
     single-file output's fingerprint; a file changed since runs the step again, which writes it whole."""
     import json
 
-    paths = PipelinePaths(tmp_path)
-    _segmentation_folder(paths)
-    options = PipelineOptions(root=tmp_path, device="cpu", quiet=True, first=6, last=6,
-                              step_args={"6": ["--no-pictures"]})
+    paths, options = _step6_world(tmp_path)
     assert run_pipeline(options) == 0
     table = paths.property_scores_dir / "all_scores.csv"
     written = table.read_bytes()
@@ -121,10 +122,7 @@ def test_outputs_a_person_made_again_with_the_steps_script_are_kept(tmp_path, ca
     runner cannot pass. Step 6, which never gates, silently replaced the person's normalisation. A changed output
     beside a changed recipe.json was made by the step's own script on purpose: kept, not run again (a damaged
     file, its recipe unchanged, still runs the step again)."""
-    paths = PipelinePaths(tmp_path)
-    _segmentation_folder(paths)
-    options = PipelineOptions(root=tmp_path, device="cpu", quiet=True, first=6, last=6,
-                              step_args={"6": ["--no-pictures"]})
+    paths, options = _step6_world(tmp_path)
     assert run_pipeline(options) == 0
     norm = paths.property_scores_dir / "normalization.json"
     runner_made = norm.read_bytes()
