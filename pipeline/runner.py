@@ -481,6 +481,7 @@ def run_steps(options: PipelineOptions) -> PipelineReport:
                     atomic_write_json(marker, {**previous, "outputs": output_fingerprints(number, paths),
                                                "recipes": output_recipes(number, paths)})
                     report.results.append(StepResult(number, "skipped"))
+                    upstream_ran = True     # as after a run: later steps may read what it made (step 4's images)
                     continue
                 if not missing and not changed:  # skipped only when the marker matches AND its outputs are intact
                     print(f"step {number}: finished earlier, skipped ({previous.get('summary', '')})")
