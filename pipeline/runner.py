@@ -308,11 +308,10 @@ def remade_by_hand(number: str, paths: PipelinePaths, recorded: object) -> bool:
     (running the step again under the runner's flags would replace them, or be refused by the step's recipe)."""
     if not isinstance(recorded, dict):
         return False
-    for key, value in output_recipes(number, paths).items():
-        if key in recorded and value is not None and recorded[key] != value:
-            if _json_object(paths.root / key) is not None:    # a torn recipe is damage, not a new one
-                return True
-    return False
+    # a torn recipe (it does not read) is damage, not a new one
+    return any(key in recorded and value is not None and recorded[key] != value
+               and _json_object(paths.root / key) is not None
+               for key, value in output_recipes(number, paths).items())
 
 
 def input_fingerprints(number: str, paths: PipelinePaths) -> dict[str, str | None]:
