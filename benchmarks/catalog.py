@@ -97,7 +97,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "bench_studio": Benchmark("python benchmarks/bench_studio.py --device {device}", needs=_GPU, devices=_BOTH),
     "control_lab_worlds": Benchmark("python benchmarks/control_lab.py --worlds", manual=True),
     "control_lab_finetune": Benchmark("python benchmarks/control_lab_finetune.py --variants default decorrelate=1.0 "
-                                      "pair_weight=3.0,decorrelate=1.0",
+                                      "pair_weight=3.0,decorrelate=1.0 pair_weight=5.0,decorrelate=1.0,lr_rampdown=0.5",
                                       manual=True),
     "control_lab_small": Benchmark("python benchmarks/control_lab.py --small-seeds 0 1 2 --isa-sweep", manual=True),
 }
