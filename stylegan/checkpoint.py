@@ -51,6 +51,11 @@ def entry_for_weights(weights: str) -> str:
         raise ValueError(f"invalid weights={weights!r}; allowed: {tuple(WEIGHTS_ENTRIES)}") from None
 
 
+def weights_for_entry(entry: str) -> str:
+    """The ``--weights`` spelling that loads ``entry`` (the inverse of :func:`entry_for_weights`): for fixes."""
+    return "ema" if entry == "generator_smooth" else "raw"
+
+
 def recorded_entry(entry: str | None) -> str:
     """A generator entry as recipes record it: ``auto`` for the default (smoothed) one however it was reached
     (``None``, ``auto``, ``generator_smooth``), else the entry itself, so one folder keeps one recipe."""

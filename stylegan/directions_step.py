@@ -66,7 +66,7 @@ from common.settings import (
     weights_setting,
 )
 from common.steps import Progress, ProgressCounter, StepError
-from stylegan.checkpoint import entry_for_weights, load_generator
+from stylegan.checkpoint import entry_for_weights, load_generator, weights_for_entry
 from stylegan.directions import (
     DEFAULT_CAP,
     DEFAULT_HOLD,
@@ -371,7 +371,7 @@ def _fit(config: FitDirectionsConfig, progress: Callable[[int, int], None] | Non
     if counts["checkpoint_key"] not in (None, generator.checkpoint_key):
         raise FitDirectionsInputError(
             f"step 1 made its images with the '{counts['checkpoint_key']}' entry of the checkpoint, this run loads "
-            f"'{generator.checkpoint_key}': pass --weights {'ema' if counts['checkpoint_key'] == 'generator_smooth' else 'raw'}")
+            f"'{generator.checkpoint_key}': pass --weights {weights_for_entry(counts['checkpoint_key'])}")
     w = load_w_codes(generator, config.generated_dir, rows["index"].to_numpy(), counts["trunc_psi"],
                      counts["trunc_layers"])
     scores = rows[list(PROPERTY_NAMES)].to_numpy(np.float64)

@@ -44,7 +44,7 @@ from common.settings import (
     weights_setting,
 )
 from common.steps import Progress, ProgressCounter, StepError
-from stylegan.checkpoint import entry_for_weights, load_generator, recorded_entry
+from stylegan.checkpoint import entry_for_weights, load_generator, recorded_entry, weights_for_entry
 from stylegan.refine import RefineConfig
 from stylegan.refine_correction import (
     CorrectionConfig,
@@ -222,7 +222,7 @@ def _refuse_other_weights(config: FitCorrectionConfig, generator: Any) -> None:
         return
     asked, used = entry_for_weights(config.weights), generator.checkpoint_key
     if asked != used:
-        right = "ema" if used == "generator_smooth" else "raw"
+        right = weights_for_entry(used)
         raise FitCorrectionInputError(
             f"the edits of {config.directions} render in the '{used}' entry of {config.stylegan_checkpoint} (steps "
             f"8, 9 and the studio use it), this run asks for '{asked}'; fix: --weights {right} or auto")
